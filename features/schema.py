@@ -1,0 +1,116 @@
+"""Canonical names and containers shared by every room.
+
+Whatever a company's export calls its columns, the contract maps them onto these names on load;
+everything downstream (features, training, serving) only ever sees the canonical frames below.
+
+Canonical frames (timestamps are tz-naive ``datetime64[ns]`` in UTC; ``lead_id`` is int64 or str):
+
+- ``leads``:    ``lead_id``, ``created_at``, then attribute columns (categorical -> ``category``
+  or ``object``; numeric -> float64).
+- ``events``:   ``lead_id``, ``occurred_at``, ``event_type`` (str or ``category``), optional
+  ``channel``, ``campaign`` (str) and ``value`` (float64).
+- ``outcomes``: ``lead_id``, ``converted_at`` (``NaT`` when not converted), optional ``amount``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+LEAD_ID = "lead_id"
+CREATED_AT = "created_at"
+OCCURRED_AT = "occurred_at"
+EVENT_TYPE = "event_type"
+CHANNEL = "channel"
+CAMPAIGN = "campaign"
+VALUE = "value"
+CONVERTED_AT = "converted_at"
+AMOUNT = "amount"
+
+LEADS = "leads"
+EVENTS = "events"
+OUTCOMES = "outcomes"
+TABLES = (LEADS, EVENTS, OUTCOMES)
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    LEADS: (LEAD_ID, CREATED_AT),
+    EVENTS: (LEAD_ID, OCCURRED_AT, EVENT_TYPE),
+    OUTCOMES: (LEAD_ID, CONVERTED_AT),
+}
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    LEADS: (),
+    EVENTS: (CHANNEL, CAMPAIGN, VALUE),
+    OUTCOMES: (AMOUNT,),
+}
+
+# Engagement event types the synthetic CRM emits and the default points rules know.
+# The contract accepts any event type string; these are the conventional ones.
+EMAIL_OPEN = "email_open"
+EMAIL_CLICK = "email_click"
+PAGE_VIEW = "page_view"
+PRICING_PAGE_VIEW = "pricing_page_view"
+FORM_FILL = "form_fill"
+WEBINAR = "webinar"
+CONTENT_DOWNLOAD = "content_download"
+DEMO_REQUEST = "demo_request"
+UNSUBSCRIBE = "unsubscribe"
+EMAIL_BOUNCE = "email_bounce"
+# Lifecycle event: sales handed the lead back to nurturing (a "recycled" lead).
+RECYCLED = "recycled"
+
+ENGAGEMENT_EVENT_TYPES = (
+    EMAIL_OPEN,
+    EMAIL_CLICK,
+    PAGE_VIEW,
+    PRICING_PAGE_VIEW,
+    FORM_FILL,
+    WEBINAR,
+    CONTENT_DOWNLOAD,
+    DEMO_REQUEST,
+    UNSUBSCRIBE,
+    EMAIL_BOUNCE,
+)
+LIFECYCLE_EVENT_TYPES = (RECYCLED,)
+
+# Feature families: explanations split a score into a fit part and an engagement part.
+FIT = "fit"
+ENGAGEMENT = "engagement"
+LIFECYCLE = "lifecycle"
+FAMILIES = (FIT, ENGAGEMENT, LIFECYCLE)
+
+
+@dataclass
+class CRMData:
+    """The three validated, canonical CRM tables plus which lead columns are attributes."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame
+    outcomes: pd.DataFrame
+    categorical_attributes: list[str] = field(default_factory=list)
+    numeric_attributes: list[str] = field(default_factory=list)
+
+    @property
+    def attributes(self) -> list[str]:
+        return [*self.categorical_attributes, *self.numeric_attributes]
+
+
+@dataclass
+class FlatData:
+    """A flat export: one row per lead, engagement already aggregated, a label column.
+
+    ``frame`` holds ``lead_id``, the label column ``label`` (0/1), optional ``created_at``, and the
+    feature columns; ``families`` maps each feature column to ``fit`` / ``engagement`` /
+    ``lifecycle``; ``score_columns`` are existing scores kept aside for baselines (not features).
+    """
+
+    frame: pd.DataFrame
+    categorical_features: list[str]
+    numeric_features: list[str]
+    families: dict[str, str]
+    score_columns: list[str] = field(default_factory=list)
+    label: str = "label"
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.categorical_features, *self.numeric_features]

@@ -1,0 +1,1 @@
+"""Requests and rows to write: the scoring core, the BentoML service and batch rescoring."""

@@ -1,0 +1,1 @@
+"""Models and evidence: LightGBM training, evaluation, baselines, MLflow registry."""

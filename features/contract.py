@@ -1,0 +1,982 @@
+"""The CRM data contract: typed config, vectorised validation rules and the strict/quarantine policies.
+
+Config (YAML -> pydantic) comes in two modes, told apart by ``mode``:
+
+- ``crm`` (:class:`DataConfig`): three tables ``leads`` / ``events`` / ``outcomes`` whose column
+  names are mapped onto the canonical names of :mod:`features.schema`.
+- ``flat`` (:class:`FlatConfig`): one exported table, one row per lead, with declared column roles
+  (validated by :mod:`features.flat`).
+
+Relative paths (files, quarantine folder, SQLite database files) resolve against the directory of
+the YAML file they are written in (:func:`load_config`), or against ``base_dir`` given to
+:meth:`DataConfig.resolve_paths` when the config is a section of a larger project YAML.
+
+Type inference for attribute columns that are not declared: after missing-value markers are
+replaced by missing, numeric dtypes (not bool) are numeric; object columns whose non-missing values
+all parse as numbers are numeric; everything else (object, bool, category) is categorical.
+Categorical values become ``str`` (missing stays missing); numeric values become float64.
+
+Validation: each rule is a function returning the offending-row mask. Every rule that fires yields a
+:class:`ContractViolation` (table, column, rule, count, examples). ``strict`` raises
+:class:`ContractError` listing them all; ``quarantine`` moves the offending rows, with the reason per
+row, to one file per table in ``quarantine_dir`` and keeps the rest. Cascade: a quarantined lead
+takes its events and outcomes along (reason ``lead_quarantined``); a quarantined outcome takes its
+lead along (reason ``outcome_quarantined``), because keeping the lead without its outcome would
+silently turn a conversion into a non-conversion. Missing required columns are always fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from sqlalchemy.engine import make_url
+
+from features.schema import (
+    AMOUNT,
+    CAMPAIGN,
+    CHANNEL,
+    CONVERTED_AT,
+    CREATED_AT,
+    EVENT_TYPE,
+    EVENTS,
+    FAMILIES,
+    FIT,
+    LEAD_ID,
+    LEADS,
+    OCCURRED_AT,
+    OPTIONAL_COLUMNS,
+    OUTCOMES,
+    REQUIRED_COLUMNS,
+    TABLES,
+    VALUE,
+    CRMData,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Rule names (the ``rule`` of a violation and the reason written per quarantined row)
+# ---------------------------------------------------------------------------------------------
+MISSING_COLUMN = "missing_column"
+WRONG_TYPE = "wrong_type"
+NULL_VALUE = "null_value"
+DUPLICATE_LEAD_ID = "duplicate_lead_id"
+DUPLICATE_OUTCOME = "duplicate_outcome"
+UNKNOWN_LEAD = "unknown_lead"
+FUTURE_TIMESTAMP = "future_timestamp"
+CONVERTED_BEFORE_CREATED = "converted_before_created"
+NON_BINARY_LABEL = "non_binary_label"
+LEAD_QUARANTINED = "lead_quarantined"
+OUTCOME_QUARANTINED = "outcome_quarantined"
+
+STRICT = "strict"
+QUARANTINE = "quarantine"
+
+ROW_COLUMN = "_row"
+REASON_COLUMN = "_reason"
+N_EXAMPLES = 5
+
+# The flat table's name in violations and reports.
+FLAT = "flat"
+
+DEFAULT_MISSING_VALUES = ("",)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config models
+# ---------------------------------------------------------------------------------------------
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    """Where the CRM tables live.
+
+    ``kind`` csv/parquet: ``leads``/``events``/``outcomes`` are file paths.
+    ``kind`` sql: they are table names in the database at ``url`` (SQLAlchemy URL; SQLite default).
+    """
+
+    kind: Literal["csv", "parquet", "sql"] = "csv"
+    leads: str = LEADS
+    events: str = EVENTS
+    outcomes: str = OUTCOMES
+    url: str | None = None
+    db_schema: str | None = None
+    chunksize: int = Field(default=500_000, gt=0)
+    csv_separator: str = ","
+    csv_encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _url_for_sql(self) -> SourceConfig:
+        if self.kind == "sql" and not self.url:
+            raise ValueError("source.url is required when source.kind is 'sql'")
+        return self
+
+    def location(self, table: str) -> str:
+        """File path or table name of one canonical table."""
+        return str(getattr(self, table))
+
+
+def _check_mapping_keys(table: str, mapping: dict[str, str]) -> dict[str, str]:
+    allowed = {*REQUIRED_COLUMNS[table], *OPTIONAL_COLUMNS[table]}
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise ValueError(
+            f"columns.{table}: unknown canonical column(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    return mapping
+
+
+class ColumnMapping(_Model):
+    """Canonical name -> the company's column name, per table (unmapped columns keep their name).
+
+    Optional canonical columns (``channel``, ``campaign``, ``value``, ``amount``) are used when the
+    (mapped) column exists in the source and left out otherwise.
+    """
+
+    leads: dict[str, str] = Field(default_factory=dict)
+    events: dict[str, str] = Field(default_factory=dict)
+    outcomes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("leads", "events", "outcomes")
+    @classmethod
+    def _known_keys(cls, mapping: dict[str, str], info: Any) -> dict[str, str]:
+        return _check_mapping_keys(info.field_name, mapping)
+
+    def source_name(self, table: str, canonical: str) -> str:
+        return getattr(self, table).get(canonical, canonical)
+
+    def canonical_by_source(self, table: str) -> dict[str, str]:
+        """Rename map (source -> canonical) for every canonical column of ``table``."""
+        return {
+            self.source_name(table, c): c for c in (*REQUIRED_COLUMNS[table], *OPTIONAL_COLUMNS[table])
+        }
+
+
+class AttributesConfig(_Model):
+    """Lead attribute columns (by their name in the source; they keep that name)."""
+
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)
+    infer_undeclared: bool = True
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> AttributesConfig:
+        _check_disjoint("attributes", categorical=self.categorical, numeric=self.numeric, ignore=self.ignore)
+        return self
+
+
+def _check_disjoint(section: str, **lists: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for name, columns in lists.items():
+        for column in columns:
+            if column in seen and seen[column] != name:
+                raise ValueError(f"{section}: column {column!r} is in both {seen[column]!r} and {name!r}")
+            seen[column] = name
+
+
+class _CommonConfig(_Model):
+    missing_values: list[str] = Field(default_factory=lambda: list(DEFAULT_MISSING_VALUES))
+    policy: Literal["strict", "quarantine"] = STRICT
+    quarantine_dir: Path | None = None
+    quarantine_format: Literal["csv", "parquet"] = "csv"
+    reference_time: datetime | None = None
+    timestamp_format: str | None = None
+
+    @model_validator(mode="after")
+    def _quarantine_needs_dir(self) -> _CommonConfig:
+        if self.policy == QUARANTINE and self.quarantine_dir is None:
+            raise ValueError("policy 'quarantine' needs quarantine_dir")
+        return self
+
+    def reference_timestamp(self) -> pd.Timestamp:
+        """``reference_time`` as tz-naive UTC (now when not set)."""
+        return _naive_utc(self.reference_time or datetime.now(UTC))
+
+
+class DataConfig(_CommonConfig):
+    """Config of the three-table CRM contract (``mode: crm``)."""
+
+    mode: Literal["crm"] = "crm"
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    columns: ColumnMapping = Field(default_factory=ColumnMapping)
+    attributes: AttributesConfig = Field(default_factory=AttributesConfig)
+
+    def resolve_paths(self, base_dir: Path | str) -> DataConfig:
+        """Copy with relative file paths, SQLite files and quarantine_dir made absolute under base_dir."""
+        base = Path(base_dir)
+        source = self.source
+        if source.kind == "sql":
+            source = source.model_copy(update={"url": _resolve_sqlite_url(source.url or "", base)})
+        else:
+            source = source.model_copy(
+                update={t: str(_resolve_path(source.location(t), base)) for t in TABLES}
+            )
+        return self.model_copy(
+            update={"source": source, "quarantine_dir": _resolve_optional(self.quarantine_dir, base)}
+        )
+
+
+class FlatSourceConfig(_Model):
+    """Where the flat table lives: a CSV/Parquet file, or a table in the database at ``url``."""
+
+    kind: Literal["csv", "parquet", "sql"] = "csv"
+    path: str | None = None
+    table: str | None = None
+    url: str | None = None
+    db_schema: str | None = None
+    chunksize: int = Field(default=500_000, gt=0)
+    csv_separator: str = ","
+    csv_encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _location(self) -> FlatSourceConfig:
+        if self.kind == "sql" and not (self.url and self.table):
+            raise ValueError("source.url and source.table are required when source.kind is 'sql'")
+        if self.kind != "sql" and not self.path:
+            raise ValueError(f"source.path is required when source.kind is {self.kind!r}")
+        return self
+
+
+class FlatConfig(_CommonConfig):
+    """Config of a flat export (``mode: flat``): one row per lead, aggregated engagement, a label.
+
+    ``families`` maps a family (``engagement`` / ``lifecycle`` / ``fit``) to its columns; feature
+    columns not listed are ``fit``. ``masked_values`` maps a column to values recorded after the
+    outcome (leakage); they are replaced by missing.
+    """
+
+    mode: Literal["flat"] = "flat"
+    source: FlatSourceConfig
+    id_column: str
+    label_column: str
+    positive_label: str | int | bool = 1
+    negative_label: str | int | bool = 0
+    timestamp_column: str | None = None
+    ignore: list[str] = Field(default_factory=list)
+    score_columns: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    families: dict[str, list[str]] = Field(default_factory=dict)
+    masked_values: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"families: unknown family {unknown}; allowed: {list(FAMILIES)}")
+        return families
+
+    @model_validator(mode="after")
+    def _roles_disjoint(self) -> FlatConfig:
+        roles = {
+            "id_column": self.id_column,
+            "label_column": self.label_column,
+            **({"timestamp_column": self.timestamp_column} if self.timestamp_column else {}),
+        }
+        role_columns = list(roles.values())
+        if len(set(role_columns)) != len(role_columns):
+            raise ValueError(f"id_column, label_column and timestamp_column must differ: {roles}")
+        _check_disjoint(
+            "flat config",
+            roles=role_columns,
+            ignore=self.ignore,
+            score_columns=self.score_columns,
+            categorical=self.categorical,
+            numeric=self.numeric,
+        )
+        _check_disjoint("families", **self.families)
+        for family, columns in self.families.items():
+            clash = sorted(set(columns) & {*role_columns, *self.ignore, *self.score_columns})
+            if clash:
+                raise ValueError(f"families.{family}: {clash} are not feature columns")
+        return self
+
+    def family_of(self, column: str) -> str:
+        for family, columns in self.families.items():
+            if column in columns:
+                return family
+        return FIT
+
+    def declared_columns(self) -> list[str]:
+        """Every column the config names (all must exist in the source)."""
+        names = [self.id_column, self.label_column, *([self.timestamp_column] if self.timestamp_column else [])]
+        names += [*self.ignore, *self.score_columns, *self.categorical, *self.numeric, *self.masked_values]
+        names += [c for columns in self.families.values() for c in columns]
+        return list(dict.fromkeys(names))
+
+    def unignore(self, *columns: str) -> FlatConfig:
+        """Copy with ``columns`` taken off the ignore list (e.g. to put leaky fields back in a test)."""
+        missing = sorted(set(columns) - set(self.ignore))
+        if missing:
+            raise ValueError(f"unignore: {missing} are not in the ignore list")
+        return self.model_copy(update={"ignore": [c for c in self.ignore if c not in columns]})
+
+    def resolve_paths(self, base_dir: Path | str) -> FlatConfig:
+        """Copy with a relative source path, SQLite file and quarantine_dir made absolute under base_dir."""
+        base = Path(base_dir)
+        update: dict[str, Any] = {}
+        if self.source.path:
+            update["path"] = str(_resolve_path(self.source.path, base))
+        if self.source.url:
+            update["url"] = _resolve_sqlite_url(self.source.url, base)
+        return self.model_copy(
+            update={
+                "source": self.source.model_copy(update=update),
+                "quarantine_dir": _resolve_optional(self.quarantine_dir, base),
+            }
+        )
+
+
+AnyDataConfig = Annotated[DataConfig | FlatConfig, Field(discriminator="mode")]
+_ANY_CONFIG = TypeAdapter(AnyDataConfig)
+
+
+def parse_data_config(section: dict[str, Any], base_dir: Path | str | None = None) -> DataConfig | FlatConfig:
+    """Build the config from a ``data:`` mapping (``mode`` defaults to ``crm``), resolving paths."""
+    if not isinstance(section, dict):
+        raise ValueError(f"data config must be a mapping, got {type(section).__name__}")
+    config = _ANY_CONFIG.validate_python({"mode": "crm", **section})
+    return config.resolve_paths(base_dir) if base_dir is not None else config
+
+
+def load_config(path: Path | str) -> DataConfig | FlatConfig:
+    """Load a data config from YAML: the section itself, or a project file with a ``data:`` section.
+
+    Relative paths in it resolve against the YAML file's directory.
+    """
+    path = Path(path)
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if isinstance(document, dict) and isinstance(document.get("data"), dict):
+        document = document["data"]
+    return parse_data_config(document or {}, base_dir=path.resolve().parent)
+
+
+def _resolve_path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _resolve_optional(value: Path | None, base: Path) -> Path | None:
+    return None if value is None else _resolve_path(str(value), base)
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(_resolve_path(parsed.database, base))).render_as_string(
+        hide_password=False
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Violations, errors, report
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContractViolation:
+    """One rule broken by ``n_rows`` rows of one column of one table, with a few examples.
+
+    Each example is a dict with ``row`` (0-based position in the table as read), ``lead_id`` and
+    ``value`` (the offending raw value).
+    """
+
+    table: str
+    column: str
+    rule: str
+    n_rows: int
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        shown = "; ".join(
+            ", ".join(f"{k}={v!r}" if k == "value" else f"{k}={v}" for k, v in ex.items())
+            for ex in self.examples
+        )
+        rows = "row" if self.n_rows == 1 else "rows"
+        text = f"{self.table}.{self.column}: {self.rule}: {self.n_rows} {rows}"
+        if self.detail:
+            text += f" ({self.detail})"
+        return f"{text}; e.g. {shown}" if shown else text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContractError(ValueError):
+    """Input breaks the data contract; ``violations`` lists every problem found."""
+
+    def __init__(self, violations: list[ContractViolation]) -> None:
+        self.violations = list(violations)
+        lines = "\n".join(f"  - {v.message}" for v in self.violations)
+        super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}")
+
+
+@dataclass
+class ValidationReport:
+    """What validation found and did: rows in/kept/quarantined per table, counts per rule."""
+
+    policy: str
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_kept: dict[str, int] = field(default_factory=dict)
+    rows_quarantined: dict[str, int] = field(default_factory=dict)
+    violations: list[ContractViolation] = field(default_factory=list)
+    cascaded: dict[str, dict[str, int]] = field(default_factory=dict)
+    quarantine_files: dict[str, Path] = field(default_factory=dict)
+    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        """Offending rows per (table, rule, column), cascades included (column ``lead_id``)."""
+        out = {(v.table, v.rule, v.column): v.n_rows for v in self.violations}
+        for table, by_rule in self.cascaded.items():
+            for rule, n in by_rule.items():
+                out[(table, rule, LEAD_ID)] = n
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain, JSON-friendly form (e.g. to log with a run)."""
+        return {
+            "policy": self.policy,
+            "rows_in": dict(self.rows_in),
+            "rows_kept": dict(self.rows_kept),
+            "rows_quarantined": dict(self.rows_quarantined),
+            "counts": [{"table": t, "rule": r, "column": c, "n_rows": n} for (t, r, c), n in self.counts.items()],
+            "violations": [v.message for v in self.violations],
+            "quarantine_files": {t: str(p) for t, p in self.quarantine_files.items()},
+            "ignored_columns": {t: list(c) for t, c in self.ignored_columns.items()},
+        }
+
+    def summary(self) -> str:
+        lines = [f"validation ({self.policy}): {'ok' if self.ok else f'{len(self.violations)} violation(s)'}"]
+        for table in self.rows_in:
+            line = (
+                f"  {table}: {self.rows_in[table]} in, {self.rows_kept.get(table, 0)} kept, "
+                f"{self.rows_quarantined.get(table, 0)} quarantined"
+            )
+            if table in self.quarantine_files:
+                line += f" -> {self.quarantine_files[table]}"
+            lines.append(line)
+        lines += [f"  - {v.message}" for v in self.violations]
+        for table, by_rule in self.cascaded.items():
+            lines += [f"  - {table}: {rule}: {n} rows" for rule, n in by_rule.items() if n]
+        return "\n".join(lines)
+
+
+class ViolationCollector:
+    """Accumulates rule masks per table and turns them into violations."""
+
+    def __init__(self) -> None:
+        self.violations: list[ContractViolation] = []
+        self.masks: dict[str, list[tuple[str, np.ndarray]]] = {}
+
+    def add(
+        self,
+        table: str,
+        column: str,
+        rule: str,
+        mask: np.ndarray | pd.Series,
+        frame: pd.DataFrame,
+        *,
+        id_column: str | None = LEAD_ID,
+        detail: str = "",
+    ) -> None:
+        """Record ``rule`` on ``table.column`` if any row of ``frame`` (raw values) is flagged."""
+        mask = np.asarray(mask, dtype=bool)
+        n_rows = int(mask.sum())
+        if n_rows == 0:
+            return
+        positions = np.flatnonzero(mask)[:N_EXAMPLES]
+        examples: list[dict[str, Any]] = []
+        for pos in positions:
+            example: dict[str, Any] = {"row": int(frame.index[pos])}
+            if id_column is not None and id_column in frame.columns:
+                example[id_column] = _plain(frame[id_column].iat[pos])
+            if column in frame.columns and column != id_column:
+                example["value"] = _plain(frame[column].iat[pos])
+            examples.append(example)
+        self.violations.append(ContractViolation(table, column, rule, n_rows, examples, detail))
+        self.masks.setdefault(table, []).append((f"{rule}:{column}", mask))
+
+    def missing_columns(self, table: str, missing: list[str], source_names: dict[str, str]) -> None:
+        for column in missing:
+            source = source_names.get(column, column)
+            detail = f"source column {source!r} not found" if source != column else "column not found"
+            self.violations.append(ContractViolation(table, column, MISSING_COLUMN, 0, [], detail))
+
+    def fatal(self) -> list[ContractViolation]:
+        return [v for v in self.violations if v.rule == MISSING_COLUMN]
+
+    def table_mask(self, table: str, n_rows: int) -> np.ndarray:
+        mask = np.zeros(n_rows, dtype=bool)
+        for _, rule_mask in self.masks.get(table, []):
+            mask |= rule_mask
+        return mask
+
+    def reasons(self, table: str, positions: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Reason text (``rule:column; ...``) of the rows at ``positions``, built rule by rule."""
+        reasons = np.full(len(positions), "", dtype=object)
+        items = [*self.masks.get(table, []), *(extra or {}).items()]
+        for reason, mask in items:
+            hit = mask[positions]
+            sep = np.where(reasons[hit] == "", "", "; ")
+            reasons[hit] = reasons[hit] + sep + reason
+        return reasons
+
+
+def _plain(value: Any) -> Any:
+    """Numpy/pandas scalar -> plain Python for messages; missing -> None."""
+    if value is None or (not isinstance(value, str | bytes) and pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return str(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers (pure, vectorised)
+# ---------------------------------------------------------------------------------------------
+def _naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def replace_missing_markers(frame: pd.DataFrame, markers: list[str]) -> pd.DataFrame:
+    """``frame`` with the marker strings (e.g. ``Select``) in text/category columns set to missing.
+
+    Returns ``frame`` itself when no marker occurs, else a shallow copy with the touched columns new.
+    """
+    if not markers:
+        return frame
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            present = [m for m in markers if m in values.cat.categories]
+            replaced = values.cat.remove_categories(present) if present else None
+        elif values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            hit = values.isin(markers).to_numpy()
+            replaced = values.mask(hit) if hit.any() else None
+        else:
+            replaced = None
+        if replaced is not None:
+            out = out.copy(deep=False) if out is frame else out
+            out[column] = replaced
+    return out
+
+
+def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Series, np.ndarray]:
+    """Parse to tz-naive UTC ``datetime64[ns]``; returns (parsed, mask of unparseable non-null values).
+
+    Naive inputs are taken as UTC; tz-aware inputs are converted to UTC first. Strings are parsed
+    with ``fmt`` (default ISO 8601).
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values, format=fmt or "ISO8601", utc=True, errors="coerce")
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            parsed = parsed.dt.tz_localize(None)
+    parsed = parsed.astype("datetime64[ns]", copy=False)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return parsed, np.zeros(len(values), dtype=bool)
+    bad = (parsed.isna() & values.notna()).to_numpy()
+    return parsed, bad
+
+
+def parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Parse to float64; returns (parsed, mask of unparseable non-null values)."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("float64"), np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64", copy=False), np.zeros(len(values), dtype=bool)
+    parsed = pd.to_numeric(values, errors="coerce").astype("float64", copy=False)
+    bad = (parsed.isna() & values.notna()).to_numpy()
+    return parsed, bad
+
+
+def to_text(values: pd.Series) -> pd.Series:
+    """Categorical values as ``str`` in an object column; missing stays missing."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return to_text_category(values).astype(object)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values
+    return values.astype(object).where(values.isna(), values.astype(str))
+
+
+def to_text_category(values: pd.Series) -> pd.Series:
+    """Values as a ``category`` column with ``str`` categories (cheap for many repeated values)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return to_text(values).astype("category")
+    categories = values.cat.categories
+    if pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty"):
+        return values
+    return values.cat.rename_categories(categories.astype(str))
+
+
+def is_numeric_like(values: pd.Series) -> bool:
+    """Inference rule: numeric dtype (not bool), or text whose non-missing values all parse as numbers."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return True
+    if values.dtype != object:
+        return False
+    present = values.dropna()
+    if present.empty or pd.api.types.infer_dtype(present.iloc[:1000], skipna=True) == "boolean":
+        return False
+    head = pd.to_numeric(present.iloc[:1000], errors="coerce")  # cheap rejection of text columns
+    if head.isna().any():
+        return False
+    return bool(pd.to_numeric(present, errors="coerce").notna().all())
+
+
+def infer_kinds(
+    frame: pd.DataFrame, columns: list[str], categorical: list[str], numeric: list[str]
+) -> tuple[list[str], list[str]]:
+    """Split ``columns`` into (categorical, numeric): declared first, inferred for the rest."""
+    cats, nums = [], []
+    for column in columns:
+        if column in categorical:
+            cats.append(column)
+        elif column in numeric or is_numeric_like(frame[column]):
+            nums.append(column)
+        else:
+            cats.append(column)
+    return cats, nums
+
+
+def lead_id_kind(values: pd.Series) -> Literal["int", "str"]:
+    """``int`` when the ids are integers (int dtype, or floats that are all whole), else ``str``."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(values.dtype):
+        present = values.dropna()
+        return "int" if bool((present == np.floor(present)).all()) else "str"
+    return "str"
+
+
+def coerce_lead_ids(values: pd.Series, kind: Literal["int", "str"]) -> tuple[pd.Series, np.ndarray]:
+    """Coerce ids to the leads table's kind; returns (ids, mask of ids that cannot be coerced)."""
+    if kind == "int":
+        parsed = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values.dtype) else values
+        parsed = parsed.astype("float64") if not pd.api.types.is_integer_dtype(parsed.dtype) else parsed
+        bad = (values.notna() & parsed.isna()).to_numpy()
+        if pd.api.types.is_float_dtype(parsed.dtype):
+            fractional = parsed.notna().to_numpy() & (parsed.to_numpy() != np.floor(parsed.to_numpy()))
+            bad |= fractional
+            parsed = parsed.mask(fractional)
+            parsed = parsed.astype("Int64")
+        return parsed, bad
+    if pd.api.types.is_float_dtype(values.dtype) and lead_id_kind(values) == "int":
+        values = values.astype("Int64")
+    return to_text(values), np.zeros(len(values), dtype=bool)
+
+
+def finalize_lead_ids(values: pd.Series, kind: Literal["int", "str"]) -> pd.Series:
+    """Ids of kept rows (no missing) to int64 or str."""
+    return values.astype("int64" if kind == "int" else object, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules: each returns the offending-row mask
+# ---------------------------------------------------------------------------------------------
+def rule_missing_columns(frame: pd.DataFrame, required: list[str] | tuple[str, ...]) -> list[str]:
+    """Required columns absent from ``frame`` (fatal: a column cannot be quarantined)."""
+    return [c for c in required if c not in frame.columns]
+
+
+def rule_null(values: pd.Series, unparseable: np.ndarray | None = None) -> np.ndarray:
+    """Missing required values (values that failed to parse are reported as wrong_type instead)."""
+    mask = values.isna().to_numpy()
+    return mask & ~unparseable if unparseable is not None else mask
+
+
+def rule_duplicated(values: pd.Series) -> np.ndarray:
+    """Every row whose (non-missing) value occurs more than once: all copies, none is trusted."""
+    return (values.duplicated(keep=False) & values.notna()).to_numpy()
+
+
+def rule_unknown_lead(lead_ids: pd.Series, known_ids: pd.Series) -> np.ndarray:
+    """Rows referring to a lead id absent from the leads table."""
+    return (~lead_ids.isin(known_ids) & lead_ids.notna()).to_numpy()
+
+
+def rule_future(timestamps: pd.Series, reference: pd.Timestamp) -> np.ndarray:
+    """Timestamps after the reference time."""
+    return (timestamps > reference).to_numpy()
+
+
+def rule_converted_before_created(
+    outcome_lead_ids: pd.Series, converted_at: pd.Series, lead_ids: pd.Series, created_at: pd.Series
+) -> np.ndarray:
+    """Conversions dated before their lead's creation."""
+    created_by_id = pd.Series(created_at.to_numpy(), index=lead_ids.to_numpy())
+    created_by_id = created_by_id[~created_by_id.index.duplicated() & created_by_id.index.notna()]
+    created = outcome_lead_ids.map(created_by_id)
+    return (converted_at < created).to_numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy
+# ---------------------------------------------------------------------------------------------
+def write_quarantine(
+    rows: pd.DataFrame, reasons: np.ndarray, directory: Path, table: str, fmt: str
+) -> Path:
+    """Write offending raw rows with ``_row`` and ``_reason`` atomically; returns the file path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = rows.copy()
+    out.insert(0, REASON_COLUMN, reasons)
+    out.insert(0, ROW_COLUMN, rows.index.to_numpy())
+    target = directory / f"{table}.{fmt}"
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{table}.", suffix=f".{fmt}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "parquet":
+            text = [c for c in out.columns if out[c].dtype == object]
+            out[text] = out[text].apply(to_text)
+            out.to_parquet(tmp, index=False)
+        else:
+            out.to_csv(tmp, index=False)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def apply_policy(
+    collector: ViolationCollector,
+    raw: dict[str, pd.DataFrame],
+    config: _CommonConfig,
+    *,
+    cascade_from_leads: dict[str, pd.Series] | None = None,
+    cascade_to_leads: dict[str, pd.Series] | None = None,
+    lead_table: str = LEADS,
+) -> tuple[dict[str, np.ndarray], ValidationReport]:
+    """Apply the policy to per-table masks; returns the keep-mask per table and the report.
+
+    ``raw`` holds the frames as read (quarantine files show these rows). ``cascade_from_leads`` maps
+    dependent tables to their lead-id series: rows of quarantined leads are quarantined too.
+    ``cascade_to_leads`` maps tables whose quarantined rows take their lead along. ``lead_ids`` of
+    the lead table must be given under ``cascade_from_leads[lead_table]``.
+    """
+    report = ValidationReport(policy=config.policy, violations=list(collector.violations))
+    report.rows_in = {t: len(f) for t, f in raw.items()}
+    if config.policy == STRICT:
+        if collector.violations:
+            raise ContractError(collector.violations)
+        report.rows_kept = dict(report.rows_in)
+        report.rows_quarantined = dict.fromkeys(raw, 0)
+        return {t: np.ones(len(f), dtype=bool) for t, f in raw.items()}, report
+
+    cascade_from_leads = cascade_from_leads or {}
+    cascade_to_leads = cascade_to_leads or {}
+    bad = {t: collector.table_mask(t, len(f)) for t, f in raw.items()}
+    extra: dict[str, dict[str, np.ndarray]] = {t: {} for t in raw}
+    lead_ids = cascade_from_leads.get(lead_table)
+    if lead_ids is not None:
+        # Upward cascade: a quarantined outcome takes its lead (else a conversion silently vanishes).
+        up_ids = [ids[bad[t]] for t, ids in cascade_to_leads.items()]
+        if up_ids:
+            up = (lead_ids.isin(pd.concat(up_ids).dropna()).to_numpy()) & ~bad[lead_table]
+            if up.any():
+                extra[lead_table][OUTCOME_QUARANTINED] = up
+                bad[lead_table] |= up
+        # Downward cascade: a quarantined lead takes its events and outcomes.
+        gone = lead_ids[bad[lead_table]].dropna()
+        for table, ids in cascade_from_leads.items():
+            if table == lead_table:
+                continue
+            down = ids.isin(gone).to_numpy() & ~bad[table]
+            if down.any():
+                extra[table][LEAD_QUARANTINED] = down
+                bad[table] |= down
+
+    for table, frame in raw.items():
+        n_bad = int(bad[table].sum())
+        report.rows_quarantined[table] = n_bad
+        report.rows_kept[table] = len(frame) - n_bad
+        report.cascaded[table] = {rule: int(mask.sum()) for rule, mask in extra[table].items()}
+        reasons = collector.reasons(table, np.flatnonzero(bad[table]), extra[table])
+        assert config.quarantine_dir is not None  # guaranteed by the config validator
+        report.quarantine_files[table] = write_quarantine(
+            frame[bad[table]], reasons, Path(config.quarantine_dir), table, config.quarantine_format
+        )
+    report.cascaded = {t: c for t, c in report.cascaded.items() if c}
+    return {t: ~m for t, m in bad.items()}, report
+
+
+# ---------------------------------------------------------------------------------------------
+# CRM validation
+# ---------------------------------------------------------------------------------------------
+def _canonical(frame: pd.DataFrame, table: str, config: DataConfig) -> pd.DataFrame:
+    """Rename mapped source columns to canonical names (raw values, index = row number)."""
+    rename = {s: c for s, c in config.columns.canonical_by_source(table).items() if s in frame.columns}
+    clashes = [c for s, c in rename.items() if s != c and c in frame.columns]
+    if clashes:
+        raise ContractError(
+            [
+                ContractViolation(
+                    table, c, "ambiguous_column", 0, [],
+                    f"source has both {c!r} and the column mapped onto it",
+                )
+                for c in clashes
+            ]
+        )
+    return frame.rename(columns=rename, copy=False) if rename else frame
+
+
+def _assemble(
+    columns: dict[str, pd.Series], order: list[str], keep: np.ndarray, kind: Literal["int", "str"]
+) -> pd.DataFrame:
+    """Canonical output frame from typed columns: kept rows only, fresh RangeIndex, ids finalised."""
+    everything = bool(keep.all())
+    arrays = {}
+    for column in order:
+        values = columns[column] if everything else columns[column][keep]
+        values = finalize_lead_ids(values, kind) if column == LEAD_ID else values
+        arrays[column] = values.reset_index(drop=True) if not everything else values
+    return pd.DataFrame(arrays, copy=False)
+
+
+def _positional(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` indexed 0..n-1 (row numbers in messages), without copying when it already is."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
+def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationReport]:
+    """Validate raw tables (``RawTables`` or any object with leads/events/outcomes frames).
+
+    Returns canonical, typed :class:`CRMData` and the :class:`ValidationReport`; raises
+    :class:`ContractError` on missing required columns, and on any violation under ``strict``.
+    """
+    source_frames = {t: _positional(getattr(raw, t)) for t in TABLES}
+    frames = {t: _canonical(source_frames[t], t, config) for t in TABLES}
+    collector = ViolationCollector()
+    for table in TABLES:
+        names = {c: config.columns.source_name(table, c) for c in REQUIRED_COLUMNS[table]}
+        collector.missing_columns(table, rule_missing_columns(frames[table], REQUIRED_COLUMNS[table]), names)
+    leads_frame = frames[LEADS]
+    declared = [*config.attributes.categorical, *config.attributes.numeric]
+    absent = [c for c in declared if c not in leads_frame.columns]
+    for column in absent:
+        collector.violations.append(
+            ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "declared attribute not found")
+        )
+    for table in (EVENTS, OUTCOMES):
+        for column in OPTIONAL_COLUMNS[table]:
+            source = getattr(config.columns, table).get(column)
+            if source is not None and column not in frames[table].columns:
+                collector.violations.append(
+                    ContractViolation(table, column, MISSING_COLUMN, 0, [], f"mapped source column {source!r} not found")
+                )
+    if collector.fatal():
+        raise ContractError(collector.fatal())
+
+    markers = config.missing_values
+    frames = {t: replace_missing_markers(f, markers) for t, f in frames.items()}
+    reference = config.reference_timestamp()
+    fmt = config.timestamp_format
+    typed: dict[str, dict[str, pd.Series]] = {t: {} for t in TABLES}
+
+    # lead ids: the leads table decides int vs str; the other tables follow it.
+    kind = lead_id_kind(frames[LEADS][LEAD_ID])
+    for table in TABLES:
+        ids, bad = coerce_lead_ids(frames[table][LEAD_ID], kind)
+        typed[table][LEAD_ID] = ids
+        collector.add(table, LEAD_ID, WRONG_TYPE, bad, frames[table])
+        collector.add(table, LEAD_ID, NULL_VALUE, rule_null(ids, bad), frames[table])
+
+    time_columns = {LEADS: CREATED_AT, EVENTS: OCCURRED_AT, OUTCOMES: CONVERTED_AT}
+    for table, column in time_columns.items():
+        parsed, bad = parse_timestamps(frames[table][column], fmt)
+        typed[table][column] = parsed
+        collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="unparseable timestamp")
+        if table != OUTCOMES:  # converted_at is null for leads that did not convert
+            collector.add(table, column, NULL_VALUE, rule_null(parsed, bad), frames[table])
+        collector.add(table, column, FUTURE_TIMESTAMP, rule_future(parsed, reference), frames[table],
+                      detail=f"after reference time {reference}")
+
+    events = frames[EVENTS]
+    typed[EVENTS][EVENT_TYPE] = to_text_category(events[EVENT_TYPE])
+    collector.add(EVENTS, EVENT_TYPE, NULL_VALUE, rule_null(typed[EVENTS][EVENT_TYPE]), events)
+    for table, column in ((EVENTS, CHANNEL), (EVENTS, CAMPAIGN)):
+        if column in frames[table].columns:
+            typed[table][column] = to_text(frames[table][column])
+    for table, column in ((EVENTS, VALUE), (OUTCOMES, AMOUNT)):
+        if column in frames[table].columns:
+            parsed, bad = parse_numbers(frames[table][column])
+            typed[table][column] = parsed
+            collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="not a number")
+
+    # attributes
+    attrs = config.attributes
+    canonical_lead_columns = {*REQUIRED_COLUMNS[LEADS], *OPTIONAL_COLUMNS[LEADS]}
+    candidates = [c for c in leads_frame.columns if c not in canonical_lead_columns and c not in attrs.ignore]
+    attribute_columns = candidates if attrs.infer_undeclared else [c for c in candidates if c in declared]
+    categorical, numeric = infer_kinds(frames[LEADS], attribute_columns, attrs.categorical, attrs.numeric)
+    for column in categorical:
+        typed[LEADS][column] = to_text(frames[LEADS][column])
+    for column in numeric:
+        parsed, bad = parse_numbers(frames[LEADS][column])
+        typed[LEADS][column] = parsed
+        collector.add(LEADS, column, WRONG_TYPE, bad, frames[LEADS], detail="not a number")
+
+    # relations
+    lead_ids = typed[LEADS][LEAD_ID]
+    collector.add(LEADS, LEAD_ID, DUPLICATE_LEAD_ID, rule_duplicated(lead_ids), frames[LEADS])
+    for table in (EVENTS, OUTCOMES):
+        collector.add(table, LEAD_ID, UNKNOWN_LEAD, rule_unknown_lead(typed[table][LEAD_ID], lead_ids),
+                      frames[table])
+    collector.add(OUTCOMES, LEAD_ID, DUPLICATE_OUTCOME, rule_duplicated(typed[OUTCOMES][LEAD_ID]),
+                  frames[OUTCOMES])
+    collector.add(
+        OUTCOMES, CONVERTED_AT, CONVERTED_BEFORE_CREATED,
+        rule_converted_before_created(typed[OUTCOMES][LEAD_ID], typed[OUTCOMES][CONVERTED_AT],
+                                      lead_ids, typed[LEADS][CREATED_AT]),
+        frames[OUTCOMES],
+    )
+
+    keep, report = apply_policy(
+        collector,
+        source_frames,
+        config,
+        cascade_from_leads={t: typed[t][LEAD_ID] for t in TABLES},
+        cascade_to_leads={OUTCOMES: typed[OUTCOMES][LEAD_ID]},
+    )
+    ignored = [c for c in candidates if c not in attribute_columns] + [c for c in attrs.ignore if c in leads_frame]
+    if ignored:
+        report.ignored_columns[LEADS] = ignored
+    out = {}
+    for table in TABLES:
+        columns = typed[table]
+        order = [*REQUIRED_COLUMNS[table], *(c for c in OPTIONAL_COLUMNS[table] if c in columns)]
+        if table == LEADS:
+            order += [*categorical, *numeric]
+        out[table] = _assemble(columns, order, keep[table], kind)
+    data = CRMData(
+        leads=out[LEADS], events=out[EVENTS], outcomes=out[OUTCOMES],
+        categorical_attributes=categorical, numeric_attributes=numeric,
+    )
+    return data, report

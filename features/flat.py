@@ -1,0 +1,149 @@
+"""Flat mode: one exported table, one row per lead, engagement already aggregated, a label column.
+
+Column roles come from :class:`features.contract.FlatConfig`. The output :class:`FlatData` frame
+holds ``lead_id``, ``label`` (0/1, int64), optional ``created_at``, the feature
+columns (source names) and the score columns (kept aside for baselines; not features).
+Ignored columns are dropped and listed in the report's ``ignored_columns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import (
+    DUPLICATE_LEAD_ID,
+    FLAT,
+    FUTURE_TIMESTAMP,
+    MISSING_COLUMN,
+    NON_BINARY_LABEL,
+    NULL_VALUE,
+    WRONG_TYPE,
+    ContractError,
+    ContractViolation,
+    FlatConfig,
+    ValidationReport,
+    ViolationCollector,
+    apply_policy,
+    coerce_lead_ids,
+    finalize_lead_ids,
+    infer_kinds,
+    lead_id_kind,
+    parse_numbers,
+    parse_timestamps,
+    replace_missing_markers,
+    rule_duplicated,
+    rule_future,
+    rule_missing_columns,
+    rule_null,
+    to_text,
+)
+from features.readers import read_flat
+from features.schema import CREATED_AT, LEAD_ID, FlatData
+
+LABEL = "label"
+
+
+def _label_matches(values: pd.Series, label: str | int | bool) -> np.ndarray:
+    """Rows equal to ``label``: numerically when both sides are numbers, else as trimmed text."""
+    numeric_label = pd.to_numeric(pd.Series([label]), errors="coerce").iat[0]
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.isna(numeric_label):
+        return (values.astype("float64") == float(numeric_label)).to_numpy()
+    text = to_text(values).str.strip()
+    return (text == str(label).strip()).fillna(False).to_numpy(dtype=bool)
+
+
+def parse_label(values: pd.Series, positive: Any, negative: Any) -> tuple[pd.Series, np.ndarray]:
+    """Label to 0/1 (int64 where valid); returns (labels as float with NaN, mask of non-binary values)."""
+    is_pos = _label_matches(values, positive)
+    is_neg = _label_matches(values, negative)
+    labels = pd.Series(np.where(is_pos, 1.0, np.where(is_neg, 0.0, np.nan)), index=values.index)
+    non_binary = values.notna().to_numpy() & ~is_pos & ~is_neg
+    return labels, non_binary
+
+
+def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, ValidationReport]:
+    """Validate a raw flat table against ``config``; returns :class:`FlatData` and the report.
+
+    Raises :class:`ContractError` when a declared column is missing, and on any violation under
+    ``strict``.
+    """
+    source = raw if isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0 and raw.index.step == 1 else raw.reset_index(drop=True)
+    collector = ViolationCollector()
+    for column in rule_missing_columns(source, config.declared_columns()):
+        collector.violations.append(ContractViolation(FLAT, column, MISSING_COLUMN, 0, [], "declared column not found"))
+    clash = [c for c in (LEAD_ID, LABEL, CREATED_AT) if c in source.columns and c not in config.declared_columns()]
+    for column in clash:
+        collector.violations.append(
+            ContractViolation(FLAT, column, "reserved_name", 0, [], "name is reserved for the canonical columns; ignore it")
+        )
+    if collector.violations:
+        raise ContractError(collector.violations)
+
+    frame = replace_missing_markers(source, config.missing_values)
+    for column, values in config.masked_values.items():
+        hit = frame[column].isin(values).to_numpy()
+        if hit.any():
+            frame[column] = frame[column].mask(hit)
+    id_col = config.id_column
+
+    def add(column: str, rule: str, mask: np.ndarray, detail: str = "") -> None:
+        collector.add(FLAT, column, rule, mask, frame, id_column=id_col, detail=detail)
+
+    kind = lead_id_kind(frame[id_col])
+    ids, bad_ids = coerce_lead_ids(frame[id_col], kind)
+    add(id_col, WRONG_TYPE, bad_ids)
+    add(id_col, NULL_VALUE, rule_null(ids, bad_ids))
+    add(id_col, DUPLICATE_LEAD_ID, rule_duplicated(ids))
+
+    labels, non_binary = parse_label(frame[config.label_column], config.positive_label, config.negative_label)
+    add(config.label_column, NULL_VALUE, rule_null(frame[config.label_column]))
+    add(config.label_column, NON_BINARY_LABEL, non_binary,
+        f"expected {config.positive_label!r} (positive) or {config.negative_label!r} (negative)")
+
+    columns: dict[str, pd.Series] = {LEAD_ID: ids, LABEL: labels}
+    if config.timestamp_column:
+        parsed, bad = parse_timestamps(frame[config.timestamp_column], config.timestamp_format)
+        add(config.timestamp_column, WRONG_TYPE, bad, "unparseable timestamp")
+        add(config.timestamp_column, NULL_VALUE, rule_null(parsed, bad))
+        reference = config.reference_timestamp()
+        add(config.timestamp_column, FUTURE_TIMESTAMP, rule_future(parsed, reference),
+            f"after reference time {reference}")
+        columns[CREATED_AT] = parsed
+
+    roles = {id_col, config.label_column, config.timestamp_column, *config.ignore, *config.score_columns}
+    feature_columns = [c for c in frame.columns if c not in roles]
+    categorical, numeric = infer_kinds(frame, feature_columns, config.categorical, config.numeric)
+    for column in categorical:
+        columns[column] = to_text(frame[column])
+    for column in [*numeric, *config.score_columns]:
+        parsed, bad = parse_numbers(frame[column])
+        add(column, WRONG_TYPE, bad, "not a number")
+        columns[column] = parsed
+
+    keep, report = apply_policy(collector, {FLAT: source}, config)
+    ignored = [c for c in config.ignore if c in source.columns]
+    if ignored:
+        report.ignored_columns[FLAT] = ignored
+    out = pd.DataFrame(columns)[keep[FLAT]].reset_index(drop=True)
+    out[LEAD_ID] = finalize_lead_ids(out[LEAD_ID], kind)
+    out[LABEL] = out[LABEL].astype("int64")
+    families = {c: config.family_of(c) for c in [*categorical, *numeric]}
+    data = FlatData(
+        frame=out, categorical_features=categorical, numeric_features=numeric, families=families,
+        score_columns=list(config.score_columns), label=LABEL,
+    )
+    return data, report
+
+
+def load_flat(
+    config: FlatConfig,
+    *,
+    lead_ids: Sequence[Any] | None = None,
+    lead_id_range: tuple[Any, Any] | None = None,
+) -> tuple[FlatData, ValidationReport]:
+    """Read the flat table and validate it."""
+    return validate_flat(read_flat(config, lead_ids=lead_ids, lead_id_range=lead_id_range), config)

@@ -1,0 +1,250 @@
+"""Readers for CSV, Parquet and SQL: raw frames as stored, no validation, no renaming.
+
+Every reader can read a subset of leads: ``lead_ids`` (a list of ids) or ``lead_id_range``
+(``(start, stop)``, half-open: ``start <= id < stop``), filtered on ``lead_id_column`` (the
+source name of the lead id). SQL filters in the database and streams the result by chunks
+(server-side cursor on PostgreSQL); Parquet filters while reading (pyarrow); CSV reads by chunks
+and filters each chunk. Rows come back with a fresh ``RangeIndex``, in stored order for files (as
+the database returns them for SQL; id lists are queried in batches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
+from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, TABLES
+
+SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass
+class RawTables:
+    """The three CRM tables as read (source column names, raw values)."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame
+    outcomes: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class LeadSubset:
+    """Which leads to read: explicit ids, or a half-open id range ``[start, stop)``."""
+
+    lead_ids: Sequence[Any] | None = None
+    lead_id_range: tuple[Any, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lead_ids is not None and self.lead_id_range is not None:
+            raise ValueError("give lead_ids or lead_id_range, not both")
+        # plain Python values: database drivers cannot bind numpy scalars (sqlite3 binds them as BLOBs)
+        if self.lead_ids is not None:
+            object.__setattr__(self, "lead_ids", pd.Series(list(self.lead_ids)).tolist())
+        if self.lead_id_range is not None:
+            start, stop = pd.Series(list(self.lead_id_range)).tolist()
+            object.__setattr__(self, "lead_id_range", (start, stop))
+
+    @property
+    def is_all(self) -> bool:
+        return self.lead_ids is None and self.lead_id_range is None
+
+    def mask(self, ids: pd.Series) -> pd.Series:
+        """Rows of ``ids`` inside the subset."""
+        if self.lead_ids is not None:
+            return ids.isin(list(self.lead_ids))
+        if self.lead_id_range is not None:
+            start, stop = self.lead_id_range
+            return (ids >= start) & (ids < stop)
+        return pd.Series(True, index=ids.index)
+
+
+ALL_LEADS = LeadSubset()
+
+
+def _select_existing(available: Sequence[str], columns: Sequence[str] | None) -> list[str] | None:
+    """Requested columns that exist (missing ones are reported by validation, not here)."""
+    if columns is None:
+        return None
+    return [c for c in available if c in set(columns)]
+
+
+def read_csv_table(
+    path: Path | str,
+    *,
+    columns: Sequence[str] | None = None,
+    lead_id_column: str = LEAD_ID,
+    subset: LeadSubset = ALL_LEADS,
+    separator: str = ",",
+    encoding: str = "utf-8",
+    chunksize: int = 500_000,
+) -> pd.DataFrame:
+    """Read a CSV file (only ``columns`` that exist, when given), optionally a subset of leads."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CSV file not found: {path}")
+    header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
+    usecols = _select_existing(list(header), columns)
+    options: dict[str, Any] = {"sep": separator, "encoding": encoding, "usecols": usecols, "low_memory": False}
+    if subset.is_all:
+        return pd.read_csv(path, **options)
+    if lead_id_column not in header:
+        raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
+    parts = [chunk[subset.mask(chunk[lead_id_column])] for chunk in pd.read_csv(path, chunksize=chunksize, **options)]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0, **options)
+    return frame.reset_index(drop=True)
+
+
+def read_parquet_table(
+    path: Path | str,
+    *,
+    columns: Sequence[str] | None = None,
+    lead_id_column: str = LEAD_ID,
+    subset: LeadSubset = ALL_LEADS,
+) -> pd.DataFrame:
+    """Read a Parquet file (only ``columns`` that exist, when given), optionally a subset of leads."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Parquet file not found: {path}")
+    names = pq.read_schema(path).names
+    usecols = _select_existing(names, columns)
+    filters = None
+    if not subset.is_all:
+        if lead_id_column not in names:
+            raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
+        if subset.lead_ids is not None:
+            filters = [(lead_id_column, "in", list(subset.lead_ids))]
+        else:
+            start, stop = subset.lead_id_range  # type: ignore[misc]
+            filters = [(lead_id_column, ">=", start), (lead_id_column, "<", stop)]
+    return pd.read_parquet(path, columns=usecols, filters=filters).reset_index(drop=True)
+
+
+def iter_sql_table(
+    url: str | sa.Engine,
+    table: str,
+    *,
+    columns: Sequence[str] | None = None,
+    lead_id_column: str = LEAD_ID,
+    subset: LeadSubset = ALL_LEADS,
+    chunksize: int = 500_000,
+    schema: str | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Stream a database table (or a subset of its leads) as frames of at most ``chunksize`` rows."""
+    engine = sa.create_engine(url) if isinstance(url, str) else url
+    try:
+        try:
+            reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        except sa.exc.NoSuchTableError:
+            raise ValueError(f"table {table!r} not found in database {engine.url!r}") from None
+        available = [c.name for c in reflected.columns]
+        selected = _select_existing(available, columns) or available
+        base = sa.select(*(reflected.c[c] for c in selected))
+        statements = [base]
+        if not subset.is_all:
+            if lead_id_column not in available:
+                raise ValueError(f"table {table!r}: lead id column {lead_id_column!r} not found; cannot read a subset")
+            id_col = reflected.c[lead_id_column]
+            if subset.lead_ids is not None:
+                ids = list(subset.lead_ids)
+                statements = [
+                    base.where(id_col.in_(ids[i : i + SQL_ID_BATCH])) for i in range(0, len(ids), SQL_ID_BATCH)
+                ]
+            else:
+                start, stop = subset.lead_id_range  # type: ignore[misc]
+                statements = [base.where(id_col >= start, id_col < stop)]
+        with engine.connect() as conn:
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=chunksize)
+            for statement in statements:
+                yield from pd.read_sql(statement, streaming, chunksize=chunksize)
+    finally:
+        if isinstance(url, str):
+            engine.dispose()
+
+
+def read_sql_table(
+    url: str | sa.Engine,
+    table: str,
+    *,
+    columns: Sequence[str] | None = None,
+    lead_id_column: str = LEAD_ID,
+    subset: LeadSubset = ALL_LEADS,
+    chunksize: int = 500_000,
+    schema: str | None = None,
+) -> pd.DataFrame:
+    """Read a database table (or a subset of its leads) by chunks into one frame."""
+    engine = sa.create_engine(url) if isinstance(url, str) else url
+    try:
+        parts = list(
+            iter_sql_table(engine, table, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                           chunksize=chunksize, schema=schema)
+        )
+        if parts:
+            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
+        available = [c.name for c in reflected.columns]
+        return pd.DataFrame(columns=_select_existing(available, columns) or available)
+    finally:
+        if isinstance(url, str):
+            engine.dispose()
+
+
+def _read_one(
+    source: SourceConfig | FlatSourceConfig,
+    location: str,
+    *,
+    columns: Sequence[str] | None,
+    lead_id_column: str,
+    subset: LeadSubset,
+) -> pd.DataFrame:
+    if source.kind == "csv":
+        return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                              separator=source.csv_separator, encoding=source.csv_encoding,
+                              chunksize=source.chunksize)
+    if source.kind == "parquet":
+        return read_parquet_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
+    assert source.url is not None  # checked by the config model
+    return read_sql_table(source.url, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                          chunksize=source.chunksize, schema=source.db_schema)
+
+
+def read_crm(
+    config: DataConfig,
+    *,
+    lead_ids: Sequence[Any] | None = None,
+    lead_id_range: tuple[Any, Any] | None = None,
+) -> RawTables:
+    """Read the three tables named in ``config.source`` (all leads, or a subset on every table).
+
+    Leads are read whole (all attribute columns); events and outcomes only their mapped columns.
+    """
+    subset = LeadSubset(lead_ids=lead_ids, lead_id_range=lead_id_range)
+    frames = {}
+    for table in TABLES:
+        mapping = config.columns.canonical_by_source(table)
+        columns = None if table == LEADS else list(mapping)
+        frames[table] = _read_one(
+            config.source, config.source.location(table), columns=columns,
+            lead_id_column=config.columns.source_name(table, LEAD_ID), subset=subset,
+        )
+    return RawTables(leads=frames[LEADS], events=frames[EVENTS], outcomes=frames[OUTCOMES])
+
+
+def read_flat(
+    config: FlatConfig,
+    *,
+    lead_ids: Sequence[Any] | None = None,
+    lead_id_range: tuple[Any, Any] | None = None,
+) -> pd.DataFrame:
+    """Read the flat table named in ``config.source`` (all rows, or a subset of ids)."""
+    subset = LeadSubset(lead_ids=lead_ids, lead_id_range=lead_id_range)
+    source = config.source
+    location = source.table if source.kind == "sql" else source.path
+    assert location is not None  # checked by the config model
+    return _read_one(source, location, columns=None, lead_id_column=config.id_column, subset=subset)

@@ -1,0 +1,68 @@
+"""Flat mode on the real X Education export, loaded with nothing but configs/xeducation.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import FlatConfig, load_config
+from features.flat import load_flat
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "xeducation.yaml"
+LEAKY = ["Tags", "Lead Quality", "Lead Profile", "Asymmetrique Activity Index", "Asymmetrique Profile Index",
+         "Last Activity", "Last Notable Activity"]
+SCORES = ["Asymmetrique Activity Score", "Asymmetrique Profile Score"]
+
+
+@pytest.fixture(scope="module")
+def config() -> FlatConfig:
+    loaded = load_config(CONFIG)
+    assert isinstance(loaded, FlatConfig)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def raw(real_data_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(real_data_dir / "xeducation_leads.csv")
+
+
+def test_config_points_at_the_real_file(config: FlatConfig, real_data_dir: Path) -> None:
+    assert Path(config.source.path).resolve() == (real_data_dir / "xeducation_leads.csv").resolve()
+
+
+def test_loads_every_lead_with_the_label_rate(config: FlatConfig, raw: pd.DataFrame) -> None:
+    data, report = load_flat(config)
+    frame = data.frame
+    assert report.ok and report.rows_in == {"flat": len(raw)} and len(frame) == len(raw) == 9237
+    assert frame["lead_id"].is_unique and frame["lead_id"].tolist() == raw["Prospect ID"].tolist()
+    assert frame["label"].mean() == pytest.approx(raw["Converted"].mean()) == pytest.approx(0.385, abs=0.001)
+
+
+def test_select_became_missing(config: FlatConfig, raw: pd.DataFrame) -> None:
+    data, _ = load_flat(config)
+    frame = data.frame
+    had_select = [c for c in raw.columns if (raw[c] == "Select").any() and c in frame.columns]
+    assert "Specialization" in had_select and "City" in had_select
+    for column in had_select:
+        assert not (frame[column] == "Select").any()
+        assert frame[column].isna().sum() == raw[column].isna().sum() + (raw[column] == "Select").sum()
+
+
+def test_leaky_columns_absent_and_scores_aside(config: FlatConfig) -> None:
+    data, report = load_flat(config)
+    assert not set(LEAKY) & set(data.frame.columns)
+    assert not set(LEAKY) & set(data.features)
+    assert set(LEAKY) <= set(report.ignored_columns["flat"])
+    assert "Lead Number" not in data.frame.columns
+    assert data.score_columns == SCORES and not set(SCORES) & set(data.features)
+    assert data.frame[SCORES].notna().mean().round(2).tolist() == [0.54, 0.54]
+    assert {"TotalVisits", "Total Time Spent on Website", "Page Views Per Visit"} <= set(data.numeric_features)
+    assert data.families["TotalVisits"] == "engagement" and data.families["Lead Source"] == "fit"
+    assert set(data.families) == set(data.features)
+
+
+def test_leaky_fields_can_be_put_back(config: FlatConfig) -> None:
+    data, _ = load_flat(config.unignore("Tags", "Lead Quality"))
+    assert {"Tags", "Lead Quality"} <= set(data.categorical_features)

@@ -1,0 +1,90 @@
+"""Config models: YAML loading, path resolution, mode dispatch, errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from features.contract import DataConfig, FlatConfig, load_config, parse_data_config
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_yaml(path: Path, document: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_crm_config_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path / "conf" / "data.yaml",
+        {"source": {"kind": "csv", "leads": "../exports/leads.csv", "events": "/abs/events.csv"},
+         "quarantine_dir": "q", "policy": "quarantine", "columns": {"leads": {"lead_id": "Id"}}},
+    )
+    config = load_config(path)
+    assert isinstance(config, DataConfig) and config.mode == "crm"
+    assert config.source.leads == str(tmp_path / "exports" / "leads.csv")
+    assert config.source.events == "/abs/events.csv"
+    assert config.source.outcomes == str(tmp_path / "conf" / "outcomes")
+    assert config.quarantine_dir == tmp_path / "conf" / "q"
+    assert config.columns.source_name("leads", "lead_id") == "Id"
+    assert config.columns.source_name("leads", "created_at") == "created_at"
+
+
+def test_sqlite_url_resolves_but_postgres_url_is_untouched(tmp_path: Path) -> None:
+    sqlite = load_config(write_yaml(tmp_path / "a.yaml", {"source": {"kind": "sql", "url": "sqlite:///crm.db"}}))
+    assert sqlite.source.url == f"sqlite:///{tmp_path / 'crm.db'}"
+    pg_url = "postgresql+psycopg://u@h:5432/crm"
+    pg = load_config(write_yaml(tmp_path / "b.yaml", {"source": {"kind": "sql", "url": pg_url}}))
+    assert pg.source.url == pg_url
+
+
+def test_project_file_with_data_section_and_flat_mode(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path / "leadscore.yaml",
+        {"data": {"mode": "flat", "source": {"path": "leads.csv"}, "id_column": "Id", "label_column": "Won"},
+         "features": {"anything": 1}, "training": {}},
+    )
+    config = load_config(path)
+    assert isinstance(config, FlatConfig)
+    assert config.source.path == str(tmp_path / "leads.csv")
+
+
+def test_errors_name_the_field() -> None:
+    with pytest.raises(ValidationError, match="columns.events: unknown canonical column"):
+        parse_data_config({"columns": {"events": {"when": "Date"}}})
+    with pytest.raises(ValidationError, match="source.url is required"):
+        parse_data_config({"source": {"kind": "sql"}})
+    with pytest.raises(ValidationError, match="policy"):
+        parse_data_config({"policy": "lenient"})
+    with pytest.raises(ValidationError, match="'Score' is in both"):
+        parse_data_config(
+            {"mode": "flat", "source": {"path": "x.csv"}, "id_column": "Id", "label_column": "y",
+             "numeric": ["Score"], "score_columns": ["Score"]}
+        )
+    with pytest.raises(ValidationError, match="unknown family"):
+        parse_data_config(
+            {"mode": "flat", "source": {"path": "x.csv"}, "id_column": "Id", "label_column": "y",
+             "families": {"behaviour": ["Visits"]}}
+        )
+
+
+def test_unignore_puts_columns_back_and_refuses_unknown_ones() -> None:
+    config = load_config(PROJECT_ROOT / "configs" / "xeducation.yaml")
+    assert isinstance(config, FlatConfig)
+    leaky = config.unignore("Tags", "Lead Quality")
+    assert "Tags" not in leaky.ignore and "Lead Quality" not in leaky.ignore
+    assert "Lead Profile" in leaky.ignore and "Tags" in config.ignore
+    with pytest.raises(ValueError, match="not in the ignore list"):
+        config.unignore("Converted")
+
+
+def test_example_crm_config_loads() -> None:
+    config = load_config(PROJECT_ROOT / "configs" / "example_crm.yaml")
+    assert isinstance(config, DataConfig)
+    assert config.columns.source_name("events", "occurred_at") == "ActivityDate"
+    assert config.attributes.ignore == ["Email", "Phone", "OwnerId"]

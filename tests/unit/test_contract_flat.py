@@ -1,0 +1,111 @@
+"""Flat mode on tiny frames: roles, markers, labels, families, score columns, each rule's message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import ContractError, FlatConfig
+from features.flat import validate_flat
+
+
+def raw_flat() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Lead": ["a1", "a2", "a3", "a4", "a5"],
+            "Won": ["yes", "no", "no", "yes", "no"],
+            "Signup": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"],
+            "Visits": [3, 0, np.nan, 7, 1],
+            "Industry": ["saas", "Select", "bank", "saas", None],
+            "Minutes": ["12", "Select", "3.5", "0", "8"],
+            "LastStep": ["email", "call", "email", "call", "web"],
+            "Note": ["x", "y", "z", "w", "v"],
+            "OldScore": [10, 50, np.nan, 80, 20],
+        }
+    )
+
+
+def flat_config(**overrides) -> FlatConfig:
+    base = dict(
+        source={"path": "unused.csv"}, id_column="Lead", label_column="Won", positive_label="yes",
+        negative_label="no", timestamp_column="Signup", ignore=["Note"], score_columns=["OldScore"],
+        families={"engagement": ["Visits", "Minutes"]}, missing_values=["", "Select"],
+        reference_time="2025-01-01",
+    )
+    return FlatConfig(**{**base, **overrides})
+
+
+def test_flat_roles_markers_families_and_scores() -> None:
+    data, report = validate_flat(raw_flat(), flat_config(masked_values={"LastStep": ["call"]}))
+    frame = data.frame
+    assert list(frame.columns[:3]) == ["lead_id", "label", "created_at"]
+    assert frame["label"].tolist() == [1, 0, 0, 1, 0] and frame["label"].dtype == np.int64
+    assert data.categorical_features == ["Industry", "LastStep"]
+    assert data.numeric_features == ["Visits", "Minutes"]
+    assert frame["Minutes"].tolist()[:3] == [12.0, pytest.approx(np.nan, nan_ok=True), 3.5]
+    assert frame["Industry"].isna().tolist() == [False, True, False, False, True]
+    assert frame["LastStep"].isna().sum() == 2  # masked post-outcome values
+    assert data.families == {"Industry": "fit", "LastStep": "fit", "Visits": "engagement", "Minutes": "engagement"}
+    assert data.score_columns == ["OldScore"] and "OldScore" in frame and "OldScore" not in data.features
+    assert "Note" not in frame and report.ignored_columns == {"flat": ["Note"]}
+
+
+def test_flat_default_binary_label_and_no_timestamp() -> None:
+    raw = raw_flat().assign(Won=[1, 0, 0, 1, 0])
+    data, _ = validate_flat(raw, flat_config(positive_label=1, negative_label=0, timestamp_column=None,
+                                             ignore=["Note", "Signup"]))
+    assert data.frame["label"].sum() == 2 and "created_at" not in data.frame
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value", "expected"),
+    [
+        ("Won", 2, "maybe", "flat.Won: non_binary_label: 1 row"),
+        ("Won", 3, None, "flat.Won: null_value: 1 row"),
+        ("Lead", 4, "a1", "flat.Lead: duplicate_lead_id: 2 rows"),
+        ("Lead", 1, None, "flat.Lead: null_value: 1 row"),
+        ("Signup", 0, "2030-01-01", "flat.Signup: future_timestamp: 1 row"),
+        ("Signup", 1, "soon", "flat.Signup: wrong_type: 1 row"),
+        ("OldScore", 3, "high", "flat.OldScore: wrong_type: 1 row"),
+    ],
+)
+def test_flat_rules_are_named_with_examples(column: str, row: int, value: object, expected: str) -> None:
+    raw = raw_flat()
+    raw[column] = raw[column].astype(object)
+    raw.loc[row, column] = value
+    with pytest.raises(ContractError) as caught:
+        validate_flat(raw, flat_config())
+    message = str(caught.value)
+    assert len(caught.value.violations) == 1 and expected in message
+    assert f"row={row}" in message
+
+
+def test_flat_declared_numeric_with_text_and_missing_declared_column() -> None:
+    raw = raw_flat()
+    raw.loc[0, "Visits"] = np.nan
+    raw["Visits"] = raw["Visits"].astype(object)
+    raw.loc[2, "Visits"] = "lots"
+    with pytest.raises(ContractError, match=r"flat.Visits: wrong_type: 1 row.*row=2, Lead=a3, value='lots'"):
+        validate_flat(raw, flat_config(numeric=["Visits"]))
+    with pytest.raises(ContractError) as caught:
+        validate_flat(raw_flat().drop(columns=["OldScore", "Note"]), flat_config())
+    assert {(v.column, v.rule) for v in caught.value.violations} == {
+        ("OldScore", "missing_column"), ("Note", "missing_column")
+    }
+
+
+def test_flat_quarantine_keeps_the_rest(tmp_path: Path) -> None:
+    raw = raw_flat()
+    raw.loc[2, "Won"] = "maybe"
+    raw.loc[4, "Lead"] = "a1"
+    data, report = validate_flat(raw, flat_config(policy="quarantine", quarantine_dir=tmp_path))
+    assert data.frame["lead_id"].tolist() == ["a2", "a4"]
+    quarantined = pd.read_csv(report.quarantine_files["flat"])
+    assert quarantined["_row"].tolist() == [0, 2, 4]
+    assert quarantined["_reason"].tolist() == [
+        "duplicate_lead_id:Lead", "non_binary_label:Won", "duplicate_lead_id:Lead"
+    ]
+    assert report.rows_kept["flat"] + report.rows_quarantined["flat"] == len(raw)

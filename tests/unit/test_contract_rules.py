@@ -1,0 +1,215 @@
+"""Each contract rule: a tiny valid CRM, one defect injected, the violation and its message checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import (
+    CONVERTED_BEFORE_CREATED,
+    DUPLICATE_LEAD_ID,
+    DUPLICATE_OUTCOME,
+    FUTURE_TIMESTAMP,
+    MISSING_COLUMN,
+    NULL_VALUE,
+    UNKNOWN_LEAD,
+    WRONG_TYPE,
+    AttributesConfig,
+    ContractError,
+    DataConfig,
+    validate_crm,
+)
+from features.readers import RawTables
+
+MAPPING = {
+    "leads": {"lead_id": "Id", "created_at": "CreatedDate"},
+    "events": {"lead_id": "LeadId", "occurred_at": "When", "event_type": "Type"},
+    "outcomes": {"lead_id": "LeadId", "converted_at": "WonDate"},
+}
+CONFIG = DataConfig(columns=MAPPING, reference_time="2025-01-01", missing_values=["", "Select"])
+
+
+def raw_crm() -> RawTables:
+    """Six valid leads in the company's own column names."""
+    leads = pd.DataFrame(
+        {
+            "Id": [101, 102, 103, 104, 105, 106],
+            "CreatedDate": [f"2024-01-0{d} 09:00:00" for d in range(1, 7)],
+            "Industry": ["saas", "retail", "Select", "saas", "bank", None],
+            "Employees": [10, 250, 40, np.nan, 5, 7],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "LeadId": [101, 101, 102, 104, 105, 106],
+            "When": ["2024-02-01T10:00:00+01:00", "2024-02-02", "2024-02-03", "2024-02-04", "2024-02-05", "2024-02-06"],
+            "Type": ["email_open", "page_view", "form_fill", "webinar", "email_click", "demo_request"],
+            "channel": ["email", "web", "web", "web", "email", "web"],
+            "value": [1.0, 2.0, 3.0, np.nan, 1.0, 5.0],
+        }
+    )
+    outcomes = pd.DataFrame(
+        {
+            "LeadId": [101, 102, 103, 104, 105, 106],
+            "WonDate": ["2024-03-01", None, None, "2024-03-04", None, None],
+            "amount": [1000.0, np.nan, np.nan, 50.0, np.nan, np.nan],
+        }
+    )
+    return RawTables(leads, events, outcomes)
+
+
+def test_valid_crm_passes_and_is_canonical() -> None:
+    data, report = validate_crm(raw_crm(), CONFIG)
+    assert report.ok and report.rows_kept == {"leads": 6, "events": 6, "outcomes": 6}
+    assert list(data.leads.columns[:2]) == ["lead_id", "created_at"]
+    assert list(data.events.columns) == ["lead_id", "occurred_at", "event_type", "channel", "value"]
+    assert list(data.outcomes.columns) == ["lead_id", "converted_at", "amount"]
+    assert data.leads["lead_id"].dtype == np.int64
+    assert data.leads["created_at"].dtype == "datetime64[ns]"
+    # tz-aware +01:00 converted to UTC, then made naive
+    assert data.events["occurred_at"].iloc[0] == pd.Timestamp("2024-02-01 09:00:00")
+    assert data.categorical_attributes == ["Industry"] and data.numeric_attributes == ["Employees"]
+    assert data.leads["Industry"].isna().sum() == 2  # "Select" and None
+    assert data.outcomes["converted_at"].isna().sum() == 4
+    assert isinstance(data.events["event_type"].dtype, pd.CategoricalDtype)
+    assert data.events["channel"].dtype == object
+
+
+def test_typed_input_with_category_markers_and_tz_aware_timestamps() -> None:
+    raw = raw_crm()
+    raw.leads["CreatedDate"] = pd.to_datetime(raw.leads["CreatedDate"]).dt.tz_localize("America/New_York")
+    raw.events["Type"] = pd.Categorical(["email_open", "Select", "form_fill", "webinar", "page_view", "webinar"])
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    assert [(v.table, v.column, v.rule, v.n_rows) for v in caught.value.violations] == [
+        ("events", "event_type", NULL_VALUE, 1)
+    ]
+    raw.events["Type"] = raw.events["Type"].cat.rename_categories({"Select": "page_view2"})
+    data, _ = validate_crm(raw, CONFIG)
+    assert data.leads["created_at"].iloc[0] == pd.Timestamp("2024-01-01 14:00:00")  # 09:00 EST = 14:00 UTC
+
+
+def _set(table: str, column: str, row: int, value: object) -> Callable[[RawTables], None]:
+    def mutate(raw: RawTables) -> None:
+        frame = getattr(raw, table)
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+
+    return mutate
+
+
+def _append_copy(table: str, row: int) -> Callable[[RawTables], None]:
+    def mutate(raw: RawTables) -> None:
+        frame = getattr(raw, table)
+        setattr(raw, table, pd.concat([frame, frame.iloc[[row]]], ignore_index=True))
+
+    return mutate
+
+
+CASES = {
+    "unparseable created_at": (_set("leads", "CreatedDate", 2, "yesterday"), "leads", "created_at", WRONG_TYPE, "row=2", "103"),
+    "null created_at": (_set("leads", "CreatedDate", 3, None), "leads", "created_at", NULL_VALUE, "row=3", "104"),
+    "null lead id": (_set("events", "LeadId", 4, None), "events", "lead_id", NULL_VALUE, "row=4", "lead_id=None"),
+    "text lead id": (_set("events", "LeadId", 1, "abc"), "events", "lead_id", WRONG_TYPE, "row=1", "abc"),
+    "duplicate lead id": (_append_copy("leads", 0), "leads", "lead_id", DUPLICATE_LEAD_ID, "row=0", "lead_id=101"),
+    "unknown lead in events": (_set("events", "LeadId", 3, 999), "events", "lead_id", UNKNOWN_LEAD, "row=3", "999"),
+    "unknown lead in outcomes": (_set("outcomes", "LeadId", 5, 777), "outcomes", "lead_id", UNKNOWN_LEAD, "row=5", "777"),
+    "duplicate outcome": (_append_copy("outcomes", 0), "outcomes", "lead_id", DUPLICATE_OUTCOME, "row=0", "101"),
+    "future event": (_set("events", "When", 4, "2031-05-01"), "events", "occurred_at", FUTURE_TIMESTAMP, "row=4", "105"),
+    "future conversion": (_set("outcomes", "WonDate", 1, "2030-01-01"), "outcomes", "converted_at", FUTURE_TIMESTAMP, "row=1", "102"),
+    "conversion before creation": (
+        _set("outcomes", "WonDate", 4, "2023-12-31"), "outcomes", "converted_at", CONVERTED_BEFORE_CREATED, "row=4", "105"
+    ),
+    "null event type": (_set("events", "Type", 2, "Select"), "events", "event_type", NULL_VALUE, "row=2", "102"),
+    "bad event value": (_set("events", "value", 5, "lots"), "events", "value", WRONG_TYPE, "row=5", "lots"),
+    "bad amount": (_set("outcomes", "amount", 0, "1k"), "outcomes", "amount", WRONG_TYPE, "row=0", "1k"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_rule_is_reported_with_table_column_rule_count_and_example(name: str) -> None:
+    mutate, table, column, rule, row_text, example = CASES[name]
+    raw = raw_crm()
+    mutate(raw)
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    violations = caught.value.violations
+    assert [(v.table, v.column, v.rule) for v in violations] == [(table, column, rule)]
+    expected_rows = 2 if rule in (DUPLICATE_LEAD_ID, DUPLICATE_OUTCOME) else 1
+    assert violations[0].n_rows == expected_rows
+    message = str(caught.value)
+    assert f"{table}.{column}: {rule}: {expected_rows} row" in message
+    assert row_text in message and example in message
+
+
+def test_missing_required_column_names_the_source_column_and_is_fatal_even_in_quarantine(tmp_path) -> None:
+    raw = raw_crm()
+    raw.events = raw.events.drop(columns=["Type"])
+    raw.outcomes = raw.outcomes.drop(columns=["WonDate"])
+    config = CONFIG.model_copy(update={"policy": "quarantine", "quarantine_dir": tmp_path / "q"})
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, config)
+    found = {(v.table, v.column, v.rule) for v in caught.value.violations}
+    assert found == {("events", "event_type", MISSING_COLUMN), ("outcomes", "converted_at", MISSING_COLUMN)}
+    assert "'Type' not found" in str(caught.value) and "'WonDate' not found" in str(caught.value)
+    assert not (tmp_path / "q").exists()
+
+
+def test_declared_attribute_or_mapped_optional_column_missing_is_fatal() -> None:
+    config = CONFIG.model_copy(
+        update={
+            "attributes": CONFIG.attributes.model_copy(update={"numeric": ["Revenue"]}),
+            "columns": CONFIG.columns.model_copy(update={"events": {**MAPPING["events"], "campaign": "Campaign"}}),
+        }
+    )
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw_crm(), config)
+    assert {(v.table, v.column) for v in caught.value.violations} == {("leads", "Revenue"), ("events", "campaign")}
+
+
+def test_string_lead_ids_are_matched_across_tables() -> None:
+    raw = raw_crm()
+    raw.leads["Id"] = "L" + raw.leads["Id"].astype(str)
+    raw.events["LeadId"] = "L" + raw.events["LeadId"].astype(str)
+    raw.outcomes["LeadId"] = "L" + raw.outcomes["LeadId"].astype(str)
+    raw.events.loc[0, "LeadId"] = "L404"
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    assert [(v.table, v.rule, v.n_rows) for v in caught.value.violations] == [("events", UNKNOWN_LEAD, 1)]
+    assert "L404" in str(caught.value)
+
+
+def test_declared_and_inferred_attribute_kinds() -> None:
+    raw = raw_crm()
+    raw.leads["Employees"] = raw.leads["Employees"].astype(object)
+    raw.leads.loc[2, "Employees"] = "Select"  # a marker in a numeric column: still numeric
+    raw.leads["Partner"] = [True, False, True, True, False, False]
+    raw.leads["Zip"] = ["01000", "02000", "03000", "04000", "05000", "06000"]
+    raw.leads["Email"] = "x@y.z"
+    attributes = AttributesConfig(categorical=["Zip"], ignore=["Email"])
+    data, report = validate_crm(raw, CONFIG.model_copy(update={"attributes": attributes}))
+    assert data.categorical_attributes == ["Industry", "Partner", "Zip"]
+    assert data.numeric_attributes == ["Employees"]
+    assert data.leads["Zip"].iloc[0] == "01000" and data.leads["Partner"].iloc[0] == "True"
+    assert data.leads["Employees"].isna().sum() == 2
+    assert "Email" not in data.leads.columns and report.ignored_columns == {"leads": ["Email"]}
+
+
+def test_declared_numeric_attribute_with_text_is_wrong_type() -> None:
+    raw = raw_crm()
+    raw.leads["Employees"] = ["10", "many", "3", None, "5", "7"]
+    attributes = AttributesConfig(numeric=["Employees"])
+    with pytest.raises(ContractError, match=r"leads.Employees: wrong_type: 1 row.*row=1, lead_id=102, value='many'"):
+        validate_crm(raw, CONFIG.model_copy(update={"attributes": attributes}))
+
+
+def test_timestamp_format_option() -> None:
+    raw = raw_crm()
+    raw.leads["CreatedDate"] = [f"0{d}-01-2024" for d in range(1, 7)]
+    raw.events["When"] = [f"0{d}-02-2024" for d in range(1, 7)]
+    raw.outcomes["WonDate"] = ["01-03-2024", None, None, "04-03-2024", None, None]
+    data, _ = validate_crm(raw, CONFIG.model_copy(update={"timestamp_format": "%d-%m-%Y"}))
+    assert data.leads["created_at"].iloc[2] == pd.Timestamp("2024-01-03")

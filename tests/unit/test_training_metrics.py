@@ -1,0 +1,183 @@
+"""Calibration, metrics, splits, thresholds and leakage on tiny synthetic arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from training.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    calibrator_from_dict,
+    cross_fitted_calibration,
+    expected_calibration_error,
+)
+from training.config import LeakageThresholds
+from training.evaluation import (
+    capture_at_capacity,
+    grouped_folds,
+    segment_table,
+    time_ordered_split,
+    top_fraction_lift_capture,
+    weeks_represented,
+)
+from training.leakage import LeakageError, leakage_report, single_feature_auc
+from training.thresholds import recommend_threshold, threshold_table
+
+
+def _miscalibrated(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(0, 1.5, n)
+    true_p = 1 / (1 + np.exp(-(0.5 * margin - 1.0)))  # the margin is twice too confident and shifted
+    return margin, (rng.random(n) < true_p).astype(float), true_p
+
+
+@pytest.mark.parametrize("cls", [PlattCalibrator, IsotonicCalibrator])
+def test_calibrators_fix_a_miscalibrated_margin_and_round_trip(cls: type) -> None:
+    margin, y, true_p = _miscalibrated()
+    raw = 1 / (1 + np.exp(-margin))
+    cal = cls().fit(margin[:2000], y[:2000])
+    p = cal.transform(margin[2000:])
+    assert expected_calibration_error(y[2000:], p) < 0.5 * expected_calibration_error(y[2000:], raw[2000:])
+    assert np.abs(p - true_p[2000:]).mean() < 0.05
+    again = calibrator_from_dict(cal.to_dict())
+    np.testing.assert_allclose(again.transform(margin[2000:]), p)
+
+
+def test_cross_fitted_calibration_never_uses_the_fold_itself() -> None:
+    margin, y, _ = _miscalibrated(1000)
+    folds = np.arange(1000) % 4
+    p = cross_fitted_calibration("platt", margin, y, folds)
+    held = folds == 0
+    expected = PlattCalibrator().fit(margin[~held], y[~held]).transform(margin[held])
+    np.testing.assert_allclose(p[held], expected)
+
+
+def test_calibrator_rejects_single_class_and_bad_labels() -> None:
+    with pytest.raises(ValueError, match="single class"):
+        PlattCalibrator().fit(np.arange(5.0), np.zeros(5))
+    with pytest.raises(ValueError, match="0/1"):
+        PlattCalibrator().fit(np.arange(3.0), np.array([0, 1, 2]))
+
+
+def test_ece_is_zero_for_perfect_bins_and_detects_shift() -> None:
+    y = np.array([0, 0, 0, 1] * 25, dtype=float)
+    assert expected_calibration_error(y, np.full(100, 0.25), 4, "equal_width") == pytest.approx(0.0)
+    assert expected_calibration_error(y, np.full(100, 0.45), 4, "equal_mass") == pytest.approx(0.2)
+
+
+def test_time_split_keeps_label_windows_out_of_later_slices() -> None:
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=40, freq="7D").repeat(5))
+    split = time_ordered_split(as_of, horizon_days=21, test_fraction=0.25, validation_fraction=0.25)
+    values = as_of.to_numpy()
+    h = np.timedelta64(21, "D")
+    assert values[split.train].max() + h <= values[split.valid].min()
+    assert values[split.valid].max() + h <= values[split.test].min()
+    assert values[split.test].min() == split.test_start.to_datetime64()
+    assert len(np.intersect1d(split.train, split.test)) == 0
+    # rows inside a gap belong to no slice (nothing half-labelled leaks in)
+    assert len(split.train) + len(split.valid) + len(split.test) < len(as_of)
+
+
+def test_time_split_explains_a_too_short_history() -> None:
+    as_of = pd.Series(pd.date_range("2024-01-01", periods=4, freq="7D"))
+    with pytest.raises(ValueError, match="too short for horizon"):
+        time_ordered_split(as_of, horizon_days=90)
+
+
+def test_grouped_folds_never_split_a_lead() -> None:
+    rng = np.random.default_rng(1)
+    groups = rng.integers(0, 60, 400)
+    y = (rng.random(400) < 0.3).astype(int)
+    folds = grouped_folds(y, groups, 4, seed=0)
+    per_group = pd.Series(folds).groupby(groups).nunique()
+    assert (per_group == 1).all()
+    assert set(folds) == {0, 1, 2, 3}
+
+
+def test_lift_capture_and_capacity() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 1], dtype=float)
+    score = np.arange(10, 0, -1, dtype=float)  # row 0 scores highest
+    lift, capture = top_fraction_lift_capture(y, score, 0.2)
+    assert capture == pytest.approx(2 / 3)
+    assert lift == pytest.approx(1.0 / 0.3)
+    assert capture_at_capacity(y, score, 1) == pytest.approx(1 / 3)
+
+
+def test_weeks_represented_uses_cadence() -> None:
+    weekly = pd.Series(pd.date_range("2024-01-01", periods=6, freq="7D"))
+    assert weeks_represented(weekly) == pytest.approx(6.0)
+    assert weeks_represented(pd.Series(pd.date_range("2024-01-01", periods=8, freq="D"))) == pytest.approx(8 / 7)
+    assert weeks_represented(weekly.iloc[:1]) is None
+
+
+def test_threshold_table_and_capacity_recommendation() -> None:
+    rng = np.random.default_rng(2)
+    score = rng.integers(0, 101, 1000)
+    y = (rng.random(1000) < score / 100).astype(float)
+    table = threshold_table(score, y, weeks=10.0)
+    row = table.set_index("cutoff").loc[60]
+    assert row["leads_flagged"] == (score >= 60).sum()
+    assert row["precision"] == pytest.approx(y[score >= 60].mean())
+    assert row["capture"] == pytest.approx(y[score >= 60].sum() / y.sum())
+    rec = recommend_threshold(table, capacity_per_week=25.0)
+    assert rec is not None
+    assert rec["leads_per_week"] <= 25.0
+    below = table[table["cutoff"] == rec["cutoff"] - 1]
+    assert below["leads_per_week"].iloc[0] > 25.0  # one step lower would overflow sales
+    assert recommend_threshold(table, capacity_per_week=0.01) is None
+
+
+def test_segment_table_lists_every_segment_with_ci() -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"source": rng.choice(["a", "b", "tiny"], 900, p=[0.5, 0.49, 0.01])})
+    p = rng.random(900)
+    y = (rng.random(900) < p).astype(float)
+    seg = segment_table(frame, y, p, ["source"], n_boot=50, min_size=30)
+    assert set(seg["segment"]) == {"a", "b", "tiny"}
+    a = seg.set_index("segment").loc["a"]
+    mask = frame["source"].to_numpy() == "a"
+    assert a["roc_auc"] == pytest.approx(roc_auc_score(y[mask], p[mask]))
+    assert a["roc_auc_lo"] <= a["roc_auc"] <= a["roc_auc_hi"]
+    assert np.isnan(seg.set_index("segment").loc["tiny", "roc_auc"])
+    with pytest.raises(KeyError, match="nope"):
+        segment_table(frame, y, p, ["nope"])
+
+
+def _leaky_frame(n: int = 800, seed: int = 4) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(float)
+    notes = np.where(y == 1, "will enrol", "not interested").astype(object)
+    notes[rng.random(n) < 0.5] = None  # sales wrote notes for half the leads only
+    frame = pd.DataFrame({
+        "honest": rng.normal(0, 1, n) + 0.5 * y,
+        "sales_note": pd.Series(notes, dtype=object),
+        "noise": rng.choice(["x", "y"], n),
+    })
+    return frame, y
+
+
+def test_leakage_alarm_names_the_leaky_feature_and_strict_mode_refuses() -> None:
+    frame, y = _leaky_frame()
+    single = single_feature_auc(frame.iloc[:400], y[:400], frame.iloc[400:], y[400:])
+    assert single.loc["sales_note", "covered_auc"] > 0.99
+    importance = pd.Series({"honest": 1.0, "sales_note": 8.0, "noise": 0.1})
+    report = leakage_report(single, importance, 0.9, {"points": 0.6}, LeakageThresholds())
+    assert report.flagged_features == ["sales_note"]
+    assert "sales_note" in report.to_text()
+    assert report.to_dict()["flagged"] is True
+    with pytest.raises(LeakageError, match="sales_note"):
+        leakage_report(single, importance, 0.9, {"points": 0.6}, LeakageThresholds(strict=True))
+
+
+def test_leakage_alarm_is_quiet_on_honest_features_and_flags_a_too_good_model() -> None:
+    frame, y = _leaky_frame()
+    honest = frame[["honest", "noise"]]
+    single = single_feature_auc(honest.iloc[:400], y[:400], honest.iloc[400:], y[400:])
+    importance = pd.Series({"honest": 1.0, "noise": 0.2})
+    quiet = leakage_report(single, importance, 0.64, {"points": 0.6}, LeakageThresholds())
+    assert not quiet.flagged
+    loud = leakage_report(single, importance, 0.95, {"points": 0.6}, LeakageThresholds())
+    assert loud.model_flag is not None and loud.flagged_features == []

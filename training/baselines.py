@@ -1,0 +1,228 @@
+"""Baselines run next to the model on the same test rows: the hand-tuned points scorer marketing
+teams write, an existing score column, and a logistic regression.
+
+Points scorer (rules in YAML, see ``configs/points_rules.yaml``):
+
+- ``fit``: explicit points on attribute columns (``in`` / ``not_in`` / ``eq`` / ``gt`` / ``ge`` /
+  ``lt`` / ``le`` / ``missing`` conditions), read from the feature frame (or the leads table);
+- ``columns``: points per unit of a numeric column, capped (flat exports with aggregated
+  engagement, or the feature frame's windowed counts);
+- ``behaviour``: points per event type, RECOMPUTED FROM THE EVENTS table for each snapshot
+  (only events strictly before ``as_of``), each event's points halving every ``half_life_days``.
+  This is exact point-in-time and independent of how the feature pipeline names its columns.
+
+A lead is an MQL when its points reach ``mql_threshold``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from features.schema import EVENT_TYPE, LEAD_ID, OCCURRED_AT
+from training.model import is_categorical
+
+MISSING = "(missing)"
+
+
+class FitRule(BaseModel):
+    """Explicit points when a column meets one condition."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    column: str
+    points: float
+    in_: list[Any] | None = Field(None, alias="in")
+    not_in: list[Any] | None = None
+    eq: Any = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    missing: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> FitRule:
+        conditions = [self.in_, self.not_in, self.eq, self.gt, self.ge, self.lt, self.le, self.missing]
+        if sum(c is not None for c in conditions) != 1:
+            raise ValueError(f"points rule on {self.column!r} needs exactly one condition")
+        return self
+
+    def matches(self, s: pd.Series) -> np.ndarray:
+        """Boolean mask of rows meeting the condition (missing values never match except ``missing``)."""
+        if self.missing is not None:
+            return (s.isna() == self.missing).to_numpy()
+        if self.in_ is not None or self.not_in is not None or self.eq is not None:
+            values = s.astype(object)
+            if self.in_ is not None:
+                mask = values.isin(self.in_)
+            elif self.not_in is not None:
+                mask = ~values.isin(self.not_in) & s.notna()
+            else:
+                mask = values == self.eq
+            return mask.to_numpy(dtype=bool)
+        x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        bound, op = next((v, o) for v, o in ((self.gt, np.greater), (self.ge, np.greater_equal),
+                                             (self.lt, np.less), (self.le, np.less_equal)) if v is not None)
+        with np.errstate(invalid="ignore"):
+            return op(x, bound) & ~np.isnan(x)
+
+
+class ColumnRule(BaseModel):
+    """Points per unit of a numeric column (missing = 0), capped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    per_unit: float
+    cap: float | None = None
+
+
+class PointsRules(BaseModel):
+    """A hand-tuned lead-scoring rule set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "points"
+    mql_threshold: float = 50
+    half_life_days: float | None = Field(30, gt=0, description="behaviour points halve every N days")
+    fit: list[FitRule] = Field(default_factory=list)
+    columns: list[ColumnRule] = Field(default_factory=list)
+    behaviour: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def needed_columns(self) -> list[str]:
+        return sorted({r.column for r in self.fit} | {r.column for r in self.columns})
+
+
+def load_points_rules(path: str | Path) -> PointsRules:
+    """Read a rules YAML file (call at the edge, once)."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"points rules file {path} must hold a mapping")
+    try:
+        return PointsRules.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"points rules file {path}: {exc}") from exc
+
+
+def explicit_points(frame: pd.DataFrame, rules: PointsRules) -> np.ndarray:
+    """Fit + column points per row of ``frame``."""
+    missing = [c for c in rules.needed_columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"points rules {rules.name!r} need column(s) {missing} absent from the frame")
+    total = np.zeros(len(frame), dtype=float)
+    for rule in rules.fit:
+        total += rule.points * rule.matches(frame[rule.column])
+    for rule in rules.columns:
+        x = pd.to_numeric(frame[rule.column], errors="coerce").fillna(0.0).to_numpy(dtype=float) * rule.per_unit
+        if rule.cap is not None:
+            x = np.minimum(x, rule.cap) if rule.per_unit >= 0 else np.maximum(x, -rule.cap)
+        total += x
+    return total
+
+
+def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: PointsRules) -> np.ndarray:
+    """Decayed behaviour points per snapshot row from events strictly before its ``as_of``.
+
+    Vectorised as a merge of events onto snapshots by lead (memory ~ events x snapshots per lead).
+    """
+    for col in (LEAD_ID, "as_of"):
+        if col not in snapshots.columns:
+            raise KeyError(f"behaviour points: snapshots lack column {col!r}")
+    for col in (LEAD_ID, OCCURRED_AT, EVENT_TYPE):
+        if col not in events.columns:
+            raise KeyError(f"behaviour points: events table lacks column {col!r}")
+    if not rules.behaviour or len(snapshots) == 0:
+        return np.zeros(len(snapshots), dtype=float)
+    ev = events[[LEAD_ID, OCCURRED_AT, EVENT_TYPE]]
+    ev = ev.assign(_points=ev[EVENT_TYPE].astype(str).map(rules.behaviour)).dropna(subset=["_points"])
+    snap = pd.DataFrame({LEAD_ID: snapshots[LEAD_ID].to_numpy(), "as_of": snapshots["as_of"].to_numpy(),
+                         "_row": np.arange(len(snapshots))})
+    joined = snap.merge(ev, on=LEAD_ID, how="inner")
+    joined = joined[joined[OCCURRED_AT] < joined["as_of"]]
+    points = joined["_points"].to_numpy(dtype=float)
+    if rules.half_life_days is not None:
+        age_days = (joined["as_of"] - joined[OCCURRED_AT]).dt.total_seconds().to_numpy() / 86400.0
+        points = points * np.exp2(-age_days / rules.half_life_days)
+    return np.bincount(joined["_row"].to_numpy(), weights=points, minlength=len(snapshots))
+
+
+def points_score(
+    frame: pd.DataFrame, rules: PointsRules, events: pd.DataFrame | None = None
+) -> np.ndarray:
+    """Total points per row: explicit (frame columns) + behaviour (from ``events``, when rules have any)."""
+    total = explicit_points(frame, rules)
+    if rules.behaviour:
+        if events is None:
+            raise ValueError(
+                f"points rules {rules.name!r} score events ({sorted(rules.behaviour)}) but no events table was given"
+            )
+        total = total + behaviour_points(frame, events, rules)
+    return total
+
+
+def score_column_baseline(values: pd.Series) -> tuple[np.ndarray, float]:
+    """An existing score as a ranking, with its coverage.
+
+    Missing scores are ranked below every scored lead (what a team sorting by the column sees);
+    coverage is reported next to it so the number is read honestly.
+    """
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    covered = ~np.isnan(x)
+    coverage = float(covered.mean()) if len(x) else float("nan")
+    fill = (np.nanmin(x) - 1.0) if covered.any() else 0.0
+    return np.where(covered, x, fill), coverage
+
+
+def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return frame[columns].astype(object).where(frame[columns].notna(), MISSING).astype(str)
+
+
+class LogisticBaseline:
+    """Logistic regression: one-hot categoricals (rare levels pooled), imputed + standardised numerics."""
+
+    def __init__(self, C: float = 1.0, min_frequency: int = 10) -> None:
+        self.C = C
+        self.min_frequency = min_frequency
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:
+        self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
+        self.numeric_ = [c for c in X.columns if c not in self.categorical_]
+        transformers = []
+        if self.categorical_:
+            transformers.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                      min_frequency=self.min_frequency), self.categorical_))
+        if self.numeric_:
+            transformers.append(("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
+                                                                    keep_empty_features=True),
+                                                      StandardScaler()), self.numeric_))
+        self.pipeline_ = Pipeline(
+            [("prep", ColumnTransformer(transformers)),
+             ("lr", LogisticRegression(C=self.C, max_iter=2000))]
+        )
+        self.pipeline_.fit(self._prepare(X), np.asarray(y, dtype=int))
+        return self
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame(index=X.index)
+        if self.categorical_:
+            out = _as_text(X, self.categorical_)
+        for c in self.numeric_:
+            out[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(positive) per row."""
+        return self.pipeline_.predict_proba(self._prepare(X))[:, 1]

@@ -1,0 +1,152 @@
+"""Calibrators that map a LightGBM margin (log-odds) to P(convert within H days).
+
+Both are fitted on held-out data (the validation slice, later in time than the training slice, or
+cross-validated out-of-fold margins in flat mode) and serialise to plain JSON dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+_EPS = 1e-6
+
+
+def _check_xy(margin: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    margin = np.asarray(margin, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if margin.shape != y.shape or margin.ndim != 1:
+        raise ValueError(f"calibration: margin {margin.shape} and label {y.shape} must be equal 1-d arrays")
+    if not np.isfinite(margin).all():
+        raise ValueError(f"calibration: {int((~np.isfinite(margin)).sum())} non-finite margins")
+    bad = ~np.isin(y, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(f"calibration: label must be 0/1; bad rows {np.flatnonzero(bad)[:10].tolist()}")
+    if y.min() == y.max():
+        raise ValueError("calibration: the calibration slice holds a single class; cannot calibrate")
+    return margin, y
+
+
+class PlattCalibrator:
+    """p = sigmoid(a * margin + b), fitted by (lightly regularised) logistic regression."""
+
+    kind = "platt"
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> PlattCalibrator:
+        margin, y = _check_xy(margin, y)
+        lr = LogisticRegression(C=1e4).fit(margin.reshape(-1, 1), y)
+        self.slope_ = float(lr.coef_[0, 0])
+        self.intercept_ = float(lr.intercept_[0])
+        return self
+
+    def transform(self, margin: np.ndarray) -> np.ndarray:
+        z = self.slope_ * np.asarray(margin, dtype=float) + self.intercept_
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "slope": self.slope_, "intercept": self.intercept_}
+
+
+class IsotonicCalibrator:
+    """Monotone step function of the margin (linear interpolation between fitted knots, clipped)."""
+
+    kind = "isotonic"
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
+        margin, y = _check_xy(margin, y)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=_EPS, y_max=1 - _EPS).fit(margin, y)
+        self.x_ = np.asarray(iso.X_thresholds_, dtype=float)
+        self.y_ = np.asarray(iso.y_thresholds_, dtype=float)
+        return self
+
+    def transform(self, margin: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(margin, dtype=float), self.x_, self.y_)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "x": self.x_.tolist(), "y": self.y_.tolist()}
+
+
+Calibrator = PlattCalibrator | IsotonicCalibrator
+
+
+def choose_calibration(method: str, y: np.ndarray) -> str:
+    """Resolve ``auto``: isotonic needs enough data (>= 1000 rows and >= 100 positives), else Platt."""
+    if method != "auto":
+        return method
+    y = np.asarray(y)
+    return "isotonic" if len(y) >= 1000 and y.sum() >= 100 else "platt"
+
+
+def fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Fit the calibrator named by ``method`` (``auto`` / ``isotonic`` / ``platt``)."""
+    kind = choose_calibration(method, y)
+    if kind == "isotonic":
+        return IsotonicCalibrator().fit(margin, y)
+    if kind == "platt":
+        return PlattCalibrator().fit(margin, y)
+    raise ValueError(f"calibration: unknown method {method!r}; use auto, isotonic or platt")
+
+
+def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
+    """Rebuild a calibrator saved with ``to_dict``."""
+    kind = data.get("kind")
+    if kind == "platt":
+        cal = PlattCalibrator()
+        cal.slope_, cal.intercept_ = float(data["slope"]), float(data["intercept"])
+        return cal
+    if kind == "isotonic":
+        iso = IsotonicCalibrator()
+        iso.x_, iso.y_ = np.asarray(data["x"], dtype=float), np.asarray(data["y"], dtype=float)
+        return iso
+    raise ValueError(f"calibrator: unknown kind {kind!r} in saved model")
+
+
+def cross_fitted_calibration(
+    method: str, margin: np.ndarray, y: np.ndarray, fold: np.ndarray
+) -> np.ndarray:
+    """Honest calibrated out-of-fold probabilities: fold k is calibrated on the other folds' margins."""
+    margin, y = _check_xy(margin, y)
+    fold = np.asarray(fold)
+    out = np.empty_like(margin)
+    for k in np.unique(fold):
+        held = fold == k
+        out[held] = fit_calibrator(method, margin[~held], y[~held]).transform(margin[held])
+    return out
+
+
+def reliability_curve(
+    y: np.ndarray, p: np.ndarray, n_bins: int = 10, binning: str = "equal_mass"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean predicted probability, observed rate and count per bin (empty bins dropped).
+
+    ``equal_mass``: bins hold (about) the same number of rows (quantiles of p);
+    ``equal_width``: bins split [0, 1] into equal intervals.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if binning == "equal_mass":
+        order = np.argsort(p, kind="mergesort")
+        bin_of = np.empty(len(p), dtype=int)
+        bin_of[order] = np.arange(len(p)) * n_bins // max(len(p), 1)
+    elif binning == "equal_width":
+        bin_of = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    else:
+        raise ValueError(f"reliability: unknown binning {binning!r}")
+    counts = np.bincount(bin_of, minlength=n_bins).astype(float)
+    sum_p = np.bincount(bin_of, weights=p, minlength=n_bins)
+    sum_y = np.bincount(bin_of, weights=y, minlength=n_bins)
+    keep = counts > 0
+    return sum_p[keep] / counts[keep], sum_y[keep] / counts[keep], counts[keep]
+
+
+def expected_calibration_error(
+    y: np.ndarray, p: np.ndarray, n_bins: int = 10, binning: str = "equal_mass"
+) -> float:
+    """ECE = sum over bins of (bin share) * |mean predicted - observed rate|."""
+    mean_p, rate, counts = reliability_curve(y, p, n_bins, binning)
+    if counts.sum() == 0:
+        return float("nan")
+    return float(np.sum(counts * np.abs(mean_p - rate)) / counts.sum())

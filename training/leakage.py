@@ -1,0 +1,183 @@
+"""Leakage alarm: features (or a model) that predict the label too well to be true.
+
+Per feature: single-variable AUC on held-out rows, ``max(auc, 1 - auc)``; numeric columns by
+their value (missing ranked lowest), categorical columns by target-rate encoding fitted on the
+training rows only (smoothed towards the base rate; missing is a level of its own; unseen levels
+get the base rate). The same AUC on the rows where the feature is filled in ("covered AUC")
+catches fields sales fill in after contact for part of the leads only (X Education's
+``Lead Quality``: AUC 0.79 overall, 0.85 where filled). Plus LightGBM gain importance share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from training.config import LeakageThresholds
+from training.model import is_categorical
+
+_MISSING = "(missing)"
+
+
+class LeakageError(RuntimeError):
+    """Raised in strict mode when the leakage alarm flags anything."""
+
+
+def target_rate_encode(train: pd.Series, y_train: np.ndarray, other: pd.Series, smoothing: float = 20.0) -> np.ndarray:
+    """Smoothed conversion rate of each level, learned on ``train``, applied to ``other``."""
+    y_train = np.asarray(y_train, dtype=float)
+    prior = float(y_train.mean())
+    keys = train.astype(object).where(train.notna(), _MISSING).astype(str)
+    stats = pd.DataFrame({"k": keys.to_numpy(), "y": y_train}).groupby("k")["y"].agg(["sum", "count"])
+    rate = (stats["sum"] + smoothing * prior) / (stats["count"] + smoothing)
+    other_keys = other.astype(object).where(other.notna(), _MISSING).astype(str)
+    return other_keys.map(rate).fillna(prior).to_numpy(dtype=float)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    if len(y) < 20 or y.min() == y.max():
+        return float("nan")
+    auc = roc_auc_score(y, score)
+    return float(max(auc, 1.0 - auc))
+
+
+def feature_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One score per evaluation row and feature: numeric value (missing lowest) or train target rate."""
+    out = {}
+    for col in X_eval.columns:
+        if is_categorical(X_eval[col]):
+            out[col] = target_rate_encode(X_train[col], y_train, X_eval[col])
+        else:
+            x = pd.to_numeric(X_eval[col], errors="coerce").to_numpy(dtype=float)
+            finite = x[np.isfinite(x)]
+            out[col] = np.where(np.isnan(x), (finite.min() - 1.0) if finite.size else 0.0, x)
+    return out
+
+
+def single_auc_table(scores: dict[str, np.ndarray], present: pd.DataFrame, y_eval: np.ndarray) -> pd.DataFrame:
+    """``single_auc`` on all rows, ``covered_auc`` on rows where the feature is filled in, ``coverage``."""
+    y_eval = np.asarray(y_eval, dtype=float)
+    rows = []
+    for col, score in scores.items():
+        filled = present[col].to_numpy(dtype=bool)
+        rows.append({"feature": col, "single_auc": _auc(y_eval, score),
+                     "covered_auc": _auc(y_eval[filled], score[filled]), "coverage": float(filled.mean())})
+    return pd.DataFrame(rows, columns=["feature", "single_auc", "covered_auc", "coverage"]).set_index("feature")
+
+
+def single_feature_auc(
+    X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame, y_eval: np.ndarray
+) -> pd.DataFrame:
+    """``max(auc, 1 - auc)`` of each feature alone on the evaluation rows (all rows and filled-in rows)."""
+    return single_auc_table(feature_scores(X_train, y_train, X_eval), X_eval.notna(), y_eval)
+
+
+@dataclass
+class LeakageReport:
+    """What the alarm saw and what it flagged."""
+
+    features: pd.DataFrame  # feature, single_auc, covered_auc, coverage, importance_share, flagged, reason
+    model_auc: float
+    best_baseline_auc: float
+    flagged_features: list[str]
+    model_flag: str | None
+    thresholds: LeakageThresholds
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flagged_features) or self.model_flag is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "flagged_features": self.flagged_features,
+            "model_flag": self.model_flag,
+            "model_auc": self.model_auc,
+            "best_baseline_auc": self.best_baseline_auc,
+            "thresholds": self.thresholds.model_dump(),
+            "features": self.features.to_dict(orient="records"),
+            "notes": self.notes,
+        }
+
+    def to_text(self) -> str:
+        lines = [f"Leakage alarm: {'FLAGGED' if self.flagged else 'clear'}"]
+        for _, row in self.features[self.features["flagged"]].iterrows():
+            lines.append(
+                f"- feature {row['feature']!r}: {row['reason']} (single AUC {row['single_auc']:.3f}, "
+                f"filled-in AUC {row['covered_auc']:.3f}, importance share {row['importance_share']:.2f})"
+            )
+        if self.model_flag:
+            lines.append(f"- model: {self.model_flag}")
+        top = self.features.sort_values("single_auc", ascending=False).head(5)
+        lines.append("Top single-feature AUCs: " + ", ".join(f"{f} {a:.3f}" for f, a in zip(top["feature"],
+                                                                                           top["single_auc"], strict=True)))
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def raise_if_flagged(self) -> None:
+        """Refuse (``LeakageError``) when anything is flagged."""
+        if self.flagged:
+            raise LeakageError(self.to_text())
+
+
+def leakage_report(
+    single_auc: pd.DataFrame,
+    importance: pd.Series,
+    model_auc: float,
+    baseline_aucs: dict[str, float],
+    thresholds: LeakageThresholds,
+) -> LeakageReport:
+    """Flag features by single AUC / importance share, and the model by absolute or relative AUC.
+
+    In strict mode (``thresholds.strict``) a flagged report raises ``LeakageError``.
+    """
+    total = float(importance.sum())
+    share = importance / total if total > 0 else importance * 0.0
+    table = single_auc.join(share.rename("importance_share"), how="outer")
+    table = table.fillna({"importance_share": 0.0}).rename_axis("feature").reset_index()
+    reasons = []
+    for auc, cov_auc, cov, imp in zip(table["single_auc"], table["covered_auc"], table["coverage"],
+                                      table["importance_share"], strict=True):
+        if auc >= thresholds.single_feature_auc:
+            reasons.append(f"alone predicts the label (AUC >= {thresholds.single_feature_auc})")
+        elif cov_auc >= thresholds.covered_feature_auc and cov < 1.0:
+            reasons.append(
+                f"where filled in ({cov:.0%} of rows) alone predicts the label (AUC >= "
+                f"{thresholds.covered_feature_auc}): typical of a field written after contact"
+            )
+        elif imp >= thresholds.importance_share and auc >= thresholds.importance_share_auc:
+            reasons.append(
+                f"dominates the model (gain share >= {thresholds.importance_share}) and alone has "
+                f"AUC >= {thresholds.importance_share_auc}"
+            )
+        else:
+            reasons.append("")
+    table["reason"] = reasons
+    table["flagged"] = table["reason"] != ""
+    table = table.sort_values(["flagged", "single_auc"], ascending=[False, False]).reset_index(drop=True)
+    finite = [v for v in baseline_aucs.values() if np.isfinite(v)]
+    best = max(finite) if finite else float("nan")
+    model_flag = None
+    if model_auc > thresholds.model_auc:
+        model_flag = f"model AUC {model_auc:.3f} > {thresholds.model_auc}: too good to be true"
+    elif np.isfinite(best) and model_auc > best + thresholds.model_over_best_baseline:
+        model_flag = (
+            f"model AUC {model_auc:.3f} exceeds the best baseline ({best:.3f}) by more than "
+            f"{thresholds.model_over_best_baseline}"
+        )
+    report = LeakageReport(
+        features=table,
+        model_auc=float(model_auc),
+        best_baseline_auc=float(best),
+        flagged_features=table.loc[table["flagged"], "feature"].tolist(),
+        model_flag=model_flag,
+        thresholds=thresholds,
+    )
+    if thresholds.strict:
+        report.raise_if_flagged()
+    return report

@@ -1,0 +1,397 @@
+"""The sales-readiness model: a compact LightGBM booster plus a calibrator.
+
+``SalesReadinessModel.predict_proba`` returns calibrated P(convert within H days). Inputs are
+matched to the training columns BY NAME (LightGBM itself predicts by position) and categorical
+columns are re-coded with the training vocabulary (unseen values become missing), so column order
+and unseen categories never change or break a score. Saved as plain files: ``booster.txt``
+(LightGBM model text) + ``model.json`` (columns, vocabularies, calibrator, metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from training.calibration import Calibrator, calibrator_from_dict, fit_calibrator
+from training.config import BoosterConfig, SearchConfig
+
+BOOSTER_FILE = "booster.txt"
+META_FILE = "model.json"
+FORMAT_VERSION = 1
+
+
+def scaled_min_data_in_leaf(n_rows: int, positive_rate: float = 0.5) -> int:
+    """Leaf size that grows with the data and with rarity of conversions.
+
+    clip(max(n / 500, 3 / positive_rate), 20, 1000): 20 for 10k balanced rows, ~150 at a 2% rate
+    (so a leaf expects a few conversions), 1000 from 500k rows.
+    """
+    rate = min(max(positive_rate, 1e-4), 1.0)
+    return int(np.clip(max(n_rows / 500, 3.0 / rate), 20, 1000))
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """Columns modelled as LightGBM native categoricals."""
+    return isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or pd.api.types.is_string_dtype(
+        series.dtype
+    )
+
+
+def _plain(values: Sequence[Any]) -> list[Any]:
+    """Category values as JSON-friendly Python scalars."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def infer_categories(frame: pd.DataFrame, spec: Any = None) -> dict[str, list[Any]]:
+    """Training vocabulary per categorical column: from the FeatureSpec when it has one, else the frame."""
+    from_spec = spec_categories(spec)
+    out: dict[str, list[Any]] = {}
+    for col in frame.columns:
+        if col in from_spec:
+            out[col] = list(from_spec[col])
+        elif is_categorical(frame[col]):
+            s = frame[col]
+            values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.unique(s.dropna())
+            out[col] = _plain(sorted(values, key=str))
+    return out
+
+
+def spec_categories(spec: Any) -> dict[str, list[Any]]:
+    """Categorical vocabularies carried by a FeatureSpec (duck-typed: ``categories`` / ``vocabularies``)."""
+    if spec is None:
+        return {}
+    for name in ("categorical_vocab_", "categories", "vocabularies"):
+        value = getattr(spec, name, None)
+        if isinstance(value, Mapping):
+            return {str(k): _plain(list(v)) for k, v in value.items()}
+    return {}
+
+
+def spec_columns(spec: Any) -> list[str] | None:
+    """Feature column order carried by a FeatureSpec (duck-typed), if any."""
+    if spec is None:
+        return None
+    for name in ("columns_", "columns", "feature_columns"):
+        value = getattr(spec, name, None)
+        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+            return list(value)
+    return None
+
+
+def encode_features(
+    frame: pd.DataFrame, columns: Sequence[str], categories: Mapping[str, Sequence[Any]]
+) -> np.ndarray:
+    """Float matrix in training column order; categoricals as training-vocabulary codes (NaN = unseen/missing)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"scoring frame lacks training feature column(s) {missing}")
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, col in enumerate(columns):
+        s = frame[col]
+        if col in categories:
+            vocab = list(categories[col])
+            if all(isinstance(v, str) for v in vocab):  # compare as text, like the FeatureSpec does
+                s = s.astype(object).where(s.isna(), s.astype(str))
+            codes = pd.Categorical(s, categories=vocab).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            try:
+                out[:, j] = pd.to_numeric(s, errors="raise").astype(np.float64)
+            except (ValueError, TypeError) as exc:
+                bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
+                raise ValueError(
+                    f"feature column {col!r} must be numeric; non-numeric rows {bad.index[:10].tolist()} "
+                    f"(values {bad.head(5).tolist()})"
+                ) from exc
+    return out
+
+
+def resolve_scale_pos_weight(setting: float | str | None, y: np.ndarray) -> float:
+    """Class-imbalance weight for positives."""
+    if setting is None:
+        return 1.0
+    if isinstance(setting, int | float):
+        return float(setting)
+    pos = float(np.sum(y == 1))
+    neg = float(np.sum(y == 0))
+    if pos == 0:
+        return 1.0
+    ratio = neg / pos
+    return ratio if setting == "balanced" else math.sqrt(ratio)
+
+
+def lgb_params(config: BoosterConfig, n_train: int, y: np.ndarray, seed: int) -> dict[str, Any]:
+    """LightGBM parameter dict from the typed config (min_data_in_leaf scaled with data size)."""
+    min_leaf = config.min_data_in_leaf or scaled_min_data_in_leaf(n_train, float(np.mean(y)) if len(y) else 0.5)
+    pos_weight = resolve_scale_pos_weight(config.scale_pos_weight, y)
+    return {
+        "objective": "binary",
+        # early stopping metric: log loss is distorted by class weights, so weighted fits stop on AUC
+        "metric": "binary_logloss" if pos_weight == 1.0 else "auc",
+        "num_leaves": config.num_leaves,
+        "max_depth": config.max_depth,
+        "learning_rate": config.learning_rate,
+        "min_data_in_leaf": min_leaf,
+        "min_data_per_group": max(10, min(100, min_leaf)),
+        "cat_smooth": config.cat_smooth,
+        "max_cat_to_onehot": config.max_cat_to_onehot,
+        "feature_fraction": config.feature_fraction,
+        "bagging_fraction": config.bagging_fraction,
+        "bagging_freq": config.bagging_freq if config.bagging_fraction < 1 else 0,
+        "lambda_l2": config.lambda_l2,
+        "scale_pos_weight": pos_weight,
+        "num_threads": config.num_threads or (1 if n_train < 100_000 else 0),
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+
+
+def _check_label(y: Any, what: str) -> np.ndarray:
+    arr = np.asarray(y, dtype=float)
+    bad = ~np.isin(arr, (0.0, 1.0))
+    if bad.any():
+        raise ValueError(
+            f"{what}: label must be 0/1 (censored rows removed first); bad rows {np.flatnonzero(bad)[:10].tolist()}"
+        )
+    if arr.size and arr.min() == arr.max():
+        raise ValueError(f"{what}: label holds a single class ({arr[0]:.0f}); cannot train")
+    return arr
+
+
+class SalesReadinessModel:
+    """Calibrated LightGBM classifier of conversion within ``horizon_days``."""
+
+    def __init__(
+        self,
+        booster: BoosterConfig | None = None,
+        calibration: str = "auto",
+        horizon_days: int | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.booster_config = booster or BoosterConfig()
+        self.calibration = calibration
+        self.horizon_days = horizon_days
+        self.seed = seed
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        X_valid: pd.DataFrame | None = None,
+        y_valid: Any = None,
+        *,
+        num_boost_round: int | None = None,
+        spec: Any = None,
+    ) -> SalesReadinessModel:
+        """Fit on ``X`` (feature columns only); early-stop and calibrate on the later ``X_valid``.
+
+        Without a validation slice, ``num_boost_round`` is required and the caller sets the
+        calibrator with ``calibrate(margin, y)`` (flat mode: out-of-fold margins).
+        """
+        started = time.perf_counter()
+        y_arr = _check_label(y, "training slice")
+        order = spec_columns(spec)
+        self.feature_columns_ = [c for c in order if c in X.columns] if order else list(X.columns)
+        extra = [c for c in X.columns if c not in self.feature_columns_]
+        if extra:
+            raise ValueError(f"training frame has columns not in the FeatureSpec: {extra}")
+        self.categories_ = infer_categories(X[self.feature_columns_], spec)
+        self.spec_ = spec
+        X_enc = encode_features(X, self.feature_columns_, self.categories_)
+        self.params_ = lgb_params(self.booster_config, len(X_enc), y_arr, self.seed)
+        cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
+        train_set = lgb.Dataset(
+            X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
+            free_raw_data=True,
+        )
+        if X_valid is not None:
+            yv = _check_label(y_valid, "validation slice")
+            Xv_enc = encode_features(X_valid, self.feature_columns_, self.categories_)
+            valid_set = lgb.Dataset(Xv_enc, label=yv, reference=train_set)
+            self.booster_ = lgb.train(
+                self.params_, train_set, num_boost_round=num_boost_round or self.booster_config.max_rounds,
+                valid_sets=[valid_set], valid_names=["valid"],
+                callbacks=[
+                    lgb.early_stopping(self.booster_config.early_stopping_rounds, verbose=False),
+                    lgb.log_evaluation(0),
+                ],
+            )
+            self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+            self.calibrate(self.predict_raw(X_valid), yv)
+        else:
+            if num_boost_round is None:
+                raise ValueError("fit without a validation slice needs num_boost_round")
+            self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
+            self.best_iteration_ = int(num_boost_round)
+        self.n_train_ = len(X_enc)
+        self.train_positive_rate_ = float(y_arr.mean())
+        self.fit_seconds_ = time.perf_counter() - started
+        return self
+
+    def calibrate(self, margin: np.ndarray, y: Any) -> SalesReadinessModel:
+        """(Re)fit the calibrator on held-out margins."""
+        self.calibrator_: Calibrator = fit_calibrator(self.calibration, margin, _check_label(y, "calibration"))
+        return self
+
+    # --------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "booster_"):
+            raise RuntimeError("SalesReadinessModel is not fitted")
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Feature matrix exactly as the booster sees it (training order, training vocabularies)."""
+        self._check_fitted()
+        return encode_features(frame, self.feature_columns_, self.categories_)
+
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds margin."""
+        return self.booster_.predict(self.encode(frame), raw_score=True, num_iteration=self.best_iteration_)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(convert within H days), one value per row."""
+        if not hasattr(self, "calibrator_"):
+            raise RuntimeError("SalesReadinessModel has no calibrator; call calibrate(margin, y)")
+        return self.calibrator_.transform(self.predict_raw(frame))
+
+    def predict_score(self, frame: pd.DataFrame) -> np.ndarray:
+        """The 0-100 score shown to people: round(100 * probability)."""
+        return probability_to_score(self.predict_proba(frame))
+
+    def predict_contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP contributions to the margin: (n, n_features + 1), last column = bias."""
+        return self.booster_.predict(self.encode(frame), pred_contrib=True, num_iteration=self.best_iteration_)
+
+    def feature_importance(self, kind: str = "gain") -> pd.Series:
+        """Importance per feature (``gain`` or ``split``), in training column order."""
+        self._check_fitted()
+        values = self.booster_.feature_importance(importance_type=kind, iteration=self.best_iteration_)
+        return pd.Series(values, index=self.feature_columns_, dtype=float)
+
+    # ------------------------------------------------------------------ storage
+    def save(self, directory: str | Path) -> Path:
+        """Write ``booster.txt`` + ``model.json`` into ``directory`` (created) and return it."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(directory / BOOSTER_FILE), num_iteration=self.best_iteration_)
+        spec_dict = None
+        if self.spec_ is not None and hasattr(self.spec_, "to_dict"):
+            spec_dict = self.spec_.to_dict()
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": "sales_readiness",
+            "feature_columns": self.feature_columns_,
+            "categories": self.categories_,
+            "calibrator": self.calibrator_.to_dict() if hasattr(self, "calibrator_") else None,
+            "calibration": self.calibration,
+            "horizon_days": self.horizon_days,
+            "best_iteration": self.best_iteration_,
+            "booster_config": self.booster_config.model_dump(),
+            "params": {k: v for k, v in self.params_.items()},
+            "seed": self.seed,
+            "n_train": self.n_train_,
+            "train_positive_rate": self.train_positive_rate_,
+            "spec": spec_dict,
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SalesReadinessModel:
+        """Read a model written by ``save``."""
+        directory = Path(directory)
+        for name in (BOOSTER_FILE, META_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"saved model {directory} lacks {name}")
+        meta = json.loads((directory / META_FILE).read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"saved model {directory}: unsupported format_version {meta.get('format_version')}")
+        model = cls(
+            booster=BoosterConfig.model_validate(meta["booster_config"]),
+            calibration=meta["calibration"],
+            horizon_days=meta["horizon_days"],
+            seed=meta["seed"],
+        )
+        model.booster_ = lgb.Booster(model_file=str(directory / BOOSTER_FILE))
+        model.feature_columns_ = list(meta["feature_columns"])
+        model.categories_ = {k: list(v) for k, v in meta["categories"].items()}
+        model.best_iteration_ = int(meta["best_iteration"])
+        model.params_ = meta["params"]
+        model.n_train_ = meta["n_train"]
+        model.train_positive_rate_ = meta["train_positive_rate"]
+        model.spec_ = _load_spec(meta.get("spec"))
+        if meta["calibrator"] is not None:
+            model.calibrator_ = calibrator_from_dict(meta["calibrator"])
+        return model
+
+
+def _load_spec(data: dict[str, Any] | None) -> Any:
+    """Rebuild the FeatureSpec when it was saved and the features package can read it back."""
+    if data is None:
+        return None
+    try:
+        from features.spec import FeatureSpec  # type: ignore[import-not-found]
+    except ImportError:
+        return data
+    from_dict = getattr(FeatureSpec, "from_dict", None)
+    return from_dict(data) if from_dict else data
+
+
+def probability_to_score(p: np.ndarray) -> np.ndarray:
+    """0-100 integer score = round(100 * probability)."""
+    return np.rint(100.0 * np.asarray(p, dtype=float)).astype(int)
+
+
+def search_booster(
+    X: pd.DataFrame,
+    y: Any,
+    X_valid: pd.DataFrame,
+    y_valid: Any,
+    base: BoosterConfig,
+    search: SearchConfig,
+    seed: int = 42,
+    spec: Any = None,
+) -> tuple[BoosterConfig, dict[str, Any]]:
+    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds.
+
+    The search space keeps trees small (``search.max_num_leaves``, ``search.max_depth``) so the
+    explanation cost stays low. Returns the best config and a summary dict.
+    """
+    import optuna
+    from sklearn.metrics import roc_auc_score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yv = np.asarray(y_valid, dtype=float)
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = base.model_copy(
+            update={
+                "num_leaves": trial.suggest_int("num_leaves", 4, max(4, search.max_num_leaves)),
+                "max_depth": trial.suggest_int("max_depth", 2, search.max_depth),
+                "learning_rate": trial.suggest_float("learning_rate", 0.03, 0.3, log=True),
+                "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 10, 1000, log=True),
+                "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+                "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+            }
+        )
+        model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit(X, y, X_valid, y_valid, spec=spec)
+        trial.set_user_attr("best_iteration", model.best_iteration_)
+        return float(roc_auc_score(yv, model.predict_raw(X_valid)))
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds)
+    best = base.model_copy(update=study.best_params)
+    summary = {"n_trials": len(study.trials), "best_valid_auc": study.best_value, **study.best_params}
+    return best, summary

@@ -1,0 +1,434 @@
+"""One entry point per data mode: fit the sales-readiness model, evaluate it honestly next to its
+baselines, raise the leakage alarm, pick the MQL threshold, draw the figures, write a model card.
+
+- ``train_and_evaluate(training_set, config, ...)``: snapshot data (``as_of``); time-ordered
+  train / valid / test with an H-day gap before each later slice.
+- ``train_and_evaluate_flat(flat, config, ...)``: one row per lead, no timestamps; grouped
+  stratified K-fold by ``lead_id``; the final model is refit on all rows with the folds' median
+  best iteration and calibrated on the cross-validated out-of-fold margins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from features.schema import CREATED_AT, LEAD_ID, FlatData
+from training import plots
+from training.baselines import LogisticBaseline, PointsRules, points_score, score_column_baseline
+from training.calibration import cross_fitted_calibration
+from training.config import AS_OF, TrainingConfig
+from training.evaluation import (
+    bootstrap_auc_ci,
+    capture_at_capacity,
+    grouped_folds,
+    probability_metrics,
+    ranking_metrics,
+    segment_table,
+    time_ordered_split,
+    weeks_represented,
+)
+from training.leakage import (
+    LeakageReport,
+    feature_scores,
+    leakage_report,
+    single_auc_table,
+    single_feature_auc,
+)
+from training.model import SalesReadinessModel, probability_to_score, search_booster
+from training.thresholds import recommend_threshold, table_to_markdown, threshold_table
+
+MODEL_NAME = "lightgbm (calibrated)"
+LOGISTIC_NAME = "logistic regression"
+# Columns of a TrainingSet frame that are never features.
+NON_FEATURE_COLUMNS = ("lead_id", "as_of", "converted_within_h", "censored", "days_observed", "event",
+                       "days_to_convert", "label")
+COMPARISON_COLUMNS = ["roc_auc", "roc_auc_lo", "roc_auc_hi", "pr_auc", "log_loss", "brier", "ece",
+                      "top_decile_lift", "top_decile_capture", "capture_at_capacity", "coverage"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainingResult:
+    """Everything one training run produced (the MLflow layer logs it, the CLI prints it)."""
+
+    model: SalesReadinessModel
+    metrics: dict[str, float]
+    comparison: pd.DataFrame
+    segments: pd.DataFrame
+    leakage: LeakageReport
+    thresholds: pd.DataFrame
+    recommended_threshold: dict[str, Any] | None
+    figures: dict[str, Figure]
+    model_card: str
+    predictions: pd.DataFrame  # evaluation rows: lead_id, (as_of), label, probability, score, baselines
+    split: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
+    """Feature columns: the spec's order when it has one, else every non-meta column."""
+    order = getattr(spec, "columns_", None)
+    if order:
+        missing = [c for c in order if c not in frame.columns]
+        if missing:
+            raise KeyError(f"training frame lacks FeatureSpec column(s) {missing}")
+        return list(order)
+    return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
+
+
+def _horizon(training_set: Any, config: TrainingConfig) -> int:
+    for value in (config.horizon_days, getattr(training_set, "horizon_days", None),
+                  getattr(getattr(training_set, "spec", None), "horizon_days", None),
+                  getattr(getattr(getattr(training_set, "spec", None), "config", None), "horizon_days", None)):
+        if value:
+            return int(value)
+    raise ValueError("horizon_days unknown: set training.horizon_days or give a TrainingSet that carries it")
+
+
+def _capacity_rows(config: TrainingConfig, n_rows: int, weeks: float | None) -> tuple[int, str]:
+    if config.capacity_per_week is not None and weeks:
+        return int(round(config.capacity_per_week * weeks)), f"{config.capacity_per_week:g} leads/week"
+    return int(round(config.capacity_share * n_rows)), f"top {config.capacity_share:.0%} of leads"
+
+
+def _comparison_row(y: np.ndarray, score: np.ndarray, capacity_rows: int, config: TrainingConfig,
+                    probability: bool, coverage: float = 1.0) -> dict[str, float]:
+    if probability:
+        row = probability_metrics(y, score, config.ece_bins, config.ece_binning)
+    else:
+        row = ranking_metrics(y, score)
+    lo, hi = bootstrap_auc_ci(y, score, config.bootstrap_samples, config.seed)
+    row.update(roc_auc_lo=lo, roc_auc_hi=hi, capture_at_capacity=capture_at_capacity(y, score, capacity_rows),
+               coverage=coverage)
+    return row
+
+
+def _baselines(
+    eval_frame: pd.DataFrame,
+    y: np.ndarray,
+    logistic_scores: np.ndarray | None,
+    points_rules: PointsRules | None,
+    events: pd.DataFrame | None,
+    score_columns: list[str],
+    capacity_rows: int,
+    config: TrainingConfig,
+    notes: list[str],
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    rows: dict[str, dict[str, float]] = {}
+    scores: dict[str, np.ndarray] = {}
+    if points_rules is not None:
+        name = f"points: {points_rules.name}"
+        try:
+            pts = points_score(eval_frame, points_rules, events)
+        except (KeyError, ValueError) as exc:
+            notes.append(f"points baseline not scored: {exc}")
+        else:
+            scores[name] = pts
+            rows[name] = _comparison_row(y, pts, capacity_rows, config, probability=False)
+            mql = pts >= points_rules.mql_threshold
+            rows[name]["mql_share"] = float(mql.mean())
+            rows[name]["mql_precision"] = float(y[mql].mean()) if mql.any() else float("nan")
+            rows[name]["mql_capture"] = float(y[mql].sum() / max(y.sum(), 1))
+    else:
+        notes.append("points baseline skipped: no points rules given")
+    for col in score_columns:
+        if col not in eval_frame.columns:
+            notes.append(f"score column {col!r} not in the evaluation frame; baseline skipped")
+            continue
+        values, coverage = score_column_baseline(eval_frame[col])
+        name = f"score: {col}"
+        scores[name] = values
+        rows[name] = _comparison_row(y, values, capacity_rows, config, probability=False, coverage=coverage)
+        covered = eval_frame[col].notna().to_numpy()
+        if covered.any() and 0 < y[covered].sum() < covered.sum():
+            rows[name]["roc_auc_covered_only"] = ranking_metrics(y[covered], values[covered])["roc_auc"]
+    if logistic_scores is not None:
+        scores[LOGISTIC_NAME] = logistic_scores
+        rows[LOGISTIC_NAME] = _comparison_row(y, logistic_scores, capacity_rows, config, probability=True)
+    return rows, scores
+
+
+def _comparison_frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    extra = [c for c in frame.columns if c not in COMPARISON_COLUMNS and c not in ("n", "n_positive", "base_rate")]
+    cols = [c for c in COMPARISON_COLUMNS if c in frame.columns] + extra
+    return frame[cols].rename_axis("scorer")
+
+
+def _flat_metrics(model_row: dict[str, float], comparison: pd.DataFrame, leakage: LeakageReport,
+                  recommended: dict[str, Any] | None, extra: dict[str, float]) -> dict[str, float]:
+    metrics = {k: float(v) for k, v in model_row.items() if isinstance(v, int | float)}
+    for name, row in comparison.drop(index=MODEL_NAME, errors="ignore").iterrows():
+        key = "baseline_" + re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        for metric in ("roc_auc", "pr_auc", "log_loss", "ece", "top_decile_capture", "coverage"):
+            if metric in row and pd.notna(row[metric]):
+                metrics[f"{key}_{metric}"] = float(row[metric])
+    metrics["leakage_flagged"] = float(leakage.flagged)
+    if recommended is not None:
+        metrics["mql_cutoff"] = float(recommended["cutoff"])
+        metrics["mql_capture"] = float(recommended["capture"])
+        metrics["mql_precision"] = float(recommended["precision"])
+    metrics.update(extra)
+    return metrics
+
+
+def _figures(y: np.ndarray, p: np.ndarray, score: np.ndarray, baseline_scores: dict[str, np.ndarray],
+             comparison: pd.DataFrame, thresholds: pd.DataFrame, recommended: dict[str, Any] | None,
+             model: SalesReadinessModel, shap_frame: pd.DataFrame, config: TrainingConfig) -> dict[str, Figure]:
+    curves = {MODEL_NAME: (y, p), **{k: (y, v) for k, v in baseline_scores.items()}}
+    contrib = model.predict_contributions(shap_frame)
+    labels = getattr(model.spec_, "labels_", None) or {}
+    names = [labels.get(c, c) for c in model.feature_columns_]
+    return {
+        "roc": plots.roc_figure(curves),
+        "pr": plots.pr_figure(curves),
+        "reliability": plots.reliability_figure(y, p, config.ece_bins, config.ece_binning),
+        "gain": plots.lift_gain_figure(curves),
+        "score_distribution": plots.score_distribution_figure(
+            score, y, None if recommended is None else int(recommended["cutoff"])),
+        "thresholds": plots.threshold_figure(thresholds, recommended),
+        "shap_summary": plots.shap_summary_figure(contrib, model.encode(shap_frame), names),
+        "baselines": plots.baseline_comparison_figure(comparison),
+    }
+
+
+def _md_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
+    cols = [frame.index.name or "", *frame.columns]
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for idx, row in frame.iterrows():
+        cells = [float_format.format(v) if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: SalesReadinessModel,
+                comparison: pd.DataFrame, segments: pd.DataFrame, leakage: LeakageReport,
+                thresholds: pd.DataFrame, recommended: dict[str, Any] | None, notes: list[str],
+                config: TrainingConfig) -> str:
+    cal = model.calibrator_.kind
+    lines = [
+        f"# Model card: {title}",
+        "",
+        "## What it predicts",
+        f"P(lead converts within {horizon} days of the scoring instant)" if horizon else
+        "P(lead converts) as labelled in the flat export",
+        "; score shown to people = round(100 x probability).",
+        "",
+        "## Model",
+        f"LightGBM binary classifier, native categoricals, {model.best_iteration_} trees, "
+        f"num_leaves {model.params_['num_leaves']}, max_depth {model.params_['max_depth']}, learning rate "
+        f"{model.params_['learning_rate']}, min_data_in_leaf {model.params_['min_data_in_leaf']}, "
+        f"scale_pos_weight {model.params_['scale_pos_weight']:.2f}; {cal} calibration on held-out data; "
+        f"{len(model.feature_columns_)} features ({len(model.categories_)} categorical).",
+        "",
+        "## Evaluation",
+        "; ".join(f"{k}: {v}" for k, v in split.items()),
+        "",
+        f"ECE uses {config.ece_bins} {config.ece_binning.replace('_', '-')} bins. AUC intervals: "
+        f"{config.bootstrap_samples}-sample bootstrap, 95%.",
+        "",
+        _md_table(comparison.drop(columns=[c for c in ("n",) if c in comparison.columns])),
+        "",
+        "## MQL threshold",
+        (f"Recommended cut-off {recommended['cutoff']} for capacity {recommended['capacity']:g} "
+         f"({recommended['capacity_unit']}): precision {recommended['precision']:.3f}, captures "
+         f"{recommended['capture']:.1%} of conversions." if recommended else "No cut-off fits the capacity."),
+        "",
+        table_to_markdown(thresholds, every=10),
+        "",
+        "## Segments",
+        _md_table(segments.set_index("segment_column")) if len(segments) else "(no segment columns configured)",
+        "",
+        "## Leakage alarm",
+        "```",
+        leakage.to_text(),
+        "```",
+    ]
+    if notes:
+        lines += ["", "## Notes", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def train_and_evaluate(
+    training_set: Any,
+    config: TrainingConfig,
+    *,
+    points_rules: PointsRules | None = None,
+    events: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Snapshot mode. ``training_set`` has ``.frame`` (lead_id, as_of, label, features) and ``.spec``.
+
+    ``events`` (canonical events table) lets the points baseline recompute decayed behaviour points
+    per snapshot; the leads' attributes are read from the feature frame.
+    """
+    say = progress or _noop
+    frame: pd.DataFrame = training_set.frame
+    spec = getattr(training_set, "spec", None)
+    for col in (LEAD_ID, AS_OF, config.label):
+        if col not in frame.columns:
+            raise KeyError(f"training frame lacks column {col!r}")
+    horizon = _horizon(training_set, config)
+    features = feature_columns_of(frame, spec)
+    notes: list[str] = []
+    labelled = frame[frame[config.label].notna()].reset_index(drop=True)
+    n_censored = len(frame) - len(labelled)
+    if n_censored:
+        notes.append(f"{n_censored} censored snapshots (label window not yet closed) excluded from fit and test")
+    split = time_ordered_split(labelled[AS_OF], horizon, config.test_fraction, config.validation_fraction)
+    split_info = {**split.describe(labelled[AS_OF]), "horizon_days": horizon, "n_censored_excluded": n_censored,
+                  "n_gap_excluded": len(labelled) - len(split.train) - len(split.valid) - len(split.test)}
+    y = labelled[config.label].to_numpy(dtype=float)
+    X = labelled[features]
+    X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
+    y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
+    say(f"split: {split_info}")
+    booster_cfg = config.booster
+    if config.search.n_trials > 0:
+        say(f"hyperparameter search: {config.search.n_trials} trials / {config.search.timeout_seconds:g}s")
+        booster_cfg, summary = search_booster(X_tr, y_tr, X_va, y_va, config.booster, config.search,
+                                              config.seed, spec)
+        notes.append(f"Optuna search: {summary}")
+    say("fitting LightGBM")
+    model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
+        X_tr, y_tr, X_va, y_va, spec=spec)
+    p = model.predict_proba(X_te)
+    weeks = weeks_represented(labelled[AS_OF].iloc[split.test])
+    capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks)
+    model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)
+    say("baselines")
+    logistic = LogisticBaseline().fit(pd.concat([X_tr, X_va]), np.concatenate([y_tr, y_va]))
+    test_frame = labelled.iloc[split.test].reset_index(drop=True)
+    baseline_rows, baseline_scores = _baselines(
+        test_frame, y_te, logistic.predict_proba(X_te), points_rules, events,
+        [c for c in config.score_columns], capacity_rows, config, notes)
+    comparison = _comparison_frame({MODEL_NAME: model_row, **baseline_rows})
+    say("segments, leakage, thresholds")
+    segments = segment_table(test_frame, y_te, p, config.segment_columns, config.bootstrap_samples,
+                             config.min_segment_size, config.seed)
+    single = single_feature_auc(X_tr, y_tr, X_te, y_te)
+    leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
+                             {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage)
+    score = probability_to_score(p)
+    table = threshold_table(score, y_te, weeks, config.threshold_step)
+    recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)
+    split_info.update(test_weeks=round(weeks, 2) if weeks else None, capacity=capacity_label)
+    predictions = pd.DataFrame({LEAD_ID: test_frame[LEAD_ID], AS_OF: test_frame[AS_OF], "label": y_te,
+                                "probability": p, "score": score,
+                                **{f"baseline:{k}": v for k, v in baseline_scores.items()}})
+    figures = {}
+    if config.make_plots:
+        say("figures")
+        sample = X_te.sample(min(config.shap_sample, len(X_te)), random_state=config.seed)
+        figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
+    metrics = _flat_metrics(model_row, comparison, leakage, recommended,
+                            {"best_iteration": float(model.best_iteration_), "n_features": float(len(features))})
+    card = _model_card("sales readiness (snapshots)", horizon, split_info, model, comparison, segments, leakage,
+                       table, recommended, notes, config)
+    return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
+                          predictions, split_info, notes)
+
+
+def _oof_single_feature_auc(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> pd.DataFrame:
+    """Single-feature AUCs where categorical encodings are fitted on the other folds only."""
+    scores = {c: np.empty(len(y)) for c in X.columns}
+    for k in np.unique(folds):
+        held = folds == k
+        for col, values in feature_scores(X[~held], y[~held], X[held]).items():
+            scores[col][held] = values
+    return single_auc_table(scores, X.notna(), y)
+
+
+def train_and_evaluate_flat(
+    flat: FlatData,
+    config: TrainingConfig,
+    *,
+    points_rules: PointsRules | None = None,
+    spec: Any = None,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Flat mode: grouped stratified CV by lead_id, out-of-fold evaluation, final refit on all rows.
+
+    Early stopping inside each fold uses a grouped 20% slice of that fold's training rows, never
+    the held-out fold. Calibrated out-of-fold probabilities are cross-fitted (fold k calibrated on
+    the other folds' margins). The final model uses the folds' median best iteration and a
+    calibrator fitted on all out-of-fold margins.
+    """
+    say = progress or _noop
+    frame = flat.frame.reset_index(drop=True)
+    features = list(spec.columns_) if spec is not None and getattr(spec, "columns_", None) else flat.features
+    missing = [c for c in [LEAD_ID, flat.label, *features] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"flat frame lacks column(s) {missing}")
+    y = frame[flat.label].to_numpy(dtype=float)
+    X = frame[features]
+    groups = frame[LEAD_ID].to_numpy()
+    folds = grouped_folds(y, groups, config.cv_folds, config.seed)
+    notes: list[str] = []
+    oof_margin = np.empty(len(y))
+    oof_logistic = np.empty(len(y))
+    best_iterations = []
+    for k in range(config.cv_folds):
+        say(f"fold {k + 1}/{config.cv_folds}")
+        held = folds == k
+        train_idx = np.flatnonzero(~held)
+        inner = grouped_folds(y[train_idx], groups[train_idx], 5, config.seed + k + 1)
+        fit_idx, stop_idx = train_idx[inner != 0], train_idx[inner == 0]
+        fold_model = SalesReadinessModel(config.booster, config.calibration, None, config.seed).fit(
+            X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx], spec=spec)
+        best_iterations.append(fold_model.best_iteration_)
+        oof_margin[held] = fold_model.predict_raw(X.iloc[held])
+        oof_logistic[held] = LogisticBaseline().fit(X.iloc[train_idx], y[train_idx]).predict_proba(X.iloc[held])
+    p = cross_fitted_calibration(config.calibration, oof_margin, y, folds)
+    n_rounds = int(np.median(best_iterations))
+    say(f"final model: {n_rounds} rounds on all {len(y)} rows")
+    model = SalesReadinessModel(config.booster, config.calibration, None, config.seed).fit(
+        X, y, num_boost_round=n_rounds, spec=spec)
+    model.calibrate(oof_margin, y)
+    weeks = None
+    if CREATED_AT in frame.columns and frame[CREATED_AT].notna().any():
+        created = pd.to_datetime(frame[CREATED_AT])
+        weeks = max((created.max() - created.min()) / pd.Timedelta(days=7), 1.0)
+    capacity_rows, capacity_label = _capacity_rows(config, len(y), weeks)
+    model_row = _comparison_row(y, p, capacity_rows, config, probability=True)
+    score_columns = list(dict.fromkeys([*config.score_columns, *flat.score_columns]))
+    baseline_rows, baseline_scores = _baselines(frame, y, oof_logistic, points_rules, None, score_columns,
+                                                capacity_rows, config, notes)
+    comparison = _comparison_frame({MODEL_NAME: model_row, **baseline_rows})
+    say("segments, leakage, thresholds")
+    segments = segment_table(frame, y, p, config.segment_columns, config.bootstrap_samples,
+                             config.min_segment_size, config.seed)
+    single = _oof_single_feature_auc(X, y, folds)
+    leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
+                             {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage)
+    score = probability_to_score(p)
+    table = threshold_table(score, y, weeks, config.threshold_step)
+    recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)
+    split_info = {"mode": f"{config.cv_folds}-fold StratifiedGroupKFold by lead_id (out-of-fold)",
+                  "n_rows": len(y), "best_iterations": best_iterations, "final_rounds": n_rounds,
+                  "capacity": capacity_label}
+    predictions = pd.DataFrame({LEAD_ID: frame[LEAD_ID], "fold": folds, "label": y, "probability": p,
+                                "score": score, **{f"baseline:{k}": v for k, v in baseline_scores.items()}})
+    figures = {}
+    if config.make_plots:
+        say("figures")
+        sample = X.sample(min(config.shap_sample, len(X)), random_state=config.seed)
+        figures = _figures(y, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
+    metrics = _flat_metrics(model_row, comparison, leakage, recommended,
+                            {"best_iteration": float(n_rounds), "n_features": float(len(features))})
+    card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
+                       table, recommended, notes, config)
+    return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
+                          predictions, split_info, notes)

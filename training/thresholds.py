@@ -1,0 +1,85 @@
+"""MQL threshold for a sales capacity.
+
+For every 0-100 cut-off: how many test rows score at or above it, how many that is per week, the
+precision among them and the share of all conversions they capture. Per week = flagged rows /
+weeks represented by the test snapshots (``evaluation.weeks_represented``: distinct as_of dates x
+median cadence / 7). Each snapshot row counts once: a lead re-flagged in two weekly snapshots is
+counted in both weeks, as sales would see it twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def threshold_table(
+    score: np.ndarray, y: np.ndarray, weeks: float | None, step: int = 1
+) -> pd.DataFrame:
+    """Cut-offs 0..100 (every ``step``) with flagged rows, per week, precision, capture and lift."""
+    score = np.asarray(score, dtype=float)
+    y = np.asarray(y, dtype=float)
+    cutoffs = np.arange(0, 101, step)
+    n_pos = y.sum()
+    base = y.mean() if len(y) else float("nan")
+    # counts of rows / positives with score >= c for every c, without a loop over rows
+    order = np.sort(score)
+    flagged = len(score) - np.searchsorted(order, cutoffs, side="left")
+    pos_sorted = np.sort(score[y == 1])
+    captured = len(pos_sorted) - np.searchsorted(pos_sorted, cutoffs, side="left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(flagged > 0, captured / np.maximum(flagged, 1), np.nan)
+        table = pd.DataFrame(
+            {
+                "cutoff": cutoffs,
+                "leads_flagged": flagged,
+                "leads_per_week": flagged / weeks if weeks else np.nan,
+                "share_flagged": flagged / max(len(score), 1),
+                "precision": precision,
+                "conversions_captured": captured,
+                "capture": captured / n_pos if n_pos else np.nan,
+                "lift": precision / base if base else np.nan,
+            }
+        )
+    return table
+
+
+def recommend_threshold(
+    table: pd.DataFrame, capacity_per_week: float | None = None, capacity_share: float | None = None
+) -> dict[str, float] | None:
+    """Lowest cut-off (= highest capture) whose flagged volume fits the capacity.
+
+    Capacity is leads per week when given and the table knows weeks; otherwise a share of leads.
+    Returns the chosen row as a dict (plus ``capacity`` and ``capacity_unit``), or None when no
+    cut-off fits.
+    """
+    if capacity_per_week is not None and table["leads_per_week"].notna().all():
+        fits = table["leads_per_week"] <= capacity_per_week
+        capacity, unit = capacity_per_week, "leads_per_week"
+    elif capacity_share is not None:
+        fits = table["share_flagged"] <= capacity_share
+        capacity, unit = capacity_share, "share_flagged"
+    else:
+        raise ValueError("recommend_threshold: give capacity_per_week (with weeks known) or capacity_share")
+    fits &= table["leads_flagged"] > 0
+    if not fits.any():
+        return None
+    row = table.loc[fits].sort_values("cutoff").iloc[0]
+    out = {k: float(v) for k, v in row.items()}
+    out["cutoff"] = int(row["cutoff"])
+    out["capacity"] = float(capacity)
+    out["capacity_unit"] = unit  # type: ignore[assignment]
+    return out
+
+
+def table_to_markdown(table: pd.DataFrame, every: int = 5) -> str:
+    """Compact Markdown view of the threshold table (every ``every``-th cut-off with flagged rows)."""
+    view = table[(table["cutoff"] % every == 0) & (table["leads_flagged"] > 0)]
+    cols = ["cutoff", "leads_flagged", "leads_per_week", "precision", "capture", "lift"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in view[cols].iterrows():
+        lines.append(
+            f"| {int(r['cutoff'])} | {int(r['leads_flagged'])} | {r['leads_per_week']:.1f} | "
+            f"{r['precision']:.3f} | {r['capture']:.3f} | {r['lift']:.2f} |"
+        )
+    return "\n".join(lines)

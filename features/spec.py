@@ -1,0 +1,566 @@
+"""FeatureConfig (typed parameters) and FeatureSpec (the fitted, serialisable feature contract).
+
+The spec travels with the model: it fixes the event-type vocabulary, the categorical vocabularies,
+the column order, the family of each column (fit / engagement / lifecycle) and a readable label per
+column, so that serving rebuilds exactly the training features.
+
+Column order: fit columns (categorical attributes sorted by name, then numeric attributes sorted by
+name), then engagement columns, then lifecycle columns (see :func:`engagement_feature_names`).
+It never depends on the order of rows or columns in the input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from features.schema import (
+    CONTENT_DOWNLOAD,
+    DEMO_REQUEST,
+    EMAIL_BOUNCE,
+    EMAIL_CLICK,
+    EMAIL_OPEN,
+    ENGAGEMENT,
+    ENGAGEMENT_EVENT_TYPES,
+    EVENT_TYPE,
+    FAMILIES,
+    FIT,
+    FORM_FILL,
+    LIFECYCLE,
+    PAGE_VIEW,
+    PRICING_PAGE_VIEW,
+    RECYCLED,
+    UNSUBSCRIBE,
+    WEBINAR,
+    CRMData,
+    FlatData,
+)
+
+SPEC_FORMAT_VERSION = 1
+CRM_KIND = "crm"
+FLAT_KIND = "flat"
+
+# Event types that signal disengagement: weight 0 in the decayed intensity and not "activity" by
+# default (they still get counts, days-since-last and an "ever" flag).
+NEGATIVE_SIGNAL_TYPES = (UNSUBSCRIBE, EMAIL_BOUNCE)
+FLAG_COLUMNS = {UNSUBSCRIBE: "ever_unsubscribed", EMAIL_BOUNCE: "ever_email_bounced"}
+
+LEAD_AGE = "lead_age_days"
+TIMES_RECYCLED = "times_recycled"
+DAYS_SINCE_LAST_RECYCLE = "days_since_last_recycle"
+ENGAGEMENT_INTENSITY = "engagement_intensity"
+
+_READABLE_TYPES: dict[str, tuple[str, str]] = {  # type -> (plural, singular)
+    EMAIL_OPEN: ("email opens", "email open"),
+    EMAIL_CLICK: ("email clicks", "email click"),
+    PAGE_VIEW: ("page views", "page view"),
+    PRICING_PAGE_VIEW: ("pricing page views", "pricing page view"),
+    FORM_FILL: ("form fills", "form fill"),
+    WEBINAR: ("webinars attended", "webinar"),
+    CONTENT_DOWNLOAD: ("content downloads", "content download"),
+    DEMO_REQUEST: ("demo requests", "demo request"),
+    UNSUBSCRIBE: ("unsubscribes", "unsubscribe"),
+    EMAIL_BOUNCE: ("email bounces", "email bounce"),
+}
+
+
+class FeatureSpecError(ValueError):
+    """A spec cannot be fitted, loaded or applied to the given data."""
+
+
+class FeatureConfig(BaseModel):
+    """Parameters of snapshots, labels and features (loaded once at the edge).
+
+    - ``cadence``: pandas offset alias of the as-of dates (``"MS"`` = month starts).
+    - ``start`` / ``end``: first / last candidate as-of instant (defaults: earliest ``created_at``,
+      ``data_end``); ``as_of_dates`` overrides the cadence with explicit instants.
+    - ``data_end``: end of observation (default: the latest timestamp in the data).
+    - ``horizon_days``: label horizon H; ``windows``: count windows in days;
+      ``trend_windows`` = (recent, prior) days; ``half_life_days`` of the decayed intensity.
+    - ``event_types``: fixed engagement vocabulary; ``None`` -> fitted from the training events
+      (``vocabulary="observed"``) or the schema's known types (``vocabulary="schema"``).
+    - ``event_weights``: weight per event type in the decayed intensity; types not listed weigh 1,
+      except unsubscribe / email_bounce which weigh 0. Events of positive weight are "activity"
+      (trend, distinct active days).
+    - ``block_leads``: leads processed per block (bounds memory; progress is reported per block).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cadence: str = "MS"
+    horizon_days: float = 90.0
+    windows: tuple[int, ...] = (7, 30, 90)
+    trend_windows: tuple[int, int] = (7, 28)
+    half_life_days: float = 14.0
+    data_end: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    as_of_dates: tuple[datetime, ...] | None = None
+    event_types: tuple[str, ...] | None = None
+    vocabulary: Literal["observed", "schema"] = "observed"
+    event_weights: dict[str, float] = {}
+    block_leads: int = 50_000
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_positive_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError(f"windows must be positive day counts, got {value}")
+        return tuple(sorted(set(value)))
+
+    @field_validator("trend_windows")
+    @classmethod
+    def _trend_positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if any(w <= 0 for w in value):
+            raise ValueError(f"trend_windows must be positive day counts, got {value}")
+        return value
+
+    @field_validator("horizon_days", "half_life_days")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"must be a positive number of days, got {value}")
+        return value
+
+    @field_validator("block_leads")
+    @classmethod
+    def _block_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"block_leads must be positive, got {value}")
+        return value
+
+    @field_validator("event_weights")
+    @classmethod
+    def _weights_non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not (v >= 0 and math.isfinite(v))}
+        if bad:
+            raise ValueError(f"event_weights must be finite and >= 0, got {bad}")
+        return value
+
+    @field_validator("data_end", "start", "end")
+    @classmethod
+    def _naive_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _naive_utc_datetime(value)
+
+    @field_validator("as_of_dates")
+    @classmethod
+    def _naive_utc_all(cls, value: tuple[datetime, ...] | None) -> tuple[datetime, ...] | None:
+        return None if value is None else tuple(sorted({_naive_utc_datetime(v) for v in value}))
+
+    @model_validator(mode="after")
+    def _no_recycled_in_vocabulary(self) -> FeatureConfig:
+        if self.event_types is not None and RECYCLED in self.event_types:
+            raise ValueError(f"event_types: {RECYCLED!r} is a lifecycle event, not an engagement type")
+        return self
+
+    def weight_of(self, event_type: str) -> float:
+        """Weight of one engagement event type in the decayed intensity."""
+        if event_type in self.event_weights:
+            return float(self.event_weights[event_type])
+        return 0.0 if event_type in NEGATIVE_SIGNAL_TYPES else 1.0
+
+
+def _naive_utc_datetime(value: datetime) -> datetime:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
+
+
+@dataclass(frozen=True)
+class KernelParams:
+    """What the array kernels need, derived from a fitted spec (not serialised)."""
+
+    n_types: int  # engagement types 0..n_types-1; code n_types = recycled
+    windows_ns: tuple[int, ...]
+    trend_recent_ns: int
+    trend_prior_ns: int
+    half_life_ns: float
+    weights: np.ndarray  # float64, length n_types + 1 (recycled weighs 0)
+    active: np.ndarray  # bool, length n_types + 1
+    flag_codes: tuple[int, ...]  # codes of unsubscribe / bounce present in the vocabulary
+
+
+DAY_NS = 86_400 * 10**9
+
+
+def _readable_type(event_type: str) -> tuple[str, str]:
+    if event_type in _READABLE_TYPES:
+        return _READABLE_TYPES[event_type]
+    words = event_type.replace("_", " ")
+    return f"{words} events", f"{words} event"
+
+
+def engagement_feature_names(event_types: Iterable[str], config: FeatureConfig) -> list[tuple[str, str, str]]:
+    """(column, family, readable label) of the event-derived columns, in kernel output order."""
+    types = list(event_types)
+    out: list[tuple[str, str, str]] = []
+    for event_type in types:
+        plural, _ = _readable_type(event_type)
+        for window in config.windows:
+            out.append((f"{event_type}_count_{window}d", ENGAGEMENT, f"{plural}, last {window} days"))
+    for event_type in types:
+        _, singular = _readable_type(event_type)
+        out.append((f"days_since_last_{event_type}", ENGAGEMENT, f"days since last {singular}"))
+    recent, prior = config.trend_windows
+    out.append(
+        (
+            f"engagement_trend_{recent}d_vs_{prior}d",
+            ENGAGEMENT,
+            f"engagement trend, last {recent} days vs the {prior} days before",
+        )
+    )
+    longest = max(config.windows)
+    out.append((f"active_days_{longest}d", ENGAGEMENT, f"distinct active days, last {longest} days"))
+    out.append(
+        (
+            ENGAGEMENT_INTENSITY,
+            ENGAGEMENT,
+            f"decayed engagement intensity (half-life {config.half_life_days:g} days)",
+        )
+    )
+    for event_type in types:
+        if event_type in FLAG_COLUMNS:
+            _, singular = _readable_type(event_type)
+            out.append((FLAG_COLUMNS[event_type], ENGAGEMENT, f"ever had an {singular}"))
+    out.append((LEAD_AGE, LIFECYCLE, "lead age (days)"))
+    out.append((TIMES_RECYCLED, LIFECYCLE, "times recycled by sales"))
+    out.append((DAYS_SINCE_LAST_RECYCLE, LIFECYCLE, "days since last recycle"))
+    return out
+
+
+def distinct_strings(series: pd.Series) -> list[str]:
+    """Distinct non-null values of a column as strings (the vocabulary's value space)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        present = np.unique(codes[codes >= 0])
+        return [str(v) for v in series.cat.categories[present]]
+    return [str(v) for v in pd.unique(series[series.notna()])]
+
+
+class FeatureSpec:
+    """The fitted feature contract. ``fit`` returns self; learned state ends in ``_``.
+
+    Fitted attributes: ``kind_`` ("crm" or "flat"), ``event_types_`` (engagement vocabulary),
+    ``categorical_vocab_`` ({column: [values]}), ``numeric_columns_``, ``columns_`` (order of
+    the feature matrix), ``families_`` ({column: family}), ``labels_`` ({column: readable label}).
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig()
+
+    # ----- fitting ---------------------------------------------------------------------------
+    def fit(self, data: CRMData | FlatData) -> FeatureSpec:
+        """Fit vocabularies and column order on training data (CRM tables or a flat export)."""
+        self._kernel_params = None
+        self._category_lookup = None
+        if isinstance(data, FlatData):
+            return self._fit_flat(data)
+        if isinstance(data, CRMData):
+            return self._fit_crm(data)
+        raise FeatureSpecError(f"FeatureSpec.fit expects CRMData or FlatData, got {type(data).__name__}")
+
+    def _fit_crm(self, crm: CRMData) -> FeatureSpec:
+        config = self.config
+        if config.event_types is not None:
+            event_types = list(config.event_types)
+        elif config.vocabulary == "schema":
+            event_types = list(ENGAGEMENT_EVENT_TYPES)
+        else:
+            event_types = sorted(set(distinct_strings(crm.events[EVENT_TYPE])) - {RECYCLED})
+        if len(set(event_types)) != len(event_types):
+            raise FeatureSpecError(f"event_types has duplicates: {event_types}")
+        categorical = sorted(crm.categorical_attributes)
+        numeric = sorted(crm.numeric_attributes)
+        _check_columns("leads", crm.leads, [*categorical, *numeric])
+        self.kind_ = CRM_KIND
+        self.event_types_ = event_types
+        self.categorical_vocab_ = {
+            col: sorted(set(distinct_strings(crm.leads[col]))) for col in categorical
+        }
+        self.numeric_columns_ = numeric
+        columns = [*categorical, *numeric]
+        families = dict.fromkeys(columns, FIT)
+        labels = {col: col.replace("_", " ") for col in columns}
+        for name, family, label in engagement_feature_names(event_types, config):
+            columns.append(name)
+            families[name] = family
+            labels[name] = label
+        self.columns_ = columns
+        self.families_ = families
+        self.labels_ = labels
+        self._check_unique_columns()
+        return self
+
+    def _fit_flat(self, flat: FlatData) -> FeatureSpec:
+        categorical = sorted(flat.categorical_features)
+        numeric = sorted(flat.numeric_features)
+        _check_columns("flat", flat.frame, [*categorical, *numeric])
+        missing = [c for c in [*categorical, *numeric] if c not in flat.families]
+        bad = {c: f for c, f in flat.families.items() if f not in FAMILIES}
+        if missing or bad:
+            raise FeatureSpecError(
+                f"flat: every feature needs a family in {FAMILIES}; missing: {missing}, invalid: {bad}"
+            )
+        self.kind_ = FLAT_KIND
+        self.event_types_ = []
+        self.categorical_vocab_ = {
+            col: sorted(set(distinct_strings(flat.frame[col]))) for col in categorical
+        }
+        self.numeric_columns_ = numeric
+        self.columns_ = [*categorical, *numeric]
+        self.families_ = {c: flat.families[c] for c in self.columns_}
+        self.labels_ = {c: c.replace("_", " ") for c in self.columns_}
+        self._check_unique_columns()
+        return self
+
+    def _check_unique_columns(self) -> None:
+        seen: set[str] = set()
+        dupes = [c for c in self.columns_ if c in seen or seen.add(c)]
+        if dupes:
+            raise FeatureSpecError(f"feature columns collide (rename the attribute): {dupes}")
+
+    # ----- fitted views ----------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "columns_"):
+            raise FeatureSpecError("FeatureSpec is not fitted: call fit(...) or from_dict(...)")
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        self._require_fitted()
+        return list(self.categorical_vocab_)
+
+    @property
+    def fit_columns(self) -> list[str]:
+        return [*self.categorical_columns, *self.numeric_columns_]
+
+    def columns_of(self, family: str) -> list[str]:
+        """Feature columns of one family (``fit``, ``engagement`` or ``lifecycle``)."""
+        self._require_fitted()
+        return [c for c in self.columns_ if self.families_[c] == family]
+
+    @property
+    def event_codes(self) -> dict[str, int]:
+        """Event type -> integer code used by the kernels (recycled is last)."""
+        self._require_fitted()
+        codes = {t: i for i, t in enumerate(self.event_types_)}
+        codes[RECYCLED] = len(self.event_types_)
+        return codes
+
+    @property
+    def category_lookup(self) -> dict[str, dict[str, float]]:
+        """{column: {value: code}} for encoding payload attributes without pandas."""
+        self._require_fitted()
+        cached = getattr(self, "_category_lookup", None)
+        if cached is None:
+            cached = {c: {v: float(i) for i, v in enumerate(vocab)} for c, vocab in self.categorical_vocab_.items()}
+            self._category_lookup = cached
+        return cached
+
+    @property
+    def kernel_params(self) -> KernelParams:
+        self._require_fitted()
+        cached = getattr(self, "_kernel_params", None)
+        if cached is not None:
+            return cached
+        config = self.config
+        weights = np.array([config.weight_of(t) for t in self.event_types_] + [0.0], dtype=np.float64)
+        recent, prior = config.trend_windows
+        params = KernelParams(
+            n_types=len(self.event_types_),
+            windows_ns=tuple(int(w) * DAY_NS for w in config.windows),
+            trend_recent_ns=int(recent) * DAY_NS,
+            trend_prior_ns=int(prior) * DAY_NS,
+            half_life_ns=float(config.half_life_days) * DAY_NS,
+            weights=weights,
+            active=weights > 0,
+            flag_codes=tuple(i for i, t in enumerate(self.event_types_) if t in FLAG_COLUMNS),
+        )
+        self._kernel_params = params
+        return params
+
+    # ----- unseen values ---------------------------------------------------------------------
+    def unseen_categories(self, frame: pd.DataFrame) -> dict[str, list[str]]:
+        """Values of each categorical column absent from the fitted vocabulary (they become NaN)."""
+        self._require_fitted()
+        out: dict[str, list[str]] = {}
+        for col, vocab in self.categorical_vocab_.items():
+            if col not in frame.columns:
+                continue
+            unseen = sorted(set(distinct_strings(frame[col])) - set(vocab))
+            if unseen:
+                out[col] = unseen
+        return out
+
+    def unseen_event_types(self, events: pd.DataFrame) -> list[str]:
+        """Event types the spec does not know (their events are ignored by the features)."""
+        self._require_fitted()
+        if self.kind_ != CRM_KIND or len(events) == 0:
+            return []
+        known = set(self.event_codes)
+        return sorted(set(distinct_strings(events[EVENT_TYPE])) - known)
+
+    def unseen_in_payload(self, payload: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Unseen categorical values (per column) and unknown event types (key ``event_type``)."""
+        self._require_fitted()
+        attributes = payload.get("attributes") or {}
+        out: dict[str, list[str]] = {}
+        for col, vocab in self.categorical_vocab_.items():
+            value = attributes.get(col)
+            if value is not None and not _is_nan(value) and str(value) not in vocab:
+                out[col] = [str(value)]
+        if self.kind_ == CRM_KIND:
+            known = self.event_codes
+            unknown = sorted({str(e.get(EVENT_TYPE)) for e in payload.get("events") or []} - set(known))
+            if unknown:
+                out[EVENT_TYPE] = unknown
+        return out
+
+    # ----- matrix <-> frame ------------------------------------------------------------------
+    def categorical_codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float matrix (rows x categorical columns) of vocabulary codes, NaN when missing/unseen."""
+        self._require_fitted()
+        out = np.full((len(frame), len(self.categorical_vocab_)), np.nan)
+        for j, (col, vocab) in enumerate(self.categorical_vocab_.items()):
+            out[:, j] = _codes_of(frame[col], vocab)
+        return out
+
+    def numeric_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """Float matrix (rows x numeric columns); a non-numeric value is an error naming the rows."""
+        self._require_fitted()
+        out = np.empty((len(frame), len(self.numeric_columns_)))
+        for j, col in enumerate(self.numeric_columns_):
+            converted = pd.to_numeric(frame[col], errors="coerce")
+            bad = converted.isna() & frame[col].notna()
+            if bad.any():
+                rows = list(frame.index[bad][:10])
+                raise FeatureSpecError(f"column {col!r}: non-numeric values in rows {rows}")
+            out[:, j] = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+    def to_frame(self, matrix: np.ndarray, index: pd.Index | None = None) -> pd.DataFrame:
+        """Feature frame in spec order: categoricals as pandas ``category`` (fixed vocabulary)."""
+        self._require_fitted()
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns_):
+            raise FeatureSpecError(
+                f"feature matrix has shape {matrix.shape}, expected (n, {len(self.columns_)})"
+            )
+        data: dict[str, Any] = {}
+        for j, col in enumerate(self.columns_):
+            if col in self.categorical_vocab_:
+                codes = np.where(np.isnan(matrix[:, j]), -1, matrix[:, j]).astype(np.int64)
+                data[col] = pd.Categorical.from_codes(codes, categories=self.categorical_vocab_[col])
+            else:
+                data[col] = matrix[:, j]
+        return pd.DataFrame(data, index=index, columns=self.columns_)
+
+    def to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """Inverse of :meth:`to_frame`: float matrix in spec order (category codes, NaN missing)."""
+        self._require_fitted()
+        _check_columns("features", frame, self.columns_)
+        out = np.empty((len(frame), len(self.columns_)))
+        for j, col in enumerate(self.columns_):
+            if col in self.categorical_vocab_:
+                series = frame[col]
+                if isinstance(series.dtype, pd.CategoricalDtype):
+                    series = series.astype(object)
+                out[:, j] = _codes_of(series, self.categorical_vocab_[col])
+            else:
+                out[:, j] = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+    # ----- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (config used, vocabularies, columns, families, labels)."""
+        self._require_fitted()
+        return {
+            "format_version": SPEC_FORMAT_VERSION,
+            "kind": self.kind_,
+            "config": self.config.model_dump(mode="json"),
+            "event_types": list(self.event_types_),
+            "categorical_vocab": {k: list(v) for k, v in self.categorical_vocab_.items()},
+            "numeric_columns": list(self.numeric_columns_),
+            "columns": list(self.columns_),
+            "families": dict(self.families_),
+            "labels": dict(self.labels_),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Rebuild a fitted spec from :meth:`to_dict` output; inconsistent content is an error."""
+        required = ("format_version", "kind", "config", "event_types", "categorical_vocab",
+                    "numeric_columns", "columns", "families", "labels")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise FeatureSpecError(f"feature spec: missing fields {missing}")
+        if data["format_version"] != SPEC_FORMAT_VERSION:
+            raise FeatureSpecError(
+                f"feature spec: format_version {data['format_version']} unsupported "
+                f"(expected {SPEC_FORMAT_VERSION})"
+            )
+        if data["kind"] not in (CRM_KIND, FLAT_KIND):
+            raise FeatureSpecError(f"feature spec: kind {data['kind']!r} unknown")
+        spec = cls(FeatureConfig.model_validate(data["config"]))
+        spec.kind_ = data["kind"]
+        spec.event_types_ = list(data["event_types"])
+        spec.categorical_vocab_ = {k: list(v) for k, v in data["categorical_vocab"].items()}
+        spec.numeric_columns_ = list(data["numeric_columns"])
+        spec.columns_ = list(data["columns"])
+        spec.families_ = dict(data["families"])
+        spec.labels_ = dict(data["labels"])
+        expected = [*spec.categorical_vocab_, *spec.numeric_columns_]
+        if spec.kind_ == CRM_KIND:
+            expected += [n for n, _, _ in engagement_feature_names(spec.event_types_, spec.config)]
+        if sorted(expected) != sorted(spec.columns_) or len(expected) != len(spec.columns_):
+            raise FeatureSpecError("feature spec: columns do not match vocabularies and config")
+        bad = {c: spec.families_.get(c) for c in spec.columns_ if spec.families_.get(c) not in FAMILIES}
+        if bad:
+            raise FeatureSpecError(f"feature spec: invalid families {bad}")
+        return spec
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FeatureSpec):
+            return NotImplemented
+        try:
+            return self.to_dict() == other.to_dict()
+        except FeatureSpecError:
+            return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if not hasattr(self, "columns_"):
+            return "FeatureSpec(unfitted)"
+        counts = {f: len(self.columns_of(f)) for f in FAMILIES}
+        return f"FeatureSpec(kind={self.kind_!r}, columns={len(self.columns_)}, families={counts})"
+
+
+def _codes_of(series: pd.Series, vocab: list[str]) -> np.ndarray:
+    """Vocabulary code of each value as float64 (NaN when missing or not in the vocabulary)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        mapping = pd.Index(vocab).get_indexer([str(c) for c in series.cat.categories])
+        codes = series.cat.codes.to_numpy()
+        out = np.where(codes >= 0, mapping[codes] if mapping.size else -1, -1).astype(np.float64)
+    else:
+        as_str = series.astype(str).where(series.notna(), None)
+        out = pd.Categorical(as_str, categories=vocab).codes.astype(np.float64)
+    out[out < 0] = np.nan
+    return out
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _check_columns(table: str, frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise FeatureSpecError(f"{table}: missing columns {missing}")

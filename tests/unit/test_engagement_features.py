@@ -1,0 +1,192 @@
+"""Event-derived features: kernels vs the definitions, window edges, and path parity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from pit_reference import ORIGIN, payload_of, random_crm, reference_features
+
+from features.build import (
+    build_scoring_frame,
+    build_training_set,
+    features_from_payload,
+    features_from_payloads,
+    payload_frame,
+)
+from features.schema import CRMData
+from features.snapshots import AS_OF
+from features.spec import FeatureConfig, FeatureSpec
+
+DAY = pd.Timedelta(days=1)
+
+
+def one_lead(events: list[tuple[str, str]], created: str = "2024-01-01") -> CRMData:
+    leads = pd.DataFrame({"lead_id": [1], "created_at": [pd.Timestamp(created)]})
+    frame = pd.DataFrame(
+        {
+            "lead_id": [1] * len(events),
+            "occurred_at": pd.to_datetime([t for t, _ in events], format="ISO8601"),
+            "event_type": [k for _, k in events],
+        }
+    )
+    outcomes = pd.DataFrame({"lead_id": [1], "converted_at": [pd.NaT]})
+    return CRMData(leads, frame, outcomes)
+
+
+def features_at(crm: CRMData, spec: FeatureSpec, as_of: str) -> pd.Series:
+    frame = build_scoring_frame(crm, spec, as_of=pd.Timestamp(as_of), eligible_only=False)
+    return frame.iloc[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_matches_reference_definitions(seed: int) -> None:
+    crm = random_crm(seed)
+    training = build_training_set(crm, FeatureConfig(cadence="14D"))
+    frame = training.frame
+    assert len(frame) > 20
+    rows = frame.sample(n=20, random_state=seed)
+    for _, row in rows.iterrows():
+        expected = reference_features(crm, training.spec, row["lead_id"], row[AS_OF])
+        for name, value in expected.items():
+            got = row[name]
+            if name == "engagement_intensity":
+                assert got == pytest.approx(value, rel=1e-9, abs=1e-12), name
+            elif math.isnan(value):
+                assert math.isnan(got), (name, got)
+            else:
+                assert got == value, (name, row["lead_id"], row[AS_OF], got, value)
+
+
+def test_window_edges_are_half_open() -> None:
+    crm = one_lead(
+        [
+            ("2024-03-01", "page_view"),  # exactly at as_of: excluded
+            ("2024-02-23", "page_view"),  # exactly as_of - 7 days: inside the 7-day window
+            ("2024-02-22 23:59:59", "page_view"),  # just outside the 7-day window
+            ("2024-01-31", "page_view"),  # exactly as_of - 30 days: inside the 30-day window
+        ]
+    )
+    spec = FeatureSpec().fit(crm)
+    row = features_at(crm, spec, "2024-03-01")
+    assert row["page_view_count_7d"] == 1
+    assert row["page_view_count_30d"] == 3
+    assert row["days_since_last_page_view"] == 7.0
+    assert row["lead_age_days"] == 60.0
+
+
+def test_trend_active_days_and_flags() -> None:
+    crm = one_lead(
+        [
+            ("2024-02-28 10:00", "email_open"),
+            ("2024-02-28 18:00", "page_view"),  # same day: one active day
+            ("2024-02-10", "email_open"),  # in the 28 days before the last 7
+            ("2024-02-11", "email_open"),
+            ("2024-02-12", "unsubscribe"),  # not activity (weight 0)
+            ("2024-03-02", "email_bounce"),  # after as_of: invisible
+        ]
+    )
+    spec = FeatureSpec().fit(crm)
+    row = features_at(crm, spec, "2024-03-01")
+    assert row["engagement_trend_7d_vs_28d"] == (2 + 1) / (2 * 7 / 28 + 1)
+    assert row["active_days_90d"] == 3
+    assert row["ever_unsubscribed"] == 1.0
+    assert row["ever_email_bounced"] == 0.0
+    expected_intensity = sum(
+        2 ** (-(pd.Timestamp("2024-03-01") - pd.Timestamp(t)).total_seconds() / 86_400 / 14)
+        for t in ["2024-02-28 10:00", "2024-02-28 18:00", "2024-02-10", "2024-02-11"]
+    )
+    assert row["engagement_intensity"] == pytest.approx(expected_intensity, rel=1e-12)
+
+
+def test_active_days_count_a_day_straddling_the_window_start() -> None:
+    # as_of at noon: the longest window starts at noon of a day that also has an earlier event.
+    # 2024-03-01 12:00 - 90 days = 2023-12-02 12:00.
+    crm = one_lead([("2023-12-02 08:00", "email_open"), ("2023-12-02 15:00", "email_open")], "2023-11-01")
+    spec = FeatureSpec().fit(crm)
+    row = features_at(crm, spec, "2024-03-01 12:00")
+    assert row["email_open_count_90d"] == 1
+    assert row["active_days_90d"] == 1
+
+
+def test_never_seen_event_types_give_nan_days_since() -> None:
+    crm = one_lead([("2024-02-01", "email_open"), ("2024-02-02", "webinar")])
+    spec = FeatureSpec().fit(crm)
+    row = features_at(crm, spec, "2024-02-02")  # the webinar is exactly at as_of
+    assert row["days_since_last_email_open"] == 1.0
+    assert math.isnan(row["days_since_last_webinar"])
+    assert row["webinar_count_90d"] == 0
+    assert math.isnan(row["days_since_last_recycle"])
+
+
+def test_block_size_does_not_change_results() -> None:
+    crm = random_crm(5, n_leads=30, n_events=800)
+    calls: list[tuple[int, int]] = []
+    small = build_training_set(crm, FeatureConfig(block_leads=4), progress=lambda done, total: calls.append((done, total)))
+    large = build_training_set(crm, FeatureConfig(block_leads=1000))
+    assert calls == [(i, 8) for i in range(1, 9)]  # 30 leads in blocks of 4
+    pd.testing.assert_frame_equal(small.frame, large.frame, check_exact=True)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_payload_path_equals_batch_exactly(seed: int) -> None:
+    crm = random_crm(seed)
+    training = build_training_set(crm, FeatureConfig(cadence="21D"))
+    spec = training.spec
+    rows = training.frame.sample(n=12, random_state=seed)
+    for _, row in rows.iterrows():
+        payload = payload_of(crm, row["lead_id"])
+        online = features_from_payload(payload, spec, as_of=row[AS_OF].isoformat())
+        batch = spec.to_matrix(pd.DataFrame([row]))
+        np.testing.assert_array_equal(online, batch)
+    # Many payloads with their own as_of in one call give the same rows.
+    payloads = [payload_of(crm, lead_id) for lead_id in rows["lead_id"]]
+    many = features_from_payloads(payloads, spec, as_of=list(rows[AS_OF]))
+    np.testing.assert_array_equal(many, spec.to_matrix(rows))
+    frame = payload_frame(payloads, spec, as_of=list(rows[AS_OF]))
+    pd.testing.assert_frame_equal(frame, rows[spec.columns_].reset_index(drop=True), check_exact=True)
+
+
+def test_scoring_frame_equals_training_rows_at_same_as_of() -> None:
+    crm = random_crm(7)
+    training = build_training_set(crm, FeatureConfig(cadence="MS"))
+    as_of = training.as_of_dates[2]
+    expected = training.frame[training.frame[AS_OF] == as_of].reset_index(drop=True)
+    scored = build_scoring_frame(crm, training.spec, as_of=as_of)
+    scored = scored.sort_values("lead_id").reset_index(drop=True)
+    assert list(scored["lead_id"]) == list(expected["lead_id"])
+    pd.testing.assert_frame_equal(scored[training.spec.columns_], expected[training.spec.columns_], check_exact=True)
+
+
+def test_payload_timestamps_with_offsets_are_converted_to_utc() -> None:
+    crm = one_lead([("2024-02-28 10:00", "email_open")])
+    spec = FeatureSpec().fit(crm)
+    naive = {"lead_id": 1, "created_at": "2024-01-01T00:00:00", "attributes": {},
+             "events": [{"occurred_at": "2024-02-28T10:00:00", "event_type": "email_open"}]}
+    aware = {**naive, "created_at": "2024-01-01T01:00:00+01:00",
+             "events": [{"occurred_at": "2024-02-28T10:00:00Z", "event_type": "email_open"}]}
+    as_of = pd.Timestamp("2024-03-01")
+    np.testing.assert_array_equal(features_from_payload(naive, spec, as_of), features_from_payload(aware, spec, as_of))
+
+
+def test_unknown_event_types_are_ignored_and_reported() -> None:
+    crm = one_lead([("2024-02-01", "email_open")])
+    spec = FeatureSpec().fit(crm)
+    base = payload_of(crm, 1)
+    extra = {**base, "events": [*base["events"], {"occurred_at": "2024-02-02", "event_type": "tradeshow"}]}
+    as_of = pd.Timestamp("2024-03-01")
+    np.testing.assert_array_equal(features_from_payload(base, spec, as_of), features_from_payload(extra, spec, as_of))
+    assert spec.unseen_in_payload(extra) == {"event_type": ["tradeshow"]}
+    scoring_crm = one_lead([("2024-02-01", "email_open"), ("2024-02-02", "tradeshow")])
+    frame = build_scoring_frame(scoring_crm, spec, as_of=as_of, eligible_only=False)
+    assert frame.attrs["unseen"] == {"event_type": ["tradeshow"]}
+
+
+def test_events_of_unknown_leads_are_an_error() -> None:
+    crm = one_lead([("2024-02-01", "email_open")])
+    crm.events.loc[len(crm.events)] = [99, pd.Timestamp("2024-02-01"), "email_open"]
+    spec = FeatureSpec().fit(crm)
+    with pytest.raises(ValueError, match=r"events: lead_id not in leads \(ids \[99\]"):
+        build_scoring_frame(crm, spec, as_of=ORIGIN + 60 * DAY)

@@ -1,0 +1,160 @@
+"""FeatureSpec: JSON round trip, unseen categories, stable column order, families, flat data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pit_reference import payload_of, random_crm
+
+from features.build import (
+    build_flat_training_set,
+    build_scoring_frame,
+    build_training_set,
+    features_from_payload,
+    flat_feature_frame,
+)
+from features.schema import ENGAGEMENT, FIT, LIFECYCLE, CRMData, FlatData
+from features.spec import FeatureConfig, FeatureSpec, FeatureSpecError
+
+
+def test_json_round_trip_reproduces_spec_and_features() -> None:
+    crm = random_crm(1)
+    config = FeatureConfig(windows=(3, 14), half_life_days=5, event_weights={"page_view": 2.0})
+    training = build_training_set(crm, config)
+    spec = training.spec
+    restored = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert restored == spec
+    assert restored.config == config
+    assert restored.columns_ == spec.columns_
+    as_of = training.as_of_dates[-1]
+    pd.testing.assert_frame_equal(
+        build_scoring_frame(crm, restored, as_of=as_of), build_scoring_frame(crm, spec, as_of=as_of), check_exact=True
+    )
+    with pytest.raises(FeatureSpecError, match="columns do not match"):
+        FeatureSpec.from_dict({**spec.to_dict(), "columns": spec.columns_[:-1]})
+    with pytest.raises(FeatureSpecError, match="missing fields"):
+        FeatureSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "families"})
+
+
+def test_families_and_labels_cover_every_column() -> None:
+    spec = FeatureSpec().fit(random_crm(2))
+    assert spec.columns_of(FIT) == ["industry", "employees"]
+    assert "pricing_page_view_count_30d" in spec.columns_of(ENGAGEMENT)
+    assert spec.columns_of(LIFECYCLE) == ["lead_age_days", "times_recycled", "days_since_last_recycle"]
+    assert len(spec.columns_of(FIT)) + len(spec.columns_of(ENGAGEMENT)) + len(spec.columns_of(LIFECYCLE)) == len(
+        spec.columns_
+    )
+    assert spec.labels_["pricing_page_view_count_30d"] == "pricing page views, last 30 days"
+    assert set(spec.labels_) == set(spec.columns_)
+
+
+def test_unseen_categories_become_missing_and_are_reported() -> None:
+    crm = random_crm(3)
+    spec = FeatureSpec().fit(crm)
+    assert spec.categorical_vocab_["industry"] == ["bank", "retail", "saas"]
+    scoring = CRMData(crm.leads.copy(), crm.events, crm.outcomes, ["industry"], ["employees"])
+    scoring.leads.loc[0, "industry"] = "mining"
+    assert spec.unseen_categories(scoring.leads) == {"industry": ["mining"]}
+    frame = build_scoring_frame(scoring, spec, as_of=pd.Timestamp("2024-06-01"), eligible_only=False)
+    assert frame.attrs["unseen"] == {"industry": ["mining"]}
+    assert pd.isna(frame.loc[0, "industry"])
+    assert list(frame["industry"].cat.categories) == ["bank", "retail", "saas"]
+    assert frame.loc[1:, "industry"].notna().sum() == scoring.leads.loc[1:, "industry"].notna().sum()
+    payload = payload_of(scoring, scoring.leads.loc[0, "lead_id"])
+    assert spec.unseen_in_payload(payload) == {"industry": ["mining"]}
+    row = features_from_payload(payload, spec, as_of="2024-06-01")
+    assert np.isnan(row[0, spec.columns_.index("industry")])
+
+
+def test_column_order_does_not_depend_on_input_order() -> None:
+    crm = random_crm(4)
+    shuffled = CRMData(
+        crm.leads.sample(frac=1, random_state=0)[["employees", "industry", "created_at", "lead_id"]],
+        crm.events.sample(frac=1, random_state=1)[["event_type", "occurred_at", "lead_id"]],
+        crm.outcomes.sample(frac=1, random_state=2),
+        ["industry"],
+        ["employees"],
+    )
+    shuffled.numeric_attributes, shuffled.categorical_attributes = ["employees"], ["industry"]
+    a = build_training_set(crm)
+    b = build_training_set(shuffled)
+    assert a.spec == b.spec
+    assert list(a.frame.columns) == list(b.frame.columns)
+    pd.testing.assert_frame_equal(a.frame, b.frame, check_exact=True)
+
+
+def test_vocabulary_from_schema_fixes_columns_regardless_of_batch_events() -> None:
+    crm = random_crm(5)
+    fitted = FeatureSpec().fit(crm)
+    schema = FeatureSpec(FeatureConfig(vocabulary="schema")).fit(crm)
+    assert "webinar_count_7d" in schema.columns_ and "webinar_count_7d" not in fitted.columns_
+    no_events = CRMData(crm.leads, crm.events.iloc[0:0], crm.outcomes, ["industry"], ["employees"])
+    frame = build_scoring_frame(no_events, fitted, as_of=pd.Timestamp("2024-05-01"))
+    assert list(frame.columns[2:]) == fitted.columns_
+    assert (frame["email_open_count_90d"] == 0).all()
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="windows"):
+        FeatureConfig(windows=(0, 7))
+    with pytest.raises(ValueError, match="half_life_days"):
+        FeatureConfig(half_life_days=-1)
+    with pytest.raises(ValueError, match="recycled"):
+        FeatureConfig(event_types=("email_open", "recycled"))
+    with pytest.raises(ValueError, match="event_weights"):
+        FeatureConfig(event_weights={"email_open": -2})
+
+
+def flat_data() -> FlatData:
+    frame = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3, 4],
+            "label": [0, 1, 0, 1],
+            "source": ["ads", "seo", "ads", None],
+            "visits_30d": [3, 10, 0, 7],
+            "company_size": [10.0, 200.0, None, 50.0],
+            "hubspot_score": [12, 80, 5, 60],
+        }
+    )
+    families = {"source": FIT, "company_size": FIT, "visits_30d": ENGAGEMENT}
+    return FlatData(frame, ["source"], ["visits_30d", "company_size"], families, ["hubspot_score"])
+
+
+def test_flat_data_passes_through_with_families() -> None:
+    flat = flat_data()
+    training = build_flat_training_set(flat)
+    spec = training.spec
+    assert spec.kind_ == "flat"
+    assert spec.columns_ == ["source", "company_size", "visits_30d"]
+    assert spec.families_ == {"source": FIT, "company_size": FIT, "visits_30d": ENGAGEMENT}
+    frame = training.frame
+    assert list(frame["converted_within_h"]) == [0.0, 1.0, 0.0, 1.0]
+    assert list(frame["hubspot_score"]) == [12, 80, 5, 60]
+    assert list(frame["visits_30d"]) == [3.0, 10.0, 0.0, 7.0]
+    assert frame["source"].isna().sum() == 1
+    restored = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    payload = {"lead_id": 9, "attributes": {"source": "seo", "visits_30d": 4, "company_size": None}}
+    row = features_from_payload(payload, restored)
+    np.testing.assert_array_equal(row, [[1.0, np.nan, 4.0]])
+    scoring = flat.frame.assign(source=["tv", "seo", "ads", "ads"])
+    assert spec.unseen_categories(scoring) == {"source": ["tv"]}
+    assert flat_feature_frame(scoring, spec)["source"].isna().tolist() == [True, False, False, False]
+
+
+def test_flat_data_errors_name_the_problem() -> None:
+    flat = flat_data()
+    bad_family = FlatData(flat.frame, ["source"], ["visits_30d", "company_size"], {"source": FIT})
+    with pytest.raises(FeatureSpecError, match=r"missing: \['company_size', 'visits_30d'\]"):
+        FeatureSpec().fit(bad_family)
+    bad_label = FlatData(flat.frame.assign(label=[0, 1, 2, 1]), ["source"], ["visits_30d", "company_size"],
+                         flat.families)
+    with pytest.raises(FeatureSpecError, match=r"label column 'label' must be 0/1, bad rows \[2\]"):
+        build_flat_training_set(bad_label)
+    bad_numeric = flat.frame.astype({"visits_30d": object})
+    bad_numeric.loc[1, "visits_30d"] = "many"
+    spec = FeatureSpec().fit(flat)
+    with pytest.raises(FeatureSpecError, match=r"'visits_30d': non-numeric values in rows \[1\]"):
+        flat_feature_frame(bad_numeric, spec)

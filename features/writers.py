@@ -1,0 +1,359 @@
+"""Chunked, all-or-nothing writers of canonical tables to CSV, Parquet or a SQL database.
+
+Layout: ``csv`` and ``parquet`` write one file per table into the directory ``dest``
+(``<dest>/<table>.csv`` / ``<dest>/<table>.parquet``); ``sql`` writes one table per table name into
+the database at the SQLAlchemy URL ``dest`` (SQLite or PostgreSQL).
+
+Chunks go to staging files/tables first; :meth:`TableWriter.close` swaps them in at once (files
+renamed, tables renamed in one transaction, then an index on ``lead_id``). An exception inside the
+``with`` block, or a failing close, removes everything this writer created and leaves the
+destination as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from features.schema import LEAD_ID
+
+Format = Literal["csv", "parquet", "sql"]
+FORMATS = ("csv", "parquet", "sql")
+SQLITE_BATCH_ROWS = 50_000
+
+
+class DestinationExistsError(FileExistsError):
+    """The destination already holds a table and ``overwrite`` is False."""
+
+
+def _to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """Frame -> Arrow table; timezone-aware timestamps become naive UTC."""
+    frame = frame.reset_index(drop=True)
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"table {table!r}: cannot convert to a columnar table: {exc}") from exc
+
+
+def _plain(arrow: pa.Table, timestamp_unit: str | None = None) -> pa.Table:
+    """Dictionary columns decoded to their values; timestamps optionally cast to ``timestamp_unit``."""
+    columns = []
+    for col in arrow.columns:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if timestamp_unit and pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp(timestamp_unit), safe=False)
+        columns.append(col)
+    return pa.table(columns, names=arrow.column_names)
+
+
+def _conform(table: str, arrow: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast a later chunk to the first chunk's schema; clear error naming the column otherwise."""
+    if arrow.column_names != schema.names:
+        raise ValueError(f"table {table!r}: columns {arrow.column_names} differ from the first chunk's {schema.names}")
+    if arrow.schema.equals(schema):
+        return arrow
+    columns = []
+    for name, field in zip(schema.names, schema, strict=True):
+        col = arrow.column(name)
+        if not col.type.equals(field.type):
+            try:
+                if pa.types.is_dictionary(col.type):
+                    col = col.cast(col.type.value_type)
+                col = col.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise ValueError(
+                    f"table {table!r}, column {name!r}: type {arrow.column(name).type} does not match "
+                    f"the first chunk's {field.type}") from exc
+        columns.append(col)
+    return pa.table(columns, schema=schema)
+
+
+def _sql_type(name: str, dtype: Any) -> sa.types.TypeEngine:
+    if pd.api.types.is_bool_dtype(dtype):
+        return sa.Boolean()
+    if pd.api.types.is_integer_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Float(precision=53)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return sa.DateTime(timezone=False)
+    return sa.Text()
+
+
+class TableWriter:
+    """Append chunks of tables to ``dest`` (a directory for csv/parquet, a SQLAlchemy URL for sql).
+
+    Use as a context manager; every chunk of one table must have the same columns. Refuses tables
+    that already exist at the destination unless ``overwrite`` (they are then replaced at close).
+    """
+
+    def __init__(self, dest: str | os.PathLike[str], fmt: Format, overwrite: bool = False) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        self.dest = str(dest)
+        self.fmt = fmt
+        self.overwrite = overwrite
+        self._token = uuid.uuid4().hex[:8]
+        self._schemas: dict[str, pa.Schema] = {}
+        self._staged: dict[str, Any] = {}  # table -> staging path or staging table name
+        self._parquet: dict[str, pq.ParquetWriter] = {}
+        self._csv: dict[str, tuple[Any, pa_csv.CSVWriter]] = {}
+        self._created_dir = False
+        self._engine: sa.Engine | None = None
+        self._closed = False
+        if fmt == "sql":
+            self._engine = sa.create_engine(self.dest)
+            if self._engine.dialect.name not in ("sqlite", "postgresql"):
+                raise ValueError(f"sql destination must be SQLite or PostgreSQL, got {self._engine.dialect.name!r}")
+        else:
+            path = Path(self.dest)
+            if path.exists() and not path.is_dir():
+                raise NotADirectoryError(f"destination {self.dest!r} exists and is not a directory")
+            if not path.exists():
+                path.mkdir(parents=True)
+                self._created_dir = True
+
+    # -- context manager --------------------------------------------------------------------------
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- public -----------------------------------------------------------------------------------
+
+    @property
+    def tables(self) -> list[str]:
+        """Tables written so far."""
+        return list(self._staged)
+
+    def write(self, table: str, frame: pd.DataFrame) -> None:
+        """Append one chunk of ``table``."""
+        if self._closed:
+            raise RuntimeError("TableWriter is closed")
+        if not table.isidentifier():
+            raise ValueError(f"table name {table!r} must be a plain identifier")
+        try:
+            self._write(table, frame)
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> None:
+        """Swap every staged table into place (all or nothing)."""
+        if self._closed:
+            return
+        try:
+            self._finish_files() if self.fmt != "sql" else self._finish_sql()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def abort(self) -> None:
+        """Remove everything this writer created; the destination is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        for writer in self._parquet.values():
+            _quietly(writer.close)
+        for handle, writer in self._csv.values():
+            _quietly(writer.close)
+            _quietly(handle.close)
+        if self.fmt == "sql":
+            assert self._engine is not None
+            with self._engine.begin() as conn:
+                for staging in self._staged.values():
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {_quote(conn, staging)}"))
+            self._engine.dispose()
+        else:
+            for staging in self._staged.values():
+                Path(staging).unlink(missing_ok=True)
+            if self._created_dir:
+                _quietly(Path(self.dest).rmdir)  # only if empty
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _final_path(self, table: str) -> Path:
+        return Path(self.dest) / f"{table}.{self.fmt}"
+
+    def _exists(self, table: str) -> bool:
+        if self.fmt == "sql":
+            assert self._engine is not None
+            return sa.inspect(self._engine).has_table(table)
+        return self._final_path(table).exists()
+
+    def _write(self, table: str, frame: pd.DataFrame) -> None:
+        arrow = _to_arrow(table, frame)
+        if table not in self._schemas:
+            if self._exists(table) and not self.overwrite:
+                where = self._final_path(table) if self.fmt != "sql" else f"database {self._safe_url()}"
+                raise DestinationExistsError(f"table {table!r} already exists in {where}; pass overwrite=True to replace it")
+            self._schemas[table] = arrow.schema
+            self._start(table, frame)
+        else:
+            arrow = _conform(table, arrow, self._schemas[table])
+        if self.fmt == "parquet":
+            self._parquet[table].write_table(arrow)
+        elif self.fmt == "csv":
+            self._csv[table][1].write_table(_plain(arrow))
+        else:
+            self._write_sql(table, arrow)
+
+    def _start(self, table: str, frame: pd.DataFrame) -> None:
+        schema = self._schemas[table]
+        if self.fmt in ("csv", "parquet"):
+            staging = Path(self.dest) / f".{table}.{self.fmt}.partial-{self._token}"
+            self._staged[table] = str(staging)
+            if self.fmt == "parquet":
+                self._parquet[table] = pq.ParquetWriter(staging, schema)
+            else:
+                handle = staging.open("wb")
+                plain = _plain(schema.empty_table()).schema
+                self._csv[table] = (handle, pa_csv.CSVWriter(handle, plain))
+            return
+        assert self._engine is not None
+        staging = f"{table}__staging_{self._token}"
+        self._staged[table] = staging
+        metadata = sa.MetaData()
+        sa.Table(staging, metadata, *(sa.Column(str(c), _sql_type(str(c), frame[c].dtype)) for c in frame.columns))
+        metadata.create_all(self._engine)
+
+    def _write_sql(self, table: str, arrow: pa.Table) -> None:
+        assert self._engine is not None
+        staging = self._staged[table]
+        if arrow.num_rows == 0:
+            return
+        if self._engine.dialect.name == "postgresql":
+            self._copy_postgres(staging, arrow)
+        else:
+            self._insert_sqlite(staging, arrow)
+
+    def _copy_postgres(self, staging: str, arrow: pa.Table) -> None:
+        buffer = io.BytesIO()
+        pa_csv.write_csv(_plain(arrow, timestamp_unit="us"), buffer, pa_csv.WriteOptions(include_header=False))
+        columns = ", ".join(f'"{c}"' for c in arrow.column_names)
+        raw = self._engine.raw_connection()  # type: ignore[union-attr]
+        try:
+            statement = f'COPY "{staging}" ({columns}) FROM STDIN (FORMAT csv)'
+            with raw.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+                copy.write(buffer.getbuffer())
+            raw.commit()
+        finally:
+            raw.close()
+
+    def _insert_sqlite(self, staging: str, arrow: pa.Table) -> None:
+        plain = _plain(arrow, timestamp_unit="us")
+        columns = []
+        for col in plain.columns:
+            if pa.types.is_timestamp(col.type):
+                col = col.cast(pa.string())  # 'YYYY-MM-DD HH:MM:SS.ffffff', SQLAlchemy's SQLite format
+            columns.append(col.to_pylist())
+        rows = list(zip(*columns, strict=True))
+        placeholders = ", ".join("?" for _ in plain.column_names)
+        names = ", ".join(f'"{c}"' for c in plain.column_names)
+        raw = self._engine.raw_connection()  # type: ignore[union-attr]
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.execute("PRAGMA temp_store = MEMORY")
+            cursor.execute("PRAGMA cache_size = -200000")
+            for begin in range(0, len(rows), SQLITE_BATCH_ROWS):
+                cursor.executemany(f'INSERT INTO "{staging}" ({names}) VALUES ({placeholders})',
+                                   rows[begin: begin + SQLITE_BATCH_ROWS])
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+
+    def _finish_files(self) -> None:
+        for writer in self._parquet.values():
+            writer.close()
+        for handle, writer in self._csv.values():
+            writer.close()
+            handle.close()
+        self._parquet.clear()
+        self._csv.clear()
+        for table in self._staged:
+            if self._final_path(table).exists() and not self.overwrite:
+                raise DestinationExistsError(f"table {table!r} appeared in {self._final_path(table)} while writing")
+        for table, staging in self._staged.items():
+            os.replace(staging, self._final_path(table))
+
+    def _finish_sql(self) -> None:
+        assert self._engine is not None
+        engine = self._engine
+        if engine.dialect.name == "sqlite":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    self._swap_tables(conn)
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+        else:
+            with engine.begin() as conn:
+                self._swap_tables(conn)
+
+    def _swap_tables(self, conn: sa.Connection) -> None:
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        for table, staging in self._staged.items():
+            if table in existing:
+                if not self.overwrite:
+                    raise DestinationExistsError(f"table {table!r} appeared in the database while writing")
+                conn.execute(sa.text(f"DROP TABLE {_quote(conn, table)}"))
+            conn.execute(sa.text(f"ALTER TABLE {_quote(conn, staging)} RENAME TO {_quote(conn, table)}"))
+            if LEAD_ID in self._schemas[table].names:
+                index = f"ix_{table}_{LEAD_ID}"
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {_quote(conn, index)}"))
+                conn.execute(sa.text(f"CREATE INDEX {_quote(conn, index)} ON {_quote(conn, table)} ({LEAD_ID})"))
+
+    def _safe_url(self) -> str:
+        assert self._engine is not None
+        return self._engine.url.render_as_string(hide_password=True)
+
+
+def _quote(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _quietly(action: Any) -> None:
+    """Run a cleanup step; its own failure must not mask the original error."""
+    with contextlib.suppress(Exception):
+        action()
+
+
+def write_tables(tables: dict[str, pd.DataFrame], dest: str | os.PathLike[str], fmt: Format,
+                 overwrite: bool = False) -> None:
+    """Write whole frames (one chunk each) to ``dest``, all or nothing."""
+    with TableWriter(dest, fmt, overwrite=overwrite) as writer:
+        for table, frame in tables.items():
+            writer.write(table, frame)
+
+

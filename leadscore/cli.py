@@ -1,0 +1,246 @@
+"""The `leadscore` command line: thin subcommands over the library functions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    name="leadscore",
+    help="Open lead-conversion prediction: point-in-time features, LightGBM, MLflow, SHAP reasons.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+features_app = typer.Typer(help="Point-in-time feature pipeline.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")
+]
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, unit: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar; yields ``advance(n, total=None)``."""
+    columns = [
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int, new_total: int | None = None) -> None:
+            if new_total is not None:
+                bar.update(task, total=new_total)
+            bar.advance(task, n)
+
+        yield advance
+
+
+def print_pairs(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load_project(path: Path):
+    from features.contract import load_config
+    from leadscore.project import ProjectConfig, ProjectConfigError, load_project
+
+    try:
+        return load_project(path)
+    except ProjectConfigError as exc:
+        # A bare data config (no `data:` section) is accepted too.
+        import yaml
+
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except yaml.YAMLError:
+            document = None
+        if isinstance(document, dict) and "data" not in document and ("source" in document or "mode" in document):
+            try:
+                return ProjectConfig(data=load_config(path))
+            except ValueError as inner:
+                raise fail(f"{path}: {inner}", 2) from inner
+        raise fail(str(exc), 2) from exc
+
+
+def _load_data(project):
+    from features.contract import ContractError
+    from features.loading import load_data
+
+    try:
+        return load_data(project.data)
+    except ContractError as exc:
+        raise fail(str(exc)) from exc
+    except (OSError, ValueError) as exc:
+        raise fail(f"could not read the data: {exc}") from exc
+
+
+def _print_data_summary(data, report) -> None:
+    from features.schema import CRMData
+    from features.summary import summarize_crm, summarize_flat
+
+    if isinstance(data, CRMData):
+        summary = summarize_crm(data)
+        print_pairs("CRM data", summary.as_rows())
+        events = Table(title="events by type", title_justify="left")
+        events.add_column("event type")
+        events.add_column("events", justify="right")
+        for name, count in summary.event_type_counts.items():
+            events.add_row(name, f"{count:,}")
+        console.print(events)
+    else:
+        print_pairs("flat data", summarize_flat(data).as_rows())
+    console.print(report.summary(), highlight=False)
+
+
+@app.command()
+def synth(
+    out: Annotated[str, typer.Option(help="SQLAlchemy URL (format sql) or a directory (csv/parquet).")],
+    fmt: Annotated[Literal["sql", "parquet", "csv"], typer.Option("--format", help="Output format.")] = "sql",
+    leads: Annotated[int, typer.Option(help="Number of leads.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    events_per_lead: Annotated[float, typer.Option(help="Approximate mean events per lead.")] = 50.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files.")] = False,
+) -> None:
+    """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
+    try:
+        with progress_bar("synthesizing", leads, "leads") as advance:
+            summary = write_synthetic(config, out, fmt, overwrite=overwrite, progress=advance)
+    except (FileExistsError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    median = summary.median_days_to_close
+    print_pairs(
+        f"synthetic CRM -> {out}",
+        [
+            ("leads", f"{summary.leads:,}"),
+            ("events", f"{summary.events:,}"),
+            ("conversions", f"{summary.conversions:,} ({summary.conversion_rate:.2%})"),
+            ("median time to close", "n/a" if median is None else f"{median:.1f} days"),
+            ("seconds", f"{summary.seconds:.1f}"),
+        ],
+    )
+
+
+@app.command()
+def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
+    """Load the data through the contract, validate it and print a summary."""
+    project = _load_project(config)
+    data, report = _load_data(project)
+    _print_data_summary(data, report)
+
+
+@features_app.command("build")
+def features_build(
+    config: ConfigOption = Path("leadscore.yaml"),
+    out: Annotated[Path, typer.Option(help="Training set (Parquet).")] = Path("training_set.parquet"),
+    spec_out: Annotated[Path | None, typer.Option(help="Fitted feature spec (JSON); default next to --out.")] = None,
+) -> None:
+    """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
+    project = _load_project(config)
+    data, report = _load_data(project)
+    console.print(report.summary(), highlight=False)
+    training_set = build_features(project, data, out, spec_out)
+    _print_training_set_summary(training_set.summary())
+
+
+def build_features(project, data, out: Path, spec_out: Path | None = None):
+    """Build the training set of validated data, write it (Parquet) and its spec (JSON)."""
+    from features.build import build_flat_training_set, build_training_set
+    from features.schema import FlatData
+
+    if isinstance(data, FlatData):
+        training_set = build_flat_training_set(data)
+    else:
+        with progress_bar("features", None, "lead blocks") as advance:
+            training_set = build_training_set(
+                data, project.features, progress=lambda done, total: advance(1, total)
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    training_set.frame.to_parquet(out, index=False)
+    spec_path = spec_out or out.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(training_set.spec.to_dict(), indent=2), encoding="utf-8")
+    console.print(f"training set -> {out}\nfeature spec -> {spec_path}")
+    return training_set
+
+
+def _print_training_set_summary(summary: dict) -> None:
+    families = summary.get("features_by_family", {})
+    print_pairs(
+        "training set",
+        [
+            ("snapshots (as-of dates)", str(summary.get("snapshots", 0))),
+            ("rows", f"{summary['rows']:,}"),
+            ("leads", f"{summary['leads']:,}"),
+            ("positives", f"{summary['positives']:,}"),
+            ("negatives", f"{summary['negatives']:,}"),
+            ("censored", f"{summary['censored']:,}"),
+            ("features", f"{summary['features']} ({', '.join(f'{k}: {v}' for k, v in families.items())})"),
+            ("as-of range", f"{summary.get('first_as_of', 'n/a')} .. {summary.get('last_as_of', 'n/a')}"),
+        ],
+    )
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes everything.")] = Path(".demo"),
+    leads: Annotated[int, typer.Option(help="Leads in the synthetic CRM.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features."""
+    from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
+
+    directory.mkdir(parents=True, exist_ok=True)
+    project = sqlite_project(directory)
+    config_path = directory / "leadscore.yaml"
+    config_path.write_text(project_yaml(project), encoding="utf-8")
+    console.rule("1. synthetic CRM")
+    synth(out=project.data.source.url, fmt="sql", leads=leads, seed=seed, events_per_lead=50.0, overwrite=True)
+    console.rule("2. load and validate through the data contract")
+    data, report = _load_data(project)
+    _print_data_summary(data, report)
+    console.rule("3. point-in-time training set")
+    training_set = build_features(project, data, directory / "training_set.parquet")
+    _print_training_set_summary(training_set.summary())
+    console.print(f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}")
+
+
+if __name__ == "__main__":
+    app()

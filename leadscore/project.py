@@ -1,0 +1,84 @@
+"""The project file (``leadscore.yaml``): one YAML, loaded once at the edge into typed sections.
+
+```yaml
+name: acme
+data: {...}        # features.contract.DataConfig (mode: crm) or FlatConfig (mode: flat)
+features: {...}    # features.spec.FeatureConfig
+training: {...}    # training.config.TrainingConfig
+```
+Relative paths inside ``data`` resolve against the directory of the project file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.contract import DataConfig, FlatConfig, SourceConfig, parse_data_config
+from features.spec import FeatureConfig
+from training.config import TrainingConfig
+
+DEMO_DATABASE = "crm.db"
+
+
+class ProjectConfig(BaseModel):
+    """Every section of a leadscore project, validated."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = "leadscore"
+    data: DataConfig | FlatConfig
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+class ProjectConfigError(ValueError):
+    """The project file is missing, unreadable or invalid (the message names the section)."""
+
+
+def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConfig:
+    """Validate a parsed project document; relative data paths resolve against ``base_dir``."""
+    if not isinstance(document, dict) or "data" not in document:
+        raise ProjectConfigError("project file: a top-level 'data:' section is required")
+    unknown = set(document) - set(ProjectConfig.model_fields)
+    if unknown:
+        raise ProjectConfigError(
+            f"project file: unknown section(s) {sorted(unknown)}; expected {sorted(ProjectConfig.model_fields)}"
+        )
+    sections: dict[str, Any] = {"name": document.get("name", "leadscore")}
+    try:
+        sections["data"] = parse_data_config(document["data"], base_dir)
+        for key, model in (("features", FeatureConfig), ("training", TrainingConfig)):
+            if document.get(key) is not None:
+                sections[key] = model.model_validate(document[key])
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ProjectConfigError(f"project file: {exc}") from exc
+    return ProjectConfig(**sections)
+
+
+def load_project(path: Path | str) -> ProjectConfig:
+    """Read ``leadscore.yaml`` (or any project file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProjectConfigError(f"project file not found: {path}")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProjectConfigError(f"project file {path}: not valid YAML: {exc}") from exc
+    return parse_project(document, path.resolve().parent)
+
+
+def sqlite_project(directory: Path | str, name: str = "demo") -> ProjectConfig:
+    """The embedded default: the three canonical tables in ``<directory>/crm.db`` (SQLite)."""
+    url = f"sqlite:///{(Path(directory) / DEMO_DATABASE).resolve()}"
+    return ProjectConfig(name=name, data=DataConfig(source=SourceConfig(kind="sql", url=url)))
+
+
+def project_yaml(config: ProjectConfig) -> str:
+    """The project as YAML text (what `leadscore demo` writes next to its database)."""
+    document = config.model_dump(mode="json", exclude_defaults=True)
+    document.setdefault("data", {})["mode"] = config.data.mode
+    return yaml.safe_dump(document, sort_keys=False)

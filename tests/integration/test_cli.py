@@ -1,0 +1,88 @@
+"""The `leadscore` command as a user runs it: real subprocesses, real files and databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [*LEADSCORE, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
+    result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--leads", "1500", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "validation (strict): ok" in out
+    assert "conversion rate" in out and "median time to close" in out
+    assert (tmp_path / "demo" / "crm.db").is_file()
+    assert (tmp_path / "demo" / "leadscore.yaml").is_file()
+    frame = pd.read_parquet(tmp_path / "demo" / "training_set.parquet")
+    assert {"lead_id", "as_of", "converted_within_h", "censored"} <= set(frame.columns)
+    assert frame["lead_id"].nunique() > 1000
+
+
+def test_synth_to_parquet_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        result = run_cli("synth", "--out", str(tmp_path / name), "--format", "parquet",
+                         "--leads", "800", "--seed", "5")
+        assert result.returncode == 0, result.stderr
+    for table in ("leads", "events", "outcomes"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / f"{table}.parquet"),
+            pd.read_parquet(tmp_path / "b" / f"{table}.parquet"),
+        )
+
+
+def test_synth_refuses_to_overwrite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert run_cli("synth", "--out", url, "--leads", "300").returncode == 0
+    again = run_cli("synth", "--out", url, "--leads", "300")
+    assert again.returncode == 1
+    assert "leads" in again.stderr and "overwrite" in again.stderr.lower()
+
+
+def test_validate_reports_contract_violations_by_table_column_and_rule(tmp_path: Path) -> None:
+    pd.DataFrame({"Id": [1, 2, 2], "Created": ["2025-01-01", "2025-01-02", "2025-01-03"]}).to_csv(
+        tmp_path / "leads.csv", index=False)
+    pd.DataFrame({"lead_id": [1, 9], "occurred_at": ["2025-01-05", "2025-01-06"],
+                  "event_type": ["email_open", "page_view"]}).to_csv(tmp_path / "events.csv", index=False)
+    pd.DataFrame({"lead_id": [1], "converted_at": ["2025-02-01"]}).to_csv(tmp_path / "outcomes.csv", index=False)
+    (tmp_path / "leadscore.yaml").write_text(
+        "data:\n"
+        "  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n"
+        "  columns: {leads: {lead_id: Id, created_at: Created}}\n",
+        encoding="utf-8",
+    )
+    result = run_cli("validate", "-c", str(tmp_path / "leadscore.yaml"))
+    assert result.returncode == 1
+    assert "leads.lead_id: duplicate_lead_id: 2 rows" in result.stderr
+    assert "events.lead_id: unknown_lead: 1 row" in result.stderr
+    assert "lead_id=9" in result.stderr
+
+
+def test_validate_a_bad_project_file_names_the_section(tmp_path: Path) -> None:
+    (tmp_path / "leadscore.yaml").write_text("data:\n  source: {kind: sql}\n", encoding="utf-8")
+    result = run_cli("validate", "-c", str(tmp_path / "leadscore.yaml"))
+    assert result.returncode == 2
+    assert "source.url is required" in result.stderr
+
+
+@pytest.mark.usefixtures("real_data_dir")
+def test_validate_flat_xeducation_with_only_a_config_file() -> None:
+    result = run_cli("validate", "-c", "configs/xeducation.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "9,237" in result.stdout
+    assert "Asymmetrique Activity Score" in result.stdout

@@ -1,0 +1,71 @@
+"""The project file: sections, relative paths, clear errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from features.contract import DataConfig, FlatConfig
+from leadscore.project import (
+    ProjectConfigError,
+    load_project,
+    parse_project,
+    project_yaml,
+    sqlite_project,
+)
+
+
+def test_sections_are_typed_and_relative_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    (tmp_path / "leadscore.yaml").write_text(
+        "name: acme\n"
+        "data:\n"
+        "  source: {kind: parquet, leads: exports/l.parquet, events: exports/e.parquet,"
+        " outcomes: exports/o.parquet}\n"
+        "features: {horizon_days: 60, windows: [30, 7]}\n"
+        "training: {cv_folds: 3}\n",
+        encoding="utf-8",
+    )
+    project = load_project(tmp_path / "leadscore.yaml")
+    assert project.name == "acme"
+    assert isinstance(project.data, DataConfig)
+    assert Path(project.data.source.leads) == tmp_path / "exports" / "l.parquet"
+    assert project.features.horizon_days == 60
+    assert project.features.windows == (7, 30)
+    assert project.training.cv_folds == 3
+
+
+def test_flat_mode_is_selected_by_the_mode_field(tmp_path: Path) -> None:
+    project = parse_project(
+        {"data": {"mode": "flat", "source": {"path": "x.csv"}, "id_column": "id", "label_column": "y"}},
+        tmp_path,
+    )
+    assert isinstance(project.data, FlatConfig)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({}, "'data:' section is required"),
+        ({"data": {"source": {"kind": "sql"}}, "modle": {}}, "unknown section(s) ['modle']"),
+        ({"data": {"source": {"kind": "sql"}}}, "source.url is required"),
+        ({"data": {"source": {"kind": "csv"}}, "features": {"windows": [0]}}, "windows must be positive"),
+    ],
+)
+def test_invalid_project_files_are_refused_with_the_reason(document: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ProjectConfigError, match=re.escape(message)):
+        parse_project(document, tmp_path)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ProjectConfigError, match="not found"):
+        load_project(tmp_path / "nope.yaml")
+
+
+def test_the_embedded_default_round_trips_through_yaml(tmp_path: Path) -> None:
+    project = sqlite_project(tmp_path)
+    (tmp_path / "leadscore.yaml").write_text(project_yaml(project), encoding="utf-8")
+    again = load_project(tmp_path / "leadscore.yaml")
+    assert again.data.source.url == project.data.source.url
+    assert again.data.source.url.endswith("crm.db")

@@ -1,0 +1,62 @@
+"""`leadscore serve`: start the BentoML scoring service (wired into the main CLI by ``register``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SERVICE = "serving.service:LeadScoringService"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve_command(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    project_dir: Path | None = None,
+    model_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    workers: int = 1,
+    reload_seconds: float | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment additions) of the ``bentoml serve`` process."""
+    env: dict[str, str] = {}
+    if project_dir is not None:
+        env["LEADSCORE_PROJECT_DIR"] = str(project_dir.resolve())
+    if model_dir is not None:
+        env["LEADSCORE_MODEL_DIR"] = str(model_dir.resolve())
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    if reload_seconds is not None:
+        env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
+    if workers != 1:
+        env["BENTOML_CONFIG_OPTIONS"] = f"services.lead_scoring.workers={workers}"
+    bentoml = Path(sys.executable).parent / "bentoml"
+    argv = [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
+    return argv, env
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``leadscore serve`` to the main Typer app."""
+
+    @app.command()
+    def serve(
+        host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port.")] = 3000,
+        project_dir: Annotated[Path | None, typer.Option(
+            help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
+        model_dir: Annotated[Path | None, typer.Option(
+            help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR).")] = None,
+        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
+        workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+        reload_seconds: Annotated[float | None, typer.Option(
+            help="Champion check period in seconds (0 = only POST /reload).")] = None,
+    ) -> None:
+        """Serve real-time scoring (POST /score) with the champion model."""
+        argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds)
+        typer.echo(f"serving {SERVICE} on http://{host}:{port}")
+        raise typer.Exit(subprocess.call(argv, cwd=ROOT, env={**os.environ, **env}))

@@ -1,0 +1,352 @@
+"""The scoring core: feature matrix of validated leads -> calibrated scores, grades, MQL flags,
+fit/engagement split and top-k reasons. Shared by the HTTP endpoint and batch rescoring.
+
+Explanation in probability points
+---------------------------------
+TreeSHAP explains the RAW booster margin ``m = b + sum_j phi_j`` (``b`` = bias, the expected
+margin). The calibrated probability is a monotone map ``p = cal(m)``. The core spreads the
+probability change ``p - p_base`` (``p_base = cal(b)``) over the features in proportion to their
+log-odds contributions, i.e. each ``phi_j`` is multiplied by the calibrator's secant slope
+``s = (cal(m) - cal(b)) / (m - b)`` (>= 0 because ``cal`` is monotone, so signs are kept; ``s = 0``
+when ``m == b``). In points (x100): ``base_score + sum_j impact_j = 100 * p`` exactly, and the
+family sums ``fit_score``, ``engagement_score``, ``lifecycle_score`` split the explained part.
+
+Grades
+------
+A-D are cut on the score. Default cut-offs are relative to the model's training base rate
+(``grade_lifts`` = (4, 2, 1)): A = probability >= 4x the base rate, B >= 2x, C >= 1x (above
+average), D below. With a 2% base rate that is A >= 8, B >= 4, C >= 2. Fixed score cut-offs can
+be given instead (``grade_cutoffs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.schema import ENGAGEMENT, FIT, LEAD_ID, LIFECYCLE
+from features.spec import FeatureSpec
+from serving.explain import TreeShapExplainer
+from training.model import SalesReadinessModel
+
+GRADES = ("A", "B", "C", "D")
+DEFAULT_GRADE_LIFTS = (4.0, 2.0, 1.0)
+
+
+class ScoringConfig(BaseModel):
+    """Parameters of the scoring core (loaded once at the edge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    top_k: int = Field(3, ge=0, le=50, description="reasons per lead (0 skips the SHAP cost)")
+    grade_lifts: tuple[float, float, float] = Field(
+        DEFAULT_GRADE_LIFTS, description="A/B/C cut-offs as multiples of the training base rate"
+    )
+    grade_cutoffs: tuple[int, int, int] | None = Field(
+        None, description="fixed A/B/C score cut-offs (0-100); overrides grade_lifts"
+    )
+    mql_cutoff: int = Field(50, ge=0, le=100, description="fallback MQL score cut-off when the model has none")
+    explain_threads: int = Field(2, ge=1, le=64, description="parallel chunks for large batches")
+    chunk_rows: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _descending(self) -> ScoringConfig:
+        for name, values in (("grade_lifts", self.grade_lifts), ("grade_cutoffs", self.grade_cutoffs)):
+            if values is not None and not (values[0] >= values[1] >= values[2] >= 0):
+                raise ValueError(f"{name} must be non-negative and descending (A >= B >= C), got {values}")
+        return self
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Identity of a loaded model (shown by ``GET /model`` and in every answer)."""
+
+    name: str
+    version: str
+    run_id: str | None = None
+    training_date: str | None = None
+    horizon_days: int | None = None
+    mql_cutoff: int | None = None
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "training_date": self.training_date,
+            "horizon_days": self.horizon_days,
+            "mql_cutoff": self.mql_cutoff,
+            "source": self.source,
+        }
+
+
+@dataclass
+class ScoreBatch:
+    """Columnar scores of n leads (arrays) plus top-k reasons as (n, k) arrays."""
+
+    lead_id: np.ndarray
+    probability: np.ndarray
+    score: np.ndarray
+    grade: np.ndarray
+    mql: np.ndarray
+    base_score: np.ndarray
+    fit_score: np.ndarray
+    engagement_score: np.ndarray
+    lifecycle_score: np.ndarray
+    reason_feature: np.ndarray  # (n, k) column index in spec order
+    reason_impact: np.ndarray  # (n, k) points, signed
+    reason_value: np.ndarray  # (n, k) raw matrix value (category code or number)
+    horizon_days: int | None
+    model: ModelInfo
+    columns: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    vocab: dict[int, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.probability)
+
+    @property
+    def top_k(self) -> int:
+        return self.reason_feature.shape[1]
+
+    def decoded_value(self, column: int, value: float) -> str | float | None:
+        """A matrix value as the lead's value: category string, number, or None when missing."""
+        if value != value:  # NaN
+            return None
+        vocab = self.vocab.get(column)
+        if vocab is not None:
+            return vocab[int(value)]
+        return float(value)
+
+    def reasons_of(self, i: int) -> list[dict[str, Any]]:
+        out = []
+        for slot in range(self.top_k):
+            j = int(self.reason_feature[i, slot])
+            out.append(
+                {
+                    "feature": self.columns[j],
+                    "label": self.labels[j],
+                    "family": self.families[j],
+                    "value": self.decoded_value(j, float(self.reason_value[i, slot])),
+                    "impact": float(self.reason_impact[i, slot]),
+                }
+            )
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One plain dict per lead (what the endpoint returns)."""
+        lead_ids = self.lead_id.tolist()
+        probability = self.probability.tolist()
+        score = self.score.tolist()
+        grade = self.grade.tolist()
+        mql = self.mql.tolist()
+        base, fit = self.base_score.tolist(), self.fit_score.tolist()
+        engagement, lifecycle = self.engagement_score.tolist(), self.lifecycle_score.tolist()
+        return [
+            {
+                LEAD_ID: lead_ids[i],
+                "probability": probability[i],
+                "horizon_days": self.horizon_days,
+                "score": score[i],
+                "grade": grade[i],
+                "mql": mql[i],
+                "base_score": base[i],
+                "fit_score": fit[i],
+                "engagement_score": engagement[i],
+                "lifecycle_score": lifecycle[i],
+                "reasons": self.reasons_of(i),
+            }
+            for i in range(len(lead_ids))
+        ]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columnar output for batch jobs: one row per lead, reasons as reason_<r>_* columns."""
+        data: dict[str, Any] = {
+            LEAD_ID: self.lead_id,
+            "probability": self.probability,
+            "horizon_days": np.full(len(self), self.horizon_days if self.horizon_days is not None else np.nan),
+            "score": self.score,
+            "grade": self.grade,
+            "mql": self.mql,
+            "base_score": self.base_score,
+            "fit_score": self.fit_score,
+            "engagement_score": self.engagement_score,
+            "lifecycle_score": self.lifecycle_score,
+        }
+        columns = np.array(self.columns, dtype=object)
+        labels = np.array(self.labels, dtype=object)
+        for slot in range(self.top_k):
+            idx = self.reason_feature[:, slot]
+            raw = self.reason_value[:, slot]
+            values = np.array([self.decoded_value(int(j), float(v)) for j, v in zip(idx, raw, strict=True)],
+                              dtype=object)
+            data[f"reason_{slot + 1}_feature"] = columns[idx] if len(idx) else np.array([], dtype=object)
+            data[f"reason_{slot + 1}_label"] = labels[idx] if len(idx) else np.array([], dtype=object)
+            data[f"reason_{slot + 1}_value"] = values
+            data[f"reason_{slot + 1}_impact"] = self.reason_impact[:, slot]
+        frame = pd.DataFrame(data)
+        frame["model_name"] = self.model.name
+        frame["model_version"] = self.model.version
+        return frame
+
+
+def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) column indices of the k largest |values| per row, largest first (ties: lower index)."""
+    n, m = values.shape
+    k = min(k, m)
+    if k == 0 or n == 0:
+        return np.empty((n, k), dtype=np.int64)
+    magnitude = -np.abs(values)
+    if k < m:
+        part = np.argpartition(magnitude, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(m), (n, m)).copy()
+    order = np.lexsort((part, np.take_along_axis(magnitude, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def grade_of(score: np.ndarray, cutoffs: tuple[int, int, int]) -> np.ndarray:
+    """A/B/C/D from the score and the three descending cut-offs."""
+    a, b, c = cutoffs
+    index = np.where(score >= a, 0, np.where(score >= b, 1, np.where(score >= c, 2, 3)))
+    return np.array(GRADES, dtype=object)[index]
+
+
+def probability_impacts(
+    contributions: np.ndarray, probability: np.ndarray, base_probability: np.ndarray
+) -> np.ndarray:
+    """Per-feature impacts in probability (0-1) units that add up to ``probability - base_probability``.
+
+    ``contributions`` are SHAP values of the margin WITHOUT the bias column.
+    """
+    total = contributions.sum(axis=1)
+    delta = probability - base_probability
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(total != 0, delta / total, 0.0)
+    return contributions * slope[:, None]
+
+
+class ScoringCore:
+    """A loaded model + spec, ready to score float matrices from the feature builders."""
+
+    def __init__(self, model: SalesReadinessModel, info: ModelInfo, config: ScoringConfig | None = None) -> None:
+        self.config = config or ScoringConfig()
+        if not hasattr(model, "calibrator_"):
+            raise ValueError(f"model {info.name} v{info.version} has no calibrator")
+        spec = model.spec_
+        if not isinstance(spec, FeatureSpec):
+            raise ValueError(f"model {info.name} v{info.version} carries no FeatureSpec; cannot build features")
+        self.model = model
+        self.spec: FeatureSpec = spec
+        self.columns = list(spec.columns_)
+        position = {c: j for j, c in enumerate(self.columns)}
+        missing = [c for c in model.feature_columns_ if c not in position]
+        if missing:
+            raise ValueError(f"model {info.name}: feature columns {missing} not in its FeatureSpec")
+        # matrix columns (spec order) -> booster columns (training order)
+        self.booster_order = np.array([position[c] for c in model.feature_columns_], dtype=np.int64)
+        for col, vocab in model.categories_.items():
+            if [str(v) for v in vocab] != list(spec.categorical_vocab_.get(col, [])):
+                raise ValueError(f"model {info.name}: vocabulary of {col!r} differs from its FeatureSpec")
+        self.horizon_days = int(model.horizon_days) if model.horizon_days else (
+            int(spec.config.horizon_days) if spec.config.horizon_days else None
+        )
+        self.info = ModelInfo(**{**info.as_dict(), "horizon_days": info.horizon_days or self.horizon_days})
+        self.explainer = TreeShapExplainer(
+            model.booster_, model.best_iteration_, self.config.explain_threads, self.config.chunk_rows
+        )
+        self.base_rate = float(model.train_positive_rate_)
+        if self.config.grade_cutoffs is not None:
+            self.grade_cutoffs = tuple(int(c) for c in self.config.grade_cutoffs)
+        else:
+            self.grade_cutoffs = tuple(
+                int(min(100, max(1, round(100 * self.base_rate * lift)))) for lift in self.config.grade_lifts
+            )
+        self.mql_cutoff = int(info.mql_cutoff) if info.mql_cutoff is not None else self.config.mql_cutoff
+        self.labels = [spec.labels_.get(c, c) for c in self.columns]
+        self.families = [spec.families_[c] for c in self.columns]
+        family = np.array(self.families)
+        self._family_masks = {f: family == f for f in (FIT, ENGAGEMENT, LIFECYCLE)}
+        self._vocab = {j: list(spec.categorical_vocab_[c]) for j, c in enumerate(self.columns)
+                       if c in spec.categorical_vocab_}
+
+    def calibrate(self, margin: np.ndarray) -> np.ndarray:
+        return self.model.calibrator_.transform(margin)
+
+    def score_matrix(self, lead_ids: Any, matrix: np.ndarray, top_k: int | None = None) -> ScoreBatch:
+        """Score feature rows (spec order, from ``features_from_payloads`` / ``scoring_matrix``)."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.columns):
+            raise ValueError(f"feature matrix has shape {matrix.shape}, expected (n, {len(self.columns)})")
+        lead_ids = np.asarray(lead_ids)
+        if len(lead_ids) != len(matrix):
+            raise ValueError(f"{len(lead_ids)} lead ids for {len(matrix)} feature rows")
+        k = self.config.top_k if top_k is None else int(top_k)
+        if k < 0:
+            raise ValueError(f"top_k must be >= 0, got {k}")
+        booster_matrix = matrix[:, self.booster_order]
+        n, n_features = matrix.shape
+        if k == 0:  # no SHAP: scores only, family split and reasons left out (NaN / empty)
+            probability = self.calibrate(self.explainer.margin(booster_matrix))
+            nan = np.full(n, np.nan)
+            impacts = None
+            split = {FIT: nan, ENGAGEMENT: nan, LIFECYCLE: nan}
+            base = nan
+        else:
+            contrib = self.explainer.contributions(booster_matrix)
+            phi = np.empty((n, n_features))
+            phi[:, self.booster_order] = contrib[:, :-1]
+            bias = contrib[:, -1]
+            margin = contrib.sum(axis=1)
+            probability = self.calibrate(margin)
+            base_probability = self.calibrate(bias)
+            impacts = 100.0 * probability_impacts(phi, probability, base_probability)
+            split = {f: impacts[:, mask].sum(axis=1) for f, mask in self._family_masks.items()}
+            base = 100.0 * base_probability
+        score = np.rint(100.0 * probability).astype(np.int64)
+        if impacts is None:
+            reason_feature = np.empty((n, 0), dtype=np.int64)
+            reason_impact = np.empty((n, 0))
+        else:
+            reason_feature = top_k_indices(impacts, k)
+            reason_impact = np.take_along_axis(impacts, reason_feature, axis=1)
+        return ScoreBatch(
+            lead_id=lead_ids,
+            probability=probability,
+            score=score,
+            grade=grade_of(score, self.grade_cutoffs),
+            mql=score >= self.mql_cutoff,
+            base_score=base,
+            fit_score=split[FIT],
+            engagement_score=split[ENGAGEMENT],
+            lifecycle_score=split[LIFECYCLE],
+            reason_feature=reason_feature,
+            reason_impact=reason_impact,
+            reason_value=np.take_along_axis(matrix, reason_feature, axis=1),
+            horizon_days=self.horizon_days,
+            model=self.info,
+            columns=self.columns,
+            labels=self.labels,
+            families=self.families,
+            vocab=self._vocab,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Model identity plus the scoring settings in force."""
+        return {
+            **self.info.as_dict(),
+            "mql_cutoff": self.mql_cutoff,
+            "grade_cutoffs": dict(zip(GRADES[:3], self.grade_cutoffs, strict=True)),
+            "base_rate": self.base_rate,
+            "n_features": len(self.columns),
+            "n_trees": self.model.booster_.num_trees(),
+        }
+
+    def close(self) -> None:
+        self.explainer.close()

@@ -1,0 +1,238 @@
+"""Serving settings (read once from the environment at start-up) and champion loading.
+
+The champion comes from the MLflow registry (alias ``champion`` of ``lead-conversion``) or from an
+exported folder (``models/<name>/`` with ``champion.json`` written by ``leadscore models export``).
+:class:`ChampionHolder` keeps the current :class:`~serving.core.ScoringCore` and swaps it
+atomically on reload: requests in flight keep the core they started with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.core import ModelInfo, ScoringConfig, ScoringCore
+from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
+
+logger = logging.getLogger("leadscore.serving")
+
+DEFAULT_MODEL_NAME = "lead-conversion"
+DEFAULT_ALIAS = "champion"
+CHAMPION_FILE = "champion.json"
+PYFUNC_ARTIFACT = Path("artifacts") / "sales_readiness_model"
+
+
+class ServingSettings(BaseModel):
+    """Everything the service needs besides the model (see :meth:`from_env` for the variables)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project_dir: Path = Path(".demo")
+    tracking_uri: str | None = None
+    model_dir: Path | None = None
+    model_name: str = DEFAULT_MODEL_NAME
+    alias: str = DEFAULT_ALIAS
+    api_keys: tuple[str, ...] = ()
+    max_batch: int = Field(1000, ge=1, le=10_000)
+    reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
+    non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, else the embedded ``sqlite:///<project dir>/mlflow.db``."""
+        return self.tracking_uri or f"sqlite:///{(self.project_dir / 'mlflow.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServingSettings:
+        """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
+        LEADSCORE_MODEL_ALIAS, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
+        LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
+        LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS."""
+        values: dict[str, Any] = {}
+        scoring: dict[str, Any] = {}
+        plain = {
+            "LEADSCORE_PROJECT_DIR": "project_dir",
+            "MLFLOW_TRACKING_URI": "tracking_uri",
+            "LEADSCORE_MODEL_DIR": "model_dir",
+            "LEADSCORE_MODEL_NAME": "model_name",
+            "LEADSCORE_MODEL_ALIAS": "alias",
+            "LEADSCORE_MAX_BATCH": "max_batch",
+            "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
+        }
+        for var, key in plain.items():
+            if env.get(var):
+                values[key] = env[var]
+        if env.get("LEADSCORE_API_KEYS"):
+            values["api_keys"] = tuple(k.strip() for k in env["LEADSCORE_API_KEYS"].split(",") if k.strip())
+        for var, key in (("LEADSCORE_TOP_K", "top_k"), ("LEADSCORE_MQL_CUTOFF", "mql_cutoff"),
+                         ("LEADSCORE_EXPLAIN_THREADS", "explain_threads")):
+            if env.get(var):
+                scoring[key] = env[var]
+        if env.get("LEADSCORE_GRADE_CUTOFFS"):
+            scoring["grade_cutoffs"] = tuple(env["LEADSCORE_GRADE_CUTOFFS"].split(","))
+        return cls.model_validate({**values, "scoring": scoring})
+
+
+# ----- locating a saved SalesReadinessModel ------------------------------------------------------
+def find_model_dir(path: Path) -> Path:
+    """The SalesReadinessModel directory (booster.txt + model.json) at or inside ``path``."""
+    path = Path(path)
+    for candidate in (path, path / PYFUNC_ARTIFACT):
+        if (candidate / BOOSTER_FILE).is_file() and (candidate / META_FILE).is_file():
+            return candidate
+    found = sorted(p.parent for p in path.rglob(META_FILE) if (p.parent / BOOSTER_FILE).is_file())
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"{path}: expected one saved model ({BOOSTER_FILE} + {META_FILE}), found {len(found)}"
+        )
+    return found[0]
+
+
+def champion_folder(models_dir: Path, name: str) -> Path:
+    """``models_dir`` itself when it holds champion.json, else ``models_dir/<name>``."""
+    models_dir = Path(models_dir)
+    for candidate in (models_dir, models_dir / name):
+        if (candidate / CHAMPION_FILE).is_file():
+            return candidate
+    raise FileNotFoundError(f"no {CHAMPION_FILE} in {models_dir} or {models_dir / name}")
+
+
+def _first(meta: Mapping[str, Any], *keys: str) -> Any:
+    return next((meta[k] for k in keys if meta.get(k) is not None), None)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(round(float(value)))
+
+
+def read_champion_json(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / CHAMPION_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder / CHAMPION_FILE}: unreadable: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{folder / CHAMPION_FILE}: expected a JSON object")
+    return meta
+
+
+def load_exported(models_dir: Path, name: str, config: ScoringConfig) -> tuple[ScoringCore, str]:
+    """Scoring core of an exported champion folder, and its fingerprint (changes on re-export)."""
+    folder = champion_folder(models_dir, name)
+    meta = read_champion_json(folder)
+    model = SalesReadinessModel.load(find_model_dir(folder))
+    info = ModelInfo(
+        name=str(_first(meta, "name", "model_name") or name),
+        version=str(_first(meta, "version", "model_version") or "exported"),
+        run_id=_first(meta, "run_id"),
+        training_date=_first(meta, "training_date", "trained_at"),
+        horizon_days=_int_or_none(_first(meta, "horizon_days", "horizon")),
+        mql_cutoff=_int_or_none(_first(meta, "threshold", "mql_cutoff")),
+        source=str(folder),
+    )
+    return ScoringCore(model, info, config), exported_fingerprint(models_dir, name)
+
+
+def exported_fingerprint(models_dir: Path, name: str) -> str:
+    folder = champion_folder(models_dir, name)
+    stat = (folder / CHAMPION_FILE).stat()
+    meta = read_champion_json(folder)
+    return f"{meta.get('version')}:{stat.st_mtime_ns}:{stat.st_size}"
+
+
+# ----- MLflow registry ---------------------------------------------------------------------------
+def _client(tracking_uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def registry_fingerprint(tracking_uri: str, name: str, alias: str) -> str:
+    """Version number the alias points to (cheap: one registry call)."""
+    return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+
+
+def load_registered(tracking_uri: str, name: str, alias: str, config: ScoringConfig) -> tuple[ScoringCore, str]:
+    """Scoring core of ``models:/<name>@<alias>`` (downloaded once), and its version."""
+    import mlflow
+
+    client = _client(tracking_uri)
+    version = client.get_model_version_by_alias(name, alias)
+    tags = dict(version.tags or {})
+    run_date = None
+    mql = tags.get("mql_cutoff")
+    if version.run_id:
+        run = client.get_run(version.run_id)
+        run_date = datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat()
+        if mql is None:
+            mql = run.data.metrics.get("mql_cutoff")
+    with tempfile.TemporaryDirectory(prefix="leadscore-champion-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        model = SalesReadinessModel.load(find_model_dir(Path(local)))
+    info = ModelInfo(
+        name=name,
+        version=str(version.version),
+        run_id=version.run_id,
+        training_date=tags.get("training_date") or run_date,
+        horizon_days=_int_or_none(tags.get("horizon_days")) or model.horizon_days,
+        mql_cutoff=_int_or_none(mql),
+        source=f"models:/{name}@{alias}",
+    )
+    return ScoringCore(model, info, config), str(version.version)
+
+
+# ----- the holder ------------------------------------------------------------------------------
+class ChampionHolder:
+    """The current scoring core; ``reload`` swaps it atomically (in-flight requests keep theirs)."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self.core: ScoringCore | None = None
+        self.fingerprint: str | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def _fingerprint(self) -> str:
+        s = self.settings
+        if s.model_dir is not None:
+            return exported_fingerprint(s.model_dir, s.model_name)
+        return registry_fingerprint(s.resolved_tracking_uri, s.model_name, s.alias)
+
+    def _load(self) -> tuple[ScoringCore, str]:
+        s = self.settings
+        if s.model_dir is not None:
+            return load_exported(s.model_dir, s.model_name, s.scoring)
+        return load_registered(s.resolved_tracking_uri, s.model_name, s.alias, s.scoring)
+
+    def reload(self, force: bool = True) -> bool:
+        """Load the champion (only when its fingerprint changed unless ``force``); True if swapped."""
+        with self._lock:
+            try:
+                if not force and self.core is not None and self._fingerprint() == self.fingerprint:
+                    return False
+                core, fingerprint = self._load()
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            self.core, self.fingerprint, self.last_error = core, fingerprint, None
+        logger.info("serving model %s version %s (%s)", core.info.name, core.info.version, core.info.source)
+        return True
+
+    def poll(self, stop: threading.Event) -> None:
+        """Check the champion every ``reload_seconds`` until ``stop`` is set (run in a daemon thread)."""
+        period = self.settings.reload_seconds
+        while period > 0 and not stop.wait(period if self.core is not None else min(period, 5.0)):
+            try:
+                self.reload(force=False)
+            except Exception as exc:  # keep serving the current model
+                logger.warning("champion check failed: %s: %s", type(exc).__name__, exc)

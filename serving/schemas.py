@@ -1,0 +1,194 @@
+"""Request and response models of the scoring endpoint (pydantic; they make the OpenAPI schema).
+
+Shapes follow the data contract: a lead is ``lead_id``, ``created_at``, ``attributes`` and recent
+``events``. Field-level rules live here (types, lengths, finite numbers, sane timestamps);
+rules that need the model's FeatureSpec or the request's ``as_of`` are in :func:`check_leads`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from features.schema import EVENT_TYPE
+from features.spec import FeatureSpec
+
+MIN_INSTANT = datetime(1970, 1, 1)
+MAX_INSTANT = datetime(2200, 1, 1)
+MAX_TEXT = 1000
+MAX_NAME = 200
+MAX_EVENTS_PER_LEAD = 10_000
+MAX_ATTRIBUTES = 500
+MAX_BATCH_HARD = 10_000
+MAX_TOP_K = 20
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+LeadId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Name
+BoundedInt = Annotated[int, Field(ge=-(10**18), le=10**18)]
+AttributeValue = FiniteFloat | BoundedInt | bool | Text | None
+
+
+def naive_utc(value: datetime) -> datetime:
+    """Timezone-aware -> naive UTC; naive values are taken as UTC already."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _check_instant(value: datetime) -> datetime:
+    value = naive_utc(value)
+    if not MIN_INSTANT <= value < MAX_INSTANT:
+        raise ValueError(f"timestamp {value.isoformat()} outside [{MIN_INSTANT.date()}, {MAX_INSTANT.date()})")
+    return value
+
+
+class EventIn(BaseModel):
+    """One engagement event of a lead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: datetime
+    event_type: Name
+    channel: Text | None = None
+    campaign: Text | None = None
+    value: FiniteFloat | None = None
+
+    _instant = field_validator("occurred_at")(_check_instant)
+
+
+class LeadIn(BaseModel):
+    """A lead to score: its attributes and recent engagement events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: LeadId
+    created_at: datetime
+    attributes: dict[Name, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+    events: list[EventIn] = Field(default_factory=list, max_length=MAX_EVENTS_PER_LEAD)
+
+    _instant = field_validator("created_at")(_check_instant)
+
+    def payload(self) -> dict[str, Any]:
+        """The dict shape ``features_from_payloads`` reads."""
+        return {
+            "lead_id": self.lead_id,
+            "created_at": self.created_at,
+            "attributes": self.attributes,
+            "events": [{"occurred_at": e.occurred_at, EVENT_TYPE: e.event_type} for e in self.events],
+        }
+
+
+class Reason(BaseModel):
+    """One feature's share of the score, in probability points (signed)."""
+
+    feature: str
+    label: str
+    family: str
+    value: str | float | None
+    impact: float
+
+
+class LeadScore(BaseModel):
+    """The answer for one lead.
+
+    ``base_score + fit_score + engagement_score + lifecycle_score == 100 * probability``; these and
+    ``reasons`` are left out (null / empty) when ``top_k`` is 0. Time-to-close fields
+    (``p_close_30d`` ...) appear only when a time-to-close model is served (extra fields allowed).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    lead_id: int | str
+    probability: float
+    horizon_days: int | None
+    score: int
+    grade: str
+    mql: bool
+    base_score: float | None
+    fit_score: float | None
+    engagement_score: float | None
+    lifecycle_score: float | None
+    reasons: list[Reason]
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ModelIdentity(BaseModel):
+    """Which model answered."""
+
+    name: str
+    version: str
+    run_id: str | None = None
+    training_date: str | None = None
+    horizon_days: int | None = None
+    mql_cutoff: int | None = None
+
+
+class ScoreResponse(BaseModel):
+    model: ModelIdentity
+    as_of: datetime
+    scores: list[LeadScore]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    error_id: str | None = None
+    lead_index: int | None = None
+    lead_id: int | str | None = None
+    field: str | None = None
+
+
+class LeadError(ValueError):
+    """A lead that cannot be scored: names the lead (index and id) and the field."""
+
+    def __init__(self, index: int, lead_id: Any, field: str, message: str) -> None:
+        super().__init__(f"lead {index} (lead_id {lead_id!r}): {field}: {message}")
+        self.index, self.lead_id, self.field = index, lead_id, field
+
+    def as_response(self) -> dict[str, Any]:
+        return {"error": str(self), "lead_index": self.index, "lead_id": self.lead_id, "field": self.field}
+
+
+def check_leads(
+    leads: Sequence[LeadIn], as_of: datetime, spec: FeatureSpec, non_negative: Sequence[str] = ()
+) -> list[list[str]]:
+    """Rules that need ``as_of`` and the model's spec; raises LeadError, returns warnings per lead.
+
+    Errors: lead created after as_of, events after as_of, non-numeric or non-finite values of
+    numeric attributes, negative values of ``non_negative`` attributes. Warnings: unseen
+    categories (scored as unknown), unknown event types (ignored), attributes the model does not use.
+    """
+    numeric = set(spec.numeric_columns_)
+    known = set(spec.fit_columns)
+    no_negatives = set(non_negative)
+    out: list[list[str]] = []
+    for i, lead in enumerate(leads):
+        if lead.created_at > as_of:
+            raise LeadError(i, lead.lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
+                            f"{as_of.isoformat()}")
+        for j, event in enumerate(lead.events):
+            if event.occurred_at > as_of:
+                raise LeadError(i, lead.lead_id, f"events[{j}].occurred_at",
+                                f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}")
+        for name, value in lead.attributes.items():
+            if name not in numeric or value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {value!r}")
+            if name in no_negatives and value < 0:
+                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {value!r}")
+        warnings = [f"attribute {k!r} is not a model feature; ignored" for k in lead.attributes if k not in known]
+        for col, values in spec.unseen_in_payload(lead.payload()).items():
+            if col == EVENT_TYPE:
+                warnings.append(f"unknown event types ignored: {values}")
+            else:
+                warnings.append(f"attribute {col!r}: unseen category {values[0]!r} scored as unknown")
+        out.append(warnings)
+    return out

@@ -1,0 +1,177 @@
+"""The BentoML 1.4 real-time endpoint: a thin shell around the scoring core.
+
+``bentoml serve serving.service:LeadScoringService`` (or ``leadscore serve``). Settings come from
+the environment once, at start-up (see :meth:`serving.loader.ServingSettings.from_env`).
+
+Routes: ``POST /score`` (BentoML API, pydantic IO), ``GET /model`` and ``POST /reload`` (mounted
+FastAPI app), and BentoML's ``/livez``, ``/readyz`` (ready only once a model is loaded, via
+``__is_ready__``) and ``/metrics``. With API keys configured, ``/score``, ``/model`` and
+``/reload`` need ``Authorization: Bearer <key>``. Lead attributes are never logged at INFO.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from features.build import features_from_payloads
+from serving.core import ScoringCore
+from serving.loader import ChampionHolder, ServingSettings
+from serving.schemas import (
+    MAX_BATCH_HARD,
+    MAX_TOP_K,
+    LeadError,
+    LeadIn,
+    LeadScore,
+    ModelIdentity,
+    ScoreResponse,
+    check_leads,
+    naive_utc,
+)
+
+logger = logging.getLogger("leadscore.serving")
+ops = FastAPI(title="leadscore operations")
+
+
+class RedactValidationErrors(logging.Filter):
+    """BentoML logs invalid requests with the pydantic error, which quotes input values (lead
+    attributes): keep only the error count and field locations, without traceback or values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            locations = [".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)][:10]
+            record.msg = "invalid request %s [%s]: %d validation error(s) at %s"
+            record.args = (*(record.args or ())[:2], exc.error_count(), locations)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _error(ctx: bentoml.Context | None, status: int, body: dict[str, Any]) -> JSONResponse:
+    if ctx is not None:
+        ctx.response.status_code = status
+    return JSONResponse(body, status_code=status)
+
+
+@bentoml.service(name="lead_scoring", workers=1, threads=4, traffic={"timeout": 30})
+@bentoml.asgi_app(ops, path="/")
+class LeadScoringService:
+    """Scores leads with the champion model; picks up a newly promoted champion without restart."""
+
+    def __init__(self) -> None:
+        self.settings = ServingSettings.from_env(os.environ)
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(RedactValidationErrors())
+        self.holder = ChampionHolder(self.settings)
+        try:
+            self.holder.reload()
+        except Exception as exc:  # not ready yet; the poller keeps trying
+            logger.error("no model loaded at start-up: %s: %s", type(exc).__name__, exc)
+        self._stop = threading.Event()
+        threading.Thread(target=self.holder.poll, args=(self._stop,), daemon=True, name="champion-poll").start()
+
+    def __is_ready__(self) -> bool:
+        return self.holder.core is not None
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
+
+    def authorized(self, header: str | None) -> bool:
+        keys = self.settings.api_keys
+        if not keys:
+            return True
+        if not header or not header.startswith("Bearer "):
+            return False
+        given = header[len("Bearer "):].strip().encode()
+        return any(hmac.compare_digest(given, key.encode()) for key in keys)
+
+    @bentoml.api(route="/score")
+    def score(
+        self,
+        leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD),
+        as_of: datetime | None = None,
+        top_k: int = Field(3, ge=0, le=MAX_TOP_K),
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
+    ) -> ScoreResponse:
+        """Score one or many leads: calibrated probability, 0-100 score, grade, MQL flag, reasons."""
+        if not self.authorized(ctx.request.headers.get("authorization")):
+            return _error(ctx, 401, {"error": "missing or invalid API key (Authorization: Bearer <key>)"})
+        core = self.holder.core  # one reference for the whole request (reload-safe)
+        if core is None:
+            return _error(ctx, 503, {"error": "no model loaded yet"})
+        if len(leads) > self.settings.max_batch:
+            return _error(ctx, 400, {"error": f"leads: batch of {len(leads)} exceeds the limit "
+                                              f"{self.settings.max_batch}", "field": "leads"})
+        query_k = ctx.request.query_params.get("top_k")
+        if query_k is not None:
+            if not query_k.isdigit() or int(query_k) > MAX_TOP_K:
+                return _error(ctx, 400, {"error": f"top_k: query value {query_k[:20]!r} must be 0..{MAX_TOP_K}",
+                                         "field": "top_k"})
+            top_k = int(query_k)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        at = naive_utc(as_of) if as_of is not None else now
+        try:
+            warnings = check_leads(leads, at, core.spec, self.settings.non_negative_attributes)
+        except LeadError as exc:
+            return _error(ctx, 400, exc.as_response())
+        try:
+            return self._score(core, leads, at, top_k, warnings)
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            logger.exception("scoring failed, error_id=%s, model %s v%s, %d leads", error_id,
+                             core.info.name, core.info.version, len(leads))
+            return _error(ctx, 500, {"error": "internal scoring error; see the server log", "error_id": error_id})
+
+    @staticmethod
+    def _score(core: ScoringCore, leads: list[LeadIn], at: datetime, top_k: int,
+               warnings: list[list[str]]) -> ScoreResponse:
+        matrix = features_from_payloads([lead.payload() for lead in leads], core.spec, at)
+        batch = core.score_matrix([lead.lead_id for lead in leads], matrix, top_k)
+        records = batch.to_records()
+        scores = []
+        for record, lead, notes in zip(records, leads, warnings, strict=True):
+            record["lead_id"] = lead.lead_id  # keep the caller's type (int or str)
+            record["warnings"] = notes
+            scores.append(LeadScore.model_validate(record))
+        identity = ModelIdentity.model_validate(core.describe())
+        return ScoreResponse(model=identity, as_of=at, scores=scores)
+
+    # ----- operations (mounted FastAPI app) ---------------------------------------------------
+    @ops.get("/model")
+    def model(self, authorization: str | None = Header(None)) -> Any:
+        """Names, versions, training date, horizon and MQL threshold of the served model."""
+        if not self.authorized(authorization):
+            return JSONResponse({"error": "missing or invalid API key"}, status_code=401)
+        core = self.holder.core
+        if core is None:
+            return JSONResponse({"error": "no model loaded yet", "detail": self.holder.last_error}, status_code=503)
+        return {"models": [core.describe()]}
+
+    @ops.post("/reload")
+    def reload(self, authorization: str | None = Header(None)) -> Any:
+        """Load the current champion now (this worker; others follow at their next check)."""
+        if not self.authorized(authorization):
+            return JSONResponse({"error": "missing or invalid API key"}, status_code=401)
+        try:
+            swapped = self.holder.reload(force=False)
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:12]
+            logger.error("reload failed, error_id=%s: %s: %s", error_id, type(exc).__name__, exc)
+            return JSONResponse({"error": "reload failed; the previous model keeps serving",
+                                 "error_id": error_id}, status_code=500)
+        core = self.holder.core
+        return {"reloaded": swapped, "model": core.describe() if core else None}

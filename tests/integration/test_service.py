@@ -1,0 +1,199 @@
+"""A real `bentoml serve` process: scores, reasons, parity with batch, auth, validation, reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+
+from features.build import scoring_matrix
+from serving.core import ModelInfo, ScoringCore
+from tests.serving_fixtures import (
+    AS_OF,
+    ROOT,
+    export_champion,
+    payloads_from_crm,
+    start_server,
+    train_small_champion,
+)
+
+KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_BATCH = 50
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return train_small_champion(n_leads=800, seed=4)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, champion) -> Path:
+    models = tmp_path_factory.mktemp("models")
+    export_champion(champion.model, models, version="1", mql_cutoff=4)
+    return models
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, models_dir):
+    log = tmp_path_factory.mktemp("server") / "bentoml.log"
+    env = {"LEADSCORE_MODEL_DIR": str(models_dir), "LEADSCORE_API_KEYS": f"other-key,{KEY}",
+           "LEADSCORE_MAX_BATCH": str(MAX_BATCH), "LEADSCORE_RELOAD_SECONDS": "0"}
+    running = start_server(env, log)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def payloads(champion):
+    ids = [int(i) for i in champion.crm.leads["lead_id"].iloc[:30]]
+    return ids, payloads_from_crm(champion.crm, ids, AS_OF)
+
+
+def post(server, body, headers=AUTH, **params):
+    return httpx.post(f"{server.url}/score", json=body, headers=headers, params=params, timeout=30)
+
+
+def test_health_and_metrics(server) -> None:
+    assert httpx.get(f"{server.url}/livez").status_code == 200
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{server.url}/metrics")
+    assert metrics.status_code == 200 and "bentoml" in metrics.text
+
+
+def test_model_endpoint(server) -> None:
+    info = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"][0]
+    assert info["name"] == "lead-conversion" and info["version"] == "1"
+    assert info["horizon_days"] == 90 and info["mql_cutoff"] == 4 and info["training_date"] == "2026-06-30"
+
+
+def test_auth_is_required(server, payloads) -> None:
+    body = {"leads": payloads[1][:1], "as_of": AS_OF.isoformat()}
+    assert post(server, body, headers={}).status_code == 401
+    assert post(server, body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(f"{server.url}/model").status_code == 401
+    assert httpx.post(f"{server.url}/reload").status_code == 401
+    assert post(server, body).status_code == 200
+
+
+def test_http_answer_equals_batch_core(server, champion, payloads) -> None:
+    ids, leads = payloads
+    response = post(server, {"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 3})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4))
+    all_ids, matrix = scoring_matrix(champion.crm, core.spec, AS_OF, eligible_only=False)
+    rows = [list(all_ids).index(i) for i in ids]
+    expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
+    assert [s["lead_id"] for s in answer["scores"]] == ids
+    for got, want in zip(answer["scores"], expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert (got["score"], got["grade"], got["mql"]) == (want["score"], want["grade"], want["mql"])
+        assert got["fit_score"] == pytest.approx(want["fit_score"], abs=1e-9)
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+    assert answer["model"]["version"] == "1"
+
+
+def test_sync_client_and_top_k(server, payloads) -> None:
+    with bentoml.SyncHTTPClient(server.url, token=KEY) as client:
+        result = client.score(leads=payloads[1][:2], as_of=AS_OF.isoformat(), top_k=0)
+    scores = result["scores"] if isinstance(result, dict) else result.scores
+    first = scores[0] if isinstance(scores[0], dict) else scores[0].model_dump()
+    assert first["reasons"] == [] and first["fit_score"] is None and 0 <= first["score"] <= 100
+    five = post(server, {"leads": payloads[1][:1], "as_of": AS_OF.isoformat()}, top_k=5).json()
+    assert len(five["scores"][0]["reasons"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda lead: lead.pop("created_at"), "created_at"),
+        (lambda lead: lead.update(created_at="yesterday-ish"), "created_at"),
+        (lambda lead: lead.update(created_at="1900-01-01T00:00:00"), "created_at"),
+        (lambda lead: lead.update(created_at="3000-01-01T00:00:00"), "created_at"),
+        (lambda lead: lead["attributes"].update(employees=-5), "employees"),
+        (lambda lead: lead["attributes"].update(employees="lots"), "employees"),
+        (lambda lead: lead["attributes"].update(industry="x" * 5000), "industry"),
+        (lambda lead: lead["events"].append({"occurred_at": "2026-05-01T00:00:00", "event_type": "email_open"}),
+         "occurred_at"),
+        (lambda lead: lead["events"].append({"occurred_at": "2026-01-01T00:00:00"}), "event_type"),
+        (lambda lead: lead.update(lead_id=[1, 2]), "lead_id"),
+    ],
+)
+def test_bad_leads_get_400_naming_the_field(server, payloads, mutate, needle) -> None:
+    leads = json.loads(json.dumps(payloads[1][:2]))
+    mutate(leads[1])
+    response = post(server, {"leads": leads, "as_of": AS_OF.isoformat()})
+    assert response.status_code in (400, 422), response.text
+    assert needle in response.text
+    assert "Traceback" not in response.text
+
+
+def test_nan_empty_and_oversized_batches(server, payloads) -> None:
+    raw = json.dumps({"leads": payloads[1][:1], "as_of": AS_OF.isoformat()}).replace(
+        '"attributes": {', '"attributes": {"annual_revenue": NaN, ', 1)
+    nan = httpx.post(f"{server.url}/score", content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert nan.status_code == 400 and "annual_revenue" in nan.text
+    assert post(server, {"leads": []}).status_code == 400
+    big = post(server, {"leads": payloads[1][:1] * (MAX_BATCH + 1), "as_of": AS_OF.isoformat()})
+    assert big.status_code == 400 and str(MAX_BATCH) in big.text
+    assert post(server, {"leads": payloads[1][:1]}, top_k="x").status_code == 400
+
+
+def test_unseen_category_is_scored_with_a_warning(server, payloads) -> None:
+    lead = json.loads(json.dumps(payloads[1][0]))
+    lead["attributes"]["industry"] = "asteroid mining"
+    response = post(server, {"leads": [lead], "as_of": AS_OF.isoformat()})
+    assert response.status_code == 200
+    assert any("asteroid mining" in w for w in response.json()["scores"][0]["warnings"])
+
+
+def test_reload_swaps_champion_while_requests_succeed(server, champion, models_dir, payloads) -> None:
+    body = {"leads": payloads[1][:3], "as_of": AS_OF.isoformat()}
+    statuses: list[int] = []
+    versions: set[str] = set()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(150):
+                r = client.post(f"{server.url}/score", json=body, headers=AUTH)
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.add(r.json()["model"]["version"])
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    staging = models_dir.parent / "staging"
+    export_champion(champion.model, staging, version="2", mql_cutoff=7)
+    shutil.rmtree(models_dir / "lead-conversion" / "model")
+    shutil.copytree(staging / "lead-conversion" / "model", models_dir / "lead-conversion" / "model")
+    shutil.copy(staging / "lead-conversion" / "champion.json", models_dir / "lead-conversion" / "champion.json")
+    reload = httpx.post(f"{server.url}/reload", headers=AUTH, timeout=30)
+    worker.join(120)
+    assert reload.status_code == 200 and reload.json()["reloaded"] is True
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    info = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"][0]
+    assert info["version"] == "2" and info["mql_cutoff"] == 7
+    assert "2" in versions
+    log = server.log.read_text()
+    assert "asteroid" not in log and "Traceback" not in log
+
+
+def test_bentoml_build_succeeds(tmp_path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml_cli = Path(sys.executable).parent / "bentoml"
+    done = subprocess.run([str(bentoml_cli), "build", "--output", "tag"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "bentoml_home" / "bentos" / "lead_scoring").is_dir()
+    assert np.isfinite(1.0)

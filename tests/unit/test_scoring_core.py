@@ -1,0 +1,157 @@
+"""The scoring core: calibrated scores, additive impacts, grades, MQL, reasons, payload == batch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from features.build import features_from_payloads, scoring_matrix
+from features.schema import ENGAGEMENT, FIT, LEAD_ID
+from serving.core import GRADES, ModelInfo, ScoringConfig, ScoringCore, probability_impacts, top_k_indices
+from serving.schemas import LeadError, LeadIn, check_leads
+from tests.serving_fixtures import AS_OF, payloads_from_crm, train_small_champion
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return train_small_champion(n_leads=800, seed=3)
+
+
+@pytest.fixture(scope="module")
+def core(champion) -> ScoringCore:
+    return ScoringCore(champion.model, ModelInfo("lead-conversion", "7", mql_cutoff=5))
+
+
+@pytest.fixture(scope="module")
+def batch_rows(champion, core):
+    ids, matrix = scoring_matrix(champion.crm, core.spec, AS_OF, eligible_only=False)
+    return ids[:300], matrix[:300]
+
+
+def test_probability_matches_the_model(champion, core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    batch = core.score_matrix(ids, matrix)
+    expected = champion.model.predict_proba(core.spec.to_frame(matrix))
+    np.testing.assert_allclose(batch.probability, expected, atol=1e-12)
+    np.testing.assert_array_equal(batch.score, np.rint(100 * expected).astype(int))
+    assert batch.horizon_days == 90
+
+
+def test_impacts_add_up_to_the_score(core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    every = core.score_matrix(ids, matrix, top_k=len(core.columns))
+    total = every.base_score + every.fit_score + every.engagement_score + every.lifecycle_score
+    np.testing.assert_allclose(total, 100 * every.probability, atol=1e-9)
+    np.testing.assert_allclose(every.reason_impact.sum(axis=1) + every.base_score, 100 * every.probability, atol=1e-9)
+    assert np.abs(every.fit_score).max() > 0 and np.abs(every.engagement_score).max() > 0
+
+
+def test_impacts_keep_the_sign_of_the_log_odds_contributions() -> None:
+    rng = np.random.default_rng(1)
+    phi = rng.normal(size=(50, 6))
+    margin = -1.0 + phi.sum(axis=1)
+    p, p0 = 1 / (1 + np.exp(-margin)), np.full(50, 1 / (1 + np.exp(1.0)))
+    impacts = probability_impacts(phi, p, p0)
+    np.testing.assert_allclose(impacts.sum(axis=1), p - p0, atol=1e-12)
+    assert (np.sign(impacts) == np.sign(phi)).all()
+    assert (probability_impacts(np.zeros((2, 3)), np.ones(2) * 0.3, np.ones(2) * 0.3) == 0).all()
+
+
+def test_top_k_indices_orders_by_magnitude() -> None:
+    values = np.array([[0.1, -3.0, 2.0, 0.0], [5.0, 1.0, -1.0, 0.5]])
+    np.testing.assert_array_equal(top_k_indices(values, 2), [[1, 2], [0, 1]])
+    reference = np.argsort(-np.abs(values), axis=1, kind="stable")
+    np.testing.assert_array_equal(top_k_indices(values, 4), reference)
+    assert top_k_indices(values, 0).shape == (2, 0)
+
+
+def test_reasons_name_the_feature_and_decode_the_value(core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    records = core.score_matrix(ids, matrix, top_k=3).to_records()
+    assert len(records) == len(ids) and all(len(r["reasons"]) == 3 for r in records)
+    categorical = set(core.spec.categorical_vocab_)
+    seen_category = False
+    for record in records:
+        impacts = [abs(r["impact"]) for r in record["reasons"]]
+        assert impacts == sorted(impacts, reverse=True)
+        for reason in record["reasons"]:
+            assert reason["label"] == core.spec.labels_[reason["feature"]]
+            assert reason["family"] == core.spec.families_[reason["feature"]]
+            if reason["feature"] in categorical and reason["value"] is not None:
+                assert reason["value"] in core.spec.categorical_vocab_[reason["feature"]]
+                seen_category = True
+    assert seen_category
+
+
+def test_top_k_zero_skips_explanations_but_not_scores(core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    full, bare = core.score_matrix(ids, matrix, 3), core.score_matrix(ids, matrix, 0)
+    np.testing.assert_allclose(bare.probability, full.probability, atol=1e-12)
+    assert bare.top_k == 0 and np.isnan(bare.fit_score).all()
+    assert all(r["reasons"] == [] for r in bare.to_records())
+
+
+def test_grades_and_mql(core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    batch = core.score_matrix(ids, matrix)
+    a, b, c = core.grade_cutoffs
+    assert a >= b >= c >= 1
+    expected = np.where(batch.score >= a, "A", np.where(batch.score >= b, "B", np.where(batch.score >= c, "C", "D")))
+    np.testing.assert_array_equal(batch.grade, expected)
+    assert set(batch.grade) <= set(GRADES)
+    np.testing.assert_array_equal(batch.mql, batch.score >= 5)
+    fallback = ScoringCore(core.model, ModelInfo("m", "1"), ScoringConfig(mql_cutoff=2, grade_cutoffs=(9, 6, 3)))
+    assert fallback.mql_cutoff == 2 and fallback.grade_cutoffs == (9, 6, 3)
+    with pytest.raises(ValidationError, match="descending"):
+        ScoringConfig(grade_cutoffs=(10, 20, 5))
+
+
+def test_columnar_output_equals_records(core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    batch = core.score_matrix(ids, matrix, 2)
+    frame, records = batch.to_frame(), batch.to_records()
+    assert list(frame[LEAD_ID]) == [r[LEAD_ID] for r in records]
+    assert list(frame["reason_2_feature"]) == [r["reasons"][1]["feature"] for r in records]
+    np.testing.assert_allclose(frame["fit_score"], [r["fit_score"] for r in records])
+    assert set(frame["model_version"]) == {"7"}
+
+
+def test_payload_path_equals_batch_path(champion, core, batch_rows) -> None:
+    ids, matrix = batch_rows
+    chosen = [int(i) for i in ids[:40]]
+    payloads = payloads_from_crm(champion.crm, chosen, AS_OF)
+    from_payloads = features_from_payloads(payloads, core.spec, AS_OF)
+    np.testing.assert_allclose(from_payloads, matrix[:40], atol=1e-9, equal_nan=True)
+    a, b = core.score_matrix(chosen, from_payloads).to_records(), core.score_matrix(ids[:40], matrix[:40]).to_records()
+    assert a == b
+
+
+def test_bad_shapes_are_named(core) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        core.score_matrix([1], np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="lead ids"):
+        core.score_matrix([1, 2], np.zeros((1, len(core.columns))))
+
+
+def test_check_leads_names_lead_and_field(core) -> None:
+    as_of = datetime(2026, 3, 1)
+    good = LeadIn(lead_id="x1", created_at=datetime(2026, 1, 1), attributes={"industry": "no-such-industry"},
+                  events=[{"occurred_at": datetime(2026, 2, 1), "event_type": "teleport"}])
+    warnings = check_leads([good], as_of, core.spec)
+    assert any("unseen category 'no-such-industry'" in w for w in warnings[0])
+    assert any("teleport" in w for w in warnings[0])
+    late = LeadIn(lead_id=42, created_at=datetime(2026, 1, 1),
+                  events=[{"occurred_at": datetime(2026, 1, 2), "event_type": "email_open"},
+                          {"occurred_at": datetime(2026, 4, 1), "event_type": "email_open"}])
+    with pytest.raises(LeadError, match=r"lead 1 \(lead_id 42\): events\[1\].occurred_at"):
+        check_leads([good, late], as_of, core.spec)
+    negative = LeadIn(lead_id=5, created_at=datetime(2026, 1, 1), attributes={"employees": -3})
+    with pytest.raises(LeadError, match="attributes.employees"):
+        check_leads([negative], as_of, core.spec, non_negative=("employees",))
+    text = LeadIn(lead_id=6, created_at=datetime(2026, 1, 1), attributes={"employees": "many"})
+    with pytest.raises(LeadError, match="must be a number"):
+        check_leads([text], as_of, core.spec)
+    assert FIT in core.families and ENGAGEMENT in core.families

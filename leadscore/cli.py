@@ -242,5 +242,14 @@ def demo(
     console.print(f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}")
 
 
+def _register_room_commands() -> None:
+    """Commands of the training and serving rooms (train, evaluate, models, serve, rescore)."""
+    from leadscore import cli_serve
+
+    cli_serve.register(app)
+
+
+_register_room_commands()
+
 if __name__ == "__main__":
     app()

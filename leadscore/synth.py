@@ -9,7 +9,9 @@ The latent world, per lead:
   day ``d >= s``: it rises for a few days, then decays with the lead's half-life;
 - a daily conversion hazard ``base_hazard * season(d) * (INTENT_FLOOR + intent(d))``, piecewise
   constant per UTC day;
-- engagement events: a Poisson process per type whose daily rate depends on intent and fit.
+- engagement events: a Poisson process per type whose daily rate depends on fit and on the
+  engagement level ``sum A * rho**k`` (the decaying part of the episodes: high from an episode's
+  first day, so behaviour reveals the latent intent; see ``EVENT_SQRT`` / ``EVENT_LINEAR``).
 
 Events are consequences of intent, never causes of conversion, so :func:`true_probability` only
 needs the latent state. All randomness comes from fixed blocks of ``BLOCK_LEADS`` leads, each seeded
@@ -72,12 +74,12 @@ AMPLITUDE_FIT = 0.25  # log amplitude mean per unit fit
 AMPLITUDE_SHAPE = 0.5  # Gamma shape of episode amplitudes (mean amplitude_mean)
 INITIAL_AMPLITUDE = 1.6  # the episode that created the lead is stronger than later ones
 HALF_LIFE_MEDIAN = 20.0  # days
-HALF_LIFE_SIGMA = 0.4
-FIT_NOISE = 0.2
+HALF_LIFE_SIGMA = 0.2
+FIT_NOISE = 0.1  # fit the firmographics cannot show (small: unobservable)
 FIT_WEIGHT = 0.7  # strength of the firmographic effects
 RECYCLE_MIN_AMPLITUDE = 1.2  # episodes above this many amplitude_means reach sales...
 RECYCLE_PROBABILITY = 0.5  # ...and this share of them, not closed, goes back to nurturing
-REFERENCE_EVENTS_PER_LEAD = 37.0  # events per lead at intensity 1 on the default history
+REFERENCE_EVENTS_PER_LEAD = 45.0  # events per lead at intensity 1 on the default history
 
 # --- firmographics: categories, probabilities, fit effects --------------------------------------
 INDUSTRIES = ("software", "financial_services", "healthcare", "manufacturing", "retail",
@@ -110,15 +112,18 @@ MISSING_RATE = {"industry": 0.02, "employees": 0.04, "annual_revenue": 0.06, "co
 CATEGORICAL_ATTRIBUTES = ["industry", "country", "job_title", "seniority", "lead_source"]
 NUMERIC_ATTRIBUTES = ["employees", "annual_revenue"]
 
-# --- engagement: per-type daily rate = const*exp(0.3 fit) + sqrt_coef*sqrt(intent) + linear*intent
-# (engagement shows early in an episode, while its conversion hazard is still rising)
+# --- engagement: per-type daily rate = const*exp(0.3 fit) + sqrt_coef*sqrt(e) + linear*e, with the
+# engagement level e = sum of A * rho**k over started episodes: it jumps to the episode's amplitude on
+# its first day and decays with the half-life, so behaviour reveals an episode (and its amplitude)
+# early, while its conversion hazard is still rising. Pricing views and demo requests follow e
+# linearly (the intent-revealing acts); browsing and email are concave in e.
 EVENT_TYPES = (EMAIL_OPEN, EMAIL_CLICK, PAGE_VIEW, PRICING_PAGE_VIEW, FORM_FILL, WEBINAR,
                CONTENT_DOWNLOAD, DEMO_REQUEST, UNSUBSCRIBE, EMAIL_BOUNCE, RECYCLED)
 _T = {name: i for i, name in enumerate(EVENT_TYPES)}
 N_SAMPLED_TYPES = 10  # every type but RECYCLED comes from the intensity model
 EVENT_CONST = np.array([0.03, 0.003, 0.012, 0.0005, 0.0004, 0.0004, 0.001, 0.00003, 0.0, 0.0])
-EVENT_SQRT = np.array([0.12, 0.05, 0.5, 0.12, 0.02, 0.01, 0.04, 0.0, 0.0, 0.0])
-EVENT_LINEAR = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.0, 0.0])
+EVENT_SQRT = np.array([0.12, 0.05, 0.5, 0.0, 0.02, 0.01, 0.04, 0.0, 0.0, 0.0])
+EVENT_LINEAR = np.array([0.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0])
 UNSUBSCRIBE_RATE = 0.0015  # divided by (1 + 2 * intent): unsubscribing is a low-intent act
 BOUNCE_RATE = 0.2  # bad addresses bounce on the first sends
 EMAIL_TYPES = np.array([_T[EMAIL_OPEN], _T[EMAIL_CLICK], _T[UNSUBSCRIBE], _T[EMAIL_BOUNCE]])
@@ -335,6 +340,7 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     pulses = np.zeros((n_days, n))
     np.add.at(pulses, (ep_day - d0, ep_lead), ep_amp)
     intent = np.empty((n_days, n))
+    engaged = np.empty((n_days, n))  # engagement level: the decaying part, high from an episode's first day
     slow = np.zeros(n)
     fast = np.zeros(n)
     for d in range(n_days):
@@ -343,6 +349,7 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
         fast += pulses[d]
         fast *= rho_fast
         np.subtract(slow, fast, out=intent[d])
+        engaged[d] = slow
     np.maximum(intent, 0.0, out=intent)  # rounding only
     del pulses
 
@@ -382,9 +389,9 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     scale = config.events_per_lead / REFERENCE_EVENTS_PER_LEAD
     last_row = np.where(converted, conv_row, n_days - 1)
     alive = exposure * (rows <= last_row[None, :])
-    intensity = np.sqrt(intent)
+    intensity = np.sqrt(engaged)
     intensity *= concave.sum(1)[None, :]
-    intensity += const.sum(1)[None, :] + EVENT_LINEAR.sum() * intent + unsubscribe[None, :] / (1.0 + 2.0 * intent)
+    intensity += const.sum(1)[None, :] + EVENT_LINEAR.sum() * engaged + unsubscribe[None, :] / (1.0 + 2.0 * engaged)
     intensity *= alive
     intensity *= (scale * _event_weekly(day_axis))[:, None]
     del alive
@@ -406,8 +413,8 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     ev_sec = np.maximum(np.floor(ev_time * SECONDS_PER_DAY).astype(np.int64), created_sec[ev_lead])
 
     # event types from the per-type intensities at that lead-day
-    level = intent[ev_row, ev_lead]
-    del intent
+    level = engaged[ev_row, ev_lead]
+    del intent, engaged
     type_rate = const[ev_lead] + concave[ev_lead] * np.sqrt(level)[:, None] + EVENT_LINEAR[None, :] * level[:, None]
     type_rate[:, _T[UNSUBSCRIBE]] = unsubscribe[ev_lead] / (1.0 + 2.0 * level)
     cum_rate = np.cumsum(type_rate, axis=1)
@@ -630,8 +637,9 @@ def true_probability(
 ) -> np.ndarray:
     """P(lead converts in ``(as_of, as_of + horizon_days]``) given the latent state at ``as_of``.
 
-    Known: the lead's parameters and the episodes started on or before the day of ``as_of``; the
-    episodes of later days are integrated out (Poisson arrivals, Gamma amplitudes: Campbell's
+    Known: the lead's parameters and the episodes started before ``as_of`` (an episode of day ``s``
+    starts at midnight of ``s``, so at a midnight ``as_of`` that day's episodes are still unknown:
+    no event before ``as_of`` could reveal them); the later episodes are integrated out (Poisson arrivals, Gamma amplitudes: Campbell's
     formula with the Gamma Laplace transform). Returns 0 for leads converted at or before ``as_of`` and NaN for leads created after
     it. ``as_of`` is one instant or one per lead id, and must not pass the history end.
     """
@@ -691,7 +699,9 @@ def _open_probability(t: np.ndarray, base: np.ndarray, lam: np.ndarray, amp_mean
     within = np.arange(len(query_of)) - np.repeat(np.cumsum(ep_count) - ep_count, ep_count)
     idx = ep_first[query_of] + within
     lag = day[query_of] - ep_day[idx] + 1
-    known = lag >= 1
+    # an episode of day s starts at midnight of s: known iff s < t (at a midnight as_of, that day's
+    # episodes have not started yet and no event can reveal them, so they are integrated out)
+    known = (lag >= 2) | ((lag == 1) & (frac[query_of] > 0))
     slow = np.bincount(query_of[known], weights=ep_amp[idx][known] * rho[query_of][known] ** lag[known], minlength=q)
     rho_fast = rho * KAPPA
     fast = np.bincount(query_of[known], weights=ep_amp[idx][known] * rho_fast[query_of][known] ** lag[known], minlength=q)
@@ -707,9 +717,10 @@ def _open_probability(t: np.ndarray, base: np.ndarray, lam: np.ndarray, amp_mean
     future = np.zeros(q)
     tail_slow = np.zeros(q)
     tail_fast = np.zeros(q)
-    for j in range(horizon, 0, -1):
+    for j in range(horizon, -1, -1):
         tail_slow = rho * (x[:, j] + tail_slow)
         tail_fast = rho_fast * (x[:, j] + tail_fast)
         c = (amp_mean / AMPLITUDE_SHAPE) * (tail_slow - tail_fast)
-        future -= np.expm1(-AMPLITUDE_SHAPE * np.log1p(c))
+        term = -np.expm1(-AMPLITUDE_SHAPE * np.log1p(c))
+        future += term if j > 0 else np.where(frac > 0, 0.0, term)  # day 0: only unknown at midnight
     return -np.expm1(-known_hazard - lam * future)

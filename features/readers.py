@@ -126,6 +126,12 @@ def read_parquet_table(
     return pd.read_parquet(path, columns=usecols, filters=filters).reset_index(drop=True)
 
 
+def _plain_name(name: str) -> str:
+    """A column name as a plain ``str`` (SQLAlchemy reflects ``quoted_name``, a str subclass that
+    scikit-learn refuses as a feature name)."""
+    return name.encode().decode()
+
+
 def iter_sql_table(
     url: str | sa.Engine,
     table: str,
@@ -143,7 +149,7 @@ def iter_sql_table(
             reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
         except sa.exc.NoSuchTableError:
             raise ValueError(f"table {table!r} not found in database {engine.url!r}") from None
-        available = [c.name for c in reflected.columns]
+        available = [_plain_name(c.name) for c in reflected.columns]
         selected = _select_existing(available, columns) or available
         base = sa.select(*(reflected.c[c] for c in selected))
         statements = [base]
@@ -162,7 +168,9 @@ def iter_sql_table(
         with engine.connect() as conn:
             streaming = conn.execution_options(stream_results=True, max_row_buffer=chunksize)
             for statement in statements:
-                yield from pd.read_sql(statement, streaming, chunksize=chunksize)
+                for frame in pd.read_sql(statement, streaming, chunksize=chunksize):
+                    frame.columns = [_plain_name(c) for c in frame.columns]
+                    yield frame
     finally:
         if isinstance(url, str):
             engine.dispose()
@@ -188,7 +196,7 @@ def read_sql_table(
         if parts:
             return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
         reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
-        available = [c.name for c in reflected.columns]
+        available = [_plain_name(c.name) for c in reflected.columns]
         return pd.DataFrame(columns=_select_existing(available, columns) or available)
     finally:
         if isinstance(url, str):

@@ -218,14 +218,23 @@ def _print_training_set_summary(summary: dict) -> None:
     )
 
 
+DEFAULT_POINTS_RULES = Path(__file__).resolve().parents[1] / "configs" / "points_rules.yaml"
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes everything.")] = Path(".demo"),
     leads: Annotated[int, typer.Option(help="Leads in the synthetic CRM.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features."""
+    """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features,
+    train and register a model in MLflow, promote it when it beats the baselines, export it."""
+    from leadscore.cli_models import print_train_run
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
+    from training.baselines import load_points_rules
+    from training.registry import export_champion
+    from training.tracking import connect, tracking_target
+    from training.workflow import promote_challenger, train_project
 
     directory.mkdir(parents=True, exist_ok=True)
     project = sqlite_project(directory)
@@ -239,13 +248,28 @@ def demo(
     console.rule("3. point-in-time training set")
     training_set = build_features(project, data, directory / "training_set.parquet")
     _print_training_set_summary(training_set.summary())
-    console.print(f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}")
+    console.rule("4. train, evaluate against the baselines, register in MLflow")
+    target = tracking_target(None, directory)
+    rules = load_points_rules(DEFAULT_POINTS_RULES) if DEFAULT_POINTS_RULES.is_file() else None
+    run = train_project(project, target, points_rules=rules, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    print_train_run(run)
+    console.rule("5. promote the challenger if it beats the champion and the baselines")
+    decision = promote_challenger(target)
+    console.print(decision.explain(), highlight=False)
+    if decision.promoted:
+        exported = export_champion(connect(target), directory / "models", "lead-conversion", "champion")
+        console.print(f"champion exported -> {exported}")
+    console.print(
+        f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}, "
+        f"MLflow store {target.uri}"
+    )
 
 
 def _register_room_commands() -> None:
     """Commands of the training and serving rooms (train, evaluate, models, serve, rescore)."""
-    from leadscore import cli_serve
+    from leadscore import cli_models, cli_serve
 
+    cli_models.register(app)
     cli_serve.register(app)
 
 

@@ -176,3 +176,16 @@ def test_flat_from_sqlite_and_load_data_dispatch(sqlite_url: str, tmp_path: Path
     assert data.frame["Src"].isna().tolist() == [False, True, False]
     subset, _ = load_flat(config, lead_ids=["b"])
     assert subset.frame["lead_id"].tolist() == ["b"]
+
+
+def test_sql_column_names_are_plain_strings(sqlite_url: str) -> None:
+    """SQLAlchemy reflects `quoted_name` objects; downstream (scikit-learn) needs exact `str`."""
+    import sqlalchemy as sa
+
+    from features.readers import read_sql_table
+
+    engine = sa.create_engine(sqlite_url)
+    pd.DataFrame({"lead_id": [1, 2], "Industry": ["a", "b"]}).to_sql("leads", engine, index=False)
+    engine.dispose()
+    frame = read_sql_table(sqlite_url, "leads")
+    assert [type(c) for c in frame.columns] == [str, str]

@@ -68,17 +68,22 @@ def test_ece_is_zero_for_perfect_bins_and_detects_shift() -> None:
     assert expected_calibration_error(y, np.full(100, 0.45), 4, "equal_mass") == pytest.approx(0.2)
 
 
-def test_time_split_keeps_label_windows_out_of_later_slices() -> None:
+def test_time_split_keeps_label_windows_out_of_the_test_slice() -> None:
     as_of = pd.Series(pd.date_range("2024-01-01", periods=40, freq="7D").repeat(5))
     split = time_ordered_split(as_of, horizon_days=21, test_fraction=0.25, validation_fraction=0.25)
     values = as_of.to_numpy()
     h = np.timedelta64(21, "D")
-    assert values[split.train].max() + h <= values[split.valid].min()
-    assert values[split.valid].max() + h <= values[split.test].min()
+    fitting = np.concatenate([split.train, split.valid])
+    assert values[fitting].max() + h <= values[split.test].min()
+    assert values[split.train].max() < values[split.valid].min()
     assert values[split.test].min() == split.test_start.to_datetime64()
-    assert len(np.intersect1d(split.train, split.test)) == 0
-    # rows inside a gap belong to no slice (nothing half-labelled leaks in)
-    assert len(split.train) + len(split.valid) + len(split.test) < len(as_of)
+    assert len(np.intersect1d(fitting, split.test)) == 0
+    # rows whose label window reaches the test period belong to no slice (nothing half-labelled leaks in)
+    in_gap = (values + h > split.test_start.to_datetime64()) & (values < split.test_start.to_datetime64())
+    assert in_gap.any()
+    assert not np.isin(np.flatnonzero(in_gap), np.concatenate([fitting, split.test])).any()
+    # every snapshot before the gap is used for fitting
+    assert len(split.train) + len(split.valid) + len(split.test) + in_gap.sum() == len(as_of)
 
 
 def test_time_split_explains_a_too_short_history() -> None:

@@ -1,0 +1,269 @@
+"""`leadscore train`, `leadscore evaluate` and `leadscore models {promote,rollback,export,list}`.
+
+Wire into the main CLI with ``from leadscore.cli_models import register; register(app)``.
+The tracking URI is read here, at the edge: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else
+``sqlite:///<project file's dir>/mlflow.db`` (artifacts in ``<dir>/mlartifacts``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")]
+TrackingOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                 help="MLflow tracking URI (default: sqlite:///<project dir>/mlflow.db)."),
+]
+ModelNameOption = Annotated[str, typer.Option("--model-name", help="Registered model name.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _say(message: str) -> None:
+    err_console.print(f"[dim]- {message}[/]", highlight=False)
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.{digits}f}"
+    return "-" if value is None else str(value)
+
+
+def comparison_table(comparison: pd.DataFrame, title: str = "model vs baselines (evaluation rows)") -> Table:
+    """A compact rich table of a TrainingResult's comparison frame (rows: scorers)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("scorer", style="bold", min_width=22, overflow="fold")
+    headers = {"roc_auc": "AUC [95% CI]", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier",
+               "ece": "ECE", "top_decile_capture": "top-10% capture"}
+    cols = [c for c in headers if c in comparison.columns]
+    for col in cols:
+        table.add_column(headers[col], justify="right")
+    for name, row in comparison.iterrows():
+        cells = []
+        for col in cols:
+            value = _fmt(row[col], 3)
+            if col == "roc_auc" and {"roc_auc_lo", "roc_auc_hi"} <= set(comparison.columns):
+                value += f" [{_fmt(row['roc_auc_lo'], 3)}, {_fmt(row['roc_auc_hi'], 3)}]"
+            cells.append(value)
+        table.add_row(str(name), *cells)
+    return table
+
+
+def frame_table(frame: pd.DataFrame, title: str) -> Table:
+    """Any small frame as a rich table (index first)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(str(frame.index.name or ""), style="bold")
+    for col in frame.columns:
+        table.add_column(str(col), justify="right")
+    for idx, row in frame.iterrows():
+        table.add_row(str(idx), *[_fmt(v) for v in row.tolist()])
+    return table
+
+
+def _project(config: Path):
+    from leadscore.project import ProjectConfigError, load_project
+
+    try:
+        return load_project(config)
+    except ProjectConfigError as exc:
+        raise _fail(str(exc), 2) from exc
+
+
+def _target(tracking_uri: str | None, config: Path):
+    from training.tracking import tracking_target
+
+    return tracking_target(tracking_uri, config.resolve().parent)
+
+
+def _client(tracking_uri: str | None, config: Path):
+    from training.tracking import connect
+
+    return connect(_target(tracking_uri, config))
+
+
+def print_train_run(run) -> None:
+    """Comparison table, leakage report, run id and model version of a ``TrainRun``."""
+    console.print(comparison_table(run.result.comparison))
+    console.print(run.result.leakage.to_text(), highlight=False)
+    rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
+            ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items()))]
+    rows.append(("model version", f"{run.model_version} (alias challenger)" if run.registered else "not registered"))
+    table = Table(show_header=False, title="MLflow", title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def train(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    strict_leakage: Annotated[
+        bool, typer.Option("--strict-leakage", help="Refuse to register a model the leakage alarm flags.")
+    ] = False,
+    points_rules: Annotated[
+        Path | None, typer.Option("--points-rules", help="Hand-tuned points rules YAML (a baseline).")
+    ] = None,
+    model_name: ModelNameOption = "lead-conversion",
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
+                                 help="Log into this existing run (set by `mlflow run`).")
+    ] = None,
+) -> None:
+    """Train, evaluate against the baselines, log to MLflow and register the challenger."""
+    from features.contract import ContractError
+    from training.baselines import load_points_rules
+    from training.workflow import train_project
+
+    project = _project(config)
+    rules = None
+    if points_rules is not None:
+        try:
+            rules = load_points_rules(points_rules)
+        except (OSError, ValueError) as exc:
+            raise _fail(str(exc), 2) from exc
+    try:
+        run = train_project(project, _target(tracking_uri, config), points_rules=rules,
+                            strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,
+                            progress=_say)
+    except ContractError as exc:
+        raise _fail(str(exc)) from exc
+    print_train_run(run)
+    if run.refusal:
+        raise _fail(run.refusal, 3)
+
+
+def evaluate(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Alias (champion, challenger) or version.")] = "champion",
+    model_name: ModelNameOption = "lead-conversion",
+) -> None:
+    """Evaluate a registered model version/alias on the project's latest evaluation data."""
+    from training.registry import RegistryError
+    from training.workflow import evaluate_registered
+
+    project = _project(config)
+    try:
+        report = evaluate_registered(project, _target(tracking_uri, config), model, model_name, progress=_say)
+    except (RegistryError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
+    console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
+    console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)
+
+
+models_app = typer.Typer(help="Model registry: promote, roll back, export, list.", no_args_is_help=True)
+
+
+@models_app.command("promote")
+def models_promote(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger).")] = None,
+    metric: Annotated[str, typer.Option(help="Deciding metric (roc_auc, pr_auc, log_loss, ...).")] = "roc_auc",
+    min_delta: Annotated[float, typer.Option(help="Margin by which the challenger must beat the champion.")] = 0.0,
+    model_name: ModelNameOption = "lead-conversion",
+) -> None:
+    """Make the challenger champion if it beats the champion (same rows) and the baselines."""
+    from training.registry import RegistryError, promote
+
+    try:
+        decision = promote(_client(tracking_uri, config), model_name, version=version, metric=metric,
+                           min_delta=min_delta)
+    except (RegistryError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(frame_table(decision.table, "same evaluation rows, side by side"))
+    style = "green" if decision.promoted else "yellow"
+    console.print(f"[bold {style}]{'PROMOTED' if decision.promoted else 'REFUSED'}[/]")
+    for reason in decision.reasons:
+        console.print(f"- {reason}", highlight=False)
+    if not decision.promoted:
+        raise typer.Exit(4)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    model_name: ModelNameOption = "lead-conversion",
+) -> None:
+    """Restore the previous champion."""
+    from training.registry import RegistryError, rollback
+
+    try:
+        result = rollback(_client(tracking_uri, config), model_name)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"champion of {result.name}: version {result.from_version} -> {result.to_version}")
+
+
+@models_app.command("export")
+def models_export(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    out: Annotated[Path, typer.Option(help="Directory; the model goes to <out>/<model name>/.")] = Path("models"),
+    alias: Annotated[str, typer.Option(help="Alias or version to export.")] = "champion",
+    model_name: ModelNameOption = "lead-conversion",
+) -> None:
+    """Write the champion (pyfunc dir + champion.json) for deployment without a tracking server."""
+    from training.registry import RegistryError, export_champion
+
+    try:
+        path = export_champion(_client(tracking_uri, config), out, model_name, alias)
+    except RegistryError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"exported {model_name}@{alias} -> {path}")
+
+
+@models_app.command("list")
+def models_list(
+    config: ConfigOption = Path("leadscore.yaml"),
+    tracking_uri: TrackingOption = None,
+    model_name: ModelNameOption = "lead-conversion",
+) -> None:
+    """Versions, aliases and headline figures of the registered model."""
+    from training.registry import list_versions
+
+    frame = list_versions(_client(tracking_uri, config), model_name)
+    if frame.empty:
+        console.print(f"no versions of {model_name!r} registered yet")
+        return
+    shown = frame[["version", "aliases", "trained_at", "eval_as_of", "roc_auc", "leakage_flagged"]]
+    table = frame_table(shown.set_index("version"), f"{model_name} versions")
+    for column in table.columns:
+        column.overflow = "fold"
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate`` and the ``models`` sub-app to ``app``."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)
+    app.add_typer(models_app, name="models")
+
+
+def main() -> None:
+    """Stand-alone entry (``python -m leadscore.cli_models``), used by the MLproject entry points."""
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Shared helpers of the MLflow tests: a small synthetic CRM project and models fitted once per session.
+
+Fitted results are cached in memory (``functools.cache``) so the tracking, registry, server and
+CLI modules train each kind of model only once per pytest process.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+from features.build import TrainingSet
+from features.contract import DataConfig, SourceConfig
+from features.schema import CRMData
+from leadscore.project import ProjectConfig, project_yaml
+from leadscore.synth import SynthConfig, write_synthetic
+from training.config import BoosterConfig, LeakageThresholds, TrainingConfig
+from training.sales_readiness import TrainingResult
+from training.workflow import fit_training_set, load_training_set
+
+N_LEADS = 1500
+SEED = 1
+SMALL_TRAINING = TrainingConfig(bootstrap_samples=20, shap_sample=200)
+
+
+def write_project(directory: Path, name: str = "mlflow-test", training: TrainingConfig = SMALL_TRAINING) -> Path:
+    """Synthetic CRM as Parquet files in ``directory/crm`` + ``directory/leadscore.yaml``; returns the file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    crm = directory / "crm"
+    write_synthetic(SynthConfig(n_leads=N_LEADS, seed=SEED, events_per_lead=20), str(crm), "parquet", overwrite=True)
+    source = SourceConfig(kind="parquet", leads=str(crm / "leads.parquet"), events=str(crm / "events.parquet"),
+                          outcomes=str(crm / "outcomes.parquet"))
+    project = ProjectConfig(name=name, data=DataConfig(source=source), training=training)
+    path = directory / "leadscore.yaml"
+    document = project_yaml(project)
+    path.write_text(document, encoding="utf-8")
+    return path
+
+
+@functools.cache
+def _shared_project() -> tuple[ProjectConfig, TrainingSet, CRMData]:
+    from leadscore.project import load_project
+
+    directory = Path(tempfile.mkdtemp(prefix="leadscore-mlflow-"))
+    project = load_project(write_project(directory))
+    training_set, data, _ = load_training_set(project)
+    return project, training_set, data
+
+
+def shared_project() -> tuple[ProjectConfig, TrainingSet, CRMData]:
+    """(project, training set, data) of the session's synthetic CRM."""
+    return _shared_project()
+
+
+@functools.cache
+def fitted(kind: str) -> TrainingResult:
+    """A model fitted on the shared training set.
+
+    ``good``: default booster with plots; ``medium``: three shallow trees; ``constant``: no split
+    possible (AUC 0.5); ``leaky``: leakage thresholds so low that the alarm fires.
+    """
+    project, training_set, data = _shared_project()
+    base = SMALL_TRAINING
+    configs = {
+        "good": base,
+        "medium": base.model_copy(update={"make_plots": False, "booster": BoosterConfig(
+            max_rounds=3, num_leaves=3, max_depth=2, learning_rate=0.3, early_stopping_rounds=3)}),
+        "constant": base.model_copy(update={"make_plots": False,
+                                            "booster": BoosterConfig(min_data_in_leaf=1_000_000)}),
+        "leaky": base.model_copy(update={"make_plots": False,
+                                         "leakage": LeakageThresholds(single_feature_auc=0.6)}),
+    }
+    return fit_training_set(training_set, data, configs[kind])

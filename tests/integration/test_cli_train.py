@@ -1,0 +1,64 @@
+"""`train`, `evaluate` and `models ...` through typer's CliRunner on a real SQLite tracking store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from leadscore.cli_models import register
+from tests.integration.mlflow_support import write_project
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory):
+    app = typer.Typer()
+    register(app)
+    config = write_project(tmp_path_factory.mktemp("cli"), name="cli-test")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": ""})
+
+    return invoke, config
+
+
+def test_train_promote_evaluate_export_list(cli) -> None:
+    invoke, config = cli
+    trained = invoke("train", "-c", str(config))
+    assert trained.exit_code == 0, trained.output
+    assert "lightgbm" in trained.output and "logistic" in trained.output
+    assert "Leakage alarm" in trained.output and "alias challenger" in trained.output
+    assert (config.parent / "mlflow.db").is_file() and (config.parent / "mlartifacts").is_dir()
+
+    promoted = invoke("models", "promote", "-c", str(config))
+    assert promoted.exit_code in (0, 4), promoted.output
+    assert ("PROMOTED" in promoted.output) == (promoted.exit_code == 0)
+    listed = invoke("models", "list", "-c", str(config))
+    assert listed.exit_code == 0 and "challenger" in listed.output
+    if promoted.exit_code != 0:
+        pytest.fail(f"first model did not beat the baselines:\n{promoted.output}")
+    assert "champion" in listed.output
+
+    evaluated = invoke("evaluate", "-c", str(config), "--model", "champion")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "roc_auc" in evaluated.output and "eval_data_hash" in evaluated.output
+
+    exported = invoke("models", "export", "-c", str(config), "--out", str(config.parent / "models"))
+    assert exported.exit_code == 0, exported.output
+    info = json.loads((config.parent / "models" / "lead-conversion" / "champion.json").read_text())
+    assert info["version"] == "1"
+
+    rolled = invoke("models", "rollback", "-c", str(config))
+    assert rolled.exit_code == 1 and "nothing to roll back" in rolled.output
+
+
+def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
+    invoke, _ = cli
+    result = invoke("train", "-c", str(tmp_path / "nope.yaml"))
+    assert result.exit_code == 2 and "project file not found" in result.output

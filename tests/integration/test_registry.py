@@ -1,0 +1,125 @@
+"""Registry rules on a real SQLite tracking store: first champion, refusals, promotion, rollback,
+strict leakage, export and listing (aliases only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from tests.integration.mlflow_support import fitted, shared_project
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    CHAMPION_FILE,
+    HISTORY_TAG,
+    MODEL_NAME,
+    RegistryError,
+    alias_version,
+    export_champion,
+    list_versions,
+    promote,
+    rollback,
+)
+from training.tracking import connect, tracking_target
+from training.workflow import track_and_register
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    project, training_set, _ = shared_project()
+    target = tracking_target(None, tmp_path_factory.mktemp("registry"))
+
+    def register(kind: str, strict: bool | None = None):
+        return track_and_register(target, project, training_set, fitted(kind), strict_leakage=strict)
+
+    return target, connect(target), register
+
+
+def _champion(client) -> str | None:
+    version = alias_version(client, MODEL_NAME, CHAMPION)
+    return None if version is None else str(version.version)
+
+
+def test_promotion_rules_and_rollback(registry) -> None:
+    target, client, register = registry
+    constant = register("constant")
+    assert str(alias_version(client, MODEL_NAME, CHALLENGER).version) == constant.model_version
+    refused = promote(client)
+    assert not refused.promoted and refused.champion_version is None
+    assert any("NOT beat the best baseline" in r for r in refused.reasons)
+    assert _champion(client) is None
+
+    medium = register("medium")
+    first = promote(client)
+    assert first.promoted, first.explain()
+    assert any("first champion" in r for r in first.reasons)
+    assert _champion(client) == medium.model_version
+
+    worse = register("constant")
+    decision = promote(client)
+    assert not decision.promoted
+    assert any("NOT beat the champion" in r for r in decision.reasons)
+    assert f"champion v{medium.model_version}" in decision.table.columns
+    assert _champion(client) == medium.model_version
+    assert str(alias_version(client, MODEL_NAME, CHALLENGER).version) == worse.model_version
+
+    good = register("good")
+    better = promote(client)
+    assert better.promoted, better.explain()
+    table = better.table
+    assert table.loc["roc_auc", f"challenger v{good.model_version}"] > table.loc["roc_auc", f"champion v{medium.model_version}"]
+    assert _champion(client) == good.model_version
+    history = json.loads(client.get_registered_model(MODEL_NAME).tags[HISTORY_TAG])
+    assert history == [medium.model_version, good.model_version]
+
+    with pytest.raises(RegistryError, match="already the champion"):
+        promote(client, version=good.model_version)
+
+    back = rollback(client)
+    assert (back.from_version, back.to_version) == (good.model_version, medium.model_version)
+    assert _champion(client) == medium.model_version
+    with pytest.raises(RegistryError, match="first champion"):
+        rollback(client)
+
+    listing = list_versions(client)
+    assert len(listing) == 4
+    row = listing.set_index("version").loc[int(medium.model_version)]
+    assert row["aliases"] == CHAMPION and bool(row["was_champion"])
+
+
+def test_strict_leakage_refuses_registration(registry) -> None:
+    _, client, register = registry
+    before = len(client.search_model_versions(f"name = '{MODEL_NAME}'"))
+    run = register("leaky", strict=True)
+    assert run.model_version is None and run.refusal and "leakage" in run.refusal
+    assert client.get_run(run.run_id).data.tags["leadscore.registration"].startswith("refused")
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == before
+    relaxed = register("leaky", strict=False)
+    assert relaxed.model_version is not None
+    assert client.get_model_version(MODEL_NAME, relaxed.model_version).tags["leakage_flagged"] == "true"
+
+
+def test_export_champion_for_deployment(registry, tmp_path: Path) -> None:
+    target, client, register = registry
+    if _champion(client) is None:
+        register("good")
+        assert promote(client).promoted
+    champion = alias_version(client, MODEL_NAME, CHAMPION)
+    path = export_champion(client, tmp_path / "models")
+    assert path == tmp_path / "models" / MODEL_NAME
+    info = json.loads((path / CHAMPION_FILE).read_text())
+    assert info["version"] == str(champion.version) and info["run_id"] == champion.run_id
+    assert info["horizon_days"] == 90 and info["threshold"] is not None and info["training_date"]
+    project, training_set, _ = shared_project()
+    local = mlflow.pyfunc.load_model(str(path))
+    registered = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    from training.pyfunc import to_pyfunc_input
+
+    rows = to_pyfunc_input(training_set.frame[training_set.spec.columns_].iloc[:50])
+    np.testing.assert_allclose(local.predict(rows), registered.predict(rows))
+    again = export_champion(client, tmp_path / "models")
+    assert again == path and sorted(p.name for p in (tmp_path / "models").iterdir()) == [MODEL_NAME]

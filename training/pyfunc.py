@@ -1,0 +1,132 @@
+"""The sales-readiness model as an MLflow pyfunc: raw feature columns in, calibrated probabilities out.
+
+MLflow signatures have no pandas ``category`` type, so categorical feature columns travel as
+strings (``to_signature_frame``) and are turned back into categories over the FeatureSpec's
+vocabularies inside ``predict`` (``from_signature_frame``; unseen values become missing, exactly
+as ``SalesReadinessModel.predict_proba`` treats them). The saved ``SalesReadinessModel`` directory
+(booster, calibrator, FeatureSpec) is the pyfunc's only artifact.
+
+Loading the pyfunc needs the leadscore package (``training``, ``features``) importable.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
+from mlflow.types import ColSpec, Schema
+
+from training.model import SalesReadinessModel
+
+MODEL_ARTIFACT = "sales_readiness_model"
+PROBABILITY = "probability"
+_REQUIREMENTS = ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "pydantic", "pyarrow", "pyyaml")
+
+
+def to_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.DataFrame:
+    """The model's feature columns in training order, typed as the pyfunc signature wants them."""
+    missing = [c for c in model.feature_columns_ if c not in frame.columns]
+    if missing:
+        raise KeyError(f"feature frame lacks model feature column(s) {missing}")
+    typed = to_pyfunc_input(frame[model.feature_columns_])
+    for col in model.categories_:  # categoricals stored as numbers still travel as text
+        if col in typed.columns and typed[col].dtype != object:
+            typed[col] = typed[col].astype(object).where(typed[col].notna(), None).map(
+                lambda v: v if v is None else str(v))
+    return typed
+
+
+def from_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.DataFrame:
+    """Inverse of :func:`to_signature_frame`: categoricals over the training vocabularies (unseen -> NaN)."""
+    missing = [c for c in model.feature_columns_ if c not in frame.columns]
+    if missing:
+        raise KeyError(f"model input lacks feature column(s) {missing}")
+    out: dict[str, Any] = {}
+    for col in model.feature_columns_:
+        series = frame[col]
+        if col in model.categories_:
+            vocab = list(model.categories_[col])
+            if all(isinstance(v, str) for v in vocab):
+                series = series.astype(object).where(series.notna(), None)
+                series = series.map(lambda v: v if v is None else str(v))
+            out[col] = pd.Categorical(series, categories=vocab)
+        else:
+            out[col] = pd.to_numeric(series, errors="coerce").astype(np.float64)
+            bad = out[col].isna() & series.notna()
+            if bad.any():
+                raise ValueError(f"model input column {col!r} is not numeric in rows {series.index[bad][:10].tolist()}")
+    return pd.DataFrame(out, index=frame.index)
+
+
+class SalesReadinessPyfunc(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper: ``predict`` returns calibrated P(convert within H days), one float per row."""
+
+    def load_context(self, context: Any) -> None:
+        self.model_ = SalesReadinessModel.load(context.artifacts[MODEL_ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return self.model_.predict_proba(from_signature_frame(model_input, self.model_))
+
+
+def _requirements() -> list[str]:
+    out = []
+    for name in _REQUIREMENTS:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def log_pyfunc_model(
+    model: SalesReadinessModel, example_features: pd.DataFrame, name: str = "model", n_example: int = 5
+) -> ModelInfo:
+    """Log ``model`` as a pyfunc into the active MLflow run (signature + input example with string categoricals)."""
+    example = to_signature_frame(example_features.head(n_example), model).reset_index(drop=True)
+    inputs = Schema([
+        ColSpec("string" if col in model.categories_ else "double", col) for col in model.feature_columns_
+    ])
+    outputs = infer_signature(example, model.predict_proba(from_signature_frame(example, model))).outputs
+    signature = ModelSignature(inputs=inputs, outputs=outputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = model.save(Path(tmp) / MODEL_ARTIFACT)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=SalesReadinessPyfunc(),
+            artifacts={MODEL_ARTIFACT: str(saved)},
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+        )
+
+
+def load_sales_readiness(model_dir: str | Path) -> SalesReadinessModel:
+    """The ``SalesReadinessModel`` inside a downloaded/exported pyfunc model directory."""
+    directory = Path(model_dir) / "artifacts" / MODEL_ARTIFACT
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{model_dir} is not a leadscore pyfunc model (no artifacts/{MODEL_ARTIFACT})")
+    return SalesReadinessModel.load(directory)
+
+
+def to_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """Any feature frame -> the pyfunc's input types: categorical/text columns as ``str``/``None``, the rest float64."""
+    out: dict[str, Any] = {}
+    for col in frame.columns:
+        series = frame[col]
+        if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or pd.api.types.is_string_dtype(
+            series.dtype
+        ):
+            text = series.astype(object)
+            out[col] = text.where(series.notna(), None).map(lambda v: v if v is None else str(v))
+        else:
+            out[col] = pd.to_numeric(series, errors="raise").astype(np.float64)
+    return pd.DataFrame(out, index=frame.index)

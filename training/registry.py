@@ -1,0 +1,347 @@
+"""The model registry: aliases ``challenger`` / ``champion`` on the registered model ``lead-conversion``.
+
+- Every training run registers a new version and points ``challenger`` at it.
+- ``promote`` moves ``champion`` to the challenger only when the challenger beats the current
+  champion on the SAME rows (the challenger run's stored evaluation rows; both models are
+  re-scored through their pyfunc) and beats the baselines of its own run's comparison. The first
+  champion only has to beat the baselines.
+- The succession of champions is kept in the registered-model tag ``leadscore.champion_history``
+  (JSON list of versions); ``rollback`` moves ``champion`` back one step.
+- ``export_champion`` writes the champion's pyfunc directory + ``champion.json`` for deployment
+  without a tracking server.
+Aliases only: no stages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from features.schema import LEAD_ID
+from training.config import AS_OF
+from training.evaluation import probability_metrics
+from training.pyfunc import to_pyfunc_input
+from training.sales_readiness import MODEL_NAME as MODEL_ROW
+from training.tracking import COMPARISON_ARTIFACT, LABEL_COLUMN, TEST_SET_ARTIFACT, LoggedRun, load_run_frame
+
+MODEL_NAME = "lead-conversion"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "leadscore.champion_history"
+CHAMPION_FILE = "champion.json"
+HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "top_decile_lift", "top_decile_capture", "capture_at_capacity"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+SIDE_BY_SIDE = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture")
+VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture", "mql_cutoff")
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot proceed (missing alias, no previous champion, ...)."""
+
+
+# ----- registration -----------------------------------------------------------------------------
+def register_challenger(
+    client: MlflowClient, logged: LoggedRun, metrics: Mapping[str, float], extra_tags: Mapping[str, str] | None = None,
+    name: str = MODEL_NAME,
+) -> ModelVersion:
+    """Register the run's pyfunc as a new version of ``name`` and point ``challenger`` at it.
+
+    Version tags record the evaluation data identity (rows, positives, as_of range, data hash),
+    headline metrics, training date and leakage flag.
+    """
+    tags = {**logged.identity, "run_id": logged.run_id,
+            "trained_at": logged.tags.get("leadscore.trained_at", ""),
+            "leakage_flagged": logged.tags.get("leadscore.leakage_flagged", ""),
+            **{k: f"{metrics[k]:.6g}" for k in VERSION_METRICS if k in metrics and math.isfinite(metrics[k])},
+            **dict(extra_tags or {})}
+    _bind(client)
+    version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return client.get_model_version(name, version.version)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version an alias points at, or None (no such alias / model)."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def resolve_version(client: MlflowClient, name: str, ref: str) -> ModelVersion:
+    """``ref`` = an alias (``champion``, ``challenger``, ``@x``) or a version number."""
+    ref = ref.removeprefix("@")
+    if ref.isdigit():
+        try:
+            return client.get_model_version(name, ref)
+        except MlflowException as exc:
+            raise RegistryError(f"model {name!r} has no version {ref}") from exc
+    version = alias_version(client, name, ref)
+    if version is None:
+        raise RegistryError(f"model {name!r} has no alias {ref!r} (train first, or check `leadscore models list`)")
+    return version
+
+
+def champion_history(client: MlflowClient, name: str) -> list[str]:
+    """Versions that have been champion, oldest first (the last one is the current champion)."""
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        return []
+    return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+
+def _set_champion(client: MlflowClient, name: str, version: str, history: list[str]) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+
+
+# ----- promotion --------------------------------------------------------------------------------
+def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
+    """``a`` beats ``b`` on ``metric`` by more than ``min_delta`` (direction-aware)."""
+    if metric in LOWER_IS_BETTER:
+        return a < b - min_delta
+    if metric in HIGHER_IS_BETTER:
+        return a > b + min_delta
+    raise ValueError(f"metric {metric!r} has no known direction; use one of "
+                     f"{sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}")
+
+
+def best_baseline(comparison: pd.DataFrame, metric: str) -> tuple[str, float] | None:
+    """The best non-model scorer of a run's comparison table on ``metric`` (None when none has it)."""
+    if metric not in comparison.columns:
+        return None
+    values = comparison.drop(index=MODEL_ROW, errors="ignore")[metric].astype(float).dropna()
+    if values.empty:
+        return None
+    name = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
+    return str(name), float(values[name])
+
+
+def decide_promotion(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    baseline: tuple[str, float] | None,
+    metric: str,
+    min_delta: float = 0.0,
+) -> tuple[bool, list[str]]:
+    """Pure rule: beat the best baseline, and (when there is one) the champion on the same rows."""
+    reasons: list[str] = []
+    ok = True
+    value = challenger[metric]
+    if baseline is None:
+        reasons.append(f"no baseline reports {metric}: baseline check skipped")
+    elif better(metric, value, baseline[1]):
+        reasons.append(f"beats the best baseline ({baseline[0]}) on {metric}: {value:.4f} vs {baseline[1]:.4f}")
+    else:
+        ok = False
+        reasons.append(f"does NOT beat the best baseline ({baseline[0]}) on {metric}: {value:.4f} vs {baseline[1]:.4f}")
+    if champion is None:
+        reasons.append("no champion yet: the first champion only has to beat the baselines")
+    elif better(metric, value, champion[metric], min_delta):
+        reasons.append(f"beats the champion on the same evaluation rows on {metric}: {value:.4f} vs "
+                       f"{champion[metric]:.4f} (required margin {min_delta:g})")
+    else:
+        ok = False
+        reasons.append(f"does NOT beat the champion on the same evaluation rows on {metric}: {value:.4f} vs "
+                       f"{champion[metric]:.4f} (required margin {min_delta:g})")
+    return ok, reasons
+
+
+@dataclass
+class PromotionDecision:
+    """Outcome of ``promote``: the verdict, why, and the figures side by side."""
+
+    promoted: bool
+    name: str
+    challenger_version: str
+    champion_version: str | None  # the champion before the decision
+    metric: str
+    table: pd.DataFrame  # rows: metrics; columns: challenger, champion (same rows), best baseline
+    reasons: list[str]
+    evaluation: dict[str, str] = field(default_factory=dict)
+
+    def explain(self) -> str:
+        verdict = (f"PROMOTED: version {self.challenger_version} is now {CHAMPION}" if self.promoted else
+                   f"REFUSED: version {self.challenger_version} stays {CHALLENGER}; champion remains "
+                   f"{self.champion_version or '(none)'}")
+        lines = [verdict, *[f"- {r}" for r in self.reasons], "", self.table.to_string(float_format="{:.4f}".format)]
+        return "\n".join(lines)
+
+
+def feature_part(rows: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns of stored evaluation rows (without keys and label)."""
+    return rows.drop(columns=[c for c in (LEAD_ID, AS_OF, LABEL_COLUMN) if c in rows.columns])
+
+
+def _bind(client: MlflowClient) -> None:
+    """Make MLflow's module-level URIs (used by ``models:/`` loads and downloads) match ``client``."""
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(getattr(client, "_registry_uri", None) or client.tracking_uri)
+
+
+def score_rows(client: MlflowClient, name: str, version: str, rows: pd.DataFrame) -> np.ndarray:
+    """Calibrated probabilities of a registered version (through its pyfunc) on evaluation rows."""
+    _bind(client)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return np.asarray(model.predict(to_pyfunc_input(feature_part(rows))), dtype=float).ravel()
+
+
+def rows_metrics(rows: pd.DataFrame, probability: np.ndarray) -> dict[str, float]:
+    """Probability metrics of scores on evaluation rows (label column ``label``)."""
+    return probability_metrics(rows[LABEL_COLUMN].to_numpy(dtype=float), probability)
+
+
+def promote(
+    client: MlflowClient,
+    name: str = MODEL_NAME,
+    *,
+    version: str | None = None,
+    metric: str = "roc_auc",
+    min_delta: float = 0.0,
+) -> PromotionDecision:
+    """Move ``champion`` to the challenger (or ``version``) when it earns it; otherwise refuse with reasons."""
+    candidate = resolve_version(client, name, version or CHALLENGER)
+    current = alias_version(client, name, CHAMPION)
+    if current is not None and str(current.version) == str(candidate.version):
+        raise RegistryError(f"version {candidate.version} of {name!r} is already the {CHAMPION}")
+    if not candidate.run_id:
+        raise RegistryError(f"version {candidate.version} of {name!r} has no training run to read evaluation rows from")
+    rows = load_run_frame(client, candidate.run_id, TEST_SET_ARTIFACT)
+    comparison = load_run_frame(client, candidate.run_id, COMPARISON_ARTIFACT)
+    challenger_metrics = rows_metrics(rows, score_rows(client, name, candidate.version, rows))
+    champion_metrics = None
+    if current is not None:
+        try:
+            champion_metrics = rows_metrics(rows, score_rows(client, name, current.version, rows))
+        except (KeyError, ValueError, MlflowException) as exc:
+            raise RegistryError(
+                f"champion version {current.version} cannot score the challenger's evaluation rows "
+                f"({exc}); compare them by hand or retrain both on the same features"
+            ) from exc
+    baseline = best_baseline(comparison, metric)
+    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baseline, metric, min_delta)
+    if candidate.tags.get("leakage_flagged") == "true":
+        reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
+    table = pd.DataFrame({f"challenger v{candidate.version}": {m: challenger_metrics.get(m) for m in SIDE_BY_SIDE}})
+    if champion_metrics is not None:
+        table[f"champion v{current.version}"] = pd.Series({m: champion_metrics.get(m) for m in SIDE_BY_SIDE})
+    if baseline is not None:
+        row = comparison.loc[baseline[0]]
+        table[f"baseline: {baseline[0]}"] = pd.Series({m: row.get(m) for m in SIDE_BY_SIDE}, dtype=float)
+    table.index.name = "metric"
+    evaluation = {k: v for k, v in candidate.tags.items() if k.startswith("eval_")}
+    if promoted:
+        history = champion_history(client, name)
+        if current is not None and (not history or history[-1] != str(current.version)):
+            history.append(str(current.version))
+        _set_champion(client, name, str(candidate.version), [*history, str(candidate.version)])
+        client.set_model_version_tag(name, candidate.version, "promoted_at",
+                                     datetime.now(UTC).replace(microsecond=0).isoformat())
+    return PromotionDecision(promoted, name, str(candidate.version), str(current.version) if current else None, metric,
+                             table, reasons, evaluation)
+
+
+@dataclass
+class RollbackResult:
+    name: str
+    from_version: str
+    to_version: str
+
+
+def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
+    """Point ``champion`` back at the previous champion (history kept in a registered-model tag)."""
+    current = alias_version(client, name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"model {name!r} has no {CHAMPION} to roll back")
+    history = champion_history(client, name)
+    while history and history[-1] == str(current.version):
+        history.pop()
+    if not history:
+        raise RegistryError(f"model {name!r}: version {current.version} is the first champion; nothing to roll back to")
+    previous = history[-1]
+    _set_champion(client, name, previous, history)
+    client.set_model_version_tag(name, current.version, "rolled_back_at",
+                                 datetime.now(UTC).replace(microsecond=0).isoformat())
+    return RollbackResult(name, str(current.version), previous)
+
+
+# ----- listing, export --------------------------------------------------------------------------
+def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
+    """One row per version: aliases, run, training date, evaluation window, headline metrics."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    history = champion_history(client, name)
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        full = client.get_model_version(name, v.version)
+        rows.append({
+            "version": int(v.version),
+            "aliases": ", ".join(sorted(full.aliases)),
+            "was_champion": str(v.version) in history,
+            "run_id": v.run_id,
+            "trained_at": full.tags.get("trained_at", ""),
+            "eval_as_of": f"{full.tags.get('eval_as_of_min', '')[:10]}..{full.tags.get('eval_as_of_max', '')[:10]}",
+            "eval_rows": full.tags.get("eval_rows", ""),
+            "roc_auc": full.tags.get("roc_auc", ""),
+            "log_loss": full.tags.get("log_loss", ""),
+            "leakage_flagged": full.tags.get("leakage_flagged", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias: str) -> dict[str, Any]:
+    """What a deployment needs to know about an exported model (``champion.json``)."""
+    tags = version.tags
+    cutoff = tags.get("mql_cutoff")
+    horizon = None
+    if version.run_id:
+        params = client.get_run(version.run_id).data.params
+        horizon = params.get("model.horizon_days")
+    return {
+        "name": name,
+        "version": str(version.version),
+        "alias": alias,
+        "run_id": version.run_id,
+        "training_date": tags.get("trained_at"),
+        "horizon_days": None if horizon in (None, "None") else float(horizon),
+        "threshold": None if cutoff is None else float(cutoff),
+        "threshold_unit": "score 0-100 (MQL cut-off recommended for capacity)",
+        "evaluation": {k: v for k, v in tags.items() if k.startswith("eval_")},
+        "metrics": {k: float(tags[k]) for k in VERSION_METRICS if k in tags and k != "mql_cutoff"},
+        "exported_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+
+
+def export_champion(client: MlflowClient, out_dir: str | Path, name: str = MODEL_NAME, alias: str = CHAMPION) -> Path:
+    """Write ``<out_dir>/<name>/`` = the pyfunc model directory + ``champion.json``; replaces an older export."""
+    version = resolve_version(client, name, alias)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
+    try:
+        _bind(client)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=str(staging))
+        info = champion_info(client, name, version, alias)
+        (staging / CHAMPION_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

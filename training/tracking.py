@@ -1,0 +1,250 @@
+"""MLflow tracking of one training run: params, metrics, baseline comparison, plots, model card,
+the evaluation rows (so promotion can re-score models on them) and the pyfunc model.
+
+Where runs go is a :class:`TrackingTarget` resolved at the edge: the embedded default is a SQLite
+store ``sqlite:///<project dir>/mlflow.db`` with artifacts in ``<project dir>/mlartifacts``; an
+``http(s)://`` URI is a tracking server that stores (or proxies) the artifacts itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from features.schema import LEAD_ID
+from training.config import AS_OF
+from training.pyfunc import log_pyfunc_model
+from training.sales_readiness import TrainingResult
+
+MLFLOW_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+MODEL_NAME_IN_RUN = "model"
+LABEL_COLUMN = "label"
+# Artifact paths inside a run (the registry reads the first two back).
+TEST_SET_ARTIFACT = "evaluation/test_set.parquet"
+COMPARISON_ARTIFACT = "comparison/comparison.csv"
+MODEL_CARD_ARTIFACT = "model_card.md"
+PLOTS_DIR = "plots"
+_MAX_PARAM = 6000
+
+
+@dataclass(frozen=True)
+class TrackingTarget:
+    """A tracking (and registry) URI plus where new experiments keep their artifacts (None: server default)."""
+
+    uri: str
+    artifact_location: str | None = None
+
+    @property
+    def is_server(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+
+def default_tracking_uri(project_dir: str | Path) -> str:
+    """The embedded default: a SQLite store next to the project file."""
+    return f"sqlite:///{(Path(project_dir) / MLFLOW_DB).resolve()}"
+
+
+def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> TrackingTarget:
+    """Resolve the target: explicit URI, else the SQLite default; local stores keep artifacts beside the DB."""
+    uri = tracking_uri or default_tracking_uri(project_dir)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return TrackingTarget(uri)
+    if uri.startswith("sqlite:///"):
+        db_path = Path(uri.removeprefix("sqlite:///"))
+        return TrackingTarget(uri, (db_path.parent / ARTIFACTS_DIR).resolve().as_uri())
+    if "://" not in uri:  # a plain directory: MLflow's file store
+        return TrackingTarget(uri, (Path(uri) / ARTIFACTS_DIR).resolve().as_uri())
+    return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
+
+
+def connect(target: TrackingTarget) -> MlflowClient:
+    """Point MLflow (fluent API + registry) at ``target`` and return a client for it."""
+    mlflow.set_tracking_uri(target.uri)
+    mlflow.set_registry_uri(target.uri)
+    return MlflowClient(tracking_uri=target.uri, registry_uri=target.uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """Experiment id for ``name`` (created with ``artifact_location`` when new)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+# ----- pure helpers -----------------------------------------------------------------------------
+def flatten_params(prefix: str, value: Any) -> dict[str, str]:
+    """Nested dicts/lists -> ``{"a.b": "value"}`` strings (MLflow params)."""
+    out: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            out.update(flatten_params(f"{prefix}.{key}" if prefix else str(key), inner))
+    else:
+        text = json.dumps(value, default=str) if isinstance(value, list | tuple) else str(value)
+        out[prefix] = text[:_MAX_PARAM]
+    return out
+
+
+def evaluation_rows(result: TrainingResult, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the run was evaluated on: key columns, the raw feature columns and ``label``.
+
+    Snapshot mode: the test slice (keyed by lead_id + as_of); flat mode: every row (out-of-fold).
+    """
+    keys = [LEAD_ID, AS_OF] if AS_OF in result.predictions.columns else [LEAD_ID]
+    features = list(result.model.feature_columns_)
+    missing = [c for c in [*keys, *features] if c not in frame.columns]
+    if missing:
+        raise KeyError(f"training frame lacks column(s) {missing} needed for the evaluation rows")
+    rows = result.predictions[keys].merge(frame[[*keys, *features]], on=keys, how="left", validate="one_to_one")
+    rows[LABEL_COLUMN] = result.predictions["label"].to_numpy(dtype=float)
+    return rows
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """Stable content hash of a frame (values and column names), first 16 hex digits of SHA-256."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def evaluation_identity(rows: pd.DataFrame) -> dict[str, str]:
+    """What identifies the evaluation data: size, positives, as_of range, content hash (registry tags)."""
+    identity = {
+        "eval_rows": str(len(rows)),
+        "eval_positives": str(int(rows[LABEL_COLUMN].sum())),
+        "eval_data_hash": data_hash(rows),
+    }
+    if AS_OF in rows.columns and len(rows):
+        identity["eval_as_of_min"] = pd.Timestamp(rows[AS_OF].min()).isoformat()
+        identity["eval_as_of_max"] = pd.Timestamp(rows[AS_OF].max()).isoformat()
+    return identity
+
+
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Metrics MLflow can store (finite floats)."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    """The model-vs-baselines table as Markdown."""
+    cols = [comparison.index.name or "scorer", *comparison.columns]
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for name, row in comparison.iterrows():
+        cells = [f"{v:.4f}" if isinstance(v, float | np.floating) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join([str(name), *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----- logging ----------------------------------------------------------------------------------
+@dataclass
+class LoggedRun:
+    """Identity of a logged training run."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    identity: dict[str, str]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    directory, _, name = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        frame.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), directory or None)
+
+
+def log_training_run(
+    target: TrackingTarget,
+    experiment_name: str,
+    result: TrainingResult,
+    frame: pd.DataFrame,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    run_id: str | None = None,
+) -> LoggedRun:
+    """One MLflow run with everything ``result`` holds; returns its ids and the evaluation identity.
+
+    ``frame`` is the training set frame (keys + features) the result was trained on; ``params``
+    are nested config sections (flattened into MLflow params). ``run_id`` continues an existing
+    run (``mlflow run`` creates one for its entry point) instead of starting one in the experiment.
+    """
+    client = connect(target)
+    if run_id is not None:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    else:
+        experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
+    rows = evaluation_rows(result, frame)
+    identity = evaluation_identity(rows)
+    leakage = result.leakage
+    run_tags = {
+        "leadscore.kind": "sales_readiness",
+        "leadscore.trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        "leadscore.leakage_flagged": str(leakage.flagged).lower(),
+        **{f"leadscore.{k}": v for k, v in identity.items()},
+        **dict(tags or {}),
+    }
+    flat_params: dict[str, str] = {}
+    for section, value in params.items():
+        flat_params.update(flatten_params(section, value))
+    flat_params.update(flatten_params("model", {
+        "best_iteration": result.model.best_iteration_, "calibration": result.model.calibrator_.kind,
+        "n_features": len(result.model.feature_columns_), "horizon_days": result.model.horizon_days,
+    }))
+    start = {"run_id": run_id} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
+    with mlflow.start_run(**start) as run:
+        run_id = run.info.run_id
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in finite_metrics(result.metrics).items()],
+            params=[Param(k, v) for k, v in flat_params.items()],
+            tags=[RunTag(k, str(v)) for k, v in run_tags.items()],
+        )
+        mlflow.log_text(result.model_card, MODEL_CARD_ARTIFACT)
+        mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
+        mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
+        mlflow.log_text(result.segments.to_csv(index=False), "evaluation/segments.csv")
+        mlflow.log_text(result.thresholds.to_csv(index=False), "evaluation/thresholds.csv")
+        mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
+        mlflow.log_dict({"recommended_threshold": result.recommended_threshold, "notes": result.notes},
+                        "evaluation/threshold.json")
+        mlflow.log_dict(json.loads(json.dumps(leakage.to_dict(), default=str)), "leakage/leakage.json")
+        mlflow.log_text(leakage.to_text(), "leakage/leakage.txt")
+        spec = getattr(result.model, "spec_", None)
+        if spec is not None and hasattr(spec, "to_dict"):
+            mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        for name, figure in result.figures.items():
+            mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
+        _log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
+        _log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
+    return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
+
+
+def load_run_frame(client: MlflowClient, run_id: str, artifact_path: str) -> pd.DataFrame:
+    """A Parquet or CSV artifact of a run as a frame."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, artifact_path, tmp)
+        if artifact_path.endswith(".parquet"):
+            return pd.read_parquet(local)
+        return pd.read_csv(local, index_col=0)

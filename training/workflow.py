@@ -1,0 +1,225 @@
+"""End to end: project -> data -> training set -> train_and_evaluate -> MLflow run -> challenger.
+
+The library functions behind ``leadscore train`` / ``evaluate`` / ``models ...``, the MLproject
+entry points, the retrain notebook and ``leadscore demo``. Configuration arrives typed
+(``ProjectConfig``, ``TrackingTarget``); nothing here reads environment variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.build import TrainingSet, build_flat_training_set, build_training_set
+from features.contract import ValidationReport
+from features.loading import load_data
+from features.schema import CRMData, FlatData
+from leadscore.project import ProjectConfig
+from training.baselines import PointsRules
+from training.config import AS_OF, TrainingConfig
+from training.evaluation import time_ordered_split
+from training.registry import (
+    MODEL_NAME,
+    PromotionDecision,
+    promote,
+    register_challenger,
+    resolve_version,
+    rows_metrics,
+)
+from training.sales_readiness import TrainingResult, train_and_evaluate, train_and_evaluate_flat
+from training.tracking import (
+    LABEL_COLUMN,
+    TrackingTarget,
+    connect,
+    evaluation_identity,
+    log_training_run,
+)
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+@dataclass
+class TrainRun:
+    """What ``train_project`` did: the MLflow run, the registered version (None when refused), the result."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    model_version: str | None
+    result: TrainingResult
+    tracking_uri: str
+    evaluation: dict[str, str] = field(default_factory=dict)
+    refusal: str | None = None  # why the model was not registered (strict leakage mode)
+
+    @property
+    def registered(self) -> bool:
+        return self.model_version is not None
+
+
+def load_training_set(
+    project: ProjectConfig, progress: Progress | None = None
+) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
+    """Read + validate the project's data and build its training set (snapshots, or the flat rows)."""
+    say = progress or _noop
+    say("loading and validating data")
+    data, report = load_data(project.data)
+    say("building the training set")
+    if isinstance(data, FlatData):
+        return build_flat_training_set(data), data, report
+    return build_training_set(data, project.features), data, report
+
+
+def fit_training_set(
+    training_set: TrainingSet,
+    data: CRMData | FlatData,
+    config: TrainingConfig,
+    points_rules: PointsRules | None = None,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here."""
+    relaxed = config.model_copy(update={"leakage": config.leakage.model_copy(update={"strict": False})})
+    if isinstance(data, FlatData):
+        return train_and_evaluate_flat(data, relaxed, points_rules=points_rules, spec=training_set.spec,
+                                       progress=progress)
+    return train_and_evaluate(training_set, relaxed, points_rules=points_rules, events=data.events,
+                              progress=progress)
+
+
+def track_and_register(
+    target: TrackingTarget,
+    project: ProjectConfig,
+    training_set: TrainingSet,
+    result: TrainingResult,
+    *,
+    strict_leakage: bool | None = None,
+    model_name: str = MODEL_NAME,
+    run_name: str | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> TrainRun:
+    """Log the run into the project's experiment; register it as ``challenger`` unless strict leakage refuses."""
+    say = progress or _noop
+    strict = project.training.leakage.strict if strict_leakage is None else strict_leakage
+    refusal = None
+    if strict and result.leakage.flagged:
+        refusal = "strict leakage mode: the leakage alarm flagged this model, so it is not registered\n" + (
+            result.leakage.to_text())
+    say("logging the MLflow run")
+    params = {
+        "training": project.training.model_dump(mode="json"),
+        "features": project.features.model_dump(mode="json"),
+        "data": {"mode": project.data.mode, "rows": len(training_set.frame)},
+    }
+    tags = {"leadscore.project": project.name,
+            "leadscore.registration": "refused (strict leakage)" if refusal else "challenger"}
+    logged = log_training_run(target, project.name, result, training_set.frame, params, tags, run_name,
+                               run_id)
+    version = None
+    if refusal is None:
+        say("registering the challenger")
+        client = connect(target)
+        version = register_challenger(client, logged, result.metrics,
+                                      {"project": project.name, "data_mode": project.data.mode},
+                                      name=model_name).version
+        version = str(version)
+    return TrainRun(logged.run_id, logged.experiment_id, logged.model_uri, version, result, target.uri,
+                    logged.identity, refusal)
+
+
+def train_project(
+    project: ProjectConfig,
+    target: TrackingTarget,
+    *,
+    points_rules: PointsRules | None = None,
+    strict_leakage: bool | None = None,
+    model_name: str = MODEL_NAME,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> TrainRun:
+    """Data -> training set -> train and evaluate -> MLflow run -> registered ``challenger``."""
+    training_set, data, _ = load_training_set(project, progress)
+    result = fit_training_set(training_set, data, project.training, points_rules, progress)
+    return track_and_register(target, project, training_set, result, strict_leakage=strict_leakage,
+                              model_name=model_name, run_id=run_id, progress=progress)
+
+
+def promote_challenger(
+    target: TrackingTarget, model_name: str = MODEL_NAME, *, version: str | None = None,
+    metric: str = "roc_auc", min_delta: float = 0.0,
+) -> PromotionDecision:
+    """``promote`` against a tracking target (for the CLI and the demo)."""
+    return promote(connect(target), model_name, version=version, metric=metric, min_delta=min_delta)
+
+
+@dataclass
+class EvaluationReport:
+    """Metrics of a registered version on the project's latest evaluation rows."""
+
+    name: str
+    version: str
+    metrics: dict[str, float]
+    evaluation: dict[str, str]
+
+
+def latest_evaluation_rows(training_set: TrainingSet, config: TrainingConfig, horizon_days: int | None) -> pd.DataFrame:
+    """The latest labelled slice the way training tests on it: the time-ordered test slice
+    (snapshots) or every row (flat); keys, features and ``label``."""
+    frame = training_set.frame
+    labelled = frame[frame[config.label].notna()].reset_index(drop=True)
+    if AS_OF in labelled.columns and horizon_days:
+        split = time_ordered_split(labelled[AS_OF], int(horizon_days), config.test_fraction,
+                                   config.validation_fraction)
+        labelled = labelled.iloc[split.test].reset_index(drop=True)
+    keys = [c for c in ("lead_id", AS_OF) if c in labelled.columns]
+    rows = labelled[[*keys, *training_set.spec.columns_]].copy()
+    rows[LABEL_COLUMN] = labelled[config.label].to_numpy(dtype=float)
+    return rows
+
+
+def evaluate_registered(
+    project: ProjectConfig, target: TrackingTarget, ref: str = "champion", model_name: str = MODEL_NAME,
+    progress: Progress | None = None,
+) -> EvaluationReport:
+    """Score a registered version/alias on the project's latest evaluation data (its own FeatureSpec)."""
+    import mlflow
+
+    say = progress or _noop
+    client = connect(target)
+    version = resolve_version(client, model_name, ref)
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+    inner = model.unwrap_python_model().model_
+    say("loading and validating data")
+    data, _ = load_data(project.data)
+    say("building features with the model's FeatureSpec")
+    if isinstance(data, FlatData):
+        training_set = build_flat_training_set(data, spec=inner.spec_)
+    else:
+        training_set = build_training_set(data, spec=inner.spec_)
+    rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
+    if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
+        raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
+    from training.pyfunc import to_pyfunc_input
+
+    p = np.asarray(model.predict(to_pyfunc_input(rows[list(inner.feature_columns_)])), dtype=float)
+    metrics = rows_metrics(rows, p)
+    return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
+
+
+__all__ = [
+    "EvaluationReport",
+    "TrainRun",
+    "evaluate_registered",
+    "fit_training_set",
+    "latest_evaluation_rows",
+    "load_training_set",
+    "promote_challenger",
+    "track_and_register",
+    "train_project",
+]

@@ -259,18 +259,62 @@ def demo(
     if decision.promoted:
         exported = export_champion(connect(target), directory / "models", "lead-conversion", "champion")
         console.print(f"champion exported -> {exported}")
+    console.rule("6. rescore the lead database with the champion")
+    if _champion_exists(target):
+        # the synthetic history ends in the past: score as of its end, not the wall clock
+        _demo_rescore(directory, project.data.source.url, training_set.data_end)
+    else:
+        console.print("[yellow]no champion registered: nothing to rescore with[/] (see the refusal above)")
     console.print(
         f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}, "
         f"MLflow store {target.uri}"
     )
 
 
+def _champion_exists(target) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import connect
+
+    try:
+        connect(target).get_model_version_by_alias("lead-conversion", "champion")
+    except MlflowException:
+        return False
+    return True
+
+
+def _shown(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _demo_rescore(directory: Path, url: str, as_of) -> None:
+    """Batch rescore of the demo database as of ``as_of``, then the top-10 leads with their reasons."""
+    from leadscore.cli_rescore import print_summary
+    from serving.loader import ServingSettings
+    from serving.rescore import RescoreConfig, rescore, sql_data_config, top_leads
+
+    settings = ServingSettings(project_dir=directory)
+    with progress_bar("rescoring", None, "lead ids") as advance:
+        summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
+                          progress=lambda done, total, partition: advance(done, total))
+    print_summary(summary)
+    table = Table(title="top-10 leads", title_justify="left")
+    for column in ("lead", "score", "grade", "MQL", "fit", "engagement", "top reasons (probability points)"):
+        table.add_column(column, justify="left" if column.startswith("top") else "right")
+    for row in top_leads(url, 10).itertuples(index=False):
+        reasons = "; ".join(f"{r['label']} = {_shown(r['value'])} ({r['impact']:+.1f})" for r in row.reasons)
+        table.add_row(str(row.lead_id), str(row.score), str(row.grade), "yes" if row.mql else "no",
+                      f"{row.fit_score:+.1f}", f"{row.engagement_score:+.1f}", reasons)
+    console.print(table)
+
+
 def _register_room_commands() -> None:
     """Commands of the training and serving rooms (train, evaluate, models, serve, rescore)."""
-    from leadscore import cli_models, cli_serve
+    from leadscore import cli_models, cli_rescore, cli_serve
 
     cli_models.register(app)
     cli_serve.register(app)
+    cli_rescore.register(app)
 
 
 _register_room_commands()

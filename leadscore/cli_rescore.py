@@ -1,0 +1,176 @@
+"""`leadscore rescore`: batch rescoring of the lead database (wired into the main CLI by ``register``)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _data_config(db: str | None, config: Path | None) -> Any:
+    """The data config: ``-c`` project/data YAML, else the canonical tables in the database ``--db``."""
+    from features.contract import DataConfig, load_config
+    from leadscore.project import ProjectConfigError, load_project
+    from serving.rescore import sql_data_config
+
+    if config is None:
+        if db is None:
+            raise typer.BadParameter("give --db URL or -c leadscore.yaml")
+        return sql_data_config(db)
+    try:
+        data = load_project(config).data
+    except ProjectConfigError:
+        data = load_config(config)
+    if not isinstance(data, DataConfig):
+        raise typer.BadParameter(f"{config}: rescoring needs the CRM data mode (leads/events/outcomes)")
+    return data
+
+
+def _scores_url(db: str | None, data: Any) -> str:
+    if db is not None:
+        return db
+    if data.source.kind == "sql" and data.source.url:
+        return str(data.source.url)
+    raise typer.BadParameter("the data is not in a database: give --db URL for the lead_scores tables")
+
+
+def print_summary(summary: Any) -> None:
+    """The end-of-run summary table (counts, grades, largest changes)."""
+    table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("model", f"{summary.model_name} v{summary.model_version}"),
+        ("as of", str(summary.as_of)),
+        ("partitions", f"{summary.partitions} ({summary.partitions_run_now} run now)"),
+        ("leads read", f"{summary.leads:,}"),
+        ("scored", f"{summary.scored:,}"),
+        ("skipped: converted", f"{summary.skipped_converted:,}"),
+        ("skipped: not yet created", f"{summary.skipped_not_created:,}"),
+        ("unchanged (incremental)", f"{summary.unchanged:,}"),
+        ("quarantined leads", f"{summary.quarantined:,}"),
+        ("MQLs", f"{summary.mql:,}"),
+        ("grades", "  ".join(f"{g}: {n:,}" for g, n in summary.grades.items())),
+        ("history rows", f"{summary.history_rows:,}"),
+        ("seconds", f"{summary.seconds:.1f} ({summary.leads_per_second:,.0f} leads/s)"),
+    ]
+    for label, changes in (("largest increases", summary.largest_increases),
+                           ("largest decreases", summary.largest_decreases)):
+        text = ", ".join(f"{c['lead_id']}: {c['previous_score']}->{c['score']} ({c['delta']:+d})" for c in changes)
+        rows.append((label, text or "none"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``leadscore rescore`` to the main Typer app."""
+
+    @app.command()
+    def rescore(
+        db: Annotated[str | None, typer.Option(
+            help="SQLAlchemy URL of the lead database (leads/events/outcomes; scores are written there).")] = None,
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
+        model_dir: Annotated[Path | None, typer.Option(
+            help="Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry.")] = None,
+        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
+        project_dir: Annotated[Path | None, typer.Option(
+            help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
+        as_of: Annotated[datetime | None, typer.Option(help="Features as of this instant (UTC); default now.")] = None,
+        changed_since: Annotated[datetime | None, typer.Option(
+            help="Incremental: only leads with events / updates / creation at or after this instant.")] = None,
+        partition_leads: Annotated[int, typer.Option(min=1, help="Lead ids per partition (one transaction).")] = 50_000,
+        top_k: Annotated[int, typer.Option(min=0, max=50, help="Reasons per lead.")] = 3,
+        resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
+        run_id: Annotated[str | None, typer.Option(help="Id of the new run, or of the run to resume.")] = None,
+        out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
+        dask: Annotated[str | None, typer.Option(help="Dask scheduler address: score partitions on its workers.")] = None,
+        workers: Annotated[int | None, typer.Option(min=1, help="Run a local Dask cluster with N workers.")] = None,
+        top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
+    ) -> None:
+        """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
+        from features.contract import ContractError
+        from serving.loader import ServingSettings
+        from serving.rescore import RescoreConfig, top_leads
+        from serving.rescore import rescore as run_rescore
+
+        data = _data_config(db, config)
+        scores_url = _scores_url(db, data)
+        settings = ServingSettings.from_env(os.environ)
+        overrides: dict[str, Any] = {}
+        if model_dir is not None:
+            overrides["model_dir"] = model_dir
+        if tracking_uri is not None:
+            overrides["tracking_uri"] = tracking_uri
+        if project_dir is not None:
+            overrides["project_dir"] = project_dir
+        settings = settings.model_copy(update=overrides)
+        rescore_config = RescoreConfig(partition_leads=partition_leads, as_of=as_of, changed_since=changed_since,
+                                       top_k=top_k, run_id=run_id, resume=resume)
+        columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
+                   TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
+        try:
+            with Progress(*columns, console=err_console) as bar:
+                task = bar.add_task("rescore", total=None, rate="")
+
+                def progress(done: int, total: int, partition: int) -> None:
+                    bar.update(task, total=total, advance=done)
+                    elapsed = bar.tasks[task].elapsed or 0.0
+                    completed = bar.tasks[task].completed
+                    if elapsed > 0:
+                        bar.update(task, rate=f"{completed / elapsed:,.0f} leads/s")
+
+                if dask is not None or workers is not None:
+                    from serving.rescore_dask import rescore_on_dask
+
+                    summary = rescore_on_dask(data, scores_url, settings, rescore_config, address=dask,
+                                              n_workers=workers, progress=progress, out=out)
+                else:
+                    summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out)
+        except ContractError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        except (LookupError, ValueError, FileNotFoundError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        print_summary(summary)
+        if out is not None:
+            console.print(f"scores -> {out}")
+        if top:
+            leads = top_leads(scores_url, top)
+            for row in leads.itertuples(index=False):
+                reasons = "; ".join(f"{r['label']} ({r['impact']:+.1f})" for r in row.reasons)
+                console.print(f"{row.lead_id}: score {row.score} ({row.grade})  {reasons}", highlight=False)
+
+
+def build_app() -> typer.Typer:
+    """A stand-alone app with only ``rescore`` (tests and ``python -m leadscore.cli_rescore``)."""
+    app = typer.Typer(no_args_is_help=True)
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """leadscore rescore (stand-alone)."""
+
+    return app
+
+
+if __name__ == "__main__":
+    build_app()()

@@ -1,0 +1,529 @@
+"""Batch rescoring of the lead database: partitions by lead-id range, one transaction each, resumable.
+
+A run (:func:`rescore`):
+
+1. loads the champion (the scoring core shared with the endpoint) and fixes ``as_of`` (default now,
+   UTC); both are stored in ``lead_score_runs`` so a resumed run uses the same ones;
+2. splits the lead base into partitions of ``partition_leads`` consecutive lead ids (integer ids)
+   and records them, pending, in ``lead_score_run_partitions``;
+3. per partition (:func:`score_partition`): reads that range's leads, events and outcomes through
+   the data contract (strict: a violation stops the run; quarantine: bad rows go to
+   ``<quarantine_dir>/rescore-<run>/part-<k>/`` and are counted), builds the features at ``as_of``
+   with :func:`features.build.scoring_matrix` (open leads only: created before as_of, not
+   converted), scores them with :meth:`serving.core.ScoringCore.score_matrix` (top-k reasons);
+4. writes each partition with :func:`serving.score_store.commit_partition` (scores upsert + history +
+   checkpoint in ONE transaction), reports progress, and finally marks the run finished with its
+   summary.
+
+``resume=True`` continues the latest unfinished run (or ``run_id``) without redoing committed
+partitions. Incremental mode (``changed_since``): only leads with an event at or after that instant,
+a lead ``updated_at`` at or after it (when the leads table has such a column), or created at or
+after it are scored (features still see their whole history); the others count as ``unchanged``.
+
+Execution is pluggable (:class:`PartitionExecutor`): in process by default, on Dask workers with
+:mod:`serving.rescore_dask`; commits always happen here, on the driver, through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.build import instant_ns, scoring_matrix
+from features.contract import QUARANTINE, DataConfig
+from features.loading import load_crm
+from features.readers import read_csv_table, read_parquet_table, read_sql_table
+from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
+from features.spec import FeatureSpec
+from serving.core import GRADES, ModelInfo, ScoreBatch, ScoringConfig, ScoringCore
+from serving.loader import ServingSettings, find_model_dir, load_exported
+from serving.score_store import (
+    FAILED,
+    FINISHED,
+    RUNNING,
+    PartitionCounts,
+    PartitionSpec,
+    RunRecord,
+    commit_partition,
+    create_run,
+    create_score_tables,
+    largest_changes,
+    load_run,
+    partition_counts,
+    read_history,
+    set_run_status,
+    top_scores,
+    utc_now,
+)
+from training.model import SalesReadinessModel
+
+logger = logging.getLogger("leadscore.rescore")
+
+UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
+
+# progress(leads_done_in_this_call, total_leads_of_the_run, partition_index)
+RescoreProgress = Callable[[int, int, int], None]
+
+
+class RescoreConfig(BaseModel):
+    """Parameters of a rescoring run (loaded once at the edge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition_leads: int = Field(50_000, ge=1, description="lead ids per partition")
+    as_of: datetime | None = Field(None, description="features as of this instant (naive UTC); default now")
+    changed_since: datetime | None = Field(None, description="incremental: only leads changed since then")
+    top_k: int = Field(3, ge=0, le=50, description="reasons per lead")
+    run_id: str | None = Field(None, description="id of a new run, or of the run to resume")
+    resume: bool = Field(False, description="continue the latest unfinished run (or run_id)")
+
+
+@dataclass
+class PartitionResult:
+    """Scores of one partition (columns of ``lead_scores``) and its counts."""
+
+    partition: PartitionSpec
+    scores: pd.DataFrame
+    counts: PartitionCounts
+    seconds: float = 0.0
+
+
+@dataclass
+class RescoreSummary:
+    """What a run did (over all its committed partitions, resumed ones included)."""
+
+    run_id: str
+    status: str
+    as_of: datetime
+    model_name: str
+    model_version: str
+    partitions: int
+    partitions_run_now: int
+    leads: int
+    scored: int
+    skipped_converted: int
+    skipped_not_created: int
+    unchanged: int
+    quarantined: int
+    mql: int
+    grades: dict[str, int]
+    history_rows: int
+    seconds: float
+    largest_increases: list[dict[str, Any]] = field(default_factory=list)
+    largest_decreases: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def leads_per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["as_of"] = pd.Timestamp(self.as_of).isoformat()
+        return out
+
+
+# ----- champion --------------------------------------------------------------------------------
+def load_scoring_core(settings: ServingSettings, version: str | None = None, top_k: int = 3) -> ScoringCore:
+    """The champion's scoring core (exported folder or registry), pinned to ``version`` when given."""
+    scoring = settings.scoring.model_copy(update={"top_k": top_k})
+    if settings.model_dir is not None:
+        core, _ = load_exported(settings.model_dir, settings.model_name, scoring)
+        if version is not None and core.info.version != version:
+            raise ValueError(
+                f"run was scored with model version {version}, but {settings.model_dir} holds version "
+                f"{core.info.version}; resume with the same model"
+            )
+        return core
+    return load_registered_version(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring,
+                                   version)
+
+
+def load_registered_version(
+    tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None
+) -> ScoringCore:
+    """Scoring core of ``models:/<name>@<alias>`` or, when ``version`` is given, of that version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from serving.loader import load_registered
+
+    if version is None:
+        core, _ = load_registered(tracking_uri, name, alias, config)
+        return core
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    mv = client.get_model_version(name, version)
+    tags = dict(mv.tags or {})
+    with tempfile.TemporaryDirectory(prefix="leadscore-rescore-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp, tracking_uri=tracking_uri
+        )
+        model = SalesReadinessModel.load(find_model_dir(Path(local)))
+    mql = tags.get("mql_cutoff")
+    if mql is None and mv.run_id:
+        mql = client.get_run(mv.run_id).data.metrics.get("mql_cutoff")
+    info = ModelInfo(name=name, version=str(mv.version), run_id=mv.run_id, training_date=tags.get("training_date"),
+                     horizon_days=model.horizon_days, mql_cutoff=None if mql is None else int(round(float(mql))),
+                     source=f"models:/{name}/{mv.version}")
+    return ScoringCore(model, info, config)
+
+
+# ----- data ------------------------------------------------------------------------------------
+def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
+    """``data`` with the model's attributes declared (same types as in training, in every partition)."""
+    attrs = data.attributes
+    declared = {*attrs.categorical, *attrs.numeric, *attrs.ignore}
+    categorical = [*attrs.categorical, *(c for c in spec.categorical_columns if c not in declared)]
+    numeric = [*attrs.numeric, *(c for c in spec.numeric_columns_ if c not in declared)]
+    return data.model_copy(update={"attributes": attrs.model_copy(update={"categorical": categorical,
+                                                                           "numeric": numeric})})
+
+
+def read_lead_ids(data: DataConfig) -> np.ndarray:
+    """Sorted distinct lead ids of the leads table (int64); string ids are refused with a clear error."""
+    source = data.source
+    column = data.columns.source_name(LEADS, LEAD_ID)
+    location = source.location(LEADS)
+    if source.kind == "sql":
+        assert source.url is not None
+        frame = read_sql_table(source.url, location, columns=[column], chunksize=source.chunksize,
+                               schema=source.db_schema)
+    elif source.kind == "parquet":
+        frame = read_parquet_table(location, columns=[column])
+    else:
+        frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
+                               encoding=source.csv_encoding)
+    if column not in frame.columns:
+        raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
+    ids = pd.to_numeric(frame[column].dropna(), errors="coerce")
+    bad = ids.isna() | (ids != np.floor(ids))
+    if bad.any():
+        examples = frame[column].dropna()[bad.to_numpy()].head(5).tolist()
+        raise ValueError(
+            f"table {LEADS!r}, column {column!r}: rescoring partitions by integer lead-id ranges; "
+            f"non-integer ids such as {examples}"
+        )
+    return np.unique(ids.to_numpy(dtype=np.int64))
+
+
+def plan_partitions(lead_ids: np.ndarray, partition_leads: int) -> list[PartitionSpec]:
+    """Half-open id ranges of ``partition_leads`` consecutive existing ids each, covering them all."""
+    ids = np.unique(np.asarray(lead_ids, dtype=np.int64))
+    if ids.size == 0:
+        return []
+    starts = ids[::partition_leads]
+    stops = np.append(starts[1:], ids[-1] + 1)
+    return [PartitionSpec(i, int(a), int(b)) for i, (a, b) in enumerate(zip(starts, stops, strict=True))]
+
+
+def changed_lead_mask(crm: CRMData, since_ns: int, as_of_ns: int) -> np.ndarray:
+    """Per lead row of ``crm.leads``: created, updated (``updated_at``) or with an event in ``[since, as_of)``."""
+    leads = crm.leads
+    changed = (leads[CREATED_AT].to_numpy().view(np.int64) >= since_ns)
+    if UPDATED_AT in leads.columns:
+        updated = pd.to_datetime(leads[UPDATED_AT], errors="coerce", utc=True).dt.tz_localize(None)
+        changed |= (updated >= pd.Timestamp(since_ns)).to_numpy(dtype=bool)
+    events = crm.events
+    occurred = events[OCCURRED_AT].to_numpy().view(np.int64)
+    recent = events[LEAD_ID][(occurred >= since_ns) & (occurred < as_of_ns)]
+    changed |= leads[LEAD_ID].isin(recent.unique()).to_numpy()
+    return changed
+
+
+# ----- one partition ----------------------------------------------------------------------------
+def reasons_json(batch: ScoreBatch) -> np.ndarray:
+    """Top-k reasons of each lead as a JSON array string (what ``reasons_of`` returns), vectorised."""
+    n, k = len(batch), batch.top_k
+    if n == 0:
+        return np.empty(0, dtype=object)
+    if k == 0:
+        return np.full(n, "[]", dtype=object)
+    heads = np.array([
+        "{" + f'"feature": {json.dumps(c)}, "label": {json.dumps(lab)}, "family": {json.dumps(f)}, "value": '
+        for c, lab, f in zip(batch.columns, batch.labels, batch.families, strict=True)
+    ], dtype=object)
+    out = pd.Series(np.full(n, "[", dtype=object))
+    for slot in range(k):
+        j = batch.reason_feature[:, slot]
+        raw = batch.reason_value[:, slot]
+        value = pd.Series(np.full(n, "null", dtype=object))
+        present = ~np.isnan(raw)
+        numeric = present & ~np.isin(j, list(batch.vocab))
+        if numeric.any():
+            value[numeric] = [repr(float(v)) for v in raw[numeric]]
+        for col, vocab in batch.vocab.items():
+            rows = present & (j == col)
+            if rows.any():
+                encoded = np.array([json.dumps(v) for v in vocab], dtype=object)
+                value[rows] = encoded[raw[rows].astype(np.int64)]
+        impact = pd.Series(batch.reason_impact[:, slot]).map(repr)
+        sep = "" if slot == 0 else ", "
+        out = out + sep + pd.Series(heads[j]) + value + ', "impact": ' + impact + "}"
+    return (out + "]").to_numpy(dtype=object)
+
+
+def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: datetime) -> pd.DataFrame:
+    """Rows of ``lead_scores`` from a score batch (time-to-close columns NULL until that model exists)."""
+    n = len(batch)
+    return pd.DataFrame({
+        LEAD_ID: np.asarray(batch.lead_id, dtype=np.int64),
+        "score": batch.score.astype(np.int64),
+        "probability": batch.probability,
+        "grade": batch.grade,
+        "mql": batch.mql.astype(bool),
+        "base_score": batch.base_score,
+        "fit_score": batch.fit_score,
+        "engagement_score": batch.engagement_score,
+        "lifecycle_score": batch.lifecycle_score,
+        "horizon_days": np.full(n, np.nan if batch.horizon_days is None else batch.horizon_days),
+        "days_to_close": np.full(n, np.nan),
+        "close_probability": np.full(n, np.nan),
+        "reasons": reasons_json(batch),
+        "model_name": batch.model.name,
+        "model_version": batch.model.version,
+        "scored_at": pd.Timestamp(scored_at),
+        "as_of": pd.Timestamp(as_of),
+        "run_id": run_id,
+    })
+
+
+def score_partition(
+    data: DataConfig,
+    core: ScoringCore,
+    partition: PartitionSpec,
+    run: RunRecord,
+    scored_at: datetime | None = None,
+) -> PartitionResult:
+    """Read one lead-id range through the contract, build features at the run's as_of, score it."""
+    began = time.perf_counter()
+    if data.policy == QUARANTINE and data.quarantine_dir is not None:
+        folder = Path(data.quarantine_dir) / f"rescore-{run.run_id}" / f"part-{partition.index:05d}"
+        data = data.model_copy(update={"quarantine_dir": folder})
+    crm, report = load_crm(data, lead_id_range=(partition.start, partition.stop))
+    as_of_ns = instant_ns(pd.Timestamp(run.as_of))
+    n = len(crm.leads)
+    lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
+    not_created = int((crm.leads[CREATED_AT].to_numpy().view(np.int64) >= as_of_ns).sum())
+    counts = PartitionCounts(leads=n, skipped_not_created=not_created,
+                             skipped_converted=n - len(lead_ids) - not_created,
+                             quarantined=int(report.rows_quarantined.get(LEADS, 0)))
+    if run.changed_since is not None and len(lead_ids):
+        changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
+        keep = np.isin(lead_ids, changed_ids)
+        counts.unchanged = int((~keep).sum())
+        lead_ids, matrix = lead_ids[keep], matrix[keep]
+    scored_at = scored_at or utc_now()
+    if len(lead_ids):
+        batch = core.score_matrix(lead_ids, matrix, run.top_k)
+        frame = scores_frame(batch, run.as_of, run.run_id, scored_at)
+    else:
+        frame = scores_frame(core.score_matrix(np.empty(0, dtype=np.int64), np.empty((0, len(core.columns))), 0),
+                             run.as_of, run.run_id, scored_at)
+    counts.scored = len(frame)
+    counts.mql = int(frame["mql"].sum())
+    counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
+    return PartitionResult(partition, frame, counts, time.perf_counter() - began)
+
+
+# ----- execution --------------------------------------------------------------------------------
+class PartitionExecutor(Protocol):
+    """Runs :func:`score_partition` over partitions and yields results as they finish (any order)."""
+
+    def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
+            partitions: list[PartitionSpec]) -> Iterator[PartitionResult]: ...
+
+
+class LocalExecutor:
+    """Partitions one after the other in this process (memory bounded by one partition)."""
+
+    def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
+            partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
+        for partition in partitions:
+            yield score_partition(data, core, partition, run)
+
+
+def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig) -> RunRecord:
+    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else pd.Timestamp(utc_now())
+    if as_of.tzinfo is not None:
+        as_of = as_of.tz_convert("UTC").tz_localize(None)
+    changed = None
+    if config.changed_since is not None:
+        changed = pd.Timestamp(config.changed_since)
+        if changed.tzinfo is not None:
+            changed = changed.tz_convert("UTC").tz_localize(None)
+        changed = changed.to_pydatetime()
+    run = RunRecord(
+        run_id=config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
+        model_source=core.info.source, changed_since=changed, top_k=config.top_k, started_at=utc_now(),
+        partitions=plan_partitions(read_lead_ids(data), config.partition_leads),
+    )
+    create_run(engine, run)
+    return run
+
+
+def rescore(
+    data: DataConfig,
+    scores_url: str,
+    settings: ServingSettings | None = None,
+    config: RescoreConfig | None = None,
+    *,
+    core: ScoringCore | None = None,
+    executor: PartitionExecutor | None = None,
+    progress: RescoreProgress | None = None,
+    out: Path | None = None,
+) -> RescoreSummary:
+    """Rescore the open leads of ``data`` into the score tables at ``scores_url`` (see module doc).
+
+    ``core``: an already loaded scoring core (else loaded from ``settings``; on resume, the run's model
+    version is required). ``out``: also write this run's scores to a ``.parquet`` or ``.csv`` file.
+    """
+    config = config or RescoreConfig()
+    settings = settings or ServingSettings()
+    executor = executor or LocalExecutor()
+    began = time.perf_counter()
+    engine = sa.create_engine(scores_url)
+    try:
+        create_score_tables(engine)
+        if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
+            run = load_run(engine, config.run_id)
+            if core is None:
+                core = load_scoring_core(settings, run.model_version, run.top_k)
+            elif core.info.version != run.model_version:
+                raise ValueError(f"run {run.run_id} used model version {run.model_version}, "
+                                 f"the given core is version {core.info.version}")
+        else:
+            core = core or load_scoring_core(settings, None, config.top_k)
+            run = _new_run(engine, data, core, config)
+        data = data_config_for(data, core.spec)
+        pending = run.pending
+        total = _total_leads(run)
+        if run.status != FINISHED and pending:
+            set_run_status(engine, run.run_id, RUNNING)
+        history_now = 0
+        writer = _OutWriter(out)
+        try:
+            for result in executor.map(data, core, run, pending):
+                history_now += commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
+                writer.add(result.scores)
+                logger.info("run %s partition %d: %d scored in %.2fs", run.run_id, result.partition.index,
+                            result.counts.scored, result.seconds)
+                if progress is not None:
+                    progress(result.partition.stop - result.partition.start, total, result.partition.index)
+        except BaseException as exc:
+            set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
+            writer.abort()
+            raise
+        writer.close()
+        summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
+        set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
+        return summary
+    finally:
+        engine.dispose()
+
+
+def _run_exists(engine: sa.Engine, run_id: str) -> bool:
+    try:
+        load_run(engine, run_id)
+    except LookupError:
+        return False
+    return True
+
+
+def _total_leads(run: RunRecord) -> int:
+    """Progress units: lead ids spanned by the run's partitions."""
+    return int(sum(p.stop - p.start for p in run.partitions))
+
+
+def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, seconds: float) -> RescoreSummary:
+    """Summary of a run from its committed partition rows and its history."""
+    parts = partition_counts(engine, run.run_id)
+
+    def total(column: str) -> int:
+        return int(parts[column].fillna(0).sum()) if len(parts) else 0
+
+    grades = dict.fromkeys(GRADES, 0)
+    for text in parts.get("grades", pd.Series(dtype=object)).dropna():
+        for grade, count in json.loads(text).items():
+            grades[grade] = grades.get(grade, 0) + int(count)
+    up, down = largest_changes(engine, run.run_id)
+    return RescoreSummary(
+        run_id=run.run_id, status=FINISHED, as_of=run.as_of, model_name=run.model_name,
+        model_version=run.model_version, partitions=len(run.partitions), partitions_run_now=partitions_now,
+        leads=total("leads"), scored=total("scored"), skipped_converted=total("skipped_converted"),
+        skipped_not_created=total("skipped_not_created"), unchanged=total("unchanged"),
+        quarantined=total("quarantined"), mql=total("mql"), grades=grades,
+        history_rows=len(read_history(engine, run.run_id)), seconds=seconds,
+        largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
+    )
+
+
+class _OutWriter:
+    """Optional Parquet/CSV copy of the scores written by this call (written atomically at the end)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.suffix.lower() not in (".parquet", ".csv"):
+            raise ValueError(f"--out {self.path}: expected a .parquet or .csv file")
+        self._tmp: Path | None = None
+        self._writer: Any = None
+        self._first = True
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if self.path is None or not len(frame):
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._tmp is None:
+            self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        if self.path.suffix.lower() == ".csv":
+            frame.to_csv(self._tmp, mode="w" if self._first else "a", header=self._first, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._writer.write_table(table.cast(self._writer.schema))
+        self._first = False
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self.path is not None and self._tmp is not None:
+            self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def top_leads(url: str, n: int = 10) -> pd.DataFrame:
+    """The n highest-scored leads in ``lead_scores`` at ``url``, with their reasons (list of dicts)."""
+    engine = sa.create_engine(url)
+    try:
+        return top_scores(engine, n)
+    finally:
+        engine.dispose()
+
+
+def sql_data_config(url: str) -> DataConfig:
+    """The embedded default: canonical ``leads``/``events``/``outcomes`` tables in the database at ``url``."""
+    from features.contract import SourceConfig
+
+    return DataConfig(source=SourceConfig(kind="sql", url=url))
+

@@ -1,0 +1,108 @@
+"""Rescoring on Dask: partitions are read, featurised, scored and explained on the workers.
+
+Each task gets the data config, one lead-id range and the run (as_of, top_k, run id), reads its
+partition from the database itself, and returns the score frame with its counts; the driver commits
+every result through :func:`serving.score_store.commit_partition` (the same one-transaction path as
+the in-process run), so checkpoints, resume and idempotence are identical. The model is shipped once
+per worker (``client.scatter(..., broadcast=True)``); at most ``2 x workers`` partitions are in
+flight, so the driver holds a bounded number of results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from features.contract import DataConfig
+from serving.core import ModelInfo, ScoringConfig, ScoringCore
+from serving.loader import ServingSettings
+from serving.rescore import (
+    PartitionResult,
+    RescoreConfig,
+    RescoreProgress,
+    RescoreSummary,
+    rescore,
+    score_partition,
+)
+from serving.score_store import PartitionSpec, RunRecord
+from training.model import SalesReadinessModel
+
+
+def _score_on_worker(
+    data: DataConfig, model: SalesReadinessModel, info: ModelInfo, scoring: ScoringConfig,
+    partition: PartitionSpec, run: RunRecord,
+) -> PartitionResult:
+    core = ScoringCore(model, info, scoring)
+    try:
+        return score_partition(data, core, partition, run)
+    finally:
+        core.close()
+
+
+class DaskExecutor:
+    """Scores partitions on the workers of a ``distributed.Client``; yields results as they finish."""
+
+    def __init__(self, client: Any, in_flight: int | None = None) -> None:
+        self.client = client
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        self.in_flight = in_flight or 2 * n_workers
+
+    def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
+            partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
+        from distributed import as_completed
+
+        if not partitions:
+            return
+        model = self.client.scatter(core.model, broadcast=True)
+        todo = list(partitions)
+        running = as_completed()
+
+        def submit() -> None:
+            partition = todo.pop(0)
+            running.add(self.client.submit(
+                _score_on_worker, data, model, core.info, core.config, partition, run,
+                key=f"rescore-{run.run_id}-{partition.index}", pure=False,
+            ))
+
+        for _ in range(min(self.in_flight, len(todo))):
+            submit()
+        for future in running:
+            result = future.result()
+            future.release()
+            if todo:
+                submit()
+            yield result
+
+
+def rescore_on_dask(
+    data: DataConfig,
+    scores_url: str,
+    settings: ServingSettings | None = None,
+    config: RescoreConfig | None = None,
+    *,
+    address: str | None = None,
+    n_workers: int | None = None,
+    client: Any = None,
+    core: ScoringCore | None = None,
+    progress: RescoreProgress | None = None,
+    out: Path | None = None,
+) -> RescoreSummary:
+    """:func:`serving.rescore.rescore` with partitions scored on Dask.
+
+    Use ``client`` (an existing ``distributed.Client``), else connect to ``address``, else start a
+    ``LocalCluster(n_workers, processes=True, threads_per_worker=1)`` for the duration of the run.
+    """
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(client),
+                       progress=progress, out=out)
+    if address is not None:
+        with Client(address) as remote:
+            return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(remote),
+                           progress=progress, out=out)
+    with LocalCluster(n_workers=n_workers or 2, processes=True, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as local:
+        return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(local),
+                       progress=progress, out=out)

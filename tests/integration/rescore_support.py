@@ -1,0 +1,55 @@
+"""Shared helpers of the rescoring tests: a small exported champion and a synthetic lead database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.build import scoring_matrix
+from features.loading import load_crm
+from leadscore.synth import SynthConfig, write_synthetic
+from serving.core import ScoreBatch, ScoringConfig, ScoringCore
+from serving.loader import ServingSettings, load_exported
+from serving.rescore import data_config_for, sql_data_config
+from tests.serving_fixtures import MODEL_NAME, export_champion, train_small_champion
+
+AS_OF = pd.Timestamp("2026-05-01")
+LATER = pd.Timestamp("2026-06-01")
+N_LEADS = 1200
+PARTITION_LEADS = 300
+# columns that must be identical between two runs with the same as_of and model
+VALUE_COLUMNS = ["lead_id", "score", "probability", "grade", "mql", "base_score", "fit_score", "engagement_score",
+                 "lifecycle_score", "reasons", "model_name", "model_version", "as_of"]
+
+
+@dataclass
+class Champion:
+    models_dir: Path
+    settings: ServingSettings
+    version: str
+
+    def core(self, top_k: int = 3) -> ScoringCore:
+        core, _ = load_exported(self.models_dir, MODEL_NAME, ScoringConfig(top_k=top_k))
+        return core
+
+
+def make_champion(folder: Path, version: str = "7") -> Champion:
+    trained = train_small_champion(1200, seed=1, max_rounds=60)
+    models_dir = folder / "models"
+    export_champion(trained.model, models_dir, version)
+    return Champion(models_dir, ServingSettings(model_dir=models_dir), version)
+
+
+def make_lead_db(url: str, n_leads: int = N_LEADS, seed: int = 11) -> None:
+    write_synthetic(SynthConfig(n_leads=n_leads, seed=seed, events_per_lead=20), url, "sql", overwrite=True)
+
+
+def in_memory_scores(url: str, core: ScoringCore, as_of: pd.Timestamp, top_k: int = 3) -> ScoreBatch:
+    """The reference: whole CRM through the contract, scoring_matrix, the scoring core directly."""
+    crm, _ = load_crm(data_config_for(sql_data_config(url), core.spec))
+    ids, matrix = scoring_matrix(crm, core.spec, as_of)
+    order = np.argsort(ids, kind="stable")
+    return core.score_matrix(ids[order], matrix[order], top_k)

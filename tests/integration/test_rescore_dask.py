@@ -1,0 +1,67 @@
+"""Rescoring on a local Dask cluster (2 worker processes) gives exactly the single-process result."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from distributed import Client, LocalCluster
+
+from serving import score_store
+from serving.rescore import RescoreConfig, rescore, sql_data_config
+from serving.rescore_dask import rescore_on_dask
+from tests.integration.rescore_support import (
+    AS_OF,
+    PARTITION_LEADS,
+    VALUE_COLUMNS,
+    Champion,
+    make_champion,
+    make_lead_db,
+)
+
+
+def _scores(url: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        return score_store.read_scores(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    return make_champion(tmp_path_factory.mktemp("dask-champion"))
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """One local cluster for the module: 2 worker processes, as in production on 2 cores."""
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as dask_client:
+        yield dask_client
+
+
+@pytest.mark.parametrize("database", ["postgres"])
+def test_dask_matches_single_process(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path, champion: Champion, client: Client
+) -> None:
+    url = request.getfixturevalue("sqlite_url" if database == "sqlite" else "postgres_url")
+    single_url = f"sqlite:///{tmp_path / 'single.db'}"
+    make_lead_db(url)
+    make_lead_db(single_url)
+    config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF)
+    single = rescore(sql_data_config(single_url), single_url, champion.settings, config)
+    distributed = rescore_on_dask(sql_data_config(url), url, champion.settings, config, client=client)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+    assert distributed.partitions == single.partitions > 2
+    for field in ("scored", "skipped_converted", "skipped_not_created", "mql", "grades", "history_rows"):
+        assert getattr(distributed, field) == getattr(single, field), field
+    got, want = _scores(url), _scores(single_url)
+    assert len(got) == single.scored
+    pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS], check_dtype=False)
+    np.testing.assert_array_equal(got["probability"].to_numpy(), want["probability"].to_numpy())

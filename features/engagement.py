@@ -16,6 +16,12 @@ half-open ``[as_of - w days, as_of)``. Definitions (documented for explanations)
 - ``active_days_{W}d``: distinct UTC calendar days with activity in the longest window.
 - ``engagement_intensity``: sum over events before as_of of ``weight * 2**(-age / half_life)``,
   computed by an exact linear-recurrence scan (no overflow, bit-identical per lead).
+- ``{type}_decayed_{h}d``: per activity type, sum over its events before as_of of
+  ``2**(-age / h)`` for each half-life ``h`` of ``type_half_lives_days`` (exact scan per type).
+- ``days_since_burst_start``: (as_of - start of the latest burst) in days, NaN when no activity;
+  a burst starts at an activity event with no activity in the ``burst_gap_days`` before it (or at
+  the lead's first activity). ``activity_since_burst_start``: activity events from that start
+  (included) to as_of (0 when none).
 - ``ever_unsubscribed`` / ``ever_email_bounced``: 1.0 if such an event exists before as_of.
 - lifecycle: ``lead_age_days`` = (as_of - created_at) in days, ``times_recycled`` (recycled events
   before as_of), ``days_since_last_recycle`` (NaN when never).
@@ -87,29 +93,62 @@ def count_before(
     return np.searchsorted(row_key, query_lead * stride + query_rank, side="left")
 
 
-def _decayed_running_sum(events: EventArrays, weights: np.ndarray, half_life_ns: float) -> np.ndarray:
-    """D[i] = w[i] + D[i-1] * 2**(-(t[i] - t[i-1]) / half_life) within each lead (D = 0 before).
+def _decay_scan(time: np.ndarray, value: np.ndarray, new_group: np.ndarray, half_life_ns: np.ndarray) -> np.ndarray:
+    """D[k, i] = v[k, i] + D[k, i-1] * 2**(-(t[i] - t[i-1]) / h[k]) within each group (0 before).
 
-    Hillis-Steele scan of the linear recurrence: log2(longest lead) vectorised steps. Each D[i]
-    is combined from offsets relative to i only, and contributions of other leads are multiplied by
-    an exact 0 (the factor at each lead's first event), so D[i] is bit-identical whether the lead
-    is alone (real-time path) or inside a block, and never depends on later events.
+    Rows of ``value`` (k, n) are scanned along the events, sorted by (group, time);
+    ``new_group[i]`` marks the first event of a group; ``half_life_ns`` has one entry per row.
+    Hillis-Steele scan of the linear recurrence: log2(longest group) vectorised steps. Each D[i]
+    is combined from offsets relative to i only, and contributions of other groups are multiplied
+    by an exact 0 (the factor at each group's first event), so D[i] is bit-identical whether the
+    lead is alone (real-time path) or inside a block, and never depends on later events.
     """
-    n = events.time.size
-    value = weights[events.code].astype(np.float64)
+    n = time.size
+    value = np.array(value, dtype=np.float64)
     if n == 0:
         return value
-    factor = np.zeros(n, dtype=np.float64)
-    same_lead = events.lead[1:] == events.lead[:-1]
-    gap = (events.time[1:] - events.time[:-1]) / half_life_ns
-    factor[1:] = np.where(same_lead, np.exp2(-gap), 0.0)
-    longest = int(np.diff(events.offsets).max(initial=0))
+    factor = np.zeros(value.shape, dtype=np.float64)
+    factor[:, 1:] = np.exp2(-(time[1:] - time[:-1])[None, :] / half_life_ns[:, None])
+    factor[:, new_group] = 0.0
+    starts = np.flatnonzero(new_group)
+    longest = max(int(np.diff(starts).max(initial=0)), n - int(starts[-1]))
     shift = 1
     while shift < longest:
-        value[shift:] = value[shift:] + factor[shift:] * value[:-shift]
-        factor[shift:] = factor[shift:] * factor[:-shift]
+        value[:, shift:] += factor[:, shift:] * value[:, :-shift]
+        factor[:, shift:] *= factor[:, :-shift]
         shift *= 2
     return value
+
+
+def _decayed_running_sum(events: EventArrays, weights: np.ndarray, half_life_ns: float) -> np.ndarray:
+    """Running decayed sum of event weights per lead (see :func:`_decay_scan`)."""
+    new_lead = np.ones(events.lead.size, dtype=bool)
+    new_lead[1:] = events.lead[1:] != events.lead[:-1]
+    return _decay_scan(events.time, weights[events.code][None, :], new_lead, np.array([half_life_ns]))[0]
+
+
+def _decayed_running_count_by_type(
+    events: EventArrays, codes: tuple[int, ...], half_lives_ns: tuple[float, ...]
+) -> np.ndarray:
+    """(half-lives, events) running decayed count over the earlier events of the same lead and type.
+
+    Columns of event types outside ``codes`` are NaN (never read). Events are regrouped by (type,
+    lead, time) with a stable sort, so each (lead, type) run is scanned on its own.
+    """
+    n = events.time.size
+    out = np.full((len(half_lives_ns), n), np.nan)
+    selected = np.zeros(max(events.code.max(initial=-1), *codes) + 1, dtype=bool)
+    selected[list(codes)] = True
+    rows = np.flatnonzero(selected[events.code])
+    if rows.size == 0:
+        return out
+    rows = rows[np.argsort(events.code[rows], kind="stable")]
+    lead, code = events.lead[rows], events.code[rows]
+    new_group = np.ones(rows.size, dtype=bool)
+    new_group[1:] = (lead[1:] != lead[:-1]) | (code[1:] != code[:-1])
+    ones = np.ones((len(half_lives_ns), rows.size))
+    out[:, rows] = _decay_scan(events.time[rows], ones, new_group, np.asarray(half_lives_ns, dtype=np.float64))
+    return out
 
 
 def event_features(
@@ -212,6 +251,39 @@ def event_features(
     else:
         intensity = np.zeros(n_pairs)
     blocks.append(np.column_stack([trend, active_days.astype(np.float64), intensity]))
+
+    # Decayed count per activity type and half-life, from its running sum at the type's last event.
+    if params.decayed_codes and params.type_half_lives_ns:
+        codes = list(params.decayed_codes)
+        half_lives = np.asarray(params.type_half_lives_ns, dtype=np.float64)
+        by_type = _decayed_running_count_by_type(events, params.decayed_codes, params.type_half_lives_ns)
+        if n_events:
+            last_of = np.where(seen[:, codes], last_hi[:, codes], 0)  # (pairs, types)
+            age = (as_of[:, None] - time[last_of])[:, :, None] / half_lives[None, None, :]
+            decayed = np.where(seen[:, codes, None], np.moveaxis(by_type[:, last_of], 0, -1) * np.exp2(-age), 0.0)
+        else:
+            decayed = np.zeros((n_pairs, len(codes), half_lives.size))
+        blocks.append(decayed.reshape(n_pairs, len(codes) * half_lives.size))
+
+    # Latest burst: the last activity event before as_of that follows >= gap quiet days (or is the
+    # lead's first activity); its age in days and the activity count since (itself included).
+    if params.burst_gap_ns is not None:
+        burst = np.ones(active_pos.size, dtype=bool)
+        burst[1:] = (lead_of[1:] != lead_of[:-1]) | (
+            time[active_pos[1:]] - time[active_pos[:-1]] >= params.burst_gap_ns
+        )
+        last_burst = np.full(n_events + 1, -1, dtype=np.int64)
+        last_burst[active_pos[burst] + 1] = active_pos[burst]
+        np.maximum.accumulate(last_burst, out=last_burst)
+        burst_at = last_burst[hi]
+        in_burst = burst_at >= start
+        burst_at = np.where(in_burst, burst_at, 0)
+        if n_events:
+            days_since_burst = np.where(in_burst, (as_of - time[burst_at]) / DAY_NS, np.nan)
+        else:
+            days_since_burst = np.full(n_pairs, np.nan)
+        since_burst = np.where(in_burst, cum_active[hi] - cum_active[burst_at], 0)
+        blocks.append(np.column_stack([days_since_burst, since_burst.astype(np.float64)]))
 
     ever = cum_hi - cum_start
     if params.flag_codes:

@@ -44,6 +44,8 @@ from features.schema import (
 )
 
 SPEC_FORMAT_VERSION = 1
+# Config fields added after format 1 was first written, and the value that turns each off.
+SPEC_FEATURES_OFF: dict[str, Any] = {"type_half_lives_days": (), "burst_gap_days": None}
 CRM_KIND = "crm"
 FLAT_KIND = "flat"
 
@@ -56,6 +58,8 @@ LEAD_AGE = "lead_age_days"
 TIMES_RECYCLED = "times_recycled"
 DAYS_SINCE_LAST_RECYCLE = "days_since_last_recycle"
 ENGAGEMENT_INTENSITY = "engagement_intensity"
+DAYS_SINCE_BURST_START = "days_since_burst_start"
+ACTIVITY_SINCE_BURST_START = "activity_since_burst_start"
 
 _READABLE_TYPES: dict[str, tuple[str, str]] = {  # type -> (plural, singular)
     EMAIL_OPEN: ("email opens", "email open"),
@@ -84,6 +88,10 @@ class FeatureConfig(BaseModel):
     - ``data_end``: end of observation (default: the latest timestamp in the data).
     - ``horizon_days``: label horizon H; ``windows``: count windows in days;
       ``trend_windows`` = (recent, prior) days; ``half_life_days`` of the decayed intensity.
+    - ``type_half_lives_days``: half-lives of the decayed count kept per activity type (one column
+      per activity type and half-life; ``()`` turns them off).
+    - ``burst_gap_days``: a burst of activity starts at an activity event preceded by at least this
+      many quiet days (or at the lead's first activity); ``None`` turns the burst columns off.
     - ``event_types``: fixed engagement vocabulary; ``None`` -> fitted from the training events
       (``vocabulary="observed"``) or the schema's known types (``vocabulary="schema"``).
     - ``event_weights``: weight per event type in the decayed intensity; types not listed weigh 1,
@@ -99,6 +107,8 @@ class FeatureConfig(BaseModel):
     windows: tuple[int, ...] = (7, 30, 90)
     trend_windows: tuple[int, int] = (7, 28)
     half_life_days: float = 14.0
+    type_half_lives_days: tuple[float, ...] = (7.0, 30.0)
+    burst_gap_days: float | None = 14.0
     data_end: datetime | None = None
     start: datetime | None = None
     end: datetime | None = None
@@ -127,6 +137,20 @@ class FeatureConfig(BaseModel):
     def _positive(cls, value: float) -> float:
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"must be a positive number of days, got {value}")
+        return value
+
+    @field_validator("type_half_lives_days")
+    @classmethod
+    def _half_lives_positive_sorted(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (h > 0 and math.isfinite(h)) for h in value):
+            raise ValueError(f"type_half_lives_days must be positive numbers of days, got {value}")
+        return tuple(sorted(set(value)))
+
+    @field_validator("burst_gap_days")
+    @classmethod
+    def _gap_positive(cls, value: float | None) -> float | None:
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"burst_gap_days must be a positive number of days or None, got {value}")
         return value
 
     @field_validator("block_leads")
@@ -186,6 +210,9 @@ class KernelParams:
     weights: np.ndarray  # float64, length n_types + 1 (recycled weighs 0)
     active: np.ndarray  # bool, length n_types + 1
     flag_codes: tuple[int, ...]  # codes of unsubscribe / bounce present in the vocabulary
+    decayed_codes: tuple[int, ...] = ()  # activity codes with a decayed count per type
+    type_half_lives_ns: tuple[float, ...] = ()  # half-lives of those per-type decayed counts
+    burst_gap_ns: int | None = None  # quiet gap that starts a burst (None: no burst columns)
 
 
 DAY_NS = 86_400 * 10**9
@@ -196,6 +223,18 @@ def _readable_type(event_type: str) -> tuple[str, str]:
         return _READABLE_TYPES[event_type]
     words = event_type.replace("_", " ")
     return f"{words} events", f"{words} event"
+
+
+def decayed_column(event_type: str, half_life_days: float) -> str:
+    """Column name of the decayed count of one event type."""
+    return f"{event_type}_decayed_{half_life_days:g}d"
+
+
+def decayed_types(event_types: Iterable[str], config: FeatureConfig) -> list[str]:
+    """Activity types (positive weight) that get per-type decayed counts, in vocabulary order."""
+    if not config.type_half_lives_days:
+        return []
+    return [t for t in event_types if config.weight_of(t) > 0]
 
 
 def engagement_feature_names(event_types: Iterable[str], config: FeatureConfig) -> list[tuple[str, str, str]]:
@@ -226,6 +265,32 @@ def engagement_feature_names(event_types: Iterable[str], config: FeatureConfig) 
             f"decayed engagement intensity (half-life {config.half_life_days:g} days)",
         )
     )
+    for event_type in decayed_types(types, config):
+        plural, _ = _readable_type(event_type)
+        for half_life in config.type_half_lives_days:
+            out.append(
+                (
+                    decayed_column(event_type, half_life),
+                    ENGAGEMENT,
+                    f"{plural}, decayed count (half-life {half_life:g} days)",
+                )
+            )
+    if config.burst_gap_days is not None:
+        gap = f"{config.burst_gap_days:g}"
+        out.append(
+            (
+                DAYS_SINCE_BURST_START,
+                ENGAGEMENT,
+                f"days since the latest burst of activity began (after {gap}+ quiet days)",
+            )
+        )
+        out.append(
+            (
+                ACTIVITY_SINCE_BURST_START,
+                ENGAGEMENT,
+                f"activity events since the latest burst began (after {gap}+ quiet days)",
+            )
+        )
     for event_type in types:
         if event_type in FLAG_COLUMNS:
             _, singular = _readable_type(event_type)
@@ -382,6 +447,9 @@ class FeatureSpec:
             weights=weights,
             active=weights > 0,
             flag_codes=tuple(i for i, t in enumerate(self.event_types_) if t in FLAG_COLUMNS),
+            decayed_codes=tuple(self.event_types_.index(t) for t in decayed_types(self.event_types_, config)),
+            type_half_lives_ns=tuple(float(h) * DAY_NS for h in config.type_half_lives_days),
+            burst_gap_ns=None if config.burst_gap_days is None else round(config.burst_gap_days * DAY_NS),
         )
         self._kernel_params = params
         return params
@@ -508,7 +576,10 @@ class FeatureSpec:
             )
         if data["kind"] not in (CRM_KIND, FLAT_KIND):
             raise FeatureSpecError(f"feature spec: kind {data['kind']!r} unknown")
-        spec = cls(FeatureConfig.model_validate(data["config"]))
+        # Specs written before the per-type decayed counts and burst columns existed lack those
+        # config fields: they are read with the features off, so their columns still match.
+        config = {**SPEC_FEATURES_OFF, **data["config"]}
+        spec = cls(FeatureConfig.model_validate(config))
         spec.kind_ = data["kind"]
         spec.event_types_ = list(data["event_types"])
         spec.categorical_vocab_ = {k: list(v) for k, v in data["categorical_vocab"].items()}

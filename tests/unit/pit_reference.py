@@ -91,6 +91,24 @@ def reference_features(crm: CRMData, spec: FeatureSpec, lead_id: object, as_of: 
     out["engagement_intensity"] = sum(
         config.weight_of(k) * 2 ** (-days(as_of - t) / config.half_life_days) for t, k in active
     )
+    for event_type in spec.event_types_:
+        if config.weight_of(event_type) <= 0:
+            continue
+        for half_life in config.type_half_lives_days:
+            out[f"{event_type}_decayed_{half_life:g}d"] = sum(
+                2 ** (-days(as_of - t) / half_life) for t, k in active if k == event_type
+            )
+    if config.burst_gap_days is not None:
+        # Walk the activity in time order; a quiet gap of >= burst_gap_days starts a new burst.
+        burst_start, previous = None, None
+        for t, _ in sorted(active, key=lambda pair: pair[0]):
+            if previous is None or t - previous >= config.burst_gap_days * DAY:
+                burst_start = t
+            previous = t
+        out["days_since_burst_start"] = days(as_of - burst_start) if burst_start is not None else math.nan
+        out["activity_since_burst_start"] = float(
+            sum(1 for t, _ in active if burst_start is not None and t >= burst_start)
+        )
     if UNSUBSCRIBE in spec.event_types_:
         out["ever_unsubscribed"] = float(UNSUBSCRIBE in types)
     if EMAIL_BOUNCE in spec.event_types_:

@@ -41,10 +41,19 @@ def features_at(crm: CRMData, spec: FeatureSpec, as_of: str) -> pd.Series:
     return frame.iloc[0]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kernel_matches_reference_definitions(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "options"),
+    [
+        (0, {}),
+        (1, {}),
+        (2, {}),
+        (3, {"type_half_lives_days": (3.0, 45.5), "burst_gap_days": 5.0}),
+        (4, {"type_half_lives_days": (), "burst_gap_days": 30.0, "event_weights": {"page_view": 0.0}}),
+    ],
+)
+def test_kernel_matches_reference_definitions(seed: int, options: dict) -> None:
     crm = random_crm(seed)
-    training = build_training_set(crm, FeatureConfig(cadence="14D"))
+    training = build_training_set(crm, FeatureConfig(cadence="14D", **options))
     frame = training.frame
     assert len(frame) > 20
     rows = frame.sample(n=20, random_state=seed)
@@ -52,7 +61,7 @@ def test_kernel_matches_reference_definitions(seed: int) -> None:
         expected = reference_features(crm, training.spec, row["lead_id"], row[AS_OF])
         for name, value in expected.items():
             got = row[name]
-            if name == "engagement_intensity":
+            if name == "engagement_intensity" or "_decayed_" in name:
                 assert got == pytest.approx(value, rel=1e-9, abs=1e-12), name
             elif math.isnan(value):
                 assert math.isnan(got), (name, got)
@@ -99,6 +108,38 @@ def test_trend_active_days_and_flags() -> None:
         for t in ["2024-02-28 10:00", "2024-02-28 18:00", "2024-02-10", "2024-02-11"]
     )
     assert row["engagement_intensity"] == pytest.approx(expected_intensity, rel=1e-12)
+
+
+def test_decayed_counts_per_type_and_bursts() -> None:
+    crm = one_lead(
+        [
+            ("2024-01-05", "page_view"),  # first burst
+            ("2024-01-10", "pricing_page_view"),
+            ("2024-02-10", "email_open"),  # 31 quiet days: a new burst starts here
+            ("2024-02-20", "pricing_page_view"),  # 10 days later: same burst
+            ("2024-02-21", "unsubscribe"),  # not activity: neither counted nor a burst start
+            ("2024-02-24", "pricing_page_view"),
+        ]
+    )
+    spec = FeatureSpec(FeatureConfig(type_half_lives_days=(7, 30), burst_gap_days=14)).fit(crm)
+    assert "unsubscribe_decayed_7d" not in spec.columns_
+    row = features_at(crm, spec, "2024-03-01")
+    assert row["pricing_page_view_decayed_7d"] == pytest.approx(2 ** (-10 / 7) + 2 ** (-6 / 7) + 2 ** (-51 / 7))
+    assert row["pricing_page_view_decayed_30d"] == pytest.approx(2 ** (-10 / 30) + 2 ** (-6 / 30) + 2 ** (-51 / 30))
+    assert row["page_view_decayed_30d"] == pytest.approx(2 ** (-56 / 30))
+    assert row["days_since_burst_start"] == 20.0
+    assert row["activity_since_burst_start"] == 3.0
+    # Before the second burst began, the first one is the latest (and the gap is not reached yet).
+    early = features_at(crm, spec, "2024-01-20")
+    assert early["days_since_burst_start"] == 15.0
+    assert early["activity_since_burst_start"] == 2.0
+    assert early["email_open_decayed_7d"] == 0.0
+    # A gap of 40 days never splits this history: one burst since the first page view.
+    wide = FeatureSpec(FeatureConfig(burst_gap_days=40)).fit(crm)
+    assert features_at(crm, wide, "2024-03-01")["days_since_burst_start"] == 56.0
+    none_yet = features_at(crm, spec, "2024-01-05")  # the first event is exactly at as_of
+    assert math.isnan(none_yet["days_since_burst_start"])
+    assert none_yet["activity_since_burst_start"] == 0.0
 
 
 def test_active_days_count_a_day_straddling_the_window_start() -> None:

@@ -22,7 +22,8 @@ from features.spec import FeatureConfig, FeatureSpec, FeatureSpecError
 
 def test_json_round_trip_reproduces_spec_and_features() -> None:
     crm = random_crm(1)
-    config = FeatureConfig(windows=(3, 14), half_life_days=5, event_weights={"page_view": 2.0})
+    config = FeatureConfig(windows=(3, 14), half_life_days=5, event_weights={"page_view": 2.0},
+                           type_half_lives_days=(2.5, 20), burst_gap_days=3.5)
     training = build_training_set(crm, config)
     spec = training.spec
     restored = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
@@ -49,6 +50,35 @@ def test_families_and_labels_cover_every_column() -> None:
     )
     assert spec.labels_["pricing_page_view_count_30d"] == "pricing page views, last 30 days"
     assert set(spec.labels_) == set(spec.columns_)
+
+
+def test_decayed_and_burst_columns_have_family_and_labels() -> None:
+    spec = FeatureSpec(FeatureConfig(type_half_lives_days=(30, 7), burst_gap_days=10)).fit(random_crm(2))
+    engagement = spec.columns_of(ENGAGEMENT)
+    decayed = [c for c in engagement if "_decayed_" in c]
+    # Activity types only (unsubscribe / bounce weigh 0), half-lives sorted, type-major.
+    assert decayed == ["email_open_decayed_7d", "email_open_decayed_30d", "page_view_decayed_7d",
+                       "page_view_decayed_30d", "pricing_page_view_decayed_7d", "pricing_page_view_decayed_30d"]
+    assert spec.labels_["pricing_page_view_decayed_7d"] == "pricing page views, decayed count (half-life 7 days)"
+    assert {"days_since_burst_start", "activity_since_burst_start"} <= set(engagement)
+    assert "10+ quiet days" in spec.labels_["days_since_burst_start"]
+    off = FeatureSpec(FeatureConfig(type_half_lives_days=(), burst_gap_days=None)).fit(random_crm(2))
+    assert not [c for c in off.columns_ if "_decayed_" in c or "burst" in c]
+    assert len(spec.columns_) - len(off.columns_) == len(decayed) + 2
+
+
+def test_spec_written_before_decayed_and_burst_columns_still_loads() -> None:
+    crm = random_crm(6)
+    old = FeatureSpec(FeatureConfig(type_half_lives_days=(), burst_gap_days=None)).fit(crm)
+    data = old.to_dict()
+    for key in ("type_half_lives_days", "burst_gap_days"):
+        del data["config"][key]  # an older spec never wrote these fields
+    restored = FeatureSpec.from_dict(json.loads(json.dumps(data)))
+    assert restored == old
+    as_of = pd.Timestamp("2024-05-01")
+    pd.testing.assert_frame_equal(
+        build_scoring_frame(crm, restored, as_of=as_of), build_scoring_frame(crm, old, as_of=as_of), check_exact=True
+    )
 
 
 def test_unseen_categories_become_missing_and_are_reported() -> None:
@@ -104,6 +134,10 @@ def test_config_validation_names_the_field() -> None:
         FeatureConfig(half_life_days=-1)
     with pytest.raises(ValueError, match="recycled"):
         FeatureConfig(event_types=("email_open", "recycled"))
+    with pytest.raises(ValueError, match="type_half_lives_days"):
+        FeatureConfig(type_half_lives_days=(7, 0))
+    with pytest.raises(ValueError, match="burst_gap_days"):
+        FeatureConfig(burst_gap_days=0)
     with pytest.raises(ValueError, match="event_weights"):
         FeatureConfig(event_weights={"email_open": -2})
 

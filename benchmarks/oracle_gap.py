@@ -8,7 +8,10 @@ rules, then scores the *same* test snapshots with the generator's true probabili
 Acceptance target (issue): model AUC within 0.02 of the oracle AUC, ECE <= 0.02, far above the
 points baseline.
 
-    .venv/bin/python benchmarks/oracle_gap.py [--leads 20000] [--seed 0] [--seeds 1]
+    .venv/bin/python benchmarks/oracle_gap.py [--leads 20000] [--seed 0] [--seeds 1] [--no-realism]
+
+``--no-realism`` generates without the engaged non-buyers and email link scanners
+(``SynthConfig(realism=False)``), the generator before they were added.
 """
 
 from __future__ import annotations
@@ -58,10 +61,17 @@ class OracleGap:
         return self.auc["oracle"] - self.auc[MODEL_NAME]
 
 
-def measure(n_leads: int, seed: int = 0, config: TrainingConfig | None = None) -> OracleGap:
-    """Generate, build snapshots, train, and compare on the test snapshots (pure library calls)."""
+def measure(n_leads: int, seed: int = 0, config: TrainingConfig | None = None,
+            realism: bool | None = None) -> OracleGap:
+    """Generate, build snapshots, train, and compare on the test snapshots (pure library calls).
+
+    ``realism`` None keeps the generator's default (``SynthConfig.realism``).
+    """
     began = time.perf_counter()
-    crm = generate(SynthConfig(n_leads=n_leads, seed=seed))
+    synth = SynthConfig(n_leads=n_leads, seed=seed)
+    if realism is not None:
+        synth = synth.model_copy(update={"realism": realism})
+    crm = generate(synth)
     training_set = build_training_set(crm.to_crm(), FeatureConfig(horizon_days=HORIZON_DAYS))
     config = config or TrainingConfig(make_plots=False, bootstrap_samples=0)
     result = train_and_evaluate(training_set, config, points_rules=load_points_rules(POINTS_RULES),
@@ -87,10 +97,12 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds seed..seed+seeds-1")
+    parser.add_argument("--realism", action=argparse.BooleanOptionalAction, default=None,
+                        help="engaged non-buyers and link scanners (default: the generator's default)")
     args = parser.parse_args()
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
-        gap = measure(args.leads, seed)
+        gap = measure(args.leads, seed, realism=args.realism)
         rows.append({"leads": gap.leads, "seed": seed, "test_rows": gap.test_rows, "test_pos": gap.test_positives,
                      "oracle": gap.auc["oracle"], "model": gap.auc[MODEL_NAME], "gap": gap.gap,
                      "points": gap.auc[POINTS_NAME], "logistic": gap.auc[LOGISTIC_NAME],

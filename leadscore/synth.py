@@ -13,6 +13,30 @@ The latent world, per lead:
   engagement level ``sum A * rho**k`` (the decaying part of the episodes: high from an episode's
   first day, so behaviour reveals the latent intent; see ``EVENT_SQRT`` / ``EVENT_LINEAR``).
 
+Realism (``SynthConfig.realism``, on by default; its draws come from a separate random stream,
+so ``realism=False`` reproduces the earlier generator exactly):
+
+- *engaged non-buyers* (``PERSONAS``, ~30% of leads): students/researchers, job seekers,
+  competitors, existing customers/partners, consultants. In real funnels much engagement comes from
+  people who will never buy: students read everything for coursework, competitors watch pricing
+  pages and webinars and even book demos, customers open every email and attend product webinars,
+  consultants research on behalf of clients. Their base hazard is ``NON_BUYER_HAZARD`` times a
+  buyer's (almost never converting), they have more episodes (``PERSONA_EPISODE_RATE``) and their
+  own event mix (``PERSONA_EVENT_MIX``). A CRM shows most of them, not all: self-describing job
+  titles and enrichment seniority levels ("training", "unpaid", "owner", as LinkedIn's levels) for
+  ~60-80% of students, job seekers and consultants; the new attributes ``email_domain``
+  (business/personal/edu: small-company buyers use personal addresses, education buyers edu ones)
+  and ``account_type`` (prospect/customer/partner/competitor from lead-to-account matching, which
+  misses ~20%); their lead sources (inbound content and events, no outbound). A model can learn
+  attribute x behaviour interactions; additive points over-count their engagement.
+- *email link scanners*: security gateways of business mailboxes (mostly large companies,
+  ``SCANNER_P``) open every delivered marketing email and click its links within seconds, whatever
+  the recipient's intent (``_scanner_events``): opens and clicks carry less signal.
+- event volume is rescaled by ``REALISM_EVENT_VOLUME`` so ``events_per_lead`` stays the mean.
+
+The truth table records ``persona`` and ``email_scanner``; the oracle needs nothing new, since the
+persona acts through ``base_hazard``, ``episode_rate`` and ``amplitude_mean``.
+
 Events are consequences of intent, never causes of conversion, so :func:`true_probability` only
 needs the latent state. All randomness comes from fixed blocks of ``BLOCK_LEADS`` leads, each seeded
 by ``(seed, block)``: the tables do not depend on the chunk size used to produce them.
@@ -109,8 +133,71 @@ TITLE_TEMPLATES = (
 )
 MISSING_RATE = {"industry": 0.02, "employees": 0.04, "annual_revenue": 0.06, "country": 0.01,
                 "job_title": 0.04, "seniority": 0.03, "lead_source": 0.015}
-CATEGORICAL_ATTRIBUTES = ["industry", "country", "job_title", "seniority", "lead_source"]
+CATEGORICAL_ATTRIBUTES = ["industry", "country", "job_title", "seniority", "lead_source", "email_domain",
+                          "account_type"]
 NUMERIC_ATTRIBUTES = ["employees", "annual_revenue"]
+REALISM_ATTRIBUTES = ("email_domain", "account_type")  # only generated with SynthConfig.realism
+
+# --- realism: engaged non-buyers and email security scanners (SynthConfig.realism) ---------------
+REALISM_STREAM = 1  # the realism draws use their own random stream (seed, block, REALISM_STREAM)
+PERSONAS = ("buyer", "student", "job_seeker", "competitor", "customer", "consultant")
+BUYER, STUDENT, JOB_SEEKER, COMPETITOR, CUSTOMER, CONSULTANT = range(len(PERSONAS))
+PERSONA_P = (0.70, 0.09, 0.05, 0.05, 0.06, 0.05)
+NON_BUYER_HAZARD = 0.01  # multiplies a non-buyer's base hazard: they (almost) never convert
+PERSONA_EPISODE_RATE = (0.0, 1 / 200, 1 / 260, 1 / 180, 1 / 200, 1 / 260)  # per day (buyers: by fit)
+PERSONA_AMPLITUDE = 1.3  # mean episode amplitude of non-buyers: curiosity, not budget
+# event-rate multipliers per persona, columns as EVENT_TYPES[:10] (open, click, page, pricing, form,
+# webinar, content, demo, unsubscribe, bounce)
+PERSONA_EVENT_MIX = np.array([
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # buyer
+    [0.8, 1.0, 0.8, 0.4, 1.5, 1.5, 3.0, 0.2, 1.0, 1.0],  # student: reads everything, rarely prices
+    [1.2, 1.0, 1.0, 0.3, 0.8, 0.5, 1.0, 0.05, 1.0, 1.0],  # job seeker: browses (careers, about us)
+    [0.6, 0.8, 0.8, 2.0, 0.8, 1.5, 1.5, 0.7, 1.0, 1.0],  # competitor: pricing, webinars, demos
+    [1.5, 1.5, 0.6, 0.8, 0.8, 2.0, 1.0, 0.6, 1.0, 1.0],  # customer / partner: email, webinars
+    [1.0, 1.0, 0.7, 1.0, 1.5, 1.5, 2.0, 1.0, 1.0, 1.0],  # consultant: content, demos for clients
+])
+# lead source of non-buyers (LEAD_SOURCES order): inbound content and events, almost never outbound
+PERSONA_SOURCE_P = np.array([
+    LEAD_SOURCE_P,
+    (0.50, 0.10, 0.25, 0.00, 0.15, 0.00, 0.00),
+    (0.50, 0.10, 0.30, 0.05, 0.05, 0.00, 0.00),
+    (0.45, 0.25, 0.10, 0.00, 0.20, 0.00, 0.00),
+    (0.30, 0.10, 0.05, 0.10, 0.25, 0.05, 0.15),
+    (0.35, 0.10, 0.15, 0.10, 0.20, 0.00, 0.10),
+])
+STUDENT_TITLES = ("Student", "Graduate Student", "PhD Candidate", "Research Assistant", "Intern")
+JOB_SEEKER_TITLES = ("Open to Work", "Seeking New Opportunities", "Unemployed", "Career Changer")
+CONSULTANT_TITLES = ("Consultant", "Independent Consultant", "Freelance Consultant", "Advisor")
+PERSONA_TITLES = {STUDENT: (STUDENT_TITLES, 0.8), JOB_SEEKER: (JOB_SEEKER_TITLES, 0.6),
+                  CONSULTANT: (CONSULTANT_TITLES, 0.75)}  # persona -> (titles, share using them)
+# enrichment derives the seniority level from such titles, as LinkedIn's levels "Training" (students,
+# interns), "Unpaid" (between jobs) and "Owner" (one-person firms) do
+PERSONA_SENIORITIES = ("training", "unpaid", "owner")
+PERSONA_SENIORITY = {STUDENT: 0, JOB_SEEKER: 1, CONSULTANT: 2}  # persona -> PERSONA_SENIORITIES index
+PERSONA_SIZE_MISSING = {STUDENT: 0.6, JOB_SEEKER: 0.5}  # no company to report
+EMAIL_DOMAINS = ("business", "personal", "edu")
+PERSONA_EMAIL_P = np.array([
+    (0.92, 0.08, 0.00),  # buyer (small companies and education buyers: see _email_domain_p)
+    (0.05, 0.35, 0.60),
+    (0.10, 0.90, 0.00),
+    (0.95, 0.05, 0.00),
+    (0.92, 0.08, 0.00),
+    (0.45, 0.55, 0.00),
+])
+ACCOUNT_TYPES = ("prospect", "customer", "partner", "competitor")
+PERSONA_ACCOUNT_P = np.array([
+    (0.96, 0.03, 0.01, 0.00),  # buyer: a few expansion deals with existing customers
+    (1.00, 0.00, 0.00, 0.00),
+    (1.00, 0.00, 0.00, 0.00),
+    (0.20, 0.00, 0.00, 0.80),  # lead-to-account matching misses some competitors
+    (0.15, 0.60, 0.25, 0.00),
+    (0.85, 0.00, 0.15, 0.00),
+])
+REALISM_MISSING_RATE = {"email_domain": 0.005, "account_type": 0.08}
+SCANNER_P = (0.6, 0.25, 0.03)  # share of business mailboxes behind a link scanner: >=1000, >=250, smaller
+SCANNER_SENDS_PER_DAY = 0.06  # marketing emails per day reaching a scanned mailbox (weekdays only)
+SCANNER_EXTRA_CLICKS = 1.5  # mean extra links clicked per scanned email (Poisson), beyond the first
+REALISM_EVENT_VOLUME = 1.3  # non-buyers and scanners add ~30% events: rescaled to keep events_per_lead
 
 # --- engagement: per-type daily rate = const*exp(0.3 fit) + sqrt_coef*sqrt(e) + linear*e, with the
 # engagement level e = sum of A * rho**k over started episodes: it jumps to the episode's amplitude on
@@ -146,6 +233,8 @@ class SynthConfig(BaseModel):
     conversion_scale: float = Field(1.0, gt=0, description="multiplies every lead's base hazard")
     horizon_days: int = Field(90, ge=1, description="default horizon of the oracle probability")
     chunk_leads: int = Field(20_000, ge=1, description="leads per yielded/written chunk")
+    realism: bool = Field(True, description="engaged non-buyer personas, email link scanners, attributes "
+                          "email_domain/account_type (see the module docstring)")
 
     @model_validator(mode="after")
     def _history_is_long_enough(self) -> SynthConfig:
@@ -186,7 +275,7 @@ class SyntheticCRM:
     def to_crm(self) -> CRMData:
         """The canonical tables (without the truth) as the shared container."""
         return CRMData(self.leads, self.events, self.outcomes,
-                       categorical_attributes=list(CATEGORICAL_ATTRIBUTES),
+                       categorical_attributes=[c for c in CATEGORICAL_ATTRIBUTES if c in self.leads.columns],
                        numeric_attributes=list(NUMERIC_ATTRIBUTES))
 
 
@@ -248,7 +337,7 @@ def _campaign_names(config: SynthConfig) -> list[str]:
     return [f"{y}Q{q} {kind}" for y in range(first, last + 1) for q in range(1, 5) for kind in CAMPAIGN_KINDS]
 
 
-def _job_titles() -> tuple[np.ndarray, list[str]]:
+def _job_titles(realism: bool = False) -> tuple[np.ndarray, list[str]]:
     """Title strings indexed [seniority, template, function, lowercase] and the category list."""
     titles = np.empty((len(SENIORITIES), 3, len(FUNCTIONS), 2), dtype=object)
     for s, templates in enumerate(TITLE_TEMPLATES):
@@ -257,7 +346,17 @@ def _job_titles() -> tuple[np.ndarray, list[str]]:
                 title = template.format(f=function, c=C_TITLES[f])
                 titles[s, t, f, 0] = title
                 titles[s, t, f, 1] = title.lower()
-    return titles, sorted(set(titles.ravel().tolist()))
+    categories = set(titles.ravel().tolist())
+    if realism:
+        for persona_titles, _ in PERSONA_TITLES.values():
+            categories |= set(persona_titles) | {t.lower() for t in persona_titles}
+    return titles, sorted(categories)
+
+
+def _pick(rng: np.random.Generator, p_rows: np.ndarray) -> np.ndarray:
+    """One category code per row of a (rows x categories) probability matrix."""
+    u = rng.random(len(p_rows))
+    return np.minimum((np.cumsum(p_rows, axis=1) < u[:, None]).sum(axis=1), p_rows.shape[1] - 1)
 
 
 # --- one block -----------------------------------------------------------------------------------
@@ -304,10 +403,25 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     template = rng.integers(0, 3, size=n)
     lowercase = (rng.random(n) < 0.1).astype(np.int64)
     employees = np.clip(np.round(np.exp(np.log(120) + 1.6 * rng.standard_normal(n))), 1, 300_000)
-    revenue_per_employee = np.asarray(INDUSTRY_REVENUE_PER_EMPLOYEE)[industry]
-    revenue = np.round(employees * revenue_per_employee * np.exp(0.5 * rng.standard_normal(n)), -3)
+    revenue_noise = np.exp(0.5 * rng.standard_normal(n))
     sloppy = rng.random(n) ** 4  # data quality of the record: a few very sloppy ones
-    titles, title_categories = _job_titles()
+    titles, title_categories = _job_titles(config.realism)
+
+    # realism (own random stream): who the lead really is, and what the CRM shows of it
+    rx = np.random.default_rng([config.seed, block, REALISM_STREAM])
+    persona = np.zeros(n, dtype=np.int64)
+    size_unknown = np.zeros(n, dtype=bool)
+    if config.realism:
+        persona = rx.choice(len(PERSONAS), size=n, p=PERSONA_P)
+        non_buyer = persona != BUYER
+        source = np.where(non_buyer, _pick(rx, PERSONA_SOURCE_P[persona]), source)
+        seniority = np.where(persona == STUDENT, 0, seniority)
+        industry = np.where((persona == STUDENT) & (rx.random(n) < 0.6), INDUSTRIES.index("education"), industry)
+        industry = np.where((persona == COMPETITOR) & (rx.random(n) < 0.9), INDUSTRIES.index("software"), industry)
+        employees = np.where(persona == CONSULTANT, rx.integers(1, 11, size=n), employees).astype(float)
+        size_unknown = rx.random(n) < np.select([persona == STUDENT, persona == JOB_SEEKER],
+                                                 [PERSONA_SIZE_MISSING[STUDENT], PERSONA_SIZE_MISSING[JOB_SEEKER]], 0.0)
+    revenue = np.round(employees * np.asarray(INDUSTRY_REVENUE_PER_EMPLOYEE)[industry] * revenue_noise, -3)
 
     fit = FIT_WEIGHT * (np.asarray(SENIORITY_FIT)[seniority] + np.asarray(INDUSTRY_FIT)[industry]
                         + np.asarray(LEAD_SOURCE_FIT)[source] + np.asarray(COUNTRY_FIT)[country]
@@ -315,6 +429,11 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     base_hazard = config.conversion_scale * np.exp(BASE_LOG_HAZARD + fit)
     episode_rate = EPISODE_RATE * np.exp(EPISODE_RATE_FIT * fit)
     amplitude_mean = np.exp(AMPLITUDE_FIT * fit)
+    if config.realism:
+        non_buyer = persona != BUYER
+        base_hazard = np.where(non_buyer, NON_BUYER_HAZARD * base_hazard, base_hazard)
+        episode_rate = np.where(non_buyer, np.asarray(PERSONA_EPISODE_RATE)[persona], episode_rate)
+        amplitude_mean = np.where(non_buyer, PERSONA_AMPLITUDE, amplitude_mean)
     half_life = np.clip(HALF_LIFE_MEDIAN * np.exp(HALF_LIFE_SIGMA * rng.standard_normal(n)), 3.0, 60.0)
     rho = 2.0 ** (-1.0 / half_life)
     rho_fast = rho * KAPPA
@@ -378,20 +497,22 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
 
     # engagement: Poisson process over (lead, day) cells with intent-driven intensity
     fit_factor = np.exp(0.3 * fit)
-    const = EVENT_CONST[None, :] * fit_factor[:, None]
+    mix = PERSONA_EVENT_MIX[persona]
+    const = EVENT_CONST[None, :] * fit_factor[:, None] * mix
+    linear = EVENT_LINEAR[None, :] * mix
     const[bad_email, _T[EMAIL_OPEN]] = 0.0
     const[bad_email, _T[EMAIL_CLICK]] = 0.0
     const[bad_email, _T[EMAIL_BOUNCE]] = BOUNCE_RATE
-    concave = np.broadcast_to(EVENT_SQRT, (n, N_SAMPLED_TYPES)).copy()
+    concave = EVENT_SQRT[None, :] * mix
     concave[bad_email, _T[EMAIL_OPEN]] = 0.0
     concave[bad_email, _T[EMAIL_CLICK]] = 0.0
     unsubscribe = np.where(bad_email, 0.0, UNSUBSCRIBE_RATE)
-    scale = config.events_per_lead / REFERENCE_EVENTS_PER_LEAD
+    scale = config.events_per_lead / REFERENCE_EVENTS_PER_LEAD / (REALISM_EVENT_VOLUME if config.realism else 1.0)
     last_row = np.where(converted, conv_row, n_days - 1)
     alive = exposure * (rows <= last_row[None, :])
     intensity = np.sqrt(engaged)
     intensity *= concave.sum(1)[None, :]
-    intensity += const.sum(1)[None, :] + EVENT_LINEAR.sum() * engaged + unsubscribe[None, :] / (1.0 + 2.0 * engaged)
+    intensity += const.sum(1)[None, :] + linear.sum(1)[None, :] * engaged + unsubscribe[None, :] / (1.0 + 2.0 * engaged)
     intensity *= alive
     intensity *= (scale * _event_weekly(day_axis))[:, None]
     del alive
@@ -415,13 +536,29 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     # event types from the per-type intensities at that lead-day
     level = engaged[ev_row, ev_lead]
     del intent, engaged
-    type_rate = const[ev_lead] + concave[ev_lead] * np.sqrt(level)[:, None] + EVENT_LINEAR[None, :] * level[:, None]
+    type_rate = const[ev_lead] + concave[ev_lead] * np.sqrt(level)[:, None] + linear[ev_lead] * level[:, None]
     type_rate[:, _T[UNSUBSCRIBE]] = unsubscribe[ev_lead] / (1.0 + 2.0 * level)
     cum_rate = np.cumsum(type_rate, axis=1)
     pick = rng.random(len(ev_lead)) * cum_rate[:, -1]
     ev_type = np.minimum((cum_rate < pick[:, None]).sum(axis=1), N_SAMPLED_TYPES - 1)
     del type_rate, cum_rate
     value_draw = rng.standard_normal(len(ev_lead))
+
+    # observed realism attributes, then the link scanners of business mailboxes
+    email_domain = np.zeros(n, dtype=np.int64)
+    account_type = np.zeros(n, dtype=np.int64)
+    scanner = np.zeros(n, dtype=bool)
+    if config.realism:
+        email_domain = _pick(rx, _email_domain_p(persona, industry, employees))
+        account_type = _pick(rx, PERSONA_ACCOUNT_P[persona])
+        scan_p = np.select([employees >= 1000, employees >= 250], list(SCANNER_P[:2]), SCANNER_P[2])
+        scanner = (rx.random(n) < scan_p) & (email_domain == 0) & ~bad_email
+        sc_lead, sc_sec, sc_type = _scanner_events(rx, scanner, created_sec, end_day, scale)
+        ev_lead = np.concatenate([ev_lead, sc_lead])
+        ev_sec = np.concatenate([ev_sec, sc_sec])
+        ev_type = np.concatenate([ev_type, sc_type])
+        level = np.concatenate([level, np.zeros(len(sc_lead))])
+        value_draw = np.concatenate([value_draw, np.zeros(len(sc_lead))])
 
     # no email after the first unsubscribe/bounce, nothing after the conversion
     keep = ev_sec <= conv_sec[ev_lead]
@@ -455,6 +592,17 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
     events = _events_frame(config, lead_id[all_lead], all_sec, all_type, all_level, all_draw)
 
     # observed leads: missing values, more on sloppy records
+    title_values = titles[seniority, template, function, lowercase]
+    observed_seniority, seniority_levels = seniority, SENIORITIES
+    if config.realism:
+        titled = _persona_titles(rx, persona, lowercase)
+        has_title = titled != None  # noqa: E711 (object array)
+        title_values = np.where(has_title, titled, title_values)
+        level_of_persona = np.full(len(PERSONAS), -1)
+        for code, level in PERSONA_SENIORITY.items():
+            level_of_persona[code] = len(SENIORITIES) + level
+        observed_seniority = np.where(has_title, level_of_persona[persona], seniority)
+        seniority_levels = (*SENIORITIES, *PERSONA_SENIORITIES)
     leads = pd.DataFrame({
         LEAD_ID: lead_id,
         CREATED_AT: created_sec.astype("datetime64[s]").astype("datetime64[ns]"),
@@ -464,11 +612,18 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
         "country": _categorical(country, COUNTRIES, _with_missing(rng, country, MISSING_RATE["country"], sloppy)),
         "job_title": pd.Categorical(
             np.where(_with_missing(rng, function, MISSING_RATE["job_title"], sloppy), None,
-                     titles[seniority, template, function, lowercase]),
+                     title_values),
             categories=pd.Index(title_categories, dtype=object)),
-        "seniority": _categorical(seniority, SENIORITIES, _with_missing(rng, seniority, MISSING_RATE["seniority"], sloppy)),
+        "seniority": _categorical(observed_seniority, seniority_levels,
+                                  _with_missing(rng, seniority, MISSING_RATE["seniority"], sloppy)),
         "lead_source": _categorical(source, LEAD_SOURCES, _with_missing(rng, source, MISSING_RATE["lead_source"], sloppy)),
     })
+    if config.realism:
+        leads.loc[size_unknown, ["employees", "annual_revenue"]] = np.nan
+        leads["email_domain"] = _categorical(email_domain, EMAIL_DOMAINS, _with_missing(
+            rx, email_domain, REALISM_MISSING_RATE["email_domain"], sloppy))
+        leads["account_type"] = _categorical(account_type, ACCOUNT_TYPES, _with_missing(
+            rx, account_type, REALISM_MISSING_RATE["account_type"], sloppy))
 
     converted_at = np.where(converted, conv_sec, 0).astype("datetime64[s]").astype("datetime64[ns]")
     converted_at[~converted] = np.datetime64("NaT")
@@ -481,9 +636,59 @@ def _generate_block(config: SynthConfig, block: int) -> SyntheticCRM:
         "observed_until": np.full(n, config.observed_until.to_datetime64()).astype("datetime64[ns]"),
         "fit_score": fit, "base_hazard": base_hazard, "episode_rate": episode_rate,
         "amplitude_mean": amplitude_mean, "half_life_days": half_life, "bad_email": bad_email,
+        "persona": np.asarray(PERSONAS, dtype=object)[persona], "email_scanner": scanner,
     }
     truth = _truth_frame(lead_params, ep_lead, ep_day, ep_amp, n)
     return SyntheticCRM(leads, events, outcomes, truth)
+
+
+def _email_domain_p(persona: np.ndarray, industry: np.ndarray, employees: np.ndarray) -> np.ndarray:
+    """Probabilities of business / personal / edu addresses per lead (rows of ``PERSONA_EMAIL_P``).
+
+    Buyers from very small companies often sign up with a personal address, and buyers in
+    education (universities buying software) with an edu one: neither is a perfect non-buyer sign.
+    """
+    p = PERSONA_EMAIL_P[persona].copy()
+    buyer = persona == BUYER
+    p[buyer & (employees < 20)] = (0.6, 0.4, 0.0)
+    p[buyer & (industry == INDUSTRIES.index("education"))] = (0.45, 0.1, 0.45)
+    return p
+
+
+def _persona_titles(rng: np.random.Generator, persona: np.ndarray, lowercase: np.ndarray) -> np.ndarray:
+    """Self-describing titles ("Student", "Open to Work", "Consultant"...) for most such personas, else NaN."""
+    out = np.full(len(persona), None, dtype=object)
+    u = rng.random(len(persona))
+    which = rng.random(len(persona))
+    for code, (titles, share) in PERSONA_TITLES.items():
+        rows = (persona == code) & (u < share)
+        chosen = np.asarray(titles, dtype=object)[(which[rows] * len(titles)).astype(np.int64)]
+        out[rows] = np.where(lowercase[rows] == 1, np.char.lower(chosen.astype(str)).astype(object), chosen)
+    return out
+
+
+def _scanner_events(rng: np.random.Generator, scanner: np.ndarray, created_sec: np.ndarray, end_day: int,
+                    scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A security gateway opens each delivered marketing email and clicks its links within seconds.
+
+    Deliveries are a Poisson process on weekdays from creation to the end of the history; each one
+    gives an open 1-30 s after delivery and 1 + Poisson(``SCANNER_EXTRA_CLICKS``) clicks 2-60 s after.
+    """
+    end_sec = (end_day + 1) * SECONDS_PER_DAY
+    lifetime = np.where(scanner, (end_sec - created_sec) / SECONDS_PER_DAY, 0.0)
+    sends = rng.poisson(SCANNER_SENDS_PER_DAY * scale * lifetime * 7 / 5)
+    lead = np.repeat(np.arange(len(scanner)), sends)
+    sent = created_sec[lead] + np.floor(rng.random(len(lead)) * (end_sec - created_sec[lead])).astype(np.int64)
+    weekday = (sent // SECONDS_PER_DAY + 3) % 7
+    lead, sent = lead[weekday < 5], sent[weekday < 5]
+    clicks = 1 + rng.poisson(SCANNER_EXTRA_CLICKS, size=len(lead))
+    click_lead = np.repeat(lead, clicks)
+    click_sec = np.repeat(sent, clicks) + rng.integers(2, 61, size=len(click_lead))
+    open_sec = sent + rng.integers(1, 31, size=len(lead))
+    all_lead = np.concatenate([lead, click_lead])
+    all_sec = np.minimum(np.concatenate([open_sec, click_sec]), end_sec - 1)
+    all_type = np.concatenate([np.full(len(lead), _T[EMAIL_OPEN]), np.full(len(click_lead), _T[EMAIL_CLICK])])
+    return all_lead, all_sec, all_type
 
 
 def _events_frame(config: SynthConfig, lead_ids: np.ndarray, sec: np.ndarray, type_code: np.ndarray,

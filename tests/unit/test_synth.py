@@ -163,3 +163,39 @@ def test_true_probability_matches_simulated_outcomes() -> None:
     high = p >= np.quantile(p, 0.8)
     assert abs(p[high].sum() - y[high].sum()) < 4 * np.sqrt((p[high] * (1 - p[high])).sum())
     assert y[high].mean() > 3 * y[~high].mean()  # the oracle ranks, not just calibrates
+
+
+def test_non_buyers_engage_but_do_not_convert_and_mostly_show_in_attributes(crm: SyntheticCRM) -> None:
+    truth = crm.truth.drop_duplicates(LEAD_ID).set_index(LEAD_ID).reindex(crm.leads[LEAD_ID])
+    non_buyer = (truth["persona"] != "buyer").to_numpy()
+    assert 0.2 < non_buyer.mean() < 0.4
+    converted = crm.outcomes[CONVERTED_AT].notna().to_numpy()
+    assert converted[~non_buyer].mean() > 10 * max(converted[non_buyer].mean(), 1e-3)
+    events = crm.events[LEAD_ID].value_counts().reindex(crm.leads[LEAD_ID], fill_value=0).to_numpy()
+    assert events[non_buyer].mean() > 1.3 * events[~non_buyer].mean()  # engaged non-buyers
+    leads = crm.leads
+    tell_tale = (leads["seniority"].isin(["training", "unpaid", "owner"])
+                 | leads["email_domain"].isin(["personal", "edu"])
+                 | leads["account_type"].isin(["customer", "partner", "competitor"])).to_numpy()
+    assert 0.6 < tell_tale[non_buyer].mean() < 0.98  # mostly, not perfectly, identifiable
+    assert tell_tale[~non_buyer].mean() < 0.35
+
+
+def test_link_scanners_click_within_seconds_of_the_open(crm: SyntheticCRM) -> None:
+    truth = crm.truth.drop_duplicates(LEAD_ID).set_index(LEAD_ID)
+    scanned = truth.index[truth["email_scanner"].astype(bool)]
+    assert len(scanned) > 0.02 * N_LEADS
+    assert (crm.leads.set_index(LEAD_ID).loc[scanned, "email_domain"].dropna() == "business").all()
+    email = crm.events[crm.events[EVENT_TYPE].isin([EMAIL_OPEN, EMAIL_CLICK])]
+    gaps = email.groupby(LEAD_ID)[OCCURRED_AT].diff().dt.total_seconds()
+    quick = (gaps < 120).groupby(email[LEAD_ID]).mean()
+    assert quick.reindex(scanned).mean() > 0.3
+    assert quick.drop(scanned, errors="ignore").mean() < 0.05
+
+
+def test_realism_off_has_no_personas_nor_new_attributes() -> None:
+    plain = generate(SynthConfig(n_leads=300, seed=7, realism=False))
+    assert "email_domain" not in plain.leads.columns and "account_type" not in plain.leads.columns
+    assert plain.to_crm().attributes == [c for c in [*CATEGORICAL_ATTRIBUTES, *NUMERIC_ATTRIBUTES]
+                                         if c not in ("email_domain", "account_type")]
+    assert (plain.truth["persona"] == "buyer").all() and not plain.truth["email_scanner"].any()

@@ -10,6 +10,8 @@ table and calls :func:`features.build.training_frame` on it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dask.dataframe as dd
@@ -17,7 +19,10 @@ import numpy as np
 import pandas as pd
 
 from features.build import TrainingSet, training_frame
-from features.schema import LEAD_ID, CRMData
+from features.contract import DataConfig
+from features.loading import load_crm
+from features.readers import lead_id_ranges, read_lead_ids
+from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec
 
@@ -100,3 +105,88 @@ def build_training_set_dask(
     frame = result.compute()
     frame = frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
     return TrainingSet(frame, spec, data_end, dates)
+
+
+# ----- out of core: every task reads its own lead-id range from the source ---------------------
+@dataclass
+class SourceTrainingSet:
+    """A training set written partition by partition (one Parquet file per lead-id range)."""
+
+    spec: FeatureSpec
+    data_end: pd.Timestamp
+    as_of_dates: pd.DatetimeIndex
+    files: list[Path]
+
+    def read(self) -> pd.DataFrame:
+        """All partitions in one frame, sorted like :func:`features.build.build_training_set`."""
+        frame = pd.concat([pd.read_parquet(f) for f in self.files], ignore_index=True)
+        return frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
+
+
+def _partition_facts(data: DataConfig, start: int, stop: int) -> dict[str, Any]:
+    """Pass 1 on a worker: the partition's validated leads, event types and latest timestamp."""
+    crm, _ = load_crm(data, lead_id_range=(start, stop))
+    end = resolve_data_end(crm, FeatureConfig()) if len(crm.leads) else None
+    types = set(crm.events[EVENT_TYPE].astype(str).unique()) if len(crm.events) else set()
+    return {"leads": crm.leads, "categorical": list(crm.categorical_attributes),
+            "numeric": list(crm.numeric_attributes), "event_types": types, "data_end": end}
+
+
+def _partition_to_parquet(data: DataConfig, start: int, stop: int, spec_dict: dict[str, Any],
+                          dates: pd.DatetimeIndex, data_end: pd.Timestamp, path: Path) -> Path:
+    """Pass 2 on a worker: read the partition again, build its snapshot rows, write them."""
+    crm, _ = load_crm(data, lead_id_range=(start, stop))
+    frame = training_frame(crm, FeatureSpec.from_dict(spec_dict), dates, data_end)
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def build_training_set_from_source(
+    data: DataConfig,
+    out_dir: Path,
+    config: FeatureConfig | None = None,
+    partition_leads: int = 50_000,
+) -> SourceTrainingSet:
+    """Training set of a CRM too large for one machine, on the current Dask scheduler.
+
+    The driver reads only the lead ids. Pass 1 (on workers, one task per lead-id range) validates
+    each partition and returns its leads, event types and latest timestamp, from which the driver
+    fits the spec (vocabularies, column order) and fixes ``data_end`` and the as-of dates. Pass 2
+    reads each partition again and writes its snapshot rows to ``out_dir/part-NNNNN.parquet``.
+    Rows and values equal :func:`features.build.build_training_set` on the whole CRM (tested).
+    """
+    from dask import compute, delayed
+
+    config = config or FeatureConfig()
+    ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
+    if not ranges:
+        raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
+    facts = compute(*[delayed(_partition_facts)(data, a, b) for a, b in ranges])
+    kinds = {(tuple(f["categorical"]), tuple(f["numeric"])) for f in facts if len(f["leads"])}
+    if len(kinds) > 1:
+        raise ValueError(
+            "leads: attribute types were inferred differently in different lead partitions "
+            f"({sorted(kinds)}); declare them under data.attributes (categorical / numeric)"
+        )
+    categorical, numeric = (list(k) for k in kinds.pop())
+    leads = pd.concat([f["leads"] for f in facts], ignore_index=True)
+    ends = [f["data_end"] for f in facts if f["data_end"] is not None]
+    event_types = sorted(set().union(*(f["event_types"] for f in facts)) - {RECYCLED})
+    fixed = config.model_copy(update={
+        "data_end": config.data_end or max(ends).to_pydatetime(),
+        "event_types": config.event_types or tuple(event_types),
+    })
+    empty = load_crm(data, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
+    crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric)
+    spec = FeatureSpec(fixed).fit(crm)
+    data_end = resolve_data_end(crm, fixed)
+    dates = as_of_dates(crm, fixed, data_end)
+    declared = data.attributes.model_copy(update={"categorical": categorical, "numeric": numeric,
+                                                  "infer_undeclared": False})
+    data = data.model_copy(update={"attributes": declared})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_dict = spec.to_dict()
+    tasks = [delayed(_partition_to_parquet)(data, a, b, spec_dict, dates, data_end, out_dir / f"part-{k:05d}.parquet")
+             for k, (a, b) in enumerate(ranges)]
+    files = list(compute(*tasks))
+    return SourceTrainingSet(spec, data_end, dates, files)

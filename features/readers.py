@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
@@ -256,3 +257,40 @@ def read_flat(
     location = source.table if source.kind == "sql" else source.path
     assert location is not None  # checked by the config model
     return _read_one(source, location, columns=None, lead_id_column=config.id_column, subset=subset)
+
+
+def read_lead_ids(data: DataConfig) -> np.ndarray:
+    """Sorted distinct lead ids of the leads table (int64); string ids are refused with a clear error."""
+    source = data.source
+    column = data.columns.source_name(LEADS, LEAD_ID)
+    location = source.location(LEADS)
+    if source.kind == "sql":
+        assert source.url is not None
+        frame = read_sql_table(source.url, location, columns=[column], chunksize=source.chunksize,
+                               schema=source.db_schema)
+    elif source.kind == "parquet":
+        frame = read_parquet_table(location, columns=[column])
+    else:
+        frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
+                               encoding=source.csv_encoding)
+    if column not in frame.columns:
+        raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
+    ids = pd.to_numeric(frame[column].dropna(), errors="coerce")
+    bad = ids.isna() | (ids != np.floor(ids))
+    if bad.any():
+        examples = frame[column].dropna()[bad.to_numpy()].head(5).tolist()
+        raise ValueError(
+            f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; "
+            f"non-integer ids such as {examples}"
+        )
+    return np.unique(ids.to_numpy(dtype=np.int64))
+
+
+def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[int, int]]:
+    """Half-open ``[start, stop)`` id ranges of ``per_partition`` consecutive existing ids each, covering all."""
+    ids = np.unique(np.asarray(lead_ids, dtype=np.int64))
+    if ids.size == 0:
+        return []
+    starts = ids[::per_partition]
+    stops = np.append(starts[1:], ids[-1] + 1)
+    return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.build import instant_ns, scoring_matrix
 from features.contract import QUARANTINE, DataConfig
 from features.loading import load_crm
-from features.readers import read_csv_table, read_parquet_table, read_sql_table
+from features.readers import lead_id_ranges, read_lead_ids
 from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ModelInfo, ScoreBatch, ScoringConfig, ScoringCore
@@ -191,41 +191,9 @@ def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
                                                                            "numeric": numeric})})
 
 
-def read_lead_ids(data: DataConfig) -> np.ndarray:
-    """Sorted distinct lead ids of the leads table (int64); string ids are refused with a clear error."""
-    source = data.source
-    column = data.columns.source_name(LEADS, LEAD_ID)
-    location = source.location(LEADS)
-    if source.kind == "sql":
-        assert source.url is not None
-        frame = read_sql_table(source.url, location, columns=[column], chunksize=source.chunksize,
-                               schema=source.db_schema)
-    elif source.kind == "parquet":
-        frame = read_parquet_table(location, columns=[column])
-    else:
-        frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
-                               encoding=source.csv_encoding)
-    if column not in frame.columns:
-        raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
-    ids = pd.to_numeric(frame[column].dropna(), errors="coerce")
-    bad = ids.isna() | (ids != np.floor(ids))
-    if bad.any():
-        examples = frame[column].dropna()[bad.to_numpy()].head(5).tolist()
-        raise ValueError(
-            f"table {LEADS!r}, column {column!r}: rescoring partitions by integer lead-id ranges; "
-            f"non-integer ids such as {examples}"
-        )
-    return np.unique(ids.to_numpy(dtype=np.int64))
-
-
 def plan_partitions(lead_ids: np.ndarray, partition_leads: int) -> list[PartitionSpec]:
     """Half-open id ranges of ``partition_leads`` consecutive existing ids each, covering them all."""
-    ids = np.unique(np.asarray(lead_ids, dtype=np.int64))
-    if ids.size == 0:
-        return []
-    starts = ids[::partition_leads]
-    stops = np.append(starts[1:], ids[-1] + 1)
-    return [PartitionSpec(i, int(a), int(b)) for i, (a, b) in enumerate(zip(starts, stops, strict=True))]
+    return [PartitionSpec(i, a, b) for i, (a, b) in enumerate(lead_id_ranges(lead_ids, partition_leads))]
 
 
 def changed_lead_mask(crm: CRMData, since_ns: int, as_of_ns: int) -> np.ndarray:

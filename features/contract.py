@@ -96,22 +96,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceConfig(_Model):
+class _StorageOptions(_Model):
+    """How a source is read: file format or database, and reader options shared by both modes."""
+
+    kind: Literal["csv", "parquet", "sql"] = "csv"
+    url: str | None = None
+    db_schema: str | None = None
+    chunksize: int = Field(default=500_000, gt=0)
+    csv_separator: str = ","
+    csv_encoding: str = "utf-8"
+
+
+class SourceConfig(_StorageOptions):
     """Where the CRM tables live.
 
     ``kind`` csv/parquet: ``leads``/``events``/``outcomes`` are file paths.
     ``kind`` sql: they are table names in the database at ``url`` (SQLAlchemy URL; SQLite default).
     """
 
-    kind: Literal["csv", "parquet", "sql"] = "csv"
     leads: str = LEADS
     events: str = EVENTS
     outcomes: str = OUTCOMES
-    url: str | None = None
-    db_schema: str | None = None
-    chunksize: int = Field(default=500_000, gt=0)
-    csv_separator: str = ","
-    csv_encoding: str = "utf-8"
 
     @model_validator(mode="after")
     def _url_for_sql(self) -> SourceConfig:
@@ -225,17 +230,11 @@ class DataConfig(_CommonConfig):
         )
 
 
-class FlatSourceConfig(_Model):
+class FlatSourceConfig(_StorageOptions):
     """Where the flat table lives: a CSV/Parquet file, or a table in the database at ``url``."""
 
-    kind: Literal["csv", "parquet", "sql"] = "csv"
     path: str | None = None
     table: str | None = None
-    url: str | None = None
-    db_schema: str | None = None
-    chunksize: int = Field(default=500_000, gt=0)
-    csv_separator: str = ","
-    csv_encoding: str = "utf-8"
 
     @model_validator(mode="after")
     def _location(self) -> FlatSourceConfig:

@@ -1,8 +1,8 @@
 """Benchmark: sales-readiness model vs the synthetic oracle vs baselines on the same test snapshots.
 
 Generates a synthetic CRM, builds the point-in-time training set (monthly as-of dates, 90-day
-horizon), runs ``train_and_evaluate`` with the default training config and the hand-tuned points
-rules, then scores the *same* test snapshots with the generator's true probability
+horizon), runs ``train_and_evaluate`` with the default training config and the packaged default
+hand-tuned points rules, then scores the *same* test snapshots with the generator's true probability
 (``true_probability``). Prints AUC / ECE per scorer and the gap to the oracle.
 
 Acceptance target (issue): model AUC within 0.02 of the oracle AUC, ECE <= 0.02, far above the
@@ -31,13 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.build import build_training_set  # noqa: E402
 from features.spec import FeatureConfig  # noqa: E402
 from leadscore.synth import SynthConfig, generate, true_probability  # noqa: E402
-from training.baselines import load_points_rules  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
 from training.evaluation import probability_metrics  # noqa: E402
 from training.sales_readiness import LOGISTIC_NAME, MODEL_NAME, train_and_evaluate  # noqa: E402
 
 HORIZON_DAYS = 90
-POINTS_RULES = Path(__file__).resolve().parents[1] / "configs" / "points_rules.yaml"
 POINTS_NAME = "points: default_b2b_points"
 
 
@@ -74,8 +72,7 @@ def measure(n_leads: int, seed: int = 0, config: TrainingConfig | None = None,
     crm = generate(synth)
     training_set = build_training_set(crm.to_crm(), FeatureConfig(horizon_days=HORIZON_DAYS))
     config = config or TrainingConfig(make_plots=False, bootstrap_samples=0)
-    result = train_and_evaluate(training_set, config, points_rules=load_points_rules(POINTS_RULES),
-                                events=crm.events)
+    result = train_and_evaluate(training_set, config, events=crm.events)  # default points rules
     test = result.predictions
     y = test["label"].to_numpy()
     oracle = true_probability(crm.truth, test["lead_id"].to_numpy(), test["as_of"].to_numpy(), HORIZON_DAYS)

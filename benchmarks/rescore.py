@@ -1,24 +1,43 @@
 """Batch rescoring end to end (read, contract, features, score, top-3 reasons, write) vs a naive peer.
 
-Generates N synthetic leads into SQLite and into a fresh PostgreSQL database, trains and exports a
-small champion, runs :func:`serving.rescore.rescore` and prints leads/s and peak memory (RSS of this
-process sampled during the run). The naive peer on the same data: pandas reads of the whole tables
-(``pd.read_sql``), the same contract and features, ``shap.TreeExplainer(...).shap_values`` +
-``predict_proba``, then one INSERT per lead. The peer runs on the first ``--peer-leads`` leads only
-and its rate is extrapolated linearly (stated in the output).
-Usage: .venv/bin/python benchmarks/rescore.py [--leads 1000000] [--databases sqlite,postgres]
+For each database (SQLite file, fresh PostgreSQL database) the script writes ``--leads`` synthetic
+leads (~``--events-per-lead`` events each), trains and exports a small champion, and runs
+:func:`serving.rescore.rescore` (partitions of ``--partition-leads``, one transaction each, history,
+checkpoints; worker processes: ``--processes``, default one per core). It prints wall time, scored
+leads/s and lead ids/s, the seconds per stage summed over the partitions, the peak memory of the
+process tree (RSS of this process and its workers, sampled every 50 ms) and the CPU seconds used by
+that tree and by the whole machine during the run (the benchmark machine may be shared: the
+machine figure shows how much of the 2 cores others took).
+
+The naive peer (what one writes first with pandas and shap): ``pd.read_sql`` of the three tables,
+the same contract and features, ``shap.TreeExplainer(booster).shap_values`` + ``predict_proba`` on
+the pandas frame, top-3 by ``argsort``, then one ``INSERT`` per lead (lead id, probability, 3 reason
+names: less than leadscore writes) in one transaction. It holds the whole base in memory, so on a
+large base it runs on a separate database of ``--peer-leads`` leads (same generator and seed), on
+which leadscore runs too: the ratio printed is measured on that same data, side by side.
+
+With ``--data-dir``, generated databases are kept (SQLite files in that folder, PostgreSQL databases
+named ``leadscore_bench_crm_<leads>_<events>``) and reused by a later run with the same sizes (SQLite:
+copied; PostgreSQL: ``CREATE DATABASE ... TEMPLATE``), so repeated runs skip the generation.
+
+Usage: .venv/bin/python benchmarks/rescore.py [--leads 1000000] [--peer-leads 100000]
+       [--databases sqlite,postgres] [--partition-leads 25000] [--processes N] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -34,112 +53,237 @@ from features.contract import validate_crm  # noqa: E402
 from features.readers import RawTables  # noqa: E402
 from leadscore.synth import SynthConfig, write_synthetic  # noqa: E402
 from serving.loader import ServingSettings  # noqa: E402
-from serving.rescore import RescoreConfig, data_config_for, rescore, sql_data_config  # noqa: E402
+from serving.rescore import (  # noqa: E402
+    PartitionResult,
+    RescoreConfig,
+    RescoreSummary,
+    data_config_for,
+    rescore,
+    sql_data_config,
+)
 from tests.serving_fixtures import export_champion, train_small_champion  # noqa: E402
 
 AS_OF = pd.Timestamp("2026-05-01")
 POSTGRES_ADMIN = os.environ.get("LEADSCORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+GIB = 2**30
 
 
-class PeakRss:
-    """Peak resident memory of this process while the block runs (sampled every 50 ms)."""
+class Usage:
+    """Peak RSS of this process tree (sampled every 50 ms), its CPU seconds and the machine's, over a block."""
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self) -> Usage:
         self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
+        self._children_cpu: dict[int, float] = {}
+        self.peak = self._tree_rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._machine = psutil.cpu_times()
+        self._own = self.process.cpu_times()
+        self._began = time.perf_counter()
         self._thread.start()
         return self
 
+    def _tree_rss(self) -> int:
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+                times = child.cpu_times()
+                self._children_cpu[child.pid] = times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.peak = max(self.peak, self._tree_rss())
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._tree_rss()  # last CPU reading of the workers still alive
+        self.seconds = time.perf_counter() - self._began
+        own = self.process.cpu_times()
+        machine = psutil.cpu_times()
+        self.tree_cpu = (own.user + own.system - self._own.user - self._own.system) + sum(self._children_cpu.values())
+        self.machine_cpu = (machine.user + machine.system) - (self._machine.user + self._machine.system)
+
+    def describe(self) -> str:
+        cores = psutil.cpu_count() or 1
+        return (f"peak RSS {self.peak / GIB:.2f} GiB (process tree); CPU: this tree {self.tree_cpu:.0f}s, "
+                f"whole machine {self.machine_cpu:.0f}s of {cores * self.seconds:.0f}s available")
 
 
-def naive_peer(url: str, models_model, n_leads: int) -> float:
-    """Seconds of the naive pipeline on the leads with the n_leads smallest ids."""
+@dataclass
+class Database:
+    """A generated lead database (kept for reuse) and the per-run copy rescoring writes into."""
+
+    kind: str
+    url: str
+    drop: Callable[[], None] = field(default=lambda: None)
+
+
+def sqlite_copy(data_dir: Path, work: Path, n_leads: int, events_per_lead: float) -> Database:
+    source = data_dir / f"crm-{n_leads}-{events_per_lead:g}.db"
+    if not source.exists():
+        generate(f"sqlite:///{source}.tmp", n_leads, events_per_lead)
+        Path(f"{source}.tmp").replace(source)
+    target = work / f"run-{uuid.uuid4().hex[:6]}.db"
+    shutil.copy(source, target)
+    return Database("sqlite", f"sqlite:///{target}", lambda: target.unlink(missing_ok=True))
+
+
+def postgres_copy(admin: sa.Engine, n_leads: int, events_per_lead: float, templates: set[str]) -> Database:
+    template = f"leadscore_bench_crm_{n_leads}_{str(events_per_lead).replace('.', '_')}"
+    templates.add(template)
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": template}).first()
+        if exists is None:
+            conn.execute(sa.text(f'CREATE DATABASE "{template}_tmp"'))
+    url_of = lambda name: sa.engine.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(  # noqa: E731
+        hide_password=False)
+    if exists is None:
+        generate(url_of(f"{template}_tmp"), n_leads, events_per_lead)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{template}_tmp" RENAME TO "{template}"'))
+    name = f"leadscore_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return Database("postgres", url_of(name), drop)
+
+
+def generate(url: str, n_leads: int, events_per_lead: float) -> None:
+    began = time.perf_counter()
+    summary = write_synthetic(SynthConfig(n_leads=n_leads, seed=3, events_per_lead=events_per_lead), url, "sql",
+                              overwrite=True)
+    print(f"  generated {summary.leads:,} leads, {summary.events:,} events in {time.perf_counter() - began:.0f}s",
+          flush=True)
+
+
+def run_leadscore(db: Database, settings: ServingSettings, args: argparse.Namespace) -> tuple[RescoreSummary, Usage,
+                                                                                                 dict[str, float]]:
+    stages: dict[str, float] = {}
+
+    def collect(result: PartitionResult) -> None:
+        for stage, seconds in result.stages.items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+
+    config = RescoreConfig(partition_leads=args.partition_leads, as_of=AS_OF, processes=args.processes)
+    with Usage() as usage:
+        summary = rescore(sql_data_config(db.url), db.url, settings, config, on_result=collect)
+    return summary, usage, stages
+
+
+def naive_peer(url: str, model: Any) -> tuple[float, int]:
+    """Seconds and scored leads of the naive pipeline over the whole database."""
     import shap
 
-    spec = models_model.spec_
+    spec = model.spec_
     began = time.perf_counter()
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        stop = conn.execute(sa.text(f"SELECT MAX(lead_id) FROM (SELECT lead_id FROM leads ORDER BY lead_id "
-                                    f"LIMIT {int(n_leads)}) AS s")).scalar_one() + 1
-        tables = {t: pd.read_sql(sa.text(f"SELECT * FROM {t} WHERE lead_id < :stop"), conn, params={"stop": stop})
-                  for t in ("leads", "events", "outcomes")}
+        tables = {t: pd.read_sql(sa.text(f"SELECT * FROM {t}"), conn) for t in ("leads", "events", "outcomes")}
     crm, _ = validate_crm(RawTables(**tables), data_config_for(sql_data_config(url), spec))
     ids, matrix = scoring_matrix(crm, spec, AS_OF)
-    frame = spec.to_frame(matrix)[models_model.feature_columns_]
-    probability = models_model.predict_proba(frame)
-    shap_values = shap.TreeExplainer(models_model.booster_).shap_values(frame)
+    frame = spec.to_frame(matrix)[model.feature_columns_]
+    probability = np.ravel(model.predict_proba(frame))
+    shap_values = shap.TreeExplainer(model.booster_).shap_values(frame)
     top = np.argsort(-np.abs(shap_values), axis=1)[:, :3]
+    columns = np.array(model.feature_columns_)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS naive_scores"))
         conn.execute(sa.text("CREATE TABLE naive_scores (lead_id BIGINT PRIMARY KEY, probability FLOAT, "
                              "r1 TEXT, r2 TEXT, r3 TEXT)"))
-        columns = np.array(models_model.feature_columns_)
         for i in range(len(ids)):
             conn.execute(sa.text("INSERT INTO naive_scores VALUES (:id, :p, :a, :b, :c)"),
-                         {"id": int(ids[i]), "p": float(np.ravel(probability)[i]), "a": columns[top[i, 0]],
+                         {"id": int(ids[i]), "p": float(probability[i]), "a": columns[top[i, 0]],
                           "b": columns[top[i, 1]], "c": columns[top[i, 2]]})
     engine.dispose()
     return time.perf_counter() - began, len(ids)
+
+
+def report(label: str, summary: RescoreSummary, usage: Usage, stages: dict[str, float]) -> float:
+    rate = summary.scored / usage.seconds
+    print(f"  {label}: {summary.leads:,} leads ({summary.scored:,} open leads scored with top-3 reasons, "
+          f"{summary.history_rows:,} history rows) in {usage.seconds:.1f}s = {rate:,.0f} scored leads/s, "
+          f"{summary.leads / usage.seconds:,.0f} leads/s", flush=True)
+    print(f"    {usage.describe()}")
+    if stages:
+        total = sum(stages.values())
+        print("    seconds per stage, summed over partitions and processes: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + f" (total {total:.1f})")
+    return rate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--events-per-lead", type=float, default=20.0)
-    parser.add_argument("--partition-leads", type=int, default=50_000)
-    parser.add_argument("--peer-leads", type=int, default=20_000)
+    parser.add_argument("--partition-leads", type=int, default=25_000)
+    parser.add_argument("--processes", type=int, default=None, help="default: one per core")
+    parser.add_argument("--peer-leads", type=int, default=100_000,
+                        help="size of the side-by-side comparison with the naive peer (0: skip the peer)")
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--data-dir", type=Path, default=None, help="keep generated databases here for reuse")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="leadscore-bench-rescore-"))
+    data_dir = args.data_dir or work
+    data_dir.mkdir(parents=True, exist_ok=True)
     trained = train_small_champion(3000)
     export_champion(trained.model, work / "models", "1")
     settings = ServingSettings(model_dir=work / "models")
-    print(f"rescore benchmark: {args.leads:,} leads, ~{args.events_per_lead:g} events/lead, "
-          f"partitions of {args.partition_leads:,}, top-3 reasons, {os.cpu_count()} cores")
+    load = os.getloadavg()
+    print(f"rescore benchmark: {args.leads:,} leads, ~{args.events_per_lead:g} events/lead, partitions of "
+          f"{args.partition_leads:,}, top-3 reasons, {psutil.cpu_count()} cores, processes "
+          f"{args.processes or 'auto'}; load average before start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    for database in args.databases.split(","):
-        pg_name = None
-        if database == "sqlite":
-            url = f"sqlite:///{work / 'crm.db'}"
-        else:
-            pg_name = f"leadscore_bench_{uuid.uuid4().hex[:8]}"
+    templates: set[str] = set()
+    try:
+        for kind in args.databases.split(","):
+            print(f"\n[{kind}]", flush=True)
+
+            def copy(n: int, kind: str = kind) -> Database:
+                if kind == "sqlite":
+                    return sqlite_copy(data_dir, work, n, args.events_per_lead)
+                return postgres_copy(admin, n, args.events_per_lead, templates)
+
+            n = min(args.peer_leads, args.leads)
+            if n < args.leads or not args.peer_leads:
+                db = copy(args.leads)
+                try:
+                    summary, usage, stages = run_leadscore(db, settings, args)
+                    report(f"leadscore rescore, {args.leads:,}-lead base", summary, usage, stages)
+                finally:
+                    db.drop()
+            if not args.peer_leads:
+                continue
+            print(f"  side by side on a {n:,}-lead base{' (a subset: the peer holds the whole base in memory)' if n < args.leads else ''}:",
+                  flush=True)
+            db = copy(n)
+            try:
+                summary, usage, stages = run_leadscore(db, settings, args)
+                ours = report("leadscore rescore", summary, usage, stages)
+                with Usage() as peer_usage:
+                    seconds, scored = naive_peer(db.url, trained.model)
+                peer = scored / seconds
+                print(f"  naive peer: {scored:,} open leads scored in {seconds:.1f}s = {peer:,.0f} scored leads/s; "
+                      f"{peer_usage.describe()}")
+                print(f"  ratio leadscore / peer on the same {n:,} leads: {ours / peer:.1f}x", flush=True)
+            finally:
+                db.drop()
+    finally:
+        if args.data_dir is None:  # generated PostgreSQL databases are kept only with --data-dir
             with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-            url = sa.engine.make_url(POSTGRES_ADMIN).set(database=pg_name).render_as_string(hide_password=False)
-        try:
-            t = time.perf_counter()
-            write_synthetic(SynthConfig(n_leads=args.leads, seed=3, events_per_lead=args.events_per_lead), url, "sql")
-            print(f"\n[{database}] synthetic data written in {time.perf_counter() - t:.0f}s")
-            with PeakRss() as rss:
-                summary = rescore(sql_data_config(url), url, settings,
-                                  RescoreConfig(partition_leads=args.partition_leads, as_of=AS_OF))
-            rate = summary.scored / summary.seconds
-            print(f"[{database}] leadscore rescore: {summary.leads:,} leads read, {summary.scored:,} scored in "
-                  f"{summary.seconds:.1f}s = {rate:,.0f} scored leads/s ({summary.leads / summary.seconds:,.0f} "
-                  f"leads read/s); peak RSS {rss.peak / 2**30:.2f} GiB")
-            with PeakRss() as peer_rss:
-                seconds, n = naive_peer(url, trained.model, args.peer_leads)
-            peer_rate = n / seconds
-            print(f"[{database}] naive peer on a sample of {n:,} scored leads (extrapolated): {seconds:.1f}s = "
-                  f"{peer_rate:,.0f} leads/s -> {summary.scored / peer_rate:,.0f}s for {summary.scored:,}; "
-                  f"peak RSS {peer_rss.peak / 2**30:.2f} GiB (sample only)")
-            print(f"[{database}] ratio leadscore / peer: {rate / peer_rate:.1f}x")
-        finally:
-            if pg_name is not None:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-    admin.dispose()
+                for template in templates:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        admin.dispose()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from typing import Any
 
@@ -297,12 +297,18 @@ def _parse_iso(values: Sequence[str]) -> np.ndarray:
     return out
 
 
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _times_ns(values: Sequence[Any]) -> np.ndarray:
     if values and isinstance(values[0], str):
         try:
             return _parse_iso(values)
         except FeatureSpecError:
             pass
+    if all(type(v) is datetime and v.tzinfo is None for v in values):  # validated payloads: exact, fast
+        return np.array([(v - _EPOCH) // _MICROSECOND * 1000 for v in values], dtype=np.int64)
     return np.array([instant_ns(v) for v in values], dtype=np.int64)
 
 

@@ -112,10 +112,12 @@ class SourceConfig(_StorageOptions):
 
     ``kind`` csv/parquet: ``leads``/``events``/``outcomes`` are file paths.
     ``kind`` sql: they are table names in the database at ``url`` (SQLAlchemy URL; SQLite default).
+    ``events: null``: the source has no events table (an empty one with the canonical columns is
+    used: no engagement history, e.g. a funnel export of leads and won deals only).
     """
 
     leads: str = LEADS
-    events: str = EVENTS
+    events: str | None = EVENTS
     outcomes: str = OUTCOMES
 
     @model_validator(mode="after")
@@ -124,9 +126,10 @@ class SourceConfig(_StorageOptions):
             raise ValueError("source.url is required when source.kind is 'sql'")
         return self
 
-    def location(self, table: str) -> str:
-        """File path or table name of one canonical table."""
-        return str(getattr(self, table))
+    def location(self, table: str) -> str | None:
+        """File path or table name of one canonical table (None: the table is absent)."""
+        value = getattr(self, table)
+        return None if value is None else str(value)
 
 
 def _check_mapping_keys(table: str, mapping: dict[str, str]) -> dict[str, str]:
@@ -214,6 +217,23 @@ class DataConfig(_CommonConfig):
     source: SourceConfig = Field(default_factory=SourceConfig)
     columns: ColumnMapping = Field(default_factory=ColumnMapping)
     attributes: AttributesConfig = Field(default_factory=AttributesConfig)
+    # one format for every table, or one per table ({leads: "%d-%m-%Y", outcomes: "%d-%m-%Y %H:%M"})
+    timestamp_format: str | dict[str, str] | None = None
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _known_format_tables(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(TABLES))
+            if unknown:
+                raise ValueError(f"timestamp_format: unknown table(s) {unknown}; allowed: {list(TABLES)}")
+        return value
+
+    def timestamp_format_of(self, table: str) -> str | None:
+        """The timestamp format of one table (None: ISO 8601)."""
+        if isinstance(self.timestamp_format, dict):
+            return self.timestamp_format.get(table)
+        return self.timestamp_format
 
     def resolve_paths(self, base_dir: Path | str) -> DataConfig:
         """Copy with relative file paths, SQLite files and quarantine_dir made absolute under base_dir."""
@@ -223,7 +243,7 @@ class DataConfig(_CommonConfig):
             source = source.model_copy(update={"url": _resolve_sqlite_url(source.url or "", base)})
         else:
             source = source.model_copy(
-                update={t: str(_resolve_path(source.location(t), base)) for t in TABLES}
+                update={t: str(_resolve_path(loc, base)) for t in TABLES if (loc := source.location(t)) is not None}
             )
         return self.model_copy(
             update={"source": source, "quarantine_dir": _resolve_optional(self.quarantine_dir, base)}
@@ -896,7 +916,6 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     markers = config.missing_values
     frames = {t: replace_missing_markers(f, markers) for t, f in frames.items()}
     reference = config.reference_timestamp()
-    fmt = config.timestamp_format
     typed: dict[str, dict[str, pd.Series]] = {t: {} for t in TABLES}
 
     # lead ids: the leads table decides int vs str; the other tables follow it.
@@ -909,7 +928,7 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
 
     time_columns = {LEADS: CREATED_AT, EVENTS: OCCURRED_AT, OUTCOMES: CONVERTED_AT}
     for table, column in time_columns.items():
-        parsed, bad = parse_timestamps(frames[table][column], fmt)
+        parsed, bad = parse_timestamps(frames[table][column], config.timestamp_format_of(table))
         typed[table][column] = parsed
         collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="unparseable timestamp")
         if table != OUTCOMES:  # converted_at is null for leads that did not convert

@@ -7,7 +7,7 @@ from typing import Any
 
 from features.contract import DataConfig, FlatConfig, ValidationReport, validate_crm
 from features.flat import load_flat
-from features.readers import read_crm
+from features.readers import SqlDatabase, read_crm
 from features.schema import CRMData, FlatData
 
 
@@ -16,9 +16,14 @@ def load_crm(
     *,
     lead_ids: Sequence[Any] | None = None,
     lead_id_range: tuple[Any, Any] | None = None,
+    database: SqlDatabase | None = None,
 ) -> tuple[CRMData, ValidationReport]:
-    """Read the three CRM tables (all leads or a subset) and validate them."""
-    return validate_crm(read_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range), config)
+    """Read the three CRM tables (all leads or a subset) and validate them.
+
+    ``database``: an open :class:`~features.readers.SqlDatabase` on the source to reuse (SQL sources).
+    """
+    raw = read_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range, database=database)
+    return validate_crm(raw, config)
 
 
 def load_data(

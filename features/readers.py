@@ -3,7 +3,8 @@
 Every reader can read a subset of leads: ``lead_ids`` (a list of ids) or ``lead_id_range``
 (``(start, stop)``, half-open: ``start <= id < stop``), filtered on ``lead_id_column`` (the
 source name of the lead id). SQL filters in the database and streams the result by chunks
-(server-side cursor on PostgreSQL); Parquet filters while reading (pyarrow); CSV reads by chunks
+(server-side cursor on PostgreSQL), or takes the fast path of :mod:`features.fast_sql` (same frame,
+far less per-row Python work) on SQLite and PostgreSQL; Parquet filters while reading (pyarrow); CSV reads by chunks
 and filters each chunk. Rows come back with a fresh ``RangeIndex``, in stored order for files (as
 the database returns them for SQL; id lists are queried in batches).
 """
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
+from features.fast_sql import fast_read
 from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, TABLES
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
@@ -133,6 +135,91 @@ def _plain_name(name: str) -> str:
     return name.encode().decode()
 
 
+class SqlDatabase:
+    """One database holding tables to read: one engine, each table reflected once.
+
+    ``read`` gives the frame of the generic path (SQLAlchemy + ``pd.read_sql`` by chunks), through
+    the fast path of :mod:`features.fast_sql` when the database and the column types allow it
+    (``fast=False``: always the generic path). Close it (or use it as a context manager) when it
+    created its engine from a URL.
+    """
+
+    def __init__(self, url: str | sa.Engine, schema: str | None = None, chunksize: int = 500_000,
+                 fast: bool = True) -> None:
+        self._owns_engine = isinstance(url, str)
+        self.engine = sa.create_engine(url) if isinstance(url, str) else url
+        self.schema = schema
+        self.chunksize = chunksize
+        self.fast = fast
+        self._tables: dict[str, sa.Table] = {}
+
+    def __enter__(self) -> SqlDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def table(self, name: str) -> sa.Table:
+        """The reflected table (ValueError naming it when it does not exist)."""
+        if name not in self._tables:
+            try:
+                self._tables[name] = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
+            except sa.exc.NoSuchTableError:
+                raise ValueError(f"table {name!r} not found in database {self.engine.url!r}") from None
+        return self._tables[name]
+
+    def plan(self, name: str, columns: Sequence[str] | None, lead_id_column: str,
+              subset: LeadSubset) -> tuple[sa.Table, list[str], list[sa.Select]]:
+        """The reflected table, the selected columns and the statements (one per id batch) of a read."""
+        reflected = self.table(name)
+        available = [_plain_name(c.name) for c in reflected.columns]
+        selected = _select_existing(available, columns) or available
+        base = sa.select(*(reflected.c[c] for c in selected))
+        statements = [base]
+        if not subset.is_all:
+            if lead_id_column not in available:
+                raise ValueError(f"table {name!r}: lead id column {lead_id_column!r} not found; cannot read a subset")
+            id_col = reflected.c[lead_id_column]
+            if subset.lead_ids is not None:
+                ids = list(subset.lead_ids)
+                statements = [
+                    base.where(id_col.in_(ids[i : i + SQL_ID_BATCH])) for i in range(0, len(ids), SQL_ID_BATCH)
+                ]
+            else:
+                start, stop = subset.lead_id_range  # type: ignore[misc]
+                statements = [base.where(id_col >= start, id_col < stop)]
+        return reflected, selected, statements
+
+    def iter_chunks(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
+                    subset: LeadSubset = ALL_LEADS) -> Iterator[pd.DataFrame]:
+        """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL)."""
+        _, _, statements = self.plan(name, columns, lead_id_column, subset)
+        with self.engine.connect() as conn:
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=self.chunksize)
+            for statement in statements:
+                for frame in pd.read_sql(statement, streaming, chunksize=self.chunksize):
+                    frame.columns = [_plain_name(c) for c in frame.columns]
+                    yield frame
+
+    def read(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
+             subset: LeadSubset = ALL_LEADS) -> pd.DataFrame:
+        """A table (only ``columns`` that exist, when given), or a subset of its leads, as one frame."""
+        reflected, selected, statements = self.plan(name, columns, lead_id_column, subset)
+        if self.fast:
+            frame = fast_read(self.engine, reflected, selected, statements, subset.lead_id_range, lead_id_column,
+                              self.chunksize)
+            if frame is not None:
+                return frame
+        parts = list(self.iter_chunks(name, columns=columns, lead_id_column=lead_id_column, subset=subset))
+        if parts:
+            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+        return pd.DataFrame(columns=selected)
+
+
 def iter_sql_table(
     url: str | sa.Engine,
     table: str,
@@ -144,37 +231,8 @@ def iter_sql_table(
     schema: str | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Stream a database table (or a subset of its leads) as frames of at most ``chunksize`` rows."""
-    engine = sa.create_engine(url) if isinstance(url, str) else url
-    try:
-        try:
-            reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
-        except sa.exc.NoSuchTableError:
-            raise ValueError(f"table {table!r} not found in database {engine.url!r}") from None
-        available = [_plain_name(c.name) for c in reflected.columns]
-        selected = _select_existing(available, columns) or available
-        base = sa.select(*(reflected.c[c] for c in selected))
-        statements = [base]
-        if not subset.is_all:
-            if lead_id_column not in available:
-                raise ValueError(f"table {table!r}: lead id column {lead_id_column!r} not found; cannot read a subset")
-            id_col = reflected.c[lead_id_column]
-            if subset.lead_ids is not None:
-                ids = list(subset.lead_ids)
-                statements = [
-                    base.where(id_col.in_(ids[i : i + SQL_ID_BATCH])) for i in range(0, len(ids), SQL_ID_BATCH)
-                ]
-            else:
-                start, stop = subset.lead_id_range  # type: ignore[misc]
-                statements = [base.where(id_col >= start, id_col < stop)]
-        with engine.connect() as conn:
-            streaming = conn.execution_options(stream_results=True, max_row_buffer=chunksize)
-            for statement in statements:
-                for frame in pd.read_sql(statement, streaming, chunksize=chunksize):
-                    frame.columns = [_plain_name(c) for c in frame.columns]
-                    yield frame
-    finally:
-        if isinstance(url, str):
-            engine.dispose()
+    with SqlDatabase(url, schema, chunksize) as database:
+        yield from database.iter_chunks(table, columns=columns, lead_id_column=lead_id_column, subset=subset)
 
 
 def read_sql_table(
@@ -186,22 +244,11 @@ def read_sql_table(
     subset: LeadSubset = ALL_LEADS,
     chunksize: int = 500_000,
     schema: str | None = None,
+    fast: bool = True,
 ) -> pd.DataFrame:
-    """Read a database table (or a subset of its leads) by chunks into one frame."""
-    engine = sa.create_engine(url) if isinstance(url, str) else url
-    try:
-        parts = list(
-            iter_sql_table(engine, table, columns=columns, lead_id_column=lead_id_column, subset=subset,
-                           chunksize=chunksize, schema=schema)
-        )
-        if parts:
-            return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-        reflected = sa.Table(table, sa.MetaData(), autoload_with=engine, schema=schema)
-        available = [_plain_name(c.name) for c in reflected.columns]
-        return pd.DataFrame(columns=_select_existing(available, columns) or available)
-    finally:
-        if isinstance(url, str):
-            engine.dispose()
+    """Read a database table (or a subset of its leads) into one frame (see :class:`SqlDatabase`)."""
+    with SqlDatabase(url, schema, chunksize, fast) as database:
+        return database.read(table, columns=columns, lead_id_column=lead_id_column, subset=subset)
 
 
 def _read_one(
@@ -211,6 +258,7 @@ def _read_one(
     columns: Sequence[str] | None,
     lead_id_column: str,
     subset: LeadSubset,
+    database: SqlDatabase | None = None,
 ) -> pd.DataFrame:
     if source.kind == "csv":
         return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
@@ -218,6 +266,8 @@ def _read_one(
                               chunksize=source.chunksize)
     if source.kind == "parquet":
         return read_parquet_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
+    if database is not None:
+        return database.read(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
     assert source.url is not None  # checked by the config model
     return read_sql_table(source.url, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
                           chunksize=source.chunksize, schema=source.db_schema)
@@ -228,19 +278,25 @@ def read_crm(
     *,
     lead_ids: Sequence[Any] | None = None,
     lead_id_range: tuple[Any, Any] | None = None,
+    database: SqlDatabase | None = None,
 ) -> RawTables:
     """Read the three tables named in ``config.source`` (all leads, or a subset on every table).
 
     Leads are read whole (all attribute columns); events and outcomes only their mapped columns.
+    ``database``: an open :class:`SqlDatabase` on ``config.source.url`` to reuse (SQL sources: a job
+    reading many partitions keeps one engine and reflects each table once).
     """
     subset = LeadSubset(lead_ids=lead_ids, lead_id_range=lead_id_range)
     frames = {}
     for table in TABLES:
         mapping = config.columns.canonical_by_source(table)
         columns = None if table == LEADS else list(mapping)
+        if config.source.location(table) is None:  # absent table (``events: null``): empty, mapped columns
+            frames[table] = pd.DataFrame({c: pd.Series(dtype=object) for c in mapping})
+            continue
         frames[table] = _read_one(
             config.source, config.source.location(table), columns=columns,
-            lead_id_column=config.columns.source_name(table, LEAD_ID), subset=subset,
+            lead_id_column=config.columns.source_name(table, LEAD_ID), subset=subset, database=database,
         )
     return RawTables(leads=frames[LEADS], events=frames[EVENTS], outcomes=frames[OUTCOMES])
 

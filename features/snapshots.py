@@ -74,6 +74,22 @@ def resolve_data_end(crm: CRMData, config: FeatureConfig) -> pd.Timestamp:
     return max(present)
 
 
+def crm_known_at(crm: CRMData, instant: pd.Timestamp | str) -> CRMData:
+    """The CRM as it was known at ``instant``: leads created before it, their events before it, and
+    conversions at or before it (later conversions and amounts are dropped; NaT outcome rows kept).
+
+    Lead attributes are taken as they are now: a CRM export holds no attribute history.
+    """
+    at = pd.Timestamp(instant)
+    leads = crm.leads[crm.leads[CREATED_AT] < at]
+    ids = leads[LEAD_ID]
+    events = crm.events[(crm.events[OCCURRED_AT] < at) & crm.events[LEAD_ID].isin(ids)]
+    converted = crm.outcomes[CONVERTED_AT]
+    outcomes = crm.outcomes[crm.outcomes[LEAD_ID].isin(ids) & (converted.isna() | (converted <= at))]
+    return CRMData(leads.reset_index(drop=True), events.reset_index(drop=True), outcomes.reset_index(drop=True),
+                   list(crm.categorical_attributes), list(crm.numeric_attributes))
+
+
 def as_of_dates(crm: CRMData, config: FeatureConfig, data_end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """The snapshot instants (see module docstring)."""
     if config.as_of_dates is not None:

@@ -218,9 +218,6 @@ def _print_training_set_summary(summary: dict) -> None:
     )
 
 
-DEFAULT_POINTS_RULES = Path(__file__).resolve().parents[1] / "configs" / "points_rules.yaml"
-
-
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes everything.")] = Path(".demo"),
@@ -231,7 +228,6 @@ def demo(
     train and register a model in MLflow, promote it when it beats the baselines, export it."""
     from leadscore.cli_models import print_train_run
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
-    from training.baselines import load_points_rules
     from training.registry import export_champion
     from training.tracking import connect, tracking_target
     from training.workflow import promote_challenger, train_project
@@ -250,8 +246,8 @@ def demo(
     _print_training_set_summary(training_set.summary())
     console.rule("4. train, evaluate against the baselines, register in MLflow")
     target = tracking_target(None, directory)
-    rules = load_points_rules(DEFAULT_POINTS_RULES) if DEFAULT_POINTS_RULES.is_file() else None
-    run = train_project(project, target, points_rules=rules, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    # no rules named: the packaged default points rules are the baseline
+    run = train_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
     print_train_run(run)
     console.rule("5. promote the challenger if it beats the champion and the baselines")
     decision = promote_challenger(target)
@@ -309,12 +305,13 @@ def _demo_rescore(directory: Path, url: str, as_of) -> None:
 
 
 def _register_room_commands() -> None:
-    """Commands of the training and serving rooms (train, evaluate, models, serve, rescore)."""
-    from leadscore import cli_models, cli_rescore, cli_serve
+    """Commands of the training and serving rooms (train, evaluate, models, forecast, serve, rescore)."""
+    from leadscore import cli_forecast, cli_models, cli_rescore, cli_serve
 
     cli_models.register(app)
     cli_serve.register(app)
     cli_rescore.register(app)
+    cli_forecast.register(app)
 
 
 _register_room_commands()

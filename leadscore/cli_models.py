@@ -8,6 +8,7 @@ The tracking URI is read here, at the edge: ``--tracking-uri``, else ``MLFLOW_TR
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -110,16 +111,65 @@ def print_train_run(run) -> None:
     console.print(table)
 
 
+class Target(StrEnum):
+    """What ``leadscore train`` fits."""
+
+    sales_readiness = "sales-readiness"
+    time_to_close = "time-to-close"
+
+
+DEFAULT_MODEL_NAMES = {Target.sales_readiness: "lead-conversion", Target.time_to_close: "lead-time-to-close"}
+
+
+def print_time_to_close_run(run) -> None:
+    """Model vs peers, calibration at the horizons, run id and model version of a ``TimeToCloseRun``."""
+    result = run.result
+    headers = {"harrell_c": "Harrell C", "uno_c": "Uno C", "ibs": "int. Brier"}
+    horizons = result.settings.horizons
+    headers.update({f"brier_{h}d": f"Brier {h}d" for h in horizons})
+    headers.update({f"calibration_max_gap_{h}d": f"calib. gap {h}d" for h in horizons})
+    table = Table(title=f"time to close vs peers (test snapshots, tau {result.settings.tau} days)",
+                  title_justify="left")
+    table.add_column("scorer", style="bold", min_width=22, overflow="fold")
+    cols = [c for c in headers if c in result.comparison.columns]
+    for col in cols:
+        table.add_column(headers[col], justify="right")
+    for name, row in result.comparison.iterrows():
+        table.add_row(str(name), *[_fmt(float(row[c]), 4) for c in cols])
+    console.print(table)
+    observed = ", ".join(f"{h}d {result.metrics.get(f'observed_close_{h}d', float('nan')):.4f}" for h in horizons)
+    console.print(f"observed P(close within h), Kaplan-Meier on the test snapshots: {observed}", highlight=False)
+    for note in result.notes:
+        console.print(f"- {note}", highlight=False)
+    rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
+            ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items())),
+            ("model version", f"{run.model_version} (alias challenger)")]
+    info = Table(show_header=False, title="MLflow", title_justify="left")
+    info.add_column(style="bold")
+    info.add_column()
+    for key, value in rows:
+        info.add_row(key, value)
+    console.print(info)
+
+
 def train(
     config: ConfigOption = Path("leadscore.yaml"),
     tracking_uri: TrackingOption = None,
+    target: Annotated[
+        Target, typer.Option("--target", help="sales-readiness: P(convert within H days); time-to-close: "
+                             "per-lead survival curve, P(close within 30/60/90 days), median days.")
+    ] = Target.sales_readiness,
     strict_leakage: Annotated[
         bool, typer.Option("--strict-leakage", help="Refuse to register a model the leakage alarm flags.")
     ] = False,
     points_rules: Annotated[
-        Path | None, typer.Option("--points-rules", help="Hand-tuned points rules YAML (a baseline).")
+        Path | None, typer.Option("--points-rules", help="Hand-tuned points rules YAML, the baseline to beat "
+                                  "(default: training.points_rules of the project, else the packaged default).")
     ] = None,
-    model_name: ModelNameOption = "lead-conversion",
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="Registered model name (default: lead-conversion, or "
+                                 "lead-time-to-close with --target time-to-close).")
+    ] = None,
     run_id: Annotated[
         str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
                                  help="Log into this existing run (set by `mlflow run`).")
@@ -127,16 +177,25 @@ def train(
 ) -> None:
     """Train, evaluate against the baselines, log to MLflow and register the challenger."""
     from features.contract import ContractError
-    from training.baselines import load_points_rules
+    from training.baselines import resolve_points_rules
     from training.workflow import train_project
 
     project = _project(config)
-    rules = None
-    if points_rules is not None:
+    model_name = model_name or DEFAULT_MODEL_NAMES[target]
+    if target == Target.time_to_close:
+        from training.workflow import train_time_to_close_project
+
         try:
-            rules = load_points_rules(points_rules)
-        except (OSError, ValueError) as exc:
-            raise _fail(str(exc), 2) from exc
+            ttc_run = train_time_to_close_project(project, _target(tracking_uri, config), model_name=model_name,
+                                                  run_id=run_id, progress=_say)
+        except (ContractError, ValueError, KeyError) as exc:
+            raise _fail(str(exc)) from exc
+        print_time_to_close_run(ttc_run)
+        return
+    try:
+        rules = resolve_points_rules(points_rules or project.training.points_rules)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc), 2) from exc
     try:
         run = train_project(project, _target(tracking_uri, config), points_rules=rules,
                             strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,
@@ -176,7 +235,9 @@ def models_promote(
     config: ConfigOption = Path("leadscore.yaml"),
     tracking_uri: TrackingOption = None,
     version: Annotated[str | None, typer.Option(help="Version to promote (default: the challenger).")] = None,
-    metric: Annotated[str, typer.Option(help="Deciding metric (roc_auc, pr_auc, log_loss, ...).")] = "roc_auc",
+    metric: Annotated[str | None, typer.Option(
+        help="Deciding metric (roc_auc, pr_auc, log_loss, ...; uno_c, harrell_c, ibs for time to close). "
+             "Default: roc_auc, or uno_c for a time-to-close model.")] = None,
     min_delta: Annotated[float, typer.Option(help="Margin by which the challenger must beat the champion.")] = 0.0,
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
@@ -244,7 +305,9 @@ def models_list(
     if frame.empty:
         console.print(f"no versions of {model_name!r} registered yet")
         return
-    shown = frame[["version", "aliases", "trained_at", "eval_as_of", "roc_auc", "leakage_flagged"]]
+    metric_columns = [c for c in ("roc_auc", "uno_c", "ibs") if c in frame.columns and (frame[c] != "").any()]
+    shown = frame[["version", "aliases", "trained_at", "eval_as_of", *(metric_columns or ["roc_auc"]),
+                   "leakage_flagged"]]
     table = frame_table(shown.set_index("version"), f"{model_name} versions")
     for column in table.columns:
         column.overflow = "fold"

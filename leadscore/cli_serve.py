@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,8 +23,13 @@ def serve_command(
     tracking_uri: str | None = None,
     workers: int = 1,
     reload_seconds: float | None = None,
+    access_log: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
-    """(argv, environment additions) of the ``bentoml serve`` process."""
+    """(argv, environment additions) of the ``bentoml serve`` process.
+
+    BentoML settings of the service (workers, access log) go through ``BENTOML_CONFIG_OVERRIDES``,
+    merged into a JSON value the caller may already have set.
+    """
     env: dict[str, str] = {}
     if project_dir is not None:
         env["LEADSCORE_PROJECT_DIR"] = str(project_dir.resolve())
@@ -33,8 +39,15 @@ def serve_command(
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if reload_seconds is not None:
         env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
+    service: dict[str, object] = {}
     if workers != 1:
-        env["BENTOML_CONFIG_OPTIONS"] = f"services.lead_scoring.workers={workers}"
+        service["workers"] = workers
+    if access_log:
+        service["logging"] = {"access": {"enabled": True}}
+    if service:
+        overrides = json.loads(os.environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+        overrides.setdefault("services", {}).setdefault("lead_scoring", {}).update(service)
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     bentoml = Path(sys.executable).parent / "bentoml"
     argv = [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
     return argv, env
@@ -55,8 +68,11 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
         reload_seconds: Annotated[float | None, typer.Option(
             help="Champion check period in seconds (0 = only POST /reload).")] = None,
+        access_log: Annotated[bool, typer.Option(
+            help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,
     ) -> None:
         """Serve real-time scoring (POST /score) with the champion model."""
-        argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds)
+        argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds,
+                                  access_log)
         typer.echo(f"serving {SERVICE} on http://{host}:{port}")
         raise typer.Exit(subprocess.call(argv, cwd=ROOT, env={**os.environ, **env}))

@@ -5,8 +5,11 @@ name: acme
 data: {...}        # features.contract.DataConfig (mode: crm) or FlatConfig (mode: flat)
 features: {...}    # features.spec.FeatureConfig
 training: {...}    # training.config.TrainingConfig
+time_to_close: {...}  # training.survival_config.TimeToCloseConfig
+forecast: {...}    # training.forecast.ForecastConfig
 ```
-Relative paths inside ``data`` resolve against the directory of the project file.
+Relative paths inside ``data`` (and ``training.points_rules``) resolve against the directory of
+the project file.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.contract import DataConfig, FlatConfig, SourceConfig, parse_data_config
 from features.spec import FeatureConfig
 from training.config import TrainingConfig
+from training.forecast_config import ForecastConfig
+from training.survival_config import TimeToCloseConfig
 
 DEMO_DATABASE = "crm.db"
 
@@ -33,6 +38,8 @@ class ProjectConfig(BaseModel):
     data: DataConfig | FlatConfig
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    time_to_close: TimeToCloseConfig = Field(default_factory=TimeToCloseConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
 
 
 class ProjectConfigError(ValueError):
@@ -51,9 +58,10 @@ def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConf
     sections: dict[str, Any] = {"name": document.get("name", "leadscore")}
     try:
         sections["data"] = parse_data_config(document["data"], base_dir)
-        for key, model in (("features", FeatureConfig), ("training", TrainingConfig)):
+        for key, model in (("features", FeatureConfig), ("training", TrainingConfig),
+                           ("time_to_close", TimeToCloseConfig), ("forecast", ForecastConfig)):
             if document.get(key) is not None:
-                sections[key] = model.model_validate(document[key])
+                sections[key] = model.model_validate(document[key], context={"base_dir": Path(base_dir)})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ProjectConfigError(f"project file: {exc}") from exc
     return ProjectConfig(**sections)

@@ -34,7 +34,9 @@ from serving.explain import TreeShapExplainer
 from training.model import SalesReadinessModel
 
 GRADES = ("A", "B", "C", "D")
+_GRADE_ARRAY = np.array(GRADES, dtype=object)
 DEFAULT_GRADE_LIFTS = (4.0, 2.0, 1.0)
+SMALL_BATCH = 256  # rows up to which per-call numpy overhead, not arithmetic, dominates
 
 
 class ScoringConfig(BaseModel):
@@ -203,6 +205,8 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     if k == 0 or n == 0:
         return np.empty((n, k), dtype=np.int64)
     magnitude = -np.abs(values)
+    if n <= SMALL_BATCH:  # few rows (real time): one stable sort beats partition + lexsort
+        return np.argsort(magnitude, axis=1, kind="stable")[:, :k]
     if k < m:
         part = np.argpartition(magnitude, k - 1, axis=1)[:, :k]
     else:
@@ -214,8 +218,8 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
 def grade_of(score: np.ndarray, cutoffs: tuple[int, int, int]) -> np.ndarray:
     """A/B/C/D from the score and the three descending cut-offs."""
     a, b, c = cutoffs
-    index = np.where(score >= a, 0, np.where(score >= b, 1, np.where(score >= c, 2, 3)))
-    return np.array(GRADES, dtype=object)[index]
+    index = (score < a).astype(np.int64) + (score < b) + (score < c)  # cut-offs not reached (descending)
+    return _GRADE_ARRAY[index]
 
 
 def probability_impacts(
@@ -227,8 +231,7 @@ def probability_impacts(
     """
     total = contributions.sum(axis=1)
     delta = probability - base_probability
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(total != 0, delta / total, 0.0)
+    slope = np.divide(delta, total, out=np.zeros_like(total), where=total != 0)
     return contributions * slope[:, None]
 
 
@@ -304,18 +307,19 @@ class ScoringCore:
             phi[:, self.booster_order] = contrib[:, :-1]
             bias = contrib[:, -1]
             margin = contrib.sum(axis=1)
-            probability = self.calibrate(margin)
-            base_probability = self.calibrate(bias)
+            calibrated = self.calibrate(np.concatenate([margin, bias]))  # one call for both
+            probability, base_probability = calibrated[:n], calibrated[n:]
             impacts = 100.0 * probability_impacts(phi, probability, base_probability)
             split = {f: impacts[:, mask].sum(axis=1) for f, mask in self._family_masks.items()}
             base = 100.0 * base_probability
         score = np.rint(100.0 * probability).astype(np.int64)
+        rows = np.arange(n)[:, None]
         if impacts is None:
             reason_feature = np.empty((n, 0), dtype=np.int64)
             reason_impact = np.empty((n, 0))
         else:
             reason_feature = top_k_indices(impacts, k)
-            reason_impact = np.take_along_axis(impacts, reason_feature, axis=1)
+            reason_impact = impacts[rows, reason_feature]
         return ScoreBatch(
             lead_id=lead_ids,
             probability=probability,
@@ -328,7 +332,7 @@ class ScoringCore:
             lifecycle_score=split[LIFECYCLE],
             reason_feature=reason_feature,
             reason_impact=reason_impact,
-            reason_value=np.take_along_axis(matrix, reason_feature, axis=1),
+            reason_value=matrix[rows, reason_feature],
             horizon_days=self.horizon_days,
             model=self.info,
             columns=self.columns,

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
 from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
 
@@ -183,12 +184,35 @@ def load_registered(tracking_uri: str, name: str, alias: str, config: ScoringCon
         name=name,
         version=str(version.version),
         run_id=version.run_id,
-        training_date=tags.get("training_date") or run_date,
+        training_date=tags.get("trained_at") or tags.get("training_date") or run_date,
         horizon_days=_int_or_none(tags.get("horizon_days")) or model.horizon_days,
         mql_cutoff=_int_or_none(mql),
         source=f"models:/{name}@{alias}",
     )
     return ScoringCore(model, info, config), str(version.version)
+
+
+def smoke_test(core: ScoringCore) -> str | None:
+    """Score one empty lead end to end before a core may serve; the run also warms the request path.
+
+    Raises when the core cannot score (features, margin, calibration; e.g. a booster that does not
+    match its FeatureSpec): such a model is refused at load instead of failing every request.
+    Returns the error of the SHAP explanation when the model scores but cannot explain (LightGBM
+    has no TreeSHAP for ``linear_tree`` boosters): it is served for ``top_k=0`` and requests for
+    reasons fail with a 500 and an error id; None when reasons work.
+    """
+    now = datetime.now(UTC).replace(tzinfo=None)
+    matrix = features_from_payloads([{"lead_id": 0, "created_at": now, "attributes": {}, "events": []}],
+                                    core.spec, now)
+    probability = float(core.score_matrix([0], matrix, top_k=0).probability[0])
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"model {core.info.name} v{core.info.version}: smoke-test probability "
+                         f"{probability!r} is not in [0, 1]")
+    try:
+        core.score_matrix([0], matrix, top_k=3)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 # ----- the holder ------------------------------------------------------------------------------
@@ -200,6 +224,7 @@ class ChampionHolder:
         self.core: ScoringCore | None = None
         self.fingerprint: str | None = None
         self.last_error: str | None = None
+        self.explain_error: str | None = None  # the served model scores but cannot explain (see smoke_test)
         self._lock = threading.Lock()
 
     def _fingerprint(self) -> str:
@@ -221,11 +246,16 @@ class ChampionHolder:
                 if not force and self.core is not None and self._fingerprint() == self.fingerprint:
                     return False
                 core, fingerprint = self._load()
+                explain_error = smoke_test(core)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 raise
             self.core, self.fingerprint, self.last_error = core, fingerprint, None
+            self.explain_error = explain_error
         logger.info("serving model %s version %s (%s)", core.info.name, core.info.version, core.info.source)
+        if explain_error is not None:
+            logger.error("model %s version %s scores but cannot explain (%s): requests with top_k > 0 will fail",
+                         core.info.name, core.info.version, explain_error)
         return True
 
     def poll(self, stop: threading.Event) -> None:

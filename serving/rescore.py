@@ -28,10 +28,15 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+import queue
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,9 +48,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.build import instant_ns, scoring_matrix
-from features.contract import QUARANTINE, DataConfig
-from features.loading import load_crm
-from features.readers import lead_id_ranges, read_lead_ids
+from features.contract import QUARANTINE, DataConfig, validate_crm
+from features.readers import SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ModelInfo, ScoreBatch, ScoringConfig, ScoringCore
@@ -58,12 +62,12 @@ from serving.score_store import (
     PartitionSpec,
     RunRecord,
     commit_partition,
+    count_history,
     create_run,
     create_score_tables,
     largest_changes,
     load_run,
     partition_counts,
-    read_history,
     set_run_status,
     top_scores,
     utc_now,
@@ -76,6 +80,8 @@ UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
 # progress(leads_done_in_this_call, total_leads_of_the_run, partition_index)
 RescoreProgress = Callable[[int, int, int], None]
+AUTO_PROCESSES_MIN_LEADS = 50_000  # below this, worker start-up costs more than it saves
+SQLITE_BUSY_SECONDS = 120.0  # readers and the committing writer wait for each other's locks this long
 
 
 class RescoreConfig(BaseModel):
@@ -89,6 +95,11 @@ class RescoreConfig(BaseModel):
     top_k: int = Field(3, ge=0, le=50, description="reasons per lead")
     run_id: str | None = Field(None, description="id of a new run, or of the run to resume")
     resume: bool = Field(False, description="continue the latest unfinished run (or run_id)")
+    processes: int | None = Field(
+        None, ge=1, le=256,
+        description="processes scoring partitions, this one included (1: this one only); default: one per "
+                    f"core when the run has several partitions and at least {AUTO_PROCESSES_MIN_LEADS:,} lead ids",
+    )
 
 
 @dataclass
@@ -99,6 +110,7 @@ class PartitionResult:
     scores: pd.DataFrame
     counts: PartitionCounts
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (read, features, score, ...)
 
 
 @dataclass
@@ -212,34 +224,35 @@ def changed_lead_mask(crm: CRMData, since_ns: int, as_of_ns: int) -> np.ndarray:
 
 # ----- one partition ----------------------------------------------------------------------------
 def reasons_json(batch: ScoreBatch) -> np.ndarray:
-    """Top-k reasons of each lead as a JSON array string (what ``reasons_of`` returns), vectorised."""
+    """Top-k reasons of each lead as a JSON array string (what ``reasons_of`` returns), built column-wise."""
     n, k = len(batch), batch.top_k
     if n == 0:
         return np.empty(0, dtype=object)
     if k == 0:
         return np.full(n, "[]", dtype=object)
-    heads = np.array([
+    heads = [
         "{" + f'"feature": {json.dumps(c)}, "label": {json.dumps(lab)}, "family": {json.dumps(f)}, "value": '
         for c, lab, f in zip(batch.columns, batch.labels, batch.families, strict=True)
-    ], dtype=object)
-    out = pd.Series(np.full(n, "[", dtype=object))
+    ]
+    categorical = np.zeros(len(batch.columns), dtype=bool)
+    categorical[list(batch.vocab)] = True
+    slots = []
     for slot in range(k):
         j = batch.reason_feature[:, slot]
         raw = batch.reason_value[:, slot]
-        value = pd.Series(np.full(n, "null", dtype=object))
+        value = np.full(n, "null", dtype=object)
         present = ~np.isnan(raw)
-        numeric = present & ~np.isin(j, list(batch.vocab))
+        numeric = present & ~categorical[j]
         if numeric.any():
-            value[numeric] = [repr(float(v)) for v in raw[numeric]]
+            value[numeric] = list(map(repr, raw[numeric].tolist()))
         for col, vocab in batch.vocab.items():
             rows = present & (j == col)
             if rows.any():
                 encoded = np.array([json.dumps(v) for v in vocab], dtype=object)
                 value[rows] = encoded[raw[rows].astype(np.int64)]
-        impact = pd.Series(batch.reason_impact[:, slot]).map(repr)
-        sep = "" if slot == 0 else ", "
-        out = out + sep + pd.Series(heads[j]) + value + ', "impact": ' + impact + "}"
-    return (out + "]").to_numpy(dtype=object)
+        slots.append([f'{heads[c]}{v}, "impact": {impact!r}}}' for c, v, impact
+                      in zip(j.tolist(), value.tolist(), batch.reason_impact[:, slot].tolist(), strict=True)])
+    return np.array(["[" + ", ".join(parts) + "]" for parts in zip(*slots, strict=True)], dtype=object)
 
 
 def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: datetime) -> pd.DataFrame:
@@ -273,13 +286,22 @@ def score_partition(
     partition: PartitionSpec,
     run: RunRecord,
     scored_at: datetime | None = None,
+    database: SqlDatabase | None = None,
 ) -> PartitionResult:
-    """Read one lead-id range through the contract, build features at the run's as_of, score it."""
+    """Read one lead-id range through the contract, build features at the run's as_of, score it.
+
+    ``database``: an open :class:`~features.readers.SqlDatabase` on the source to reuse across partitions.
+    """
     began = time.perf_counter()
+    stages: dict[str, float] = {}
     if data.policy == QUARANTINE and data.quarantine_dir is not None:
         folder = Path(data.quarantine_dir) / f"rescore-{run.run_id}" / f"part-{partition.index:05d}"
         data = data.model_copy(update={"quarantine_dir": folder})
-    crm, report = load_crm(data, lead_id_range=(partition.start, partition.stop))
+    raw = read_crm(data, lead_id_range=(partition.start, partition.stop), database=database)
+    stages["read"] = time.perf_counter() - began
+    crm, report = validate_crm(raw, data)
+    del raw
+    stages["contract"] = time.perf_counter() - began - sum(stages.values())
     as_of_ns = instant_ns(pd.Timestamp(run.as_of))
     n = len(crm.leads)
     lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
@@ -292,17 +314,35 @@ def score_partition(
         keep = np.isin(lead_ids, changed_ids)
         counts.unchanged = int((~keep).sum())
         lead_ids, matrix = lead_ids[keep], matrix[keep]
+    del crm
+    stages["features"] = time.perf_counter() - began - sum(stages.values())
     scored_at = scored_at or utc_now()
     if len(lead_ids):
         batch = core.score_matrix(lead_ids, matrix, run.top_k)
-        frame = scores_frame(batch, run.as_of, run.run_id, scored_at)
     else:
-        frame = scores_frame(core.score_matrix(np.empty(0, dtype=np.int64), np.empty((0, len(core.columns))), 0),
-                             run.as_of, run.run_id, scored_at)
+        batch = core.score_matrix(np.empty(0, dtype=np.int64), np.empty((0, len(core.columns))), 0)
+    stages["score"] = time.perf_counter() - began - sum(stages.values())
+    frame = scores_frame(batch, run.as_of, run.run_id, scored_at)
     counts.scored = len(frame)
     counts.mql = int(frame["mql"].sum())
     counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
-    return PartitionResult(partition, frame, counts, time.perf_counter() - began)
+    stages["reasons"] = time.perf_counter() - began - sum(stages.values())
+    return PartitionResult(partition, frame, counts, time.perf_counter() - began, stages)
+
+
+def open_source_database(data: DataConfig) -> SqlDatabase | None:
+    """A :class:`SqlDatabase` on a SQL source (one engine, tables reflected once), else None."""
+    if data.source.kind != "sql" or not data.source.url:
+        return None
+    return SqlDatabase(score_engine(data.source.url), data.source.db_schema, data.source.chunksize)
+
+
+def score_engine(url: str) -> sa.Engine:
+    """An engine for rescoring: on SQLite, readers and the committing writer wait for each other's locks
+    (:data:`SQLITE_BUSY_SECONDS`) instead of failing with "database is locked"."""
+    if sa.engine.make_url(url).get_backend_name() == "sqlite":
+        return sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    return sa.create_engine(url)
 
 
 # ----- execution --------------------------------------------------------------------------------
@@ -318,8 +358,145 @@ class LocalExecutor:
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
             partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
-        for partition in partitions:
-            yield score_partition(data, core, partition, run)
+        database = open_source_database(data)
+        try:
+            for partition in partitions:
+                yield score_partition(data, core, partition, run, database=database)
+        finally:
+            if database is not None:
+                database.engine.dispose()
+
+
+# State of a worker process of ProcessExecutor (set once by its initializer, in the worker only).
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(model: SalesReadinessModel, info: ModelInfo, scoring: ScoringConfig, data: DataConfig) -> None:
+    _WORKER["core"] = ScoringCore(model, info, scoring)
+    _WORKER["database"] = open_source_database(data)
+
+
+def _worker_ready() -> None:
+    """A no-op task: returns once the worker has started (its initializer has run)."""
+
+
+def _score_in_worker(data: DataConfig, partition: PartitionSpec, run: RunRecord) -> PartitionResult:
+    return score_partition(data, _WORKER["core"], partition, run, database=_WORKER["database"])
+
+
+class ProcessExecutor:
+    """Partitions scored by ``processes`` processes: this one and ``processes - 1`` workers.
+
+    Each worker (see :func:`worker_context`) loads the model once, keeps one connection to the source
+    and scores whole partitions (read, contract, features, SHAP with one thread: the processes are the
+    parallelism). A worker gets its next partition as soon as it returns one (no waiting for this
+    process); this process commits results and, whenever there is nothing to commit, scores the next
+    partition itself, so work starts at once while the workers start up. One partition per worker is
+    in flight, so memory stays bounded by a few partitions whatever the size of the base.
+    """
+
+    def __init__(self, processes: int) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        self.processes = processes
+
+    def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
+            partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
+        workers = min(self.processes - 1, len(partitions) - 1)
+        if workers < 1:
+            yield from LocalExecutor().map(data, core, run, partitions)
+            return
+        scoring = core.config.model_copy(update={"explain_threads": 1})
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=_start_worker,
+                                   initargs=(core.model, core.info, scoring, data))
+        todo = list(reversed(partitions))
+        lock = threading.Lock()
+        finished: queue.Queue[Future[PartitionResult]] = queue.Queue()
+        outstanding = [0]
+        closing = threading.Event()
+
+        def feed(_: Future[PartitionResult] | None = None) -> None:
+            """Give a worker the next partition (called again, in the pool's thread, when one returns)."""
+            with lock:
+                if not todo or closing.is_set():
+                    return
+                partition = todo.pop()
+                outstanding[0] += 1
+            try:
+                future = pool.submit(_score_in_worker, data, partition, run)
+            except RuntimeError:  # shut down meanwhile (the caller stopped)
+                return
+            future.add_done_callback(finished.put)
+            future.add_done_callback(feed)
+
+        def started(future: Future[None]) -> None:
+            """A worker is up: feed it (a start-up failure is raised to the caller like a failed partition)."""
+            if future.cancelled():
+                return
+            if future.exception() is not None:
+                with lock:
+                    outstanding[0] += 1
+                finished.put(future)  # type: ignore[arg-type]
+                return
+            feed()
+
+        def start() -> None:
+            # starting a worker blocks until it has unpickled the model (after its imports): not in this thread
+            for _ in range(workers):
+                if closing.is_set():
+                    return
+                try:
+                    ready = pool.submit(_worker_ready)
+                except RuntimeError:  # shut down meanwhile (the run ended before the workers were up)
+                    return
+                ready.add_done_callback(started)
+
+        database = open_source_database(data)
+        starter = threading.Thread(target=start, name="rescore-workers-start", daemon=True)
+        try:
+            starter.start()  # partitions go to workers once they are up; until then this process works
+            while True:
+                try:
+                    future = finished.get_nowait()
+                except queue.Empty:
+                    with lock:
+                        partition = todo.pop() if todo else None
+                        waiting = outstanding[0]
+                    if partition is not None:  # nothing to commit: score the next partition here
+                        yield score_partition(data, core, partition, run, database=database)
+                        continue
+                    if waiting == 0:
+                        break
+                    future = finished.get()
+                with lock:
+                    outstanding[0] -= 1
+                yield future.result()
+        finally:
+            with lock:
+                closing.set()
+            starter.join()  # a run shorter than a worker's start-up waits for it here, then stops it cleanly
+            pool.shutdown(wait=False, cancel_futures=True)
+            if database is not None:
+                database.engine.dispose()
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """``spawn``: fresh interpreters (``fork`` is unsafe once LightGBM's OpenMP threads have run).
+
+    As with any spawned process, a script that calls :func:`rescore` must guard its entry point with
+    ``if __name__ == "__main__":`` (the workers import the main module).
+    """
+    return multiprocessing.get_context("spawn")
+
+
+def default_processes(config: RescoreConfig, partitions: list[PartitionSpec]) -> int:
+    """Worker processes for a run: ``config.processes``, else one per core for a large enough run."""
+    if config.processes is not None:
+        return config.processes
+    leads = sum(p.stop - p.start for p in partitions)
+    if len(partitions) < 2 or leads < AUTO_PROCESSES_MIN_LEADS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, len(partitions)))
 
 
 def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig) -> RunRecord:
@@ -352,17 +529,18 @@ def rescore(
     executor: PartitionExecutor | None = None,
     progress: RescoreProgress | None = None,
     out: Path | None = None,
+    on_result: Callable[[PartitionResult], None] | None = None,
 ) -> RescoreSummary:
     """Rescore the open leads of ``data`` into the score tables at ``scores_url`` (see module doc).
 
     ``core``: an already loaded scoring core (else loaded from ``settings``; on resume, the run's model
     version is required). ``out``: also write this run's scores to a ``.parquet`` or ``.csv`` file.
+    ``on_result``: called with each committed partition's result (counts, seconds per stage).
     """
     config = config or RescoreConfig()
     settings = settings or ServingSettings()
-    executor = executor or LocalExecutor()
     began = time.perf_counter()
-    engine = sa.create_engine(scores_url)
+    engine = score_engine(scores_url)
     try:
         create_score_tables(engine)
         if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
@@ -378,16 +556,24 @@ def rescore(
         data = data_config_for(data, core.spec)
         pending = run.pending
         total = _total_leads(run)
+        if executor is None:
+            processes = default_processes(config, pending)
+            executor = ProcessExecutor(processes) if processes > 1 else LocalExecutor()
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
         history_now = 0
         writer = _OutWriter(out)
         try:
             for result in executor.map(data, core, run, pending):
+                committing = time.perf_counter()
                 history_now += commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
                 writer.add(result.scores)
-                logger.info("run %s partition %d: %d scored in %.2fs", run.run_id, result.partition.index,
-                            result.counts.scored, result.seconds)
+                result.stages["commit"] = time.perf_counter() - committing
+                logger.info("run %s partition %d: %d scored in %.2fs (%s)", run.run_id, result.partition.index,
+                            result.counts.scored, result.seconds,
+                            ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.stages.items()))
+                if on_result is not None:
+                    on_result(result)
                 if progress is not None:
                     progress(result.partition.stop - result.partition.start, total, result.partition.index)
         except BaseException as exc:
@@ -433,7 +619,7 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
         leads=total("leads"), scored=total("scored"), skipped_converted=total("skipped_converted"),
         skipped_not_created=total("skipped_not_created"), unchanged=total("unchanged"),
         quarantined=total("quarantined"), mql=total("mql"), grades=grades,
-        history_rows=len(read_history(engine, run.run_id)), seconds=seconds,
+        history_rows=count_history(engine, run.run_id), seconds=seconds,
         largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from features.schema import EVENT_TYPE
 from features.spec import FeatureSpec
@@ -46,6 +46,10 @@ def _check_instant(value: datetime) -> datetime:
     if not MIN_INSTANT <= value < MAX_INSTANT:
         raise ValueError(f"timestamp {value.isoformat()} outside [{MIN_INSTANT.date()}, {MAX_INSTANT.date()})")
     return value
+
+
+Instant = Annotated[datetime, AfterValidator(_check_instant)]
+"""A timestamp in [1970, 2200), timezone-aware values converted to naive UTC."""
 
 
 class EventIn(BaseModel):

@@ -1,6 +1,8 @@
 """Where batch rescoring writes: ``lead_scores`` (one row per lead, upserted), ``lead_score_history``
 (one row per (run, lead) whose score changed), and the run checkpoints ``lead_score_runs`` /
-``lead_score_run_partitions``. SQLite and PostgreSQL, same SQL through SQLAlchemy Core.
+``lead_score_run_partitions``. SQLite and PostgreSQL through SQLAlchemy Core; the bulk rows of a
+partition go through the driver (SQLite: batched ``executemany`` of one prepared upsert;
+PostgreSQL: ``COPY`` into a temporary staging table, then one ``INSERT ... SELECT ... ON CONFLICT``).
 
 :func:`commit_partition` is the unit of crash safety: the scores upsert, the history rows and the
 partition's checkpoint row are written in ONE transaction, so a partition is either entirely
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -265,22 +268,61 @@ SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format of DateT
 
 
 def _driver_rows(conn: sa.Connection, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Rows as tuples of plain Python values for ``exec_driver_sql`` (columnar conversion, no per-cell pandas)."""
+    """Rows as tuples of plain Python values for the driver (columnar conversion, no per-cell pandas)."""
     columns = []
     for name in frame.columns:
         series = frame[name]
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            if conn.dialect.name == "sqlite":
-                values = series.dt.strftime(SQLITE_DATETIME).tolist()
-            else:
-                values = pd.DatetimeIndex(series).to_pydatetime().tolist()
-            values = [None if v is pd.NaT or v is None or v != v else v for v in values] if series.isna().any() else values
+            values = _datetime_values(series, sqlite=conn.dialect.name == "sqlite")
         elif series.isna().any():
             values = series.astype(object).where(series.notna(), None).tolist()
         else:
             values = series.tolist()
         columns.append(values)
     return list(zip(*columns, strict=True))
+
+
+def _datetime_values(series: pd.Series, sqlite: bool) -> list[Any]:
+    """A datetime column as SQLite text or ``datetime`` (None for NaT), each distinct instant converted once
+    (a partition's ``scored_at`` / ``as_of`` columns hold one instant)."""
+    codes, uniques = pd.factorize(series)
+    instants = pd.DatetimeIndex(uniques)
+    converted = instants.strftime(SQLITE_DATETIME).tolist() if sqlite else instants.to_pydatetime().tolist()
+    lookup = np.array([*converted, None], dtype=object)  # code -1 (NaT) -> None
+    return lookup[codes].tolist()
+
+
+def _write_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, keys: Sequence[str],
+                update: Sequence[str]) -> None:
+    """Upsert (``update`` columns) or insert-if-absent (no ``update``) the rows of ``frame`` into ``table``.
+
+    SQLite: batched ``executemany`` of one prepared ``INSERT ... ON CONFLICT``. PostgreSQL: ``COPY`` into a
+    temporary staging table (emptied at commit), then one ``INSERT ... SELECT ... ON CONFLICT``: both in
+    the caller's transaction.
+    """
+    columns = list(frame.columns)
+    whole = {c: frame[c].astype("Int64") for c in columns  # e.g. previous_score: float after the merge
+             if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c].dtype)}
+    rows = _driver_rows(conn, frame.assign(**whole) if whole else frame)
+    if conn.dialect.name != "postgresql":
+        statement = _upsert_sql(conn, table, columns, keys, update)
+        for i in range(0, len(rows), UPSERT_BATCH):
+            conn.exec_driver_sql(statement, rows[i : i + UPSERT_BATCH])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    stage = quote(f"_stage_{table.name}")
+    names = ", ".join(quote(c) for c in columns)
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {quote(table.name)}) "
+                         "ON COMMIT DELETE ROWS")
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    action = ("DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)) if update \
+        else "DO NOTHING"
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {stage} "
+                         f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {action}")
+    conn.exec_driver_sql(f"TRUNCATE {stage}")
 
 
 def _upsert_sql(conn: sa.Connection, table: sa.Table, columns: Sequence[str], keys: Sequence[str],
@@ -329,17 +371,10 @@ def commit_partition(
         if len(scores):
             previous = _previous_scores(conn, partition.start, partition.stop)
             history = history_rows(scores, previous)
-            columns = [LEAD_ID, *SCORE_COLUMNS]
-            upsert = _upsert_sql(conn, lead_scores, columns, [LEAD_ID], SCORE_COLUMNS)
-            rows = _driver_rows(conn, scores[columns])
-            for i in range(0, len(rows), UPSERT_BATCH):
-                conn.exec_driver_sql(upsert, rows[i : i + UPSERT_BATCH])
+            _write_rows(conn, lead_scores, scores[[LEAD_ID, *SCORE_COLUMNS]], [LEAD_ID], SCORE_COLUMNS)
             if len(history):
                 columns = [c.name for c in lead_score_history.columns]
-                append = _upsert_sql(conn, lead_score_history, columns, ["run_id", LEAD_ID], [])
-                rows = _driver_rows(conn, history[columns])
-                for i in range(0, len(rows), UPSERT_BATCH):
-                    conn.exec_driver_sql(append, rows[i : i + UPSERT_BATCH])
+                _write_rows(conn, lead_score_history, history[columns], ["run_id", LEAD_ID], [])
             n_history = len(history)
         conn.execute(
             parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index).values(
@@ -368,6 +403,13 @@ def read_history(engine: sa.Engine, run_id: str | None = None) -> pd.DataFrame:
         query = query.where(lead_score_history.c.run_id == run_id)
     with engine.connect() as conn:
         return pd.read_sql(query, conn)
+
+
+def count_history(engine: sa.Engine, run_id: str) -> int:
+    """Number of history rows of a run."""
+    h = lead_score_history
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(h).where(h.c.run_id == run_id)).scalar_one())
 
 
 def largest_changes(engine: sa.Engine, run_id: str, n: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:

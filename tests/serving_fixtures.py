@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -35,10 +36,12 @@ class TrainedChampion:
     model: SalesReadinessModel
     crm: CRMData
     features: pd.DataFrame
+    labels: np.ndarray  # converted within the horizon, one per row of ``features``
 
 
+@functools.cache
 def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 80) -> TrainedChampion:
-    """A compact calibrated model on a small synthetic CRM (a few seconds)."""
+    """A compact calibrated model on a small synthetic CRM (a few seconds; cached per process: read-only)."""
     crm = generate(SynthConfig(n_leads=n_leads, seed=seed)).to_crm()
     ts = build_training_set(crm, FeatureConfig())
     frame = ts.frame[ts.frame["converted_within_h"].notna()].reset_index(drop=True)
@@ -48,7 +51,7 @@ def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 8
     booster = BoosterConfig(max_rounds=max_rounds, early_stopping_rounds=max_rounds, num_threads=1)
     model = SalesReadinessModel(booster, horizon_days=90).fit(
         X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], spec=ts.spec)
-    return TrainedChampion(model, crm, X)
+    return TrainedChampion(model, crm, X, y)
 
 
 def export_champion(model: SalesReadinessModel, models_dir: Path, version: str, mql_cutoff: int = 10) -> Path:
@@ -106,8 +109,12 @@ class Server:
             self.process.wait(5)
 
 
-def start_server(env: dict[str, str], log: Path, wait_seconds: float = 90.0) -> Server:
-    """``bentoml serve serving.service:LeadScoringService`` on a free 127.0.0.1 port, ready or failed."""
+def start_server(env: dict[str, str], log: Path, wait_seconds: float = 90.0, ready: bool = True) -> Server:
+    """``bentoml serve serving.service:LeadScoringService`` on a free 127.0.0.1 port.
+
+    Returns once ``/readyz`` answers 200 (``ready``) or, with ``ready=False``, once ``/livez`` does
+    (the service is up, with or without a model); raises if the process dies or time runs out.
+    """
     port = free_port()
     bentoml = Path(sys.executable).parent / "bentoml"
     handle = log.open("w")
@@ -121,7 +128,7 @@ def start_server(env: dict[str, str], log: Path, wait_seconds: float = 90.0) -> 
         if process.poll() is not None:
             raise RuntimeError(f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/{'readyz' if ready else 'livez'}", timeout=1).status_code == 200:
                 return server
         except httpx.HTTPError:
             pass
@@ -135,3 +142,67 @@ def batch_reference(champion: TrainedChampion, lead_ids: list[Any], as_of: pd.Ti
     position = pd.Index(champion.crm.leads[LEAD_ID]).get_indexer(lead_ids)
     assert (position >= 0).all()
     return position
+
+
+class ChampionRegistry:
+    """A real MLflow tracking store + model registry in a directory, as the training pipeline fills it.
+
+    ``register`` logs a model as the pyfunc the training run logs and registers it through
+    :func:`training.registry.register_challenger` (version tags ``mql_cutoff``, ``trained_at``);
+    ``promote`` points the ``champion`` alias at a version, as ``leadscore models promote`` does.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from mlflow import MlflowClient
+
+        from training.tracking import ensure_experiment
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.uri = f"sqlite:///{directory / 'mlflow.db'}"
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.experiment_id = ensure_experiment(self.client, "serving-tests", (directory / "artifacts").as_uri())
+
+    def register(self, model: SalesReadinessModel, features: pd.DataFrame, mql_cutoff: int, trained_at: str) -> str:
+        """Log + register ``model``; returns the new version number."""
+        import mlflow
+
+        from training.pyfunc import log_pyfunc_model
+        from training.registry import register_challenger
+        from training.tracking import LoggedRun
+
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with mlflow.start_run(experiment_id=self.experiment_id) as run:
+                info = log_pyfunc_model(model, features.head(50))
+            logged = LoggedRun(run.info.run_id, self.experiment_id, info.model_uri, identity={},
+                               tags={"leadscore.trained_at": trained_at})
+            version = register_challenger(self.client, logged, {"mql_cutoff": float(mql_cutoff)}, name=MODEL_NAME)
+        finally:
+            mlflow.set_tracking_uri(previous)
+        return str(version.version)
+
+    def promote(self, version: str) -> None:
+        self.client.set_registered_model_alias(MODEL_NAME, "champion", version)
+
+
+def linear_tree_variant(champion: TrainedChampion, rounds: int = 20) -> SalesReadinessModel:
+    """The champion refitted with LightGBM's ``linear_tree=True`` (same columns, spec and calibrator).
+
+    A legitimate model that predicts, but for which LightGBM has no TreeSHAP: every explanation
+    raises inside LightGBM ("not implemented for linear trees").
+    """
+    import copy
+
+    import lightgbm as lgb
+
+    from training.model import encode_features
+
+    model = copy.copy(champion.model)
+    encoded = encode_features(champion.features, model.feature_columns_, model.categories_)
+    categorical = [j for j, c in enumerate(model.feature_columns_) if c in model.categories_]
+    params = {**model.params_, "linear_tree": True, "metric": "binary_logloss"}
+    model.booster_ = lgb.train(params, lgb.Dataset(encoded, label=champion.labels, categorical_feature=categorical),
+                               num_boost_round=rounds)
+    model.best_iteration_ = rounds
+    return model

@@ -1,7 +1,7 @@
 """Baselines run next to the model on the same test rows: the hand-tuned points scorer marketing
 teams write, an existing score column, and a logistic regression.
 
-Points scorer (rules in YAML, see ``configs/points_rules.yaml``):
+Points scorer (rules in YAML; the packaged default is ``training/default_points_rules.yaml``):
 
 - ``fit``: explicit points on attribute columns (``in`` / ``not_in`` / ``eq`` / ``gt`` / ``ge`` /
   ``lt`` / ``le`` / ``missing`` conditions), read from the feature frame (or the leads table);
@@ -11,13 +11,16 @@ Points scorer (rules in YAML, see ``configs/points_rules.yaml``):
   (only events strictly before ``as_of``), each event's points halving every ``half_life_days``.
   This is exact point-in-time and independent of how the feature pipeline names its columns.
 
-A lead is an MQL when its points reach ``mql_threshold``.
+A lead is an MQL when its points reach ``mql_threshold``. Every training run scores one: the
+rules named by ``TrainingConfig.points_rules`` (or passed in), else the packaged default, whose
+``missing_columns: skip`` drops rules on attributes the data lacks (listed in the run's notes).
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -99,22 +102,75 @@ class PointsRules(BaseModel):
     fit: list[FitRule] = Field(default_factory=list)
     columns: list[ColumnRule] = Field(default_factory=list)
     behaviour: dict[str, float] = Field(default_factory=dict)
+    missing_columns: Literal["error", "skip"] = Field(
+        "error", description="a rule on a column the data lacks: fail (error) or drop the rule (skip)"
+    )
 
     @property
     def needed_columns(self) -> list[str]:
         return sorted({r.column for r in self.fit} | {r.column for r in self.columns})
 
+    @property
+    def is_empty(self) -> bool:
+        return not (self.fit or self.columns or self.behaviour)
+
+    def applicable_to(self, columns: Any, has_events: bool) -> tuple[PointsRules, list[str]]:
+        """These rules restricted to what the data has (``missing_columns: skip``), and what was dropped.
+
+        With ``missing_columns: error`` the rules come back unchanged (scoring then names the
+        missing columns). Behaviour points are dropped when there is no events table.
+        """
+        if self.missing_columns == "error":
+            return self, []
+        present = set(columns)
+        absent = sorted(set(self.needed_columns) - present)
+        dropped = [f"attribute column(s) {absent} absent"] if absent else []
+        behaviour = self.behaviour
+        if behaviour and not has_events:
+            dropped.append("behaviour points (no events table)")
+            behaviour = {}
+        kept = self.model_copy(update={
+            "fit": [r for r in self.fit if r.column in present],
+            "columns": [r for r in self.columns if r.column in present],
+            "behaviour": behaviour,
+        })
+        return kept, dropped
+
+
+DEFAULT_POINTS_RULES = "default_points_rules.yaml"
+
+
+def parse_points_rules(text: str, source: str) -> PointsRules:
+    """Rules from YAML text; ``source`` names the file in errors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"points rules file {source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"points rules file {source} must hold a mapping")
+    try:
+        return PointsRules.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"points rules file {source}: {exc}") from exc
+
 
 def load_points_rules(path: str | Path) -> PointsRules:
     """Read a rules YAML file (call at the edge, once)."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"points rules file {path} must hold a mapping")
-    try:
-        return PointsRules.model_validate(data)
-    except ValueError as exc:
-        raise ValueError(f"points rules file {path}: {exc}") from exc
+    if not path.is_file():
+        raise FileNotFoundError(f"points rules file not found: {path}")
+    return parse_points_rules(path.read_text(encoding="utf-8"), str(path))
+
+
+def default_points_rules() -> PointsRules:
+    """The packaged default rules (``training/default_points_rules.yaml``; works from an installed wheel)."""
+    resource = resources.files("training").joinpath(DEFAULT_POINTS_RULES)
+    return parse_points_rules(resource.read_text(encoding="utf-8"), f"training/{DEFAULT_POINTS_RULES} (packaged)")
+
+
+def resolve_points_rules(path: str | Path | None) -> PointsRules:
+    """The rules a run compares with: the file at ``path``, else the packaged default."""
+    return default_points_rules() if path is None else load_points_rules(path)
 
 
 def explicit_points(frame: pd.DataFrame, rules: PointsRules) -> np.ndarray:

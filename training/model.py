@@ -368,8 +368,11 @@ def search_booster(
 ) -> tuple[BoosterConfig, dict[str, Any]]:
     """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds.
 
-    The search space keeps trees small (``search.max_num_leaves``, ``search.max_depth``) so the
-    explanation cost stays low. Returns the best config and a summary dict.
+    Every trial fits on ``X`` and early-stops and is scored on ``X_valid``: the caller passes the
+    training and validation slices only, never the rows the model is evaluated on. The search
+    space keeps trees small (``search.max_num_leaves``, ``search.max_depth``) so the explanation
+    cost stays low. Returns the best config and a summary dict (trials run, best validation AUC,
+    the best trial's early-stopped round count and its parameters).
     """
     import optuna
     from sklearn.metrics import roc_auc_score
@@ -395,5 +398,6 @@ def search_booster(
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds)
     best = base.model_copy(update=study.best_params)
-    summary = {"n_trials": len(study.trials), "best_valid_auc": study.best_value, **study.best_params}
+    summary = {"n_trials": len(study.trials), "best_valid_auc": study.best_value,
+               "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params}
     return best, summary

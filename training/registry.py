@@ -9,6 +9,10 @@
   (JSON list of versions); ``rollback`` moves ``champion`` back one step.
 - ``export_champion`` writes the champion's pyfunc directory + ``champion.json`` for deployment
   without a tracking server.
+- The same rules serve every kind of model (version tag ``kind``): :class:`PromotionRules` says how
+  a kind is re-scored on evaluation rows, which row of its comparison table is the model itself,
+  and its default deciding metric. ``sales_readiness`` (``lead-conversion``, roc_auc) is built in;
+  ``time_to_close`` (``lead-time-to-close``, uno_c) comes from :mod:`training.survival_tracking`.
 Aliases only: no stages.
 """
 
@@ -18,7 +22,7 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +47,15 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "leadscore.champion_history"
 CHAMPION_FILE = "champion.json"
-HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "top_decile_lift", "top_decile_capture", "capture_at_capacity"})
-LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+HIGHER_IS_BETTER = frozenset({"roc_auc", "pr_auc", "top_decile_lift", "top_decile_capture", "capture_at_capacity",
+                              "harrell_c", "uno_c"})
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "ibs"})
+LOWER_IS_BETTER_PREFIXES = ("brier_", "calibration_")  # brier_90d, calibration_max_gap_90d, ...
 SIDE_BY_SIDE = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture")
-VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture", "mql_cutoff")
+VERSION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture", "mql_cutoff",
+                   "harrell_c", "uno_c", "ibs")
+SALES_READINESS_KIND = "sales_readiness"
+KIND_TAG = "kind"
 
 
 class RegistryError(RuntimeError):
@@ -113,7 +122,7 @@ def _set_champion(client: MlflowClient, name: str, version: str, history: list[s
 # ----- promotion --------------------------------------------------------------------------------
 def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
     """``a`` beats ``b`` on ``metric`` by more than ``min_delta`` (direction-aware)."""
-    if metric in LOWER_IS_BETTER:
+    if metric in LOWER_IS_BETTER or metric.startswith(LOWER_IS_BETTER_PREFIXES):
         return a < b - min_delta
     if metric in HIGHER_IS_BETTER:
         return a > b + min_delta
@@ -121,14 +130,15 @@ def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
                      f"{sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}")
 
 
-def best_baseline(comparison: pd.DataFrame, metric: str) -> tuple[str, float] | None:
+def best_baseline(comparison: pd.DataFrame, metric: str, model_row: str = MODEL_ROW) -> tuple[str, float] | None:
     """The best non-model scorer of a run's comparison table on ``metric`` (None when none has it)."""
     if metric not in comparison.columns:
         return None
-    values = comparison.drop(index=MODEL_ROW, errors="ignore")[metric].astype(float).dropna()
+    values = comparison.drop(index=model_row, errors="ignore")[metric].astype(float).dropna()
     if values.empty:
         return None
-    name = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
+    lower = metric in LOWER_IS_BETTER or metric.startswith(LOWER_IS_BETTER_PREFIXES)
+    name = values.idxmin() if lower else values.idxmax()
     return str(name), float(values[name])
 
 
@@ -206,16 +216,52 @@ def rows_metrics(rows: pd.DataFrame, probability: np.ndarray) -> dict[str, float
     return probability_metrics(rows[LABEL_COLUMN].to_numpy(dtype=float), probability)
 
 
+# (client, registered name, version, evaluation rows, run id of the candidate) -> metrics on the rows
+RowsScorer = Callable[[MlflowClient, str, str, pd.DataFrame, str], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class PromotionRules:
+    """How one kind of model is judged: re-scoring on rows, its own comparison row, default metric."""
+
+    kind: str
+    model_row: str
+    default_metric: str
+    side_by_side: tuple[str, ...]
+    metrics_on_rows: RowsScorer
+
+
+def _sales_readiness_rows_metrics(client: MlflowClient, name: str, version: str, rows: pd.DataFrame,
+                                  _run_id: str) -> dict[str, float]:
+    return rows_metrics(rows, score_rows(client, name, version, rows))
+
+
+def promotion_rules(kind: str | None) -> PromotionRules:
+    """The rules of a model kind (version tag ``kind``; versions without it are sales readiness)."""
+    if kind in (None, "", SALES_READINESS_KIND):
+        return PromotionRules(SALES_READINESS_KIND, MODEL_ROW, "roc_auc", SIDE_BY_SIDE, _sales_readiness_rows_metrics)
+    if kind == "time_to_close":
+        from training.survival_tracking import PROMOTION_RULES
+
+        return PROMOTION_RULES
+    raise RegistryError(f"no promotion rules for model kind {kind!r}")
+
+
 def promote(
     client: MlflowClient,
     name: str = MODEL_NAME,
     *,
     version: str | None = None,
-    metric: str = "roc_auc",
+    metric: str | None = None,
     min_delta: float = 0.0,
 ) -> PromotionDecision:
-    """Move ``champion`` to the challenger (or ``version``) when it earns it; otherwise refuse with reasons."""
+    """Move ``champion`` to the challenger (or ``version``) when it earns it; otherwise refuse with reasons.
+
+    ``metric`` defaults to the kind's deciding metric (roc_auc for sales readiness, uno_c for time to close).
+    """
     candidate = resolve_version(client, name, version or CHALLENGER)
+    rules = promotion_rules(candidate.tags.get(KIND_TAG))
+    metric = metric or rules.default_metric
     current = alias_version(client, name, CHAMPION)
     if current is not None and str(current.version) == str(candidate.version):
         raise RegistryError(f"version {candidate.version} of {name!r} is already the {CHAMPION}")
@@ -223,26 +269,30 @@ def promote(
         raise RegistryError(f"version {candidate.version} of {name!r} has no training run to read evaluation rows from")
     rows = load_run_frame(client, candidate.run_id, TEST_SET_ARTIFACT)
     comparison = load_run_frame(client, candidate.run_id, COMPARISON_ARTIFACT)
-    challenger_metrics = rows_metrics(rows, score_rows(client, name, candidate.version, rows))
+    challenger_metrics = rules.metrics_on_rows(client, name, candidate.version, rows, candidate.run_id)
+    if metric not in challenger_metrics:
+        raise RegistryError(f"metric {metric!r} is not measured for {rules.kind} models; use one of "
+                            f"{sorted(challenger_metrics)}")
     champion_metrics = None
     if current is not None:
         try:
-            champion_metrics = rows_metrics(rows, score_rows(client, name, current.version, rows))
+            champion_metrics = rules.metrics_on_rows(client, name, current.version, rows, candidate.run_id)
         except (KeyError, ValueError, MlflowException) as exc:
             raise RegistryError(
                 f"champion version {current.version} cannot score the challenger's evaluation rows "
                 f"({exc}); compare them by hand or retrain both on the same features"
             ) from exc
-    baseline = best_baseline(comparison, metric)
+    baseline = best_baseline(comparison, metric, rules.model_row)
     promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baseline, metric, min_delta)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
-    table = pd.DataFrame({f"challenger v{candidate.version}": {m: challenger_metrics.get(m) for m in SIDE_BY_SIDE}})
+    shown = rules.side_by_side
+    table = pd.DataFrame({f"challenger v{candidate.version}": {m: challenger_metrics.get(m) for m in shown}})
     if champion_metrics is not None:
-        table[f"champion v{current.version}"] = pd.Series({m: champion_metrics.get(m) for m in SIDE_BY_SIDE})
+        table[f"champion v{current.version}"] = pd.Series({m: champion_metrics.get(m) for m in shown})
     if baseline is not None:
         row = comparison.loc[baseline[0]]
-        table[f"baseline: {baseline[0]}"] = pd.Series({m: row.get(m) for m in SIDE_BY_SIDE}, dtype=float)
+        table[f"baseline: {baseline[0]}"] = pd.Series({m: row.get(m) for m in shown}, dtype=float)
     table.index.name = "metric"
     evaluation = {k: v for k, v in candidate.tags.items() if k.startswith("eval_")}
     if promoted:
@@ -298,6 +348,8 @@ def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
             "eval_rows": full.tags.get("eval_rows", ""),
             "roc_auc": full.tags.get("roc_auc", ""),
             "log_loss": full.tags.get("log_loss", ""),
+            "uno_c": full.tags.get("uno_c", ""),
+            "ibs": full.tags.get("ibs", ""),
             "leakage_flagged": full.tags.get("leakage_flagged", ""),
         })
     return pd.DataFrame(rows)

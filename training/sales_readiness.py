@@ -21,7 +21,13 @@ from matplotlib.figure import Figure
 
 from features.schema import CREATED_AT, LEAD_ID, FlatData
 from training import plots
-from training.baselines import LogisticBaseline, PointsRules, points_score, score_column_baseline
+from training.baselines import (
+    LogisticBaseline,
+    PointsRules,
+    points_score,
+    resolve_points_rules,
+    score_column_baseline,
+)
 from training.calibration import cross_fitted_calibration
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import (
@@ -115,34 +121,57 @@ def _comparison_row(y: np.ndarray, score: np.ndarray, capacity_rows: int, config
     return row
 
 
+def _points_baseline(
+    eval_frame: pd.DataFrame,
+    y: np.ndarray,
+    points_rules: PointsRules,
+    events: pd.DataFrame | None,
+    capacity_rows: int,
+    config: TrainingConfig,
+    notes: list[str],
+) -> tuple[str, dict[str, float], np.ndarray] | None:
+    """The hand-tuned points scorer on the evaluation rows (None, with a note, when it cannot score)."""
+    rules, dropped = points_rules.applicable_to(eval_frame.columns, events is not None)
+    if dropped:
+        notes.append(f"points rules {rules.name!r}: skipped {'; '.join(dropped)}")
+    if rules.is_empty:
+        notes.append(f"points baseline skipped: no rule of {rules.name!r} applies to this data; name rules "
+                     "written for it in training.points_rules (or leadscore train --points-rules)")
+        return None
+    try:
+        pts = points_score(eval_frame, rules, events)
+    except (KeyError, ValueError) as exc:
+        notes.append(f"points baseline not scored: {exc}")
+        return None
+    if len(pts) and np.ptp(pts) == 0:
+        notes.append(f"points rules {rules.name!r} give every evaluation row the same score ({pts[0]:g})")
+    notes.append(f"points baseline: rules {rules.name!r} ({len(rules.fit)} fit, {len(rules.columns)} column and "
+                 f"{len(rules.behaviour)} behaviour rules, MQL at {rules.mql_threshold:g} points)")
+    row = _comparison_row(y, pts, capacity_rows, config, probability=False)
+    mql = pts >= rules.mql_threshold
+    row["mql_share"] = float(mql.mean())
+    row["mql_precision"] = float(y[mql].mean()) if mql.any() else float("nan")
+    row["mql_capture"] = float(y[mql].sum() / max(y.sum(), 1))
+    return f"points: {rules.name}", row, pts
+
+
 def _baselines(
     eval_frame: pd.DataFrame,
     y: np.ndarray,
     logistic_scores: np.ndarray | None,
-    points_rules: PointsRules | None,
+    points_rules: PointsRules,
     events: pd.DataFrame | None,
     score_columns: list[str],
     capacity_rows: int,
     config: TrainingConfig,
     notes: list[str],
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Points scorer, existing score columns and logistic regression on the same evaluation rows."""
     rows: dict[str, dict[str, float]] = {}
     scores: dict[str, np.ndarray] = {}
-    if points_rules is not None:
-        name = f"points: {points_rules.name}"
-        try:
-            pts = points_score(eval_frame, points_rules, events)
-        except (KeyError, ValueError) as exc:
-            notes.append(f"points baseline not scored: {exc}")
-        else:
-            scores[name] = pts
-            rows[name] = _comparison_row(y, pts, capacity_rows, config, probability=False)
-            mql = pts >= points_rules.mql_threshold
-            rows[name]["mql_share"] = float(mql.mean())
-            rows[name]["mql_precision"] = float(y[mql].mean()) if mql.any() else float("nan")
-            rows[name]["mql_capture"] = float(y[mql].sum() / max(y.sum(), 1))
-    else:
-        notes.append("points baseline skipped: no points rules given")
+    points = _points_baseline(eval_frame, y, points_rules, events, capacity_rows, config, notes)
+    if points is not None:
+        name, rows[name], scores[name] = points
     for col in score_columns:
         if col not in eval_frame.columns:
             notes.append(f"score column {col!r} not in the evaluation frame; baseline skipped")
@@ -158,6 +187,22 @@ def _baselines(
         scores[LOGISTIC_NAME] = logistic_scores
         rows[LOGISTIC_NAME] = _comparison_row(y, logistic_scores, capacity_rows, config, probability=True)
     return rows, scores
+
+
+def _rules_for(points_rules: PointsRules | None, config: TrainingConfig) -> PointsRules:
+    """The points rules of a run: those given, else ``config.points_rules``, else the packaged default."""
+    return points_rules if points_rules is not None else resolve_points_rules(config.points_rules)
+
+
+def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+
+
+def _search_metrics(summary: dict[str, Any] | None) -> dict[str, float]:
+    """The search's figures and best parameters as run metrics (``search_*``); empty without a search."""
+    if summary is None:
+        return {}
+    return {f"search_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)}
 
 
 def _comparison_frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -272,9 +317,11 @@ def train_and_evaluate(
     """Snapshot mode. ``training_set`` has ``.frame`` (lead_id, as_of, label, features) and ``.spec``.
 
     ``events`` (canonical events table) lets the points baseline recompute decayed behaviour points
-    per snapshot; the leads' attributes are read from the feature frame.
+    per snapshot; the leads' attributes are read from the feature frame. ``points_rules`` None:
+    ``config.points_rules``, else the packaged default rules.
     """
     say = progress or _noop
+    points_rules = _rules_for(points_rules, config)
     frame: pd.DataFrame = training_set.frame
     spec = getattr(training_set, "spec", None)
     for col in (LEAD_ID, AS_OF, config.label):
@@ -296,11 +343,15 @@ def train_and_evaluate(
     y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
     say(f"split: {split_info}")
     booster_cfg = config.booster
+    search_summary: dict[str, Any] | None = None
     if config.search.n_trials > 0:
-        say(f"hyperparameter search: {config.search.n_trials} trials / {config.search.timeout_seconds:g}s")
-        booster_cfg, summary = search_booster(X_tr, y_tr, X_va, y_va, config.booster, config.search,
-                                              config.seed, spec)
-        notes.append(f"Optuna search: {summary}")
+        say(f"hyperparameter search on the validation slice: {config.search.n_trials} trials / "
+            f"{config.search.timeout_seconds:g}s")
+        booster_cfg, search_summary = search_booster(X_tr, y_tr, X_va, y_va, config.booster, config.search,
+                                                     config.seed, spec)
+        notes.append(f"Optuna search (train slice fitted, validation slice scored; test slice unseen): "
+                     f"{_rounded(search_summary)}")
+        split_info["search"] = search_summary
     say("fitting LightGBM")
     model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
         X_tr, y_tr, X_va, y_va, spec=spec)
@@ -334,7 +385,8 @@ def train_and_evaluate(
         sample = X_te.sample(min(config.shap_sample, len(X_te)), random_state=config.seed)
         figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
-                            {"best_iteration": float(model.best_iteration_), "n_features": float(len(features))})
+                            {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
+                             **_search_metrics(search_summary)})
     card = _model_card("sales readiness (snapshots)", horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config)
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
@@ -364,9 +416,11 @@ def train_and_evaluate_flat(
     Early stopping inside each fold uses a grouped 20% slice of that fold's training rows, never
     the held-out fold. Calibrated out-of-fold probabilities are cross-fitted (fold k calibrated on
     the other folds' margins). The final model uses the folds' median best iteration and a
-    calibrator fitted on all out-of-fold margins.
+    calibrator fitted on all out-of-fold margins. ``points_rules`` None: ``config.points_rules``,
+    else the packaged default rules (skipped, with a note, when none of them fits the columns).
     """
     say = progress or _noop
+    points_rules = _rules_for(points_rules, config)
     frame = flat.frame.reset_index(drop=True)
     features = list(spec.columns_) if spec is not None and getattr(spec, "columns_", None) else flat.features
     missing = [c for c in [LEAD_ID, flat.label, *features] if c not in frame.columns]
@@ -380,21 +434,43 @@ def train_and_evaluate_flat(
     oof_margin = np.empty(len(y))
     oof_logistic = np.empty(len(y))
     best_iterations = []
+    searching = config.search.n_trials > 0
+    # the seconds budget is shared by the per-fold searches and the final one
+    search = config.search.model_copy(
+        update={"timeout_seconds": config.search.timeout_seconds / (config.cv_folds + 1)})
+    fold_searches: list[dict[str, Any]] = []
     for k in range(config.cv_folds):
         say(f"fold {k + 1}/{config.cv_folds}")
         held = folds == k
         train_idx = np.flatnonzero(~held)
         inner = grouped_folds(y[train_idx], groups[train_idx], 5, config.seed + k + 1)
         fit_idx, stop_idx = train_idx[inner != 0], train_idx[inner == 0]
-        fold_model = SalesReadinessModel(config.booster, config.calibration, None, config.seed).fit(
+        booster = config.booster
+        if searching:  # nested: tuned inside this fold's training rows, the held-out fold unseen
+            say(f"fold {k + 1}: hyperparameter search ({search.n_trials} trials / {search.timeout_seconds:.0f}s)")
+            booster, summary = search_booster(X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx],
+                                              config.booster, search, config.seed + k, spec)
+            fold_searches.append(summary)
+        fold_model = SalesReadinessModel(booster, config.calibration, None, config.seed).fit(
             X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx], spec=spec)
         best_iterations.append(fold_model.best_iteration_)
         oof_margin[held] = fold_model.predict_raw(X.iloc[held])
         oof_logistic[held] = LogisticBaseline().fit(X.iloc[train_idx], y[train_idx]).predict_proba(X.iloc[held])
     p = cross_fitted_calibration(config.calibration, oof_margin, y, folds)
+    final_booster = config.booster
     n_rounds = int(np.median(best_iterations))
+    search_summary: dict[str, Any] | None = None
+    if searching:
+        say("final model: hyperparameter search on a grouped 80/20 split of all rows")
+        inner = grouped_folds(y, groups, 5, config.seed)
+        fit_idx, stop_idx = np.flatnonzero(inner != 0), np.flatnonzero(inner == 0)
+        final_booster, search_summary = search_booster(X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx],
+                                                       config.booster, search, config.seed, spec)
+        n_rounds = int(search_summary["best_iteration"])
+        notes.append(f"Optuna search nested in each fold's training rows (the held-out fold unseen), then on "
+                     f"all rows for the final model: {_rounded(search_summary)}")
     say(f"final model: {n_rounds} rounds on all {len(y)} rows")
-    model = SalesReadinessModel(config.booster, config.calibration, None, config.seed).fit(
+    model = SalesReadinessModel(final_booster, config.calibration, None, config.seed).fit(
         X, y, num_boost_round=n_rounds, spec=spec)
     model.calibrate(oof_margin, y)
     weeks = None
@@ -419,6 +495,8 @@ def train_and_evaluate_flat(
     split_info = {"mode": f"{config.cv_folds}-fold StratifiedGroupKFold by lead_id (out-of-fold)",
                   "n_rows": len(y), "best_iterations": best_iterations, "final_rounds": n_rounds,
                   "capacity": capacity_label}
+    if searching:
+        split_info.update(search=search_summary, fold_searches=fold_searches)
     predictions = pd.DataFrame({LEAD_ID: frame[LEAD_ID], "fold": folds, "label": y, "probability": p,
                                 "score": score, **{f"baseline:{k}": v for k, v in baseline_scores.items()}})
     figures = {}
@@ -427,7 +505,8 @@ def train_and_evaluate_flat(
         sample = X.sample(min(config.shap_sample, len(X)), random_state=config.seed)
         figures = _figures(y, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
-                            {"best_iteration": float(n_rounds), "n_features": float(len(features))})
+                            {"best_iteration": float(n_rounds), "n_features": float(len(features)),
+                             **_search_metrics(search_summary)})
     card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config)
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,

@@ -209,6 +209,7 @@ def log_training_run(
     flat_params.update(flatten_params("model", {
         "best_iteration": result.model.best_iteration_, "calibration": result.model.calibrator_.kind,
         "n_features": len(result.model.feature_columns_), "horizon_days": result.model.horizon_days,
+        "lightgbm": result.model.params_,  # the parameters actually used (the search's best when it ran)
     }))
     start = {"run_id": run_id} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
     with mlflow.start_run(**start) as run:

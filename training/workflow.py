@@ -30,6 +30,7 @@ from training.registry import (
     rows_metrics,
 )
 from training.sales_readiness import TrainingResult, train_and_evaluate, train_and_evaluate_flat
+from training.survival_evaluation import TimeToCloseResult, train_and_evaluate_time_to_close
 from training.tracking import (
     LABEL_COLUMN,
     TrackingTarget,
@@ -152,10 +153,57 @@ def train_project(
 
 def promote_challenger(
     target: TrackingTarget, model_name: str = MODEL_NAME, *, version: str | None = None,
-    metric: str = "roc_auc", min_delta: float = 0.0,
+    metric: str | None = None, min_delta: float = 0.0,
 ) -> PromotionDecision:
     """``promote`` against a tracking target (for the CLI and the demo)."""
     return promote(connect(target), model_name, version=version, metric=metric, min_delta=min_delta)
+
+
+TIME_TO_CLOSE_MODEL_NAME = "lead-time-to-close"
+
+
+@dataclass
+class TimeToCloseRun:
+    """What ``train_time_to_close_project`` did: the MLflow run, the registered version, the result."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    model_version: str
+    result: TimeToCloseResult
+    tracking_uri: str
+    evaluation: dict[str, str] = field(default_factory=dict)
+
+
+def train_time_to_close_project(
+    project: ProjectConfig,
+    target: TrackingTarget,
+    *,
+    model_name: str = TIME_TO_CLOSE_MODEL_NAME,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> TimeToCloseRun:
+    """Data -> snapshots -> time-to-close model next to its peers -> MLflow run -> registered ``challenger``
+    (``leadscore train --target time-to-close``)."""
+    from training.survival_tracking import log_time_to_close_run, register_time_to_close
+
+    say = progress or _noop
+    if project.data.mode != "crm":
+        raise ValueError("time to close needs dated snapshots: data.mode must be 'crm' (a flat export has no "
+                         "creation and conversion timestamps)")
+    training_set, _, _ = load_training_set(project, progress)
+    result = train_and_evaluate_time_to_close(training_set, project.time_to_close, progress)
+    say("logging the MLflow run")
+    params = {"time_to_close": project.time_to_close.model_dump(mode="json"),
+              "features": project.features.model_dump(mode="json"),
+              "data": {"mode": project.data.mode, "rows": len(training_set.frame)}}
+    tags = {"leadscore.project": project.name, "leadscore.registration": "challenger"}
+    logged = log_time_to_close_run(target, project.name, result, params, tags, run_id=run_id)
+    say("registering the challenger")
+    version = register_time_to_close(connect(target), logged, result.metrics,
+                                     {"project": project.name, "data_mode": project.data.mode}, name=model_name)
+    return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
+                          target.uri, logged.identity)
 
 
 @dataclass
@@ -213,7 +261,10 @@ def evaluate_registered(
 
 
 __all__ = [
+    "TIME_TO_CLOSE_MODEL_NAME",
     "EvaluationReport",
+    "TimeToCloseRun",
+    "train_time_to_close_project",
     "TrainRun",
     "evaluate_registered",
     "fit_training_set",

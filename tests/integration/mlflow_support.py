@@ -19,7 +19,9 @@ from training.config import BoosterConfig, LeakageThresholds, TrainingConfig
 from training.sales_readiness import TrainingResult
 from training.workflow import fit_training_set, load_training_set
 
-N_LEADS = 1500
+# Big enough that the default model beats the hand-tuned points rules and the logistic regression
+# (at 1,500 leads the ~70 positive test snapshots leave them within noise and the points rules won).
+N_LEADS = 5000
 SEED = 1
 SMALL_TRAINING = TrainingConfig(bootstrap_samples=20, shap_sample=200)
 
@@ -57,15 +59,16 @@ def shared_project() -> tuple[ProjectConfig, TrainingSet, CRMData]:
 def fitted(kind: str) -> TrainingResult:
     """A model fitted on the shared training set.
 
-    ``good``: default booster with plots; ``medium``: three shallow trees; ``constant``: no split
-    possible (AUC 0.5); ``leaky``: leakage thresholds so low that the alarm fires.
+    ``good``: default booster with plots; ``medium``: at most 20 three-leaf trees (beats the
+    baselines, not ``good``); ``constant``: no split possible (AUC 0.5); ``leaky``: leakage
+    thresholds so low that the alarm fires.
     """
     project, training_set, data = _shared_project()
     base = SMALL_TRAINING
     configs = {
         "good": base,
         "medium": base.model_copy(update={"make_plots": False, "booster": BoosterConfig(
-            max_rounds=3, num_leaves=3, max_depth=2, learning_rate=0.3, early_stopping_rounds=3)}),
+            max_rounds=20, num_leaves=3, max_depth=2, learning_rate=0.3, early_stopping_rounds=20)}),
         "constant": base.model_copy(update={"make_plots": False,
                                             "booster": BoosterConfig(min_data_in_leaf=1_000_000)}),
         "leaky": base.model_copy(update={"make_plots": False,

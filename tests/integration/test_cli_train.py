@@ -33,6 +33,7 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     trained = invoke("train", "-c", str(config))
     assert trained.exit_code == 0, trained.output
     assert "lightgbm" in trained.output and "logistic" in trained.output
+    assert "default_b2b_points" in trained.output  # the packaged points rules, no flag needed
     assert "Leakage alarm" in trained.output and "alias challenger" in trained.output
     assert (config.parent / "mlflow.db").is_file() and (config.parent / "mlartifacts").is_dir()
 
@@ -62,3 +63,5 @@ def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
     invoke, _ = cli
     result = invoke("train", "-c", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2 and "project file not found" in result.output
+    result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
+    assert result.exit_code == 2 and "points rules file not found" in result.output

@@ -189,3 +189,117 @@ def test_sql_column_names_are_plain_strings(sqlite_url: str) -> None:
     engine.dispose()
     frame = read_sql_table(sqlite_url, "leads")
     assert [type(c) for c in frame.columns] == [str, str]
+
+
+# ----- fast SQL paths: the same frame as the generic SQLAlchemy + pandas path ---------------------
+def awkward_frame(n: int = 3000) -> pd.DataFrame:
+    """Columns that trip text round trips: nulls, extreme floats, big ints, separators in text, unicode."""
+    rng = np.random.default_rng(5)
+    floats = rng.normal(size=n) * 10.0 ** rng.integers(-300, 300, n)
+    floats[::7] = np.nan
+    words = np.array(["plain", "", "new\nline", "sep\x1erecord", "üñí ☃", "comma, \"quoted\"", "tab\tx"], dtype=object)
+    text = words[rng.integers(0, len(words), n)].astype(object)
+    text[::5] = None
+    stamps = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**12, n), "us")
+    return pd.DataFrame({
+        "lead_id": np.arange(n, dtype=np.int64),
+        "big": rng.integers(-(2**62), 2**62, n, dtype=np.int64),
+        "maybe_int": pd.array(np.where(np.arange(n) % 3 == 0, None, np.arange(n)), dtype="Int64"),
+        "value": floats,
+        "label": text,
+        "empty": pd.Series([None] * n, dtype=object),
+        "at": pd.Series(stamps).where(np.arange(n) % 11 != 0),
+    })
+
+
+def _write(url: str, name: str, frame: pd.DataFrame, dtype: dict | None = None) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        frame.to_sql(name, conn, index=False, dtype=dtype)
+    engine.dispose()
+
+
+def _both_paths(url: str, name: str, subset: LeadSubset, chunksize: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    generic = read_sql_table(url, name, subset=subset, chunksize=chunksize, fast=False)
+    fast = read_sql_table(url, name, subset=subset, chunksize=chunksize, fast=True)
+    return generic, fast
+
+
+def _fast_only(url: str, name: str, subset: LeadSubset, chunksize: int = 1000) -> pd.DataFrame | None:
+    """The fast path alone (None: it declined and the reader would take the generic path)."""
+    from features.fast_sql import fast_read
+    from features.readers import SqlDatabase
+
+    with SqlDatabase(url, chunksize=chunksize) as database:
+        table, columns, statements = database.plan(name, None, "lead_id", subset)
+        return fast_read(database.engine, table, columns, statements, subset.lead_id_range, "lead_id", chunksize)
+
+
+def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
+    from features import sqlite_columns
+    from features.readers import SqlDatabase
+
+    frame = awkward_frame()
+    _write(sqlite_url, "awkward", frame)
+    for subset in (LeadSubset(), LeadSubset(lead_id_range=(100, 2500)), LeadSubset(lead_ids=list(range(0, 3000, 7)))):
+        generic, fast = _both_paths(sqlite_url, "awkward", subset)
+        pd.testing.assert_frame_equal(fast, generic)
+        assert generic["at"].dtype == "datetime64[ns]" and generic["label"].isna().any()
+        assert _fast_only(sqlite_url, "awkward", subset) is not None
+
+    # the columnar reader (taken for large results) on the same statement, chunk by chunk
+    assert sqlite_columns.available()
+    with SqlDatabase(sqlite_url) as database:
+        table = database.table("awkward")
+        statement = sa.select(table).where(table.c.lead_id >= 100, table.c.lead_id < 2500)
+        compiled = statement.compile(dialect=database.engine.dialect)
+        params = [compiled.construct_params()[k] for k in compiled.positiontup]
+        path = database.engine.url.database
+    frames = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
+    assert frames is not None and len(frames) == 3
+    generic = read_sql_table(sqlite_url, "awkward", subset=LeadSubset(lead_id_range=(100, 2500)), chunksize=1000,
+                             fast=False)
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
+
+    # what it cannot convert exactly is left to the sqlite3 module: texts mixed with numbers, other datetimes
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE awkward SET big = 'not a number' WHERE lead_id = 150"))
+        conn.execute(sa.text("UPDATE awkward SET at = '2024-03-01T10:00:00' WHERE lead_id = 151"))
+    engine.dispose()
+    mixed = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
+    assert mixed is None
+    generic, fast = _both_paths(sqlite_url, "awkward", LeadSubset(lead_id_range=(100, 2500)))
+    pd.testing.assert_frame_equal(fast, generic)
+    assert generic.loc[generic["lead_id"] == 150, "big"].item() == "not a number"
+
+
+@pytest.mark.postgres
+def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
+    from sqlalchemy.dialects import postgresql
+
+    frame = awkward_frame()
+    frame["label"] = frame["label"].where(frame["label"] != "sep\x1erecord", "no separator")
+    frame["small"] = np.linspace(-3, 3, len(frame)).astype(np.float32)
+    frame["aware"] = frame["at"].dt.tz_localize("Europe/Paris", nonexistent="shift_forward", ambiguous="NaT")
+    _write(postgres_url, "awkward", frame, dtype={"small": postgresql.REAL(), "empty": sa.Text()})
+    subset = LeadSubset(lead_id_range=(100, 2500))
+    generic, fast = _both_paths(postgres_url, "awkward", subset)
+    # tz-aware timestamps: the generic path gives the session's time zone, the fast path UTC; same instants
+    assert fast["aware"].dt.tz is not None and generic["aware"].dt.tz is not None
+    for column in ("aware",):
+        generic[column] = generic[column].dt.tz_convert("UTC")
+    pd.testing.assert_frame_equal(fast, generic)
+    assert generic["maybe_int"].isna().any() and generic["value"].isna().any()
+    assert _fast_only(postgres_url, "awkward", subset) is not None
+
+    # a text holding the separator, and a type the fast path does not take on: read the generic way
+    frame.loc[5, "label"] = "sep\x1erecord"
+    _write(postgres_url, "with_separator", frame.drop(columns=["aware"]))
+    generic, fast = _both_paths(postgres_url, "with_separator", LeadSubset(lead_id_range=(0, 100)))
+    pd.testing.assert_frame_equal(fast, generic)
+    assert _fast_only(postgres_url, "with_separator", LeadSubset(lead_id_range=(0, 100))) is None
+    _write(postgres_url, "numeric", frame[["lead_id"]].assign(amount=1.5), dtype={"amount": sa.Numeric(10, 2)})
+    generic, fast = _both_paths(postgres_url, "numeric", LeadSubset(lead_id_range=(0, 100)))
+    pd.testing.assert_frame_equal(fast, generic)
+    assert _fast_only(postgres_url, "numeric", LeadSubset(lead_id_range=(0, 100))) is None

@@ -1,0 +1,131 @@
+"""`leadscore forecast`: expected revenue per month of the open pipeline (wired in by ``register``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _say(message: str) -> None:
+    err_console.print(f"[dim]- {message}[/]", highlight=False)
+
+
+def forecast_table(months: Any, title: str) -> Table:
+    """Months x (expected deals, expected revenue, interval[, actual]) as a rich table."""
+    from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, INSIDE, LOW, MONTH
+
+    table = Table(title=title, title_justify="left")
+    for name in ("month", "expected deals", "expected revenue", "low", "high"):
+        table.add_column(name, justify="right")
+    backtest = ACTUAL_REVENUE in months
+    if backtest:
+        table.add_column("actual revenue", justify="right")
+        table.add_column("inside", justify="center")
+    for _, row in months.iterrows():
+        cells = [str(row[MONTH]), f"{row[EXPECTED_DEALS]:,.1f}", f"{row[EXPECTED_REVENUE]:,.0f}",
+                 f"{row[LOW]:,.0f}", f"{row[HIGH]:,.0f}"]
+        if backtest:
+            cells += [f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else "[red]no[/]"]
+        table.add_row(*cells)
+    return table
+
+
+def _write(out: Path, months: Any, leads: Any, figure: Any) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    months.to_csv(out / "forecast_months.csv", index=False)
+    leads.to_csv(out / "forecast_leads.csv", index=False)
+    if figure is not None:
+        figure.savefig(out / "forecast.png", dpi=120)
+    console.print(f"wrote {out / 'forecast_months.csv'}, {out / 'forecast_leads.csv'}"
+                  + (f", {out / 'forecast.png'}" if figure is not None else ""), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``forecast`` command to the main CLI."""
+
+    @app.command()
+    def forecast(
+        config: Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")] = Path(
+            "leadscore.yaml"),
+        as_of: Annotated[
+            datetime | None,
+            typer.Option("--as-of", help="Forecast date (default: now, UTC; with --backtest: required)."),
+        ] = None,
+        backtest: Annotated[
+            bool, typer.Option("--backtest", help="Train both models on the data known at --as-of, forecast, "
+                               "and compare with the revenue those leads actually closed.")
+        ] = False,
+        months: Annotated[int | None, typer.Option("--months", min=1, max=24, help="Months forecast.")] = None,
+        interval: Annotated[
+            float | None, typer.Option("--interval", min=0.5, max=0.99, help="Central probability of the interval.")
+        ] = None,
+        method: Annotated[str | None, typer.Option("--method", help="analytic or simulation.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Folder for forecast_months.csv, forecast_leads.csv, forecast.png.")
+        ] = None,
+        tracking_uri: Annotated[
+            str | None,
+            typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+                         help="MLflow tracking URI (default: sqlite:///<project dir>/mlflow.db)."),
+        ] = None,
+        models_dir: Annotated[
+            Path | None, typer.Option("--models-dir", help="Exported champions (instead of the registry).")
+        ] = None,
+    ) -> None:
+        """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
+        from features.contract import ContractError
+        from features.loading import load_crm
+        from leadscore.project import ProjectConfigError, load_project
+        from training.forecast import backtest_forecast, forecast_figure
+
+        try:
+            project = load_project(config)
+        except ProjectConfigError as exc:
+            raise _fail(str(exc), 2) from exc
+        if project.data.mode != "crm":
+            raise _fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
+        updates = {k: v for k, v in (("months", months), ("interval", interval), ("method", method)) if v is not None}
+        try:
+            settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
+        except ValueError as exc:
+            raise _fail(f"forecast settings: {exc}", 2) from exc
+        try:
+            _say("loading and validating data")
+            crm, _ = load_crm(project.data)
+            if backtest:
+                if as_of is None:
+                    raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
+                result = backtest_forecast(crm, as_of, project, settings, progress=_say)
+                console.print(forecast_table(result.table, f"forecast made {as_of:%Y-%m-%d} vs actual"))
+                console.print(result.to_text().splitlines()[-1], highlight=False)
+                if out is not None:
+                    _write(out, result.table, result.forecast.leads, result.figure)
+                return
+            from leadscore.forecast_models import load_forecast_models
+
+            readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
+            from training.forecast import forecast_open_pipeline
+
+            when = as_of or datetime.now(UTC).replace(tzinfo=None)
+            result = forecast_open_pipeline(crm, readiness, ttc, when, settings, progress=_say)
+        except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
+            raise _fail(str(exc)) from exc
+        console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
+        for note in result.notes:
+            console.print(f"note: {note}", highlight=False)
+        if out is not None:
+            _write(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
+                                                                      f"{result.as_of:%Y-%m-%d}"))

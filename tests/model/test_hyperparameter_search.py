@@ -1,0 +1,79 @@
+"""The optional Optuna search: bounded by trials and seconds, tuned on the validation slice (or
+inside the training folds) only, its best parameters reported in the run's metrics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import FlatData
+from tests.training_frames import FrameSet, snapshot_frame
+from training.config import BoosterConfig, SearchConfig, TrainingConfig
+from training.sales_readiness import train_and_evaluate, train_and_evaluate_flat
+
+BOOSTER = BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.2)
+SEARCH = SearchConfig(n_trials=3, timeout_seconds=60, max_num_leaves=7, max_depth=3)
+CONFIG = TrainingConfig(booster=BOOSTER, search=SEARCH, bootstrap_samples=0, make_plots=False)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    frame = snapshot_frame(900, 30, seed=7)
+    return frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+
+
+def _shuffle_test_labels(frame, test_as_of_min):
+    """The same frame with the labels of every row from ``test_as_of_min`` on permuted."""
+    out = frame.copy()
+    late = out["as_of"] >= test_as_of_min
+    out.loc[late, "converted_within_h"] = np.random.default_rng(0).permutation(
+        out.loc[late, "converted_within_h"].to_numpy())
+    return out
+
+
+def test_search_runs_within_budget_and_never_sees_the_test_slice(frame) -> None:
+    result = train_and_evaluate(FrameSet(frame), CONFIG)
+    search = result.split["search"]
+    assert search["n_trials"] == SEARCH.n_trials
+    assert 4 <= search["num_leaves"] <= SEARCH.max_num_leaves and 2 <= search["max_depth"] <= SEARCH.max_depth
+    for name in ("num_leaves", "max_depth", "learning_rate", "min_data_in_leaf", "lambda_l2"):
+        assert result.model.params_[name] == pytest.approx(search[name])
+        assert result.metrics[f"search_{name}"] == pytest.approx(search[name])
+    assert result.metrics["search_n_trials"] == SEARCH.n_trials
+    assert any("Optuna search" in note for note in result.notes)
+
+    # the test slice's labels play no part in the choice: permuting them changes nothing chosen
+    test_start = result.predictions["as_of"].min()
+    shuffled = train_and_evaluate(FrameSet(_shuffle_test_labels(frame, test_start)), CONFIG)
+    assert shuffled.split["search"] == search
+    assert shuffled.model.best_iteration_ == result.model.best_iteration_
+    assert shuffled.metrics["roc_auc"] != result.metrics["roc_auc"]  # the test labels did change
+
+
+def test_search_stops_at_its_time_budget(frame) -> None:
+    budget = SearchConfig(n_trials=10_000, timeout_seconds=3)
+    began = time.perf_counter()
+    result = train_and_evaluate(FrameSet(frame), CONFIG.model_copy(update={"search": budget}))
+    assert 1 <= result.split["search"]["n_trials"] < 10_000
+    assert time.perf_counter() - began < 60  # the 3 s budget plus one trial and the rest of the run
+
+
+def test_flat_search_is_nested_inside_the_training_folds() -> None:
+    rng = np.random.default_rng(3)
+    n = 900
+    source = rng.choice(["web", "referral", "event"], n)
+    visits = rng.poisson(3, n).astype(float)
+    logit = -1.0 + 1.2 * (source == "referral") + 0.4 * (visits - 3)
+    frame = {"lead_id": np.arange(n), "label": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
+             "source": source, "visits": visits}
+    flat = FlatData(frame=pd.DataFrame(frame), categorical_features=["source"], numeric_features=["visits"],
+                    families={"source": "fit", "visits": "engagement"})
+    config = CONFIG.model_copy(update={"cv_folds": 3})
+    result = train_and_evaluate_flat(flat, config)
+    assert len(result.split["fold_searches"]) == 3  # one search per outer fold, on its training rows
+    assert result.split["final_rounds"] == result.split["search"]["best_iteration"]
+    assert result.model.params_["num_leaves"] == result.split["search"]["num_leaves"]
+    assert result.metrics["roc_auc"] > 0.6

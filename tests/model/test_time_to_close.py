@@ -1,0 +1,141 @@
+"""The time-to-close model on the synthetic CRM: targets of issue 5 and behaviour of the fitted model.
+
+One run of ``train_and_evaluate_time_to_close`` on 5,000 synthetic leads (monthly snapshots,
+defaults of ``TimeToCloseConfig``) is shared by the module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_training_set
+from leadscore.synth import SynthConfig, generate
+from training.survival_config import TimeToCloseConfig
+from training.survival_evaluation import (
+    COX_NAME,
+    KM_NAME,
+    MODEL_NAME,
+    NAIVE_NAME,
+    TimeToCloseResult,
+    train_and_evaluate_time_to_close,
+)
+from training.time_to_close import BEYOND_HORIZON, MEDIAN_DAYS, TimeToCloseModel, p_close_column
+
+N_LEADS = 5000
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def result() -> TimeToCloseResult:
+    crm = generate(SynthConfig(n_leads=N_LEADS, seed=SEED)).to_crm()
+    return train_and_evaluate_time_to_close(build_training_set(crm), TimeToCloseConfig())
+
+
+@pytest.fixture(scope="module")
+def test_features(result: TimeToCloseResult) -> pd.DataFrame:
+    return result.evaluation_rows[result.model.feature_columns_]
+
+
+def test_concordance_far_above_kaplan_meier(result: TimeToCloseResult) -> None:
+    table = result.comparison
+    assert table.loc[KM_NAME, "harrell_c"] == pytest.approx(0.5) and table.loc[KM_NAME, "uno_c"] == pytest.approx(0.5)
+    assert table.loc[MODEL_NAME, "harrell_c"] >= 0.65, table
+    assert table.loc[MODEL_NAME, "uno_c"] >= 0.65, table
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue-5 target not met at 5,000 leads (seed 3): Harrell 0.731 vs Cox 0.744, Uno 0.702 vs Cox 0.718 "
+    "(215 test closes; a penalised Cox PH is hard to beat with ~500 training closes). At 20,000 leads (seed 3) "
+    "the model leads Cox by +0.006 Harrell / +0.012 Uno (benchmarks/time_to_close.py --leads 20000).",
+)
+def test_concordance_clearly_above_cox(result: TimeToCloseResult) -> None:
+    table = result.comparison
+    assert table.loc[MODEL_NAME, "harrell_c"] >= table.loc[COX_NAME, "harrell_c"] + 0.01, table
+    assert table.loc[MODEL_NAME, "uno_c"] >= table.loc[COX_NAME, "uno_c"] + 0.01, table
+
+
+def test_p_close_90_days_calibrated_within_3_points_per_decile(result: TimeToCloseResult) -> None:
+    table = result.calibration
+    model = table[(table["scorer"] == MODEL_NAME) & (table["horizon_days"] == 90)]
+    assert len(model) == 10 and model["observed"].notna().all()
+    assert model["gap"].abs().max() <= 0.03, model
+
+
+def test_integrated_brier_below_kaplan_meier(result: TimeToCloseResult) -> None:
+    assert result.comparison.loc[MODEL_NAME, "ibs"] < result.comparison.loc[KM_NAME, "ibs"], result.comparison
+
+
+def test_naive_regression_claims_closes_that_never_happen(result: TimeToCloseResult) -> None:
+    """Fitted on converted leads only, it says everybody closes: far above the observed rate."""
+    observed = result.metrics["observed_close_90d"]
+    assert result.comparison.loc[NAIVE_NAME, "mean_p_close_90d"] > 10 * observed
+    assert result.comparison.loc[NAIVE_NAME, "ibs"] > 10 * result.comparison.loc[MODEL_NAME, "ibs"]
+
+
+def test_curves_are_survival_curves(result: TimeToCloseResult, test_features: pd.DataFrame) -> None:
+    model = result.model
+    X = test_features.iloc[:2000]
+    days = np.arange(0, model.horizon_days + 1, 1.0)
+    curve = model.predict_survival(X, days)
+    assert (np.diff(curve, axis=1) <= 1e-12).all() and (curve[:, 0] == 1).all() and (curve >= 0).all()
+    summary = model.predict_summary(X)
+    assert list(summary.columns) == [p_close_column(h) for h in (30, 60, 90)] + [MEDIAN_DAYS, BEYOND_HORIZON]
+    assert (summary["p_close_30d"] <= summary["p_close_60d"]).all()
+    assert (summary["p_close_60d"] <= summary["p_close_90d"]).all()
+    at_horizon = curve[:, -1]
+    np.testing.assert_array_equal(summary[BEYOND_HORIZON].to_numpy(), at_horizon > 0.5)
+    finite = summary[MEDIAN_DAYS].notna().to_numpy()
+    if finite.any():
+        s_at_median = [model.predict_survival(X.iloc[[i]], [summary[MEDIAN_DAYS].iloc[i]])[0, 0]
+                       for i in np.flatnonzero(finite)[:20]]
+        np.testing.assert_allclose(s_at_median, 0.5, atol=1e-9)
+
+
+def test_engaged_lead_closes_sooner(result: TimeToCloseResult, test_features: pd.DataFrame) -> None:
+    model = result.model
+    lead = test_features.iloc[[0]]
+    quiet = lead.assign(**{c: 0.0 for c in lead.columns if c.startswith(("demo_request", "pricing_page_view"))
+                           and ("count" in c or "decayed" in c)})
+    eager = lead.assign(demo_request_count_30d=3.0, demo_request_count_7d=2.0, demo_request_decayed_7d=2.0,
+                        pricing_page_view_count_7d=5.0, pricing_page_view_decayed_7d=4.0,
+                        days_since_last_demo_request=1.0, days_since_last_pricing_page_view=1.0)
+    assert model.predict_close_probability(eager, 90)[0] > model.predict_close_probability(quiet, 90)[0]
+
+
+def test_column_order_unseen_values_and_missing_columns(result: TimeToCloseResult,
+                                                        test_features: pd.DataFrame) -> None:
+    model = result.model
+    X = test_features.iloc[:300]
+    shuffled = X[list(reversed(X.columns))].assign(unrelated=1.0)
+    np.testing.assert_array_equal(model.predict_hazard(X), model.predict_hazard(shuffled))
+    odd = X.astype({"industry": object}).copy()
+    odd["industry"] = "space_mining"
+    hazards = model.predict_hazard(odd)
+    assert np.isfinite(hazards).all() and ((hazards >= 0) & (hazards <= 1)).all()
+    with pytest.raises(KeyError, match="employees"):
+        model.predict_summary(X.drop(columns="employees"))
+
+
+def test_save_load_round_trip(tmp_path: Path, result: TimeToCloseResult, test_features: pd.DataFrame) -> None:
+    X = test_features.iloc[:500]
+    loaded = TimeToCloseModel.load(result.model.save(tmp_path / "ttc"))
+    pd.testing.assert_frame_equal(loaded.predict_summary(X), result.model.predict_summary(X))
+    assert loaded.spec_.columns_ == result.model.spec_.columns_
+    assert loaded.config == result.model.config
+
+
+def test_run_reports_everything_it_promises(result: TimeToCloseResult) -> None:
+    assert set(result.figures) == {"survival_curves", "calibration", "concordance", "brier_over_time"}
+    assert set(result.comparison.index) == {MODEL_NAME, KM_NAME, COX_NAME, NAIVE_NAME}
+    assert {"harrell_c", "uno_c", "ibs", "brier_90d", "calibration_max_gap_90d"} <= set(result.metrics)
+    assert {f"baseline_cox_ph_penalised_{m}" for m in ("harrell_c", "uno_c", "ibs")} <= set(result.metrics)
+    rows = result.evaluation_rows
+    assert {"lead_id", "as_of", "duration_days", "event"} <= set(rows.columns) and len(rows) == result.metrics["n_test"]
+    # test snapshots come after every fitting snapshot, and fitting outcomes stop at the cut
+    assert rows["as_of"].min() == pd.Timestamp(result.split["censored_at"])
+    assert "Model card" in result.model_card and f"tau = {result.settings.tau}" in result.model_card

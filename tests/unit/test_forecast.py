@@ -1,0 +1,168 @@
+"""Revenue forecast building blocks: months, close curves, deal values, intervals, actuals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
+from features.snapshots import crm_known_at
+from features.spec import FeatureSpec
+from training.forecast import (
+    ACTUAL_DEALS,
+    ACTUAL_REVENUE,
+    DealValueModel,
+    ForecastConfig,
+    actual_revenue,
+    combine_close_curves,
+    cumulative_close,
+    forecast_months,
+    forecast_pipeline,
+    month_probabilities,
+    revenue_interval_analytic,
+    revenue_interval_simulated,
+)
+from training.time_to_close import survival_at_days
+
+
+def test_months_start_at_as_of_and_follow_the_calendar() -> None:
+    months = forecast_months("2026-01-15 09:00", 3)
+    assert months["month"].tolist() == ["2026-01", "2026-02", "2026-03"]
+    assert months["start"].iloc[0] == pd.Timestamp("2026-01-15 09:00")
+    assert months["end"].tolist() == [pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01"), pd.Timestamp("2026-04-01")]
+    assert months["start"].iloc[1:].tolist() == months["end"].iloc[:-1].tolist()
+    assert months["start_day"].iloc[0] == 0
+    assert months["end_day"].iloc[0] == pytest.approx(16 + 15 / 24)
+
+
+def test_cumulative_close_matches_the_survival_curve_and_extends_past_the_horizon() -> None:
+    rng = np.random.default_rng(0)
+    hazards = rng.uniform(0, 0.1, size=(5, 4))
+    days = np.array([0.0, 3.0, 7.0, 10.5, 28.0])
+    f = cumulative_close(hazards, 7.0, days)
+    np.testing.assert_allclose(f, 1.0 - survival_at_days(hazards, 7.0, days), atol=1e-12)
+    beyond = cumulative_close(hazards, 7.0, np.array([28.0, 35.0]))
+    s28 = 1.0 - beyond[:, 0]
+    np.testing.assert_allclose(1.0 - beyond[:, 1], s28 * (1.0 - hazards[:, -1]), atol=1e-12)
+    assert np.all(np.diff(cumulative_close(hazards, 7.0, np.linspace(0, 60, 50)), axis=1) >= -1e-12)
+
+
+def test_combined_curve_takes_its_mass_within_h_from_the_readiness_model() -> None:
+    rng = np.random.default_rng(1)
+    hazards = rng.uniform(0.01, 0.08, size=(20, 26))
+    p = rng.uniform(0, 1, 20)
+    days = np.linspace(0, 180, 61)
+    f_ttc = cumulative_close(hazards, 7.0, days)
+    f_h = cumulative_close(hazards, 7.0, [90.0])[:, 0]
+    combined = combine_close_curves(f_ttc, f_h, p, days, 90.0)
+    at_h = combine_close_curves(cumulative_close(hazards, 7.0, [90.0]), f_h, p, np.array([90.0]), 90.0)[:, 0]
+    np.testing.assert_allclose(at_h, p, atol=1e-12)
+    assert np.all(np.diff(combined, axis=1) >= -1e-12)
+    assert np.all(combined[:, 0] == 0)
+    # the timing inside H is the hazard model's, rescaled
+    inside = days <= 90
+    np.testing.assert_allclose(combined[:, inside], p[:, None] * f_ttc[:, inside] / f_h[:, None], atol=1e-12)
+
+
+def test_month_probabilities_are_increments_of_the_curve() -> None:
+    f = np.array([[0.0, 0.1, 0.25, 0.3], [0.0, 0.0, 0.5, 0.9]])
+    np.testing.assert_allclose(month_probabilities(f), [[0.1, 0.15, 0.05], [0.0, 0.5, 0.4]])
+
+
+def test_analytic_interval_matches_a_simulation() -> None:
+    rng = np.random.default_rng(2)
+    n, months = 400, 3
+    raw = rng.dirichlet(np.ones(months + 1), size=n) * 0.6
+    q = raw[:, :months]
+    log_centre = rng.normal(9, 0.3, n)
+    sigma = 0.5
+    mean = np.exp(log_centre + sigma**2 / 2)
+    second = np.exp(2 * log_centre + 2 * sigma**2)
+    deals, expected, lo, hi = revenue_interval_analytic(q, mean, second, 0.9)
+    np.testing.assert_allclose(deals, q.sum(axis=0))
+    sim_lo, sim_hi = revenue_interval_simulated(q, log_centre, sigma, 0.9, draws=4000, seed=3)
+    np.testing.assert_allclose(sim_lo, lo, rtol=0.08)
+    np.testing.assert_allclose(sim_hi, hi, rtol=0.08)
+    assert np.all(lo < expected) and np.all(expected < hi)
+
+
+def _crm(n: int = 600, seed: int = 0) -> CRMData:
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1)
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    size = rng.choice(["small", "large"], n)
+    leads = pd.DataFrame({LEAD_ID: ids, CREATED_AT: created, "size": pd.Categorical(size),
+                          "employees": np.where(size == "large", 1000.0, 10.0)})
+    events = pd.DataFrame({LEAD_ID: ids, OCCURRED_AT: created + pd.Timedelta(days=1),
+                           EVENT_TYPE: "email_open"})
+    converted = created + pd.to_timedelta(rng.integers(5, 200, n), unit="D")
+    amount = np.where(size == "large", 50_000.0, 5_000.0) * np.exp(0.1 * rng.standard_normal(n))
+    outcomes = pd.DataFrame({LEAD_ID: ids, CONVERTED_AT: converted, AMOUNT: amount})
+    return CRMData(leads, events, outcomes, ["size"], ["employees"])
+
+
+def test_deal_value_model_learns_from_the_fit_attributes_and_falls_back_to_the_mean() -> None:
+    crm = _crm()
+    spec = FeatureSpec().fit(crm)
+    amounts = crm.outcomes[AMOUNT].to_numpy()
+    model = DealValueModel(min_deals=200).fit(crm.leads, amounts, spec)
+    assert model.kind_ == "lightgbm"
+    mean, second, _ = model.predict_moments(crm.leads)
+    large = crm.leads["size"].to_numpy() == "large"
+    assert mean[large].mean() == pytest.approx(amounts[large].mean(), rel=0.1)
+    assert mean[~large].mean() == pytest.approx(amounts[~large].mean(), rel=0.1)
+    assert np.all(second >= mean**2)
+    few = DealValueModel(min_deals=1000).fit(crm.leads, amounts, spec)
+    assert few.kind_ == "mean"
+    np.testing.assert_allclose(few.predict_moments(crm.leads.head(3))[0], amounts.mean())
+
+
+def test_deal_value_model_names_the_leads_without_an_amount() -> None:
+    crm = _crm(50)
+    spec = FeatureSpec().fit(crm)
+    amounts = crm.outcomes[AMOUNT].to_numpy().copy()
+    amounts[[3, 7]] = [np.nan, -1.0]
+    with pytest.raises(ValueError, match=r"outcomes.amount: 2 deal\(s\).*\[4, 8\]"):
+        DealValueModel().fit(crm.leads, amounts, spec)
+
+
+def test_actual_revenue_counts_each_lead_s_first_close_per_month() -> None:
+    months = forecast_months("2026-01-10", 2)
+    outcomes = pd.DataFrame({
+        LEAD_ID: [1, 1, 2, 3, 4],
+        CONVERTED_AT: pd.to_datetime(["2026-01-20", "2026-02-05", "2026-02-10", "2026-01-05", "2026-03-01"]),
+        AMOUNT: [100.0, 999.0, 50.0, 70.0, 30.0],
+    })
+    crm = CRMData(pd.DataFrame({LEAD_ID: [1, 2, 3, 4]}), pd.DataFrame(), outcomes)
+    actual = actual_revenue(crm, np.array([1, 2, 3, 4]), months, data_end="2026-03-01")
+    assert actual[ACTUAL_DEALS].tolist() == [1, 1]  # lead 1 counted once, lead 3 closed before as_of
+    assert actual[ACTUAL_REVENUE].tolist() == [100.0, 50.0]  # lead 4 closes on the window's end: outside
+    assert actual["fully_observed"].tolist() == [True, True]
+
+
+def test_crm_known_at_drops_everything_after_the_instant() -> None:
+    crm = _crm(200)
+    at = pd.Timestamp("2025-06-01")
+    known = crm_known_at(crm, at)
+    assert (known.leads[CREATED_AT] < at).all() and len(known.leads) < len(crm.leads)
+    assert (known.events[OCCURRED_AT] < at).all()
+    assert (known.outcomes[CONVERTED_AT] <= at).all()
+    assert set(known.outcomes[LEAD_ID]) <= set(known.leads[LEAD_ID])
+
+
+def test_pipeline_forecast_adds_up_per_lead() -> None:
+    crm = _crm(300)
+    spec = FeatureSpec().fit(crm)
+    value = DealValueModel(min_deals=1000).fit(crm.leads, crm.outcomes[AMOUNT].to_numpy(), spec)
+    hazards = np.full((300, 26), 0.02)
+    p = np.full(300, 0.3)
+    feats = pd.DataFrame(index=range(300))
+    result = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
+    months = result.months
+    assert len(months) == 6
+    np.testing.assert_allclose(months["expected_revenue"].sum(), result.leads["expected_revenue"].sum())
+    # 2026-01-01 + 90 days = 2026-04-01: the first three months hold exactly the readiness mass
+    assert result.leads[[f"p_close_2026-0{m}" for m in (1, 2, 3)]].sum(axis=1).to_numpy() == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="forecast inputs disagree"):
+        forecast_pipeline(crm.leads, feats.head(5), hazards, 7.0, p, 90.0, value, "2026-01-01")

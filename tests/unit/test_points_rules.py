@@ -1,0 +1,95 @@
+"""The hand-tuned points baseline: packaged default rules, project override, skipping what the data lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.schema import FlatData
+from leadscore.project import ProjectConfigError, parse_project
+from training.baselines import (
+    PointsRules,
+    default_points_rules,
+    load_points_rules,
+    points_score,
+    resolve_points_rules,
+)
+from training.config import BoosterConfig, TrainingConfig
+from training.sales_readiness import train_and_evaluate_flat
+
+FLAT_DATA = {"mode": "flat", "source": {"kind": "csv", "path": "leads.csv"}, "id_column": "id",
+             "label_column": "won"}
+
+
+def test_packaged_default_rules_load_and_skip_what_the_data_lacks() -> None:
+    rules = default_points_rules()
+    assert rules.name == "default_b2b_points" and rules.missing_columns == "skip"
+    assert rules.behaviour["demo_request"] > 0 > rules.behaviour["unsubscribe"]
+    assert resolve_points_rules(None) == rules
+
+    kept, dropped = rules.applicable_to(["seniority", "industry"], has_events=False)
+    assert {r.column for r in kept.fit} == {"seniority", "industry"} and kept.behaviour == {}
+    assert any("employees" in d for d in dropped) and any("no events table" in d for d in dropped)
+    assert rules.applicable_to([], has_events=False)[0].is_empty
+
+    frame = pd.DataFrame({"seniority": ["VP", "IC", None], "industry": ["software", "retail", "software"]})
+    np.testing.assert_array_equal(points_score(frame, kept), [20.0, -5.0, 5.0])
+
+
+def test_strict_rules_name_the_missing_column() -> None:
+    rules = PointsRules(name="strict", fit=[{"column": "employees", "gt": 10, "points": 5}])
+    assert rules.applicable_to(["other"], has_events=True) == (rules, [])
+    with pytest.raises(KeyError, match="employees"):
+        points_score(pd.DataFrame({"other": [1]}), rules)
+
+
+def test_rules_files_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_points_rules(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nfit:\n  - {column: a, points: 3}\n")
+    with pytest.raises(ValueError, match=r"(?s)bad\.yaml.*fit\.0.*exactly one condition"):
+        load_points_rules(bad)
+
+
+def test_project_rules_path_resolves_against_the_project_folder(tmp_path: Path) -> None:
+    project = parse_project({"data": FLAT_DATA, "training": {"points_rules": "rules/mine.yaml"}}, tmp_path)
+    assert project.training.points_rules == tmp_path / "rules" / "mine.yaml"
+    assert parse_project({"data": FLAT_DATA}, tmp_path).training.points_rules is None
+    with pytest.raises(ProjectConfigError, match="points_rule"):
+        parse_project({"data": FLAT_DATA, "training": {"points_rule": "x.yaml"}}, tmp_path)
+
+
+def _flat(n: int = 600, seed: int = 0) -> FlatData:
+    rng = np.random.default_rng(seed)
+    source = rng.choice(["web", "referral", "event"], n)
+    visits = rng.poisson(3, n).astype(float)
+    logit = -1.0 + 1.2 * (source == "referral") + 0.4 * visits - 0.4 * 3
+    frame = pd.DataFrame({"lead_id": np.arange(n), "label": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int),
+                          "source": source, "visits": visits})
+    return FlatData(frame=frame, categorical_features=["source"], numeric_features=["visits"],
+                    families={"source": "fit", "visits": "engagement"})
+
+
+FAST = TrainingConfig(booster=BoosterConfig(max_rounds=40, learning_rate=0.2, early_stopping_rounds=10),
+                      cv_folds=3, bootstrap_samples=0, make_plots=False)
+
+
+def test_every_run_compares_with_points_rules_from_the_config(tmp_path: Path) -> None:
+    flat = _flat()
+    result = train_and_evaluate_flat(flat, FAST)  # packaged default: no rule fits these columns
+    assert not any(name.startswith("points:") for name in result.comparison.index)
+    assert any("no rule of 'default_b2b_points' applies" in note for note in result.notes)
+
+    rules = tmp_path / "flat_rules.yaml"
+    rules.write_text("name: flat_points\nmql_threshold: 10\nhalf_life_days: null\n"
+                     "fit:\n  - {column: source, in: [referral], points: 10}\n"
+                     "columns:\n  - {column: visits, per_unit: 2, cap: 10}\n")
+    result = train_and_evaluate_flat(flat, FAST.model_copy(update={"points_rules": rules}))
+    row = result.comparison.loc["points: flat_points"]
+    assert 0.55 < row["roc_auc"] < 1.0 and 0 < row["mql_share"] < 1
+    assert "baseline_points_flat_points_roc_auc" in result.metrics
+    assert any("points baseline: rules 'flat_points'" in note for note in result.notes)

@@ -1,0 +1,56 @@
+"""Time-ordered split of the time-to-close model: test after fit, outcomes censored at the cut, held-out leads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.survival_config import TimeToCloseConfig
+from training.survival_evaluation import censor_at, survival_split
+
+DATES = pd.date_range("2025-01-01", periods=12, freq="MS")
+
+
+def _frame() -> pd.DataFrame:
+    rows = [(lead, d) for d in DATES for lead in range(40)]
+    return pd.DataFrame(rows, columns=["lead_id", "as_of"])
+
+
+def test_split_orders_time_and_holds_out_leads() -> None:
+    frame = _frame()
+    config = TimeToCloseConfig(test_fraction=0.25, validation_fraction=0.25, seed=1)
+    data_end = pd.Timestamp("2026-03-01")  # 90 days of follow-up reach as_of 2025-12-01
+    split = survival_split(frame["as_of"], frame["lead_id"], data_end, config)
+    test_dates = sorted(frame["as_of"].iloc[split.test].unique())
+    assert [pd.Timestamp(d) for d in test_dates] == list(DATES[-3:])  # latest quarter of the followed dates
+    assert split.test_start == DATES[-3]
+    fit = frame.iloc[split.fit]
+    assert (fit["as_of"] < split.test_start).all() and len(split.fit) + len(split.test) == len(frame)
+    train_leads = set(frame["lead_id"].iloc[split.train])
+    valid_leads = set(frame["lead_id"].iloc[split.valid])
+    assert not train_leads & valid_leads and len(valid_leads) == 10
+
+
+def test_short_follow_up_rows_stay_out_of_the_test() -> None:
+    frame = _frame()
+    split = survival_split(frame["as_of"], frame["lead_id"], pd.Timestamp("2025-11-15"), TimeToCloseConfig())
+    assert frame["as_of"].iloc[split.test].max() <= pd.Timestamp("2025-11-15") - pd.Timedelta(days=90)
+    assert split.n_short_follow_up == 40 * 4  # as_of 2025-09-01 .. 2025-12-01 (after 2025-08-17)
+
+
+def test_too_short_history_is_a_clear_error() -> None:
+    frame = _frame()
+    with pytest.raises(ValueError, match="no snapshot is followed for 90 days"):
+        survival_split(frame["as_of"], frame["lead_id"], pd.Timestamp("2025-01-15"), TimeToCloseConfig())
+
+
+def test_censor_at_hides_outcomes_after_the_cut() -> None:
+    as_of = pd.Series(pd.to_datetime(["2025-01-01", "2025-01-01", "2025-03-01", "2025-03-01"]))
+    durations = np.array([10.0, 100.0, 5.0, 400.0])
+    events = np.array([1, 1, 0, 0])
+    d, e = censor_at(as_of, durations, events, pd.Timestamp("2025-04-01"))
+    np.testing.assert_allclose(d, [10.0, 90.0, 5.0, 31.0])
+    np.testing.assert_array_equal(e, [True, False, False, False])
+    with pytest.raises(ValueError, match="after the cut"):
+        censor_at(as_of, durations, events, pd.Timestamp("2025-02-01"))

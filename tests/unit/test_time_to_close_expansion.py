@@ -1,0 +1,123 @@
+"""Period expansion, the LightGBM row sequence and the survival-curve arithmetic of the hazard model."""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.survival_config import TimeToCloseConfig
+from training.time_to_close import (
+    PeriodSequence,
+    TimeToCloseModel,
+    expand_periods,
+    median_days,
+    survival_at_days,
+    survival_at_period_ends,
+)
+
+
+def _rows(durations, events, **kwargs):
+    rows = expand_periods(np.array(durations, dtype=float), np.array(events), 7, 4, **kwargs)
+    return list(zip(rows.row.tolist(), rows.period.tolist(), rows.label.tolist(), rows.weight.tolist(), strict=True))
+
+
+def test_expansion_rules_by_hand() -> None:
+    got = _rows([7.0, 7.5, 30.0, 10.0, 14.0, 0.0, 40.0], [1, 1, 1, 0, 0, 0, 0], censored_period_weight=0.5)
+    assert got == [
+        (0, 0, 1.0, 1.0),  # closes at day 7: period (0, 7]
+        (1, 0, 0.0, 1.0), (1, 1, 1.0, 1.0),  # closes at 7.5: period 1
+        (2, 0, 0.0, 1.0), (2, 1, 0.0, 1.0), (2, 2, 0.0, 1.0), (2, 3, 0.0, 1.0),  # closes past the horizon
+        (3, 0, 0.0, 1.0), (3, 1, 0.0, 0.5),  # censored at 10: one full period + half of the censored one
+        (4, 0, 0.0, 1.0), (4, 1, 0.0, 1.0),  # censored at 14: two full periods
+        (6, 0, 0.0, 1.0), (6, 1, 0.0, 1.0), (6, 2, 0.0, 1.0), (6, 3, 0.0, 1.0),  # followed past the horizon
+    ]  # row 5 (censored at 0) contributes nothing
+
+
+def test_censored_period_can_be_dropped() -> None:
+    assert _rows([10.0], [0], censored_period_weight=0.0) == [(0, 0, 0.0, 1.0)]
+
+
+def test_subsampling_keeps_events_and_reweights() -> None:
+    rng = np.random.default_rng(0)
+    n = 20_000
+    durations = rng.uniform(0, 200, n)
+    events = rng.random(n) < 0.2
+    full = expand_periods(durations, events, 7, 26)
+    sampled = expand_periods(durations, events, 7, 26, max_nonevents_per_event=5, seed=1)
+    assert full.sampling_rate == 1.0 and 0 < sampled.sampling_rate < 1
+    assert sampled.n_full == len(full)
+    assert sampled.label.sum() == full.label.sum()  # every event row kept
+    non = sampled.label == 0
+    assert non.sum() <= 5 * sampled.label.sum() * 1.05
+    # the weighted non-event mass is preserved in expectation
+    assert sampled.weight[non].sum() == pytest.approx(full.weight[full.label == 0].sum(), rel=0.02)
+    budget = expand_periods(durations, events, 7, 26, max_rows=len(full) // 4, seed=1)
+    assert len(budget) <= len(full) // 4 * 1.02
+
+
+def test_expansion_chunks_do_not_change_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.time_to_close as ttc
+
+    rng = np.random.default_rng(2)
+    durations, events = rng.uniform(0, 100, 999), rng.random(999) < 0.3
+    whole = expand_periods(durations, events, 7, 10)
+    monkeypatch.setattr(ttc, "EXPANSION_CHUNK", 100)
+    chunked = expand_periods(durations, events, 7, 10)
+    for a, b in zip((whole.row, whole.period, whole.label, whole.weight),
+                    (chunked.row, chunked.period, chunked.label, chunked.weight), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_outcomes_are_named() -> None:
+    with pytest.raises(ValueError, match=r"bad rows \[1\]"):
+        expand_periods(np.array([1.0, -1.0]), np.array([0, 1]), 7, 4)
+    with pytest.raises(ValueError, match="events must be 0/1"):
+        expand_periods(np.array([1.0, 2.0]), np.array([0, 3]), 7, 4)
+
+
+def test_period_sequence_gathers_rows() -> None:
+    base = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rows = expand_periods(np.array([20.0, 3.0, 8.0, 0.0]), np.array([0, 1, 1, 0]), 7, 4)
+    seq = PeriodSequence(base, rows, batch_size=2)
+    dense = np.column_stack([base[rows.row], rows.period])
+    np.testing.assert_array_equal(seq[0 : len(seq)], dense)
+    np.testing.assert_array_equal(seq[3], dense[3])
+    assert seq[3].dtype == np.float64  # LightGBM's bin sampling insists on doubles
+
+
+def test_survival_arithmetic_by_hand() -> None:
+    hazards = np.array([[0.1, 0.2], [0.3, 0.5]])
+    np.testing.assert_allclose(survival_at_period_ends(hazards), [[1, 0.9, 0.72], [1, 0.7, 0.35]])
+    s = survival_at_days(hazards, 7, [0, 3.5, 7, 10.5, 14])
+    np.testing.assert_allclose(s[0], [1, math.sqrt(0.9), 0.9, 0.9 * math.sqrt(0.8), 0.72])
+    med = median_days(hazards, 7)
+    assert np.isnan(med[0])  # 0.72 > 1/2 at the horizon: beyond it
+    assert med[1] == pytest.approx(7 * (1 + math.log(0.5 / 0.7) / math.log(0.5)))
+    assert survival_at_days(hazards[1:], 7, [med[1]])[0, 0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="model horizon"):
+        survival_at_days(hazards, 7, [15])
+
+
+def test_sequence_fit_equals_dense_fit() -> None:
+    """The memory-aware path (Sequence) trains exactly the booster a dense matrix would."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 5, n).astype(float),
+                      "c": pd.Categorical(rng.choice(["x", "y", "z"], n))})
+    rate = np.exp(-4 + X["a"].to_numpy())
+    durations = np.minimum(rng.exponential(1 / rate), rng.uniform(10, 150, n))
+    events = durations < 150
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60), nonevent_rows_per_event=None)
+    model = TimeToCloseModel(config).fit(X, durations, events, num_boost_round=20)
+    rows = expand_periods(durations, events, 7, 20, 0.5)
+    dense = np.column_stack([model.encode(X)[rows.row], rows.period]).astype(np.float32)
+    cat = [2]
+    booster = lgb.train(model.params_, lgb.Dataset(dense, label=rows.label, weight=rows.weight,
+                                                   categorical_feature=cat, params=model.params_), 20)
+    probe = np.column_stack([model.encode(X[:200]), np.full(200, 3.0)]).astype(np.float32)
+    np.testing.assert_allclose(model.booster_.predict(probe), booster.predict(probe), rtol=1e-10)
+    assert model.predict_hazard(X[:200])[:, 3] == pytest.approx(booster.predict(probe), rel=1e-10)

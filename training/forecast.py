@@ -1,0 +1,437 @@
+"""Revenue forecast of the open pipeline: when leads close (two models) x what a deal is worth.
+
+For every lead open at ``as_of``:
+
+- **When**: the time-to-close model's hazards give ``F_ttc(t) = 1 - S(t)``. With ``combine="both"``
+  (default) the sales-readiness model's calibrated ``p = P(close within H)`` fixes the mass inside
+  its horizon and the hazard model gives the timing: ``F(t) = p F_ttc(t) / F_ttc(H)`` for ``t <= H``
+  and ``F(t) = p + (1 - p) (F_ttc(t) - F_ttc(H)) / (1 - F_ttc(H))`` after it (the hazard model's
+  conditional law of closing later, given still open at H). ``combine="time-to-close"`` uses
+  ``F_ttc`` alone. Past the hazard model's horizon the last period's hazard is held constant.
+- **Which month**: the forecast months are calendar months; the first runs from ``as_of`` to the
+  end of its month, so ``P(close in month m) = F(end_m) - F(start_m)``.
+- **What it is worth**: :class:`DealValueModel`, fitted on the amounts of deals closed before
+  ``as_of``: LightGBM on log amount from the fit attributes with Duan's smearing (mean and second
+  moment), or the historical mean and second moment when there are few deals.
+- **Interval**: leads close independently; per month the revenue is a sum of ``V_i B_i`` with
+  ``B_i ~ Bernoulli(q_im)``; ``analytic`` uses the exact mean and variance with a normal
+  approximation (clipped at 0), ``simulation`` draws close months and deal values (log-normal
+  around the lead's prediction, with the spread of the model's held-out residuals).
+
+The backtest (:func:`backtest_forecast`) cuts the CRM at a past date (:func:`features.snapshots.crm_known_at`),
+trains both models on what was known then, forecasts the pipeline open at that date and compares
+with the revenue those leads actually closed in each month.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from scipy.stats import norm
+
+from features.schema import AMOUNT, CONVERTED_AT, LEAD_ID, CRMData
+from features.spec import FeatureSpec
+from training.forecast_config import ForecastConfig
+
+Progress = Callable[[str], None]
+
+MONTH = "month"
+START = "start"
+END = "end"
+EXPECTED_DEALS = "expected_deals"
+EXPECTED_REVENUE = "expected_revenue"
+LOW = "low"
+HIGH = "high"
+ACTUAL_DEALS = "actual_deals"
+ACTUAL_REVENUE = "actual_revenue"
+INSIDE = "inside_interval"
+OBSERVED = "fully_observed"
+
+
+# ----- months and close probabilities -----------------------------------------------------------
+def forecast_months(as_of: Any, months: int) -> pd.DataFrame:
+    """``month`` (YYYY-MM), ``start``, ``end`` and their day offsets from ``as_of`` (floats)."""
+    at = pd.Timestamp(as_of)
+    first_of_next = (at.normalize().replace(day=1) + pd.offsets.MonthBegin(1))
+    ends = pd.date_range(first_of_next, periods=months, freq="MS")
+    starts = pd.DatetimeIndex([at, *ends[:-1]])
+    day = pd.Timedelta(days=1)
+    return pd.DataFrame({
+        MONTH: [f"{s:%Y-%m}" for s in starts],
+        START: starts,
+        END: ends,
+        "start_day": (starts - at) / day,
+        "end_day": (ends - at) / day,
+    })
+
+
+def cumulative_close(hazards: np.ndarray, period_days: float, days: np.ndarray) -> np.ndarray:
+    """``F(t) = 1 - S(t)`` at ``days`` from per-period hazards (constant hazard inside a period and,
+    past the last period, the last period's hazard held constant): (n, len(days))."""
+    hazards = np.clip(np.asarray(hazards, dtype=np.float64), 0.0, 1.0)
+    days = np.asarray(days, dtype=np.float64)
+    if days.size and days.min() < 0:
+        raise ValueError(f"days must be >= 0; got {days.min():g}")
+    n, periods = hazards.shape
+    ends = np.ones((n, periods + 1))
+    np.cumprod(1.0 - hazards, axis=1, out=ends[:, 1:])
+    position = days / period_days
+    k = np.minimum(np.floor(position).astype(np.int64), periods)
+    inside_k = np.minimum(k, periods - 1)
+    frac = position - k  # past the horizon (k == periods): days beyond it, at the last period's hazard
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decay = np.where(frac > 0, np.power(1.0 - hazards[:, inside_k], frac), 1.0)
+    return 1.0 - ends[:, k] * decay
+
+
+def combine_close_curves(
+    f_ttc: np.ndarray, f_ttc_horizon: np.ndarray, p_readiness: np.ndarray, days: np.ndarray, horizon_days: float
+) -> np.ndarray:
+    """Rescale the hazard model's ``F_ttc`` (n, len(days)) so that ``F(H) = p_readiness`` (see module doc)."""
+    f_ttc = np.asarray(f_ttc, dtype=np.float64)
+    fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
+    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]
+    days = np.asarray(days, dtype=np.float64)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # no timing information inside H (F_ttc(H) ~ 0): spread p uniformly over [0, H]
+        before = np.where(fh > 1e-12, p * f_ttc / fh, p * np.minimum(days / horizon_days, 1.0))
+        tail = np.where(1.0 - fh > 1e-12, (f_ttc - fh) / (1.0 - fh), 0.0)
+    after = p + (1.0 - p) * np.clip(tail, 0.0, 1.0)
+    return np.clip(np.where(days <= horizon_days, before, after), 0.0, 1.0)
+
+
+def month_probabilities(cumulative_at_edges: np.ndarray) -> np.ndarray:
+    """P(close in month m) from F at the month edges (n, months + 1): (n, months)."""
+    edges = np.maximum.accumulate(np.asarray(cumulative_at_edges, dtype=np.float64), axis=1)
+    return np.diff(edges, axis=1)
+
+
+# ----- deal value ---------------------------------------------------------------------------------
+class DealValueModel:
+    """Expected deal value (and its second moment) per lead from its fit attributes.
+
+    ``fit(leads, amounts, spec)`` returns self. With at least ``min_deals`` amounts: LightGBM on
+    ``log(amount)`` from the spec's fit columns, early-stopped on a 20% holdout whose residuals give
+    Duan's smearing factors ``mean(exp(r))`` and ``mean(exp(2 r))``; otherwise the historical mean.
+    """
+
+    def __init__(self, min_deals: int = 200, seed: int = 0) -> None:
+        self.min_deals = min_deals
+        self.seed = seed
+
+    def fit(self, leads: pd.DataFrame, amounts: Any, spec: FeatureSpec) -> DealValueModel:
+        from features.build import fit_matrix
+
+        a = np.asarray(amounts, dtype=np.float64)
+        if a.size != len(leads):
+            raise ValueError(f"outcomes.amount: {a.size} amounts for {len(leads)} leads")
+        bad = ~np.isfinite(a) | (a <= 0)
+        if bad.any():
+            ids = leads[LEAD_ID].to_numpy()[bad][:10].tolist() if LEAD_ID in leads else np.flatnonzero(bad)[:10]
+            raise ValueError(f"outcomes.amount: {int(bad.sum())} deal(s) without a positive amount, e.g. leads {ids}")
+        if a.size == 0:
+            raise ValueError("outcomes.amount: no closed deal with an amount before the forecast date")
+        self.spec_ = spec
+        self.n_deals_ = int(a.size)
+        self.mean_ = float(a.mean())
+        self.second_moment_ = float(np.mean(a**2))
+        self.log_sigma_ = float(np.std(np.log(a)))
+        self.kind_ = "mean"
+        n_fit_columns = len(spec.fit_columns)
+        if a.size < self.min_deals or n_fit_columns == 0:
+            return self
+        X = fit_matrix(leads, spec)
+        y = np.log(a)
+        rng = np.random.default_rng(self.seed)
+        holdout = rng.random(a.size) < 0.2
+        params = {"objective": "regression", "num_leaves": 15, "max_depth": 4, "learning_rate": 0.05,
+                  "min_data_in_leaf": max(20, a.size // 100), "lambda_l2": 1.0, "cat_smooth": 50,
+                  "num_threads": 1, "seed": self.seed, "deterministic": True, "verbosity": -1}
+        categorical = list(range(len(spec.categorical_columns)))
+        train = lgb.Dataset(X[~holdout], y[~holdout], categorical_feature=categorical, params=params)
+        valid = lgb.Dataset(X[holdout], y[holdout], reference=train)
+        booster = lgb.train(params, train, num_boost_round=500, valid_sets=[valid],
+                            callbacks=[lgb.early_stopping(30, verbose=False)])
+        residual = y[holdout] - booster.predict(X[holdout], num_iteration=booster.best_iteration)
+        self.booster_ = booster
+        self.smear_ = float(np.mean(np.exp(residual)))
+        self.smear_second_ = float(np.mean(np.exp(2 * residual)))
+        self.log_sigma_ = float(np.std(residual))
+        self.kind_ = "lightgbm"
+        return self
+
+    def predict_moments(self, leads: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(expected value, expected squared value, log-scale centre) per lead row."""
+        from features.build import fit_matrix
+
+        if not hasattr(self, "kind_"):
+            raise RuntimeError("DealValueModel is not fitted")
+        n = len(leads)
+        if self.kind_ == "mean":
+            centre = math.log(self.mean_) - self.log_sigma_**2 / 2
+            return np.full(n, self.mean_), np.full(n, self.second_moment_), np.full(n, centre)
+        log_pred = self.booster_.predict(fit_matrix(leads, self.spec_), num_iteration=self.booster_.best_iteration)
+        return np.exp(log_pred) * self.smear_, np.exp(2 * log_pred) * self.smear_second_, log_pred
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind_, "deals": self.n_deals_, "mean_amount": self.mean_,
+                "log_sigma": self.log_sigma_}
+
+
+def closed_deals_before(crm: CRMData, as_of: Any) -> tuple[pd.DataFrame, np.ndarray]:
+    """Leads (rows of ``crm.leads``) and amounts of the deals closed at or before ``as_of``."""
+    if AMOUNT not in crm.outcomes.columns:
+        raise ValueError("outcomes: no 'amount' column; map one in the data config to forecast revenue")
+    at = pd.Timestamp(as_of)
+    out = crm.outcomes
+    closed = out[out[CONVERTED_AT].notna() & (out[CONVERTED_AT] <= at) & out[AMOUNT].notna()]
+    closed = closed[closed[AMOUNT] > 0]
+    rows = crm.leads.reset_index(drop=True).merge(closed[[LEAD_ID, AMOUNT]], on=LEAD_ID, how="inner")
+    return rows, rows[AMOUNT].to_numpy(dtype=np.float64)
+
+
+# ----- aggregation ----------------------------------------------------------------------------------
+def revenue_interval_analytic(
+    q: np.ndarray, mean: np.ndarray, second: np.ndarray, interval: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per month: expected deals, expected revenue, low, high (normal approximation, clipped at 0)."""
+    expected = mean @ q
+    variance = second @ q - (mean**2) @ (q**2)
+    z = norm.ppf(0.5 + interval / 2)
+    sd = np.sqrt(np.maximum(variance, 0.0))
+    return q.sum(axis=0), expected, np.maximum(expected - z * sd, 0.0), expected + z * sd
+
+
+def revenue_interval_simulated(
+    q: np.ndarray, log_centre: np.ndarray, log_sigma: float, interval: float, draws: int, seed: int,
+    chunk_cells: int = 20_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per month low/high from ``draws`` simulated futures: each lead closes in month m with
+    probability ``q_im`` (or not in the window), with a log-normal deal value."""
+    rng = np.random.default_rng(seed)
+    n, months = q.shape
+    cum = np.cumsum(q, axis=1)
+    totals = np.zeros((draws, months))
+    per_chunk = max(1, chunk_cells // max(n, 1))
+    for first in range(0, draws, per_chunk):
+        k = min(per_chunk, draws - first)
+        u = rng.random((k, n))
+        month = (u[:, :, None] > cum[None, :, :]).sum(axis=2)  # months = not closed in the window
+        value = np.exp(log_centre[None, :] + log_sigma * rng.standard_normal((k, n)))
+        for m in range(months):
+            totals[first:first + k, m] = np.where(month == m, value, 0.0).sum(axis=1)
+    lo, hi = np.quantile(totals, [0.5 - interval / 2, 0.5 + interval / 2], axis=0)
+    return lo, hi
+
+
+@dataclass
+class PipelineForecast:
+    """Revenue per month (``months``) and the per-lead detail (``leads``) of one forecast."""
+
+    as_of: pd.Timestamp
+    months: pd.DataFrame
+    leads: pd.DataFrame
+    deal_value: dict[str, Any]
+    config: ForecastConfig
+    notes: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        table = self.months[[MONTH, EXPECTED_DEALS, EXPECTED_REVENUE, LOW, HIGH]].copy()
+        return (f"Revenue forecast of {len(self.leads):,} open leads as of {self.as_of:%Y-%m-%d} "
+                f"({self.config.interval:.0%} interval, {self.config.method}):\n"
+                + table.to_string(index=False, float_format=lambda v: f"{v:,.0f}"))
+
+
+def forecast_pipeline(
+    open_leads: pd.DataFrame,
+    features: pd.DataFrame,
+    hazards: np.ndarray,
+    period_days: float,
+    p_readiness: np.ndarray | None,
+    readiness_horizon_days: float | None,
+    deal_value: DealValueModel,
+    as_of: Any,
+    config: ForecastConfig | None = None,
+) -> PipelineForecast:
+    """Forecast from already predicted inputs, one row per open lead in the same order:
+    ``open_leads`` (lead rows with the fit attributes), ``hazards`` (n, periods) of the time-to-close
+    model and, with ``combine="both"``, the calibrated ``p_readiness`` and its horizon in days."""
+    cfg = config or ForecastConfig()
+    n = len(open_leads)
+    if not (len(features) == n == hazards.shape[0]):
+        raise ValueError(f"forecast inputs disagree: {n} leads, {len(features)} feature rows, "
+                         f"{hazards.shape[0]} hazard rows")
+    months = forecast_months(as_of, cfg.months)
+    edges = np.concatenate([months["start_day"].to_numpy()[:1], months["end_day"].to_numpy()])
+    notes: list[str] = []
+    horizon = hazards.shape[1] * period_days
+    if edges[-1] > horizon:
+        notes.append(f"the last {edges[-1] - horizon:.0f} day(s) lie past the time-to-close horizon "
+                     f"({horizon:.0f} days): the last period's hazard is held constant there")
+    f_edges = cumulative_close(hazards, period_days, edges)
+    if cfg.combine == "both":
+        if p_readiness is None or readiness_horizon_days is None:
+            raise ValueError("combine='both' needs the sales-readiness probabilities and their horizon")
+        f_h = cumulative_close(hazards, period_days, [readiness_horizon_days])[:, 0]
+        f_edges = combine_close_curves(f_edges, f_h, p_readiness, edges, readiness_horizon_days)
+    q = month_probabilities(f_edges)
+    mean, second, log_centre = deal_value.predict_moments(open_leads)
+    deals, expected, low, high = revenue_interval_analytic(q, mean, second, cfg.interval)
+    if cfg.method == "simulation":
+        low, high = revenue_interval_simulated(q, log_centre, deal_value.log_sigma_, cfg.interval, cfg.draws,
+                                               cfg.seed)
+    out_months = months.assign(**{EXPECTED_DEALS: deals, EXPECTED_REVENUE: expected, LOW: low, HIGH: high})
+    per_lead = pd.DataFrame({
+        LEAD_ID: open_leads[LEAD_ID].to_numpy(),
+        "p_close_in_window": q.sum(axis=1),
+        "expected_value": mean,
+        EXPECTED_REVENUE: q.sum(axis=1) * mean,
+    })
+    for m, label in enumerate(months[MONTH]):
+        per_lead[f"p_close_{label}"] = q[:, m]
+    return PipelineForecast(pd.Timestamp(as_of), out_months, per_lead, deal_value.describe(), cfg, notes)
+
+
+def forecast_open_pipeline(
+    crm: CRMData,
+    readiness_model: Any,
+    time_to_close_model: Any,
+    as_of: Any,
+    config: ForecastConfig | None = None,
+    spec: FeatureSpec | None = None,
+    progress: Progress | None = None,
+) -> PipelineForecast:
+    """Forecast the leads open in ``crm`` at ``as_of`` with fitted models: a sales-readiness model
+    (``predict_proba`` + ``horizon_days``) and a :class:`training.time_to_close.TimeToCloseModel`;
+    the deal-value model is fitted on the deals closed at or before ``as_of``."""
+    from features.build import build_scoring_frame
+
+    cfg = config or ForecastConfig()
+    spec = spec or getattr(time_to_close_model, "spec_", None) or getattr(readiness_model, "spec_", None)
+    if spec is None:
+        raise ValueError("forecast: neither model carries its FeatureSpec; pass spec=")
+    at = pd.Timestamp(as_of)
+    frame = build_scoring_frame(crm, spec, at)
+    if frame.empty:
+        raise ValueError(f"forecast: no lead is open at {at:%Y-%m-%d %H:%M} (created before it and not converted)")
+    feats = frame[spec.columns_]
+    leads = crm.leads.drop_duplicates(LEAD_ID).set_index(LEAD_ID).loc[frame[LEAD_ID]].reset_index()
+    deal_rows, amounts = closed_deals_before(crm, at)
+    if progress is not None:
+        progress(f"{len(frame):,} open leads; deal values from {amounts.size:,} closed deals")
+    deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec)
+    hazards = time_to_close_model.predict_hazard(feats)
+    p = readiness_model.predict_proba(feats) if cfg.combine == "both" else None
+    horizon = getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days
+    return forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, float(horizon),
+                             deal_value, at, cfg)
+
+
+def actual_revenue(crm: CRMData, lead_ids: np.ndarray, months: pd.DataFrame, data_end: Any = None) -> pd.DataFrame:
+    """Deals and revenue the given leads actually closed per forecast month (their first conversion
+    after the first month's start); ``fully_observed`` is False for months ending after ``data_end``."""
+    start = months[START].iloc[0]
+    out = crm.outcomes
+    after = out[out[LEAD_ID].isin(lead_ids) & out[CONVERTED_AT].notna() & (out[CONVERTED_AT] > start)]
+    first = after.sort_values(CONVERTED_AT).drop_duplicates(LEAD_ID)
+    amount = first[AMOUNT].fillna(0.0) if AMOUNT in first else pd.Series(0.0, index=first.index)
+    end = pd.Timestamp(data_end) if data_end is not None else out[CONVERTED_AT].max()
+    deals, revenue = [], []
+    for s, e in zip(months[START], months[END], strict=True):
+        inside = (first[CONVERTED_AT] >= s) & (first[CONVERTED_AT] < e)
+        deals.append(int(inside.sum()))
+        revenue.append(float(amount[inside].sum()))
+    return pd.DataFrame({MONTH: months[MONTH].to_numpy(), ACTUAL_DEALS: deals, ACTUAL_REVENUE: revenue,
+                         OBSERVED: (months[END] <= end).to_numpy()})
+
+
+# ----- backtest -----------------------------------------------------------------------------------------
+@dataclass
+class ForecastBacktest:
+    """A forecast made at a past date next to what those leads actually closed."""
+
+    forecast: PipelineForecast
+    table: pd.DataFrame  # forecast months + actual deals/revenue + inside flag
+    figure: Figure | None
+    readiness_metrics: dict[str, float]
+    time_to_close_metrics: dict[str, float]
+
+    @property
+    def coverage(self) -> float:
+        seen = self.table[self.table[OBSERVED]]
+        return float(seen[INSIDE].mean()) if len(seen) else float("nan")
+
+    def to_text(self) -> str:
+        cols = [MONTH, EXPECTED_REVENUE, LOW, HIGH, ACTUAL_REVENUE, INSIDE, EXPECTED_DEALS, ACTUAL_DEALS]
+        seen = self.table[self.table[OBSERVED]]
+        total_f, total_a = seen[EXPECTED_REVENUE].sum(), seen[ACTUAL_REVENUE].sum()
+        return (f"Forecast backtest as of {self.forecast.as_of:%Y-%m-%d} ({len(self.forecast.leads):,} open leads, "
+                f"{self.forecast.config.interval:.0%} interval):\n"
+                + self.table[cols].to_string(index=False, float_format=lambda v: f"{v:,.0f}")
+                + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months; "
+                f"total forecast {total_f:,.0f} vs actual {total_a:,.0f} ({total_a / max(total_f, 1e-9) - 1:+.1%})")
+
+
+def forecast_figure(table: pd.DataFrame, title: str) -> Figure:
+    """Expected revenue per month with its interval, and the actual revenue when known."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    ax.fill_between(x, table[LOW], table[HIGH], alpha=0.25, color="tab:blue", label="forecast interval")
+    ax.plot(x, table[EXPECTED_REVENUE], "o-", color="tab:blue", label="expected revenue")
+    if ACTUAL_REVENUE in table:
+        seen = table[OBSERVED].to_numpy() if OBSERVED in table else np.ones(len(table), bool)
+        ax.plot(x[seen], table[ACTUAL_REVENUE].to_numpy()[seen], "s--", color="tab:orange", label="actual revenue")
+    ax.set_xticks(x, table[MONTH], rotation=30)
+    ax.set_ylabel("revenue")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def backtest_forecast(
+    crm: CRMData,
+    as_of: Any,
+    project: Any,
+    config: ForecastConfig | None = None,
+    progress: Progress | None = None,
+) -> ForecastBacktest:
+    """Cut ``crm`` at ``as_of``, train both models on what was known then (the project's feature,
+    training and time-to-close settings), forecast the open pipeline and compare with the actual."""
+    from features.build import build_training_set
+    from features.snapshots import crm_known_at
+    from training.sales_readiness import train_and_evaluate
+    from training.survival_evaluation import train_and_evaluate_time_to_close
+
+    say = progress or (lambda _: None)
+    cfg = config or ForecastConfig()
+    at = pd.Timestamp(as_of)
+    known = crm_known_at(crm, at)
+    say(f"building the training set from the CRM as known at {at:%Y-%m-%d}")
+    features_cfg = project.features.model_copy(update={"data_end": at.to_pydatetime(), "end": at.to_pydatetime()})
+    training_set = build_training_set(known, features_cfg)
+    training_cfg = project.training.model_copy(update={"make_plots": False})
+    say("training the sales-readiness model")
+    readiness = train_and_evaluate(training_set, training_cfg, events=known.events)
+    ttc_cfg = project.time_to_close.model_copy(update={"make_plots": False})
+    say("training the time-to-close model")
+    ttc = train_and_evaluate_time_to_close(training_set, ttc_cfg)
+    say("forecasting the open pipeline")
+    result = forecast_open_pipeline(known, readiness.model, ttc.model, at, cfg, spec=training_set.spec)
+    frame = result.leads
+    actual = actual_revenue(crm, frame[LEAD_ID].to_numpy(), result.months)
+    table = result.months.merge(actual, on=MONTH)
+    table[INSIDE] = (table[ACTUAL_REVENUE] >= table[LOW]) & (table[ACTUAL_REVENUE] <= table[HIGH])
+    figure = forecast_figure(table, f"Forecast made {at:%Y-%m-%d} vs revenue actually closed")
+    return ForecastBacktest(result, table, figure, dict(readiness.metrics), dict(ttc.metrics))

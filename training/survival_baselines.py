@@ -1,0 +1,196 @@
+"""Peers of the time-to-close model, scored on the same rows every run.
+
+- :class:`KaplanMeierBaseline`: one survival curve for everyone (no features): what "the average
+  lead closes like this" predicts; its concordance is 0.5 by construction.
+- :class:`CoxBaseline`: a penalised Cox proportional-hazards model (lifelines) on the same
+  FeatureSpec columns, made linear-model friendly by :class:`CoxDesign` (median imputation with
+  missing flags, log1p of non-negative numerics, standardisation, one-hot of the most frequent
+  levels of each categorical, constant columns dropped).
+- :class:`NaiveDurationRegression`: what is often done instead: regress days-to-close on the
+  leads that converted, ignoring every lead still open. Its curve says "closes for sure on the
+  predicted day" (S(t) = 1 before it, 0 after), which is what reading a predicted close date as a
+  forecast means.
+
+Each exposes ``predict_survival(X, days) -> (n, len(days))``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from training.model import encode_features, infer_categories, is_categorical, spec_columns
+from training.survival_metrics import kaplan_meier, step_at
+
+MIN_LEVEL_ROWS = 20
+
+
+class KaplanMeierBaseline:
+    """The population survival curve (no features)."""
+
+    def fit(self, durations: Any, events: Any) -> KaplanMeierBaseline:
+        self.times_, self.survival_ = kaplan_meier(durations, events)
+        return self
+
+    def predict_survival(self, X: pd.DataFrame | int, days: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The same curve for every row of ``X`` (or for ``X`` rows when an int)."""
+        n = X if isinstance(X, int) else len(X)
+        curve = step_at(self.times_, self.survival_, np.asarray(days, dtype=np.float64))
+        return np.tile(curve, (n, 1))
+
+
+class CoxDesign:
+    """Feature frame -> standardised numeric design matrix for a linear (Cox) model."""
+
+    def __init__(self, max_levels: int = 12, min_level_rows: int = MIN_LEVEL_ROWS) -> None:
+        self.max_levels = max_levels
+        self.min_level_rows = min_level_rows
+
+    def fit(self, X: pd.DataFrame) -> CoxDesign:
+        self.numeric_: dict[str, dict[str, Any]] = {}
+        self.levels_: dict[str, list[str]] = {}
+        for col in X.columns:
+            s = X[col]
+            if is_categorical(s):
+                counts = s.astype(object).dropna().astype(str).value_counts()
+                counts = counts[counts >= self.min_level_rows]
+                # the most frequent level is the reference (no column)
+                self.levels_[col] = counts.index[1 : self.max_levels + 1].tolist()
+                continue
+            values = pd.to_numeric(s, errors="coerce").astype(float)
+            present = values.dropna()
+            if present.empty:
+                continue
+            log = bool(present.min() >= 0)
+            transformed = np.log1p(present) if log else present
+            self.numeric_[col] = {
+                "median": float(present.median()), "log": log, "missing_flag": bool(values.isna().any()),
+                "mean": float(transformed.mean()), "std": float(transformed.std(ddof=0)),
+            }
+        design = self._raw(X)
+        std = design.std(ddof=0)
+        self.columns_ = [c for c in design.columns if std[c] > 1e-12]
+        self.mean_ = design[self.columns_].mean()
+        self.scale_ = design[self.columns_].std(ddof=0)
+        return self
+
+    def _raw(self, X: pd.DataFrame) -> pd.DataFrame:
+        out: dict[str, np.ndarray] = {}
+        for col, info in self.numeric_.items():
+            values = pd.to_numeric(X[col], errors="coerce").astype(float).to_numpy()
+            missing = np.isnan(values)
+            filled = np.where(missing, info["median"], values)
+            out[f"{col}"] = np.log1p(np.maximum(filled, 0)) if info["log"] else filled
+            if info["missing_flag"]:
+                out[f"{col}__missing"] = missing.astype(float)
+        for col, levels in self.levels_.items():
+            text = X[col].astype(object).where(X[col].notna(), None).map(lambda v: v if v is None else str(v))
+            for level in levels:
+                out[f"{col}={level}"] = (text == level).to_numpy(dtype=float)
+        return pd.DataFrame(out, index=X.index)
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        design = self._raw(X)[self.columns_]
+        return (design - self.mean_) / self.scale_
+
+
+class CoxBaseline:
+    """Penalised Cox PH (lifelines ``CoxPHFitter``) on :class:`CoxDesign` features."""
+
+    def __init__(self, penalizer: float = 0.1, max_levels: int = 12, max_rows: int = 30_000, seed: int = 0) -> None:
+        self.penalizer = penalizer
+        self.max_levels = max_levels
+        self.max_rows = max_rows
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, durations: Any, events: Any) -> CoxBaseline:
+        from lifelines import CoxPHFitter
+
+        d = np.asarray(durations, dtype=float)
+        e = np.asarray(events).astype(bool)
+        keep = np.flatnonzero(d > 0)  # a snapshot observed for no time carries no information
+        if keep.size > self.max_rows:
+            keep = np.sort(np.random.default_rng(self.seed).choice(keep, self.max_rows, replace=False))
+        if not e[keep].any():
+            raise ValueError("Cox baseline: no conversion among the training rows")
+        self.design_ = CoxDesign(self.max_levels).fit(X.iloc[keep])
+        frame = self.design_.transform(X.iloc[keep]).reset_index(drop=True)
+        frame.columns = [f"x{i}" for i in range(frame.shape[1])]  # lifelines formulas dislike '=' and spaces
+        frame["duration"] = d[keep]
+        frame["event"] = e[keep].astype(int)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; a failure raises
+            self.model_ = CoxPHFitter(penalizer=self.penalizer).fit(frame, "duration", "event")
+        self.n_train_ = int(keep.size)
+        return self
+
+    def predict_survival(self, X: pd.DataFrame, days: Sequence[float] | np.ndarray) -> np.ndarray:
+        design = self.design_.transform(X).reset_index(drop=True)
+        design.columns = [f"x{i}" for i in range(design.shape[1])]
+        days = np.asarray(days, dtype=np.float64)
+        out = np.empty((len(design), days.size))
+        for first in range(0, len(design), 50_000):
+            block = design.iloc[first : first + 50_000]
+            out[first : first + len(block)] = self.model_.predict_survival_function(block, times=days).to_numpy().T
+        return out
+
+
+class NaiveDurationRegression:
+    """LightGBM regression of log(1 + days to close), fitted on converted snapshots only."""
+
+    def __init__(self, rounds: int = 300, learning_rate: float = 0.05, seed: int = 0) -> None:
+        self.rounds = rounds
+        self.learning_rate = learning_rate
+        self.seed = seed
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        durations: Any,
+        events: Any,
+        X_valid: pd.DataFrame | None = None,
+        durations_valid: Any = None,
+        events_valid: Any = None,
+        spec: Any = None,
+    ) -> NaiveDurationRegression:
+        order = spec_columns(spec)
+        self.feature_columns_ = [c for c in order if c in X.columns] if order else list(X.columns)
+        self.categories_ = infer_categories(X[self.feature_columns_], spec)
+        converted = np.asarray(events).astype(bool)
+        if converted.sum() < 10:
+            raise ValueError(f"naive regression: only {int(converted.sum())} converted training rows")
+        y = np.log1p(np.asarray(durations, dtype=float)[converted])
+        params = {"objective": "regression", "metric": "l2", "num_leaves": 15, "max_depth": 4,
+                  "learning_rate": self.learning_rate, "min_data_in_leaf": 20, "lambda_l2": 5.0,
+                  "num_threads": 1, "seed": self.seed, "deterministic": True, "verbosity": -1}
+        cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
+        train = lgb.Dataset(self._encode(X[converted]), label=y, categorical_feature=cat_idx, params=params)
+        valid_ok = X_valid is not None and np.asarray(events_valid).astype(bool).sum() >= 10
+        if valid_ok:
+            cv = np.asarray(events_valid).astype(bool)
+            valid = lgb.Dataset(self._encode(X_valid[cv]), label=np.log1p(np.asarray(durations_valid, float)[cv]),
+                                reference=train)
+            self.booster_ = lgb.train(params, train, self.rounds, valid_sets=[valid],
+                                      callbacks=[lgb.early_stopping(30, verbose=False)])
+            self.best_iteration_ = int(self.booster_.best_iteration or self.rounds)
+        else:
+            self.booster_ = lgb.train(params, train, 100)
+            self.best_iteration_ = 100
+        self.n_train_ = int(converted.sum())
+        return self
+
+    def _encode(self, X: pd.DataFrame) -> np.ndarray:
+        return encode_features(X, self.feature_columns_, self.categories_)
+
+    def predict_days(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted days to close (for every row, as if it will close)."""
+        return np.expm1(self.booster_.predict(self._encode(X), num_iteration=self.best_iteration_))
+
+    def predict_survival(self, X: pd.DataFrame, days: Sequence[float] | np.ndarray) -> np.ndarray:
+        predicted = self.predict_days(X)
+        return (predicted[:, None] > np.asarray(days, dtype=np.float64)[None, :]).astype(np.float64)

@@ -1,0 +1,195 @@
+"""MLflow tracking and registration of the time-to-close model (``lead-time-to-close``).
+
+One run holds: params (the ``time_to_close`` and ``features`` config sections, the LightGBM
+parameters used), metrics (the model's C-indices, integrated Brier score, Brier and calibration
+per horizon, the peers' figures as ``baseline_<peer>_<metric>``), the comparison table, the
+calibration table, the Brier curves, the evaluation settings (tau, days), the model card, the
+plots (survival curves of sample leads, calibration at 30/60/90 days, C-index vs peers, Brier over
+time), the evaluation rows (so promotion can re-score any version on them) and the pyfunc model.
+
+Registration reuses :func:`training.registry.register_challenger` (alias ``challenger``; the
+version tag ``kind=time_to_close`` selects :data:`PROMOTION_RULES` in ``promote``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+
+from features.schema import LEAD_ID
+from training.config import AS_OF
+from training.pyfunc import to_pyfunc_input
+from training.registry import PromotionRules, _bind, register_challenger
+from training.survival_evaluation import (
+    DURATION,
+    EVENT,
+    EvaluationSettings,
+    TimeToCloseResult,
+    score_survival,
+)
+from training.survival_evaluation import (
+    MODEL_NAME as MODEL_ROW,
+)
+from training.survival_pyfunc import SURVIVAL_DAYS_PARAM, log_time_to_close_pyfunc, survival_column
+from training.time_to_close import KIND
+from training.tracking import (
+    COMPARISON_ARTIFACT,
+    MODEL_CARD_ARTIFACT,
+    MODEL_NAME_IN_RUN,
+    PLOTS_DIR,
+    TEST_SET_ARTIFACT,
+    LoggedRun,
+    TrackingTarget,
+    comparison_markdown,
+    connect,
+    data_hash,
+    ensure_experiment,
+    finite_metrics,
+    flatten_params,
+)
+
+MODEL_NAME = "lead-time-to-close"
+SETTINGS_ARTIFACT = "evaluation/settings.json"
+CALIBRATION_ARTIFACT = "evaluation/calibration.csv"
+SIDE_BY_SIDE = ("harrell_c", "uno_c", "ibs", "brier_30d", "brier_90d", "calibration_max_gap_90d")
+
+
+def evaluation_identity(rows: pd.DataFrame) -> dict[str, str]:
+    """What identifies the evaluation rows: size, closes, as_of range, content hash (registry tags)."""
+    identity = {"eval_rows": str(len(rows)), "eval_events": str(int(rows[EVENT].sum())),
+                "eval_data_hash": data_hash(rows)}
+    if AS_OF in rows.columns and len(rows):
+        identity["eval_as_of_min"] = pd.Timestamp(rows[AS_OF].min()).isoformat()
+        identity["eval_as_of_max"] = pd.Timestamp(rows[AS_OF].max()).isoformat()
+    return identity
+
+
+def _log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    directory, _, name = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        frame.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), directory or None)
+
+
+def log_time_to_close_run(
+    target: TrackingTarget,
+    experiment_name: str,
+    result: TimeToCloseResult,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    run_id: str | None = None,
+) -> LoggedRun:
+    """One MLflow run with everything ``result`` holds; ``run_id`` continues an existing run."""
+    client = connect(target)
+    if run_id is not None:
+        experiment_id = client.get_run(run_id).info.experiment_id
+    else:
+        experiment_id = ensure_experiment(client, experiment_name, target.artifact_location)
+    rows = result.evaluation_rows
+    identity = evaluation_identity(rows)
+    run_tags = {"leadscore.kind": KIND,
+                "leadscore.trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+                **{f"leadscore.{k}": v for k, v in identity.items()}, **dict(tags or {})}
+    model = result.model
+    flat_params: dict[str, str] = {}
+    for section, value in params.items():
+        flat_params.update(flatten_params(section, value))
+    flat_params.update(flatten_params("model", {
+        "best_iteration": model.best_iteration_, "horizon_days": model.horizon_days,
+        "n_features": len(model.feature_columns_), "lightgbm": model.params_,
+        "n_period_rows": model.n_period_rows_, "sampling_rate": model.sampling_rate_,
+    }))
+    start = {"run_id": run_id} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
+    with mlflow.start_run(**start) as run:
+        run_id = run.info.run_id
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in finite_metrics(result.metrics).items()],
+            params=[Param(k, v) for k, v in flat_params.items()],
+            tags=[RunTag(k, str(v)) for k, v in run_tags.items()],
+        )
+        mlflow.log_text(result.model_card, MODEL_CARD_ARTIFACT)
+        mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
+        mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
+        mlflow.log_text(result.calibration.to_csv(index=False), CALIBRATION_ARTIFACT)
+        mlflow.log_text(result.brier_curves.to_csv(), "evaluation/brier_over_time.csv")
+        mlflow.log_dict(result.settings.to_dict(), SETTINGS_ARTIFACT)
+        mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
+        if result.notes:
+            mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
+        spec = getattr(model, "spec_", None)
+        if spec is not None and hasattr(spec, "to_dict"):
+            mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+        for name, figure in result.figures.items():
+            mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
+        _log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
+        _log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
+    return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
+
+
+def register_time_to_close(
+    client: MlflowClient, logged: LoggedRun, metrics: Mapping[str, float],
+    extra_tags: Mapping[str, str] | None = None, name: str = MODEL_NAME,
+) -> ModelVersion:
+    """A new version of ``name`` with alias ``challenger`` and the tag ``kind=time_to_close``."""
+    return register_challenger(client, logged, metrics, {"kind": KIND, **dict(extra_tags or {})}, name=name)
+
+
+def load_settings(client: MlflowClient, run_id: str) -> EvaluationSettings:
+    """The evaluation settings a run was measured with."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, SETTINGS_ARTIFACT, tmp)
+        return EvaluationSettings.from_dict(json.loads(Path(local).read_text()))
+
+
+def rows_metrics_time_to_close(
+    client: MlflowClient, name: str, version: str, rows: pd.DataFrame, run_id: str
+) -> dict[str, float]:
+    """Metrics of a registered version on evaluation rows, re-scored through its pyfunc, measured
+    with the settings of the run ``run_id`` (the candidate's)."""
+    settings = load_settings(client, run_id)
+    _bind(client)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    features = rows.drop(columns=[c for c in (LEAD_ID, AS_OF, DURATION, EVENT) if c in rows.columns])
+    output = model.predict(to_pyfunc_input(features), params={SURVIVAL_DAYS_PARAM: list(settings.days)})
+    columns = [survival_column(d) for d in settings.days]
+    missing = [c for c in columns if c not in output.columns]
+    if missing:
+        raise ValueError(f"version {version} of {name!r} did not return survival columns {missing[:3]}...")
+    survival = output[columns].to_numpy(dtype=float)
+    evaluation = score_survival(rows[DURATION].to_numpy(dtype=float), rows[EVENT].to_numpy(), survival, settings)
+    return evaluation.metrics
+
+
+def load_calibration(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    """The calibration table of a run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_csv(client.download_artifacts(run_id, CALIBRATION_ARTIFACT, tmp))
+
+
+PROMOTION_RULES = PromotionRules(KIND, MODEL_ROW, "uno_c", SIDE_BY_SIDE, rows_metrics_time_to_close)
+
+__all__ = [
+    "MODEL_NAME",
+    "PROMOTION_RULES",
+    "evaluation_identity",
+    "load_calibration",
+    "load_settings",
+    "log_time_to_close_run",
+    "register_time_to_close",
+    "rows_metrics_time_to_close",
+]

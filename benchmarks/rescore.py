@@ -27,6 +27,7 @@ Usage: .venv/bin/python benchmarks/rescore.py [--leads 1000000] [--peer-leads 10
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -69,29 +70,44 @@ GIB = 2**30
 
 
 class Usage:
-    """Peak RSS of this process tree (sampled every 50 ms), its CPU seconds and the machine's, over a block."""
+    """Over a block: peak RSS of this process tree (sampled every 50 ms), CPU seconds used by this tree,
+    by the PostgreSQL server (all its sessions) and by the whole machine.
+
+    CPU of a process group = its live processes' CPU + what its parent has collected from exited
+    children (Linux accounts a reaped child's CPU to its parent), so short-lived workers and server
+    backends are counted too.
+    """
 
     def __enter__(self) -> Usage:
         self.process = psutil.Process()
-        self._children_cpu: dict[int, float] = {}
         self.peak = self._tree_rss()
+        self._tree_start, self._server_start = self._tree_cpu(), self._server_cpu()
+        self._machine = psutil.cpu_times()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._machine = psutil.cpu_times()
-        self._own = self.process.cpu_times()
         self._began = time.perf_counter()
         self._thread.start()
         return self
 
+    @staticmethod
+    def _cpu(process: psutil.Process, reaped: bool = True) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return times.user + times.system + (times.children_user + times.children_system if reaped else 0.0)
+
+    def _tree_cpu(self) -> float:
+        return self._cpu(self.process) + sum(self._cpu(c, reaped=False) for c in self.process.children(recursive=True))
+
+    def _server_cpu(self) -> float:
+        return sum(self._cpu(p) for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster"))
+
     def _tree_rss(self) -> int:
         total = self.process.memory_info().rss
         for child in self.process.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-                times = child.cpu_times()
-                self._children_cpu[child.pid] = times.user + times.system
-            except psutil.Error:
-                pass
         return total
 
     def _sample(self) -> None:
@@ -101,17 +117,17 @@ class Usage:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._tree_rss()  # last CPU reading of the workers still alive
         self.seconds = time.perf_counter() - self._began
-        own = self.process.cpu_times()
+        self.tree_cpu = self._tree_cpu() - self._tree_start
+        self.server_cpu = self._server_cpu() - self._server_start
         machine = psutil.cpu_times()
-        self.tree_cpu = (own.user + own.system - self._own.user - self._own.system) + sum(self._children_cpu.values())
         self.machine_cpu = (machine.user + machine.system) - (self._machine.user + self._machine.system)
 
     def describe(self) -> str:
         cores = psutil.cpu_count() or 1
-        return (f"peak RSS {self.peak / GIB:.2f} GiB (process tree); CPU: this tree {self.tree_cpu:.0f}s, "
-                f"whole machine {self.machine_cpu:.0f}s of {cores * self.seconds:.0f}s available")
+        return (f"peak RSS {self.peak / GIB:.2f} GiB (process tree); CPU seconds: this tree {self.tree_cpu:.0f}, "
+                f"PostgreSQL server (all sessions) {self.server_cpu:.0f}, whole machine {self.machine_cpu:.0f} of "
+                f"{cores * self.seconds:.0f} available")
 
 
 @dataclass
@@ -207,12 +223,21 @@ def naive_peer(url: str, model: Any) -> tuple[float, int]:
     return time.perf_counter() - began, len(ids)
 
 
-def report(label: str, summary: RescoreSummary, usage: Usage, stages: dict[str, float]) -> float:
+def own_cpu(usage: Usage, kind: str) -> float:
+    """CPU seconds of the run: this process tree, plus the database server when it is PostgreSQL."""
+    return usage.tree_cpu + (usage.server_cpu if kind == "postgres" else 0.0)
+
+
+def report(label: str, kind: str, summary: RescoreSummary, usage: Usage, stages: dict[str, float]) -> float:
     rate = summary.scored / usage.seconds
     print(f"  {label}: {summary.leads:,} leads ({summary.scored:,} open leads scored with top-3 reasons, "
           f"{summary.history_rows:,} history rows) in {usage.seconds:.1f}s = {rate:,.0f} scored leads/s, "
           f"{summary.leads / usage.seconds:,.0f} leads/s", flush=True)
     print(f"    {usage.describe()}")
+    own = own_cpu(usage, kind)
+    print(f"    CPU per lead ({'this tree + PostgreSQL server' if kind == 'postgres' else 'this tree'}): "
+          f"{1e6 * own / summary.leads:,.0f} us -> "
+          f"{summary.leads / own * (psutil.cpu_count() or 1):,.0f} leads/s if these cores were this run's alone")
     if stages:
         total = sum(stages.values())
         print("    seconds per stage, summed over partitions and processes: "
@@ -258,7 +283,7 @@ def main() -> None:
                 db = copy(args.leads)
                 try:
                     summary, usage, stages = run_leadscore(db, settings, args)
-                    report(f"leadscore rescore, {args.leads:,}-lead base", summary, usage, stages)
+                    report(f"leadscore rescore, {args.leads:,}-lead base", kind, summary, usage, stages)
                 finally:
                     db.drop()
             if not args.peer_leads:
@@ -268,13 +293,16 @@ def main() -> None:
             db = copy(n)
             try:
                 summary, usage, stages = run_leadscore(db, settings, args)
-                ours = report("leadscore rescore", summary, usage, stages)
+                ours = report("leadscore rescore", kind, summary, usage, stages)
                 with Usage() as peer_usage:
                     seconds, scored = naive_peer(db.url, trained.model)
                 peer = scored / seconds
                 print(f"  naive peer: {scored:,} open leads scored in {seconds:.1f}s = {peer:,.0f} scored leads/s; "
                       f"{peer_usage.describe()}")
-                print(f"  ratio leadscore / peer on the same {n:,} leads: {ours / peer:.1f}x", flush=True)
+                peer_cpu = own_cpu(peer_usage, kind) / n
+                ours_cpu = own_cpu(usage, kind) / n
+                print(f"  ratio leadscore / peer on the same {n:,} leads: {ours / peer:.1f}x in wall time "
+                      f"(measured, shared machine); {peer_cpu / ours_cpu:.1f}x in CPU seconds per lead", flush=True)
             finally:
                 db.drop()
     finally:

@@ -126,8 +126,8 @@ def print_time_to_close_run(run) -> None:
     result = run.result
     headers = {"harrell_c": "Harrell C", "uno_c": "Uno C", "ibs": "int. Brier"}
     horizons = result.settings.horizons
-    headers.update({f"brier_{h}d": f"Brier {h}d" for h in horizons})
-    headers.update({f"calibration_max_gap_{h}d": f"calib. gap {h}d" for h in horizons})
+    last = max(horizons)  # the other horizons are in the run's comparison table
+    headers.update({f"brier_{last}d": f"Brier {last}d", f"calibration_max_gap_{last}d": f"calib. gap {last}d"})
     table = Table(title=f"time to close vs peers (test snapshots, tau {result.settings.tau} days)",
                   title_justify="left")
     table.add_column("scorer", style="bold", min_width=22, overflow="fold")

@@ -103,6 +103,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
         dask: Annotated[str | None, typer.Option(help="Dask scheduler address: score partitions on its workers.")] = None,
         workers: Annotated[int | None, typer.Option(min=1, help="Run a local Dask cluster with N workers.")] = None,
+        processes: Annotated[int | None, typer.Option(
+            min=1, help="Processes scoring partitions, this one included (default: one per core for bases of "
+                        "50,000+ leads; 1: this process only).")] = None,
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:
         """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
@@ -122,8 +125,11 @@ def register(app: typer.Typer) -> None:
         if project_dir is not None:
             overrides["project_dir"] = project_dir
         settings = settings.model_copy(update=overrides)
+        if processes is not None and (dask is not None or workers is not None):
+            raise typer.BadParameter("--processes is for a run on this machine; with --dask / --workers the "
+                                     "Dask workers score the partitions")
         rescore_config = RescoreConfig(partition_leads=partition_leads, as_of=as_of, changed_since=changed_since,
-                                       top_k=top_k, run_id=run_id, resume=resume)
+                                       top_k=top_k, run_id=run_id, resume=resume, processes=processes)
         columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
         try:

@@ -208,7 +208,14 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     if n <= SMALL_BATCH:  # few rows (real time): one stable sort beats partition + lexsort
         return np.argsort(magnitude, axis=1, kind="stable")[:, :k]
     if k < m:
-        part = np.argpartition(magnitude, k - 1, axis=1)[:, :k]
+        # the k-th smallest -|value| per row; ties at it go to the lowest indices (argpartition alone
+        # picks an arbitrary one, so a batch could name another zero-impact feature than one lead)
+        kth = np.take_along_axis(magnitude, np.argpartition(magnitude, k - 1, axis=1)[:, :k], axis=1).max(axis=1)
+        better = magnitude < kth[:, None]
+        tied = magnitude == kth[:, None]
+        room = k - better.sum(axis=1)
+        chosen = better | (tied & (np.cumsum(tied, axis=1) <= room[:, None]))
+        part = np.nonzero(chosen)[1].reshape(n, k)
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     order = np.lexsort((part, np.take_along_axis(magnitude, part, axis=1)), axis=1)

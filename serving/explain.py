@@ -12,16 +12,17 @@ One lead (the real-time path) skips ``Booster.predict``'s per-call set-up (param
 predictor construction, input conversion: most of the time of a one-row margin and about half of
 one-row contributions on the benchmark champion): it goes through LightGBM's single-row C API
 (``LGBM_BoosterPredictForMatSingleRowFast``), whose predictor is prepared once per booster at
-load. It runs the same predictor code, so the values are bit-identical to ``Booster.predict``
-(tested); when the C API is not reachable the explainer falls back to ``Booster.predict``.
+load. That predictor reads iteration settings that LightGBM keeps per booster and that every
+``Booster.predict`` call rewrites, so it runs on the explainer's PRIVATE copy of the booster
+(trimmed to ``num_iteration``; nothing else ever predicts with it). It runs the same predictor code
+on the same trees, so the values are bit-identical to ``Booster.predict`` (tested); when the C API
+is not reachable the explainer falls back to ``Booster.predict``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import lightgbm as lgb
@@ -31,23 +32,20 @@ DEFAULT_CHUNK_ROWS = 4096
 _PREDICT_RAW_SCORE = 1  # C_API_PREDICT_RAW_SCORE
 _PREDICT_CONTRIB = 3  # C_API_PREDICT_CONTRIB
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
-# LightGBM keeps ONE single-row predictor per (booster, prediction type): a second set-up with another
-# iteration count would silently replace it for every holder. Boosters -> the iteration count their
-# single-row predictors were set up for; a conflicting request falls back to Booster.predict.
-_ROW_ITERATIONS: weakref.WeakKeyDictionary[lgb.Booster, int] = weakref.WeakKeyDictionary()
-_ROW_LOCK = threading.Lock()
 
 
 class SingleRowPredictor:
-    """One-row raw margin or SHAP contributions through LightGBM's single-row C API.
+    """One-row raw margin or SHAP contributions (all trees) through LightGBM's single-row C API.
 
     The predictor is set up once (``LGBM_BoosterPredictForMatSingleRowFastInit``); each call is one
     C call on the caller's row, under LightGBM's own lock (thread-safe). No parameters are passed,
     so the process-wide OpenMP thread count is left untouched (one row is predicted sequentially).
-    Raises ``RuntimeError`` at construction when the installed LightGBM does not expose the API.
+    The booster must not be used by ``Booster.predict`` with another iteration range (LightGBM keeps
+    the range per booster): give it a private copy. Raises ``RuntimeError`` at construction when
+    the installed LightGBM does not expose the API.
     """
 
-    def __init__(self, booster: lgb.Booster, predict_type: int, num_iteration: int | None) -> None:
+    def __init__(self, booster: lgb.Booster, predict_type: int) -> None:
         try:
             from lightgbm.basic import _LIB, _safe_call  # the loaded lib_lightgbm and its error check
         except ImportError as exc:  # pragma: no cover - other LightGBM builds
@@ -59,15 +57,10 @@ class SingleRowPredictor:
         self.booster = booster  # keeps the booster (and its C handle) alive as long as this predictor
         self.n_features = booster.num_feature()
         self.n_out = self.n_features + 1 if predict_type == _PREDICT_CONTRIB else 1
-        iterations = num_iteration if num_iteration is not None else booster.best_iteration
-        iterations = iterations if iterations and iterations > 0 else -1
-        with _ROW_LOCK:
-            if _ROW_ITERATIONS.setdefault(booster, iterations) != iterations:
-                raise RuntimeError("this booster's single-row predictor serves another iteration count")
         config = ctypes.c_void_p()
         try:
             self._check(self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-                handle, ctypes.c_int(predict_type), ctypes.c_int(0), ctypes.c_int(iterations),
+                handle, ctypes.c_int(predict_type), ctypes.c_int(0), ctypes.c_int(-1),
                 ctypes.c_int(_DTYPE_FLOAT64), ctypes.c_int32(self.n_features), ctypes.c_char_p(b""),
                 ctypes.byref(config)))
         except lgb.basic.LightGBMError as exc:
@@ -119,9 +112,10 @@ class TreeShapExplainer:
         self.chunk_rows = chunk_rows
         self.n_features = booster.num_feature()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="treeshap") if threads > 1 else None
-        try:
-            self._row_margin: SingleRowPredictor | None = SingleRowPredictor(booster, _PREDICT_RAW_SCORE, num_iteration)
-            self._row_contrib: SingleRowPredictor | None = SingleRowPredictor(booster, _PREDICT_CONTRIB, num_iteration)
+        try:  # a private copy with exactly the trees Booster.predict(num_iteration=...) uses
+            private = lgb.Booster(model_str=booster.model_to_string(num_iteration=num_iteration))
+            self._row_margin: SingleRowPredictor | None = SingleRowPredictor(private, _PREDICT_RAW_SCORE)
+            self._row_contrib: SingleRowPredictor | None = SingleRowPredictor(private, _PREDICT_CONTRIB)
         except RuntimeError:  # falls back to Booster.predict
             self._row_margin = self._row_contrib = None
 

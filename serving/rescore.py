@@ -20,8 +20,16 @@ partitions. Incremental mode (``changed_since``): only leads with an event at or
 a lead ``updated_at`` at or after it (when the leads table has such a column), or created at or
 after it are scored (features still see their whole history); the others count as ``unchanged``.
 
-Execution is pluggable (:class:`PartitionExecutor`): in process by default, on Dask workers with
+Execution is pluggable (:class:`PartitionExecutor`): in this process (:class:`LocalExecutor`), in
+this process plus spawned worker processes (:class:`ProcessExecutor`, the default for bases of
+:data:`AUTO_PROCESSES_MIN_LEADS` lead ids or more: one process per core), or on Dask workers with
 :mod:`serving.rescore_dask`; commits always happen here, on the driver, through the same code.
+
+Speed (``benchmarks/rescore.py``): the SQL reads take the fast paths of :mod:`features.fast_sql` (the
+same frames as SQLAlchemy + pandas with far less per-row Python work), a partition's writes go
+through the driver in bulk (:mod:`serving.score_store`), and partitions are scored on every core;
+the remaining cost is dominated by the feature kernels and LightGBM's TreeSHAP, shared with training
+and the endpoint.
 """
 
 from __future__ import annotations
@@ -111,6 +119,7 @@ class PartitionResult:
     counts: PartitionCounts
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (read, features, score, ...)
+    pid: int = field(default_factory=os.getpid)  # the process that scored the partition
 
 
 @dataclass
@@ -395,14 +404,15 @@ class ProcessExecutor:
     in flight, so memory stays bounded by a few partitions whatever the size of the base.
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, help_locally: bool = True) -> None:
         if processes < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
         self.processes = processes
+        self.help_locally = help_locally  # False: this process only commits (all partitions go to workers)
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
             partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
-        workers = min(self.processes - 1, len(partitions) - 1)
+        workers = min(self.processes - (1 if self.help_locally else 0), len(partitions) - 1)
         if workers < 1:
             yield from LocalExecutor().map(data, core, run, partitions)
             return
@@ -460,12 +470,12 @@ class ProcessExecutor:
                     future = finished.get_nowait()
                 except queue.Empty:
                     with lock:
-                        partition = todo.pop() if todo else None
+                        partition = todo.pop() if todo and self.help_locally else None
                         waiting = outstanding[0]
                     if partition is not None:  # nothing to commit: score the next partition here
                         yield score_partition(data, core, partition, run, database=database)
                         continue
-                    if waiting == 0:
+                    if waiting == 0 and (self.help_locally or not todo):
                         break
                     future = finished.get()
                 with lock:

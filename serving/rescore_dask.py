@@ -22,6 +22,7 @@ from serving.rescore import (
     RescoreConfig,
     RescoreProgress,
     RescoreSummary,
+    open_source_database,
     rescore,
     score_partition,
 )
@@ -34,10 +35,13 @@ def _score_on_worker(
     partition: PartitionSpec, run: RunRecord,
 ) -> PartitionResult:
     core = ScoringCore(model, info, scoring)
+    database = open_source_database(data)
     try:
-        return score_partition(data, core, partition, run)
+        return score_partition(data, core, partition, run, database=database)
     finally:
         core.close()
+        if database is not None:
+            database.engine.dispose()
 
 
 class DaskExecutor:

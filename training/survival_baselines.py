@@ -45,7 +45,8 @@ class KaplanMeierBaseline:
 
 
 class CoxDesign:
-    """Feature frame -> standardised numeric design matrix for a linear (Cox) model."""
+    """Feature frame -> standardised numeric design matrix for a linear model (the Cox peer, and the
+    linear base the hazard booster starts from)."""
 
     def __init__(self, max_levels: int = 12, min_level_rows: int = MIN_LEVEL_ROWS) -> None:
         self.max_levels = max_levels
@@ -97,6 +98,22 @@ class CoxDesign:
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         design = self._raw(X)[self.columns_]
         return (design - self.mean_) / self.scale_
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly fitted state (saved inside the time-to-close model)."""
+        return {"max_levels": self.max_levels, "min_level_rows": self.min_level_rows, "numeric": self.numeric_,
+                "levels": self.levels_, "columns": self.columns_, "mean": self.mean_.tolist(),
+                "scale": self.scale_.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoxDesign:
+        design = cls(int(data["max_levels"]), int(data["min_level_rows"]))
+        design.numeric_ = {k: dict(v) for k, v in data["numeric"].items()}
+        design.levels_ = {k: list(v) for k, v in data["levels"].items()}
+        design.columns_ = list(data["columns"])
+        design.mean_ = pd.Series(data["mean"], index=design.columns_, dtype=float)
+        design.scale_ = pd.Series(data["scale"], index=design.columns_, dtype=float)
+        return design
 
 
 class CoxBaseline:

@@ -31,6 +31,9 @@ class TimeToCloseConfig(BaseModel):
       either, non-event period rows are subsampled uniformly and re-weighted by the inverse sampling
       rate (event rows are always kept), so the weighted likelihood is unchanged in expectation.
       ``None`` turns the per-event cap off.
+    - ``linear_base``: the booster starts from a penalised linear discrete-time hazard (logistic on
+      standardised features + one coefficient per period, penalty chosen on the validation leads)
+      and adds trees on top; with few closes the linear part carries most of the signal.
     - ``horizons_days``: the P(close within d days) the model reports (and is calibrated on).
     - Evaluation: the test slice holds the latest ``test_fraction`` of the as-of dates that are
       followed for at least ``min_follow_up_days`` (default: the largest horizon); training and
@@ -49,6 +52,13 @@ class TimeToCloseConfig(BaseModel):
     nonevent_rows_per_event: float | None = Field(100.0, gt=0)
     horizons_days: tuple[int, ...] = (30, 60, 90)
     booster: BoosterConfig = Field(default_factory=_default_booster)
+    linear_base: bool = Field(True, description="boost from a penalised linear discrete-time hazard "
+                              "(training.survival_linear); False: trees alone")
+    linear_c_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+    linear_c_default: float = Field(3e-3, gt=0, description="the penalty when there is no validation slice")
+    linear_tolerance: float = Field(0.01, ge=0, description="strongest penalty within this relative "
+                                    "validation log loss of the best")
+    linear_max_rows: int = Field(300_000, ge=1000, description="period rows the linear hazard is fitted on")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     min_follow_up_days: int | None = Field(None, ge=1)

@@ -7,6 +7,9 @@ period index is one more feature next to the snapshot's features (the same ``Fea
 sales-readiness model). The booster learns the hazard ``h_k(x) = P(close in period k | open at
 its start, x)``; the survival curve is ``S(k w) = prod_{j<k} (1 - h_j(x))``, with a constant
 hazard inside a period for the days in between (``S(t) = S(k w) (1 - h_k)^((t - k w) / w)``).
+By default the booster starts from a penalised linear discrete-time hazard
+(:mod:`training.survival_linear`, ``init_score``) and its trees add what that misses:
+``logit h_k(x) = linear_k(x) + trees(x, k)``.
 
 Expansion rules (``d`` = days observed, ``w`` = period width, ``K`` = periods):
 
@@ -39,11 +42,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from features.spec import FeatureSpec
 from training.config import BoosterConfig
 from training.model import encode_features, infer_categories, scaled_min_data_in_leaf, spec_columns
 from training.survival_config import TimeToCloseConfig
+from training.survival_linear import LinearHazard, fit_linear_hazard
 
 KIND = "time_to_close"
 PERIOD_COLUMN = "period_index"
@@ -315,11 +320,7 @@ class TimeToCloseModel:
             f"non-event rows kept at rate {rows.sampling_rate:.3g}; index arrays {rows.nbytes / 2**20:.1f} MiB)")
         event_rate = float(np.average(rows.label, weights=rows.weight))
         self.params_ = hazard_params(cfg.booster, len(rows), event_rate, cfg.seed)
-        names = [*self.feature_columns_, PERIOD_COLUMN]
-        cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
-        train_set = lgb.Dataset([PeriodSequence(base, rows)], label=rows.label, weight=rows.weight,
-                                feature_name=names, categorical_feature=cat_idx, params=self.params_,
-                                free_raw_data=True)
+        valid_rows = None
         if X_valid is not None:
             dv, ev = _check_outcomes(durations_valid, events_valid, "validation slice")
             if len(X_valid) != dv.size:
@@ -328,8 +329,27 @@ class TimeToCloseModel:
                                         cfg.max_period_rows, cfg.seed + 1, cfg.nonevent_rows_per_event)
             if valid_rows.label.sum() == 0:
                 raise ValueError("validation slice: no conversion within the model horizon; cannot early-stop")
+        self.linear_: LinearHazard | None = None
+        init_train = init_valid = None
+        if cfg.linear_base:
+            say("fitting the linear base hazard")
+            self.linear_ = fit_linear_hazard(
+                X[self.feature_columns_], rows, cfg.max_periods,
+                None if X_valid is None else X_valid[self.feature_columns_], valid_rows,
+                c_grid=cfg.linear_c_grid, c_default=cfg.linear_c_default, tolerance=cfg.linear_tolerance,
+                max_rows=cfg.linear_max_rows, max_levels=cfg.cox_max_levels, seed=cfg.seed)
+            init_train = self.linear_.snapshot_margin(X)[rows.row] + self.linear_.period[rows.period]
+            if X_valid is not None:
+                init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
+                              + self.linear_.period[valid_rows.period])
+        names = [*self.feature_columns_, PERIOD_COLUMN]
+        cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
+        train_set = lgb.Dataset([PeriodSequence(base, rows)], label=rows.label, weight=rows.weight,
+                                init_score=init_train, feature_name=names, categorical_feature=cat_idx,
+                                params=self.params_, free_raw_data=True)
+        if X_valid is not None:
             valid_set = lgb.Dataset([PeriodSequence(self.encode(X_valid), valid_rows)], label=valid_rows.label,
-                                    weight=valid_rows.weight, reference=train_set)
+                                    weight=valid_rows.weight, init_score=init_valid, reference=train_set)
             self.booster_ = lgb.train(
                 self.params_, train_set, num_boost_round=num_boost_round or cfg.booster.max_rounds,
                 valid_sets=[valid_set], valid_names=["valid"],
@@ -371,6 +391,7 @@ class TimeToCloseModel:
         base = self.encode(X)
         n, p = base.shape
         periods = self.config.max_periods
+        linear = getattr(self, "linear_", None)
         out = np.empty((n, periods))
         for first in range(0, n, PREDICT_CHUNK):
             last = min(first + PREDICT_CHUNK, n)
@@ -378,8 +399,10 @@ class TimeToCloseModel:
             block[:, :p] = base[first:last]
             for k in range(periods):
                 block[:, p] = k
-                out[first:last, k] = self.booster_.predict(block, num_iteration=self.best_iteration_)
-        return out
+                out[first:last, k] = self.booster_.predict(block, raw_score=True, num_iteration=self.best_iteration_)
+            if linear is not None:
+                out[first:last] += linear.margins(X.iloc[first:last])
+        return expit(out)
 
     def predict_survival(self, X: pd.DataFrame, days: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
         """S(t | x) at ``days`` (default: the period ends w, 2w, ..., K w): (n, len(days))."""
@@ -439,6 +462,7 @@ class TimeToCloseModel:
             "n_period_rows_full": self.n_period_rows_full_,
             "sampling_rate": self.sampling_rate_,
             "n_events": self.n_events_,
+            "linear": None if self.linear_ is None else self.linear_.to_dict(),
             "spec": spec,
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
@@ -466,6 +490,7 @@ class TimeToCloseModel:
         model.n_period_rows_full_ = meta["n_period_rows_full"]
         model.sampling_rate_ = meta["sampling_rate"]
         model.n_events_ = meta["n_events"]
+        model.linear_ = None if meta.get("linear") is None else LinearHazard.from_dict(meta["linear"])
         model.spec_ = None if meta.get("spec") is None else FeatureSpec.from_dict(meta["spec"])
         return model
 

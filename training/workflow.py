@@ -250,6 +250,10 @@ def evaluate_registered(
         training_set = build_flat_training_set(data, spec=inner.spec_)
     else:
         training_set = build_training_set(data, spec=inner.spec_)
+    from training.time_to_close import TimeToCloseModel
+
+    if isinstance(inner, TimeToCloseModel):
+        return _evaluate_time_to_close(model_name, str(version.version), inner, training_set)
     rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
@@ -258,6 +262,34 @@ def evaluate_registered(
     p = np.asarray(model.predict(to_pyfunc_input(rows[list(inner.feature_columns_)])), dtype=float)
     metrics = rows_metrics(rows, p)
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
+
+
+def _evaluate_time_to_close(name: str, version: str, model, training_set: TrainingSet) -> EvaluationReport:
+    """A time-to-close version on the project's latest test slice (its own config: split, horizons, tau)."""
+    from training.survival_evaluation import (
+        DURATION,
+        EVENT,
+        EvaluationSettings,
+        observed_rates,
+        score_survival,
+        survival_split,
+    )
+    from training.survival_tracking import evaluation_identity as survival_identity
+
+    if training_set.data_end is None:
+        raise ValueError("time to close needs dated snapshots (data.mode: crm)")
+    frame = training_set.frame.reset_index(drop=True)
+    split = survival_split(frame[AS_OF], frame["lead_id"], training_set.data_end, model.config)
+    test = frame.iloc[split.test].reset_index(drop=True)
+    time, event = test["days_observed"].to_numpy(dtype=float), test["event"].to_numpy()
+    if not event.any():
+        raise ValueError("latest evaluation rows hold no close; cannot evaluate")
+    settings = EvaluationSettings.for_rows(time, event, model.config)
+    survival = model.predict_survival(test[model.feature_columns_], settings.days)
+    metrics = {**score_survival(time, event, survival, settings).metrics,
+               **observed_rates(time, event, settings.horizons), "tau_days": float(settings.tau)}
+    rows = test[["lead_id", AS_OF]].assign(**{DURATION: time, EVENT: event.astype(int)})
+    return EvaluationReport(name, version, metrics, survival_identity(rows))
 
 
 __all__ = [

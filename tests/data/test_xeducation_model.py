@@ -8,14 +8,14 @@ import pytest
 
 from features.contract import load_config
 from features.flat import load_flat
-from training.baselines import load_points_rules
 from training.config import BoosterConfig, TrainingConfig
 from training.sales_readiness import train_and_evaluate_flat
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "xeducation.yaml"
 FAST = TrainingConfig(booster=BoosterConfig(learning_rate=0.1, max_rounds=200), bootstrap_samples=0,
-                      make_plots=False, cv_folds=4)
+                      make_plots=False, cv_folds=4,
+                      points_rules=ROOT / "configs" / "points_rules_xeducation.yaml")  # the flat export's own rules
 
 
 def _run(*unignore: str):
@@ -23,8 +23,7 @@ def _run(*unignore: str):
     if unignore:
         config = config.unignore(*unignore)
     flat, _ = load_flat(config)
-    rules = load_points_rules(ROOT / "configs" / "points_rules_xeducation.yaml")
-    return train_and_evaluate_flat(flat, FAST, points_rules=rules)
+    return train_and_evaluate_flat(flat, FAST)
 
 
 _CACHE: dict[str, object] = {}
@@ -37,7 +36,11 @@ def _honest_result():
 
 
 @pytest.mark.usefixtures("real_data_dir")
-@pytest.mark.xfail(strict=True, reason="issue 4 target not reached yet: cross-validated AUC ~0.873 < 0.88")
+@pytest.mark.xfail(strict=True, reason="target not reached: cross-validated AUC 0.873 < 0.88 without the "
+                   "post-contact columns. Tried (3 fold seeds): booster shape, leaf size, L2, feature fraction, "
+                   "path smoothing, categorical smoothing, linear trees, 'Select' kept apart from blank, an "
+                   "answered-fields count, a LightGBM + logistic blend, a nested 20-trial Optuna search: "
+                   "0.870-0.876; see the README's measured figures")
 def test_honest_model_reaches_the_published_target() -> None:
     assert _honest_result().metrics["roc_auc"] >= 0.88
 
@@ -46,6 +49,7 @@ def test_honest_model_reaches_the_published_target() -> None:
 def test_honest_model_is_accurate_and_beats_the_company_score() -> None:
     result = _honest_result()
     assert result.metrics["ece"] <= 0.03
+    assert "points: xeducation_points" in result.comparison.index  # training.points_rules of the config
     activity = result.comparison.loc["score: Asymmetrique Activity Score"]
     assert 0.5 < activity["coverage"] < 0.6  # the company score exists for ~54% of leads
     assert 0.55 <= activity["roc_auc_covered_only"] <= 0.67  # ~0.60 where it exists

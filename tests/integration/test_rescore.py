@@ -4,6 +4,7 @@ history, incremental mode, quarantine, the CLI."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,14 @@ from typer.testing import CliRunner
 from features.contract import ContractError, DataConfig, SourceConfig
 from leadscore.cli_rescore import build_app
 from serving import score_store
-from serving.rescore import RescoreConfig, plan_partitions, rescore, sql_data_config, top_leads
+from serving.rescore import (
+    ProcessExecutor,
+    RescoreConfig,
+    plan_partitions,
+    rescore,
+    sql_data_config,
+    top_leads,
+)
 from tests.integration.rescore_support import (
     AS_OF,
     LATER,
@@ -211,3 +219,25 @@ def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Ch
     missing = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir",
                                                str(champion.models_dir), "--resume"])
     assert missing.exit_code == 1 and "no unfinished run" in missing.output
+
+
+def test_worker_processes_give_the_single_process_result(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
+    """Partitions scored in spawned worker processes: the same rows as in process and as scoring in memory."""
+    make_lead_db(sqlite_url)
+    single_url = f"sqlite:///{tmp_path / 'single.db'}"
+    make_lead_db(single_url)
+    config = RescoreConfig(partition_leads=150, as_of=AS_OF)
+    scored_by: dict[int, int] = {}
+    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, config,
+                      executor=ProcessExecutor(2, help_locally=False),
+                      on_result=lambda result: scored_by.update({result.partition.index: result.pid}))
+    single = rescore(sql_data_config(single_url), single_url, champion.settings, config.model_copy(update={"processes": 1}))
+    assert sorted(scored_by) == list(range(summary.partitions)) and summary.partitions > 4
+    assert os.getpid() not in scored_by.values()  # every partition was scored by a worker
+    for field in ("scored", "skipped_converted", "skipped_not_created", "mql", "grades", "history_rows"):
+        assert getattr(summary, field) == getattr(single, field), field
+    got, want = _scores(sqlite_url), _scores(single_url)
+    pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS])
+    reference = in_memory_scores(sqlite_url, champion.core(), AS_OF)
+    np.testing.assert_array_equal(got["lead_id"].to_numpy(), reference.lead_id)
+    np.testing.assert_allclose(got["probability"].to_numpy(), reference.probability, rtol=0, atol=1e-12)

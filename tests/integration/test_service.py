@@ -79,6 +79,9 @@ def test_auth_is_required(server, payloads) -> None:
     body = {"leads": payloads[1][:1], "as_of": AS_OF.isoformat()}
     assert post(server, body, headers={}).status_code == 401
     assert post(server, body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert post(server, body, headers={"Authorization": f"Basic {KEY}"}).status_code == 401
+    assert post(server, body, headers={"Authorization": f"Bearer {KEY}x"}).status_code == 401
+    assert post(server, body, headers={"Authorization": f"bearer {KEY}"}).status_code == 200  # scheme is case-blind
     assert httpx.get(f"{server.url}/model").status_code == 401
     assert httpx.post(f"{server.url}/reload").status_code == 401
     assert post(server, body).status_code == 200
@@ -149,6 +152,23 @@ def test_nan_empty_and_oversized_batches(server, payloads) -> None:
     assert post(server, {"leads": payloads[1][:1]}, top_k="x").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("as_of", "needle"),
+    [("3000-01-01T00:00:00", "as_of"), ("1900-01-01T00:00:00", "as_of"), ("soon", "as_of"),
+     ("2020-01-01T00:00:00", "created_at")],  # before the lead was created
+)
+def test_bad_as_of_gets_400_naming_the_field(server, payloads, as_of, needle) -> None:
+    response = post(server, {"leads": payloads[1][:2], "as_of": as_of})
+    assert response.status_code == 400, response.text
+    assert needle in response.text and "Traceback" not in response.text
+
+
+def test_timezone_aware_as_of_is_the_same_instant(server, payloads) -> None:
+    naive = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T00:00:00"}).json()
+    aware = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T02:00:00+02:00"}).json()
+    assert naive["as_of"] == aware["as_of"] and naive["scores"] == aware["scores"]
+
+
 def test_unseen_category_is_scored_with_a_warning(server, payloads) -> None:
     lead = json.loads(json.dumps(payloads[1][0]))
     lead["attributes"]["industry"] = "asteroid mining"
@@ -189,9 +209,25 @@ def test_reload_swaps_champion_while_requests_succeed(server, champion, models_d
 
 
 def test_bentoml_build_succeeds(tmp_path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
+    # BentoML 1.4 always runs uv while freezing the image: use the one `make env` bootstraps when
+    # uv is not installed system-wide (bentofile.yaml turns package re-locking off: no index needed)
+    path = os.environ.get("PATH", "")
+    if shutil.which("uv") is None and (ROOT / ".uv-bootstrap" / "bin" / "uv").is_file():
+        path = f"{ROOT / '.uv-bootstrap' / 'bin'}{os.pathsep}{path}"
+    env = {**os.environ, "PATH": path, "BENTOML_HOME": str(tmp_path / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true"}
     bentoml_cli = Path(sys.executable).parent / "bentoml"
     done = subprocess.run([str(bentoml_cli), "build", "--output", "tag"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "bentoml_home" / "bentos" / "lead_scoring").is_dir()
+    tag = done.stdout.strip().rsplit(":", 1)[-1]  # "__tag__:lead_scoring:<version>"
+    bento = tmp_path / "bentoml_home" / "bentos" / "lead_scoring" / tag
+    assert (bento / "bento.yaml").is_file(), done.stdout
+    pinned = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
+    packed = set((bento / "env" / "python" / "requirements.txt").read_text().splitlines())
+    assert pinned <= packed, sorted(pinned - packed)[:10]  # the bento runs the tested versions
+    # the packed sources alone import the service (nothing is missing from the include list)
+    probe = subprocess.run([sys.executable, "-c", "import serving.service as s; print(s.__file__)"],
+                           cwd=bento / "src", env={**env, "PYTHONPATH": str(bento / "src")},
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert Path(probe.stdout.strip()).is_relative_to(bento / "src")

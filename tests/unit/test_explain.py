@@ -70,3 +70,41 @@ def test_shape_and_settings_are_checked(booster_and_rows) -> None:
     with pytest.raises(ValueError, match="threads"):
         TreeShapExplainer(booster, threads=0)
     assert TreeShapExplainer(booster).contributions(rows[:0]).shape == (0, 5)
+
+
+def test_one_row_path_is_exact(booster_and_rows) -> None:
+    """One row goes through LightGBM's single-row C API: bit-identical to Booster.predict and to shap."""
+    booster, rows = booster_and_rows
+    explainer = TreeShapExplainer(booster, num_iteration=40)
+    assert explainer._row_contrib is not None  # the fast path is in use with the pinned LightGBM
+    reference = shap.TreeExplainer(booster, model_output="raw")
+    for i in (0, 5, 25, 45, 399):  # missing category, unseen category code, NaN numeric, plain rows
+        row = rows[i : i + 1]
+        ours = explainer.contributions(row)
+        np.testing.assert_array_equal(ours, booster.predict(row, pred_contrib=True, num_iteration=40))
+        np.testing.assert_array_equal(explainer.margin(row), booster.predict(row, raw_score=True, num_iteration=40))
+        shap_row = np.asarray(reference.shap_values(row, tree_limit=40))
+        if shap_row.ndim == 3:
+            shap_row = shap_row[-1]
+        np.testing.assert_allclose(ours[:, :-1], shap_row, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"expects \(n, 4\)"):
+        explainer.contributions(rows[:1, :3])
+    explainer.close()
+    np.testing.assert_array_equal(explainer.margin(rows[:1]), booster.predict(rows[:1], raw_score=True,
+                                                                               num_iteration=40))
+
+
+def test_one_row_path_ignores_other_predictions_on_the_booster(booster_and_rows) -> None:
+    """LightGBM keeps the iteration range of a booster's predictors per booster and every
+    Booster.predict call rewrites it: the one-row path must not be affected (it has its own copy)."""
+    booster, rows = booster_and_rows
+    first = TreeShapExplainer(booster, num_iteration=30)
+    other = TreeShapExplainer(booster, num_iteration=10)
+    row = rows[3:4]
+    for _ in range(2):
+        np.testing.assert_array_equal(first.contributions(row),
+                                      booster.predict(row, pred_contrib=True, num_iteration=30))
+        np.testing.assert_array_equal(other.contributions(row),
+                                      booster.predict(row, pred_contrib=True, num_iteration=10))
+        booster.predict(rows[:50], pred_contrib=True, num_iteration=5)  # someone else predicts
+        np.testing.assert_array_equal(first.margin(row), booster.predict(row, raw_score=True, num_iteration=30))

@@ -10,7 +10,15 @@ from pydantic import ValidationError
 
 from features.build import features_from_payloads, scoring_matrix
 from features.schema import ENGAGEMENT, FIT, LEAD_ID
-from serving.core import GRADES, ModelInfo, ScoringConfig, ScoringCore, probability_impacts, top_k_indices
+from serving.core import (
+    GRADES,
+    ModelInfo,
+    ScoringConfig,
+    ScoringCore,
+    grade_of,
+    probability_impacts,
+    top_k_indices,
+)
 from serving.schemas import LeadError, LeadIn, check_leads
 from tests.serving_fixtures import AS_OF, payloads_from_crm, train_small_champion
 
@@ -155,3 +163,45 @@ def test_check_leads_names_lead_and_field(core) -> None:
     with pytest.raises(LeadError, match="must be a number"):
         check_leads([text], as_of, core.spec)
     assert FIT in core.families and ENGAGEMENT in core.families
+
+
+def test_validated_payloads_equal_iso_payloads(champion, core, batch_rows) -> None:
+    """The endpoint hands datetime objects (validated, naive UTC) to the feature code: same matrix."""
+    ids, matrix = batch_rows
+    payloads = payloads_from_crm(champion.crm, [int(i) for i in ids[:25]], AS_OF)
+    validated = [LeadIn.model_validate(p).payload() for p in payloads]
+    assert isinstance(validated[0]["created_at"], datetime)
+    at = AS_OF.to_pydatetime()
+    np.testing.assert_array_equal(features_from_payloads(validated, core.spec, at),
+                                  features_from_payloads(payloads, core.spec, AS_OF))
+    np.testing.assert_allclose(features_from_payloads(validated, core.spec, at), matrix[:25], atol=1e-9,
+                               equal_nan=True)
+
+
+def test_one_lead_equals_its_row_in_a_batch(core, batch_rows) -> None:
+    """The real-time path (one row: single-row LightGBM call, small-batch top-k) == the batch path."""
+    ids, matrix = batch_rows
+    big = np.tile(matrix, (2, 1))  # > SMALL_BATCH rows: partition-based top-k, chunked predict
+    assert len(big) > 256
+    batch = core.score_matrix(np.tile(ids, 2), big, top_k=5)
+    for i in (0, 7, 123):
+        one = core.score_matrix(ids[i : i + 1], matrix[i : i + 1], top_k=5)
+        assert one.probability[0] == batch.probability[i]
+        np.testing.assert_array_equal(one.reason_feature[0], batch.reason_feature[i])
+        np.testing.assert_allclose(one.reason_impact[0], batch.reason_impact[i], rtol=0, atol=1e-12)
+        bare = core.score_matrix(ids[i : i + 1], matrix[i : i + 1], top_k=0)
+        assert bare.probability[0] == pytest.approx(batch.probability[i], abs=1e-12)
+
+
+def test_top_k_small_and_large_batches_agree() -> None:
+    rng = np.random.default_rng(3)
+    values = np.round(rng.normal(size=(600, 40)), 1)  # many ties
+    expected = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(top_k_indices(values, 4), expected)  # > SMALL_BATCH rows
+    np.testing.assert_array_equal(top_k_indices(values[:5], 4), expected[:5])  # few rows
+
+
+def test_grade_cut_offs_are_inclusive() -> None:
+    score = np.array([0, 2, 3, 5, 6, 9, 10, 100])
+    np.testing.assert_array_equal(grade_of(score, (10, 6, 3)), ["D", "D", "C", "C", "B", "B", "A", "A"])
+    np.testing.assert_array_equal(grade_of(score, (6, 6, 3)), ["D", "D", "C", "C", "A", "A", "A", "A"])

@@ -111,7 +111,8 @@ def test_sequence_fit_equals_dense_fit() -> None:
     rate = np.exp(-4 + X["a"].to_numpy())
     durations = np.minimum(rng.exponential(1 / rate), rng.uniform(10, 150, n))
     events = durations < 150
-    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60), nonevent_rows_per_event=None)
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60), nonevent_rows_per_event=None,
+                               linear_base=False)
     model = TimeToCloseModel(config).fit(X, durations, events, num_boost_round=20)
     rows = expand_periods(durations, events, 7, 20, 0.5)
     dense = np.column_stack([model.encode(X)[rows.row], rows.period]).astype(np.float32)
@@ -121,3 +122,28 @@ def test_sequence_fit_equals_dense_fit() -> None:
     probe = np.column_stack([model.encode(X[:200]), np.full(200, 3.0)]).astype(np.float32)
     np.testing.assert_allclose(model.booster_.predict(probe), booster.predict(probe), rtol=1e-10)
     assert model.predict_hazard(X[:200])[:, 3] == pytest.approx(booster.predict(probe), rel=1e-10)
+
+
+def test_linear_base_is_the_starting_margin(tmp_path) -> None:
+    """With a linear base, logit h = linear margin + trees; without trees' help it already ranks."""
+    from scipy.special import logit
+
+    rng = np.random.default_rng(8)
+    n = 4000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.exponential(3, n),
+                      "c": pd.Categorical(rng.choice(["x", "y", "z"], n))})
+    rate = np.exp(-4.5 + 0.8 * X["a"].to_numpy())
+    durations = np.minimum(rng.exponential(1 / rate), rng.uniform(20, 150, n))
+    events = durations < 150
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60))
+    model = TimeToCloseModel(config).fit(X, durations, events, X[:1000], durations[:1000], events[:1000])
+    linear = model.linear_
+    assert linear is not None and linear.c in config.linear_c_grid and linear.validation_losses
+    assert linear.coef[linear.design.columns_.index("a")] > 0.3  # the real effect, standardised
+    trees = np.stack([model.booster_.predict(np.column_stack([model.encode(X[:50]), np.full(50, k)]).astype(
+        np.float32), raw_score=True, num_iteration=model.best_iteration_) for k in range(20)], axis=1)
+    np.testing.assert_allclose(logit(model.predict_hazard(X[:50])), trees + linear.margins(X[:50]), rtol=1e-9)
+    loaded = TimeToCloseModel.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_hazard(X[:50]), model.predict_hazard(X[:50]), rtol=1e-12)
+    assert model.predict_close_probability(X.assign(a=2.0)[:1], 60)[0] > model.predict_close_probability(
+        X.assign(a=-2.0)[:1], 60)[0]

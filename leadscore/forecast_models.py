@@ -1,0 +1,50 @@
+"""Load the two champions a revenue forecast needs (registry aliases or exported folders)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+READINESS_NAME = "lead-conversion"
+TIME_TO_CLOSE_NAME = "lead-time-to-close"
+CHAMPION = "champion"
+
+
+def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str]:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from serving.loader import find_model_dir
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
+                         f"promote it first (leadscore train / leadscore models promote)") from exc
+    with tempfile.TemporaryDirectory(prefix="leadscore-forecast-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp,
+                                                    tracking_uri=tracking_uri)
+        model = loader(find_model_dir(Path(local)))
+    return model, f"{name} v{version.version}"
+
+
+def load_forecast_models(
+    project: Any, config_path: Path, tracking_uri: str | None, models_dir: Path | None, alias: str = CHAMPION
+) -> tuple[Any, Any, str]:
+    """(sales-readiness model, time-to-close model, "names and versions") of the champions."""
+    from serving.loader import champion_folder, find_model_dir
+    from training.model import SalesReadinessModel
+    from training.time_to_close import TimeToCloseModel
+    from training.tracking import tracking_target
+
+    if models_dir is not None:
+        readiness = SalesReadinessModel.load(find_model_dir(champion_folder(models_dir, READINESS_NAME)))
+        ttc = TimeToCloseModel.load(find_model_dir(champion_folder(models_dir, TIME_TO_CLOSE_NAME)))
+        return readiness, ttc, f"exported champions in {models_dir}"
+    uri = tracking_target(tracking_uri, Path(config_path).resolve().parent).uri
+    readiness, a = _from_registry(uri, READINESS_NAME, alias, SalesReadinessModel.load)
+    ttc, b = _from_registry(uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
+    return readiness, ttc, f"{a}, {b}"

@@ -1,0 +1,131 @@
+"""`leadscore train --target time-to-close` and the registry rules for `lead-time-to-close`, on a real
+SQLite tracking store (CliRunner, no mocks): run artifacts, pyfunc outputs, promotion on the same rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from features.contract import DataConfig, SourceConfig
+from leadscore.cli_models import register
+from leadscore.project import ProjectConfig, project_yaml
+from leadscore.synth import SynthConfig, write_synthetic
+from training.pyfunc import to_pyfunc_input
+from training.registry import CHAMPION, RegistryError, alias_version, promote
+from training.survival_pyfunc import SURVIVAL_DAYS_PARAM, load_time_to_close, survival_column
+from training.survival_tracking import MODEL_NAME
+from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("ttc-cli")
+    crm = directory / "crm"
+    write_synthetic(SynthConfig(n_leads=3000, seed=2, events_per_lead=20), str(crm), "parquet", overwrite=True)
+    source = SourceConfig(kind="parquet", leads=str(crm / "leads.parquet"), events=str(crm / "events.parquet"),
+                          outcomes=str(crm / "outcomes.parquet"))
+    config = directory / "leadscore.yaml"
+    config.write_text(project_yaml(ProjectConfig(name="ttc-test", data=DataConfig(source=source))), encoding="utf-8")
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": "", "COLUMNS": "200"})
+
+    trained = invoke("train", "-c", str(config), "--target", "time-to-close")
+    assert trained.exit_code == 0, trained.output
+    return invoke, config, trained.output
+
+
+def test_train_logs_the_run_and_registers_the_challenger(cli) -> None:
+    _, config, output = cli
+    for text in ("lightgbm hazard", "kaplan-meier", "cox ph", "naive regression", "alias challenger", "Uno C"):
+        assert text in output
+    client = connect(tracking_target(None, config.parent))
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    assert version.tags["kind"] == "time_to_close"
+    assert float(version.tags["uno_c"]) > 0.6 and float(version.tags["ibs"]) > 0
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["uno_c"] > run.data.metrics["baseline_kaplan_meier_uno_c"]
+    assert run.data.params["time_to_close.period_days"] == "7"
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
+    assert artifacts == {f"plots/{n}.png" for n in ("survival_curves", "calibration", "concordance", "brier_over_time")}
+    listed = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
+    assert {"evaluation/settings.json", "evaluation/calibration.csv", "evaluation/test_set.parquet"} <= listed
+
+
+def test_pyfunc_takes_raw_columns_and_returns_timing(cli) -> None:
+    _, config, _ = cli
+    client = connect(tracking_target(None, config.parent))
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(300)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    model = pyfunc.unwrap_python_model().model_
+    raw = to_pyfunc_input(rows[model.feature_columns_])
+    assert raw["industry"].dtype == object  # categoricals travel as text
+    out = pyfunc.predict(raw)
+    assert list(out.columns) == ["p_close_30d", "p_close_60d", "p_close_90d", "median_days", "median_beyond_horizon"]
+    expected = model.predict_summary(rows[model.feature_columns_])
+    np.testing.assert_allclose(out["p_close_90d"].to_numpy(), expected["p_close_90d"].to_numpy(), rtol=1e-12)
+    curve = pyfunc.predict(raw, params={SURVIVAL_DAYS_PARAM: [30.0, 182.0]})
+    np.testing.assert_allclose(1 - curve[survival_column(30.0)], out["p_close_30d"], rtol=1e-12)
+    assert (curve[survival_column(182.0)] <= curve[survival_column(30.0)]).all()
+    np.testing.assert_array_equal(out["median_beyond_horizon"], curve[survival_column(182.0)] > 0.5)
+
+
+def test_promote_same_rows_list_export(cli) -> None:
+    invoke, config, _ = cli
+    promoted = invoke("models", "promote", "-c", str(config), "--model-name", MODEL_NAME)
+    assert promoted.exit_code == 0, promoted.output
+    assert "PROMOTED" in promoted.output and "uno_c" in promoted.output and "best baseline (cox ph" in promoted.output
+
+    # the same data and config train the same model: it cannot beat the champion on the same rows
+    again = invoke("train", "-c", str(config), "--target", "time-to-close")
+    assert again.exit_code == 0, again.output
+    refused = invoke("models", "promote", "-c", str(config), "--model-name", MODEL_NAME)
+    assert refused.exit_code == 4, refused.output
+    assert "does NOT beat the champion on the same evaluation rows" in refused.output
+    client = connect(tracking_target(None, config.parent))
+    assert str(alias_version(client, MODEL_NAME, CHAMPION).version) == "1"
+    by_ibs = promote(client, MODEL_NAME, metric="ibs")
+    assert not by_ibs.promoted and by_ibs.table.loc["ibs"].iloc[0] == pytest.approx(by_ibs.table.loc["ibs"].iloc[1])
+    with pytest.raises(RegistryError, match="roc_auc.*not measured for time_to_close"):
+        promote(client, MODEL_NAME, metric="roc_auc")
+
+    evaluated = invoke("evaluate", "-c", str(config), "--model", "champion", "--model-name", MODEL_NAME)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "uno_c" in evaluated.output and "calibration_max_gap_90d" in evaluated.output
+    assert "eval_events" in evaluated.output
+
+    listed = invoke("models", "list", "-c", str(config), "--model-name", MODEL_NAME)
+    assert listed.exit_code == 0 and "uno_c" in listed.output and "champion" in listed.output
+    out = config.parent / "models"
+    exported = invoke("models", "export", "-c", str(config), "--model-name", MODEL_NAME, "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    info = json.loads((out / MODEL_NAME / "champion.json").read_text())
+    assert info["version"] == "1" and info["name"] == MODEL_NAME
+    model = load_time_to_close(out / MODEL_NAME)
+    rows = load_run_frame(client, client.get_model_version(MODEL_NAME, "1").run_id, TEST_SET_ARTIFACT).head(5)
+    assert isinstance(model.predict_summary(rows[model.feature_columns_]), pd.DataFrame)
+
+
+def test_flat_project_is_refused_with_a_reason(cli, tmp_path: Path, real_data_dir: Path) -> None:
+    invoke, _, _ = cli
+    config = tmp_path / "flat.yaml"
+    config.write_text(yaml.safe_dump({"name": "flat", "data": {
+        "mode": "flat", "source": {"kind": "csv", "path": str(real_data_dir / "xeducation_leads.csv")},
+        "id_column": "Prospect ID", "label_column": "Converted"}}), encoding="utf-8")
+    result = invoke("train", "-c", str(config), "--target", "time-to-close")
+    assert result.exit_code == 1, result.output
+    assert "data.mode must be 'crm'" in result.output

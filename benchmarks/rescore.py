@@ -181,15 +181,15 @@ def generate(url: str, n_leads: int, events_per_lead: float) -> None:
           flush=True)
 
 
-def run_leadscore(db: Database, settings: ServingSettings, args: argparse.Namespace) -> tuple[RescoreSummary, Usage,
-                                                                                                 dict[str, float]]:
+def run_leadscore(db: Database, settings: ServingSettings, args: argparse.Namespace,
+                  partition_leads: int) -> tuple[RescoreSummary, Usage, dict[str, float]]:
     stages: dict[str, float] = {}
 
     def collect(result: PartitionResult) -> None:
         for stage, seconds in result.stages.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
 
-    config = RescoreConfig(partition_leads=args.partition_leads, as_of=AS_OF, processes=args.processes)
+    config = RescoreConfig(partition_leads=partition_leads, as_of=AS_OF, processes=args.processes)
     with Usage() as usage:
         summary = rescore(sql_data_config(db.url), db.url, settings, config, on_result=collect)
     return summary, usage, stages
@@ -282,7 +282,7 @@ def main() -> None:
             if n < args.leads or not args.peer_leads:
                 db = copy(args.leads)
                 try:
-                    summary, usage, stages = run_leadscore(db, settings, args)
+                    summary, usage, stages = run_leadscore(db, settings, args, args.partition_leads)
                     report(f"leadscore rescore, {args.leads:,}-lead base", kind, summary, usage, stages)
                 finally:
                     db.drop()
@@ -292,7 +292,10 @@ def main() -> None:
                   flush=True)
             db = copy(n)
             try:
-                summary, usage, stages = run_leadscore(db, settings, args)
+                # at least ~10 partitions, so that the processes share the work evenly on the smaller base
+                partition_leads = min(args.partition_leads, max(5_000, n // 10))
+                print(f"  (partitions of {partition_leads:,})")
+                summary, usage, stages = run_leadscore(db, settings, args, partition_leads)
                 ours = report("leadscore rescore", kind, summary, usage, stages)
                 with Usage() as peer_usage:
                     seconds, scored = naive_peer(db.url, trained.model)

@@ -12,11 +12,13 @@ same rows are read with far less of it:
   of :data:`features.sqlite_columns.MIN_ROWS` rows or more are read column-wise through the SQLite
   C library instead (:mod:`features.sqlite_columns`: no Python object per value), same frame.
 - **PostgreSQL** (``psycopg`` 3, a lead-id range or one column of the whole table): ONE row comes
-  back, holding each column as a single aggregated text (``string_agg``, exact text forms: integers,
-  shortest round-trip floats, ISO timestamps in UTC) plus a null mask; pyarrow parses the numbers
-  and timestamps in C. The server builds the text, so the client does almost no per-row work.
-  Column types whose text form is not exact or not parsed here (numeric, boolean, date, char(n),
-  json, arrays, enums...) are not taken on: the table is read by the generic path.
+  back, holding each column aggregated: numbers and timestamps as PostgreSQL's binary array of the
+  stored values (``array_send(array_agg(...))``: exact, read by numpy without parsing), texts as one
+  ``string_agg`` text, and a binary null mask per column. The server builds them in one scan, so the
+  client does almost no per-row work. Taken on: integers, float4/float8, text/varchar, timestamp,
+  timestamptz (given in UTC, where the generic path gives the session's time zone: same instants);
+  any other type (numeric, boolean, date, char(n), json, arrays, enums...) sends the table to the
+  generic path.
 
 Every fast read either returns the frame the generic path would have returned or ``None``
 (unsupported driver/type, a text holding the separator, a value the parser refuses...), and the
@@ -26,21 +28,17 @@ paths on tables with nulls, extreme floats, big integers, awkward text and tz-aw
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import processors
 
 from features import sqlite_columns
 
 TEXT_SEPARATOR = "\x1e"  # ASCII record separator between text values (a value holding it -> generic path)
-VALUE_SEPARATOR = "\n"  # between numbers / timestamps (their text forms never hold it)
 
 
 def fast_read(
@@ -88,7 +86,7 @@ def _sqlite_read(
                 values = compiled.construct_params()
                 params = [values[key] for key in compiled.positiontup or ()]
                 sql = str(compiled)
-                if _large(cursor, sql, params) and sqlite_columns.available():
+                if (sqlite_columns.compiled() or _large(cursor, sql, params)) and sqlite_columns.available():
                     frames = sqlite_columns.read_frames(engine.url.database or "", sql, params, columns, datetimes,
                                                         others, chunksize)
                     if frames is not None:
@@ -190,22 +188,27 @@ def _postgres_read(
     aggregates: list[Any] = [sa.func.count()]
     for name in columns:
         column = table.c[name]
-        value = sa.func.timezone("UTC", column) if kinds[name] == _TIMESTAMPTZ else column
-        separator = TEXT_SEPARATOR if kinds[name] == _TEXT else VALUE_SEPARATOR
-        aggregates.append(sa.func.count(column))
-        aggregates.append(sa.func.string_agg(sa.cast(value, sa.Text), sa.literal(separator, sa.Text)))
-        aggregates.append(sa.func.string_agg(sa.case((column.is_(None), "1"), else_="0"), sa.literal("", sa.Text)))
+        kind = kinds[name]
+        if kind == _TEXT:
+            aggregates.append(sa.func.count(column))
+            aggregates.append(sa.func.string_agg(column, sa.literal(TEXT_SEPARATOR, sa.Text)))
+        else:  # numbers and timestamps: PostgreSQL's binary array of fixed-size values (NULL -> a 0 placeholder)
+            cast, zero = _BINARY_CASTS[kind]
+            value = sa.cast(sa.func.coalesce(column, sa.cast(sa.literal(zero), cast)), cast)
+            aggregates.append(sa.func.array_send(sa.func.array_agg(value)))
+        aggregates.append(sa.func.array_send(sa.func.array_agg(column.is_(None))))
     query = sa.select(*aggregates).select_from(table)
     if lead_id_range is not None:
         start, stop = lead_id_range
         query = query.where(table.c[lead_id_column] >= start, table.c[lead_id_column] < stop)
+    compiled = query.compile(dialect=engine.dialect)
     with engine.connect() as conn:
-        # exact, unambiguous text forms whatever the server's or the role's settings (this transaction only)
-        for setting, value in (("extra_float_digits", "3"), ("DateStyle", "ISO, YMD"), ("TimeZone", "UTC")):
-            conn.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": setting, "value": value})
+        raw = conn.connection.dbapi_connection  # type: ignore[union-attr]
         try:
-            row = conn.execute(query).one()
-        except sa.exc.DBAPIError:  # e.g. a text beyond the server's 1 GB value limit
+            with raw.cursor(binary=True) as cursor:  # bytea comes back as raw bytes
+                cursor.execute(str(compiled), compiled.params)
+                row = cursor.fetchone()
+        except raw.Error:  # e.g. a value beyond the server's 1 GB limit
             conn.rollback()
             return None
         conn.rollback()
@@ -213,42 +216,71 @@ def _postgres_read(
     if n == 0:
         return None  # the generic path decides the columns of an empty result
     out: dict[str, Any] = {}
-    for i, name in enumerate(columns):
-        present, text, nulls = int(row[1 + 3 * i]), row[2 + 3 * i], row[3 + 3 * i]
-        values = _parse_column(kinds[name], text, present)
-        if values is None:
+    position = 1
+    for name in columns:
+        kind = kinds[name]
+        if kind == _TEXT:
+            present, text = int(row[position]), row[position + 1]
+            position += 2
+            values = _split_text(text, present)
+        else:
+            values = _binary_array(row[position], _BINARY_ELEMENTS[kind], n)
+            position += 1
+        null_mask = _binary_array(row[position], np.dtype("u1"), n)
+        position += 1
+        if values is None or null_mask is None:
             return None
-        null_mask = np.frombuffer(nulls.encode("ascii"), dtype=np.uint8) == ord("1")
-        out[name] = _with_nulls(kinds[name], values, null_mask, n)
+        null_mask = null_mask.astype(bool)
+        if kind != _TEXT:
+            values = _decode(kind, values[~null_mask])
+            if values is None:
+                return None
+        out[name] = _with_nulls(kind, values, null_mask, n)
     return pd.DataFrame(out, index=pd.RangeIndex(n), columns=list(columns))
 
 
-_ARROW_TYPES = {_INT: pa.int64(), _FLOAT8: pa.float64(), _FLOAT4: pa.float32(), _TIMESTAMP: pa.timestamp("ns"),
-                _TIMESTAMPTZ: pa.timestamp("ns")}
+# type the values are cast to, and the placeholder of NULL; then the big-endian element of the binary array
+_BINARY_CASTS = {_INT: (sa.BigInteger, 0), _FLOAT8: (sa.Float(precision=53), 0.0), _FLOAT4: (sa.REAL, 0.0),
+                 _TIMESTAMP: (sa.DateTime(), "2000-01-01"), _TIMESTAMPTZ: (sa.DateTime(timezone=True), "2000-01-01Z")}
+_BINARY_ELEMENTS = {_INT: np.dtype(">i8"), _FLOAT8: np.dtype(">f8"), _FLOAT4: np.dtype(">f4"),
+                    _TIMESTAMP: np.dtype(">i8"), _TIMESTAMPTZ: np.dtype(">i8")}
+_POSTGRES_EPOCH_US = 946_684_800_000_000  # 2000-01-01 (PostgreSQL's timestamp origin) in microseconds since 1970
+_NS_RANGE_US = (-9_200_000_000_000_000, 9_200_000_000_000_000)  # microseconds: well within datetime64[ns]
 
 
-def _parse_column(kind: str | None, text: str | None, present: int) -> np.ndarray | None:
-    """The non-null values of one column from its aggregated text (None: not parsed faithfully)."""
+def _binary_array(data: bytes | None, element: np.dtype, n: int) -> np.ndarray | None:
+    """The n values of a one-dimensional PostgreSQL binary array without NULLs (None: another layout)."""
+    if data is None or len(data) < 20:
+        return None
+    ndim, has_null, _ = np.frombuffer(data, dtype=">i4", count=3)
+    length = np.frombuffer(data, dtype=">i4", count=1, offset=12)[0]
+    layout = np.dtype([("size", ">i4"), ("value", element)])
+    if ndim != 1 or has_null or length != n or len(data) != 20 + n * layout.itemsize:
+        return None
+    items = np.frombuffer(data, dtype=layout, offset=20)
+    if (items["size"] != element.itemsize).any():
+        return None
+    return items["value"]
+
+
+def _decode(kind: str | None, values: np.ndarray) -> np.ndarray | None:
+    """Native values from the big-endian elements (timestamps: microseconds since 2000 -> datetime64[ns])."""
+    if kind in (_TIMESTAMP, _TIMESTAMPTZ):
+        micros = values.astype(np.int64)
+        since_1970 = micros + _POSTGRES_EPOCH_US
+        if ((since_1970 < _NS_RANGE_US[0]) | (since_1970 > _NS_RANGE_US[1])).any():  # +-infinity, far dates
+            return None
+        return (since_1970 * 1000).view("datetime64[ns]")
+    return values.astype(np.int64 if kind == _INT else np.float64)
+
+
+def _split_text(text: str | None, present: int) -> np.ndarray | None:
+    """The non-null texts of one column from their aggregate (None: a text holds the separator)."""
     if present == 0:
         return np.empty(0, dtype=object)
-    assert text is not None and kind is not None
-    if kind == _TEXT:
-        values = text.split(TEXT_SEPARATOR)
-        return np.array(values, dtype=object) if len(values) == present else None
-    try:
-        parsed = pa_csv.read_csv(
-            io.BytesIO(text.encode()),
-            read_options=pa_csv.ReadOptions(column_names=["v"]),
-            parse_options=pa_csv.ParseOptions(quote_char=False, escape_char=False, ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(column_types={"v": _ARROW_TYPES[kind]}, null_values=[],
-                                                  strings_can_be_null=False),
-        ).column(0)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if len(parsed) != present or parsed.null_count:
-        return None
-    values = parsed.to_numpy()
-    return values.astype(np.float64) if kind == _FLOAT4 else values
+    assert text is not None
+    values = text.split(TEXT_SEPARATOR)
+    return np.array(values, dtype=object) if len(values) == present else None
 
 
 def _with_nulls(kind: str | None, values: np.ndarray, null_mask: np.ndarray, n: int) -> Any:

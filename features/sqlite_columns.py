@@ -12,8 +12,8 @@ module would return (``DataFrame.from_records(coerce_float=True)``, then SQLAlch
 processors); it returns None when it cannot promise that (no ``libsqlite3`` or numba, a database
 that is not a file, a BLOB, a column mixing texts and numbers, a text that is not valid UTF-8, a
 ``DATETIME`` text in another form...), and the caller then reads with the ``sqlite3`` module.
-Compiling the loop costs about two seconds once per process, so :mod:`features.fast_sql` only takes
-this path for results of at least :data:`MIN_ROWS` rows.
+Compiling the loop costs about two seconds once per process, so :mod:`features.fast_sql` takes this
+path for results of at least :data:`MIN_ROWS` rows, and for any result once compiled.
 """
 
 from __future__ import annotations
@@ -202,6 +202,14 @@ class _Unsupported(Exception):
 def available() -> bool:
     """True when libsqlite3 and numba are there (the kernels are compiled on first use)."""
     return _compiled() is not None
+
+
+def compiled() -> bool:
+    """True once the kernels have been compiled in this process (from then on, small reads are cheap too)."""
+    if _compiled.cache_info().currsize == 0:  # numba not even imported yet
+        return False
+    kernels = _compiled()
+    return kernels is not None and bool(kernels[0].signatures)
 
 
 def read_frames(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,10 @@ CHAMPION = "champion"
 
 
 def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str]:
-    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from serving.loader import find_model_dir
+    from serving.loader import download_registered
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
@@ -24,10 +22,7 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     except MlflowException as exc:
         raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
                          f"promote it first (leadscore train / leadscore models promote)") from exc
-    with tempfile.TemporaryDirectory(prefix="leadscore-forecast-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp,
-                                                    tracking_uri=tracking_uri)
-        model = loader(find_model_dir(Path(local)))
+    model = download_registered(tracking_uri, name, str(version.version), loader)
     return model, f"{name} v{version.version}"
 
 

@@ -12,16 +12,18 @@ import json
 import logging
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
 from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
+
+T = TypeVar("T")
 
 logger = logging.getLogger("leadscore.serving")
 
@@ -161,35 +163,46 @@ def registry_fingerprint(tracking_uri: str, name: str, alias: str) -> str:
     return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
 
 
-def load_registered(tracking_uri: str, name: str, alias: str, config: ScoringConfig) -> tuple[ScoringCore, str]:
-    """Scoring core of ``models:/<name>@<alias>`` (downloaded once), and its version."""
+def download_registered(tracking_uri: str, name: str, version: str, load: Callable[[Path], T]) -> T:
+    """``load(model directory)`` of registered version ``name``/``version``, downloaded to a temporary dir.
+
+    Both the tracking and the registry URI are ``tracking_uri``: a stray ``MLFLOW_REGISTRY_URI`` in
+    the environment (MLflow sets it on ``set_registry_uri``) never redirects the download.
+    """
     import mlflow
 
+    # Not ``models:/name/version``: MLflow resolves that through the process-wide registry URI.
+    location = _client(tracking_uri).get_model_version_download_uri(name, version)
+    with tempfile.TemporaryDirectory(prefix="leadscore-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp, tracking_uri=tracking_uri)
+        return load(find_model_dir(Path(local)))
+
+
+def load_registered(
+    tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None
+) -> tuple[ScoringCore, str]:
+    """Scoring core of ``models:/<name>@<alias>`` (or of ``version`` when given), and its version."""
     client = _client(tracking_uri)
-    version = client.get_model_version_by_alias(name, alias)
-    tags = dict(version.tags or {})
+    registered = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    tags = dict(registered.tags or {})
     run_date = None
     mql = tags.get("mql_cutoff")
-    if version.run_id:
-        run = client.get_run(version.run_id)
+    if registered.run_id:
+        run = client.get_run(registered.run_id)
         run_date = datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat()
         if mql is None:
             mql = run.data.metrics.get("mql_cutoff")
-    with tempfile.TemporaryDirectory(prefix="leadscore-champion-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp, tracking_uri=tracking_uri
-        )
-        model = SalesReadinessModel.load(find_model_dir(Path(local)))
+    model = download_registered(tracking_uri, name, str(registered.version), SalesReadinessModel.load)
     info = ModelInfo(
         name=name,
-        version=str(version.version),
-        run_id=version.run_id,
+        version=str(registered.version),
+        run_id=registered.run_id,
         training_date=tags.get("trained_at") or tags.get("training_date") or run_date,
         horizon_days=_int_or_none(tags.get("horizon_days")) or model.horizon_days,
         mql_cutoff=_int_or_none(mql),
-        source=f"models:/{name}@{alias}",
+        source=f"models:/{name}/{registered.version}" if version else f"models:/{name}@{alias}",
     )
-    return ScoringCore(model, info, config), str(version.version)
+    return ScoringCore(model, info, config), str(registered.version)
 
 
 def smoke_test(core: ScoringCore) -> str | None:

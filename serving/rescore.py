@@ -39,7 +39,6 @@ import logging
 import multiprocessing
 import os
 import queue
-import tempfile
 import threading
 import time
 import uuid
@@ -61,7 +60,7 @@ from features.readers import SqlDatabase, lead_id_ranges, read_crm, read_lead_id
 from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ModelInfo, ScoreBatch, ScoringConfig, ScoringCore
-from serving.loader import ServingSettings, find_model_dir, load_exported
+from serving.loader import ServingSettings, load_exported, load_registered
 from serving.score_store import (
     FAILED,
     FINISHED,
@@ -168,37 +167,8 @@ def load_scoring_core(settings: ServingSettings, version: str | None = None, top
                 f"{core.info.version}; resume with the same model"
             )
         return core
-    return load_registered_version(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring,
-                                   version)
-
-
-def load_registered_version(
-    tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None
-) -> ScoringCore:
-    """Scoring core of ``models:/<name>@<alias>`` or, when ``version`` is given, of that version."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from serving.loader import load_registered
-
-    if version is None:
-        core, _ = load_registered(tracking_uri, name, alias, config)
-        return core
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mv = client.get_model_version(name, version)
-    tags = dict(mv.tags or {})
-    with tempfile.TemporaryDirectory(prefix="leadscore-rescore-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{mv.version}", dst_path=tmp, tracking_uri=tracking_uri
-        )
-        model = SalesReadinessModel.load(find_model_dir(Path(local)))
-    mql = tags.get("mql_cutoff")
-    if mql is None and mv.run_id:
-        mql = client.get_run(mv.run_id).data.metrics.get("mql_cutoff")
-    info = ModelInfo(name=name, version=str(mv.version), run_id=mv.run_id, training_date=tags.get("training_date"),
-                     horizon_days=model.horizon_days, mql_cutoff=None if mql is None else int(round(float(mql))),
-                     source=f"models:/{name}/{mv.version}")
-    return ScoringCore(model, info, config)
+    core, _ = load_registered(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring, version)
+    return core
 
 
 # ----- data ------------------------------------------------------------------------------------

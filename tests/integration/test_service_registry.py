@@ -61,8 +61,9 @@ def version_of(key: str, registry: ChampionRegistry, champions: dict[str, Traine
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, registry):
     project = tmp_path_factory.mktemp("project")  # its embedded mlflow.db does not exist: only the env URI works
+    stray = tmp_path_factory.mktemp("stray-registry") / "mlflow.db"  # as MLflow's set_registry_uri leaves behind
     env = {"MLFLOW_TRACKING_URI": registry.uri, "LEADSCORE_PROJECT_DIR": str(project),
-           "LEADSCORE_RELOAD_SECONDS": "1"}
+           "LEADSCORE_RELOAD_SECONDS": "1", "MLFLOW_REGISTRY_URI": f"sqlite:///{stray}"}
     running = start_server(env, tmp_path_factory.mktemp("server") / "bentoml.log", ready=False)
     yield running
     running.stop()

@@ -17,6 +17,12 @@ A-D are cut on the score. Default cut-offs are relative to the model's training 
 (``grade_lifts`` = (4, 2, 1)): A = probability >= 4x the base rate, B >= 2x, C >= 1x (above
 average), D below. With a 2% base rate that is A >= 8, B >= 4, C >= 2. Fixed score cut-offs can
 be given instead (``grade_cutoffs``).
+
+Time to close
+-------------
+When a time-to-close champion is loaded beside it (:class:`serving.closing.ClosingCore`), every
+answer also carries ``p_close_30d/60d/90d`` and ``median_days`` (NaN/None: beyond the model's
+horizon), computed from the same feature matrix.
 """
 
 from __future__ import annotations
@@ -30,8 +36,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import ENGAGEMENT, FIT, LEAD_ID, LIFECYCLE
 from features.spec import FeatureSpec
+from serving.closing import SERVED_HORIZONS, ClosingCore, p_close_field
 from serving.explain import TreeShapExplainer
 from training.model import SalesReadinessModel
+from training.time_to_close import TimeToCloseModel
+
+CLOSING_FIELDS = (*(p_close_field(d) for d in SERVED_HORIZONS), "median_days")
 
 GRADES = ("A", "B", "C", "D")
 _GRADE_ARRAY = np.array(GRADES, dtype=object)
@@ -109,6 +119,14 @@ class ScoreBatch:
     labels: list[str] = field(default_factory=list)
     families: list[str] = field(default_factory=list)
     vocab: dict[int, list[str]] = field(default_factory=dict)
+    closing: dict[str, np.ndarray] | None = None  # CLOSING_FIELDS -> (n,) when a time-to-close model scored
+    closing_model: ModelInfo | None = None
+
+    def closing_columns(self) -> dict[str, np.ndarray]:
+        """The time-to-close fields (all NaN when no time-to-close model is served)."""
+        if self.closing is None:
+            return {name: np.full(len(self), np.nan) for name in CLOSING_FIELDS}
+        return {name: self.closing[name] for name in CLOSING_FIELDS}
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -150,7 +168,10 @@ class ScoreBatch:
         mql = self.mql.tolist()
         base, fit = self.base_score.tolist(), self.fit_score.tolist()
         engagement, lifecycle = self.engagement_score.tolist(), self.lifecycle_score.tolist()
-        return [
+        closing = [] if self.closing is None else [
+            {name: [None if v != v else v for v in values.tolist()] for name, values in self.closing.items()}
+        ]
+        records = [
             {
                 LEAD_ID: lead_ids[i],
                 "probability": probability[i],
@@ -166,6 +187,10 @@ class ScoreBatch:
             }
             for i in range(len(lead_ids))
         ]
+        for fields in closing:  # p_close_<d>d and median_days (None: beyond the model's horizon)
+            for i, record in enumerate(records):
+                record.update({name: values[i] for name, values in fields.items()})
+        return records
 
     def to_frame(self) -> pd.DataFrame:
         """Columnar output for batch jobs: one row per lead, reasons as reason_<r>_* columns."""
@@ -180,6 +205,7 @@ class ScoreBatch:
             "fit_score": self.fit_score,
             "engagement_score": self.engagement_score,
             "lifecycle_score": self.lifecycle_score,
+            **self.closing_columns(),
         }
         columns = np.array(self.columns, dtype=object)
         labels = np.array(self.labels, dtype=object)
@@ -195,6 +221,7 @@ class ScoreBatch:
         frame = pd.DataFrame(data)
         frame["model_name"] = self.model.name
         frame["model_version"] = self.model.version
+        frame["time_to_close_version"] = None if self.closing_model is None else self.closing_model.version
         return frame
 
 
@@ -245,7 +272,13 @@ def probability_impacts(
 class ScoringCore:
     """A loaded model + spec, ready to score float matrices from the feature builders."""
 
-    def __init__(self, model: SalesReadinessModel, info: ModelInfo, config: ScoringConfig | None = None) -> None:
+    def __init__(
+        self,
+        model: SalesReadinessModel,
+        info: ModelInfo,
+        config: ScoringConfig | None = None,
+        closing: tuple[TimeToCloseModel, ModelInfo] | None = None,
+    ) -> None:
         self.config = config or ScoringConfig()
         if not hasattr(model, "calibrator_"):
             raise ValueError(f"model {info.name} v{info.version} has no calibrator")
@@ -285,6 +318,13 @@ class ScoringCore:
         self._family_masks = {f: family == f for f in (FIT, ENGAGEMENT, LIFECYCLE)}
         self._vocab = {j: list(spec.categorical_vocab_[c]) for j, c in enumerate(self.columns)
                        if c in spec.categorical_vocab_}
+        self.closing_parts = closing
+        self.closing: ClosingCore | None = None if closing is None else ClosingCore(closing[0], spec)
+        self.closing_info: ModelInfo | None = None if closing is None else closing[1]
+
+    def parts(self) -> dict[str, Any]:
+        """Constructor arguments of an equal core (what worker processes rebuild it from)."""
+        return {"model": self.model, "info": self.info, "config": self.config, "closing": self.closing_parts}
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
         return self.model.calibrator_.transform(margin)
@@ -346,7 +386,16 @@ class ScoringCore:
             labels=self.labels,
             families=self.families,
             vocab=self._vocab,
+            closing=None if self.closing is None else self.closing.summary(matrix),
+            closing_model=self.closing_info,
         )
+
+    def describe_closing(self) -> dict[str, Any] | None:
+        """Identity and horizon of the time-to-close model (None when there is none)."""
+        if self.closing is None or self.closing_info is None:
+            return None
+        return {**self.closing_info.as_dict(), "horizon_days": int(self.closing.horizon_days),
+                "period_days": self.closing.period_days, "n_trees": self.closing.model.booster_.num_trees()}
 
     def describe(self) -> dict[str, Any]:
         """Model identity plus the scoring settings in force."""

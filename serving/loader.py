@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
 from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
+from training.time_to_close import TimeToCloseModel
 
 T = TypeVar("T")
 
 logger = logging.getLogger("leadscore.serving")
 
 DEFAULT_MODEL_NAME = "lead-conversion"
+DEFAULT_TIME_TO_CLOSE_NAME = "lead-time-to-close"
 DEFAULT_ALIAS = "champion"
 CHAMPION_FILE = "champion.json"
 PYFUNC_ARTIFACT = Path("artifacts") / "sales_readiness_model"
@@ -42,6 +44,8 @@ class ServingSettings(BaseModel):
     tracking_uri: str | None = None
     model_dir: Path | None = None
     model_name: str = DEFAULT_MODEL_NAME
+    time_to_close_name: str = Field(DEFAULT_TIME_TO_CLOSE_NAME, description="registered name (or exported folder) of "
+                                    "the time-to-close model, served beside when it exists; empty: never")
     alias: str = DEFAULT_ALIAS
     api_keys: tuple[str, ...] = ()
     max_batch: int = Field(1000, ge=1, le=10_000)
@@ -57,7 +61,7 @@ class ServingSettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServingSettings:
         """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
-        LEADSCORE_MODEL_ALIAS, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
+        LEADSCORE_MODEL_ALIAS, LEADSCORE_TIME_TO_CLOSE_NAME, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
         LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
         LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS."""
         values: dict[str, Any] = {}
@@ -74,6 +78,8 @@ class ServingSettings(BaseModel):
         for var, key in plain.items():
             if env.get(var):
                 values[key] = env[var]
+        if "LEADSCORE_TIME_TO_CLOSE_NAME" in env:  # set but empty: no time-to-close model
+            values["time_to_close_name"] = env["LEADSCORE_TIME_TO_CLOSE_NAME"].strip()
         if env.get("LEADSCORE_API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["LEADSCORE_API_KEYS"].split(",") if k.strip())
         for var, key in (("LEADSCORE_TOP_K", "top_k"), ("LEADSCORE_MQL_CUTOFF", "mql_cutoff"),
@@ -127,12 +133,10 @@ def read_champion_json(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def load_exported(models_dir: Path, name: str, config: ScoringConfig) -> tuple[ScoringCore, str]:
-    """Scoring core of an exported champion folder, and its fingerprint (changes on re-export)."""
-    folder = champion_folder(models_dir, name)
+def exported_info(folder: Path, name: str) -> ModelInfo:
+    """Identity of an exported champion folder (its ``champion.json``)."""
     meta = read_champion_json(folder)
-    model = SalesReadinessModel.load(find_model_dir(folder))
-    info = ModelInfo(
+    return ModelInfo(
         name=str(_first(meta, "name", "model_name") or name),
         version=str(_first(meta, "version", "model_version") or "exported"),
         run_id=_first(meta, "run_id"),
@@ -141,14 +145,38 @@ def load_exported(models_dir: Path, name: str, config: ScoringConfig) -> tuple[S
         mql_cutoff=_int_or_none(_first(meta, "threshold", "mql_cutoff")),
         source=str(folder),
     )
-    return ScoringCore(model, info, config), exported_fingerprint(models_dir, name)
 
 
-def exported_fingerprint(models_dir: Path, name: str) -> str:
+def exported_closing_folder(models_dir: Path, name: str) -> Path | None:
+    """``models_dir/<name>`` when it holds an exported time-to-close champion, else None."""
+    folder = Path(models_dir) / name
+    return folder if name and (folder / CHAMPION_FILE).is_file() else None
+
+
+def load_exported(
+    models_dir: Path, name: str, config: ScoringConfig, closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME
+) -> tuple[ScoringCore, str]:
+    """Scoring core of an exported champion folder (with the exported time-to-close champion beside it
+    when there is one), and its fingerprint (changes on re-export)."""
     folder = champion_folder(models_dir, name)
-    stat = (folder / CHAMPION_FILE).stat()
-    meta = read_champion_json(folder)
-    return f"{meta.get('version')}:{stat.st_mtime_ns}:{stat.st_size}"
+    model = SalesReadinessModel.load(find_model_dir(folder))
+    closing = None
+    closing_folder = exported_closing_folder(models_dir, closing_name)
+    if closing_folder is not None:
+        closing = (TimeToCloseModel.load(find_model_dir(closing_folder)), exported_info(closing_folder, closing_name))
+    core = ScoringCore(model, exported_info(folder, name), config, closing=closing)
+    return core, exported_fingerprint(models_dir, name, closing_name)
+
+
+def exported_fingerprint(models_dir: Path, name: str, closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME) -> str:
+    """Version and file stamp of the exported champion(s)."""
+    parts = []
+    for folder in (champion_folder(models_dir, name), exported_closing_folder(models_dir, closing_name)):
+        if folder is None:
+            continue
+        stat = (folder / CHAMPION_FILE).stat()
+        parts.append(f"{read_champion_json(folder).get('version')}:{stat.st_mtime_ns}:{stat.st_size}")
+    return "+".join(parts)
 
 
 # ----- MLflow registry ---------------------------------------------------------------------------
@@ -158,9 +186,26 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def registry_fingerprint(tracking_uri: str, name: str, alias: str) -> str:
-    """Version number the alias points to (cheap: one registry call)."""
-    return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+def registry_fingerprint(tracking_uri: str, name: str, alias: str, closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME) -> str:
+    """Version numbers the alias points to (cheap: one or two registry calls)."""
+    client = _client(tracking_uri)
+    version = str(client.get_model_version_by_alias(name, alias).version)
+    closing = _closing_version(client, closing_name, alias)
+    return version if closing is None else f"{version}+{closing.version}"
+
+
+def _closing_version(client: Any, name: str, alias: str) -> Any:
+    """The time-to-close version at ``alias``; None when that model or alias is not registered."""
+    from mlflow.exceptions import MlflowException
+
+    if not name:
+        return None
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def download_registered(tracking_uri: str, name: str, version: str, load: Callable[[Path], T]) -> T:
@@ -179,9 +224,11 @@ def download_registered(tracking_uri: str, name: str, version: str, load: Callab
 
 
 def load_registered(
-    tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None
+    tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None,
+    closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME,
 ) -> tuple[ScoringCore, str]:
-    """Scoring core of ``models:/<name>@<alias>`` (or of ``version`` when given), and its version."""
+    """Scoring core of ``models:/<name>@<alias>`` (or of ``version`` when given), with the time-to-close
+    model at the same alias when one is registered, and the fingerprint of the pair."""
     client = _client(tracking_uri)
     registered = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
     tags = dict(registered.tags or {})
@@ -202,7 +249,20 @@ def load_registered(
         mql_cutoff=_int_or_none(mql),
         source=f"models:/{name}/{registered.version}" if version else f"models:/{name}@{alias}",
     )
-    return ScoringCore(model, info, config), str(registered.version)
+    closing = None
+    closing_version = _closing_version(client, closing_name, alias)
+    fingerprint = str(registered.version)
+    if closing_version is not None:
+        closing_model = download_registered(tracking_uri, closing_name, str(closing_version.version),
+                                            TimeToCloseModel.load)
+        closing_tags = dict(closing_version.tags or {})
+        closing = (closing_model, ModelInfo(
+            name=closing_name, version=str(closing_version.version), run_id=closing_version.run_id,
+            training_date=closing_tags.get("trained_at"), horizon_days=int(closing_model.horizon_days),
+            source=f"models:/{closing_name}@{alias}",
+        ))
+        fingerprint = f"{fingerprint}+{closing_version.version}"
+    return ScoringCore(model, info, config, closing=closing), fingerprint
 
 
 def smoke_test(core: ScoringCore) -> str | None:
@@ -243,14 +303,15 @@ class ChampionHolder:
     def _fingerprint(self) -> str:
         s = self.settings
         if s.model_dir is not None:
-            return exported_fingerprint(s.model_dir, s.model_name)
-        return registry_fingerprint(s.resolved_tracking_uri, s.model_name, s.alias)
+            return exported_fingerprint(s.model_dir, s.model_name, s.time_to_close_name)
+        return registry_fingerprint(s.resolved_tracking_uri, s.model_name, s.alias, s.time_to_close_name)
 
     def _load(self) -> tuple[ScoringCore, str]:
         s = self.settings
         if s.model_dir is not None:
-            return load_exported(s.model_dir, s.model_name, s.scoring)
-        return load_registered(s.resolved_tracking_uri, s.model_name, s.alias, s.scoring)
+            return load_exported(s.model_dir, s.model_name, s.scoring, s.time_to_close_name)
+        return load_registered(s.resolved_tracking_uri, s.model_name, s.alias, s.scoring,
+                               closing_name=s.time_to_close_name)
 
     def reload(self, force: bool = True) -> bool:
         """Load the champion (only when its fingerprint changed unless ``force``); True if swapped."""

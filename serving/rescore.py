@@ -59,7 +59,7 @@ from features.contract import QUARANTINE, DataConfig, validate_crm
 from features.readers import SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
 from features.spec import FeatureSpec
-from serving.core import GRADES, ModelInfo, ScoreBatch, ScoringConfig, ScoringCore
+from serving.core import GRADES, ScoreBatch, ScoringCore
 from serving.loader import ServingSettings, load_exported, load_registered
 from serving.score_store import (
     FAILED,
@@ -79,7 +79,6 @@ from serving.score_store import (
     top_scores,
     utc_now,
 )
-from training.model import SalesReadinessModel
 
 logger = logging.getLogger("leadscore.rescore")
 
@@ -160,14 +159,15 @@ def load_scoring_core(settings: ServingSettings, version: str | None = None, top
     """The champion's scoring core (exported folder or registry), pinned to ``version`` when given."""
     scoring = settings.scoring.model_copy(update={"top_k": top_k})
     if settings.model_dir is not None:
-        core, _ = load_exported(settings.model_dir, settings.model_name, scoring)
+        core, _ = load_exported(settings.model_dir, settings.model_name, scoring, settings.time_to_close_name)
         if version is not None and core.info.version != version:
             raise ValueError(
                 f"run was scored with model version {version}, but {settings.model_dir} holds version "
                 f"{core.info.version}; resume with the same model"
             )
         return core
-    core, _ = load_registered(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring, version)
+    core, _ = load_registered(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring, version,
+                              closing_name=settings.time_to_close_name)
     return core
 
 
@@ -235,7 +235,7 @@ def reasons_json(batch: ScoreBatch) -> np.ndarray:
 
 
 def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: datetime) -> pd.DataFrame:
-    """Rows of ``lead_scores`` from a score batch (time-to-close columns NULL until that model exists)."""
+    """Rows of ``lead_scores`` from a score batch (time-to-close columns NULL without that model)."""
     n = len(batch)
     return pd.DataFrame({
         LEAD_ID: np.asarray(batch.lead_id, dtype=np.int64),
@@ -248,11 +248,11 @@ def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: dat
         "engagement_score": batch.engagement_score,
         "lifecycle_score": batch.lifecycle_score,
         "horizon_days": np.full(n, np.nan if batch.horizon_days is None else batch.horizon_days),
-        "days_to_close": np.full(n, np.nan),
-        "close_probability": np.full(n, np.nan),
+        **batch.closing_columns(),
         "reasons": reasons_json(batch),
         "model_name": batch.model.name,
         "model_version": batch.model.version,
+        "time_to_close_version": None if batch.closing_model is None else batch.closing_model.version,
         "scored_at": pd.Timestamp(scored_at),
         "as_of": pd.Timestamp(as_of),
         "run_id": run_id,
@@ -350,8 +350,8 @@ class LocalExecutor:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(model: SalesReadinessModel, info: ModelInfo, scoring: ScoringConfig, data: DataConfig) -> None:
-    _WORKER["core"] = ScoringCore(model, info, scoring)
+def _start_worker(parts: dict[str, Any], data: DataConfig) -> None:
+    _WORKER["core"] = ScoringCore(**parts)
     _WORKER["database"] = open_source_database(data)
 
 
@@ -388,7 +388,7 @@ class ProcessExecutor:
             return
         scoring = core.config.model_copy(update={"explain_threads": 1})
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=_start_worker,
-                                   initargs=(core.model, core.info, scoring, data))
+                                   initargs=({**core.parts(), "config": scoring}, data))
         todo = list(reversed(partitions))
         lock = threading.Lock()
         finished: queue.Queue[Future[PartitionResult]] = queue.Queue()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from features.contract import DataConfig
-from serving.core import ModelInfo, ScoringConfig, ScoringCore
+from serving.core import ScoringCore
 from serving.loader import ServingSettings
 from serving.rescore import (
     PartitionResult,
@@ -27,14 +27,11 @@ from serving.rescore import (
     score_partition,
 )
 from serving.score_store import PartitionSpec, RunRecord
-from training.model import SalesReadinessModel
 
 
-def _score_on_worker(
-    data: DataConfig, model: SalesReadinessModel, info: ModelInfo, scoring: ScoringConfig,
-    partition: PartitionSpec, run: RunRecord,
-) -> PartitionResult:
-    core = ScoringCore(model, info, scoring)
+def _score_on_worker(data: DataConfig, parts: dict[str, Any], partition: PartitionSpec,
+                     run: RunRecord) -> PartitionResult:
+    core = ScoringCore(**parts)
     database = open_source_database(data)
     try:
         return score_partition(data, core, partition, run, database=database)
@@ -58,14 +55,14 @@ class DaskExecutor:
 
         if not partitions:
             return
-        model = self.client.scatter(core.model, broadcast=True)
+        parts = self.client.scatter([core.parts()], broadcast=True)[0]  # one future (a dict would scatter per key)
         todo = list(partitions)
         running = as_completed()
 
         def submit() -> None:
             partition = todo.pop(0)
             running.add(self.client.submit(
-                _score_on_worker, data, model, core.info, core.config, partition, run,
+                _score_on_worker, data, parts, partition, run,
                 key=f"rescore-{run.run_id}-{partition.index}", pure=False,
             ))
 

@@ -102,11 +102,10 @@ class LeadScore(BaseModel):
     """The answer for one lead.
 
     ``base_score + fit_score + engagement_score + lifecycle_score == 100 * probability``; these and
-    ``reasons`` are left out (null / empty) when ``top_k`` is 0. Time-to-close fields
-    (``p_close_30d`` ...) appear only when a time-to-close model is served (extra fields allowed).
+    ``reasons`` are left out (null / empty) when ``top_k`` is 0. The time-to-close fields are null
+    when no time-to-close model is served; ``median_days`` is also null when the median lies beyond
+    that model's horizon (``time_to_close_model.horizon_days``).
     """
-
-    model_config = ConfigDict(extra="allow")
 
     lead_id: int | str
     probability: float
@@ -119,6 +118,10 @@ class LeadScore(BaseModel):
     engagement_score: float | None
     lifecycle_score: float | None
     reasons: list[Reason]
+    p_close_30d: float | None = Field(None, description="P(closes within 30 days), time-to-close model")
+    p_close_60d: float | None = Field(None, description="P(closes within 60 days), time-to-close model")
+    p_close_90d: float | None = Field(None, description="P(closes within 90 days), time-to-close model")
+    median_days: float | None = Field(None, description="median days to close; null beyond the model's horizon")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -135,6 +138,7 @@ class ModelIdentity(BaseModel):
 
 class ScoreResponse(BaseModel):
     model: ModelIdentity
+    time_to_close_model: ModelIdentity | None = None
     as_of: datetime
     scores: list[LeadScore]
 

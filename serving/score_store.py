@@ -42,8 +42,8 @@ DONE = "done"
 # Columns of lead_scores besides lead_id, in order (what a partition's score frame must hold).
 SCORE_COLUMNS = (
     "score", "probability", "grade", "mql", "base_score", "fit_score", "engagement_score", "lifecycle_score",
-    "horizon_days", "days_to_close", "close_probability", "reasons", "model_name", "model_version",
-    "scored_at", "as_of", "run_id",
+    "horizon_days", "p_close_30d", "p_close_60d", "p_close_90d", "median_days", "reasons", "model_name",
+    "model_version", "time_to_close_version", "scored_at", "as_of", "run_id",
 )
 UPSERT_BATCH = 5_000
 
@@ -61,12 +61,15 @@ lead_scores = sa.Table(
     sa.Column("engagement_score", sa.Float),
     sa.Column("lifecycle_score", sa.Float),
     sa.Column("horizon_days", sa.Integer),
-    # time-to-close hook: NULL until a time-to-close model exists
-    sa.Column("days_to_close", sa.Float),
-    sa.Column("close_probability", sa.Float),
+    # time to close: NULL without a time-to-close champion; median_days NULL also when beyond its horizon
+    sa.Column("p_close_30d", sa.Float),
+    sa.Column("p_close_60d", sa.Float),
+    sa.Column("p_close_90d", sa.Float),
+    sa.Column("median_days", sa.Float),
     sa.Column("reasons", sa.Text, nullable=False),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("time_to_close_version", sa.String(100)),
     sa.Column("scored_at", sa.DateTime, nullable=False),
     sa.Column("as_of", sa.DateTime, nullable=False),
     sa.Column("run_id", sa.String(64), nullable=False),
@@ -131,8 +134,19 @@ def utc_now() -> datetime:
 
 
 def create_score_tables(engine: sa.Engine) -> None:
-    """Create the four tables (and the history index) when missing."""
+    """Create the four tables (and the history index) when missing; add the nullable columns that an
+    older ``lead_scores`` lacks (``ALTER TABLE ... ADD COLUMN``; existing rows get NULL)."""
     metadata.create_all(engine, checkfirst=True)
+    present = {c["name"] for c in sa.inspect(engine).get_columns(LEAD_SCORES)}
+    missing = [c for c in lead_scores.columns if c.name not in present]
+    not_addable = [c.name for c in missing if not c.nullable]
+    if not_addable:
+        raise ValueError(f"table {LEAD_SCORES} lacks the required column(s) {not_addable}: it was not written by "
+                         f"this version of leadscore; rename or drop it and rescore")
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {LEAD_SCORES} ADD COLUMN "{column.name}" {kind}'))
 
 
 # ----- runs and partitions ----------------------------------------------------------------------

@@ -192,7 +192,9 @@ class LeadScoringService:
             record["warnings"] = notes
             scores.append(LeadScore.model_validate(record))
         identity = ModelIdentity.model_validate(core.describe())
-        return ScoreResponse(model=identity, as_of=at, scores=scores)
+        closing = core.describe_closing()
+        closing_identity = None if closing is None else ModelIdentity.model_validate(closing)
+        return ScoreResponse(model=identity, time_to_close_model=closing_identity, as_of=at, scores=scores)
 
     # ----- operations (mounted FastAPI app) ---------------------------------------------------
     @ops.get("/model")
@@ -203,7 +205,8 @@ class LeadScoringService:
         core = self.holder.core
         if core is None:
             return JSONResponse({"error": "no model loaded yet", "detail": self.holder.last_error}, status_code=503)
-        body: dict[str, Any] = {"models": [core.describe()]}
+        closing = core.describe_closing()
+        body: dict[str, Any] = {"models": [core.describe(), *([closing] if closing else [])]}
         if self.holder.explain_error is not None:
             body["explain_error"] = self.holder.explain_error
         return body

@@ -19,15 +19,19 @@ import pandas as pd
 
 from features.build import build_training_set
 from features.schema import CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
+from features.snapshots import DAYS_OBSERVED, EVENT_OBSERVED
 from features.spec import FeatureConfig
 from leadscore.synth import SynthConfig, generate
 from training.config import BoosterConfig
 from training.evaluation import time_ordered_split
 from training.model import SalesReadinessModel
 from training.sales_readiness import feature_columns_of
+from training.survival_config import TimeToCloseConfig
+from training.time_to_close import TimeToCloseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "lead-conversion"
+TIME_TO_CLOSE_NAME = "lead-time-to-close"
 AS_OF = pd.Timestamp("2026-03-01")
 
 
@@ -37,6 +41,7 @@ class TrainedChampion:
     crm: CRMData
     features: pd.DataFrame
     labels: np.ndarray  # converted within the horizon, one per row of ``features``
+    training_set: Any = None  # the features.build.TrainingSet both models are fitted on
 
 
 @functools.cache
@@ -51,7 +56,30 @@ def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 8
     booster = BoosterConfig(max_rounds=max_rounds, early_stopping_rounds=max_rounds, num_threads=1)
     model = SalesReadinessModel(booster, horizon_days=90).fit(
         X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], spec=ts.spec)
-    return TrainedChampion(model, crm, X, y)
+    return TrainedChampion(model, crm, X, y, ts)
+
+
+@functools.cache
+def train_small_time_to_close(n_leads: int = 1500, seed: int = 1, max_rounds: int = 60) -> TimeToCloseModel:
+    """A time-to-close model on the training set of ``train_small_champion(n_leads, seed)`` (same spec)."""
+    ts = train_small_champion(n_leads, seed).training_set
+    frame = ts.frame
+    X = frame[feature_columns_of(frame, ts.spec)]
+    config = TimeToCloseConfig(booster=BoosterConfig(max_rounds=max_rounds, early_stopping_rounds=max_rounds,
+                                                     num_threads=1))
+    return TimeToCloseModel(config).fit(X, frame[DAYS_OBSERVED].to_numpy(dtype=float),
+                                        frame[EVENT_OBSERVED].to_numpy().astype(bool), spec=ts.spec,
+                                        num_boost_round=max_rounds)
+
+
+def export_time_to_close(model: TimeToCloseModel, models_dir: Path, version: str) -> Path:
+    """``leadscore models export --model-name lead-time-to-close``'s layout."""
+    folder = models_dir / TIME_TO_CLOSE_NAME
+    model.save(folder / "model")
+    meta = {"name": TIME_TO_CLOSE_NAME, "version": version, "run_id": f"ttc-run-{version}",
+            "training_date": "2026-06-30", "horizon_days": model.horizon_days}
+    (folder / "champion.json").write_text(json.dumps(meta))
+    return folder
 
 
 def export_champion(model: SalesReadinessModel, models_dir: Path, version: str, mql_cutoff: int = 10) -> Path:

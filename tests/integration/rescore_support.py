@@ -14,7 +14,13 @@ from leadscore.synth import SynthConfig, write_synthetic
 from serving.core import ScoreBatch, ScoringConfig, ScoringCore
 from serving.loader import ServingSettings, load_exported
 from serving.rescore import data_config_for, sql_data_config
-from tests.serving_fixtures import MODEL_NAME, export_champion, train_small_champion
+from tests.serving_fixtures import (
+    MODEL_NAME,
+    export_champion,
+    export_time_to_close,
+    train_small_champion,
+    train_small_time_to_close,
+)
 
 AS_OF = pd.Timestamp("2026-05-01")
 LATER = pd.Timestamp("2026-06-01")
@@ -22,7 +28,9 @@ N_LEADS = 1200
 PARTITION_LEADS = 300
 # columns that must be identical between two runs with the same as_of and model
 VALUE_COLUMNS = ["lead_id", "score", "probability", "grade", "mql", "base_score", "fit_score", "engagement_score",
-                 "lifecycle_score", "reasons", "model_name", "model_version", "as_of"]
+                 "lifecycle_score", "p_close_30d", "p_close_60d", "p_close_90d", "median_days", "reasons",
+                 "model_name", "model_version", "time_to_close_version", "as_of"]
+TIME_TO_CLOSE_VERSION = "3"
 
 
 @dataclass
@@ -37,9 +45,11 @@ class Champion:
 
 
 def make_champion(folder: Path, version: str = "7") -> Champion:
+    """Both champions exported (sales readiness ``version``, time to close TIME_TO_CLOSE_VERSION)."""
     trained = train_small_champion(1200, seed=1, max_rounds=60)
     models_dir = folder / "models"
     export_champion(trained.model, models_dir, version)
+    export_time_to_close(train_small_time_to_close(1200, seed=1), models_dir, TIME_TO_CLOSE_VERSION)
     return Champion(models_dir, ServingSettings(model_dir=models_dir), version)
 
 

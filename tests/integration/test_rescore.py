@@ -28,6 +28,7 @@ from tests.integration.rescore_support import (
     AS_OF,
     LATER,
     PARTITION_LEADS,
+    TIME_TO_CLOSE_VERSION,
     VALUE_COLUMNS,
     Champion,
     in_memory_scores,
@@ -92,6 +93,10 @@ def test_rescore_matches_scoring_core(lead_db: str, champion: Champion) -> None:
     np.testing.assert_array_equal(stored["mql"].astype(bool).to_numpy(), reference.mql)
     np.testing.assert_allclose(stored["fit_score"].to_numpy(), reference.fit_score, atol=1e-9)
     np.testing.assert_allclose(stored["engagement_score"].to_numpy(), reference.engagement_score, atol=1e-9)
+    for field in ("p_close_30d", "p_close_60d", "p_close_90d", "median_days"):
+        np.testing.assert_allclose(stored[field].to_numpy(dtype=float), reference.closing[field], atol=1e-12)
+    assert stored["p_close_90d"].notna().all() and stored["p_close_90d"].nunique() > 1
+    assert (stored["time_to_close_version"] == TIME_TO_CLOSE_VERSION).all()
     for i in range(0, len(stored), 97):
         got, want = json.loads(stored["reasons"].iloc[i]), reference.reasons_of(i)
         assert [r["feature"] for r in got] == [r["feature"] for r in want]
@@ -241,3 +246,16 @@ def test_worker_processes_give_the_single_process_result(sqlite_url: str, champi
     reference = in_memory_scores(sqlite_url, champion.core(), AS_OF)
     np.testing.assert_array_equal(got["lead_id"].to_numpy(), reference.lead_id)
     np.testing.assert_allclose(got["probability"].to_numpy(), reference.probability, rtol=0, atol=1e-12)
+
+
+def test_an_older_scores_table_gets_the_new_columns(sqlite_url: str, champion: Champion) -> None:
+    """A ``lead_scores`` written before the time-to-close columns existed is extended, not refused."""
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    old = [c for c in score_store.lead_scores.columns
+           if c.name not in ("p_close_30d", "p_close_60d", "p_close_90d", "median_days", "time_to_close_version")]
+    sa.Table(score_store.LEAD_SCORES, sa.MetaData(), *(c.copy() for c in old)).create(engine)
+    engine.dispose()
+    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF))
+    stored = _scores(sqlite_url)
+    assert len(stored) == summary.scored > 0 and stored["p_close_60d"].notna().all()

@@ -20,9 +20,11 @@ from tests.serving_fixtures import (
     AS_OF,
     ROOT,
     export_champion,
+    export_time_to_close,
     payloads_from_crm,
     start_server,
     train_small_champion,
+    train_small_time_to_close,
 )
 
 KEY = "test-key-123"
@@ -36,9 +38,16 @@ def champion():
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, champion) -> Path:
+def closing_model():
+    return train_small_time_to_close(n_leads=800, seed=4)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, champion, closing_model) -> Path:
+    """Both champions exported, as `leadscore models export` (+ `--model-name lead-time-to-close`) leave them."""
     models = tmp_path_factory.mktemp("models")
     export_champion(champion.model, models, version="1", mql_cutoff=4)
+    export_time_to_close(closing_model, models, version="5")
     return models
 
 
@@ -70,9 +79,10 @@ def test_health_and_metrics(server) -> None:
 
 
 def test_model_endpoint(server) -> None:
-    info = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"][0]
+    info, closing = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"]
     assert info["name"] == "lead-conversion" and info["version"] == "1"
     assert info["horizon_days"] == 90 and info["mql_cutoff"] == 4 and info["training_date"] == "2026-06-30"
+    assert (closing["name"], closing["version"], closing["horizon_days"]) == ("lead-time-to-close", "5", 182)
 
 
 def test_auth_is_required(server, payloads) -> None:
@@ -87,12 +97,13 @@ def test_auth_is_required(server, payloads) -> None:
     assert post(server, body).status_code == 200
 
 
-def test_http_answer_equals_batch_core(server, champion, payloads) -> None:
+def test_http_answer_equals_batch_core(server, champion, closing_model, payloads) -> None:
     ids, leads = payloads
     response = post(server, {"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 3})
     assert response.status_code == 200, response.text
     answer = response.json()
-    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4))
+    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
     all_ids, matrix = scoring_matrix(champion.crm, core.spec, AS_OF, eligible_only=False)
     rows = [list(all_ids).index(i) for i in ids]
     expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
@@ -103,7 +114,13 @@ def test_http_answer_equals_batch_core(server, champion, payloads) -> None:
         assert got["fit_score"] == pytest.approx(want["fit_score"], abs=1e-9)
         assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
         assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+        for field in ("p_close_30d", "p_close_60d", "p_close_90d"):
+            assert got[field] == pytest.approx(want[field], abs=1e-12)
+        assert got["median_days"] == (None if want["median_days"] is None else pytest.approx(want["median_days"]))
     assert answer["model"]["version"] == "1"
+    assert answer["time_to_close_model"]["name"] == "lead-time-to-close"
+    assert answer["time_to_close_model"]["version"] == "5"
+    assert len({s["p_close_90d"] for s in answer["scores"]}) > 1
 
 
 def test_sync_client_and_top_k(server, payloads) -> None:

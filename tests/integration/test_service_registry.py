@@ -125,6 +125,8 @@ def test_champion_comes_from_the_registry(server, registry, champions, versions)
     for got, want in zip(answer.json()["scores"], expected, strict=True):
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
         assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert got["p_close_90d"] is None and got["median_days"] is None  # no time-to-close model registered
+    assert answer.json()["time_to_close_model"] is None
 
 
 def test_promotion_is_picked_up_while_requests_succeed(server, registry, champions, versions) -> None:

@@ -1,0 +1,171 @@
+"""Time-to-close fields of a scored lead, computed from the sales-readiness feature matrix.
+
+The endpoint and the batch job build one feature matrix per request or partition, in the order and
+with the category codes of the sales-readiness model's :class:`~features.spec.FeatureSpec`. The
+time-to-close champion was trained with the same feature pipeline but may know other category
+vocabularies (another training window), so :class:`ClosingCore` maps that matrix onto the hazard
+model's inputs once per call: columns by name, categories by their text. No pandas per call.
+
+The hazard of period k is ``expit(booster(x, k) + linear(x) + gamma_k)``, as
+:meth:`training.time_to_close.TimeToCloseModel.predict_hazard` computes it from a frame: the
+booster runs once on the n x K stacked rows, and the linear base (log1p numerics, missing flags,
+one-hot levels, standardised) is compiled to one dot product per lead. The unit tests check both
+paths agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from features.spec import FeatureSpec
+from training.survival_linear import LinearHazard
+from training.time_to_close import TimeToCloseModel, median_days, survival_at_days
+
+SERVED_HORIZONS = (30, 60, 90)
+"""``p_close_<d>d`` fields of every answer (NaN when d is beyond the model's horizon)."""
+
+
+def p_close_field(days: int) -> str:
+    return f"p_close_{days}d"
+
+
+@dataclass(frozen=True)
+class CompiledLinear:
+    """The linear hazard base as arrays over the hazard model's encoded inputs."""
+
+    numeric: np.ndarray  # input column of each numeric design column
+    log: np.ndarray  # bool: log1p(max(x, 0)) instead of x
+    fill: np.ndarray  # median used for a missing value
+    missing: np.ndarray  # input column of each "<col>__missing" design column
+    level_column: np.ndarray  # input column of each "<col>=<level>" design column
+    level_code: np.ndarray  # its category code in the hazard model's vocabulary (-1: never present)
+    weight: np.ndarray  # coef / scale, in the order numeric | missing | levels
+    offset: float  # intercept - sum(coef * mean / scale)
+    period: np.ndarray  # per-period offsets gamma_k
+
+    @classmethod
+    def of(cls, linear: LinearHazard, columns: list[str], categories: dict[str, list]) -> CompiledLinear:
+        design = linear.design
+        position = {c: j for j, c in enumerate(columns)}
+        kept = {c: i for i, c in enumerate(design.columns_)}
+        coef = np.asarray(linear.coef, dtype=np.float64)
+        mean = np.asarray(design.mean_, dtype=np.float64)
+        scale = np.asarray(design.scale_, dtype=np.float64)
+        numeric, log, fill, numeric_design = [], [], [], []
+        missing, missing_design = [], []
+        level_column, level_code, level_design = [], [], []
+
+        def column_of(name: str) -> int:
+            if name not in position:
+                raise ValueError(f"time-to-close model: linear base uses column {name!r}, which is not an input")
+            return position[name]
+
+        for col, info in design.numeric_.items():
+            if col in kept:
+                numeric.append(column_of(col))
+                log.append(bool(info["log"]))
+                fill.append(float(info["median"]))
+                numeric_design.append(kept[col])
+            if info["missing_flag"] and f"{col}__missing" in kept:
+                missing.append(column_of(col))
+                missing_design.append(kept[f"{col}__missing"])
+        for col, levels in design.levels_.items():
+            vocab = [str(v) for v in categories.get(col, [])]
+            for level in levels:
+                name = f"{col}={level}"
+                if name in kept:
+                    level_column.append(column_of(col))
+                    level_code.append(vocab.index(str(level)) if str(level) in vocab else -1)
+                    level_design.append(kept[name])
+        order = np.array([*numeric_design, *missing_design, *level_design], dtype=np.int64)
+        if len(order) != len(design.columns_):
+            raise ValueError("time-to-close model: linear base has design columns this path cannot compute")
+        weight = coef[order] / scale[order]
+        offset = float(linear.intercept - np.sum(coef[order] * mean[order] / scale[order]))
+        as_int = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
+        return cls(as_int(numeric), np.asarray(log, dtype=bool), np.asarray(fill, dtype=np.float64), as_int(missing),
+                   as_int(level_column), as_int(level_code), weight, offset,
+                   np.asarray(linear.period, dtype=np.float64))
+
+    def snapshot_margin(self, base: np.ndarray) -> np.ndarray:
+        """``b + z(x) . beta`` per row of the encoded inputs."""
+        values = base[:, self.numeric].astype(np.float64)
+        absent = np.isnan(values)
+        values = np.where(absent, self.fill, values)
+        values = np.where(self.log, np.log1p(np.maximum(values, 0.0)), values)
+        flags = np.isnan(base[:, self.missing]).astype(np.float64)
+        levels = (base[:, self.level_column] == self.level_code).astype(np.float64)
+        design = np.concatenate([values, flags, levels], axis=1)
+        return design @ self.weight + self.offset
+
+
+class ClosingCore:
+    """A time-to-close model ready to answer from sales-readiness feature matrices."""
+
+    def __init__(self, model: TimeToCloseModel, spec: FeatureSpec) -> None:
+        self.model = model
+        columns = list(spec.columns_)
+        position = {c: j for j, c in enumerate(columns)}
+        missing = [c for c in model.feature_columns_ if c not in position]
+        if missing:
+            raise ValueError(
+                f"time-to-close model needs feature columns {missing} that the sales-readiness model's feature "
+                f"specification does not build; train both models with the same project configuration"
+            )
+        self.positions = np.array([position[c] for c in model.feature_columns_], dtype=np.int64)
+        # category codes: readiness vocabulary -> hazard model vocabulary (NaN when unknown to it)
+        self.recode: dict[int, np.ndarray] = {}
+        for j, col in enumerate(model.feature_columns_):
+            if col not in model.categories_:
+                continue
+            target = {str(v): code for code, v in enumerate(model.categories_[col])}
+            source = [str(v) for v in spec.categorical_vocab_.get(col, [])]
+            self.recode[j] = np.array([target.get(v, np.nan) for v in source], dtype=np.float64)
+        self.periods = int(model.config.max_periods)
+        self.period_days = float(model.config.period_days)
+        self.horizon_days = self.periods * self.period_days
+        linear = getattr(model, "linear_", None)
+        self.linear = None if linear is None else CompiledLinear.of(linear, list(model.feature_columns_),
+                                                                    model.categories_)
+
+    def encode(self, matrix: np.ndarray) -> np.ndarray:
+        """The hazard model's inputs (its column order and category codes) from a readiness matrix."""
+        base = matrix[:, self.positions].astype(np.float64)
+        for j, table in self.recode.items():
+            codes = base[:, j]
+            known = ~np.isnan(codes)
+            out = np.full(codes.shape, np.nan)
+            if table.size:
+                out[known] = table[np.clip(codes[known].astype(np.int64), 0, table.size - 1)]
+            base[:, j] = out
+        return base
+
+    def hazards(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-period close hazards, (n, max_periods)."""
+        base = self.encode(np.asarray(matrix, dtype=np.float64))
+        n, p = base.shape
+        stacked = np.empty((n * self.periods, p + 1), dtype=np.float32)
+        stacked[:, :p] = np.repeat(base, self.periods, axis=0)
+        stacked[:, p] = np.tile(np.arange(self.periods, dtype=np.float32), n)
+        raw = self.model.booster_.predict(stacked, raw_score=True, num_iteration=self.model.best_iteration_)
+        raw = np.asarray(raw, dtype=np.float64).reshape(n, self.periods)
+        if self.linear is not None:
+            raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
+        return expit(raw)
+
+    def summary(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """``p_close_30d/60d/90d`` (NaN beyond the model's horizon) and ``median_days`` (NaN: beyond)."""
+        n = len(matrix)
+        if n == 0:
+            return {**{p_close_field(d): np.empty(0) for d in SERVED_HORIZONS}, "median_days": np.empty(0)}
+        hazards = self.hazards(matrix)
+        inside = [d for d in SERVED_HORIZONS if d <= self.horizon_days]
+        closes = 1.0 - survival_at_days(hazards, self.period_days, inside) if inside else np.empty((n, 0))
+        out = {p_close_field(d): np.full(n, np.nan) for d in SERVED_HORIZONS}
+        for j, d in enumerate(inside):
+            out[p_close_field(d)] = closes[:, j]
+        out["median_days"] = median_days(hazards, self.period_days)
+        return out

@@ -1,0 +1,98 @@
+"""Time-to-close fields from the sales-readiness feature matrix (serving.closing) and in the scoring core."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from features.build import scoring_matrix
+from serving.closing import ClosingCore
+from serving.core import CLOSING_FIELDS, ModelInfo, ScoringCore
+from tests.serving_fixtures import AS_OF, train_small_champion, train_small_time_to_close
+from training.time_to_close import median_days, survival_at_days
+
+N_LEADS, SEED = 800, 3
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return train_small_champion(n_leads=N_LEADS, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def closing_model():
+    return train_small_time_to_close(n_leads=N_LEADS, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def rows(champion):
+    ids, matrix = scoring_matrix(champion.crm, champion.model.spec_, AS_OF, eligible_only=False)
+    return ids[:200], matrix[:200]
+
+
+def test_hazards_equal_the_models_own_prediction(champion, closing_model, rows) -> None:
+    assert closing_model.linear_ is not None  # the compiled linear base is exercised
+    _, matrix = rows
+    closing = ClosingCore(closing_model, champion.model.spec_)
+    expected = closing_model.predict_hazard(champion.model.spec_.to_frame(matrix))
+    np.testing.assert_allclose(closing.hazards(matrix), expected, rtol=1e-6, atol=1e-9)
+    assert expected.std() > 0  # leads differ
+
+
+def test_summary_fields_follow_the_survival_curve(champion, closing_model, rows) -> None:
+    _, matrix = rows
+    closing = ClosingCore(closing_model, champion.model.spec_)
+    summary = closing.summary(matrix)
+    hazards = closing.hazards(matrix)
+    curve = survival_at_days(hazards, closing.period_days, [30, 60, 90])
+    for j, days in enumerate((30, 60, 90)):
+        np.testing.assert_allclose(summary[f"p_close_{days}d"], 1 - curve[:, j])
+    assert (summary["p_close_30d"] <= summary["p_close_60d"]).all()
+    assert (summary["p_close_60d"] <= summary["p_close_90d"]).all()
+    np.testing.assert_array_equal(np.isnan(summary["median_days"]), np.isnan(median_days(hazards, 7.0)))
+    assert closing.summary(matrix[:0])["p_close_90d"].shape == (0,)
+
+
+def test_other_category_codes_are_mapped_by_text(champion, closing_model, rows) -> None:
+    """A readiness spec whose vocabulary lists the levels in another order gives the same answers."""
+    spec = champion.model.spec_
+    _, matrix = rows
+    column = next(c for c in closing_model.categories_ if len(spec.categorical_vocab_.get(c, [])) > 2)
+    j = list(spec.columns_).index(column)
+    shuffled = copy.deepcopy(spec)
+    old = list(spec.categorical_vocab_[column])
+    new = old[::-1]
+    shuffled.categorical_vocab_[column] = new
+    recoded = matrix.copy()
+    known = ~np.isnan(matrix[:, j])
+    recoded[known, j] = [new.index(old[int(code)]) for code in matrix[known, j]]
+    assert not np.array_equal(recoded[known, j], matrix[known, j])
+    np.testing.assert_allclose(ClosingCore(closing_model, shuffled).hazards(recoded),
+                               ClosingCore(closing_model, spec).hazards(matrix), rtol=1e-12)
+
+
+def test_a_model_needing_columns_the_spec_lacks_is_refused(champion, closing_model) -> None:
+    other = copy.copy(closing_model)
+    other.feature_columns_ = [*closing_model.feature_columns_, "seats_bought"]
+    with pytest.raises(ValueError, match="seats_bought"):
+        ClosingCore(other, champion.model.spec_)
+
+
+def test_scoring_core_answers_with_and_without_time_to_close(champion, closing_model, rows) -> None:
+    ids, matrix = rows
+    plain = ScoringCore(champion.model, ModelInfo("lead-conversion", "7"))
+    both = ScoringCore(champion.model, ModelInfo("lead-conversion", "7"),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "2")))
+    alone, paired = plain.score_matrix(ids, matrix, 3), both.score_matrix(ids, matrix, 3)
+    np.testing.assert_array_equal(alone.probability, paired.probability)
+    record = paired.to_records()[0]
+    assert set(CLOSING_FIELDS) <= set(record) and not set(CLOSING_FIELDS) & set(alone.to_records()[0])
+    assert 0 <= record["p_close_30d"] <= record["p_close_90d"] <= 1
+    frame = paired.to_frame()
+    assert (frame["time_to_close_version"] == "2").all() and frame["p_close_90d"].notna().all()
+    assert alone.to_frame()["p_close_90d"].isna().all()
+    assert both.describe_closing()["name"] == "lead-time-to-close" and plain.describe_closing() is None
+    rebuilt = ScoringCore(**both.parts()).score_matrix(ids, matrix, 3)
+    np.testing.assert_array_equal(rebuilt.closing["p_close_60d"], paired.closing["p_close_60d"])

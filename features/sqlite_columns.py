@@ -32,9 +32,11 @@ import pyarrow as pa
 MIN_ROWS = 100_000  # below this the sqlite3 module is fast enough and the one-off compilation is not worth it
 
 _SQLITE_OPEN_READONLY = 0x1
+_SQLITE_OPEN_NOMUTEX = 0x8000  # one thread uses the connection: no per-call mutex
 _SQLITE_ROW, _SQLITE_DONE = 100, 101
 _INTEGER, _FLOAT, _TEXT, _BLOB, _NULL = 1, 2, 3, 4, 5
 _NEEDS_SPACE = -1  # the current row's texts do not fit the buffer: grow it and resume on the same row
+TEXT_BUFFER_BYTES = 1 << 26  # initial text buffer of a read (grown when a row does not fit)
 _DATETIME_WIDTH = 26  # "YYYY-MM-DD HH:MM:SS.ffffff": how SQLAlchemy stores DATETIME on SQLite
 
 
@@ -97,7 +99,11 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., A
 
     @njit(nogil=True)
     def fetch(stmt, n_columns, max_rows, resume, types, ints, floats, text, ends):  # pragma: no cover - numba
-        """Step up to ``max_rows`` rows into the arrays; ``resume``: the statement is already on a row."""
+        """Step up to ``max_rows`` rows into the arrays; ``resume``: the statement is already on a row.
+
+        One pass per row (type, then value: each C call once); a row whose texts do not fit is
+        abandoned whole (``used`` back to its start) and the caller resumes on it.
+        """
         used = 0
         n = 0
         while n < max_rows:
@@ -106,23 +112,19 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., A
                 if rc != _SQLITE_ROW:
                     return n, used, rc
             resume = False
-            need = 0
+            row_start = used
             for j in range(n_columns):
-                if column_type(stmt, j) == _TEXT:
-                    column_text(stmt, j)  # converts in place first: the byte count is then exact
-                    need += column_bytes(stmt, j)
-            if used + need > text.size:
-                return n, used, _NEEDS_SPACE
-            for j in range(n_columns):
-                kind = column_type(stmt, j)
+                kind = column_type(stmt, j)  # before any conversion, as the SQLite docs require
                 types[n, j] = kind
                 if kind == _INTEGER:
                     ints[n, j] = column_int64(stmt, j)
                 elif kind == _FLOAT:
                     floats[n, j] = column_double(stmt, j)
                 elif kind == _TEXT:
-                    pointer = column_text(stmt, j)
+                    pointer = column_text(stmt, j)  # then the byte count of that UTF-8 text is exact
                     size = column_bytes(stmt, j)
+                    if used + size > text.size:
+                        return n, row_start, _NEEDS_SPACE
                     for k in range(size):
                         text[used + k] = pointer[k]
                     used += size
@@ -232,7 +234,7 @@ def read_frames(
         return None
     fetch, parse_datetimes, gather = kernels
     db = ctypes.c_void_p()
-    if lib.open(os.fsencode(path), ctypes.byref(db), _SQLITE_OPEN_READONLY, None) != 0:
+    if lib.open(os.fsencode(path), ctypes.byref(db), _SQLITE_OPEN_READONLY | _SQLITE_OPEN_NOMUTEX, None) != 0:
         lib.close(db.value or 0)
         return None
     stmt = ctypes.c_void_p()
@@ -246,7 +248,7 @@ def read_frames(
             _bind(lib, stmt.value, i, value)
         n_columns = len(columns)
         frames = []
-        text = np.empty(1 << 26, dtype=np.uint8)
+        text = np.empty(TEXT_BUFFER_BYTES, dtype=np.uint8)
         resume = False
         while True:
             types = np.full((chunksize, n_columns), _NULL, dtype=np.int8)

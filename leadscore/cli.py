@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _quiet_downloads() -> None:
+    """Open lead-conversion prediction: point-in-time features, LightGBM, MLflow, SHAP reasons."""
+    # MLflow draws a progress bar per artifact download (several per model load); our own bars stay.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 features_app = typer.Typer(help="Point-in-time feature pipeline.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -225,12 +235,18 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features,
-    train and register a model in MLflow, promote it when it beats the baselines, export it."""
-    from leadscore.cli_models import print_train_run
+    train and register both models in MLflow (sales readiness, time to close), promote them when they
+    beat their baselines, export them, rescore the database and forecast revenue."""
+    from leadscore.cli_models import print_time_to_close_run, print_train_run
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
     from training.tracking import connect, tracking_target
-    from training.workflow import promote_challenger, train_project
+    from training.workflow import (
+        TIME_TO_CLOSE_MODEL_NAME,
+        promote_challenger,
+        train_project,
+        train_time_to_close_project,
+    )
 
     directory.mkdir(parents=True, exist_ok=True)
     project = sqlite_project(directory)
@@ -255,37 +271,46 @@ def demo(
     if decision.promoted:
         exported = export_champion(connect(target), directory / "models", "lead-conversion", "champion")
         console.print(f"champion exported -> {exported}")
-    console.rule("6. rescore the lead database with the champion")
+    console.rule("6. time to close: hazard model next to Kaplan-Meier and Cox, registered and promoted")
+    ttc_run = train_time_to_close_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    print_time_to_close_run(ttc_run)
+    ttc_decision = promote_challenger(target, TIME_TO_CLOSE_MODEL_NAME)
+    console.print(ttc_decision.explain(), highlight=False)
+    if ttc_decision.promoted:
+        exported = export_champion(connect(target), directory / "models", TIME_TO_CLOSE_MODEL_NAME, "champion")
+        console.print(f"time-to-close champion exported -> {exported}")
+    console.rule("7. rescore the lead database with the champions")
     if _champion_exists(target):
         # the synthetic history ends in the past: score as of its end, not the wall clock
         _demo_rescore(directory, project.data.source.url, training_set.data_end)
     else:
         console.print("[yellow]no champion registered: nothing to rescore with[/] (see the refusal above)")
+    console.rule("8. revenue forecast of the open pipeline, next months")
+    if _champion_exists(target) and _champion_exists(target, TIME_TO_CLOSE_MODEL_NAME):
+        _demo_forecast(directory, project, data, training_set.data_end)
+    else:
+        console.print("[yellow]a forecast needs both champions[/] (see the refusals above)")
     console.print(
         f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}, "
         f"MLflow store {target.uri}"
     )
 
 
-def _champion_exists(target) -> bool:
+def _champion_exists(target, name: str = "lead-conversion") -> bool:
     from mlflow.exceptions import MlflowException
 
     from training.tracking import connect
 
     try:
-        connect(target).get_model_version_by_alias("lead-conversion", "champion")
+        connect(target).get_model_version_by_alias(name, "champion")
     except MlflowException:
         return False
     return True
 
 
-def _shown(value: object) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def _demo_rescore(directory: Path, url: str, as_of) -> None:
     """Batch rescore of the demo database as of ``as_of``, then the top-10 leads with their reasons."""
-    from leadscore.cli_rescore import print_summary
+    from leadscore.cli_rescore import print_summary, print_top_leads
     from serving.loader import ServingSettings
     from serving.rescore import RescoreConfig, rescore, sql_data_config, top_leads
 
@@ -294,14 +319,25 @@ def _demo_rescore(directory: Path, url: str, as_of) -> None:
         summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
                           progress=lambda done, total, partition: advance(done, total))
     print_summary(summary)
-    table = Table(title="top-10 leads", title_justify="left")
-    for column in ("lead", "score", "grade", "MQL", "fit", "engagement", "top reasons (probability points)"):
-        table.add_column(column, justify="left" if column.startswith("top") else "right")
-    for row in top_leads(url, 10).itertuples(index=False):
-        reasons = "; ".join(f"{r['label']} = {_shown(r['value'])} ({r['impact']:+.1f})" for r in row.reasons)
-        table.add_row(str(row.lead_id), str(row.score), str(row.grade), "yes" if row.mql else "no",
-                      f"{row.fit_score:+.1f}", f"{row.engagement_score:+.1f}", reasons)
-    console.print(table)
+    print_top_leads(top_leads(url, 10))
+
+
+def _demo_forecast(directory: Path, project, crm, as_of) -> None:
+    """Expected revenue per month of the leads open at ``as_of``, from the two registered champions."""
+    from leadscore.cli_forecast import forecast_table
+    from leadscore.forecast_models import load_forecast_models
+    from training.forecast import forecast_figure, forecast_open_pipeline
+
+    readiness, ttc, names = load_forecast_models(project, directory / "leadscore.yaml", None, None)
+    result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
+                                    progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
+    out = directory / "forecast"
+    out.mkdir(parents=True, exist_ok=True)
+    result.months.to_csv(out / "forecast_months.csv", index=False)
+    forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d}").savefig(
+        out / "forecast.png", dpi=120)
+    console.print(f"wrote {out / 'forecast_months.csv'} and {out / 'forecast.png'}", highlight=False)
 
 
 def _register_room_commands() -> None:

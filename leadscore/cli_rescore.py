@@ -50,6 +50,32 @@ def _scores_url(db: str | None, data: Any) -> str:
     raise typer.BadParameter("the data is not in a database: give --db URL for the lead_scores tables")
 
 
+def _shown(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_top_leads(leads: Any) -> None:
+    """The highest-scored leads (``serving.rescore.top_leads``): score, grade, MQL, fit/engagement split,
+    time to close (when that model scored them), then each lead's top reasons."""
+    import pandas as pd
+    from rich.table import Table
+
+    table = Table(title=f"top-{len(leads)} leads", title_justify="left")
+    for column in ("lead", "score", "grade", "MQL", "fit", "engagement", "P(close 90d)", "median days to close"):
+        table.add_column(column, justify="right")
+    for row in leads.itertuples(index=False):
+        scored = not pd.isna(row.p_close_90d)
+        median = "beyond" if scored and pd.isna(row.median_days) else (f"{row.median_days:.0f}" if scored else "-")
+        split = ["-" if pd.isna(v) else f"{v:+.1f}" for v in (row.fit_score, row.engagement_score)]
+        table.add_row(str(row.lead_id), str(row.score), str(row.grade), "yes" if row.mql else "no", *split,
+                      f"{row.p_close_90d:.2f}" if scored else "-", median)
+    console.print(table)
+    console.print("top reasons (impact in probability points):")
+    for row in leads.itertuples(index=False):
+        reasons = "; ".join(f"{r['label']} = {_shown(r['value'])} ({r['impact']:+.1f})" for r in row.reasons)
+        console.print(f"  {row.lead_id}: {reasons or '-'}", highlight=False)
+
+
 def print_summary(summary: Any) -> None:
     """The end-of-run summary table (counts, grades, largest changes)."""
     table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
@@ -160,10 +186,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             console.print(f"scores -> {out}")
         if top:
-            leads = top_leads(scores_url, top)
-            for row in leads.itertuples(index=False):
-                reasons = "; ".join(f"{r['label']} ({r['impact']:+.1f})" for r in row.reasons)
-                console.print(f"{row.lead_id}: score {row.score} ({row.grade})  {reasons}", highlight=False)
+            print_top_leads(top_leads(scores_url, top))
 
 
 def build_app() -> typer.Typer:

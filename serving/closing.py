@@ -6,6 +6,12 @@ time-to-close champion was trained with the same feature pipeline but may know o
 vocabularies (another training window), so :class:`ClosingCore` maps that matrix onto the hazard
 model's inputs once per call: columns by name, categories by their text. No pandas per call.
 
+The answer's curve is the one the revenue forecast uses (:func:`training.forecast.combine_close_curves`):
+the sales-readiness model's calibrated probability fixes P(close within its horizon H) and the
+hazard model gives the timing inside H and the conditional law after it. So ``p_close_90d`` equals
+``probability`` when H is 90 days, and the two numbers a salesperson sees never disagree;
+``median_days`` is the median of that curve (null when it lies beyond the hazard model's horizon).
+
 The hazard of period k is ``expit(booster(x, k) + linear(x) + gamma_k)``, as
 :meth:`training.time_to_close.TimeToCloseModel.predict_hazard` computes it from a frame: the
 booster runs once on the n x K stacked rows, and the linear base (log1p numerics, missing flags,
@@ -21,8 +27,9 @@ import numpy as np
 from scipy.special import expit
 
 from features.spec import FeatureSpec
+from training.close_curves import combine_close_curves, cumulative_close, days_to_reach
 from training.survival_linear import LinearHazard
-from training.time_to_close import TimeToCloseModel, median_days, survival_at_days
+from training.time_to_close import TimeToCloseModel
 
 SERVED_HORIZONS = (30, 60, 90)
 """``p_close_<d>d`` fields of every answer (NaN when d is beyond the model's horizon)."""
@@ -156,16 +163,35 @@ class ClosingCore:
             raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
         return expit(raw)
 
-    def summary(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        """``p_close_30d/60d/90d`` (NaN beyond the model's horizon) and ``median_days`` (NaN: beyond)."""
+    def summary(
+        self, matrix: np.ndarray, probability: np.ndarray | None = None, horizon_days: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """``p_close_30d/60d/90d`` (NaN beyond the hazard model's horizon) and ``median_days`` (NaN: beyond).
+
+        With the sales-readiness ``probability`` of closing within ``horizon_days``, the curve is rescaled
+        to agree with it (see the module doc); without, it is the hazard model's own.
+        """
         n = len(matrix)
         if n == 0:
             return {**{p_close_field(d): np.empty(0) for d in SERVED_HORIZONS}, "median_days": np.empty(0)}
         hazards = self.hazards(matrix)
-        inside = [d for d in SERVED_HORIZONS if d <= self.horizon_days]
-        closes = 1.0 - survival_at_days(hazards, self.period_days, inside) if inside else np.empty((n, 0))
-        out = {p_close_field(d): np.full(n, np.nan) for d in SERVED_HORIZONS}
-        for j, d in enumerate(inside):
-            out[p_close_field(d)] = closes[:, j]
-        out["median_days"] = median_days(hazards, self.period_days)
+        days = np.asarray(SERVED_HORIZONS, dtype=np.float64)
+        closes = cumulative_close(hazards, self.period_days, days)
+        if probability is None or not horizon_days:
+            target = np.full(n, 0.5)
+        else:
+            p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+            at_h = cumulative_close(hazards, self.period_days, np.array([float(horizon_days)]))[:, 0]
+            closes = combine_close_curves(closes, at_h, p, days, float(horizon_days))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # F(t) = 1/2 inside H when p >= 1/2, else in the conditional tail after H
+                target = np.where(p >= 0.5, 0.5 * at_h / p, at_h + (1.0 - at_h) * (0.5 - p) / (1.0 - p))
+        out = {p_close_field(d): np.where(d <= self.horizon_days, closes[:, j], np.nan)
+               for j, d in enumerate(SERVED_HORIZONS)}
+        median = days_to_reach(hazards, self.period_days, target)
+        if probability is not None and horizon_days:
+            # no timing information inside H (the hazard model gives ~0 there): p spread uniformly over [0, H]
+            flat = (p >= 0.5) & (at_h <= 1e-12)
+            median = np.where(flat, 0.5 / np.maximum(p, 1e-12) * float(horizon_days), median)
+        out["median_days"] = median
         return out

@@ -22,7 +22,8 @@ Time to close
 -------------
 When a time-to-close champion is loaded beside it (:class:`serving.closing.ClosingCore`), every
 answer also carries ``p_close_30d/60d/90d`` and ``median_days`` (NaN/None: beyond the model's
-horizon), computed from the same feature matrix.
+horizon), computed from the same feature matrix; the curve is rescaled to agree with the
+calibrated ``probability`` at the horizon (``p_close_90d == probability`` for a 90-day horizon).
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ class ScoringCore:
             labels=self.labels,
             families=self.families,
             vocab=self._vocab,
-            closing=None if self.closing is None else self.closing.summary(matrix),
+            closing=None if self.closing is None else self.closing.summary(matrix, probability, self.horizon_days),
             closing_model=self.closing_info,
         )
 

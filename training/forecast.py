@@ -39,6 +39,7 @@ from scipy.stats import norm
 
 from features.schema import AMOUNT, CONVERTED_AT, LEAD_ID, CRMData
 from features.spec import FeatureSpec
+from training.close_curves import combine_close_curves, cumulative_close
 from training.forecast_config import ForecastConfig
 
 Progress = Callable[[str], None]
@@ -71,41 +72,6 @@ def forecast_months(as_of: Any, months: int) -> pd.DataFrame:
         "start_day": (starts - at) / day,
         "end_day": (ends - at) / day,
     })
-
-
-def cumulative_close(hazards: np.ndarray, period_days: float, days: np.ndarray) -> np.ndarray:
-    """``F(t) = 1 - S(t)`` at ``days`` from per-period hazards (constant hazard inside a period and,
-    past the last period, the last period's hazard held constant): (n, len(days))."""
-    hazards = np.clip(np.asarray(hazards, dtype=np.float64), 0.0, 1.0)
-    days = np.asarray(days, dtype=np.float64)
-    if days.size and days.min() < 0:
-        raise ValueError(f"days must be >= 0; got {days.min():g}")
-    n, periods = hazards.shape
-    ends = np.ones((n, periods + 1))
-    np.cumprod(1.0 - hazards, axis=1, out=ends[:, 1:])
-    position = days / period_days
-    k = np.minimum(np.floor(position).astype(np.int64), periods)
-    inside_k = np.minimum(k, periods - 1)
-    frac = position - k  # past the horizon (k == periods): days beyond it, at the last period's hazard
-    with np.errstate(divide="ignore", invalid="ignore"):
-        decay = np.where(frac > 0, np.power(1.0 - hazards[:, inside_k], frac), 1.0)
-    return 1.0 - ends[:, k] * decay
-
-
-def combine_close_curves(
-    f_ttc: np.ndarray, f_ttc_horizon: np.ndarray, p_readiness: np.ndarray, days: np.ndarray, horizon_days: float
-) -> np.ndarray:
-    """Rescale the hazard model's ``F_ttc`` (n, len(days)) so that ``F(H) = p_readiness`` (see module doc)."""
-    f_ttc = np.asarray(f_ttc, dtype=np.float64)
-    fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
-    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]
-    days = np.asarray(days, dtype=np.float64)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # no timing information inside H (F_ttc(H) ~ 0): spread p uniformly over [0, H]
-        before = np.where(fh > 1e-12, p * f_ttc / fh, p * np.minimum(days / horizon_days, 1.0))
-        tail = np.where(1.0 - fh > 1e-12, (f_ttc - fh) / (1.0 - fh), 0.0)
-    after = p + (1.0 - p) * np.clip(tail, 0.0, 1.0)
-    return np.clip(np.where(days <= horizon_days, before, after), 0.0, 1.0)
 
 
 def month_probabilities(cumulative_at_edges: np.ndarray) -> np.ndarray:

@@ -274,6 +274,30 @@ def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
     assert generic.loc[generic["lead_id"] == 150, "big"].item() == "not a number"
 
 
+def test_sqlite_columnar_reader_resumes_a_row_that_overflows_its_text_buffer(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text buffer far smaller than the result: rows that do not fit are re-read whole, none lost or doubled."""
+    from features import sqlite_columns
+    from features.readers import SqlDatabase
+
+    frame = awkward_frame()
+    _write(sqlite_url, "awkward", frame)
+    with SqlDatabase(sqlite_url) as database:
+        table = database.table("awkward")
+        statement = sa.select(table).where(table.c.lead_id >= 100, table.c.lead_id < 2500)
+        compiled = statement.compile(dialect=database.engine.dialect)
+        params = [compiled.construct_params()[k] for k in compiled.positiontup]
+        path = database.engine.url.database
+    generic = read_sql_table(sqlite_url, "awkward", subset=LeadSubset(lead_id_range=(100, 2500)), chunksize=1000,
+                             fast=False)
+    text_bytes = sum(len(v.encode()) for v in generic["label"].dropna()) + 26 * int(generic["at"].notna().sum())
+    monkeypatch.setattr(sqlite_columns, "TEXT_BUFFER_BYTES", 999)  # mid-row overflow, in the first chunk
+    assert text_bytes > 10 * sqlite_columns.TEXT_BUFFER_BYTES
+    frames = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
+    assert frames is not None and [len(f) for f in frames] == [1000, 1000, 400]
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
+
+
 @pytest.mark.postgres
 def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
     from sqlalchemy.dialects import postgresql

@@ -11,6 +11,7 @@ from features.build import scoring_matrix
 from serving.closing import ClosingCore
 from serving.core import CLOSING_FIELDS, ModelInfo, ScoringCore
 from tests.serving_fixtures import AS_OF, train_small_champion, train_small_time_to_close
+from training.close_curves import combine_close_curves, cumulative_close, days_to_reach
 from training.time_to_close import median_days, survival_at_days
 
 N_LEADS, SEED = 800, 3
@@ -41,18 +42,51 @@ def test_hazards_equal_the_models_own_prediction(champion, closing_model, rows) 
     assert expected.std() > 0  # leads differ
 
 
-def test_summary_fields_follow_the_survival_curve(champion, closing_model, rows) -> None:
+def test_own_curve_without_a_readiness_probability(champion, closing_model, rows) -> None:
     _, matrix = rows
     closing = ClosingCore(closing_model, champion.model.spec_)
     summary = closing.summary(matrix)
     hazards = closing.hazards(matrix)
     curve = survival_at_days(hazards, closing.period_days, [30, 60, 90])
     for j, days in enumerate((30, 60, 90)):
-        np.testing.assert_allclose(summary[f"p_close_{days}d"], 1 - curve[:, j])
-    assert (summary["p_close_30d"] <= summary["p_close_60d"]).all()
-    assert (summary["p_close_60d"] <= summary["p_close_90d"]).all()
-    np.testing.assert_array_equal(np.isnan(summary["median_days"]), np.isnan(median_days(hazards, 7.0)))
+        np.testing.assert_allclose(summary[f"p_close_{days}d"], 1 - curve[:, j], atol=1e-12)
+    np.testing.assert_allclose(summary["median_days"], median_days(hazards, 7.0), equal_nan=True)
     assert closing.summary(matrix[:0])["p_close_90d"].shape == (0,)
+
+
+def test_curve_agrees_with_the_readiness_probability(champion, closing_model, rows) -> None:
+    """p_close at the readiness horizon is the calibrated probability; the median is where F = 1/2."""
+    _, matrix = rows
+    closing = ClosingCore(closing_model, champion.model.spec_)
+    p = np.linspace(0.01, 0.9, len(matrix))  # wide enough that some medians fall inside the horizon
+    summary = closing.summary(matrix, p, 90)
+    np.testing.assert_allclose(summary["p_close_90d"], p, atol=1e-12)
+    assert (summary["p_close_30d"] <= summary["p_close_60d"] + 1e-12).all()
+    assert (summary["p_close_60d"] <= summary["p_close_90d"] + 1e-12).all()
+    hazards = closing.hazards(matrix)
+    median = summary["median_days"]
+    found = ~np.isnan(median)
+    assert found.any() and (median[p >= 0.5] <= 90 + 1e-9).all()
+    at_h = cumulative_close(hazards, 7.0, [90.0])[:, 0]
+    for i in np.flatnonzero(found)[::7]:
+        f = combine_close_curves(cumulative_close(hazards[i:i + 1], 7.0, [median[i]]), at_h[i:i + 1], p[i:i + 1],
+                                 np.array([median[i]]), 90.0)
+        assert f[0, 0] == pytest.approx(0.5, abs=1e-9)
+    # beyond the hazard model's horizon: the curve stays below 1/2 there
+    far = closing.horizon_days
+    for i in np.flatnonzero(~found)[:5]:
+        f = combine_close_curves(cumulative_close(hazards[i:i + 1], 7.0, [far]), at_h[i:i + 1], p[i:i + 1],
+                                 np.array([far]), 90.0)
+        assert f[0, 0] < 0.5
+
+
+def test_days_to_reach_inverts_the_curve() -> None:
+    hazards = np.array([[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]])
+    days = days_to_reach(hazards, 7.0, np.array([0.25, 0.1]))
+    assert np.isnan(days[1])  # never closes
+    f = cumulative_close(hazards[:1], 7.0, [days[0]])[0, 0]
+    assert f == pytest.approx(0.25, abs=1e-12) and 7.0 < days[0] < 14.0
+    np.testing.assert_allclose(days_to_reach(hazards[:1], 7.0, np.array([0.5])), median_days(hazards[:1], 7.0))
 
 
 def test_other_category_codes_are_mapped_by_text(champion, closing_model, rows) -> None:
@@ -90,6 +124,7 @@ def test_scoring_core_answers_with_and_without_time_to_close(champion, closing_m
     record = paired.to_records()[0]
     assert set(CLOSING_FIELDS) <= set(record) and not set(CLOSING_FIELDS) & set(alone.to_records()[0])
     assert 0 <= record["p_close_30d"] <= record["p_close_90d"] <= 1
+    np.testing.assert_allclose(paired.closing["p_close_90d"], paired.probability, atol=1e-12)  # 90-day horizon
     frame = paired.to_frame()
     assert (frame["time_to_close_version"] == "2").all() and frame["p_close_90d"].notna().all()
     assert alone.to_frame()["p_close_90d"].isna().all()

@@ -1,0 +1,65 @@
+"""Close-probability curves from per-period hazards (pure numpy), shared by the revenue forecast
+(:mod:`training.forecast`) and the time-to-close fields of every score (:mod:`serving.closing`).
+
+``F(t) = 1 - S(t)`` with a constant hazard inside each period; past the last period the last
+period's hazard is held constant. :func:`combine_close_curves` rescales the hazard model's curve so
+that it agrees with the sales-readiness model's calibrated ``P(close within H)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cumulative_close(hazards: np.ndarray, period_days: float, days: np.ndarray) -> np.ndarray:
+    """``F(t) = 1 - S(t)`` at ``days`` from per-period hazards (constant hazard inside a period and,
+    past the last period, the last period's hazard held constant): (n, len(days))."""
+    hazards = np.clip(np.asarray(hazards, dtype=np.float64), 0.0, 1.0)
+    days = np.asarray(days, dtype=np.float64)
+    if days.size and days.min() < 0:
+        raise ValueError(f"days must be >= 0; got {days.min():g}")
+    n, periods = hazards.shape
+    ends = np.ones((n, periods + 1))
+    np.cumprod(1.0 - hazards, axis=1, out=ends[:, 1:])
+    position = days / period_days
+    k = np.minimum(np.floor(position).astype(np.int64), periods)
+    inside_k = np.minimum(k, periods - 1)
+    frac = position - k  # past the horizon (k == periods): days beyond it, at the last period's hazard
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decay = np.where(frac > 0, np.power(1.0 - hazards[:, inside_k], frac), 1.0)
+    return 1.0 - ends[:, k] * decay
+
+
+def combine_close_curves(
+    f_ttc: np.ndarray, f_ttc_horizon: np.ndarray, p_readiness: np.ndarray, days: np.ndarray, horizon_days: float
+) -> np.ndarray:
+    """Rescale the hazard model's ``F_ttc`` (n, len(days)) so that ``F(H) = p_readiness`` (see module doc)."""
+    f_ttc = np.asarray(f_ttc, dtype=np.float64)
+    fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
+    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]
+    days = np.asarray(days, dtype=np.float64)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # no timing information inside H (F_ttc(H) ~ 0): spread p uniformly over [0, H]
+        before = np.where(fh > 1e-12, p * f_ttc / fh, p * np.minimum(days / horizon_days, 1.0))
+        tail = np.where(1.0 - fh > 1e-12, (f_ttc - fh) / (1.0 - fh), 0.0)
+    after = p + (1.0 - p) * np.clip(tail, 0.0, 1.0)
+    return np.clip(np.where(days <= horizon_days, before, after), 0.0, 1.0)
+
+
+def days_to_reach(hazards: np.ndarray, period_days: float, target: np.ndarray) -> np.ndarray:
+    """First t with ``F(t) = 1 - S(t) >= target`` per row (constant hazard inside a period); NaN when the
+    curve does not reach it within the hazards' horizon."""
+    hazards = np.clip(np.asarray(hazards, dtype=np.float64), 0.0, 1.0)
+    n, periods = hazards.shape
+    survival_needed = 1.0 - np.asarray(target, dtype=np.float64)
+    ends = np.ones((n, periods + 1))
+    np.cumprod(1.0 - hazards, axis=1, out=ends[:, 1:])
+    below = ends[:, 1:] <= survival_needed[:, None]
+    reached = below.any(axis=1) & (survival_needed < 1.0)
+    k = np.argmax(below, axis=1)
+    rows = np.arange(n)
+    h = hazards[rows, k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(h >= 1.0, 0.0, np.log(survival_needed / ends[rows, k]) / np.log1p(-h))
+    frac = np.clip(np.nan_to_num(frac, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return np.where(reached, (k + frac) * period_days, np.where(survival_needed >= 1.0, 0.0, np.nan))

@@ -210,8 +210,28 @@ class ChampionRegistry:
             mlflow.set_tracking_uri(previous)
         return str(version.version)
 
-    def promote(self, version: str) -> None:
-        self.client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    def register_time_to_close(self, model: TimeToCloseModel, features: pd.DataFrame, trained_at: str) -> str:
+        """Log + register a time-to-close model as ``leadscore train --target time-to-close`` does."""
+        import mlflow
+
+        from training.survival_pyfunc import log_time_to_close_pyfunc
+        from training.survival_tracking import register_time_to_close
+        from training.tracking import LoggedRun
+
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with mlflow.start_run(experiment_id=self.experiment_id) as run:
+                info = log_time_to_close_pyfunc(model, features[list(model.feature_columns_)])
+            logged = LoggedRun(run.info.run_id, self.experiment_id, info.model_uri, identity={},
+                               tags={"leadscore.trained_at": trained_at})
+            version = register_time_to_close(self.client, logged, {"uno_c": 0.7}, name=TIME_TO_CLOSE_NAME)
+        finally:
+            mlflow.set_tracking_uri(previous)
+        return str(version.version)
+
+    def promote(self, version: str, name: str = MODEL_NAME) -> None:
+        self.client.set_registered_model_alias(name, "champion", version)
 
 
 def linear_tree_variant(champion: TrainedChampion, rounds: int = 20) -> SalesReadinessModel:

@@ -20,12 +20,14 @@ from features.build import scoring_matrix
 from serving.core import ModelInfo, ScoringCore
 from tests.serving_fixtures import (
     AS_OF,
+    TIME_TO_CLOSE_NAME,
     ChampionRegistry,
     TrainedChampion,
     linear_tree_variant,
     payloads_from_crm,
     start_server,
     train_small_champion,
+    train_small_time_to_close,
 )
 
 WAIT_SECONDS = 60
@@ -162,6 +164,29 @@ def test_promotion_is_picked_up_while_requests_succeed(server, registry, champio
     assert new_version in seen and len(seen) == 2, seen
     info = httpx.get(f"{server.url}/model").json()["models"][0]
     assert info["mql_cutoff"] == 6
+
+
+def test_time_to_close_champion_is_served_beside(server, registry, champions, versions) -> None:
+    """Promoting a time-to-close model is picked up like a new champion; the answers gain its fields."""
+    readiness = serve("b", server, registry, champions, versions)
+    closing = train_small_time_to_close(n_leads=800, seed=4)
+    ttc_version = registry.register_time_to_close(closing, champions["a"].features, trained_at="2026-06-09")
+    registry.promote(ttc_version, TIME_TO_CLOSE_NAME)
+    deadline = time.monotonic() + WAIT_SECONDS
+    models: list[dict] = []
+    while time.monotonic() < deadline and len(models) < 2:
+        models = httpx.get(f"{server.url}/model", timeout=10).json()["models"]
+        time.sleep(0.5)
+    assert [(m["name"], m["version"]) for m in models] == [("lead-conversion", readiness),
+                                                           (TIME_TO_CLOSE_NAME, ttc_version)], models
+    ids = [int(i) for i in champions["b"].crm.leads["lead_id"].iloc[:5]]
+    answer = score(server, payloads_from_crm(champions["b"].crm, ids, AS_OF))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["time_to_close_model"]["version"] == ttc_version
+    for lead in body["scores"]:
+        assert lead["p_close_90d"] == pytest.approx(lead["probability"], abs=1e-12)  # 90-day horizon
+        assert 0 <= lead["p_close_30d"] <= lead["p_close_60d"] <= lead["p_close_90d"]
 
 
 def test_model_failure_is_a_500_with_an_error_id_in_the_log(server, registry, champions, versions) -> None:

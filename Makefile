@@ -30,7 +30,7 @@ demo: env
 
 test: env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lightgbm as lgb
 import numpy as np
 from scipy.special import expit
 
 from features.spec import FeatureSpec
+from serving.explain import TreeShapExplainer
 from training.close_curves import combine_close_curves, cumulative_close, days_to_reach
 from training.survival_linear import LinearHazard
 from training.time_to_close import TimeToCloseModel
@@ -109,11 +111,46 @@ class CompiledLinear:
         return design @ self.weight + self.offset
 
 
+def period_thresholds(booster: lgb.Booster, feature: int, num_iteration: int | None) -> np.ndarray:
+    """Split thresholds on column ``feature`` (the period index) in the trees ``predict`` uses."""
+    found: set[float] = set()
+    trees = booster.dump_model(num_iteration=num_iteration or -1)["tree_info"]
+    stack = [tree["tree_structure"] for tree in trees]
+    while stack:
+        node = stack.pop()
+        if "split_feature" not in node:
+            continue
+        if node["split_feature"] == feature:
+            if node.get("decision_type", "<=") != "<=":
+                raise ValueError(f"time-to-close booster: unexpected split {node.get('decision_type')!r} on the period")
+            found.add(float(node["threshold"]))
+        stack.extend((node["left_child"], node["right_child"]))
+    return np.array(sorted(found))
+
+
+def period_bins(periods: int, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first period of each bin, bin of each period): periods between two consecutive split thresholds
+    reach the same leaves in every tree, so one booster row per bin gives every period's margin."""
+    k = np.arange(periods, dtype=np.float64)
+    # period 0 alone: with zero_as_missing LightGBM would route it as a missing value, not by threshold
+    thresholds = np.union1d(thresholds, [0.5])
+    bin_of = np.searchsorted(thresholds, k, side="left")  # number of thresholds < k (left when k <= t)
+    _, first = np.unique(bin_of, return_index=True)
+    _, bin_of = np.unique(bin_of, return_inverse=True)
+    return k[first], bin_of
+
+
 class ClosingCore:
     """A time-to-close model ready to answer from sales-readiness feature matrices."""
 
-    def __init__(self, model: TimeToCloseModel, spec: FeatureSpec) -> None:
+    def __init__(self, model: TimeToCloseModel, spec: FeatureSpec, threads: int = 1, chunk_rows: int = 4096) -> None:
         self.model = model
+        # one LightGBM thread per call, large batches in parallel chunks (as the SHAP path): LightGBM's own
+        # thread pool costs milliseconds of p99 on a busy 2-core machine for a single lead's 26 rows
+        self.predictor = TreeShapExplainer(model.booster_, model.best_iteration_, threads, chunk_rows)
+        period_column = len(model.feature_columns_)  # the booster's last input
+        self.period_values, self.period_bin = period_bins(
+            int(model.config.max_periods), period_thresholds(model.booster_, period_column, model.best_iteration_))
         columns = list(spec.columns_)
         position = {c: j for j, c in enumerate(columns)}
         missing = [c for c in model.feature_columns_ if c not in position]
@@ -123,14 +160,22 @@ class ClosingCore:
                 f"specification does not build; train both models with the same project configuration"
             )
         self.positions = np.array([position[c] for c in model.feature_columns_], dtype=np.int64)
-        # category codes: readiness vocabulary -> hazard model vocabulary (NaN when unknown to it)
-        self.recode: dict[int, np.ndarray] = {}
+        # category codes: readiness vocabulary -> hazard model vocabulary (NaN when unknown to it); columns
+        # whose vocabularies agree (the usual case: one training window) need nothing
+        recode: dict[int, np.ndarray] = {}
         for j, col in enumerate(model.feature_columns_):
             if col not in model.categories_:
                 continue
             target = {str(v): code for code, v in enumerate(model.categories_[col])}
             source = [str(v) for v in spec.categorical_vocab_.get(col, [])]
-            self.recode[j] = np.array([target.get(v, np.nan) for v in source], dtype=np.float64)
+            table = np.array([target.get(v, np.nan) for v in source], dtype=np.float64)
+            if not np.array_equal(table, np.arange(len(table))):
+                recode[j] = table
+        self.recode_columns = np.array(sorted(recode), dtype=np.int64)
+        tables = [np.append(recode[j], np.nan) for j in self.recode_columns]  # last entry: unknown / missing
+        self.recode_offsets = np.cumsum([0, *(len(t) for t in tables[:-1])]).astype(np.int64)
+        self.recode_last = np.array([len(t) - 1 for t in tables], dtype=np.int64)
+        self.recode_flat = np.concatenate(tables) if tables else np.empty(0)
         self.periods = int(model.config.max_periods)
         self.period_days = float(model.config.period_days)
         self.horizon_days = self.periods * self.period_days
@@ -141,24 +186,21 @@ class ClosingCore:
     def encode(self, matrix: np.ndarray) -> np.ndarray:
         """The hazard model's inputs (its column order and category codes) from a readiness matrix."""
         base = matrix[:, self.positions].astype(np.float64)
-        for j, table in self.recode.items():
-            codes = base[:, j]
-            known = ~np.isnan(codes)
-            out = np.full(codes.shape, np.nan)
-            if table.size:
-                out[known] = table[np.clip(codes[known].astype(np.int64), 0, table.size - 1)]
-            base[:, j] = out
+        if self.recode_columns.size:
+            codes = base[:, self.recode_columns]
+            slot = np.where(np.isnan(codes), self.recode_last, np.minimum(np.nan_to_num(codes), self.recode_last))
+            base[:, self.recode_columns] = self.recode_flat[slot.astype(np.int64) + self.recode_offsets]
         return base
 
     def hazards(self, matrix: np.ndarray) -> np.ndarray:
         """Per-period close hazards, (n, max_periods)."""
         base = self.encode(np.asarray(matrix, dtype=np.float64))
         n, p = base.shape
-        stacked = np.empty((n * self.periods, p + 1), dtype=np.float32)
-        stacked[:, :p] = np.repeat(base, self.periods, axis=0)
-        stacked[:, p] = np.tile(np.arange(self.periods, dtype=np.float32), n)
-        raw = self.model.booster_.predict(stacked, raw_score=True, num_iteration=self.model.best_iteration_)
-        raw = np.asarray(raw, dtype=np.float64).reshape(n, self.periods)
+        bins = len(self.period_values)
+        stacked = np.empty((n * bins, p + 1), dtype=np.float64)
+        stacked[:, :p] = np.repeat(base.astype(np.float32), bins, axis=0)  # the booster was fit on float32
+        stacked[:, p] = np.tile(self.period_values, n)
+        raw = self.predictor.margin(stacked).reshape(n, bins)[:, self.period_bin]
         if self.linear is not None:
             raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
         return expit(raw)
@@ -195,3 +237,6 @@ class ClosingCore:
             median = np.where(flat, 0.5 / np.maximum(p, 1e-12) * float(horizon_days), median)
         out["median_days"] = median
         return out
+
+    def close(self) -> None:
+        self.predictor.close()

@@ -320,7 +320,8 @@ class ScoringCore:
         self._vocab = {j: list(spec.categorical_vocab_[c]) for j, c in enumerate(self.columns)
                        if c in spec.categorical_vocab_}
         self.closing_parts = closing
-        self.closing: ClosingCore | None = None if closing is None else ClosingCore(closing[0], spec)
+        self.closing: ClosingCore | None = None if closing is None else ClosingCore(
+            closing[0], spec, self.config.explain_threads, self.config.chunk_rows)
         self.closing_info: ModelInfo | None = None if closing is None else closing[1]
 
     def parts(self) -> dict[str, Any]:
@@ -411,3 +412,5 @@ class ScoringCore:
 
     def close(self) -> None:
         self.explainer.close()
+        if self.closing is not None:
+            self.closing.close()

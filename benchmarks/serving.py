@@ -5,13 +5,15 @@ worker process each unless ``--workers``), and prints single-lead p50/p95/p99 la
 throughput at concurrency 1, 8 and 32, with and without reasons, the ratios against MLflow, and the
 servers' CPU time per request (summed over the server's process tree: less sensitive to other load
 on the machine than wall-clock figures). Bounded request counts. Also prints batch scoring speed of
-the core and the in-process cost of one lead.
+the core and the in-process cost of one lead. By default the service serves the champion pair that
+``make demo`` deploys (sales readiness + time to close: every answer carries ``p_close_30d/60d/90d``
+and ``median_days``); ``--no-time-to-close`` serves the sales-readiness model alone.
 
 The load generator runs on the same machine (one keep-alive ``http.client`` connection per client
 thread, the cheapest Python client) and competes with the servers for the cores: the figures are a
 lower bound of what a dedicated host gives. The machine's load average is printed with them.
 
-Usage: .venv/bin/python benchmarks/serving.py [--requests 400] [--leads 3000] [--workers 1]
+Usage: .venv/bin/python benchmarks/serving.py [--requests 400] [--leads 3000] [--workers 1] [--no-time-to-close]
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ from serving.schemas import LeadIn  # noqa: E402
 from tests.serving_fixtures import (  # noqa: E402
     AS_OF,
     export_champion,
+    export_time_to_close,
     free_port,
     payloads_from_crm,
     start_server,
     train_small_champion,
+    train_small_time_to_close,
 )
 from training.pyfunc import to_signature_frame  # noqa: E402
 
@@ -173,6 +177,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="measured requests per row")
     parser.add_argument("--leads", type=int, default=3000, help="synthetic CRM size of the champion")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of BOTH servers")
+    parser.add_argument("--time-to-close", action=argparse.BooleanOptionalAction, default=True,
+                        help="serve the time-to-close champion beside (default: yes)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     champion = train_small_champion(n_leads=args.leads, seed=1, max_rounds=400)
@@ -180,7 +186,11 @@ def main() -> None:
     dump = model.booster_.dump_model()["tree_info"]
     leaves = max(t["num_leaves"] for t in dump)
     print(f"champion: {model.booster_.num_trees()} trees (<= {leaves} leaves), {len(model.feature_columns_)} features")
-    core = ScoringCore(model, ModelInfo("lead-conversion", "1"))
+    closing = train_small_time_to_close(n_leads=args.leads, seed=1) if args.time_to_close else None
+    if closing is not None:
+        print(f"time-to-close champion: {closing.booster_.num_trees()} trees, {closing.config.max_periods} periods")
+    core = ScoringCore(model, ModelInfo("lead-conversion", "1"),
+                       closing=None if closing is None else (closing, ModelInfo("lead-time-to-close", "1")))
     lead = payloads_from_crm(champion.crm, [int(champion.crm.leads["lead_id"].iloc[0])], AS_OF)[0]
     print(f"the lead: {len(lead['attributes'])} attributes, {len(lead['events'])} events")
     in_process_figures(champion, core, lead)
@@ -188,6 +198,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         export_champion(model, tmp_path / "models", version="1")
+        if closing is not None:
+            export_time_to_close(closing, tmp_path / "models", version="1")
         env = {"LEADSCORE_MODEL_DIR": str(tmp_path / "models"), "LEADSCORE_RELOAD_SECONDS": "0"}
         if args.workers != 1:
             env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {"lead_scoring": {"workers": args.workers}}})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from features.build import scoring_matrix
-from serving.closing import ClosingCore
+from serving.closing import ClosingCore, period_bins
 from serving.core import CLOSING_FIELDS, ModelInfo, ScoringCore
 from tests.serving_fixtures import AS_OF, train_small_champion, train_small_time_to_close
 from training.close_curves import combine_close_curves, cumulative_close, days_to_reach
@@ -40,6 +40,14 @@ def test_hazards_equal_the_models_own_prediction(champion, closing_model, rows) 
     expected = closing_model.predict_hazard(champion.model.spec_.to_frame(matrix))
     np.testing.assert_allclose(closing.hazards(matrix), expected, rtol=1e-6, atol=1e-9)
     assert expected.std() > 0  # leads differ
+    # the booster splits on the period: some periods share a bin, others do not (both paths exercised)
+    assert 2 < len(closing.period_values) < closing.periods
+
+
+def test_period_bins_group_periods_between_thresholds() -> None:
+    values, bin_of = period_bins(8, np.array([1.5, 1.7, 4.0]))
+    assert values.tolist() == [0.0, 1.0, 2.0, 5.0]  # 0 alone; 1; 2-4 (4 <= 4.0 goes left); 5-7
+    assert bin_of.tolist() == [0, 1, 2, 2, 2, 3, 3, 3]
 
 
 def test_own_curve_without_a_readiness_probability(champion, closing_model, rows) -> None:

@@ -318,6 +318,7 @@ class ChampionHolder:
         with self._lock:
             try:
                 if not force and self.core is not None and self._fingerprint() == self.fingerprint:
+                    self.last_error = None  # the champion(s) served are the current ones
                     return False
                 core, fingerprint = self._load()
                 explain_error = smoke_test(core)

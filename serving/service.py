@@ -209,6 +209,8 @@ class LeadScoringService:
         body: dict[str, Any] = {"models": [core.describe(), *([closing] if closing else [])]}
         if self.holder.explain_error is not None:
             body["explain_error"] = self.holder.explain_error
+        if self.holder.last_error is not None:  # the newest champion(s) could not be loaded: still serving these
+            body["reload_error"] = self.holder.last_error
         return body
 
     @ops.post("/reload")

@@ -225,6 +225,27 @@ def test_reload_swaps_champion_while_requests_succeed(server, champion, models_d
     assert "asteroid" not in log and "Traceback" not in log
 
 
+def test_broken_time_to_close_export_keeps_the_current_pair(server, models_dir, payloads) -> None:
+    folder = models_dir / "lead-time-to-close"
+    backup = models_dir.parent / "ttc-backup"
+    shutil.copytree(folder, backup)
+    try:
+        shutil.rmtree(folder / "model")
+        (folder / "champion.json").write_text(json.dumps({"name": "lead-time-to-close", "version": "6"}))
+        reload = httpx.post(f"{server.url}/reload", headers=AUTH, timeout=30)
+        assert reload.status_code == 500 and set(reload.json()) == {"error", "error_id"}
+        info = httpx.get(f"{server.url}/model", headers=AUTH).json()
+        assert "FileNotFoundError" in info["reload_error"]
+        assert [m["name"] for m in info["models"]] == ["lead-conversion", "lead-time-to-close"]
+        answer = post(server, {"leads": payloads[1][:2], "as_of": AS_OF.isoformat()})
+        assert answer.status_code == 200 and answer.json()["time_to_close_model"]["version"] == "5"
+    finally:
+        shutil.rmtree(folder)
+        shutil.copytree(backup, folder)
+    assert httpx.post(f"{server.url}/reload", headers=AUTH, timeout=30).status_code == 200
+    assert "reload_error" not in httpx.get(f"{server.url}/model", headers=AUTH).json()
+
+
 def test_bentoml_build_succeeds(tmp_path) -> None:
     # BentoML 1.4 always runs uv while freezing the image: use the one `make env` bootstraps when
     # uv is not installed system-wide (bentofile.yaml turns package re-locking off: no index needed)

@@ -1,0 +1,84 @@
+"""`leadscore forecast` from the two champions: exported folders and a real MLflow registry (the CLI
+runs in-process through typer's runner: the subprocess start-up is covered by tests/integration/test_cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.project import project_yaml, sqlite_project
+from leadscore.synth import SynthConfig, write_synthetic
+from tests.serving_fixtures import (
+    TIME_TO_CLOSE_NAME,
+    ChampionRegistry,
+    export_champion,
+    export_time_to_close,
+    train_small_champion,
+    train_small_time_to_close,
+)
+
+N_LEADS, SEED = 800, 4
+AS_OF = "2026-03-01"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project file over a synthetic CRM (same generator as the champions, another seed)."""
+    folder = tmp_path_factory.mktemp("forecast-project")
+    config = sqlite_project(folder)
+    write_synthetic(SynthConfig(n_leads=1500, seed=9), config.data.source.url, "sql", overwrite=True)
+    path = folder / "leadscore.yaml"
+    path.write_text(project_yaml(config), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str):
+    """``leadscore *args`` in this process; ``stdout`` / ``stderr`` / ``returncode`` like subprocess."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
+    result.returncode = result.exit_code
+    return result
+
+
+def _check_outputs(out: Path, stdout: str) -> pd.DataFrame:
+    months = pd.read_csv(out / "forecast_months.csv")
+    assert len(months) == 6 and months["month"].iloc[0] == "2026-03"
+    assert (months["expected_revenue"] > 0).all() and (months["low"] <= months["expected_revenue"]).all()
+    assert (months["expected_revenue"] <= months["high"]).all()
+    leads = pd.read_csv(out / "forecast_leads.csv")
+    assert leads["lead_id"].is_unique and len(leads) > 100
+    assert months["expected_revenue"].sum() == pytest.approx(leads["expected_revenue"].sum(), rel=1e-6)
+    assert (out / "forecast.png").stat().st_size > 10_000
+    assert "revenue forecast as of 2026-03-01" in stdout
+    return months
+
+
+def test_forecast_from_exported_champions(project: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    export_champion(train_small_champion(N_LEADS, SEED).model, models, version="1")
+    export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")
+    result = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF,
+                     "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    _check_outputs(tmp_path / "out", result.stdout)
+    assert "exported champions" in result.stdout
+
+
+def test_forecast_from_registered_champions_names_their_versions(project: Path, tmp_path: Path) -> None:
+    registry = ChampionRegistry(tmp_path / "registry")
+    champion = train_small_champion(N_LEADS, SEED)
+    readiness = registry.register(champion.model, champion.features, mql_cutoff=5, trained_at="2026-06-01")
+    closing = registry.register_time_to_close(train_small_time_to_close(N_LEADS, SEED), champion.features,
+                                              trained_at="2026-06-01")
+    missing = run_cli("forecast", "-c", str(project), "--tracking-uri", registry.uri, "--as-of", AS_OF)
+    assert missing.returncode == 1 and "promote it first" in missing.stderr  # no champion alias yet
+    registry.promote(readiness)
+    registry.promote(closing, TIME_TO_CLOSE_NAME)
+    result = run_cli("forecast", "-c", str(project), "--tracking-uri", registry.uri, "--as-of", AS_OF,
+                     "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    _check_outputs(tmp_path / "out", result.stdout)
+    assert f"lead-conversion v{readiness}" in result.stdout and f"{TIME_TO_CLOSE_NAME} v{closing}" in result.stdout

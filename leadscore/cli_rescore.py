@@ -83,6 +83,7 @@ def print_summary(summary: Any) -> None:
     table.add_column()
     rows = [
         ("model", f"{summary.model_name} v{summary.model_version}"),
+        ("time-to-close model", summary.time_to_close_model or "none (time-to-close fields left empty)"),
         ("as of", str(summary.as_of)),
         ("partitions", f"{summary.partitions} ({summary.partitions_run_now} run now)"),
         ("leads read", f"{summary.leads:,}"),

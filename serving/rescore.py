@@ -143,6 +143,7 @@ class RescoreSummary:
     seconds: float
     largest_increases: list[dict[str, Any]] = field(default_factory=list)
     largest_decreases: list[dict[str, Any]] = field(default_factory=list)
+    time_to_close_model: str | None = None  # "name vN" of the time-to-close champion this call scored with
 
     @property
     def leads_per_second(self) -> float:
@@ -562,6 +563,8 @@ def rescore(
             raise
         writer.close()
         summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
+        if core.closing_info is not None:
+            summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
         set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
         return summary
     finally:

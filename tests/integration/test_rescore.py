@@ -97,6 +97,7 @@ def test_rescore_matches_scoring_core(lead_db: str, champion: Champion) -> None:
         np.testing.assert_allclose(stored[field].to_numpy(dtype=float), reference.closing[field], atol=1e-12)
     assert stored["p_close_90d"].notna().all() and stored["p_close_90d"].nunique() > 1
     assert (stored["time_to_close_version"] == TIME_TO_CLOSE_VERSION).all()
+    assert summary.time_to_close_model == f"lead-time-to-close v{TIME_TO_CLOSE_VERSION}"
     for i in range(0, len(stored), 97):
         got, want = json.loads(stored["reasons"].iloc[i]), reference.reasons_of(i)
         assert [r["feature"] for r in got] == [r["feature"] for r in want]

@@ -16,7 +16,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.serving_fixtures import export_champion, start_server, train_small_champion
+from tests.serving_fixtures import (
+    export_champion,
+    export_time_to_close,
+    start_server,
+    train_small_champion,
+    train_small_time_to_close,
+)
 
 N_CASES = 500
 VALID = {"lead_id": 1, "created_at": "2026-01-05T10:00:00",
@@ -58,6 +64,7 @@ def server(tmp_path_factory):
     champion = train_small_champion(n_leads=600, seed=6, max_rounds=40)
     models = tmp_path_factory.mktemp("models")
     export_champion(champion.model, models, version="1")
+    export_time_to_close(train_small_time_to_close(n_leads=600, seed=6, max_rounds=40), models, version="1")
     running = start_server({"LEADSCORE_MODEL_DIR": str(models), "LEADSCORE_RELOAD_SECONDS": "0",
                             "LEADSCORE_MAX_BATCH": "20"}, tmp_path_factory.mktemp("fuzz") / "bentoml.log")
     yield running

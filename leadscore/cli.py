@@ -279,17 +279,17 @@ def demo(
     if ttc_decision.promoted:
         exported = export_champion(connect(target), directory / "models", TIME_TO_CLOSE_MODEL_NAME, "champion")
         console.print(f"time-to-close champion exported -> {exported}")
-    console.rule("7. rescore the lead database with the champions")
+    console.rule("7. revenue forecast of the open pipeline, next months")
+    if _champion_exists(target) and _champion_exists(target, TIME_TO_CLOSE_MODEL_NAME):
+        _demo_forecast(directory, project, data, training_set.data_end)
+    else:
+        console.print("[yellow]a forecast needs both champions[/] (see the refusals above)")
+    console.rule("8. rescore the lead database with the champions; the top-10 leads")
     if _champion_exists(target):
         # the synthetic history ends in the past: score as of its end, not the wall clock
         _demo_rescore(directory, project.data.source.url, training_set.data_end)
     else:
         console.print("[yellow]no champion registered: nothing to rescore with[/] (see the refusal above)")
-    console.rule("8. revenue forecast of the open pipeline, next months")
-    if _champion_exists(target) and _champion_exists(target, TIME_TO_CLOSE_MODEL_NAME):
-        _demo_forecast(directory, project, data, training_set.data_end)
-    else:
-        console.print("[yellow]a forecast needs both champions[/] (see the refusals above)")
     console.print(
         f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}, "
         f"MLflow store {target.uri}"

@@ -225,7 +225,7 @@ def download_registered(tracking_uri: str, name: str, version: str, load: Callab
 
 def load_registered(
     tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None = None,
-    closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME,
+    closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME, closing_version: str | None = None,
 ) -> tuple[ScoringCore, str]:
     """Scoring core of ``models:/<name>@<alias>`` (or of ``version`` when given), with the time-to-close
     model at the same alias when one is registered, and the fingerprint of the pair."""
@@ -250,18 +250,21 @@ def load_registered(
         source=f"models:/{name}/{registered.version}" if version else f"models:/{name}@{alias}",
     )
     closing = None
-    closing_version = _closing_version(client, closing_name, alias)
+    if closing_version is not None and closing_name:
+        registered_closing = client.get_model_version(closing_name, closing_version)
+    else:
+        registered_closing = _closing_version(client, closing_name, alias)
     fingerprint = str(registered.version)
-    if closing_version is not None:
-        closing_model = download_registered(tracking_uri, closing_name, str(closing_version.version),
+    if registered_closing is not None:
+        closing_model = download_registered(tracking_uri, closing_name, str(registered_closing.version),
                                             TimeToCloseModel.load)
-        closing_tags = dict(closing_version.tags or {})
+        closing_tags = dict(registered_closing.tags or {})
         closing = (closing_model, ModelInfo(
-            name=closing_name, version=str(closing_version.version), run_id=closing_version.run_id,
+            name=closing_name, version=str(registered_closing.version), run_id=registered_closing.run_id,
             training_date=closing_tags.get("trained_at"), horizon_days=int(closing_model.horizon_days),
             source=f"models:/{closing_name}@{alias}",
         ))
-        fingerprint = f"{fingerprint}+{closing_version.version}"
+        fingerprint = f"{fingerprint}+{registered_closing.version}"
     return ScoringCore(model, info, config, closing=closing), fingerprint
 
 

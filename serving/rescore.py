@@ -156,19 +156,26 @@ class RescoreSummary:
 
 
 # ----- champion --------------------------------------------------------------------------------
-def load_scoring_core(settings: ServingSettings, version: str | None = None, top_k: int = 3) -> ScoringCore:
-    """The champion's scoring core (exported folder or registry), pinned to ``version`` when given."""
+def load_scoring_core(
+    settings: ServingSettings, version: str | None = None, top_k: int = 3, closing_version: str | None = None
+) -> ScoringCore:
+    """The champions' scoring core (exported folders or registry). ``version`` (a resumed run): the
+    sales-readiness version is pinned to it and the time-to-close model to ``closing_version`` (None:
+    the run scored without one, so the resumed part does too)."""
     scoring = settings.scoring.model_copy(update={"top_k": top_k})
+    closing_name = settings.time_to_close_name if version is None or closing_version is not None else ""
     if settings.model_dir is not None:
-        core, _ = load_exported(settings.model_dir, settings.model_name, scoring, settings.time_to_close_name)
-        if version is not None and core.info.version != version:
-            raise ValueError(
-                f"run was scored with model version {version}, but {settings.model_dir} holds version "
-                f"{core.info.version}; resume with the same model"
-            )
+        core, _ = load_exported(settings.model_dir, settings.model_name, scoring, closing_name)
+        pinned = [(what, want, got) for what, want, got in (
+            ("model", version, core.info.version),
+            ("time-to-close model", closing_version, core.closing_info.version if core.closing_info else None),
+        ) if want is not None and want != got]
+        if pinned:
+            raise ValueError("; ".join(f"run was scored with {what} version {want}, but {settings.model_dir} holds "
+                                       f"version {got}" for what, want, got in pinned) + "; resume with the same models")
         return core
     core, _ = load_registered(settings.resolved_tracking_uri, settings.model_name, settings.alias, scoring, version,
-                              closing_name=settings.time_to_close_name)
+                              closing_name=closing_name, closing_version=closing_version)
     return core
 
 
@@ -495,6 +502,7 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
         status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
         model_source=core.info.source, changed_since=changed, top_k=config.top_k, started_at=utc_now(),
         partitions=plan_partitions(read_lead_ids(data), config.partition_leads),
+        time_to_close_version=None if core.closing_info is None else core.closing_info.version,
     )
     create_run(engine, run)
     return run
@@ -527,7 +535,7 @@ def rescore(
         if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
             run = load_run(engine, config.run_id)
             if core is None:
-                core = load_scoring_core(settings, run.model_version, run.top_k)
+                core = load_scoring_core(settings, run.model_version, run.top_k, run.time_to_close_version)
             elif core.info.version != run.model_version:
                 raise ValueError(f"run {run.run_id} used model version {run.model_version}, "
                                  f"the given core is version {core.info.version}")

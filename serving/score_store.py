@@ -100,6 +100,7 @@ lead_score_runs = sa.Table(
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(100), nullable=False),
     sa.Column("model_source", sa.Text),
+    sa.Column("time_to_close_version", sa.String(100)),  # NULL: the run scores without a time-to-close model
     sa.Column("changed_since", sa.DateTime),
     sa.Column("top_k", sa.Integer, nullable=False),
     sa.Column("n_partitions", sa.Integer, nullable=False),
@@ -134,19 +135,21 @@ def utc_now() -> datetime:
 
 
 def create_score_tables(engine: sa.Engine) -> None:
-    """Create the four tables (and the history index) when missing; add the nullable columns that an
-    older ``lead_scores`` lacks (``ALTER TABLE ... ADD COLUMN``; existing rows get NULL)."""
+    """Create the four tables (and the history index) when missing; add the nullable columns that
+    tables written by an older version lack (``ALTER TABLE ... ADD COLUMN``; existing rows get NULL)."""
     metadata.create_all(engine, checkfirst=True)
-    present = {c["name"] for c in sa.inspect(engine).get_columns(LEAD_SCORES)}
-    missing = [c for c in lead_scores.columns if c.name not in present]
-    not_addable = [c.name for c in missing if not c.nullable]
-    if not_addable:
-        raise ValueError(f"table {LEAD_SCORES} lacks the required column(s) {not_addable}: it was not written by "
-                         f"this version of leadscore; rename or drop it and rescore")
-    with engine.begin() as conn:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            conn.execute(sa.text(f'ALTER TABLE {LEAD_SCORES} ADD COLUMN "{column.name}" {kind}'))
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in present]
+        not_addable = [c.name for c in missing if not c.nullable]
+        if not_addable:
+            raise ValueError(f"table {table.name} lacks the required column(s) {not_addable}: it was not written "
+                             f"by this version of leadscore; rename or drop it and rescore")
+        with engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 # ----- runs and partitions ----------------------------------------------------------------------
@@ -174,6 +177,7 @@ class RunRecord:
     started_at: datetime
     partitions: list[PartitionSpec] = field(default_factory=list)
     done: set[int] = field(default_factory=set)
+    time_to_close_version: str | None = None
 
     @property
     def pending(self) -> list[PartitionSpec]:
@@ -187,6 +191,7 @@ def create_run(engine: sa.Engine, run: RunRecord) -> None:
             run_id=run.run_id, status=RUNNING, as_of=run.as_of, model_name=run.model_name,
             model_version=run.model_version, model_source=run.model_source, changed_since=run.changed_since,
             top_k=run.top_k, n_partitions=len(run.partitions), started_at=run.started_at,
+            time_to_close_version=run.time_to_close_version,
         ))
         rows = [{"run_id": run.run_id, "partition": p.index, "lead_id_start": p.start, "lead_id_stop": p.stop,
                  "status": PENDING} for p in run.partitions]
@@ -218,6 +223,7 @@ def load_run(engine: sa.Engine, run_id: str | None = None) -> RunRecord:
         top_k=int(row["top_k"]), started_at=row["started_at"],
         partitions=[PartitionSpec(int(p["partition"]), int(p["lead_id_start"]), int(p["lead_id_stop"])) for p in parts],
         done={int(p["partition"]) for p in parts if p["status"] == DONE},
+        time_to_close_version=row.get("time_to_close_version"),
     )
 
 

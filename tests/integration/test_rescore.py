@@ -19,6 +19,7 @@ from serving import score_store
 from serving.rescore import (
     ProcessExecutor,
     RescoreConfig,
+    load_scoring_core,
     plan_partitions,
     rescore,
     sql_data_config,
@@ -260,3 +261,13 @@ def test_an_older_scores_table_gets_the_new_columns(sqlite_url: str, champion: C
     summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF))
     stored = _scores(sqlite_url)
     assert len(stored) == summary.scored > 0 and stored["p_close_60d"].notna().all()
+
+
+def test_a_resumed_run_keeps_its_time_to_close_model(champion: Champion) -> None:
+    """Resuming pins both models: a run begun without a time-to-close model resumes without one, and a
+    run begun with another time-to-close version than the exported one is refused by name."""
+    same = load_scoring_core(champion.settings, champion.version, 3, TIME_TO_CLOSE_VERSION)
+    assert same.closing_info is not None and same.closing_info.version == TIME_TO_CLOSE_VERSION
+    assert load_scoring_core(champion.settings, champion.version, 3, None).closing is None
+    with pytest.raises(ValueError, match="time-to-close model version 99"):
+        load_scoring_core(champion.settings, champion.version, 3, "99")

@@ -100,6 +100,28 @@ def encode_event_codes(event_types: pd.Series, spec: FeatureSpec) -> np.ndarray:
     return pd.Categorical(event_types, categories=vocabulary).codes.astype(np.int64)
 
 
+def event_order(lead: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray | None:
+    """The stable (lead, time, code) sort order of events, or None when they are in that order already.
+
+    SQL reads by lead-id range usually come back sorted by (lead, time): then only runs of equal
+    (lead, time) are sorted by code, instead of a three-key sort of every event.
+    """
+    if lead.size < 2:
+        return None
+    step_lead, step_time = np.diff(lead), np.diff(time)
+    tie = (step_lead == 0) & (step_time == 0)
+    if not ((step_lead > 0) | ((step_lead == 0) & (step_time > 0)) | tie).all():
+        return np.lexsort((code, time, lead))
+    unordered = tie & (np.diff(code) < 0)
+    if not unordered.any():
+        return None
+    run = np.concatenate([[0], np.cumsum(~tie)])  # run id of equal (lead, time); runs are contiguous
+    order = np.arange(lead.size)
+    rows = np.flatnonzero(np.isin(run, run[1:][unordered]))
+    order[rows] = rows[np.lexsort((code[rows], run[rows]))]
+    return order
+
+
 def fit_matrix(leads: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     """Fit-family columns (categorical codes, numerics) for each lead row."""
     return np.hstack([spec.categorical_codes(leads), spec.numeric_values(leads)])
@@ -131,8 +153,9 @@ def lead_feature_matrix(
     ev_code = encode_event_codes(events[EVENT_TYPE], spec)
     known = ev_code >= 0
     ev_lead, ev_time, ev_code = ev_lead[known], ev_time[known], ev_code[known]
-    order = np.lexsort((ev_code, ev_time, ev_lead))
-    ev_lead, ev_time, ev_code = ev_lead[order], ev_time[order], ev_code[order]
+    order = event_order(ev_lead, ev_time, ev_code)
+    if order is not None:
+        ev_lead, ev_time, ev_code = ev_lead[order], ev_time[order], ev_code[order]
 
     fit_by_lead = fit_matrix(crm.leads, spec)
     created = to_ns(crm.leads[CREATED_AT])

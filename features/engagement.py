@@ -75,22 +75,27 @@ def count_before(
 
     Returns, per query, the index of the first row of ``query_lead`` whose time is ``>= query_time``
     (``> query_time`` when ``inclusive``): rows before it in the same lead are exactly the rows
-    strictly before (at or before) the query instant. Exact on int64 nanoseconds: each time is
-    replaced by its rank (number of smaller times, ties included) so that (lead, rank) packs into
-    one int64 key; a row time is before the query instant iff its rank is below the query's rank.
+    strictly before (at or before) the query instant. Exact on int64 nanoseconds: each query's
+    lead rows are found by a search on ``lead``, then all queries are bisected together inside
+    their own lead's rows (as many vectorised steps as the longest lead has rows, in log2), so the
+    cost follows the queries, not the events.
     """
     query_lead = np.asarray(query_lead, dtype=np.int64)
     query_time = np.asarray(query_time, dtype=np.int64)
-    if lead.size == 0:
-        return np.zeros(query_lead.shape, dtype=np.int64)
-    ordered = np.sort(time)
-    stride = ordered.size + 1
-    n_leads = int(max(lead[-1], query_lead.max(initial=0))) + 1
-    if n_leads >= np.iinfo(np.int64).max // stride:
-        raise OverflowError("too many leads x events in one block: lower block_leads")
-    row_key = lead * stride + np.searchsorted(ordered, time)
-    query_rank = np.searchsorted(ordered, query_time, side="right" if inclusive else "left")
-    return np.searchsorted(row_key, query_lead * stride + query_rank, side="left")
+    lo = np.searchsorted(lead, query_lead, side="left").astype(np.int64)
+    hi = np.searchsorted(lead, query_lead, side="right").astype(np.int64)
+    if lo.size == 0:
+        return lo
+    longest = int((hi - lo).max())
+    for _ in range(longest.bit_length()):  # invariant: the answer is in [lo, hi]
+        open_ = lo < hi
+        mid = (lo + hi) >> 1
+        probe = time[np.where(open_, mid, 0)] if time.size else np.zeros_like(mid)
+        before = (probe <= query_time) if inclusive else (probe < query_time)
+        go_right = open_ & before
+        lo = np.where(go_right, mid + 1, lo)
+        hi = np.where(open_ & ~before, mid, hi)
+    return lo
 
 
 def _decay_scan(time: np.ndarray, value: np.ndarray, new_group: np.ndarray, half_life_ns: np.ndarray) -> np.ndarray:
@@ -142,7 +147,8 @@ def _decayed_running_count_by_type(
     rows = np.flatnonzero(selected[events.code])
     if rows.size == 0:
         return out
-    rows = rows[np.argsort(events.code[rows], kind="stable")]
+    # stable by type (a radix sort on small ints), keeping (lead, time) order within a type
+    rows = rows[np.argsort(events.code[rows].astype(np.int16 if len(selected) < 2**15 else np.int64), kind="stable")]
     lead, code = events.lead[rows], events.code[rows]
     new_group = np.ones(rows.size, dtype=bool)
     new_group[1:] = (lead[1:] != lead[:-1]) | (code[1:] != code[:-1])
@@ -185,27 +191,32 @@ def event_features(
     ).reshape(n_pairs, len(lags))
     hi = idx[:, 0]
 
+    # Events of each code before each event index: one running count per code (code-major, so each
+    # count runs over contiguous memory); read at the pairs' boundaries only.
     index_dtype = np.int32 if n_events < np.iinfo(np.int32).max else np.int64
-    rows = np.arange(1, n_events + 1)
-    cum = np.zeros((n_events + 1, n_codes), dtype=index_dtype)
-    cum[rows, events.code] = 1
-    np.cumsum(cum, axis=0, out=cum)
-    last = np.full((n_events + 1, n_codes), -1, dtype=index_dtype)
-    last[rows, events.code] = np.arange(n_events, dtype=index_dtype)
-    np.maximum.accumulate(last, axis=0, out=last)
+    cum = np.zeros((n_codes, n_events + 1), dtype=index_dtype)
+    cum[events.code, np.arange(1, n_events + 1)] = 1
+    np.cumsum(cum, axis=1, out=cum)
 
-    cum_hi = cum[hi]
-    cum_start = cum[start]
+    def cum_at(index: np.ndarray) -> np.ndarray:
+        return cum[:, index].T  # (pairs, codes)
+
+    cum_hi = cum_at(hi)
+    cum_start = cum_at(start)
     blocks: list[np.ndarray] = []
 
     # Counts per engagement type and window: (pairs, types, windows) -> type-major columns.
     counts = np.stack(
-        [cum_hi[:, :n_types] - cum[idx[:, lag_col[w]], :n_types] for w in params.windows_ns], axis=2
+        [cum_hi[:, :n_types] - cum_at(idx[:, lag_col[w]])[:, :n_types] for w in params.windows_ns], axis=2
     )
     blocks.append(counts.reshape(n_pairs, n_types * len(params.windows_ns)).astype(np.float64))
 
     # Days since the last event of each code (engagement types and recycled).
-    last_hi = last[hi].astype(np.int64)
+    # the last event of each code before hi: the cum_hi-th of that code's events (-1: none in the block)
+    by_code = np.argsort(events.code.astype(np.int16 if n_codes < 2**15 else np.int64), kind="stable")
+    code_start = np.concatenate([[0], np.cumsum(np.bincount(events.code, minlength=n_codes))])[:n_codes]
+    nth = cum_hi.astype(np.int64) - 1
+    last_hi = np.where(nth >= 0, by_code[np.maximum(code_start[None, :] + nth, 0)] if n_events else 0, -1)
     seen = last_hi >= start[:, None]
     if n_events:
         last_time = time[np.where(seen, last_hi, 0)]

@@ -56,6 +56,8 @@ class SnapshotError(ValueError):
 
 def to_ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
     """datetime64 values -> int64 ns (NaT -> int64 min)."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind == "M":  # tz-naive: no pd.to_datetime pass
+        return np.asarray(values).astype("datetime64[ns]", copy=False).view(np.int64)
     return np.asarray(pd.to_datetime(values), dtype="datetime64[ns]").view(np.int64)
 
 

@@ -124,7 +124,7 @@ def _compiled() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., A
                     pointer = column_text(stmt, j)  # then the byte count of that UTF-8 text is exact
                     size = column_bytes(stmt, j)
                     if used + size > text.size:
-                        return n, used, _NEEDS_SPACE
+                        return n, row_start, _NEEDS_SPACE
                     for k in range(size):
                         text[used + k] = pointer[k]
                     used += size

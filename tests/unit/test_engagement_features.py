@@ -231,3 +231,41 @@ def test_events_of_unknown_leads_are_an_error() -> None:
     spec = FeatureSpec().fit(crm)
     with pytest.raises(ValueError, match=r"events: lead_id not in leads \(ids \[99\]"):
         build_scoring_frame(crm, spec, as_of=ORIGIN + 60 * DAY)
+
+
+@pytest.mark.parametrize("presorted", [False, True])
+def test_event_order_is_the_stable_lead_time_code_sort(presorted: bool) -> None:
+    """Events already in (lead, time) order (what SQL reads give) only get their tied runs sorted by code."""
+    from features.build import event_order
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(0, 60))
+        lead, time, code = rng.integers(0, 5, n), rng.integers(0, 4, n), rng.integers(0, 6, n)
+        if presorted:
+            by_lead_time = np.lexsort((time, lead))
+            lead, time, code = lead[by_lead_time], time[by_lead_time], code[by_lead_time]
+        order = event_order(lead, time, code)
+        got = np.arange(n) if order is None else order
+        np.testing.assert_array_equal(got, np.lexsort((code, time, lead)))
+
+
+def test_count_before_equals_counting_rows() -> None:
+    """Per query: index of the first row of its lead at/after (after, inclusive) its instant, by brute force."""
+    from features.engagement import count_before
+
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        n = int(rng.integers(0, 80))
+        lead = np.sort(rng.integers(0, 6, n))
+        time = rng.integers(-4, 4, n) * 10**9
+        order = np.lexsort((time, lead))
+        lead, time = lead[order], time[order]
+        query_lead, query_time = rng.integers(0, 8, 30), rng.integers(-5, 5, 30) * 10**9
+        for inclusive in (False, True):
+            expected = [
+                int(np.searchsorted(lead, q, side="left"))
+                + int(((lead == q) & ((time <= t) if inclusive else (time < t))).sum())
+                for q, t in zip(query_lead, query_time, strict=True)
+            ]
+            np.testing.assert_array_equal(count_before(lead, time, query_lead, query_time, inclusive), expected)

@@ -86,7 +86,7 @@ UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
 # progress(leads_done_in_this_call, total_leads_of_the_run, partition_index)
 RescoreProgress = Callable[[int, int, int], None]
-AUTO_PROCESSES_MIN_LEADS = 50_000  # below this, worker start-up costs more than it saves
+AUTO_PROCESSES_MIN_LEADS = 250_000  # below this, worker start-up (~13 s CPU: imports, numba compile) costs more than it saves
 SQLITE_BUSY_SECONDS = 120.0  # readers and the committing writer wait for each other's locks this long
 
 

@@ -34,6 +34,16 @@ class TimeToCloseConfig(BaseModel):
     - ``linear_base``: the booster starts from a penalised linear discrete-time hazard (logistic on
       standardised features + one coefficient per period, penalty chosen on the validation leads)
       and adds trees on top; with few closes the linear part carries most of the signal.
+    - ``linear_refit``: the validation leads (20% of the fitting leads) choose the penalty and the
+      number of trees; then the linear part is refitted on all fitting leads (same design, same
+      penalty), as the Cox peer is fitted on all of them. Synthetic CRM, 5,000 leads, 8 seeds: mean
+      margin over Cox -0.005 -> -0.001 Harrell, +0.000 -> +0.003 Uno; fit time +~0.4 s of ~4 s.
+    - ``recalibration_strength``: after boosting, per-period logit offsets fitted on the validation
+      leads (a free common shift, each period's departure shrunk by this strength) are added to the
+      linear base's period coefficients; with few closes per period the boosted hazard's level
+      drifts by period. Synthetic CRM, 5,000 leads, 8 seeds, with the linear refit: worst 90-day
+      decile gap 0.027 -> 0.023 (seed 7: 0.027 -> 0.013; but seed 23: 0.002 -> 0.023), mean
+      0.010 -> 0.012; it buys margin on the worst seed, not on every seed.
     - ``horizons_days``: the P(close within d days) the model reports (and is calibrated on).
     - Evaluation: the test slice holds the latest ``test_fraction`` of the as-of dates that are
       followed for at least ``min_follow_up_days`` (default: the largest horizon); training and
@@ -59,6 +69,12 @@ class TimeToCloseConfig(BaseModel):
     linear_tolerance: float = Field(0.01, ge=0, description="strongest penalty within this relative "
                                     "validation log loss of the best")
     linear_max_rows: int = Field(300_000, ge=1000, description="period rows the linear hazard is fitted on")
+    linear_refit: bool = Field(True, description="after early stopping, refit the linear base (same design and "
+                               "C) on the training + validation leads; the trees are kept")
+    recalibration_strength: float | None = Field(
+        30.0, ge=0, description="per-period recalibration of the hazard on the validation leads: shrinkage "
+        "of each period's logit offset towards their mean (training.time_to_close.period_offsets); the offsets "
+        "are folded into the linear base's period coefficients. None: off")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     min_follow_up_days: int | None = Field(None, ge=1)

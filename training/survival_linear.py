@@ -97,6 +97,23 @@ def _design_rows(design: CoxDesign, X: pd.DataFrame, rows: Any, idx: np.ndarray,
     return np.hstack([z, onehot])
 
 
+def refit_linear_hazard(
+    start: LinearHazard, X: pd.DataFrame, rows: Any, periods: int, *, max_rows: int = 300_000, seed: int = 0,
+) -> LinearHazard:
+    """``start`` refitted on more period ``rows`` of ``X``: same design and penalty ``C``, its
+    coefficients as the starting point (the penalty was chosen on held-out leads; the final linear
+    part then learns from those leads too)."""
+    idx, weight = _subsample(rows, max_rows, seed)
+    G = _design_rows(start.design, X, rows, idx, periods)
+    model = LogisticRegression(C=start.c, max_iter=2000, warm_start=True)
+    model.coef_ = np.concatenate([start.coef, start.period])[None, :].copy()
+    model.intercept_ = np.array([start.intercept])
+    model.fit(G, rows.label[idx].astype(np.float64), sample_weight=weight)
+    d = start.coef.size
+    return LinearHazard(start.design, model.coef_[0, :d].copy(), model.coef_[0, d:].copy(),
+                        float(model.intercept_[0]), start.c, dict(start.validation_losses))
+
+
 def fit_linear_hazard(
     X: pd.DataFrame,
     rows: Any,

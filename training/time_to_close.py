@@ -9,7 +9,10 @@ its start, x)``; the survival curve is ``S(k w) = prod_{j<k} (1 - h_j(x))``, wit
 hazard inside a period for the days in between (``S(t) = S(k w) (1 - h_k)^((t - k w) / w)``).
 By default the booster starts from a penalised linear discrete-time hazard
 (:mod:`training.survival_linear`, ``init_score``) and its trees add what that misses:
-``logit h_k(x) = linear_k(x) + trees(x, k)``.
+``logit h_k(x) = linear_k(x) + trees(x, k)``. After early stopping the linear part is refitted
+on the training and validation leads together (same design and penalty), and per-period logit offsets fitted on the
+validation leads (:func:`period_offsets`) are added to the linear part's period coefficients
+(``linear_.period``), so the hazard is still ``expit(booster raw + linear margins)``.
 
 Expansion rules (``d`` = days observed, ``w`` = period width, ``K`` = periods):
 
@@ -48,7 +51,7 @@ from features.spec import FeatureSpec
 from training.config import BoosterConfig
 from training.model import encode_features, infer_categories, scaled_min_data_in_leaf, spec_columns
 from training.survival_config import TimeToCloseConfig
-from training.survival_linear import LinearHazard, fit_linear_hazard
+from training.survival_linear import LinearHazard, fit_linear_hazard, refit_linear_hazard
 
 KIND = "time_to_close"
 PERIOD_COLUMN = "period_index"
@@ -168,6 +171,14 @@ def expand_periods(
     return PeriodRows(row, period, label, weight, rate, total)
 
 
+def concat_period_rows(first: PeriodRows, second: PeriodRows, offset: int) -> PeriodRows:
+    """The rows of two slices stacked: ``second``'s snapshot positions shifted by ``offset`` (the
+    size of the first slice). Sampling rates may differ: the weights already carry them."""
+    return PeriodRows(np.concatenate([first.row, second.row + offset]), np.concatenate([first.period, second.period]),
+                      np.concatenate([first.label, second.label]), np.concatenate([first.weight, second.weight]),
+                      min(first.sampling_rate, second.sampling_rate), first.n_full + second.n_full)
+
+
 class PeriodSequence(lgb.Sequence):
     """LightGBM reads the expanded rows in batches: snapshot features gathered by index + the period."""
 
@@ -231,6 +242,37 @@ def median_days(hazards: np.ndarray, period_days: float) -> np.ndarray:
         frac = np.where(h >= 1.0, 0.0, np.log(0.5 / s_start) / np.log1p(-h))
     frac = np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
     return np.where(reached, (k + frac) * period_days, np.nan)
+
+
+# ----- recalibration (pure) ----------------------------------------------------------------------
+def period_offsets(hazards: np.ndarray, rows: PeriodRows, periods: int, strength: float,
+                   iterations: int = 100) -> np.ndarray:
+    """Per-period logit offsets ``g + u_k`` that recalibrate predicted ``hazards`` of the period ``rows``.
+
+    Minimises the weighted log loss of ``expit(logit(hazard) + g + u_period)`` plus
+    ``strength / 2 * sum_k u_k**2``: the common shift ``g`` is free, each period's departure ``u_k``
+    is shrunk, so a period with a handful of closes moves little. Alternating Newton steps on ``g``
+    and on the ``u_k`` (at most 1 in logit each: a far-off rate would overshoot). Pure.
+    """
+    p0 = np.clip(np.asarray(hazards, dtype=np.float64), 1e-12, 1 - 1e-12)
+    margin = np.log(p0) - np.log1p(-p0)
+    period = rows.period.astype(np.int64)
+    y = rows.label.astype(np.float64)
+    w = rows.weight.astype(np.float64)
+    shift, u = 0.0, np.zeros(periods)
+    for _ in range(iterations):
+        p = expit(margin + shift + u[period])
+        r, v = w * (p - y), w * p * (1 - p)
+        step_g = float(np.clip(r.sum() / max(v.sum(), 1e-12), -1.0, 1.0))
+        shift -= step_g
+        p = expit(margin + shift + u[period])
+        grad = np.bincount(period, w * (p - y), periods) + strength * u
+        hess = np.bincount(period, w * p * (1 - p), periods) + strength
+        step_u = np.clip(grad / np.maximum(hess, 1e-12), -1.0, 1.0)
+        u -= step_u
+        if max(abs(step_g), float(np.abs(step_u).max())) < 1e-9:
+            break
+    return shift + u
 
 
 # ----- the estimator -----------------------------------------------------------------------------
@@ -348,7 +390,8 @@ class TimeToCloseModel:
                                 init_score=init_train, feature_name=names, categorical_feature=cat_idx,
                                 params=self.params_, free_raw_data=True)
         if X_valid is not None:
-            valid_set = lgb.Dataset([PeriodSequence(self.encode(X_valid), valid_rows)], label=valid_rows.label,
+            valid_base = self.encode(X_valid)
+            valid_set = lgb.Dataset([PeriodSequence(valid_base, valid_rows)], label=valid_rows.label,
                                     weight=valid_rows.weight, init_score=init_valid, reference=train_set)
             self.booster_ = lgb.train(
                 self.params_, train_set, num_boost_round=num_boost_round or cfg.booster.max_rounds,
@@ -362,6 +405,21 @@ class TimeToCloseModel:
                 raise ValueError("fit without a validation slice needs num_boost_round")
             self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
             self.best_iteration_ = int(num_boost_round)
+        self.period_offsets_ = np.zeros(cfg.max_periods)
+        if X_valid is not None and self.linear_ is not None and cfg.recalibration_strength is not None:
+            say("recalibrating the per-period hazard on the validation leads")
+            dense = PeriodSequence(valid_base, valid_rows)[0 : len(valid_rows)]
+            hazards = expit(self.booster_.predict(dense, raw_score=True, num_iteration=self.best_iteration_)
+                            + init_valid)
+            self.period_offsets_ = period_offsets(hazards, valid_rows, cfg.max_periods, cfg.recalibration_strength)
+        if X_valid is not None and self.linear_ is not None and cfg.linear_refit:
+            say("refitting the linear base on the training and validation leads")
+            both = pd.concat([X[self.feature_columns_], X_valid[self.feature_columns_]], ignore_index=True)
+            joined = concat_period_rows(rows, valid_rows, len(X))
+            self.linear_ = refit_linear_hazard(self.linear_, both, joined, cfg.max_periods,
+                                               max_rows=cfg.linear_max_rows, seed=cfg.seed)
+        if self.linear_ is not None:
+            self.linear_.period = self.linear_.period + self.period_offsets_
         self.n_snapshots_ = int(d.size)
         self.n_period_rows_ = len(rows)
         self.n_period_rows_full_ = rows.n_full
@@ -463,6 +521,7 @@ class TimeToCloseModel:
             "sampling_rate": self.sampling_rate_,
             "n_events": self.n_events_,
             "linear": None if self.linear_ is None else self.linear_.to_dict(),
+            "period_offsets": self.period_offsets_.tolist(),
             "spec": spec,
         }
         (directory / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
@@ -491,6 +550,7 @@ class TimeToCloseModel:
         model.sampling_rate_ = meta["sampling_rate"]
         model.n_events_ = meta["n_events"]
         model.linear_ = None if meta.get("linear") is None else LinearHazard.from_dict(meta["linear"])
+        model.period_offsets_ = np.asarray(meta.get("period_offsets", [0.0] * model.config.max_periods), dtype=float)
         model.spec_ = None if meta.get("spec") is None else FeatureSpec.from_dict(meta["spec"])
         return model
 
@@ -511,11 +571,13 @@ __all__ = [
     "PeriodRows",
     "PeriodSequence",
     "TimeToCloseModel",
+    "concat_period_rows",
     "expand_periods",
     "hazard_params",
     "median_days",
     "p_close_column",
     "period_layout",
+    "period_offsets",
     "restricted_mean_days",
     "survival_at_days",
     "survival_at_period_ends",

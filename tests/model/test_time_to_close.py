@@ -1,7 +1,9 @@
 """The time-to-close model on the synthetic CRM: targets of issue 5 and behaviour of the fitted model.
 
 One run of ``train_and_evaluate_time_to_close`` on 5,000 synthetic leads (monthly snapshots,
-defaults of ``TimeToCloseConfig``) is shared by the module.
+defaults of ``TimeToCloseConfig``) is shared by the module; the issue's targets are checked on a
+second CRM too (seed 7: the seed whose 90-day calibration was 0.037 before the per-period
+recalibration), so they do not hold by the luck of one draw.
 """
 
 from __future__ import annotations
@@ -27,12 +29,27 @@ from training.time_to_close import BEYOND_HORIZON, MEDIAN_DAYS, TimeToCloseModel
 
 N_LEADS = 5000
 SEED = 3
+SECOND_SEED = 7
+
+
+def _run(seed: int) -> TimeToCloseResult:
+    crm = generate(SynthConfig(n_leads=N_LEADS, seed=seed)).to_crm()
+    return train_and_evaluate_time_to_close(build_training_set(crm), TimeToCloseConfig(make_plots=seed == SEED))
 
 
 @pytest.fixture(scope="module")
 def result() -> TimeToCloseResult:
-    crm = generate(SynthConfig(n_leads=N_LEADS, seed=SEED)).to_crm()
-    return train_and_evaluate_time_to_close(build_training_set(crm), TimeToCloseConfig())
+    return _run(SEED)
+
+
+@pytest.fixture(scope="module")
+def second_result() -> TimeToCloseResult:
+    return _run(SECOND_SEED)
+
+
+@pytest.fixture(scope="module", params=["seed_3", "seed_7"])
+def any_result(request: pytest.FixtureRequest) -> TimeToCloseResult:
+    return request.getfixturevalue("result" if request.param == "seed_3" else "second_result")
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +66,22 @@ def test_concordance_far_above_kaplan_meier(result: TimeToCloseResult) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue-5 target not met at 5,000 leads (seed 3): Harrell 0.754 vs Cox 0.744 (+0.010), Uno 0.727 vs "
-    "Cox 0.718 (+0.009), 'clearly above' taken as +0.01 on both (215 test closes). At 20,000 leads (seed 3) the "
-    "model leads by +0.014 Harrell / +0.023 Uno (benchmarks/time_to_close.py --leads 20000).",
+    reason="issue-5 target not met at 5,000 leads: 'clearly above Cox' (+0.01 Harrell and Uno) holds on seed 3 "
+    "(+0.013 / +0.011) but not on seed 7 (-0.014 / -0.010). benchmarks/time_to_close.py --skip-olist --seed 3 7 11 "
+    "19 23 29 31 37: mean margin -0.001 Harrell (sd 0.014) / +0.003 Uno (sd 0.018), target met on 2 of 8 seeds "
+    "(~220-290 test closes each). The penalised linear hazard alone ranked as well as or better than with the "
+    "trees on 4 of 5 seeds; the oracle's true P(close) reaches C 0.83-0.87, so signal is left but needs more "
+    "closes to learn (20,000 leads, seed 3: +0.014 / +0.023).",
 )
-def test_concordance_clearly_above_cox(result: TimeToCloseResult) -> None:
-    table = result.comparison
-    assert table.loc[MODEL_NAME, "harrell_c"] >= table.loc[COX_NAME, "harrell_c"] + 0.01, table
-    assert table.loc[MODEL_NAME, "uno_c"] >= table.loc[COX_NAME, "uno_c"] + 0.01, table
+def test_concordance_clearly_above_cox(result: TimeToCloseResult, second_result: TimeToCloseResult) -> None:
+    for run in (result, second_result):
+        table = run.comparison
+        assert table.loc[MODEL_NAME, "harrell_c"] >= table.loc[COX_NAME, "harrell_c"] + 0.01, table
+        assert table.loc[MODEL_NAME, "uno_c"] >= table.loc[COX_NAME, "uno_c"] + 0.01, table
 
 
-def test_p_close_90_days_calibrated_within_3_points_per_decile(result: TimeToCloseResult) -> None:
-    table = result.calibration
+def test_p_close_90_days_calibrated_within_3_points_per_decile(any_result: TimeToCloseResult) -> None:
+    table = any_result.calibration
     model = table[(table["scorer"] == MODEL_NAME) & (table["horizon_days"] == 90)]
     assert len(model) == 10 and model["observed"].notna().all()
     assert model["gap"].abs().max() <= 0.03, model

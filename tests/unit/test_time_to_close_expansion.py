@@ -13,8 +13,10 @@ from training.survival_config import TimeToCloseConfig
 from training.time_to_close import (
     PeriodSequence,
     TimeToCloseModel,
+    concat_period_rows,
     expand_periods,
     median_days,
+    period_offsets,
     survival_at_days,
     survival_at_period_ends,
 )
@@ -147,3 +149,60 @@ def test_linear_base_is_the_starting_margin(tmp_path) -> None:
     np.testing.assert_allclose(loaded.predict_hazard(X[:50]), model.predict_hazard(X[:50]), rtol=1e-12)
     assert model.predict_close_probability(X.assign(a=2.0)[:1], 60)[0] > model.predict_close_probability(
         X.assign(a=-2.0)[:1], 60)[0]
+
+
+def test_period_offsets_recalibrate_each_period_and_shrink_towards_a_common_shift() -> None:
+    """Free offsets (strength 0) match every period's weighted close rate; a huge strength leaves one
+    common shift that matches the overall rate; in between, a period moves part of the way."""
+    from scipy.special import expit, logit
+
+    rng = np.random.default_rng(5)
+    durations = rng.uniform(1, 40, 20_000)
+    events = rng.random(20_000) < 0.6
+    rows = expand_periods(durations, events, 7, 6, 0.5)
+    hazards = np.full(len(rows), 0.05)
+    free = period_offsets(hazards, rows, 6, 0.0)
+    w, y, k = rows.weight.astype(float), rows.label.astype(float), rows.period.astype(int)
+    rate = np.bincount(k, w * y, 6) / np.bincount(k, w, 6)
+    np.testing.assert_allclose(expit(logit(0.05) + free), rate, rtol=1e-6)
+    common = period_offsets(hazards, rows, 6, 1e9)
+    assert np.ptp(common) < 1e-3
+    assert expit(logit(0.05) + common[0]) == pytest.approx(np.average(y, weights=w), rel=1e-3)
+    some = period_offsets(hazards, rows, 6, 30.0)
+    assert (np.diff(free) > 0).all() and (np.diff(some) > 0).all()  # the rates rise with the period here
+    assert np.ptp(common) < np.ptp(some) < np.ptp(free)  # shrunk, not flattened
+
+
+def test_concat_period_rows_shifts_the_second_slice() -> None:
+    a = expand_periods(np.array([10.0, 3.0]), np.array([1, 0]), 7, 4)
+    b = expand_periods(np.array([20.0]), np.array([1]), 7, 4)
+    both = concat_period_rows(a, b, 2)
+    assert both.row.tolist() == [*a.row.tolist(), 2, 2, 2]
+    assert both.label.tolist() == [*a.label.tolist(), *b.label.tolist()]
+    assert both.n_full == a.n_full + b.n_full and len(both) == len(a) + len(b)
+
+
+def test_refit_and_recalibration_keep_the_hazard_convention() -> None:
+    """Refitted on train + validation leads, the linear part keeps its design and penalty, learns from
+    the validation leads (its coefficients move), and the hazard is still expit(trees + linear margins)."""
+    from scipy.special import logit
+
+    rng = np.random.default_rng(9)
+    n = 4000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.exponential(3, n)})
+    rate = np.exp(-4.5 + 0.8 * X["a"].to_numpy())
+    durations = np.minimum(rng.exponential(1 / rate), rng.uniform(20, 150, n))
+    events = durations < 150
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60))
+    fit = dict(X=X[:3000], durations=durations[:3000], events=events[:3000], X_valid=X[3000:],
+               durations_valid=durations[3000:], events_valid=events[3000:])
+    plain = TimeToCloseModel(config.model_copy(update={"linear_refit": False, "recalibration_strength": None})).fit(**fit)
+    model = TimeToCloseModel(config).fit(**fit)
+    assert model.linear_.design is not None and model.linear_.c == plain.linear_.c
+    assert model.linear_.design.columns_ == plain.linear_.design.columns_
+    assert not np.allclose(model.linear_.coef, plain.linear_.coef)
+    assert model.period_offsets_.shape == (20,) and np.isfinite(model.period_offsets_).all()
+    assert not np.allclose(model.period_offsets_, 0.0)
+    trees = np.stack([model.booster_.predict(np.column_stack([model.encode(X[:50]), np.full(50, k)]).astype(
+        np.float32), raw_score=True, num_iteration=model.best_iteration_) for k in range(20)], axis=1)
+    np.testing.assert_allclose(logit(model.predict_hazard(X[:50])), trees + model.linear_.margins(X[:50]), rtol=1e-9)

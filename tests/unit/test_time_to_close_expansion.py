@@ -193,7 +193,7 @@ def test_refit_and_recalibration_keep_the_hazard_convention() -> None:
     rate = np.exp(-4.5 + 0.8 * X["a"].to_numpy())
     durations = np.minimum(rng.exponential(1 / rate), rng.uniform(20, 150, n))
     events = durations < 150
-    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60))
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60), recalibration_strength=30.0)
     fit = dict(X=X[:3000], durations=durations[:3000], events=events[:3000], X_valid=X[3000:],
                durations_valid=durations[3000:], events_valid=events[3000:])
     plain = TimeToCloseModel(config.model_copy(update={"linear_refit": False, "recalibration_strength": None})).fit(**fit)

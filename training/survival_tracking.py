@@ -23,7 +23,6 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion
 
 from features.schema import LEAD_ID
@@ -43,19 +42,16 @@ from training.survival_evaluation import (
 from training.survival_pyfunc import SURVIVAL_DAYS_PARAM, log_time_to_close_pyfunc, survival_column
 from training.time_to_close import KIND
 from training.tracking import (
-    COMPARISON_ARTIFACT,
-    MODEL_CARD_ARTIFACT,
     MODEL_NAME_IN_RUN,
     PLOTS_DIR,
     TEST_SET_ARTIFACT,
     LoggedRun,
     TrackingTarget,
-    comparison_markdown,
     connect,
     data_hash,
     ensure_experiment,
-    finite_metrics,
-    flatten_params,
+    log_run_summary,
+    run_params,
 )
 
 MODEL_NAME = "lead-time-to-close"
@@ -103,31 +99,18 @@ def log_time_to_close_run(
                 "leadscore.trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 **{f"leadscore.{k}": v for k, v in identity.items()}, **dict(tags or {})}
     model = result.model
-    flat_params: dict[str, str] = {}
-    for section, value in params.items():
-        flat_params.update(flatten_params(section, value))
-    flat_params.update(flatten_params("model", {
+    flat_params = run_params(params, {
         "best_iteration": model.best_iteration_, "horizon_days": model.horizon_days,
         "n_features": len(model.feature_columns_), "lightgbm": model.params_,
         "n_period_rows": model.n_period_rows_, "sampling_rate": model.sampling_rate_,
-    }))
+    })
     start = {"run_id": run_id} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
     with mlflow.start_run(**start) as run:
         run_id = run.info.run_id
-        now = int(datetime.now(UTC).timestamp() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in finite_metrics(result.metrics).items()],
-            params=[Param(k, v) for k, v in flat_params.items()],
-            tags=[RunTag(k, str(v)) for k, v in run_tags.items()],
-        )
-        mlflow.log_text(result.model_card, MODEL_CARD_ARTIFACT)
-        mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
-        mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
+        log_run_summary(client, run_id, result, flat_params, run_tags)
         mlflow.log_text(result.calibration.to_csv(index=False), CALIBRATION_ARTIFACT)
         mlflow.log_text(result.brier_curves.to_csv(), "evaluation/brier_over_time.csv")
         mlflow.log_dict(result.settings.to_dict(), SETTINGS_ARTIFACT)
-        mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
         if result.notes:
             mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
         spec = getattr(model, "spec_", None)

@@ -142,6 +142,32 @@ def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
+def run_params(params: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, str]:
+    """The flat ``section.key`` params of a run: the config sections plus a ``model`` section."""
+    flat: dict[str, str] = {}
+    for section, value in params.items():
+        flat.update(flatten_params(section, value))
+    flat.update(flatten_params("model", dict(model)))
+    return flat
+
+
+def log_run_summary(client: MlflowClient, run_id: str, result: Any, params: Mapping[str, str],
+                    tags: Mapping[str, Any]) -> None:
+    """Into the active run: metrics, params and tags in one batch, then the model card, the comparison
+    with the baselines (CSV + Markdown) and the split (``result``: a training or time-to-close result)."""
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in finite_metrics(result.metrics).items()],
+        params=[Param(k, v) for k, v in params.items()],
+        tags=[RunTag(k, str(v)) for k, v in tags.items()],
+    )
+    mlflow.log_text(result.model_card, MODEL_CARD_ARTIFACT)
+    mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
+    mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
+    mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
+
+
 def comparison_markdown(comparison: pd.DataFrame) -> str:
     """The model-vs-baselines table as Markdown."""
     cols = [comparison.index.name or "scorer", *comparison.columns]
@@ -203,30 +229,17 @@ def log_training_run(
         **{f"leadscore.{k}": v for k, v in identity.items()},
         **dict(tags or {}),
     }
-    flat_params: dict[str, str] = {}
-    for section, value in params.items():
-        flat_params.update(flatten_params(section, value))
-    flat_params.update(flatten_params("model", {
+    flat_params = run_params(params, {
         "best_iteration": result.model.best_iteration_, "calibration": result.model.calibrator_.kind,
         "n_features": len(result.model.feature_columns_), "horizon_days": result.model.horizon_days,
         "lightgbm": result.model.params_,  # the parameters actually used (the search's best when it ran)
-    }))
+    })
     start = {"run_id": run_id} if run_id else {"experiment_id": experiment_id, "run_name": run_name}
     with mlflow.start_run(**start) as run:
         run_id = run.info.run_id
-        now = int(datetime.now(UTC).timestamp() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in finite_metrics(result.metrics).items()],
-            params=[Param(k, v) for k, v in flat_params.items()],
-            tags=[RunTag(k, str(v)) for k, v in run_tags.items()],
-        )
-        mlflow.log_text(result.model_card, MODEL_CARD_ARTIFACT)
-        mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
-        mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
+        log_run_summary(client, run_id, result, flat_params, run_tags)
         mlflow.log_text(result.segments.to_csv(index=False), "evaluation/segments.csv")
         mlflow.log_text(result.thresholds.to_csv(index=False), "evaluation/thresholds.csv")
-        mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
         mlflow.log_dict({"recommended_threshold": result.recommended_threshold, "notes": result.notes},
                         "evaluation/threshold.json")
         mlflow.log_dict(json.loads(json.dumps(leakage.to_dict(), default=str)), "leakage/leakage.json")

@@ -48,6 +48,7 @@ import pandas as pd
 from scipy.special import expit
 
 from features.spec import FeatureSpec
+from training.close_curves import days_to_reach
 from training.config import BoosterConfig
 from training.model import encode_features, infer_categories, scaled_min_data_in_leaf, spec_columns
 from training.survival_config import TimeToCloseConfig
@@ -231,17 +232,7 @@ def survival_at_days(hazards: np.ndarray, period_days: float, days: Sequence[flo
 def median_days(hazards: np.ndarray, period_days: float) -> np.ndarray:
     """First t with S(t) <= 1/2 (constant hazard within a period); NaN when beyond the horizon."""
     hazards = np.asarray(hazards, dtype=np.float64)
-    ends = survival_at_period_ends(hazards)
-    below = ends[:, 1:] <= 0.5
-    reached = below.any(axis=1)
-    k = np.argmax(below, axis=1)
-    rows = np.arange(hazards.shape[0])
-    s_start = ends[rows, k]
-    h = np.clip(hazards[rows, k], 0.0, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(h >= 1.0, 0.0, np.log(0.5 / s_start) / np.log1p(-h))
-    frac = np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
-    return np.where(reached, (k + frac) * period_days, np.nan)
+    return days_to_reach(hazards, period_days, np.full(hazards.shape[0], 0.5))
 
 
 # ----- recalibration (pure) ----------------------------------------------------------------------

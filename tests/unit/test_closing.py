@@ -94,8 +94,10 @@ def test_days_to_reach_inverts_the_curve() -> None:
     assert np.isnan(days[1])  # never closes
     f = cumulative_close(hazards[:1], 7.0, [days[0]])[0, 0]
     assert f == pytest.approx(0.25, abs=1e-12) and 7.0 < days[0] < 14.0
-    median = median_days(hazards[:1], 7.0)[0]  # the curve at 1/2
-    assert cumulative_close(hazards[:1], 7.0, [median])[0, 0] == pytest.approx(0.5, abs=1e-12)
+    assert np.isnan(median_days(hazards[:1], 7.0)[0])  # S(21) = 0.504: the median is beyond the horizon
+    steep = np.array([[0.3, 0.4, 0.5]])
+    median = median_days(steep, 7.0)[0]  # the curve at 1/2
+    assert 7.0 < median < 14.0 and cumulative_close(steep, 7.0, [median])[0, 0] == pytest.approx(0.5, abs=1e-12)
 
 
 def test_other_category_codes_are_mapped_by_text(champion, closing_model, rows) -> None:

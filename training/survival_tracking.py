@@ -50,6 +50,7 @@ from training.tracking import (
     connect,
     data_hash,
     ensure_experiment,
+    log_frame_parquet,
     log_run_summary,
     run_params,
 )
@@ -68,14 +69,6 @@ def evaluation_identity(rows: pd.DataFrame) -> dict[str, str]:
         identity["eval_as_of_min"] = pd.Timestamp(rows[AS_OF].min()).isoformat()
         identity["eval_as_of_max"] = pd.Timestamp(rows[AS_OF].max()).isoformat()
     return identity
-
-
-def _log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
-    directory, _, name = artifact_file.rpartition("/")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        frame.to_parquet(path, index=False)
-        client.log_artifact(run_id, str(path), directory or None)
 
 
 def log_time_to_close_run(
@@ -118,8 +111,8 @@ def log_time_to_close_run(
             mlflow.log_dict(spec.to_dict(), "feature_spec.json")
         for name, figure in result.figures.items():
             mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
-        _log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
-        _log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
+        log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
         info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
 

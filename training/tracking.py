@@ -190,7 +190,8 @@ class LoggedRun:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+def log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    """``frame`` as a Parquet artifact ``artifact_file`` of run ``run_id``."""
     directory, _, name = artifact_file.rpartition("/")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -249,8 +250,8 @@ def log_training_run(
             mlflow.log_dict(spec.to_dict(), "feature_spec.json")
         for name, figure in result.figures.items():
             mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
-        _log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
-        _log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
+        log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
         info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
 

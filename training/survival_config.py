@@ -32,8 +32,10 @@ class TimeToCloseConfig(BaseModel):
       rate (event rows are always kept), so the weighted likelihood is unchanged in expectation.
       ``None`` turns the per-event cap off.
     - ``linear_base``: the booster starts from a penalised linear discrete-time hazard (logistic on
-      standardised features + one coefficient per period, penalty chosen on the validation leads)
-      and adds trees on top; with few closes the linear part carries most of the signal.
+      standardised features + an unpenalised Weibull-like baseline ``b + c log(1 + k)`` + a
+      penalised departure per period, penalty chosen on the validation leads; see
+      :mod:`training.survival_linear`) and adds trees on top; with few closes the linear part
+      carries most of the signal.
     - ``linear_refit``: the validation leads (20% of the fitting leads) choose the penalty and the
       number of trees; then the linear part is refitted on all fitting leads (same design, same
       penalty), as the Cox peer is fitted on all of them. Synthetic CRM, 5,000 leads, 8 seeds: mean
@@ -46,7 +48,8 @@ class TimeToCloseConfig(BaseModel):
       0.010 -> 0.012; it buys margin on the worst seed, not on every seed. Off by default: it
       breaks the revenue forecast backtest (5,000 leads, forecast made 2025-12-01, 6 months):
       expected deals 89 vs 66 closed on seed 3 and 125 vs 67 on seed 7 (actual inside the 90%
-      interval in 3 of 6 months), against 76 vs 66 and 95 vs 67 (5 of 6) without it.
+      interval in 3 of 6 months), against 76 vs 66 and 95 vs 67 (5 of 6) without it. These
+      figures predate the unpenalised baseline of the linear base (issue 5) and were not rerun.
     - ``horizons_days``: the P(close within d days) the model reports (and is calibrated on).
     - Evaluation: the test slice holds the latest ``test_fraction`` of the as-of dates that are
       followed for at least ``min_follow_up_days`` (default: the largest horizon); training and

@@ -8,9 +8,9 @@ same rows are read with far less of it:
   raw DBAPI cursor, fetched by chunks; each chunk becomes a frame through the record conversion
   ``pd.read_sql`` itself uses (``DataFrame.from_records(coerce_float=True)``), and the columns
   whose SQLAlchemy type has a result processor (``DATETIME`` text -> ``datetime``, ``NUMERIC`` ->
-  ``Decimal``...) get that same processor. Only SQLAlchemy's per-row machinery is skipped. Results
-  of :data:`features.sqlite_columns.MIN_ROWS` rows or more are read column-wise through the SQLite
-  C library instead (:mod:`features.sqlite_columns`: no Python object per value), same frame.
+  ``Decimal``...) get that same processor. Only SQLAlchemy's per-row machinery is skipped. A
+  database file is first read column-wise through the ADBC SQLite driver instead
+  (:mod:`features.sqlite_arrow`: Arrow arrays, no Python object per value), same frame.
 - **PostgreSQL** (``psycopg`` 3, a lead-id range or one column of the whole table): ONE row comes
   back, holding each column aggregated: numbers and timestamps as PostgreSQL's binary array of the
   stored values (``array_send(array_agg(...))``: exact, read by numpy without parsing), texts as one
@@ -36,7 +36,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import processors
 
-from features import sqlite_columns
+from features import sqlite_arrow
 
 TEXT_SEPARATOR = "\x1e"  # ASCII record separator between text values (a value holding it -> generic path)
 
@@ -78,20 +78,16 @@ def _sqlite_read(
     datetimes = {name for name, processor in processors.items() if processor is SQLITE_STR_TO_DATETIME}
     others = {name: processor for name, processor in processors.items() if name not in datetimes}
     parts: list[pd.DataFrame] = []
+    path = engine.url.database or ""
     with engine.connect() as conn:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             for statement in statements:
-                compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-                values = compiled.construct_params()
-                params = [values[key] for key in compiled.positiontup or ()]
-                sql = str(compiled)
-                if (sqlite_columns.compiled() or _large(cursor, sql, params)) and sqlite_columns.available():
-                    frames = sqlite_columns.read_frames(engine.url.database or "", sql, params, columns, datetimes,
-                                                        others, chunksize)
-                    if frames is not None:
-                        parts.extend(frames)
-                        continue
+                frames = _sqlite_columnar(statement, dialect, path, columns, datetimes, others, chunksize)
+                if frames is not None:
+                    parts.extend(frames)
+                    continue
+                sql, params = _compiled(statement, dialect)
                 cursor.execute(sql, params)
                 while rows := cursor.fetchmany(chunksize):
                     parts.append(_records_frame(rows, columns, processors))
@@ -102,10 +98,20 @@ def _sqlite_read(
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _large(cursor: Any, sql: str, params: list[Any]) -> bool:
-    """Whether the statement returns enough rows for the columnar reader (a count on the index: cheap)."""
-    cursor.execute(f"SELECT count(*) FROM ({sql})", params)
-    return int(cursor.fetchone()[0]) >= sqlite_columns.MIN_ROWS
+def _compiled(statement: sa.Select, dialect: sa.Dialect) -> tuple[str, list[Any]]:
+    """SQL text and positional parameters of a statement, as the generic path would run it."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    return str(compiled), [values[key] for key in compiled.positiontup or ()]
+
+
+def _sqlite_columnar(statement: sa.Select, dialect: sa.Dialect, path: str, columns: Sequence[str],
+                     datetimes: set[str], others: dict[str, Any], chunksize: int) -> list[pd.DataFrame] | None:
+    """The statement's frames through :mod:`features.sqlite_arrow` (None: read with the sqlite3 module)."""
+    if not path or path == ":memory:" or not sqlite_arrow.available():
+        return None
+    sql, params = _compiled(sqlite_arrow.with_storage_classes(statement), dialect)
+    return sqlite_arrow.read_frames(path, sql, params, columns, datetimes, others, chunksize)
 
 
 def _records_frame(rows: list[tuple[Any, ...]], columns: Sequence[str], processors: dict[str, Any]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ the database returns them for SQL; id lists are queried in batches).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read
-from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, TABLES
+from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
 
@@ -279,20 +279,29 @@ def read_crm(
     lead_ids: Sequence[Any] | None = None,
     lead_id_range: tuple[Any, Any] | None = None,
     database: SqlDatabase | None = None,
+    used_columns: Mapping[str, Collection[str]] | None = None,
 ) -> RawTables:
     """Read the three tables named in ``config.source`` (all leads, or a subset on every table).
 
     Leads are read whole (all attribute columns); events and outcomes only their mapped columns.
     ``database``: an open :class:`SqlDatabase` on ``config.source.url`` to reuse (SQL sources: a job
-    reading many partitions keeps one engine and reflects each table once).
+    reading many partitions keeps one engine and reflects each table once). ``used_columns``: for
+    each table named in it, read only its required columns and these (canonical names; lead
+    attributes by their source name): a job that uses few columns (rescoring) neither reads nor
+    validates the others.
     """
     subset = LeadSubset(lead_ids=lead_ids, lead_id_range=lead_id_range)
     frames = {}
     for table in TABLES:
         mapping = config.columns.canonical_by_source(table)
         columns = None if table == LEADS else list(mapping)
+        if used_columns is not None and table in used_columns:
+            wanted = {*REQUIRED_COLUMNS[table], *used_columns[table]}
+            columns = [source for source, canonical in mapping.items() if canonical in wanted]
+            if table == LEADS:
+                columns += [c for c in used_columns[table] if c not in mapping.values() and c not in columns]
         if config.source.location(table) is None:  # absent table (``events: null``): empty, mapped columns
-            frames[table] = pd.DataFrame({c: pd.Series(dtype=object) for c in mapping})
+            frames[table] = pd.DataFrame({c: pd.Series(dtype=object) for c in mapping if columns is None or c in columns})
             continue
         frames[table] = _read_one(
             config.source, config.source.location(table), columns=columns,

@@ -6,14 +6,15 @@ A run (:func:`rescore`):
    UTC); both are stored in ``lead_score_runs`` so a resumed run uses the same ones;
 2. splits the lead base into partitions of ``partition_leads`` consecutive lead ids (integer ids)
    and records them, pending, in ``lead_score_run_partitions``;
-3. per partition (:func:`score_partition`): reads that range's leads, events and outcomes through
-   the data contract (strict: a violation stops the run; quarantine: bad rows go to
+3. per partition (:func:`score_partition`): reads that range's leads, events and outcomes (only the
+   columns the model uses: :func:`scoring_columns`) through the data contract (strict: a violation
+   stops the run; quarantine: bad rows go to
    ``<quarantine_dir>/rescore-<run>/part-<k>/`` and are counted), builds the features at ``as_of``
    with :func:`features.build.scoring_matrix` (open leads only: created before as_of, not
    converted), scores them with :meth:`serving.core.ScoringCore.score_matrix` (top-k reasons);
 4. writes each partition with :func:`serving.score_store.commit_partition` (scores upsert + history +
-   checkpoint in ONE transaction), reports progress, and finally marks the run finished with its
-   summary.
+   checkpoint in ONE transaction) on a thread of its own, overlapping with the scoring of the next
+   partitions, reports progress, and finally marks the run finished with its summary.
 
 ``resume=True`` continues the latest unfinished run (or ``run_id``) without redoing committed
 partitions. Incremental mode (``changed_since``): only leads with an event at or after that instant,
@@ -34,6 +35,7 @@ and the endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -43,7 +45,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,10 +56,11 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
 from features.contract import QUARANTINE, DataConfig, validate_crm
-from features.readers import SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
-from features.schema import CREATED_AT, LEAD_ID, LEADS, OCCURRED_AT, CRMData
+from features.readers import RawTables, SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
+from features.schema import CREATED_AT, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore
 from serving.loader import ServingSettings, load_exported, load_registered
@@ -86,7 +89,7 @@ UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
 # progress(leads_done_in_this_call, total_leads_of_the_run, partition_index)
 RescoreProgress = Callable[[int, int, int], None]
-AUTO_PROCESSES_MIN_LEADS = 250_000  # below this, worker start-up (~13 s CPU: imports, numba compile) costs more than it saves
+AUTO_PROCESSES_MIN_LEADS = 250_000  # below this, a worker's start-up (~5 s CPU of imports) costs more than it saves
 SQLITE_BUSY_SECONDS = 120.0  # readers and the committing writer wait for each other's locks this long
 
 
@@ -181,13 +184,20 @@ def load_scoring_core(
 
 # ----- data ------------------------------------------------------------------------------------
 def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
-    """``data`` with the model's attributes declared (same types as in training, in every partition)."""
-    attrs = data.attributes
-    declared = {*attrs.categorical, *attrs.numeric, *attrs.ignore}
-    categorical = [*attrs.categorical, *(c for c in spec.categorical_columns if c not in declared)]
-    numeric = [*attrs.numeric, *(c for c in spec.numeric_columns_ if c not in declared)]
-    return data.model_copy(update={"attributes": attrs.model_copy(update={"categorical": categorical,
-                                                                           "numeric": numeric})})
+    """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
+    other lead columns are neither read (:func:`scoring_columns`) nor inferred."""
+    attributes = data.attributes.model_copy(update={
+        "categorical": spec.categorical_columns, "numeric": list(spec.numeric_columns_), "ignore": [],
+        "infer_undeclared": False,
+    })
+    return data.model_copy(update={"attributes": attributes})
+
+
+def scoring_columns(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Columns a rescore reads besides each table's required ones: the model's lead attributes and
+    ``updated_at`` (incremental mode); no optional event or outcome column (channel, campaign, value,
+    amount: no feature uses them), so a bad value there does not hold a lead back."""
+    return {LEADS: [*spec.fit_columns, UPDATED_AT], EVENTS: [], OUTCOMES: []}
 
 
 def plan_partitions(lead_ids: np.ndarray, partition_leads: int) -> list[PartitionSpec]:
@@ -267,6 +277,15 @@ def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: dat
     })
 
 
+def read_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionSpec,
+                   database: SqlDatabase | None = None) -> tuple[RawTables, float]:
+    """The raw tables of one lead-id range (only the columns the model uses) and the seconds it took."""
+    began = time.perf_counter()
+    raw = read_crm(data, lead_id_range=(partition.start, partition.stop), database=database,
+                   used_columns=scoring_columns(spec))
+    return raw, time.perf_counter() - began
+
+
 def score_partition(
     data: DataConfig,
     core: ScoringCore,
@@ -274,21 +293,29 @@ def score_partition(
     run: RunRecord,
     scored_at: datetime | None = None,
     database: SqlDatabase | None = None,
+    raw: tuple[RawTables, float] | None = None,
 ) -> PartitionResult:
     """Read one lead-id range through the contract, build features at the run's as_of, score it.
 
     ``database``: an open :class:`~features.readers.SqlDatabase` on the source to reuse across partitions.
+    ``raw``: that range as already read by :func:`read_partition` (tables, seconds).
     """
-    began = time.perf_counter()
-    stages: dict[str, float] = {}
     if data.policy == QUARANTINE and data.quarantine_dir is not None:
         folder = Path(data.quarantine_dir) / f"rescore-{run.run_id}" / f"part-{partition.index:05d}"
         data = data.model_copy(update={"quarantine_dir": folder})
-    raw = read_crm(data, lead_id_range=(partition.start, partition.stop), database=database)
-    stages["read"] = time.perf_counter() - began
-    crm, report = validate_crm(raw, data)
+    tables, read_seconds = raw or read_partition(data, core.spec, partition, database)
     del raw
-    stages["contract"] = time.perf_counter() - began - sum(stages.values())
+    stages = {"read": read_seconds}
+    began = mark = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[stage], mark = now - mark, now
+
+    crm, report = validate_crm(tables, data)
+    del tables
+    lap("contract")
     as_of_ns = instant_ns(pd.Timestamp(run.as_of))
     n = len(crm.leads)
     lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
@@ -302,19 +329,19 @@ def score_partition(
         counts.unchanged = int((~keep).sum())
         lead_ids, matrix = lead_ids[keep], matrix[keep]
     del crm
-    stages["features"] = time.perf_counter() - began - sum(stages.values())
+    lap("features")
     scored_at = scored_at or utc_now()
     if len(lead_ids):
         batch = core.score_matrix(lead_ids, matrix, run.top_k)
     else:
         batch = core.score_matrix(np.empty(0, dtype=np.int64), np.empty((0, len(core.columns))), 0)
-    stages["score"] = time.perf_counter() - began - sum(stages.values())
+    lap("score")
     frame = scores_frame(batch, run.as_of, run.run_id, scored_at)
     counts.scored = len(frame)
     counts.mql = int(frame["mql"].sum())
     counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
-    stages["reasons"] = time.perf_counter() - began - sum(stages.values())
-    return PartitionResult(partition, frame, counts, time.perf_counter() - began, stages)
+    lap("reasons")
+    return PartitionResult(partition, frame, counts, read_seconds + time.perf_counter() - began, stages)
 
 
 def open_source_database(data: DataConfig) -> SqlDatabase | None:
@@ -341,15 +368,24 @@ class PartitionExecutor(Protocol):
 
 
 class LocalExecutor:
-    """Partitions one after the other in this process (memory bounded by one partition)."""
+    """Partitions one after the other in this process; the next partition is read on a thread of its own
+    while this one is scored (the SQL drivers do that work in C), so memory holds two partitions at most."""
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
             partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
         database = open_source_database(data)
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
         try:
-            for partition in partitions:
-                yield score_partition(data, core, partition, run, database=database)
+            ahead: Future[tuple[RawTables, float]] | None = None
+            for i, partition in enumerate(partitions):
+                raw = ahead.result() if ahead is not None else read_partition(data, core.spec, partition, database)
+                ahead = None
+                if i + 1 < len(partitions):
+                    ahead = reader.submit(read_partition, data, core.spec, partitions[i + 1], database)
+                yield score_partition(data, core, partition, run, database=database, raw=raw)
+                del raw
         finally:
+            reader.shutdown(wait=True, cancel_futures=True)
             if database is not None:
                 database.engine.dispose()
 
@@ -377,7 +413,7 @@ class ProcessExecutor:
     Each worker (see :func:`worker_context`) loads the model once, keeps one connection to the source
     and scores whole partitions (read, contract, features, SHAP with one thread: the processes are the
     parallelism). A worker gets its next partition as soon as it returns one (no waiting for this
-    process); this process commits results and, whenever there is nothing to commit, scores the next
+    process); this process hands results over for commit and, whenever none is ready, scores the next
     partition itself, so work starts at once while the workers start up. One partition per worker is
     in flight, so memory stays bounded by a few partitions whatever the size of the base.
     """
@@ -550,22 +586,29 @@ def rescore(
             executor = ProcessExecutor(processes) if processes > 1 else LocalExecutor()
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
-        history_now = 0
         writer = _OutWriter(out)
+
+        def commit(result: PartitionResult) -> None:
+            committing = time.perf_counter()
+            with _sqlite_file_lock(engine):  # no columnar read of that file meanwhile (features.sqlite_arrow)
+                commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
+            writer.add(result.scores)
+            result.stages["commit"] = time.perf_counter() - committing
+            logger.info("run %s partition %d: %d scored in %.2fs (%s)", run.run_id, result.partition.index,
+                        result.counts.scored, result.seconds,
+                        ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.stages.items()))
+            if on_result is not None:
+                on_result(result)
+            if progress is not None:
+                progress(result.partition.stop - result.partition.start, total, result.partition.index)
+
+        committer = _Committer(commit)
         try:
             for result in executor.map(data, core, run, pending):
-                committing = time.perf_counter()
-                history_now += commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
-                writer.add(result.scores)
-                result.stages["commit"] = time.perf_counter() - committing
-                logger.info("run %s partition %d: %d scored in %.2fs (%s)", run.run_id, result.partition.index,
-                            result.counts.scored, result.seconds,
-                            ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.stages.items()))
-                if on_result is not None:
-                    on_result(result)
-                if progress is not None:
-                    progress(result.partition.stop - result.partition.start, total, result.partition.index)
+                committer.put(result)
+            committer.close()
         except BaseException as exc:
+            committer.abort()
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
             writer.abort()
             raise
@@ -613,6 +656,61 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
         history_rows=count_history(engine, run.run_id), seconds=seconds,
         largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
     )
+
+
+def _sqlite_file_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:
+    """The lock that keeps a SQLite file's writes apart from the columnar reads of it in this process."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return contextlib.nullcontext()
+    return sqlite_arrow.file_lock(database)
+
+
+class _Committer:
+    """Commits scored partitions on a thread of its own while this thread scores the next ones.
+
+    The database's share of a commit (SQLite / PostgreSQL work, the driver's binding) then overlaps
+    with scoring. One result at most waits for the thread (memory stays bounded); a commit that fails
+    is raised by the next :meth:`put` or by :meth:`close`, and nothing is committed after it.
+    """
+
+    def __init__(self, commit: Callable[[PartitionResult], None]) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[PartitionResult | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rescore-commit", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (result := self._queue.get()) is not None:
+            if self._error is None and not self._stop.is_set():
+                try:
+                    self._commit(result)
+                except BaseException as exc:  # handed to the scoring thread
+                    self._error = exc
+
+    def put(self, result: PartitionResult) -> None:
+        """Queue a result for commit (waits while one is already waiting)."""
+        self._raise()
+        self._queue.put(result)
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread; raise a commit's error."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop after the commit in progress (a waiting result is dropped: redone on resume)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 class _OutWriter:

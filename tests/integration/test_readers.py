@@ -235,9 +235,24 @@ def _fast_only(url: str, name: str, subset: LeadSubset, chunksize: int = 1000) -
         return fast_read(database.engine, table, columns, statements, subset.lead_id_range, "lead_id", chunksize)
 
 
-def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
-    from features import sqlite_columns
+def _columnar(url: str, name: str, lead_id_range: tuple[int, int], datetimes: set[str],
+              chunksize: int = 1000) -> list[pd.DataFrame] | None:
+    """:func:`features.sqlite_arrow.read_frames` alone on a lead-id range of a table (None: it declined)."""
+    from features import sqlite_arrow
     from features.readers import SqlDatabase
+
+    with SqlDatabase(url) as database:
+        table = database.table(name)
+        statement = sa.select(table).where(table.c.lead_id >= lead_id_range[0], table.c.lead_id < lead_id_range[1])
+        compiled = sqlite_arrow.with_storage_classes(statement).compile(dialect=database.engine.dialect)
+        params = [compiled.construct_params()[k] for k in compiled.positiontup]
+        path = database.engine.url.database
+        columns = [c.name for c in table.columns]
+    return sqlite_arrow.read_frames(path, str(compiled), params, columns, datetimes, {}, chunksize)
+
+
+def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
+    from features import sqlite_arrow
 
     frame = awkward_frame()
     _write(sqlite_url, "awkward", frame)
@@ -247,16 +262,10 @@ def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
         assert generic["at"].dtype == "datetime64[ns]" and generic["label"].isna().any()
         assert _fast_only(sqlite_url, "awkward", subset) is not None
 
-    # the columnar reader (taken for large results) on the same statement, chunk by chunk
-    assert sqlite_columns.available()
-    with SqlDatabase(sqlite_url) as database:
-        table = database.table("awkward")
-        statement = sa.select(table).where(table.c.lead_id >= 100, table.c.lead_id < 2500)
-        compiled = statement.compile(dialect=database.engine.dialect)
-        params = [compiled.construct_params()[k] for k in compiled.positiontup]
-        path = database.engine.url.database
-    frames = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
-    assert frames is not None and len(frames) == 3
+    # the columnar reader on the same statement, batch by batch
+    assert sqlite_arrow.available()
+    frames = _columnar(sqlite_url, "awkward", (100, 2500), {"at"})
+    assert frames is not None and [len(f) for f in frames] == [1000, 1000, 400]
     generic = read_sql_table(sqlite_url, "awkward", subset=LeadSubset(lead_id_range=(100, 2500)), chunksize=1000,
                              fast=False)
     pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
@@ -267,39 +276,37 @@ def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
         conn.execute(sa.text("UPDATE awkward SET big = 'not a number' WHERE lead_id = 150"))
         conn.execute(sa.text("UPDATE awkward SET at = '2024-03-01T10:00:00' WHERE lead_id = 151"))
     engine.dispose()
-    mixed = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
-    assert mixed is None
+    assert _columnar(sqlite_url, "awkward", (100, 2500), {"at"}) is None
     generic, fast = _both_paths(sqlite_url, "awkward", LeadSubset(lead_id_range=(100, 2500)))
     pd.testing.assert_frame_equal(fast, generic)
     assert generic.loc[generic["lead_id"] == 150, "big"].item() == "not a number"
 
 
-def test_sqlite_columnar_reader_resumes_a_row_that_overflows_its_text_buffer(
-        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A text buffer far smaller than the result: rows that do not fit are re-read whole, none lost or doubled."""
-    from features import sqlite_columns
-    from features.readers import SqlDatabase
+def test_sqlite_columnar_reader_declines_values_the_driver_would_convert(sqlite_url: str) -> None:
+    """The ADBC driver types a column from its first rows and turns a later number or BLOB into text;
+    the storage classes read beside the values send such a result to the sqlite3 module."""
+    n = 3000
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:  # ``code`` has no declared type: SQLite keeps each value's own class
+        conn.execute(sa.text("CREATE TABLE mixed (lead_id BIGINT, code, late TEXT)"))
+        conn.execute(sa.text("INSERT INTO mixed VALUES (:i, :c, NULL)"), [{"i": i, "c": f"c{i}"} for i in range(n)])
+    assert _columnar(sqlite_url, "mixed", (0, n), set()) is not None
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE mixed SET late = 'first text' WHERE lead_id = 2900"))  # after a NULL-only batch
+    assert _columnar(sqlite_url, "mixed", (0, n), set()) is None
+    generic, fast = _both_paths(sqlite_url, "mixed", LeadSubset(lead_id_range=(0, n)))
+    pd.testing.assert_frame_equal(fast, generic)
+    assert generic["late"].tolist() == [None] * 2900 + ["first text"] + [None] * 99
+    for value in ("42", "x'00ff'"):  # an integer, then a BLOB, in a column of texts
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE mixed SET code = {value} WHERE lead_id = 2500"))
+        assert _columnar(sqlite_url, "mixed", (0, n), set()) is None
+        generic, fast = _both_paths(sqlite_url, "mixed", LeadSubset(lead_id_range=(0, n)))
+        pd.testing.assert_frame_equal(fast, generic)
+        assert not isinstance(generic.loc[2500, "code"], str)
+    engine.dispose()
 
-    frame = awkward_frame()
-    _write(sqlite_url, "awkward", frame)
-    with SqlDatabase(sqlite_url) as database:
-        table = database.table("awkward")
-        statement = sa.select(table).where(table.c.lead_id >= 100, table.c.lead_id < 2500)
-        compiled = statement.compile(dialect=database.engine.dialect)
-        params = [compiled.construct_params()[k] for k in compiled.positiontup]
-        path = database.engine.url.database
-    generic = read_sql_table(sqlite_url, "awkward", subset=LeadSubset(lead_id_range=(100, 2500)), chunksize=1000,
-                             fast=False)
-    text_bytes = sum(len(v.encode()) for v in generic["label"].dropna()) + 26 * int(generic["at"].notna().sum())
-    for size in range(960, 1010):  # the overflow falls on either text column of a row, after 0-1 texts copied
-        monkeypatch.setattr(sqlite_columns, "TEXT_BUFFER_BYTES", size)
-        assert text_bytes > 10 * size
-        frames = sqlite_columns.read_frames(path, str(compiled), params, list(frame.columns), {"at"}, {}, 1000)
-        assert frames is not None and [len(f) for f in frames] == [1000, 1000, 400]
-        pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
 
-
-@pytest.mark.postgres
 def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
     from sqlalchemy.dialects import postgresql
 
@@ -328,3 +335,35 @@ def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
     generic, fast = _both_paths(postgres_url, "numeric", LeadSubset(lead_id_range=(0, 100)))
     pd.testing.assert_frame_equal(fast, generic)
     assert _fast_only(postgres_url, "numeric", LeadSubset(lead_id_range=(0, 100))) is None
+
+
+def test_sqlite_columnar_read_waits_for_a_writer_holding_the_file_lock(sqlite_url: str) -> None:
+    """The driver's SQLite copy does not see the sqlite3 module's locks in this process: a writer holding
+    :func:`features.sqlite_arrow.file_lock` (as the rescore's commit thread does) keeps reads out until
+    it has committed, so the read sees the committed rows and never a half-written file."""
+    import threading
+    import time
+
+    from features import sqlite_arrow
+
+    n = 2000
+    _write(sqlite_url, "counts", pd.DataFrame({"lead_id": np.arange(n, dtype=np.int64), "value": np.zeros(n)}))
+    engine = sa.create_engine(sqlite_url)
+    in_transaction = threading.Event()
+
+    def writer() -> None:
+        with sqlite_arrow.file_lock(engine.url.database), engine.begin() as conn:
+            conn.execute(sa.text("UPDATE counts SET value = 1"))
+            in_transaction.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert in_transaction.wait(10)
+    began = time.perf_counter()
+    frames = _columnar(sqlite_url, "counts", (0, n), set())
+    waited = time.perf_counter() - began
+    thread.join()
+    engine.dispose()
+    assert frames is not None
+    assert (pd.concat(frames)["value"] == 1).all() and waited > 0.2

@@ -111,19 +111,16 @@ def read_frames(
     import adbc_driver_sqlite.dbapi as dbapi
 
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
-    frames = []
     try:
         with file_lock(path), dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.fetchall()
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(chunksize)})
             cursor.execute(sql, tuple(params))
-            for batch in cursor.fetch_record_batch():
-                if batch.num_rows:
-                    frames.append(_frame(batch, columns, datetime_columns, processors))
+            batches = list(cursor.fetch_record_batch())  # the file is released before the conversion
+        return [_frame(batch, columns, datetime_columns, processors) for batch in batches if batch.num_rows]
     except (_Unsupported, dbapi.Error, OSError, pa.ArrowException):
         return None  # e.g. a value whose storage class differs from the driver's type of its column
-    return frames
 
 
 def _frame(batch: pa.RecordBatch, columns: Sequence[str], datetime_columns: set[str],

@@ -26,11 +26,13 @@ this process plus spawned worker processes (:class:`ProcessExecutor`, the defaul
 :data:`AUTO_PROCESSES_MIN_LEADS` lead ids or more: one process per core), or on Dask workers with
 :mod:`serving.rescore_dask`; commits always happen here, on the driver, through the same code.
 
-Speed (``benchmarks/rescore.py``): the SQL reads take the fast paths of :mod:`features.fast_sql` (the
-same frames as SQLAlchemy + pandas with far less per-row Python work), a partition's writes go
-through the driver in bulk (:mod:`serving.score_store`), and partitions are scored on every core;
-the remaining cost is dominated by the feature kernels and LightGBM's TreeSHAP, shared with training
-and the endpoint.
+Speed (``benchmarks/rescore.py``): only the columns the model uses are read, through the fast
+paths of :mod:`features.fast_sql` (the same frames as SQLAlchemy + pandas with far less per-row
+Python work; SQLite through :mod:`features.sqlite_arrow`), the next partition is read ahead on a
+thread while this one is scored, commits run on a thread of their own (a partition's writes go
+through the driver in bulk, :mod:`serving.score_store`), and large bases are scored on every core.
+On SQLite the largest remaining costs are the database's own: the commit's upserts and stepping
+through the events.
 """
 
 from __future__ import annotations

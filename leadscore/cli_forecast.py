@@ -110,6 +110,8 @@ def register(app: typer.Typer) -> None:
                     raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
                 result = backtest_forecast(crm, as_of, project, settings, progress=_say)
                 console.print(forecast_table(result.table, f"forecast made {as_of:%Y-%m-%d} vs actual"))
+                for note in result.forecast.notes:
+                    console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
                 if out is not None:
                     _write(out, result.table, result.forecast.leads, result.figure)

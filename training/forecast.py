@@ -8,6 +8,14 @@ For every lead open at ``as_of``:
   and ``F(t) = p + (1 - p) (F_ttc(t) - F_ttc(H)) / (1 - F_ttc(H))`` after it (the hazard model's
   conditional law of closing later, given still open at H). ``combine="time-to-close"`` uses
   ``F_ttc`` alone. Past the hazard model's horizon the last period's hazard is held constant.
+- **Recalibration** (``config.recalibration``, on by default): the readiness model's calibrator was
+  fitted on older snapshots than the backtest's test dates, on younger leads than an aged open
+  pipeline, and over-predicts old leads. At the forecast date D the leads open at a few dates in
+  ``[D - H - window, D - H]`` (their H-day outcome is known at D; CRM cut at D, point-in-time
+  features) are scored with the same model and a Platt scaling ``sigmoid(a logit(p) + b)`` of their
+  outcome (one weight per snapshot row) maps the pipeline's ``p`` before it meets the hazard curve.
+  Skipped, with a note, when the snapshots hold too few positives or no positive slope. Served
+  scores and the models are unchanged: only the forecast uses the mapped probabilities.
 - **Which month**: the forecast months are calendar months; the first runs from ``as_of`` to the
   end of its month, so ``P(close in month m) = F(end_m) - F(start_m)``.
 - **What it is worth**: :class:`DealValueModel`, fitted on the amounts of deals closed before
@@ -35,12 +43,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+from scipy.special import expit
 from scipy.stats import norm
+from sklearn.linear_model import LogisticRegression
 
 from features.schema import AMOUNT, CONVERTED_AT, LEAD_ID, CRMData
 from features.spec import FeatureSpec
 from training.close_curves import combine_close_curves, cumulative_close
-from training.forecast_config import ForecastConfig
+from training.forecast_config import ForecastConfig, RecalibrationConfig
 
 Progress = Callable[[str], None]
 
@@ -78,6 +88,120 @@ def month_probabilities(cumulative_at_edges: np.ndarray) -> np.ndarray:
     """P(close in month m) from F at the month edges (n, months + 1): (n, months)."""
     edges = np.maximum.accumulate(np.asarray(cumulative_at_edges, dtype=np.float64), axis=1)
     return np.diff(edges, axis=1)
+
+
+# ----- recalibration of the sales-readiness probabilities ----------------------------------------
+P_EPS = 1e-6
+
+
+def logit(p: Any) -> np.ndarray:
+    """log(p / (1 - p)) with p clipped to [1e-6, 1 - 1e-6]."""
+    q = np.clip(np.asarray(p, dtype=np.float64), P_EPS, 1.0 - P_EPS)
+    return np.log(q) - np.log1p(-q)
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """Platt map ``p -> sigmoid(slope * logit(p) + intercept)`` fitted at the forecast date, or the
+    reason it was skipped (``fitted`` False: :meth:`apply` is the identity)."""
+
+    dates: tuple[pd.Timestamp, ...]
+    rows: int
+    positives: int
+    mean_p: float
+    fitted: bool
+    slope: float = 1.0
+    intercept: float = 0.0
+    reason: str = ""
+
+    def apply(self, p: Any) -> np.ndarray:
+        """The recalibrated probabilities (unchanged when nothing was fitted)."""
+        p = np.asarray(p, dtype=np.float64)
+        return expit(self.slope * logit(p) + self.intercept) if self.fitted else p
+
+    def describe(self) -> dict[str, Any]:
+        return {"fitted": self.fitted, "dates": [f"{d:%Y-%m-%d}" for d in self.dates], "rows": self.rows,
+                "positives": self.positives, "mean_p": self.mean_p, "slope": self.slope,
+                "intercept": self.intercept, "reason": self.reason}
+
+    def to_text(self) -> str:
+        span = f"{self.dates[0]:%Y-%m-%d}..{self.dates[-1]:%Y-%m-%d}" if self.dates else "no dates"
+        seen = (f"{len(self.dates)} snapshot dates {span}: {self.rows:,} rows, {self.positives:,} positives "
+                f"(observed rate {self.positives / max(self.rows, 1):.3f}, model mean {self.mean_p:.3f})")
+        if not self.fitted:
+            return f"sales-readiness recalibration skipped: {self.reason}; {seen}"
+        return (f"sales-readiness probabilities recalibrated (Platt: slope {self.slope:.3f}, intercept "
+                f"{self.intercept:+.3f}) on {seen}")
+
+
+def fit_recalibration(p: Any, y: Any, dates: Any = (), min_positives: int = 20) -> Recalibration:
+    """Platt scaling of the observed 0/1 outcome ``y`` on ``logit(p)`` (unpenalised logistic
+    regression, one weight per row). Skipped when positives or negatives number fewer than
+    ``min_positives``, or when the fitted slope is not positive (the map must keep the ranking)."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if p.shape != y.shape or p.ndim != 1:
+        raise ValueError(f"recalibration: probabilities {p.shape} and labels {y.shape} must be equal 1-d arrays")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("recalibration: labels must be 0/1 (no censored snapshot)")
+    if not (np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
+        raise ValueError("recalibration: probabilities must lie in [0, 1]")
+    positives = int(y.sum())
+    negatives = y.size - positives
+    base = {"dates": tuple(pd.Timestamp(d) for d in dates), "rows": int(y.size), "positives": positives,
+            "mean_p": float(p.mean()) if p.size else float("nan")}
+    if min(positives, negatives) < min_positives:
+        which = "positives" if positives < min_positives else "negatives"
+        return Recalibration(**base, fitted=False,
+                             reason=f"{min(positives, negatives)} {which} < {min_positives} needed")
+    lr = LogisticRegression(C=np.inf).fit(logit(p).reshape(-1, 1), y)  # unpenalised
+    slope, intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if not slope > 0:
+        return Recalibration(**base, fitted=False, slope=1.0, intercept=0.0,
+                             reason=f"fitted slope {slope:.3f} is not positive (no ranking on the snapshots)")
+    return Recalibration(**base, fitted=True, slope=slope, intercept=intercept)
+
+
+def recalibration_dates(as_of: Any, horizon_days: float, window_days: float, step_days: float) -> pd.DatetimeIndex:
+    """``D - H - k * step_days`` for ``k * step_days <= window_days``, oldest first."""
+    last = pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days)
+    k = np.arange(int(math.floor(window_days / step_days + 1e-9)) + 1)
+    return pd.DatetimeIndex([last - pd.Timedelta(days=float(d)) for d in k[::-1] * step_days])
+
+
+def recalibration_snapshots(
+    crm: CRMData, spec: FeatureSpec, as_of: Any, horizon_days: float, dates: pd.DatetimeIndex
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(features in spec order, 0/1 outcome within ``horizon_days``) of the leads open at ``dates``,
+    from the CRM as known at ``as_of`` (every date must be at most ``as_of - horizon_days``)."""
+    from features.build import training_frame
+    from features.snapshots import AS_OF, LABEL, LeadHistory, crm_known_at, labels, lead_positions, to_ns
+
+    at = pd.Timestamp(as_of)
+    if len(dates) and dates.max() + pd.Timedelta(days=horizon_days) > at:
+        raise ValueError(f"recalibration: snapshot date {dates.max():%Y-%m-%d} + {horizon_days:g} days is after "
+                         f"the forecast date {at:%Y-%m-%d}: its outcome is not known yet")
+    known = crm_known_at(crm, at)
+    frame = training_frame(known, spec, dates, at)
+    # the readiness model's horizon (the frame's own label uses the feature config's)
+    pos = lead_positions(known, "snapshots", frame[LEAD_ID])
+    y = labels(LeadHistory(known), pos, to_ns(frame[AS_OF]), horizon_days, at)[LABEL]
+    return frame[spec.columns_], y
+
+
+def recalibrate_readiness(
+    crm: CRMData,
+    readiness_model: Any,
+    spec: FeatureSpec,
+    as_of: Any,
+    horizon_days: float,
+    config: RecalibrationConfig,
+) -> Recalibration:
+    """Fit the Platt map of ``readiness_model``'s probabilities at ``as_of`` (see module doc)."""
+    dates = recalibration_dates(as_of, horizon_days, config.window_days, config.step_days)
+    feats, y = recalibration_snapshots(crm, spec, as_of, horizon_days, dates)
+    p = readiness_model.predict_proba(feats) if len(feats) else np.empty(0)
+    return fit_recalibration(p, y, dates, config.min_positives)
 
 
 # ----- deal value ---------------------------------------------------------------------------------
@@ -208,6 +332,7 @@ class PipelineForecast:
     deal_value: dict[str, Any]
     config: ForecastConfig
     notes: list[str] = field(default_factory=list)
+    recalibration: Recalibration | None = None
 
     def to_text(self) -> str:
         table = self.months[[MONTH, EXPECTED_DEALS, EXPECTED_REVENUE, LOW, HIGH]].copy()
@@ -226,10 +351,12 @@ def forecast_pipeline(
     deal_value: DealValueModel,
     as_of: Any,
     config: ForecastConfig | None = None,
+    recalibration: Recalibration | None = None,
 ) -> PipelineForecast:
     """Forecast from already predicted inputs, one row per open lead in the same order:
     ``open_leads`` (lead rows with the fit attributes), ``hazards`` (n, periods) of the time-to-close
-    model and, with ``combine="both"``, the calibrated ``p_readiness`` and its horizon in days."""
+    model and, with ``combine="both"``, the calibrated ``p_readiness`` and its horizon in days, mapped
+    by ``recalibration`` when one is given (and fitted)."""
     cfg = config or ForecastConfig()
     n = len(open_leads)
     if not (len(features) == n == hazards.shape[0]):
@@ -246,6 +373,9 @@ def forecast_pipeline(
     if cfg.combine == "both":
         if p_readiness is None or readiness_horizon_days is None:
             raise ValueError("combine='both' needs the sales-readiness probabilities and their horizon")
+        if recalibration is not None:
+            p_readiness = recalibration.apply(p_readiness)
+            notes.append(recalibration.to_text())
         f_h = cumulative_close(hazards, period_days, [readiness_horizon_days])[:, 0]
         f_edges = combine_close_curves(f_edges, f_h, p_readiness, edges, readiness_horizon_days)
     q = month_probabilities(f_edges)
@@ -263,7 +393,8 @@ def forecast_pipeline(
     })
     for m, label in enumerate(months[MONTH]):
         per_lead[f"p_close_{label}"] = q[:, m]
-    return PipelineForecast(pd.Timestamp(as_of), out_months, per_lead, deal_value.describe(), cfg, notes)
+    return PipelineForecast(pd.Timestamp(as_of), out_months, per_lead, deal_value.describe(), cfg, notes,
+                            recalibration if cfg.combine == "both" else None)
 
 
 def forecast_open_pipeline(
@@ -277,7 +408,8 @@ def forecast_open_pipeline(
 ) -> PipelineForecast:
     """Forecast the leads open in ``crm`` at ``as_of`` with fitted models: a sales-readiness model
     (``predict_proba`` + ``horizon_days``) and a :class:`training.time_to_close.TimeToCloseModel`;
-    the deal-value model is fitted on the deals closed at or before ``as_of``."""
+    the deal-value model is fitted on the deals closed at or before ``as_of``; with
+    ``config.recalibration.enabled`` the readiness probabilities are recalibrated at ``as_of``."""
     from features.build import build_scoring_frame
 
     cfg = config or ForecastConfig()
@@ -295,10 +427,14 @@ def forecast_open_pipeline(
         progress(f"{len(frame):,} open leads; deal values from {amounts.size:,} closed deals")
     deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec)
     hazards = time_to_close_model.predict_hazard(feats)
-    p = readiness_model.predict_proba(feats) if cfg.combine == "both" else None
-    horizon = getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days
-    return forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, float(horizon),
-                             deal_value, at, cfg)
+    horizon = float(getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days)
+    p, recalibration = None, None
+    if cfg.combine == "both":
+        p = readiness_model.predict_proba(feats)
+        if cfg.recalibration.enabled:
+            recalibration = recalibrate_readiness(crm, readiness_model, spec, at, horizon, cfg.recalibration)
+    return forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, horizon,
+                             deal_value, at, cfg, recalibration)
 
 
 def actual_revenue(crm: CRMData, lead_ids: np.ndarray, months: pd.DataFrame, data_end: Any = None) -> pd.DataFrame:

@@ -10,6 +10,22 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class RecalibrationConfig(BaseModel):
+    """Platt recalibration of the sales-readiness probabilities at the forecast date D.
+
+    Snapshots of the leads open at ``D - H - k * step_days`` (``k * step_days <= window_days``),
+    whose H-day outcome is known at D, are scored with the forecast's sales-readiness model; a
+    logistic regression of their outcome on ``logit(p)`` then maps the pipeline's probabilities.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    window_days: float = Field(90.0, ge=0, le=730, description="span of the snapshot dates before D - H")
+    step_days: float = Field(30.0, gt=0, le=365, description="days between two snapshot dates")
+    min_positives: int = Field(20, ge=1, description="positive snapshot rows needed to fit (else skipped)")
+
+
 class ForecastConfig(BaseModel):
     """Settings of ``leadscore forecast`` (the ``forecast:`` section of a project file)."""
 
@@ -23,3 +39,4 @@ class ForecastConfig(BaseModel):
     min_deals_for_model: int = Field(
         200, ge=10, description="closed deals with an amount needed to fit the deal-value model (else the mean)")
     seed: int = 0
+    recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)

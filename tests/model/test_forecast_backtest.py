@@ -8,12 +8,15 @@ Size: 5k leads (about 3k open at the forecast date) keeps the module near a minu
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from leadscore.project import sqlite_project
 from leadscore.synth import SynthConfig, generate
 from training.forecast import (
+    ACTUAL_DEALS,
     ACTUAL_REVENUE,
+    EXPECTED_DEALS,
     EXPECTED_REVENUE,
     HIGH,
     INSIDE,
@@ -54,3 +57,18 @@ def test_the_forecast_only_counts_leads_open_at_the_forecast_date(backtest: Fore
     assert leads["lead_id"].is_unique
     assert np.all((leads["p_close_in_window"] >= 0) & (leads["p_close_in_window"] <= 1))
     assert backtest.figure is not None
+
+
+def test_readiness_probabilities_are_recalibrated_on_snapshots_known_at_the_forecast_date(
+    backtest: ForecastBacktest,
+) -> None:
+    recal = backtest.forecast.recalibration
+    settings = backtest.forecast.config.recalibration
+    assert recal is not None and recal.fitted, backtest.forecast.notes
+    at, horizon = pd.Timestamp(FORECAST_AT), pd.Timedelta(days=90)  # the default project horizon
+    assert all(at - horizon - pd.Timedelta(days=settings.window_days) <= d <= at - horizon for d in recal.dates)
+    assert recal.positives >= settings.min_positives and recal.rows > 10 * recal.positives
+    assert recal.slope > 0
+    assert recal.to_text() in backtest.forecast.notes
+    table = backtest.table
+    assert abs(table[EXPECTED_DEALS].sum() / table[ACTUAL_DEALS].sum() - 1) < 0.15, backtest.to_text()

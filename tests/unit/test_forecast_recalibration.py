@@ -1,0 +1,147 @@
+"""Recalibration of the sales-readiness probabilities at the forecast date (Platt on logit(p))."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
+from features.spec import FeatureConfig, FeatureSpec
+from training.forecast import (
+    DealValueModel,
+    ForecastConfig,
+    fit_recalibration,
+    forecast_pipeline,
+    recalibration_dates,
+    recalibration_snapshots,
+)
+from training.forecast_config import RecalibrationConfig
+
+
+def _overconfident(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true p, model p = 2 x true p, observed 0/1 outcome)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(0.005, 0.2, n)
+    return truth, 2.0 * truth, (rng.random(n) < truth).astype(float)
+
+
+def test_probabilities_twice_too_high_are_pulled_down_to_the_observed_rate() -> None:
+    truth, p, y = _overconfident()
+    recal = fit_recalibration(p, y, pd.date_range("2025-06-01", periods=3, freq="MS"), min_positives=20)
+    assert recal.fitted and recal.rows == y.size and recal.positives == int(y.sum())
+    mapped = recal.apply(p)
+    assert p.sum() > 1.8 * y.sum()
+    assert mapped.sum() == pytest.approx(y.sum(), rel=1e-3)  # logistic regression with an intercept
+    assert np.mean(np.abs(mapped - truth)) < 0.25 * np.mean(np.abs(p - truth))
+    assert recal.describe()["dates"] == ["2025-06-01", "2025-07-01", "2025-08-01"]
+    assert "recalibrated" in recal.to_text() and f"{recal.positives:,} positives" in recal.to_text()
+
+
+def test_the_map_is_monotone_and_keeps_the_ranking() -> None:
+    _, p, y = _overconfident(seed=1)
+    recal = fit_recalibration(p, y)
+    grid = np.linspace(0.0, 1.0, 201)
+    mapped = recal.apply(grid)
+    assert recal.slope > 0
+    assert np.all(np.diff(mapped) > 0)
+    assert np.all((mapped > 0) & (mapped < 1))
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(recal.apply(p)[order]) >= 0)
+
+
+def test_too_few_positives_skips_and_leaves_the_probabilities_alone() -> None:
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.01, 0.3, 500)
+    rank = np.argsort(np.argsort(-p))  # 0 = highest p
+    y = (rank < 19).astype(float)  # a perfect ranking, but 19 positives only
+    recal = fit_recalibration(p, y, min_positives=20)
+    assert not recal.fitted and recal.positives == 19
+    assert "19 positives < 20" in recal.reason and "skipped" in recal.to_text()
+    np.testing.assert_array_equal(recal.apply(p), p)
+    assert fit_recalibration(p, (rank < 20).astype(float), min_positives=20).fitted
+
+
+def test_a_model_that_ranks_backwards_is_not_used() -> None:
+    truth, p, y = _overconfident(seed=3)
+    recal = fit_recalibration(1.0 - p, y)
+    assert not recal.fitted and "not positive" in recal.reason
+    np.testing.assert_array_equal(recal.apply(p), p)
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="0/1"):
+        fit_recalibration(np.array([0.1, 0.2]), np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_recalibration(np.array([0.1, 1.2]), np.array([0.0, 1.0]))
+
+
+def test_snapshot_dates_end_h_days_before_the_forecast_date() -> None:
+    dates = recalibration_dates("2025-12-01", 90.0, window_days=90.0, step_days=30.0)
+    assert list(dates) == [pd.Timestamp("2025-12-01") - pd.Timedelta(days=d) for d in (180, 150, 120, 90)]
+    weekly = recalibration_dates("2025-12-01 10:00", 90.0, window_days=28.0, step_days=7.0)
+    assert len(weekly) == 5 and weekly[-1] == pd.Timestamp("2025-09-02 10:00")
+
+
+def _crm(n: int = 400, seed: int = 0) -> CRMData:
+    """One conversion per lead 5-200 days after creation (some after the forecast date)."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1)
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 250, n), unit="D")
+    leads = pd.DataFrame({LEAD_ID: ids, CREATED_AT: created, "size": pd.Categorical(rng.choice(["s", "l"], n))})
+    events = pd.DataFrame({LEAD_ID: ids, OCCURRED_AT: created + pd.Timedelta(days=1), EVENT_TYPE: "email_open"})
+    converted = created + pd.to_timedelta(rng.integers(5, 200, n), unit="D")
+    outcomes = pd.DataFrame({LEAD_ID: ids, CONVERTED_AT: converted, AMOUNT: 1000.0})
+    return CRMData(leads, events, outcomes, ["size"], [])
+
+
+@pytest.mark.parametrize("horizon", [90.0, 30.0])
+def test_snapshots_hold_the_leads_open_at_each_date_with_their_outcome_known_at_the_forecast_date(
+    horizon: float,
+) -> None:
+    crm = _crm()
+    spec = FeatureSpec(FeatureConfig(horizon_days=90.0)).fit(crm)
+    at = pd.Timestamp("2025-10-01")
+    dates = recalibration_dates(at, horizon, 60.0, 30.0)
+    feats, y = recalibration_snapshots(crm, spec, at, horizon, dates)
+    assert list(feats.columns) == spec.columns_
+    expected = []
+    for t in dates:
+        open_at_t = crm.leads[CREATED_AT].lt(t) & crm.outcomes[CONVERTED_AT].gt(t)
+        within = crm.outcomes[CONVERTED_AT].le(t + pd.Timedelta(days=horizon))
+        expected.append(within[open_at_t].to_numpy(dtype=float))
+    assert len(y) == sum(len(e) for e in expected)
+    assert y.sum() == sum(e.sum() for e in expected)  # the readiness horizon, not the feature config's
+    assert 0 < y.sum() < len(y)
+    with pytest.raises(ValueError, match="not known yet"):
+        recalibration_snapshots(crm, spec, at, horizon, pd.DatetimeIndex([at - pd.Timedelta(days=horizon - 1)]))
+
+
+def test_the_forecast_uses_the_recalibrated_probability_within_the_horizon() -> None:
+    crm = _crm(300)
+    spec = FeatureSpec().fit(crm)
+    value = DealValueModel(min_deals=1000).fit(crm.leads, crm.outcomes[AMOUNT].to_numpy(), spec)
+    hazards = np.full((300, 26), 0.02)
+    p = np.full(300, 0.3)
+    _, model_p, y = _overconfident(seed=4)
+    recal = fit_recalibration(model_p, y)
+    feats = pd.DataFrame(index=range(300))
+    result = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig(),
+                               recal)
+    within_h = result.leads[[f"p_close_2026-0{m}" for m in (1, 2, 3)]].sum(axis=1).to_numpy()
+    np.testing.assert_allclose(within_h, recal.apply(p), rtol=1e-9)
+    assert within_h[0] < 0.2
+    assert result.recalibration is recal and recal.to_text() in result.notes
+    plain = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
+    assert plain.recalibration is None and plain.months["expected_deals"].sum() > result.months["expected_deals"].sum()
+
+
+def test_recalibration_is_on_by_default_and_can_be_switched_off() -> None:
+    assert ForecastConfig().recalibration.enabled
+    off = ForecastConfig.model_validate({"recalibration": {"enabled": False, "window_days": 60}})
+    assert not off.recalibration.enabled and off.recalibration.window_days == 60
+    with pytest.raises(ValidationError):
+        ForecastConfig.model_validate({"recalibration": {"enable": False}})
+    with pytest.raises(ValidationError):
+        RecalibrationConfig(step_days=0)

@@ -53,6 +53,9 @@ def _check_outputs(out: Path, stdout: str) -> pd.DataFrame:
     assert months["expected_revenue"].sum() == pytest.approx(leads["expected_revenue"].sum(), rel=1e-6)
     assert (out / "forecast.png").stat().st_size > 10_000
     assert "revenue forecast as of 2026-03-01" in stdout
+    # the recalibration of the sales-readiness probabilities says what it fitted (or why it did not)
+    assert "sales-readiness probabilities recalibrated (Platt: slope" in stdout or \
+        "sales-readiness recalibration skipped:" in stdout
     return months
 
 

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
+from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT
 from features.spec import FeatureConfig, FeatureSpec
+from tests.unit.test_forecast import _crm  # the same small CRM as the forecast's own tests
 from training.forecast import (
     DealValueModel,
     ForecastConfig,
@@ -82,18 +83,6 @@ def test_snapshot_dates_end_h_days_before_the_forecast_date() -> None:
     assert list(dates) == [pd.Timestamp("2025-12-01") - pd.Timedelta(days=d) for d in (180, 150, 120, 90)]
     weekly = recalibration_dates("2025-12-01 10:00", 90.0, window_days=28.0, step_days=7.0)
     assert len(weekly) == 5 and weekly[-1] == pd.Timestamp("2025-09-02 10:00")
-
-
-def _crm(n: int = 400, seed: int = 0) -> CRMData:
-    """One conversion per lead 5-200 days after creation (some after the forecast date)."""
-    rng = np.random.default_rng(seed)
-    ids = np.arange(1, n + 1)
-    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 250, n), unit="D")
-    leads = pd.DataFrame({LEAD_ID: ids, CREATED_AT: created, "size": pd.Categorical(rng.choice(["s", "l"], n))})
-    events = pd.DataFrame({LEAD_ID: ids, OCCURRED_AT: created + pd.Timedelta(days=1), EVENT_TYPE: "email_open"})
-    converted = created + pd.to_timedelta(rng.integers(5, 200, n), unit="D")
-    outcomes = pd.DataFrame({LEAD_ID: ids, CONVERTED_AT: converted, AMOUNT: 1000.0})
-    return CRMData(leads, events, outcomes, ["size"], [])
 
 
 @pytest.mark.parametrize("horizon", [90.0, 30.0])

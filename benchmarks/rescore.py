@@ -20,8 +20,11 @@ With ``--data-dir``, generated databases are kept (SQLite files in that folder, 
 named ``leadscore_bench_crm_<leads>_<events>``) and reused by a later run with the same sizes (SQLite:
 copied; PostgreSQL: ``CREATE DATABASE ... TEMPLATE``), so repeated runs skip the generation.
 
+With ``--repeat N`` the side-by-side comparison runs N rounds (leadscore then the peer, each on a
+fresh copy) and prints the median ratios and their range.
+
 Usage: .venv/bin/python benchmarks/rescore.py [--leads 1000000] [--peer-leads 100000]
-       [--databases sqlite,postgres] [--partition-leads 25000] [--processes N] [--data-dir DIR]
+       [--databases sqlite,postgres] [--partition-leads 25000] [--processes N] [--data-dir DIR] [--repeat N]
 """
 
 from __future__ import annotations
@@ -261,6 +264,28 @@ def report(label: str, kind: str, summary: RescoreSummary, usage: Usage, stages:
     return rate
 
 
+def side_by_side(db: Database, kind: str, n: int, settings: ServingSettings, args: argparse.Namespace,
+                 partition_leads: int, model: Any) -> tuple[float, float, float, float]:
+    """One round on a fresh copy: leadscore, then the naive peer. Returns (leadscore scored leads/s,
+    peer scored leads/s, leadscore CPU seconds per lead, peer CPU seconds per lead)."""
+    try:
+        summary, usage, stages = run_leadscore(db, settings, args, partition_leads)
+        ours = report("leadscore rescore", kind, summary, usage, stages)
+        with Usage() as peer_usage:
+            seconds, scored, phases = naive_peer(db.url, model)
+        peer = scored / seconds
+        print(f"  naive peer: {scored:,} open leads scored in {seconds:.1f}s = {peer:,.0f} scored leads/s; "
+              f"{peer_usage.describe()}")
+        print("    peer seconds per phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+        peer_cpu = own_cpu(peer_usage, kind) / n
+        ours_cpu = own_cpu(usage, kind) / n
+        print(f"  ratio leadscore / peer on the same {n:,} leads: {ours / peer:.1f}x in wall time "
+              f"(measured, shared machine); {peer_cpu / ours_cpu:.1f}x in CPU seconds per lead", flush=True)
+        return ours, peer, ours_cpu, peer_cpu
+    finally:
+        db.drop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -271,6 +296,8 @@ def main() -> None:
                         help="size of the side-by-side comparison with the naive peer (0: skip the peer)")
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--data-dir", type=Path, default=None, help="keep generated databases here for reuse")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of the side-by-side comparison (single runs vary a lot on a shared machine)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="leadscore-bench-rescore-"))
@@ -306,25 +333,19 @@ def main() -> None:
                 continue
             print(f"  side by side on a {n:,}-lead base{' (a subset: the peer holds the whole base in memory)' if n < args.leads else ''}:",
                   flush=True)
-            db = copy(n)
-            try:
-                # at least ~10 partitions, so that the processes share the work evenly on the smaller base
-                partition_leads = min(args.partition_leads, max(5_000, n // 10))
-                print(f"  (partitions of {partition_leads:,})")
-                summary, usage, stages = run_leadscore(db, settings, args, partition_leads)
-                ours = report("leadscore rescore", kind, summary, usage, stages)
-                with Usage() as peer_usage:
-                    seconds, scored, phases = naive_peer(db.url, trained.model)
-                peer = scored / seconds
-                print(f"  naive peer: {scored:,} open leads scored in {seconds:.1f}s = {peer:,.0f} scored leads/s; "
-                      f"{peer_usage.describe()}")
-                print("    peer seconds per phase: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
-                peer_cpu = own_cpu(peer_usage, kind) / n
-                ours_cpu = own_cpu(usage, kind) / n
-                print(f"  ratio leadscore / peer on the same {n:,} leads: {ours / peer:.1f}x in wall time "
-                      f"(measured, shared machine); {peer_cpu / ours_cpu:.1f}x in CPU seconds per lead", flush=True)
-            finally:
-                db.drop()
+            # at least ~10 partitions, so that the processes share the work evenly on the smaller base
+            partition_leads = min(args.partition_leads, max(5_000, n // 10))
+            print(f"  (partitions of {partition_leads:,}; {args.repeat} round(s): leadscore, then the peer, "
+                  "each on a fresh copy)")
+            rounds = [side_by_side(copy(n), kind, n, settings, args, partition_leads, trained.model)
+                      for _ in range(args.repeat)]
+            if len(rounds) > 1:
+                wall = sorted(r[0] / r[1] for r in rounds)
+                cpu = sorted(r[3] / r[2] for r in rounds)
+                print(f"  over {len(rounds)} rounds: leadscore {np.median([r[0] for r in rounds]):,.0f} scored "
+                      f"leads/s, peer {np.median([r[1] for r in rounds]):,.0f} (medians); ratio in wall time "
+                      f"{np.median(wall):.1f}x (from {wall[0]:.1f}x to {wall[-1]:.1f}x), in CPU per lead "
+                      f"{np.median(cpu):.1f}x (from {cpu[0]:.1f}x to {cpu[-1]:.1f}x)", flush=True)
     finally:
         if args.data_dir is None:  # generated PostgreSQL databases are kept only with --data-dir
             with admin.connect() as conn:

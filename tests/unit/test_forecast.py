@@ -151,18 +151,22 @@ def test_crm_known_at_drops_everything_after_the_instant() -> None:
     assert set(known.outcomes[LEAD_ID]) <= set(known.leads[LEAD_ID])
 
 
-def test_pipeline_forecast_adds_up_per_lead() -> None:
-    crm = _crm(300)
+def _pipeline_inputs(n: int = 300) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray, DealValueModel]:
+    """Open leads, an (unused) feature frame, a constant weekly hazard of 0.02, a readiness p of 0.3 and a
+    mean-only deal-value model: the inputs of :func:`forecast_pipeline`."""
+    crm = _crm(n)
     spec = FeatureSpec().fit(crm)
     value = DealValueModel(min_deals=1000).fit(crm.leads, crm.outcomes[AMOUNT].to_numpy(), spec)
-    hazards = np.full((300, 26), 0.02)
-    p = np.full(300, 0.3)
-    feats = pd.DataFrame(index=range(300))
-    result = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
+    return crm.leads, pd.DataFrame(index=range(n)), np.full((n, 26), 0.02), np.full(n, 0.3), value
+
+
+def test_pipeline_forecast_adds_up_per_lead() -> None:
+    leads, feats, hazards, p, value = _pipeline_inputs()
+    result = forecast_pipeline(leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
     months = result.months
     assert len(months) == 6
     np.testing.assert_allclose(months["expected_revenue"].sum(), result.leads["expected_revenue"].sum())
     # 2026-01-01 + 90 days = 2026-04-01: the first three months hold exactly the readiness mass
     assert result.leads[[f"p_close_2026-0{m}" for m in (1, 2, 3)]].sum(axis=1).to_numpy() == pytest.approx(0.3)
     with pytest.raises(ValueError, match="forecast inputs disagree"):
-        forecast_pipeline(crm.leads, feats.head(5), hazards, 7.0, p, 90.0, value, "2026-01-01")
+        forecast_pipeline(leads, feats.head(5), hazards, 7.0, p, 90.0, value, "2026-01-01")

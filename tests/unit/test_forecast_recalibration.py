@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT
+from features.schema import CONVERTED_AT, CREATED_AT
 from features.spec import FeatureConfig, FeatureSpec
-from tests.unit.test_forecast import _crm  # the same small CRM as the forecast's own tests
+from tests.unit.test_forecast import _crm, _pipeline_inputs  # the forecast tests' small CRM and inputs
 from training.forecast import (
-    DealValueModel,
     ForecastConfig,
     fit_recalibration,
     forecast_pipeline,
@@ -108,21 +107,15 @@ def test_snapshots_hold_the_leads_open_at_each_date_with_their_outcome_known_at_
 
 
 def test_the_forecast_uses_the_recalibrated_probability_within_the_horizon() -> None:
-    crm = _crm(300)
-    spec = FeatureSpec().fit(crm)
-    value = DealValueModel(min_deals=1000).fit(crm.leads, crm.outcomes[AMOUNT].to_numpy(), spec)
-    hazards = np.full((300, 26), 0.02)
-    p = np.full(300, 0.3)
+    leads, feats, hazards, p, value = _pipeline_inputs()
     _, model_p, y = _overconfident(seed=4)
     recal = fit_recalibration(model_p, y)
-    feats = pd.DataFrame(index=range(300))
-    result = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig(),
-                               recal)
+    result = forecast_pipeline(leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig(), recal)
     within_h = result.leads[[f"p_close_2026-0{m}" for m in (1, 2, 3)]].sum(axis=1).to_numpy()
     np.testing.assert_allclose(within_h, recal.apply(p), rtol=1e-9)
     assert within_h[0] < 0.2
     assert result.recalibration is recal and recal.to_text() in result.notes
-    plain = forecast_pipeline(crm.leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
+    plain = forecast_pipeline(leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig())
     assert plain.recalibration is None and plain.months["expected_deals"].sum() > result.months["expected_deals"].sum()
 
 

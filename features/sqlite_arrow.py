@@ -29,6 +29,7 @@ holds it too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import urllib.parse
@@ -61,6 +62,15 @@ def file_lock(path: str) -> threading.Lock:
         return _FILE_LOCKS.setdefault(key, threading.Lock())
 
 
+def database_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:
+    """:func:`file_lock` of the SQLite file behind ``engine`` (a no-op for any other database): what a
+    writer through the ``sqlite3`` module holds while columnar reads of that file may run on other threads."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return contextlib.nullcontext()
+    return file_lock(database)
+
+
 class _Unsupported(Exception):
     """The result holds something this reader does not convert exactly (the caller reads it another way)."""
 
@@ -84,10 +94,7 @@ def with_storage_classes(statement: sa.Select) -> sa.Select:
             sa.func.unicode(sa.func.typeof(column)) * (256 ** k)
             for k, column in enumerate(selected[first:first + CLASSES_PER_COLUMN])
         ]
-        total = terms[0]
-        for term in terms[1:]:
-            total = total + term
-        packed.append(total.label(STORAGE_CLASS_COLUMN.format(len(packed))))
+        packed.append(sum(terms[1:], start=terms[0]).label(STORAGE_CLASS_COLUMN.format(len(packed))))
     return statement.add_columns(*packed)
 
 
@@ -129,8 +136,7 @@ def _frame(batch: pa.RecordBatch, columns: Sequence[str], datetime_columns: set[
     n = batch.num_rows
     if batch.num_columns != len(columns) + -(-len(columns) // CLASSES_PER_COLUMN):
         raise _Unsupported("unexpected result columns")
-    packed = [batch.column(len(columns) + i) for i in range(batch.num_columns - len(columns))]
-    packed_values = [_int64(p) for p in packed]
+    packed_values = [_int64(batch.column(i)) for i in range(len(columns), batch.num_columns)]
     out: dict[str, Any] = {}
     for j, name in enumerate(columns):
         classes = (packed_values[j // CLASSES_PER_COLUMN] >> (8 * (j % CLASSES_PER_COLUMN))) & 255

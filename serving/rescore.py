@@ -37,7 +37,6 @@ through the events.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import multiprocessing
@@ -46,7 +45,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -363,10 +362,12 @@ def score_engine(url: str) -> sa.Engine:
 
 # ----- execution --------------------------------------------------------------------------------
 class PartitionExecutor(Protocol):
-    """Runs :func:`score_partition` over partitions and yields results as they finish (any order)."""
+    """Runs :func:`score_partition` over partitions and yields results as they finish (any order).
+
+    ``map`` is a generator: a failed run closes it, and its ``finally`` stops the reads and workers."""
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
-            partitions: list[PartitionSpec]) -> Iterator[PartitionResult]: ...
+            partitions: list[PartitionSpec]) -> Generator[PartitionResult, None, None]: ...
 
 
 class LocalExecutor:
@@ -592,7 +593,7 @@ def rescore(
 
         def commit(result: PartitionResult) -> None:
             committing = time.perf_counter()
-            with _sqlite_file_lock(engine):  # no columnar read of that file meanwhile (features.sqlite_arrow)
+            with sqlite_arrow.database_lock(engine):  # no columnar read of that file meanwhile
                 commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
             writer.add(result.scores)
             result.stages["commit"] = time.perf_counter() - committing
@@ -605,12 +606,14 @@ def rescore(
                 progress(result.partition.stop - result.partition.start, total, result.partition.index)
 
         committer = _Committer(commit)
+        results = executor.map(data, core, run, pending)
         try:
-            for result in executor.map(data, core, run, pending):
+            for result in results:
                 committer.put(result)
             committer.close()
         except BaseException as exc:
             committer.abort()
+            results.close()  # its reads (and workers) stop before the status below is written
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
             writer.abort()
             raise
@@ -658,14 +661,6 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
         history_rows=count_history(engine, run.run_id), seconds=seconds,
         largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
     )
-
-
-def _sqlite_file_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:
-    """The lock that keeps a SQLite file's writes apart from the columnar reads of it in this process."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        return contextlib.nullcontext()
-    return sqlite_arrow.file_lock(database)
 
 
 class _Committer:

@@ -73,7 +73,8 @@ GIB = 2**30
 
 
 class Usage:
-    """Over a block: peak RSS of this process tree (sampled every 50 ms), CPU seconds used by this tree,
+    """Over a block: peak RSS of this process tree (sampled every 50 ms; child processes looked up every
+    second), CPU seconds used by this tree,
     by the PostgreSQL server (all its sessions) and by the whole machine.
 
     CPU of a process group = its live processes' CPU + what its parent has collected from exited
@@ -106,16 +107,23 @@ class Usage:
     def _server_cpu(self) -> float:
         return sum(self._cpu(p) for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster"))
 
-    def _tree_rss(self) -> int:
+    def _tree_rss(self, children: list[psutil.Process] | None = None) -> int:
         total = self.process.memory_info().rss
-        for child in self.process.children(recursive=True):
+        for child in self.process.children(recursive=True) if children is None else children:
             with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
         return total
 
     def _sample(self) -> None:
+        """RSS every 50 ms; the list of child processes (a scan of every process on the machine, costly
+        enough to slow the run it measures) is refreshed every second (workers live for the whole run)."""
+        children: list[psutil.Process] = []
+        ticks = 0
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._tree_rss())
+            if ticks % 20 == 0:
+                children = self.process.children(recursive=True)
+            ticks += 1
+            self.peak = max(self.peak, self._tree_rss(children))
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

@@ -103,22 +103,30 @@ def encode_event_codes(event_types: pd.Series, spec: FeatureSpec) -> np.ndarray:
 def event_order(lead: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray | None:
     """The stable (lead, time, code) sort order of events, or None when they are in that order already.
 
-    SQL reads by lead-id range usually come back sorted by (lead, time): then only runs of equal
-    (lead, time) are sorted by code, instead of a three-key sort of every event.
+    SQL reads by lead-id range usually come back almost in (lead, time) order (a table's physical
+    order), so the events are first grouped by lead with a stable sort that is fast on nearly sorted
+    keys, then only the leads with events out of (time, code) order are sorted: exactly the full
+    stable three-key sort, for a fraction of its cost.
     """
     if lead.size < 2:
         return None
-    step_lead, step_time = np.diff(lead), np.diff(time)
-    tie = (step_lead == 0) & (step_time == 0)
-    if not ((step_lead > 0) | ((step_lead == 0) & (step_time > 0)) | tie).all():
-        return np.lexsort((code, time, lead))
-    unordered = tie & (np.diff(code) < 0)
+    if not (np.diff(lead) < 0).any():
+        return _order_within_leads(lead, time, code)
+    by_lead = np.argsort(lead, kind="stable")
+    within = _order_within_leads(lead[by_lead], time[by_lead], code[by_lead])
+    return by_lead if within is None else by_lead[within]
+
+
+def _order_within_leads(lead: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray | None:
+    """:func:`event_order` of events grouped by lead (each lead's rows contiguous, leads ascending)."""
+    same_lead = np.diff(lead) == 0
+    step_time = np.diff(time)
+    unordered = same_lead & ((step_time < 0) | ((step_time == 0) & (np.diff(code) < 0)))
     if not unordered.any():
         return None
-    run = np.concatenate([[0], np.cumsum(~tie)])  # run id of equal (lead, time); runs are contiguous
     order = np.arange(lead.size)
-    rows = np.flatnonzero(np.isin(run, run[1:][unordered]))
-    order[rows] = rows[np.lexsort((code[rows], run[rows]))]
+    rows = np.flatnonzero(np.isin(lead, lead[1:][unordered]))  # every row of the leads out of order
+    order[rows] = rows[np.lexsort((code[rows], time[rows], lead[rows]))]
     return order
 
 

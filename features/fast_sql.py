@@ -79,20 +79,20 @@ def _sqlite_read(
     others = {name: processor for name, processor in processors.items() if name not in datetimes}
     parts: list[pd.DataFrame] = []
     path = engine.url.database or ""
-    with engine.connect() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for statement in statements:
-                frames = _sqlite_columnar(statement, dialect, path, columns, datetimes, others, chunksize)
-                if frames is not None:
-                    parts.extend(frames)
-                    continue
-                sql, params = _compiled(statement, dialect)
+    for statement in statements:
+        frames = _sqlite_columnar(statement, table, dialect, path, columns, datetimes, others, chunksize)
+        if frames is not None:
+            parts.extend(frames)
+            continue
+        sql, params = _compiled(statement, dialect)
+        with sqlite_arrow.sqlite3_module_use(engine), engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
                 cursor.execute(sql, params)
                 while rows := cursor.fetchmany(chunksize):
                     parts.append(_records_frame(rows, columns, processors))
-        finally:
-            cursor.close()
+            finally:
+                cursor.close()
     if not parts:
         return None  # the generic path decides the columns of an empty result
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -105,13 +105,19 @@ def _compiled(statement: sa.Select, dialect: sa.Dialect) -> tuple[str, list[Any]
     return str(compiled), [values[key] for key in compiled.positiontup or ()]
 
 
-def _sqlite_columnar(statement: sa.Select, dialect: sa.Dialect, path: str, columns: Sequence[str],
+def _sqlite_columnar(statement: sa.Select, table: sa.Table, dialect: sa.Dialect, path: str, columns: Sequence[str],
                      datetimes: set[str], others: dict[str, Any], chunksize: int) -> list[pd.DataFrame] | None:
-    """The statement's frames through :mod:`features.sqlite_arrow` (None: read with the sqlite3 module)."""
+    """The statement's frames through :mod:`features.sqlite_arrow` (None: read with the sqlite3 module).
+
+    Reflected types tell the columns' affinities: ``String`` types have TEXT affinity; a column
+    without a declared type (``NullType``) gets its values' storage classes read beside them."""
     if not path or path == ":memory:" or not sqlite_arrow.available():
         return None
-    sql, params = _compiled(sqlite_arrow.with_storage_classes(statement), dialect)
-    return sqlite_arrow.read_frames(path, sql, params, columns, datetimes, others, chunksize)
+    kinds = {name: table.c[name].type for name in columns}
+    checked = [name for name, kind in kinds.items() if isinstance(kind, sa.types.NullType)]
+    text = [name for name, kind in kinds.items() if isinstance(kind, sa.String)]
+    sql, params = _compiled(sqlite_arrow.with_storage_classes(statement, checked), dialect)
+    return sqlite_arrow.read_frames(path, sql, params, columns, datetimes, others, chunksize, checked, text)
 
 
 def _records_frame(rows: list[tuple[Any, ...]], columns: Sequence[str], processors: dict[str, Any]) -> pd.DataFrame:

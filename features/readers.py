@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read
 from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
@@ -161,13 +162,14 @@ class SqlDatabase:
 
     def close(self) -> None:
         if self._owns_engine:
-            self.engine.dispose()
+            sqlite_arrow.dispose(self.engine)
 
     def table(self, name: str) -> sa.Table:
         """The reflected table (ValueError naming it when it does not exist)."""
         if name not in self._tables:
             try:
-                self._tables[name] = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
+                with sqlite_arrow.sqlite3_module_use(self.engine):
+                    self._tables[name] = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
             except sa.exc.NoSuchTableError:
                 raise ValueError(f"table {name!r} not found in database {self.engine.url!r}") from None
         return self._tables[name]
@@ -198,7 +200,7 @@ class SqlDatabase:
                     subset: LeadSubset = ALL_LEADS) -> Iterator[pd.DataFrame]:
         """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL)."""
         _, _, statements = self.plan(name, columns, lead_id_column, subset)
-        with self.engine.connect() as conn:
+        with sqlite_arrow.sqlite3_module_use(self.engine), self.engine.connect() as conn:
             streaming = conn.execution_options(stream_results=True, max_row_buffer=self.chunksize)
             for statement in statements:
                 for frame in pd.read_sql(statement, streaming, chunksize=self.chunksize):

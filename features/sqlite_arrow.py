@@ -9,22 +9,33 @@ value, and ``DATETIME`` texts in SQLAlchemy's storage form are parsed by Arrow.
 :func:`read_frames` builds, batch by batch, the frame pandas builds from the rows the ``sqlite3``
 module would return (``DataFrame.from_records(coerce_float=True)``, then SQLAlchemy's result
 processors); it returns None when it cannot promise that, and the caller then reads with the
-``sqlite3`` module. SQLite stores each value with its own storage class whatever the column's
-declared type, and the driver types each column from its first rows (it may turn a later number
-into text), so the statement is run with extra columns (:func:`with_storage_classes`) giving each
-value's storage class; a column is converted only when its classes are ones this reader converts
-exactly: integers (int64 without NULLs), integers and reals (float64, NaN for NULL), texts (strings,
-or ``DATETIME`` texts of the form ``YYYY-MM-DD HH:MM:SS.ffffff``), or only NULLs (None). BLOBs,
-texts mixed with numbers, text that is not valid UTF-8, other ``DATETIME`` forms, or a database
-that is not a file all go to the ``sqlite3`` module.
+``sqlite3`` module. SQLite stores each value with its own storage class, within what the column's
+type affinity allows, and the driver types each column from its first rows: it turns a later number
+into text (or fails on a later text or BLOB, which is caught). What makes that visible:
+
+- a column with TEXT affinity (declared ``TEXT``, ``VARCHAR``...) stores numbers as text: its texts
+  are texts, a BLOB comes back as binary (declined);
+- a column with a numeric affinity (``INTEGER``, ``REAL``, ``NUMERIC``, ``DATETIME``...) read as
+  numbers is numbers; read as text it may hide numbers turned into text, so it is declined unless it
+  is a ``DATETIME`` column whose texts all have SQLAlchemy's storage form (no number does);
+- a column with no declared type may hold anything: the statement is run with extra columns
+  (:func:`with_storage_classes`) giving each of its values' storage class.
+
+Integers become int64 (float64 with NaN when NULLs are among them), reals float64, texts strings
+(``DATETIME`` texts of the form ``YYYY-MM-DD HH:MM:SS.ffffff`` are parsed), only NULLs None. BLOBs,
+texts mixed with numbers, text that is not valid UTF-8, other ``DATETIME`` forms in a column with a
+numeric affinity, or a database that is not a file all go to the ``sqlite3`` module.
 
 The driver carries its own copy of the SQLite library, and two copies in one process must not use
 the same file at the same time: SQLite's locks are POSIX locks, held per process, and each copy
 keeps its own books of them, so one copy's reader does not see the other copy's writer and closing
 its file releases the other's locks (https://www.sqlite.org/howtocorrupt.html, 2.2.1: a "disk I/O
-error" at best). A read here holds :func:`file_lock` of the file; code that writes the same file
-through the ``sqlite3`` module while reads may run on other threads (the rescore's commit thread)
-holds it too.
+error" at best). So the two copies take turns on each file through its :class:`FileGate`: any number
+of users of one copy at a time (SQLite coordinates the connections of one copy), never both copies.
+Columnar reads here and the rescore's commits (:mod:`serving.score_store`) use the ADBC copy under
+:meth:`FileGate.adbc`; whatever uses the file through the ``sqlite3`` module while those may run on
+other threads (source reads that fall back to it, reflection, closing an engine's connections) holds
+:meth:`FileGate.sqlite3_module` (:func:`sqlite3_module_use`).
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import contextlib
 import os
 import threading
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,24 +62,90 @@ SQLITE_DATETIME_LAYOUT = "dddd-dd-dd dd:dd:dd.dddddd"  # how SQLAlchemy stores D
 _NS_RANGE = (np.datetime64("1678-01-01", "us"), np.datetime64("2262-01-01", "us"))  # datetime64[ns] holds these
 
 
-_FILE_LOCKS: dict[str, threading.Lock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
+class FileGate:
+    """Which SQLite copy may use one database file in this process: the ADBC driver's or the ``sqlite3``
+    module's (see the module doc). Users of one copy share the gate; the two copies take turns, and a
+    copy that waits gets the next turn (neither starves). A thread may nest uses of the copy it holds;
+    asking for the other copy meanwhile is a bug that would deadlock, so it raises RuntimeError."""
+
+    ADBC, SQLITE3_MODULE = 0, 1
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = [0, 0]
+        self._waiting = [0, 0]
+        self._turn = self.ADBC
+        self._held = threading.local()
+
+    def adbc(self) -> contextlib.AbstractContextManager[None]:
+        """Use of the file through the ADBC driver's SQLite."""
+        return self._use(self.ADBC)
+
+    def sqlite3_module(self) -> contextlib.AbstractContextManager[None]:
+        """Use of the file through Python's ``sqlite3`` module."""
+        return self._use(self.SQLITE3_MODULE)
+
+    @contextlib.contextmanager
+    def _use(self, side: int) -> Iterator[None]:
+        other = 1 - side
+        held = getattr(self._held, "counts", None)
+        if held is None:
+            held = self._held.counts = [0, 0]
+        if held[other]:
+            raise RuntimeError("a thread using a SQLite file through one SQLite copy asked for the other copy")
+        if not held[side]:
+            with self._cond:
+                self._waiting[side] += 1
+                if self._active[other]:
+                    self._turn = side  # the next turn is ours once the other copy's users are done
+                self._cond.wait_for(lambda: not self._active[other]
+                                    and (not self._waiting[other] or self._turn == side))
+                self._waiting[side] -= 1
+                self._active[side] += 1
+        held[side] += 1
+        try:
+            yield
+        finally:
+            held[side] -= 1
+            if not held[side]:
+                with self._cond:
+                    self._active[side] -= 1
+                    if not self._active[side]:
+                        self._turn = other
+                    self._cond.notify_all()
 
 
-def file_lock(path: str) -> threading.Lock:
-    """The process-wide lock of one SQLite database file (by its real path; see the module doc)."""
+_FILE_GATES: dict[str, FileGate] = {}
+_FILE_GATES_GUARD = threading.Lock()
+
+
+def file_gate(path: str) -> FileGate:
+    """The process-wide gate of one SQLite database file (by its real path; see the module doc)."""
     key = os.path.realpath(path)
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(key, threading.Lock())
+    with _FILE_GATES_GUARD:
+        return _FILE_GATES.setdefault(key, FileGate())
 
 
-def database_lock(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:
-    """:func:`file_lock` of the SQLite file behind ``engine`` (a no-op for any other database): what a
-    writer through the ``sqlite3`` module holds while columnar reads of that file may run on other threads."""
+def database_file(engine: sa.Engine) -> str | None:
+    """The SQLite database file behind ``engine``; None for any other database (or in-memory SQLite)."""
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        return contextlib.nullcontext()
-    return file_lock(database)
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def sqlite3_module_use(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:
+    """:meth:`FileGate.sqlite3_module` of the SQLite file behind ``engine`` (a no-op for any other database):
+    held around the ``sqlite3`` module's use of a file that the ADBC copy may use on other threads."""
+    path = database_file(engine)
+    return contextlib.nullcontext() if path is None else file_gate(path).sqlite3_module()
+
+
+def dispose(engine: sa.Engine) -> None:
+    """``engine.dispose()`` under :func:`sqlite3_module_use`: closing a file releases the POSIX locks the
+    process holds on it, the other copy's included."""
+    with sqlite3_module_use(engine):
+        engine.dispose()
 
 
 class _Unsupported(Exception):
@@ -84,10 +161,11 @@ def available() -> bool:
     return True
 
 
-def with_storage_classes(statement: sa.Select) -> sa.Select:
-    """``statement`` with int64 columns appended that pack each selected value's SQLite storage class
-    (one byte per column, :data:`CLASSES_PER_COLUMN` per int64: the code of typeof()'s first letter)."""
-    selected = list(statement.selected_columns)
+def with_storage_classes(statement: sa.Select, checked: Collection[str] | None = None) -> sa.Select:
+    """``statement`` with int64 columns appended that pack the SQLite storage class of each value of the
+    ``checked`` columns (default: all; one byte per column, :data:`CLASSES_PER_COLUMN` per int64: the
+    code of typeof()'s first letter)."""
+    selected = [c for c in statement.selected_columns if checked is None or c.name in checked]
     packed = []
     for first in range(0, len(selected), CLASSES_PER_COLUMN):
         terms = [
@@ -95,7 +173,7 @@ def with_storage_classes(statement: sa.Select) -> sa.Select:
             for k, column in enumerate(selected[first:first + CLASSES_PER_COLUMN])
         ]
         packed.append(sum(terms[1:], start=terms[0]).label(STORAGE_CLASS_COLUMN.format(len(packed))))
-    return statement.add_columns(*packed)
+    return statement.add_columns(*packed) if packed else statement
 
 
 def read_frames(
@@ -106,10 +184,16 @@ def read_frames(
     datetime_columns: set[str],
     processors: dict[str, Callable[[Any], Any]],
     chunksize: int,
+    checked: Collection[str] | None = None,
+    text_columns: Collection[str] = (),
 ) -> list[pd.DataFrame] | None:
     """Frames of at most ``chunksize`` rows of ``sql`` on the database file ``path`` (see module doc).
 
-    ``sql`` selects ``columns`` followed by the storage-class columns of :func:`with_storage_classes`.
+    ``sql`` selects ``columns`` followed by the storage-class columns of :func:`with_storage_classes`
+    for the ``checked`` columns (default: all). An unchecked column is trusted to its declared type
+    affinity: ``text_columns`` have TEXT affinity (SQLite stores any number there as text), the others
+    hold numbers, or texts only in ``datetime_columns`` and in SQLAlchemy's storage form (any other
+    text there may be a number the driver turned into text: declined).
     ``datetime_columns``: columns whose texts SQLAlchemy turns into ``datetime`` (parsed here when in
     its storage form); ``processors``: the other columns' SQLAlchemy result processors.
     """
@@ -118,62 +202,95 @@ def read_frames(
     import adbc_driver_sqlite.dbapi as dbapi
 
     uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    checked = list(columns) if checked is None else [c for c in columns if c in checked]
     try:
-        with file_lock(path), dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+        with file_gate(path).adbc(), dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.fetchall()
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(chunksize)})
             cursor.execute(sql, tuple(params))
             batches = list(cursor.fetch_record_batch())  # the file is released before the conversion
-        return [_frame(batch, columns, datetime_columns, processors) for batch in batches if batch.num_rows]
-    except (_Unsupported, dbapi.Error, OSError, pa.ArrowException):
+        return [_frame(batch, columns, datetime_columns, processors, checked, set(text_columns))
+                for batch in batches if batch.num_rows]
+    except (_Unsupported, dbapi.Error, OSError, pa.ArrowException, UnicodeDecodeError):
         return None  # e.g. a value whose storage class differs from the driver's type of its column
 
 
 def _frame(batch: pa.RecordBatch, columns: Sequence[str], datetime_columns: set[str],
-           processors: dict[str, Callable[[Any], Any]]) -> pd.DataFrame:
+           processors: dict[str, Callable[[Any], Any]], checked: Sequence[str], text_columns: set[str]) -> pd.DataFrame:
     """One batch as pandas builds it from the ``sqlite3`` module's rows (raises _Unsupported otherwise)."""
     n = batch.num_rows
-    if batch.num_columns != len(columns) + -(-len(columns) // CLASSES_PER_COLUMN):
+    if batch.num_columns != len(columns) + -(-len(checked) // CLASSES_PER_COLUMN):
         raise _Unsupported("unexpected result columns")
     packed_values = [_int64(batch.column(i)) for i in range(len(columns), batch.num_columns)]
+    position = {name: k for k, name in enumerate(checked)}
     out: dict[str, Any] = {}
     for j, name in enumerate(columns):
-        classes = (packed_values[j // CLASSES_PER_COLUMN] >> (8 * (j % CLASSES_PER_COLUMN))) & 255
+        values = batch.column(j)
+        if name not in position:
+            out[name] = _typed_column(name, values, name in text_columns, datetime_columns, processors)
+            continue
+        k = position[name]
+        classes = (packed_values[k // CLASSES_PER_COLUMN] >> (8 * (k % CLASSES_PER_COLUMN))) & 255
         null = classes == _NULL
         kinds = set(np.flatnonzero(np.bincount(classes, minlength=256)).tolist()) - {_NULL}
-        values = batch.column(j)
         if not kinds:  # all NULL: an object column of None
             out[name] = np.full(n, None, dtype=object)
         elif kinds <= {_INTEGER, _REAL}:
-            if name in processors or name in datetime_columns:
-                raise _Unsupported(f"{name}: numbers in a column with a result processor")
-            if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-                raise _Unsupported(f"{name}: numbers read as {values.type}")
-            if kinds == {_INTEGER} and not null.any():
-                out[name] = _int64(values)
-            else:  # pandas: ints with floats or None -> float64, None -> NaN
-                out[name] = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            out[name] = _numbers(name, values, integers_only=kinds == {_INTEGER} and not null.any(),
+                                 datetime_columns=datetime_columns, processors=processors)
         elif kinds == {_TEXT}:
-            if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-                raise _Unsupported(f"{name}: texts read as {values.type}")
-            values.validate(full=True)  # invalid UTF-8: the sqlite3 module raises; let it
-            if name in datetime_columns:
-                parsed = _datetimes(values)
-                if parsed is not None:
-                    out[name] = parsed
-                    continue
-            strings = values.to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
-            processor = processors.get(name)
-            if processor is not None:
-                converted = pd.DataFrame.from_records(((processor(v),) for v in strings), columns=[name],
-                                                      coerce_float=True)
-                out[name] = converted[name].to_numpy() if len(converted) else strings
-            else:
-                out[name] = strings
+            out[name] = _texts(name, values, datetime_columns, processors, parse_only=False)
         else:  # BLOBs, or texts mixed with numbers: left to the sqlite3 module
             raise _Unsupported(f"{name}: storage classes {sorted(kinds)}")
     return pd.DataFrame(out, columns=list(columns))
+
+
+def _typed_column(name: str, values: pa.Array, text_affinity: bool, datetime_columns: set[str],
+                  processors: dict[str, Callable[[Any], Any]]) -> Any:
+    """A column read without storage classes, by the type the driver gave it (see :func:`read_frames`)."""
+    if values.null_count == len(values):
+        return np.full(len(values), None, dtype=object)
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return _numbers(name, values, integers_only=pa.types.is_integer(values.type) and not values.null_count,
+                        datetime_columns=datetime_columns, processors=processors)
+    text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    if text and (text_affinity or name in datetime_columns):
+        return _texts(name, values, datetime_columns, processors, parse_only=not text_affinity)
+    raise _Unsupported(f"{name}: {values.type} in a column without TEXT affinity")
+
+
+def _numbers(name: str, values: pa.Array, integers_only: bool, datetime_columns: set[str],
+             processors: dict[str, Callable[[Any], Any]]) -> np.ndarray:
+    """Integers without NULL as int64; otherwise float64 with NaN for NULL (what pandas makes of them)."""
+    if name in processors or name in datetime_columns:
+        raise _Unsupported(f"{name}: numbers in a column with a result processor")
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise _Unsupported(f"{name}: numbers read as {values.type}")
+    if integers_only:
+        return _int64(values)
+    return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _texts(name: str, values: pa.Array, datetime_columns: set[str], processors: dict[str, Callable[[Any], Any]],
+           parse_only: bool) -> np.ndarray:
+    """Texts as strings (their processor applied), or DATETIME texts parsed; ``parse_only``: texts that are
+    not all DATETIME texts in SQLAlchemy's storage form are declined."""
+    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+        raise _Unsupported(f"{name}: texts read as {values.type}")
+    values.validate(full=True)  # invalid UTF-8: the sqlite3 module raises; let it
+    if name in datetime_columns:
+        parsed = _datetimes(values)
+        if parsed is not None:
+            return parsed
+    if parse_only:
+        raise _Unsupported(f"{name}: texts other than DATETIME texts in a column without TEXT affinity")
+    strings = values.to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
+    processor = processors.get(name)
+    if processor is None:
+        return strings
+    converted = pd.DataFrame.from_records(((processor(v),) for v in strings), columns=[name], coerce_float=True)
+    return converted[name].to_numpy() if len(converted) else strings
 
 
 def _int64(values: pa.Array) -> np.ndarray:

@@ -390,7 +390,7 @@ class LocalExecutor:
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
             if database is not None:
-                database.engine.dispose()
+                sqlite_arrow.dispose(database.engine)
 
 
 # State of a worker process of ProcessExecutor (set once by its initializer, in the worker only).
@@ -504,7 +504,7 @@ class ProcessExecutor:
             starter.join()  # a run shorter than a worker's start-up waits for it here, then stops it cleanly
             pool.shutdown(wait=False, cancel_futures=True)
             if database is not None:
-                database.engine.dispose()
+                sqlite_arrow.dispose(database.engine)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -593,8 +593,7 @@ def rescore(
 
         def commit(result: PartitionResult) -> None:
             committing = time.perf_counter()
-            with sqlite_arrow.database_lock(engine):  # no columnar read of that file meanwhile
-                commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
+            commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
             writer.add(result.scores)
             result.stages["commit"] = time.perf_counter() - committing
             logger.info("run %s partition %d: %d scored in %.2fs (%s)", run.run_id, result.partition.index,
@@ -624,7 +623,7 @@ def rescore(
         set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
         return summary
     finally:
-        engine.dispose()
+        sqlite_arrow.dispose(engine)
 
 
 def _run_exists(engine: sa.Engine, run_id: str) -> bool:
@@ -758,7 +757,7 @@ def top_leads(url: str, n: int = 10) -> pd.DataFrame:
     try:
         return top_scores(engine, n)
     finally:
-        engine.dispose()
+        sqlite_arrow.dispose(engine)
 
 
 def sql_data_config(url: str) -> DataConfig:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from features import sqlite_arrow
 from features.contract import DataConfig
 from serving.core import ScoringCore
 from serving.loader import ServingSettings
@@ -38,7 +39,7 @@ def _score_on_worker(data: DataConfig, parts: dict[str, Any], partition: Partiti
     finally:
         core.close()
         if database is not None:
-            database.engine.dispose()
+            sqlite_arrow.dispose(database.engine)
 
 
 class DaskExecutor:

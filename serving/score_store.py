@@ -17,6 +17,8 @@ Rewriting the same partition with the same values appends nothing (and the prima
 from __future__ import annotations
 
 import json
+import os
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
+from features import sqlite_arrow
 from features.schema import LEAD_ID
 
 LEAD_SCORES = "lead_scores"
@@ -263,43 +267,53 @@ class PartitionCounts:
     grades: dict[str, int] = field(default_factory=dict)
 
 
-def _previous_scores(conn: sa.Connection, start: int, stop: int) -> pd.DataFrame:
-    t = lead_scores
-    rows = conn.execute(
-        sa.select(t.c[LEAD_ID], t.c.score, t.c.probability, t.c.run_id)
-        .where(t.c[LEAD_ID] >= start, t.c[LEAD_ID] < stop)
-    ).all()
-    return pd.DataFrame(rows, columns=[LEAD_ID, "previous_score", "previous_probability", "previous_run_id"])
-
-
-def history_rows(scores: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
-    """History rows of ``scores`` against ``previous`` (lead_id, previous_score, ...): new or changed."""
-    merged = scores[[LEAD_ID, "score", "probability", "grade", "model_version", "as_of", "scored_at", "run_id"]].merge(
-        previous, on=LEAD_ID, how="left", validate="one_to_one"
-    )
-    previous_score = merged["previous_score"]
-    changed = previous_score.isna() | (previous_score != merged["score"])
-    out = merged[changed.to_numpy()].copy()
-    out["delta"] = out["score"] - out["previous_score"]
-    return out
-
-
+STAGE = "_stage_lead_scores"  # temporary table of the scores of the partition being committed
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format of DateTime on SQLite
+SQLITE_COMMIT_CACHE_KIB = 65_536  # page cache of a commit's connection: a partition's pages stay in memory
 
 
-def _driver_rows(conn: sa.Connection, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """Rows as tuples of plain Python values for the driver (columnar conversion, no per-cell pandas)."""
-    columns = []
-    for name in frame.columns:
-        series = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values = _datetime_values(series, sqlite=conn.dialect.name == "sqlite")
-        elif series.isna().any():
-            values = series.astype(object).where(series.notna(), None).tolist()
-        else:
-            values = series.tolist()
-        columns.append(values)
-    return list(zip(*columns, strict=True))
+def _quote(name: str) -> str:
+    return f'"{name}"'  # standard SQL quoting, the same on SQLite and PostgreSQL
+
+
+def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
+    """The statements that move the staged scores of ``partition`` into place, the same text on SQLite and
+    PostgreSQL: history rows of the leads whose integer score is new or changed (joined with the stored
+    scores of the partition's id range BEFORE the upsert: an index range, not the whole table), the
+    upsert of ``lead_scores``, and the emptying of the stage."""
+    score = [LEAD_ID, *SCORE_COLUMNS]
+    names = ", ".join(_quote(c) for c in score)
+    history_columns = ", ".join(_quote(c.name) for c in lead_score_history.columns)
+    q = _quote
+    history = (
+        f"INSERT INTO {q(LEAD_SCORE_HISTORY)} ({history_columns}) "
+        f"SELECT s.run_id, s.{q(LEAD_ID)}, s.score, p.score, s.score - p.score, s.probability, p.probability, "
+        f"s.grade, p.run_id, s.model_version, s.as_of, s.scored_at "
+        f"FROM {q(STAGE)} s LEFT JOIN {q(LEAD_SCORES)} p ON p.{q(LEAD_ID)} = s.{q(LEAD_ID)} "
+        f"AND p.{q(LEAD_ID)} >= {int(partition.start)} AND p.{q(LEAD_ID)} < {int(partition.stop)} "
+        f"WHERE p.{q(LEAD_ID)} IS NULL OR p.score <> s.score "
+        f"ON CONFLICT (run_id, {q(LEAD_ID)}) DO NOTHING"
+    )
+    upsert = (
+        f"INSERT INTO {q(LEAD_SCORES)} ({names}) SELECT {names} FROM {q(STAGE)} WHERE true "
+        f"ON CONFLICT ({q(LEAD_ID)}) DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_COLUMNS)
+    )
+    return history, upsert, f"DELETE FROM {q(STAGE)}"
+
+
+def _partition_done_values(counts: PartitionCounts) -> dict[str, Any]:
+    return {"status": DONE, "leads": counts.leads, "scored": counts.scored,
+            "skipped_converted": counts.skipped_converted, "skipped_not_created": counts.skipped_not_created,
+            "unchanged": counts.unchanged, "quarantined": counts.quarantined, "mql": counts.mql,
+            "grades": json.dumps(counts.grades), "committed_at": utc_now()}
+
+
+def _typed_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The ``lead_scores`` columns, integer columns as integers (e.g. ``horizon_days``: float with NaN)."""
+    frame = scores[[LEAD_ID, *SCORE_COLUMNS]]
+    whole = {c: frame[c].astype("Int64") for c in frame.columns
+             if isinstance(lead_scores.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c].dtype)}
+    return frame.assign(**whole) if whole else frame
 
 
 def _datetime_values(series: pd.Series, sqlite: bool) -> list[Any]:
@@ -312,54 +326,50 @@ def _datetime_values(series: pd.Series, sqlite: bool) -> list[Any]:
     return lookup[codes].tolist()
 
 
-def _write_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, keys: Sequence[str],
-                update: Sequence[str]) -> None:
-    """Upsert (``update`` columns) or insert-if-absent (no ``update``) the rows of ``frame`` into ``table``.
-
-    SQLite: batched ``executemany`` of one prepared ``INSERT ... ON CONFLICT``. PostgreSQL: ``COPY`` into a
-    temporary staging table (emptied at commit), then one ``INSERT ... SELECT ... ON CONFLICT``: both in
-    the caller's transaction.
-    """
-    columns = list(frame.columns)
-    whole = {c: frame[c].astype("Int64") for c in columns  # e.g. previous_score: float after the merge
-             if isinstance(table.c[c].type, sa.Integer) and pd.api.types.is_float_dtype(frame[c].dtype)}
-    rows = _driver_rows(conn, frame.assign(**whole) if whole else frame)
-    if conn.dialect.name != "postgresql":
-        statement = _upsert_sql(conn, table, columns, keys, update)
-        for i in range(0, len(rows), UPSERT_BATCH):
-            conn.exec_driver_sql(statement, rows[i : i + UPSERT_BATCH])
-        return
-    quote = conn.dialect.identifier_preparer.quote
-    stage = quote(f"_stage_{table.name}")
-    names = ", ".join(quote(c) for c in columns)
-    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {quote(table.name)}) "
-                         "ON COMMIT DELETE ROWS")
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-    action = ("DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)) if update \
-        else "DO NOTHING"
-    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {stage} "
-                         f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {action}")
-    conn.exec_driver_sql(f"TRUNCATE {stage}")
+def _driver_rows(frame: pd.DataFrame, sqlite: bool) -> list[tuple[Any, ...]]:
+    """Rows as tuples of plain Python values for a DBAPI driver (columnar conversion, no per-cell pandas)."""
+    columns = []
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            values = _datetime_values(series, sqlite=sqlite)
+        elif series.isna().any():
+            values = series.astype(object).where(series.notna(), None).tolist()
+        else:
+            values = series.tolist()
+        columns.append(values)
+    return list(zip(*columns, strict=True))
 
 
-def _upsert_sql(conn: sa.Connection, table: sa.Table, columns: Sequence[str], keys: Sequence[str],
-                update: Sequence[str]) -> str:
-    """Driver-level ``INSERT ... ON CONFLICT (keys) DO UPDATE / DO NOTHING`` (same text on SQLite and PostgreSQL)."""
-    if conn.dialect.name not in ("sqlite", "postgresql"):
-        raise ValueError(f"score store: database dialect {conn.dialect.name!r} not supported (SQLite or PostgreSQL)")
-    quote = conn.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in columns)
-    if conn.dialect.name == "sqlite":
-        markers = ["?"] * len(columns)
-    else:  # explicit types: psycopg picks int2/int4/int8 per value, which breaks batched statements
-        markers = [f"CAST(%s AS {table.c[c].type.compile(dialect=conn.dialect)})" for c in columns]
-    action = ("DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)) if update \
-        else "DO NOTHING"
-    return (f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join(markers)}) "
-            f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {action}")
+def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
+    """The rows as Arrow columns bound by the ADBC SQLite driver, stored as the ``sqlite3`` module stores
+    them through SQLAlchemy: integers (booleans as 0/1), reals, texts, DATETIME as its text, NULLs."""
+    arrays = {}
+    for name in frame.columns:
+        kind = lead_scores.c[name].type
+        series = frame[name]
+        if isinstance(kind, sa.DateTime):
+            arrays[name] = pa.array(_datetime_values(series, sqlite=True), pa.string())
+        elif isinstance(kind, sa.Boolean):
+            arrays[name] = pa.array(series.astype("Int64"), pa.int64(), from_pandas=True)
+        elif isinstance(kind, sa.Integer):
+            arrays[name] = pa.array(series, pa.int64(), from_pandas=True)
+        elif isinstance(kind, sa.Float):
+            arrays[name] = pa.array(series, pa.float64(), from_pandas=True)
+        else:
+            arrays[name] = pa.array(series.astype(object).where(series.notna(), None), pa.string())
+    return pa.table(arrays)
+
+
+def _stage_insert_sql(columns: Sequence[str]) -> str:
+    return (f"INSERT INTO {_quote(STAGE)} ({', '.join(_quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})")
+
+
+def _sqlite_stage_ddl(columns: Sequence[str]) -> str:
+    """The stage on SQLite: a temporary table with the columns (and affinities) of ``lead_scores``."""
+    return (f"CREATE TEMP TABLE IF NOT EXISTS {_quote(STAGE)} AS "
+            f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(LEAD_SCORES)} WHERE 0")
 
 
 def commit_partition(
@@ -367,7 +377,10 @@ def commit_partition(
 ) -> int:
     """Upsert the scores, append history, mark the partition done: ONE transaction. Returns history rows.
 
-    A partition already marked done for this run is left untouched (returns 0).
+    A partition already marked done for this run is left untouched (returns 0). The scores are staged
+    in a temporary table (SQLite file: bound from Arrow columns through the ADBC driver, under the
+    file's :class:`~features.sqlite_arrow.FileGate`; PostgreSQL: ``COPY``; in-memory SQLite: the
+    ``sqlite3`` module), then :func:`_apply_stage_sql` moves them in place inside the database.
     """
     missing = [c for c in (LEAD_ID, *SCORE_COLUMNS) if c not in scores.columns]
     if missing:
@@ -378,6 +391,13 @@ def commit_partition(
             f"partition {partition.index} [{partition.start}, {partition.stop}): "
             f"lead ids outside the range {outside[LEAD_ID].head(5).tolist()}"
         )
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        raise ValueError(f"score store: database dialect {engine.dialect.name!r} not supported (SQLite or PostgreSQL)")
+    rows = _typed_scores(scores)
+    path = sqlite_arrow.database_file(engine)
+    if path is not None and sqlite_arrow.available():
+        with sqlite_arrow.file_gate(path).adbc():
+            return _commit_through_adbc(path, run_id, partition, rows, counts)
     parts = lead_score_run_partitions
     with engine.begin() as conn:
         status = conn.execute(
@@ -388,22 +408,123 @@ def commit_partition(
         if status == DONE:
             return 0
         n_history = 0
-        if len(scores):
-            previous = _previous_scores(conn, partition.start, partition.stop)
-            history = history_rows(scores, previous)
-            _write_rows(conn, lead_scores, scores[[LEAD_ID, *SCORE_COLUMNS]], [LEAD_ID], SCORE_COLUMNS)
-            if len(history):
-                columns = [c.name for c in lead_score_history.columns]
-                _write_rows(conn, lead_score_history, history[columns], ["run_id", LEAD_ID], [])
-            n_history = len(history)
-        conn.execute(
-            parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index).values(
-                status=DONE, leads=counts.leads, scored=counts.scored, skipped_converted=counts.skipped_converted,
-                skipped_not_created=counts.skipped_not_created, unchanged=counts.unchanged,
-                quarantined=counts.quarantined, mql=counts.mql, grades=json.dumps(counts.grades),
-                committed_at=utc_now(),
-            )
-        )
+        if len(rows):
+            _stage(conn, rows)
+            history, upsert, clear = _apply_stage_sql(partition)
+            n_history = conn.exec_driver_sql(history).rowcount
+            conn.exec_driver_sql(upsert)
+            conn.exec_driver_sql(clear)
+        conn.execute(parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index)
+                     .values(**_partition_done_values(counts)))
+    return n_history
+
+
+def _stage(conn: sa.Connection, rows: pd.DataFrame) -> None:
+    """The rows into the (emptied) stage, in the caller's transaction (PostgreSQL: ``COPY``)."""
+    columns = list(rows.columns)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_sqlite_stage_ddl(columns))
+        conn.exec_driver_sql(f"DELETE FROM {_quote(STAGE)}")
+        conn.exec_driver_sql(_stage_insert_sql(columns), _driver_rows(rows, sqlite=True))
+        return
+    names = ", ".join(_quote(c) for c in columns)
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(STAGE)} (LIKE {_quote(LEAD_SCORES)}) "
+                         "ON COMMIT DELETE ROWS")
+    conn.exec_driver_sql(f"TRUNCATE {_quote(STAGE)}")
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {_quote(STAGE)} ({names}) FROM STDIN") as copy:
+        copy.write(_copy_text(rows))
+
+
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def _copy_text(frame: pd.DataFrame) -> str:
+    """The rows in PostgreSQL's COPY text format, built column by column: integers, and floats by ``repr``
+    (exact), booleans as t/f, timestamps with microseconds, texts with backslash, tab, newline and
+    carriage return escaped, NULL (None, NaN, NaT, <NA>) as \\N."""
+    columns: list[list[str]] = []
+    for name in frame.columns:
+        series = frame[name]
+        null = series.isna().to_numpy()
+        if pd.api.types.is_datetime64_any_dtype(series.dtype):
+            texts = _datetime_values(series, sqlite=True)  # SQLite's text of the instant: PostgreSQL reads it
+        elif pd.api.types.is_bool_dtype(series.dtype) and not null.any():
+            texts = ["t" if v else "f" for v in series.tolist()]
+        elif pd.api.types.is_integer_dtype(series.dtype):
+            texts = list(map(str, series.fillna(0).to_numpy(dtype=np.int64).tolist()))
+        elif pd.api.types.is_float_dtype(series.dtype):
+            texts = list(map(repr, series.to_numpy(dtype=np.float64).tolist()))
+        else:
+            texts = _escaped_texts([str(v) for v in series.to_numpy(dtype=object)[~null].tolist()])
+            if null.any():
+                filled = np.full(len(series), _COPY_NULL, dtype=object)
+                filled[~null] = texts
+                texts = filled.tolist()
+            columns.append(texts)
+            continue
+        if null.any():
+            texts = np.where(null, _COPY_NULL, np.array(texts, dtype=object)).tolist()
+        columns.append(texts)
+    return "".join(f"{line}\n" for line in map("\t".join, zip(*columns, strict=True)))
+
+
+def _escaped_texts(texts: list[str]) -> list[str]:
+    """Texts with COPY's escapes, replaced on the column joined by NUL (which no PostgreSQL text holds)."""
+    joined = "\x00".join(texts)
+    if not any(character in joined for character, _ in _COPY_ESCAPES):
+        return texts
+    if "\x00" in "".join(texts):
+        raise ValueError("a text holds a NUL character, which PostgreSQL text columns refuse")
+    for character, escaped in _COPY_ESCAPES:
+        joined = joined.replace(character, escaped)
+    return joined.split("\x00")
+
+
+def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows: pd.DataFrame,
+                         counts: PartitionCounts) -> int:
+    """:func:`commit_partition` on a SQLite file through the ADBC driver (the caller holds the file's gate)."""
+    import adbc_driver_sqlite.dbapi as dbapi
+
+    table = _arrow_rows(rows) if len(rows) else None
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=rw"
+    with dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+        for pragma in (f"busy_timeout = {sqlite_arrow.BUSY_TIMEOUT_MS}", "temp_store = MEMORY",
+                       f"cache_size = -{SQLITE_COMMIT_CACHE_KIB}"):
+            cursor.execute(f"PRAGMA {pragma}")
+            cursor.fetchall()
+        cursor.execute("BEGIN IMMEDIATE")  # the write lock first: no deadlock with another writer
+        try:
+            cursor.execute(f"SELECT status FROM {_quote(LEAD_SCORE_RUN_PARTITIONS)} "
+                           f"WHERE run_id = ? AND {_quote('partition')} = ?", (run_id, partition.index))
+            found = cursor.fetchall()
+            if not found:
+                raise LookupError(f"run {run_id!r} has no partition {partition.index} in {LEAD_SCORE_RUN_PARTITIONS}")
+            n_history = 0
+            if found[0][0] != DONE:
+                if table is not None:
+                    cursor.execute(_sqlite_stage_ddl(table.column_names))
+                    cursor.execute(f"DELETE FROM {_quote(STAGE)}")
+                    cursor.executemany(_stage_insert_sql(table.column_names), table)
+                    history, upsert, clear = _apply_stage_sql(partition)
+                    cursor.execute(history)
+                    cursor.execute("SELECT changes()")
+                    n_history = int(cursor.fetchall()[0][0])
+                    cursor.execute(upsert)
+                    cursor.execute(clear)
+                done = _partition_done_values(counts)
+                done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
+                cursor.execute(
+                    f"UPDATE {_quote(LEAD_SCORE_RUN_PARTITIONS)} SET "
+                    + ", ".join(f"{_quote(c)} = ?" for c in done)
+                    + f" WHERE run_id = ? AND {_quote('partition')} = ?",
+                    (*done.values(), run_id, partition.index),
+                )
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
     return n_history
 
 

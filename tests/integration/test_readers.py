@@ -236,19 +236,21 @@ def _fast_only(url: str, name: str, subset: LeadSubset, chunksize: int = 1000) -
 
 
 def _columnar(url: str, name: str, lead_id_range: tuple[int, int], datetimes: set[str],
-              chunksize: int = 1000) -> list[pd.DataFrame] | None:
-    """:func:`features.sqlite_arrow.read_frames` alone on a lead-id range of a table (None: it declined)."""
+              chunksize: int = 1000, checked: list[str] | None = None,
+              text: tuple[str, ...] = ()) -> list[pd.DataFrame] | None:
+    """:func:`features.sqlite_arrow.read_frames` alone on a lead-id range of a table (None: it declined);
+    ``checked``: the columns whose storage classes are read (default all), ``text``: TEXT affinity."""
     from features import sqlite_arrow
     from features.readers import SqlDatabase
 
     with SqlDatabase(url) as database:
         table = database.table(name)
         statement = sa.select(table).where(table.c.lead_id >= lead_id_range[0], table.c.lead_id < lead_id_range[1])
-        compiled = sqlite_arrow.with_storage_classes(statement).compile(dialect=database.engine.dialect)
+        compiled = sqlite_arrow.with_storage_classes(statement, checked).compile(dialect=database.engine.dialect)
         params = [compiled.construct_params()[k] for k in compiled.positiontup]
         path = database.engine.url.database
         columns = [c.name for c in table.columns]
-    return sqlite_arrow.read_frames(path, str(compiled), params, columns, datetimes, {}, chunksize)
+    return sqlite_arrow.read_frames(path, str(compiled), params, columns, datetimes, {}, chunksize, checked, text)
 
 
 def test_sqlite_fast_paths_give_the_generic_frame(sqlite_url: str) -> None:
@@ -307,6 +309,33 @@ def test_sqlite_columnar_reader_declines_values_the_driver_would_convert(sqlite_
     engine.dispose()
 
 
+def test_sqlite_columnar_reader_trusts_declared_affinities_only_as_far_as_they_go(sqlite_url: str) -> None:
+    """Columns with a declared type are read without storage classes: TEXT affinity stores numbers as
+    text (read as they are); a text in a numeric column, or a number in a DATETIME column, declines."""
+    n = 3000
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE typed (lead_id BIGINT, amount FLOAT, note TEXT, at DATETIME)"))
+        conn.execute(sa.text("INSERT INTO typed VALUES (:i, :a, :t, '2024-01-02 03:04:05.000006')"),
+                     [{"i": i, "a": i / 4 if i % 9 else None, "t": f"n{i}" if i % 5 else None} for i in range(n)])
+        conn.execute(sa.text("UPDATE typed SET note = 42 WHERE lead_id = 2500"))  # stored as the text '42'
+    typed = {"datetimes": {"at"}, "checked": [], "text": ("note",)}
+    frames = _columnar(sqlite_url, "typed", (0, n), **typed)
+    generic = read_sql_table(sqlite_url, "typed", subset=LeadSubset(lead_id_range=(0, n)), chunksize=1000, fast=False)
+    assert frames is not None
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
+    assert generic.loc[2500, "note"] == "42" and generic["at"].dtype == "datetime64[ns]"
+    for statement in ("UPDATE typed SET amount = 'abc' WHERE lead_id = 10",  # among numbers of its batch
+                      "UPDATE typed SET amount = 'abc' WHERE lead_id = 2700",  # in a later batch
+                      "UPDATE typed SET at = 5 WHERE lead_id = 20"):  # a number among DATETIME texts
+        with engine.begin() as conn:
+            conn.execute(sa.text(statement))
+        assert _columnar(sqlite_url, "typed", (0, n), **typed) is None, statement
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE typed SET amount = lead_id / 4.0, at = '2024-01-02 03:04:05.000006'"))
+    engine.dispose()
+
+
 def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
     from sqlalchemy.dialects import postgresql
 
@@ -337,10 +366,10 @@ def test_postgres_fast_path_gives_the_generic_frame(postgres_url: str) -> None:
     assert _fast_only(postgres_url, "numeric", LeadSubset(lead_id_range=(0, 100))) is None
 
 
-def test_sqlite_columnar_read_waits_for_a_writer_holding_the_file_lock(sqlite_url: str) -> None:
+def test_sqlite_columnar_read_waits_for_a_sqlite3_module_writer(sqlite_url: str) -> None:
     """The driver's SQLite copy does not see the sqlite3 module's locks in this process: a writer holding
-    :func:`features.sqlite_arrow.file_lock` (as the rescore's commit thread does) keeps reads out until
-    it has committed, so the read sees the committed rows and never a half-written file."""
+    :meth:`features.sqlite_arrow.FileGate.sqlite3_module` of the file keeps the driver's reads out until it
+    has committed, so the read sees the committed rows and never a half-written file."""
     import threading
     import time
 
@@ -352,7 +381,7 @@ def test_sqlite_columnar_read_waits_for_a_writer_holding_the_file_lock(sqlite_ur
     in_transaction = threading.Event()
 
     def writer() -> None:
-        with sqlite_arrow.file_lock(engine.url.database), engine.begin() as conn:
+        with sqlite_arrow.sqlite3_module_use(engine), engine.begin() as conn:
             conn.execute(sa.text("UPDATE counts SET value = 1"))
             in_transaction.set()
             time.sleep(0.5)

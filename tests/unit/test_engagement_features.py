@@ -233,18 +233,20 @@ def test_events_of_unknown_leads_are_an_error() -> None:
         build_scoring_frame(crm, spec, as_of=ORIGIN + 60 * DAY)
 
 
-@pytest.mark.parametrize("presorted", [False, True])
-def test_event_order_is_the_stable_lead_time_code_sort(presorted: bool) -> None:
-    """Events already in (lead, time) order (what SQL reads give) only get their tied runs sorted by code."""
+@pytest.mark.parametrize("presorted", ["no", "lead and time", "lead only"])
+def test_event_order_is_the_stable_lead_time_code_sort(presorted: str) -> None:
+    """Events grouped by lead (what SQL reads by lead-id range give), in time order or not, get only their
+    out-of-order leads sorted; any order gets the full stable sort."""
     from features.build import event_order
 
     rng = np.random.default_rng(11)
-    for _ in range(200):
+    for _ in range(300):
         n = int(rng.integers(0, 60))
         lead, time, code = rng.integers(0, 5, n), rng.integers(0, 4, n), rng.integers(0, 6, n)
-        if presorted:
-            by_lead_time = np.lexsort((time, lead))
-            lead, time, code = lead[by_lead_time], time[by_lead_time], code[by_lead_time]
+        if presorted != "no":
+            # "lead only": grouped by lead, events of a lead in any time order
+            by = np.lexsort((time, lead)) if presorted == "lead and time" else np.argsort(lead, kind="stable")
+            lead, time, code = lead[by], time[by], code[by]
         order = event_order(lead, time, code)
         got = np.arange(n) if order is None else order
         np.testing.assert_array_equal(got, np.lexsort((code, time, lead)))

@@ -78,9 +78,8 @@ def _sqlite_read(
     datetimes = {name for name, processor in processors.items() if processor is SQLITE_STR_TO_DATETIME}
     others = {name: processor for name, processor in processors.items() if name not in datetimes}
     parts: list[pd.DataFrame] = []
-    path = engine.url.database or ""
     for statement in statements:
-        frames = _sqlite_columnar(statement, table, dialect, path, columns, datetimes, others, chunksize)
+        frames = _sqlite_columnar(statement, table, engine, columns, datetimes, others, chunksize)
         if frames is not None:
             parts.extend(frames)
             continue
@@ -105,18 +104,21 @@ def _compiled(statement: sa.Select, dialect: sa.Dialect) -> tuple[str, list[Any]
     return str(compiled), [values[key] for key in compiled.positiontup or ()]
 
 
-def _sqlite_columnar(statement: sa.Select, table: sa.Table, dialect: sa.Dialect, path: str, columns: Sequence[str],
+def _sqlite_columnar(statement: sa.Select, table: sa.Table, engine: sa.Engine, columns: Sequence[str],
                      datetimes: set[str], others: dict[str, Any], chunksize: int) -> list[pd.DataFrame] | None:
     """The statement's frames through :mod:`features.sqlite_arrow` (None: read with the sqlite3 module).
 
-    Reflected types tell the columns' affinities: ``String`` types have TEXT affinity; a column
-    without a declared type (``NullType``) gets its values' storage classes read beside them."""
-    if not path or path == ":memory:" or not sqlite_arrow.available():
+    The columns' declared types (noted at reflection) give their affinities; a column with BLOB
+    affinity (no declared type), or whose declared type is unknown, gets its values' storage classes
+    read beside them."""
+    path = sqlite_arrow.adbc_file(engine)
+    if path is None:
         return None
-    kinds = {name: table.c[name].type for name in columns}
-    checked = [name for name, kind in kinds.items() if isinstance(kind, sa.types.NullType)]
-    text = [name for name, kind in kinds.items() if isinstance(kind, sa.String)]
-    sql, params = _compiled(sqlite_arrow.with_storage_classes(statement, checked), dialect)
+    affinity = {name: sqlite_arrow.type_affinity(table.c[name].info.get(sqlite_arrow.DECLARED_TYPE))
+                for name in columns}
+    checked = [name for name, kind in affinity.items() if kind in (None, "BLOB")]
+    text = [name for name, kind in affinity.items() if kind == "TEXT"]
+    sql, params = _compiled(sqlite_arrow.with_storage_classes(statement, checked), engine.dialect)
     return sqlite_arrow.read_frames(path, sql, params, columns, datetimes, others, chunksize, checked, text)
 
 

@@ -169,10 +169,24 @@ class SqlDatabase:
         if name not in self._tables:
             try:
                 with sqlite_arrow.sqlite3_module_use(self.engine):
-                    self._tables[name] = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
+                    table = sa.Table(name, sa.MetaData(), autoload_with=self.engine, schema=self.schema)
+                    if self.engine.dialect.name == "sqlite":
+                        self._note_declared_types(table)
             except sa.exc.NoSuchTableError:
                 raise ValueError(f"table {name!r} not found in database {self.engine.url!r}") from None
+            self._tables[name] = table
         return self._tables[name]
+
+    def _note_declared_types(self, table: sa.Table) -> None:
+        """SQLite: each column's declared type as written (``column.info["sqlite_declared_type"]``), which
+        gives its type affinity exactly (SQLAlchemy's reflected type does not always)."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        pragma = f"PRAGMA {quote(self.schema)}.table_info" if self.schema else "PRAGMA table_info"
+        with self.engine.connect() as conn:
+            declared = {row[1]: row[2] for row in conn.exec_driver_sql(f"{pragma}({quote(table.name)})")}
+        for column in table.columns:
+            if column.name in declared:
+                column.info[sqlite_arrow.DECLARED_TYPE] = declared[column.name] or ""
 
     def plan(self, name: str, columns: Sequence[str] | None, lead_id_column: str,
               subset: LeadSubset) -> tuple[sa.Table, list[str], list[sa.Select]]:
@@ -198,7 +212,11 @@ class SqlDatabase:
 
     def iter_chunks(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
                     subset: LeadSubset = ALL_LEADS) -> Iterator[pd.DataFrame]:
-        """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL)."""
+        """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL).
+
+        On a SQLite file the open cursor holds the file's ``sqlite3``-module side of its
+        :class:`~features.sqlite_arrow.FileGate` until the generator ends: columnar reads and commits of
+        that file wait (in this thread: RuntimeError) until then."""
         _, _, statements = self.plan(name, columns, lead_id_column, subset)
         with sqlite_arrow.sqlite3_module_use(self.engine), self.engine.connect() as conn:
             streaming = conn.execution_options(stream_results=True, max_row_buffer=self.chunksize)

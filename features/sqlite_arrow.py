@@ -62,6 +62,27 @@ SQLITE_DATETIME_LAYOUT = "dddd-dd-dd dd:dd:dd.dddddd"  # how SQLAlchemy stores D
 _NS_RANGE = (np.datetime64("1678-01-01", "us"), np.datetime64("2262-01-01", "us"))  # datetime64[ns] holds these
 
 
+DECLARED_TYPE = "sqlite_declared_type"  # key of a reflected column's ``info``: its declared type as written
+
+
+def type_affinity(declared: str | None) -> str | None:
+    """SQLite's type affinity of a declared column type (https://www.sqlite.org/datatype3.html, 3.1), in
+    its order: INT -> INTEGER; CHAR, CLOB, TEXT -> TEXT; BLOB or no type -> BLOB; REAL, FLOA, DOUB ->
+    REAL; anything else NUMERIC. None for None (unknown)."""
+    if declared is None:
+        return None
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind.strip():
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
 class FileGate:
     """Which SQLite copy may use one database file in this process: the ADBC driver's or the ``sqlite3``
     module's (see the module doc). Users of one copy share the gate; the two copies take turns, and a
@@ -76,6 +97,7 @@ class FileGate:
         self._waiting = [0, 0]
         self._turn = self.ADBC
         self._held = threading.local()
+        self.wal: bool | None = None  # the file is in WAL mode (None: not asked yet; see adbc_file)
 
     def adbc(self) -> contextlib.AbstractContextManager[None]:
         """Use of the file through the ADBC driver's SQLite."""
@@ -96,11 +118,13 @@ class FileGate:
         if not held[side]:
             with self._cond:
                 self._waiting[side] += 1
-                if self._active[other]:
-                    self._turn = side  # the next turn is ours once the other copy's users are done
-                self._cond.wait_for(lambda: not self._active[other]
-                                    and (not self._waiting[other] or self._turn == side))
-                self._waiting[side] -= 1
+                try:
+                    if self._active[other]:
+                        self._turn = side  # the next turn is ours once the other copy's users are done
+                    self._cond.wait_for(lambda: not self._active[other]
+                                        and (not self._waiting[other] or self._turn == side))
+                finally:
+                    self._waiting[side] -= 1
                 self._active[side] += 1
         held[side] += 1
         try:
@@ -132,6 +156,23 @@ def database_file(engine: sa.Engine) -> str | None:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database
+
+
+def adbc_file(engine: sa.Engine) -> str | None:
+    """The SQLite file behind ``engine`` when the ADBC driver may use it beside this engine, else None:
+    not a file, no driver, or a database in WAL mode. In WAL mode the ``sqlite3`` module's idle pooled
+    connections keep the ``-wal`` and ``-shm`` files open, and a driver connection closing as the last
+    one its copy knows of would checkpoint and delete them under those connections (the journal mode is
+    asked once per file, through the ``sqlite3`` module)."""
+    path = database_file(engine)
+    if path is None or not available():
+        return None
+    gate = file_gate(path)
+    if gate.wal is None:
+        with gate.sqlite3_module(), engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        gate.wal = str(mode).lower() == "wal"
+    return None if gate.wal else path
 
 
 def sqlite3_module_use(engine: sa.Engine) -> contextlib.AbstractContextManager[Any]:

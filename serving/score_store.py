@@ -16,6 +16,7 @@ Rewriting the same partition with the same values appends nothing (and the prima
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.parse
@@ -356,8 +357,12 @@ def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
             arrays[name] = pa.array(series, pa.int64(), from_pandas=True)
         elif isinstance(kind, sa.Float):
             arrays[name] = pa.array(series, pa.float64(), from_pandas=True)
-        else:
-            arrays[name] = pa.array(series.astype(object).where(series.notna(), None), pa.string())
+        else:  # texts (a non-string value as its str, as the sqlite3 module's text column would hold it)
+            present = series.notna().to_numpy()
+            values = series.to_numpy(dtype=object).copy()
+            values[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
+            values[~present] = None
+            arrays[name] = pa.array(values, pa.string())
     return pa.table(arrays)
 
 
@@ -379,8 +384,9 @@ def commit_partition(
 
     A partition already marked done for this run is left untouched (returns 0). The scores are staged
     in a temporary table (SQLite file: bound from Arrow columns through the ADBC driver, under the
-    file's :class:`~features.sqlite_arrow.FileGate`; PostgreSQL: ``COPY``; in-memory SQLite: the
-    ``sqlite3`` module), then :func:`_apply_stage_sql` moves them in place inside the database.
+    file's :class:`~features.sqlite_arrow.FileGate`; PostgreSQL: ``COPY``; in-memory SQLite or a file
+    in WAL mode: the ``sqlite3`` module), then :func:`_apply_stage_sql` moves them in place inside the
+    database.
     """
     missing = [c for c in (LEAD_ID, *SCORE_COLUMNS) if c not in scores.columns]
     if missing:
@@ -394,12 +400,12 @@ def commit_partition(
     if engine.dialect.name not in ("sqlite", "postgresql"):
         raise ValueError(f"score store: database dialect {engine.dialect.name!r} not supported (SQLite or PostgreSQL)")
     rows = _typed_scores(scores)
-    path = sqlite_arrow.database_file(engine)
-    if path is not None and sqlite_arrow.available():
+    path = sqlite_arrow.adbc_file(engine)
+    if path is not None:
         with sqlite_arrow.file_gate(path).adbc():
             return _commit_through_adbc(path, run_id, partition, rows, counts)
     parts = lead_score_run_partitions
-    with engine.begin() as conn:
+    with sqlite_arrow.sqlite3_module_use(engine), engine.begin() as conn:  # a SQLite file: no driver use meanwhile
         status = conn.execute(
             sa.select(parts.c.status).where(parts.c.run_id == run_id, parts.c.partition == partition.index)
         ).scalar_one_or_none()
@@ -523,7 +529,8 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                 )
             cursor.execute("COMMIT")
         except BaseException:
-            cursor.execute("ROLLBACK")
+            with contextlib.suppress(dbapi.Error):  # SQLite may have rolled back already (e.g. disk full)
+                cursor.execute("ROLLBACK")
             raise
     return n_history
 

@@ -325,6 +325,14 @@ def test_sqlite_columnar_reader_trusts_declared_affinities_only_as_far_as_they_g
     assert frames is not None
     pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), generic)
     assert generic.loc[2500, "note"] == "42" and generic["at"].dtype == "datetime64[ns]"
+    # SQLite's affinity rules on the declared text: "VARCHAR-INT" has INTEGER affinity (SQLAlchemy reflects a
+    # VARCHAR), so its numbers stay numbers beside texts; the fast path must not take them for texts
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE TABLE odd (lead_id BIGINT, code "VARCHAR-INT")'))
+        conn.execute(sa.text("INSERT INTO odd VALUES (:i, :c)"), [{"i": i, "c": "abc" if i % 2 else "42"} for i in range(50)])
+    generic, fast = _both_paths(sqlite_url, "odd", LeadSubset(lead_id_range=(0, 50)))
+    pd.testing.assert_frame_equal(fast, generic)
+    assert generic.loc[0, "code"] == 42 and generic.loc[1, "code"] == "abc"
     for statement in ("UPDATE typed SET amount = 'abc' WHERE lead_id = 10",  # among numbers of its batch
                       "UPDATE typed SET amount = 'abc' WHERE lead_id = 2700",  # in a later batch
                       "UPDATE typed SET at = 5 WHERE lead_id = 20"):  # a number among DATETIME texts

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from features import sqlite_arrow
 from serving import score_store as store
 
 N = 300
@@ -92,9 +93,19 @@ def test_in_memory_result_follows_the_history_rule(in_memory) -> None:
     assert (parts["status"] == store.DONE).all() and len(parts) == 4
 
 
-@pytest.mark.parametrize("database", ["sqlite_file", "postgres"])
+@pytest.mark.parametrize("database", ["sqlite_file", "sqlite_wal", "postgres"])
 def test_every_staging_path_writes_the_same_rows(database: str, in_memory, sqlite_url: str, request) -> None:
-    url = sqlite_url if database == "sqlite_file" else request.getfixturevalue("postgres_url")
+    """SQLite file: through the ADBC driver; in WAL mode: through the sqlite3 module (the driver's copy
+    closing as the last connection it knows of would checkpoint and delete the WAL under the pool's)."""
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else sqlite_url
+    if database == "sqlite_wal":
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode = WAL").scalar() == "wal"
+        assert sqlite_arrow.adbc_file(engine) is None
+        engine.dispose()
+    elif database == "sqlite_file":
+        assert sqlite_arrow.adbc_file(sa.create_engine(url)) is not None
     scores, history, parts, counts = _commit_two_runs(url)
     expected_scores, expected_history, expected_parts, expected_counts = in_memory
     assert counts == expected_counts

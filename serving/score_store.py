@@ -358,11 +358,14 @@ def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
         elif isinstance(kind, sa.Float):
             arrays[name] = pa.array(series, pa.float64(), from_pandas=True)
         else:  # texts (a non-string value as its str, as the sqlite3 module's text column would hold it)
-            present = series.notna().to_numpy()
-            values = series.to_numpy(dtype=object).copy()
-            values[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
-            values[~present] = None
-            arrays[name] = pa.array(values, pa.string())
+            try:
+                arrays[name] = pa.array(series, pa.string(), from_pandas=True)
+            except pa.ArrowTypeError:
+                present = series.notna().to_numpy()
+                values = series.to_numpy(dtype=object).copy()
+                values[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
+                values[~present] = None
+                arrays[name] = pa.array(values, pa.string())
     return pa.table(arrays)
 
 

@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
-from features.contract import QUARANTINE, DataConfig, validate_crm
+from features.contract import QUARANTINE, DataConfig, ValidationReport, validate_crm
 from features.readers import RawTables, SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
@@ -287,6 +287,28 @@ def read_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionSpec
     return raw, time.perf_counter() - began
 
 
+@dataclass
+class PreparedPartition:
+    """One lead-id range read and validated by the contract (what :func:`score_partition` goes on from)."""
+
+    crm: CRMData
+    report: ValidationReport
+    stages: dict[str, float]  # seconds: read, contract
+
+
+def prepare_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionSpec, run: RunRecord,
+                      database: SqlDatabase | None = None) -> PreparedPartition:
+    """Read one lead-id range and validate it through the contract (quarantined rows go to the run's
+    ``part-<k>`` folder): the part of :func:`score_partition` that the local executor runs ahead."""
+    if data.policy == QUARANTINE and data.quarantine_dir is not None:
+        folder = Path(data.quarantine_dir) / f"rescore-{run.run_id}" / f"part-{partition.index:05d}"
+        data = data.model_copy(update={"quarantine_dir": folder})
+    tables, read_seconds = read_partition(data, spec, partition, database)
+    began = time.perf_counter()
+    crm, report = validate_crm(tables, data)
+    return PreparedPartition(crm, report, {"read": read_seconds, "contract": time.perf_counter() - began})
+
+
 def score_partition(
     data: DataConfig,
     core: ScoringCore,
@@ -294,19 +316,16 @@ def score_partition(
     run: RunRecord,
     scored_at: datetime | None = None,
     database: SqlDatabase | None = None,
-    raw: tuple[RawTables, float] | None = None,
+    prepared: PreparedPartition | None = None,
 ) -> PartitionResult:
     """Read one lead-id range through the contract, build features at the run's as_of, score it.
 
     ``database``: an open :class:`~features.readers.SqlDatabase` on the source to reuse across partitions.
-    ``raw``: that range as already read by :func:`read_partition` (tables, seconds).
+    ``prepared``: that range as already read and validated by :func:`prepare_partition`.
     """
-    if data.policy == QUARANTINE and data.quarantine_dir is not None:
-        folder = Path(data.quarantine_dir) / f"rescore-{run.run_id}" / f"part-{partition.index:05d}"
-        data = data.model_copy(update={"quarantine_dir": folder})
-    tables, read_seconds = raw or read_partition(data, core.spec, partition, database)
-    del raw
-    stages = {"read": read_seconds}
+    prepared = prepared or prepare_partition(data, core.spec, partition, run, database)
+    crm, report, stages = prepared.crm, prepared.report, dict(prepared.stages)
+    del prepared
     began = mark = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -314,9 +333,6 @@ def score_partition(
         now = time.perf_counter()
         stages[stage], mark = now - mark, now
 
-    crm, report = validate_crm(tables, data)
-    del tables
-    lap("contract")
     as_of_ns = instant_ns(pd.Timestamp(run.as_of))
     n = len(crm.leads)
     lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
@@ -342,7 +358,8 @@ def score_partition(
     counts.mql = int(frame["mql"].sum())
     counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
     lap("reasons")
-    return PartitionResult(partition, frame, counts, read_seconds + time.perf_counter() - began, stages)
+    seconds = stages["read"] + stages["contract"] + time.perf_counter() - began
+    return PartitionResult(partition, frame, counts, seconds, stages)
 
 
 def open_source_database(data: DataConfig) -> SqlDatabase | None:
@@ -371,22 +388,24 @@ class PartitionExecutor(Protocol):
 
 
 class LocalExecutor:
-    """Partitions one after the other in this process; the next partition is read on a thread of its own
-    while this one is scored (the SQL drivers do that work in C), so memory holds two partitions at most."""
+    """Partitions one after the other in this process; the next partition is read and validated on a
+    thread of its own while this one is scored (the SQL drivers read in C), so memory holds two
+    partitions at most."""
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
             partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
         database = open_source_database(data)
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-read")
         try:
-            ahead: Future[tuple[RawTables, float]] | None = None
+            ahead: Future[PreparedPartition] | None = None
             for i, partition in enumerate(partitions):
-                raw = ahead.result() if ahead is not None else read_partition(data, core.spec, partition, database)
+                prepared = ahead.result() if ahead is not None else \
+                    prepare_partition(data, core.spec, partition, run, database)
                 ahead = None
                 if i + 1 < len(partitions):
-                    ahead = reader.submit(read_partition, data, core.spec, partitions[i + 1], database)
-                yield score_partition(data, core, partition, run, database=database, raw=raw)
-                del raw
+                    ahead = reader.submit(prepare_partition, data, core.spec, partitions[i + 1], run, database)
+                yield score_partition(data, core, partition, run, database=database, prepared=prepared)
+                del prepared
         finally:
             reader.shutdown(wait=True, cancel_futures=True)
             if database is not None:

@@ -157,6 +157,8 @@ def sqlite_copy(data_dir: Path, work: Path, n_leads: int, events_per_lead: float
         Path(f"{source}.tmp").replace(source)
     target = work / f"run-{uuid.uuid4().hex[:6]}.db"
     shutil.copy(source, target)
+    with open(target, "rb+") as copied:  # on disk before the timer starts, as a database at rest is: else the
+        os.fsync(copied.fileno())  # run's first commit (SQLite syncs the file) pays for writing the whole copy
     return Database("sqlite", f"sqlite:///{target}", lambda: target.unlink(missing_ok=True))
 
 

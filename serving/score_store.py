@@ -317,23 +317,22 @@ def _typed_scores(scores: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**whole) if whole else frame
 
 
-def _datetime_values(series: pd.Series, sqlite: bool) -> list[Any]:
-    """A datetime column as SQLite text or ``datetime`` (None for NaT), each distinct instant converted once
+def _datetime_texts(series: pd.Series) -> list[str | None]:
+    """A datetime column as SQLAlchemy's SQLite text (None for NaT), each distinct instant converted once
     (a partition's ``scored_at`` / ``as_of`` columns hold one instant)."""
     codes, uniques = pd.factorize(series)
-    instants = pd.DatetimeIndex(uniques)
-    converted = instants.strftime(SQLITE_DATETIME).tolist() if sqlite else instants.to_pydatetime().tolist()
+    converted = pd.DatetimeIndex(uniques).strftime(SQLITE_DATETIME).tolist()
     lookup = np.array([*converted, None], dtype=object)  # code -1 (NaT) -> None
     return lookup[codes].tolist()
 
 
-def _driver_rows(frame: pd.DataFrame, sqlite: bool) -> list[tuple[Any, ...]]:
-    """Rows as tuples of plain Python values for a DBAPI driver (columnar conversion, no per-cell pandas)."""
+def _driver_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """Rows as tuples of plain Python values for the sqlite3 module (columnar conversion, no per-cell pandas)."""
     columns = []
     for name in frame.columns:
         series = frame[name]
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            values = _datetime_values(series, sqlite=sqlite)
+            values = _datetime_texts(series)
         elif series.isna().any():
             values = series.astype(object).where(series.notna(), None).tolist()
         else:
@@ -350,7 +349,7 @@ def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
         kind = lead_scores.c[name].type
         series = frame[name]
         if isinstance(kind, sa.DateTime):
-            arrays[name] = pa.array(_datetime_values(series, sqlite=True), pa.string())
+            arrays[name] = pa.array(_datetime_texts(series), pa.string())
         elif isinstance(kind, sa.Boolean):
             arrays[name] = pa.array(series.astype("Int64"), pa.int64(), from_pandas=True)
         elif isinstance(kind, sa.Integer):
@@ -434,7 +433,7 @@ def _stage(conn: sa.Connection, rows: pd.DataFrame) -> None:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(_sqlite_stage_ddl(columns))
         conn.exec_driver_sql(f"DELETE FROM {_quote(STAGE)}")
-        conn.exec_driver_sql(_stage_insert_sql(columns), _driver_rows(rows, sqlite=True))
+        conn.exec_driver_sql(_stage_insert_sql(columns), _driver_rows(rows))
         return
     names = ", ".join(_quote(c) for c in columns)
     conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(STAGE)} (LIKE {_quote(LEAD_SCORES)}) "
@@ -458,7 +457,7 @@ def _copy_text(frame: pd.DataFrame) -> str:
         series = frame[name]
         null = series.isna().to_numpy()
         if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            texts = _datetime_values(series, sqlite=True)  # SQLite's text of the instant: PostgreSQL reads it
+            texts = _datetime_texts(series)  # SQLite's text of the instant: PostgreSQL reads it
         elif pd.api.types.is_bool_dtype(series.dtype) and not null.any():
             texts = ["t" if v else "f" for v in series.tolist()]
         elif pd.api.types.is_integer_dtype(series.dtype):

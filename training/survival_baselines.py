@@ -3,7 +3,7 @@
 - :class:`KaplanMeierBaseline`: one survival curve for everyone (no features): what "the average
   lead closes like this" predicts; its concordance is 0.5 by construction.
 - :class:`CoxBaseline`: a penalised Cox proportional-hazards model (lifelines) on the same
-  FeatureSpec columns, made linear-model friendly by :class:`CoxDesign` (median imputation with
+  FeatureSpec columns, its penalizer chosen on the validation leads as the model's penalty is, made linear-model friendly by :class:`CoxDesign` (median imputation with
   missing flags, log1p of non-negative numerics, standardisation, one-hot of the most frequent
   levels of each categorical, constant columns dropped).
 - :class:`NaiveDurationRegression`: what is often done instead: regress days-to-close on the
@@ -117,33 +117,80 @@ class CoxDesign:
 
 
 class CoxBaseline:
-    """Penalised Cox PH (lifelines ``CoxPHFitter``) on :class:`CoxDesign` features."""
+    """Penalised Cox PH (lifelines ``CoxPHFitter``) on :class:`CoxDesign` features.
 
-    def __init__(self, penalizer: float = 0.1, max_levels: int = 12, max_rows: int = 30_000, seed: int = 0) -> None:
-        self.penalizer = penalizer
+    A fair peer is tuned as the model is: given validation leads, each penalizer of ``penalizers``
+    (strongest first, each fit starting from the previous solution) is fitted on the training rows
+    and scored by its average partial log-likelihood on the validation rows; the best is then
+    refitted on training + validation rows, as the model's linear part is. Without validation rows
+    the middle of the grid is used. At most ``max_rows`` rows are used per fit (a random sample).
+    A fixed penalizer of 0.1 on a 30,000-row sample, the earlier peer, ranked 0.767 / 0.734
+    (Harrell / Uno) on the 20,000-lead synthetic CRM (seed 3) where 0.01 on all 96k rows ranked
+    0.793 / 0.771; below 0.01 lifelines' Newton steps diverged on some fits (C 0.37-0.66).
+    """
+
+    def __init__(self, penalizers: float | Sequence[float] = (0.01, 0.03, 0.1), max_levels: int = 12,
+                 max_rows: int = 200_000, seed: int = 0) -> None:
+        grid = [float(penalizers)] if isinstance(penalizers, int | float) else [float(p) for p in penalizers]
+        if not grid or min(grid) < 0:
+            raise ValueError(f"Cox baseline: penalizers must be non-negative and not empty, got {penalizers}")
+        self.penalizers = sorted(set(grid), reverse=True)
         self.max_levels = max_levels
         self.max_rows = max_rows
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, durations: Any, events: Any) -> CoxBaseline:
-        from lifelines import CoxPHFitter
-
+    def _rows(self, durations: Any, events: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = np.asarray(durations, dtype=float)
         e = np.asarray(events).astype(bool)
         keep = np.flatnonzero(d > 0)  # a snapshot observed for no time carries no information
         if keep.size > self.max_rows:
             keep = np.sort(np.random.default_rng(self.seed).choice(keep, self.max_rows, replace=False))
         if not e[keep].any():
-            raise ValueError("Cox baseline: no conversion among the training rows")
-        self.design_ = CoxDesign(self.max_levels).fit(X.iloc[keep])
-        frame = self.design_.transform(X.iloc[keep]).reset_index(drop=True)
+            raise ValueError(f"Cox baseline: no conversion among the {what} rows")
+        return keep, d, e
+
+    @staticmethod
+    def _frame(design: CoxDesign, X: pd.DataFrame, keep: np.ndarray, d: np.ndarray, e: np.ndarray) -> pd.DataFrame:
+        frame = design.transform(X.iloc[keep]).reset_index(drop=True)
         frame.columns = [f"x{i}" for i in range(frame.shape[1])]  # lifelines formulas dislike '=' and spaces
         frame["duration"] = d[keep]
         frame["event"] = e[keep].astype(int)
+        return frame
+
+    @staticmethod
+    def _fit_one(frame: pd.DataFrame, penalizer: float, start: np.ndarray | None = None) -> Any:
+        from lifelines import CoxPHFitter
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter; a failure raises
-            self.model_ = CoxPHFitter(penalizer=self.penalizer).fit(frame, "duration", "event")
+            return CoxPHFitter(penalizer=penalizer).fit(frame, "duration", "event", initial_point=start)
+
+    def fit(self, X: pd.DataFrame, durations: Any, events: Any, X_valid: pd.DataFrame | None = None,
+            durations_valid: Any = None, events_valid: Any = None) -> CoxBaseline:
+        """Fit on ``X``; with ``X_valid`` choose the penalizer on it, then refit on both (class doc)."""
+        self.validation_scores_: dict[float, float] = {}
+        chosen = self.penalizers[len(self.penalizers) // 2]
+        if X_valid is not None and len(self.penalizers) > 1:
+            keep, d, e = self._rows(durations, events, "training")
+            keep_v, dv, ev = self._rows(durations_valid, events_valid, "validation")
+            design = CoxDesign(self.max_levels).fit(X.iloc[keep])
+            train, valid = self._frame(design, X, keep, d, e), self._frame(design, X_valid, keep_v, dv, ev)
+            start = None
+            for penalizer in self.penalizers:  # strongest first
+                model = self._fit_one(train, penalizer, start)
+                start = model.params_.to_numpy()
+                score = float(model.score(valid, scoring_method="log_likelihood"))
+                self.validation_scores_[penalizer] = score if np.isfinite(score) else -np.inf
+            chosen = max(self.validation_scores_, key=self.validation_scores_.get)
+            X = pd.concat([X, X_valid], ignore_index=True)
+            durations = np.concatenate([np.asarray(durations, dtype=float), np.asarray(durations_valid, dtype=float)])
+            events = np.concatenate([np.asarray(events).astype(bool), np.asarray(events_valid).astype(bool)])
+        keep, d, e = self._rows(durations, events, "training")
+        self.design_ = CoxDesign(self.max_levels).fit(X.iloc[keep])
+        self.model_ = self._fit_one(self._frame(self.design_, X, keep, d, e), chosen)
+        self.penalizer_ = chosen
         self.n_train_ = int(keep.size)
+        self.n_available_ = int(np.count_nonzero(d > 0))
         return self
 
     def predict_survival(self, X: pd.DataFrame, days: Sequence[float] | np.ndarray) -> np.ndarray:

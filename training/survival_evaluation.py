@@ -352,18 +352,20 @@ def train_and_evaluate_time_to_close(
     hazards = model.predict_hazard(X_te)
     curves: dict[str, np.ndarray] = {MODEL_NAME: survival_at_days(hazards, config.period_days, days)}
     risks: dict[str, np.ndarray | None] = {MODEL_NAME: None}
-    X_fit = X.iloc[fit_idx]
     say("peers: Kaplan-Meier, Cox PH, naive regression")
     km = KaplanMeierBaseline().fit(d_fit, e_fit)
     curves[KM_NAME] = km.predict_survival(len(X_te), days)
     risks[KM_NAME] = None
     try:
-        cox = CoxBaseline(config.cox_penalizer, config.cox_max_levels, config.cox_max_rows, config.seed).fit(
-            X_fit, d_fit, e_fit)
+        cox = CoxBaseline(config.cox_penalizers, config.cox_max_levels, config.cox_max_rows, config.seed).fit(
+            X_tr, d_tr, e_tr, X_va, d_va, e_va)
         curves[COX_NAME] = cox.predict_survival(X_te, days)
         risks[COX_NAME] = None
-        if cox.n_train_ < len(fit_idx):
-            notes.append(f"Cox PH fitted on a random {cox.n_train_:,} of {len(fit_idx):,} training snapshots")
+        scores = ", ".join(f"{p:g}: {s:.4f}" for p, s in sorted(cox.validation_scores_.items()))
+        notes.append(f"Cox PH penalizer {cox.penalizer_:g}" + (f", chosen on the validation leads (average partial "
+                     f"log-likelihood {scores})" if scores else ""))
+        if cox.n_train_ < cox.n_available_:
+            notes.append(f"Cox PH fitted on a random {cox.n_train_:,} of {cox.n_available_:,} training snapshots")
     except Exception as exc:  # noqa: BLE001 - lifelines raises several kinds; the run reports it and goes on
         notes.append(f"Cox PH baseline failed: {type(exc).__name__}: {exc}")
     try:

@@ -22,8 +22,10 @@ put too much mass in its months 4-6 (hot leads, whose intent fades within weeks,
 A free coefficient per period would not do either: some weeks hold no close at all.
 
 ``C`` is chosen on the validation leads: the strongest penalty whose weighted validation log loss
-is within ``tolerance`` (relative) of the best on the grid (a one-standard-error style rule: the
-validation slice holds few closes). Fitting uses at most ``max_rows`` period rows (every event row,
+is within ``tolerance`` (relative) of the best on the grid. ``TimeToCloseConfig`` passes 0 (the
+best): a 1% tolerance (a one-standard-error style rule) chose too strong a penalty; next to a Cox
+peer tuned the same way, the mean margin over 8 synthetic CRMs of 5,000 leads went from -0.003 /
+-0.008 (Harrell / Uno) to +0.000 / -0.002, on Olist from +0.0054 / +0.0055 to +0.0095 / +0.0095. Fitting uses at most ``max_rows`` period rows (every event row,
 non-event rows subsampled and re-weighted), so its memory is bounded whatever the number of
 snapshots.
 """
@@ -169,7 +171,7 @@ def fit_linear_hazard(
     *,
     c_grid: Sequence[float] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
     c_default: float = 3e-3,
-    tolerance: float = 0.01,
+    tolerance: float = 0.0,
     max_rows: int = 300_000,
     max_levels: int = 12,
     seed: int = 0,

@@ -3,9 +3,10 @@
 - :class:`KaplanMeierBaseline`: one survival curve for everyone (no features): what "the average
   lead closes like this" predicts; its concordance is 0.5 by construction.
 - :class:`CoxBaseline`: a penalised Cox proportional-hazards model (lifelines) on the same
-  FeatureSpec columns, its penalizer chosen on the validation leads as the model's penalty is, made linear-model friendly by :class:`CoxDesign` (median imputation with
-  missing flags, log1p of non-negative numerics, standardisation, one-hot of the most frequent
-  levels of each categorical, constant columns dropped).
+  FeatureSpec columns, its penalizer chosen on the validation leads as the model's penalty is,
+  made linear-model friendly by :class:`CoxDesign` (median imputation with missing flags, log1p
+  of non-negative numerics, standardisation, one-hot of the most frequent levels of each
+  categorical, constant columns dropped).
 - :class:`NaiveDurationRegression`: what is often done instead: regress days-to-close on the
   leads that converted, ignoring every lead still open. Its curve says "closes for sure on the
   predicted day" (S(t) = 1 before it, 0 after), which is what reading a predicted close date as a

@@ -68,9 +68,9 @@ def test_concordance_far_above_kaplan_meier(result: TimeToCloseResult) -> None:
     strict=True,
     reason="issue-5 target not met: a Cox peer tuned as the model is (penalizer chosen on the validation leads, "
     "refitted on all fitting snapshots) ranks as well as the hazard model. benchmarks/time_to_close.py --skip-olist "
-    "--seed 3 7 11 19 23 29 31 37 (5,000 leads, ~220-290 test closes each): mean margin +0.000 Harrell (sd 0.011) / "
-    "-0.002 Uno (sd 0.015), +0.01 on both on 1 of 8 seeds (31; not on 3 and 7); 20,000 leads, seeds 3 and 7: see "
-    "the README. The margins of earlier sessions (+0.001 / +0.004 at 5,000 leads, +0.013 to +0.047 at 20,000) were "
+    "--seed 3 7 11 19 23 29 31 37 (5,000 leads, ~220-290 test closes each): mean margin +0.003 Harrell (sd 0.012) / "
+    "-0.001 Uno (sd 0.016), +0.01 on both on 1 of 8 seeds (31; not on 3 and 7); 20,000 leads, seeds 3 and 7: "
+    "-0.003 / -0.003 and +0.003 / -0.002. The margins of earlier sessions (+0.001 / +0.004 at 5,000 leads, +0.013 to +0.047 at 20,000) were "
     "measured against a peer with a fixed penalizer of 0.1 on a 30,000-snapshot sample, which was the handicap.",
 )
 def test_concordance_clearly_above_cox(result: TimeToCloseResult, second_result: TimeToCloseResult) -> None:

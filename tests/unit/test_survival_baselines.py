@@ -52,3 +52,25 @@ def test_no_close_among_the_validation_rows_is_a_clear_error() -> None:
     Xv, dv, _ = _snapshots(100, 4)
     with pytest.raises(ValueError, match="no conversion among the validation rows"):
         CoxBaseline((0.01, 0.1)).fit(X, d, e, Xv, dv, np.zeros(100, dtype=bool))
+
+
+def test_a_fit_that_does_not_converge_is_skipped_and_the_next_best_is_refitted(monkeypatch) -> None:
+    X, d, e = _snapshots(600, 5)
+    Xv, dv, ev = _snapshots(300, 6)
+    real_fit = CoxBaseline._fit_one
+    full = CoxBaseline((0.01, 0.1, 1.0)).fit(X, d, e, Xv, dv, ev)
+    best, second = sorted(full.validation_scores_, key=full.validation_scores_.get, reverse=True)[:2]
+
+    def flaky(frame, penalizer, start=None):
+        if penalizer == 1.0 or (penalizer == best and len(frame) == 900):  # diverges; the refit of the best too
+            raise ValueError(f"Cox baseline: Newton-Raphson did not converge at penalizer {penalizer:g}")
+        return real_fit(frame, penalizer, start)
+
+    monkeypatch.setattr(CoxBaseline, "_fit_one", staticmethod(flaky))
+    cox = CoxBaseline((0.01, 0.1, 1.0)).fit(X, d, e, Xv, dv, ev)
+    assert cox.validation_scores_[1.0] == -np.inf
+    expected = second if second != 1.0 else next(p for p in (0.01, 0.1) if p != best)
+    assert cox.penalizer_ == expected and cox.n_train_ == 900
+    monkeypatch.setattr(CoxBaseline, "_fit_one", staticmethod(lambda frame, penalizer, start=None: flaky(frame, 1.0)))
+    with pytest.raises(ValueError, match="no penalizer .* converged"):
+        CoxBaseline((0.01, 0.1, 1.0)).fit(X, d, e, Xv, dv, ev)

@@ -94,8 +94,9 @@ class TimeToCloseConfig(BaseModel):
     min_censoring_survival: float = Field(0.1, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)
     cox_penalizers: tuple[float, ...] = Field(
-        (0.001, 0.003, 0.01, 0.03, 0.1), min_length=1, description="the Cox peer's penalizer grid, chosen on the validation leads "
-        "by partial log-likelihood (training.survival_baselines.CoxBaseline)")
+        (0.001, 0.003, 0.01, 0.03, 0.1), min_length=1,
+        description="the Cox peer's penalizer grid, chosen on the validation leads by partial log-likelihood "
+        "(training.survival_baselines.CoxBaseline)")
     cox_max_rows: int = Field(200_000, ge=100, description="snapshots the Cox baseline is fitted on (sampled above)")
     cox_max_levels: int = Field(12, ge=1, description="most frequent levels one-hot encoded per categorical")
     make_plots: bool = True

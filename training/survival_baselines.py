@@ -182,7 +182,7 @@ class CoxBaseline:
         penalizer does not converge, the next best is refitted."""
         self.validation_scores_: dict[float, float] = {}
         ranked = [self.penalizers[len(self.penalizers) // 2]]
-        if X_valid is not None and len(self.penalizers) > 1:
+        if X_valid is not None and len(self.penalizers) > 1:  # choose the penalizer on the validation rows
             keep, d, e = self._rows(durations, events, "training")
             keep_v, dv, ev = self._rows(durations_valid, events_valid, "validation")
             design = CoxDesign(self.max_levels).fit(X.iloc[keep])
@@ -201,6 +201,7 @@ class CoxBaseline:
                             key=self.validation_scores_.get, reverse=True)
             if not ranked:
                 raise ValueError(f"Cox baseline: no penalizer of {self.penalizers} converged on the training rows")
+        if X_valid is not None:  # the final fit sees the validation rows too, whatever the grid
             X = pd.concat([X, X_valid], ignore_index=True)
             durations = np.concatenate([np.asarray(durations, dtype=float), np.asarray(durations_valid, dtype=float)])
             events = np.concatenate([np.asarray(events).astype(bool), np.asarray(events_valid).astype(bool)])

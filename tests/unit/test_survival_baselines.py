@@ -39,6 +39,9 @@ def test_without_validation_rows_the_middle_of_the_grid_is_used_and_rows_are_cap
     cox = CoxBaseline((0.3, 0.01, 0.03), max_rows=200).fit(X, d, e)
     assert cox.penalizer_ == 0.03 and cox.validation_scores_ == {}
     assert cox.n_train_ == 200 and cox.n_available_ == 500
+    Xv, dv, ev = _snapshots(300, 7)
+    single = CoxBaseline(0.05).fit(X, d, e, Xv, dv, ev)  # nothing to choose, but the validation rows are used
+    assert single.penalizer_ == 0.05 and single.validation_scores_ == {} and single.n_train_ == 800
 
 
 @pytest.mark.parametrize("grid", [(), (-0.1, 0.1)])

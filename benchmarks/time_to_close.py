@@ -11,7 +11,10 @@ Printed per data set: snapshots, test rows and closes, tau, then Harrell's and U
 integrated Brier score (IPCW), the Brier score and the worst per-decile calibration gap at the
 largest horizon for every scorer; the model's margins over Kaplan-Meier and Cox; fit time; and
 the memory of the period expansion (index arrays) next to a dense float64 expansion of the
-same rows.
+same rows. On the synthetic CRM an ``oracle`` row scores the generator's true survival curves
+(``leadscore.synth.true_probability`` at every evaluation day, from the latent state no CRM
+records) on the same test rows: the best ranking any model of the snapshots could reach, so the
+model's and Cox's distance to it shows how much room the features leave.
 
     .venv/bin/python benchmarks/time_to_close.py                       # Olist + 5,000 synthetic leads
     .venv/bin/python benchmarks/time_to_close.py --leads 20000 --seed 3 --skip-olist
@@ -37,23 +40,44 @@ sys.path.insert(0, str(ROOT))
 
 from features.build import build_training_set  # noqa: E402
 from features.loading import load_data  # noqa: E402
+from features.schema import LEAD_ID  # noqa: E402
 from leadscore.project import load_project  # noqa: E402
-from leadscore.synth import SynthConfig, generate  # noqa: E402
+from leadscore.synth import SynthConfig, SyntheticCRM, generate, true_probability  # noqa: E402
+from training.config import AS_OF  # noqa: E402
 from training.survival_config import TimeToCloseConfig  # noqa: E402
 from training.survival_evaluation import (  # noqa: E402
     COX_NAME,
+    DURATION,
+    EVENT,
     KM_NAME,
     MODEL_NAME,
     TimeToCloseResult,
+    score_survival,
     train_and_evaluate_time_to_close,
 )
 
+ORACLE_NAME = "oracle (generator's latent state)"
 
-def run(name: str, training_set, config: TimeToCloseConfig) -> TimeToCloseResult:
-    """Fit and evaluate; print the comparison."""
+
+def oracle_metrics(synthetic: SyntheticCRM, result: TimeToCloseResult) -> dict[str, float]:
+    """The generator's true survival curves on the run's test rows, scored as every peer is."""
+    rows = result.predictions
+    ids, as_of = rows[LEAD_ID].to_numpy(), rows[AS_OF].to_numpy()
+    survival = np.column_stack([1.0 - true_probability(synthetic.truth, ids, as_of, int(day))
+                                for day in result.settings.days])
+    scored = score_survival(rows[DURATION].to_numpy(), rows[EVENT].to_numpy(), survival, result.settings)
+    return scored.metrics
+
+
+def run(name: str, training_set, config: TimeToCloseConfig, synthetic: SyntheticCRM | None = None
+        ) -> TimeToCloseResult:
+    """Fit and evaluate; print the comparison (with the oracle's row when ``synthetic`` is given)."""
     started = time.perf_counter()
     result = train_and_evaluate_time_to_close(training_set, config.model_copy(update={"make_plots": False}))
     seconds = time.perf_counter() - started
+    if synthetic is not None:
+        oracle = pd.DataFrame({ORACLE_NAME: oracle_metrics(synthetic, result)}).T
+        result.comparison = pd.concat([result.comparison, oracle[result.comparison.columns.intersection(oracle.columns)]])
     h = max(result.settings.horizons)
     cols = ["harrell_c", "uno_c", "ibs", f"brier_{h}d", f"calibration_max_gap_{h}d"]
     table = result.comparison[[c for c in cols if c in result.comparison.columns]]
@@ -68,7 +92,7 @@ def run(name: str, training_set, config: TimeToCloseConfig) -> TimeToCloseResult
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string())
     m = table.loc[MODEL_NAME]
-    for peer in (KM_NAME, COX_NAME):
+    for peer in (KM_NAME, COX_NAME, ORACLE_NAME):
         if peer in table.index:
             p = table.loc[peer]
             print(f"model - {peer}: Harrell {m.harrell_c - p.harrell_c:+.4f}, Uno {m.uno_c - p.uno_c:+.4f}, "
@@ -96,14 +120,19 @@ def main() -> None:
         print(report.summary())
         run(f"Olist ({args.olist.name})", build_training_set(data, project.features), project.time_to_close)
     if not args.skip_synthetic:
-        margins = []
+        margins, headroom = [], []
         for seed in args.seed:
-            crm = generate(SynthConfig(n_leads=args.leads, seed=seed)).to_crm()
-            result = run(f"synthetic CRM ({args.leads:,} leads, seed {seed})", build_training_set(crm),
-                         TimeToCloseConfig())
+            synthetic = generate(SynthConfig(n_leads=args.leads, seed=seed))
+            result = run(f"synthetic CRM ({args.leads:,} leads, seed {seed})", build_training_set(synthetic.to_crm()),
+                         TimeToCloseConfig(), synthetic)
             margins.append(cox_margins(result.comparison))
+            headroom.append(result.comparison.loc[ORACLE_NAME, ["harrell_c", "uno_c"]]
+                            - result.comparison.loc[COX_NAME, ["harrell_c", "uno_c"]])
         if len(margins) > 1:
             print("\n" + summarise_margins(args.seed, margins))
+            room = pd.DataFrame(headroom)
+            print(f"oracle - Cox: Harrell mean {room['harrell_c'].mean():+.4f}, Uno mean {room['uno_c'].mean():+.4f} "
+                  "(the room the latent state leaves above Cox)")
 
 
 def cox_margins(comparison: pd.DataFrame) -> tuple[float, float, float]:

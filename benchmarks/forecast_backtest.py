@@ -53,8 +53,12 @@ def oracle_close_probabilities(synthetic: SyntheticCRM, result: ForecastBacktest
     ends = result.forecast.months["end_day"].to_numpy()
     if not np.allclose(ends, np.round(ends)):
         raise ValueError(f"oracle deals: month ends {ends} are not whole days after the forecast date")
-    by_end = [true_probability(synthetic.truth, ids, result.forecast.as_of, int(round(d))) for d in ends]
-    return np.diff(np.column_stack([np.zeros(len(ids)), *by_end]), axis=1)
+    by_end = np.column_stack([true_probability(synthetic.truth, ids, result.forecast.as_of, int(round(d)))
+                              for d in ends])
+    if np.isnan(by_end).any():
+        raise ValueError(f"oracle deals: {int(np.isnan(by_end).any(axis=1).sum())} open lead(s) created after the "
+                         "forecast date")
+    return np.diff(np.column_stack([np.zeros(len(ids)), by_end]), axis=1)
 
 
 def deals_by_age(synthetic: SyntheticCRM, result: ForecastBacktest, oracle: np.ndarray) -> pd.DataFrame:
@@ -100,7 +104,8 @@ def main() -> None:
             print(f"deals: expected {deals:.1f}, closed {closed}; revenue per deal: expected "
                   f"{table[EXPECTED_REVENUE].sum() / max(deals, 1e-9):,.0f}, actual "
                   f"{table[ACTUAL_REVENUE].sum() / max(closed, 1):,.0f}")
-            print(f"summary seed {seed}: deals {deals:.1f} (oracle {table['oracle_deals'].sum():.1f}) vs {closed}; revenue {table[EXPECTED_REVENUE].sum():,.0f} "
+            print(f"summary seed {seed}: deals {deals:.1f} (oracle {table['oracle_deals'].sum():.1f}) vs {closed}; "
+                  f"revenue {table[EXPECTED_REVENUE].sum():,.0f} "
                   f"vs {table[ACTUAL_REVENUE].sum():,.0f}; inside {int(table[INSIDE].sum())}/{len(table)} months")
 
 

@@ -8,11 +8,13 @@ counterpart):
 
 - ``+ persona``: who the lead is (buyer or one of the engaged non-buyers);
 - ``+ intent``: log(floor + current intent) and the engagement level at ``as_of``;
-- ``+ all latent``: persona, log base hazard, log episode rate, intent and engagement.
+- ``+ all latent``: persona, log base hazard, log episode rate, intent and engagement;
 
-If Cox gains as much as the hazard model from each, the room is information the features do not
-carry, not structure (non-linearity, interactions) that the trees could learn and a linear model
-could not.
+and prints the oracle (the generator's true curves) on the same test rows. What Cox gains with the
+hazard model is information the features do not carry; what only the hazard model gains is
+structure (non-linearity, interactions) a linear model misses. Every variant, the observable one
+included, takes its categories from its training rows (no FeatureSpec: the latent columns are not
+in it), so the observable row can differ a little from ``benchmarks/time_to_close.py``.
 
     .venv/bin/python benchmarks/time_to_close_sources.py [--leads 5000] [--seed 3 7]
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 # benchmarks/features.py (another benchmark) would shadow the features package: import from the root.
@@ -34,12 +35,20 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.oracle_gap_sources import latent_state  # noqa: E402
 from features.build import build_training_set  # noqa: E402
-from leadscore.synth import INTENT_FLOOR, SynthConfig, generate  # noqa: E402
+from features.schema import LEAD_ID  # noqa: E402
+from leadscore.synth import INTENT_FLOOR, SynthConfig, generate, true_probability  # noqa: E402
+from training.config import AS_OF  # noqa: E402
 from training.survival_baselines import CoxBaseline  # noqa: E402
 from training.survival_config import TimeToCloseConfig  # noqa: E402
-from training.survival_evaluation import EvaluationSettings, censor_at, survival_split  # noqa: E402
-from training.survival_metrics import censoring_survival, concordance_sums, uno_c  # noqa: E402
-from training.time_to_close import TimeToCloseModel, restricted_mean_days, survival_at_days  # noqa: E402
+from training.survival_evaluation import (  # noqa: E402
+    DAYS_OBSERVED,
+    EVENT_OBSERVED,
+    EvaluationSettings,
+    censor_at,
+    score_survival,
+    survival_split,
+)
+from training.time_to_close import TimeToCloseModel, survival_at_days  # noqa: E402
 
 VARIANTS = {
     "observable features": [],
@@ -51,27 +60,24 @@ VARIANTS = {
 
 def concordances(time: np.ndarray, event: np.ndarray, survival: np.ndarray, settings: EvaluationSettings
                  ) -> tuple[float, float]:
-    """(Harrell, Uno) of minus the expected days open within tau, as the evaluation ranks."""
-    days = np.asarray(settings.days)
-    within = days <= settings.tau
-    risk = -restricted_mean_days(survival[:, within], days[within])
-    num, den = concordance_sums(time, event, risk, settings.tau)
-    return num / den, uno_c(time, event, risk, settings.tau, censoring_survival(time, event))
+    """(Harrell, Uno) of the curves ``survival``, ranked as the evaluation ranks every scorer."""
+    metrics = score_survival(time, event, survival, settings, calibrate=False).metrics
+    return metrics["harrell_c"], metrics["uno_c"]
 
 
-def measure(n_leads: int, seed: int) -> pd.DataFrame:
-    """Model and Cox C-indices on the test rows, per variant of the feature set."""
+def measure(n_leads: int, seed: int) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """Model and Cox C-indices on the test rows per variant of the feature set; the oracle's."""
     synthetic = generate(SynthConfig(n_leads=n_leads, seed=seed))
     training_set = build_training_set(synthetic.to_crm())
     config = TimeToCloseConfig()
     frame = training_set.frame.reset_index(drop=True)
     latent = latent_state(frame, synthetic.truth)
     latent["log_intent"] = np.log(INTENT_FLOOR + latent["intent"])
-    split = survival_split(frame["as_of"], frame["lead_id"], training_set.data_end, config)
-    durations = frame["days_observed"].to_numpy(dtype=float)
-    events = frame["event"].to_numpy().astype(bool)
+    split = survival_split(frame[AS_OF], frame[LEAD_ID], training_set.data_end, config)
+    durations = frame[DAYS_OBSERVED].to_numpy(dtype=float)
+    events = frame[EVENT_OBSERVED].to_numpy().astype(bool)
     fit = np.concatenate([split.train, split.valid])
-    d_fit, e_fit = censor_at(frame["as_of"].iloc[fit], durations[fit], events[fit], split.test_start)
+    d_fit, e_fit = censor_at(frame[AS_OF].iloc[fit], durations[fit], events[fit], split.test_start)
     n = len(split.train)
     t_te, e_te = durations[split.test], events[split.test]
     settings = EvaluationSettings.for_rows(t_te, e_te, config)
@@ -79,9 +85,8 @@ def measure(n_leads: int, seed: int) -> pd.DataFrame:
     rows = []
     for name, extra in VARIANTS.items():
         X = pd.concat([frame[training_set.spec.columns_], latent[extra]], axis=1)
-        spec = training_set.spec if not extra else None  # latent columns are not in the FeatureSpec
         fit_args = (X.iloc[split.train], d_fit[:n], e_fit[:n], X.iloc[split.valid], d_fit[n:], e_fit[n:])
-        model = TimeToCloseModel(config).fit(*fit_args, spec=spec)
+        model = TimeToCloseModel(config).fit(*fit_args)
         cox = CoxBaseline(config.cox_penalizers, config.cox_max_levels, config.cox_max_rows, config.seed).fit(*fit_args)
         X_te = X.iloc[split.test]
         m = concordances(t_te, e_te, survival_at_days(model.predict_hazard(X_te), config.period_days, days), settings)
@@ -89,7 +94,10 @@ def measure(n_leads: int, seed: int) -> pd.DataFrame:
         rows.append({"seed": seed, "features": name, "model_harrell": m[0], "model_uno": m[1], "cox_harrell": c[0],
                      "cox_uno": c[1], "margin_harrell": m[0] - c[0], "margin_uno": m[1] - c[1],
                      "trees": model.best_iteration_})
-    return pd.DataFrame(rows)
+    test = frame.iloc[split.test]
+    truth = np.column_stack([1.0 - true_probability(synthetic.truth, test[LEAD_ID].to_numpy(), test[AS_OF].to_numpy(),
+                                                    int(day)) for day in days])
+    return pd.DataFrame(rows), concordances(t_te, e_te, truth, settings)
 
 
 def main() -> None:
@@ -97,19 +105,22 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=5000)
     parser.add_argument("--seed", type=int, nargs="+", default=[3, 7])
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    tables = []
+    tables, oracles = [], []
     for seed in args.seed:
-        table = measure(args.leads, seed)
+        table, oracle = measure(args.leads, seed)
         tables.append(table)
+        oracles.append(oracle)
         with pd.option_context("display.width", 200, "display.float_format", "{:+.4f}".format):
             print(f"\n== {args.leads:,} leads, seed {seed} ==")
             print(table.drop(columns="seed").set_index("features").to_string())
+        print(f"oracle (the generator's true curves): Harrell {oracle[0]:.4f}, Uno {oracle[1]:.4f}")
     if len(tables) > 1:
         mean = pd.concat(tables).groupby("features", sort=False).mean(numeric_only=True).drop(columns="seed")
         with pd.option_context("display.width", 200, "display.float_format", "{:+.4f}".format):
             print(f"\n== mean over seeds {args.seed} ==")
             print(mean.to_string())
+        harrell, uno = np.mean(oracles, axis=0)
+        print(f"oracle: Harrell {harrell:.4f}, Uno {uno:.4f}")
 
 
 if __name__ == "__main__":

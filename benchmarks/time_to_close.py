@@ -59,12 +59,15 @@ from training.survival_evaluation import (  # noqa: E402
 ORACLE_NAME = "oracle (generator's latent state)"
 
 
+def true_survival(synthetic: SyntheticCRM, lead_ids: np.ndarray, as_of: np.ndarray, days: list[float]) -> np.ndarray:
+    """(rows, len(days)): the generator's P(still open after each day), from its latent state."""
+    return np.column_stack([1.0 - true_probability(synthetic.truth, lead_ids, as_of, int(day)) for day in days])
+
+
 def oracle_metrics(synthetic: SyntheticCRM, result: TimeToCloseResult) -> dict[str, float]:
     """The generator's true survival curves on the run's test rows, scored as every peer is."""
     rows = result.predictions
-    ids, as_of = rows[LEAD_ID].to_numpy(), rows[AS_OF].to_numpy()
-    survival = np.column_stack([1.0 - true_probability(synthetic.truth, ids, as_of, int(day))
-                                for day in result.settings.days])
+    survival = true_survival(synthetic, rows[LEAD_ID].to_numpy(), rows[AS_OF].to_numpy(), result.settings.days)
     scored = score_survival(rows[DURATION].to_numpy(), rows[EVENT].to_numpy(), survival, result.settings)
     return scored.metrics
 

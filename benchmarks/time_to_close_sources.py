@@ -34,9 +34,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.oracle_gap_sources import latent_state  # noqa: E402
+from benchmarks.time_to_close import true_survival  # noqa: E402
 from features.build import build_training_set  # noqa: E402
 from features.schema import LEAD_ID  # noqa: E402
-from leadscore.synth import INTENT_FLOOR, SynthConfig, generate, true_probability  # noqa: E402
+from leadscore.synth import INTENT_FLOOR, SynthConfig, generate  # noqa: E402
 from training.config import AS_OF  # noqa: E402
 from training.survival_baselines import CoxBaseline  # noqa: E402
 from training.survival_config import TimeToCloseConfig  # noqa: E402
@@ -95,8 +96,7 @@ def measure(n_leads: int, seed: int) -> tuple[pd.DataFrame, tuple[float, float]]
                      "cox_uno": c[1], "margin_harrell": m[0] - c[0], "margin_uno": m[1] - c[1],
                      "trees": model.best_iteration_})
     test = frame.iloc[split.test]
-    truth = np.column_stack([1.0 - true_probability(synthetic.truth, test[LEAD_ID].to_numpy(), test[AS_OF].to_numpy(),
-                                                    int(day)) for day in days])
+    truth = true_survival(synthetic, test[LEAD_ID].to_numpy(), test[AS_OF].to_numpy(), settings.days)
     return pd.DataFrame(rows), concordances(t_te, e_te, truth, settings)
 
 

@@ -332,6 +332,8 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
                                     progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
     console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
     out = directory / "forecast"
     out.mkdir(parents=True, exist_ok=True)
     result.months.to_csv(out / "forecast_months.csv", index=False)

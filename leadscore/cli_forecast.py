@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +25,16 @@ def _say(message: str) -> None:
 
 def forecast_table(months: Any, title: str) -> Table:
     """Months x (expected deals, expected revenue, interval[, actual]) as a rich table."""
-    from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, INSIDE, LOW, MONTH
+    from training.forecast import (
+        ACTUAL_REVENUE,
+        EXPECTED_DEALS,
+        EXPECTED_REVENUE,
+        HIGH,
+        INSIDE,
+        LOW,
+        MONTH,
+        OBSERVED,
+    )
 
     table = Table(title=title, title_justify="left")
     for name in ("month", "expected deals", "expected revenue", "low", "high"):
@@ -37,7 +46,10 @@ def forecast_table(months: Any, title: str) -> Table:
     for _, row in months.iterrows():
         cells = [str(row[MONTH]), f"{row[EXPECTED_DEALS]:,.1f}", f"{row[EXPECTED_REVENUE]:,.0f}",
                  f"{row[LOW]:,.0f}", f"{row[HIGH]:,.0f}"]
-        if backtest:
+        if backtest and not row.get(OBSERVED, True):
+            cells += [f"{row[ACTUAL_REVENUE]:,.0f}*", "n/a"]
+            table.caption = "* the month ends after the data end: revenue closed until then, not compared"
+        elif backtest:
             cells += [f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else "[red]no[/]"]
         table.add_row(*cells)
     return table
@@ -62,7 +74,8 @@ def register(app: typer.Typer) -> None:
             "leadscore.yaml"),
         as_of: Annotated[
             datetime | None,
-            typer.Option("--as-of", help="Forecast date (default: now, UTC; with --backtest: required)."),
+            typer.Option("--as-of", help="Forecast date, UTC (default: the end of the data, i.e. its latest "
+                         "timestamp or features.data_end; with --backtest: required, before the data end)."),
         ] = None,
         backtest: Annotated[
             bool, typer.Option("--backtest", help="Train both models on the data known at --as-of, forecast, "
@@ -89,7 +102,7 @@ def register(app: typer.Typer) -> None:
         from features.contract import ContractError
         from features.loading import load_crm
         from leadscore.project import ProjectConfigError, load_project
-        from training.forecast import backtest_forecast, forecast_figure
+        from training.forecast import backtest_forecast, crm_data_end, forecast_figure, naive_utc
 
         try:
             project = load_project(config)
@@ -102,14 +115,17 @@ def register(app: typer.Typer) -> None:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
         except ValueError as exc:
             raise _fail(f"forecast settings: {exc}", 2) from exc
+        if out is not None and out.exists() and not out.is_dir():
+            raise _fail(f"--out {out}: exists and is not a folder", 2)
+        when = naive_utc(as_of) if as_of is not None else None
         try:
             _say("loading and validating data")
             crm, _ = load_crm(project.data)
             if backtest:
                 if as_of is None:
                     raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
-                result = backtest_forecast(crm, as_of, project, settings, progress=_say)
-                console.print(forecast_table(result.table, f"forecast made {as_of:%Y-%m-%d} vs actual"))
+                result = backtest_forecast(crm, when, project, settings, progress=_say)
+                console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual"))
                 for note in result.forecast.notes:
                     console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
@@ -121,8 +137,9 @@ def register(app: typer.Typer) -> None:
             readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
             from training.forecast import forecast_open_pipeline
 
-            when = as_of or datetime.now(UTC).replace(tzinfo=None)
-            result = forecast_open_pipeline(crm, readiness, ttc, when, settings, progress=_say)
+            data_end = crm_data_end(crm, project.features.data_end)
+            result = forecast_open_pipeline(crm, readiness, ttc, when if when is not None else data_end, settings,
+                                            progress=_say, data_end=data_end)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
             raise _fail(str(exc)) from exc
         console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))

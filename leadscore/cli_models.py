@@ -185,6 +185,13 @@ def train(
     if target == Target.time_to_close:
         from training.workflow import train_time_to_close_project
 
+        ignored = [name for name, given in (("--strict-leakage", strict_leakage), ("--points-rules", points_rules))
+                   if given]
+        if ignored:
+            raise _fail(f"{' and '.join(ignored)}: sales-readiness options; the time-to-close model has neither "
+                        "a leakage alarm nor a points baseline (its peers are Kaplan-Meier, Cox and the naive "
+                        "regression)", 2)
+
         try:
             ttc_run = train_time_to_close_project(project, _target(tracking_uri, config), model_name=model_name,
                                                   run_id=run_id, progress=_say)

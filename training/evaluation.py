@@ -59,6 +59,9 @@ def time_ordered_split(
     the training rows on a 5k-lead CRM and 0.013 test AUC).
     """
     as_of = pd.to_datetime(as_of.reset_index(drop=True))
+    if as_of.empty:
+        raise ValueError(f"time split: no labelled snapshot (every {horizon_days}-day label window is still open at "
+                         "the data end): the history must span more than the horizon")
     if as_of.isna().any():
         raise ValueError(f"as_of has missing values in rows {np.flatnonzero(as_of.isna())[:10].tolist()}")
     h = pd.Timedelta(days=horizon_days)

@@ -17,14 +17,19 @@ For every lead open at ``as_of``:
   Skipped, with a note, when the snapshots hold too few positives or no positive slope. Served
   scores and the models are unchanged: only the forecast uses the mapped probabilities.
 - **Which month**: the forecast months are calendar months; the first runs from ``as_of`` to the
-  end of its month, so ``P(close in month m) = F(end_m) - F(start_m)``.
+  end of its month (to the end of the next one when less than a day of its own is left), so
+  ``P(close in month m) = F(end_m) - F(start_m)``.
+- **When the data ends**: the forecast date may not pass the end of the data (``data_end``: the
+  latest timestamp of the leads, events and outcomes, or ``features.data_end``): a lead that closed
+  since would still look open.
 - **What it is worth**: :class:`DealValueModel`, fitted on the amounts of deals closed before
   ``as_of``: LightGBM on log amount from the fit attributes with Duan's smearing (mean and second
   moment), or the historical mean and second moment when there are few deals.
 - **Interval**: leads close independently; per month the revenue is a sum of ``V_i B_i`` with
   ``B_i ~ Bernoulli(q_im)``; ``analytic`` uses the exact mean and variance with a normal
   approximation (clipped at 0), ``simulation`` draws close months and deal values (log-normal
-  around the lead's prediction, with the spread of the model's held-out residuals).
+  with the spread of the model's held-out residuals and the lead's expected value as its mean, so
+  the draws average the expected revenue).
 
 The backtest (:func:`backtest_forecast`) cuts the CRM at a past date (:func:`features.snapshots.crm_known_at`),
 trains both models on what was known then, forecasts the pipeline open at that date and compares
@@ -68,15 +73,36 @@ OBSERVED = "fully_observed"
 
 
 # ----- months and close probabilities -----------------------------------------------------------
+def naive_utc(instant: Any) -> pd.Timestamp:
+    """``instant`` as a timezone-naive UTC timestamp (the CRM tables' convention)."""
+    at = pd.Timestamp(instant)
+    if at is pd.NaT:
+        raise ValueError("forecast date: missing (NaT)")
+    return at.tz_convert("UTC").tz_localize(None) if at.tzinfo is not None else at
+
+
+def crm_data_end(crm: CRMData, data_end: Any = None) -> pd.Timestamp:
+    """``data_end`` if given, else the latest timestamp of the CRM's leads, events and outcomes."""
+    from features.snapshots import resolve_data_end
+    from features.spec import FeatureConfig
+
+    if data_end is not None:
+        return naive_utc(data_end)
+    return resolve_data_end(crm, FeatureConfig())
+
+
 def forecast_months(as_of: Any, months: int) -> pd.DataFrame:
-    """``month`` (YYYY-MM), ``start``, ``end`` and their day offsets from ``as_of`` (floats)."""
-    at = pd.Timestamp(as_of)
+    """``month`` (YYYY-MM), ``start``, ``end`` and their day offsets from ``as_of`` (floats). A forecast
+    date with less than a day left in its month starts with the next month (its rest included)."""
+    at = naive_utc(as_of)
+    day = pd.Timedelta(days=1)
     first_of_next = (at.normalize().replace(day=1) + pd.offsets.MonthBegin(1))
+    if first_of_next - at < day:
+        first_of_next = first_of_next + pd.offsets.MonthBegin(1)
     ends = pd.date_range(first_of_next, periods=months, freq="MS")
     starts = pd.DatetimeIndex([at, *ends[:-1]])
-    day = pd.Timedelta(days=1)
     return pd.DataFrame({
-        MONTH: [f"{s:%Y-%m}" for s in starts],
+        MONTH: [f"{e - day:%Y-%m}" for e in ends],
         START: starts,
         END: ends,
         "start_day": (starts - at) / day,
@@ -259,7 +285,8 @@ class DealValueModel:
         return self
 
     def predict_moments(self, leads: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(expected value, expected squared value, log-scale centre) per lead row."""
+        """(expected value, expected squared value, log-scale centre) per lead row; a log-normal value
+        with that centre and ``log_sigma_`` has the expected value as its mean."""
         from features.build import fit_matrix
 
         if not hasattr(self, "kind_"):
@@ -269,7 +296,9 @@ class DealValueModel:
             centre = math.log(self.mean_) - self.log_sigma_**2 / 2
             return np.full(n, self.mean_), np.full(n, self.second_moment_), np.full(n, centre)
         log_pred = self.booster_.predict(fit_matrix(leads, self.spec_), num_iteration=self.booster_.best_iteration)
-        return np.exp(log_pred) * self.smear_, np.exp(2 * log_pred) * self.smear_second_, log_pred
+        mean = np.exp(log_pred) * self.smear_
+        # the simulation's log-normal centre: its mean exp(centre + sigma^2 / 2) is the expected value
+        return mean, np.exp(2 * log_pred) * self.smear_second_, np.log(mean) - self.log_sigma_**2 / 2
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind_, "deals": self.n_deals_, "mean_amount": self.mean_,
@@ -405,18 +434,25 @@ def forecast_open_pipeline(
     config: ForecastConfig | None = None,
     spec: FeatureSpec | None = None,
     progress: Progress | None = None,
+    data_end: Any = None,
 ) -> PipelineForecast:
     """Forecast the leads open in ``crm`` at ``as_of`` with fitted models: a sales-readiness model
     (``predict_proba`` + ``horizon_days``) and a :class:`training.time_to_close.TimeToCloseModel`;
     the deal-value model is fitted on the deals closed at or before ``as_of``; with
-    ``config.recalibration.enabled`` the readiness probabilities are recalibrated at ``as_of``."""
+    ``config.recalibration.enabled`` the readiness probabilities are recalibrated at ``as_of``.
+    ``as_of`` may not pass the end of the data (``data_end``, default: the CRM's latest timestamp)."""
     from features.build import build_scoring_frame
 
     cfg = config or ForecastConfig()
     spec = spec or getattr(time_to_close_model, "spec_", None) or getattr(readiness_model, "spec_", None)
     if spec is None:
         raise ValueError("forecast: neither model carries its FeatureSpec; pass spec=")
-    at = pd.Timestamp(as_of)
+    at = naive_utc(as_of)
+    end = crm_data_end(crm, data_end)
+    if at > end:
+        raise ValueError(f"forecast date {at:%Y-%m-%d %H:%M} is after the end of the data ({end:%Y-%m-%d %H:%M}, "
+                         "the latest timestamp of leads, events and outcomes, or features.data_end): leads that "
+                         "closed since would count as open. Forecast at or before the data end, or load newer data")
     frame = build_scoring_frame(crm, spec, at)
     if frame.empty:
         raise ValueError(f"forecast: no lead is open at {at:%Y-%m-%d %H:%M} (created before it and not converted)")
@@ -439,13 +475,14 @@ def forecast_open_pipeline(
 
 def actual_revenue(crm: CRMData, lead_ids: np.ndarray, months: pd.DataFrame, data_end: Any = None) -> pd.DataFrame:
     """Deals and revenue the given leads actually closed per forecast month (their first conversion
-    after the first month's start); ``fully_observed`` is False for months ending after ``data_end``."""
+    after the first month's start); ``fully_observed`` is False for months ending after the day of
+    ``data_end`` (default: the latest conversion): a data end during a day covers that day."""
     start = months[START].iloc[0]
     out = crm.outcomes
     after = out[out[LEAD_ID].isin(lead_ids) & out[CONVERTED_AT].notna() & (out[CONVERTED_AT] > start)]
     first = after.sort_values(CONVERTED_AT).drop_duplicates(LEAD_ID)
     amount = first[AMOUNT].fillna(0.0) if AMOUNT in first else pd.Series(0.0, index=first.index)
-    end = pd.Timestamp(data_end) if data_end is not None else out[CONVERTED_AT].max()
+    end = (naive_utc(data_end) if data_end is not None else out[CONVERTED_AT].max()).ceil("D")
     deals, revenue = [], []
     for s, e in zip(months[START], months[END], strict=True):
         inside = (first[CONVERTED_AT] >= s) & (first[CONVERTED_AT] < e)
@@ -456,6 +493,15 @@ def actual_revenue(crm: CRMData, lead_ids: np.ndarray, months: pd.DataFrame, dat
 
 
 # ----- backtest -----------------------------------------------------------------------------------------
+def backtest_table(months: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
+    """Forecast months next to the actual deals and revenue; ``inside_interval`` is missing (NA) for the
+    months not fully observed (ending after the data end)."""
+    table = months.merge(actual, on=MONTH)
+    inside = (table[ACTUAL_REVENUE] >= table[LOW]) & (table[ACTUAL_REVENUE] <= table[HIGH])
+    table[INSIDE] = inside.astype("boolean").where(table[OBSERVED], pd.NA)
+    return table
+
+
 @dataclass
 class ForecastBacktest:
     """A forecast made at a past date next to what those leads actually closed."""
@@ -475,11 +521,15 @@ class ForecastBacktest:
         cols = [MONTH, EXPECTED_REVENUE, LOW, HIGH, ACTUAL_REVENUE, INSIDE, EXPECTED_DEALS, ACTUAL_DEALS]
         seen = self.table[self.table[OBSERVED]]
         total_f, total_a = seen[EXPECTED_REVENUE].sum(), seen[ACTUAL_REVENUE].sum()
-        return (f"Forecast backtest as of {self.forecast.as_of:%Y-%m-%d} ({len(self.forecast.leads):,} open leads, "
+        head = (f"Forecast backtest as of {self.forecast.as_of:%Y-%m-%d} ({len(self.forecast.leads):,} open leads, "
                 f"{self.forecast.config.interval:.0%} interval):\n"
-                + self.table[cols].to_string(index=False, float_format=lambda v: f"{v:,.0f}")
-                + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months; "
-                f"total forecast {total_f:,.0f} vs actual {total_a:,.0f} ({total_a / max(total_f, 1e-9) - 1:+.1%})")
+                + self.table[cols].to_string(index=False, float_format=lambda v: f"{v:,.0f}", na_rep="n/a"))
+        if seen.empty:
+            return head + "\nno forecast month ends before the data end: nothing to compare yet"
+        unseen = len(self.table) - len(seen)
+        return (head + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months"
+                + (f" ({unseen} month(s) past the data end not compared)" if unseen else "")
+                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f} ({total_a / max(total_f, 1e-9) - 1:+.1%})")
 
 
 def forecast_figure(table: pd.DataFrame, title: str) -> Figure:
@@ -518,7 +568,11 @@ def backtest_forecast(
 
     say = progress or (lambda _: None)
     cfg = config or ForecastConfig()
-    at = pd.Timestamp(as_of)
+    at = naive_utc(as_of)
+    end = crm_data_end(crm, project.features.data_end)
+    if at >= end:
+        raise ValueError(f"backtest date {at:%Y-%m-%d %H:%M} is not before the end of the data ({end:%Y-%m-%d %H:%M}): "
+                         "no revenue after it to compare the forecast with; pick a date months before the data end")
     known = crm_known_at(crm, at)
     say(f"building the training set from the CRM as known at {at:%Y-%m-%d}")
     features_cfg = project.features.model_copy(update={"data_end": at.to_pydatetime(), "end": at.to_pydatetime()})
@@ -530,10 +584,8 @@ def backtest_forecast(
     say("training the time-to-close model")
     ttc = train_and_evaluate_time_to_close(training_set, ttc_cfg)
     say("forecasting the open pipeline")
-    result = forecast_open_pipeline(known, readiness.model, ttc.model, at, cfg, spec=training_set.spec)
+    result = forecast_open_pipeline(known, readiness.model, ttc.model, at, cfg, spec=training_set.spec, data_end=at)
     frame = result.leads
-    actual = actual_revenue(crm, frame[LEAD_ID].to_numpy(), result.months)
-    table = result.months.merge(actual, on=MONTH)
-    table[INSIDE] = (table[ACTUAL_REVENUE] >= table[LOW]) & (table[ACTUAL_REVENUE] <= table[HIGH])
+    table = backtest_table(result.months, actual_revenue(crm, frame[LEAD_ID].to_numpy(), result.months, end))
     figure = forecast_figure(table, f"Forecast made {at:%Y-%m-%d} vs revenue actually closed")
     return ForecastBacktest(result, table, figure, dict(readiness.metrics), dict(ttc.metrics))

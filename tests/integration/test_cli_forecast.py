@@ -68,6 +68,18 @@ def test_forecast_from_exported_champions(project: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     _check_outputs(tmp_path / "out", result.stdout)
     assert "exported champions" in result.stdout
+    # no --as-of: the forecast is made at the end of the data (the synthetic history ends 2026-06-30),
+    # whose last hours start the months with July
+    default = run_cli("forecast", "-c", str(project), "--models-dir", str(models))
+    assert default.returncode == 0, default.stderr
+    assert "revenue forecast as of 2026-06-30" in default.stdout and "2026-07" in default.stdout
+    # after the data end the open leads would include those closed since: refused, by name
+    late = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", "2030-01-01")
+    assert late.returncode == 1 and "after the end of the data (2026-06-30" in late.stderr
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x")
+    refused = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--out", str(not_a_folder))
+    assert refused.returncode == 2 and "is not a folder" in refused.stderr
 
 
 def test_forecast_from_registered_champions_names_their_versions(project: Path, tmp_path: Path) -> None:

@@ -136,3 +136,11 @@ def test_flat_project_is_refused_with_a_reason(cli, tmp_path: Path, real_data_di
     result = invoke("train", "-c", str(config), "--target", "time-to-close")
     assert result.exit_code == 1, result.output
     assert "data.mode must be 'crm'" in result.output
+
+
+def test_sales_readiness_options_are_refused_by_name(cli) -> None:
+    invoke, config, _ = cli
+    result = invoke("train", "-c", str(config), "--target", "time-to-close", "--strict-leakage",
+                    "--points-rules", "/nonexistent.yaml")
+    assert result.exit_code == 2, result.output
+    assert "--strict-leakage and --points-rules: sales-readiness options" in result.output

@@ -13,13 +13,17 @@ from training.forecast import (
     ACTUAL_DEALS,
     ACTUAL_REVENUE,
     DealValueModel,
+    ForecastBacktest,
     ForecastConfig,
     actual_revenue,
+    backtest_table,
     combine_close_curves,
+    crm_data_end,
     cumulative_close,
     forecast_months,
     forecast_pipeline,
     month_probabilities,
+    naive_utc,
     revenue_interval_analytic,
     revenue_interval_simulated,
 )
@@ -34,6 +38,28 @@ def test_months_start_at_as_of_and_follow_the_calendar() -> None:
     assert months["start"].iloc[1:].tolist() == months["end"].iloc[:-1].tolist()
     assert months["start_day"].iloc[0] == 0
     assert months["end_day"].iloc[0] == pytest.approx(16 + 15 / 24)
+
+
+def test_a_forecast_date_on_a_month_s_last_day_starts_with_the_next_month() -> None:
+    months = forecast_months("2026-06-30 23:59:56", 6)  # a data end: 4 seconds of June are left
+    assert months["month"].tolist() == ["2026-07", "2026-08", "2026-09", "2026-10", "2026-11", "2026-12"]
+    assert months["start"].iloc[0] == pd.Timestamp("2026-06-30 23:59:56")  # those seconds are in July's row
+    assert months["end"].iloc[0] == pd.Timestamp("2026-08-01")
+    # a day or more left: the month stays
+    assert forecast_months("2026-06-30 00:00", 2)["month"].tolist() == ["2026-06", "2026-07"]
+
+
+def test_time_zone_aware_dates_are_read_as_utc() -> None:
+    assert naive_utc("2026-06-01T00:00:00+02:00") == pd.Timestamp("2026-05-31 22:00")
+    assert naive_utc(pd.Timestamp("2026-06-01 08:00")) == pd.Timestamp("2026-06-01 08:00")
+    assert forecast_months("2026-03-10T12:00:00-05:00", 1)["start"].iloc[0] == pd.Timestamp("2026-03-10 17:00")
+
+
+def test_data_end_is_the_latest_timestamp_unless_configured() -> None:
+    crm = _crm(50)
+    latest = max(crm.leads[CREATED_AT].max(), crm.events[OCCURRED_AT].max(), crm.outcomes[CONVERTED_AT].max())
+    assert crm_data_end(crm) == latest
+    assert crm_data_end(crm, "2025-03-01") == pd.Timestamp("2025-03-01")
 
 
 def test_cumulative_close_matches_the_survival_curve_and_extends_past_the_horizon() -> None:
@@ -118,6 +144,21 @@ def test_deal_value_model_learns_from_the_fit_attributes_and_falls_back_to_the_m
     np.testing.assert_allclose(few.predict_moments(crm.leads.head(3))[0], amounts.mean())
 
 
+def test_simulated_deal_values_average_the_expected_value() -> None:
+    """The simulation's log-normal centre is set so its draws average the expected value, also when the
+    model's residuals are not normal (Duan's smearing then differs from exp(sigma^2 / 2))."""
+    crm = _crm(800, seed=5)
+    spec = FeatureSpec().fit(crm)
+    amounts = crm.outcomes[AMOUNT].to_numpy() * np.random.default_rng(1).choice([0.5, 1.0, 3.0], 800)  # skewed
+    model = DealValueModel(min_deals=200).fit(crm.leads, amounts, spec)
+    assert model.kind_ == "lightgbm"
+    assert model.smear_ != pytest.approx(np.exp(model.log_sigma_**2 / 2), rel=0.02)  # the residuals are not normal
+    mean, _, centre = model.predict_moments(crm.leads)
+    np.testing.assert_allclose(np.exp(centre + model.log_sigma_**2 / 2), mean, rtol=1e-12)
+    draws = np.exp(centre[:50, None] + model.log_sigma_ * np.random.default_rng(2).standard_normal((50, 20_000)))
+    np.testing.assert_allclose(draws.mean(axis=1), mean[:50], rtol=0.05)
+
+
 def test_deal_value_model_names_the_leads_without_an_amount() -> None:
     crm = _crm(50)
     spec = FeatureSpec().fit(crm)
@@ -139,6 +180,11 @@ def test_actual_revenue_counts_each_lead_s_first_close_per_month() -> None:
     assert actual[ACTUAL_DEALS].tolist() == [1, 1]  # lead 1 counted once, lead 3 closed before as_of
     assert actual[ACTUAL_REVENUE].tolist() == [100.0, 50.0]  # lead 4 closes on the window's end: outside
     assert actual["fully_observed"].tolist() == [True, True]
+    # a data end during the window's last day covers that day; a month ending later is not observed
+    assert actual_revenue(crm, np.array([1]), months, data_end="2026-02-28 23:59:56")["fully_observed"].tolist() \
+        == [True, True]
+    assert actual_revenue(crm, np.array([1]), months, data_end="2026-02-27 12:00")["fully_observed"].tolist() \
+        == [True, False]
 
 
 def test_crm_known_at_drops_everything_after_the_instant() -> None:
@@ -170,3 +216,20 @@ def test_pipeline_forecast_adds_up_per_lead() -> None:
     assert result.leads[[f"p_close_2026-0{m}" for m in (1, 2, 3)]].sum(axis=1).to_numpy() == pytest.approx(0.3)
     with pytest.raises(ValueError, match="forecast inputs disagree"):
         forecast_pipeline(leads, feats.head(5), hazards, 7.0, p, 90.0, value, "2026-01-01")
+
+
+def test_a_backtest_compares_only_the_months_the_data_covers() -> None:
+    leads, feats, hazards, p, value = _pipeline_inputs()
+    forecast = forecast_pipeline(leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", ForecastConfig(months=3))
+    outcomes = pd.DataFrame({LEAD_ID: leads[LEAD_ID].head(3), CONVERTED_AT: pd.to_datetime(
+        ["2026-01-10", "2026-02-10", "2026-03-05"]), AMOUNT: [1.0, 2.0, 3.0]})
+    crm = CRMData(leads, pd.DataFrame(), outcomes)
+    actual = actual_revenue(crm, leads[LEAD_ID].to_numpy(), forecast.months, data_end="2026-03-05")
+    table = backtest_table(forecast.months, actual)
+    assert table["fully_observed"].tolist() == [True, True, False]
+    assert table["inside_interval"].isna().tolist() == [False, False, True]  # March: not compared
+    text = ForecastBacktest(forecast, table, None, {}, {}).to_text()
+    assert "in 0 of 2 observed months (1 month(s) past the data end not compared)" in text
+    early = actual_revenue(crm, leads[LEAD_ID].to_numpy(), forecast.months, data_end="2026-01-20")
+    assert "no forecast month ends before the data end" in ForecastBacktest(
+        forecast, backtest_table(forecast.months, early), None, {}, {}).to_text()

@@ -90,6 +90,8 @@ def test_time_split_explains_a_too_short_history() -> None:
     as_of = pd.Series(pd.date_range("2024-01-01", periods=4, freq="7D"))
     with pytest.raises(ValueError, match="too short for horizon"):
         time_ordered_split(as_of, horizon_days=90)
+    with pytest.raises(ValueError, match="no labelled snapshot"):  # e.g. a backtest date weeks after the start
+        time_ordered_split(pd.Series([], dtype="datetime64[ns]"), horizon_days=90)
 
 
 def test_grouped_folds_never_split_a_lead() -> None:

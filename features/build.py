@@ -192,18 +192,37 @@ def lead_feature_matrix(
 
 
 # ----- (a) training set -------------------------------------------------------------------------
+def set_aside_attributes(crm: CRMData, columns: Sequence[str]) -> tuple[CRMData, pd.DataFrame]:
+    """(``crm`` without the lead attributes ``columns``, their values per ``lead_id``): existing score
+    columns kept for the baselines, never features. Columns the leads table lacks are skipped."""
+    present = [c for c in dict.fromkeys(columns) if c in crm.leads.columns and c != LEAD_ID]
+    aside = crm.leads[[LEAD_ID, *present]].drop_duplicates(LEAD_ID)
+    if not present:
+        return crm, aside
+    kept = CRMData(crm.leads.drop(columns=present), crm.events, crm.outcomes,
+                   [c for c in crm.categorical_attributes if c not in present],
+                   [c for c in crm.numeric_attributes if c not in present])
+    return kept, aside
+
+
 def build_training_set(
     crm: CRMData,
     config: FeatureConfig | None = None,
     progress: Progress | None = None,
     spec: FeatureSpec | None = None,
+    set_aside: Sequence[str] = (),
 ) -> TrainingSet:
-    """All eligible snapshots with labels and features; fits the spec unless one is given."""
+    """All eligible snapshots with labels and features; fits the spec unless one is given. The lead
+    attributes ``set_aside`` (existing scores) are no features: their raw values follow the features."""
     config = config or (spec.config if spec is not None else FeatureConfig())
+    crm, aside = set_aside_attributes(crm, set_aside)
     spec = spec if spec is not None else FeatureSpec(config).fit(crm)
     data_end = resolve_data_end(crm, config)
     dates = as_of_dates(crm, config, data_end)
     frame = training_frame(crm, spec, dates, data_end, progress)
+    extra = [c for c in aside.columns if c != LEAD_ID and c not in frame.columns]
+    if extra:
+        frame = frame.merge(aside[[LEAD_ID, *extra]], on=LEAD_ID, how="left", validate="many_to_one")
     return TrainingSet(frame, spec, data_end, dates, unseen=_unseen(crm, spec))
 
 

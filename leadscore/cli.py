@@ -87,24 +87,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _load_project(path: Path):
-    from features.contract import load_config
-    from leadscore.project import ProjectConfig, ProjectConfigError, load_project
+    from leadscore.project import ProjectConfigError, load_project
 
     try:
-        return load_project(path)
+        return load_project(path)  # a bare data config is accepted too
     except ProjectConfigError as exc:
-        # A bare data config (no `data:` section) is accepted too.
-        import yaml
-
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except yaml.YAMLError:
-            document = None
-        if isinstance(document, dict) and "data" not in document and ("source" in document or "mode" in document):
-            try:
-                return ProjectConfig(data=load_config(path))
-            except ValueError as inner:
-                raise fail(f"{path}: {inner}", 2) from inner
         raise fail(str(exc), 2) from exc
 
 
@@ -201,7 +188,8 @@ def build_features(project, data, out: Path, spec_out: Path | None = None):
     else:
         with progress_bar("features", None, "lead blocks") as advance:
             training_set = build_training_set(
-                data, project.features, progress=lambda done, total: advance(1, total)
+                data, project.features, progress=lambda done, total: advance(1, total),
+                set_aside=project.training.score_columns,
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     training_set.frame.to_parquet(out, index=False)

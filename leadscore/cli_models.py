@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -20,7 +20,7 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")]
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")]
 TrackingOption = Annotated[
     str | None,
     typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
@@ -47,7 +47,7 @@ def _fmt(value: object, digits: int = 4) -> str:
 def comparison_table(comparison: pd.DataFrame, title: str = "model vs baselines (evaluation rows)") -> Table:
     """A compact rich table of a TrainingResult's comparison frame (rows: scorers)."""
     table = Table(title=title, title_justify="left")
-    table.add_column("scorer", style="bold", min_width=22, overflow="fold")
+    table.add_column("scorer", style="bold", min_width=12, overflow="fold")
     headers = {"roc_auc": "AUC [95% CI]", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier",
                "ece": "ECE", "top_decile_capture": "top-10% capture"}
     cols = [c for c in headers if c in comparison.columns]
@@ -84,6 +84,11 @@ def _project(config: Path):
         raise _fail(str(exc), 2) from exc
 
 
+def _message(exc: BaseException) -> str:
+    """An exception as one line for the user (a KeyError's text without its quotes)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
 def _target(tracking_uri: str | None, config: Path):
     from training.tracking import tracking_target
 
@@ -96,10 +101,31 @@ def _client(tracking_uri: str | None, config: Path):
     return connect(_target(tracking_uri, config))
 
 
+def threshold_line(cut: dict[str, Any] | None) -> str:
+    """The recommended MQL cut-off in one line (what it flags, its precision and capture)."""
+    if not cut:
+        return "MQL cut-off: none fits the sales capacity (see the run's evaluation/thresholds.csv)"
+    parts = []
+    if math.isfinite(cut.get("leads_per_week", math.nan)):
+        parts.append(f"{cut['leads_per_week']:.1f} leads/week")
+    if math.isfinite(cut.get("share_flagged", math.nan)):
+        parts.append(f"{cut['share_flagged']:.1%} of leads flagged")
+    for key, label in (("precision", "precision"), ("capture", "of conversions captured")):
+        if math.isfinite(cut.get(key, math.nan)):
+            parts.append(f"{label} {cut[key]:.3f}" if key == "precision" else f"{cut[key]:.0%} {label}")
+    capacity = (f"{cut['capacity']:g} leads/week" if cut.get("capacity_unit") == "leads_per_week"
+                else f"{cut.get('capacity', math.nan):.0%} of leads")
+    return f"MQL cut-off for a capacity of {capacity}: score >= {cut['cutoff']} ({', '.join(parts)})"
+
+
 def print_train_run(run) -> None:
     """Comparison table, leakage report, run id and model version of a ``TrainRun``."""
-    console.print(comparison_table(run.result.comparison))
-    console.print(run.result.leakage.to_text(), highlight=False)
+    result = run.result
+    console.print(comparison_table(result.comparison))
+    console.print(threshold_line(result.recommended_threshold), highlight=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(result.leakage.to_text(), highlight=False)
     rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
             ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items()))]
     rows.append(("model version", f"{run.model_version} (alias challenger)" if run.registered else "not registered"))
@@ -195,8 +221,8 @@ def train(
         try:
             ttc_run = train_time_to_close_project(project, _target(tracking_uri, config), model_name=model_name,
                                                   run_id=run_id, progress=_say)
-        except (ContractError, ValueError, KeyError) as exc:
-            raise _fail(str(exc)) from exc
+        except (ContractError, OSError, ValueError, KeyError) as exc:
+            raise _fail(_message(exc)) from exc
         print_time_to_close_run(ttc_run)
         return
     try:
@@ -207,8 +233,8 @@ def train(
         run = train_project(project, _target(tracking_uri, config), points_rules=rules,
                             strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,
                             progress=_say)
-    except ContractError as exc:
-        raise _fail(str(exc)) from exc
+    except (ContractError, OSError, ValueError, KeyError) as exc:
+        raise _fail(_message(exc)) from exc
     print_train_run(run)
     if run.refusal:
         raise _fail(run.refusal, 3)
@@ -245,7 +271,8 @@ def models_promote(
     metric: Annotated[str | None, typer.Option(
         help="Deciding metric (roc_auc, pr_auc, log_loss, ...; uno_c, harrell_c, ibs for time to close). "
              "Default: roc_auc, or uno_c for a time-to-close model.")] = None,
-    min_delta: Annotated[float, typer.Option(help="Margin by which the challenger must beat the champion.")] = 0.0,
+    min_delta: Annotated[float, typer.Option(min=0.0, help="Margin by which the challenger must beat the champion "
+                                             "(>= 0).")] = 0.0,
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Make the challenger champion if it beats the champion (same rows) and the baselines."""

@@ -68,7 +68,9 @@ def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConf
 
 
 def load_project(path: Path | str) -> ProjectConfig:
-    """Read ``leadscore.yaml`` (or any project file)."""
+    """Read ``leadscore.yaml`` (or any project file). A bare data config (a file holding the ``data:``
+    section's fields, such as ``configs/xeducation.yaml``) is a project of that data with every other
+    section at its default, named after the file."""
     path = Path(path)
     if not path.is_file():
         raise ProjectConfigError(f"project file not found: {path}")
@@ -76,6 +78,12 @@ def load_project(path: Path | str) -> ProjectConfig:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ProjectConfigError(f"project file {path}: not valid YAML: {exc}") from exc
+    if isinstance(document, dict) and "data" not in document and ("source" in document or "mode" in document):
+        try:
+            data = parse_data_config(document, path.resolve().parent)
+        except ValueError as exc:
+            raise ProjectConfigError(f"{path}: {exc}") from exc
+        return ProjectConfig(name=path.stem, data=data)
     return parse_project(document, path.resolve().parent)
 
 

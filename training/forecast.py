@@ -576,7 +576,7 @@ def backtest_forecast(
     known = crm_known_at(crm, at)
     say(f"building the training set from the CRM as known at {at:%Y-%m-%d}")
     features_cfg = project.features.model_copy(update={"data_end": at.to_pydatetime(), "end": at.to_pydatetime()})
-    training_set = build_training_set(known, features_cfg)
+    training_set = build_training_set(known, features_cfg, set_aside=project.training.score_columns)
     training_cfg = project.training.model_copy(update={"make_plots": False})
     say("training the sales-readiness model")
     readiness = train_and_evaluate(training_set, training_cfg, events=known.events)

@@ -231,9 +231,38 @@ class PromotionRules:
     metrics_on_rows: RowsScorer
 
 
+PREDICTIONS_ARTIFACT = "evaluation/predictions.parquet"
+
+
+def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
+                                score: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+    """Probabilities of ``version`` on ``rows`` that never come from rows it was fitted on.
+
+    A flat-mode version is refit on every row of its run: re-scoring those rows would grade it on
+    its training data. For them its run's cross-validated (out-of-fold) probabilities are used,
+    matched by ``lead_id``; other rows (new leads) are scored by ``score``. Snapshot-mode versions
+    are tested on later rows than they were fitted on: all of their rows are scored."""
+    if version.tags.get("data_mode") != "flat" or not version.run_id or LEAD_ID not in rows.columns:
+        return score(rows)
+    oof = load_run_frame(client, version.run_id, PREDICTIONS_ARTIFACT)
+    if LEAD_ID not in oof.columns or "probability" not in oof.columns:
+        raise RegistryError(f"version {version.version}: its run's {PREDICTIONS_ARTIFACT} lacks lead_id/probability; "
+                            "cannot tell its training rows from new ones")
+    known = pd.Series(oof["probability"].to_numpy(dtype=float), index=oof[LEAD_ID].astype(str))
+    known = known[~known.index.duplicated()]
+    ids = rows[LEAD_ID].astype(str)
+    seen = ids.isin(known.index).to_numpy()
+    p = np.empty(len(rows), dtype=float)
+    p[seen] = known.loc[ids[seen]].to_numpy()
+    if (~seen).any():
+        p[~seen] = score(rows[~seen])
+    return p
+
+
 def _sales_readiness_rows_metrics(client: MlflowClient, name: str, version: str, rows: pd.DataFrame,
                                   _run_id: str) -> dict[str, float]:
-    return rows_metrics(rows, score_rows(client, name, version, rows))
+    return rows_metrics(rows, out_of_sample_probabilities(
+        client, client.get_model_version(name, version), rows, lambda part: score_rows(client, name, version, part)))
 
 
 def promotion_rules(kind: str | None) -> PromotionRules:
@@ -259,6 +288,8 @@ def promote(
 
     ``metric`` defaults to the kind's deciding metric (roc_auc for sales readiness, uno_c for time to close).
     """
+    if not min_delta >= 0:
+        raise RegistryError(f"min_delta must be >= 0 (a negative margin would let a worse challenger win), got {min_delta}")
     candidate = resolve_version(client, name, version or CHALLENGER)
     rules = promotion_rules(candidate.tags.get(KIND_TAG))
     metric = metric or rules.default_metric

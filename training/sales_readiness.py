@@ -94,6 +94,14 @@ def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
     return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
 
 
+def check_segment_columns(frame: pd.DataFrame, config: TrainingConfig, table: str) -> None:
+    """``training.segment_columns`` must name columns of the frame: checked before any fitting."""
+    missing = [c for c in config.segment_columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"training.segment_columns: {missing} not in the {table} (its columns: "
+                       f"{[c for c in frame.columns if c not in NON_FEATURE_COLUMNS][:30]})")
+
+
 def _horizon(training_set: Any, config: TrainingConfig) -> int:
     for value in (config.horizon_days, getattr(training_set, "horizon_days", None),
                   getattr(getattr(training_set, "spec", None), "horizon_days", None),
@@ -328,6 +336,7 @@ def train_and_evaluate(
         if col not in frame.columns:
             raise KeyError(f"training frame lacks column {col!r}")
     horizon = _horizon(training_set, config)
+    check_segment_columns(frame, config, "training frame")
     features = feature_columns_of(frame, spec)
     notes: list[str] = []
     labelled = frame[frame[config.label].notna()].reset_index(drop=True)
@@ -426,6 +435,7 @@ def train_and_evaluate_flat(
     missing = [c for c in [LEAD_ID, flat.label, *features] if c not in frame.columns]
     if missing:
         raise KeyError(f"flat frame lacks column(s) {missing}")
+    check_segment_columns(frame, config, "flat frame")
     y = frame[flat.label].to_numpy(dtype=float)
     X = frame[features]
     groups = frame[LEAD_ID].to_numpy()

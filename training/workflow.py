@@ -24,6 +24,7 @@ from training.evaluation import time_ordered_split
 from training.registry import (
     MODEL_NAME,
     PromotionDecision,
+    out_of_sample_probabilities,
     promote,
     register_challenger,
     resolve_version,
@@ -74,7 +75,7 @@ def load_training_set(
     say("building the training set")
     if isinstance(data, FlatData):
         return build_flat_training_set(data), data, report
-    return build_training_set(data, project.features), data, report
+    return build_training_set(data, project.features, set_aside=project.training.score_columns), data, report
 
 
 def fit_training_set(
@@ -259,8 +260,11 @@ def evaluate_registered(
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
     from training.pyfunc import to_pyfunc_input
 
-    p = np.asarray(model.predict(to_pyfunc_input(rows[list(inner.feature_columns_)])), dtype=float)
-    metrics = rows_metrics(rows, p)
+    def score(part: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(to_pyfunc_input(part[list(inner.feature_columns_)])), dtype=float)
+
+    # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
+    metrics = rows_metrics(rows, out_of_sample_probabilities(client, version, rows, score))
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 

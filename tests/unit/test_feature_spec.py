@@ -40,6 +40,20 @@ def test_json_round_trip_reproduces_spec_and_features() -> None:
         FeatureSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "families"})
 
 
+def test_existing_score_columns_are_kept_beside_the_features_not_among_them() -> None:
+    crm = random_crm(3)
+    legacy = np.arange(len(crm.leads), dtype=float) * 10
+    leads = crm.leads.assign(legacy_score=legacy)
+    crm = CRMData(leads, crm.events, crm.outcomes, crm.categorical_attributes, [*crm.numeric_attributes, "legacy_score"])
+    assert "legacy_score" in build_training_set(crm).spec.columns_  # an attribute like any other...
+    training = build_training_set(crm, set_aside=["legacy_score", "not_a_column"])
+    assert "legacy_score" not in training.spec.columns_  # ...unless set aside as a score
+    assert training.spec.columns_of(FIT) == ["industry", "employees"]
+    frame = training.frame
+    expected = leads.set_index("lead_id").loc[frame["lead_id"], "legacy_score"].to_numpy()
+    np.testing.assert_array_equal(frame["legacy_score"].to_numpy(), expected)
+
+
 def test_families_and_labels_cover_every_column() -> None:
     spec = FeatureSpec().fit(random_crm(2))
     assert spec.columns_of(FIT) == ["industry", "employees"]

@@ -169,13 +169,23 @@ def features_build(
     config: ConfigOption = Path("leadscore.yaml"),
     out: Annotated[Path, typer.Option(help="Training set (Parquet).")] = Path("training_set.parquet"),
     spec_out: Annotated[Path | None, typer.Option(help="Fitted feature spec (JSON); default next to --out.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
+                                 help="Log the results into this existing run (set by `mlflow run`).")
+    ] = None,
 ) -> None:
     """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
+    from leadscore.run_logging import log_into_run
+
     project = _load_project(config)
     data, report = _load_data(project)
     console.print(report.summary(), highlight=False)
     training_set = build_features(project, data, out, spec_out)
-    _print_training_set_summary(training_set.summary())
+    summary = training_set.summary()
+    _print_training_set_summary(summary)
+    spec_path = spec_out or out.with_suffix(".spec.json")
+    log_into_run(run_id, metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
+                 tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
 
 
 def build_features(project, data, out: Path, spec_out: Path | None = None):

@@ -55,14 +55,30 @@ def forecast_table(months: Any, title: str) -> Table:
     return table
 
 
-def _write(out: Path, months: Any, leads: Any, figure: Any) -> None:
+def _write(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    months.to_csv(out / "forecast_months.csv", index=False)
-    leads.to_csv(out / "forecast_leads.csv", index=False)
+    written = [out / "forecast_months.csv", out / "forecast_leads.csv"]
+    months.to_csv(written[0], index=False)
+    leads.to_csv(written[1], index=False)
     if figure is not None:
-        figure.savefig(out / "forecast.png", dpi=120)
-    console.print(f"wrote {out / 'forecast_months.csv'}, {out / 'forecast_leads.csv'}"
-                  + (f", {out / 'forecast.png'}" if figure is not None else ""), highlight=False)
+        written.append(out / "forecast.png")
+        figure.savefig(written[2], dpi=120)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    return written
+
+
+def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
+    """Totals and files of the forecast into the `mlflow run` run, when there is one."""
+    from leadscore.run_logging import log_into_run
+    from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, LOW
+
+    metrics = {"forecast_expected_deals": months[EXPECTED_DEALS].sum(),
+               "forecast_expected_revenue": months[EXPECTED_REVENUE].sum(),
+               "forecast_low_first_month": months[LOW].iloc[0], "forecast_high_first_month": months[HIGH].iloc[0]}
+    if backtest:
+        metrics["backtest_actual_revenue"] = months[ACTUAL_REVENUE].sum()
+    log_into_run(run_id, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
+                 metrics=metrics, tags={"leadscore.entry_point": "forecast"}, files=files, artifact_path="forecast")
 
 
 def register(app: typer.Typer) -> None:
@@ -97,6 +113,10 @@ def register(app: typer.Typer) -> None:
         models_dir: Annotated[
             Path | None, typer.Option("--models-dir", help="Exported champions (instead of the registry).")
         ] = None,
+        run_id: Annotated[
+            str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
+                                     help="Log the forecast into this existing run (set by `mlflow run`).")
+        ] = None,
     ) -> None:
         """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
         from features.contract import ContractError
@@ -129,8 +149,8 @@ def register(app: typer.Typer) -> None:
                 for note in result.forecast.notes:
                     console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
-                if out is not None:
-                    _write(out, result.table, result.forecast.leads, result.figure)
+                files = _write(out, result.table, result.forecast.leads, result.figure) if out is not None else []
+                _log_run(run_id, result.table, when, files, backtest=True)
                 return
             from leadscore.forecast_models import load_forecast_models
 
@@ -145,6 +165,8 @@ def register(app: typer.Typer) -> None:
         console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
         for note in result.notes:
             console.print(f"note: {note}", highlight=False)
+        files = []
         if out is not None:
-            _write(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
-                                                                      f"{result.as_of:%Y-%m-%d}"))
+            files = _write(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
+                                                                              f"{result.as_of:%Y-%m-%d}"))
+        _log_run(run_id, result.months, result.as_of, files, backtest=False)

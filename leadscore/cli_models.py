@@ -245,8 +245,13 @@ def evaluate(
     tracking_uri: TrackingOption = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Alias (champion, challenger) or version.")] = "champion",
     model_name: ModelNameOption = "lead-conversion",
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
+                                 help="Log the results into this existing run (set by `mlflow run`).")
+    ] = None,
 ) -> None:
     """Evaluate a registered model version/alias on the project's latest evaluation data."""
+    from leadscore.run_logging import log_into_run
     from training.registry import RegistryError
     from training.workflow import evaluate_registered
 
@@ -258,6 +263,8 @@ def evaluate(
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
     console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)
+    log_into_run(run_id, params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
+                 tags={"leadscore.entry_point": "evaluate", **{f"leadscore.{k}": v for k, v in report.evaluation.items()}})
 
 
 models_app = typer.Typer(help="Model registry: promote, roll back, export, list.", no_args_is_help=True)

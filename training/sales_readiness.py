@@ -321,12 +321,14 @@ def train_and_evaluate(
     points_rules: PointsRules | None = None,
     events: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    flat_rows: bool = False,
 ) -> TrainingResult:
     """Snapshot mode. ``training_set`` has ``.frame`` (lead_id, as_of, label, features) and ``.spec``.
 
     ``events`` (canonical events table) lets the points baseline recompute decayed behaviour points
     per snapshot; the leads' attributes are read from the feature frame. ``points_rules`` None:
-    ``config.points_rules``, else the packaged default rules.
+    ``config.points_rules``, else the packaged default rules. ``flat_rows``: one row per lead with
+    ``as_of`` its timestamp and a label without horizon ("converted"): no gap between the slices.
     """
     say = progress or _noop
     points_rules = _rules_for(points_rules, config)
@@ -335,7 +337,7 @@ def train_and_evaluate(
     for col in (LEAD_ID, AS_OF, config.label):
         if col not in frame.columns:
             raise KeyError(f"training frame lacks column {col!r}")
-    horizon = _horizon(training_set, config)
+    horizon = None if flat_rows else _horizon(training_set, config)
     check_segment_columns(frame, config, "training frame")
     features = feature_columns_of(frame, spec)
     notes: list[str] = []
@@ -343,7 +345,7 @@ def train_and_evaluate(
     n_censored = len(frame) - len(labelled)
     if n_censored:
         notes.append(f"{n_censored} censored snapshots (label window not yet closed) excluded from fit and test")
-    split = time_ordered_split(labelled[AS_OF], horizon, config.test_fraction, config.validation_fraction)
+    split = time_ordered_split(labelled[AS_OF], horizon or 0, config.test_fraction, config.validation_fraction)
     split_info = {**split.describe(labelled[AS_OF]), "horizon_days": horizon, "n_censored_excluded": n_censored,
                   "n_gap_excluded": len(labelled) - len(split.train) - len(split.valid) - len(split.test)}
     y = labelled[config.label].to_numpy(dtype=float)
@@ -396,10 +398,28 @@ def train_and_evaluate(
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
                              **_search_metrics(search_summary)})
-    card = _model_card("sales readiness (snapshots)", horizon, split_info, model, comparison, segments, leakage,
+    title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
+    card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config)
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
                           predictions, split_info, notes)
+
+
+def _train_and_evaluate_flat_by_time(
+    flat: FlatData, config: TrainingConfig, points_rules: PointsRules | None, spec: Any, progress: Progress | None,
+) -> TrainingResult:
+    """Flat rows with a timestamp: the snapshot mode's time-ordered split on it (train on the earliest
+    leads, early-stop and calibrate on the next, test on the latest; no lead in two slices)."""
+    from features.build import TrainingSet, build_flat_training_set
+
+    flat_set = build_flat_training_set(flat, spec)
+    frame = flat_set.frame.rename(columns={CREATED_AT: AS_OF})
+    scores = list(dict.fromkeys([*config.score_columns, *flat.score_columns]))
+    result = train_and_evaluate(TrainingSet(frame, flat_set.spec), config.model_copy(update={"score_columns": scores}),
+                                points_rules=points_rules, events=None, progress=progress, flat_rows=True)
+    result.split["mode"] = f"time-ordered by {CREATED_AT} (flat rows with a timestamp)"
+    result.predictions = result.predictions.rename(columns={AS_OF: CREATED_AT})  # keyed by lead_id, as flat rows
+    return result
 
 
 def _oof_single_feature_auc(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> pd.DataFrame:
@@ -428,6 +448,8 @@ def train_and_evaluate_flat(
     calibrator fitted on all out-of-fold margins. ``points_rules`` None: ``config.points_rules``,
     else the packaged default rules (skipped, with a note, when none of them fits the columns).
     """
+    if CREATED_AT in flat.frame.columns and flat.frame[CREATED_AT].notna().all():
+        return _train_and_evaluate_flat_by_time(flat, config, points_rules, spec, progress)
     say = progress or _noop
     points_rules = _rules_for(points_rules, config)
     frame = flat.frame.reset_index(drop=True)

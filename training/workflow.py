@@ -16,7 +16,7 @@ import pandas as pd
 from features.build import TrainingSet, build_flat_training_set, build_training_set
 from features.contract import ValidationReport
 from features.loading import load_data
-from features.schema import CRMData, FlatData
+from features.schema import CREATED_AT, CRMData, FlatData
 from leadscore.project import ProjectConfig
 from training.baselines import PointsRules
 from training.config import AS_OF, TrainingConfig
@@ -219,12 +219,15 @@ class EvaluationReport:
 
 def latest_evaluation_rows(training_set: TrainingSet, config: TrainingConfig, horizon_days: int | None) -> pd.DataFrame:
     """The latest labelled slice the way training tests on it: the time-ordered test slice
-    (snapshots) or every row (flat); keys, features and ``label``."""
+    (snapshots; flat rows with a timestamp) or every row (flat rows without); keys, features and ``label``."""
     frame = training_set.frame
     labelled = frame[frame[config.label].notna()].reset_index(drop=True)
     if AS_OF in labelled.columns and horizon_days:
         split = time_ordered_split(labelled[AS_OF], int(horizon_days), config.test_fraction,
                                    config.validation_fraction)
+        labelled = labelled.iloc[split.test].reset_index(drop=True)
+    elif AS_OF not in labelled.columns and CREATED_AT in labelled.columns and labelled[CREATED_AT].notna().all():
+        split = time_ordered_split(labelled[CREATED_AT], 0, config.test_fraction, config.validation_fraction)
         labelled = labelled.iloc[split.test].reset_index(drop=True)
     keys = [c for c in ("lead_id", AS_OF) if c in labelled.columns]
     rows = labelled[[*keys, *training_set.spec.columns_]].copy()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,6 +35,12 @@ def _flat_leads(n: int = 1500, seed: int = 0) -> pd.DataFrame:
                          "Source": source, "Extra": rng.normal(0, 1, n).round(3), "Converted": converted.astype(int)})
 
 
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("flat-registry")
@@ -42,8 +49,7 @@ def flat(tmp_path_factory: pytest.TempPathFactory):
             "label_column": "Converted"}
     config = folder / "leads_data.yaml"  # a bare data config, no project sections
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    app = typer.Typer()
-    register(app)
+    app = _app()
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -56,8 +62,9 @@ def flat(tmp_path_factory: pytest.TempPathFactory):
 
 def test_a_bare_data_config_trains_and_prints_the_mql_cut_off(flat) -> None:
     _, config, output = flat
-    assert "model vs baselines" in output and "logistic regression" in output
-    assert "MQL cut-off for a capacity of" in output
+    words = " ".join(output.split())  # rich wraps titles and lines at the console's width
+    assert "model vs baselines" in words and "logistic regression" in words
+    assert "MQL cut-off for a capacity of" in words
     client = connect(tracking_target(None, config.parent))
     version = client.get_model_version(MODEL, "1")
     assert version.tags["data_mode"] == "flat"
@@ -82,6 +89,19 @@ def test_a_flat_model_is_graded_out_of_fold_not_on_its_training_rows(flat) -> No
     assert float(line.split("│")[2]) == pytest.approx(cross_validated, abs=5e-4)
 
 
+def test_evaluate_logs_into_the_run_mlflow_run_created(flat) -> None:
+    invoke, config, _ = flat
+    client = connect(tracking_target(None, config.parent))
+    run = client.create_run(client.get_experiment_by_name("leads_data").experiment_id, run_name="evaluate")
+    result = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"],
+                                env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run.info.run_id, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    logged = client.get_run(run.info.run_id).data
+    cross_validated = client.get_run(client.get_model_version(MODEL, "1").run_id).data.metrics["roc_auc"]
+    assert logged.metrics["roc_auc"] == pytest.approx(cross_validated, abs=1e-9)
+    assert logged.params["evaluated_model"] == f"{MODEL} v1" and logged.tags["leadscore.entry_point"] == "evaluate"
+
+
 def test_a_negative_promotion_margin_is_refused(flat) -> None:
     invoke, config, _ = flat
     result = invoke("models", "promote", "-c", str(config), "--min-delta", "-1")
@@ -103,3 +123,28 @@ def test_unknown_segment_columns_fail_before_fitting(flat, tmp_path: Path) -> No
     missing.write_text(yaml.safe_dump({**data, "source": {"kind": "csv", "path": "nope.csv"}}), encoding="utf-8")
     unreadable = invoke("train", "-c", str(missing))
     assert unreadable.exit_code != 0 and "nope.csv" in unreadable.output and "Traceback" not in unreadable.output
+
+
+def test_flat_rows_with_a_timestamp_are_tested_on_the_latest_leads(tmp_path: Path) -> None:
+    leads = _flat_leads(1200, seed=1)
+    leads["Signed up"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(leads)) * 6, unit="h")).astype(str)
+    leads.sample(frac=1.0, random_state=0).to_csv(tmp_path / "leads.csv", index=False)  # file order is not time
+    config = tmp_path / "dated.yaml"
+    config.write_text(yaml.safe_dump({"mode": "flat", "source": {"kind": "csv", "path": "leads.csv"},
+                                      "id_column": "Lead ID", "label_column": "Converted",
+                                      "timestamp_column": "Signed up"}), encoding="utf-8")
+    env = {"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": "", "COLUMNS": "200"}
+    trained = CliRunner().invoke(_app(), ["train", "-c", str(config)], env=env)
+    assert trained.exit_code == 0, trained.output
+    client = connect(tracking_target(None, tmp_path))
+    version = client.get_model_version(MODEL, "1")
+    split = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/evaluation/split.json")
+    assert split["mode"].startswith("time-ordered by created_at")
+    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT)
+    ids = set(rows["lead_id"])
+    latest = set(leads.sort_values("Signed up")["Lead ID"].tail(len(ids)))
+    assert len(ids) == split["n_test"] and ids == latest  # the test slice is the latest leads, nothing earlier
+    evaluated = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"], env=env)
+    assert evaluated.exit_code == 0, evaluated.output
+    line = next(part for part in evaluated.output.splitlines() if part.strip().startswith("│ roc_auc "))
+    assert float(line.split("│")[2]) == pytest.approx(client.get_run(version.run_id).data.metrics["roc_auc"], abs=5e-4)

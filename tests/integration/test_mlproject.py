@@ -41,3 +41,8 @@ def test_entry_points_name_cli_commands_and_the_features_entry_runs(tmp_path: Pa
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("mlproject-test").experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
+    # the command logged what it built into the run `mlflow run` created
+    assert runs[0].data.metrics["training_set_rows"] == len(frame)
+    assert runs[0].data.tags["leadscore.entry_point"] == "features"
+    assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "features")] == \
+        ["features/training_set.spec.json"]

@@ -49,7 +49,7 @@ def comparison_table(comparison: pd.DataFrame, title: str = "model vs baselines 
     table = Table(title=title, title_justify="left")
     table.add_column("scorer", style="bold", min_width=12, overflow="fold")
     headers = {"roc_auc": "AUC [95% CI]", "pr_auc": "PR AUC", "log_loss": "log loss", "brier": "Brier",
-               "ece": "ECE", "top_decile_capture": "top-10% capture"}
+               "ece": "ECE", "top_decile_capture": "top-10%\ncapture"}  # two lines: fits 80 columns
     cols = [c for c in headers if c in comparison.columns]
     for col in cols:
         table.add_column(headers[col], justify="right")

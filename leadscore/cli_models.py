@@ -96,9 +96,13 @@ def _target(tracking_uri: str | None, config: Path):
 
 
 def _client(tracking_uri: str | None, config: Path):
-    from training.tracking import connect
+    """An MLflow client of the target; an unreachable tracking server ends the command with its reason."""
+    from training.tracking import TrackingServerUnreachable, connect
 
-    return connect(_target(tracking_uri, config))
+    try:
+        return connect(_target(tracking_uri, config))
+    except TrackingServerUnreachable as exc:
+        raise _fail(str(exc)) from exc
 
 
 def threshold_line(cut: dict[str, Any] | None) -> str:
@@ -208,6 +212,7 @@ def train(
 
     project = _project(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
+    _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
     if target == Target.time_to_close:
         from training.workflow import train_time_to_close_project
 

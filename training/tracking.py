@@ -3,7 +3,8 @@ the evaluation rows (so promotion can re-score models on them) and the pyfunc mo
 
 Where runs go is a :class:`TrackingTarget` resolved at the edge: the embedded default is a SQLite
 store ``sqlite:///<project dir>/mlflow.db`` with artifacts in ``<project dir>/mlartifacts``; an
-``http(s)://`` URI is a tracking server that stores (or proxies) the artifacts itself.
+``http(s)://`` URI is a tracking server that stores (or proxies) the artifacts itself; :func:`connect`
+checks once that it answers (MLflow's own client retries an unreachable server for minutes).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import socket
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,8 +73,80 @@ def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> Tracki
     return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
 
 
+class TrackingServerUnreachable(ConnectionError, ValueError):
+    """The tracking server of an ``http(s)://`` URI does not answer (refused, unknown host, timeout, TLS
+    failure, gateway error). A ``ValueError`` too: the CLI turns those into a one-line error."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"cannot reach the MLflow tracking server at {uri}: {reason}")
+        self.uri = uri
+        self.reason = reason
+
+    def __reduce__(self):  # pickles by (uri, reason), not by the formatted message
+        return type(self), (self.uri, self.reason)
+
+
+PROBE_ENDPOINT = "/health"  # an MLflow server answers "OK"
+PROBE_TIMEOUT_SECONDS = 5.0  # connect and read, each
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from / while handling, outermost first."""
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
+    while inner is not None and inner not in chain:
+        chain.append(inner)
+        inner = inner.__cause__ or inner.__context__
+    return chain
+
+
+def _probe_failure_reason(exc: BaseException, timeout: float) -> str:
+    """A short reason for a failed probe: the innermost socket/TLS error, not urllib3's nested reprs."""
+    import requests
+
+    chain = _exception_chain(exc)
+    if any(isinstance(e, requests.exceptions.Timeout | TimeoutError) for e in chain):
+        return f"no answer within {timeout:g} s"
+    root = chain[-1]
+    if isinstance(root, socket.gaierror):
+        return f"cannot resolve the host name ({root.strerror or root})"
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror
+    return str(root) or type(root).__name__
+
+
+def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+    """One ``GET <uri>/health`` with ``timeout`` and no retries; raises :class:`TrackingServerUnreachable`
+    when nothing answers or a gateway answers 5xx for it. Any other HTTP answer (401, 404 behind a path
+    prefix, ...) counts as reachable: MLflow's own calls report those. Goes through MLflow's HTTP client
+    so its TLS, proxy and credential settings (``MLFLOW_TRACKING_INSECURE_TLS``, ...) apply."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), PROBE_ENDPOINT, "GET", max_retries=0,
+                                backoff_factor=0, backoff_jitter=0, timeout=timeout, raise_on_status=False,
+                                respect_retry_after_header=False)
+    except Exception as exc:  # MLflow wraps every requests error in an MlflowException
+        # requests' errors are OSErrors; anything else (e.g. a misconfigured auth plugin) is MLflow's own error
+        if not any(isinstance(e, OSError) for e in _exception_chain(exc)):
+            raise
+        # from None: the reason is in the message, and a command that does not catch the error prints a
+        # short traceback instead of urllib3's five chained ones (the original stays in __context__)
+        raise TrackingServerUnreachable(uri, _probe_failure_reason(exc, timeout)) from None
+    if response.status_code >= 500:
+        reason = f"{PROBE_ENDPOINT} answered HTTP {response.status_code} {response.reason or ''}".rstrip()
+        raise TrackingServerUnreachable(uri, reason)
+
+
 def connect(target: TrackingTarget) -> MlflowClient:
-    """Point MLflow (fluent API + registry) at ``target`` and return a client for it."""
+    """Point MLflow (fluent API + registry) at ``target`` and return a client for it.
+
+    A tracking server (``http(s)://``) is probed first, once, with a short timeout: an unreachable one
+    raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes.
+    Local stores (SQLite, files) are not probed."""
+    if target.is_server:
+        probe_tracking_server(target.uri)
     mlflow.set_tracking_uri(target.uri)
     mlflow.set_registry_uri(target.uri)
     return MlflowClient(tracking_uri=target.uri, registry_uri=target.uri)

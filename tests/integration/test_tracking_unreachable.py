@@ -1,0 +1,159 @@
+"""An ``http(s)://`` tracking URI with nothing behind it fails at once with a clear error.
+
+MLflow's own client retries an unreachable server for minutes (then the registry commands reported a
+missing alias, and ``models list`` a long traceback); :func:`training.tracking.connect` probes the
+server once, with a short timeout, before any MLflow call. The CLI runs in-process (typer's runner).
+"""
+
+from __future__ import annotations
+
+import http.server
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import training.tracking as tracking
+import training.workflow  # noqa: F401  (imported up front: the timings measure the connection, not imports)
+from leadscore.cli import app
+from leadscore.project import project_yaml, sqlite_project
+from training.tracking import TrackingServerUnreachable, connect, probe_tracking_server, tracking_target
+
+BOUND_SECONDS = 30.0  # MLflow's retries alone took ~4.5 minutes
+
+
+def _free_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dead_uri() -> str:
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A project file (the data is never read: the tracking server is contacted first)."""
+    path = tmp_path / "leadscore.yaml"
+    path.write_text(project_yaml(sqlite_project(tmp_path)), encoding="utf-8")
+    return path
+
+
+def _message(result) -> str:
+    """What the user sees: the printed error, or the exception a command does not catch."""
+    text = result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        text += f"\n{type(result.exception).__name__}: {result.exception}"
+    return " ".join(text.split())  # rich wraps long lines
+
+
+@pytest.mark.timeout(300)  # a regression (MLflow retrying for minutes) fails instead of hanging the suite
+@pytest.mark.parametrize("command", [["models", "promote"], ["models", "list"], ["models", "rollback"],
+                                     ["models", "export"], ["evaluate"], ["train"]],
+                         ids=lambda c: " ".join(c))
+def test_unreachable_server_fails_fast_and_clearly(command: list[str], config: Path, dead_uri: str) -> None:
+    start = time.monotonic()
+    result = CliRunner().invoke(app, [*command, "-c", str(config), "--tracking-uri", dead_uri],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    elapsed = time.monotonic() - start
+    message = _message(result)
+    assert result.exit_code != 0, message
+    assert f"cannot reach the MLflow tracking server at {dead_uri}" in message
+    assert "Connection refused" in message
+    assert "has no alias" not in message and "no champion" not in message
+    assert elapsed < BOUND_SECONDS, f"{' '.join(command)} took {elapsed:.1f} s"
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), message  # an error line, no traceback
+
+
+def test_clean_message_where_the_cli_catches_it(config: Path, dead_uri: str) -> None:
+    """``models promote`` turns it into a one-line error (no traceback, no exception left over)."""
+    result = CliRunner().invoke(app, ["models", "promote", "-c", str(config), "--tracking-uri", dead_uri],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == f"error: cannot reach the MLflow tracking server at {dead_uri}: Connection refused"
+
+
+def test_connect_does_not_probe_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    probed: list[str] = []
+    monkeypatch.setattr(tracking, "probe_tracking_server", probed.append)
+    target = tracking_target(None, tmp_path)
+    assert target.uri.startswith("sqlite:///")
+    assert connect(target).tracking_uri == target.uri
+    assert probed == []
+    server = tracking_target("http://127.0.0.1:5000", tmp_path)
+    with pytest.raises(AssertionError, match="stop"):  # probed once, before MLflow is pointed anywhere
+        monkeypatch.setattr(tracking, "probe_tracking_server", lambda uri: probed.append(uri) or _stop())
+        connect(server)
+    assert probed == [server.uri]
+
+
+def _stop() -> None:
+    raise AssertionError("stop")
+
+
+def test_error_type() -> None:
+    error = TrackingServerUnreachable("http://host:5000", "Connection refused")
+    assert isinstance(error, ConnectionError) and isinstance(error, ValueError)
+    assert str(error) == "cannot reach the MLflow tracking server at http://host:5000: Connection refused"
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.uri, copy.reason, str(copy)) == (error.uri, error.reason, str(error))
+
+
+def test_probe_times_out_on_a_silent_server() -> None:
+    """A server that accepts the connection but never answers: one request, bounded by the timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(TrackingServerUnreachable, match="no answer within 1 s"):
+            probe_tracking_server(uri, timeout=1.0)
+        assert time.monotonic() - start < 5.0  # no retries
+
+
+@pytest.fixture
+def stub_server() -> Iterator[tuple[str, list[int], list[str]]]:
+    """An HTTP server answering every GET with the status in ``statuses[0]``; records the paths asked."""
+    statuses, paths = [200], []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            paths.append(self.path)
+            self.send_response(statuses[0])
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", statuses, paths
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_probe_status_answers(stub_server: tuple[str, list[int], list[str]]) -> None:
+    """Any answer but a 5xx counts as reachable (401 behind auth, 404 behind a path prefix); a 5xx from
+    /health (a gateway whose upstream is down) does not, and is not retried."""
+    uri, statuses, paths = stub_server
+    for status in (200, 401, 404):
+        statuses[0] = status
+        probe_tracking_server(uri + "/")
+    statuses[0] = 503
+    with pytest.raises(TrackingServerUnreachable, match=r"/health answered HTTP 503"):
+        probe_tracking_server(uri)
+    assert paths == ["/health"] * 4

@@ -38,6 +38,7 @@ from training.forecast import (  # noqa: E402
     EXPECTED_REVENUE,
     INSIDE,
     MONTH,
+    OBSERVED,
     ForecastBacktest,
     ForecastConfig,
     RecalibrationConfig,
@@ -100,13 +101,14 @@ def main() -> None:
                 zip(table[MONTH], table[EXPECTED_DEALS], table["oracle_deals"], table[ACTUAL_DEALS], strict=True)))
             with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
                 print(deals_by_age(synthetic, result, oracle).to_string())
-            deals, closed = table[EXPECTED_DEALS].sum(), table[ACTUAL_DEALS].sum()
+            seen = table[table[OBSERVED]]  # months that end before the data end
+            deals, closed = seen[EXPECTED_DEALS].sum(), seen[ACTUAL_DEALS].sum()
             print(f"deals: expected {deals:.1f}, closed {closed}; revenue per deal: expected "
-                  f"{table[EXPECTED_REVENUE].sum() / max(deals, 1e-9):,.0f}, actual "
-                  f"{table[ACTUAL_REVENUE].sum() / max(closed, 1):,.0f}")
-            print(f"summary seed {seed}: deals {deals:.1f} (oracle {table['oracle_deals'].sum():.1f}) vs {closed}; "
-                  f"revenue {table[EXPECTED_REVENUE].sum():,.0f} "
-                  f"vs {table[ACTUAL_REVENUE].sum():,.0f}; inside {int(table[INSIDE].sum())}/{len(table)} months")
+                  f"{seen[EXPECTED_REVENUE].sum() / max(deals, 1e-9):,.0f}, actual "
+                  f"{seen[ACTUAL_REVENUE].sum() / max(closed, 1):,.0f}")
+            print(f"summary seed {seed}: deals {deals:.1f} (oracle {seen['oracle_deals'].sum():.1f}) vs {closed}; "
+                  f"revenue {seen[EXPECTED_REVENUE].sum():,.0f} "
+                  f"vs {seen[ACTUAL_REVENUE].sum():,.0f}; inside {int(seen[INSIDE].sum())}/{len(seen)} observed months")
 
 
 if __name__ == "__main__":

@@ -184,7 +184,7 @@ def features_build(
     summary = training_set.summary()
     _print_training_set_summary(summary)
     spec_path = spec_out or out.with_suffix(".spec.json")
-    log_into_run(run_id, metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
+    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
                  tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
 
 
@@ -328,7 +328,8 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
 
     readiness, ttc, names = load_forecast_models(project, directory / "leadscore.yaml", None, None)
     result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
-                                    progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+                                    progress=lambda m: err_console.print(f"[dim]- {m}[/]"),
+                                    data_end=project.features.data_end)
     console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)

@@ -70,14 +70,16 @@ def _write(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
 def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
     """Totals and files of the forecast into the `mlflow run` run, when there is one."""
     from leadscore.run_logging import log_into_run
-    from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, LOW
+    from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, LOW, OBSERVED
 
     metrics = {"forecast_expected_deals": months[EXPECTED_DEALS].sum(),
                "forecast_expected_revenue": months[EXPECTED_REVENUE].sum(),
                "forecast_low_first_month": months[LOW].iloc[0], "forecast_high_first_month": months[HIGH].iloc[0]}
-    if backtest:
-        metrics["backtest_actual_revenue"] = months[ACTUAL_REVENUE].sum()
-    log_into_run(run_id, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
+    if backtest:  # over the months that end before the data end
+        seen = months[months[OBSERVED]]
+        metrics.update(backtest_expected_revenue=seen[EXPECTED_REVENUE].sum(),
+                       backtest_actual_revenue=seen[ACTUAL_REVENUE].sum(), backtest_observed_months=len(seen))
+    log_into_run(run_id, say=_say, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
                  metrics=metrics, tags={"leadscore.entry_point": "forecast"}, files=files, artifact_path="forecast")
 
 

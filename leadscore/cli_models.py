@@ -268,7 +268,8 @@ def evaluate(
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
     console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)
-    log_into_run(run_id, params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
+    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False),
+                 params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
                  tags={"leadscore.entry_point": "evaluate", **{f"leadscore.{k}": v for k, v in report.evaluation.items()}})
 
 

@@ -8,7 +8,7 @@ hidden ``--run-id``); `features build`, `evaluate` and `forecast` log their resu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,35 @@ def log_into_run(
     tags: Mapping[str, str] | None = None,
     files: Sequence[Path] = (),
     artifact_path: str | None = None,
+    say: Callable[[str], None] = print,
 ) -> bool:
-    """Log into the existing run ``run_id`` of the current tracking URI; nothing without a run id.
+    """Log into the run ``run_id`` of the current tracking URI while it is running; nothing without
+    a run id. A run that is not found or not running (an ``MLFLOW_RUN_ID`` left in a shell) is not
+    written to: ``say`` tells why, and the command's own results stand.
 
     Non-finite metrics are left out (MLflow refuses NaN in some stores); params are strings cut at
-    6,000 characters. Returns whether anything was logged."""
+    6,000 characters. Returns whether the results were logged."""
     if not run_id:
         return False
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    for key, value in (params or {}).items():
-        client.log_param(run_id, key, str(value)[:6000])
-    for key, value in (metrics or {}).items():
-        if value is not None and math.isfinite(float(value)):
-            client.log_metric(run_id, key, float(value))
-    for key, value in (tags or {}).items():
-        client.set_tag(run_id, key, str(value))
-    for path in files:
-        client.log_artifact(run_id, str(path), artifact_path)
+    try:
+        status = client.get_run(run_id).info.status
+        if status != "RUNNING":
+            say(f"not logged into MLflow run {run_id}: it is {status.lower()}, not running (MLFLOW_RUN_ID is set)")
+            return False
+        for key, value in (params or {}).items():
+            client.log_param(run_id, key, str(value)[:6000])
+        for key, value in (metrics or {}).items():
+            if value is not None and math.isfinite(float(value)):
+                client.log_metric(run_id, key, float(value))
+        for key, value in (tags or {}).items():
+            client.set_tag(run_id, key, str(value))
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path)
+    except MlflowException as exc:
+        say(f"not logged into MLflow run {run_id} at {client.tracking_uri}: {exc.message}")
+        return False
     return True

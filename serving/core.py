@@ -36,7 +36,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import ENGAGEMENT, FIT, LEAD_ID, LIFECYCLE
-from features.spec import FeatureSpec
+from features.spec import FLAT_KIND, FeatureSpec
 from serving.closing import SERVED_HORIZONS, ClosingCore, p_close_field
 from serving.explain import TreeShapExplainer
 from training.model import SalesReadinessModel
@@ -298,8 +298,9 @@ class ScoringCore:
         for col, vocab in model.categories_.items():
             if [str(v) for v in vocab] != list(spec.categorical_vocab_.get(col, [])):
                 raise ValueError(f"model {info.name}: vocabulary of {col!r} differs from its FeatureSpec")
+        # a flat model's label has no horizon ("converted"): its spec's default horizon is not one
         self.horizon_days = int(model.horizon_days) if model.horizon_days else (
-            int(spec.config.horizon_days) if spec.config.horizon_days else None
+            int(spec.config.horizon_days) if spec.config.horizon_days and spec.kind_ != FLAT_KIND else None
         )
         self.info = ModelInfo(**{**info.as_dict(), "horizon_days": info.horizon_days or self.horizon_days})
         self.explainer = TreeShapExplainer(

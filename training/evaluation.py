@@ -68,7 +68,9 @@ def time_ordered_split(
     values = as_of.to_numpy()
     test_start = _cut_at_fraction(values, test_fraction)
     test = np.flatnonzero(values >= test_start.to_datetime64())
-    pool = np.flatnonzero(values + h.to_timedelta64() <= test_start.to_datetime64())
+    # strictly before the test slice too: with H = 0 (flat rows) a row dated on its first day is test only
+    pool = np.flatnonzero((values + h.to_timedelta64() <= test_start.to_datetime64())
+                          & (values < test_start.to_datetime64()))
     if len(pool) == 0:
         raise ValueError(
             f"time split: no snapshot has as_of + {horizon_days}d <= test start {test_start:%Y-%m-%d}; "

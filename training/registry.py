@@ -238,11 +238,14 @@ def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, row
                                 score: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
     """Probabilities of ``version`` on ``rows`` that never come from rows it was fitted on.
 
-    A flat-mode version is refit on every row of its run: re-scoring those rows would grade it on
-    its training data. For them its run's cross-validated (out-of-fold) probabilities are used,
-    matched by ``lead_id``; other rows (new leads) are scored by ``score``. Snapshot-mode versions
-    are tested on later rows than they were fitted on: all of their rows are scored."""
-    if version.tags.get("data_mode") != "flat" or not version.run_id or LEAD_ID not in rows.columns:
+    A K-fold flat version (tag ``out_of_fold``) is refit on every row of its run: re-scoring those
+    rows would grade it on its training data. For them its run's cross-validated (out-of-fold)
+    probabilities are used, matched by ``lead_id``; other rows (new leads) are scored by ``score``.
+    Time-split versions (snapshots, flat rows with a timestamp) are tested on later rows than they
+    were fitted on: all of their rows are scored."""
+    # versions registered before the tag: every flat version was K-fold then
+    out_of_fold = version.tags.get("out_of_fold", str(version.tags.get("data_mode") == "flat").lower()) == "true"
+    if not out_of_fold or not version.run_id or LEAD_ID not in rows.columns:
         return score(rows)
     oof = load_run_frame(client, version.run_id, PREDICTIONS_ARTIFACT)
     if LEAD_ID not in oof.columns or "probability" not in oof.columns:

@@ -127,9 +127,10 @@ def track_and_register(
     if refusal is None:
         say("registering the challenger")
         client = connect(target)
-        version = register_challenger(client, logged, result.metrics,
-                                      {"project": project.name, "data_mode": project.data.mode},
-                                      name=model_name).version
+        # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
+        version_tags = {"project": project.name, "data_mode": project.data.mode,
+                        "out_of_fold": str("fold" in result.predictions.columns).lower()}
+        version = register_challenger(client, logged, result.metrics, version_tags, name=model_name).version
         version = str(version)
     return TrainRun(logged.run_id, logged.experiment_id, logged.model_uri, version, result, target.uri,
                     logged.identity, refusal)

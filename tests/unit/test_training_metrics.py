@@ -94,6 +94,16 @@ def test_time_split_explains_a_too_short_history() -> None:
         time_ordered_split(pd.Series([], dtype="datetime64[ns]"), horizon_days=90)
 
 
+def test_time_split_without_a_horizon_puts_each_row_in_one_slice() -> None:
+    """Flat rows (H = 0): rows dated on the test slice's first day are test rows only."""
+    as_of = pd.Series(np.repeat(pd.date_range("2024-01-01", periods=30, freq="D"), 10))
+    split = time_ordered_split(as_of, horizon_days=0)
+    parts = [set(split.train), set(split.valid), set(split.test)]
+    assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert sum(map(len, parts)) == len(as_of)  # no gap to leave out either
+    assert as_of[list(parts[1])].max() < as_of[list(parts[2])].min()
+
+
 def test_grouped_folds_never_split_a_lead() -> None:
     rng = np.random.default_rng(1)
     groups = rng.integers(0, 60, 400)

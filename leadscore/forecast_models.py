@@ -39,9 +39,10 @@ def load_forecast_models(
         readiness = SalesReadinessModel.load(find_model_dir(champion_folder(models_dir, READINESS_NAME)))
         ttc = TimeToCloseModel.load(find_model_dir(champion_folder(models_dir, TIME_TO_CLOSE_NAME)))
         return readiness, ttc, f"exported champions in {models_dir}"
-    uri = tracking_target(tracking_uri, Path(config_path).resolve().parent).uri
-    if uri.startswith(("http://", "https://")):
-        probe_tracking_server(uri)  # one quick request: MLflow itself retries a dead server for minutes
+    target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
+    if target.is_server:
+        probe_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
+    uri = target.uri
     readiness, a = _from_registry(uri, READINESS_NAME, alias, SalesReadinessModel.load)
     ttc, b = _from_registry(uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
     return readiness, ttc, f"{a}, {b}"

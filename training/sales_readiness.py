@@ -94,6 +94,11 @@ def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
     return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
 
 
+def dated_flat_rows(frame: pd.DataFrame) -> bool:
+    """Flat rows that all carry a timestamp (``created_at``): split by time, not K-fold."""
+    return CREATED_AT in frame.columns and bool(frame[CREATED_AT].notna().all())
+
+
 def check_segment_columns(frame: pd.DataFrame, config: TrainingConfig, table: str) -> None:
     """``training.segment_columns`` must name columns of the frame: checked before any fitting."""
     missing = [c for c in config.segment_columns if c not in frame.columns]
@@ -448,7 +453,7 @@ def train_and_evaluate_flat(
     calibrator fitted on all out-of-fold margins. ``points_rules`` None: ``config.points_rules``,
     else the packaged default rules (skipped, with a note, when none of them fits the columns).
     """
-    if CREATED_AT in flat.frame.columns and flat.frame[CREATED_AT].notna().all():
+    if dated_flat_rows(flat.frame):
         return _train_and_evaluate_flat_by_time(flat, config, points_rules, spec, progress)
     say = progress or _noop
     points_rules = _rules_for(points_rules, config)

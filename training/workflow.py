@@ -30,7 +30,12 @@ from training.registry import (
     resolve_version,
     rows_metrics,
 )
-from training.sales_readiness import TrainingResult, train_and_evaluate, train_and_evaluate_flat
+from training.sales_readiness import (
+    TrainingResult,
+    dated_flat_rows,
+    train_and_evaluate,
+    train_and_evaluate_flat,
+)
 from training.survival_evaluation import TimeToCloseResult, train_and_evaluate_time_to_close
 from training.tracking import (
     LABEL_COLUMN,
@@ -227,7 +232,7 @@ def latest_evaluation_rows(training_set: TrainingSet, config: TrainingConfig, ho
         split = time_ordered_split(labelled[AS_OF], int(horizon_days), config.test_fraction,
                                    config.validation_fraction)
         labelled = labelled.iloc[split.test].reset_index(drop=True)
-    elif AS_OF not in labelled.columns and CREATED_AT in labelled.columns and labelled[CREATED_AT].notna().all():
+    elif AS_OF not in labelled.columns and dated_flat_rows(labelled):
         split = time_ordered_split(labelled[CREATED_AT], 0, config.test_fraction, config.validation_fraction)
         labelled = labelled.iloc[split.test].reset_index(drop=True)
     keys = [c for c in ("lead_id", AS_OF) if c in labelled.columns]

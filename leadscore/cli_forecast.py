@@ -140,12 +140,16 @@ def register(app: typer.Typer) -> None:
         if out is not None and out.exists() and not out.is_dir():
             raise _fail(f"--out {out}: exists and is not a folder", 2)
         when = naive_utc(as_of) if as_of is not None else None
+        if backtest and as_of is None:
+            raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
         try:
+            if not backtest:  # the champions first: an unreachable registry fails before the data is read
+                from leadscore.forecast_models import load_forecast_models
+
+                readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
             _say("loading and validating data")
             crm, _ = load_crm(project.data)
             if backtest:
-                if as_of is None:
-                    raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
                 result = backtest_forecast(crm, when, project, settings, progress=_say)
                 console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual"))
                 for note in result.forecast.notes:
@@ -154,9 +158,6 @@ def register(app: typer.Typer) -> None:
                 files = _write(out, result.table, result.forecast.leads, result.figure) if out is not None else []
                 _log_run(run_id, result.table, when, files, backtest=True)
                 return
-            from leadscore.forecast_models import load_forecast_models
-
-            readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
             from training.forecast import forecast_open_pipeline
 
             data_end = crm_data_end(crm, project.features.data_end)

@@ -529,7 +529,13 @@ class ForecastBacktest:
         unseen = len(self.table) - len(seen)
         return (head + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months"
                 + (f" ({unseen} month(s) past the data end not compared)" if unseen else "")
-                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f} ({total_a / max(total_f, 1e-9) - 1:+.1%})")
+                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f} (forecast "
+                f"{_above_below(total_f / max(total_a, 1e-9) - 1)} the actual)")
+
+
+def _above_below(share: float) -> str:
+    """``0.12`` -> "12.0% above", ``-0.05`` -> "5.0% below"."""
+    return f"{abs(share):.1%} {'above' if share >= 0 else 'below'}"
 
 
 def forecast_figure(table: pd.DataFrame, title: str) -> Figure:

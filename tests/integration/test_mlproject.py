@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_entry_points_name_cli_commands_and_the_features_entry_runs(tmp_path: Path) -> None:
     spec = yaml.safe_load((ROOT / "MLproject").read_text())
-    assert set(spec["entry_points"]) == {"features", "train", "evaluate", "rescore", "forecast"}
+    assert set(spec["entry_points"]) == {"features", "train", "evaluate", "rescore", "forecast", "forecast_backtest"}
     assert all(e["command"].startswith("leadscore ") for e in spec["entry_points"].values())
 
     config = sqlite_project(tmp_path)

@@ -57,7 +57,7 @@ def _message(result) -> str:
 
 @pytest.mark.timeout(300)  # a regression (MLflow retrying for minutes) fails instead of hanging the suite
 @pytest.mark.parametrize("command", [["models", "promote"], ["models", "list"], ["models", "rollback"],
-                                     ["models", "export"], ["evaluate"], ["train"]],
+                                     ["models", "export"], ["evaluate"], ["train"], ["forecast"]],
                          ids=lambda c: " ".join(c))
 def test_unreachable_server_fails_fast_and_clearly(command: list[str], config: Path, dead_uri: str) -> None:
     start = time.monotonic()

@@ -230,6 +230,9 @@ def test_a_backtest_compares_only_the_months_the_data_covers() -> None:
     assert table["inside_interval"].isna().tolist() == [False, False, True]  # March: not compared
     text = ForecastBacktest(forecast, table, None, {}, {}).to_text()
     assert "in 0 of 2 observed months (1 month(s) past the data end not compared)" in text
+    seen = table[table["fully_observed"]]
+    ratio = seen["expected_revenue"].sum() / seen["actual_revenue"].sum() - 1
+    assert f"(forecast {abs(ratio):.1%} {'above' if ratio > 0 else 'below'} the actual)" in text
     early = actual_revenue(crm, leads[LEAD_ID].to_numpy(), forecast.months, data_end="2026-01-20")
     assert "no forecast month ends before the data end" in ForecastBacktest(
         forecast, backtest_table(forecast.months, early), None, {}, {}).to_text()

@@ -194,8 +194,13 @@ def lead_feature_matrix(
 # ----- (a) training set -------------------------------------------------------------------------
 def set_aside_attributes(crm: CRMData, columns: Sequence[str]) -> tuple[CRMData, pd.DataFrame]:
     """(``crm`` without the lead attributes ``columns``, their values per ``lead_id``): existing score
-    columns kept for the baselines, never features. Columns the leads table lacks are skipped."""
-    present = [c for c in dict.fromkeys(columns) if c in crm.leads.columns and c != LEAD_ID]
+    columns kept for the baselines, never features. A column the leads table lacks is an error (a
+    misspelt name would leave the score it means among the features)."""
+    absent = [c for c in dict.fromkeys(columns) if c not in crm.leads.columns]
+    if absent:
+        raise ValueError(f"training.score_columns: {', '.join(map(repr, absent))} not in the leads table "
+                         f"(its attribute columns: {', '.join(c for c in crm.leads.columns if c != LEAD_ID)})")
+    present = [c for c in dict.fromkeys(columns) if c != LEAD_ID]
     aside = crm.leads[[LEAD_ID, *present]].drop_duplicates(LEAD_ID)
     if not present:
         return crm, aside

@@ -39,6 +39,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from features.schema import (
     AMOUNT,
@@ -72,6 +73,8 @@ DUPLICATE_OUTCOME = "duplicate_outcome"
 UNKNOWN_LEAD = "unknown_lead"
 FUTURE_TIMESTAMP = "future_timestamp"
 CONVERTED_BEFORE_CREATED = "converted_before_created"
+NEGATIVE_AMOUNT = "negative_amount"
+EMPTY_TABLE = "empty_table"
 NON_BINARY_LABEL = "non_binary_label"
 LEAD_QUARANTINED = "lead_quarantined"
 OUTCOME_QUARANTINED = "outcome_quarantined"
@@ -390,7 +393,11 @@ def _resolve_optional(value: Path | None, base: Path) -> Path | None:
 
 
 def _resolve_sqlite_url(url: str, base: Path) -> str:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"source.url {url!r} is not a database URL (e.g. sqlite:///crm.db, "
+                         "postgresql+psycopg://user@host/db)") from exc
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return url
     return parsed.set(database=str(_resolve_path(parsed.database, base))).render_as_string(
@@ -493,6 +500,8 @@ class ValidationReport:
         lines += [f"  - {v.message}" for v in self.violations]
         for table, by_rule in self.cascaded.items():
             lines += [f"  - {table}: {rule}: {n} rows" for rule, n in by_rule.items() if n]
+        lines += [f"  {table}: ignored columns: {', '.join(columns)}"
+                  for table, columns in self.ignored_columns.items() if columns]
         return "\n".join(lines)
 
 
@@ -609,14 +618,41 @@ def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Seri
     elif pd.api.types.is_datetime64_dtype(values.dtype):
         parsed = values
     else:
-        parsed = pd.to_datetime(values, format=fmt or "ISO8601", utc=True, errors="coerce")
-        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-            parsed = parsed.dt.tz_localize(None)
+        parsed = _parse_text_timestamps(values, fmt)
     parsed = parsed.astype("datetime64[ns]", copy=False)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return parsed, np.zeros(len(values), dtype=bool)
     bad = (parsed.isna() & values.notna()).to_numpy()
     return parsed, bad
+
+
+# an ISO 8601 UTC offset after a time of day: "...10:08:29+02:00", "...T1008-0500", "...10:08Z"
+_OFFSET_AFTER_TIME = r"\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _parse_text_timestamps(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Text to naive UTC. Values with and without a UTC offset are parsed apart: pandas 2.3 applies the
+    offset of one value to the naive values after it when a column mixes both."""
+    def parse(part: pd.Series) -> pd.Series:
+        out = pd.to_datetime(part, format=fmt or "ISO8601", utc=True, errors="coerce")
+        return out.dt.tz_localize(None) if isinstance(out.dtype, pd.DatetimeTZDtype) else out
+
+    if fmt is not None or values.empty:
+        return parse(values)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # not all text (e.g. datetime objects): one parse
+        return parse(values)
+    with_offset = pc.match_substring_regex(text, _OFFSET_AFTER_TIME).fill_null(False).to_numpy(zero_copy_only=False)
+    if with_offset.all() or not with_offset.any():
+        return parse(values)
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    parsed[with_offset] = parse(values[with_offset]).astype("datetime64[ns]")
+    parsed[~with_offset] = parse(values[~with_offset]).astype("datetime64[ns]")
+    return parsed
 
 
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -895,18 +931,24 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     collector = ViolationCollector()
     for table in TABLES:
         names = {c: config.columns.source_name(table, c) for c in REQUIRED_COLUMNS[table]}
-        collector.missing_columns(table, rule_missing_columns(frames[table], REQUIRED_COLUMNS[table]), names)
+        # a mapped name the source lacks is missing even when a column of the canonical name exists
+        misspelt = [c for c, source in names.items() if source != c and source not in source_frames[table].columns]
+        missing = rule_missing_columns(frames[table], REQUIRED_COLUMNS[table])
+        collector.missing_columns(table, [c for c in REQUIRED_COLUMNS[table] if c in missing or c in misspelt], names)
     leads_frame = frames[LEADS]
     declared = [*config.attributes.categorical, *config.attributes.numeric]
-    absent = [c for c in declared if c not in leads_frame.columns]
-    for column in absent:
-        collector.violations.append(
-            ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "declared attribute not found")
-        )
+    for column in declared:
+        if column not in leads_frame.columns:
+            collector.violations.append(
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "declared attribute not found"))
+    for column in config.attributes.ignore:
+        if column not in leads_frame.columns:  # a misspelt ignore would keep the column it means as a feature
+            collector.violations.append(
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "ignored attribute not found"))
     for table in (EVENTS, OUTCOMES):
         for column in OPTIONAL_COLUMNS[table]:
             source = getattr(config.columns, table).get(column)
-            if source is not None and column not in frames[table].columns:
+            if source is not None and (column not in frames[table].columns or source not in source_frames[table]):
                 collector.violations.append(
                     ContractViolation(table, column, MISSING_COLUMN, 0, [], f"mapped source column {source!r} not found")
                 )
@@ -947,6 +989,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
             parsed, bad = parse_numbers(frames[table][column])
             typed[table][column] = parsed
             collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="not a number")
+            if column == AMOUNT:
+                collector.add(table, column, NEGATIVE_AMOUNT, (parsed < 0).to_numpy(), frames[table],
+                              detail="a deal value below 0")
 
     # attributes
     attrs = config.attributes

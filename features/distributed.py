@@ -10,7 +10,7 @@ table and calls :func:`features.build.training_frame` on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from features.build import TrainingSet, training_frame
-from features.contract import DataConfig
+from features.contract import NULL_VALUE, ContractError, ContractViolation, DataConfig
 from features.loading import load_crm
-from features.readers import lead_id_ranges, read_lead_ids
-from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, CRMData
+from features.readers import count_null_lead_ids, lead_id_ranges, read_lead_ids
+from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec
 
@@ -110,12 +110,14 @@ def build_training_set_dask(
 # ----- out of core: every task reads its own lead-id range from the source ---------------------
 @dataclass
 class SourceTrainingSet:
-    """A training set written partition by partition (one Parquet file per lead-id range)."""
+    """A training set written partition by partition (one Parquet file per lead-id range), with the
+    rows each table had quarantined over all partitions (policy ``quarantine``)."""
 
     spec: FeatureSpec
     data_end: pd.Timestamp
     as_of_dates: pd.DatetimeIndex
     files: list[Path]
+    rows_quarantined: dict[str, int] = field(default_factory=dict)
 
     def read(self) -> pd.DataFrame:
         """All partitions in one frame, sorted like :func:`features.build.build_training_set`."""
@@ -125,11 +127,39 @@ class SourceTrainingSet:
 
 def _partition_facts(data: DataConfig, start: int, stop: int) -> dict[str, Any]:
     """Pass 1 on a worker: the partition's validated leads, event types and latest timestamp."""
-    crm, _ = load_crm(data, lead_id_range=(start, stop))
+    crm, report = load_crm(data, lead_id_range=(start, stop))
     end = resolve_data_end(crm, FeatureConfig()) if len(crm.leads) else None
     types = set(crm.events[EVENT_TYPE].astype(str).unique()) if len(crm.events) else set()
     return {"leads": crm.leads, "categorical": list(crm.categorical_attributes),
-            "numeric": list(crm.numeric_attributes), "event_types": types, "data_end": end}
+            "numeric": list(crm.numeric_attributes), "event_types": types, "data_end": end,
+            "quarantined": dict(report.rows_quarantined)}
+
+
+def _partition_config(data: DataConfig, k: int) -> DataConfig:
+    """Partition ``k``'s data config: its own quarantine folder (``quarantine_dir/part-NNNNN``)."""
+    if data.quarantine_dir is None:
+        return data
+    return data.model_copy(update={"quarantine_dir": Path(data.quarantine_dir) / f"part-{k:05d}"})
+
+
+def _open_ended(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The first range from the smallest int64, the last to the largest: events and outcomes of ids
+    outside every lead's range are read (and refused as unknown leads) instead of never seen."""
+    info = np.iinfo(np.int64)
+    ranges = list(ranges)
+    ranges[0] = (int(info.min), ranges[0][1])
+    ranges[-1] = (ranges[-1][0], int(info.max))
+    return ranges
+
+
+def _refuse_null_lead_ids(data: DataConfig) -> None:
+    """Rows without a lead id belong to no lead-id range; the in-memory build reports them, here they
+    would never be read: count them up front and refuse."""
+    nulls = count_null_lead_ids(data)
+    found = [ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id belong to no partition")
+             for t, n in nulls.items() if n]
+    if found:
+        raise ContractError(found)
 
 
 def _partition_to_parquet(data: DataConfig, start: int, stop: int, spec_dict: dict[str, Any],
@@ -161,7 +191,11 @@ def build_training_set_from_source(
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
-    facts = compute(*[delayed(_partition_facts)(data, a, b) for a, b in ranges])
+    _refuse_null_lead_ids(data)
+    ranges = _open_ended(ranges)
+    facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
+                      for k, (a, b) in enumerate(ranges)])
+    quarantined = {t: sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
     kinds = {(tuple(f["categorical"]), tuple(f["numeric"])) for f in facts if len(f["leads"])}
     if len(kinds) > 1:
         raise ValueError(
@@ -176,7 +210,8 @@ def build_training_set_from_source(
         "data_end": config.data_end or max(ends).to_pydatetime(),
         "event_types": config.event_types or tuple(event_types),
     })
-    empty = load_crm(data, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
+    no_rows = data.model_copy(update={"policy": "strict", "quarantine_dir": None})  # writes no quarantine files
+    empty = load_crm(no_rows, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
     crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric)
     spec = FeatureSpec(fixed).fit(crm)
     data_end = resolve_data_end(crm, fixed)
@@ -186,7 +221,8 @@ def build_training_set_from_source(
     data = data.model_copy(update={"attributes": declared})
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
-    tasks = [delayed(_partition_to_parquet)(data, a, b, spec_dict, dates, data_end, out_dir / f"part-{k:05d}.parquet")
+    tasks = [delayed(_partition_to_parquet)(_partition_config(data, k), a, b, spec_dict, dates, data_end,
+                                            out_dir / f"part-{k:05d}.parquet")
              for k, (a, b) in enumerate(ranges)]
     files = list(compute(*tasks))
-    return SourceTrainingSet(spec, data_end, dates, files)
+    return SourceTrainingSet(spec, data_end, dates, files, quarantined)

@@ -129,10 +129,23 @@ def _records_frame(rows: list[tuple[Any, ...]], columns: Sequence[str], processo
         raw = frame[name].to_numpy(dtype=object)
         parsed = _sqlite_datetimes(raw) if processor is SQLITE_STR_TO_DATETIME else None
         if parsed is None:
-            converted = pd.DataFrame.from_records(((processor(v),) for v in raw), columns=[name], coerce_float=True)
+            convert = _lenient(processor) if processor is SQLITE_STR_TO_DATETIME else processor
+            converted = pd.DataFrame.from_records(((convert(v),) for v in raw), columns=[name], coerce_float=True)
             parsed = converted[name] if len(converted) else frame[name]
         frame[name] = parsed
     return frame
+
+
+def _lenient(processor: Any) -> Any:
+    """The processor, but a value it cannot convert is kept as stored: the data contract then reports
+    it (table, column, row) as an unparseable timestamp instead of the read failing."""
+    def convert(value: Any) -> Any:
+        try:
+            return processor(value)
+        except (ValueError, TypeError):
+            return str(value)
+
+    return convert
 
 
 def _sqlite_processor(kind: sa.types.TypeEngine, dialect: sa.Dialect) -> Any:

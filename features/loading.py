@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from features.contract import DataConfig, FlatConfig, ValidationReport, validate_crm
+from features.contract import (
+    EMPTY_TABLE,
+    ContractError,
+    ContractViolation,
+    DataConfig,
+    FlatConfig,
+    ValidationReport,
+    validate_crm,
+)
 from features.flat import load_flat
 from features.readers import SqlDatabase, read_crm
-from features.schema import CRMData, FlatData
+from features.schema import LEAD_ID, LEADS, CRMData, FlatData
 
 
 def load_crm(
@@ -23,6 +31,8 @@ def load_crm(
     ``database``: an open :class:`~features.readers.SqlDatabase` on the source to reuse (SQL sources).
     """
     raw = read_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range, database=database)
+    if lead_ids is None and lead_id_range is None and len(raw.leads) == 0:  # a subset may be empty; all leads not
+        raise ContractError([ContractViolation(LEADS, LEAD_ID, EMPTY_TABLE, 0, [], "the leads table has no rows")])
     return validate_crm(raw, config)
 
 

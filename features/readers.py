@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -136,6 +137,18 @@ def _plain_name(name: str) -> str:
     return name.encode().decode()
 
 
+def _check_sqlite_file(url: str) -> None:
+    """A SQLite URL naming a file that does not exist is an error (SQLite would create it empty)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DataSourceError(f"database URL {url!r}: {exc}") from exc
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:") and not Path(database).is_file():
+        raise DataSourceError(f"SQLite database file not found: {Path(database).resolve()} (from {url!r})")
+
+
 class SqlDatabase:
     """One database holding tables to read: one engine, each table reflected once.
 
@@ -148,7 +161,14 @@ class SqlDatabase:
     def __init__(self, url: str | sa.Engine, schema: str | None = None, chunksize: int = 500_000,
                  fast: bool = True) -> None:
         self._owns_engine = isinstance(url, str)
-        self.engine = sa.create_engine(url) if isinstance(url, str) else url
+        if isinstance(url, str):
+            _check_sqlite_file(url)
+            try:
+                self.engine = sa.create_engine(url)
+            except (sa.exc.ArgumentError, ImportError) as exc:
+                raise DataSourceError(f"database URL {_safe_url(url)!r}: {exc}") from exc
+        else:
+            self.engine = url
         self.schema = schema
         self.chunksize = chunksize
         self.fast = fast
@@ -271,7 +291,49 @@ def read_sql_table(
         return database.read(table, columns=columns, lead_id_column=lead_id_column, subset=subset)
 
 
+class DataSourceError(ValueError):
+    """A source that cannot be read as configured (the message names the file, table or database)."""
+
+
+def sql_error_text(exc: BaseException) -> str:
+    """The driver's own first line (SQLAlchemy adds the statement and a help link)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _read_one(
+    source: SourceConfig | FlatSourceConfig,
+    location: str,
+    *,
+    columns: Sequence[str] | None,
+    lead_id_column: str,
+    subset: LeadSubset,
+    database: SqlDatabase | None = None,
+) -> pd.DataFrame:
+    """One table or file; read errors become :class:`DataSourceError` naming it."""
+    try:
+        return _read_source(source, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                            database=database)
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{location}: not {source.csv_encoding} text ({exc.reason}); "
+                              "set source.csv_encoding") from exc
+    except pd.errors.ParserError as exc:
+        raise DataSourceError(f"{location}: malformed CSV: {exc}".strip()) from exc
+    except pa.ArrowException as exc:
+        raise DataSourceError(f"{location}: not a readable Parquet file: {exc}") from exc
+    except sa.exc.SQLAlchemyError as exc:
+        url = source.url if isinstance(getattr(source, "url", None), str) else "the database"
+        raise DataSourceError(f"table {location!r} in {_safe_url(url)}: {sql_error_text(exc)}") from exc
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _read_source(
     source: SourceConfig | FlatSourceConfig,
     location: str,
     *,
@@ -369,6 +431,34 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
             f"non-integer ids such as {examples}"
         )
     return np.unique(ids.to_numpy(dtype=np.int64))
+
+
+def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
+    """Rows without a lead id, per table (reads only the lead-id column; SQL counts in the database)."""
+    source = data.source
+    counts: dict[str, int] = {}
+    for table in TABLES:
+        location = source.location(table)
+        if location is None:
+            continue
+        column = data.columns.source_name(table, LEAD_ID)
+        if source.kind == "sql":
+            assert source.url is not None
+            with SqlDatabase(source.url, source.db_schema) as database:
+                reflected = database.table(location)
+                if column not in reflected.c:
+                    continue  # reported by validation as a missing column
+                query = sa.select(sa.func.count()).select_from(reflected).where(reflected.c[column].is_(None))
+                with database.engine.connect() as conn:
+                    counts[table] = int(conn.execute(query).scalar_one())
+            continue
+        if source.kind == "parquet":
+            frame = read_parquet_table(location, columns=[column])
+        else:
+            frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
+                                   encoding=source.csv_encoding)
+        counts[table] = int(frame[column].isna().sum()) if column in frame.columns else 0
+    return counts
 
 
 def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[int, int]]:

@@ -118,6 +118,15 @@ class FeatureConfig(BaseModel):
     event_weights: dict[str, float] = {}
     block_leads: int = 50_000
 
+    @field_validator("cadence")
+    @classmethod
+    def _cadence_is_a_frequency(cls, value: str) -> str:
+        try:
+            pd.tseries.frequencies.to_offset(value)
+        except ValueError as exc:
+            raise ValueError(f"cadence {value!r} is not a pandas frequency (e.g. 'MS', 'W-MON', '14D')") from exc
+        return value
+
     @field_validator("windows")
     @classmethod
     def _windows_positive_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:

@@ -129,13 +129,17 @@ def _print_data_summary(data, report) -> None:
 def synth(
     out: Annotated[str, typer.Option(help="SQLAlchemy URL (format sql) or a directory (csv/parquet).")],
     fmt: Annotated[Literal["sql", "parquet", "csv"], typer.Option("--format", help="Output format.")] = "sql",
-    leads: Annotated[int, typer.Option(help="Number of leads.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
-    events_per_lead: Annotated[float, typer.Option(help="Approximate mean events per lead.")] = 50.0,
+    leads: Annotated[int, typer.Option(min=1, help="Number of leads.")] = 5000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
+    events_per_lead: Annotated[float, typer.Option(min=0.01, help="Approximate mean events per lead.")] = 50.0,
     overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files.")] = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""
     from leadscore.synth import SynthConfig, write_synthetic
+
+    import sqlalchemy as sa
+
+    from features.readers import sql_error_text
 
     config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
     try:
@@ -143,6 +147,10 @@ def synth(
             summary = write_synthetic(config, out, fmt, overwrite=overwrite, progress=advance)
     except (FileExistsError, ValueError) as exc:
         raise fail(str(exc)) from exc
+    except OSError as exc:
+        raise fail(f"--out {out}: {exc.strerror or exc}") from exc
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        raise fail(f"--out {out}: {sql_error_text(exc)}") from exc
     median = summary.median_days_to_close
     print_pairs(
         f"synthetic CRM -> {out}",
@@ -177,13 +185,23 @@ def features_build(
     """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
     from leadscore.run_logging import log_into_run
 
+    spec_path = spec_out or out.with_suffix(".spec.json")
+    for option, path in (("--out", out), ("--spec-out", spec_path)):
+        if path.is_dir():
+            raise fail(f"{option} {path}: is a folder; give a file name")
+        if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+            raise fail(f"{option} {path}: a parent of it is a file, not a folder")
     project = _load_project(config)
     data, report = _load_data(project)
     console.print(report.summary(), highlight=False)
-    training_set = build_features(project, data, out, spec_out)
+    try:
+        training_set = build_features(project, data, out, spec_out)
+    except OSError as exc:
+        raise fail(f"could not write the training set: {exc}") from exc
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     summary = training_set.summary()
     _print_training_set_summary(summary)
-    spec_path = spec_out or out.with_suffix(".spec.json")
     log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
                  tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
 
@@ -201,10 +219,23 @@ def build_features(project, data, out: Path, spec_out: Path | None = None):
                 data, project.features, progress=lambda done, total: advance(1, total),
                 set_aside=project.training.score_columns,
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    training_set.frame.to_parquet(out, index=False)
+    if training_set.frame.empty:
+        raise ValueError("no snapshot: no lead is open at any as-of date (check features.start / end / "
+                         "as_of_dates against the data's dates); nothing written")
     spec_path = spec_out or out.with_suffix(".spec.json")
-    spec_path.write_text(json.dumps(training_set.spec.to_dict(), indent=2), encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    # both files under temporary names first, renamed at the end: a failure leaves neither half-written
+    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp_spec = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
+    try:
+        training_set.frame.to_parquet(tmp_out, index=False)
+        tmp_spec.write_text(json.dumps(training_set.spec.to_dict(), indent=2), encoding="utf-8")
+        os.replace(tmp_out, out)
+        os.replace(tmp_spec, spec_path)
+    finally:
+        tmp_out.unlink(missing_ok=True)
+        tmp_spec.unlink(missing_ok=True)
     console.print(f"training set -> {out}\nfeature spec -> {spec_path}")
     return training_set
 

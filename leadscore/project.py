@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.contract import DataConfig, FlatConfig, SourceConfig, parse_data_config
 from features.spec import FeatureConfig
@@ -46,6 +46,21 @@ class ProjectConfigError(ValueError):
     """The project file is missing, unreadable or invalid (the message names the section)."""
 
 
+def config_error_text(section: str, exc: ValueError) -> str:
+    """One line per invalid field, ``section.field.path: message`` (pydantic's own text is a multi-line
+    block naming internal validators); other errors as ``section: message``."""
+    if not isinstance(exc, ValidationError):
+        return f"{section}: {exc}" if section else str(exc)
+    lines = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        if section in ("data", "") and loc[:1] in (["crm"], ["flat"]):
+            loc = loc[1:]  # the data mode's union tag
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{'.'.join([section, *loc] if section else loc) or 'data'}: {message}")
+    return "; ".join(lines)
+
+
 def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConfig:
     """Validate a parsed project document; relative data paths resolve against ``base_dir``."""
     if not isinstance(document, dict) or "data" not in document:
@@ -55,7 +70,11 @@ def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConf
         raise ProjectConfigError(
             f"project file: unknown section(s) {sorted(unknown)}; expected {sorted(ProjectConfig.model_fields)}"
         )
-    sections: dict[str, Any] = {"name": document.get("name", "leadscore")}
+    name = document.get("name", "leadscore")
+    if not isinstance(name, str) or not name.strip():
+        raise ProjectConfigError(f"project file: name: must be a non-empty text, got {name!r}")
+    sections: dict[str, Any] = {"name": name}
+    key = "data"
     try:
         sections["data"] = parse_data_config(document["data"], base_dir)
         for key, model in (("features", FeatureConfig), ("training", TrainingConfig),
@@ -63,7 +82,7 @@ def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConf
             if document.get(key) is not None:
                 sections[key] = model.model_validate(document[key], context={"base_dir": Path(base_dir)})
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ProjectConfigError(f"project file: {exc}") from exc
+        raise ProjectConfigError(f"project file: {config_error_text(key, exc)}") from exc
     return ProjectConfig(**sections)
 
 
@@ -82,7 +101,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         try:
             data = parse_data_config(document, path.resolve().parent)
         except ValueError as exc:
-            raise ProjectConfigError(f"{path}: {exc}") from exc
+            raise ProjectConfigError(f"{path}: {config_error_text('', exc)}") from exc
         return ProjectConfig(name=path.stem, data=data)
     return parse_project(document, path.resolve().parent)
 

@@ -9,7 +9,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from features.build import build_training_set
-from features.contract import DataConfig, SourceConfig
+from features.contract import ContractError, DataConfig, SourceConfig
 from features.distributed import build_training_set_from_source
 from features.loading import load_crm
 from leadscore.synth import SynthConfig, write_synthetic
@@ -48,3 +48,38 @@ def test_non_integer_lead_ids_are_refused_with_the_column_named(tmp_path: Path) 
                                           outcomes=str(tmp_path / "outcomes.csv")))
     with pytest.raises(ValueError, match=r"column 'lead_id': partitioning by integer lead-id ranges"):
         build_training_set_from_source(data, tmp_path / "parts")
+
+
+def _csv_crm(tmp_path: Path, **config: object) -> tuple[DataConfig, dict[str, pd.DataFrame]]:
+    folder = tmp_path / "crm"
+    write_synthetic(SynthConfig(n_leads=200, seed=5, events_per_lead=5), str(folder), "csv")
+    tables = {t: pd.read_csv(folder / f"{t}.csv") for t in ("leads", "events", "outcomes")}
+    source = SourceConfig(kind="csv", **{t: str(folder / f"{t}.csv") for t in tables})
+    return DataConfig(source=source, **config), tables
+
+
+def test_rows_outside_every_lead_range_are_read_and_refused(tmp_path: Path) -> None:
+    """Events of an id above the largest lead id, or without an id, belong to no partition's range:
+    they are still found (the in-memory build refuses them too), never silently left unread."""
+    data, tables = _csv_crm(tmp_path)
+    events = tables["events"]
+    events.loc[3, "lead_id"] = 999_999
+    events.to_csv(data.source.events, index=False)
+    with pytest.raises(ContractError, match=r"events.lead_id: unknown_lead: 1 row.*lead_id=999999"):
+        build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    events.loc[3, "lead_id"] = None
+    events.to_csv(data.source.events, index=False)
+    with pytest.raises(ContractError, match=r"events.lead_id: null_value: 1 row"):
+        build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+
+
+def test_quarantine_keeps_every_partitions_rows_and_counts_them(tmp_path: Path) -> None:
+    data, tables = _csv_crm(tmp_path, policy="quarantine", quarantine_dir=tmp_path / "q")
+    events = tables["events"]
+    events.loc[[5, len(events) - 5], "occurred_at"] = "not a date"  # one in the first, one in the last partition
+    events.to_csv(data.source.events, index=False)
+    _, report = load_crm(data.model_copy(update={"quarantine_dir": tmp_path / "q-memory"}))
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    assert result.rows_quarantined == report.rows_quarantined and report.rows_quarantined["events"] >= 2
+    written = pd.concat([pd.read_csv(f) for f in sorted((tmp_path / "q").glob("part-*/events.csv"))])
+    assert len(written) == report.rows_quarantined["events"]

@@ -13,13 +13,16 @@ from features.contract import (
     DUPLICATE_LEAD_ID,
     DUPLICATE_OUTCOME,
     FUTURE_TIMESTAMP,
+    EMPTY_TABLE,
     MISSING_COLUMN,
+    NEGATIVE_AMOUNT,
     NULL_VALUE,
     UNKNOWN_LEAD,
     WRONG_TYPE,
     AttributesConfig,
     ContractError,
     DataConfig,
+    parse_timestamps,
     validate_crm,
 )
 from features.readers import RawTables
@@ -71,6 +74,8 @@ def test_valid_crm_passes_and_is_canonical() -> None:
     assert data.leads["created_at"].dtype == "datetime64[ns]"
     # tz-aware +01:00 converted to UTC, then made naive
     assert data.events["occurred_at"].iloc[0] == pd.Timestamp("2024-02-01 09:00:00")
+    # the naive values after it stay as written (pandas alone would shift them by the +01:00 above)
+    assert data.events["occurred_at"].iloc[1:].tolist() == [pd.Timestamp(f"2024-02-0{d}") for d in range(2, 7)]
     assert data.categorical_attributes == ["Industry"] and data.numeric_attributes == ["Employees"]
     assert data.leads["Industry"].isna().sum() == 2  # "Select" and None
     assert data.outcomes["converted_at"].isna().sum() == 4
@@ -90,6 +95,20 @@ def test_typed_input_with_category_markers_and_tz_aware_timestamps() -> None:
     raw.events["Type"] = raw.events["Type"].cat.rename_categories({"Select": "page_view2"})
     data, _ = validate_crm(raw, CONFIG)
     assert data.leads["created_at"].iloc[0] == pd.Timestamp("2024-01-01 14:00:00")  # 09:00 EST = 14:00 UTC
+
+
+def test_text_timestamps_mixing_offsets_and_naive_values_each_keep_their_own_instant() -> None:
+    values = pd.Series(["2024-07-03 10:08:29", "2024-07-03T10:08:29-05:00", "2024-07-04 10:00:00", None,
+                        "2024-07-04T10:00:00Z", "2024-07-05", "2024-07-05T01:00+0200", "not a date",
+                        "2024-07-06 08:00:00.5+01:00", "2024-07-06 08:00:00"])
+    parsed, bad = parse_timestamps(values)
+    assert parsed.tolist()[:3] == [pd.Timestamp("2024-07-03 10:08:29"), pd.Timestamp("2024-07-03 15:08:29"),
+                                   pd.Timestamp("2024-07-04 10:00:00")]
+    assert pd.isna(parsed.iloc[3]) and pd.isna(parsed.iloc[7])
+    assert parsed.tolist()[4:7] == [pd.Timestamp("2024-07-04 10:00"), pd.Timestamp("2024-07-05"),
+                                    pd.Timestamp("2024-07-04 23:00")]
+    assert parsed.tolist()[8:] == [pd.Timestamp("2024-07-06 07:00:00.5"), pd.Timestamp("2024-07-06 08:00")]
+    assert bad.tolist() == [False] * 7 + [True] + [False] * 2
 
 
 def _set(table: str, column: str, row: int, value: object) -> Callable[[RawTables], None]:
@@ -126,6 +145,7 @@ CASES = {
     "null event type": (_set("events", "Type", 2, "Select"), "events", "event_type", NULL_VALUE, "row=2", "102"),
     "bad event value": (_set("events", "value", 5, "lots"), "events", "value", WRONG_TYPE, "row=5", "lots"),
     "bad amount": (_set("outcomes", "amount", 0, "1k"), "outcomes", "amount", WRONG_TYPE, "row=0", "1k"),
+    "negative amount": (_set("outcomes", "amount", 3, -50.0), "outcomes", "amount", NEGATIVE_AMOUNT, "row=3", "-50.0"),
 }
 
 
@@ -168,6 +188,38 @@ def test_declared_attribute_or_mapped_optional_column_missing_is_fatal() -> None
     with pytest.raises(ContractError) as caught:
         validate_crm(raw_crm(), config)
     assert {(v.table, v.column) for v in caught.value.violations} == {("leads", "Revenue"), ("events", "campaign")}
+
+
+def test_a_misspelt_mapping_or_ignore_entry_is_fatal_even_when_a_column_of_that_name_exists() -> None:
+    raw = raw_crm()
+    raw.leads["lead_id"] = raw.leads["Id"]  # the loader must not fall back on it
+    config = CONFIG.model_copy(update={
+        "columns": CONFIG.columns.model_copy(update={"leads": {**MAPPING["leads"], "lead_id": "LeadID"}}),
+        "attributes": CONFIG.attributes.model_copy(update={"ignore": ["Industy"]}),
+    })
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, config)
+    assert {(v.table, v.column, v.rule) for v in caught.value.violations} == {
+        ("leads", "lead_id", MISSING_COLUMN), ("leads", "Industy", MISSING_COLUMN)}
+    assert "source column 'LeadID' not found" in str(caught.value)
+    assert "ignored attribute not found" in str(caught.value)
+
+
+def test_an_empty_leads_table_is_refused(tmp_path) -> None:
+    from features.contract import SourceConfig
+    from features.loading import load_crm
+
+    raw = raw_crm()
+    paths = {}
+    for table in ("leads", "events", "outcomes"):
+        frame = getattr(raw, table)
+        paths[table] = str(tmp_path / f"{table}.csv")
+        (frame.iloc[:0] if table == "leads" else frame).to_csv(paths[table], index=False)
+    config = CONFIG.model_copy(update={"source": SourceConfig(kind="csv", **paths)})
+    with pytest.raises(ContractError, match="leads.lead_id: empty_table") as caught:
+        load_crm(config)
+    assert [v.rule for v in caught.value.violations] == [EMPTY_TABLE]
+    load_crm(config, lead_id_range=(0, 10))  # an empty subset is no error (a partition may hold no lead)
 
 
 def test_string_lead_ids_are_matched_across_tables() -> None:

@@ -46,7 +46,9 @@ def test_existing_score_columns_are_kept_beside_the_features_not_among_them() ->
     leads = crm.leads.assign(legacy_score=legacy)
     crm = CRMData(leads, crm.events, crm.outcomes, crm.categorical_attributes, [*crm.numeric_attributes, "legacy_score"])
     assert "legacy_score" in build_training_set(crm).spec.columns_  # an attribute like any other...
-    training = build_training_set(crm, set_aside=["legacy_score", "not_a_column"])
+    with pytest.raises(ValueError, match=r"training.score_columns: 'legacy_scor' not in the leads table"):
+        build_training_set(crm, set_aside=["legacy_scor"])  # a typo would leave the score among the features
+    training = build_training_set(crm, set_aside=["legacy_score"])
     assert "legacy_score" not in training.spec.columns_  # ...unless set aside as a score
     assert training.spec.columns_of(FIT) == ["industry", "employees"]
     frame = training.frame

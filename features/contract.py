@@ -456,6 +456,7 @@ class ValidationReport:
     rows_in: dict[str, int] = field(default_factory=dict)
     rows_kept: dict[str, int] = field(default_factory=dict)
     rows_quarantined: dict[str, int] = field(default_factory=dict)
+    quarantined_lead_ids: list[Any] = field(default_factory=list)  # ids of the quarantined lead rows
     violations: list[ContractViolation] = field(default_factory=list)
     cascaded: dict[str, dict[str, int]] = field(default_factory=dict)
     quarantine_files: dict[str, Path] = field(default_factory=dict)
@@ -857,6 +858,7 @@ def apply_policy(
                 bad[lead_table] |= up
         # Downward cascade: a quarantined lead takes its events and outcomes.
         gone = lead_ids[bad[lead_table]].dropna()
+        report.quarantined_lead_ids = gone.tolist()
         for table, ids in cascade_from_leads.items():
             if table == lead_table:
                 continue

@@ -137,7 +137,7 @@ def _plain_name(name: str) -> str:
     return name.encode().decode()
 
 
-def _check_sqlite_file(url: str) -> None:
+def check_sqlite_file(url: str) -> None:
     """A SQLite URL naming a file that does not exist is an error (SQLite would create it empty)."""
     try:
         parsed = sa.engine.make_url(url)
@@ -162,7 +162,7 @@ class SqlDatabase:
                  fast: bool = True) -> None:
         self._owns_engine = isinstance(url, str)
         if isinstance(url, str):
-            _check_sqlite_file(url)
+            check_sqlite_file(url)
             try:
                 self.engine = sa.create_engine(url)
             except (sa.exc.ArgumentError, ImportError) as exc:

@@ -135,11 +135,10 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files.")] = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""
-    from leadscore.synth import SynthConfig, write_synthetic
-
     import sqlalchemy as sa
 
     from features.readers import sql_error_text
+    from leadscore.synth import SynthConfig, write_synthetic
 
     config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
     try:

@@ -136,11 +136,22 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:
         """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
+        import sqlalchemy as sa
+        from mlflow.exceptions import MlflowException
+
         from features.contract import ContractError
+        from features.readers import sql_error_text
         from serving.loader import ServingSettings
         from serving.rescore import RescoreConfig, top_leads
         from serving.rescore import rescore as run_rescore
 
+        if resume:  # the run keeps its own as-of, reasons per lead and incremental start
+            given = [name for name, value in (("--as-of", as_of), ("--changed-since", changed_since),
+                                              ("--top-k", None if top_k == 3 else top_k)) if value is not None]
+            if given:
+                raise typer.BadParameter(f"{', '.join(given)}: a resumed run keeps the values it started with")
+        if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+            raise typer.BadParameter(f"{out}: expected a .parquet or .csv file", param_hint="--out")
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)
         settings = ServingSettings.from_env(os.environ)
@@ -180,8 +191,14 @@ def register(app: typer.Typer) -> None:
         except ContractError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
-        except (LookupError, ValueError, FileNotFoundError) as exc:
+        except (LookupError, ValueError, OSError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
+            err_console.print(f"[bold red]error:[/] database: {sql_error_text(exc)}", highlight=False)
+            raise typer.Exit(1) from exc
+        except MlflowException as exc:
+            err_console.print(f"[bold red]error:[/] model registry: {exc.message}", highlight=False)
             raise typer.Exit(1) from exc
         print_summary(summary)
         if out is not None:

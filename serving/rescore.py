@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
 from features.contract import QUARANTINE, DataConfig, ValidationReport, validate_crm
-from features.readers import SqlDatabase, lead_id_ranges, read_crm, read_lead_ids
+from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore
@@ -76,6 +76,7 @@ from serving.score_store import (
     create_run,
     create_score_tables,
     largest_changes,
+    lead_score_runs,
     load_run,
     partition_counts,
     set_run_status,
@@ -328,10 +329,17 @@ def score_partition(
     as_of_ns = instant_ns(pd.Timestamp(run.as_of))
     n = len(crm.leads)
     lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
-    not_created = int((crm.leads[CREATED_AT].to_numpy().view(np.int64) >= as_of_ns).sum())
+    created = crm.leads[CREATED_AT].to_numpy().view(np.int64) < as_of_ns
+    not_created = int((~created).sum())
+    # created by the as-of but not eligible: converted (and not recycled since); with the quarantined
+    # leads their stored scores are deleted (else a converted lead keeps heading the top list)
+    converted = np.setdiff1d(crm.leads[LEAD_ID].to_numpy()[created], lead_ids)
+    quarantined = np.asarray([i for i in report.quarantined_lead_ids
+                              if partition.start <= i < partition.stop], dtype=np.int64)
     counts = PartitionCounts(leads=n, skipped_not_created=not_created,
                              skipped_converted=n - len(lead_ids) - not_created,
-                             quarantined=int(report.rows_quarantined.get(LEADS, 0)))
+                             quarantined=int(report.rows_quarantined.get(LEADS, 0)),
+                             retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
     if run.changed_since is not None and len(lead_ids):
         changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
         keep = np.isin(lead_ids, changed_ids)
@@ -579,11 +587,15 @@ def rescore(
     config = config or RescoreConfig()
     settings = settings or ServingSettings()
     began = time.perf_counter()
+    if data.source.kind == "sql" and data.source.url:
+        check_sqlite_file(data.source.url)  # else SQLite would create it, score tables included
+    writer = _OutWriter(out)  # a bad --out fails before a run is recorded
     engine = score_engine(scores_url)
     try:
         create_score_tables(engine)
         if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
             run = load_run(engine, config.run_id)
+            _refuse_stale_resume(engine, run)
             if core is None:
                 core = load_scoring_core(settings, run.model_version, run.top_k, run.time_to_close_version)
             elif core.info.version != run.model_version:
@@ -600,7 +612,6 @@ def rescore(
             executor = ProcessExecutor(processes) if processes > 1 else LocalExecutor()
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
-        writer = _OutWriter(out)
 
         def commit(result: PartitionResult) -> None:
             committing = time.perf_counter()
@@ -635,6 +646,23 @@ def rescore(
         return summary
     finally:
         sqlite_arrow.dispose(engine)
+
+
+def _refuse_stale_resume(engine: sa.Engine, run: RunRecord) -> None:
+    """An unfinished run is not resumed once a run started after it has finished: its scores are older."""
+    if run.status == FINISHED:
+        return
+    runs = lead_score_runs
+    with engine.connect() as conn:
+        newer = conn.execute(
+            sa.select(runs.c.run_id, runs.c.as_of).where(runs.c.status == FINISHED, runs.c.started_at > run.started_at)
+            .order_by(runs.c.started_at.desc()).limit(1)
+        ).first()
+    if newer is not None:
+        raise ValueError(
+            f"run {run.run_id} (as of {run.as_of:%Y-%m-%d %H:%M}) is older than the finished run {newer.run_id} "
+            f"(as of {newer.as_of:%Y-%m-%d %H:%M}): resuming it would score leads at an older date; start a new "
+            f"rescore instead")
 
 
 def _run_exists(engine: sa.Engine, run_id: str) -> bool:

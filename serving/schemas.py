@@ -88,6 +88,29 @@ class LeadIn(BaseModel):
         }
 
 
+MAX_EVENTS_PER_REQUEST = 500_000  # all leads together: a larger request would outrun the server's timeout
+
+
+class ScoreRequest(BaseModel):
+    """The body of ``POST /score``: unknown top-level fields are refused (a misspelt ``as_of`` would
+    silently score at the current instant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD)
+    as_of: Instant | None = Field(None, description="scoring instant (default now, UTC); no event may be after it")
+    top_k: int = Field(3, ge=0, le=MAX_TOP_K)
+
+    @field_validator("leads")
+    @classmethod
+    def _events_in_total(cls, leads: list[LeadIn]) -> list[LeadIn]:
+        total = sum(len(lead.events) for lead in leads)
+        if total > MAX_EVENTS_PER_REQUEST:
+            raise ValueError(f"{total:,} events in total; at most {MAX_EVENTS_PER_REQUEST:,} per request "
+                             "(send fewer leads per request)")
+        return leads
+
+
 class Reason(BaseModel):
     """One feature's share of the score, in probability points (signed)."""
 

@@ -266,6 +266,9 @@ class PartitionCounts:
     quarantined: int = 0
     mql: int = 0
     grades: dict[str, int] = field(default_factory=dict)
+    # leads of the range that left the open pipeline (converted by the as-of, or quarantined): their
+    # stored rows are deleted in the partition's transaction (not a column of the checkpoint row)
+    retired_ids: tuple[int, ...] = ()
 
 
 STAGE = "_stage_lead_scores"  # temporary table of the scores of the partition being committed
@@ -292,12 +295,14 @@ def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
         f"s.grade, p.run_id, s.model_version, s.as_of, s.scored_at "
         f"FROM {q(STAGE)} s LEFT JOIN {q(LEAD_SCORES)} p ON p.{q(LEAD_ID)} = s.{q(LEAD_ID)} "
         f"AND p.{q(LEAD_ID)} >= {int(partition.start)} AND p.{q(LEAD_ID)} < {int(partition.stop)} "
-        f"WHERE p.{q(LEAD_ID)} IS NULL OR p.score <> s.score "
+        f"WHERE p.{q(LEAD_ID)} IS NULL OR (p.score <> s.score AND p.as_of <= s.as_of) "
         f"ON CONFLICT (run_id, {q(LEAD_ID)}) DO NOTHING"
     )
+    # a stored score of a later as-of is never replaced by an earlier one (a late or resumed older run)
     upsert = (
         f"INSERT INTO {q(LEAD_SCORES)} ({names}) SELECT {names} FROM {q(STAGE)} WHERE true "
         f"ON CONFLICT ({q(LEAD_ID)}) DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_COLUMNS)
+        + f" WHERE {q(LEAD_SCORES)}.as_of <= excluded.as_of"
     )
     return history, upsert, f"DELETE FROM {q(STAGE)}"
 
@@ -422,6 +427,9 @@ def commit_partition(
             n_history = conn.exec_driver_sql(history).rowcount
             conn.exec_driver_sql(upsert)
             conn.exec_driver_sql(clear)
+        retired = [int(i) for i in counts.retired_ids]
+        for i in range(0, len(retired), UPSERT_BATCH):
+            conn.execute(lead_scores.delete().where(lead_scores.c[LEAD_ID].in_(retired[i : i + UPSERT_BATCH])))
         conn.execute(parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index)
                      .values(**_partition_done_values(counts)))
     return n_history
@@ -521,6 +529,9 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                     n_history = int(cursor.fetchall()[0][0])
                     cursor.execute(upsert)
                     cursor.execute(clear)
+                if counts.retired_ids:
+                    cursor.executemany(f"DELETE FROM {_quote(LEAD_SCORES)} WHERE {_quote(LEAD_ID)} = ?",
+                                       pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64())}))
                 done = _partition_done_values(counts)
                 done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
                 cursor.execute(

@@ -47,6 +47,7 @@ from serving.schemas import (
     LeadIn,
     LeadScore,
     ModelIdentity,
+    ScoreRequest,
     ScoreResponse,
     check_leads,
     naive_utc,
@@ -140,7 +141,7 @@ class LeadScoringService:
             matched |= hmac.compare_digest(given, digest)
         return matched
 
-    @bentoml.api(route="/score")
+    @bentoml.api(route="/score", input_spec=ScoreRequest)
     async def score(
         self,
         leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD),
@@ -159,7 +160,7 @@ class LeadScoringService:
                                               f"{self.settings.max_batch}", "field": "leads"})
         query_k = ctx.request.query_params.get("top_k")
         if query_k is not None:
-            if not query_k.isdigit() or int(query_k) > MAX_TOP_K:
+            if not (query_k.isascii() and query_k.isdigit()) or int(query_k) > MAX_TOP_K:
                 return _error(ctx, 400, {"error": f"top_k: query value {query_k[:20]!r} must be 0..{MAX_TOP_K}",
                                          "field": "top_k"})
             top_k = int(query_k)

@@ -147,6 +147,35 @@ def test_rerun_is_idempotent_and_history_records_changes(lead_db: str, champion:
     assert later.largest_decreases[0]["delta"] == known["delta"].min()
 
 
+def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scores(lead_db: str,
+                                                                                  champion: Champion) -> None:
+    data = sql_data_config(lead_db)
+    rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="early"))
+    early = _scores(lead_db)
+    engine = sa.create_engine(lead_db)
+    with engine.connect() as conn:
+        outcomes = pd.read_sql("SELECT lead_id, converted_at FROM outcomes", conn, parse_dates=["converted_at"])
+    converted_since = set(outcomes.loc[(outcomes["converted_at"] > AS_OF) & (outcomes["converted_at"] <= LATER),
+                                       "lead_id"]) & set(early["lead_id"])
+    assert converted_since  # leads scored in May that closed before June
+    score_store.set_run_status(engine, "early", score_store.FAILED)  # as if it had died before its end
+
+    rescore(data, lead_db, champion.settings, _config(as_of=LATER, run_id="late"))
+    late = _scores(lead_db)
+    assert not converted_since & set(late["lead_id"])  # a closed deal is no open lead: its row is gone
+    assert (late["as_of"] == LATER).all()
+    # the older, unfinished run is not resumed over the newer scores...
+    with pytest.raises(ValueError, match="older than the finished run late"):
+        rescore(data, lead_db, champion.settings, _config(resume=True))
+    # ...and a run at an earlier as-of never replaces a score of a later one
+    rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="backfill"))
+    after = _scores(lead_db).set_index("lead_id")
+    kept = late.set_index("lead_id")
+    pd.testing.assert_frame_equal(after.loc[kept.index], kept)
+    assert not set(_history(lead_db, "backfill")["lead_id"]) & set(kept.index)
+    engine.dispose()
+
+
 def test_incremental_rescores_only_changed_leads(sqlite_url: str, champion: Champion) -> None:
     make_lead_db(sqlite_url)
     data = sql_data_config(sqlite_url)

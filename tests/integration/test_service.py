@@ -167,6 +167,13 @@ def test_nan_empty_and_oversized_batches(server, payloads) -> None:
     big = post(server, {"leads": payloads[1][:1] * (MAX_BATCH + 1), "as_of": AS_OF.isoformat()})
     assert big.status_code == 400 and str(MAX_BATCH) in big.text
     assert post(server, {"leads": payloads[1][:1]}, top_k="x").status_code == 400
+    assert post(server, {"leads": payloads[1][:1]}, top_k="\u00b2").status_code == 400  # a digit int() refuses
+    misspelt = post(server, {"leads": payloads[1][:1], "asOf": AS_OF.isoformat()})  # would score at "now"
+    assert misspelt.status_code == 400 and "asOf" in misspelt.text
+    event = {"occurred_at": "2026-01-01T00:00:00", "event_type": "email_open"}
+    crowded = [{**payloads[1][0], "events": [event] * 9_000}] * 60  # each lead within its limit, too many in all
+    too_many = post(server, {"leads": crowded, "as_of": AS_OF.isoformat()})
+    assert too_many.status_code == 400 and "events in total" in too_many.text
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,8 @@ def print_summary(summary: Any) -> None:
         ("MQLs", f"{summary.mql:,}"),
         ("grades", "  ".join(f"{g}: {n:,}" for g, n in summary.grades.items())),
         ("history rows", f"{summary.history_rows:,}"),
+        ("unseen values (scored as missing)",
+         "; ".join(f"{c}: {', '.join(v)}" for c, v in summary.unseen.items()) or "none"),
         ("seconds", f"{summary.seconds:.1f} ({summary.leads_per_second:,.0f} leads/s)"),
     ]
     for label, changes in (("largest increases", summary.largest_increases),

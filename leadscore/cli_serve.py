@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -74,5 +73,12 @@ def register(app: typer.Typer) -> None:
         """Serve real-time scoring (POST /score) with the champion model."""
         argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds,
                                   access_log)
+        for option, folder in (("--project-dir", project_dir), ("--model-dir", model_dir)):
+            if folder is not None and not folder.is_dir():
+                raise typer.BadParameter(f"{folder}: no such folder", param_hint=option)
         typer.echo(f"serving {SERVICE} on http://{host}:{port}")
-        raise typer.Exit(subprocess.call(argv, cwd=ROOT, env={**os.environ, **env}))
+        sys.stdout.flush()
+        # this process becomes `bentoml serve`: a SIGTERM or Ctrl-C reaches the server itself (a child
+        # process would outlive a terminated parent and keep the port)
+        os.chdir(ROOT)
+        os.execve(argv[0], argv, {**os.environ, **env})

@@ -183,6 +183,13 @@ def exported_fingerprint(models_dir: Path, name: str, closing_name: str = DEFAUL
 def _client(tracking_uri: str) -> Any:
     from mlflow import MlflowClient
 
+    from features.readers import check_sqlite_file
+
+    try:
+        check_sqlite_file(tracking_uri)  # MLflow would create an empty store (and its folder) instead
+    except ValueError as exc:
+        raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
+                                "or --tracking-uri)") from exc
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

@@ -60,7 +60,7 @@ from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
 from features.contract import QUARANTINE, DataConfig, ValidationReport, validate_crm
 from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
-from features.schema import CREATED_AT, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
+from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore
 from serving.loader import ServingSettings, load_exported, load_registered
@@ -85,6 +85,7 @@ from serving.score_store import (
 )
 
 logger = logging.getLogger("leadscore.rescore")
+UNSEEN_SHOWN = 10  # unseen values kept per column in a run's summary
 
 UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
@@ -122,6 +123,8 @@ class PartitionResult:
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (read, features, score, ...)
     pid: int = field(default_factory=os.getpid)  # the process that scored the partition
+    # values the model never saw, scored as missing: categorical column -> values, "event_type" -> types
+    unseen: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +151,7 @@ class RescoreSummary:
     largest_increases: list[dict[str, Any]] = field(default_factory=list)
     largest_decreases: list[dict[str, Any]] = field(default_factory=list)
     time_to_close_model: str | None = None  # "name vN" of the time-to-close champion this call scored with
+    unseen: dict[str, list[str]] = field(default_factory=dict)  # over the partitions run now (a few each)
 
     @property
     def leads_per_second(self) -> float:
@@ -340,6 +344,9 @@ def score_partition(
                              skipped_converted=n - len(lead_ids) - not_created,
                              quarantined=int(report.rows_quarantined.get(LEADS, 0)),
                              retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
+    unseen = core.spec.unseen_categories(crm.leads)
+    if unknown_types := core.spec.unseen_event_types(crm.events):
+        unseen[EVENT_TYPE] = unknown_types
     if run.changed_since is not None and len(lead_ids):
         changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
         keep = np.isin(lead_ids, changed_ids)
@@ -359,7 +366,7 @@ def score_partition(
     counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
     lap("reasons")
     seconds = stages["read"] + stages["contract"] + time.perf_counter() - began
-    return PartitionResult(partition, frame, counts, seconds, stages)
+    return PartitionResult(partition, frame, counts, seconds, stages, unseen=unseen)
 
 
 def open_source_database(data: DataConfig) -> SqlDatabase | None:
@@ -613,7 +620,13 @@ def rescore(
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
 
+        unseen: dict[str, set[str]] = {}
+
         def commit(result: PartitionResult) -> None:
+            for column, values in result.unseen.items():
+                unseen.setdefault(column, set()).update(values)
+                logger.warning("run %s partition %d: %s: values the model never saw, scored as missing: %s",
+                               run.run_id, result.partition.index, column, ", ".join(map(repr, values[:5])))
             committing = time.perf_counter()
             commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
             writer.add(result.scores)
@@ -642,6 +655,7 @@ def rescore(
         summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
         if core.closing_info is not None:
             summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
+        summary.unseen = {column: sorted(values)[:UNSEEN_SHOWN] for column, values in sorted(unseen.items())}
         set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
         return summary
     finally:

@@ -159,8 +159,14 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
                                        "lead_id"]) & set(early["lead_id"])
     assert converted_since  # leads scored in May that closed before June
     score_store.set_run_status(engine, "early", score_store.FAILED)  # as if it had died before its end
+    with engine.begin() as conn:  # values the model never saw are scored as missing, and reported
+        lead = int(early["lead_id"].iloc[0])
+        conn.execute(sa.text("UPDATE leads SET industry = 'martian' WHERE lead_id = :id"), {"id": lead})
+        conn.execute(sa.text("INSERT INTO events (lead_id, occurred_at, event_type) VALUES (:id, :at, 'teleport')"),
+                     {"id": lead, "at": (AS_OF + pd.Timedelta(days=3)).to_pydatetime()})
 
-    rescore(data, lead_db, champion.settings, _config(as_of=LATER, run_id="late"))
+    summary = rescore(data, lead_db, champion.settings, _config(as_of=LATER, run_id="late"))
+    assert summary.unseen["event_type"] == ["teleport"] and summary.unseen["industry"] == ["martian"]
     late = _scores(lead_db)
     assert not converted_since & set(late["lead_id"])  # a closed deal is no open lead: its row is gone
     assert (late["as_of"] == LATER).all()

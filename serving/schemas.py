@@ -99,7 +99,7 @@ class ScoreRequest(BaseModel):
 
     leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD)
     as_of: Instant | None = Field(None, description="scoring instant (default now, UTC); no event may be after it")
-    top_k: int = Field(3, ge=0, le=MAX_TOP_K)
+    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)")
 
     @field_validator("leads")
     @classmethod
@@ -174,15 +174,23 @@ class ErrorResponse(BaseModel):
     field: str | None = None
 
 
+MAX_ERRORS_LISTED = 50  # lead errors listed in one 400 answer
+
+
 class LeadError(ValueError):
-    """A lead that cannot be scored: names the lead (index and id) and the field."""
+    """A lead that cannot be scored: names the lead (index and id) and the field; ``others`` are the
+    errors of the request's other leads (all are listed in the answer)."""
 
     def __init__(self, index: int, lead_id: Any, field: str, message: str) -> None:
         super().__init__(f"lead {index} (lead_id {lead_id!r}): {field}: {message}")
         self.index, self.lead_id, self.field = index, lead_id, field
+        self.others: list[LeadError] = []
 
     def as_response(self) -> dict[str, Any]:
-        return {"error": str(self), "lead_index": self.index, "lead_id": self.lead_id, "field": self.field}
+        every = [self, *self.others]
+        return {"error": str(self) if not self.others else f"{len(every)} lead errors; first: {self}",
+                "lead_index": self.index, "lead_id": self.lead_id, "field": self.field,
+                "errors": [str(e) for e in every[:MAX_ERRORS_LISTED]]}
 
 
 def check_leads(
@@ -190,36 +198,54 @@ def check_leads(
 ) -> list[list[str]]:
     """Rules that need ``as_of`` and the model's spec; raises LeadError, returns warnings per lead.
 
-    Errors: lead created after as_of, events after as_of, non-numeric or non-finite values of
-    numeric attributes, negative values of ``non_negative`` attributes. Warnings: unseen
-    categories (scored as unknown), unknown event types (ignored), attributes the model does not use.
+    Errors (all leads' are collected, then raised together): a lead id given twice, lead created
+    after as_of, events after as_of, non-numeric or non-finite values of numeric attributes, negative
+    values of ``non_negative`` attributes. Warnings: unseen categories (scored as unknown), unknown
+    event types (ignored), events at as_of exactly (not counted: features use the time strictly
+    before it), attributes the model does not use.
     """
     numeric = set(spec.numeric_columns_)
     known = set(spec.fit_columns)
     no_negatives = set(non_negative)
     out: list[list[str]] = []
+    errors: list[LeadError] = []
+    first_index: dict[Any, int] = {}
     for i, lead in enumerate(leads):
+        key = (type(lead.lead_id).__name__, lead.lead_id)
+        if key in first_index:
+            errors.append(LeadError(i, lead.lead_id, "lead_id", f"also given as lead {first_index[key]}"))
+        first_index.setdefault(key, i)
         if lead.created_at > as_of:
-            raise LeadError(i, lead.lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
-                            f"{as_of.isoformat()}")
+            errors.append(LeadError(i, lead.lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
+                                    f"{as_of.isoformat()}"))
+        at_as_of = 0
         for j, event in enumerate(lead.events):
             if event.occurred_at > as_of:
-                raise LeadError(i, lead.lead_id, f"events[{j}].occurred_at",
-                                f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}")
+                errors.append(LeadError(i, lead.lead_id, f"events[{j}].occurred_at",
+                                        f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}"))
+                break
+            at_as_of += event.occurred_at == as_of
         for name, value in lead.attributes.items():
             if name not in numeric or value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {value!r}")
-            if name in no_negatives and value < 0:
-                raise LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {value!r}")
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}"))
+            elif not math.isfinite(value):
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {value!r}"))
+            elif name in no_negatives and value < 0:
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {value!r}"))
+        if errors:
+            continue  # warnings only matter for a request that is scored
         warnings = [f"attribute {k!r} is not a model feature; ignored" for k in lead.attributes if k not in known]
+        if at_as_of:
+            warnings.append(f"{at_as_of} event(s) at as_of exactly not counted (features use the time before it)")
         for col, values in spec.unseen_in_payload(lead.payload()).items():
             if col == EVENT_TYPE:
                 warnings.append(f"unknown event types ignored: {values}")
             else:
                 warnings.append(f"attribute {col!r}: unseen category {values[0]!r} scored as unknown")
         out.append(warnings)
+    if errors:
+        errors[0].others = errors[1:]
+        raise errors[0]
     return out

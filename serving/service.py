@@ -28,7 +28,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bentoml
@@ -55,6 +55,7 @@ from serving.schemas import (
 
 logger = logging.getLogger("leadscore.serving")
 ops = FastAPI(title="leadscore operations")
+FUTURE_TOLERANCE = timedelta(days=1)  # an as_of later than now by more than this is refused (clock skew allowed)
 INLINE_LEADS = 16  # requests with up to this many leads are scored on the event loop
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 
@@ -146,7 +147,7 @@ class LeadScoringService:
         self,
         leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD),
         as_of: Instant | None = Field(None, description="scoring instant (default now, UTC); no event may be after it"),
-        top_k: int = Field(3, ge=0, le=MAX_TOP_K),
+        top_k: int | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)"),
         ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ScoreResponse:
         """Score one or many leads: calibrated probability, 0-100 score, grade, MQL flag, reasons."""
@@ -164,8 +165,13 @@ class LeadScoringService:
                 return _error(ctx, 400, {"error": f"top_k: query value {query_k[:20]!r} must be 0..{MAX_TOP_K}",
                                          "field": "top_k"})
             top_k = int(query_k)
+        if top_k is None:
+            top_k = min(self.settings.scoring.top_k, MAX_TOP_K)
         now = datetime.now(UTC).replace(tzinfo=None)
         at = naive_utc(as_of) if as_of is not None else now
+        if at > now + FUTURE_TOLERANCE:
+            return _error(ctx, 400, {"error": f"as_of: {at.isoformat()} is in the future (now {now.isoformat()} UTC)",
+                                     "field": "as_of"})
         try:
             warnings = check_leads(leads, at, core.spec, self.settings.non_negative_attributes)
         except LeadError as exc:
@@ -224,6 +230,9 @@ class LeadScoringService:
         except Exception as exc:
             error_id = uuid.uuid4().hex[:12]
             logger.error("reload failed, error_id=%s: %s: %s", error_id, type(exc).__name__, exc)
+            if self.holder.core is None:  # nothing to keep serving: say why, as GET /model does
+                return JSONResponse({"error": "reload failed and no model is loaded", "detail": str(exc)[:500],
+                                     "error_id": error_id}, status_code=503)
             return JSONResponse({"error": "reload failed; the previous model keeps serving",
                                  "error_id": error_id}, status_code=500)
         core = self.holder.core

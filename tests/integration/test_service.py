@@ -179,6 +179,7 @@ def test_nan_empty_and_oversized_batches(server, payloads) -> None:
 @pytest.mark.parametrize(
     ("as_of", "needle"),
     [("3000-01-01T00:00:00", "as_of"), ("1900-01-01T00:00:00", "as_of"), ("soon", "as_of"),
+     ("2150-01-01T00:00:00", "in the future"),
      ("2020-01-01T00:00:00", "created_at")],  # before the lead was created
 )
 def test_bad_as_of_gets_400_naming_the_field(server, payloads, as_of, needle) -> None:

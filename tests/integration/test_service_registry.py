@@ -106,6 +106,8 @@ def test_ready_only_once_a_champion_is_registered(server, registry, champions, v
         not_yet = score(server, payloads_from_crm(champions["a"].crm, [first], AS_OF))
         assert not_yet.status_code == 503 and "no model loaded" in not_yet.text
         assert httpx.get(f"{server.url}/model").status_code == 503
+        reload = httpx.post(f"{server.url}/reload", timeout=30)  # nothing to keep serving: 503 with the reason
+        assert reload.status_code == 503 and "no model is loaded" in reload.text and reload.json()["detail"]
     serve("a", server, registry, champions, versions)
     assert httpx.get(f"{server.url}/readyz").status_code == 200
 

@@ -162,6 +162,16 @@ def test_check_leads_names_lead_and_field(core) -> None:
     text = LeadIn(lead_id=6, created_at=datetime(2026, 1, 1), attributes={"employees": "many"})
     with pytest.raises(LeadError, match="must be a number"):
         check_leads([text], as_of, core.spec)
+    # every bad lead of a request is listed, a repeated lead id included
+    with pytest.raises(LeadError) as caught:
+        check_leads([late, good, negative, text, good], as_of, core.spec, non_negative=("employees",))
+    listed = caught.value.as_response()["errors"]
+    assert [e.split(":")[0] for e in listed] == [
+        "lead 0 (lead_id 42)", "lead 2 (lead_id 5)", "lead 3 (lead_id 6)", "lead 4 (lead_id 'x1')"]
+    assert "also given as lead 1" in listed[-1]
+    at_as_of = LeadIn(lead_id=7, created_at=datetime(2026, 1, 1),
+                      events=[{"occurred_at": as_of, "event_type": "demo_request"}])
+    assert any("at as_of exactly not counted" in w for w in check_leads([at_as_of], as_of, core.spec)[0])
     assert FIT in core.families and ENGAGEMENT in core.families
 
 

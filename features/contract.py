@@ -461,6 +461,7 @@ class ValidationReport:
     cascaded: dict[str, dict[str, int]] = field(default_factory=dict)
     quarantine_files: dict[str, Path] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # doubtful but accepted input (no violation)
 
     @property
     def counts(self) -> dict[tuple[str, str, str], int]:
@@ -503,6 +504,7 @@ class ValidationReport:
             lines += [f"  - {table}: {rule}: {n} rows" for rule, n in by_rule.items() if n]
         lines += [f"  {table}: ignored columns: {', '.join(columns)}"
                   for table, columns in self.ignored_columns.items() if columns]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -716,6 +718,23 @@ def infer_kinds(
         else:
             cats.append(column)
     return cats, nums
+
+
+def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float = 0.9) -> str | None:
+    """A note when an inferred text column is nearly all numbers (a few stray values turned a number
+    column into categories); None otherwise."""
+    present = values.dropna()
+    if present.empty or values.dtype != object:
+        return None
+    if pd.to_numeric(present.iloc[:1000], errors="coerce").notna().mean() < share:
+        return None  # cheap rejection of real text columns
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().mean() < share:
+        return None
+    stray = present[numbers.isna()]
+    return (f"{table}.{column}: inferred categorical although {numbers.notna().mean():.1%} of its values are "
+            f"numbers ({len(stray):,} are not, e.g. {stray.drop_duplicates().head(3).tolist()}); declare it under "
+            "attributes.numeric to have those reported as wrong_type")
 
 
 def lead_id_kind(values: pd.Series) -> Literal["int", "str"]:
@@ -1033,6 +1052,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     ignored = [c for c in candidates if c not in attribute_columns] + [c for c in attrs.ignore if c in leads_frame]
     if ignored:
         report.ignored_columns[LEADS] = ignored
+    for column in categorical:
+        if column not in attrs.categorical and (note := mostly_numeric_note(LEADS, column, frames[LEADS][column])):
+            report.notes.append(note)
     out = {}
     for table in TABLES:
         columns = typed[table]

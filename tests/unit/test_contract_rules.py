@@ -248,6 +248,15 @@ def test_declared_and_inferred_attribute_kinds() -> None:
     assert data.leads["Zip"].iloc[0] == "01000" and data.leads["Partner"].iloc[0] == "True"
     assert data.leads["Employees"].isna().sum() == 2
     assert "Email" not in data.leads.columns and report.ignored_columns == {"leads": ["Email"]}
+    assert report.notes == [] and "ignored columns: Email" in report.summary()
+    # one stray text among numbers turns an inferred column into categories: accepted, but noted
+    raw.leads["Revenue"] = ["10", "20", "30", "40", "50", "lots"] * 1
+    raw.leads = pd.concat([raw.leads] + [raw.leads.assign(Id=raw.leads["Id"] + 10 * k) for k in range(1, 3)],
+                          ignore_index=True)
+    raw.leads.loc[raw.leads.index[6:], "Revenue"] = "60"
+    _, report = validate_crm(raw, CONFIG.model_copy(update={"attributes": attributes}))
+    assert len(report.notes) == 1 and report.notes[0].startswith("leads.Revenue: inferred categorical although 94.4%")
+    assert "'lots'" in report.notes[0] and "note: leads.Revenue" in report.summary()
 
 
 def test_declared_numeric_attribute_with_text_is_wrong_type() -> None:

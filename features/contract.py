@@ -37,7 +37,15 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -361,6 +369,21 @@ class FlatConfig(_CommonConfig):
 
 AnyDataConfig = Annotated[DataConfig | FlatConfig, Field(discriminator="mode")]
 _ANY_CONFIG = TypeAdapter(AnyDataConfig)
+
+
+def config_error_text(section: str, exc: ValueError) -> str:
+    """One line per invalid field, ``section.field.path: message`` (pydantic's own text is a multi-line
+    block naming internal validators); other errors as ``section: message``."""
+    if not isinstance(exc, ValidationError):
+        return f"{section}: {exc}" if section else str(exc)
+    lines = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        if section in ("data", "") and loc[:1] in (["crm"], ["flat"]):
+            loc = loc[1:]  # the data mode's union tag
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{'.'.join([section, *loc] if section else loc) or 'data'}: {message}")
+    return "; ".join(lines)
 
 
 def parse_data_config(section: dict[str, Any], base_dir: Path | str | None = None) -> DataConfig | FlatConfig:

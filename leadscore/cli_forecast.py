@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
-        from features.contract import ContractError
+        from features.contract import ContractError, config_error_text
         from features.loading import load_crm
         from leadscore.project import ProjectConfigError, load_project
         from training.forecast import backtest_forecast, crm_data_end, forecast_figure, naive_utc
@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         try:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
         except ValueError as exc:
-            raise _fail(f"forecast settings: {exc}", 2) from exc
+            raise _fail(config_error_text("forecast", exc), 2) from exc
         if out is not None and out.exists() and not out.is_dir():
             raise _fail(f"--out {out}: exists and is not a folder", 2)
         when = naive_utc(as_of) if as_of is not None else None

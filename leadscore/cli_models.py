@@ -92,7 +92,10 @@ def _message(exc: BaseException) -> str:
 def _target(tracking_uri: str | None, config: Path):
     from training.tracking import tracking_target
 
-    return tracking_target(tracking_uri, config.resolve().parent)
+    try:
+        return tracking_target(tracking_uri, config.resolve().parent)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
 
 
 def _client(tracking_uri: str | None, config: Path):
@@ -154,10 +157,11 @@ DEFAULT_MODEL_NAMES = {Target.sales_readiness: "lead-conversion", Target.time_to
 def print_time_to_close_run(run) -> None:
     """Model vs peers, calibration at the horizons, run id and model version of a ``TimeToCloseRun``."""
     result = run.result
-    headers = {"harrell_c": "Harrell C", "uno_c": "Uno C", "ibs": "int. Brier"}
+    # two-line headers: the table fits an 80-column terminal
+    headers = {"harrell_c": "Harrell\nC", "uno_c": "Uno\nC", "ibs": "int.\nBrier"}
     horizons = result.settings.horizons
     last = max(horizons)  # the other horizons are in the run's comparison table
-    headers.update({f"brier_{last}d": f"Brier {last}d", f"calibration_max_gap_{last}d": f"calib. gap {last}d"})
+    headers.update({f"brier_{last}d": f"Brier\n{last}d", f"calibration_max_gap_{last}d": f"calib.\ngap {last}d"})
     table = Table(title=f"time to close vs peers (test snapshots, tau {result.settings.tau} days)",
                   title_justify="left")
     table.add_column("scorer", style="bold", min_width=22, overflow="fold")
@@ -207,12 +211,21 @@ def train(
 ) -> None:
     """Train, evaluate against the baselines, log to MLflow and register the challenger."""
     from features.contract import ContractError
+    from leadscore.run_logging import running_run_id
     from training.baselines import resolve_points_rules
+    from training.registry import registered_kind
     from training.workflow import train_project
 
     project = _project(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
-    _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
+    client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
+    run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False))
+    kind = "time_to_close" if target == Target.time_to_close else "sales_readiness"
+    held = registered_kind(client, model_name)
+    if held is not None and held != kind:
+        raise _fail(f"--model-name {model_name}: its versions are {held.replace('_', '-')} models; a "
+                    f"{kind.replace('_', '-')} model is registered under another name (default "
+                    f"{DEFAULT_MODEL_NAMES[target]})", 2)
     if target == Target.time_to_close:
         from training.workflow import train_time_to_close_project
 
@@ -263,8 +276,8 @@ def evaluate(
     project = _project(config)
     try:
         report = evaluate_registered(project, _target(tracking_uri, config), model, model_name, progress=_say)
-    except (RegistryError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+    except (RegistryError, ValueError, KeyError, OSError) as exc:
+        raise _fail(_message(exc)) from exc
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
     console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from features.contract import DataConfig, FlatConfig, SourceConfig, parse_data_config
+from features.contract import DataConfig, FlatConfig, SourceConfig, config_error_text, parse_data_config
 from features.spec import FeatureConfig
 from training.config import TrainingConfig
 from training.forecast_config import ForecastConfig
@@ -44,21 +44,6 @@ class ProjectConfig(BaseModel):
 
 class ProjectConfigError(ValueError):
     """The project file is missing, unreadable or invalid (the message names the section)."""
-
-
-def config_error_text(section: str, exc: ValueError) -> str:
-    """One line per invalid field, ``section.field.path: message`` (pydantic's own text is a multi-line
-    block naming internal validators); other errors as ``section: message``."""
-    if not isinstance(exc, ValidationError):
-        return f"{section}: {exc}" if section else str(exc)
-    lines = []
-    for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        if section in ("data", "") and loc[:1] in (["crm"], ["flat"]):
-            loc = loc[1:]  # the data mode's union tag
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{'.'.join([section, *loc] if section else loc) or 'data'}: {message}")
-    return "; ".join(lines)
 
 
 def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConfig:
@@ -103,7 +88,10 @@ def load_project(path: Path | str) -> ProjectConfig:
         except ValueError as exc:
             raise ProjectConfigError(f"{path}: {config_error_text('', exc)}") from exc
         return ProjectConfig(name=path.stem, data=data)
-    return parse_project(document, path.resolve().parent)
+    try:
+        return parse_project(document, path.resolve().parent)
+    except ProjectConfigError as exc:  # name the file
+        raise ProjectConfigError(str(exc).replace("project file", f"project file {path}", 1)) from exc
 
 
 def sqlite_project(directory: Path | str, name: str = "demo") -> ProjectConfig:

@@ -53,3 +53,26 @@ def log_into_run(
         say(f"not logged into MLflow run {run_id} at {client.tracking_uri}: {exc.message}")
         return False
     return True
+
+
+def running_run_id(run_id: str | None, client: Any, say: Callable[[str], None] = print) -> str | None:
+    """``run_id`` when that run exists and is running (the run `mlflow run` created), else None: an
+    ``MLFLOW_RUN_ID`` left in a shell names an ended or unknown run, which must not be written to
+    (``say`` tells why, and ``MLFLOW_RUN_ID`` is dropped from this process, since MLflow would pick it
+    up again when a run starts)."""
+    import os
+
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        status = client.get_run(run_id).info.status
+    except MlflowException:
+        status = "not found"
+    if status == "RUNNING":
+        return run_id
+    say(f"MLflow run {run_id} is {status.lower()}, not running (MLFLOW_RUN_ID is set): logging into a new run")
+    if os.environ.get("MLFLOW_RUN_ID") == run_id:
+        del os.environ["MLFLOW_RUN_ID"]
+    return None

@@ -32,6 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.contract import config_error_text
 from features.schema import EVENT_TYPE, LEAD_ID, OCCURRED_AT
 from training.model import is_categorical
 
@@ -151,7 +152,7 @@ def parse_points_rules(text: str, source: str) -> PointsRules:
     try:
         return PointsRules.model_validate(data)
     except ValueError as exc:
-        raise ValueError(f"points rules file {source}: {exc}") from exc
+        raise ValueError(f"points rules file {source}: {config_error_text('', exc)}") from exc
 
 
 def load_points_rules(path: str | Path) -> PointsRules:

@@ -38,8 +38,12 @@ def target_rate_encode(train: pd.Series, y_train: np.ndarray, other: pd.Series, 
     return other_keys.map(rate).fillna(prior).to_numpy(dtype=float)
 
 
+MIN_CLASS_ROWS = 10  # fewer positives (or negatives) than this: a single-feature AUC is noise, not evidence
+
+
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    if len(y) < 20 or y.min() == y.max():
+    positives = int(np.sum(y))
+    if len(y) < 20 or min(positives, len(y) - positives) < MIN_CLASS_ROWS:
         return float("nan")
     auc = roc_auc_score(y, score)
     return float(max(auc, 1.0 - auc))

@@ -22,6 +22,7 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from training.model import SalesReadinessModel
 
@@ -87,14 +88,22 @@ def _requirements() -> list[str]:
     return out
 
 
+def input_schema(model: Any) -> Schema:
+    """The pyfunc's input signature: categoricals ``string``; numeric columns of any type (MLflow refuses
+    to cast int64 to ``double``, so a CSV of whole numbers would be rejected); ``predict`` parses them
+    and names the rows that are not numbers."""
+    return Schema([
+        ColSpec("string", col) if col in model.categories_ else ColSpec(AnyType(), col)
+        for col in model.feature_columns_
+    ])
+
+
 def log_pyfunc_model(
     model: SalesReadinessModel, example_features: pd.DataFrame, name: str = "model", n_example: int = 5
 ) -> ModelInfo:
     """Log ``model`` as a pyfunc into the active MLflow run (signature + input example with string categoricals)."""
     example = to_signature_frame(example_features.head(n_example), model).reset_index(drop=True)
-    inputs = Schema([
-        ColSpec("string" if col in model.categories_ else "double", col) for col in model.feature_columns_
-    ])
+    inputs = input_schema(model)
     outputs = infer_signature(example, model.predict_proba(from_signature_frame(example, model))).outputs
     signature = ModelSignature(inputs=inputs, outputs=outputs)
     with tempfile.TemporaryDirectory() as tmp:

@@ -83,6 +83,20 @@ def register_challenger(
     return client.get_model_version(name, version.version)
 
 
+def registered_kind(client: MlflowClient, name: str) -> str | None:
+    """The ``leadscore.kind`` run tag of the newest version of ``name`` (None: no version, or untagged)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'", max_results=1, order_by=["version_number DESC"])
+    except MlflowException:
+        return None
+    if not versions or not versions[0].run_id:
+        return None
+    try:
+        return client.get_run(versions[0].run_id).data.tags.get("leadscore.kind")
+    except MlflowException:
+        return None
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None (no such alias / model)."""
     try:

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types import ParamSchema, ParamSpec
 
-from training.pyfunc import _requirements, from_signature_frame, to_signature_frame
+from training.pyfunc import _requirements, from_signature_frame, input_schema, to_signature_frame
 from training.time_to_close import TimeToCloseModel, survival_at_days
 
 MODEL_ARTIFACT = "time_to_close_model"
@@ -68,9 +68,7 @@ def log_time_to_close_pyfunc(
 ) -> ModelInfo:
     """Log ``model`` as a pyfunc into the active MLflow run (signature with string categoricals)."""
     example = to_signature_frame(example_features.head(n_example), model).reset_index(drop=True)
-    inputs = Schema([
-        ColSpec("string" if col in model.categories_ else "double", col) for col in model.feature_columns_
-    ])
+    inputs = input_schema(model)
     outputs = infer_signature(example, predict_frame(model, from_signature_frame(example, model))).outputs
     params = ParamSchema([ParamSpec(SURVIVAL_DAYS_PARAM, "double", [], (-1,))])
     signature = ModelSignature(inputs=inputs, outputs=outputs, params=params)

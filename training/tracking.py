@@ -68,8 +68,10 @@ def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> Tracki
     if uri.startswith("sqlite:///"):
         db_path = Path(uri.removeprefix("sqlite:///"))
         return TrackingTarget(uri, (db_path.parent / ARTIFACTS_DIR).resolve().as_uri())
-    if "://" not in uri:  # a plain directory: MLflow's file store
-        return TrackingTarget(uri, (Path(uri) / ARTIFACTS_DIR).resolve().as_uri())
+    if "://" not in uri or uri.startswith("file:"):  # MLflow 3 keeps its file store behind a flag
+        folder = Path(uri.removeprefix("file://").removeprefix("file:")).resolve()
+        raise ValueError(f"tracking URI {uri!r}: a folder is MLflow's retired file store; use "
+                         f"sqlite:///{folder / 'mlflow.db'} (a database in that folder) or an http(s):// server")
     return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
 
 

@@ -90,7 +90,13 @@ def fit_training_set(
     points_rules: PointsRules | None = None,
     progress: Progress | None = None,
 ) -> TrainingResult:
-    """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here."""
+    """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here.
+    Points rules with ``missing_columns: error`` that name a column the data lacks fail before any fit."""
+    if points_rules is not None and points_rules.missing_columns == "error":
+        absent = sorted(set(points_rules.needed_columns) - set(training_set.frame.columns))
+        if absent:
+            raise ValueError(f"points rules {points_rules.name!r}: column(s) {absent} not in the data "
+                             "(missing_columns: error; set missing_columns: skip to score without those rules)")
     relaxed = config.model_copy(update={"leakage": config.leakage.model_copy(update={"strict": False})})
     if isinstance(data, FlatData):
         return train_and_evaluate_flat(data, relaxed, points_rules=points_rules, spec=training_set.spec,

@@ -65,3 +65,9 @@ def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "project file not found" in result.output
     result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
     assert result.exit_code == 2 and "points rules file not found" in result.output
+    (tmp_path / "rules.yaml").write_text(
+        "name: strict-rules\nmissing_columns: error\nfit: [{column: favourite_colour, in: [red], points: 15}]\n"
+        "behaviour: {demo_request: 10}\n", encoding="utf-8")
+    result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
+    assert result.exit_code == 1 and "registered" not in result.output  # refused before any fit
+    assert "points rules 'strict-rules': column(s) ['favourite_colour'] not in the data" in " ".join(result.output.split())

@@ -112,16 +112,20 @@ def test_pyfunc_returns_the_calibrated_probabilities(logged) -> None:
 
 
 def test_mlflow_models_predict_cli(logged, tmp_path: Path) -> None:
+    """A plain CSV of raw leads: whole numbers read as int64 columns, columns in another order."""
     _, target, _, run, result, training_set = logged
-    features = training_set.frame[result.model.feature_columns_].iloc[:4]
-    payload = {"dataframe_split": json.loads(to_signature_frame(features, result.model).to_json(orient="split",
-                                                                                               index=False))}
-    (tmp_path / "input.json").write_text(json.dumps(payload))
+    features = training_set.frame[result.model.feature_columns_].iloc[:4].copy()
+    numeric = [c for c in result.model.feature_columns_ if c not in result.model.categories_]
+    features[numeric] = features[numeric].fillna(0).round()
+    raw = to_signature_frame(features, result.model)[list(reversed(result.model.feature_columns_))]
+    raw = raw.astype({c: "int64" for c in numeric})  # written as 3, not 3.0
+    raw.to_csv(tmp_path / "input.csv", index=False)
+    assert any(pd.api.types.is_integer_dtype(t) for t in pd.read_csv(tmp_path / "input.csv").dtypes)
     out = tmp_path / "out.json"
     env = {**os.environ, "MLFLOW_TRACKING_URI": target.uri}
     done = subprocess.run(
-        [sys.executable, "-m", "mlflow", "models", "predict", "-m", run.model_uri, "-i", str(tmp_path / "input.json"),
-         "-t", "json", "-o", str(out), "--env-manager", "local"],
+        [sys.executable, "-m", "mlflow", "models", "predict", "-m", run.model_uri, "-i", str(tmp_path / "input.csv"),
+         "-t", "csv", "-o", str(out), "--env-manager", "local"],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -136,3 +140,47 @@ def test_saved_model_inside_the_pyfunc_keeps_the_feature_spec(logged, tmp_path: 
     inner = load_sales_readiness(local)
     assert inner.feature_columns_ == result.model.feature_columns_
     assert inner.spec_ == result.model.spec_
+
+
+def test_an_ended_run_left_in_mlflow_run_id_is_not_written_to(tmp_path: Path, monkeypatch) -> None:
+    """`train` (either target) checks MLFLOW_RUN_ID before fitting: only a running run is logged into."""
+    from mlflow import MlflowClient
+
+    from leadscore.run_logging import running_run_id
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.create_experiment("ended-run")
+    running = client.create_run(experiment).info.run_id
+    ended = client.create_run(experiment).info.run_id
+    client.set_terminated(ended)
+    said: list[str] = []
+    assert running_run_id(running, client, said.append) == running and said == []
+    monkeypatch.setenv("MLFLOW_RUN_ID", ended)
+    assert running_run_id(ended, client, said.append) is None
+    assert "finished, not running" in said[0] and "MLFLOW_RUN_ID" not in os.environ  # mlflow would reuse it
+    assert running_run_id("deadbeef" * 4, client, said.append) is None and "not found" in said[1]
+
+
+def test_a_model_name_holds_one_kind_of_model(tmp_path: Path) -> None:
+    """`train --target time-to-close --model-name lead-conversion` is refused before any fit (the champion
+    of a sales-readiness name must never be a time-to-close model)."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from leadscore.project import project_yaml, sqlite_project
+    from training.registry import registered_kind
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.create_run(client.create_experiment("kinds"), tags={"leadscore.kind": "sales_readiness"})
+    client.create_registered_model("lead-conversion")
+    client.create_model_version("lead-conversion", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    assert registered_kind(client, "lead-conversion") == "sales_readiness"
+    assert registered_kind(client, "no-such-model") is None
+    config = tmp_path / "leadscore.yaml"
+    config.write_text(project_yaml(sqlite_project(tmp_path)), encoding="utf-8")  # its data is never read
+    result = CliRunner().invoke(app, ["train", "-c", str(config), "--tracking-uri", uri, "--target", "time-to-close",
+                                      "--model-name", "lead-conversion"], env={"COLUMNS": "200", "MLFLOW_RUN_ID": ""})
+    assert result.exit_code == 2, result.output
+    assert "its versions are sales-readiness models" in " ".join(result.output.split())

@@ -356,6 +356,9 @@ def probability_to_score(p: np.ndarray) -> np.ndarray:
     return np.rint(100.0 * np.asarray(p, dtype=float)).astype(int)
 
 
+SEARCH_REPORT_SECONDS = 10.0  # how often a running search reports its progress
+
+
 def search_booster(
     X: pd.DataFrame,
     y: Any,
@@ -365,8 +368,10 @@ def search_booster(
     search: SearchConfig,
     seed: int = 42,
     spec: Any = None,
+    progress: Any = None,
 ) -> tuple[BoosterConfig, dict[str, Any]]:
-    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds.
+    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds; ``progress``
+    (a ``say(text)`` callable) hears the trials run and the best AUC so far every ``SEARCH_REPORT_SECONDS``.
 
     Every trial fits on ``X`` and early-stops and is scored on ``X_valid``: the caller passes the
     training and validation slices only, never the rows the model is evaluated on. The search
@@ -396,7 +401,17 @@ def search_booster(
         return float(roc_auc_score(yv, model.predict_raw(X_valid)))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds)
+    began = last = time.monotonic()
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if progress is not None and now - last >= SEARCH_REPORT_SECONDS:
+            last = now
+            progress(f"  search: {len(study.trials)} of {search.n_trials} trials, {now - began:.0f}s of "
+                     f"{search.timeout_seconds:g}s, best validation AUC {study.best_value:.4f}")
+
+    study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
     best = base.model_copy(update=study.best_params)
     summary = {"n_trials": len(study.trials), "best_valid_auc": study.best_value,
                "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params}

@@ -364,7 +364,7 @@ def train_and_evaluate(
         say(f"hyperparameter search on the validation slice: {config.search.n_trials} trials / "
             f"{config.search.timeout_seconds:g}s")
         booster_cfg, search_summary = search_booster(X_tr, y_tr, X_va, y_va, config.booster, config.search,
-                                                     config.seed, spec)
+                                                     config.seed, spec, progress=say)
         notes.append(f"Optuna search (train slice fitted, validation slice scored; test slice unseen): "
                      f"{_rounded(search_summary)}")
         split_info["search"] = search_summary
@@ -486,7 +486,7 @@ def train_and_evaluate_flat(
         if searching:  # nested: tuned inside this fold's training rows, the held-out fold unseen
             say(f"fold {k + 1}: hyperparameter search ({search.n_trials} trials / {search.timeout_seconds:.0f}s)")
             booster, summary = search_booster(X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx],
-                                              config.booster, search, config.seed + k, spec)
+                                              config.booster, search, config.seed + k, spec, progress=say)
             fold_searches.append(summary)
         fold_model = SalesReadinessModel(booster, config.calibration, None, config.seed).fit(
             X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx], spec=spec)
@@ -502,7 +502,7 @@ def train_and_evaluate_flat(
         inner = grouped_folds(y, groups, 5, config.seed)
         fit_idx, stop_idx = np.flatnonzero(inner != 0), np.flatnonzero(inner == 0)
         final_booster, search_summary = search_booster(X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx],
-                                                       config.booster, search, config.seed, spec)
+                                                       config.booster, search, config.seed, spec, progress=say)
         n_rounds = int(search_summary["best_iteration"])
         notes.append(f"Optuna search nested in each fold's training rows (the held-out fold unseen), then on "
                      f"all rows for the final model: {_rounded(search_summary)}")

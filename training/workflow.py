@@ -307,7 +307,9 @@ def _evaluate_time_to_close(name: str, version: str, model, training_set: Traini
     survival = model.predict_survival(test[model.feature_columns_], settings.days)
     metrics = {**score_survival(time, event, survival, settings).metrics,
                **observed_rates(time, event, settings.horizons), "tau_days": float(settings.tau)}
-    rows = test[["lead_id", AS_OF]].assign(**{DURATION: time, EVENT: event.astype(int)})
+    # the rows as training identified them (keys, features, duration, event): the same hash for the same rows
+    rows = pd.concat([test[["lead_id", AS_OF]], test[model.feature_columns_],
+                      pd.DataFrame({DURATION: time, EVENT: event.astype(int)})], axis=1)
     return EvaluationReport(name, version, metrics, survival_identity(rows))
 
 

@@ -50,7 +50,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory):
 
 def test_train_logs_the_run_and_registers_the_challenger(cli) -> None:
     _, config, output = cli
-    for text in ("lightgbm hazard", "kaplan-meier", "cox ph", "naive regression", "alias challenger", "Uno C"):
+    for text in ("lightgbm hazard", "kaplan-meier", "cox ph", "naive regression", "alias challenger", "Harrell", "Uno"):
         assert text in output
     client = connect(tracking_target(None, config.parent))
     version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
@@ -114,6 +114,8 @@ def test_promote_same_rows_list_export(cli) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     assert "uno_c" in evaluated.output and "calibration_max_gap_90d" in evaluated.output
     assert "eval_events" in evaluated.output
+    champion = alias_version(client, MODEL_NAME, CHAMPION)  # the same rows: the hash the version was tagged with
+    assert f"eval_data_hash={champion.tags['eval_data_hash']}" in evaluated.output
 
     listed = invoke("models", "list", "-c", str(config), "--model-name", MODEL_NAME)
     assert listed.exit_code == 0 and "uno_c" in listed.output and "champion" in listed.output

@@ -53,12 +53,18 @@ def test_search_runs_within_budget_and_never_sees_the_test_slice(frame) -> None:
     assert shuffled.metrics["roc_auc"] != result.metrics["roc_auc"]  # the test labels did change
 
 
-def test_search_stops_at_its_time_budget(frame) -> None:
+def test_search_stops_at_its_time_budget_and_reports_as_it_goes(frame, monkeypatch) -> None:
+    import training.model
+
+    monkeypatch.setattr(training.model, "SEARCH_REPORT_SECONDS", 0.5)
     budget = SearchConfig(n_trials=10_000, timeout_seconds=3)
+    said: list[str] = []
     began = time.perf_counter()
-    result = train_and_evaluate(FrameSet(frame), CONFIG.model_copy(update={"search": budget}))
+    result = train_and_evaluate(FrameSet(frame), CONFIG.model_copy(update={"search": budget}), progress=said.append)
     assert 1 <= result.split["search"]["n_trials"] < 10_000
     assert time.perf_counter() - began < 60  # the 3 s budget plus one trial and the rest of the run
+    reports = [m for m in said if m.strip().startswith("search:")]
+    assert reports and "of 10000 trials" in reports[-1] and "best validation AUC" in reports[-1]
 
 
 def test_flat_search_is_nested_inside_the_training_folds() -> None:

@@ -82,6 +82,7 @@ UNKNOWN_LEAD = "unknown_lead"
 FUTURE_TIMESTAMP = "future_timestamp"
 CONVERTED_BEFORE_CREATED = "converted_before_created"
 NEGATIVE_AMOUNT = "negative_amount"
+NEGATIVE_VALUE = "negative_value"
 EMPTY_TABLE = "empty_table"
 NON_BINARY_LABEL = "non_binary_label"
 LEAD_QUARANTINED = "lead_quarantined"
@@ -186,6 +187,8 @@ class AttributesConfig(_Model):
     numeric: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
     infer_undeclared: bool = True
+    non_negative: list[str] = Field(default_factory=list, description="numeric attributes whose values below 0 "
+                                    "are violations (rule negative_value), e.g. employees, annual_revenue")
 
     @model_validator(mode="after")
     def _disjoint(self) -> AttributesConfig:
@@ -1049,6 +1052,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
         parsed, bad = parse_numbers(frames[LEADS][column])
         typed[LEADS][column] = parsed
         collector.add(LEADS, column, WRONG_TYPE, bad, frames[LEADS], detail="not a number")
+        if column in attrs.non_negative:
+            collector.add(LEADS, column, NEGATIVE_VALUE, (parsed < 0).to_numpy(), frames[LEADS],
+                          detail="must be >= 0")
 
     # relations
     lead_ids = typed[LEADS][LEAD_ID]

@@ -44,7 +44,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -188,12 +188,15 @@ def load_scoring_core(
 
 
 # ----- data ------------------------------------------------------------------------------------
-def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
+def data_config_for(data: DataConfig, spec: FeatureSpec, non_negative: Sequence[str] = ()) -> DataConfig:
     """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
-    other lead columns are neither read (:func:`scoring_columns`) nor inferred."""
+    other lead columns are neither read (:func:`scoring_columns`) nor inferred. ``non_negative``: the
+    endpoint's rule (``ServingSettings.non_negative_attributes``), so a lead it refuses is not scored here."""
+    numeric = list(spec.numeric_columns_)
     attributes = data.attributes.model_copy(update={
-        "categorical": spec.categorical_columns, "numeric": list(spec.numeric_columns_), "ignore": [],
+        "categorical": spec.categorical_columns, "numeric": numeric, "ignore": [],
         "infer_undeclared": False,
+        "non_negative": sorted({*data.attributes.non_negative, *non_negative} & set(numeric)),
     })
     return data.model_copy(update={"attributes": attributes})
 
@@ -611,7 +614,7 @@ def rescore(
         else:
             core = core or load_scoring_core(settings, None, config.top_k)
             run = _new_run(engine, data, core, config)
-        data = data_config_for(data, core.spec)
+        data = data_config_for(data, core.spec, settings.non_negative_attributes)
         pending = run.pending
         total = _total_leads(run)
         if executor is None:

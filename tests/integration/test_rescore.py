@@ -222,6 +222,10 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
         # a conversion before the lead existed: the outcome is quarantined and takes its lead along
         conn.execute(sa.text("UPDATE outcomes SET converted_at = '2000-01-01 00:00:00' WHERE lead_id IN (:a, :b)"),
                      {"a": bad[0], "b": bad[1]})
+        # a value the endpoint refuses (employees < 0) is no score in the batch either
+        negative = conn.execute(sa.text("SELECT lead_id FROM leads WHERE employees > 0 ORDER BY lead_id "
+                                        "LIMIT 1 OFFSET 700")).scalar_one()
+        conn.execute(sa.text("UPDATE leads SET employees = -7 WHERE lead_id = :id"), {"id": negative})
     engine.dispose()
     strict = sql_data_config(sqlite_url)
     with pytest.raises(ContractError, match="converted_before_created"):
@@ -233,12 +237,13 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
     quarantine = DataConfig(source=SourceConfig(kind="sql", url=sqlite_url), policy="quarantine",
                             quarantine_dir=tmp_path / "quarantine")
     summary = rescore(quarantine, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="q"))
-    assert summary.quarantined == 2
+    assert summary.quarantined == 3
     stored = _scores(sqlite_url)
-    assert not set(bad) & set(stored["lead_id"])
+    assert not {*bad, negative} & set(stored["lead_id"])
     files = list((tmp_path / "quarantine" / "rescore-q").rglob("leads.csv"))
     quarantined_rows = pd.concat([frame for frame in map(pd.read_csv, files) if len(frame)])
-    assert sorted(quarantined_rows["lead_id"].tolist()) == sorted(bad)
+    assert sorted(quarantined_rows["lead_id"].tolist()) == sorted([*bad, negative])
+    assert quarantined_rows.set_index("lead_id").loc[negative, "_reason"].startswith("negative_value")
 
 
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:

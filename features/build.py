@@ -198,8 +198,10 @@ def set_aside_attributes(crm: CRMData, columns: Sequence[str]) -> tuple[CRMData,
     misspelt name would leave the score it means among the features)."""
     absent = [c for c in dict.fromkeys(columns) if c not in crm.leads.columns]
     if absent:
-        raise ValueError(f"training.score_columns: {', '.join(map(repr, absent))} not in the leads table "
-                         f"(its attribute columns: {', '.join(c for c in crm.leads.columns if c != LEAD_ID)})")
+        attributes = [*crm.categorical_attributes, *crm.numeric_attributes]
+        raise ValueError(f"training.score_columns: {', '.join(map(repr, absent))} not among the validated lead "
+                         f"attributes ({', '.join(attributes) or 'none'}); a score column must not be under "
+                         "data.attributes.ignore, and with infer_undeclared: false it must be declared")
     present = [c for c in dict.fromkeys(columns) if c != LEAD_ID]
     aside = crm.leads[[LEAD_ID, *present]].drop_duplicates(LEAD_ID)
     if not present:

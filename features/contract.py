@@ -193,6 +193,9 @@ class AttributesConfig(_Model):
     @model_validator(mode="after")
     def _disjoint(self) -> AttributesConfig:
         _check_disjoint("attributes", categorical=self.categorical, numeric=self.numeric, ignore=self.ignore)
+        clash = [c for c in self.non_negative if c in self.categorical or c in self.ignore]
+        if clash:
+            raise ValueError(f"attributes.non_negative: {clash} are categorical or ignored, not numbers")
         return self
 
 
@@ -656,7 +659,8 @@ def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Seri
 
 
 # an ISO 8601 UTC offset after a time of day: "...10:08:29+02:00", "...T1008-0500", "...10:08Z"
-_OFFSET_AFTER_TIME = r"\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
+_OFFSET_AFTER_TIME = (r"\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
+                      r"|\+|\]$|[zZ]\s*$|UTC|GMT")  # also a "+", a trailing "[Zone]", "UTC", "GMT": never naive
 
 
 def _parse_text_timestamps(values: pd.Series, fmt: str | None) -> pd.Series:
@@ -992,6 +996,10 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
         if column not in leads_frame.columns:  # a misspelt ignore would keep the column it means as a feature
             collector.violations.append(
                 ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "ignored attribute not found"))
+    for column in config.attributes.non_negative:
+        if column not in leads_frame.columns:
+            collector.violations.append(
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "non-negative attribute not found"))
     for table in (EVENTS, OUTCOMES):
         for column in OPTIONAL_COLUMNS[table]:
             source = getattr(config.columns, table).get(column)

@@ -434,7 +434,8 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
 
 
 def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
-    """Rows without a lead id, per table (reads only the lead-id column; SQL counts in the database)."""
+    """Rows without a lead id (null, or one of ``missing_values``), per table (reads only the lead-id
+    column; SQL counts in the database)."""
     source = data.source
     counts: dict[str, int] = {}
     for table in TABLES:
@@ -448,7 +449,11 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
                 reflected = database.table(location)
                 if column not in reflected.c:
                     continue  # reported by validation as a missing column
-                query = sa.select(sa.func.count()).select_from(reflected).where(reflected.c[column].is_(None))
+                id_col = reflected.c[column]
+                missing = id_col.is_(None)
+                if data.missing_values:
+                    missing = sa.or_(missing, sa.cast(id_col, sa.Text).in_(list(data.missing_values)))
+                query = sa.select(sa.func.count()).select_from(reflected).where(missing)
                 with database.engine.connect() as conn:
                     counts[table] = int(conn.execute(query).scalar_one())
             continue
@@ -457,7 +462,11 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
         else:
             frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
                                    encoding=source.csv_encoding)
-        counts[table] = int(frame[column].isna().sum()) if column in frame.columns else 0
+        if column in frame.columns:
+            ids = frame[column]
+            counts[table] = int((ids.isna() | ids.astype(str).isin(list(data.missing_values))).sum())
+        else:
+            counts[table] = 0
     return counts
 
 

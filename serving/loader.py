@@ -186,7 +186,8 @@ def _client(tracking_uri: str) -> Any:
     from features.readers import check_sqlite_file
 
     try:
-        check_sqlite_file(tracking_uri)  # MLflow would create an empty store (and its folder) instead
+        if tracking_uri.startswith("sqlite:"):
+            check_sqlite_file(tracking_uri)  # MLflow would create an empty store (and its folder) instead
     except ValueError as exc:
         raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
                                 "or --tracking-uri)") from exc

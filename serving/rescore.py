@@ -44,7 +44,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,6 +67,7 @@ from serving.loader import ServingSettings, load_exported, load_registered
 from serving.score_store import (
     FAILED,
     FINISHED,
+    LEAD_SCORES,
     RUNNING,
     PartitionCounts,
     PartitionSpec,
@@ -188,15 +189,14 @@ def load_scoring_core(
 
 
 # ----- data ------------------------------------------------------------------------------------
-def data_config_for(data: DataConfig, spec: FeatureSpec, non_negative: Sequence[str] = ()) -> DataConfig:
+def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
-    other lead columns are neither read (:func:`scoring_columns`) nor inferred. ``non_negative``: the
-    endpoint's rule (``ServingSettings.non_negative_attributes``), so a lead it refuses is not scored here."""
+    other lead columns are neither read (:func:`scoring_columns`) nor inferred. The project's
+    ``attributes.non_negative`` rule stays for the attributes the model uses."""
     numeric = list(spec.numeric_columns_)
     attributes = data.attributes.model_copy(update={
         "categorical": spec.categorical_columns, "numeric": numeric, "ignore": [],
-        "infer_undeclared": False,
-        "non_negative": sorted({*data.attributes.non_negative, *non_negative} & set(numeric)),
+        "infer_undeclared": False, "non_negative": [c for c in data.attributes.non_negative if c in numeric],
     })
     return data.model_copy(update={"attributes": attributes})
 
@@ -347,9 +347,9 @@ def score_partition(
                              skipped_converted=n - len(lead_ids) - not_created,
                              quarantined=int(report.rows_quarantined.get(LEADS, 0)),
                              retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
-    unseen = core.spec.unseen_categories(crm.leads)
+    unseen = {c: v[:UNSEEN_SHOWN] for c, v in core.spec.unseen_categories(crm.leads).items()}
     if unknown_types := core.spec.unseen_event_types(crm.events):
-        unseen[EVENT_TYPE] = unknown_types
+        unseen[EVENT_TYPE] = unknown_types[:UNSEEN_SHOWN]
     if run.changed_since is not None and len(lead_ids):
         changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
         keep = np.isin(lead_ids, changed_ids)
@@ -565,6 +565,7 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
         if changed.tzinfo is not None:
             changed = changed.tz_convert("UTC").tz_localize(None)
         changed = changed.to_pydatetime()
+    _refuse_earlier_as_of(engine, as_of.to_pydatetime())
     run = RunRecord(
         run_id=config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
         status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
@@ -614,7 +615,7 @@ def rescore(
         else:
             core = core or load_scoring_core(settings, None, config.top_k)
             run = _new_run(engine, data, core, config)
-        data = data_config_for(data, core.spec, settings.non_negative_attributes)
+        data = data_config_for(data, core.spec)
         pending = run.pending
         total = _total_leads(run)
         if executor is None:
@@ -627,11 +628,10 @@ def rescore(
 
         def commit(result: PartitionResult) -> None:
             for column, values in result.unseen.items():
-                unseen.setdefault(column, set()).update(values)
-                logger.warning("run %s partition %d: %s: values the model never saw, scored as missing: %s",
-                               run.run_id, result.partition.index, column, ", ".join(map(repr, values[:5])))
+                kept = unseen.setdefault(column, set())
+                kept.update(values[: max(UNSEEN_SHOWN - len(kept), 0)])  # a few examples per column, bounded
             committing = time.perf_counter()
-            commit_partition(engine, run.run_id, result.partition, result.scores, result.counts)
+            commit_partition(engine, run.run_id, result.partition, result.scores, result.counts, run.as_of)
             writer.add(result.scores)
             result.stages["commit"] = time.perf_counter() - committing
             logger.info("run %s partition %d: %d scored in %.2fs (%s)", run.run_id, result.partition.index,
@@ -658,23 +658,42 @@ def rescore(
         summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
         if core.closing_info is not None:
             summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
-        summary.unseen = {column: sorted(values)[:UNSEEN_SHOWN] for column, values in sorted(unseen.items())}
+        summary.unseen = {column: sorted(values) for column, values in sorted(unseen.items())}
+        for column, values in summary.unseen.items():
+            logger.warning("run %s: %s: values the model never saw, scored as missing, e.g. %s", run.run_id, column,
+                           ", ".join(map(repr, values)))
         set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
         return summary
     finally:
         sqlite_arrow.dispose(engine)
 
 
-def _refuse_stale_resume(engine: sa.Engine, run: RunRecord) -> None:
-    """An unfinished run is not resumed once a run started after it has finished: its scores are older."""
-    if run.status == FINISHED:
-        return
+def _latest_finished(engine: sa.Engine, after: datetime) -> Any:
+    """The finished run of the latest as-of later than ``after`` (run_id, as_of), or None."""
     runs = lead_score_runs
     with engine.connect() as conn:
-        newer = conn.execute(
-            sa.select(runs.c.run_id, runs.c.as_of).where(runs.c.status == FINISHED, runs.c.started_at > run.started_at)
-            .order_by(runs.c.started_at.desc()).limit(1)
+        return conn.execute(
+            sa.select(runs.c.run_id, runs.c.as_of).where(runs.c.status == FINISHED, runs.c.as_of > after)
+            .order_by(runs.c.as_of.desc()).limit(1)
         ).first()
+
+
+def _refuse_earlier_as_of(engine: sa.Engine, as_of: datetime) -> None:
+    """``lead_scores`` holds each lead's latest score: a run at an earlier as-of than a finished one would
+    put back leads that have closed since (and its scores would be refused row by row anyway)."""
+    newer = _latest_finished(engine, as_of)
+    if newer is not None:
+        raise ValueError(
+            f"as of {as_of:%Y-%m-%d %H:%M} is before the as-of {newer.as_of:%Y-%m-%d %H:%M} of the finished run "
+            f"{newer.run_id}: {LEAD_SCORES} holds the latest scores; score an earlier date with the scoring core "
+            f"or the endpoint instead")
+
+
+def _refuse_stale_resume(engine: sa.Engine, run: RunRecord) -> None:
+    """An unfinished run is not resumed once a run of a later as-of has finished: its scores are older."""
+    if run.status == FINISHED:
+        return
+    newer = _latest_finished(engine, run.as_of)
     if newer is not None:
         raise ValueError(
             f"run {run.run_id} (as of {run.as_of:%Y-%m-%d %H:%M}) is older than the finished run {newer.run_id} "

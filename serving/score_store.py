@@ -385,7 +385,8 @@ def _sqlite_stage_ddl(columns: Sequence[str]) -> str:
 
 
 def commit_partition(
-    engine: sa.Engine, run_id: str, partition: PartitionSpec, scores: pd.DataFrame, counts: PartitionCounts
+    engine: sa.Engine, run_id: str, partition: PartitionSpec, scores: pd.DataFrame, counts: PartitionCounts,
+    as_of: datetime | None = None,
 ) -> int:
     """Upsert the scores, append history, mark the partition done: ONE transaction. Returns history rows.
 
@@ -410,7 +411,7 @@ def commit_partition(
     path = sqlite_arrow.adbc_file(engine)
     if path is not None:
         with sqlite_arrow.file_gate(path).adbc():
-            return _commit_through_adbc(path, run_id, partition, rows, counts)
+            return _commit_through_adbc(path, run_id, partition, rows, counts, as_of)
     parts = lead_score_run_partitions
     with sqlite_arrow.sqlite3_module_use(engine), engine.begin() as conn:  # a SQLite file: no driver use meanwhile
         status = conn.execute(
@@ -429,7 +430,10 @@ def commit_partition(
             conn.exec_driver_sql(clear)
         retired = [int(i) for i in counts.retired_ids]
         for i in range(0, len(retired), UPSERT_BATCH):
-            conn.execute(lead_scores.delete().where(lead_scores.c[LEAD_ID].in_(retired[i : i + UPSERT_BATCH])))
+            delete = lead_scores.delete().where(lead_scores.c[LEAD_ID].in_(retired[i : i + UPSERT_BATCH]))
+            if as_of is not None:  # a score of a later as-of stays (the lead may be open again by then)
+                delete = delete.where(lead_scores.c.as_of <= as_of)
+            conn.execute(delete)
         conn.execute(parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index)
                      .values(**_partition_done_values(counts)))
     return n_history
@@ -499,7 +503,7 @@ def _escaped_texts(texts: list[str]) -> list[str]:
 
 
 def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows: pd.DataFrame,
-                         counts: PartitionCounts) -> int:
+                         counts: PartitionCounts, as_of: datetime | None = None) -> int:
     """:func:`commit_partition` on a SQLite file through the ADBC driver (the caller holds the file's gate)."""
     import adbc_driver_sqlite.dbapi as dbapi
 
@@ -530,8 +534,10 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                     cursor.execute(upsert)
                     cursor.execute(clear)
                 if counts.retired_ids:
-                    cursor.executemany(f"DELETE FROM {_quote(LEAD_SCORES)} WHERE {_quote(LEAD_ID)} = ?",
-                                       pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64())}))
+                    until = (as_of or datetime.max).strftime(SQLITE_DATETIME)  # a later as-of's score stays
+                    cursor.executemany(f"DELETE FROM {_quote(LEAD_SCORES)} WHERE {_quote(LEAD_ID)} = ? AND as_of <= ?",
+                                       pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64()),
+                                                 "as_of": pa.array([until] * len(counts.retired_ids), pa.string())}))
                 done = _partition_done_values(counts)
                 done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
                 cursor.execute(

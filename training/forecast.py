@@ -529,8 +529,8 @@ class ForecastBacktest:
         unseen = len(self.table) - len(seen)
         return (head + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months"
                 + (f" ({unseen} month(s) past the data end not compared)" if unseen else "")
-                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f} (forecast "
-                f"{_above_below(total_f / max(total_a, 1e-9) - 1)} the actual)")
+                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f}"
+                + (f" (forecast {_above_below(total_f / total_a - 1)} the actual)" if total_a > 0 else ""))
 
 
 def _above_below(share: float) -> str:

@@ -143,7 +143,8 @@ def test_saved_model_inside_the_pyfunc_keeps_the_feature_spec(logged, tmp_path: 
 
 
 def test_an_ended_run_left_in_mlflow_run_id_is_not_written_to(tmp_path: Path, monkeypatch) -> None:
-    """`train` (either target) checks MLFLOW_RUN_ID before fitting: only a running run is logged into."""
+    """The check `train` (either target) makes on MLFLOW_RUN_ID before fitting: only a running run is
+    logged into (the command's wiring is the one line in leadscore/cli_models.py that calls it)."""
     from mlflow import MlflowClient
 
     from leadscore.run_logging import running_run_id

@@ -100,15 +100,17 @@ def test_typed_input_with_category_markers_and_tz_aware_timestamps() -> None:
 def test_text_timestamps_mixing_offsets_and_naive_values_each_keep_their_own_instant() -> None:
     values = pd.Series(["2024-07-03 10:08:29", "2024-07-03T10:08:29-05:00", "2024-07-04 10:00:00", None,
                         "2024-07-04T10:00:00Z", "2024-07-05", "2024-07-05T01:00+0200", "not a date",
-                        "2024-07-06 08:00:00.5+01:00", "2024-07-06 08:00:00"])
+                        "2024-07-06 08:00:00.5+01:00", "2024-07-06 08:00:00",
+                        "2024-01-15T10:00:00+02:00[Europe/Paris]", "2024-01-16 10:00:00"])
     parsed, bad = parse_timestamps(values)
     assert parsed.tolist()[:3] == [pd.Timestamp("2024-07-03 10:08:29"), pd.Timestamp("2024-07-03 15:08:29"),
                                    pd.Timestamp("2024-07-04 10:00:00")]
     assert pd.isna(parsed.iloc[3]) and pd.isna(parsed.iloc[7])
     assert parsed.tolist()[4:7] == [pd.Timestamp("2024-07-04 10:00"), pd.Timestamp("2024-07-05"),
                                     pd.Timestamp("2024-07-04 23:00")]
-    assert parsed.tolist()[8:] == [pd.Timestamp("2024-07-06 07:00:00.5"), pd.Timestamp("2024-07-06 08:00")]
-    assert bad.tolist() == [False] * 7 + [True] + [False] * 2
+    assert parsed.tolist()[8:10] == [pd.Timestamp("2024-07-06 07:00:00.5"), pd.Timestamp("2024-07-06 08:00")]
+    assert parsed.iloc[11] == pd.Timestamp("2024-01-16 10:00")  # not shifted by the zone-named value before it
+    assert bad.tolist()[:10] == [False] * 7 + [True] + [False] * 2 and not bad[11]
 
 
 def _set(table: str, column: str, row: int, value: object) -> Callable[[RawTables], None]:
@@ -203,6 +205,20 @@ def test_a_misspelt_mapping_or_ignore_entry_is_fatal_even_when_a_column_of_that_
         ("leads", "lead_id", MISSING_COLUMN), ("leads", "Industy", MISSING_COLUMN)}
     assert "source column 'LeadID' not found" in str(caught.value)
     assert "ignored attribute not found" in str(caught.value)
+
+
+def test_non_negative_attributes_are_checked_and_their_names_too() -> None:
+    raw = raw_crm()
+    raw.leads.loc[1, "Employees"] = -5
+    config = CONFIG.model_copy(update={"attributes": AttributesConfig(non_negative=["Employees", "Employes"])})
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, config)
+    assert {(v.column, v.rule) for v in caught.value.violations} == {("Employes", MISSING_COLUMN)}
+    config = CONFIG.model_copy(update={"attributes": AttributesConfig(non_negative=["Employees"])})
+    with pytest.raises(ContractError, match=r"leads.Employees: negative_value: 1 row .*row=1, lead_id=102"):
+        validate_crm(raw, config)
+    with pytest.raises(ValueError, match="are categorical or ignored"):
+        AttributesConfig(categorical=["Industry"], non_negative=["Industry"])
 
 
 def test_an_empty_leads_table_is_refused(tmp_path) -> None:

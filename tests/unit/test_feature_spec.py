@@ -46,7 +46,7 @@ def test_existing_score_columns_are_kept_beside_the_features_not_among_them() ->
     leads = crm.leads.assign(legacy_score=legacy)
     crm = CRMData(leads, crm.events, crm.outcomes, crm.categorical_attributes, [*crm.numeric_attributes, "legacy_score"])
     assert "legacy_score" in build_training_set(crm).spec.columns_  # an attribute like any other...
-    with pytest.raises(ValueError, match=r"training.score_columns: 'legacy_scor' not in the leads table"):
+    with pytest.raises(ValueError, match=r"training.score_columns: 'legacy_scor' not among the validated lead attributes"):
         build_training_set(crm, set_aside=["legacy_scor"])  # a typo would leave the score among the features
     training = build_training_set(crm, set_aside=["legacy_score"])
     assert "legacy_score" not in training.spec.columns_  # ...unless set aside as a score

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from features.contract import ContractError, DataConfig, SourceConfig
+from features.contract import AttributesConfig, ContractError, DataConfig, SourceConfig
 from leadscore.cli_rescore import build_app
 from serving import score_store
 from serving.rescore import (
@@ -237,7 +237,8 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
         # a conversion before the lead existed: the outcome is quarantined and takes its lead along
         conn.execute(sa.text("UPDATE outcomes SET converted_at = '2000-01-01 00:00:00' WHERE lead_id IN (:a, :b)"),
                      {"a": bad[0], "b": bad[1]})
-        # a value the endpoint refuses (employees < 0) is no score in the batch either
+        # a value the endpoint refuses (employees < 0) is no score in the batch either, once the project
+        # names the column under attributes.non_negative
         negative = conn.execute(sa.text("SELECT lead_id FROM leads WHERE employees > 0 ORDER BY lead_id "
                                         "LIMIT 1 OFFSET 700")).scalar_one()
         conn.execute(sa.text("UPDATE leads SET employees = -7 WHERE lead_id = :id"), {"id": negative})
@@ -250,7 +251,8 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
     engine.dispose()
 
     quarantine = DataConfig(source=SourceConfig(kind="sql", url=sqlite_url), policy="quarantine",
-                            quarantine_dir=tmp_path / "quarantine")
+                            quarantine_dir=tmp_path / "quarantine",
+                            attributes=AttributesConfig(non_negative=["employees"]))
     summary = rescore(quarantine, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="q"))
     assert summary.quarantined == 3
     stored = _scores(sqlite_url)

@@ -81,28 +81,35 @@ def test_validate_a_bad_project_file_names_the_section(tmp_path: Path) -> None:
 
 
 def test_config_and_output_mistakes_are_one_line_errors_and_write_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
     from leadscore.synth import SynthConfig, write_synthetic
+
+    def run(*args: str):  # in-process: these fail before any heavy work
+        result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result.exit_code, " ".join(result.output.split())
 
     write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
     source = "  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n"
     project = tmp_path / "leadscore.yaml"
     project.write_text(f"data:\n{source}features: {{cadence: MX, horizon_days: -1}}\n", encoding="utf-8")
-    result = run_cli("validate", "-c", str(project))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "features.cadence: cadence 'MX' is not a pandas frequency" in result.stderr
-    assert "features.horizon_days: must be a positive number of days" in result.stderr
+    code, output = run("validate", "-c", str(project))
+    assert code == 2 and f"project file {project}: features.cadence: cadence 'MX' is not a pandas frequency" in output
+    assert "features.horizon_days: must be a positive number of days" in output
 
     project.write_text(f"data:\n{source}features: {{start: 2030-01-01}}\n", encoding="utf-8")  # after the data
     out = tmp_path / "out" / "training_set.parquet"
-    result = run_cli("features", "build", "-c", str(project), "--out", str(out))
-    assert result.returncode == 1 and "no snapshot" in result.stderr and "Traceback" not in result.stderr
+    code, output = run("features", "build", "-c", str(project), "--out", str(out))
+    assert code == 1 and "no snapshot" in output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     (tmp_path / "a_folder.parquet").mkdir()
-    result = run_cli("features", "build", "-c", str(project), "--out", str(tmp_path / "a_folder.parquet"))
-    assert result.returncode == 1 and "is a folder" in result.stderr
+    code, output = run("features", "build", "-c", str(project), "--out", str(tmp_path / "a_folder.parquet"))
+    assert code == 1 and "is a folder" in output
 
-    result = run_cli("serve", "--project-dir", str(tmp_path / "no" / "such"))
-    assert result.returncode == 2 and "no such folder" in result.stderr and not (tmp_path / "no").exists()
+    code, output = run("serve", "--project-dir", str(tmp_path / "no" / "such"))
+    assert code == 2 and "no such folder" in output and not (tmp_path / "no").exists()
 
 
 @pytest.mark.usefixtures("real_data_dir")

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -189,12 +190,22 @@ def payload_latency(crm: CRMData, config: FeatureConfig, n_events: int = 200, re
     return statistics.median(times)
 
 
+def _uv() -> str:
+    """uv on the PATH, else the one `make env` bootstraps into .uv-bootstrap/."""
+    found = shutil.which("uv") or str(Path(__file__).resolve().parents[1] / ".uv-bootstrap" / "bin" / "uv")
+    if not Path(found).exists():
+        raise SystemExit("the featuretools peer needs uv (run `make env` first), or pass --skip-featuretools")
+    return found
+
+
 def featuretools_python(out: Path) -> Path:
+    """A separate venv with featuretools, pinned (installed from the package registry on the first run)."""
     venv = out / "featuretools-venv"
     python = venv / "bin" / "python"
+    uv = _uv()
     if not python.exists():
-        subprocess.run(["uv", "venv", "-q", "--python", "3.11", str(venv)], check=True)
-    subprocess.run(["uv", "pip", "install", "-q", "--python", str(python), *FEATURETOOLS_REQUIREMENTS], check=True)
+        subprocess.run([uv, "venv", "-q", "--python", "3.11", str(venv)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *FEATURETOOLS_REQUIREMENTS], check=True)
     return python
 
 

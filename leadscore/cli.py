@@ -264,7 +264,7 @@ def demo(
 ) -> None:
     """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features,
     train and register both models in MLflow (sales readiness, time to close), promote them when they
-    beat their baselines, export them, rescore the database and forecast revenue."""
+    beat their baselines, export them, forecast revenue and rescore the database."""
     from leadscore.cli_models import print_time_to_close_run, print_train_run
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion

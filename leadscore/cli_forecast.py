@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def forecast(
-        config: Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")] = Path(
+        config: Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")] = Path(
             "leadscore.yaml"),
         as_of: Annotated[
             datetime | None,

@@ -281,9 +281,20 @@ def evaluate(
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
     console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)
-    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False),
-                 params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
-                 tags={"leadscore.entry_point": "evaluate", **{f"leadscore.{k}": v for k, v in report.evaluation.items()}})
+    if run_id:  # the `mlflow run` run also gets the figures as a file (metrics and evaluation rows)
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "evaluation.json"
+            path.write_text(json.dumps({"model": report.name, "version": report.version,
+                                        "metrics": report.metrics, "evaluation_rows": report.evaluation},
+                                       indent=2, default=str), encoding="utf-8")
+            log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False),
+                         params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
+                         tags={"leadscore.entry_point": "evaluate",
+                               **{f"leadscore.{k}": v for k, v in report.evaluation.items()}},
+                         files=[path], artifact_path="evaluate")
 
 
 models_app = typer.Typer(help="Model registry: promote, roll back, export, list.", no_args_is_help=True)

@@ -121,12 +121,13 @@ def register(app: typer.Typer) -> None:
             help="Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry.")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         project_dir: Annotated[Path | None, typer.Option(
-            help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
+            help="Project dir holding mlflow.db (default: the -c file's folder, else .demo; env "
+                 "LEADSCORE_PROJECT_DIR).")] = None,
         as_of: Annotated[datetime | None, typer.Option(help="Features as of this instant (UTC); default now.")] = None,
         changed_since: Annotated[datetime | None, typer.Option(
             help="Incremental: only leads with events / updates / creation at or after this instant.")] = None,
         partition_leads: Annotated[int, typer.Option(min=1, help="Lead ids per partition (one transaction).")] = 50_000,
-        top_k: Annotated[int, typer.Option(min=0, max=50, help="Reasons per lead.")] = 3,
+        top_k: Annotated[int | None, typer.Option(min=0, max=50, help="Reasons per lead (default 3).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
         run_id: Annotated[str | None, typer.Option(help="Id of the new run, or of the run to resume.")] = None,
         out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
@@ -134,7 +135,7 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int | None, typer.Option(min=1, help="Run a local Dask cluster with N workers.")] = None,
         processes: Annotated[int | None, typer.Option(
             min=1, help="Processes scoring partitions, this one included (default: one per core for bases of "
-                        "50,000+ leads; 1: this process only).")] = None,
+                        "250,000+ lead ids in 2+ partitions; 1: this process only).")] = None,
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:
         """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
@@ -149,7 +150,7 @@ def register(app: typer.Typer) -> None:
 
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
             given = [name for name, value in (("--as-of", as_of), ("--changed-since", changed_since),
-                                              ("--top-k", None if top_k == 3 else top_k)) if value is not None]
+                                              ("--top-k", top_k)) if value is not None]
             if given:
                 raise typer.BadParameter(f"{', '.join(given)}: a resumed run keeps the values it started with")
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
@@ -164,12 +165,15 @@ def register(app: typer.Typer) -> None:
             overrides["tracking_uri"] = tracking_uri
         if project_dir is not None:
             overrides["project_dir"] = project_dir
+        elif config is not None and not os.environ.get("LEADSCORE_PROJECT_DIR"):
+            overrides["project_dir"] = config.resolve().parent  # the project's own store, as train uses
         settings = settings.model_copy(update=overrides)
         if processes is not None and (dask is not None or workers is not None):
             raise typer.BadParameter("--processes is for a run on this machine; with --dask / --workers the "
                                      "Dask workers score the partitions")
         rescore_config = RescoreConfig(partition_leads=partition_leads, as_of=as_of, changed_since=changed_since,
-                                       top_k=top_k, run_id=run_id, resume=resume, processes=processes)
+                                       top_k=3 if top_k is None else top_k, run_id=run_id, resume=resume,
+                                       processes=processes)
         columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
         try:

@@ -100,6 +100,7 @@ def test_evaluate_logs_into_the_run_mlflow_run_created(flat) -> None:
     cross_validated = client.get_run(client.get_model_version(MODEL, "1").run_id).data.metrics["roc_auc"]
     assert logged.metrics["roc_auc"] == pytest.approx(cross_validated, abs=1e-9)
     assert logged.params["evaluated_model"] == f"{MODEL} v1" and logged.tags["leadscore.entry_point"] == "evaluate"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "evaluate")] == ["evaluate/evaluation.json"]
     # a run id left in a shell (the run has ended) is not written to: a warning, and the command's result stands
     client.set_terminated(run.info.run_id)
     again = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"],

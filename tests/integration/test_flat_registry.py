@@ -106,7 +106,8 @@ def test_evaluate_logs_into_the_run_mlflow_run_created(flat) -> None:
     again = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"],
                                env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run.info.run_id, "COLUMNS": "200"})
     assert again.exit_code == 0, again.output
-    assert "not logged into MLflow run" in " ".join(again.output.split()) and "finished, not running" in again.output
+    words = " ".join(again.output.split())
+    assert "not logged into MLflow run" in words and "finished, not running" in words
 
 
 def test_a_negative_promotion_margin_is_refused(flat) -> None:

@@ -1,7 +1,7 @@
 """The time-to-close model as an MLflow pyfunc: raw feature columns in, per-lead timing out.
 
 ``predict`` returns one row per lead: ``p_close_<h>d`` for each configured horizon (30/60/90 by
-default), ``median_days`` (NaN when the curve stays above 1/2 over the model horizon) and
+default), ``median_days`` (None when the curve stays above 1/2 over the model horizon) and
 ``median_beyond_horizon``. The optional parameter ``survival_days`` (a list of days within the
 model horizon) adds the survival curve at those days as ``survival_<d>d`` columns (the registry
 uses it to re-score versions on the same evaluation rows).
@@ -60,7 +60,10 @@ class TimeToClosePyfunc(mlflow.pyfunc.PythonModel):
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         days = list((params or {}).get(SURVIVAL_DAYS_PARAM) or [])
-        return predict_frame(self.model_, from_signature_frame(model_input, self.model_), days)
+        out = predict_frame(self.model_, from_signature_frame(model_input, self.model_), days)
+        # a median beyond the horizon is null, not NaN: NaN is no JSON value (`mlflow models predict`)
+        out["median_days"] = out["median_days"].astype(object).where(out["median_days"].notna(), None)
+        return out
 
 
 def log_time_to_close_pyfunc(

@@ -82,6 +82,9 @@ def test_pyfunc_takes_raw_columns_and_returns_timing(cli) -> None:
     np.testing.assert_allclose(1 - curve[survival_column(30.0)], out["p_close_30d"], rtol=1e-12)
     assert (curve[survival_column(182.0)] <= curve[survival_column(30.0)]).all()
     np.testing.assert_array_equal(out["median_beyond_horizon"], curve[survival_column(182.0)] > 0.5)
+    beyond = out["median_beyond_horizon"].to_numpy(dtype=bool)
+    assert beyond.any() and out.loc[beyond, "median_days"].isna().all()  # null in JSON, not NaN
+    json.dumps(out["median_days"].tolist(), allow_nan=False)
 
 
 def test_promote_same_rows_list_export(cli) -> None:

@@ -659,8 +659,8 @@ def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Seri
 
 
 # an ISO 8601 UTC offset after a time of day: "...10:08:29+02:00", "...T1008-0500", "...10:08Z"
-_OFFSET_AFTER_TIME = (r"\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
-                      r"|\+|\]$|[zZ]\s*$|UTC|GMT")  # also a "+", a trailing "[Zone]", "UTC", "GMT": never naive
+_OFFSET_AFTER_TIME = (r"\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d){0,2})\s*$"
+                      r"|\+|\]\s*$|UTC|GMT")  # also a "+", a trailing "[Zone]", "UTC", "GMT": never naive
 
 
 def _parse_text_timestamps(values: pd.Series, fmt: str | None) -> pd.Series:
@@ -1053,7 +1053,8 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     canonical_lead_columns = {*REQUIRED_COLUMNS[LEADS], *OPTIONAL_COLUMNS[LEADS]}
     candidates = [c for c in leads_frame.columns if c not in canonical_lead_columns and c not in attrs.ignore]
     attribute_columns = candidates if attrs.infer_undeclared else [c for c in candidates if c in declared]
-    categorical, numeric = infer_kinds(frames[LEADS], attribute_columns, attrs.categorical, attrs.numeric)
+    categorical, numeric = infer_kinds(frames[LEADS], attribute_columns, attrs.categorical,
+                                       [*attrs.numeric, *attrs.non_negative])  # non-negative: numbers, declared
     for column in categorical:
         typed[LEADS][column] = to_text(frames[LEADS][column])
     for column in numeric:

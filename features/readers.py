@@ -451,8 +451,8 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
                     continue  # reported by validation as a missing column
                 id_col = reflected.c[column]
                 missing = id_col.is_(None)
-                if data.missing_values:
-                    missing = sa.or_(missing, sa.cast(id_col, sa.Text).in_(list(data.missing_values)))
+                if data.missing_values and isinstance(id_col.type, sa.String):  # markers live in text columns
+                    missing = sa.or_(missing, id_col.in_(list(data.missing_values)))
                 query = sa.select(sa.func.count()).select_from(reflected).where(missing)
                 with database.engine.connect() as conn:
                     counts[table] = int(conn.execute(query).scalar_one())
@@ -464,7 +464,8 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
                                    encoding=source.csv_encoding)
         if column in frame.columns:
             ids = frame[column]
-            counts[table] = int((ids.isna() | ids.astype(str).isin(list(data.missing_values))).sum())
+            marked = ids.isin(list(data.missing_values)) if ids.dtype == object else False  # text columns only
+            counts[table] = int((ids.isna() | marked).sum())
         else:
             counts[table] = 0
     return counts

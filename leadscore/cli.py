@@ -282,6 +282,7 @@ def demo(
     config_path.write_text(project_yaml(project), encoding="utf-8")
     console.rule("1. synthetic CRM")
     synth(out=project.data.source.url, fmt="sql", leads=leads, seed=seed, events_per_lead=50.0, overwrite=True)
+    _drop_score_tables(project.data.source.url)  # scores of an earlier demo belong to its data, not this one
     console.rule("2. load and validate through the data contract")
     data, report = _load_data(project)
     _print_data_summary(data, report)
@@ -336,6 +337,18 @@ def _champion_exists(target, name: str = "lead-conversion") -> bool:
     return True
 
 
+def _drop_score_tables(url: str) -> None:
+    import sqlalchemy as sa
+
+    from serving.score_store import drop_score_tables
+
+    engine = sa.create_engine(url)
+    try:
+        drop_score_tables(engine)
+    finally:
+        engine.dispose()
+
+
 def _demo_rescore(directory: Path, url: str, as_of) -> None:
     """Batch rescore of the demo database as of ``as_of``, then the top-10 leads with their reasons."""
     from leadscore.cli_rescore import print_summary, print_top_leads
@@ -343,9 +356,13 @@ def _demo_rescore(directory: Path, url: str, as_of) -> None:
     from serving.rescore import RescoreConfig, rescore, sql_data_config, top_leads
 
     settings = ServingSettings(project_dir=directory)
-    with progress_bar("rescoring", None, "lead ids") as advance:
-        summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
-                          progress=lambda done, total, partition: advance(done, total))
+    try:
+        with progress_bar("rescoring", None, "lead ids") as advance:
+            summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
+                              progress=lambda done, total, partition: advance(done, total))
+    except (LookupError, ValueError) as exc:
+        console.print(f"[yellow]rescore refused:[/] {exc}", highlight=False)
+        return
     print_summary(summary)
     print_top_leads(top_leads(url, 10))
 

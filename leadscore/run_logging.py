@@ -52,6 +52,9 @@ def log_into_run(
     except MlflowException as exc:
         say(f"not logged into MLflow run {run_id} at {client.tracking_uri}: {exc.message}")
         return False
+    except OSError as exc:  # the artifact store (a folder, a bucket) refused a file
+        say(f"not all logged into MLflow run {run_id}: artifact store: {exc}")
+        return False
     return True
 
 

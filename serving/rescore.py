@@ -87,6 +87,7 @@ from serving.score_store import (
 
 logger = logging.getLogger("leadscore.rescore")
 UNSEEN_SHOWN = 10  # unseen values kept per column in a run's summary
+FUTURE_TOLERANCE = pd.Timedelta(days=1)  # an as-of later than now by more than this is refused (as by /score)
 
 UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
@@ -565,6 +566,8 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
         if changed.tzinfo is not None:
             changed = changed.tz_convert("UTC").tz_localize(None)
         changed = changed.to_pydatetime()
+    if as_of > pd.Timestamp(utc_now()) + FUTURE_TOLERANCE:
+        raise ValueError(f"as of {as_of:%Y-%m-%d %H:%M:%S} is in the future (now {utc_now():%Y-%m-%d %H:%M:%S} UTC)")
     _refuse_earlier_as_of(engine, as_of.to_pydatetime())
     run = RunRecord(
         run_id=config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
@@ -684,21 +687,29 @@ def _refuse_earlier_as_of(engine: sa.Engine, as_of: datetime) -> None:
     newer = _latest_finished(engine, as_of)
     if newer is not None:
         raise ValueError(
-            f"as of {as_of:%Y-%m-%d %H:%M} is before the as-of {newer.as_of:%Y-%m-%d %H:%M} of the finished run "
+            f"as of {as_of:%Y-%m-%d %H:%M:%S} is before the as-of {newer.as_of:%Y-%m-%d %H:%M:%S} of the finished run "
             f"{newer.run_id}: {LEAD_SCORES} holds the latest scores; score an earlier date with the scoring core "
             f"or the endpoint instead")
 
 
 def _refuse_stale_resume(engine: sa.Engine, run: RunRecord) -> None:
-    """An unfinished run is not resumed once a run of a later as-of has finished: its scores are older."""
+    """An unfinished run is not resumed once a run of a later as-of, or of the same as-of started after
+    it (a newer champion, say), has finished: its scores are older."""
     if run.status == FINISHED:
         return
     newer = _latest_finished(engine, run.as_of)
+    if newer is None:
+        runs = lead_score_runs
+        with engine.connect() as conn:
+            newer = conn.execute(
+                sa.select(runs.c.run_id, runs.c.as_of).where(runs.c.status == FINISHED, runs.c.as_of == run.as_of,
+                                                             runs.c.started_at > run.started_at).limit(1)
+            ).first()
     if newer is not None:
         raise ValueError(
-            f"run {run.run_id} (as of {run.as_of:%Y-%m-%d %H:%M}) is older than the finished run {newer.run_id} "
-            f"(as of {newer.as_of:%Y-%m-%d %H:%M}): resuming it would score leads at an older date; start a new "
-            f"rescore instead")
+            f"run {run.run_id} (as of {run.as_of:%Y-%m-%d %H:%M:%S}) is older than the finished run {newer.run_id} "
+            f"(as of {newer.as_of:%Y-%m-%d %H:%M:%S}): resuming it would write older scores; start a new rescore "
+            "instead")
 
 
 def _run_exists(engine: sa.Engine, run_id: str) -> bool:
@@ -836,8 +847,10 @@ def top_leads(url: str, n: int = 10) -> pd.DataFrame:
 
 
 def sql_data_config(url: str) -> DataConfig:
-    """The embedded default: canonical ``leads``/``events``/``outcomes`` tables in the database at ``url``."""
-    from features.contract import SourceConfig
+    """The embedded default: canonical ``leads``/``events``/``outcomes`` tables in the database at ``url``,
+    with the endpoint's non-negative attributes (:func:`data_config_for` keeps those the model uses)."""
+    from features.contract import AttributesConfig, SourceConfig
 
-    return DataConfig(source=SourceConfig(kind="sql", url=url))
+    return DataConfig(source=SourceConfig(kind="sql", url=url),
+                      attributes=AttributesConfig(non_negative=list(ServingSettings().non_negative_attributes)))
 

@@ -157,6 +157,11 @@ def create_score_tables(engine: sa.Engine) -> None:
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
+def drop_score_tables(engine: sa.Engine) -> None:
+    """Drop the four tables (when present): scores of data that has been replaced."""
+    metadata.drop_all(engine, checkfirst=True)
+
+
 # ----- runs and partitions ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PartitionSpec:
@@ -289,18 +294,25 @@ def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
     names = ", ".join(_quote(c) for c in score)
     history_columns = ", ".join(_quote(c.name) for c in lead_score_history.columns)
     q = _quote
+    # a lead whose id range a run of a later as-of has committed is left alone: its score there is newer,
+    # or the lead had left the open pipeline by then (converted, quarantined) and must not come back
+    later = (
+        f"NOT EXISTS (SELECT 1 FROM {q(LEAD_SCORE_RUN_PARTITIONS)} pp JOIN {q(LEAD_SCORE_RUNS)} r "
+        f"ON r.run_id = pp.run_id WHERE pp.status = '{DONE}' AND r.as_of > s.as_of "
+        f"AND pp.lead_id_start <= s.{q(LEAD_ID)} AND s.{q(LEAD_ID)} < pp.lead_id_stop)"
+    )
     history = (
         f"INSERT INTO {q(LEAD_SCORE_HISTORY)} ({history_columns}) "
         f"SELECT s.run_id, s.{q(LEAD_ID)}, s.score, p.score, s.score - p.score, s.probability, p.probability, "
         f"s.grade, p.run_id, s.model_version, s.as_of, s.scored_at "
         f"FROM {q(STAGE)} s LEFT JOIN {q(LEAD_SCORES)} p ON p.{q(LEAD_ID)} = s.{q(LEAD_ID)} "
         f"AND p.{q(LEAD_ID)} >= {int(partition.start)} AND p.{q(LEAD_ID)} < {int(partition.stop)} "
-        f"WHERE p.{q(LEAD_ID)} IS NULL OR (p.score <> s.score AND p.as_of <= s.as_of) "
+        f"WHERE (p.{q(LEAD_ID)} IS NULL OR (p.score <> s.score AND p.as_of <= s.as_of)) AND {later} "
         f"ON CONFLICT (run_id, {q(LEAD_ID)}) DO NOTHING"
     )
     # a stored score of a later as-of is never replaced by an earlier one (a late or resumed older run)
     upsert = (
-        f"INSERT INTO {q(LEAD_SCORES)} ({names}) SELECT {names} FROM {q(STAGE)} WHERE true "
+        f"INSERT INTO {q(LEAD_SCORES)} ({names}) SELECT {names} FROM {q(STAGE)} s WHERE {later} "
         f"ON CONFLICT ({q(LEAD_ID)}) DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_COLUMNS)
         + f" WHERE {q(LEAD_SCORES)}.as_of <= excluded.as_of"
     )

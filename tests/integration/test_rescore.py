@@ -179,20 +179,26 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
         rescore(data, lead_db, champion.settings, _config(resume=True))
     with pytest.raises(ValueError, match="is before the as-of .* of the finished run late"):
         rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="backfill"))
+    with pytest.raises(ValueError, match="is in the future"):  # a typo would block every later run
+        rescore(data, lead_db, champion.settings, _config(as_of=pd.Timestamp("2150-01-01"), run_id="typo"))
     pd.testing.assert_frame_equal(_scores(lead_db), late)
     # a partition committed late by a run of an earlier as-of (still running elsewhere) replaces no newer
     # score and deletes none: the store's own guard, on SQLite (ADBC) and PostgreSQL (SQLAlchemy) alike
-    stale = late.head(3).assign(as_of=AS_OF, score=late["score"].head(3) + 1, run_id="early")
+    # ...and the leads that closed since do not come back
+    closed = early[early["lead_id"].isin(converted_since)]
+    stale = pd.concat([late.head(3).assign(score=late["score"].head(3) + 1), closed]).assign(as_of=AS_OF,
+                                                                                           run_id="early")
     run = score_store.load_run(engine, "early")
-    counts = score_store.PartitionCounts(retired_ids=tuple(int(i) for i in late["lead_id"].iloc[3:6]))
     engine.dispose()
     engine = score_store_engine(lead_db)
-    first = next(p for p in run.partitions if p.start <= stale["lead_id"].min() and stale["lead_id"].max() < p.stop
-                 and p.start <= late["lead_id"].iloc[5] < p.stop)
     with engine.begin() as conn:
         conn.execute(score_store.lead_score_run_partitions.update().where(
             score_store.lead_score_run_partitions.c.run_id == "early").values(status=score_store.PENDING))
-    score_store.commit_partition(engine, "early", first, stale, counts, AS_OF.to_pydatetime())
+    for part in run.partitions:
+        rows = stale[(stale["lead_id"] >= part.start) & (stale["lead_id"] < part.stop)]
+        retired = tuple(int(i) for i in late["lead_id"] if part.start <= i < part.stop)[:2]
+        score_store.commit_partition(engine, "early", part, rows, score_store.PartitionCounts(retired_ids=retired),
+                                     AS_OF.to_pydatetime())
     pd.testing.assert_frame_equal(_scores(lead_db), late)
     engine.dispose()
 

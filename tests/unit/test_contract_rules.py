@@ -111,6 +111,10 @@ def test_text_timestamps_mixing_offsets_and_naive_values_each_keep_their_own_ins
     assert parsed.tolist()[8:10] == [pd.Timestamp("2024-07-06 07:00:00.5"), pd.Timestamp("2024-07-06 08:00")]
     assert parsed.iloc[11] == pd.Timestamp("2024-01-16 10:00")  # not shifted by the zone-named value before it
     assert bad.tolist()[:10] == [False] * 7 + [True] + [False] * 2 and not bad[11]
+    # an offset followed by blanks, or with seconds, is still an offset: the naive value after it stays put
+    for first in ("2024-07-03T10:08:29-05:00 ", "2024-07-03T10:08:29-05:00\t", "2024-07-03T10:08:29-05:00:00"):
+        parsed, _ = parse_timestamps(pd.Series([first, "2024-07-03 12:00:00", "2024-07-04T00:00:00+00:00"]))
+        assert parsed.iloc[1] == pd.Timestamp("2024-07-03 12:00:00"), first
 
 
 def _set(table: str, column: str, row: int, value: object) -> Callable[[RawTables], None]:
@@ -219,6 +223,12 @@ def test_non_negative_attributes_are_checked_and_their_names_too() -> None:
         validate_crm(raw, config)
     with pytest.raises(ValueError, match="are categorical or ignored"):
         AttributesConfig(categorical=["Industry"], non_negative=["Industry"])
+    raw.leads["Employees"] = raw.leads["Employees"].astype(object)
+    raw.leads.loc[3, "Employees"] = "about 50"  # a listed column is a number column: not inferred categorical
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, config)
+    assert {(v.column, v.rule) for v in caught.value.violations} == {("Employees", "negative_value"),
+                                                                      ("Employees", WRONG_TYPE)}
 
 
 def test_an_empty_leads_table_is_refused(tmp_path) -> None:

@@ -311,8 +311,17 @@ def _read_one(
 ) -> pd.DataFrame:
     """One table or file; read errors become :class:`DataSourceError` naming it."""
     try:
-        return _read_source(source, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
-                            database=database)
+        if source.kind == "csv":
+            return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                                  separator=source.csv_separator, encoding=source.csv_encoding,
+                                  chunksize=source.chunksize)
+        if source.kind == "parquet":
+            return read_parquet_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
+        if database is not None:
+            return database.read(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
+        assert source.url is not None  # checked by the config model
+        return read_sql_table(source.url, location, columns=columns, lead_id_column=lead_id_column,
+                              subset=subset, chunksize=source.chunksize, schema=source.db_schema)
     except UnicodeDecodeError as exc:
         raise DataSourceError(f"{location}: not {source.csv_encoding} text ({exc.reason}); "
                               "set source.csv_encoding") from exc
@@ -331,28 +340,6 @@ def _safe_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return url
-
-
-def _read_source(
-    source: SourceConfig | FlatSourceConfig,
-    location: str,
-    *,
-    columns: Sequence[str] | None,
-    lead_id_column: str,
-    subset: LeadSubset,
-    database: SqlDatabase | None = None,
-) -> pd.DataFrame:
-    if source.kind == "csv":
-        return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
-                              separator=source.csv_separator, encoding=source.csv_encoding,
-                              chunksize=source.chunksize)
-    if source.kind == "parquet":
-        return read_parquet_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
-    if database is not None:
-        return database.read(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
-    assert source.url is not None  # checked by the config model
-    return read_sql_table(source.url, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
-                          chunksize=source.chunksize, schema=source.db_schema)
 
 
 def read_crm(

@@ -64,6 +64,7 @@ from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCU
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore
 from serving.loader import ServingSettings, load_exported, load_registered
+from serving.schemas import FUTURE_TOLERANCE
 from serving.score_store import (
     FAILED,
     FINISHED,
@@ -87,7 +88,6 @@ from serving.score_store import (
 
 logger = logging.getLogger("leadscore.rescore")
 UNSEEN_SHOWN = 10  # unseen values kept per column in a run's summary
-FUTURE_TOLERANCE = pd.Timedelta(days=1)  # an as-of later than now by more than this is refused (as by /score)
 
 UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 

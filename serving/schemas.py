@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -25,6 +25,7 @@ MAX_EVENTS_PER_LEAD = 10_000
 MAX_ATTRIBUTES = 500
 MAX_BATCH_HARD = 10_000
 MAX_TOP_K = 20
+FUTURE_TOLERANCE = timedelta(days=1)  # an as-of later than now by more than this is refused (clock skew allowed)
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]

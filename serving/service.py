@@ -28,7 +28,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
@@ -40,6 +40,7 @@ from features.build import features_from_payloads
 from serving.core import ScoringCore
 from serving.loader import ChampionHolder, ServingSettings
 from serving.schemas import (
+    FUTURE_TOLERANCE,
     MAX_BATCH_HARD,
     MAX_TOP_K,
     Instant,
@@ -55,7 +56,6 @@ from serving.schemas import (
 
 logger = logging.getLogger("leadscore.serving")
 ops = FastAPI(title="leadscore operations")
-FUTURE_TOLERANCE = timedelta(days=1)  # an as_of later than now by more than this is refused (clock skew allowed)
 INLINE_LEADS = 16  # requests with up to this many leads are scored on the event loop
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 

@@ -818,6 +818,16 @@ def rule_duplicated(values: pd.Series) -> np.ndarray:
     return (values.duplicated(keep=False) & values.notna()).to_numpy()
 
 
+def rule_duplicate_outcome(lead_ids: pd.Series, converted_at: pd.Series) -> np.ndarray:
+    """Every copy of an outcome row whose lead and conversion instant (or missing instant) both repeat.
+
+    A lead may convert more than once at different instants (a recycled lead that closes again);
+    the same conversion twice would count one deal twice.
+    """
+    pairs = pd.DataFrame({"lead": lead_ids.to_numpy(), "at": converted_at.to_numpy()})
+    return (pairs.duplicated(keep=False) & lead_ids.notna().to_numpy()).to_numpy()
+
+
 def rule_unknown_lead(lead_ids: pd.Series, known_ids: pd.Series) -> np.ndarray:
     """Rows referring to a lead id absent from the leads table."""
     return (~lead_ids.isin(known_ids) & lead_ids.notna()).to_numpy()
@@ -1071,8 +1081,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     for table in (EVENTS, OUTCOMES):
         collector.add(table, LEAD_ID, UNKNOWN_LEAD, rule_unknown_lead(typed[table][LEAD_ID], lead_ids),
                       frames[table])
-    collector.add(OUTCOMES, LEAD_ID, DUPLICATE_OUTCOME, rule_duplicated(typed[OUTCOMES][LEAD_ID]),
-                  frames[OUTCOMES])
+    collector.add(OUTCOMES, LEAD_ID, DUPLICATE_OUTCOME,
+                  rule_duplicate_outcome(typed[OUTCOMES][LEAD_ID], typed[OUTCOMES][CONVERTED_AT]),
+                  frames[OUTCOMES], detail="the same conversion (lead and converted_at) more than once")
     collector.add(
         OUTCOMES, CONVERTED_AT, CONVERTED_BEFORE_CREATED,
         rule_converted_before_created(typed[OUTCOMES][LEAD_ID], typed[OUTCOMES][CONVERTED_AT],

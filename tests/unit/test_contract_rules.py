@@ -171,6 +171,27 @@ def test_each_rule_is_reported_with_table_column_rule_count_and_example(name: st
     assert row_text in message and example in message
 
 
+def test_a_lead_may_convert_again_at_another_instant_but_not_twice_at_the_same_one() -> None:
+    raw = raw_crm()
+    # lead 101 won 2024-03-01, was handed back to nurturing and won again: two deals, both kept
+    raw.events = pd.concat([raw.events, pd.DataFrame({"LeadId": [101], "When": ["2024-03-10"], "Type": ["recycled"]})],
+                           ignore_index=True)
+    raw.outcomes = pd.concat([raw.outcomes, pd.DataFrame({"LeadId": [101], "WonDate": ["2024-05-02"], "amount": [700.0]})],
+                             ignore_index=True)
+    data, report = validate_crm(raw, CONFIG)
+    assert report.ok
+    won = data.outcomes[data.outcomes["lead_id"] == 101]
+    assert won["converted_at"].tolist() == [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-05-02")]
+    assert won["amount"].tolist() == [1000.0, 700.0]
+    # the same second deal written twice is one deal counted twice: both copies refused
+    raw.outcomes = pd.concat([raw.outcomes, raw.outcomes.iloc[[-1]]], ignore_index=True)
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    [violation] = caught.value.violations
+    assert (violation.table, violation.rule, violation.n_rows) == ("outcomes", DUPLICATE_OUTCOME, 2)
+    assert "same conversion" in str(caught.value) and "row=6" in str(caught.value)
+
+
 def test_missing_required_column_names_the_source_column_and_is_fatal_even_in_quarantine(tmp_path) -> None:
     raw = raw_crm()
     raw.events = raw.events.drop(columns=["Type"])

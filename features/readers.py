@@ -11,6 +11,7 @@ the database returns them for SQL; id lists are queried in batches).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class LeadSubset:
             return ids.isin(list(self.lead_ids))
         if self.lead_id_range is not None:
             start, stop = self.lead_id_range
+            if not pd.api.types.is_numeric_dtype(ids.dtype) and isinstance(start, int | float):
+                ids = pd.to_numeric(ids, errors="coerce")  # text ids against an integer range
             return (ids >= start) & (ids < stop)
         return pd.Series(True, index=ids.index)
 
@@ -90,20 +93,59 @@ def read_csv_table(
     encoding: str = "utf-8",
     chunksize: int = 500_000,
 ) -> pd.DataFrame:
-    """Read a CSV file (only ``columns`` that exist, when given), optionally a subset of leads."""
+    """Read a CSV file (only ``columns`` that exist, when given), optionally a subset of leads.
+
+    Every column is parsed, the unwanted ones dropped after: pandas does not count the fields of rows
+    it reads with ``usecols``, and would silently cut a row with a field too many. Such a row is a
+    :class:`pandas.errors.ParserError` naming its line.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
     header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
     usecols = _select_existing(list(header), columns)
-    options: dict[str, Any] = {"sep": separator, "encoding": encoding, "usecols": usecols, "low_memory": False}
-    if subset.is_all:
-        return pd.read_csv(path, **options)
-    if lead_id_column not in header:
+    reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
+    if not subset.is_all and not reads_ids:
         raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
-    parts = [chunk[subset.mask(chunk[lead_id_column])] for chunk in pd.read_csv(path, chunksize=chunksize, **options)]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0, **options)
-    return frame.reset_index(drop=True)
+    # index_col=False: when every row has one field more than the header, pandas would otherwise
+    # take the first column as the index and shift every value one column to the left
+    options: dict[str, Any] = {"sep": separator, "encoding": encoding, "index_col": False, "low_memory": False}
+    if reads_ids:
+        options["dtype"] = {lead_id_column: str}
+
+    def wanted(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[usecols] if usecols is not None else frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)  # "... leads to a loss of data"
+        try:
+            if subset.is_all:
+                frame = wanted(pd.read_csv(path, **options))
+            else:
+                parts = [part[subset.mask(csv_lead_ids(part[lead_id_column]))]
+                         for part in map(wanted, pd.read_csv(path, chunksize=chunksize, **options))]
+                frame = pd.concat(parts, ignore_index=True) if parts else wanted(pd.read_csv(path, nrows=0, **options))
+        except pd.errors.ParserWarning as exc:
+            raise pd.errors.ParserError(f"the first row after the header has more fields than the header's {len(header)}") from exc
+    frame = frame.reset_index(drop=True)
+    if reads_ids:  # typed on the whole column, not chunk by chunk
+        frame[lead_id_column] = csv_lead_ids(frame[lead_id_column])
+    return frame
+
+
+_ZERO_PADDED = r"\s*[+-]?0\d"
+
+
+def csv_lead_ids(ids: pd.Series) -> pd.Series:
+    """Lead ids read as text, typed as pandas would type them, except that zero-padded ids
+    (``000123``) stay text: the zeros are part of the id the CRM will look the score up by."""
+    present = ids.dropna()
+    if present.str.match(_ZERO_PADDED).any():
+        return ids
+    numbers = pd.to_numeric(ids, errors="coerce")
+    if numbers[ids.notna()].isna().any():  # not all numbers: text ids
+        return ids
+    return numbers
 
 
 def read_parquet_table(
@@ -405,10 +447,16 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     elif source.kind == "parquet":
         frame = read_parquet_table(location, columns=[column])
     else:
-        frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
+        frame = read_csv_table(location, columns=[column], lead_id_column=column, separator=source.csv_separator,
                                encoding=source.csv_encoding)
     if column not in frame.columns:
         raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
+    if not pd.api.types.is_numeric_dtype(frame[column].dtype) and len(frame[column].dropna()):
+        examples = frame[column].dropna().head(5).tolist()
+        raise ValueError(
+            f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; the ids are text "
+            f"(zero-padded or not numbers), e.g. {examples}"
+        )
     ids = pd.to_numeric(frame[column].dropna(), errors="coerce")
     bad = ids.isna() | (ids != np.floor(ids))
     if bad.any():
@@ -447,7 +495,7 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
         if source.kind == "parquet":
             frame = read_parquet_table(location, columns=[column])
         else:
-            frame = read_csv_table(location, columns=[column], separator=source.csv_separator,
+            frame = read_csv_table(location, columns=[column], lead_id_column=column, separator=source.csv_separator,
                                    encoding=source.csv_encoding)
         if column in frame.columns:
             ids = frame[column]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from features.contract import DataConfig, FlatConfig
 from features.flat import load_flat
 from features.loading import load_crm, load_data
-from features.readers import LeadSubset, read_sql_table
+from features.readers import DataSourceError, LeadSubset, read_lead_ids, read_sql_table
 
 MAPPING = {
     "leads": {"lead_id": "Id", "created_at": "CreatedDate"},
@@ -98,6 +98,42 @@ def test_file_round_trip_with_mapping_and_subset(tmp_path: Path, kind: str) -> N
     assert_same(subset, frames, {3, 5, 8})
     ranged, _ = load_crm(config, lead_id_range=(10, 20))
     assert_same(ranged, frames, set(range(10, 20)))
+
+
+def test_zero_padded_csv_ids_stay_text_and_cannot_be_cut_into_ranges(tmp_path: Path) -> None:
+    frames = canonical_frames(12)
+    write_files("csv", tmp_path, frames)
+    for table in MAPPING:  # the company's ids are six digits with leading zeros
+        path = tmp_path / f"{table}.csv"
+        frame = pd.read_csv(path)
+        frame[SOURCE_NAMES[table]["lead_id"]] = frame[SOURCE_NAMES[table]["lead_id"]].map("{:06d}".format)
+        frame.to_csv(path, index=False)
+    config = file_config("csv", tmp_path)
+    data, report = load_crm(config)
+    assert report.ok
+    assert sorted(data.leads["lead_id"]) == [f"{i:06d}" for i in range(1, 13)]
+    assert set(data.events["lead_id"]) <= set(data.leads["lead_id"]) and len(data.events) == len(frames["events"])
+    assert data.outcomes["lead_id"].tolist() == [f"{i:06d}" for i in range(1, 13)]
+    subset, _ = load_crm(config, lead_ids=["000003", "000005"])
+    assert sorted(subset.leads["lead_id"]) == ["000003", "000005"]
+    with pytest.raises(ValueError, match=r"column 'Id'.*text.*'000001'"):
+        read_lead_ids(config)
+
+
+@pytest.mark.parametrize("extra_on", ["one row", "every row"])
+def test_a_csv_row_with_a_field_too_many_is_refused_not_cut_or_shifted(tmp_path: Path, extra_on: str) -> None:
+    frames = canonical_frames(12)
+    write_files("csv", tmp_path, frames)
+    path = tmp_path / "events.csv"
+    lines = path.read_text().splitlines()
+    # events are read by their mapped columns only: the extra field is where pandas' usecols would drop it
+    rows = range(4, 5) if extra_on == "one row" else range(1, len(lines))
+    for i in rows:
+        lines[i] += ",stray"
+    path.write_text("\n".join(lines) + "\n")
+    line = "line 5" if extra_on == "one row" else "first row after the header"
+    with pytest.raises(DataSourceError, match=rf"events\.csv: malformed CSV: .*{line}"):
+        load_crm(file_config("csv", tmp_path))
 
 
 def write_sql(url: str, frames: dict[str, pd.DataFrame]) -> None:

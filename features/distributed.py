@@ -19,9 +19,16 @@ import numpy as np
 import pandas as pd
 
 from features.build import TrainingSet, training_frame
-from features.contract import NULL_VALUE, ContractError, ContractViolation, DataConfig
+from features.contract import (
+    NULL_VALUE,
+    STRICT,
+    ContractError,
+    ContractViolation,
+    DataConfig,
+    write_quarantine,
+)
 from features.loading import load_crm
-from features.readers import count_null_lead_ids, lead_id_ranges, read_lead_ids
+from features.readers import count_null_lead_ids, lead_id_ranges, read_lead_ids, read_rows_without_lead_id
 from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec
@@ -152,14 +159,23 @@ def _open_ended(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _refuse_null_lead_ids(data: DataConfig) -> None:
-    """Rows without a lead id belong to no lead-id range; the in-memory build reports them, here they
-    would never be read: count them up front and refuse."""
-    nulls = count_null_lead_ids(data)
-    found = [ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id belong to no partition")
-             for t, n in nulls.items() if n]
-    if found:
-        raise ContractError(found)
+def _rows_without_lead_id(data: DataConfig) -> dict[str, int]:
+    """Rows without a lead id belong to no lead-id range, so no partition would read them: count them
+    up front. Under ``strict`` they are refused; under ``quarantine`` they are written, whole, to
+    ``quarantine_dir/no-lead-id/`` (as the in-memory build quarantines them) and counted."""
+    nulls = {t: n for t, n in count_null_lead_ids(data).items() if n}
+    if not nulls:
+        return {}
+    if data.policy == STRICT:
+        raise ContractError([ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id")
+                             for t, n in nulls.items()])
+    assert data.quarantine_dir is not None  # guaranteed by the config validator
+    for table in nulls:
+        rows = read_rows_without_lead_id(data, table)
+        nulls[table] = len(rows)
+        reasons = np.full(len(rows), f"{NULL_VALUE}:{LEAD_ID}", dtype=object)
+        write_quarantine(rows, reasons, Path(data.quarantine_dir) / "no-lead-id", table, data.quarantine_format)
+    return nulls
 
 
 def _partition_to_parquet(data: DataConfig, start: int, stop: int, spec_dict: dict[str, Any],
@@ -191,11 +207,11 @@ def build_training_set_from_source(
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
-    _refuse_null_lead_ids(data)
+    without_id = _rows_without_lead_id(data)
     ranges = _open_ended(ranges)
     facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
                       for k, (a, b) in enumerate(ranges)])
-    quarantined = {t: sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
+    quarantined = {t: without_id.get(t, 0) + sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
     kinds = {(tuple(f["categorical"]), tuple(f["numeric"])) for f in facts if len(f["leads"])}
     if len(kinds) > 1:
         raise ValueError(

@@ -468,6 +468,43 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     return np.unique(ids.to_numpy(dtype=np.int64))
 
 
+def _missing_id_clause(id_col: sa.Column, markers: Sequence[str]) -> Any:
+    """SQL: the lead id is null, or one of the missing markers (text columns only)."""
+    missing = id_col.is_(None)
+    if markers and isinstance(id_col.type, sa.String):  # markers live in text columns
+        missing = sa.or_(missing, id_col.in_(list(markers)))
+    return missing
+
+
+def _missing_id_mask(ids: pd.Series, markers: Sequence[str]) -> pd.Series:
+    """Files: the lead id is missing, or one of the missing markers (text columns only)."""
+    marked = ids.isin(list(markers)) if ids.dtype == object else False
+    return ids.isna() | marked
+
+
+def read_rows_without_lead_id(data: DataConfig, table: str) -> pd.DataFrame:
+    """The whole rows of ``table`` whose lead id is missing (null or a missing marker), as stored
+    (index: their row number in files; their order in the result for SQL)."""
+    source = data.source
+    location = source.location(table)
+    column = data.columns.source_name(table, LEAD_ID)
+    if location is None:
+        return pd.DataFrame()
+    if source.kind == "sql":
+        assert source.url is not None
+        with SqlDatabase(source.url, source.db_schema) as database:
+            reflected = database.table(location)
+            query = sa.select(reflected).where(_missing_id_clause(reflected.c[column], data.missing_values))
+            with database.engine.connect() as conn:
+                return pd.read_sql(query, conn)
+    if source.kind == "parquet":
+        frame = read_parquet_table(location)
+    else:
+        frame = read_csv_table(location, lead_id_column=column, separator=source.csv_separator,
+                               encoding=source.csv_encoding)
+    return frame[_missing_id_mask(frame[column], data.missing_values).to_numpy()]
+
+
 def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
     """Rows without a lead id (null, or one of ``missing_values``), per table (reads only the lead-id
     column; SQL counts in the database)."""
@@ -484,10 +521,7 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
                 reflected = database.table(location)
                 if column not in reflected.c:
                     continue  # reported by validation as a missing column
-                id_col = reflected.c[column]
-                missing = id_col.is_(None)
-                if data.missing_values and isinstance(id_col.type, sa.String):  # markers live in text columns
-                    missing = sa.or_(missing, id_col.in_(list(data.missing_values)))
+                missing = _missing_id_clause(reflected.c[column], data.missing_values)
                 query = sa.select(sa.func.count()).select_from(reflected).where(missing)
                 with database.engine.connect() as conn:
                     counts[table] = int(conn.execute(query).scalar_one())
@@ -498,9 +532,7 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
             frame = read_csv_table(location, columns=[column], lead_id_column=column, separator=source.csv_separator,
                                    encoding=source.csv_encoding)
         if column in frame.columns:
-            ids = frame[column]
-            marked = ids.isin(list(data.missing_values)) if ids.dtype == object else False  # text columns only
-            counts[table] = int((ids.isna() | marked).sum())
+            counts[table] = int(_missing_id_mask(frame[column], data.missing_values).sum())
         else:
             counts[table] = 0
     return counts

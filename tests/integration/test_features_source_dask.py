@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from distributed import Client, LocalCluster
 
 from features.build import build_training_set
@@ -77,9 +78,29 @@ def test_quarantine_keeps_every_partitions_rows_and_counts_them(tmp_path: Path) 
     data, tables = _csv_crm(tmp_path, policy="quarantine", quarantine_dir=tmp_path / "q")
     events = tables["events"]
     events.loc[[5, len(events) - 5], "occurred_at"] = "not a date"  # one in the first, one in the last partition
+    events["lead_id"] = events["lead_id"].astype("Int64")
+    events.loc[[9, 10], "lead_id"] = None  # in no partition's range: quarantined, not refused
     events.to_csv(data.source.events, index=False)
     _, report = load_crm(data.model_copy(update={"quarantine_dir": tmp_path / "q-memory"}))
     result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
-    assert result.rows_quarantined == report.rows_quarantined and report.rows_quarantined["events"] >= 2
-    written = pd.concat([pd.read_csv(f) for f in sorted((tmp_path / "q").glob("part-*/events.csv"))])
-    assert len(written) == report.rows_quarantined["events"]
+    assert result.rows_quarantined == report.rows_quarantined and report.rows_quarantined["events"] >= 4
+    in_parts = pd.concat([pd.read_csv(f) for f in sorted((tmp_path / "q").glob("part-*/events.csv"))])
+    without_id = pd.read_csv(tmp_path / "q" / "no-lead-id" / "events.csv")
+    assert without_id["_row"].tolist() == [9, 10] and set(without_id["_reason"]) == {"null_value:lead_id"}
+    assert without_id["occurred_at"].tolist() == events.loc[[9, 10], "occurred_at"].tolist()
+    assert len(in_parts) + len(without_id) == report.rows_quarantined["events"]
+    assert not (tmp_path / "q" / "no-lead-id" / "leads.csv").exists()
+
+
+def test_sql_rows_without_a_lead_id_are_quarantined_whole(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE events SET lead_id = NULL WHERE rowid IN (3, 4, 5)"))
+    data = DataConfig(source=SourceConfig(kind="sql", url=url), policy="quarantine",
+                      quarantine_dir=tmp_path / "q", quarantine_format="parquet")
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
+    without_id = pd.read_parquet(tmp_path / "q" / "no-lead-id" / "events.parquet")
+    assert len(without_id) == 3 and without_id["lead_id"].isna().all()
+    assert {"occurred_at", "event_type"} <= set(without_id.columns)
+    assert result.rows_quarantined["events"] == 3 and result.rows_quarantined["leads"] == 0

@@ -207,7 +207,7 @@ def features_build(
 
 def build_features(project, data, out: Path, spec_out: Path | None = None):
     """Build the training set of validated data, write it (Parquet) and its spec (JSON)."""
-    from features.build import build_flat_training_set, build_training_set
+    from features.build import build_flat_training_set, build_training_set, write_training_set
     from features.schema import FlatData
 
     if isinstance(data, FlatData):
@@ -224,12 +224,14 @@ def build_features(project, data, out: Path, spec_out: Path | None = None):
     spec_path = spec_out or out.with_suffix(".spec.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_path.parent.mkdir(parents=True, exist_ok=True)
-    # both files under temporary names first, renamed at the end: a failure leaves neither half-written
+    # both files under temporary names first, renamed at the end: a failure leaves neither half-written;
+    # the training set also carries its spec (Parquet metadata), so it is never without the right one
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp_spec = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
+    spec_text = json.dumps(training_set.spec.to_dict(), indent=2)
     try:
-        training_set.frame.to_parquet(tmp_out, index=False)
-        tmp_spec.write_text(json.dumps(training_set.spec.to_dict(), indent=2), encoding="utf-8")
+        write_training_set(training_set.frame, spec_text, tmp_out)
+        tmp_spec.write_text(spec_text, encoding="utf-8")
         os.replace(tmp_out, out)
         os.replace(tmp_spec, spec_path)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from features.build import read_training_set_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
@@ -32,6 +35,10 @@ def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
     frame = pd.read_parquet(tmp_path / "demo" / "training_set.parquet")
     assert {"lead_id", "as_of", "converted_within_h", "censored"} <= set(frame.columns)
     assert frame["lead_id"].nunique() > 1000
+    # the training set carries the spec it was built with, equal to the one written beside it
+    spec = read_training_set_spec(tmp_path / "demo" / "training_set.parquet")
+    beside = json.loads((tmp_path / "demo" / "training_set.spec.json").read_text(encoding="utf-8"))
+    assert spec.to_dict() == beside and spec.columns_ == [c for c in frame.columns if c in spec.columns_]
 
 
 def test_synth_to_parquet_is_deterministic(tmp_path: Path) -> None:

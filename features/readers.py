@@ -92,12 +92,17 @@ def read_csv_table(
     separator: str = ",",
     encoding: str = "utf-8",
     chunksize: int = 500_000,
+    ids_as_text: bool | None = None,
 ) -> pd.DataFrame:
     """Read a CSV file (only ``columns`` that exist, when given), optionally a subset of leads.
 
     Every column is parsed, the unwanted ones dropped after: pandas does not count the fields of rows
     it reads with ``usecols``, and would silently cut a row with a field too many. Such a row is a
     :class:`pandas.errors.ParserError` naming its line.
+
+    Lead ids: ``None`` reads them as text and types them with :func:`csv_lead_ids` (zero-padded ids stay
+    text); ``True`` keeps them text (the leads table's ids are text); ``False`` lets pandas parse them
+    (faster; the leads table's ids are numbers).
     """
     path = Path(path)
     if not path.is_file():
@@ -110,11 +115,15 @@ def read_csv_table(
     # index_col=False: when every row has one field more than the header, pandas would otherwise
     # take the first column as the index and shift every value one column to the left
     options: dict[str, Any] = {"sep": separator, "encoding": encoding, "index_col": False, "low_memory": False}
-    if reads_ids:
+    as_text = reads_ids and ids_as_text is not False
+    if as_text:
         options["dtype"] = {lead_id_column: str}
 
     def wanted(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[usecols] if usecols is not None else frame
+
+    def typed(ids: pd.Series) -> pd.Series:
+        return csv_lead_ids(ids) if as_text and ids_as_text is None else ids
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # "... leads to a loss of data"
@@ -122,14 +131,14 @@ def read_csv_table(
             if subset.is_all:
                 frame = wanted(pd.read_csv(path, **options))
             else:
-                parts = [part[subset.mask(csv_lead_ids(part[lead_id_column]))]
+                parts = [part[subset.mask(typed(part[lead_id_column]))]
                          for part in map(wanted, pd.read_csv(path, chunksize=chunksize, **options))]
                 frame = pd.concat(parts, ignore_index=True) if parts else wanted(pd.read_csv(path, nrows=0, **options))
         except pd.errors.ParserWarning as exc:
             raise pd.errors.ParserError(f"the first row after the header has more fields than the header's {len(header)}") from exc
     frame = frame.reset_index(drop=True)
     if reads_ids:  # typed on the whole column, not chunk by chunk
-        frame[lead_id_column] = csv_lead_ids(frame[lead_id_column])
+        frame[lead_id_column] = typed(frame[lead_id_column])
     return frame
 
 
@@ -350,13 +359,14 @@ def _read_one(
     lead_id_column: str,
     subset: LeadSubset,
     database: SqlDatabase | None = None,
+    ids_as_text: bool | None = None,
 ) -> pd.DataFrame:
     """One table or file; read errors become :class:`DataSourceError` naming it."""
     try:
         if source.kind == "csv":
             return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
                                   separator=source.csv_separator, encoding=source.csv_encoding,
-                                  chunksize=source.chunksize)
+                                  chunksize=source.chunksize, ids_as_text=ids_as_text)
         if source.kind == "parquet":
             return read_parquet_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset)
         if database is not None:
@@ -414,9 +424,15 @@ def read_crm(
         if config.source.location(table) is None:  # absent table (``events: null``): empty, mapped columns
             frames[table] = pd.DataFrame({c: pd.Series(dtype=object) for c in mapping if columns is None or c in columns})
             continue
+        id_column = config.columns.source_name(table, LEAD_ID)
+        # CSV: the leads table decides whether ids are text (zero-padded ones too); the other tables follow
+        ids_as_text = None
+        leads_ids = frames[LEADS].get(config.columns.source_name(LEADS, LEAD_ID)) if LEADS in frames else None
+        if table != LEADS and leads_ids is not None and len(leads_ids):
+            ids_as_text = not pd.api.types.is_numeric_dtype(leads_ids.dtype)
         frames[table] = _read_one(
             config.source, config.source.location(table), columns=columns,
-            lead_id_column=config.columns.source_name(table, LEAD_ID), subset=subset, database=database,
+            lead_id_column=id_column, subset=subset, database=database, ids_as_text=ids_as_text,
         )
     return RawTables(leads=frames[LEADS], events=frames[EVENTS], outcomes=frames[OUTCOMES])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,28 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "re
 POSTGRES_ADMIN_URL = os.environ.get(
     "LEADSCORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_settings_do_not_leak() -> Iterator[None]:
+    """MLflow's ``set_tracking_uri`` / ``set_registry_uri`` (called by ``training.tracking.connect``)
+    write ``MLFLOW_*`` into ``os.environ``: each test starts from the session's values, not from the
+    store the test before it connected to (subprocesses, ``ServingSettings.from_env`` read them)."""
+    saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None unsets it (MLflow's own reset)
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -345,3 +345,59 @@ def test_a_resumed_run_keeps_its_time_to_close_model(champion: Champion) -> None
     assert load_scoring_core(champion.settings, champion.version, 3, None).closing is None
     with pytest.raises(ValueError, match="time-to-close model version 99"):
         load_scoring_core(champion.settings, champion.version, 3, "99")
+
+
+def test_resume_refused_after_a_same_as_of_run_finished_later(sqlite_url: str, champion: Champion) -> None:
+    """A newer champion's run at the same as-of finished after the unfinished one started: resuming the
+    old run would put the older model's scores back."""
+    make_lead_db(sqlite_url)
+    data = sql_data_config(sqlite_url)
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="old"))
+    engine = sa.create_engine(sqlite_url)
+    score_store.set_run_status(engine, "old", score_store.FAILED)  # as if it had died
+    engine.dispose()
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="new"))
+    newer = _scores(sqlite_url)
+    with pytest.raises(ValueError, match="older than the finished run new"):
+        rescore(data, sqlite_url, champion.settings, _config(resume=True, run_id="old"))
+    pd.testing.assert_frame_equal(_scores(sqlite_url), newer)
+
+
+def test_an_as_of_beyond_a_day_of_clock_skew_is_refused(sqlite_url: str, champion: Champion) -> None:
+    make_lead_db(sqlite_url)
+    data = sql_data_config(sqlite_url)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    with pytest.raises(ValueError, match="is in the future"):
+        rescore(data, sqlite_url, champion.settings, _config(as_of=now + pd.Timedelta(days=2), run_id="ahead"))
+    summary = rescore(data, sqlite_url, champion.settings, _config(as_of=now + pd.Timedelta(hours=12), run_id="skew"))
+    assert summary.scored > 0
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(build_app(), ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
+    return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+
+def test_cli_refuses_bad_options_before_any_run_and_creates_no_database(tmp_path: Path, sqlite_url: str,
+                                                                       champion: Champion) -> None:
+    models = str(champion.models_dir)
+    missing = tmp_path / "typo.db"
+    code, output = _cli("--db", f"sqlite:///{missing}", "--model-dir", models, "--as-of", "2026-05-01")
+    assert code == 1 and "SQLite database file not found" in output, output
+    assert not missing.exists()
+
+    make_lead_db(sqlite_url)
+    for args, needle in ((["--out", "scores.txt"], "expected a .parquet or .csv file"),
+                         (["--processes", "2", "--workers", "2"], "--processes is for a run on this machine")):
+        code, output = _cli("--db", sqlite_url, "--model-dir", models, *args)
+        assert code == 2 and needle in output, output
+    assert not sa.inspect(sa.create_engine(sqlite_url)).has_table(score_store.LEAD_SCORE_RUNS)
+
+    code, output = _cli("--model-dir", models)
+    assert code == 2 and "give --db URL or -c leadscore.yaml" in output, output
+    (tmp_path / "leadscore.yaml").write_text("data:\n  source: {kind: csv, leads: l.csv, events: e.csv, outcomes: o.csv}\n")
+    code, output = _cli("-c", str(tmp_path / "leadscore.yaml"), "--model-dir", models)
+    assert code == 2 and "the data is not in a database" in output, output
+    (tmp_path / "flat.yaml").write_text("data:\n  mode: flat\n  source: {path: x.csv}\n  id_column: Id\n  label_column: y\n")
+    code, output = _cli("-c", str(tmp_path / "flat.yaml"), "--model-dir", models)
+    assert code == 2 and "rescoring needs the CRM data mode" in output, output

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bentoml
@@ -16,6 +17,7 @@ import pytest
 
 from features.build import scoring_matrix
 from serving.core import ModelInfo, ScoringCore
+from serving.schemas import MAX_TOP_K
 from tests.serving_fixtures import (
     AS_OF,
     ROOT,
@@ -188,6 +190,25 @@ def test_bad_as_of_gets_400_naming_the_field(server, payloads, as_of, needle) ->
     assert needle in response.text and "Traceback" not in response.text
 
 
+def test_query_top_k_is_bounded_like_the_body(server, payloads) -> None:
+    body = {"leads": payloads[1][:1], "as_of": AS_OF.isoformat()}
+    at_limit = post(server, body, top_k=str(MAX_TOP_K))
+    assert at_limit.status_code == 200 and len(at_limit.json()["scores"][0]["reasons"]) == MAX_TOP_K
+    for value in (str(MAX_TOP_K + 1), "100000", "-1"):
+        over = post(server, body, top_k=value)
+        assert over.status_code == 400 and "top_k" in over.text, (value, over.status_code, over.text[:200])
+
+
+def test_an_as_of_is_allowed_a_day_of_clock_skew_only(server, payloads) -> None:
+    now = datetime.now(UTC)
+    leads = payloads[1][:1]
+    skewed = post(server, {"leads": leads, "as_of": (now + timedelta(hours=12)).isoformat()})
+    assert skewed.status_code == 200, skewed.text[:300]
+    for ahead in (timedelta(days=2), timedelta(days=400)):
+        late = post(server, {"leads": leads, "as_of": (now + ahead).isoformat()})
+        assert late.status_code == 400 and "in the future" in late.text, (ahead, late.text[:300])
+
+
 def test_timezone_aware_as_of_is_the_same_instant(server, payloads) -> None:
     naive = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T00:00:00"}).json()
     aware = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T02:00:00+02:00"}).json()
@@ -215,22 +236,29 @@ def test_reload_swaps_champion_while_requests_succeed(server, champion, models_d
                 if r.status_code == 200:
                     versions.add(r.json()["model"]["version"])
 
+    def swap_in(version: str, mql_cutoff: int) -> httpx.Response:
+        staging = models_dir.parent / f"staging-{version}"
+        export_champion(champion.model, staging, version=version, mql_cutoff=mql_cutoff)
+        shutil.rmtree(models_dir / "lead-conversion" / "model")
+        shutil.copytree(staging / "lead-conversion" / "model", models_dir / "lead-conversion" / "model")
+        shutil.copy(staging / "lead-conversion" / "champion.json", models_dir / "lead-conversion" / "champion.json")
+        return httpx.post(f"{server.url}/reload", headers=AUTH, timeout=30)
+
     worker = threading.Thread(target=hammer)
     worker.start()
-    staging = models_dir.parent / "staging"
-    export_champion(champion.model, staging, version="2", mql_cutoff=7)
-    shutil.rmtree(models_dir / "lead-conversion" / "model")
-    shutil.copytree(staging / "lead-conversion" / "model", models_dir / "lead-conversion" / "model")
-    shutil.copy(staging / "lead-conversion" / "champion.json", models_dir / "lead-conversion" / "champion.json")
-    reload = httpx.post(f"{server.url}/reload", headers=AUTH, timeout=30)
-    worker.join(120)
-    assert reload.status_code == 200 and reload.json()["reloaded"] is True
-    assert statuses and set(statuses) == {200}, sorted(set(statuses))
-    info = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"][0]
-    assert info["version"] == "2" and info["mql_cutoff"] == 7
-    assert "2" in versions
-    log = server.log.read_text()
-    assert "asteroid" not in log and "Traceback" not in log
+    try:
+        reload = swap_in("2", 7)
+        worker.join(120)
+        assert reload.status_code == 200 and reload.json()["reloaded"] is True
+        assert statuses and set(statuses) == {200}, sorted(set(statuses))
+        info = httpx.get(f"{server.url}/model", headers=AUTH).json()["models"][0]
+        assert info["version"] == "2" and info["mql_cutoff"] == 7
+        assert "2" in versions
+        log = server.log.read_text()
+        assert "asteroid" not in log and "Traceback" not in log
+    finally:  # the other tests of this module expect version 1, in whatever order they run
+        worker.join(120)
+        assert swap_in("1", 4).status_code == 200
 
 
 def test_broken_time_to_close_export_keeps_the_current_pair(server, models_dir, payloads) -> None:

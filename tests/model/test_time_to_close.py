@@ -60,8 +60,10 @@ def test_features(result: TimeToCloseResult) -> pd.DataFrame:
 def test_concordance_far_above_kaplan_meier(result: TimeToCloseResult) -> None:
     table = result.comparison
     assert table.loc[KM_NAME, "harrell_c"] == pytest.approx(0.5) and table.loc[KM_NAME, "uno_c"] == pytest.approx(0.5)
-    assert table.loc[MODEL_NAME, "harrell_c"] >= 0.65, table
-    assert table.loc[MODEL_NAME, "uno_c"] >= 0.65, table
+    # measured 0.758 / 0.732 on this CRM; with every engagement feature blanked the model still gets
+    # 0.729 / 0.715, so the bars sit between the two
+    assert table.loc[MODEL_NAME, "harrell_c"] >= 0.745, table
+    assert table.loc[MODEL_NAME, "uno_c"] >= 0.72, table
 
 
 @pytest.mark.xfail(
@@ -89,7 +91,8 @@ def test_p_close_90_days_calibrated_within_3_points_per_decile(any_result: TimeT
 
 
 def test_integrated_brier_below_kaplan_meier(result: TimeToCloseResult) -> None:
-    assert result.comparison.loc[MODEL_NAME, "ibs"] < result.comparison.loc[KM_NAME, "ibs"], result.comparison
+    # measured 2.7% below Kaplan-Meier; a model with its engagement features blanked is 0.9% below
+    assert result.comparison.loc[MODEL_NAME, "ibs"] < 0.985 * result.comparison.loc[KM_NAME, "ibs"], result.comparison
 
 
 def test_naive_regression_claims_closes_that_never_happen(result: TimeToCloseResult) -> None:

@@ -171,6 +171,15 @@ def test_each_rule_is_reported_with_table_column_rule_count_and_example(name: st
     assert row_text in message and example in message
 
 
+def test_a_source_column_named_like_the_canonical_one_it_is_not_mapped_from_is_ambiguous() -> None:
+    raw = raw_crm()
+    raw.leads["lead_id"] = raw.leads["Id"] + 1000  # "Id" is mapped onto lead_id: which one is the id?
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    assert [(v.table, v.column, v.rule) for v in caught.value.violations] == [("leads", "lead_id", "ambiguous_column")]
+    assert "source has both 'lead_id' and the column mapped onto it" in str(caught.value)
+
+
 def test_a_lead_may_convert_again_at_another_instant_but_not_twice_at_the_same_one() -> None:
     raw = raw_crm()
     # lead 101 won 2024-03-01, was handed back to nurturing and won again: two deals, both kept

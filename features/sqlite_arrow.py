@@ -107,6 +107,11 @@ class FileGate:
         """Use of the file through Python's ``sqlite3`` module."""
         return self._use(self.SQLITE3_MODULE)
 
+    def waiting(self) -> tuple[int, int]:
+        """Threads waiting for the file: (ADBC users, sqlite3-module users)."""
+        with self._cond:
+            return self._waiting[self.ADBC], self._waiting[self.SQLITE3_MODULE]
+
     @contextlib.contextmanager
     def _use(self, side: int) -> Iterator[None]:
         other = 1 - side

@@ -9,7 +9,6 @@ raw bytes. The OpenAPI schema is still checked to describe the request and respo
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -79,18 +78,16 @@ def test_openapi_schema_describes_the_models(server) -> None:
         assert name in text
 
 
+@pytest.mark.timeout(600)  # every generated case is sent; a hung server fails the test
 def test_fuzzed_requests_never_get_a_5xx(server) -> None:
     failures: list[str] = []
     statuses: dict[int, int] = {}
-    deadline = time.monotonic() + 100
     client = httpx.Client(base_url=server.url, timeout=10, headers={"content-type": "application/json"})
 
     @settings(max_examples=N_CASES, deadline=None, phases=[Phase.generate], database=None,
               suppress_health_check=list(HealthCheck))
     @given(body=bodies())
     def run(body: bytes) -> None:
-        if time.monotonic() > deadline:
-            return
         response = client.post("/score", content=body)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         if response.status_code >= 500:

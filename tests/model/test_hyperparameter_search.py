@@ -3,8 +3,6 @@ inside the training folds) only, its best parameters reported in the run's metri
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,10 +57,8 @@ def test_search_stops_at_its_time_budget_and_reports_as_it_goes(frame, monkeypat
     monkeypatch.setattr(training.model, "SEARCH_REPORT_SECONDS", 0.5)
     budget = SearchConfig(n_trials=10_000, timeout_seconds=3)
     said: list[str] = []
-    began = time.perf_counter()
     result = train_and_evaluate(FrameSet(frame), CONFIG.model_copy(update={"search": budget}), progress=said.append)
-    assert 1 <= result.split["search"]["n_trials"] < 10_000
-    assert time.perf_counter() - began < 60  # the 3 s budget plus one trial and the rest of the run
+    assert 1 <= result.split["search"]["n_trials"] < 10_000  # the 3 s budget, not the trial count, stopped it
     reports = [m for m in said if m.strip().startswith("search:")]
     assert reports and "of 10000 trials" in reports[-1] and "best validation AUC" in reports[-1]
 

@@ -23,6 +23,13 @@ def _hold(use, entered: threading.Event, release: threading.Event) -> threading.
     return thread
 
 
+def _wait_until(condition) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "the gate never reached the expected state"
+        time.sleep(0.01)
+
+
 def test_users_of_one_copy_share_the_file_and_the_other_copy_waits() -> None:
     gate = FileGate()
     first, second, release = threading.Event(), threading.Event(), threading.Event()
@@ -30,7 +37,8 @@ def test_users_of_one_copy_share_the_file_and_the_other_copy_waits() -> None:
     assert first.wait(WAIT) and second.wait(WAIT)  # two ADBC users at once
     module_in, module_done = threading.Event(), threading.Event()
     waiter = _hold(gate.sqlite3_module, module_in, module_done)
-    assert not module_in.wait(0.3)  # the sqlite3 module waits while the ADBC copy is in use
+    _wait_until(lambda: gate.waiting() == (0, 1))  # the sqlite3 module waits while the ADBC copy is in use
+    assert not module_in.is_set()
     release.set()
     assert module_in.wait(WAIT)
     module_done.set()
@@ -56,10 +64,10 @@ def test_a_waiting_copy_gets_the_next_turn() -> None:
 
     module = threading.Thread(target=module_user, daemon=True)
     module.start()
-    time.sleep(0.2)  # the module user is waiting now
+    _wait_until(lambda: gate.waiting() == (0, 1))  # the module user is waiting now
     late = threading.Thread(target=late_adbc_user, daemon=True)
     late.start()
-    time.sleep(0.2)
+    _wait_until(lambda: gate.waiting() == (1, 1))
     assert order == []  # the late ADBC user queues behind the waiting module user
     release_first.set()
     for thread in (first, module, late):

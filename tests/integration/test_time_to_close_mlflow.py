@@ -128,8 +128,11 @@ def test_promote_same_rows_list_export(cli) -> None:
     info = json.loads((out / MODEL_NAME / "champion.json").read_text())
     assert info["version"] == "1" and info["name"] == MODEL_NAME
     model = load_time_to_close(out / MODEL_NAME)
-    rows = load_run_frame(client, client.get_model_version(MODEL_NAME, "1").run_id, TEST_SET_ARTIFACT).head(5)
-    assert isinstance(model.predict_summary(rows[model.feature_columns_]), pd.DataFrame)
+    rows = load_run_frame(client, client.get_model_version(MODEL_NAME, "1").run_id, TEST_SET_ARTIFACT).head(50)
+    # the exported model is the registered champion: the same answers on the same rows
+    registered = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").unwrap_python_model().model_
+    pd.testing.assert_frame_equal(model.predict_summary(rows[model.feature_columns_]),
+                                  registered.predict_summary(rows[registered.feature_columns_]), check_exact=True)
 
 
 def test_flat_project_is_refused_with_a_reason(cli, tmp_path: Path, real_data_dir: Path) -> None:

@@ -21,6 +21,7 @@ from training.forecast import (
     HIGH,
     INSIDE,
     LOW,
+    MONTH,
     OBSERVED,
     ForecastBacktest,
     ForecastConfig,
@@ -56,7 +57,12 @@ def test_the_forecast_only_counts_leads_open_at_the_forecast_date(backtest: Fore
     leads = backtest.forecast.leads
     assert leads["lead_id"].is_unique
     assert np.all((leads["p_close_in_window"] >= 0) & (leads["p_close_in_window"] <= 1))
-    assert backtest.figure is not None
+    # the figure plots the forecast next to the actual revenue, month by month
+    [ax] = backtest.figure.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["expected revenue"].get_ydata(), backtest.table[EXPECTED_REVENUE])
+    np.testing.assert_allclose(lines["actual revenue"].get_ydata(), backtest.table[ACTUAL_REVENUE])
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(backtest.table[MONTH])
 
 
 def test_readiness_probabilities_are_recalibrated_on_snapshots_known_at_the_forecast_date(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from leadscore.cli_models import register
@@ -57,6 +58,21 @@ def test_train_promote_evaluate_export_list(cli) -> None:
 
     rolled = invoke("models", "rollback", "-c", str(config))
     assert rolled.exit_code == 1 and "nothing to roll back" in rolled.output
+    unknown = invoke("evaluate", "-c", str(config), "--model", "99")
+    assert unknown.exit_code == 1 and "model 'lead-conversion' has no version 99" in unknown.output, unknown.output
+
+    # the next model drops an attribute: the champion cannot score the challenger's rows, a clear refusal
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["data"].setdefault("attributes", {})["ignore"] = ["industry"]
+    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert invoke("train", "-c", str(config)).exit_code == 0
+    refused = invoke("models", "promote", "-c", str(config))
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit), message
+    assert "champion version 1 cannot score the challenger's evaluation rows" in message
+    listed = invoke("models", "list", "-c", str(config))
+    assert listed.exit_code == 0
+    assert [line.split()[1] for line in listed.output.splitlines() if "champion" in line][:1] == ["1"], listed.output
 
 
 def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:

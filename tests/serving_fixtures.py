@@ -138,16 +138,16 @@ class Server:
 
 
 def start_server(env: dict[str, str], log: Path, wait_seconds: float = 90.0, ready: bool = True) -> Server:
-    """``bentoml serve serving.service:LeadScoringService`` on a free 127.0.0.1 port.
+    """``leadscore serve`` (which becomes ``bentoml serve serving.service:LeadScoringService``) on a free
+    127.0.0.1 port, configured by the ``LEADSCORE_*`` / ``MLFLOW_*`` variables in ``env``.
 
     Returns once ``/readyz`` answers 200 (``ready``) or, with ``ready=False``, once ``/livez`` does
     (the service is up, with or without a model); raises if the process dies or time runs out.
     """
     port = free_port()
-    bentoml = Path(sys.executable).parent / "bentoml"
     handle = log.open("w")
     process = subprocess.Popen(
-        [str(bentoml), "serve", "serving.service:LeadScoringService", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "leadscore.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
     )
     server = Server(process, f"http://127.0.0.1:{port}", log)

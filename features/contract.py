@@ -257,7 +257,7 @@ class DataConfig(_CommonConfig):
         base = Path(base_dir)
         source = self.source
         if source.kind == "sql":
-            source = source.model_copy(update={"url": _resolve_sqlite_url(source.url or "", base)})
+            source = source.model_copy(update={"url": resolve_sqlite_url(source.url or "", base)})
         else:
             source = source.model_copy(
                 update={t: str(_resolve_path(loc, base)) for t in TABLES if (loc := source.location(t)) is not None}
@@ -364,7 +364,7 @@ class FlatConfig(_CommonConfig):
         if self.source.path:
             update["path"] = str(_resolve_path(self.source.path, base))
         if self.source.url:
-            update["url"] = _resolve_sqlite_url(self.source.url, base)
+            update["url"] = resolve_sqlite_url(self.source.url, base)
         return self.model_copy(
             update={
                 "source": self.source.model_copy(update=update),
@@ -421,7 +421,8 @@ def _resolve_optional(value: Path | None, base: Path) -> Path | None:
     return None if value is None else _resolve_path(str(value), base)
 
 
-def _resolve_sqlite_url(url: str, base: Path) -> str:
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """A SQLite URL whose relative file path is made absolute against ``base`` (other URLs unchanged)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -23,19 +24,28 @@ def serve_command(
     workers: int = 1,
     reload_seconds: float | None = None,
     access_log: bool = False,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """(argv, environment additions) of the ``bentoml serve`` process.
 
-    BentoML settings of the service (workers, access log) go through ``BENTOML_CONFIG_OVERRIDES``,
-    merged into a JSON value the caller may already have set.
+    The server runs in the package folder (to import the service), so every folder and SQLite file it
+    is given, by option or by ``LEADSCORE_PROJECT_DIR`` / ``LEADSCORE_MODEL_DIR`` /
+    ``MLFLOW_TRACKING_URI`` in ``environ``, is made absolute against ``cwd`` (the caller's folder), the
+    default project folder ``.demo`` too. BentoML settings of the service (workers, access log) go
+    through ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set.
     """
+    from features.contract import resolve_sqlite_url
+
+    environ = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
     env: dict[str, str] = {}
-    if project_dir is not None:
-        env["LEADSCORE_PROJECT_DIR"] = str(project_dir.resolve())
-    if model_dir is not None:
-        env["LEADSCORE_MODEL_DIR"] = str(model_dir.resolve())
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    project = project_dir or Path(environ.get("LEADSCORE_PROJECT_DIR") or ".demo")
+    env["LEADSCORE_PROJECT_DIR"] = str((cwd / project).resolve())
+    if model := model_dir or (Path(environ["LEADSCORE_MODEL_DIR"]) if environ.get("LEADSCORE_MODEL_DIR") else None):
+        env["LEADSCORE_MODEL_DIR"] = str((cwd / model).resolve())
+    if uri := tracking_uri or environ.get("MLFLOW_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = resolve_sqlite_url(uri, cwd) if uri.startswith("sqlite:") else uri
     if reload_seconds is not None:
         env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
     service: dict[str, object] = {}
@@ -44,7 +54,7 @@ def serve_command(
     if access_log:
         service["logging"] = {"access": {"enabled": True}}
     if service:
-        overrides = json.loads(os.environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+        overrides = json.loads(environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
         overrides.setdefault("services", {}).setdefault("lead_scoring", {}).update(service)
         env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     bentoml = Path(sys.executable).parent / "bentoml"

@@ -1,0 +1,32 @@
+"""`leadscore serve` runs the server in the package folder: every path it hands over is absolute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from leadscore.cli_serve import SERVICE, serve_command
+
+
+def test_relative_folders_and_sqlite_files_resolve_against_the_callers_folder(tmp_path: Path) -> None:
+    environ = {"LEADSCORE_MODEL_DIR": "exports", "MLFLOW_TRACKING_URI": "sqlite:///store/mlflow.db"}
+    argv, env = serve_command(port=3100, environ=environ, cwd=tmp_path)
+    assert argv[-5:] == [SERVICE, "--host", "127.0.0.1", "--port", "3100"]
+    assert env["LEADSCORE_PROJECT_DIR"] == str(tmp_path / ".demo")  # the default, from the caller's folder
+    assert env["LEADSCORE_MODEL_DIR"] == str(tmp_path / "exports")
+    assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+
+
+def test_options_win_over_the_environment_and_other_uris_pass_unchanged(tmp_path: Path) -> None:
+    environ = {"LEADSCORE_PROJECT_DIR": "/elsewhere", "MLFLOW_TRACKING_URI": "sqlite:////abs/mlflow.db",
+               "BENTOML_CONFIG_OVERRIDES": json.dumps({"api_server": {"timeout": 5}})}
+    _, env = serve_command(project_dir=Path("proj"), tracking_uri="http://127.0.0.1:5000", workers=3,
+                           access_log=True, environ=environ, cwd=tmp_path)
+    assert env["LEADSCORE_PROJECT_DIR"] == str(tmp_path / "proj")
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert "LEADSCORE_MODEL_DIR" not in env
+    overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
+    assert overrides["api_server"] == {"timeout": 5}  # the caller's own overrides are kept
+    assert overrides["services"]["lead_scoring"] == {"workers": 3, "logging": {"access": {"enabled": True}}}
+    _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "sqlite:////abs/mlflow.db"}, cwd=tmp_path)
+    assert env["MLFLOW_TRACKING_URI"] == "sqlite:////abs/mlflow.db"

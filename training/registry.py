@@ -156,24 +156,44 @@ def best_baseline(comparison: pd.DataFrame, metric: str, model_row: str = MODEL_
     return str(name), float(values[name])
 
 
+def baselines_to_beat(comparison: pd.DataFrame, metric: str, fallback_metric: str,
+                      model_row: str = MODEL_ROW) -> list[tuple[str, str, float]]:
+    """(scorer, metric, value) the challenger must beat: the best baseline on ``metric``, and, when some
+    baselines do not report ``metric`` (a points score has no log loss), the best of those on
+    ``fallback_metric`` (the kind's ranking metric), so that no baseline drops out of the rule."""
+    out: list[tuple[str, str, float]] = []
+    if (best := best_baseline(comparison, metric, model_row)) is not None:
+        out.append((best[0], metric, best[1]))
+    if metric == fallback_metric:
+        return out
+    others = comparison.drop(index=model_row, errors="ignore")
+    lacking = others.index if metric not in others.columns else others.index[others[metric].isna()]
+    if len(lacking) and (fallback := best_baseline(others.loc[lacking], fallback_metric, model_row)) is not None:
+        out.append((fallback[0], fallback_metric, fallback[1]))
+    return out
+
+
 def decide_promotion(
     challenger: Mapping[str, float],
     champion: Mapping[str, float] | None,
-    baseline: tuple[str, float] | None,
+    baselines: list[tuple[str, str, float]],
     metric: str,
     min_delta: float = 0.0,
 ) -> tuple[bool, list[str]]:
-    """Pure rule: beat the best baseline, and (when there is one) the champion on the same rows."""
+    """Pure rule: beat every baseline given as (scorer, metric, value), and (when there is one) the
+    champion on the same rows on ``metric``."""
     reasons: list[str] = []
     ok = True
-    value = challenger[metric]
-    if baseline is None:
+    if not baselines:
         reasons.append(f"no baseline reports {metric}: baseline check skipped")
-    elif better(metric, value, baseline[1]):
-        reasons.append(f"beats the best baseline ({baseline[0]}) on {metric}: {value:.4f} vs {baseline[1]:.4f}")
-    else:
-        ok = False
-        reasons.append(f"does NOT beat the best baseline ({baseline[0]}) on {metric}: {value:.4f} vs {baseline[1]:.4f}")
+    for scorer, on, target in baselines:
+        value = challenger[on]
+        if better(on, value, target):
+            reasons.append(f"beats the best baseline ({scorer}) on {on}: {value:.4f} vs {target:.4f}")
+        else:
+            ok = False
+            reasons.append(f"does NOT beat the best baseline ({scorer}) on {on}: {value:.4f} vs {target:.4f}")
+    value = challenger[metric]
     if champion is None:
         reasons.append("no champion yet: the first champion only has to beat the baselines")
     elif better(metric, value, champion[metric], min_delta):
@@ -243,6 +263,8 @@ class PromotionRules:
     default_metric: str
     side_by_side: tuple[str, ...]
     metrics_on_rows: RowsScorer
+    # metrics that may decide a promotion (not calibration errors alone: a constant score wins those)
+    deciding_metrics: tuple[str, ...] = ()
 
 
 PREDICTIONS_ARTIFACT = "evaluation/predictions.parquet"
@@ -285,7 +307,8 @@ def _sales_readiness_rows_metrics(client: MlflowClient, name: str, version: str,
 def promotion_rules(kind: str | None) -> PromotionRules:
     """The rules of a model kind (version tag ``kind``; versions without it are sales readiness)."""
     if kind in (None, "", SALES_READINESS_KIND):
-        return PromotionRules(SALES_READINESS_KIND, MODEL_ROW, "roc_auc", SIDE_BY_SIDE, _sales_readiness_rows_metrics)
+        return PromotionRules(SALES_READINESS_KIND, MODEL_ROW, "roc_auc", SIDE_BY_SIDE, _sales_readiness_rows_metrics,
+                              ("roc_auc", "pr_auc", "log_loss", "brier", "top_decile_lift", "top_decile_capture"))
     if kind == "time_to_close":
         from training.survival_tracking import PROMOTION_RULES
 
@@ -310,6 +333,9 @@ def promote(
     candidate = resolve_version(client, name, version or CHALLENGER)
     rules = promotion_rules(candidate.tags.get(KIND_TAG))
     metric = metric or rules.default_metric
+    if metric not in rules.deciding_metrics:
+        raise RegistryError(f"metric {metric!r} cannot decide the promotion of a {rules.kind} model; use one of "
+                            f"{list(rules.deciding_metrics)}")
     current = alias_version(client, name, CHAMPION)
     if current is not None and str(current.version) == str(candidate.version):
         raise RegistryError(f"version {candidate.version} of {name!r} is already the {CHAMPION}")
@@ -330,17 +356,17 @@ def promote(
                 f"champion version {current.version} cannot score the challenger's evaluation rows "
                 f"({exc}); compare them by hand or retrain both on the same features"
             ) from exc
-    baseline = best_baseline(comparison, metric, rules.model_row)
-    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baseline, metric, min_delta)
+    baselines = baselines_to_beat(comparison, metric, rules.default_metric, rules.model_row)
+    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
     shown = rules.side_by_side
     table = pd.DataFrame({f"challenger v{candidate.version}": {m: challenger_metrics.get(m) for m in shown}})
     if champion_metrics is not None:
         table[f"champion v{current.version}"] = pd.Series({m: champion_metrics.get(m) for m in shown})
-    if baseline is not None:
-        row = comparison.loc[baseline[0]]
-        table[f"baseline: {baseline[0]}"] = pd.Series({m: row.get(m) for m in shown}, dtype=float)
+    for scorer in dict.fromkeys(b[0] for b in baselines):
+        row = comparison.loc[scorer]
+        table[f"baseline: {scorer}"] = pd.Series({m: row.get(m) for m in shown}, dtype=float)
     table.index.name = "metric"
     evaluation = {k: v for k, v in candidate.tags.items() if k.startswith("eval_")}
     if promoted:
@@ -427,11 +453,17 @@ def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias:
 
 
 def export_champion(client: MlflowClient, out_dir: str | Path, name: str = MODEL_NAME, alias: str = CHAMPION) -> Path:
-    """Write ``<out_dir>/<name>/`` = the pyfunc model directory + ``champion.json``; replaces an older export."""
+    """Write ``<out_dir>/<name>/`` = the pyfunc model directory + ``champion.json``; replaces an older export.
+
+    Only the champion goes to ``<out_dir>/<name>/``, where ``serve`` / ``rescore --model-dir`` look;
+    another alias or a version number goes to ``<out_dir>/<name>@<alias>/`` (point ``--model-dir``
+    at that folder to use it), so exporting the challenger never replaces the deployed champion.
+    """
     version = resolve_version(client, name, alias)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / name
+    alias = alias.removeprefix("@")
+    final = out_dir / (name if alias == CHAMPION else f"{name}@{alias}")
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
     try:
         _bind(client)

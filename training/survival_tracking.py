@@ -157,7 +157,8 @@ def load_calibration(client: MlflowClient, run_id: str) -> pd.DataFrame:
         return pd.read_csv(client.download_artifacts(run_id, CALIBRATION_ARTIFACT, tmp))
 
 
-PROMOTION_RULES = PromotionRules(KIND, MODEL_ROW, "uno_c", SIDE_BY_SIDE, rows_metrics_time_to_close)
+PROMOTION_RULES = PromotionRules(KIND, MODEL_ROW, "uno_c", SIDE_BY_SIDE, rows_metrics_time_to_close,
+                                 ("uno_c", "harrell_c", "ibs"))
 
 __all__ = [
     "MODEL_NAME",

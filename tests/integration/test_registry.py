@@ -78,6 +78,8 @@ def test_promotion_rules_and_rollback(registry) -> None:
 
     with pytest.raises(RegistryError, match="already the champion"):
         promote(client, version=good.model_version)
+    with pytest.raises(RegistryError, match="cannot decide the promotion .* use one of"):
+        promote(client, version=worse.model_version, metric="ece")  # a constant score would win on it
 
     back = rollback(client)
     assert (back.from_version, back.to_version) == (good.model_version, medium.model_version)
@@ -123,3 +125,8 @@ def test_export_champion_for_deployment(registry, tmp_path: Path) -> None:
     np.testing.assert_allclose(local.predict(rows), registered.predict(rows))
     again = export_champion(client, tmp_path / "models")
     assert again == path and sorted(p.name for p in (tmp_path / "models").iterdir()) == [MODEL_NAME]
+    # another alias never lands where the deployed champion is loaded from
+    other = export_champion(client, tmp_path / "models", alias=CHALLENGER)
+    assert other == tmp_path / "models" / f"{MODEL_NAME}@{CHALLENGER}"
+    assert json.loads((other / CHAMPION_FILE).read_text())["alias"] == CHALLENGER
+    assert json.loads((path / CHAMPION_FILE).read_text())["version"] == str(champion.version)

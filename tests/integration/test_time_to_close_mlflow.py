@@ -110,7 +110,7 @@ def test_promote_same_rows_list_export(cli) -> None:
     assert str(alias_version(client, MODEL_NAME, CHAMPION).version) == "1"
     by_ibs = promote(client, MODEL_NAME, metric="ibs")
     assert not by_ibs.promoted and by_ibs.table.loc["ibs"].iloc[0] == pytest.approx(by_ibs.table.loc["ibs"].iloc[1])
-    with pytest.raises(RegistryError, match="roc_auc.*not measured for time_to_close"):
+    with pytest.raises(RegistryError, match=r"metric .roc_auc. cannot decide the promotion of a time_to_close model; use one of \[.uno_c., .harrell_c., .ibs.\]"):
         promote(client, MODEL_NAME, metric="roc_auc")
 
     evaluated = invoke("evaluate", "-c", str(config), "--model", "champion", "--model-name", MODEL_NAME)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from training.registry import best_baseline, better, decide_promotion
+from training.registry import baselines_to_beat, best_baseline, better, decide_promotion, promotion_rules
 
 
 def test_direction_of_metrics() -> None:
@@ -26,6 +26,27 @@ def test_best_baseline_skips_the_model_row_and_missing_values() -> None:
     assert best_baseline(comparison, "brier") is None
 
 
+def test_a_baseline_without_the_deciding_metric_is_still_beaten_on_the_ranking_metric() -> None:
+    comparison = pd.DataFrame(
+        {"roc_auc": [0.74, 0.76, 0.70], "log_loss": [0.2, float("nan"), 0.4]},
+        index=pd.Index(["lightgbm (calibrated)", "points: x", "logistic regression"], name="scorer"),
+    )
+    # a points score has no log loss: it is not dropped, it must be beaten on roc_auc
+    checks = baselines_to_beat(comparison, "log_loss", "roc_auc")
+    assert checks == [("logistic regression", "log_loss", 0.4), ("points: x", "roc_auc", 0.76)]
+    ok, reasons = decide_promotion({"log_loss": 0.2, "roc_auc": 0.74}, None, checks, "log_loss")
+    assert not ok and any("does NOT beat the best baseline (points: x) on roc_auc" in r for r in reasons)
+    assert baselines_to_beat(comparison, "roc_auc", "roc_auc") == [("points: x", "roc_auc", 0.76)]
+
+
+def test_only_metrics_that_can_decide_are_offered() -> None:
+    rules = promotion_rules(None)
+    assert rules.default_metric in rules.deciding_metrics
+    assert "ece" not in rules.deciding_metrics  # a constant score has a perfect calibration error
+    for metric in rules.deciding_metrics:
+        better(metric, 0.5, 0.4)  # every one has a direction
+
+
 @pytest.mark.parametrize(
     ("challenger", "champion", "baseline", "expected"),
     [
@@ -38,6 +59,6 @@ def test_best_baseline_skips_the_model_row_and_missing_values() -> None:
 )
 def test_decide_promotion(challenger, champion, baseline, expected) -> None:
     ok, reasons = decide_promotion({"roc_auc": challenger}, None if champion is None else {"roc_auc": champion},
-                                   ("points", baseline), "roc_auc")
+                                   [("points", "roc_auc", baseline)], "roc_auc")
     assert ok is expected
     assert len(reasons) == 2

@@ -109,7 +109,9 @@ class LeakageReport:
         }
 
     def to_text(self) -> str:
-        lines = [f"Leakage alarm: {'FLAGGED' if self.flagged else 'clear'}"]
+        computed = self.features["single_auc"].notna()
+        status = "FLAGGED" if self.flagged else "clear" if computed.any() else "clear on the model's AUC only"
+        lines = [f"Leakage alarm: {status}"]
         for _, row in self.features[self.features["flagged"]].iterrows():
             lines.append(
                 f"- feature {row['feature']!r}: {row['reason']} (single AUC {row['single_auc']:.3f}, "
@@ -117,9 +119,13 @@ class LeakageReport:
             )
         if self.model_flag:
             lines.append(f"- model: {self.model_flag}")
-        top = self.features.sort_values("single_auc", ascending=False).head(5)
-        lines.append("Top single-feature AUCs: " + ", ".join(f"{f} {a:.3f}" for f, a in zip(top["feature"],
-                                                                                           top["single_auc"], strict=True)))
+        top = self.features[computed].sort_values("single_auc", ascending=False).head(5)
+        if len(top):
+            lines.append("Top single-feature AUCs: " + ", ".join(
+                f"{f} {a:.3f}" for f, a in zip(top["feature"], top["single_auc"], strict=True)))
+        else:
+            lines.append(f"Single-feature AUCs: not computed (the evaluation rows need at least {MIN_CLASS_ROWS} "
+                         f"positives and {MIN_CLASS_ROWS} negatives)")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 

@@ -173,17 +173,26 @@ def baselines_to_beat(comparison: pd.DataFrame, metric: str, fallback_metric: st
     return out
 
 
+MIN_EVAL_POSITIVES = 20  # fewer conversions (closes) in the evaluation rows: a comparison is noise
+
+
 def decide_promotion(
     challenger: Mapping[str, float],
     champion: Mapping[str, float] | None,
     baselines: list[tuple[str, str, float]],
     metric: str,
     min_delta: float = 0.0,
+    positives: int | None = None,
 ) -> tuple[bool, list[str]]:
     """Pure rule: beat every baseline given as (scorer, metric, value), and (when there is one) the
-    champion on the same rows on ``metric``."""
+    champion on the same rows on ``metric``; with ``positives`` (conversions or closes in the
+    evaluation rows) below :data:`MIN_EVAL_POSITIVES`, nothing is promoted."""
     reasons: list[str] = []
     ok = True
+    if positives is not None and positives < MIN_EVAL_POSITIVES:
+        ok = False
+        reasons.append(f"only {positives} positive(s) in the evaluation rows: at least {MIN_EVAL_POSITIVES} are "
+                       "needed to tell models apart (more history, or a longer test period)")
     if not baselines:
         reasons.append(f"no baseline reports {metric}: baseline check skipped")
     for scorer, on, target in baselines:
@@ -265,6 +274,7 @@ class PromotionRules:
     metrics_on_rows: RowsScorer
     # metrics that may decide a promotion (not calibration errors alone: a constant score wins those)
     deciding_metrics: tuple[str, ...] = ()
+    positive_column: str = LABEL_COLUMN  # the evaluation rows' outcome (1 = converted / closed)
 
 
 PREDICTIONS_ARTIFACT = "evaluation/predictions.parquet"
@@ -357,7 +367,8 @@ def promote(
                 f"({exc}); compare them by hand or retrain both on the same features"
             ) from exc
     baselines = baselines_to_beat(comparison, metric, rules.default_metric, rules.model_row)
-    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta)
+    positives = int(rows[rules.positive_column].sum()) if rules.positive_column in rows.columns else None
+    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta, positives)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
     shown = rules.side_by_side

@@ -158,7 +158,7 @@ def load_calibration(client: MlflowClient, run_id: str) -> pd.DataFrame:
 
 
 PROMOTION_RULES = PromotionRules(KIND, MODEL_ROW, "uno_c", SIDE_BY_SIDE, rows_metrics_time_to_close,
-                                 ("uno_c", "harrell_c", "ibs"))
+                                 ("uno_c", "harrell_c", "ibs"), EVENT)
 
 __all__ = [
     "MODEL_NAME",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from training.registry import baselines_to_beat, best_baseline, better, decide_promotion, promotion_rules
+from training.registry import (
+    MIN_EVAL_POSITIVES,
+    baselines_to_beat,
+    best_baseline,
+    better,
+    decide_promotion,
+    promotion_rules,
+)
 
 
 def test_direction_of_metrics() -> None:
@@ -62,3 +69,11 @@ def test_decide_promotion(challenger, champion, baseline, expected) -> None:
                                    [("points", "roc_auc", baseline)], "roc_auc")
     assert ok is expected
     assert len(reasons) == 2
+
+
+def test_too_few_positives_in_the_evaluation_rows_promote_nothing() -> None:
+    checks = [("points", "roc_auc", 0.60)]
+    ok, reasons = decide_promotion({"roc_auc": 0.77}, None, checks, "roc_auc", positives=MIN_EVAL_POSITIVES - 15)
+    assert not ok and f"only {MIN_EVAL_POSITIVES - 15} positive(s)" in reasons[0]
+    ok, _ = decide_promotion({"roc_auc": 0.77}, None, checks, "roc_auc", positives=MIN_EVAL_POSITIVES)
+    assert ok

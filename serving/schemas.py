@@ -8,6 +8,7 @@ rules that need the model's FeatureSpec or the request's ``as_of`` are in :func:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -250,3 +251,40 @@ def check_leads(
         errors[0].others = errors[1:]
         raise errors[0]
     return out
+
+
+_UNION_MEMBER = re.compile(r"^(constrained-)?(int|float|str|bool|bytes|dict|list|none|datetime|date)$|^function-")
+
+
+def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dict[str, Any] | None:
+    """The body of a request the pydantic model refused (BentoML's ``detail`` list), in the shape of
+    :meth:`LeadError.as_response`: ``error``, ``lead_index``, ``lead_id``, ``field``, ``errors``;
+    ``request`` is the parsed request body (for the lead ids). None when ``detail`` is not such a list."""
+    if not detail or not all(isinstance(d, dict) and isinstance(d.get("loc"), list | tuple) for d in detail):
+        return None
+    leads = request.get("leads") if isinstance(request, dict) else None
+    # a value refused by every member of a union (number | text) comes as one error per member, the
+    # member's tag last in its location: one field, one message
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for item in detail:
+        loc = tuple(str(part) for part in item["loc"])
+        member = len(loc) > 1 and _UNION_MEMBER.match(loc[-1]) is not None
+        key = loc[:-1] if member else loc
+        grouped.setdefault(key, []).append(f"{loc[-1]}: {item.get('msg', 'invalid')}" if member
+                                           else str(item.get("msg", "invalid")))
+    messages, first = [], None
+    for parts, texts in grouped.items():
+        loc = list(parts)
+        item = {"msg": texts[0] if len(texts) == 1 else "not valid as any accepted type (" + "; ".join(texts) + ")"}
+        index = int(loc[1]) if len(loc) > 1 and loc[0] == "leads" and loc[1].isdigit() else None
+        field = ".".join(loc[2:] if index is not None else loc) or "body"
+        lead_id = None
+        if index is not None and isinstance(leads, list) and index < len(leads) and isinstance(leads[index], dict):
+            lead_id = leads[index].get("lead_id")
+        where = f"lead {index} (lead_id {lead_id!r}): " if index is not None else ""
+        messages.append(f"{where}{field}: {item.get('msg', 'invalid')}")
+        first = first or (index, lead_id, field)
+    index, lead_id, field = first
+    error = messages[0] if len(messages) == 1 else f"{len(messages)} invalid fields; first: {messages[0]}"
+    return {"error": error, "lead_index": index, "lead_id": lead_id, "field": field,
+            "errors": messages[:MAX_ERRORS_LISTED]}

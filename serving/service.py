@@ -23,6 +23,7 @@ import functools
 import gc
 import hashlib
 import hmac
+import json
 import logging
 import os
 import threading
@@ -52,6 +53,7 @@ from serving.schemas import (
     ScoreResponse,
     check_leads,
     naive_utc,
+    validation_error_response,
 )
 
 logger = logging.getLogger("leadscore.serving")
@@ -76,6 +78,65 @@ class RedactValidationErrors(logging.Filter):
             record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+class ValidationErrorShape:
+    """ASGI middleware: BentoML answers a ``/score`` request its pydantic model refuses with
+    ``{"error": "N validation error for ScoreRequestIODescriptor", "detail": [...]}``; rewrite that
+    400 into the service's own error shape (lead index and id, field, messages). Other answers pass
+    through untouched; the request body is parsed again only on that error path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path", "").rstrip("/") != "/score":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        start: dict[str, Any] | None = None
+        body: list[bytes] = []
+
+        async def recording_receive() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        async def rewriting_send(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                start = message  # held until the whole body is known
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            content = _reshaped(b"".join(body), b"".join(chunks))
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+
+        await self.app(scope, recording_receive, rewriting_send)
+
+
+def _reshaped(answer: bytes, request: bytes) -> bytes:
+    """BentoML's validation-error body in the service's shape (unchanged when it is another 400)."""
+    try:
+        parsed = json.loads(answer)
+        detail = parsed.get("detail") if isinstance(parsed, dict) else None
+        if not isinstance(detail, list):
+            return answer
+        try:
+            sent = json.loads(request)
+        except ValueError:
+            sent = None
+        shaped = validation_error_response(detail, sent)
+    except ValueError:
+        return answer
+    return answer if shaped is None else json.dumps(shaped, default=str).encode()
 
 
 def _error(ctx: bentoml.Context | None, status: int, body: dict[str, Any]) -> JSONResponse:
@@ -237,3 +298,6 @@ class LeadScoringService:
                                  "error_id": error_id}, status_code=500)
         core = self.holder.core
         return {"reloaded": swapped, "model": core.describe() if core else None}
+
+
+LeadScoringService.add_asgi_middleware(ValidationErrorShape)

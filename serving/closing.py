@@ -6,9 +6,9 @@ time-to-close champion was trained with the same feature pipeline but may know o
 vocabularies (another training window), so :class:`ClosingCore` maps that matrix onto the hazard
 model's inputs once per call: columns by name, categories by their text. No pandas per call.
 
-The answer's curve is the one the revenue forecast uses (:func:`training.forecast.combine_close_curves`):
+The answer's curve is the one the revenue forecast uses (:func:`training.close_curves.combine_close_curves`):
 the sales-readiness model's calibrated probability fixes P(close within its horizon H) and the
-hazard model gives the timing inside H and the conditional law after it. So ``p_close_90d`` equals
+hazard model's hazards, all multiplied by one factor per lead, give the shape. So ``p_close_90d`` equals
 ``probability`` when H is 90 days, and the two numbers a salesperson sees never disagree;
 ``median_days`` is the median of that curve (null when it lies beyond the hazard model's horizon).
 
@@ -29,7 +29,7 @@ from scipy.special import expit
 
 from features.spec import FeatureSpec
 from serving.explain import TreeShapExplainer
-from training.close_curves import combine_close_curves, cumulative_close, days_to_reach
+from training.close_curves import combine_close_curves, cumulative_close, days_to_reach, hazard_factor
 from training.survival_linear import LinearHazard
 from training.time_to_close import TimeToCloseModel
 
@@ -225,9 +225,12 @@ class ClosingCore:
             p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
             at_h = cumulative_close(hazards, self.period_days, np.array([float(horizon_days)]))[:, 0]
             closes = combine_close_curves(closes, at_h, p, days, float(horizon_days))
+            c = hazard_factor(at_h, p)
             with np.errstate(divide="ignore", invalid="ignore"):
-                # F(t) = 1/2 inside H when p >= 1/2, else in the conditional tail after H
-                target = np.where(p >= 0.5, 0.5 * at_h / p, at_h + (1.0 - at_h) * (0.5 - p) / (1.0 - p))
+                # S_ttc(t) ** c = 1/2 where the hazards are scaled; the degenerate rows' piecewise curve
+                # reaches 1/2 inside H when p >= 1/2, else in the conditional tail after H
+                piecewise = np.where(p >= 0.5, 0.5 * at_h / p, at_h + (1.0 - at_h) * (0.5 - p) / (1.0 - p))
+                target = np.where(np.isnan(c), piecewise, -np.expm1(np.log(0.5) / c))
         out = {p_close_field(d): np.where(d <= self.horizon_days, closes[:, j], np.nan)
                for j, d in enumerate(SERVED_HORIZONS)}
         median = days_to_reach(hazards, self.period_days, target)

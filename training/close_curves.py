@@ -2,8 +2,9 @@
 (:mod:`training.forecast`) and the time-to-close fields of every score (:mod:`serving.closing`).
 
 ``F(t) = 1 - S(t)`` with a constant hazard inside each period; past the last period the last
-period's hazard is held constant. :func:`combine_close_curves` rescales the hazard model's curve so
-that it agrees with the sales-readiness model's calibrated ``P(close within H)``.
+period's hazard is held constant. :func:`combine_close_curves` multiplies the hazard model's hazards by
+one factor per lead so that its curve agrees with the sales-readiness model's calibrated
+``P(close within H)``.
 """
 
 from __future__ import annotations
@@ -30,20 +31,38 @@ def cumulative_close(hazards: np.ndarray, period_days: float, days: np.ndarray) 
     return 1.0 - ends[:, k] * decay
 
 
+def hazard_factor(f_ttc_horizon: np.ndarray, p_readiness: np.ndarray) -> np.ndarray:
+    """``c`` with ``1 - (1 - F_ttc(H))**c = p``: the factor on every hazard of the hazard model that makes
+    its curve reach the sales-readiness probability at H (NaN where ``F_ttc(H)`` is ~0 or ~1)."""
+    fh = np.asarray(f_ttc_horizon, dtype=np.float64)
+    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0 - 1e-15)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.log1p(-p) / np.log1p(-fh)
+    return np.where((fh > 1e-12) & (fh < 1.0 - 1e-12), c, np.nan)
+
+
 def combine_close_curves(
     f_ttc: np.ndarray, f_ttc_horizon: np.ndarray, p_readiness: np.ndarray, days: np.ndarray, horizon_days: float
 ) -> np.ndarray:
-    """Rescale the hazard model's ``F_ttc`` (n, len(days)) so that ``F(H) = p_readiness`` (see module doc)."""
+    """The hazard model's ``F_ttc`` (n, len(days)) adjusted so that ``F(H) = p_readiness``: every hazard is
+    multiplied by the same factor ``c`` (:func:`hazard_factor`), ``S(t) = S_ttc(t)**c``. The curve keeps
+    the hazard model's shape on both sides of H (no jump in the close rate at H), and the timing inside
+    H is the hazard model's for the small probabilities of leads. Degenerate rows: with no timing
+    information inside H (``F_ttc(H)`` ~ 0) ``p`` is spread uniformly over [0, H], with ``F_ttc(H)`` ~ 1
+    rescaled inside H; after H both take the hazard model's conditional law given still open at H."""
     f_ttc = np.asarray(f_ttc, dtype=np.float64)
     fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
     p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]
     days = np.asarray(days, dtype=np.float64)[None, :]
+    c = hazard_factor(fh, p)
+    survival = np.clip(1.0 - f_ttc, 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # no timing information inside H (F_ttc(H) ~ 0): spread p uniformly over [0, H]
+        scaled = -np.expm1(c * np.log(survival))  # 1 - S_ttc ** c
         before = np.where(fh > 1e-12, p * f_ttc / fh, p * np.minimum(days / horizon_days, 1.0))
         tail = np.where(1.0 - fh > 1e-12, (f_ttc - fh) / (1.0 - fh), 0.0)
-    after = p + (1.0 - p) * np.clip(tail, 0.0, 1.0)
-    return np.clip(np.where(days <= horizon_days, before, after), 0.0, 1.0)
+    degenerate = np.where(days <= horizon_days, before, p + (1.0 - p) * np.clip(tail, 0.0, 1.0))
+    scaled = np.where((p <= 0.0) | (survival >= 1.0), 0.0, scaled)
+    return np.clip(np.where(np.isnan(c), degenerate, scaled), 0.0, 1.0)
 
 
 def days_to_reach(hazards: np.ndarray, period_days: float, target: np.ndarray) -> np.ndarray:

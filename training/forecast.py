@@ -4,10 +4,11 @@ For every lead open at ``as_of``:
 
 - **When**: the time-to-close model's hazards give ``F_ttc(t) = 1 - S(t)``. With ``combine="both"``
   (default) the sales-readiness model's calibrated ``p = P(close within H)`` fixes the mass inside
-  its horizon and the hazard model gives the timing: ``F(t) = p F_ttc(t) / F_ttc(H)`` for ``t <= H``
-  and ``F(t) = p + (1 - p) (F_ttc(t) - F_ttc(H)) / (1 - F_ttc(H))`` after it (the hazard model's
-  conditional law of closing later, given still open at H). ``combine="time-to-close"`` uses
-  ``F_ttc`` alone. Past the hazard model's horizon the last period's hazard is held constant.
+  its horizon and the hazard model gives the shape: every hazard is multiplied by one factor ``c``
+  per lead, ``F(t) = 1 - S_ttc(t)**c`` with ``c = log(1 - p) / log(1 - F_ttc(H))``, so ``F(H) = p``
+  and the close rate has no jump at H (:func:`training.close_curves.combine_close_curves`).
+  ``combine="time-to-close"`` uses ``F_ttc`` alone. Past the hazard model's horizon the last
+  period's hazard is held constant.
 - **Recalibration** (``config.recalibration``, on by default): the readiness model's calibrator was
   fitted on older snapshots than the backtest's test dates, on younger leads than an aged open
   pipeline, and over-predicts old leads. At the forecast date D the leads open at a few dates in

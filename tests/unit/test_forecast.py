@@ -86,9 +86,27 @@ def test_combined_curve_takes_its_mass_within_h_from_the_readiness_model() -> No
     np.testing.assert_allclose(at_h, p, atol=1e-12)
     assert np.all(np.diff(combined, axis=1) >= -1e-12)
     assert np.all(combined[:, 0] == 0)
-    # the timing inside H is the hazard model's, rescaled
-    inside = days <= 90
-    np.testing.assert_allclose(combined[:, inside], p[:, None] * f_ttc[:, inside] / f_h[:, None], atol=1e-12)
+    # every hazard is multiplied by one factor per lead: -log S(t) / -log S_ttc(t) is the same on both
+    # sides of H, so the close rate has no jump at H
+    later = days > 0
+    ratio = np.log1p(-combined[:, later]) / np.log1p(-f_ttc[:, later])
+    np.testing.assert_allclose(ratio, np.broadcast_to(np.log1p(-p)[:, None] / np.log1p(-f_h)[:, None], ratio.shape),
+                               rtol=1e-9)
+    rate = np.diff(combined, axis=1) / (1.0 - combined[:, :-1])  # conditional close rate per step
+    ttc_rate = np.diff(f_ttc, axis=1) / (1.0 - f_ttc[:, :-1])
+    step = np.searchsorted(days, 90.0)  # the steps just before and after H keep the hazard model's ratio
+    np.testing.assert_allclose(rate[:, step] / rate[:, step - 1], ttc_rate[:, step] / ttc_rate[:, step - 1], rtol=0.02)
+
+
+def test_combined_curve_degenerate_rows() -> None:
+    days = np.array([0.0, 45.0, 90.0, 180.0])
+    f_ttc = np.array([[0.0, 0.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.0], [0.0, 0.2, 0.5, 0.8]])
+    f_h = f_ttc[:, 2]
+    combined = combine_close_curves(f_ttc, f_h, np.array([0.4, 0.0, 0.2]), days, 90.0)
+    # no timing inside H: p spread uniformly over [0, H], then the hazard model's law after it
+    np.testing.assert_allclose(combined[0], [0.0, 0.2, 0.4, 0.4 + 0.6 * 0.3], atol=1e-12)
+    np.testing.assert_allclose(combined[1], 0.0, atol=1e-12)  # p = 0: never closes
+    np.testing.assert_allclose(combined[2, 2], 0.2, atol=1e-12)
 
 
 def test_month_probabilities_are_increments_of_the_curve() -> None:

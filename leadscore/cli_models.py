@@ -8,6 +8,8 @@ The tracking URI is read here, at the edge: ``--tracking-uri``, else ``MLFLOW_TR
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +46,47 @@ def _fmt(value: object, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
+COUNT_NAMES = ("n", "best_iteration", "final_rounds", "eval_rows", "eval_positives", "eval_events")
+
+
+def is_count(name: object) -> bool:
+    """Whether a metric or column name is a count (shown as a whole number)."""
+    text = str(name)
+    return text in COUNT_NAMES or text.startswith("n_") or text.endswith(("_rows", "_count"))
+
+
+def format_value(value: object, count: bool = False, digits: int = 4) -> str:
+    """A table cell: counts as whole numbers with thousands separators, other numbers to ``digits``
+    decimals, missing as "-", anything else as its text."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return f"{round(value):,}" if count and float(value).is_integer() else f"{float(value):.{digits}f}"
+    return _fmt(value, digits)
+
+
+def calibration_line(metrics: Mapping[str, float]) -> str | None:
+    """Calibration in the large (mean predicted vs observed rate, their ratio) and in the top 10% by
+    score, in one line; None when the metrics lack the figures."""
+    predicted, observed = metrics.get("mean_predicted", math.nan), metrics.get("base_rate", math.nan)
+    if not (math.isfinite(predicted) and math.isfinite(observed)):
+        return None
+    ratio = predicted / observed if observed > 0 else math.nan
+    if not math.isfinite(ratio):
+        verdict = "ratio undefined: no conversions"
+    elif abs(ratio - 1) < 0.05:
+        verdict = f"predicted/observed {ratio:.2f}"
+    else:
+        verdict = f"predicted/observed {ratio:.2f}: {'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}"
+    line = f"calibration: mean predicted {predicted:.4f} vs observed rate {observed:.4f} ({verdict})"
+    top_p, top_y = metrics.get("top_decile_predicted", math.nan), metrics.get("top_decile_observed", math.nan)
+    if math.isfinite(top_p) and math.isfinite(top_y):
+        line += f"; top 10% by score: predicted {top_p:.4f} vs observed {top_y:.4f}"
+        if top_y > 0:
+            line += f" (ratio {top_p / top_y:.2f})"
+    return line
+
+
 def comparison_table(comparison: pd.DataFrame, title: str = "model vs baselines (evaluation rows)") -> Table:
     """A compact rich table of a TrainingResult's comparison frame (rows: scorers)."""
     table = Table(title=title, title_justify="left")
@@ -65,14 +108,35 @@ def comparison_table(comparison: pd.DataFrame, title: str = "model vs baselines 
 
 
 def frame_table(frame: pd.DataFrame, title: str) -> Table:
-    """Any small frame as a rich table (index first)."""
+    """Any small frame as a rich table (index first); a cell whose row or column names a count
+    (:func:`is_count`) is a whole number, other numbers have 4 decimals."""
     table = Table(title=title, title_justify="left")
     table.add_column(str(frame.index.name or ""), style="bold")
     for col in frame.columns:
         table.add_column(str(col), justify="right")
     for idx, row in frame.iterrows():
-        table.add_row(str(idx), *[_fmt(v) for v in row.tolist()])
+        table.add_row(str(idx), *[format_value(v, is_count(idx) or is_count(col)) for col, v in row.items()])
     return table
+
+
+# headline columns of `models list` per kind; a kind's columns are blank for the other kind's versions
+VERSION_METRICS = ("roc_auc", "uno_c", "ibs", "leakage_flagged")
+
+
+def versions_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """``list_versions`` rows as shown by ``models list``: metrics as numbers with 4 decimals, dates
+    that wrap between day and time / start and end (not inside a date), the leakage flag as yes/no,
+    and the metric columns that no version records (those of the other model kind) dropped."""
+    kept = [c for c in VERSION_METRICS if c in frame.columns and frame[c].astype(str).str.strip().ne("").any()]
+    view = pd.DataFrame({"version": frame["version"].astype(str), "aliases": frame["aliases"].replace("", "-")})
+    view["trained (UTC)"] = frame["trained_at"].map(lambda t: str(t)[:16].replace("T", " ") or "-")
+    view["evaluated on"] = frame["eval_as_of"].map(lambda t: " to ".join(d for d in str(t).split("..") if d) or "-")
+    for col in kept:
+        if col == "leakage_flagged":
+            view["leakage flagged"] = frame[col].map({"true": "yes", "false": "no"}).fillna("-")
+        else:
+            view[col] = pd.to_numeric(frame[col], errors="coerce").map(format_value)
+    return view.set_index("version")
 
 
 def _project(config: Path):
@@ -129,6 +193,8 @@ def print_train_run(run) -> None:
     """Comparison table, leakage report, run id and model version of a ``TrainRun``."""
     result = run.result
     console.print(comparison_table(result.comparison))
+    if (calibration := calibration_line(result.metrics)) is not None:
+        console.print(calibration, highlight=False)
     console.print(threshold_line(result.recommended_threshold), highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
@@ -280,6 +346,8 @@ def evaluate(
         raise _fail(_message(exc)) from exc
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
+    if (calibration := calibration_line(report.metrics)) is not None:
+        console.print(calibration, highlight=False)
     console.print(", ".join(f"{k}={v}" for k, v in report.evaluation.items()), highlight=False)
     if run_id:  # the `mlflow run` run also gets the figures as a file (metrics and evaluation rows)
         import json
@@ -376,12 +444,17 @@ def models_list(
     if frame.empty:
         console.print(f"no versions of {model_name!r} registered yet")
         return
-    metric_columns = [c for c in ("roc_auc", "uno_c", "ibs") if c in frame.columns and (frame[c] != "").any()]
-    shown = frame[["version", "aliases", "trained_at", "eval_as_of", *(metric_columns or ["roc_auc"]),
-                   "leakage_flagged"]]
-    table = frame_table(shown.set_index("version"), f"{model_name} versions")
-    for column in table.columns:
-        column.overflow = "fold"
+    view = versions_view(frame)
+    table = Table(title=f"{model_name} versions", title_justify="left")
+    table.add_column("version", style="bold", no_wrap=True)
+    # widths that break "challenger, champion", "date time" and "start to end" between words: 80 columns
+    widths = {"aliases": 11, "trained (UTC)": 10, "evaluated on": 13, "leakage flagged": 7}
+    for col in view.columns:
+        numeric = col in VERSION_METRICS
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold",
+                         max_width=widths.get(col))
+    for version, row in view.iterrows():
+        table.add_row(str(version), *[str(v) for v in row.tolist()])
     console.print(table)
 
 

@@ -122,10 +122,32 @@ def _capacity_rows(config: TrainingConfig, n_rows: int, weeks: float | None) -> 
     return int(round(config.capacity_share * n_rows)), f"top {config.capacity_share:.0%} of leads"
 
 
+def calibration_summary(y: np.ndarray, p: np.ndarray, fraction: float = 0.1) -> dict[str, float]:
+    """Calibration in the large and at the top: mean predicted / observed rate over all rows, and the
+    mean predicted and observed rates of the top ``fraction`` by ``p`` (ordered as top-decile lift).
+
+    ECE averages per-bin gaps weighted by bin size, so with rare conversions it stays tiny even when
+    the model under-predicts by a quarter; these figures show that gap directly.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    nan = float("nan")
+    if not len(y):
+        return {"predicted_observed_ratio": nan, "top_decile_predicted": nan, "top_decile_observed": nan}
+    observed, predicted = float(y.mean()), float(p.mean())
+    top = np.argsort(-p, kind="mergesort")[: max(1, int(round(len(y) * fraction)))]
+    return {
+        "predicted_observed_ratio": predicted / observed if observed > 0 else nan,
+        "top_decile_predicted": float(p[top].mean()),
+        "top_decile_observed": float(y[top].mean()),
+    }
+
+
 def _comparison_row(y: np.ndarray, score: np.ndarray, capacity_rows: int, config: TrainingConfig,
                     probability: bool, coverage: float = 1.0) -> dict[str, float]:
     if probability:
         row = probability_metrics(y, score, config.ece_bins, config.ece_binning)
+        row.update(calibration_summary(y, score))
     else:
         row = ranking_metrics(y, score)
     lo, hi = bootstrap_auc_ci(y, score, config.bootstrap_samples, config.seed)
@@ -257,32 +279,126 @@ def _figures(y: np.ndarray, p: np.ndarray, score: np.ndarray, baseline_scores: d
         "score_distribution": plots.score_distribution_figure(
             score, y, None if recommended is None else int(recommended["cutoff"])),
         "thresholds": plots.threshold_figure(thresholds, recommended),
-        "shap_summary": plots.shap_summary_figure(contrib, model.encode(shap_frame), names),
+        "shap_summary": plots.shap_summary_figure(
+            contrib, model.encode(shap_frame), names,
+            categorical=[c in model.categories_ for c in model.feature_columns_]),
         "baselines": plots.baseline_comparison_figure(comparison),
     }
+
+
+# split keys shown as "<slice> <n> rows (as of <dates> | <how>)": (label, count key, date or description keys)
+_SLICES = (("train", "n_train", ("train_as_of", "fit_as_of")), ("validation", "n_valid", ("valid_as_of", "validation")),
+           ("test", "n_test", ("test_as_of",)))
+_SPLIT_LABELS = {
+    "horizon_days": "horizon (days)", "n_censored_excluded": "censored snapshots excluded",
+    "n_gap_excluded": "rows in the horizon gaps excluded", "test_weeks": "test weeks", "n_rows": "rows",
+    "best_iterations": "best iterations per fold", "final_rounds": "final model rounds",
+    "n_short_follow_up_unused": "short follow-up snapshots unused", "censored_at": "censored at",
+    "data_end": "data end", "fold_searches": "per-fold searches",
+}
+
+
+def _split_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value).lower()
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):,.4g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_split_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_split_value(v) for v in value)
+    return str(value).replace("..", " to ")
+
+
+def split_text(split: dict[str, Any]) -> str:
+    """The evaluation split as one readable line: rows and dates per slice, then the other facts."""
+    parts, used = [], set()
+    for label, n_key, date_keys in _SLICES:
+        if n_key not in split:
+            continue
+        used.add(n_key)
+        text = f"{label} {_split_value(split[n_key])} rows"
+        about = [k for k in date_keys if split.get(k)]
+        if about:
+            used.add(about[0])
+            value = str(split[about[0]])
+            text += f" (as of {_split_value(value)})" if ".." in value else f" ({value})"
+        parts.append(text)
+    for key, value in split.items():
+        if key in used:
+            continue
+        if key == "mode":
+            parts.insert(0, str(value))
+        else:
+            parts.append(f"{_SPLIT_LABELS.get(key, key.replace('_', ' '))}: {_split_value(value)}")
+    return "; ".join(parts)
+
+
+# the model card shows these in its calibration table, not in the comparison table
+CALIBRATION_COLUMNS = ("mean_predicted", "predicted_observed_ratio", "top_decile_predicted", "top_decile_observed")
+
+
+def _calibration_md(comparison: pd.DataFrame, observed: float) -> str:
+    """Mean predicted vs observed rate, overall and in the top 10%, for the probability scorers."""
+    cols = [*CALIBRATION_COLUMNS, "ece"]
+    if not set(cols) <= set(comparison.columns):
+        return "(no calibration figures)"
+    rows = comparison[cols].dropna(subset=["mean_predicted"])
+    lines = ["| scorer | observed rate | mean predicted | predicted / observed | top 10%: observed | "
+             "top 10%: predicted | ECE |", "|---|---|---|---|---|---|---|"]
+    for name, r in rows.iterrows():
+        lines.append(f"| {name} | {observed:.4f} | {r['mean_predicted']:.4f} | {r['predicted_observed_ratio']:.2f} | "
+                     f"{r['top_decile_observed']:.4f} | {r['top_decile_predicted']:.4f} | {r['ece']:.4f} |")
+    return "\n".join(lines)
+
+
+def _calibration_sentence(row: pd.Series, observed: float) -> str:
+    """How far the model's average prediction is from the observed rate, in words."""
+    ratio = float(row.get("predicted_observed_ratio", float("nan")))
+    if not np.isfinite(ratio):
+        return "Calibration in the large: undefined (no conversions among the evaluation rows)."
+    verdict = ("matches the observed rate" if abs(ratio - 1) < 0.05 else
+               f"{'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}")
+    return (f"Calibration in the large: mean predicted {row['mean_predicted']:.4f} vs observed rate {observed:.4f} "
+            f"(predicted / observed {ratio:.2f}: {verdict}); top 10% by score: predicted "
+            f"{row['top_decile_predicted']:.4f} vs observed {row['top_decile_observed']:.4f}. ECE weighs each "
+            "bin's gap by its size, so with rare conversions it stays small even when these differ.")
 
 
 def _md_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
     cols = [frame.index.name or "", *frame.columns]
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for idx, row in frame.iterrows():
-        cells = [float_format.format(v) if isinstance(v, float) else str(v) for v in row.tolist()]
+        cells = [("-" if np.isnan(v) else float_format.format(v)) if isinstance(v, float) else str(v)
+                 for v in row.tolist()]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
+
+
+def _threshold_sentence(recommended: dict[str, Any] | None) -> str:
+    """The recommended MQL cut-off, its capacity in words, precision and capture."""
+    if not recommended:
+        return "No cut-off fits the capacity."
+    capacity = (f"{recommended['capacity']:g} leads/week" if recommended["capacity_unit"] == "leads_per_week"
+                else f"{recommended['capacity']:.0%} of leads")
+    return (f"Recommended cut-off {recommended['cutoff']} for a capacity of {capacity}: precision "
+            f"{recommended['precision']:.3f}, captures {recommended['capture']:.1%} of conversions.")
 
 
 def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: SalesReadinessModel,
                 comparison: pd.DataFrame, segments: pd.DataFrame, leakage: LeakageReport,
                 thresholds: pd.DataFrame, recommended: dict[str, Any] | None, notes: list[str],
-                config: TrainingConfig) -> str:
+                config: TrainingConfig, observed_rate: float = float("nan")) -> str:
     cal = model.calibrator_.kind
+    target = (f"P(lead converts within {horizon} days of the scoring instant)" if horizon else
+              "P(lead converts) as labelled in the flat export")
     lines = [
         f"# Model card: {title}",
         "",
         "## What it predicts",
-        f"P(lead converts within {horizon} days of the scoring instant)" if horizon else
-        "P(lead converts) as labelled in the flat export",
-        "; score shown to people = round(100 x probability).",
+        f"{target}; score shown to people = round(100 x probability).",
         "",
         "## Model",
         f"LightGBM binary classifier, native categoricals, {model.best_iteration_} trees, "
@@ -292,19 +408,22 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         f"{len(model.feature_columns_)} features ({len(model.categories_)} categorical).",
         "",
         "## Evaluation",
-        "; ".join(f"{k}: {v}" for k, v in split.items()),
+        split_text(split),
         "",
         f"ECE uses {config.ece_bins} {config.ece_binning.replace('_', '-')} bins. AUC intervals: "
         f"{config.bootstrap_samples}-sample bootstrap, 95%.",
         "",
-        _md_table(comparison.drop(columns=[c for c in ("n",) if c in comparison.columns])),
+        _md_table(comparison.drop(columns=[c for c in ("n", *CALIBRATION_COLUMNS) if c in comparison.columns])),
+        "",
+        "### Calibration",
+        _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate) if MODEL_NAME in comparison.index else "",
+        "",
+        _calibration_md(comparison, observed_rate),
         "",
         "## MQL threshold",
-        (f"Recommended cut-off {recommended['cutoff']} for capacity {recommended['capacity']:g} "
-         f"({recommended['capacity_unit']}): precision {recommended['precision']:.3f}, captures "
-         f"{recommended['capture']:.1%} of conversions." if recommended else "No cut-off fits the capacity."),
+        _threshold_sentence(recommended),
         "",
-        table_to_markdown(thresholds, every=10),
+        table_to_markdown(thresholds, every=10, around=None if recommended is None else int(recommended["cutoff"])),
         "",
         "## Segments",
         _md_table(segments.set_index("segment_column")) if len(segments) else "(no segment columns configured)",
@@ -357,7 +476,7 @@ def train_and_evaluate(
     X = labelled[features]
     X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
     y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
-    say(f"split: {split_info}")
+    say(f"split: {split_text(split_info)}")
     booster_cfg = config.booster
     search_summary: dict[str, Any] | None = None
     if config.search.n_trials > 0:
@@ -405,7 +524,7 @@ def train_and_evaluate(
                              **_search_metrics(search_summary)})
     title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
-                       table, recommended, notes, config)
+                       table, recommended, notes, config, model_row["base_rate"])
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
                           predictions, split_info, notes)
 
@@ -545,6 +664,6 @@ def train_and_evaluate_flat(
                             {"best_iteration": float(n_rounds), "n_features": float(len(features)),
                              **_search_metrics(search_summary)})
     card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
-                       table, recommended, notes, config)
+                       table, recommended, notes, config, model_row["base_rate"])
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
                           predictions, split_info, notes)

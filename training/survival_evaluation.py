@@ -35,6 +35,7 @@ from features.schema import LEAD_ID
 from training import survival_plots
 from training.config import AS_OF
 from training.evaluation import time_ordered_split
+from training.sales_readiness import split_text
 from training.survival_baselines import CoxBaseline, KaplanMeierBaseline, NaiveDurationRegression
 from training.survival_config import TimeToCloseConfig
 from training.survival_metrics import (
@@ -329,7 +330,7 @@ def train_and_evaluate_time_to_close(
     frame = frame.reset_index(drop=True)
     split = survival_split(frame[AS_OF], frame[LEAD_ID], data_end, config)
     split_info = {**split.describe(frame[AS_OF]), "data_end": f"{pd.Timestamp(data_end):%Y-%m-%d}"}
-    say(f"split: {split_info}")
+    say(f"split: {split_text(split_info)}")
     notes: list[str] = []
     X = frame[features]
     durations = frame[DAYS_OBSERVED].to_numpy(dtype=float)

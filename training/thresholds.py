@@ -72,14 +72,21 @@ def recommend_threshold(
     return out
 
 
-def table_to_markdown(table: pd.DataFrame, every: int = 5) -> str:
-    """Compact Markdown view of the threshold table (every ``every``-th cut-off with flagged rows)."""
-    view = table[(table["cutoff"] % every == 0) & (table["leads_flagged"] > 0)]
+def table_to_markdown(table: pd.DataFrame, every: int = 5, around: int | None = None, window: int = 3) -> str:
+    """Compact Markdown view of the threshold table: every ``every``-th cut-off with flagged rows, plus
+    every cut-off within ``window`` of ``around`` (the recommended one, marked), where choices are made."""
+    keep = table["cutoff"] % every == 0
+    if around is not None:
+        keep |= (table["cutoff"] - around).abs() <= window
+    view = table[keep & (table["leads_flagged"] > 0)]
     cols = ["cutoff", "leads_flagged", "leads_per_week", "precision", "capture", "lift"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in view[cols].iterrows():
+        cutoff = int(r["cutoff"])
+        label = f"**{cutoff}** (recommended)" if cutoff == around else str(cutoff)
+        per_week = "-" if np.isnan(r["leads_per_week"]) else f"{r['leads_per_week']:.1f}"
         lines.append(
-            f"| {int(r['cutoff'])} | {int(r['leads_flagged'])} | {r['leads_per_week']:.1f} | "
+            f"| {label} | {int(r['leads_flagged'])} | {per_week} | "
             f"{r['precision']:.3f} | {r['capture']:.3f} | {r['lift']:.2f} |"
         )
     return "\n".join(lines)

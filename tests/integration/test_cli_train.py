@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,11 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     assert "lightgbm" in trained.output and "logistic" in trained.output
     assert "default_b2b_points" in trained.output  # the packaged points rules, no flag needed
     assert "Leakage alarm" in trained.output and "alias challenger" in trained.output
+    said = " ".join(trained.output.split())
+    # calibration in the large and at the top, not only ECE
+    assert re.search(r"calibration: mean predicted 0\.\d{4} vs observed rate 0\.\d{4} \(predicted/observed \d\.\d\d", said)
+    assert re.search(r"top 10% by score: predicted 0\.\d{4} vs observed 0\.\d{4}", said)
+    assert "split: train " in said and "{'n_train'" not in said
     assert (config.parent / "mlflow.db").is_file() and (config.parent / "mlartifacts").is_dir()
 
     promoted = invoke("models", "promote", "-c", str(config))
@@ -43,6 +49,8 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     assert ("PROMOTED" in promoted.output) == (promoted.exit_code == 0)
     listed = invoke("models", "list", "-c", str(config))
     assert listed.exit_code == 0 and "challenger" in listed.output
+    assert re.search(r"│\s+0\.\d{4} │ (yes|no)\s+│", listed.output), listed.output  # AUC to 4 decimals, flag yes/no
+    assert "uno_c" not in listed.output and "ibs" not in listed.output  # time-to-close columns do not apply
     if promoted.exit_code != 0:
         pytest.fail(f"first model did not beat the baselines:\n{promoted.output}")
     assert "champion" in listed.output
@@ -50,6 +58,9 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     evaluated = invoke("evaluate", "-c", str(config), "--model", "champion")
     assert evaluated.exit_code == 0, evaluated.output
     assert "roc_auc" in evaluated.output and "eval_data_hash" in evaluated.output
+    assert re.search(r"│ n_positive\s+│\s+[\d,]+ │", evaluated.output), evaluated.output  # a count, not 108.0000
+    assert re.search(r"│ roc_auc\s+│\s+0\.\d{4} │", evaluated.output)
+    assert "calibration: mean predicted" in evaluated.output
 
     exported = invoke("models", "export", "-c", str(config), "--out", str(config.parent / "models"))
     assert exported.exit_code == 0, exported.output

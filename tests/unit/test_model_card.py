@@ -1,0 +1,123 @@
+"""The sales-readiness model card and training messages: calibration figures, split text, threshold rows."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from tests.training_frames import FrameSet, snapshot_frame
+from training import plots
+from training.baselines import PointsRules
+from training.config import BoosterConfig, TrainingConfig
+from training.sales_readiness import MODEL_NAME, calibration_summary, split_text, train_and_evaluate
+from training.thresholds import table_to_markdown, threshold_table
+
+
+def test_calibration_summary_reports_the_gap_ece_hides() -> None:
+    # 1,000 rows at 1% predicted; 14 conversions among the 100 best-scored rows, 1 among the rest
+    p = np.r_[np.full(100, 0.05), np.full(900, 0.0055)]
+    y = np.zeros(1000)
+    y[:14] = 1
+    y[500] = 1
+    out = calibration_summary(y, p)
+    assert out["predicted_observed_ratio"] == pytest.approx(p.mean() / 0.015)
+    assert out["predicted_observed_ratio"] < 0.7  # a third too low, which the ratio says plainly
+    assert out["top_decile_predicted"] == pytest.approx(0.05)
+    assert out["top_decile_observed"] == pytest.approx(0.14)
+    assert np.isnan(calibration_summary(np.zeros(10), np.full(10, 0.1))["predicted_observed_ratio"])
+
+
+SNAPSHOT_SPLIT = {"n_train": 6959, "n_valid": 4071, "n_test": 8343, "train_as_of": "2024-08-01..2025-07-01",
+                  "valid_as_of": "2025-08-01..2025-10-01", "test_as_of": "2026-01-01..2026-04-01",
+                  "horizon_days": 90, "n_censored_excluded": 5063, "n_gap_excluded": 3380}
+
+
+def test_split_text_reads_as_sentences_not_a_dict() -> None:
+    text = split_text(SNAPSHOT_SPLIT)
+    assert text.startswith("train 6,959 rows (as of 2024-08-01 to 2025-07-01); validation 4,071 rows "
+                           "(as of 2025-08-01 to 2025-10-01); test 8,343 rows (as of 2026-01-01 to 2026-04-01)")
+    assert "censored snapshots excluded: 5,063" in text and "rows in the horizon gaps excluded: 3,380" in text
+    assert not re.search(r"[{}']|n_train", text)
+    survival = split_text({"n_train": 11458, "n_valid": 2952, "n_test": 8343, "fit_as_of": "2024-08-01..2025-12-01",
+                           "test_as_of": "2026-01-01..2026-04-01", "validation": "held-out leads"})
+    assert survival == ("train 11,458 rows (as of 2024-08-01 to 2025-12-01); validation 2,952 rows (held-out leads); "
+                        "test 8,343 rows (as of 2026-01-01 to 2026-04-01)")
+    flat = split_text({"mode": "5-fold StratifiedGroupKFold by lead_id (out-of-fold)", "n_rows": 1200,
+                       "best_iterations": [40, 52], "final_rounds": 46, "search": {"best_auc": 0.81234}})
+    assert flat == ("5-fold StratifiedGroupKFold by lead_id (out-of-fold); rows: 1,200; best iterations per fold: "
+                    "40, 52; final model rounds: 46; search: {best_auc 0.8123}")
+
+
+def test_threshold_markdown_keeps_the_recommended_cutoff_and_its_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    score = rng.integers(0, 45, 3000).astype(float)
+    y = (rng.random(3000) < score / 90).astype(float)
+    table = threshold_table(score, y, weeks=12.0)
+    cutoffs = [int(re.sub(r"\D", "", line.split("|")[1])) for line in
+               table_to_markdown(table, every=10, around=3).splitlines()[2:]]
+    assert cutoffs == [0, 1, 2, 3, 4, 5, 6, 10, 20, 30, 40]
+    assert "| **3** (recommended) |" in table_to_markdown(table, every=10, around=3)
+    assert [int(c) for c in re.findall(r"^\| \**(\d+)", table_to_markdown(table, every=10), re.M)] == [0, 10, 20, 30,
+                                                                                                    40]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    frame = snapshot_frame(600, 30, seed=5)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    rules = PointsRules(name="tiny", mql_threshold=30, fit=[{"column": "seniority", "in": ["VP"], "points": 15}])
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.1),
+                            bootstrap_samples=5, shap_sample=150, capacity_share=0.1)
+    messages: list[str] = []
+    return train_and_evaluate(FrameSet(frame), config, points_rules=rules, progress=messages.append), messages
+
+
+def test_card_states_calibration_in_the_large_and_at_the_top(trained) -> None:
+    result, _ = trained
+    rows = result.predictions
+    y, p = rows["label"].to_numpy(), rows["probability"].to_numpy()
+    top = p >= np.sort(p)[::-1][int(round(0.1 * len(p))) - 1]
+    assert result.metrics["predicted_observed_ratio"] == pytest.approx(np.clip(p, 1e-7, 1).mean() / y.mean())
+    assert result.metrics["top_decile_observed"] == pytest.approx(y[top].mean())
+    card = result.model_card
+    assert (f"mean predicted {result.metrics['mean_predicted']:.4f} vs observed rate {y.mean():.4f} "
+            f"(predicted / observed {result.metrics['predicted_observed_ratio']:.2f}") in card
+    assert (f"top 10% by score: predicted {result.metrics['top_decile_predicted']:.4f} vs observed "
+            f"{y[top].mean():.4f}") in card
+    row = result.comparison.loc[MODEL_NAME]
+    assert f"| {MODEL_NAME} | {y.mean():.4f} | {row['mean_predicted']:.4f} |" in card
+
+
+def test_card_has_one_line_target_readable_split_and_the_recommended_cutoff(trained) -> None:
+    result, messages = trained
+    card = result.model_card
+    lines = card.splitlines()
+    target = lines[lines.index("## What it predicts") + 1]
+    assert target == "P(lead converts within 14 days of the scoring instant); score shown to people = " \
+                     "round(100 x probability)."
+    assert not any(line.startswith(";") for line in lines)
+    cutoff = result.recommended_threshold["cutoff"]
+    assert f"| **{cutoff}** (recommended) |" in card
+    assert split_text(result.split) in card and "n_train" not in card
+    said = [m for m in messages if m.startswith("split: ")]
+    assert said and said[0].startswith("split: train ") and "{" not in said[0]
+
+
+def test_shap_figure_of_a_run_greys_its_categorical_features(trained) -> None:
+    result, _ = trained
+    ax = result.figures["shap_summary"].axes[0]
+    categorical = set(result.model.categories_)
+    labels = getattr(result.model.spec_, "labels_", None) or {}
+    tick_of = {t.get_text(): int(round(pos)) for t, pos in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)}
+    shown = [c for c in categorical if labels.get(c, c) in tick_of]
+    assert shown, "no categorical feature among the displayed ones"
+    grey = to_rgba(plots.CATEGORICAL_GREY)[:3]
+    for col in shown:
+        row = tick_of[labels.get(col, col)]
+        on_row = [c for c in ax.collections if len(c.get_offsets())
+                  and int(round(float(np.median(np.asarray(c.get_offsets())[:, 1])))) == row]
+        assert on_row and all(c.get_array() is None for c in on_row)
+        assert any(tuple(c.get_facecolors()[0][:3]) == pytest.approx(grey) for c in on_row)

@@ -1,0 +1,64 @@
+"""What `leadscore train / evaluate / models list` print: calibration line, counts, version table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from leadscore.cli_models import calibration_line, format_value, frame_table, versions_view
+
+
+def _render(renderable, width: int = 80) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_calibration_line_states_the_under_prediction_ece_hides() -> None:
+    line = calibration_line({"mean_predicted": 0.0105, "base_rate": 0.0138, "ece": 0.003,
+                             "top_decile_predicted": 0.049, "top_decile_observed": 0.070})
+    assert line == ("calibration: mean predicted 0.0105 vs observed rate 0.0138 (predicted/observed 0.76: "
+                    "under-predicts by 24%); top 10% by score: predicted 0.0490 vs observed 0.0700 (ratio 0.70)")
+    # what `evaluate` has (no top-decile figures) still gives the overall comparison; over-prediction is named
+    assert calibration_line({"mean_predicted": 0.2, "base_rate": 0.1}) == (
+        "calibration: mean predicted 0.2000 vs observed rate 0.1000 (predicted/observed 2.00: over-predicts by 100%)")
+    assert calibration_line({"roc_auc": 0.8}) is None
+
+
+@pytest.mark.parametrize(("value", "count", "text"), [
+    (13959.0, True, "13,959"), (0.792369, False, "0.7924"), (float("nan"), False, "-"), (None, True, "-"),
+    (2.5, True, "2.5000"), ("e8ccf104", False, "e8ccf104"),
+])
+def test_format_value(value: object, count: bool, text: str) -> None:
+    assert format_value(value, count) == text
+
+
+def test_evaluate_table_prints_counts_as_whole_numbers() -> None:
+    metrics = pd.DataFrame({"value": {"roc_auc": 0.749364, "n": 13959.0, "n_positive": 108.0, "eval_rows": 13959.0,
+                                      "base_rate": 0.0129}}).rename_axis("metric")
+    text = _render(frame_table(metrics, "v1"))
+    assert "13,959" in text and "108" in text and "0.7494" in text and "0.0129" in text
+    assert "13959.0000" not in text and "108.0000" not in text
+
+
+def _versions(**metrics: list[str]) -> pd.DataFrame:
+    base = {"version": [1, 2], "aliases": ["champion", "challenger"], "was_champion": [True, False],
+            "run_id": ["a", "b"], "trained_at": ["2026-11-24T06:29:59+00:00", "2026-11-25T08:01:02+00:00"],
+            "eval_as_of": ["2026-01-01..2026-04-01", "2026-01-01..2026-05-01"], "eval_rows": ["8343", "9000"],
+            "roc_auc": ["", ""], "log_loss": ["", ""], "uno_c": ["", ""], "ibs": ["", ""], "leakage_flagged": ["", ""]}
+    base.update(metrics)
+    return pd.DataFrame(base)
+
+
+def test_versions_view_formats_numbers_and_keeps_only_the_kinds_columns() -> None:
+    sales = versions_view(_versions(roc_auc=["0.792369", "0.8011"], log_loss=["0.06", "0.05"],
+                                    leakage_flagged=["true", "false"]))
+    assert list(sales.columns) == ["aliases", "trained (UTC)", "evaluated on", "roc_auc", "leakage flagged"]
+    assert sales["roc_auc"].tolist() == ["0.7924", "0.8011"]
+    assert sales["leakage flagged"].tolist() == ["yes", "no"]
+    assert sales.loc["1", "trained (UTC)"] == "2026-11-24 06:29"
+    assert sales.loc["1", "evaluated on"] == "2026-01-01 to 2026-04-01"
+    ttc = versions_view(_versions(uno_c=["0.710664", "0.72"], ibs=["0.0120349", "0.0119"]))
+    assert list(ttc.columns) == ["aliases", "trained (UTC)", "evaluated on", "uno_c", "ibs"]
+    assert ttc["ibs"].tolist() == ["0.0120", "0.0119"]

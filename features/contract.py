@@ -475,7 +475,9 @@ class ContractError(ValueError):
     def __init__(self, violations: list[ContractViolation]) -> None:
         self.violations = list(violations)
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
-        super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}")
+        where = ("\n  (row = position in the table as read, from 0: in a CSV file with a header, line row + 2)"
+                 if any(v.examples for v in self.violations) else "")
+        super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
 
 
 @dataclass

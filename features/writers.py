@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +35,22 @@ SQLITE_BATCH_ROWS = 50_000
 
 
 class DestinationExistsError(FileExistsError):
-    """The destination already holds a table and ``overwrite`` is False."""
+    """The destination already holds a table and ``overwrite`` is False (or one appeared while writing)."""
+
+    def __init__(self, table: str, where: str, while_writing: bool = False) -> None:
+        self.table = table
+        self.where = where  # the file, or "database <url>"
+        self.while_writing = while_writing
+        super().__init__(f"table {table!r} appeared in {where} while writing" if while_writing else
+                         f"table {table!r} already exists in {where}; pass overwrite=True to replace it")
+
+    def __reduce__(self):  # pickles by its fields, not by the formatted message
+        return type(self), (self.table, self.where, self.while_writing)
+
+
+def is_url(dest: str | os.PathLike[str]) -> bool:
+    """Whether ``dest`` reads as a URL (``scheme://...``) rather than a folder path."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", str(dest)) is not None
 
 
 def _to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
@@ -117,10 +133,16 @@ class TableWriter:
         self._engine: sa.Engine | None = None
         self._closed = False
         if fmt == "sql":
+            if not is_url(self.dest):
+                raise ValueError(f"sql destination {self.dest!r} is not a SQLAlchemy URL (e.g. sqlite:///crm.db); "
+                                 "csv or parquet write into a folder")
             self._engine = sa.create_engine(self.dest)
             if self._engine.dialect.name not in ("sqlite", "postgresql"):
                 raise ValueError(f"sql destination must be SQLite or PostgreSQL, got {self._engine.dialect.name!r}")
         else:
+            if is_url(self.dest):
+                raise ValueError(f"{fmt} destination {self.dest!r} is a URL; {fmt} writes files into a folder "
+                                 "(a database URL takes fmt='sql')")
             path = Path(self.dest)
             if path.exists() and not path.is_dir():
                 raise NotADirectoryError(f"destination {self.dest!r} exists and is not a directory")
@@ -209,8 +231,8 @@ class TableWriter:
         arrow = _to_arrow(table, frame)
         if table not in self._schemas:
             if self._exists(table) and not self.overwrite:
-                where = self._final_path(table) if self.fmt != "sql" else f"database {self._safe_url()}"
-                raise DestinationExistsError(f"table {table!r} already exists in {where}; pass overwrite=True to replace it")
+                where = str(self._final_path(table)) if self.fmt != "sql" else f"database {self._safe_url()}"
+                raise DestinationExistsError(table, where)
             self._schemas[table] = arrow.schema
             self._start(table, frame)
         else:
@@ -300,7 +322,7 @@ class TableWriter:
         self._csv.clear()
         for table in self._staged:
             if self._final_path(table).exists() and not self.overwrite:
-                raise DestinationExistsError(f"table {table!r} appeared in {self._final_path(table)} while writing")
+                raise DestinationExistsError(table, str(self._final_path(table)), while_writing=True)
         for table, staging in self._staged.items():
             os.replace(staging, self._final_path(table))
 
@@ -326,7 +348,7 @@ class TableWriter:
         for table, staging in self._staged.items():
             if table in existing:
                 if not self.overwrite:
-                    raise DestinationExistsError(f"table {table!r} appeared in the database while writing")
+                    raise DestinationExistsError(table, f"database {self._safe_url()}", while_writing=True)
                 conn.execute(sa.text(f"DROP TABLE {_quote(conn, table)}"))
             conn.execute(sa.text(f"ALTER TABLE {_quote(conn, staging)} RENAME TO {_quote(conn, table)}"))
             if LEAD_ID in self._schemas[table].names:

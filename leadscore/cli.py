@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 app = typer.Typer(
     name="leadscore",
     help="Open lead-conversion prediction: point-in-time features, LightGBM, MLflow, SHAP reasons.",
@@ -34,6 +37,8 @@ app = typer.Typer(
 def _quiet_downloads() -> None:
     """Open lead-conversion prediction: point-in-time features, LightGBM, MLflow, SHAP reasons."""
     # MLflow draws a progress bar per artifact download (several per model load); our own bars stay.
+    # (training.tracking.quiet_artifact_downloads, called by connect, does the same for library users
+    # such as the notebook; not imported here: it loads MLflow, which `leadscore --help` does not need)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
@@ -50,7 +55,7 @@ ConfigOption = Annotated[
 
 @contextmanager
 def progress_bar(description: str, total: int | None, unit: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich progress bar; yields ``advance(n, total=None)``."""
+    """A rich progress bar; yields ``advance(n, total=None)``. An error removes it from the screen."""
     columns = [
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -61,7 +66,9 @@ def progress_bar(description: str, total: int | None, unit: str) -> Iterator[Cal
         TextColumn("eta"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err_console, transient=False) as bar:
+    from leadscore.cli_rescore import cleared_on_error
+
+    with cleared_on_error(Progress(*columns, console=err_console, transient=False)) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int, new_total: int | None = None) -> None:
@@ -136,14 +143,28 @@ def synth(
 ) -> None:
     """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""
     import sqlalchemy as sa
+    from pydantic import ValidationError
 
     from features.readers import sql_error_text
+    from features.writers import DestinationExistsError, is_url
     from leadscore.synth import SynthConfig, write_synthetic
 
-    config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
+    if fmt == "sql" and not is_url(out):
+        raise fail(f"--out {out}: not a SQLAlchemy URL (e.g. sqlite:///crm.db); for a folder of files add "
+                   "--format csv or --format parquet", 2)
+    if fmt != "sql" and is_url(out):
+        raise fail(f"--out {out}: a database URL, but --format {fmt} writes files into a folder; give a folder, "
+                   "or --format sql for the database", 2)
+    try:
+        config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
+    except ValidationError as exc:
+        raise fail(_synth_config_error(exc), 2) from exc
     try:
         with progress_bar("synthesizing", leads, "leads") as advance:
             summary = write_synthetic(config, out, fmt, overwrite=overwrite, progress=advance)
+    except DestinationExistsError as exc:
+        raise fail(str(exc) if exc.while_writing else
+                   f"table {exc.table!r} already exists in {exc.where}; add --overwrite to replace it") from exc
     except (FileExistsError, ValueError) as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
@@ -161,6 +182,16 @@ def synth(
             ("seconds", f"{summary.seconds:.1f}"),
         ],
     )
+
+
+SYNTH_OPTIONS = {"n_leads": "--leads", "seed": "--seed", "events_per_lead": "--events-per-lead"}
+
+
+def _synth_config_error(exc: ValidationError) -> str:
+    """A SynthConfig validation error as one line naming the options."""
+    parts = [f"{SYNTH_OPTIONS.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'synth'}: {e['msg']}"
+             for e in exc.errors()]
+    return "; ".join(parts) or str(exc).splitlines()[0]
 
 
 @app.command()
@@ -261,8 +292,8 @@ def _print_training_set_summary(summary: dict) -> None:
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes everything.")] = Path(".demo"),
-    leads: Annotated[int, typer.Option(help="Leads in the synthetic CRM.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    leads: Annotated[int, typer.Option(min=1, help="Leads in the synthetic CRM.")] = 5000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
 ) -> None:
     """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features,
     train and register both models in MLflow (sales readiness, time to close), promote them when they
@@ -270,7 +301,7 @@ def demo(
     from leadscore.cli_models import print_time_to_close_run, print_train_run
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
-    from training.tracking import connect, tracking_target
+    from training.tracking import connect, quiet_mlflow_noise, tracking_target
     from training.workflow import (
         TIME_TO_CLOSE_MODEL_NAME,
         promote_challenger,
@@ -303,7 +334,8 @@ def demo(
         exported = export_champion(connect(target), directory / "models", "lead-conversion", "champion")
         console.print(f"champion exported -> {exported}")
     console.rule("6. time to close: hazard model next to Kaplan-Meier and Cox, registered and promoted")
-    ttc_run = train_time_to_close_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    with quiet_mlflow_noise():  # its pyfunc is logged outside training.tracking's own quiet scope
+        ttc_run = train_time_to_close_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
     print_time_to_close_run(ttc_run)
     ttc_decision = promote_challenger(target, TIME_TO_CLOSE_MODEL_NAME)
     console.print(ttc_decision.explain(), highlight=False)
@@ -353,19 +385,21 @@ def _drop_score_tables(url: str) -> None:
 
 def _demo_rescore(directory: Path, url: str, as_of) -> None:
     """Batch rescore of the demo database as of ``as_of``, then the top-10 leads with their reasons."""
-    from leadscore.cli_rescore import print_summary, print_top_leads
+    from leadscore.cli_rescore import print_summary, print_top_leads, processes_text
     from serving.loader import ServingSettings
     from serving.rescore import RescoreConfig, rescore, sql_data_config, top_leads
 
     settings = ServingSettings(project_dir=directory)
+    scored_by: set[int] = set()
     try:
         with progress_bar("rescoring", None, "lead ids") as advance:
             summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
-                              progress=lambda done, total, partition: advance(done, total))
+                              progress=lambda done, total, partition: advance(done, total),
+                              on_result=lambda result: scored_by.add(result.pid))
     except (LookupError, ValueError) as exc:
         console.print(f"[yellow]rescore refused:[/] {exc}", highlight=False)
         return
-    print_summary(summary)
+    print_summary(summary, processes_text(len(scored_by), None, summary.partitions_run_now))
     print_top_leads(top_leads(url, 10))
 
 

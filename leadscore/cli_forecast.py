@@ -88,6 +88,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def forecast(
+        ctx: typer.Context,
         config: Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")] = Path(
             "leadscore.yaml"),
         as_of: Annotated[
@@ -140,6 +141,12 @@ def register(app: typer.Typer) -> None:
         if out is not None and out.exists() and not out.is_dir():
             raise _fail(f"--out {out}: exists and is not a folder", 2)
         when = naive_utc(as_of) if as_of is not None else None
+        if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
+            given = [option for option, name in (("--models-dir", "models_dir"), ("--tracking-uri", "tracking_uri"))
+                     if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+            if given:
+                raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
+                            f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
         if backtest and as_of is None:
             raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
         try:

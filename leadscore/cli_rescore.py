@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,8 +52,49 @@ def _scores_url(db: str | None, data: Any) -> str:
     raise typer.BadParameter("the data is not in a database: give --db URL for the lead_scores tables")
 
 
-def _shown(value: object) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+@contextmanager
+def cleared_on_error(bar: Progress) -> Iterator[Progress]:
+    """Run the progress ``bar``; an error removes it from the screen, so the error message stands alone."""
+    with bar:
+        try:
+            yield bar
+        except BaseException:
+            bar.live.transient = True
+            bar.live.stop()
+            bar.disable = True  # stopped above: its exit prints no blank line either
+            raise
+
+
+def _refuse(message: str) -> typer.Exit:
+    """A one-line usage error (exit 2)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def shown_value(value: object, label: str = "") -> str:
+    """A reason's value as a person reads it: a missing "days since ..." is "never", another missing
+    value "none"; 1,000 and more with thousands separators; else three significant digits."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "never" if label.startswith("days since") else "none"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
+def processes_text(used: int, asked: int | None, partitions_now: int) -> str:
+    """How many processes scored partitions, and why fewer than ``--processes`` when so."""
+    if used == 0:
+        return "none (no partition left to score)"
+    if asked is None or used >= asked:
+        return str(used)
+    if partitions_now < asked:
+        why = (f"{partitions_now} partition{'s' if partitions_now != 1 else ''} to score, one process each; "
+               "--partition-leads sets their size")
+    else:
+        why = "the others got no partition before the run ended"
+    return f"{used} of the {asked} asked ({why})"
 
 
 def print_top_leads(leads: Any) -> None:
@@ -72,12 +115,13 @@ def print_top_leads(leads: Any) -> None:
     console.print(table)
     console.print("top reasons (impact in probability points):")
     for row in leads.itertuples(index=False):
-        reasons = "; ".join(f"{r['label']} = {_shown(r['value'])} ({r['impact']:+.1f})" for r in row.reasons)
+        reasons = "; ".join(f"{r['label']} = {shown_value(r['value'], r['label'])} ({r['impact']:+.1f})"
+                            for r in row.reasons)
         console.print(f"  {row.lead_id}: {reasons or '-'}", highlight=False)
 
 
-def print_summary(summary: Any) -> None:
-    """The end-of-run summary table (counts, grades, largest changes)."""
+def print_summary(summary: Any, processes: str | None = None) -> None:
+    """The end-of-run summary table (counts, grades, largest changes; ``processes``: who scored)."""
     table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -86,6 +130,7 @@ def print_summary(summary: Any) -> None:
         ("time-to-close model", summary.time_to_close_model or "none (time-to-close fields left empty)"),
         ("as of", str(summary.as_of)),
         ("partitions", f"{summary.partitions} ({summary.partitions_run_now} run now)"),
+        *([("processes", processes)] if processes is not None else []),
         ("leads read", f"{summary.leads:,}"),
         ("scored", f"{summary.scored:,}"),
         ("skipped: converted", f"{summary.skipped_converted:,}"),
@@ -117,8 +162,9 @@ def register(app: typer.Typer) -> None:
             help="SQLAlchemy URL of the lead database (leads/events/outcomes; scores are written there).")] = None,
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
-        model_dir: Annotated[Path | None, typer.Option(
-            help="Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry.")] = None,
+        model_dir: Annotated[str | None, typer.Option(
+            metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
+                                 '"" (empty): the registry.')] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default: the -c file's folder, else .demo; env "
@@ -160,7 +206,7 @@ def register(app: typer.Typer) -> None:
         settings = ServingSettings.from_env(os.environ)
         overrides: dict[str, Any] = {}
         if model_dir is not None:
-            overrides["model_dir"] = model_dir
+            overrides["model_dir"] = Path(model_dir) if model_dir else None  # "": the registry
         if tracking_uri is not None:
             overrides["tracking_uri"] = tracking_uri
         if project_dir is not None:
@@ -168,6 +214,10 @@ def register(app: typer.Typer) -> None:
         elif config is not None and not os.environ.get("LEADSCORE_PROJECT_DIR"):
             overrides["project_dir"] = config.resolve().parent  # the project's own store, as train uses
         settings = settings.model_copy(update=overrides)
+        if tracking_uri is not None and settings.model_dir is not None:
+            given = f"--model-dir {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
+            raise _refuse(f"--tracking-uri with {given}: the exported models would be used and the registry "
+                          "ignored; give one of them")
         if processes is not None and (dask is not None or workers is not None):
             raise typer.BadParameter("--processes is for a run on this machine; with --dask / --workers the "
                                      "Dask workers score the partitions")
@@ -176,8 +226,9 @@ def register(app: typer.Typer) -> None:
                                        processes=processes)
         columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
                    TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
+        scored_by: set[int] = set()  # ids of the processes that scored partitions
         try:
-            with Progress(*columns, console=err_console) as bar:
+            with cleared_on_error(Progress(*columns, console=err_console)) as bar:
                 task = bar.add_task("rescore", total=None, rate="")
 
                 def progress(done: int, total: int, partition: int) -> None:
@@ -193,7 +244,8 @@ def register(app: typer.Typer) -> None:
                     summary = rescore_on_dask(data, scores_url, settings, rescore_config, address=dask,
                                               n_workers=workers, progress=progress, out=out)
                 else:
-                    summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out)
+                    summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out,
+                                          on_result=lambda result: scored_by.add(result.pid))
         except ContractError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
@@ -206,7 +258,11 @@ def register(app: typer.Typer) -> None:
         except MlflowException as exc:
             err_console.print(f"[bold red]error:[/] model registry: {exc.message}", highlight=False)
             raise typer.Exit(1) from exc
-        print_summary(summary)
+        if dask is not None or workers is not None:
+            who = f"Dask workers ({f'scheduler {dask}' if dask else f'{workers} on this machine'})"
+        else:
+            who = processes_text(len(scored_by), processes, summary.partitions_run_now)
+        print_summary(summary, who)
         if out is not None:
             console.print(f"scores -> {out}")
         if top:

@@ -8,6 +8,11 @@ from typing import Any
 READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
 CHAMPION = "champion"
+# the commands that train and promote each model (named in the error when its champion is missing)
+HOW_TO_GET = {
+    READINESS_NAME: "leadscore train / leadscore models promote",
+    TIME_TO_CLOSE_NAME: f"leadscore train --target time-to-close / leadscore models promote --model-name {TIME_TO_CLOSE_NAME}",
+}
 
 
 def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str]:
@@ -20,8 +25,9 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
+        how = HOW_TO_GET.get(name, f"leadscore models promote --model-name {name}")
         raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
-                         f"promote it first (leadscore train / leadscore models promote)") from exc
+                         f"promote it first ({how})") from exc
     model = download_registered(tracking_uri, name, str(version.version), loader)
     return model, f"{name} v{version.version}"
 

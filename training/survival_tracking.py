@@ -52,6 +52,7 @@ from training.tracking import (
     ensure_experiment,
     log_frame_parquet,
     log_run_summary,
+    quiet_mlflow_noise,
     run_params,
 )
 
@@ -113,7 +114,8 @@ def log_time_to_close_run(
             mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
         log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
         log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
-        info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
+        with quiet_mlflow_noise():
+            info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import os
 import socket
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +76,46 @@ def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> Tracki
         raise ValueError(f"tracking URI {uri!r}: a folder is MLflow's retired file store; use "
                          f"sqlite:///{folder / 'mlflow.db'} (a database in that folder) or an http(s):// server")
     return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
+
+
+# MLflow's routine log lines that every run would print, by logger and message start. Only these are
+# dropped, and only inside :func:`quiet_mlflow_noise`; any other record of these loggers still shows.
+MLFLOW_NOISE: dict[str, tuple[str, ...]] = {
+    "mlflow.store.db.utils": ("Creating initial MLflow database tables", "Updating database tables"),
+    "mlflow.pyfunc": ("Passing a Python object as `python_model`", "Validating input example against model signature"),
+    "mlflow.utils.environment": ("Failed to resolve installed pip version",),
+}
+
+
+class _DropMessages(logging.Filter):
+    """Drops records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+@contextmanager
+def quiet_mlflow_noise() -> Iterator[None]:
+    """Inside the block, MLflow's routine store-creation and pyfunc-logging lines (:data:`MLFLOW_NOISE`)
+    are not printed; every other log record of those loggers is."""
+    installed = [(logging.getLogger(name), _DropMessages(prefixes)) for name, prefixes in MLFLOW_NOISE.items()]
+    for logger, dropper in installed:
+        logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        for logger, dropper in installed:
+            logger.removeFilter(dropper)
+
+
+def quiet_artifact_downloads() -> None:
+    """No tqdm bar per MLflow artifact download (several per model load) unless the user asked for them
+    (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` set); what the CLI does for every command."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class TrackingServerUnreachable(ConnectionError, ValueError):
@@ -146,12 +189,15 @@ def connect(target: TrackingTarget) -> MlflowClient:
 
     A tracking server (``http(s)://``) is probed first, once, with a short timeout: an unreachable one
     raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes.
-    Local stores (SQLite, files) are not probed."""
+    Local stores (SQLite, files) are not probed. Opening a new store does not print MLflow's table
+    creation lines, and artifact downloads draw no progress bars (:func:`quiet_artifact_downloads`)."""
     if target.is_server:
         probe_tracking_server(target.uri)
+    quiet_artifact_downloads()
     mlflow.set_tracking_uri(target.uri)
     mlflow.set_registry_uri(target.uri)
-    return MlflowClient(tracking_uri=target.uri, registry_uri=target.uri)
+    with quiet_mlflow_noise():  # the client opens (and on first use creates) the store
+        return MlflowClient(tracking_uri=target.uri, registry_uri=target.uri)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
@@ -328,7 +374,8 @@ def log_training_run(
             mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
         log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
         log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
-        info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
+        with quiet_mlflow_noise():
+            info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
 
 

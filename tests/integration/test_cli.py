@@ -39,6 +39,11 @@ def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
     spec = read_training_set_spec(tmp_path / "demo" / "training_set.parquet")
     beside = json.loads((tmp_path / "demo" / "training_set.spec.json").read_text(encoding="utf-8"))
     assert spec.to_dict() == beside and spec.columns_ == [c for c in frame.columns if c in spec.columns_]
+    # both models were logged as pyfuncs into a new store, without MLflow's routine lines
+    assert "registering the challenger" in result.stderr and "Created version '1'" in result.stderr
+    for noise in ("Passing a Python object as `python_model`", "Failed to resolve installed pip version",
+                  "Creating initial MLflow database tables", "Downloading artifacts"):
+        assert noise not in result.stderr, noise
 
 
 def test_synth_to_parquet_is_deterministic(tmp_path: Path) -> None:
@@ -58,7 +63,10 @@ def test_synth_refuses_to_overwrite(tmp_path: Path) -> None:
     assert run_cli("synth", "--out", url, "--leads", "300").returncode == 0
     again = run_cli("synth", "--out", url, "--leads", "300")
     assert again.returncode == 1
-    assert "leads" in again.stderr and "overwrite" in again.stderr.lower()
+    # one line naming the CLI option (not the library's overwrite=True); no progress bar left above it
+    assert again.stderr.strip().splitlines() == [
+        f"error: table 'leads' already exists in database {url}; add --overwrite to replace it"], again.stderr
+    assert run_cli("synth", "--out", url, "--leads", "300", "--overwrite").returncode == 0
 
 
 def test_validate_reports_contract_violations_by_table_column_and_rule(tmp_path: Path) -> None:
@@ -126,3 +134,76 @@ def test_validate_flat_xeducation_with_only_a_config_file() -> None:
     assert result.returncode == 0, result.stderr
     assert "9,237" in result.stdout
     assert "Asymmetrique Activity Score" in result.stdout
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    """``leadscore *args`` in this process (refusals before any heavy work): exit code and output."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_synth_destination_and_format_mismatches_are_refused_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative URL taken for a folder would land here
+    code, output = _invoke("synth", "--out", "csvdir2", "--leads", "50")
+    assert code == 2 and "--out csvdir2: not a SQLAlchemy URL" in output and "--format csv" in output, output
+    code, output = _invoke("synth", "--out", "sqlite:///x.db", "--format", "csv", "--leads", "50")
+    assert code == 2 and "--out sqlite:///x.db: a database URL, but --format csv" in output, output
+    assert list(tmp_path.iterdir()) == []  # neither a folder "sqlite:" nor a database was written
+    code, output = _invoke("synth", "--out", "folder", "--format", "parquet", "--leads", "50")
+    assert code == 0 and (tmp_path / "folder" / "leads.parquet").is_file(), output
+
+
+def test_demo_and_synth_bounds_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from leadscore.cli import synth
+
+    for option, value in (("--leads", "0"), ("--seed", "-1")):
+        code, output = _invoke("demo", "--dir", str(tmp_path / "demo"), option, value)
+        assert code == 2 and option in output, output
+        assert "Traceback" not in output and "ValidationError" not in output, output
+    assert not (tmp_path / "demo").exists()
+    # a SynthConfig error that slips past the options' bounds (the demo calls synth as a function)
+    with pytest.raises(typer.Exit) as refused:
+        synth(out=f"sqlite:///{tmp_path / 'crm.db'}", leads=0)
+    assert refused.value.exit_code == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --leads: Input should be greater than or equal to 1"]
+    assert not (tmp_path / "crm.db").exists()
+
+
+def test_mlflow_noise_filter_drops_only_its_messages_and_only_inside_its_scope() -> None:
+    import logging
+
+    from training.tracking import MLFLOW_NOISE, quiet_mlflow_noise
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    loggers = [logging.getLogger(name) for name in MLFLOW_NOISE]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        noise = [(logger, prefix + " (details)") for logger in loggers for prefix in MLFLOW_NOISE[logger.name]]
+        with quiet_mlflow_noise():
+            for logger, message in noise:
+                logger.warning(message)
+            for logger in loggers:
+                logger.warning("a real warning from %s", logger.name)
+        assert seen == [f"a real warning from {logger.name}" for logger in loggers]
+        seen.clear()
+        logger, message = noise[0]
+        logger.warning(message)  # outside the scope: shown
+        assert seen == [message]
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)

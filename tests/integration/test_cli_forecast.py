@@ -89,8 +89,14 @@ def test_forecast_from_registered_champions_names_their_versions(project: Path, 
     closing = registry.register_time_to_close(train_small_time_to_close(N_LEADS, SEED), champion.features,
                                               trained_at="2026-06-01")
     missing = run_cli("forecast", "-c", str(project), "--tracking-uri", registry.uri, "--as-of", AS_OF)
-    assert missing.returncode == 1 and "promote it first" in missing.stderr  # no champion alias yet
+    assert missing.returncode == 1 and "no registered model 'lead-conversion'" in missing.stderr  # no alias yet
+    assert "(leadscore train / leadscore models promote)" in missing.stderr, missing.stderr
     registry.promote(readiness)
+    # the error names the commands that make the other champion, not the plain ones
+    missing = run_cli("forecast", "-c", str(project), "--tracking-uri", registry.uri, "--as-of", AS_OF)
+    assert missing.returncode == 1 and f"no registered model '{TIME_TO_CLOSE_NAME}'" in missing.stderr
+    assert (f"(leadscore train --target time-to-close / leadscore models promote --model-name {TIME_TO_CLOSE_NAME})"
+            in missing.stderr), missing.stderr
     registry.promote(closing, TIME_TO_CLOSE_NAME)
     result = run_cli("forecast", "-c", str(project), "--tracking-uri", registry.uri, "--as-of", AS_OF,
                      "--out", str(tmp_path / "out"))
@@ -108,3 +114,21 @@ def test_backtest_needs_a_past_date_and_crm_data(project: Path, tmp_path: Path) 
     flat.write_text("data:\n  mode: flat\n  source: {path: x.csv}\n  id_column: Id\n  label_column: y\n")
     refused = run_cli("forecast", "-c", str(flat), "--backtest", "--as-of", AS_OF)
     assert refused.returncode == 2 and "forecasting needs the CRM data mode" in refused.output, refused.output
+
+
+def test_backtest_refuses_the_champion_options_it_would_not_use(project: Path, tmp_path: Path) -> None:
+    """The backtest trains its own two models: --models-dir / --tracking-uri on the command line are refused
+    (one line, exit 2) before any work; MLFLOW_TRACKING_URI in the environment (as `mlflow run` sets it) is not."""
+    for extra, named in ((["--models-dir", str(tmp_path / "models")], "--models-dir"),
+                         (["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], "--tracking-uri")):
+        refused = run_cli("forecast", "-c", str(project), "--backtest", "--as-of", AS_OF, "--out",
+                          str(tmp_path / "out"), *extra)
+        assert refused.returncode == 2, refused.output
+        assert refused.stderr.strip().splitlines() == [
+            f"error: {named}: not used with --backtest, which trains both models on the data known at --as-of; "
+            "drop it"], refused.stderr
+    assert not (tmp_path / "out").exists()
+    from_env = CliRunner().invoke(app, ["forecast", "-c", str(project), "--backtest"],
+                                  env={"COLUMNS": "200", "NO_COLOR": "1",
+                                       "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert from_env.exit_code == 2 and "--backtest needs --as-of" in from_env.output, from_env.output

@@ -401,3 +401,55 @@ def test_cli_refuses_bad_options_before_any_run_and_creates_no_database(tmp_path
     (tmp_path / "flat.yaml").write_text("data:\n  mode: flat\n  source: {path: x.csv}\n  id_column: Id\n  label_column: y\n")
     code, output = _cli("-c", str(tmp_path / "flat.yaml"), "--model-dir", models)
     assert code == 2 and "rescoring needs the CRM data mode" in output, output
+
+
+def test_reason_values_read_as_a_person_would() -> None:
+    from leadscore.cli_rescore import shown_value
+
+    assert shown_value(None, "days since last page view") == "never"
+    assert shown_value(float("nan"), "days since last form fill") == "never"
+    assert shown_value(None, "industry") == "none"
+    assert shown_value(101_000_000.0, "annual revenue") == "101,000,000"
+    assert shown_value(2_330.0, "employees") == "2,330"
+    assert shown_value(12_345, "employees") == "12,345"
+    assert shown_value(7.9612, "pricing page views") == "7.96" and shown_value(118.0, "days since x") == "118"
+    assert shown_value("saas", "industry") == "saas" and shown_value(True, "flag") == "True"
+
+
+def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_before_errors(
+        sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
+    make_lead_db(sqlite_url)
+    models = str(champion.models_dir)
+    # one partition, two processes asked: the summary says how many scored, and why not two
+    code, output = _cli("--db", sqlite_url, "--model-dir", models, "--as-of", "2026-05-01",
+                        "--partition-leads", "100000", "--processes", "2", "--top", "3")
+    assert code == 0, output
+    assert "partitions 1 (1 run now)" in output and "processes 1 of the 2 asked (1 partition to score" in output
+    # reasons: no scientific notation, no "None"
+    reasons = output.split("top reasons")[1]
+    assert "e+0" not in reasons and "= None" not in reasons and "= nan" not in reasons, reasons
+
+    # --tracking-uri would be ignored next to exported models: refused, one line, before any work
+    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", models, "--tracking-uri",
+                                              f"sqlite:///{tmp_path / 'mlflow.db'}"], env={"COLUMNS": "300"})
+    squeezed = "".join(result.stderr.split())  # rich wraps at the console's width, whatever COLUMNS says
+    assert result.exit_code == 2 and squeezed == "".join((
+        f"error: --tracking-uri with --model-dir {models}: the exported models would be used and the registry "
+        "ignored; give one of them").split()), result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+    # an error during the run replaces the progress bar: the message stands alone
+    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", str(tmp_path / "none"),
+                                              "--as-of", "2026-05-01"], env={"COLUMNS": "300"})
+    squeezed = "".join(result.stderr.split())
+    assert result.exit_code == 1 and squeezed == "".join(
+        f"error: no champion.json in {tmp_path / 'none'} or {tmp_path / 'none' / 'lead-conversion'}".split()), \
+        result.stderr  # the error alone: no progress bar left above it
+
+    # an empty --model-dir is the registry (the MLproject default), even with LEADSCORE_MODEL_DIR set
+    registry = tmp_path / "registry" / "mlflow.db"
+    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", "", "--as-of", "2026-05-01"],
+                                env={"COLUMNS": "300", "LEADSCORE_MODEL_DIR": models,
+                                     "MLFLOW_TRACKING_URI": f"sqlite:///{registry}"})
+    assert result.exit_code == 1 and str(registry) in "".join(result.stderr.split()), result.stderr
+    assert "champion.json" not in result.stderr

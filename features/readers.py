@@ -11,7 +11,7 @@ the database returns them for SQL; id lists are queried in batches).
 
 from __future__ import annotations
 
-import warnings
+import functools
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -64,6 +65,9 @@ class LeadSubset:
     def mask(self, ids: pd.Series) -> pd.Series:
         """Rows of ``ids`` inside the subset."""
         if self.lead_ids is not None:
+            if ids.dtype == object:  # ids as written (text): compared as text, "0011" is not 11
+                wanted = {str(i).strip() for i in self.lead_ids}
+                return ids.astype(str).str.strip().isin(wanted) & ids.notna()
             return ids.isin(list(self.lead_ids))
         if self.lead_id_range is not None:
             start, stop = self.lead_id_range
@@ -96,63 +100,91 @@ def read_csv_table(
 ) -> pd.DataFrame:
     """Read a CSV file (only ``columns`` that exist, when given), optionally a subset of leads.
 
-    Every column is parsed, the unwanted ones dropped after: pandas does not count the fields of rows
-    it reads with ``usecols``, and would silently cut a row with a field too many. Such a row is a
-    :class:`pandas.errors.ParserError` naming its line.
-
-    Lead ids: ``None`` reads them as text and types them with :func:`csv_lead_ids` (zero-padded ids stay
-    text); ``True`` keeps them text (the leads table's ids are text); ``False`` lets pandas parse them
-    (faster; the leads table's ids are numbers).
+    A row with more fields than the header is refused (:func:`check_csv_field_counts`; pandas would
+    silently cut it when reading some columns only). Lead ids: ``None`` reads them as text and types
+    them with :func:`csv_lead_ids` (zero-padded ids stay text); ``True`` keeps them text (the leads
+    table's ids are text); ``False`` lets pandas parse them (the leads table's ids are numbers).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
     header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
+    check_csv_field_counts(path, separator, encoding)
     usecols = _select_existing(list(header), columns)
     reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
     if not subset.is_all and not reads_ids:
         raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
-    # index_col=False: when every row has one field more than the header, pandas would otherwise
-    # take the first column as the index and shift every value one column to the left
-    options: dict[str, Any] = {"sep": separator, "encoding": encoding, "index_col": False, "low_memory": False}
-    as_text = reads_ids and ids_as_text is not False
-    if as_text:
+    # index_col=False: never take a column as the index (pandas does when rows are longer than the header)
+    options: dict[str, Any] = {"sep": separator, "encoding": encoding, "usecols": usecols, "index_col": False,
+                               "low_memory": False}
+    if reads_ids and ids_as_text is not False:
         options["dtype"] = {lead_id_column: str}
-
-    def wanted(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame[usecols] if usecols is not None else frame
-
-    def typed(ids: pd.Series) -> pd.Series:
-        return csv_lead_ids(ids) if as_text and ids_as_text is None else ids
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", pd.errors.ParserWarning)  # "... leads to a loss of data"
-        try:
-            if subset.is_all:
-                frame = wanted(pd.read_csv(path, **options))
-            else:
-                parts = [part[subset.mask(typed(part[lead_id_column]))]
-                         for part in map(wanted, pd.read_csv(path, chunksize=chunksize, **options))]
-                frame = pd.concat(parts, ignore_index=True) if parts else wanted(pd.read_csv(path, nrows=0, **options))
-        except pd.errors.ParserWarning as exc:
-            raise pd.errors.ParserError(f"the first row after the header has more fields than the header's {len(header)}") from exc
+    if subset.is_all:
+        frame = pd.read_csv(path, **options)
+    else:  # the subset is matched on the ids as written (text) or parsed; they are typed once, at the end
+        parts = [chunk[subset.mask(chunk[lead_id_column])]
+                 for chunk in pd.read_csv(path, chunksize=chunksize, **options)]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0, **options)
     frame = frame.reset_index(drop=True)
-    if reads_ids:  # typed on the whole column, not chunk by chunk
-        frame[lead_id_column] = typed(frame[lead_id_column])
+    if reads_ids and ids_as_text is None:
+        frame[lead_id_column] = csv_lead_ids(frame[lead_id_column])
     return frame
 
 
+@functools.lru_cache(maxsize=64)
+def _longer_rows(path: str, mtime_ns: int, size: int, separator: str, encoding: str) -> tuple[tuple[Any, str], ...]:
+    """(line number, text) of the first rows with more fields than the header (cached per file version)."""
+    longer: list[tuple[Any, str]] = []
+
+    def on_invalid(row: Any) -> str:
+        if row.actual_columns > row.expected_columns and len(longer) < 3:
+            longer.append((row.number, row.text[:120]))
+        return "skip"  # shorter rows: pandas fills them with missing values, as it always did
+
+    try:
+        reader = pa_csv.open_csv(
+            path, read_options=pa_csv.ReadOptions(use_threads=False, encoding=encoding, block_size=1 << 24),
+            parse_options=pa_csv.ParseOptions(delimiter=separator, newlines_in_values=True,
+                                              invalid_row_handler=on_invalid),
+            convert_options=pa_csv.ConvertOptions(include_columns=[], include_missing_columns=False),
+        )
+        for _ in reader:
+            if len(longer) >= 3:
+                break
+    except (pa.ArrowException, ValueError):
+        return tuple(longer)  # a file pyarrow cannot parse: pandas reports its own error
+    return tuple(longer)
+
+
+def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> None:
+    """Refuse a CSV file with a row that has more fields than its header (a stray separator or a shifted
+    row: reading some columns only, pandas would cut it silently); shorter rows are read as missing
+    values. One fast pass (pyarrow, no values converted), cached per file version."""
+    path = Path(path)
+    stat = path.stat()
+    if len(separator) != 1:
+        return  # a regex separator: pandas' own parser is the only judge
+    longer = _longer_rows(str(path), stat.st_mtime_ns, stat.st_size, separator, encoding)
+    if longer:
+        shown = "; ".join(f"line {n}: {text!r}" if n else repr(text) for n, text in longer)
+        raise pd.errors.ParserError(f"rows with more fields than the header, e.g. {shown}")
+
+
 _ZERO_PADDED = r"\s*[+-]?0\d"
+_EXACT_FLOAT_INTS = 2**53  # beyond: float64 merges distinct integer ids
 
 
 def csv_lead_ids(ids: pd.Series) -> pd.Series:
     """Lead ids read as text, typed as pandas would type them, except that zero-padded ids
-    (``000123``) stay text: the zeros are part of the id the CRM will look the score up by."""
+    (``000123``) and integers too large for exact numbers stay text: the id the CRM will look the
+    score up by must come back as written."""
     present = ids.dropna()
     if present.str.match(_ZERO_PADDED).any():
         return ids
     numbers = pd.to_numeric(ids, errors="coerce")
     if numbers[ids.notna()].isna().any():  # not all numbers: text ids
+        return ids
+    if pd.api.types.is_float_dtype(numbers.dtype) and (numbers.abs() >= _EXACT_FLOAT_INTS).any():
         return ids
     return numbers
 
@@ -467,16 +499,22 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
                                encoding=source.csv_encoding)
     if column not in frame.columns:
         raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
-    if not pd.api.types.is_numeric_dtype(frame[column].dtype) and len(frame[column].dropna()):
-        examples = frame[column].dropna().head(5).tolist()
+    values = frame[column]
+    values = values[~(_missing_id_mask(values, data.missing_values).to_numpy())]  # counted, refused or quarantined apart
+    if values.dtype == object and len(values):
+        values = csv_lead_ids(values.astype(str)) if source.kind == "csv" else values
+    if not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
+        numbers = pd.to_numeric(values, errors="coerce")
+        padded = values.astype(str).str.match(_ZERO_PADDED)
+        examples = values[numbers.isna().to_numpy() | padded.to_numpy()].head(5).tolist() or values.head(5).tolist()
         raise ValueError(
             f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; the ids are text "
             f"(zero-padded or not numbers), e.g. {examples}"
         )
-    ids = pd.to_numeric(frame[column].dropna(), errors="coerce")
+    ids = pd.to_numeric(values, errors="coerce")
     bad = ids.isna() | (ids != np.floor(ids))
     if bad.any():
-        examples = frame[column].dropna()[bad.to_numpy()].head(5).tolist()
+        examples = values[bad.to_numpy()].head(5).tolist()
         raise ValueError(
             f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; "
             f"non-integer ids such as {examples}"
@@ -515,10 +553,13 @@ def read_rows_without_lead_id(data: DataConfig, table: str) -> pd.DataFrame:
                 return pd.read_sql(query, conn)
     if source.kind == "parquet":
         frame = read_parquet_table(location)
-    else:
-        frame = read_csv_table(location, lead_id_column=column, separator=source.csv_separator,
-                               encoding=source.csv_encoding)
-    return frame[_missing_id_mask(frame[column], data.missing_values).to_numpy()]
+        return frame[_missing_id_mask(frame[column], data.missing_values).to_numpy()]
+    check_csv_field_counts(location, source.csv_separator, source.csv_encoding)
+    options: dict[str, Any] = {"sep": source.csv_separator, "encoding": source.csv_encoding, "index_col": False,
+                               "low_memory": False, "dtype": {column: str}, "chunksize": source.chunksize}
+    parts = [chunk[_missing_id_mask(chunk[column], data.missing_values).to_numpy()]
+             for chunk in pd.read_csv(location, **options)]  # chunk by chunk: only these rows are kept
+    return pd.concat(parts) if parts else pd.DataFrame()
 
 
 def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
@@ -545,7 +586,8 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
         if source.kind == "parquet":
             frame = read_parquet_table(location, columns=[column])
         else:
-            frame = read_csv_table(location, columns=[column], lead_id_column=column, separator=source.csv_separator,
+            frame = read_csv_table(location, columns=[column], lead_id_column=column, ids_as_text=True,
+                                   separator=source.csv_separator,
                                    encoding=source.csv_encoding)
         if column in frame.columns:
             counts[table] = int(_missing_id_mask(frame[column], data.missing_values).sum())

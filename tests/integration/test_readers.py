@@ -131,9 +131,44 @@ def test_a_csv_row_with_a_field_too_many_is_refused_not_cut_or_shifted(tmp_path:
     for i in rows:
         lines[i] += ",stray"
     path.write_text("\n".join(lines) + "\n")
-    line = "line 5" if extra_on == "one row" else "first row after the header"
-    with pytest.raises(DataSourceError, match=rf"events\.csv: malformed CSV: .*{line}"):
-        load_crm(file_config("csv", tmp_path))
+    config = file_config("csv", tmp_path)
+    line = "line 5" if extra_on == "one row" else "line 2"  # the file's line of the first such row
+    with pytest.raises(DataSourceError, match=rf"events\.csv: malformed CSV: rows with more fields than the header, "
+                                              rf"e\.g\. {line}: '"):
+        load_crm(config)
+    small_chunks = config.model_copy(update={"source": config.source.model_copy(update={"chunksize": 3})})
+    with pytest.raises(DataSourceError, match=line):  # a subset read in chunks: every chunk is checked
+        load_crm(small_chunks, lead_id_range=(0, 10**9))
+
+
+def test_csv_ids_as_written_survive_chunked_subsets_huge_numbers_and_markers(tmp_path: Path) -> None:
+    frames = canonical_frames(12)
+    codes = {i: (f"{1000 + i}" if i <= 9 else f"{i:04d}") for i in range(1, 13)}  # 1001..1009, then 0010..0012
+    write_files("csv", tmp_path, frames)
+    for table in MAPPING:
+        path = tmp_path / f"{table}.csv"
+        frame = pd.read_csv(path)
+        frame[SOURCE_NAMES[table]["lead_id"]] = frame[SOURCE_NAMES[table]["lead_id"]].map(codes)
+        frame.to_csv(path, index=False)
+    config = file_config("csv", tmp_path)
+    small_chunks = config.model_copy(update={"source": config.source.model_copy(update={"chunksize": 4})})
+    data, report = load_crm(small_chunks, lead_ids=["1001", "1005", "0011"])
+    assert report.ok and sorted(data.leads["lead_id"]) == ["0011", "1001", "1005"]
+    assert set(data.events["lead_id"]) <= {"0011", "1001", "1005"} and len(data.events)
+    # integers beyond exact float range stay text instead of merging into one number
+    huge = pd.DataFrame({"Id": ["900000000000000000001", "900000000000000000002"],
+                         "CreatedDate": ["2024-01-01", "2024-01-02"]})
+    huge.to_csv(tmp_path / "leads.csv", index=False)
+    pd.DataFrame({"LeadId": [], "ActivityDate": [], "Type": [], "Channel": []}).to_csv(tmp_path / "events.csv",
+                                                                                   index=False)
+    pd.DataFrame({"LeadId": [], "WonDate": [], "Amount": []}).to_csv(tmp_path / "outcomes.csv", index=False)
+    data, _ = load_crm(config)
+    assert sorted(data.leads["lead_id"]) == ["900000000000000000001", "900000000000000000002"]
+    # a missing-value marker among integer ids: not a reason to call every id text
+    pd.DataFrame({"Id": ["1", "2", "unknown", "4"], "CreatedDate": ["2024-01-01"] * 4}).to_csv(
+        tmp_path / "leads.csv", index=False)
+    marked = config.model_copy(update={"missing_values": ["", "unknown"]})
+    np.testing.assert_array_equal(read_lead_ids(marked), [1, 2, 4])
 
 
 def write_sql(url: str, frames: dict[str, pd.DataFrame]) -> None:

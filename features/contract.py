@@ -475,7 +475,8 @@ class ContractError(ValueError):
     def __init__(self, violations: list[ContractViolation]) -> None:
         self.violations = list(violations)
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
-        where = ("\n  (row = position in the table as read, from 0: in a CSV file with a header, line row + 2)"
+        where = ("\n  (row = position among the rows read, from 0: reading a whole CSV file with a header, its line "
+                 "is row + 2)"
                  if any(v.examples for v in self.violations) else "")
         super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
 
@@ -825,10 +826,11 @@ def rule_duplicate_outcome(lead_ids: pd.Series, converted_at: pd.Series) -> np.n
     """Every copy of an outcome row whose lead and conversion instant (or missing instant) both repeat.
 
     A lead may convert more than once at different instants (a recycled lead that closes again);
-    the same conversion twice would count one deal twice.
+    the same conversion twice would count one deal twice. Rows without a conversion instant (lost
+    opportunities) count no deal: several of one lead are fine.
     """
     pairs = pd.DataFrame({"lead": lead_ids.to_numpy(), "at": converted_at.to_numpy()})
-    return (pairs.duplicated(keep=False) & lead_ids.notna().to_numpy()).to_numpy()
+    return (pairs.duplicated(keep=False) & lead_ids.notna().to_numpy() & converted_at.notna().to_numpy())
 
 
 def rule_unknown_lead(lead_ids: pd.Series, known_ids: pd.Series) -> np.ndarray:

@@ -35,7 +35,7 @@ class CRMSummary:
             ("leads", f"{self.leads:,}"),
             ("events", f"{self.events:,} ({self.events_per_lead:.1f} per lead)"),
             ("outcomes rows", f"{self.outcomes:,}"),
-            ("conversions", f"{self.conversions:,}"),
+            ("converted leads", f"{self.conversions:,}"),
             ("conversion rate", f"{self.conversion_rate:.2%}"),
             ("median time to close", median),
             ("history", f"{_day(self.first_created)} .. {_day(self.last_activity)}"),
@@ -50,7 +50,9 @@ def _day(value: pd.Timestamp | None) -> str:
 def summarize_crm(crm: CRMData) -> CRMSummary:
     """Counts, conversion rate and median creation-to-close time of validated CRM tables."""
     leads, events, outcomes = crm.leads, crm.events, crm.outcomes
-    converted = outcomes.loc[outcomes[CONVERTED_AT].notna(), [LEAD_ID, CONVERTED_AT]]
+    # a lead that converted again (recycled, then won) counts once, from its first conversion
+    converted = (outcomes.loc[outcomes[CONVERTED_AT].notna(), [LEAD_ID, CONVERTED_AT]]
+                 .sort_values(CONVERTED_AT, kind="stable").drop_duplicates(LEAD_ID))
     created = leads.set_index(LEAD_ID)[CREATED_AT]
     days = (converted[CONVERTED_AT].to_numpy() - created.reindex(converted[LEAD_ID]).to_numpy())
     days = days.astype("timedelta64[s]").astype(np.float64) / SECONDS_PER_DAY

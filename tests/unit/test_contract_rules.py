@@ -330,3 +330,19 @@ def test_timestamp_format_option() -> None:
     raw.outcomes["WonDate"] = ["01-03-2024", None, None, "04-03-2024", None, None]
     data, _ = validate_crm(raw, CONFIG.model_copy(update={"timestamp_format": "%d-%m-%Y"}))
     assert data.leads["created_at"].iloc[2] == pd.Timestamp("2024-01-03")
+
+
+def test_lost_opportunities_of_one_lead_are_no_duplicates_and_a_second_win_counts_the_lead_once() -> None:
+    from features.summary import summarize_crm
+
+    raw = raw_crm()
+    extra = pd.DataFrame({"LeadId": [102, 101], "WonDate": [None, "2024-05-02"], "amount": [np.nan, 700.0]})
+    raw.outcomes = pd.concat([raw.outcomes, extra], ignore_index=True)  # 102: two rows without a win
+    data, report = validate_crm(raw, CONFIG)
+    assert report.ok
+    summary = summarize_crm(data)
+    assert summary.conversions == 2 and summary.conversion_rate == pytest.approx(2 / 6)  # leads 101 and 104
+    assert ("converted leads", "2") in summary.as_rows()
+    assert summary.median_days_to_close == pytest.approx(np.median([(pd.Timestamp("2024-03-01") - pd.Timestamp(
+        "2024-01-01 09:00")).total_seconds(), (pd.Timestamp("2024-03-04") - pd.Timestamp("2024-01-04 09:00"))
+        .total_seconds()]) / 86400)  # each lead's first win, not the second one

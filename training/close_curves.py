@@ -31,14 +31,19 @@ def cumulative_close(hazards: np.ndarray, period_days: float, days: np.ndarray) 
     return 1.0 - ends[:, k] * decay
 
 
+SURE = 1.0 - 1e-6  # readiness probabilities at or above this are treated as certain
+
+
 def hazard_factor(f_ttc_horizon: np.ndarray, p_readiness: np.ndarray) -> np.ndarray:
     """``c`` with ``1 - (1 - F_ttc(H))**c = p``: the factor on every hazard of the hazard model that makes
     its curve reach the sales-readiness probability at H (NaN where ``F_ttc(H)`` is ~0 or ~1)."""
     fh = np.asarray(f_ttc_horizon, dtype=np.float64)
-    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0 - 1e-15)
+    p = np.asarray(p_readiness, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.log1p(-p) / np.log1p(-fh)
-    return np.where((fh > 1e-12) & (fh < 1.0 - 1e-12), c, np.nan)
+        c = np.log1p(-np.clip(p, 0.0, SURE)) / np.log1p(-fh)
+    # p ~ 1 (a calibrator's ceiling): c would hang on the last digits of p and squeeze every close into
+    # the first days; such rows keep the hazard model's timing inside H instead (degenerate rows)
+    return np.where((fh > 1e-12) & (fh < 1.0 - 1e-12) & (p < SURE), c, np.nan)
 
 
 def combine_close_curves(
@@ -48,8 +53,9 @@ def combine_close_curves(
     multiplied by the same factor ``c`` (:func:`hazard_factor`), ``S(t) = S_ttc(t)**c``. The curve keeps
     the hazard model's shape on both sides of H (no jump in the close rate at H), and the timing inside
     H is the hazard model's for the small probabilities of leads. Degenerate rows: with no timing
-    information inside H (``F_ttc(H)`` ~ 0) ``p`` is spread uniformly over [0, H], with ``F_ttc(H)`` ~ 1
-    rescaled inside H; after H both take the hazard model's conditional law given still open at H."""
+    information inside H (``F_ttc(H)`` ~ 0) ``p`` is spread uniformly over [0, H]; with ``F_ttc(H)`` ~ 1
+    or ``p`` ~ 1 (:data:`SURE`) the hazard model's curve is rescaled inside H; after H all take the
+    hazard model's conditional law given still open at H."""
     f_ttc = np.asarray(f_ttc, dtype=np.float64)
     fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
     p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]

@@ -173,7 +173,7 @@ def baselines_to_beat(comparison: pd.DataFrame, metric: str, fallback_metric: st
     return out
 
 
-MIN_EVAL_POSITIVES = 20  # fewer conversions (closes) in the evaluation rows: a comparison is noise
+MIN_EVAL_POSITIVES = 20  # fewer converting (closing) leads in the evaluation rows: a comparison is noise
 
 
 def decide_promotion(
@@ -185,13 +185,13 @@ def decide_promotion(
     positives: int | None = None,
 ) -> tuple[bool, list[str]]:
     """Pure rule: beat every baseline given as (scorer, metric, value), and (when there is one) the
-    champion on the same rows on ``metric``; with ``positives`` (conversions or closes in the
+    champion on the same rows on ``metric``; with ``positives`` (leads that convert, or close, in the
     evaluation rows) below :data:`MIN_EVAL_POSITIVES`, nothing is promoted."""
     reasons: list[str] = []
     ok = True
     if positives is not None and positives < MIN_EVAL_POSITIVES:
         ok = False
-        reasons.append(f"only {positives} positive(s) in the evaluation rows: at least {MIN_EVAL_POSITIVES} are "
+        reasons.append(f"only {positives} lead(s) convert in the evaluation rows: at least {MIN_EVAL_POSITIVES} are "
                        "needed to tell models apart (more history, or a longer test period)")
     if not baselines:
         reasons.append(f"no baseline reports {metric}: baseline check skipped")
@@ -367,7 +367,10 @@ def promote(
                 f"({exc}); compare them by hand or retrain both on the same features"
             ) from exc
     baselines = baselines_to_beat(comparison, metric, rules.default_metric, rules.model_row)
-    positives = int(rows[rules.positive_column].sum()) if rules.positive_column in rows.columns else None
+    positives = None
+    if rules.positive_column in rows.columns:  # converting (closing) leads, not positive snapshot rows
+        hit = rows[rules.positive_column].to_numpy(dtype=float) == 1
+        positives = int(rows.loc[hit, LEAD_ID].nunique()) if LEAD_ID in rows.columns else int(hit.sum())
     promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta, positives)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")

@@ -50,8 +50,13 @@ def test_only_metrics_that_can_decide_are_offered() -> None:
     rules = promotion_rules(None)
     assert rules.default_metric in rules.deciding_metrics
     assert "ece" not in rules.deciding_metrics  # a constant score has a perfect calibration error
-    for metric in rules.deciding_metrics:
-        better(metric, 0.5, 0.4)  # every one has a direction
+    for metric in rules.deciding_metrics:  # every one has a direction, and it is the right one
+        assert better(metric, 0.5, 0.4) == (metric not in ("log_loss", "brier", "ibs"))
+    survival = promotion_rules("time_to_close")
+    assert survival.default_metric == "uno_c" and set(survival.deciding_metrics) == {"uno_c", "harrell_c", "ibs"}
+    assert survival.positive_column == "event" and rules.positive_column == "label"
+    for metric in survival.deciding_metrics:
+        assert better(metric, 0.5, 0.4) == (metric != "ibs")
 
 
 @pytest.mark.parametrize(
@@ -74,6 +79,6 @@ def test_decide_promotion(challenger, champion, baseline, expected) -> None:
 def test_too_few_positives_in_the_evaluation_rows_promote_nothing() -> None:
     checks = [("points", "roc_auc", 0.60)]
     ok, reasons = decide_promotion({"roc_auc": 0.77}, None, checks, "roc_auc", positives=MIN_EVAL_POSITIVES - 15)
-    assert not ok and f"only {MIN_EVAL_POSITIVES - 15} positive(s)" in reasons[0]
+    assert not ok and f"only {MIN_EVAL_POSITIVES - 15} lead(s) convert" in reasons[0]
     ok, _ = decide_promotion({"roc_auc": 0.77}, None, checks, "roc_auc", positives=MIN_EVAL_POSITIVES)
     assert ok

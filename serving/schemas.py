@@ -190,7 +190,7 @@ class LeadError(ValueError):
 
     def as_response(self) -> dict[str, Any]:
         every = [self, *self.others]
-        return {"error": str(self) if not self.others else f"{len(every)} lead errors; first: {self}",
+        return {"error": str(self) if not self.others else f"{len(every)} errors; first: {self}",
                 "lead_index": self.index, "lead_id": self.lead_id, "field": self.field,
                 "errors": [str(e) for e in every[:MAX_ERRORS_LISTED]]}
 
@@ -276,15 +276,19 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
     for parts, texts in grouped.items():
         loc = list(parts)
         item = {"msg": texts[0] if len(texts) == 1 else "not valid as any accepted type (" + "; ".join(texts) + ")"}
+        loc = loc[:2] + [f"[{p}]" if p.isdigit() else p for p in loc[2:]]  # events.0.x -> events[0].x
         index = int(loc[1]) if len(loc) > 1 and loc[0] == "leads" and loc[1].isdigit() else None
-        field = ".".join(loc[2:] if index is not None else loc) or "body"
+        field = ".".join(loc[2:] if index is not None else loc).replace(".[", "[") or ("lead" if index is not None
+                                                                                      else "body")
         lead_id = None
         if index is not None and isinstance(leads, list) and index < len(leads) and isinstance(leads[index], dict):
-            lead_id = leads[index].get("lead_id")
+            given = leads[index].get("lead_id")  # echoed only when it is a valid id (never a huge or odd value)
+            lead_id = given if (isinstance(given, int) and not isinstance(given, bool)) or (
+                isinstance(given, str) and 0 < len(given) <= MAX_NAME) else None
         where = f"lead {index} (lead_id {lead_id!r}): " if index is not None else ""
         messages.append(f"{where}{field}: {item.get('msg', 'invalid')}")
         first = first or (index, lead_id, field)
     index, lead_id, field = first
-    error = messages[0] if len(messages) == 1 else f"{len(messages)} invalid fields; first: {messages[0]}"
+    error = messages[0] if len(messages) == 1 else f"{len(messages)} errors; first: {messages[0]}"
     return {"error": error, "lead_index": index, "lead_id": lead_id, "field": field,
             "errors": messages[:MAX_ERRORS_LISTED]}

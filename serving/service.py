@@ -80,6 +80,9 @@ class RedactValidationErrors(logging.Filter):
         return True
 
 
+RECORDED_BODY_BYTES = 1 << 20  # request bodies up to this size are kept to name the lead ids of their errors
+
+
 class ValidationErrorShape:
     """ASGI middleware: BentoML answers a ``/score`` request its pydantic model refuses with
     ``{"error": "N validation error for ScoreRequestIODescriptor", "detail": [...]}``; rewrite that
@@ -97,10 +100,19 @@ class ValidationErrorShape:
         start: dict[str, Any] | None = None
         body: list[bytes] = []
 
+        recorded = 0
+
         async def recording_receive() -> dict[str, Any]:
+            nonlocal recorded
             message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
+            if message["type"] == "http.request" and recorded <= RECORDED_BODY_BYTES:
+                body_part = message.get("body", b"")
+                recorded += len(body_part)
+                # a large body is not kept twice: its errors then name lead indexes without ids
+                if recorded <= RECORDED_BODY_BYTES:
+                    chunks.append(body_part)
+                else:
+                    chunks.clear()
             return message
 
         async def rewriting_send(message: dict[str, Any]) -> None:
@@ -114,7 +126,7 @@ class ValidationErrorShape:
             body.append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            content = _reshaped(b"".join(body), b"".join(chunks))
+            content = _reshaped(b"".join(body), b"".join(chunks) if recorded <= RECORDED_BODY_BYTES else b"")
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
             await send({"type": "http.response.body", "body": content})

@@ -18,7 +18,7 @@ def test_union_member_errors_are_one_field_and_leads_are_named() -> None:
     assert body["errors"][1:] == ["lead 1 (lead_id 7): created_at: Field required",
                                   "lead 1 (lead_id 7): foo: Extra inputs are not permitted",
                                   "asOf: Extra inputs are not permitted"]
-    assert body["error"].startswith("4 invalid fields; first: lead 1 (lead_id 7): attributes.industry: not valid")
+    assert body["error"].startswith("4 errors; first: lead 1 (lead_id 7): attributes.industry: not valid")
 
 
 def test_a_top_level_field_and_other_bodies() -> None:
@@ -27,3 +27,14 @@ def test_a_top_level_field_and_other_bodies() -> None:
                     "field": "as_of", "errors": ["as_of: Input should be a valid datetime"]}
     assert validation_error_response([], {}) is None
     assert validation_error_response([{"msg": "no location"}], {}) is None
+
+
+def test_fields_read_like_the_scoring_rules_and_odd_ids_are_not_echoed() -> None:
+    detail = [{"loc": ["leads", 0, "events", 3, "occurred_at"], "msg": "Input should be a valid datetime"},
+              {"loc": ["leads", 1], "msg": "Input should be a valid dictionary"}]
+    body = validation_error_response(detail, {"leads": [{"lead_id": "x" * 100_000}, "not a lead"]})
+    assert body["field"] == "events[3].occurred_at"  # as check_leads names it
+    assert body["lead_id"] is None and "x" * 300 not in str(body)  # a 100,000-character id is not sent back
+    assert body["errors"][1] == "lead 1 (lead_id None): lead: Input should be a valid dictionary"
+    listed = validation_error_response([{"loc": ["leads", 0, "lead_id"], "msg": "bad"}], {"leads": [{"lead_id": [1]}]})
+    assert listed["lead_id"] is None

@@ -15,6 +15,25 @@ SERVICE = "serving.service:LeadScoringService"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def absolute_store_uri(uri: str, cwd: Path, what: str = "MLFLOW_TRACKING_URI") -> str:
+    """An MLflow store URI with a relative local path made absolute against ``cwd``: ``sqlite:///rel.db``,
+    ``file:rel`` and a plain folder; server and other URIs unchanged. A malformed SQLite URL is a
+    ``typer.BadParameter`` naming ``what``."""
+    from features.contract import resolve_sqlite_url
+
+    if uri.startswith("sqlite:"):
+        try:
+            return resolve_sqlite_url(uri, cwd)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{uri!r} is not a SQLite URL (e.g. sqlite:///mlflow.db)", param_hint=what) from exc
+    if uri.startswith("file:"):
+        path = uri.removeprefix("file:").removeprefix("//")
+        return uri if path.startswith("/") else (cwd / path).resolve().as_uri()
+    if "://" in uri or uri.startswith("databricks"):
+        return uri
+    return str((cwd / uri).resolve())  # a plain folder
+
+
 def serve_command(
     host: str = "127.0.0.1",
     port: int = 3000,
@@ -35,8 +54,6 @@ def serve_command(
     default project folder ``.demo`` too. BentoML settings of the service (workers, access log) go
     through ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set.
     """
-    from features.contract import resolve_sqlite_url
-
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     env: dict[str, str] = {}
@@ -44,8 +61,9 @@ def serve_command(
     env["LEADSCORE_PROJECT_DIR"] = str((cwd / project).resolve())
     if model := model_dir or (Path(environ["LEADSCORE_MODEL_DIR"]) if environ.get("LEADSCORE_MODEL_DIR") else None):
         env["LEADSCORE_MODEL_DIR"] = str((cwd / model).resolve())
-    if uri := tracking_uri or environ.get("MLFLOW_TRACKING_URI"):
-        env["MLFLOW_TRACKING_URI"] = resolve_sqlite_url(uri, cwd) if uri.startswith("sqlite:") else uri
+    for name, given in (("MLFLOW_TRACKING_URI", tracking_uri), ("MLFLOW_REGISTRY_URI", None)):
+        if uri := given or environ.get(name):
+            env[name] = absolute_store_uri(uri, cwd, name)
     if reload_seconds is not None:
         env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
     service: dict[str, object] = {}

@@ -30,3 +30,19 @@ def test_options_win_over_the_environment_and_other_uris_pass_unchanged(tmp_path
     assert overrides["services"]["lead_scoring"] == {"workers": 3, "logging": {"access": {"enabled": True}}}
     _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "sqlite:////abs/mlflow.db"}, cwd=tmp_path)
     assert env["MLFLOW_TRACKING_URI"] == "sqlite:////abs/mlflow.db"
+
+
+def test_other_local_store_uris_resolve_too_and_a_bad_sqlite_url_is_a_clear_error(tmp_path: Path) -> None:
+    import pytest
+    import typer
+
+    _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "file:mlruns", "MLFLOW_REGISTRY_URI": "sqlite:///reg.db"},
+                           cwd=tmp_path)
+    assert env["MLFLOW_TRACKING_URI"] == (tmp_path / "mlruns").as_uri()
+    assert env["MLFLOW_REGISTRY_URI"] == f"sqlite:///{tmp_path / 'reg.db'}"
+    _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "mlruns"}, cwd=tmp_path)
+    assert env["MLFLOW_TRACKING_URI"] == str(tmp_path / "mlruns")
+    _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "databricks"}, cwd=tmp_path)
+    assert env["MLFLOW_TRACKING_URI"] == "databricks"
+    with pytest.raises(typer.BadParameter, match="not a SQLite URL"):
+        serve_command(environ={"MLFLOW_TRACKING_URI": "sqlite:mlflow.db"}, cwd=tmp_path)

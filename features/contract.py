@@ -475,8 +475,8 @@ class ContractError(ValueError):
     def __init__(self, violations: list[ContractViolation]) -> None:
         self.violations = list(violations)
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
-        where = ("\n  (row = position among the rows read, from 0: reading a whole CSV file with a header, its line "
-                 "is row + 2)"
+        where = ("\n  (row = position among the rows read, from 0: in a whole CSV file with a header and no blank "
+                 "line or quoted line break, its line is row + 2)"
                  if any(v.examples for v in self.violations) else "")
         super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
 

@@ -65,19 +65,29 @@ class LeadSubset:
     def mask(self, ids: pd.Series) -> pd.Series:
         """Rows of ``ids`` inside the subset."""
         if self.lead_ids is not None:
-            if ids.dtype == object:  # ids as written (text): compared as text, "0011" is not 11
-                wanted = {str(i).strip() for i in self.lead_ids}
-                return ids.astype(str).str.strip().isin(wanted) & ids.notna()
-            return ids.isin(list(self.lead_ids))
+            if pd.api.types.is_integer_dtype(ids.dtype) and all(isinstance(i, int) for i in self.lead_ids):
+                return ids.isin(list(self.lead_ids))
+            # ids as written or parsed, against ids as given: one key per id ("0011" is not 11, "3" is 3)
+            return id_keys(ids).isin(set(id_keys(pd.Series(list(self.lead_ids), dtype=object)).dropna()))
         if self.lead_id_range is not None:
             start, stop = self.lead_id_range
-            if not pd.api.types.is_numeric_dtype(ids.dtype) and isinstance(start, int | float):
-                ids = pd.to_numeric(ids, errors="coerce")  # text ids against an integer range
-            return (ids >= start) & (ids < stop)
+            if not pd.api.types.is_integer_dtype(ids.dtype) and isinstance(start, int | float):
+                # exact integers (nullable), not floats: a 19-digit id must stay in its range
+                ids = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
+            return ((ids >= start) & (ids < stop)).fillna(False).astype(bool)
         return pd.Series(True, index=ids.index)
 
 
 ALL_LEADS = LeadSubset()
+
+
+def id_keys(values: pd.Series) -> pd.Series:
+    """One text key per lead id, whether written or parsed: integers written plainly ("12", "12.0",
+    12, 12.0) share the key "12"; other text, zero-padded ids included, is its stripped self."""
+    text = values.astype(str).str.strip()
+    plain = text.str.fullmatch(r"[+-]?(?:0|[1-9]\d*)(?:\.0*)?")
+    text = text.where(~plain, text.str.replace(r"\.0*$", "", regex=True))
+    return text.where(values.notna())
 
 
 def _select_existing(available: Sequence[str], columns: Sequence[str] | None) -> list[str] | None:
@@ -109,7 +119,7 @@ def read_csv_table(
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
     header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
-    check_csv_field_counts(path, separator, encoding)
+    check_csv_field_counts(path, separator, encoding, len(header))
     usecols = _select_existing(list(header), columns)
     reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
     if not subset.is_all and not reads_ids:
@@ -132,18 +142,21 @@ def read_csv_table(
 
 
 @functools.lru_cache(maxsize=64)
-def _longer_rows(path: str, mtime_ns: int, size: int, separator: str, encoding: str) -> tuple[tuple[Any, str], ...]:
-    """(line number, text) of the first rows with more fields than the header (cached per file version)."""
+def _longer_rows(path: str, mtime_ns: int, size: int, separator: str, encoding: str,
+                 n_columns: int) -> tuple[tuple[Any, str], ...]:
+    """(record number, text) of the first rows with more than ``n_columns`` fields (the header's width as
+    pandas reads it; the header itself is record 1), cached per file version."""
     longer: list[tuple[Any, str]] = []
 
     def on_invalid(row: Any) -> str:
-        if row.actual_columns > row.expected_columns and len(longer) < 3:
+        if row.actual_columns > n_columns and len(longer) < 3:
             longer.append((row.number, row.text[:120]))
-        return "skip"  # shorter rows: pandas fills them with missing values, as it always did
+        return "skip"  # shorter rows (blank lines too): pandas reads them as missing values, as it always did
 
     try:
         reader = pa_csv.open_csv(
-            path, read_options=pa_csv.ReadOptions(use_threads=False, encoding=encoding, block_size=1 << 24),
+            path, read_options=pa_csv.ReadOptions(use_threads=False, encoding=encoding, block_size=1 << 24,
+                                                  column_names=[f"c{i}" for i in range(n_columns)]),
             parse_options=pa_csv.ParseOptions(delimiter=separator, newlines_in_values=True,
                                               invalid_row_handler=on_invalid),
             convert_options=pa_csv.ConvertOptions(include_columns=[], include_missing_columns=False),
@@ -156,18 +169,27 @@ def _longer_rows(path: str, mtime_ns: int, size: int, separator: str, encoding: 
     return tuple(longer)
 
 
-def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> None:
+class CsvShapeError(pd.errors.ParserError):
+    """A CSV file with rows longer than its header (the message names the file)."""
+
+
+def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str = "utf-8",
+                           n_columns: int | None = None) -> None:
     """Refuse a CSV file with a row that has more fields than its header (a stray separator or a shifted
     row: reading some columns only, pandas would cut it silently); shorter rows are read as missing
     values. One fast pass (pyarrow, no values converted), cached per file version."""
     path = Path(path)
-    stat = path.stat()
     if len(separator) != 1:
         return  # a regex separator: pandas' own parser is the only judge
-    longer = _longer_rows(str(path), stat.st_mtime_ns, stat.st_size, separator, encoding)
+    if n_columns is None:
+        n_columns = len(pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns)
+    stat = path.stat()
+    longer = _longer_rows(str(path), stat.st_mtime_ns, stat.st_size, separator, encoding, n_columns)
     if longer:
-        shown = "; ".join(f"line {n}: {text!r}" if n else repr(text) for n, text in longer)
-        raise pd.errors.ParserError(f"rows with more fields than the header, e.g. {shown}")
+        shown = "; ".join(f"record {n}: {text!r}" if n else repr(text) for n, text in longer)
+        raise CsvShapeError(f"{path}: rows with more fields than the header's {n_columns}, e.g. {shown} "
+                            "(records counted from the header as 1; a blank line or a quoted line break "
+                            "makes a record number differ from the line number)")
 
 
 _ZERO_PADDED = r"\s*[+-]?0\d"
@@ -409,6 +431,8 @@ def _read_one(
     except UnicodeDecodeError as exc:
         raise DataSourceError(f"{location}: not {source.csv_encoding} text ({exc.reason}); "
                               "set source.csv_encoding") from exc
+    except CsvShapeError as exc:
+        raise DataSourceError(f"malformed CSV: {exc}") from exc
     except pd.errors.ParserError as exc:
         raise DataSourceError(f"{location}: malformed CSV: {exc}".strip()) from exc
     except pa.ArrowException as exc:

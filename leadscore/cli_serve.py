@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
 import typer
 
@@ -27,8 +28,10 @@ def absolute_store_uri(uri: str, cwd: Path, what: str = "MLFLOW_TRACKING_URI") -
         except ValueError as exc:
             raise typer.BadParameter(f"{uri!r} is not a SQLite URL (e.g. sqlite:///mlflow.db)", param_hint=what) from exc
     if uri.startswith("file:"):
-        path = uri.removeprefix("file:").removeprefix("//")
-        return uri if path.startswith("/") else (cwd / path).resolve().as_uri()
+        parts = urlsplit(uri)
+        if parts.netloc not in ("", "localhost") or parts.path.startswith("/"):
+            return uri  # file:///abs, file:/abs, file://localhost/abs: absolute already
+        return (cwd / unquote(parts.path)).resolve().as_uri()
     if "://" in uri or uri.startswith("databricks"):
         return uri
     return str((cwd / uri).resolve())  # a plain folder

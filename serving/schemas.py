@@ -283,8 +283,8 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
         lead_id = None
         if index is not None and isinstance(leads, list) and index < len(leads) and isinstance(leads[index], dict):
             given = leads[index].get("lead_id")  # echoed only when it is a valid id (never a huge or odd value)
-            lead_id = given if (isinstance(given, int) and not isinstance(given, bool)) or (
-                isinstance(given, str) and 0 < len(given) <= MAX_NAME) else None
+            valid_int = isinstance(given, int) and not isinstance(given, bool) and -(2**63) <= given < 2**63
+            lead_id = given if valid_int or (isinstance(given, str) and 0 < len(given) <= MAX_NAME) else None
         where = f"lead {index} (lead_id {lead_id!r}): " if index is not None else ""
         messages.append(f"{where}{field}: {item.get('msg', 'invalid')}")
         first = first or (index, lead_id, field)

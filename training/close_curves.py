@@ -38,12 +38,10 @@ def hazard_factor(f_ttc_horizon: np.ndarray, p_readiness: np.ndarray) -> np.ndar
     """``c`` with ``1 - (1 - F_ttc(H))**c = p``: the factor on every hazard of the hazard model that makes
     its curve reach the sales-readiness probability at H (NaN where ``F_ttc(H)`` is ~0 or ~1)."""
     fh = np.asarray(f_ttc_horizon, dtype=np.float64)
-    p = np.asarray(p_readiness, dtype=np.float64)
+    p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, SURE)  # c at p ~ 1 would hang on p's last digits
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.log1p(-np.clip(p, 0.0, SURE)) / np.log1p(-fh)
-    # p ~ 1 (a calibrator's ceiling): c would hang on the last digits of p and squeeze every close into
-    # the first days; such rows keep the hazard model's timing inside H instead (degenerate rows)
-    return np.where((fh > 1e-12) & (fh < 1.0 - 1e-12) & (p < SURE), c, np.nan)
+        c = np.log1p(-p) / np.log1p(-fh)
+    return np.where((fh > 1e-12) & (fh < 1.0 - 1e-12), c, np.nan)
 
 
 def combine_close_curves(
@@ -54,8 +52,9 @@ def combine_close_curves(
     the hazard model's shape on both sides of H (no jump in the close rate at H), and the timing inside
     H is the hazard model's for the small probabilities of leads. Degenerate rows: with no timing
     information inside H (``F_ttc(H)`` ~ 0) ``p`` is spread uniformly over [0, H]; with ``F_ttc(H)`` ~ 1
-    or ``p`` ~ 1 (:data:`SURE`) the hazard model's curve is rescaled inside H; after H all take the
-    hazard model's conditional law given still open at H."""
+    the hazard model's curve is rescaled inside H; after H both take the hazard model's conditional law
+    given still open at H. Above :data:`SURE` the factor of ``SURE`` is used, the curve scaled by
+    ``p / SURE``."""
     f_ttc = np.asarray(f_ttc, dtype=np.float64)
     fh = np.asarray(f_ttc_horizon, dtype=np.float64)[:, None]
     p = np.clip(np.asarray(p_readiness, dtype=np.float64), 0.0, 1.0)[:, None]
@@ -63,7 +62,8 @@ def combine_close_curves(
     c = hazard_factor(fh, p)
     survival = np.clip(1.0 - f_ttc, 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = -np.expm1(c * np.log(survival))  # 1 - S_ttc ** c
+        # 1 - S_ttc ** c; above SURE the curve of SURE, scaled to reach p at H (continuous in p)
+        scaled = -np.expm1(c * np.log(survival)) * np.maximum(p / SURE, 1.0)
         before = np.where(fh > 1e-12, p * f_ttc / fh, p * np.minimum(days / horizon_days, 1.0))
         tail = np.where(1.0 - fh > 1e-12, (f_ttc - fh) / (1.0 - fh), 0.0)
     degenerate = np.where(days <= horizon_days, before, p + (1.0 - p) * np.clip(tail, 0.0, 1.0))

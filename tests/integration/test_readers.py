@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from features.contract import DataConfig, FlatConfig
 from features.flat import load_flat
 from features.loading import load_crm, load_data
-from features.readers import DataSourceError, LeadSubset, read_lead_ids, read_sql_table
+from features.readers import DataSourceError, LeadSubset, read_csv_table, read_lead_ids, read_sql_table
 
 MAPPING = {
     "leads": {"lead_id": "Id", "created_at": "CreatedDate"},
@@ -96,6 +96,9 @@ def test_file_round_trip_with_mapping_and_subset(tmp_path: Path, kind: str) -> N
     assert data.categorical_attributes == ["industry"] and data.numeric_attributes == ["employees"]
     subset, _ = load_crm(config, lead_ids=[3, 5, 8])
     assert_same(subset, frames, {3, 5, 8})
+    if kind == "csv":  # ids given as text find the same rows in every table
+        as_text, _ = load_crm(config, lead_ids=["3", "5", "8"])
+        assert_same(as_text, frames, {3, 5, 8})
     ranged, _ = load_crm(config, lead_id_range=(10, 20))
     assert_same(ranged, frames, set(range(10, 20)))
 
@@ -132,9 +135,9 @@ def test_a_csv_row_with_a_field_too_many_is_refused_not_cut_or_shifted(tmp_path:
         lines[i] += ",stray"
     path.write_text("\n".join(lines) + "\n")
     config = file_config("csv", tmp_path)
-    line = "line 5" if extra_on == "one row" else "line 2"  # the file's line of the first such row
-    with pytest.raises(DataSourceError, match=rf"events\.csv: malformed CSV: rows with more fields than the header, "
-                                              rf"e\.g\. {line}: '"):
+    line = "record 5" if extra_on == "one row" else "record 2"  # the header is record 1
+    with pytest.raises(DataSourceError, match=rf"malformed CSV: .*events\.csv: rows with more fields than the "
+                                              rf"header's 4, e\.g\. {line}: '"):
         load_crm(config)
     small_chunks = config.model_copy(update={"source": config.source.model_copy(update={"chunksize": 3})})
     with pytest.raises(DataSourceError, match=line):  # a subset read in chunks: every chunk is checked
@@ -164,6 +167,9 @@ def test_csv_ids_as_written_survive_chunked_subsets_huge_numbers_and_markers(tmp
     pd.DataFrame({"LeadId": [], "WonDate": [], "Amount": []}).to_csv(tmp_path / "outcomes.csv", index=False)
     data, _ = load_crm(config)
     assert sorted(data.leads["lead_id"]) == ["900000000000000000001", "900000000000000000002"]
+    # a blank first line (pandas skips it) is no header of one column
+    (tmp_path / "blank_first.csv").write_text("  \nId,CreatedDate\n1,2024-01-01\n", encoding="utf-8")
+    assert read_csv_table(tmp_path / "blank_first.csv", lead_id_column="Id")["Id"].tolist() == [1]
     # a missing-value marker among integer ids: not a reason to call every id text
     pd.DataFrame({"Id": ["1", "2", "unknown", "4"], "CreatedDate": ["2024-01-01"] * 4}).to_csv(
         tmp_path / "leads.csv", index=False)

@@ -103,9 +103,12 @@ def test_combined_curve_degenerate_rows() -> None:
     f_ttc = np.array([[0.0, 0.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.0], [0.0, 0.2, 0.5, 0.8]])
     f_h = f_ttc[:, 2]
     combined = combine_close_curves(f_ttc, f_h, np.array([0.4, 0.0, 0.2]), days, 90.0)
-    # p = 1 (a calibrator's ceiling): the hazard model's timing inside H, rescaled, not every close on day 1
-    sure = combine_close_curves(f_ttc[2:], f_h[2:], np.array([1.0]), days, 90.0)
-    np.testing.assert_allclose(sure[0], [0.0, 0.4, 1.0, 1.0], atol=1e-12)
+    # p ~ 1 (a calibrator's ceiling): no jump between just below and at the ceiling, F(H) = p
+    ps = np.array([1.0 - 1.001e-6, 1.0 - 1e-6, 1.0])
+    near = combine_close_curves(np.repeat(f_ttc[2:], 3, axis=0), np.repeat(f_h[2:], 3), ps, days, 90.0)
+    np.testing.assert_allclose(near[:, 2], ps, atol=1e-12)
+    np.testing.assert_allclose(near[0], near[1], atol=1e-4)
+    np.testing.assert_allclose(near[1], near[2], atol=1e-5)
     # no timing inside H: p spread uniformly over [0, H], then the hazard model's law after it
     np.testing.assert_allclose(combined[0], [0.0, 0.2, 0.4, 0.4 + 0.6 * 0.3], atol=1e-12)
     np.testing.assert_allclose(combined[1], 0.0, atol=1e-12)  # p = 0: never closes

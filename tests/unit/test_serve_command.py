@@ -40,6 +40,10 @@ def test_other_local_store_uris_resolve_too_and_a_bad_sqlite_url_is_a_clear_erro
                            cwd=tmp_path)
     assert env["MLFLOW_TRACKING_URI"] == (tmp_path / "mlruns").as_uri()
     assert env["MLFLOW_REGISTRY_URI"] == f"sqlite:///{tmp_path / 'reg.db'}"
+    for absolute in ("file:///abs/mlruns", "file:/abs/mlruns", "file://localhost/abs/mlruns"):
+        assert serve_command(environ={"MLFLOW_TRACKING_URI": absolute}, cwd=tmp_path)[1]["MLFLOW_TRACKING_URI"] == absolute
+    spaced = serve_command(environ={"MLFLOW_TRACKING_URI": "file:my%20runs"}, cwd=tmp_path)[1]["MLFLOW_TRACKING_URI"]
+    assert spaced == (tmp_path / "my runs").as_uri()
     _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "mlruns"}, cwd=tmp_path)
     assert env["MLFLOW_TRACKING_URI"] == str(tmp_path / "mlruns")
     _, env = serve_command(environ={"MLFLOW_TRACKING_URI": "databricks"}, cwd=tmp_path)

@@ -38,3 +38,5 @@ def test_fields_read_like_the_scoring_rules_and_odd_ids_are_not_echoed() -> None
     assert body["errors"][1] == "lead 1 (lead_id None): lead: Input should be a valid dictionary"
     listed = validation_error_response([{"loc": ["leads", 0, "lead_id"], "msg": "bad"}], {"leads": [{"lead_id": [1]}]})
     assert listed["lead_id"] is None
+    huge = validation_error_response([{"loc": ["leads", 0, "lead_id"], "msg": "bad"}], {"leads": [{"lead_id": 10**4000}]})
+    assert huge["lead_id"] is None and len(str(huge)) < 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -26,6 +26,7 @@ def _say(message: str) -> None:
 def forecast_table(months: Any, title: str) -> Table:
     """Months x (expected deals, expected revenue, interval[, actual]) as a rich table."""
     from training.forecast import (
+        ACTUAL_DEALS,
         ACTUAL_REVENUE,
         EXPECTED_DEALS,
         EXPECTED_REVENUE,
@@ -36,21 +37,22 @@ def forecast_table(months: Any, title: str) -> Table:
         OBSERVED,
     )
 
-    table = Table(title=title, title_justify="left")
-    for name in ("month", "expected deals", "expected revenue", "low", "high"):
+    table = Table(title=title, title_justify="left", pad_edge=False)
+    for name in ("month", "expected\ndeals", "expected\nrevenue", "low", "high"):  # two-line headers: 80 columns
         table.add_column(name, justify="right")
     backtest = ACTUAL_REVENUE in months
     if backtest:
-        table.add_column("actual revenue", justify="right")
+        table.add_column("actual\ndeals", justify="right")
+        table.add_column("actual\nrevenue", justify="right")
         table.add_column("inside", justify="center")
     for _, row in months.iterrows():
         cells = [str(row[MONTH]), f"{row[EXPECTED_DEALS]:,.1f}", f"{row[EXPECTED_REVENUE]:,.0f}",
                  f"{row[LOW]:,.0f}", f"{row[HIGH]:,.0f}"]
         if backtest and not row.get(OBSERVED, True):
-            cells += [f"{row[ACTUAL_REVENUE]:,.0f}*", "n/a"]
+            cells += [f"{row[ACTUAL_DEALS]:,}*", f"{row[ACTUAL_REVENUE]:,.0f}*", "n/a"]
             table.caption = "* the month ends after the data end: revenue closed until then, not compared"
         elif backtest:
-            cells += [f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else "[red]no[/]"]
+            cells += [f"{row[ACTUAL_DEALS]:,}", f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else "[red]no[/]"]
         table.add_row(*cells)
     return table
 
@@ -100,11 +102,14 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--backtest", help="Train both models on the data known at --as-of, forecast, "
                                "and compare with the revenue those leads actually closed.")
         ] = False,
-        months: Annotated[int | None, typer.Option("--months", min=1, max=24, help="Months forecast.")] = None,
+        months: Annotated[int | None, typer.Option(
+            "--months", min=1, max=24, help="Months forecast (default: the project's forecast.months, 6).")] = None,
         interval: Annotated[
-            float | None, typer.Option("--interval", min=0.5, max=0.99, help="Central probability of the interval.")
+            float | None, typer.Option("--interval", min=0.5, max=0.99,
+                                       help="Central probability of the interval (default: forecast.interval, 0.9).")
         ] = None,
-        method: Annotated[str | None, typer.Option("--method", help="analytic or simulation.")] = None,
+        method: Annotated[Literal["analytic", "simulation"] | None, typer.Option(
+            "--method", help="How the interval is computed (default: forecast.method, analytic).")] = None,
         out: Annotated[
             Path | None, typer.Option("--out", help="Folder for forecast_months.csv, forecast_leads.csv, forecast.png.")
         ] = None,

@@ -519,14 +519,14 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     elif source.kind == "parquet":
         frame = read_parquet_table(location, columns=[column])
     else:
-        frame = read_csv_table(location, columns=[column], lead_id_column=column, separator=source.csv_separator,
-                               encoding=source.csv_encoding)
+        frame = read_csv_table(location, columns=[column], lead_id_column=column, ids_as_text=True,
+                               separator=source.csv_separator, encoding=source.csv_encoding)
     if column not in frame.columns:
         raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
     values = frame[column]
     values = values[~(_missing_id_mask(values, data.missing_values).to_numpy())]  # counted, refused or quarantined apart
-    if values.dtype == object and len(values):
-        values = csv_lead_ids(values.astype(str)) if source.kind == "csv" else values
+    if source.kind == "csv" and len(values):
+        values = csv_lead_ids(values)  # typed once, without the markers
     if not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
         numbers = pd.to_numeric(values, errors="coerce")
         padded = values.astype(str).str.match(_ZERO_PADDED)

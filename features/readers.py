@@ -11,6 +11,7 @@ the database returns them for SQL; id lists are queried in batches).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -129,16 +130,28 @@ def read_csv_table(
                                "low_memory": False}
     if reads_ids and ids_as_text is not False:
         options["dtype"] = {lead_id_column: str}
-    if subset.is_all:
-        frame = pd.read_csv(path, **options)
-    else:  # the subset is matched on the ids as written (text) or parsed; they are typed once, at the end
-        parts = [chunk[subset.mask(chunk[lead_id_column])]
-                 for chunk in pd.read_csv(path, chunksize=chunksize, **options)]
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0, **options)
-    frame = frame.reset_index(drop=True)
+    frame = _read_csv_rows(path, subset, chunksize, options, lead_id_column)
+    if reads_ids and ids_as_text is False and pd.api.types.is_float_dtype(frame[lead_id_column].dtype) \
+            and bool((frame[lead_id_column].abs() >= _EXACT_FLOAT_INTS).any()):
+        # a missing id made pandas parse every id as a float, and ids above 2**53 lost their last digits:
+        # read again as exact nullable integers (4x slower, so only then)
+        # (when not all ids are integers, the floats stay: the contract reports the ids it cannot match)
+        with contextlib.suppress(ValueError, TypeError, OverflowError):
+            frame = _read_csv_rows(path, subset, chunksize, {**options, "dtype": {lead_id_column: "Int64"}},
+                                   lead_id_column)
     if reads_ids and ids_as_text is None:
         frame[lead_id_column] = csv_lead_ids(frame[lead_id_column])
     return frame
+
+
+def _read_csv_rows(path: Path, subset: LeadSubset, chunksize: int, options: dict[str, Any],
+                   lead_id_column: str) -> pd.DataFrame:
+    """All rows, or the subset's (matched on the ids as written or parsed, chunk by chunk)."""
+    if subset.is_all:
+        return pd.read_csv(path, **options)
+    parts = [chunk[subset.mask(chunk[lead_id_column])] for chunk in pd.read_csv(path, chunksize=chunksize, **options)]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.read_csv(path, nrows=0, **options)
+    return frame.reset_index(drop=True)
 
 
 @functools.lru_cache(maxsize=64)

@@ -177,6 +177,29 @@ def test_csv_ids_as_written_survive_chunked_subsets_huge_numbers_and_markers(tmp
     np.testing.assert_array_equal(read_lead_ids(marked), [1, 2, 4])
 
 
+def test_integer_ids_beyond_floats_stay_exact_in_events_with_a_missing_id(tmp_path: Path) -> None:
+    frames = canonical_frames(6)
+    base = 2**53 + 1  # 9007199254740993: as a float it is 9007199254740992, its neighbour's value
+    write_files("csv", tmp_path, frames)
+    for table in MAPPING:
+        path = tmp_path / f"{table}.csv"
+        frame = pd.read_csv(path)
+        column = SOURCE_NAMES[table]["lead_id"]
+        frame[column] = (frame[column] - 1 + base).astype("int64")
+        if table == "events":  # one event without a lead: plain parsing turns every id into a float
+            frame[column] = frame[column].astype(object)
+            frame.loc[0, column] = None
+        frame.to_csv(path, index=False)
+    config = DataConfig.model_validate({**file_config("csv", tmp_path).model_dump(), "policy": "quarantine",
+                                        "quarantine_dir": str(tmp_path / "quarantine")})
+    data, report = load_crm(config)
+    expected = frames["events"]["lead_id"].iloc[1:] - 1 + base
+    assert data.leads["lead_id"].dtype == np.int64
+    assert data.events["lead_id"].dtype == np.int64
+    assert sorted(data.events["lead_id"].tolist()) == sorted(expected.tolist())
+    assert report.rows_quarantined.get("events", 0) == 1
+
+
 def write_sql(url: str, frames: dict[str, pd.DataFrame]) -> None:
     engine = sa.create_engine(url)
     try:

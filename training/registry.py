@@ -40,7 +40,14 @@ from training.config import AS_OF
 from training.evaluation import probability_metrics
 from training.pyfunc import to_pyfunc_input
 from training.sales_readiness import MODEL_NAME as MODEL_ROW
-from training.tracking import COMPARISON_ARTIFACT, LABEL_COLUMN, TEST_SET_ARTIFACT, LoggedRun, load_run_frame
+from training.tracking import (
+    COMPARISON_ARTIFACT,
+    LABEL_COLUMN,
+    TEST_SET_ARTIFACT,
+    LoggedRun,
+    load_run_frame,
+    quiet_registration_lines,
+)
 
 MODEL_NAME = "lead-conversion"
 CHAMPION = "champion"
@@ -78,7 +85,8 @@ def register_challenger(
             **{k: f"{metrics[k]:.6g}" for k in VERSION_METRICS if k in metrics and math.isfinite(metrics[k])},
             **dict(extra_tags or {})}
     _bind(client)
-    version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    with quiet_registration_lines():
+        version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return client.get_model_version(name, version.version)
 

@@ -9,12 +9,15 @@ checks once that it answers (MLflow's own client retries an unreachable server f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -110,6 +113,25 @@ def quiet_mlflow_noise() -> Iterator[None]:
     finally:
         for logger, dropper in installed:
             logger.removeFilter(dropper)
+
+
+REGISTRATION_NOISE = ("Successfully registered model", "Registered model ", "Created version ")
+
+
+@contextmanager
+def quiet_registration_lines() -> Iterator[None]:
+    """Inside the block, MLflow's registration lines (plain prints to stderr, not log records:
+    :data:`REGISTRATION_NOISE`) are not shown; every other line written to stderr is, after the block."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True)
+                if not line.startswith(REGISTRATION_NOISE)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
 
 
 def quiet_artifact_downloads() -> None:

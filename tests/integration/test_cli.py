@@ -40,9 +40,10 @@ def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
     beside = json.loads((tmp_path / "demo" / "training_set.spec.json").read_text(encoding="utf-8"))
     assert spec.to_dict() == beside and spec.columns_ == [c for c in frame.columns if c in spec.columns_]
     # both models were logged as pyfuncs into a new store, without MLflow's routine lines
-    assert "registering the challenger" in result.stderr and "Created version '1'" in result.stderr
+    assert "registering the challenger" in result.stderr and "1 (alias challenger)" in out
     for noise in ("Passing a Python object as `python_model`", "Failed to resolve installed pip version",
-                  "Creating initial MLflow database tables", "Downloading artifacts"):
+                  "Creating initial MLflow database tables", "Downloading artifacts",
+                  "Successfully registered model", "Created version '1'"):
         assert noise not in result.stderr, noise
 
 
@@ -175,6 +176,22 @@ def test_demo_and_synth_bounds_are_one_line_errors(tmp_path: Path, capsys: pytes
     assert refused.value.exit_code == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: --leads: Input should be greater than or equal to 1"]
     assert not (tmp_path / "crm.db").exists()
+
+
+def test_registration_lines_are_dropped_and_every_other_stderr_line_is_kept(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from training.tracking import quiet_registration_lines
+
+    with quiet_registration_lines():
+        print("Successfully registered model 'lead-conversion'.", file=sys.stderr)
+        print("a warning the user must see", file=sys.stderr)
+        print("Created version '3' of model 'lead-conversion'.", file=sys.stderr)
+    with pytest.raises(RuntimeError), quiet_registration_lines():  # kept lines come out on errors too
+        print("the line before the failure", file=sys.stderr)
+        raise RuntimeError("boom")
+    assert capsys.readouterr().err == "a warning the user must see\nthe line before the failure\n"
 
 
 def test_mlflow_noise_filter_drops_only_its_messages_and_only_inside_its_scope() -> None:

@@ -135,7 +135,7 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
         ("scored", f"{summary.scored:,}"),
         ("skipped: converted", f"{summary.skipped_converted:,}"),
         ("skipped: not yet created", f"{summary.skipped_not_created:,}"),
-        ("unchanged (incremental)", f"{summary.unchanged:,}"),
+        ("not rescored: no change since --changed-since", f"{summary.unchanged:,}"),
         ("quarantined leads", f"{summary.quarantined:,}"),
         ("MQLs", f"{summary.mql:,}"),
         ("grades", "  ".join(f"{g}: {n:,}" for g, n in summary.grades.items())),

@@ -68,6 +68,7 @@ from features.schema import (
     TABLES,
     VALUE,
     CRMData,
+    values_as_text,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -709,7 +710,7 @@ def to_text(values: pd.Series) -> pd.Series:
         return to_text_category(values).astype(object)
     if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
         return values
-    return values.astype(object).where(values.isna(), values.astype(str))
+    return values_as_text(values)  # whole floats as integers: 75.0 (a blank made the column float) is "75"
 
 
 def to_text_category(values: pd.Series) -> pd.Series:
@@ -719,7 +720,10 @@ def to_text_category(values: pd.Series) -> pd.Series:
     categories = values.cat.categories
     if pd.api.types.infer_dtype(categories, skipna=True) in ("string", "empty"):
         return values
-    return values.cat.rename_categories(categories.astype(str))
+    text = values_as_text(pd.Series(categories, dtype=categories.dtype))
+    if text.duplicated().any():  # 75 and 75.0 both among the categories: one text category
+        return to_text(values.astype(object)).astype("category")
+    return values.cat.rename_categories(text.tolist())
 
 
 def is_numeric_like(values: pd.Series) -> bool:

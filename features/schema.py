@@ -15,7 +15,9 @@ Canonical frames (timestamps are tz-naive ``datetime64[ns]`` in UTC; ``lead_id``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 LEAD_ID = "lead_id"
@@ -114,3 +116,30 @@ class FlatData:
     @property
     def features(self) -> list[str]:
         return [*self.categorical_features, *self.numeric_features]
+
+
+_EXACT_FLOAT_INTS = 2**53
+
+
+def category_text(value: Any) -> str:
+    """A categorical value as text: whole floats as integers (a code column read with a blank is
+    float, ``75.0``; the same code read without one, or sent by a CRM, is ``75``: both are ``"75"``)."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer() \
+            and abs(value) < _EXACT_FLOAT_INTS:
+        return str(int(value))
+    return str(value)
+
+
+def values_as_text(values: pd.Series) -> pd.Series:
+    """:func:`category_text` of every value, in an ``object`` column; missing stays missing."""
+    present = values.notna()
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = present.to_numpy() & (np.abs(numbers) < _EXACT_FLOAT_INTS)
+        whole[whole] = numbers[whole] == np.floor(numbers[whole])
+        text = values.astype(str).astype(object)
+        text[whole] = pd.Series(numbers[whole].astype(np.int64), index=values.index[whole]).astype(str)
+        return text.where(present)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return values.map(category_text, na_action="ignore").astype(object)
+    return values.astype(object).where(~present, values.astype(str))

@@ -41,6 +41,8 @@ from features.schema import (
     WEBINAR,
     CRMData,
     FlatData,
+    category_text,
+    values_as_text,
 )
 
 SPEC_FORMAT_VERSION = 1
@@ -315,8 +317,8 @@ def distinct_strings(series: pd.Series) -> list[str]:
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()
         present = np.unique(codes[codes >= 0])
-        return [str(v) for v in series.cat.categories[present]]
-    return [str(v) for v in pd.unique(series[series.notna()])]
+        return list(dict.fromkeys(category_text(v) for v in series.cat.categories[present]))
+    return list(dict.fromkeys(category_text(v) for v in pd.unique(series[series.notna()])))
 
 
 class FeatureSpec:
@@ -491,8 +493,8 @@ class FeatureSpec:
         out: dict[str, list[str]] = {}
         for col, vocab in self.categorical_vocab_.items():
             value = attributes.get(col)
-            if value is not None and not _is_nan(value) and str(value) not in vocab:
-                out[col] = [str(value)]
+            if value is not None and not _is_nan(value) and category_text(value) not in vocab:
+                out[col] = [category_text(value)]
         if self.kind_ == CRM_KIND:
             known = self.event_codes
             unknown = sorted({str(e.get(EVENT_TYPE)) for e in payload.get("events") or []} - set(known))
@@ -626,11 +628,11 @@ class FeatureSpec:
 def _codes_of(series: pd.Series, vocab: list[str]) -> np.ndarray:
     """Vocabulary code of each value as float64 (NaN when missing or not in the vocabulary)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        mapping = pd.Index(vocab).get_indexer([str(c) for c in series.cat.categories])
+        mapping = pd.Index(vocab).get_indexer([category_text(c) for c in series.cat.categories])
         codes = series.cat.codes.to_numpy()
         out = np.where(codes >= 0, mapping[codes] if mapping.size else -1, -1).astype(np.float64)
     else:
-        as_str = series.astype(str).where(series.notna(), None)
+        as_str = values_as_text(series).where(series.notna(), None)
         out = pd.Categorical(as_str, categories=vocab).codes.astype(np.float64)
     out[out < 0] = np.nan
     return out

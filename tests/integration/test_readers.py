@@ -200,6 +200,31 @@ def test_integer_ids_beyond_floats_stay_exact_in_events_with_a_missing_id(tmp_pa
     assert report.rows_quarantined.get("events", 0) == 1
 
 
+def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
+    from features.build import features_from_payload
+    from features.spec import FeatureSpec
+
+    frames = canonical_frames(6)
+    write_files("csv", tmp_path, frames)
+    leads = pd.read_csv(tmp_path / "leads.csv")
+    codes = {}
+    for name, column in (("blank", [75, None, 13, 75, 13, 75]), ("full", [75, 13, 13, 75, 13, 75])):
+        leads.assign(RegionCode=column).to_csv(tmp_path / "leads.csv", index=False)  # a blank: pandas reads floats
+        config = DataConfig.model_validate({**file_config("csv", tmp_path).model_dump(),
+                                            "attributes": {"categorical": ["RegionCode"]}})
+        data, report = load_crm(config)
+        assert report.ok
+        spec = FeatureSpec().fit(data)
+        assert sorted(spec.categorical_vocab_["RegionCode"]) == ["13", "75"], name
+        lead = {"lead_id": 99, "created_at": "2024-01-01", "events": []}
+        rows = [features_from_payload({**lead, "attributes": {"RegionCode": value}}, spec, as_of="2024-06-01")
+                for value in ("75", 75, 75.0)]
+        column = spec.columns_.index("RegionCode")
+        codes[name] = {float(row[0, column]) for row in rows}
+        assert not spec.unseen_in_payload({"attributes": {"RegionCode": 75.0}})
+    assert codes["blank"] == codes["full"] and len(codes["blank"]) == 1 and not np.isnan(next(iter(codes["blank"])))
+
+
 def write_sql(url: str, frames: dict[str, pd.DataFrame]) -> None:
     engine = sa.create_engine(url)
     try:

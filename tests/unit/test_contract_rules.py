@@ -346,3 +346,14 @@ def test_lost_opportunities_of_one_lead_are_no_duplicates_and_a_second_win_count
     assert summary.median_days_to_close == pytest.approx(np.median([(pd.Timestamp("2024-03-01") - pd.Timestamp(
         "2024-01-01 09:00")).total_seconds(), (pd.Timestamp("2024-03-04") - pd.Timestamp("2024-01-04 09:00"))
         .total_seconds()]) / 86400)  # each lead's first win, not the second one
+
+
+def test_category_text_writes_whole_floats_as_integers_and_keeps_everything_else() -> None:
+    from features.schema import category_text, values_as_text
+
+    floats = pd.Series([75.0, np.nan, 13.0, 1.5, 2.0**60])
+    assert values_as_text(floats).tolist()[:4] == ["75", floats[1], "13", "1.5"]
+    assert values_as_text(floats)[4] == str(2.0**60)  # beyond exact integers: as pandas writes it
+    assert values_as_text(pd.Series([75.0, None, "a", 3], dtype=object)).tolist() == ["75", None, "a", "3"]
+    assert values_as_text(pd.Series(["x", None])).tolist() == ["x", None]
+    assert [category_text(v) for v in (75.0, np.float32(2.0), 1.5, 7, "07")] == ["75", "2", "1.5", "7", "07"]

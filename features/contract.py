@@ -788,7 +788,9 @@ def lead_id_kind(values: pd.Series) -> Literal["int", "str"]:
 def coerce_lead_ids(values: pd.Series, kind: Literal["int", "str"]) -> tuple[pd.Series, np.ndarray]:
     """Coerce ids to the leads table's kind; returns (ids, mask of ids that cannot be coerced)."""
     if kind == "int":
-        parsed = pd.to_numeric(values, errors="coerce") if not pd.api.types.is_numeric_dtype(values.dtype) else values
+        # nullable integers: text ids above 2**53 stay exact beside a missing or unparseable one
+        parsed = (values if pd.api.types.is_numeric_dtype(values.dtype)
+                  else pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable"))
         parsed = parsed.astype("float64") if not pd.api.types.is_integer_dtype(parsed.dtype) else parsed
         bad = (values.notna() & parsed.isna()).to_numpy()
         if pd.api.types.is_float_dtype(parsed.dtype):

@@ -65,6 +65,24 @@ def fast_read(
     return None
 
 
+def range_key(column: sa.Column, dialect: str, bound: Any) -> sa.ColumnElement[Any]:
+    """What a lead-id range compares: the column itself, or, for a numeric range on a text column, its
+    value as a number (compared as text, '10' sorts before '5' and a partition would read other leads'
+    rows). Text that is no whole number compares as 0: it lands in one partition, whose validation
+    reports it, as loading the whole table does."""
+    if not isinstance(bound, int | float) or isinstance(bound, bool):
+        return column
+    if dialect == "sqlite":  # numbers are stored as numbers in columns of INTEGER, REAL or NUMERIC affinity
+        affinity = sqlite_arrow.type_affinity(column.info.get(sqlite_arrow.DECLARED_TYPE))
+        return column if affinity in ("INTEGER", "REAL", "NUMERIC") else sa.cast(column, sa.Numeric)
+    if isinstance(column.type, sa.Integer | sa.Numeric | sa.Float):
+        return column
+    text = sa.func.trim(sa.cast(column, sa.Text))
+    if dialect == "postgresql":  # its casts refuse text that is no number
+        return sa.case((text.op("~")(r"^[+-]?[0-9]+(\.0*)?$"), sa.cast(text, sa.Numeric)), else_=0)
+    return sa.cast(column, sa.Numeric)
+
+
 # ----- SQLite ----------------------------------------------------------------------------------
 def _sqlite_read(
     engine: sa.Engine, table: sa.Table, columns: Sequence[str], statements: Sequence[sa.Select], chunksize: int
@@ -227,7 +245,8 @@ def _postgres_read(
     query = sa.select(*aggregates).select_from(table)
     if lead_id_range is not None:
         start, stop = lead_id_range
-        query = query.where(table.c[lead_id_column] >= start, table.c[lead_id_column] < stop)
+        key = range_key(table.c[lead_id_column], engine.dialect.name, start)
+        query = query.where(key >= start, key < stop)
     compiled = query.compile(dialect=engine.dialect)
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection  # type: ignore[union-attr]

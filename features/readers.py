@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
-from features.fast_sql import fast_read
+from features.fast_sql import fast_read, range_key
 from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
@@ -235,18 +235,37 @@ def read_parquet_table(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Parquet file not found: {path}")
-    names = pq.read_schema(path).names
+    schema = pq.read_schema(path)
+    names = schema.names
     usecols = _select_existing(names, columns)
     filters = None
+    masked = False  # the subset is applied to the frame, not by the Parquet reader
     if not subset.is_all:
         if lead_id_column not in names:
             raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
-        if subset.lead_ids is not None:
+        id_type = schema.field(lead_id_column).type
+        numeric_ids = pa.types.is_integer(id_type) or pa.types.is_floating(id_type)
+        if subset.lead_ids is not None and all(isinstance(i, int) for i in subset.lead_ids) == numeric_ids:
             filters = [(lead_id_column, "in", list(subset.lead_ids))]
-        else:
-            start, stop = subset.lead_id_range  # type: ignore[misc]
+        elif subset.lead_id_range is not None and numeric_ids == isinstance(subset.lead_id_range[0], int | float):
+            start, stop = subset.lead_id_range
             filters = [(lead_id_column, ">=", start), (lead_id_column, "<", stop)]
-    return pd.read_parquet(path, columns=usecols, filters=filters).reset_index(drop=True)
+        else:  # ids stored as text, wanted as numbers (or the reverse): matched as the other readers do
+            masked = True
+    table = pq.read_table(path, columns=usecols, filters=filters)
+    frame = table.to_pandas().reset_index(drop=True)
+    if lead_id_column in table.column_names:
+        ids = table.column(lead_id_column)
+        if pa.types.is_integer(ids.type) and ids.null_count:  # exact integers, not floats, beside a missing id
+            frame[lead_id_column] = ids.to_pandas(types_mapper=_NULLABLE_INTEGERS.get).array
+    if masked:
+        frame = frame[subset.mask(frame[lead_id_column]).to_numpy()].reset_index(drop=True)
+    return frame
+
+
+_NULLABLE_INTEGERS = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+                      pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+                      pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
 
 
 def _plain_name(name: str) -> str:
@@ -327,12 +346,15 @@ class SqlDatabase:
                 column.info[sqlite_arrow.DECLARED_TYPE] = declared[column.name] or ""
 
     def plan(self, name: str, columns: Sequence[str] | None, lead_id_column: str,
-              subset: LeadSubset) -> tuple[sa.Table, list[str], list[sa.Select]]:
-        """The reflected table, the selected columns and the statements (one per id batch) of a read."""
+             subset: LeadSubset, ids_as_text: bool = False) -> tuple[sa.Table, list[str], list[sa.Select]]:
+        """The reflected table, the selected columns and the statements (one per id batch) of a read
+        (``ids_as_text``: with the lead id also cast to text, as column :data:`EXACT_ID_COLUMN`)."""
         reflected = self.table(name)
         available = [_plain_name(c.name) for c in reflected.columns]
         selected = _select_existing(available, columns) or available
         base = sa.select(*(reflected.c[c] for c in selected))
+        if ids_as_text:
+            base = base.add_columns(sa.cast(reflected.c[lead_id_column], sa.Text).label(EXACT_ID_COLUMN))
         statements = [base]
         if not subset.is_all:
             if lead_id_column not in available:
@@ -345,17 +367,18 @@ class SqlDatabase:
                 ]
             else:
                 start, stop = subset.lead_id_range  # type: ignore[misc]
-                statements = [base.where(id_col >= start, id_col < stop)]
+                key = range_key(id_col, self.engine.dialect.name, start)
+                statements = [base.where(key >= start, key < stop)]
         return reflected, selected, statements
 
     def iter_chunks(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
-                    subset: LeadSubset = ALL_LEADS) -> Iterator[pd.DataFrame]:
+                    subset: LeadSubset = ALL_LEADS, ids_as_text: bool = False) -> Iterator[pd.DataFrame]:
         """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL).
 
         On a SQLite file the open cursor holds the file's ``sqlite3``-module side of its
         :class:`~features.sqlite_arrow.FileGate` until the generator ends: columnar reads and commits of
         that file wait (in this thread: RuntimeError) until then."""
-        _, _, statements = self.plan(name, columns, lead_id_column, subset)
+        _, _, statements = self.plan(name, columns, lead_id_column, subset, ids_as_text)
         with sqlite_arrow.sqlite3_module_use(self.engine), self.engine.connect() as conn:
             streaming = conn.execution_options(stream_results=True, max_row_buffer=self.chunksize)
             for statement in statements:
@@ -371,11 +394,33 @@ class SqlDatabase:
             frame = fast_read(self.engine, reflected, selected, statements, subset.lead_id_range, lead_id_column,
                               self.chunksize)
             if frame is not None:
-                return frame
-        parts = list(self.iter_chunks(name, columns=columns, lead_id_column=lead_id_column, subset=subset))
+                return self._exact_ids(frame, name, columns, lead_id_column, subset)
+        frame = self._generic_read(name, columns, lead_id_column, subset, selected)
+        return self._exact_ids(frame, name, columns, lead_id_column, subset)
+
+    def _generic_read(self, name: str, columns: Sequence[str] | None, lead_id_column: str, subset: LeadSubset,
+                      selected: list[str], ids_as_text: bool = False) -> pd.DataFrame:
+        parts = list(self.iter_chunks(name, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                                      ids_as_text=ids_as_text))
         if parts:
             return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-        return pd.DataFrame(columns=selected)
+        return pd.DataFrame(columns=[*selected, *([EXACT_ID_COLUMN] if ids_as_text else [])])
+
+    def _exact_ids(self, frame: pd.DataFrame, name: str, columns: Sequence[str] | None, lead_id_column: str,
+                   subset: LeadSubset) -> pd.DataFrame:
+        """``frame``, or when a missing id made its integer ids floats and some are beyond 2**53 (their last
+        digits lost), the same read again with the ids cast to text in the query, parsed exactly."""
+        ids = frame.get(lead_id_column)
+        if ids is None or not pd.api.types.is_float_dtype(ids.dtype) or not bool((ids.abs() >= _EXACT_FLOAT_INTS).any()):
+            return frame
+        again = self._generic_read(name, columns, lead_id_column, subset, list(frame.columns), ids_as_text=True)
+        exact = pd.to_numeric(again.pop(EXACT_ID_COLUMN), errors="coerce", dtype_backend="numpy_nullable")
+        if pd.api.types.is_integer_dtype(exact.dtype):
+            again[lead_id_column] = exact.array
+        return again
+
+
+EXACT_ID_COLUMN = "__leadscore_lead_id_text"
 
 
 def iter_sql_table(

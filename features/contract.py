@@ -473,12 +473,14 @@ class ContractViolation:
 class ContractError(ValueError):
     """Input breaks the data contract; ``violations`` lists every problem found."""
 
-    def __init__(self, violations: list[ContractViolation]) -> None:
+    def __init__(self, violations: list[ContractViolation], source_kind: str | None = None) -> None:
         self.violations = list(violations)
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
-        where = ("\n  (row = position among the rows read, from 0: in a whole CSV file with a header and no blank "
-                 "line or quoted line break, its line is row + 2)"
-                 if any(v.examples for v in self.violations) else "")
+        where = ""
+        if any(v.examples for v in self.violations):
+            where = "\n  (row = position among the rows read, from 0" + (
+                ": in a whole CSV file with a header and no blank line or quoted line break, its line is row + 2)"
+                if source_kind == "csv" else ")")
         super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
 
 
@@ -762,8 +764,8 @@ def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float
     """A note when an inferred text column is nearly all numbers (a few stray values turned a number
     column into categories); None otherwise."""
     present = values.dropna()
-    if present.empty or values.dtype != object:
-        return None
+    if present.empty or values.dtype != object or pd.api.types.infer_dtype(present, skipna=True) == "boolean":
+        return None  # True/False with blanks: a yes/no column, not numbers
     if pd.to_numeric(present.iloc[:1000], errors="coerce").notna().mean() < share:
         return None  # cheap rejection of real text columns
     numbers = pd.to_numeric(present, errors="coerce")
@@ -908,7 +910,7 @@ def apply_policy(
     report.rows_in = {t: len(f) for t, f in raw.items()}
     if config.policy == STRICT:
         if collector.violations:
-            raise ContractError(collector.violations)
+            raise ContractError(collector.violations, config.source.kind)
         report.rows_kept = dict(report.rows_in)
         report.rows_quarantined = dict.fromkeys(raw, 0)
         return {t: np.ones(len(f), dtype=bool) for t, f in raw.items()}, report

@@ -98,6 +98,11 @@ def _select_existing(available: Sequence[str], columns: Sequence[str] | None) ->
     return [c for c in available if c in set(columns)]
 
 
+# only empty fields are missing in a CSV file; the project's ``missing_values`` name any other marker
+# (pandas' own list would make Namibia's "NA", a "None" seniority or an event type "null" missing)
+CSV_MISSING: dict[str, Any] = {"keep_default_na": False, "na_values": [""]}
+
+
 def read_csv_table(
     path: Path | str,
     *,
@@ -127,7 +132,7 @@ def read_csv_table(
         raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
     # index_col=False: never take a column as the index (pandas does when rows are longer than the header)
     options: dict[str, Any] = {"sep": separator, "encoding": encoding, "usecols": usecols, "index_col": False,
-                               "low_memory": False}
+                               "low_memory": False, **CSV_MISSING}
     if reads_ids and ids_as_text is not False:
         options["dtype"] = {lead_id_column: str}
     frame = _read_csv_rows(path, subset, chunksize, options, lead_id_column)
@@ -638,7 +643,8 @@ def read_rows_without_lead_id(data: DataConfig, table: str) -> pd.DataFrame:
         return frame[_missing_id_mask(frame[column], data.missing_values).to_numpy()]
     check_csv_field_counts(location, source.csv_separator, source.csv_encoding)
     options: dict[str, Any] = {"sep": source.csv_separator, "encoding": source.csv_encoding, "index_col": False,
-                               "low_memory": False, "dtype": {column: str}, "chunksize": source.chunksize}
+                               "low_memory": False, "dtype": {column: str}, "chunksize": source.chunksize,
+                               **CSV_MISSING}
     parts = [chunk[_missing_id_mask(chunk[column], data.missing_values).to_numpy()]
              for chunk in pd.read_csv(location, **options)]  # chunk by chunk: only these rows are kept
     return pd.concat(parts) if parts else pd.DataFrame()

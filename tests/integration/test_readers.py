@@ -224,6 +224,22 @@ def test_text_ids_of_a_table_are_cut_into_numeric_ranges_by_number_not_by_text(
     assert seen == {ranges[0]: [4, 5], ranges[1]: [0, 3], ranges[2]: [1, 2, 6]}
 
 
+def test_csv_text_like_na_or_none_is_a_value_unless_declared_a_missing_marker(tmp_path: Path) -> None:
+    frames = canonical_frames(4)
+    write_files("csv", tmp_path, frames)
+    leads = pd.read_csv(tmp_path / "leads.csv")
+    leads.assign(Country=["NA", "DE", "", "null"], Seniority=["None", "VP", "NaN", "N/A"]).to_csv(
+        tmp_path / "leads.csv", index=False)
+    config = file_config("csv", tmp_path)
+    data, report = load_crm(config)  # Namibia's code and a "None" seniority are values, as in Parquet or SQL
+    assert report.ok
+    assert data.leads["Country"].tolist()[:2] == ["NA", "DE"] and pd.isna(data.leads["Country"][2])
+    assert data.leads["Country"][3] == "null" and data.leads["Seniority"].tolist() == ["None", "VP", "NaN", "N/A"]
+    marked, _ = load_crm(config.model_copy(update={"missing_values": ["", "N/A", "null"]}))
+    assert marked.leads["Country"].isna().tolist() == [False, False, True, True]
+    assert marked.leads["Seniority"].isna().tolist() == [False, False, False, True]
+
+
 def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
     from features.build import features_from_payload
     from features.spec import FeatureSpec

@@ -59,6 +59,14 @@ def test_strict_refuses_listing_every_violation_and_writes_nothing(tmp_path: Pat
     }
     assert "4 problem(s)" in str(caught.value)
     assert not (tmp_path / "quarantine").exists()
+    # the CSV line hint only where the source is CSV files
+    strict = config("strict", tmp_path)
+    parquet = strict.model_copy(update={"source": strict.source.model_copy(update={"kind": "parquet"})})
+    for data, hint in ((parquet, False), (strict, True)):  # the default source: CSV files
+        with pytest.raises(ContractError) as caught:
+            validate_crm(raw_crm(), data)
+        assert "(row = position among the rows read, from 0" in str(caught.value)
+        assert ("its line is row + 2" in str(caught.value)) is hint
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

@@ -295,11 +295,12 @@ def test_declared_and_inferred_attribute_kinds() -> None:
     raw.leads["Employees"] = raw.leads["Employees"].astype(object)
     raw.leads.loc[2, "Employees"] = "Select"  # a marker in a numeric column: still numeric
     raw.leads["Partner"] = [True, False, True, True, False, False]
+    raw.leads["Reseller"] = [True, None, False, True, None, True]  # yes/no with blanks: no "nearly numbers" note
     raw.leads["Zip"] = ["01000", "02000", "03000", "04000", "05000", "06000"]
     raw.leads["Email"] = "x@y.z"
     attributes = AttributesConfig(categorical=["Zip"], ignore=["Email"])
     data, report = validate_crm(raw, CONFIG.model_copy(update={"attributes": attributes}))
-    assert data.categorical_attributes == ["Industry", "Partner", "Zip"]
+    assert data.categorical_attributes == ["Industry", "Partner", "Reseller", "Zip"]
     assert data.numeric_attributes == ["Employees"]
     assert data.leads["Zip"].iloc[0] == "01000" and data.leads["Partner"].iloc[0] == "True"
     assert data.leads["Employees"].isna().sum() == 2

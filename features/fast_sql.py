@@ -91,8 +91,8 @@ def _sqlite_read(
     processors = {}
     for name in columns:
         processor = _sqlite_processor(table.c[name].type, dialect)
-        if processor is not None:
-            processors[name] = processor
+        if processor is not None:  # a value it cannot convert stays as stored, for the contract to report
+            processors[name] = processor if processor is SQLITE_STR_TO_DATETIME else _lenient(processor)
     datetimes = {name for name, processor in processors.items() if processor is SQLITE_STR_TO_DATETIME}
     others = {name: processor for name, processor in processors.items() if name not in datetimes}
     parts: list[pd.DataFrame] = []

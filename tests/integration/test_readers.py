@@ -240,6 +240,23 @@ def test_csv_text_like_na_or_none_is_a_value_unless_declared_a_missing_marker(tm
     assert marked.leads["Seniority"].isna().tolist() == [False, False, False, True]
 
 
+def test_a_sqlite_date_column_with_a_time_or_junk_is_validated_not_a_failed_read(sqlite_url: str) -> None:
+    from features.contract import ContractError
+
+    engine = sa.create_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE crm_leads (Id INTEGER, CreatedDate DATE)"))
+            conn.execute(sa.text("INSERT INTO crm_leads VALUES (1, '2024-01-10'), (2, '2024-01-12 08:30:00'), "
+                                 "(3, 'not a date')"))
+            conn.execute(sa.text("CREATE TABLE crm_events (LeadId INTEGER, ActivityDate TEXT, Type TEXT, Channel TEXT)"))
+            conn.execute(sa.text("CREATE TABLE crm_outcomes (LeadId INTEGER, WonDate TEXT, Amount REAL)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(ContractError, match=r"leads\.created_at: wrong_type: 1 row .*row=2, lead_id=3"):
+        load_crm(sql_config(sqlite_url, chunksize=10))
+
+
 def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
     from features.build import features_from_payload
     from features.spec import FeatureSpec

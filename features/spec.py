@@ -353,6 +353,10 @@ class FeatureSpec:
             event_types = sorted(set(distinct_strings(crm.events[EVENT_TYPE])) - {RECYCLED})
         if len(set(event_types)) != len(event_types):
             raise FeatureSpecError(f"event_types has duplicates: {event_types}")
+        unknown = sorted(set(config.event_weights) - set(event_types) - set(ENGAGEMENT_EVENT_TYPES))
+        if unknown:  # a misspelt type would leave its events at weight 1 without a word
+            raise FeatureSpecError(f"features.event_weights: {unknown} not among the event types of the data "
+                                   f"({event_types}) nor the conventional ones")
         categorical = sorted(crm.categorical_attributes)
         numeric = sorted(crm.numeric_attributes)
         _check_columns("leads", crm.leads, [*categorical, *numeric])

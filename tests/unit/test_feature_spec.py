@@ -208,3 +208,11 @@ def test_flat_data_errors_name_the_problem() -> None:
     spec = FeatureSpec().fit(flat)
     with pytest.raises(FeatureSpecError, match=r"'visits_30d': non-numeric values in rows \[1\]"):
         flat_feature_frame(bad_numeric, spec)
+
+
+def test_a_misspelt_event_weight_is_refused_a_conventional_absent_type_is_not() -> None:
+    crm = random_crm(4)
+    with pytest.raises(FeatureSpecError, match=r"features\.event_weights: \['demo_requets'\] not among"):
+        FeatureSpec(FeatureConfig(event_weights={"demo_requets": 5.0})).fit(crm)
+    assert "webinar" not in set(crm.events["event_type"])  # conventional but absent here: accepted
+    FeatureSpec(FeatureConfig(event_weights={"webinar": 3.0, "demo_request": 5.0})).fit(crm)

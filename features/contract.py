@@ -777,6 +777,42 @@ def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float
             "attributes.numeric to have those reported as wrong_type")
 
 
+def identifier_note(table: str, column: str, values: pd.Series, min_distinct: int = 50,
+                    share: float = 0.9) -> str | None:
+    """A note when an inferred categorical column has nearly one value per row (an e-mail, a phone, a
+    name: no category a model can learn from); None otherwise."""
+    present = values.dropna()
+    if len(present) < min_distinct:
+        return None
+    distinct = present.nunique()
+    if distinct < min_distinct or distinct < share * len(present):
+        return None
+    return (f"{table}.{column}: inferred categorical with {distinct:,} distinct values in {len(present):,} rows "
+            f"(an identifier such as an e-mail, phone or name?); list it under attributes.ignore, or under "
+            "attributes.categorical to keep it")
+
+
+def event_type_notes(event_types: pd.Series) -> list[str]:
+    """A note when event types differ only in case or surrounding spaces (each is its own type)."""
+    types = pd.Series(distinct_text(event_types), dtype=object)
+    if not len(types):
+        return []
+    folded = types.str.strip().str.casefold()
+    clashes = [sorted(group) for _, group in types.groupby(folded.to_numpy()) if len(group) > 1]
+    if not clashes:
+        return []
+    shown = "; ".join(" / ".join(repr(t) for t in group) for group in clashes[:5])
+    return [f"events.event_type: types that differ only in case or spaces are separate types: {shown}"]
+
+
+def distinct_text(values: pd.Series) -> list[str]:
+    """Distinct non-missing values of a text or ``category`` column."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = np.unique(values.cat.codes.to_numpy())
+        return [str(values.cat.categories[c]) for c in present if c >= 0]
+    return [str(v) for v in pd.unique(values.dropna())]
+
+
 def lead_id_kind(values: pd.Series) -> Literal["int", "str"]:
     """``int`` when the ids are integers (int dtype, or floats that are all whole), else ``str``."""
     if pd.api.types.is_integer_dtype(values.dtype):
@@ -1115,8 +1151,10 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     if ignored:
         report.ignored_columns[LEADS] = ignored
     for column in categorical:
-        if column not in attrs.categorical and (note := mostly_numeric_note(LEADS, column, frames[LEADS][column])):
+        if column not in attrs.categorical and (note := mostly_numeric_note(LEADS, column, frames[LEADS][column])
+                                                or identifier_note(LEADS, column, typed[LEADS][column][keep[LEADS]])):
             report.notes.append(note)
+    report.notes += event_type_notes(typed[EVENTS][EVENT_TYPE][keep[EVENTS]])
     out = {}
     for table in TABLES:
         columns = typed[table]

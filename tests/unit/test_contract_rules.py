@@ -360,3 +360,24 @@ def test_category_text_writes_whole_floats_as_integers_and_keeps_everything_else
     assert values_as_text(pd.Series([75.0, None, "a", 3], dtype=object)).tolist() == ["75", None, "a", "3"]
     assert values_as_text(pd.Series(["x", None])).tolist() == ["x", None]
     assert [category_text(v) for v in (75.0, np.float32(2.0), 1.5, 7, "07")] == ["75", "2", "1.5", "7", "07"]
+
+
+def test_identifier_like_columns_and_event_types_differing_in_case_are_noted_not_refused() -> None:
+    n = 60
+    leads = pd.DataFrame({"Id": range(1, n + 1), "CreatedDate": "2024-01-01",
+                          "Email": [f"person{i}@example.com" for i in range(n)],  # one value per lead
+                          "Country": ["DE", "US", "FR"] * (n // 3)})
+    events = pd.DataFrame({"LeadId": [1, 2, 3, 4], "When": "2024-02-01",
+                           "Type": ["email_open", "Email_Open", "email_open ", "page_view"],
+                           "channel": "web", "value": 1.0})
+    outcomes = pd.DataFrame({"LeadId": [1], "WonDate": [None], "amount": [np.nan]})
+    data, report = validate_crm(RawTables(leads, events, outcomes), CONFIG)
+    assert report.ok and "Email" in data.categorical_attributes  # still kept: the note asks the user
+    email_note = [n for n in report.notes if n.startswith("leads.Email: inferred categorical with 60 distinct")]
+    assert email_note and "attributes.ignore" in email_note[0]
+    assert not [n for n in report.notes if n.startswith("leads.Country")]
+    assert ("events.event_type: types that differ only in case or spaces are separate types: "
+            "'Email_Open' / 'email_open' / 'email_open '") in report.notes
+    declared = CONFIG.model_copy(update={"attributes": AttributesConfig(categorical=["Email"])})
+    assert not [n for n in validate_crm(RawTables(leads, events, outcomes), declared)[1].notes
+                if n.startswith("leads.Email")]

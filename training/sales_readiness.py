@@ -2,7 +2,8 @@
 baselines, raise the leakage alarm, pick the MQL threshold, draw the figures, write a model card.
 
 - ``train_and_evaluate(training_set, config, ...)``: snapshot data (``as_of``); time-ordered
-  train / valid / test with an H-day gap before each later slice.
+  train / valid / test with an H-day gap before the test slice (none between train and valid:
+  see :func:`training.evaluation.time_ordered_split`).
 - ``train_and_evaluate_flat(flat, config, ...)``: one row per lead, no timestamps; grouped
   stratified K-fold by ``lead_id``; the final model is refit on all rows with the folds' median
   best iteration and calibrated on the cross-validated out-of-fold margins.
@@ -108,11 +109,19 @@ def check_segment_columns(frame: pd.DataFrame, config: TrainingConfig, table: st
 
 
 def _horizon(training_set: Any, config: TrainingConfig) -> int:
-    for value in (config.horizon_days, getattr(training_set, "horizon_days", None),
-                  getattr(getattr(training_set, "spec", None), "horizon_days", None),
-                  getattr(getattr(getattr(training_set, "spec", None), "config", None), "horizon_days", None)):
-        if value:
-            return int(value)
+    """The label horizon H: the training set's (its labels were built with it); ``training.horizon_days``
+    only where the training set does not say, and refused when it says otherwise."""
+    spec = getattr(training_set, "spec", None)
+    built = next((int(v) for v in (getattr(training_set, "horizon_days", None), getattr(spec, "horizon_days", None),
+                                   getattr(getattr(spec, "config", None), "horizon_days", None)) if v), None)
+    if built is not None and config.horizon_days is not None and int(config.horizon_days) != built:
+        raise ValueError(f"training.horizon_days is {config.horizon_days} but the training set's labels were built "
+                         f"with features.horizon_days {built}: set features.horizon_days to {config.horizon_days} "
+                         "(the labels follow it) and drop training.horizon_days")
+    if built is not None:
+        return built
+    if config.horizon_days:
+        return int(config.horizon_days)
     raise ValueError("horizon_days unknown: set training.horizon_days or give a TrainingSet that carries it")
 
 

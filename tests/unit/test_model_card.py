@@ -121,3 +121,13 @@ def test_shap_figure_of_a_run_greys_its_categorical_features(trained) -> None:
                   and int(round(float(np.median(np.asarray(c.get_offsets())[:, 1])))) == row]
         assert on_row and all(c.get_array() is None for c in on_row)
         assert any(tuple(c.get_facecolors()[0][:3]) == pytest.approx(grey) for c in on_row)
+
+
+def test_a_training_horizon_other_than_the_labels_is_refused_before_any_fit() -> None:
+    frame = snapshot_frame(200, 12, seed=2)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    messages: list[str] = []
+    with pytest.raises(ValueError, match=r"training\.horizon_days is 30 but the training set's labels were built "
+                                         r"with features\.horizon_days 14"):
+        train_and_evaluate(FrameSet(frame), TrainingConfig(horizon_days=30), progress=messages.append)
+    assert not any("fitting" in m for m in messages)

@@ -33,7 +33,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.contract import config_error_text
-from features.schema import EVENT_TYPE, LEAD_ID, OCCURRED_AT
+from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED
 from training.model import is_categorical
 
 MISSING = "(missing)"
@@ -136,6 +136,14 @@ class PointsRules(BaseModel):
             "behaviour": behaviour,
         })
         return kept, dropped
+
+
+def unknown_behaviour_types(rules: PointsRules, events: pd.DataFrame | None) -> list[str]:
+    """Behaviour types of the rules that no event has and that are no conventional type (typos, most likely)."""
+    if not rules.behaviour or events is None:
+        return []
+    present = set(events[EVENT_TYPE].astype(str).unique()) if len(events) else set()
+    return sorted(set(rules.behaviour) - present - {*ENGAGEMENT_EVENT_TYPES, RECYCLED})
 
 
 DEFAULT_POINTS_RULES = "default_points_rules.yaml"

@@ -28,6 +28,7 @@ from training.baselines import (
     points_score,
     resolve_points_rules,
     score_column_baseline,
+    unknown_behaviour_types,
 )
 from training.calibration import cross_fitted_calibration
 from training.config import AS_OF, TrainingConfig
@@ -176,6 +177,8 @@ def _points_baseline(
 ) -> tuple[str, dict[str, float], np.ndarray] | None:
     """The hand-tuned points scorer on the evaluation rows (None, with a note, when it cannot score)."""
     rules, dropped = points_rules.applicable_to(eval_frame.columns, events is not None)
+    if unknown := unknown_behaviour_types(rules, events):
+        notes.append(f"points rules {rules.name!r}: behaviour event type(s) {unknown} occur in no event (a typo?)")
     if dropped:
         notes.append(f"points rules {rules.name!r}: skipped {'; '.join(dropped)}")
     if rules.is_empty:

@@ -18,7 +18,7 @@ from features.contract import ValidationReport
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
 from leadscore.project import ProjectConfig
-from training.baselines import PointsRules
+from training.baselines import PointsRules, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import time_ordered_split
 from training.registry import (
@@ -97,6 +97,11 @@ def fit_training_set(
         if absent:
             raise ValueError(f"points rules {points_rules.name!r}: column(s) {absent} not in the data "
                              "(missing_columns: error; set missing_columns: skip to score without those rules)")
+        unknown = unknown_behaviour_types(points_rules, data.events) if isinstance(data, CRMData) else []
+        if unknown:
+            raise ValueError(f"points rules {points_rules.name!r}: behaviour event type(s) {unknown} are neither in "
+                             "the events table nor conventional types (a typo?); fix them, or set missing_columns: "
+                             "skip to score without them")
     relaxed = config.model_copy(update={"leakage": config.leakage.model_copy(update={"strict": False})})
     if isinstance(data, FlatData):
         return train_and_evaluate_flat(data, relaxed, points_rules=points_rules, spec=training_set.spec,

@@ -98,3 +98,9 @@ def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
     result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
     assert result.exit_code == 1 and "registered" not in result.output  # refused before any fit
     assert "points rules 'strict-rules': column(s) ['favourite_colour'] not in the data" in " ".join(result.output.split())
+    (tmp_path / "rules.yaml").write_text(  # a misspelt event type would score every lead 0 points
+        "name: strict-rules\nmissing_columns: error\nbehaviour: {demo_requets: 10, webinar: 3}\n", encoding="utf-8")
+    result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
+    assert result.exit_code == 1 and "registered" not in result.output
+    assert ("points rules 'strict-rules': behaviour event type(s) ['demo_requets'] are neither in the events table "
+            "nor conventional types") in " ".join(result.output.split())

@@ -93,3 +93,12 @@ def test_every_run_compares_with_points_rules_from_the_config(tmp_path: Path) ->
     assert 0.55 < row["roc_auc"] < 1.0 and 0 < row["mql_share"] < 1
     assert "baseline_points_flat_points_roc_auc" in result.metrics
     assert any("points baseline: rules 'flat_points'" in note for note in result.notes)
+
+
+def test_behaviour_types_that_no_event_has_and_no_convention_knows_are_reported() -> None:
+    from training.baselines import unknown_behaviour_types
+
+    rules = PointsRules(behaviour={"demo_requets": 10, "webinar": 3, "trade_show": 5})
+    events = pd.DataFrame({"event_type": ["trade_show", "email_open"]})
+    assert unknown_behaviour_types(rules, events) == ["demo_requets"]
+    assert unknown_behaviour_types(rules, None) == []

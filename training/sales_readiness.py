@@ -415,7 +415,7 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         "## Model",
         f"LightGBM binary classifier, native categoricals, {model.best_iteration_} trees, "
         f"num_leaves {model.params_['num_leaves']}, max_depth {model.params_['max_depth']}, learning rate "
-        f"{model.params_['learning_rate']}, min_data_in_leaf {model.params_['min_data_in_leaf']}, "
+        f"{model.params_['learning_rate']:.3g}, min_data_in_leaf {model.params_['min_data_in_leaf']}, "
         f"scale_pos_weight {model.params_['scale_pos_weight']:.2f}; {cal} calibration on held-out data; "
         f"{len(model.feature_columns_)} features ({len(model.categories_)} categorical).",
         "",

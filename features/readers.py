@@ -689,6 +689,10 @@ def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[int, 
     ids = np.unique(np.asarray(lead_ids, dtype=np.int64))
     if ids.size == 0:
         return []
+    if ids[-1] == np.iinfo(np.int64).max:  # its range would have to end past the largest 64-bit integer
+        raise ValueError(f"lead id {ids[-1]} is the largest 64-bit integer: a half-open id range cannot hold it, so "
+                         "jobs that read by lead-id ranges (rescore, the distributed build) cannot take it; "
+                         "give that lead another id")
     starts = ids[::per_partition]
     stops = np.append(starts[1:], ids[-1] + 1)
     return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]

@@ -257,6 +257,17 @@ def test_a_sqlite_date_column_with_a_time_or_junk_is_validated_not_a_failed_read
         load_crm(sql_config(sqlite_url, chunksize=10))
 
 
+def test_lead_id_ranges_cover_every_id_and_refuse_the_largest_int64() -> None:
+    from features.readers import lead_id_ranges
+
+    ids = np.array([5, 1, 9, 3, 7, 2**62])
+    ranges = lead_id_ranges(ids, 2)
+    assert ranges == [(1, 5), (5, 9), (9, 2**62 + 1)]
+    assert all(sum(a <= i < b for a, b in ranges) == 1 for i in ids.tolist())
+    with pytest.raises(ValueError, match=r"lead id 9223372036854775807 is the largest 64-bit integer"):
+        lead_id_ranges(np.array([1, 2**63 - 1]), 1000)  # its stop would wrap around to the smallest
+
+
 def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
     from features.build import features_from_payload
     from features.spec import FeatureSpec

@@ -696,13 +696,19 @@ def _parse_text_timestamps(values: pd.Series, fmt: str | None) -> pd.Series:
 
 
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Parse to float64; returns (parsed, mask of unparseable non-null values)."""
+    """Parse to float64; returns (parsed, mask of non-null values that are no finite number). Infinite
+    values (``inf``, ``1e400``, PostgreSQL's ``Infinity``) are refused as the endpoint refuses them: no
+    feature, score or reason can be computed from them."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("float64"), np.zeros(len(values), dtype=bool)
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64", copy=False), np.zeros(len(values), dtype=bool)
-    parsed = pd.to_numeric(values, errors="coerce").astype("float64", copy=False)
-    bad = (parsed.isna() & values.notna()).to_numpy()
+        parsed = values.astype("float64", copy=False)
+        bad = np.isinf(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+    else:
+        parsed = pd.to_numeric(values, errors="coerce").astype("float64", copy=False)
+        bad = (parsed.isna() & values.notna()).to_numpy() | np.isinf(parsed.to_numpy())
+    if bad.any():
+        parsed = parsed.mask(bad)
     return parsed, bad
 
 
@@ -1102,7 +1108,7 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
         if column in frames[table].columns:
             parsed, bad = parse_numbers(frames[table][column])
             typed[table][column] = parsed
-            collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="not a number")
+            collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="not a finite number")
             if column == AMOUNT:
                 collector.add(table, column, NEGATIVE_AMOUNT, (parsed < 0).to_numpy(), frames[table],
                               detail="a deal value below 0")
@@ -1119,7 +1125,7 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     for column in numeric:
         parsed, bad = parse_numbers(frames[LEADS][column])
         typed[LEADS][column] = parsed
-        collector.add(LEADS, column, WRONG_TYPE, bad, frames[LEADS], detail="not a number")
+        collector.add(LEADS, column, WRONG_TYPE, bad, frames[LEADS], detail="not a finite number")
         if column in attrs.non_negative:
             collector.add(LEADS, column, NEGATIVE_VALUE, (parsed < 0).to_numpy(), frames[LEADS],
                           detail="must be >= 0")

@@ -121,7 +121,7 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
         columns[column] = to_text(frame[column])
     for column in [*numeric, *config.score_columns]:
         parsed, bad = parse_numbers(frame[column])
-        add(column, WRONG_TYPE, bad, "not a number")
+        add(column, WRONG_TYPE, bad, "not a finite number")
         columns[column] = parsed
 
     keep, report = apply_policy(collector, {FLAT: source}, config)

@@ -381,3 +381,14 @@ def test_identifier_like_columns_and_event_types_differing_in_case_are_noted_not
     declared = CONFIG.model_copy(update={"attributes": AttributesConfig(categorical=["Email"])})
     assert not [n for n in validate_crm(RawTables(leads, events, outcomes), declared)[1].notes
                 if n.startswith("leads.Email")]
+
+
+def test_infinite_numbers_are_wrong_type_as_the_endpoint_refuses_them() -> None:
+    raw = raw_crm()
+    raw.leads["Employees"] = [10, np.inf, 40, np.nan, 5, 7]  # a float column (Parquet, SQL REAL)
+    raw.outcomes["amount"] = ["1000", None, None, "Infinity", None, None]  # text, as PostgreSQL's numeric prints
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    found = {(v.table, v.column, v.rule, v.n_rows) for v in caught.value.violations}
+    assert found == {("leads", "Employees", "wrong_type", 1), ("outcomes", "amount", "wrong_type", 1)}
+    assert "not a finite number" in str(caught.value) and "lead_id=102" in str(caught.value)

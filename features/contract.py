@@ -721,6 +721,16 @@ def to_text(values: pd.Series) -> pd.Series:
     return values_as_text(values)  # whole floats as integers: 75.0 (a blank made the column float) is "75"
 
 
+BINARY_DETAIL = "binary data (a BLOB), not text"
+
+
+def binary_values(values: pd.Series) -> np.ndarray:
+    """Mask of raw bytes (a BLOB in a SQLite text column): no text a category could be made of."""
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return np.zeros(len(values), dtype=bool)
+    return values.map(lambda v: isinstance(v, bytes | bytearray | memoryview)).to_numpy(dtype=bool)
+
+
 def to_text_category(values: pd.Series) -> pd.Series:
     """Values as a ``category`` column with ``str`` categories (cheap for many repeated values)."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
@@ -1099,11 +1109,15 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
                       detail=f"after reference time {reference}")
 
     events = frames[EVENTS]
-    typed[EVENTS][EVENT_TYPE] = to_text_category(events[EVENT_TYPE])
+    binary = binary_values(events[EVENT_TYPE])
+    collector.add(EVENTS, EVENT_TYPE, WRONG_TYPE, binary, events, detail=BINARY_DETAIL)
+    typed[EVENTS][EVENT_TYPE] = to_text_category(events[EVENT_TYPE].mask(binary) if binary.any() else events[EVENT_TYPE])
     collector.add(EVENTS, EVENT_TYPE, NULL_VALUE, rule_null(typed[EVENTS][EVENT_TYPE]), events)
     for table, column in ((EVENTS, CHANNEL), (EVENTS, CAMPAIGN)):
         if column in frames[table].columns:
-            typed[table][column] = to_text(frames[table][column])
+            binary = binary_values(frames[table][column])
+            collector.add(table, column, WRONG_TYPE, binary, frames[table], detail=BINARY_DETAIL)
+            typed[table][column] = to_text(frames[table][column].mask(binary))
     for table, column in ((EVENTS, VALUE), (OUTCOMES, AMOUNT)):
         if column in frames[table].columns:
             parsed, bad = parse_numbers(frames[table][column])
@@ -1121,7 +1135,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     categorical, numeric = infer_kinds(frames[LEADS], attribute_columns, attrs.categorical,
                                        [*attrs.numeric, *attrs.non_negative])  # non-negative: numbers, declared
     for column in categorical:
-        typed[LEADS][column] = to_text(frames[LEADS][column])
+        binary = binary_values(frames[LEADS][column])
+        collector.add(LEADS, column, WRONG_TYPE, binary, frames[LEADS], detail=BINARY_DETAIL)
+        typed[LEADS][column] = to_text(frames[LEADS][column].mask(binary))
     for column in numeric:
         parsed, bad = parse_numbers(frames[LEADS][column])
         typed[LEADS][column] = parsed

@@ -268,6 +268,28 @@ def test_lead_id_ranges_cover_every_id_and_refuse_the_largest_int64() -> None:
         lead_id_ranges(np.array([1, 2**63 - 1]), 1000)  # its stop would wrap around to the smallest
 
 
+def test_binary_bytes_in_a_sqlite_text_column_are_wrong_type_not_a_decode_crash(sqlite_url: str,
+                                                                              tmp_path: Path) -> None:
+    from features.contract import ContractError
+
+    frames = canonical_frames(6)
+    write_sql(sqlite_url, frames)
+    engine = sa.create_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:  # a BLOB where the CRM wrote text
+            conn.execute(sa.text("UPDATE crm_leads SET industry = x'FFFE' WHERE Id = 3"))
+    finally:
+        engine.dispose()
+    config = sql_config(sqlite_url, chunksize=10)
+    with pytest.raises(ContractError, match=r"leads\.industry: wrong_type: 1 row \(binary data \(a BLOB\), not text\)"
+                                            r".*lead_id=3"):
+        load_crm(config)
+    quarantine = DataConfig.model_validate({**config.model_dump(), "policy": "quarantine",
+                                            "quarantine_dir": str(tmp_path / "quarantine")})
+    data, report = load_crm(quarantine)
+    assert report.rows_quarantined["leads"] == 1 and 3 not in set(data.leads["lead_id"])
+
+
 def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
     from features.build import features_from_payload
     from features.spec import FeatureSpec

@@ -133,6 +133,11 @@ def category_text(value: Any) -> str:
 def values_as_text(values: pd.Series) -> pd.Series:
     """:func:`category_text` of every value, in an ``object`` column; missing stays missing."""
     present = values.notna()
+    if isinstance(values.dtype, pd.CategoricalDtype):  # its categories as text, then each value's
+        categories = values_as_text(pd.Series(values.cat.categories)).to_numpy(dtype=object)
+        codes = values.cat.codes.to_numpy()
+        return pd.Series(np.where(codes >= 0, categories[np.maximum(codes, 0)] if len(categories) else None, None),
+                         index=values.index, dtype=object).where(present)
     if pd.api.types.is_float_dtype(values.dtype):
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         whole = present.to_numpy() & (np.abs(numbers) < _EXACT_FLOAT_INTS)

@@ -360,6 +360,8 @@ def test_category_text_writes_whole_floats_as_integers_and_keeps_everything_else
     assert values_as_text(pd.Series([75.0, None, "a", 3], dtype=object)).tolist() == ["75", None, "a", "3"]
     assert values_as_text(pd.Series(["x", None])).tolist() == ["x", None]
     assert [category_text(v) for v in (75.0, np.float32(2.0), 1.5, 7, "07")] == ["75", "2", "1.5", "7", "07"]
+    categorical = values_as_text(pd.Series(pd.Categorical([75.0, None, 1.5])))
+    assert categorical[[0, 2]].tolist() == ["75", "1.5"] and pd.isna(categorical[1])
 
 
 def test_identifier_like_columns_and_event_types_differing_in_case_are_noted_not_refused() -> None:

@@ -20,15 +20,10 @@ import pandas as pd
 
 from features.build import TrainingSet, training_frame
 from features.contract import (
-    NULL_VALUE,
-    STRICT,
-    ContractError,
-    ContractViolation,
     DataConfig,
-    write_quarantine,
 )
-from features.loading import load_crm
-from features.readers import count_null_lead_ids, lead_id_ranges, read_lead_ids, read_rows_without_lead_id
+from features.loading import load_crm, set_aside_rows_without_lead_id
+from features.readers import lead_id_ranges, read_lead_ids
 from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec
@@ -159,25 +154,6 @@ def _open_ended(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return ranges
 
 
-def _rows_without_lead_id(data: DataConfig) -> dict[str, int]:
-    """Rows without a lead id belong to no lead-id range, so no partition would read them: count them
-    up front. Under ``strict`` they are refused; under ``quarantine`` they are written, whole, to
-    ``quarantine_dir/no-lead-id/`` (as the in-memory build quarantines them) and counted."""
-    nulls = {t: n for t, n in count_null_lead_ids(data).items() if n}
-    if not nulls:
-        return {}
-    if data.policy == STRICT:
-        raise ContractError([ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id")
-                             for t, n in nulls.items()])
-    assert data.quarantine_dir is not None  # guaranteed by the config validator
-    for table in nulls:
-        rows = read_rows_without_lead_id(data, table)
-        nulls[table] = len(rows)
-        reasons = np.full(len(rows), f"{NULL_VALUE}:{LEAD_ID}", dtype=object)
-        write_quarantine(rows, reasons, Path(data.quarantine_dir) / "no-lead-id", table, data.quarantine_format)
-    return nulls
-
-
 def _partition_to_parquet(data: DataConfig, start: int, stop: int, spec_dict: dict[str, Any],
                           dates: pd.DatetimeIndex, data_end: pd.Timestamp, path: Path) -> Path:
     """Pass 2 on a worker: read the partition again, build its snapshot rows, write them."""
@@ -207,7 +183,7 @@ def build_training_set_from_source(
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
-    without_id = _rows_without_lead_id(data)
+    without_id = set_aside_rows_without_lead_id(data)
     ranges = _open_ended(ranges)
     facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
                       for k, (a, b) in enumerate(ranges)])

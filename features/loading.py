@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from features.contract import (
     EMPTY_TABLE,
+    NULL_VALUE,
+    STRICT,
     ContractError,
     ContractViolation,
     DataConfig,
     FlatConfig,
     ValidationReport,
     validate_crm,
+    write_quarantine,
 )
 from features.flat import load_flat
-from features.readers import SqlDatabase, read_crm
+from features.readers import SqlDatabase, count_null_lead_ids, read_crm, read_rows_without_lead_id
 from features.schema import LEAD_ID, LEADS, CRMData, FlatData
 
 
@@ -46,3 +52,23 @@ def load_data(
     if isinstance(config, FlatConfig):
         return load_flat(config, lead_ids=lead_ids, lead_id_range=lead_id_range)
     return load_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range)
+
+
+def set_aside_rows_without_lead_id(data: DataConfig) -> dict[str, int]:
+    """For jobs that read by lead-id ranges (the distributed build, rescore): rows without a lead id
+    belong to no range, so no partition would read them. Count them up front; under ``strict`` they
+    are refused (table and count named); under ``quarantine`` they are written, whole, to
+    ``quarantine_dir/no-lead-id/`` (as a whole-table load quarantines them). Returns the counts."""
+    nulls = {t: n for t, n in count_null_lead_ids(data).items() if n}
+    if not nulls:
+        return {}
+    if data.policy == STRICT:
+        raise ContractError([ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id")
+                             for t, n in nulls.items()])
+    assert data.quarantine_dir is not None  # guaranteed by the config validator
+    for table in nulls:
+        rows = read_rows_without_lead_id(data, table)
+        nulls[table] = len(rows)
+        reasons = np.full(len(rows), f"{NULL_VALUE}:{LEAD_ID}", dtype=object)
+        write_quarantine(rows, reasons, Path(data.quarantine_dir) / "no-lead-id", table, data.quarantine_format)
+    return nulls

@@ -403,14 +403,19 @@ def models_rollback(
     tracking_uri: TrackingOption = None,
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
-    """Restore the previous champion."""
+    """Restore the previous champion (skipping earlier champions deleted since)."""
+    from mlflow.exceptions import MlflowException
+
     from training.registry import RegistryError, rollback
 
     try:
         result = rollback(_client(tracking_uri, config), model_name)
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"champion of {result.name}: version {result.from_version} -> {result.to_version}")
+    except MlflowException as exc:  # the registry refused a read or a write: one line, no traceback
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        raise _fail(f"model {model_name!r}: rollback failed: {first}") from exc
+    console.print(result.explain(), highlight=False)
 
 
 @models_app.command("export")

@@ -6,7 +6,7 @@
   re-scored through their pyfunc) and beats the baselines of its own run's comparison. The first
   champion only has to beat the baselines.
 - The succession of champions is kept in the registered-model tag ``leadscore.champion_history``
-  (JSON list of versions); ``rollback`` moves ``champion`` back one step.
+  (JSON list of versions); ``rollback`` moves ``champion`` back one step (skipping versions deleted since).
 - ``export_champion`` writes the champion's pyfunc directory + ``champion.json`` for deployment
   without a tracking server.
 - The same rules serve every kind of model (version tag ``kind``): :class:`PromotionRules` says how
@@ -34,6 +34,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from features.schema import LEAD_ID
 from training.config import AS_OF
@@ -136,6 +137,17 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
 
 
+def version_exists(client: MlflowClient, name: str, version: str) -> bool:
+    """Whether ``version`` of ``name`` is still registered (False once deleted; other errors propagate)."""
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return False
+        raise
+    return True
+
+
 def _set_champion(client: MlflowClient, name: str, version: str, history: list[str]) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
@@ -191,10 +203,12 @@ def decide_promotion(
     metric: str,
     min_delta: float = 0.0,
     positives: int | None = None,
+    no_champion: str = "no champion yet: the first champion only has to beat the baselines",
 ) -> tuple[bool, list[str]]:
     """Pure rule: beat every baseline given as (scorer, metric, value), and (when there is one) the
     champion on the same rows on ``metric``; with ``positives`` (leads that convert, or close, in the
-    evaluation rows) below :data:`MIN_EVAL_POSITIVES`, nothing is promoted."""
+    evaluation rows) below :data:`MIN_EVAL_POSITIVES`, nothing is promoted. ``no_champion`` is the
+    reason given when there is no champion."""
     reasons: list[str] = []
     ok = True
     if positives is not None and positives < MIN_EVAL_POSITIVES:
@@ -212,7 +226,7 @@ def decide_promotion(
             reasons.append(f"does NOT beat the best baseline ({scorer}) on {on}: {value:.4f} vs {target:.4f}")
     value = challenger[metric]
     if champion is None:
-        reasons.append("no champion yet: the first champion only has to beat the baselines")
+        reasons.append(no_champion)
     elif better(metric, value, champion[metric], min_delta):
         reasons.append(f"beats the champion on the same evaluation rows on {metric}: {value:.4f} vs "
                        f"{champion[metric]:.4f} (required margin {min_delta:g})")
@@ -235,10 +249,12 @@ class PromotionDecision:
     table: pd.DataFrame  # rows: metrics; columns: challenger, champion (same rows), best baseline
     reasons: list[str]
     evaluation: dict[str, str] = field(default_factory=dict)
+    is_challenger: bool = True  # False: a version given by number that the challenger alias does not point at
 
     def explain(self) -> str:
+        stays = f"stays {CHALLENGER}" if self.is_challenger else "is not promoted"
         verdict = (f"PROMOTED: version {self.challenger_version} is now {CHAMPION}" if self.promoted else
-                   f"REFUSED: version {self.challenger_version} stays {CHALLENGER}; champion remains "
+                   f"REFUSED: version {self.challenger_version} {stays}; champion remains "
                    f"{self.champion_version or '(none)'}")
         lines = [verdict, *[f"- {r}" for r in self.reasons], "", self.table.to_string(float_format="{:.4f}".format)]
         return "\n".join(lines)
@@ -334,6 +350,49 @@ def promotion_rules(kind: str | None) -> PromotionRules:
     raise RegistryError(f"no promotion rules for model kind {kind!r}")
 
 
+def _input_names(name: str, version: str) -> list[str] | None:
+    """The input columns of a registered version's signature (None: no signature, or unreadable)."""
+    try:
+        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+    except (MlflowException, OSError, ValueError):
+        return None
+    return None if signature is None or signature.inputs is None else list(signature.inputs.input_names())
+
+
+def _few(columns: list[str], shown: int = 5) -> str:
+    """The first ``shown`` column names, then "..." when there are more."""
+    return ", ".join(columns[:shown]) + (", ..." if len(columns) > shown else "")
+
+
+def unscorable_message(client: MlflowClient, name: str, version: str, rows: pd.DataFrame, exc: Exception) -> str:
+    """One short line on why the champion ``version`` cannot score a challenger's evaluation ``rows``: the
+    feature columns it needs that they lack (and those it does not know), else the error's first line."""
+    _bind(client)
+    head = f"{CHAMPION} version {version} cannot score the challenger's evaluation rows"
+    needed = _input_names(name, version)
+    if needed is not None:
+        present = list(feature_part(rows).columns)
+        have, want = set(present), set(needed)
+        missing = [c for c in needed if c not in have]
+        extra = [c for c in present if c not in want]
+        gaps = ([f"it needs {len(missing)} feature column(s) they lack ({_few(missing)})"] if missing else []) + (
+            [f"they have {len(extra)} it does not know ({_few(extra)})"] if extra else [])
+        if gaps:
+            return f"{head}: {'; '.join(gaps)}; the two were built with different feature specs"
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = detail if len(detail) <= 200 else detail[:200] + "..."
+    return f"{head} ({detail}); compare them by hand or retrain both on the same features"
+
+
+def _no_champion_reason(client: MlflowClient, name: str, history: list[str]) -> str:
+    """Why a candidate only has to beat the baselines: no champion ever, or the champion alias lost its version."""
+    if not history:
+        return "no champion yet: the first champion only has to beat the baselines"
+    last = history[-1]
+    gone = "was deleted" if not version_exists(client, name, last) else f"lost its {CHAMPION} alias"
+    return f"no current {CHAMPION} (version {last}, the last one, {gone}): this one only has to beat the baselines"
+
+
 def promote(
     client: MlflowClient,
     name: str = MODEL_NAME,
@@ -370,20 +429,24 @@ def promote(
         try:
             champion_metrics = rules.metrics_on_rows(client, name, current.version, rows, candidate.run_id)
         except (KeyError, ValueError, MlflowException) as exc:
-            raise RegistryError(
-                f"champion version {current.version} cannot score the challenger's evaluation rows "
-                f"({exc}); compare them by hand or retrain both on the same features"
-            ) from exc
+            raise RegistryError(unscorable_message(client, name, str(current.version), rows, exc)) from exc
     baselines = baselines_to_beat(comparison, metric, rules.default_metric, rules.model_row)
     positives = None
     if rules.positive_column in rows.columns:  # converting (closing) leads, not positive snapshot rows
         hit = rows[rules.positive_column].to_numpy(dtype=float) == 1
         positives = int(rows.loc[hit, LEAD_ID].nunique()) if LEAD_ID in rows.columns else int(hit.sum())
-    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta, positives)
+    history = champion_history(client, name)
+    no_champion = _no_champion_reason(client, name, history) if current is None else ""
+    promoted, reasons = decide_promotion(challenger_metrics, champion_metrics, baselines, metric, min_delta, positives,
+                                         no_champion)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
-    shown = rules.side_by_side
-    table = pd.DataFrame({f"challenger v{candidate.version}": {m: challenger_metrics.get(m) for m in shown}})
+    # the deciding metric and the baselines' metrics are always rows of the table
+    shown = tuple(dict.fromkeys((*rules.side_by_side, metric, *(b[1] for b in baselines))))
+    challenger = alias_version(client, name, CHALLENGER)
+    is_challenger = challenger is not None and str(challenger.version) == str(candidate.version)
+    label = CHALLENGER if is_challenger else "candidate"
+    table = pd.DataFrame({f"{label} v{candidate.version}": {m: challenger_metrics.get(m) for m in shown}})
     if champion_metrics is not None:
         table[f"champion v{current.version}"] = pd.Series({m: champion_metrics.get(m) for m in shown})
     for scorer in dict.fromkeys(b[0] for b in baselines):
@@ -392,14 +455,13 @@ def promote(
     table.index.name = "metric"
     evaluation = {k: v for k, v in candidate.tags.items() if k.startswith("eval_")}
     if promoted:
-        history = champion_history(client, name)
         if current is not None and (not history or history[-1] != str(current.version)):
             history.append(str(current.version))
         _set_champion(client, name, str(candidate.version), [*history, str(candidate.version)])
         client.set_model_version_tag(name, candidate.version, "promoted_at",
                                      datetime.now(UTC).replace(microsecond=0).isoformat())
     return PromotionDecision(promoted, name, str(candidate.version), str(current.version) if current else None, metric,
-                             table, reasons, evaluation)
+                             table, reasons, evaluation, is_challenger)
 
 
 @dataclass
@@ -407,23 +469,35 @@ class RollbackResult:
     name: str
     from_version: str
     to_version: str
+    skipped: list[str] = field(default_factory=list)  # earlier champions passed over: deleted since
+
+    def explain(self) -> str:
+        skipped = (f" (skipped deleted version{'s' if len(self.skipped) > 1 else ''} {', '.join(self.skipped)})"
+                   if self.skipped else "")
+        return f"{CHAMPION} of {self.name}: version {self.from_version} -> {self.to_version}{skipped}"
 
 
 def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
-    """Point ``champion`` back at the previous champion (history kept in a registered-model tag)."""
+    """Point ``champion`` back at the previous champion that still exists (history kept in a
+    registered-model tag); earlier champions deleted since are skipped and dropped from the history."""
     current = alias_version(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"model {name!r} has no {CHAMPION} to roll back")
     history = champion_history(client, name)
-    while history and history[-1] == str(current.version):
-        history.pop()
+    skipped: list[str] = []
+    while history and (history[-1] == str(current.version) or not version_exists(client, name, history[-1])):
+        if (gone := history.pop()) != str(current.version) and gone not in skipped:
+            skipped.append(gone)
+    if not history and skipped:
+        raise RegistryError(f"model {name!r}: no earlier {CHAMPION} than version {current.version} still exists "
+                            f"(deleted: version {', '.join(skipped)}); nothing to roll back to")
     if not history:
         raise RegistryError(f"model {name!r}: version {current.version} is the first champion; nothing to roll back to")
     previous = history[-1]
     _set_champion(client, name, previous, history)
     client.set_model_version_tag(name, current.version, "rolled_back_at",
                                  datetime.now(UTC).replace(microsecond=0).isoformat())
-    return RollbackResult(name, str(current.version), previous)
+    return RollbackResult(name, str(current.version), previous, skipped)
 
 
 # ----- listing, export --------------------------------------------------------------------------

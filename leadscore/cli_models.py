@@ -52,7 +52,7 @@ COUNT_NAMES = ("n", "best_iteration", "final_rounds", "eval_rows", "eval_positiv
 def is_count(name: object) -> bool:
     """Whether a metric or column name is a count (shown as a whole number)."""
     text = str(name)
-    return text in COUNT_NAMES or text.startswith("n_") or text.endswith(("_rows", "_count"))
+    return text in COUNT_NAMES or text.startswith("n_") or text.endswith(("_rows", "_count", "_days"))
 
 
 def format_value(value: object, count: bool = False, digits: int = 4) -> str:

@@ -41,6 +41,7 @@ from training.config import AS_OF
 from training.evaluation import probability_metrics
 from training.pyfunc import to_pyfunc_input
 from training.sales_readiness import MODEL_NAME as MODEL_ROW
+from training.sales_readiness import calibration_summary
 from training.tracking import (
     COMPARISON_ARTIFACT,
     LABEL_COLUMN,
@@ -279,8 +280,12 @@ def score_rows(client: MlflowClient, name: str, version: str, rows: pd.DataFrame
 
 
 def rows_metrics(rows: pd.DataFrame, probability: np.ndarray) -> dict[str, float]:
-    """Probability metrics of scores on evaluation rows (label column ``label``)."""
-    return probability_metrics(rows[LABEL_COLUMN].to_numpy(dtype=float), probability)
+    """Probability metrics of scores on evaluation rows (label column ``label``), with calibration at the
+    top (``top_decile_predicted`` / ``_observed``, as a training run reports them)."""
+    y = rows[LABEL_COLUMN].to_numpy(dtype=float)
+    summary = calibration_summary(y, np.asarray(probability, dtype=float))
+    return {**probability_metrics(y, probability),
+            **{k: v for k, v in summary.items() if k.startswith("top_decile_")}}
 
 
 # (client, registered name, version, evaluation rows, run id of the candidate) -> metrics on the rows

@@ -60,7 +60,7 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     assert "roc_auc" in evaluated.output and "eval_data_hash" in evaluated.output
     assert re.search(r"│ n_positive\s+│\s+[\d,]+ │", evaluated.output), evaluated.output  # a count, not 108.0000
     assert re.search(r"│ roc_auc\s+│\s+0\.\d{4} │", evaluated.output)
-    assert "calibration: mean predicted" in evaluated.output
+    assert "calibration: mean predicted" in evaluated.output and "top 10% by score: predicted" in " ".join(evaluated.output.split())
 
     exported = invoke("models", "export", "-c", str(config), "--out", str(config.parent / "models"))
     assert exported.exit_code == 0, exported.output

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +37,24 @@ def absolute_store_uri(uri: str, cwd: Path, what: str = "MLFLOW_TRACKING_URI") -
     if "://" in uri or uri.startswith("databricks"):
         return uri
     return str((cwd / uri).resolve())  # a plain folder
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (None when it can): a bind test, with
+    ``SO_REUSEADDR`` as the server sets it (a port held only by closed connections is free)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except socket.gaierror as exc:
+        return f"host {host!r} cannot be resolved ({exc.strerror})"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is in use (another server? choose another with --port)"
+        return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
 
 
 def serve_command(
@@ -107,6 +127,9 @@ def register(app: typer.Typer) -> None:
         for option, folder in (("--project-dir", project_dir), ("--model-dir", model_dir)):
             if folder is not None and not folder.is_dir():
                 raise typer.BadParameter(f"{folder}: no such folder", param_hint=option)
+        if problem := port_problem(host, port):
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(1)
         typer.echo(f"serving {SERVICE} on http://{host}:{port}")
         sys.stdout.flush()
         # this process becomes `bentoml serve`: a SIGTERM or Ctrl-C reaches the server itself (a child

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from features.schema import EVENT_TYPE
 from features.spec import FeatureSpec
@@ -27,13 +35,29 @@ MAX_ATTRIBUTES = 500
 MAX_BATCH_HARD = 10_000
 MAX_TOP_K = 20
 FUTURE_TOLERANCE = timedelta(days=1)  # an as-of later than now by more than this is refused (clock skew allowed)
+MAX_ECHOED = 60  # characters of a request's key (a field location) quoted back in an answer or the log
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-LeadId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Name
+
+
+def _not_a_bool(value: Any) -> Any:
+    """Refuse ``true`` / ``false`` as a lead id (lax mode would take ``true`` for the lead 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer or a text, not a boolean")
+    return value
+
+
+LeadId = Annotated[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Name, BeforeValidator(_not_a_bool)]
 BoundedInt = Annotated[int, Field(ge=-(10**18), le=10**18)]
 AttributeValue = FiniteFloat | BoundedInt | bool | Text | None
+
+
+def clipped(text: str, limit: int = MAX_ECHOED) -> str:
+    """``text`` cut to ``limit`` characters, "..." marking the cut (request keys are input too: a
+    form-encoded body arrives as one huge key)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def naive_utc(value: datetime) -> datetime:
@@ -179,6 +203,13 @@ class ErrorResponse(BaseModel):
 MAX_ERRORS_LISTED = 50  # lead errors listed in one 400 answer
 
 
+def request_error(field: str, message: str) -> dict[str, Any]:
+    """The 400 body of an error of the whole request (no lead to name), in the shape of
+    :meth:`LeadError.as_response`."""
+    error = f"{field}: {message}"
+    return {"error": error, "lead_index": None, "lead_id": None, "field": field, "errors": [error]}
+
+
 class LeadError(ValueError):
     """A lead that cannot be scored: names the lead (index and id) and the field; ``others`` are the
     errors of the request's other leads (all are listed in the answer)."""
@@ -200,20 +231,20 @@ def check_leads(
 ) -> list[list[str]]:
     """Rules that need ``as_of`` and the model's spec; raises LeadError, returns warnings per lead.
 
-    Errors (all leads' are collected, then raised together): a lead id given twice, lead created
-    after as_of, events after as_of, non-numeric or non-finite values of numeric attributes, negative
-    values of ``non_negative`` attributes. Warnings: unseen categories (scored as unknown), unknown
-    event types (ignored), events at as_of exactly (not counted: features use the time strictly
-    before it), attributes the model does not use.
+    Errors (all leads' are collected, then raised together): a lead id given twice (42 and "42" are
+    one id), lead created after as_of, events after as_of, non-numeric or non-finite values of
+    numeric attributes, negative values of ``non_negative`` attributes. Warnings: unseen categories
+    (scored as unknown), unknown event types (ignored), events at as_of exactly (not counted:
+    features use the time strictly before it), attributes the model does not use.
     """
     numeric = set(spec.numeric_columns_)
     known = set(spec.fit_columns)
     no_negatives = set(non_negative)
     out: list[list[str]] = []
     errors: list[LeadError] = []
-    first_index: dict[Any, int] = {}
+    first_index: dict[str, int] = {}
     for i, lead in enumerate(leads):
-        key = (type(lead.lead_id).__name__, lead.lead_id)
+        key = str(lead.lead_id)  # one id: 4988 and "4988" are the same lead
         if key in first_index:
             errors.append(LeadError(i, lead.lead_id, "lead_id", f"also given as lead {first_index[key]}"))
         first_index.setdefault(key, i)
@@ -270,7 +301,7 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
         loc = tuple(str(part) for part in item["loc"])
         member = len(loc) > 1 and _UNION_MEMBER.match(loc[-1]) is not None
         key = loc[:-1] if member else loc
-        grouped.setdefault(key, []).append(f"{loc[-1]}: {item.get('msg', 'invalid')}" if member
+        grouped.setdefault(key, []).append(f"{clipped(loc[-1])}: {item.get('msg', 'invalid')}" if member
                                            else str(item.get("msg", "invalid")))
     messages, first = [], None
     for parts, texts in grouped.items():
@@ -280,6 +311,7 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
         index = int(loc[1]) if len(loc) > 1 and loc[0] == "leads" and loc[1].isdigit() else None
         field = ".".join(loc[2:] if index is not None else loc).replace(".[", "[") or ("lead" if index is not None
                                                                                       else "body")
+        field = clipped(field)  # a key is input: a form-encoded body is one key, the whole body
         lead_id = None
         if index is not None and isinstance(leads, list) and index < len(leads) and isinstance(leads[index], dict):
             given = leads[index].get("lead_id")  # echoed only when it is a valid id (never a huge or odd value)

@@ -52,7 +52,9 @@ from serving.schemas import (
     ScoreRequest,
     ScoreResponse,
     check_leads,
+    clipped,
     naive_utc,
+    request_error,
     validation_error_response,
 )
 
@@ -64,14 +66,15 @@ BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL 
 
 class RedactValidationErrors(logging.Filter):
     """BentoML logs invalid requests with the pydantic error, which quotes input values (lead
-    attributes): keep only the error count and field locations, without traceback or values."""
+    attributes): keep only the error count and the first field locations, each cut short (a key is
+    input too), without traceback or values."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from pydantic import ValidationError
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, ValidationError):
-            locations = [".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)][:10]
+            locations = [clipped(".".join(map(str, e["loc"]))) for e in exc.errors(include_input=False)[:10]]
             record.msg = "invalid request %s [%s]: %d validation error(s) at %s"
             record.args = (*(record.args or ())[:2], exc.error_count(), locations)
             record.exc_info = None
@@ -126,7 +129,11 @@ class ValidationErrorShape:
             body.append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            content = _reshaped(b"".join(body), b"".join(chunks) if recorded <= RECORDED_BODY_BYTES else b"")
+            try:
+                content = _reshaped(b"".join(body), b"".join(chunks) if recorded <= RECORDED_BODY_BYTES else b"")
+            except Exception as exc:  # the 400 still goes out (an escaping error leaves the client waiting)
+                logger.warning("could not reshape a 400 answer: %s", type(exc).__name__)
+                content = b"".join(body)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
             await send({**start, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
             await send({"type": "http.response.body", "body": content})
@@ -143,10 +150,10 @@ def _reshaped(answer: bytes, request: bytes) -> bytes:
             return answer
         try:
             sent = json.loads(request)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than Python's parser goes: no lead ids
             sent = None
         shaped = validation_error_response(detail, sent)
-    except ValueError:
+    except (ValueError, RecursionError):
         return answer
     return answer if shaped is None else json.dumps(shaped, default=str).encode()
 
@@ -230,21 +237,20 @@ class LeadScoringService:
         if core is None:
             return _error(ctx, 503, {"error": "no model loaded yet"})
         if len(leads) > self.settings.max_batch:
-            return _error(ctx, 400, {"error": f"leads: batch of {len(leads)} exceeds the limit "
-                                              f"{self.settings.max_batch}", "field": "leads"})
+            return _error(ctx, 400, request_error("leads", f"batch of {len(leads)} exceeds the limit "
+                                                           f"{self.settings.max_batch}"))
         query_k = ctx.request.query_params.get("top_k")
         if query_k is not None:
             if not (query_k.isascii() and query_k.isdigit()) or int(query_k) > MAX_TOP_K:
-                return _error(ctx, 400, {"error": f"top_k: query value {query_k[:20]!r} must be 0..{MAX_TOP_K}",
-                                         "field": "top_k"})
+                return _error(ctx, 400, request_error("top_k", f"query value {query_k[:20]!r} must be 0..{MAX_TOP_K}"))
             top_k = int(query_k)
         if top_k is None:
             top_k = min(self.settings.scoring.top_k, MAX_TOP_K)
         now = datetime.now(UTC).replace(tzinfo=None)
         at = naive_utc(as_of) if as_of is not None else now
         if at > now + FUTURE_TOLERANCE:
-            return _error(ctx, 400, {"error": f"as_of: {at.isoformat()} is in the future (now {now.isoformat()} UTC)",
-                                     "field": "as_of"})
+            return _error(ctx, 400, request_error("as_of", f"{at.isoformat()} is in the future "
+                                                           f"(now {now.isoformat()} UTC)"))
         try:
             warnings = check_leads(leads, at, core.spec, self.settings.non_negative_attributes)
         except LeadError as exc:

@@ -50,3 +50,17 @@ def test_other_local_store_uris_resolve_too_and_a_bad_sqlite_url_is_a_clear_erro
     assert env["MLFLOW_TRACKING_URI"] == "databricks"
     with pytest.raises(typer.BadParameter, match="not a SQLite URL"):
         serve_command(environ={"MLFLOW_TRACKING_URI": "sqlite:mlflow.db"}, cwd=tmp_path)
+
+
+def test_a_busy_port_is_found_before_the_server_starts() -> None:
+    import socket
+
+    from leadscore.cli_serve import port_problem
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert port_problem("127.0.0.1", port) == f"port {port} on 127.0.0.1 is in use (another server? choose another with --port)"
+    assert port_problem("127.0.0.1", port) is None  # closed: free again
+    assert "cannot be resolved" in port_problem("no-such-host.invalid", port)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.schemas import validation_error_response
+from serving.schemas import MAX_ECHOED, validation_error_response
 
 
 def test_union_member_errors_are_one_field_and_leads_are_named() -> None:
@@ -40,3 +40,37 @@ def test_fields_read_like_the_scoring_rules_and_odd_ids_are_not_echoed() -> None
     assert listed["lead_id"] is None
     huge = validation_error_response([{"loc": ["leads", 0, "lead_id"], "msg": "bad"}], {"leads": [{"lead_id": 10**4000}]})
     assert huge["lead_id"] is None and len(str(huge)) < 500
+
+
+def test_keys_are_cut_short_in_the_answer() -> None:
+    key = '{"leads":[{"lead_id":"SECRET-1","attributes":{"email":"jane@acme.com"}}]}' * 3000  # a form-encoded body
+    body = validation_error_response([{"loc": [key], "msg": "Extra inputs are not permitted"},
+                                      {"loc": ["leads", 0, "attributes", "x" * 5000, "float"], "msg": "bad"},
+                                      {"loc": ["leads", 0, "attributes", "x" * 5000, "str"], "msg": "bad"}],
+                                     {"leads": [{"lead_id": 3}]})
+    assert len(body["field"]) == MAX_ECHOED and body["field"].endswith("...")
+    assert "jane@acme.com" not in str(body) and len(str(body)) < 1000
+    assert body["errors"][1].startswith("lead 0 (lead_id 3): attributes." + "x" * 20)
+
+
+def test_the_log_keeps_a_few_short_locations_and_no_values() -> None:
+    import logging
+
+    from pydantic import ValidationError
+
+    from serving.schemas import ScoreRequest
+    from serving.service import RedactValidationErrors
+
+    sent = {**{f"{'k' * 10_000}{i}": "jane@acme.com" for i in range(30)},
+            "leads": [{"lead_id": 1, "created_at": "2026-01-01", "attributes": {"email": ["jane@acme.com"]}}]}
+    try:
+        ScoreRequest.model_validate(sent)
+    except ValidationError as exc:
+        error = exc
+    record = logging.LogRecord("bentoml", logging.ERROR, __file__, 1, "Exception on %s [%s]", ("/score", "POST"),
+                               (type(error), error, error.__traceback__))
+    assert RedactValidationErrors().filter(record)
+    line = record.getMessage()
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "jane@acme.com" not in line and len(line) < 1000
+    assert "validation error(s) at ['leads.0.attributes.email" in line

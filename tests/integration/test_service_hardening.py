@@ -1,0 +1,123 @@
+"""A real `bentoml serve` process given hostile or odd requests: deep nesting, form-encoded bodies,
+huge keys, boolean and mixed-type lead ids, request-level errors; and `leadscore serve` on a busy port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.serving_fixtures import ROOT, export_champion, free_port, start_server, train_small_champion
+
+KEY = "hardening-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_BATCH = 5
+SHAPE = {"error", "lead_index", "lead_id", "field", "errors"}
+AS_OF = "2026-03-01T00:00:00"
+
+
+def lead(lead_id: object) -> dict[str, object]:
+    return {"lead_id": lead_id, "created_at": "2026-01-05T10:00:00"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    export_champion(train_small_champion(n_leads=800, seed=4).model, models, version="1")
+    env = {"LEADSCORE_MODEL_DIR": str(models), "LEADSCORE_API_KEYS": KEY, "LEADSCORE_RELOAD_SECONDS": "0",
+           "LEADSCORE_MAX_BATCH": str(MAX_BATCH)}
+    running = start_server(env, tmp_path_factory.mktemp("server") / "bentoml.log")
+    yield running
+    running.stop()
+
+
+def post(server, body: object, headers: dict[str, str] = AUTH, **params: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/score", json=body, headers=headers, params=params, timeout=10)
+
+
+def logged(server, needle: str, seconds: float = 5.0) -> str:
+    """The server log once it holds ``needle`` (the log is written by another process)."""
+    deadline = time.monotonic() + seconds
+    while needle not in (text := server.log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return text
+
+
+@pytest.mark.parametrize("depth", [900, 1100, 3000])
+@pytest.mark.parametrize("headers", [AUTH, {}], ids=["key", "no-key"])
+def test_deeply_nested_json_gets_an_immediate_400(server, depth, headers) -> None:
+    body = '{"leads":' + "[" * depth + "]" * depth + "}"
+    started = time.monotonic()
+    response = httpx.post(f"{server.url}/score", content=body, timeout=10,
+                          headers={**headers, "content-type": "application/json"})
+    assert response.status_code == 400, response.text[:300]
+    assert set(response.json()) == SHAPE and response.json()["field"] == "body"
+    assert time.monotonic() - started < 5
+
+
+def test_request_keys_are_cut_short_in_the_answer_and_the_log(server) -> None:
+    # `curl -d` sends a JSON body form-encoded: the whole body arrives as one key
+    form = '{"leads":[{"lead_id":"SECRET-1","created_at":"2026-05-02T10:00:00","attributes":{"email":"jane@acme.com"}}]}'
+    response = httpx.post(f"{server.url}/score", content=form, timeout=10,
+                          headers={**AUTH, "content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400 and set(response.json()) == SHAPE
+    assert "jane@acme.com" not in response.text and len(response.text) < 1000
+    assert any(e.endswith("...: Extra inputs are not permitted") for e in response.json()["errors"])
+    huge = post(server, {"k" * 210_000: 1, "leads": [lead(1)]})
+    assert huge.status_code == 400 and set(huge.json()) == SHAPE and len(huge.text) < 1000
+    assert len(huge.json()["field"]) <= 60
+    log = logged(server, "k" * 50)
+    assert "jane@acme.com" not in log  # beyond the first 60 characters of the key
+    assert "k" * 50 in log and max(len(line) for line in log.splitlines()) < 2000
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "field"),
+    [({"leads": [lead(1)], "as_of": "2150-01-01T00:00:00"}, {}, "as_of"),
+     ({"leads": [lead(i) for i in range(MAX_BATCH + 1)], "as_of": AS_OF}, {}, "leads"),
+     ({"leads": [lead(1)], "as_of": AS_OF}, {"top_k": "x"}, "top_k"),
+     ({"leads": [lead(1)], "as_of": AS_OF}, {"top_k": "99"}, "top_k"),
+     ({"leads": [lead(1)], "asOf": AS_OF}, {}, "asOf")],
+)
+def test_request_level_400s_have_the_documented_shape(server, body, params, field) -> None:
+    response = post(server, body, **params)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE, answer
+    assert (answer["lead_index"], answer["lead_id"], answer["field"]) == (None, None, field)
+    assert answer["errors"] == [answer["error"]] and answer["error"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_boolean_lead_id_is_refused(server, flag) -> None:
+    response = post(server, {"leads": [lead(7), lead(flag)], "as_of": AS_OF})
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE and (answer["lead_index"], answer["field"]) == (1, "lead_id")
+
+
+def test_an_integer_and_its_decimal_text_are_one_lead_id(server) -> None:
+    response = post(server, {"leads": [lead(4988), lead("4988")], "as_of": AS_OF})
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert (answer["lead_index"], answer["lead_id"], answer["field"]) == (1, "4988", "lead_id")
+    assert "also given as lead 0" in answer["error"]
+    other = post(server, {"leads": [lead(4988), lead("04988"), lead("L4988")], "as_of": AS_OF, "top_k": 0})
+    assert other.status_code == 200, other.text[:300]  # other texts are other ids
+    assert [s["lead_id"] for s in other.json()["scores"]] == [4988, "04988", "L4988"]
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path) -> None:
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        done = subprocess.run([sys.executable, "-m", "leadscore.cli", "serve", "--port", str(port),
+                               "--model-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (another server? choose another with --port)"
+    assert "Traceback" not in done.stdout + done.stderr

@@ -99,6 +99,15 @@ class ValidationErrorShape:
         if scope["type"] != "http" or scope.get("path", "").rstrip("/") != "/score":
             await self.app(scope, receive, send)
             return
+        content_type = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
+        if content_type.strip().lower().startswith(b"multipart/"):  # BentoML's form parser answers a bad one 500
+            content = json.dumps(request_error("content-type", "multipart bodies are not accepted: send the "
+                                                               "request as JSON (application/json)")).encode()
+            await send({"type": "http.response.start", "status": 415,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+            return
         chunks: list[bytes] = []
         start: dict[str, Any] | None = None
         body: list[bytes] = []

@@ -121,3 +121,12 @@ def test_serve_on_a_busy_port_is_a_one_line_error(tmp_path) -> None:
     assert done.returncode != 0
     assert done.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (another server? choose another with --port)"
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x",
+                                          "Multipart/Mixed"])
+def test_multipart_bodies_get_a_415_not_a_500(server, content_type) -> None:
+    response = httpx.post(f"{server.url}/score", content=b"--x\r\nnot a form\r\n", timeout=10,
+                          headers={**AUTH, "content-type": content_type})
+    assert response.status_code == 415, response.text[:300]
+    assert set(response.json()) == SHAPE and response.json()["field"] == "content-type"

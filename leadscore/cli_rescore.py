@@ -120,6 +120,13 @@ def print_top_leads(leads: Any) -> None:
         console.print(f"  {row.lead_id}: {reasons or '-'}", highlight=False)
 
 
+def scored_text(summary: Any) -> str:
+    """Leads scored, and how many of those scores went into ``lead_scores`` when not all did."""
+    if summary.written >= summary.scored:
+        return f"{summary.scored:,}"
+    return f"{summary.scored:,} ({summary.written:,} written: a later run's scores are newer)"
+
+
 def print_summary(summary: Any, processes: str | None = None) -> None:
     """The end-of-run summary table (counts, grades, largest changes; ``processes``: who scored)."""
     table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
@@ -132,11 +139,12 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
         ("partitions", f"{summary.partitions} ({summary.partitions_run_now} run now)"),
         *([("processes", processes)] if processes is not None else []),
         ("leads read", f"{summary.leads:,}"),
-        ("scored", f"{summary.scored:,}"),
+        ("scored", scored_text(summary)),
         ("skipped: converted", f"{summary.skipped_converted:,}"),
         ("skipped: not yet created", f"{summary.skipped_not_created:,}"),
-        ("not rescored: no change since --changed-since", f"{summary.unchanged:,}"),
-        ("quarantined leads", f"{summary.quarantined:,}"),
+        ("unchanged since --changed-since", f"{summary.unchanged:,}"),
+        ("rescored: other model", f"{summary.model_changed:,}"),
+        ("quarantined lead ids", f"{summary.quarantined:,}"),
         ("MQLs", f"{summary.mql:,}"),
         ("grades", "  ".join(f"{g}: {n:,}" for g, n in summary.grades.items())),
         ("history rows", f"{summary.history_rows:,}"),
@@ -230,11 +238,15 @@ def register(app: typer.Typer) -> None:
         try:
             with cleared_on_error(Progress(*columns, console=err_console)) as bar:
                 task = bar.add_task("rescore", total=None, rate="")
+                before = [0]  # lead ids a resumed run had committed before this call (partition -1)
 
                 def progress(done: int, total: int, partition: int) -> None:
                     bar.update(task, total=total, advance=done)
+                    if partition < 0:
+                        before[0] += done
+                        return
                     elapsed = bar.tasks[task].elapsed or 0.0
-                    completed = bar.tasks[task].completed
+                    completed = bar.tasks[task].completed - before[0]
                     if elapsed > 0:
                         bar.update(task, rate=f"{completed / elapsed:,.0f} leads/s")
 
@@ -266,7 +278,12 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             console.print(f"scores -> {out}")
         if top:
-            print_top_leads(top_leads(scores_url, top))
+            try:
+                leads = top_leads(scores_url, top)
+            except ValueError as exc:  # reasons that are not JSON
+                err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False)
+                raise typer.Exit(1) from exc
+            print_top_leads(leads)
 
 
 def build_app() -> typer.Typer:

@@ -19,7 +19,9 @@ A run (:func:`rescore`):
 ``resume=True`` continues the latest unfinished run (or ``run_id``) without redoing committed
 partitions. Incremental mode (``changed_since``): only leads with an event at or after that instant,
 a lead ``updated_at`` at or after it (when the leads table has such a column), or created at or
-after it are scored (features still see their whole history); the others count as ``unchanged``.
+after it are scored (features still see their whole history), and so are the leads whose stored score
+came from other models than the run's (counted as ``model_changed``: ``lead_scores`` never mixes models);
+the others count as ``unchanged``.
 
 Execution is pluggable (:class:`PartitionExecutor`): in this process (:class:`LocalExecutor`), in
 this process plus spawned worker processes (:class:`ProcessExecutor`, the default for bases of
@@ -36,11 +38,13 @@ scored on every core. On one process the scoring thread (features, SHAP, reasons
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import multiprocessing
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -59,6 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
 from features.contract import QUARANTINE, DataConfig, ValidationReport, validate_crm
+from features.loading import set_aside_rows_without_lead_id
 from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
@@ -70,17 +75,22 @@ from serving.score_store import (
     FINISHED,
     LEAD_SCORES,
     RUNNING,
+    SCORE_COLUMNS,
     PartitionCounts,
     PartitionSpec,
     RunRecord,
     commit_partition,
     count_history,
+    count_run_scores,
     create_run,
     create_score_tables,
     largest_changes,
     lead_score_runs,
+    lead_scores,
     load_run,
+    other_model_lead_ids,
     partition_counts,
+    read_run_scores,
     set_run_status,
     top_scores,
     utc_now,
@@ -91,7 +101,8 @@ UNSEEN_SHOWN = 10  # unseen values kept per column in a run's summary
 
 UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
-# progress(leads_done_in_this_call, total_leads_of_the_run, partition_index)
+# progress(lead_ids_done, total_lead_ids_of_the_run, partition_index): per committed partition; a resumed
+# run first reports the lead ids of the partitions committed before this call, with partition index -1
 RescoreProgress = Callable[[int, int, int], None]
 AUTO_PROCESSES_MIN_LEADS = 250_000  # below this, a worker's start-up (~5 s CPU of imports) costs more than it saves
 SQLITE_BUSY_SECONDS = 120.0  # readers and the committing writer wait for each other's locks this long
@@ -142,10 +153,12 @@ class RescoreSummary:
     partitions_run_now: int
     leads: int
     scored: int
+    written: int  # scores that went into lead_scores: fewer when a run of a later as-of kept some out
     skipped_converted: int
     skipped_not_created: int
     unchanged: int
-    quarantined: int
+    model_changed: int  # incremental: rescored because their stored score came from another model
+    quarantined: int  # distinct lead ids
     mql: int
     grades: dict[str, int]
     history_rows: int
@@ -250,15 +263,23 @@ def reasons_json(batch: ScoreBatch) -> np.ndarray:
         present = ~np.isnan(raw)
         numeric = present & ~categorical[j]
         if numeric.any():
-            value[numeric] = list(map(repr, raw[numeric].tolist()))
+            value[numeric] = json_numbers(raw[numeric])
         for col, vocab in batch.vocab.items():
             rows = present & (j == col)
             if rows.any():
                 encoded = np.array([json.dumps(v) for v in vocab], dtype=object)
                 value[rows] = encoded[raw[rows].astype(np.int64)]
-        slots.append([f'{heads[c]}{v}, "impact": {impact!r}}}' for c, v, impact
-                      in zip(j.tolist(), value.tolist(), batch.reason_impact[:, slot].tolist(), strict=True)])
+        slots.append([f'{heads[c]}{v}, "impact": {impact}}}' for c, v, impact
+                      in zip(j.tolist(), value.tolist(), json_numbers(batch.reason_impact[:, slot]), strict=True)])
     return np.array(["[" + ", ".join(parts) + "]" for parts in zip(*slots, strict=True)], dtype=object)
+
+
+def json_numbers(values: np.ndarray) -> list[str]:
+    """Floats as JSON numbers (``repr``: exact); infinite and NaN ones, which JSON lacks, as null."""
+    texts = list(map(repr, values.tolist()))
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        texts[i] = "null"
+    return texts
 
 
 def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: datetime) -> pd.DataFrame:
@@ -342,11 +363,11 @@ def score_partition(
     # created by the as-of but not eligible: converted (and not recycled since); with the quarantined
     # leads their stored scores are deleted (else a converted lead keeps heading the top list)
     converted = np.setdiff1d(crm.leads[LEAD_ID].to_numpy()[created], lead_ids)
-    quarantined = np.asarray([i for i in report.quarantined_lead_ids
-                              if partition.start <= i < partition.stop], dtype=np.int64)
+    quarantined = np.unique(np.asarray([i for i in report.quarantined_lead_ids
+                                        if partition.start <= i < partition.stop], dtype=np.int64))
     counts = PartitionCounts(leads=n, skipped_not_created=not_created,
                              skipped_converted=n - len(lead_ids) - not_created,
-                             quarantined=int(report.rows_quarantined.get(LEADS, 0)),
+                             quarantined=len(quarantined),  # a lead id given twice is one lead
                              retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
     unseen = {c: v[:UNSEEN_SHOWN] for c, v in core.spec.unseen_categories(crm.leads).items()}
     if unknown_types := core.spec.unseen_event_types(crm.events):
@@ -354,6 +375,9 @@ def score_partition(
     if run.changed_since is not None and len(lead_ids):
         changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
         keep = np.isin(lead_ids, changed_ids)
+        other_model = ~keep & np.isin(lead_ids, np.asarray(partition.other_model_ids, dtype=np.int64))
+        counts.model_changed = int(other_model.sum())
+        keep |= other_model
         counts.unchanged = int((~keep).sum())
         lead_ids, matrix = lead_ids[keep], matrix[keep]
     del crm
@@ -569,8 +593,12 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
     if as_of > pd.Timestamp(utc_now()) + FUTURE_TOLERANCE:
         raise ValueError(f"as of {as_of:%Y-%m-%d %H:%M:%S} is in the future (now {utc_now():%Y-%m-%d %H:%M:%S} UTC)")
     _refuse_earlier_as_of(engine, as_of.to_pydatetime())
+    run_id = config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    # rows without a lead id are in no id range: refused (strict) or quarantined before any partition
+    set_aside_rows_without_lead_id(data if data.quarantine_dir is None else data.model_copy(
+        update={"quarantine_dir": Path(data.quarantine_dir) / f"rescore-{run_id}"}))
     run = RunRecord(
-        run_id=config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        run_id=run_id,
         status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
         model_source=core.info.source, changed_since=changed, top_k=config.top_k, started_at=utc_now(),
         partitions=plan_partitions(read_lead_ids(data), config.partition_leads),
@@ -595,7 +623,8 @@ def rescore(
     """Rescore the open leads of ``data`` into the score tables at ``scores_url`` (see module doc).
 
     ``core``: an already loaded scoring core (else loaded from ``settings``; on resume, the run's model
-    version is required). ``out``: also write this run's scores to a ``.parquet`` or ``.csv`` file.
+    version is required). ``out``: also write the run's scores to a ``.parquet`` or ``.csv`` file (see
+    :class:`_OutWriter`; a resumed run's file holds its earlier partitions too).
     ``on_result``: called with each committed partition's result (counts, seconds per stage).
     """
     config = config or RescoreConfig()
@@ -620,12 +649,18 @@ def rescore(
             run = _new_run(engine, data, core, config)
         data = data_config_for(data, core.spec)
         pending = run.pending
+        if run.changed_since is not None and pending:
+            pending = _with_other_model_ids(engine, run, pending)
         total = _total_leads(run)
         if executor is None:
             processes = default_processes(config, pending)
             executor = ProcessExecutor(processes) if processes > 1 else LocalExecutor()
+        writer.add_committed(engine, run)  # a resumed run's earlier partitions (refused when incomplete)
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
+        committed_before = total - sum(p.stop - p.start for p in pending)
+        if progress is not None and committed_before:
+            progress(committed_before, total, -1)  # a resumed run's bar starts where the run stands
 
         unseen: dict[str, set[str]] = {}
 
@@ -655,7 +690,6 @@ def rescore(
             committer.abort()
             results.close()  # its reads (and workers) stop before the status below is written
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
-            writer.abort()
             raise
         writer.close()
         summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
@@ -667,8 +701,20 @@ def rescore(
                            ", ".join(map(repr, values)))
         set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
         return summary
+    except BaseException:
+        writer.abort()  # no half-written --out file
+        raise
     finally:
         sqlite_arrow.dispose(engine)
+
+
+def _with_other_model_ids(engine: sa.Engine, run: RunRecord, partitions: list[PartitionSpec]) -> list[PartitionSpec]:
+    """An incremental run's partitions, each with the ids of its range whose stored score came from other
+    models than the run's: they are rescored as changed, so ``lead_scores`` never mixes models."""
+    ids = other_model_lead_ids(engine, run.model_name, run.model_version, run.time_to_close_version)
+    bounds = np.searchsorted(ids, [[p.start, p.stop] for p in partitions])
+    return [dataclasses.replace(p, other_model_ids=ids[a:b])
+            for p, (a, b) in zip(partitions, bounds.tolist(), strict=True)]
 
 
 def _latest_finished(engine: sa.Engine, after: datetime) -> Any:
@@ -737,12 +783,13 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
         for grade, count in json.loads(text).items():
             grades[grade] = grades.get(grade, 0) + int(count)
     up, down = largest_changes(engine, run.run_id)
+    written = int(parts["written"].fillna(parts["scored"]).fillna(0).sum()) if len(parts) else 0  # NULL: older rows
     return RescoreSummary(
         run_id=run.run_id, status=FINISHED, as_of=run.as_of, model_name=run.model_name,
         model_version=run.model_version, partitions=len(run.partitions), partitions_run_now=partitions_now,
-        leads=total("leads"), scored=total("scored"), skipped_converted=total("skipped_converted"),
+        leads=total("leads"), scored=total("scored"), written=written, skipped_converted=total("skipped_converted"),
         skipped_not_created=total("skipped_not_created"), unchanged=total("unchanged"),
-        quarantined=total("quarantined"), mql=total("mql"), grades=grades,
+        model_changed=total("model_changed"), quarantined=total("quarantined"), mql=total("mql"), grades=grades,
         history_rows=count_history(engine, run.run_id), seconds=seconds,
         largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
     )
@@ -796,7 +843,11 @@ class _Committer:
 
 
 class _OutWriter:
-    """Optional Parquet/CSV copy of the scores written by this call (written atomically at the end)."""
+    """Optional Parquet/CSV copy of a run's scores, written to a temporary file beside it and moved in place
+    at the end (never half-written). It holds the rows of every partition of the run: a resumed run first
+    copies those committed before this call from ``lead_scores`` (:meth:`add_committed`). A run that scores
+    nothing writes an empty file (CSV header, Parquet schema): no earlier run's file stays as if it were this
+    one's. Temporary files of earlier runs killed while writing the same file are removed at the start."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = Path(path) if path is not None else None
@@ -804,37 +855,109 @@ class _OutWriter:
             raise ValueError(f"--out {self.path}: expected a .parquet or .csv file")
         self._tmp: Path | None = None
         self._writer: Any = None
-        self._first = True
+        if self.path is not None:
+            self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        assert self.path is not None
+        pattern = re.compile(rf"\.{re.escape(self.path.name)}\.[0-9a-f]{{8}}\.tmp")
+        if self.path.parent.is_dir():
+            for orphan in self.path.parent.iterdir():
+                if pattern.fullmatch(orphan.name) and orphan.is_file():
+                    orphan.unlink(missing_ok=True)
+                    logger.info("removed %s, left by an earlier run stopped while writing %s", orphan, self.path)
+
+    @property
+    def csv(self) -> bool:
+        return self.path is not None and self.path.suffix.lower() == ".csv"
 
     def add(self, frame: pd.DataFrame) -> None:
         if self.path is None or not len(frame):
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._tmp is None:
-            self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        if self.path.suffix.lower() == ".csv":
-            frame.to_csv(self._tmp, mode="w" if self._first else "a", header=self._first, index=False)
-        else:
-            import pyarrow as pa
+        frame = frame[[LEAD_ID, *SCORE_COLUMNS]]
+        if self.csv:
+            first = self._tmp is None
+            frame.astype(_CSV_INTEGERS).to_csv(self._open(), mode="w" if first else "a", header=first, index=False)
+            return
+        import pyarrow as pa
+
+        tmp = self._open()
+        if self._writer is None:
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._tmp, table.schema)
-            self._writer.write_table(table.cast(self._writer.schema))
-        self._first = False
+            self._writer = pq.ParquetWriter(tmp, out_schema())
+        self._writer.write_table(pa.Table.from_pandas(frame, schema=out_schema(), preserve_index=False))
+
+    def add_committed(self, engine: sa.Engine, run: RunRecord) -> None:
+        """The rows of the partitions the run committed before this call, read back from ``lead_scores``;
+        refused (before any work) when some are no longer there: the file could not hold the whole run."""
+        done = [p for p in run.partitions if p.index in run.done]
+        if self.path is None or not done:
+            return
+        parts = partition_counts(engine, run.run_id)
+        expected = int(parts["scored"].fillna(0).sum()) if len(parts) else 0
+        missing = expected - count_run_scores(engine, run.run_id)
+        if missing > 0:
+            raise ValueError(
+                f"--out {self.path}: {missing:,} of the {expected:,} scores run {run.run_id} committed before are not "
+                f"in {LEAD_SCORES} (a run of a later as-of replaced them or kept them out), so the file cannot hold "
+                "the whole run; run without --out")
+        for partition in done:
+            self.add(read_run_scores(engine, run.run_id, partition))
+
+    def _open(self) -> Path:
+        if self._tmp is None:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        return self._tmp
 
     def close(self) -> None:
+        if self.path is None:
+            return
+        if self._tmp is None:  # no row: an empty file with the columns
+            if self.csv:
+                pd.DataFrame(columns=[LEAD_ID, *SCORE_COLUMNS]).to_csv(self._open(), index=False)
+            else:
+                import pyarrow.parquet as pq
+
+                pq.write_table(out_schema().empty_table(), self._open())
         if self._writer is not None:
             self._writer.close()
-        if self.path is not None and self._tmp is not None:
-            self._tmp.replace(self.path)
+            self._writer = None
+        assert self._tmp is not None
+        self._tmp.replace(self.path)
+        self._tmp = None
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+# integer columns of lead_scores as pandas' nullable integers in a CSV copy (90, not 90.0, beside empty cells)
+_CSV_INTEGERS = {c.name: "Int64" for c in lead_scores.columns if isinstance(c.type, sa.Integer)}
+
+
+def out_schema() -> Any:
+    """The Arrow schema of a Parquet copy of the scores: the columns and types of ``lead_scores``."""
+    import pyarrow as pa
+
+    def arrow(kind: Any) -> Any:
+        if isinstance(kind, sa.Boolean):
+            return pa.bool_()
+        if isinstance(kind, sa.Integer):
+            return pa.int64()
+        if isinstance(kind, sa.Float):
+            return pa.float64()
+        if isinstance(kind, sa.DateTime):
+            return pa.timestamp("us")
+        return pa.string()
+
+    return pa.schema([(c.name, arrow(c.type)) for c in lead_scores.columns])
 
 
 def top_leads(url: str, n: int = 10) -> pd.DataFrame:

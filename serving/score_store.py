@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,10 +128,15 @@ lead_score_run_partitions = sa.Table(
     sa.Column("skipped_converted", sa.Integer),
     sa.Column("skipped_not_created", sa.Integer),
     sa.Column("unchanged", sa.Integer),
-    sa.Column("quarantined", sa.Integer),
+    sa.Column("quarantined", sa.Integer),  # distinct lead ids
     sa.Column("mql", sa.Integer),
     sa.Column("grades", sa.Text),
     sa.Column("committed_at", sa.DateTime),
+    # incremental: scored although unchanged, their stored score being another model's (NULL: older version)
+    sa.Column("model_changed", sa.Integer),
+    # scores that went into lead_scores (fewer than scored when a run of a later as-of keeps some out; NULL:
+    # written by an older version)
+    sa.Column("written", sa.Integer),
 )
 
 
@@ -170,6 +176,9 @@ class PartitionSpec:
     index: int
     start: int
     stop: int
+    # incremental runs: ids of the range whose stored score came from other models than the run's (rescored
+    # as changed); set by the driver for the partitions it hands out, not stored
+    other_model_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False, compare=False)
 
 
 @dataclass
@@ -268,9 +277,10 @@ class PartitionCounts:
     skipped_converted: int = 0
     skipped_not_created: int = 0
     unchanged: int = 0
-    quarantined: int = 0
+    quarantined: int = 0  # distinct lead ids
     mql: int = 0
     grades: dict[str, int] = field(default_factory=dict)
+    model_changed: int = 0  # incremental: scored because their stored score came from another model
     # leads of the range that left the open pipeline (converted by the as-of, or quarantined): their
     # stored rows are deleted in the partition's transaction (not a column of the checkpoint row)
     retired_ids: tuple[int, ...] = ()
@@ -319,11 +329,12 @@ def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
     return history, upsert, f"DELETE FROM {q(STAGE)}"
 
 
-def _partition_done_values(counts: PartitionCounts) -> dict[str, Any]:
+def _partition_done_values(counts: PartitionCounts, written: int) -> dict[str, Any]:
     return {"status": DONE, "leads": counts.leads, "scored": counts.scored,
             "skipped_converted": counts.skipped_converted, "skipped_not_created": counts.skipped_not_created,
             "unchanged": counts.unchanged, "quarantined": counts.quarantined, "mql": counts.mql,
-            "grades": json.dumps(counts.grades), "committed_at": utc_now()}
+            "grades": json.dumps(counts.grades), "committed_at": utc_now(), "model_changed": counts.model_changed,
+            "written": written}
 
 
 def _typed_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -433,12 +444,12 @@ def commit_partition(
             raise LookupError(f"run {run_id!r} has no partition {partition.index} in {LEAD_SCORE_RUN_PARTITIONS}")
         if status == DONE:
             return 0
-        n_history = 0
+        n_history = written = 0
         if len(rows):
             _stage(conn, rows)
             history, upsert, clear = _apply_stage_sql(partition)
             n_history = conn.exec_driver_sql(history).rowcount
-            conn.exec_driver_sql(upsert)
+            written = conn.exec_driver_sql(upsert).rowcount  # rows inserted or updated (not kept out)
             conn.exec_driver_sql(clear)
         retired = [int(i) for i in counts.retired_ids]
         for i in range(0, len(retired), UPSERT_BATCH):
@@ -447,7 +458,7 @@ def commit_partition(
                 delete = delete.where(lead_scores.c.as_of <= as_of)
             conn.execute(delete)
         conn.execute(parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index)
-                     .values(**_partition_done_values(counts)))
+                     .values(**_partition_done_values(counts, written)))
     return n_history
 
 
@@ -533,7 +544,7 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
             found = cursor.fetchall()
             if not found:
                 raise LookupError(f"run {run_id!r} has no partition {partition.index} in {LEAD_SCORE_RUN_PARTITIONS}")
-            n_history = 0
+            n_history = written = 0
             if found[0][0] != DONE:
                 if table is not None:
                     cursor.execute(_sqlite_stage_ddl(table.column_names))
@@ -544,13 +555,15 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                     cursor.execute("SELECT changes()")
                     n_history = int(cursor.fetchall()[0][0])
                     cursor.execute(upsert)
+                    cursor.execute("SELECT changes()")  # rows inserted or updated (not kept out)
+                    written = int(cursor.fetchall()[0][0])
                     cursor.execute(clear)
                 if counts.retired_ids:
                     until = (as_of or datetime.max).strftime(SQLITE_DATETIME)  # a later as-of's score stays
                     cursor.executemany(f"DELETE FROM {_quote(LEAD_SCORES)} WHERE {_quote(LEAD_ID)} = ? AND as_of <= ?",
                                        pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64()),
                                                  "as_of": pa.array([until] * len(counts.retired_ids), pa.string())}))
-                done = _partition_done_values(counts)
+                done = _partition_done_values(counts, written)
                 done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
                 cursor.execute(
                     f"UPDATE {_quote(LEAD_SCORE_RUN_PARTITIONS)} SET "
@@ -574,6 +587,33 @@ def read_scores(engine: sa.Engine, lead_ids: Sequence[int] | None = None) -> pd.
         query = query.where(lead_scores.c[LEAD_ID].in_([int(i) for i in lead_ids]))
     with engine.connect() as conn:
         return pd.read_sql(query, conn)
+
+
+def count_run_scores(engine: sa.Engine, run_id: str) -> int:
+    """Rows of ``lead_scores`` written by a run (and not replaced since)."""
+    t = lead_scores
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.run_id == run_id)).scalar_one())
+
+
+def read_run_scores(engine: sa.Engine, run_id: str, partition: PartitionSpec) -> pd.DataFrame:
+    """The rows of ``lead_scores`` a run wrote in one partition's id range, ordered by lead_id."""
+    t = lead_scores
+    query = sa.select(t).where(t.c.run_id == run_id, t.c[LEAD_ID] >= partition.start, t.c[LEAD_ID] < partition.stop)
+    with engine.connect() as conn:
+        return pd.read_sql(query.order_by(t.c[LEAD_ID]), conn)
+
+
+def other_model_lead_ids(engine: sa.Engine, model_name: str, model_version: str,
+                         time_to_close_version: str | None) -> np.ndarray:
+    """Sorted ids of the leads whose stored score came from other models than these (name and version, or
+    time-to-close version, NULL meaning none)."""
+    t = lead_scores
+    other = sa.or_(t.c.model_name != model_name, t.c.model_version != model_version,
+                   t.c.time_to_close_version.is_distinct_from(time_to_close_version))
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(t.c[LEAD_ID]).where(other).order_by(t.c[LEAD_ID])).scalars().all()
+    return np.asarray(ids, dtype=np.int64)
 
 
 def read_history(engine: sa.Engine, run_id: str | None = None) -> pd.DataFrame:
@@ -608,6 +648,22 @@ def top_scores(engine: sa.Engine, n: int = 10) -> pd.DataFrame:
     t = lead_scores
     with engine.connect() as conn:
         frame = pd.read_sql(sa.select(t).order_by(t.c.probability.desc(), t.c[LEAD_ID]).limit(n), conn)
-    frame["reasons"] = frame["reasons"].map(json.loads)
+    frame["reasons"] = [decoded_reasons(text, lead) for text, lead in zip(frame["reasons"], frame[LEAD_ID], strict=True)]
     return frame
 
+
+# a number written by Python's repr() as inf / nan (earlier versions wrote those, invalid JSON): null
+_NON_FINITE = re.compile(r'(?<=": )-?(?:inf|nan)(?=[,}])')
+
+
+def decoded_reasons(text: str, lead_id: Any = None) -> list[dict[str, Any]]:
+    """A stored ``reasons`` JSON array as a list of dicts. The bare ``inf`` / ``nan`` numbers that older
+    versions wrote (invalid JSON) read as null; any other invalid text raises a one-line ValueError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return json.loads(_NON_FINITE.sub("null", text))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{LEAD_SCORES}: the reasons of lead {lead_id} are not JSON ({exc.msg} at character "
+                             f"{exc.pos}); rescore the lead") from None

@@ -269,6 +269,27 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
     assert quarantined_rows.set_index("lead_id").loc[negative, "_reason"].startswith("negative_value")
 
 
+def test_a_lead_without_id_is_refused_by_name_or_quarantined_before_any_partition(
+        sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:  # no id range holds it: its events used to be blamed as unknown leads instead
+        gone = conn.execute(sa.text("SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET 300")).scalar_one()
+        conn.execute(sa.text("UPDATE leads SET lead_id = NULL WHERE lead_id = :id"), {"id": gone})
+    engine.dispose()
+    with pytest.raises(ContractError, match=r"leads\.lead_id: null_value: 1 row"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="nid"))
+    engine = sa.create_engine(sqlite_url)
+    with pytest.raises(LookupError):  # refused before the run was created
+        score_store.load_run(engine, "nid")
+    engine.dispose()
+    quarantine = DataConfig(source=SourceConfig(kind="sql", url=sqlite_url), policy="quarantine",
+                            quarantine_dir=tmp_path / "quarantine")
+    rescore(quarantine, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="q"))
+    set_aside = pd.read_csv(tmp_path / "quarantine" / "rescore-q" / "no-lead-id" / "leads.csv")
+    assert len(set_aside) == 1 and set_aside["lead_id"].isna().all()
+
+
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     out = tmp_path / "scores.parquet"

@@ -35,7 +35,7 @@ from features.schema import (
     OCCURRED_AT,
     CRMData,
     FlatData,
-    category_text,
+    vocabulary_key,
 )
 from features.snapshots import (
     AS_OF,
@@ -399,7 +399,8 @@ def _payload_fit_row(attributes: Mapping[str, Any], spec: FeatureSpec, where: st
     row: list[float] = []
     for col, index in spec.category_lookup.items():
         value = attributes.get(col)
-        row.append(math.nan if value is None or _is_nan(value) else index.get(category_text(value), math.nan))
+        key = None if value is None or _is_nan(value) else vocabulary_key(value, index)
+        row.append(math.nan if key is None else index[key])
     for col in spec.numeric_columns_:
         value = attributes.get(col)
         if value is None:

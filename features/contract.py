@@ -726,7 +726,9 @@ BINARY_DETAIL = "binary data (a BLOB), not text"
 
 def binary_values(values: pd.Series) -> np.ndarray:
     """Mask of raw bytes (a BLOB in a SQLite text column): no text a category could be made of."""
-    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+    # bytes make pandas infer "bytes" or a mixture; numbers and text alone never hold any
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("bytes", "mixed",
+                                                                                        "mixed-integer"):
         return np.zeros(len(values), dtype=bool)
     return values.map(lambda v: isinstance(v, bytes | bytearray | memoryview)).to_numpy(dtype=bool)
 
@@ -1137,7 +1139,7 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
     for column in categorical:
         binary = binary_values(frames[LEADS][column])
         collector.add(LEADS, column, WRONG_TYPE, binary, frames[LEADS], detail=BINARY_DETAIL)
-        typed[LEADS][column] = to_text(frames[LEADS][column].mask(binary))
+        typed[LEADS][column] = values_as_text(frames[LEADS][column].mask(binary))  # "75.0" as "75"
     for column in numeric:
         parsed, bad = parse_numbers(frames[LEADS][column])
         typed[LEADS][column] = parsed

@@ -74,13 +74,13 @@ def range_key(column: sa.Column, dialect: str, bound: Any) -> sa.ColumnElement[A
         return column
     if dialect == "sqlite":  # numbers are stored as numbers in columns of INTEGER, REAL or NUMERIC affinity
         affinity = sqlite_arrow.type_affinity(column.info.get(sqlite_arrow.DECLARED_TYPE))
-        return column if affinity in ("INTEGER", "REAL", "NUMERIC") else sa.cast(column, sa.Numeric)
+        return column if affinity in ("INTEGER", "REAL", "NUMERIC") else sa.cast(column, sa.Numeric(38, 0))
     if isinstance(column.type, sa.Integer | sa.Numeric | sa.Float):
         return column
     text = sa.func.trim(sa.cast(column, sa.Text))
     if dialect == "postgresql":  # its casts refuse text that is no number
         return sa.case((text.op("~")(r"^[+-]?[0-9]+(\.0*)?$"), sa.cast(text, sa.Numeric)), else_=0)
-    return sa.cast(column, sa.Numeric)
+    return sa.cast(column, sa.Numeric(38, 0))  # a bare DECIMAL is DECIMAL(10, 0) on MySQL
 
 
 # ----- SQLite ----------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from features.contract import (
     to_text,
 )
 from features.readers import read_flat
-from features.schema import CREATED_AT, LEAD_ID, FlatData
+from features.schema import CREATED_AT, LEAD_ID, FlatData, values_as_text
 
 LABEL = "label"
 
@@ -118,7 +118,7 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     feature_columns = [c for c in frame.columns if c not in roles]
     categorical, numeric = infer_kinds(frame, feature_columns, config.categorical, config.numeric)
     for column in categorical:
-        columns[column] = to_text(frame[column])
+        columns[column] = values_as_text(frame[column])  # "75.0" as "75", as the CRM mode writes it
     for column in [*numeric, *config.score_columns]:
         parsed, bad = parse_numbers(frame[column])
         add(column, WRONG_TYPE, bad, "not a finite number")

@@ -73,8 +73,10 @@ class LeadSubset:
         if self.lead_id_range is not None:
             start, stop = self.lead_id_range
             if not pd.api.types.is_integer_dtype(ids.dtype) and isinstance(start, int | float):
-                # exact integers (nullable), not floats: a 19-digit id must stay in its range
-                ids = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
+                # exact integers (nullable), not floats: a 19-digit id must stay in its range; text that is
+                # no number counts as 0 (as the SQL readers compare it): one partition reads it, and reports it
+                numbers = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
+                ids = numbers.mask(numbers.isna() & ids.notna(), 0)
             return ((ids >= start) & (ids < stop)).fillna(False).astype(bool)
         return pd.Series(True, index=ids.index)
 
@@ -133,8 +135,10 @@ def read_csv_table(
     # index_col=False: never take a column as the index (pandas does when rows are longer than the header)
     options: dict[str, Any] = {"sep": separator, "encoding": encoding, "usecols": usecols, "index_col": False,
                                "low_memory": False, **CSV_MISSING}
-    if reads_ids and ids_as_text is not False:
-        options["dtype"] = {lead_id_column: str}
+    # every value as written: the contract types them (pandas would type each chunk of a subset read on its
+    # own, and a chunk of whole-number codes without a text value would become floats, "1.0" text "1")
+    options["dtype"] = {c: str for c in (usecols if usecols is not None else header)
+                        if c != lead_id_column or ids_as_text is not False}
     frame = _read_csv_rows(path, subset, chunksize, options, lead_id_column)
     if reads_ids and ids_as_text is False and pd.api.types.is_float_dtype(frame[lead_id_column].dtype) \
             and bool((frame[lead_id_column].abs() >= _EXACT_FLOAT_INTS).any()):
@@ -359,7 +363,7 @@ class SqlDatabase:
         selected = _select_existing(available, columns) or available
         base = sa.select(*(reflected.c[c] for c in selected))
         if ids_as_text:
-            base = base.add_columns(sa.cast(reflected.c[lead_id_column], sa.Text).label(EXACT_ID_COLUMN))
+            base = base.add_columns(sa.cast(reflected.c[lead_id_column], sa.String(40)).label(EXACT_ID_COLUMN))
         statements = [base]
         if not subset.is_all:
             if lead_id_column not in available:
@@ -418,7 +422,12 @@ class SqlDatabase:
         ids = frame.get(lead_id_column)
         if ids is None or not pd.api.types.is_float_dtype(ids.dtype) or not bool((ids.abs() >= _EXACT_FLOAT_INTS).any()):
             return frame
-        again = self._generic_read(name, columns, lead_id_column, subset, list(frame.columns), ids_as_text=True)
+        try:
+            again = self._generic_read(name, columns, lead_id_column, subset, list(frame.columns), ids_as_text=True)
+        except (ValueError, sa.exc.SQLAlchemyError) as exc:  # e.g. a DATE value SQLAlchemy's own reader refuses
+            raise DataSourceError(f"table {name!r}: lead ids above 2**53 beside a missing id could not be read again "
+                                  f"exactly ({str(exc).splitlines()[0][:200]}); fill or remove the rows without a "
+                                  "lead id") from exc
         exact = pd.to_numeric(again.pop(EXACT_ID_COLUMN), errors="coerce", dtype_backend="numpy_nullable")
         if pd.api.types.is_integer_dtype(exact.dtype):
             again[lead_id_column] = exact.array
@@ -577,10 +586,10 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     location = source.location(LEADS)
     if source.kind == "sql":
         assert source.url is not None
-        frame = read_sql_table(source.url, location, columns=[column], chunksize=source.chunksize,
-                               schema=source.db_schema)
+        frame = read_sql_table(source.url, location, columns=[column], lead_id_column=column,
+                               chunksize=source.chunksize, schema=source.db_schema)
     elif source.kind == "parquet":
-        frame = read_parquet_table(location, columns=[column])
+        frame = read_parquet_table(location, columns=[column], lead_id_column=column)
     else:
         frame = read_csv_table(location, columns=[column], lead_id_column=column, ids_as_text=True,
                                separator=source.csv_separator, encoding=source.csv_encoding)

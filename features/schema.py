@@ -14,11 +14,15 @@ Canonical frames (timestamps are tz-naive ``datetime64[ns]`` in UTC; ``lead_id``
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 LEAD_ID = "lead_id"
 CREATED_AT = "created_at"
@@ -145,6 +149,61 @@ def values_as_text(values: pd.Series) -> pd.Series:
         text = values.astype(str).astype(object)
         text[whole] = pd.Series(numbers[whole].astype(np.int64), index=values.index[whole]).astype(str)
         return text.where(present)
-    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
-        return values.map(category_text, na_action="ignore").astype(object)
+    if values.dtype == object:
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        if kind in ("string", "empty"):
+            return _whole_numbers_as_integers(values)
+        if kind in ("floating", "mixed-integer-float", "mixed-integer", "mixed", "decimal"):  # floats among them
+            return _whole_numbers_as_integers(values.map(category_text, na_action="ignore").astype(object))
     return values.astype(object).where(~present, values.astype(str))
+
+
+def _whole_numbers_as_integers(text: pd.Series) -> pd.Series:
+    """Text values: a whole number written with decimals ("75.0", as a CSV export of a float column
+    with blanks writes it) as the integer's text ("75"), as :func:`category_text` writes the float."""
+    strings = text.to_numpy(dtype=object)
+    present = text.notna().to_numpy()
+    try:
+        array = pa.array(strings[present], type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return text
+    whole = pc.match_substring_regex(array, _WHOLE_NUMBER_TEXT).to_numpy(zero_copy_only=False)
+    if not whole.any():
+        return text
+    fixed = pc.replace_substring_regex(array, _WHOLE_NUMBER_TEXT, r"\1").to_numpy(zero_copy_only=False)
+    out = strings.copy()
+    out[np.flatnonzero(present)[whole]] = fixed[whole]
+    return pd.Series(out, index=text.index, dtype=object)
+
+
+_WHOLE_NUMBER_TEXT = r"^([+-]?\d+)\.0+$"
+
+
+def vocabulary_codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Position of each value in ``vocabulary`` as float64 (NaN: missing or unseen), by its
+    :func:`category_text`; a value not found that way is looked up as ``str`` gives it, then a whole
+    number written with decimals ("2.0") as the integer's text, and an integer's text as the float's
+    ("2" as "2.0": vocabularies written before whole floats became integers hold "2.0")."""
+    codes = pd.Categorical(values_as_text(values), categories=vocabulary).codes.astype(np.float64)
+    missed = np.flatnonzero((codes < 0) & values.notna().to_numpy())
+    if missed.size:
+        left = values.iloc[missed]
+        as_str = left.astype(str)
+        found = pd.Categorical(as_str, categories=vocabulary).codes
+        stripped = pd.Categorical(as_str.str.replace(_WHOLE_NUMBER_TEXT, r"\1", regex=True),
+                                  categories=vocabulary).codes
+        decimal = pd.Categorical(as_str.str.replace(r"^([+-]?\d+)$", r"\1.0", regex=True),
+                                 categories=vocabulary).codes
+        codes[missed] = np.where(found >= 0, found, np.where(stripped >= 0, stripped, decimal))
+    codes[codes < 0] = np.nan
+    return codes
+
+
+def vocabulary_key(value: Any, index: Mapping[str, Any]) -> str | None:
+    """The key of ``index`` (a vocabulary) that ``value`` stands for, as :func:`vocabulary_codes` finds it."""
+    text = str(value)
+    for key in (category_text(value), text, re.sub(_WHOLE_NUMBER_TEXT, r"\1", text),
+                re.sub(r"^([+-]?\d+)$", r"\1.0", text)):
+        if key in index:
+            return key
+    return None

@@ -42,7 +42,8 @@ from features.schema import (
     CRMData,
     FlatData,
     category_text,
-    values_as_text,
+    vocabulary_codes,
+    vocabulary_key,
 )
 
 SPEC_FORMAT_VERSION = 1
@@ -497,7 +498,7 @@ class FeatureSpec:
         out: dict[str, list[str]] = {}
         for col, vocab in self.categorical_vocab_.items():
             value = attributes.get(col)
-            if value is not None and not _is_nan(value) and category_text(value) not in vocab:
+            if value is not None and not _is_nan(value) and vocabulary_key(value, dict.fromkeys(vocab)) is None:
                 out[col] = [category_text(value)]
         if self.kind_ == CRM_KIND:
             known = self.event_codes
@@ -632,12 +633,12 @@ class FeatureSpec:
 def _codes_of(series: pd.Series, vocab: list[str]) -> np.ndarray:
     """Vocabulary code of each value as float64 (NaN when missing or not in the vocabulary)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        mapping = pd.Index(vocab).get_indexer([category_text(c) for c in series.cat.categories])
+        index = {v: i for i, v in enumerate(vocab)}
+        mapping = np.array([index.get(vocabulary_key(c, index), -1) for c in series.cat.categories], dtype=np.int64)
         codes = series.cat.codes.to_numpy()
         out = np.where(codes >= 0, mapping[codes] if mapping.size else -1, -1).astype(np.float64)
     else:
-        as_str = values_as_text(series).where(series.notna(), None)
-        out = pd.Categorical(as_str, categories=vocab).codes.astype(np.float64)
+        out = vocabulary_codes(series, vocab)
     out[out < 0] = np.nan
     return out
 

@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.schema import values_as_text
+from features.schema import vocabulary_codes
 from training.calibration import Calibrator, calibrator_from_dict, fit_calibrator
 from training.config import BoosterConfig, SearchConfig
 
@@ -100,7 +100,8 @@ def encode_features(
         if col in categories:
             vocab = list(categories[col])
             if all(isinstance(v, str) for v in vocab):  # compare as text, like the FeatureSpec does
-                s = values_as_text(s)
+                out[:, j] = vocabulary_codes(s, vocab)
+                continue
             codes = pd.Categorical(s, categories=vocab).codes.astype(np.float64)
             codes[codes < 0] = np.nan
             out[:, j] = codes

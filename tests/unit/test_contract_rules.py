@@ -394,3 +394,14 @@ def test_infinite_numbers_are_wrong_type_as_the_endpoint_refuses_them() -> None:
     found = {(v.table, v.column, v.rule, v.n_rows) for v in caught.value.violations}
     assert found == {("leads", "Employees", "wrong_type", 1), ("outcomes", "amount", "wrong_type", 1)}
     assert "not a finite number" in str(caught.value) and "lead_id=102" in str(caught.value)
+
+
+def test_vocabularies_written_before_whole_floats_became_integers_still_match() -> None:
+    from features.schema import vocabulary_codes, vocabulary_key
+
+    legacy = ["1.5", "2.0"]  # a model fitted when a float column's 2.0 was the category "2.0"
+    codes = vocabulary_codes(pd.Series([1.5, 2.0, np.nan, "2", "2.0", 2, "x"], dtype=object), legacy)
+    np.testing.assert_array_equal(codes, [0, 1, np.nan, 1, 1, 1, np.nan])
+    current = ["1.5", "2"]
+    np.testing.assert_array_equal(vocabulary_codes(pd.Series(["2.0", 2.0, "2", "02"]), current), [1, 1, 1, np.nan])
+    assert [vocabulary_key(v, dict.fromkeys(legacy)) for v in (2, "2", 2.0, "x")] == ["2.0", "2.0", "2.0", None]

@@ -14,6 +14,7 @@ Canonical frames (timestamps are tz-naive ``datetime64[ns]`` in UTC; ``lead_id``
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,8 +160,11 @@ def values_as_text(values: pd.Series) -> pd.Series:
 
 
 def _whole_numbers_as_integers(text: pd.Series) -> pd.Series:
-    """Text values: a whole number written with decimals ("75.0", as a CSV export of a float column
-    with blanks writes it) as the integer's text ("75"), as :func:`category_text` writes the float."""
+    """Text values as a typed value would be written: a whole number written with decimals ("75.0", as a
+    CSV export of a float column with blanks writes it) as the integer's text ("75"), as
+    :func:`category_text` writes the float; ``true`` / ``TRUE`` / ``false`` ... as ``True`` / ``False``,
+    as a boolean column (Parquet, SQL, a JSON payload) is written. Value by value, so every chunk of a
+    file reads alike."""
     strings = text.to_numpy(dtype=object)
     present = text.notna().to_numpy()
     try:
@@ -168,11 +172,15 @@ def _whole_numbers_as_integers(text: pd.Series) -> pd.Series:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return text
     whole = pc.match_substring_regex(array, _WHOLE_NUMBER_TEXT).to_numpy(zero_copy_only=False)
-    if not whole.any():
+    lower = pc.utf8_lower(array)
+    truth = pc.is_in(lower, value_set=pa.array(["true", "false"])).to_numpy(zero_copy_only=False)
+    if not whole.any() and not truth.any():
         return text
     fixed = pc.replace_substring_regex(array, _WHOLE_NUMBER_TEXT, r"\1").to_numpy(zero_copy_only=False)
+    fixed = np.where(truth, np.where(lower.to_numpy(zero_copy_only=False) == "true", "True", "False"), fixed)
     out = strings.copy()
-    out[np.flatnonzero(present)[whole]] = fixed[whole]
+    changed = whole | truth
+    out[np.flatnonzero(present)[changed]] = fixed[changed]
     return pd.Series(out, index=text.index, dtype=object)
 
 
@@ -181,29 +189,36 @@ _WHOLE_NUMBER_TEXT = r"^([+-]?\d+)\.0+$"
 
 def vocabulary_codes(values: pd.Series, vocabulary: list[str]) -> np.ndarray:
     """Position of each value in ``vocabulary`` as float64 (NaN: missing or unseen), by its
-    :func:`category_text`; a value not found that way is looked up as ``str`` gives it, then a whole
-    number written with decimals ("2.0") as the integer's text, and an integer's text as the float's
-    ("2" as "2.0": vocabularies written before whole floats became integers hold "2.0")."""
+    :func:`category_text`, else by the other texts it may have had (:func:`vocabulary_key`)."""
     codes = pd.Categorical(values_as_text(values), categories=vocabulary).codes.astype(np.float64)
     missed = np.flatnonzero((codes < 0) & values.notna().to_numpy())
     if missed.size:
+        index = {v: i for i, v in enumerate(vocabulary)}
         left = values.iloc[missed]
-        as_str = left.astype(str)
-        found = pd.Categorical(as_str, categories=vocabulary).codes
-        stripped = pd.Categorical(as_str.str.replace(_WHOLE_NUMBER_TEXT, r"\1", regex=True),
-                                  categories=vocabulary).codes
-        decimal = pd.Categorical(as_str.str.replace(r"^([+-]?\d+)$", r"\1.0", regex=True),
-                                 categories=vocabulary).codes
-        codes[missed] = np.where(found >= 0, found, np.where(stripped >= 0, stripped, decimal))
+        found = {}
+        for value in pd.unique(left.to_numpy(dtype=object)):
+            key = vocabulary_key(value, index)
+            found[value] = -1 if key is None else index[key]
+        codes[missed] = left.map(found).to_numpy(dtype=np.float64)
     codes[codes < 0] = np.nan
     return codes
 
 
 def vocabulary_key(value: Any, index: Mapping[str, Any]) -> str | None:
-    """The key of ``index`` (a vocabulary) that ``value`` stands for, as :func:`vocabulary_codes` finds it."""
+    """The key of ``index`` (a vocabulary) that ``value`` stands for: its :func:`category_text`, or the
+    text it had in vocabularies written before values were read as written and whole floats became
+    integers ("2.0" for 2, "501" for "00501", "2.5" for "2.50", "True" for "true")."""
     text = str(value)
-    for key in (category_text(value), text, re.sub(_WHOLE_NUMBER_TEXT, r"\1", text),
-                re.sub(r"^([+-]?\d+)$", r"\1.0", text)):
+    keys = [category_text(value), text, re.sub(_WHOLE_NUMBER_TEXT, r"\1", text), re.sub(r"^([+-]?\d+)$", r"\1.0", text)]
+    if text.strip().lower() in ("true", "false"):
+        keys.append("True" if text.strip().lower() == "true" else "False")
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number):
+        keys += [category_text(number), str(number)]
+    for key in keys:
         if key in index:
             return key
     return None

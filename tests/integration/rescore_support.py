@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from features.build import scoring_matrix
 from features.loading import load_crm
 from leadscore.synth import SynthConfig, write_synthetic
+from serving import score_store
 from serving.core import ScoreBatch, ScoringConfig, ScoringCore
 from serving.loader import ServingSettings, load_exported
 from serving.rescore import data_config_for, sql_data_config
@@ -63,3 +65,12 @@ def in_memory_scores(url: str, core: ScoringCore, as_of: pd.Timestamp, top_k: in
     ids, matrix = scoring_matrix(crm, core.spec, as_of)
     order = np.argsort(ids, kind="stable")
     return core.score_matrix(ids[order], matrix[order], top_k)
+
+
+def stored_scores(url: str) -> pd.DataFrame:
+    """The ``lead_scores`` table of a scores database."""
+    engine = sa.create_engine(url)
+    try:
+        return score_store.read_scores(engine)
+    finally:
+        engine.dispose()

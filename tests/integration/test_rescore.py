@@ -38,6 +38,7 @@ from tests.integration.rescore_support import (
     in_memory_scores,
     make_champion,
     make_lead_db,
+    stored_scores,
 )
 
 
@@ -51,14 +52,6 @@ def lead_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     make_lead_db(url)
     return url
-
-
-def _scores(url: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        return score_store.read_scores(engine)
-    finally:
-        engine.dispose()
 
 
 def _history(url: str, run_id: str | None = None) -> pd.DataFrame:
@@ -83,7 +76,7 @@ def test_plan_partitions_cover_every_id_once() -> None:
 
 def test_rescore_matches_scoring_core(lead_db: str, champion: Champion) -> None:
     summary = rescore(sql_data_config(lead_db), lead_db, champion.settings, _config(as_of=AS_OF))
-    stored = _scores(lead_db)
+    stored = stored_scores(lead_db)
     reference = in_memory_scores(lead_db, champion.core(), AS_OF)
 
     assert summary.partitions > 1
@@ -120,21 +113,21 @@ def test_rescore_matches_scoring_core(lead_db: str, champion: Champion) -> None:
 def test_rerun_is_idempotent_and_history_records_changes(lead_db: str, champion: Champion) -> None:
     data = sql_data_config(lead_db)
     first = rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="first"))
-    before = _scores(lead_db)
+    before = stored_scores(lead_db)
 
     again = rescore(data, lead_db, champion.settings, _config(run_id="first"))  # finished run: nothing to do
     assert again.partitions_run_now == 0 and again.scored == first.scored
-    pd.testing.assert_frame_equal(_scores(lead_db), before)
+    pd.testing.assert_frame_equal(stored_scores(lead_db), before)
 
     same = rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="same"))
-    after = _scores(lead_db)
+    after = stored_scores(lead_db)
     pd.testing.assert_frame_equal(after[VALUE_COLUMNS], before[VALUE_COLUMNS])
     assert (after["run_id"] == "same").all()
     assert same.history_rows == 0 and len(_history(lead_db, "same")) == 0
 
     later = rescore(data, lead_db, champion.settings, _config(as_of=LATER, run_id="later"))
     history = _history(lead_db, "later")
-    now = _scores(lead_db).set_index("lead_id")
+    now = stored_scores(lead_db).set_index("lead_id")
     known = history[history["previous_score"].notna()].set_index("lead_id")
     assert len(known) > 0
     prev = before.set_index("lead_id").loc[known.index, "score"]
@@ -154,7 +147,7 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
                                                                                   champion: Champion) -> None:
     data = sql_data_config(lead_db)
     rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="early"))
-    early = _scores(lead_db)
+    early = stored_scores(lead_db)
     engine = sa.create_engine(lead_db)
     with engine.connect() as conn:
         outcomes = pd.read_sql("SELECT lead_id, converted_at FROM outcomes", conn, parse_dates=["converted_at"])
@@ -170,7 +163,7 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
 
     summary = rescore(data, lead_db, champion.settings, _config(as_of=LATER, run_id="late"))
     assert summary.unseen["event_type"] == ["teleport"] and summary.unseen["industry"] == ["martian"]
-    late = _scores(lead_db)
+    late = stored_scores(lead_db)
     assert not converted_since & set(late["lead_id"])  # a closed deal is no open lead: its row is gone
     assert (late["as_of"] == LATER).all()
     # the older, unfinished run is not resumed over the newer scores, nor is a new run at an earlier as-of
@@ -181,7 +174,7 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
         rescore(data, lead_db, champion.settings, _config(as_of=AS_OF, run_id="backfill"))
     with pytest.raises(ValueError, match="is in the future"):  # a typo would block every later run
         rescore(data, lead_db, champion.settings, _config(as_of=pd.Timestamp("2150-01-01"), run_id="typo"))
-    pd.testing.assert_frame_equal(_scores(lead_db), late)
+    pd.testing.assert_frame_equal(stored_scores(lead_db), late)
     # a partition committed late by a run of an earlier as-of (still running elsewhere) replaces no newer
     # score and deletes none: the store's own guard, on SQLite (ADBC) and PostgreSQL (SQLAlchemy) alike
     # ...and the leads that closed since do not come back
@@ -199,7 +192,7 @@ def test_converted_leads_leave_the_table_and_older_runs_never_replace_newer_scor
         retired = tuple(int(i) for i in late["lead_id"] if part.start <= i < part.stop)[:2]
         score_store.commit_partition(engine, "early", part, rows, score_store.PartitionCounts(retired_ids=retired),
                                      AS_OF.to_pydatetime())
-    pd.testing.assert_frame_equal(_scores(lead_db), late)
+    pd.testing.assert_frame_equal(stored_scores(lead_db), late)
     engine.dispose()
 
 
@@ -207,7 +200,7 @@ def test_incremental_rescores_only_changed_leads(sqlite_url: str, champion: Cham
     make_lead_db(sqlite_url)
     data = sql_data_config(sqlite_url)
     rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full"))
-    before = _scores(sqlite_url)
+    before = stored_scores(sqlite_url)
     since = AS_OF + pd.Timedelta(days=1)
     engine = sa.create_engine(sqlite_url)
     with engine.begin() as conn:
@@ -226,7 +219,7 @@ def test_incremental_rescores_only_changed_leads(sqlite_url: str, champion: Cham
     eligible = set(in_memory_scores(sqlite_url, champion.core(0), LATER, top_k=0).lead_id.tolist())
 
     summary = rescore(data, sqlite_url, champion.settings, _config(as_of=LATER, changed_since=since, run_id="inc"))
-    after = _scores(sqlite_url)
+    after = stored_scores(sqlite_url)
     rescored = set(after.loc[after["run_id"] == "inc", "lead_id"])
     assert set(touched) <= rescored
     assert rescored == changed & eligible
@@ -261,7 +254,7 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
                             attributes=AttributesConfig(non_negative=["employees"]))
     summary = rescore(quarantine, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="q"))
     assert summary.quarantined == 3
-    stored = _scores(sqlite_url)
+    stored = stored_scores(sqlite_url)
     assert not {*bad, negative} & set(stored["lead_id"])
     files = list((tmp_path / "quarantine" / "rescore-q").rglob("leads.csv"))
     quarantined_rows = pd.concat([frame for frame in map(pd.read_csv, files) if len(frame)])
@@ -299,7 +292,7 @@ def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Ch
     ])
     assert result.exit_code == 0, result.output
     assert "scored" in result.output and "MQLs" in result.output
-    stored = _scores(sqlite_url)
+    stored = stored_scores(sqlite_url)
     written = pd.read_parquet(out).sort_values("lead_id").reset_index(drop=True)
     np.testing.assert_array_equal(written["lead_id"].to_numpy(), stored["lead_id"].to_numpy())
     np.testing.assert_array_equal(written["score"].to_numpy(), stored["score"].to_numpy())
@@ -338,7 +331,7 @@ def test_worker_processes_give_the_single_process_result(sqlite_url: str, champi
     assert os.getpid() not in scored_by.values()  # every partition was scored by a worker
     for field in ("scored", "skipped_converted", "skipped_not_created", "mql", "grades", "history_rows"):
         assert getattr(summary, field) == getattr(single, field), field
-    got, want = _scores(sqlite_url), _scores(single_url)
+    got, want = stored_scores(sqlite_url), stored_scores(single_url)
     pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS])
     reference = in_memory_scores(sqlite_url, champion.core(), AS_OF)
     np.testing.assert_array_equal(got["lead_id"].to_numpy(), reference.lead_id)
@@ -354,7 +347,7 @@ def test_an_older_scores_table_gets_the_new_columns(sqlite_url: str, champion: C
     sa.Table(score_store.LEAD_SCORES, sa.MetaData(), *(c.copy() for c in old)).create(engine)
     engine.dispose()
     summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF))
-    stored = _scores(sqlite_url)
+    stored = stored_scores(sqlite_url)
     assert len(stored) == summary.scored > 0 and stored["p_close_60d"].notna().all()
 
 
@@ -378,10 +371,10 @@ def test_resume_refused_after_a_same_as_of_run_finished_later(sqlite_url: str, c
     score_store.set_run_status(engine, "old", score_store.FAILED)  # as if it had died
     engine.dispose()
     rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="new"))
-    newer = _scores(sqlite_url)
+    newer = stored_scores(sqlite_url)
     with pytest.raises(ValueError, match="older than the finished run new"):
         rescore(data, sqlite_url, champion.settings, _config(resume=True, run_id="old"))
-    pd.testing.assert_frame_equal(_scores(sqlite_url), newer)
+    pd.testing.assert_frame_equal(stored_scores(sqlite_url), newer)
 
 
 def test_an_as_of_beyond_a_day_of_clock_skew_is_refused(sqlite_url: str, champion: Champion) -> None:

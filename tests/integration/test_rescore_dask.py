@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 from distributed import Client, LocalCluster
 
-from serving import score_store
 from serving.rescore import RescoreConfig, rescore, sql_data_config
 from serving.rescore_dask import rescore_on_dask
 from tests.integration.rescore_support import (
@@ -21,15 +19,8 @@ from tests.integration.rescore_support import (
     Champion,
     make_champion,
     make_lead_db,
+    stored_scores,
 )
-
-
-def _scores(url: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        return score_store.read_scores(engine)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,7 @@ def test_dask_matches_single_process(
     assert distributed.partitions == single.partitions > 2
     for field in ("scored", "skipped_converted", "skipped_not_created", "mql", "grades", "history_rows"):
         assert getattr(distributed, field) == getattr(single, field), field
-    got, want = _scores(url), _scores(single_url)
+    got, want = stored_scores(url), stored_scores(single_url)
     assert len(got) == single.scored
     pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS], check_dtype=False)
     np.testing.assert_array_equal(got["probability"].to_numpy(), want["probability"].to_numpy())

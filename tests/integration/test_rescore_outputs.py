@@ -39,6 +39,7 @@ from tests.integration.rescore_support import (
     Champion,
     make_champion,
     make_lead_db,
+    stored_scores,
 )
 from tests.serving_fixtures import MODEL_NAME
 
@@ -75,14 +76,6 @@ def _scalar(url: str, sql: str) -> object:
         engine.dispose()
 
 
-def _scores(url: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        return score_store.read_scores(engine)
-    finally:
-        engine.dispose()
-
-
 def _read_out(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path, float_precision="round_trip")
@@ -107,7 +100,7 @@ def test_out_file_of_a_resumed_run_holds_the_whole_run(lead_db: str, champion: C
     with pytest.raises(ContractError):
         rescore(sql_data_config(lead_db), lead_db, champion.settings, config, out=out)
     assert list(folder.iterdir()) == []  # the failed call left no file, whole or partial
-    committed = _scores(lead_db)
+    committed = stored_scores(lead_db)
     assert len(committed) > 0
 
     _execute(lead_db, "UPDATE leads SET employees = 10 WHERE lead_id = :id", id=third)
@@ -118,7 +111,7 @@ def test_out_file_of_a_resumed_run_holds_the_whole_run(lead_db: str, champion: C
     summary = rescore(sql_data_config(lead_db), lead_db, champion.settings,
                       RescoreConfig(partition_leads=PARTITION_LEADS, resume=True, processes=1), out=out,
                       progress=lambda done, total, partition: calls.append((done, total, partition)))
-    stored = _scores(lead_db)
+    stored = stored_scores(lead_db)
     written = _read_out(out).sort_values("lead_id").reset_index(drop=True)
     assert summary.scored == len(stored) == len(written) > len(committed)
     assert list(written.columns) == OUT_COLUMNS
@@ -190,13 +183,13 @@ def test_an_incremental_run_after_a_promotion_rescores_the_other_models_leads(
     data = sql_data_config(lead_db)
     rescore(data, lead_db, champion.settings, RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF,
                                                              run_id="v7"))
-    before = _scores(lead_db)
+    before = stored_scores(lead_db)
     assert (before["model_version"] == champion.version).all()
     since = LATER - pd.Timedelta(days=3)
     promoted = _promoted(champion, tmp_path, "8")
     summary = rescore(data, lead_db, promoted, RescoreConfig(partition_leads=PARTITION_LEADS, as_of=LATER,
                                                               changed_since=since, run_id="v8"))
-    after = _scores(lead_db)
+    after = stored_scores(lead_db)
     assert set(after["model_version"]) == {"8"} and (after["run_id"] == "v8").all()  # no model mixed in
     assert summary.scored == len(after)
     engine = sa.create_engine(lead_db)
@@ -243,7 +236,7 @@ def test_quarantined_leads_count_distinct_ids(sqlite_url: str, champion: Champio
     rows = pd.concat(map(pd.read_csv, (tmp_path / "quarantine" / "rescore-dup").rglob("leads.csv")))
     assert rows["lead_id"].tolist() == [twice, twice]
     assert summary.quarantined == 1
-    assert twice not in set(_scores(sqlite_url)["lead_id"])
+    assert twice not in set(stored_scores(sqlite_url)["lead_id"])
 
 
 def test_scores_kept_out_by_a_later_run_are_reported(lead_db: str, champion: Champion) -> None:
@@ -260,7 +253,7 @@ def test_scores_kept_out_by_a_later_run_are_reported(lead_db: str, champion: Cha
     early = rescore(data, lead_db, champion.settings,
                     RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF, run_id="early"),
                     executor=LocalExecutor(), on_result=run_later_meanwhile)
-    stored = _scores(lead_db)
+    stored = stored_scores(lead_db)
     assert late and (stored["run_id"] == "late").sum() == late[0]
     engine = sa.create_engine(lead_db)
     parts = score_store.partition_counts(engine, "early")
@@ -322,4 +315,4 @@ def test_out_of_a_run_whose_scores_were_replaced_is_refused(sqlite_url: str, cha
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
     # the run's own scores still there: its file is written whole by a call that scores nothing more
     rescore(data, sqlite_url, champion.settings, RescoreConfig(run_id="second"), out=out)
-    assert len(pd.read_parquet(out)) == len(_scores(sqlite_url))
+    assert len(pd.read_parquet(out)) == len(stored_scores(sqlite_url))

@@ -403,5 +403,16 @@ def test_vocabularies_written_before_whole_floats_became_integers_still_match() 
     codes = vocabulary_codes(pd.Series([1.5, 2.0, np.nan, "2", "2.0", 2, "x"], dtype=object), legacy)
     np.testing.assert_array_equal(codes, [0, 1, np.nan, 1, 1, 1, np.nan])
     current = ["1.5", "2"]
-    np.testing.assert_array_equal(vocabulary_codes(pd.Series(["2.0", 2.0, "2", "02"]), current), [1, 1, 1, np.nan])
+    np.testing.assert_array_equal(vocabulary_codes(pd.Series(["2.0", 2.0, "2", "02", "x"]), current), [1, 1, 1, 1, np.nan])
     assert [vocabulary_key(v, dict.fromkeys(legacy)) for v in (2, "2", 2.0, "x")] == ["2.0", "2.0", "2.0", None]
+    # vocabularies of models fitted when pandas typed CSV values: numbers and booleans as it parsed them
+    parsed = ["1000", "2.5", "501", "True"]
+    np.testing.assert_array_equal(vocabulary_codes(pd.Series(["1e3", "2.50", "00501", "true", "TRUE"]), parsed),
+                                  [0, 1, 2, 3, 3])
+
+
+def test_boolean_text_reads_as_a_boolean_column_writes_it_value_by_value() -> None:
+    from features.schema import values_as_text
+
+    assert values_as_text(pd.Series(["true", "FALSE", "True", None, "maybe"])).tolist() == [
+        "True", "False", "True", None, "maybe"]

@@ -225,12 +225,15 @@ def csv_lead_ids(ids: pd.Series) -> pd.Series:
     present = ids.dropna()
     if present.str.match(_ZERO_PADDED).any():
         return ids
-    numbers = pd.to_numeric(ids, errors="coerce")
+    # nullable: integer ids stay exact integers beside a missing one (a plain parse makes them floats)
+    numbers = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
     if numbers[ids.notna()].isna().any():  # not all numbers: text ids
         return ids
-    if pd.api.types.is_float_dtype(numbers.dtype) and (numbers.abs() >= _EXACT_FLOAT_INTS).any():
-        return ids
-    return numbers
+    if pd.api.types.is_float_dtype(numbers.dtype):  # decimals among them: floats, as pandas types them
+        if (numbers.abs() >= _EXACT_FLOAT_INTS).any():
+            return ids
+        return numbers.astype("float64")
+    return numbers if numbers.hasnans else numbers.astype("int64")
 
 
 def read_parquet_table(

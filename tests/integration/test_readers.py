@@ -315,6 +315,23 @@ def test_text_ids_of_a_file_are_cut_into_numeric_ranges_by_number(kind: str, tmp
     assert seen == {ranges[0]: [4, 5], ranges[1]: [0, 3], ranges[2]: [1, 2, 6]}
 
 
+def test_a_csv_leads_table_with_big_ids_and_a_missing_one_types_its_ids_alike_whole_and_by_range(
+        tmp_path: Path) -> None:
+    frames = canonical_frames(6)
+    base = 2**53 + 1
+    for frame in frames.values():
+        frame["lead_id"] = (frame["lead_id"] - 1 + base).astype("Int64")
+    frames["leads"].loc[5, "lead_id"] = pd.NA  # a lead without an id: plain parsing makes every id a float
+    write_files("csv", tmp_path, frames)
+    config = DataConfig.model_validate({**file_config("csv", tmp_path).model_dump(), "policy": "quarantine",
+                                        "quarantine_dir": str(tmp_path / "quarantine")})
+    whole, _ = load_crm(config)
+    ranged, _ = load_crm(config, lead_id_range=(base, base + 6))
+    for data in (whole, ranged):
+        assert data.leads["lead_id"].dtype == np.int64 and data.events["lead_id"].dtype == np.int64
+        assert data.leads["lead_id"].tolist() == list(range(base, base + 5))
+
+
 def test_whole_number_codes_get_one_text_whether_or_not_a_blank_made_the_column_float(tmp_path: Path) -> None:
     from features.build import features_from_payload
     from features.spec import FeatureSpec

@@ -68,6 +68,7 @@ from features.schema import (
     TABLES,
     VALUE,
     CRMData,
+    distinct_strings,
     values_as_text,
 )
 
@@ -812,7 +813,7 @@ def identifier_note(table: str, column: str, values: pd.Series, min_distinct: in
 
 def event_type_notes(event_types: pd.Series) -> list[str]:
     """A note when event types differ only in case or surrounding spaces (each is its own type)."""
-    types = pd.Series(distinct_text(event_types), dtype=object)
+    types = pd.Series(distinct_strings(event_types), dtype=object)
     if not len(types):
         return []
     folded = types.str.strip().str.casefold()
@@ -821,14 +822,6 @@ def event_type_notes(event_types: pd.Series) -> list[str]:
         return []
     shown = "; ".join(" / ".join(repr(t) for t in group) for group in clashes[:5])
     return [f"events.event_type: types that differ only in case or spaces are separate types: {shown}"]
-
-
-def distinct_text(values: pd.Series) -> list[str]:
-    """Distinct non-missing values of a text or ``category`` column."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        present = np.unique(values.cat.codes.to_numpy())
-        return [str(values.cat.categories[c]) for c in present if c >= 0]
-    return [str(v) for v in pd.unique(values.dropna())]
 
 
 def lead_id_kind(values: pd.Series) -> Literal["int", "str"]:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read, range_key
-from features.schema import EVENTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
+from features.schema import EVENTS, EXACT_FLOAT_INTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
 
@@ -141,7 +141,7 @@ def read_csv_table(
                         if c != lead_id_column or ids_as_text is not False}
     frame = _read_csv_rows(path, subset, chunksize, options, lead_id_column)
     if reads_ids and ids_as_text is False and pd.api.types.is_float_dtype(frame[lead_id_column].dtype) \
-            and bool((frame[lead_id_column].abs() >= _EXACT_FLOAT_INTS).any()):
+            and bool((frame[lead_id_column].abs() >= EXACT_FLOAT_INTS).any()):
         # a missing id made pandas parse every id as a float, and ids above 2**53 lost their last digits:
         # read again as exact nullable integers (4x slower, so only then)
         # (when not all ids are integers, the floats stay: the contract reports the ids it cannot match)
@@ -215,7 +215,6 @@ def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str
 
 
 _ZERO_PADDED = r"\s*[+-]?0\d"
-_EXACT_FLOAT_INTS = 2**53  # beyond: float64 merges distinct integer ids
 
 
 def csv_lead_ids(ids: pd.Series) -> pd.Series:
@@ -230,7 +229,7 @@ def csv_lead_ids(ids: pd.Series) -> pd.Series:
     if numbers[ids.notna()].isna().any():  # not all numbers: text ids
         return ids
     if pd.api.types.is_float_dtype(numbers.dtype):  # decimals among them: floats, as pandas types them
-        if (numbers.abs() >= _EXACT_FLOAT_INTS).any():
+        if (numbers.abs() >= EXACT_FLOAT_INTS).any():
             return ids
         return numbers.astype("float64")
     return numbers if numbers.hasnans else numbers.astype("int64")
@@ -423,7 +422,7 @@ class SqlDatabase:
         """``frame``, or when a missing id made its integer ids floats and some are beyond 2**53 (their last
         digits lost), the same read again with the ids cast to text in the query, parsed exactly."""
         ids = frame.get(lead_id_column)
-        if ids is None or not pd.api.types.is_float_dtype(ids.dtype) or not bool((ids.abs() >= _EXACT_FLOAT_INTS).any()):
+        if ids is None or not pd.api.types.is_float_dtype(ids.dtype) or not bool((ids.abs() >= EXACT_FLOAT_INTS).any()):
             return frame
         try:
             again = self._generic_read(name, columns, lead_id_column, subset, list(frame.columns), ids_as_text=True)

@@ -123,14 +123,14 @@ class FlatData:
         return [*self.categorical_features, *self.numeric_features]
 
 
-_EXACT_FLOAT_INTS = 2**53
+EXACT_FLOAT_INTS = 2**53  # from here on float64 merges distinct integers
 
 
 def category_text(value: Any) -> str:
     """A categorical value as text: whole floats as integers (a code column read with a blank is
     float, ``75.0``; the same code read without one, or sent by a CRM, is ``75``: both are ``"75"``)."""
     if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer() \
-            and abs(value) < _EXACT_FLOAT_INTS:
+            and abs(value) < EXACT_FLOAT_INTS:
         return str(int(value))
     return str(value)
 
@@ -145,7 +145,7 @@ def values_as_text(values: pd.Series) -> pd.Series:
                          index=values.index, dtype=object).where(present)
     if pd.api.types.is_float_dtype(values.dtype):
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        whole = present.to_numpy() & (np.abs(numbers) < _EXACT_FLOAT_INTS)
+        whole = present.to_numpy() & (np.abs(numbers) < EXACT_FLOAT_INTS)
         whole[whole] = numbers[whole] == np.floor(numbers[whole])
         text = values.astype(str).astype(object)
         text[whole] = pd.Series(numbers[whole].astype(np.int64), index=values.index[whole]).astype(str)
@@ -222,3 +222,12 @@ def vocabulary_key(value: Any, index: Mapping[str, Any]) -> str | None:
         if key in index:
             return key
     return None
+
+
+def distinct_strings(series: pd.Series) -> list[str]:
+    """Distinct non-null values of a column as strings (the vocabulary's value space)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        present = np.unique(codes[codes >= 0])
+        return list(dict.fromkeys(category_text(v) for v in series.cat.categories[present]))
+    return list(dict.fromkeys(category_text(v) for v in pd.unique(series[series.notna()])))

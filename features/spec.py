@@ -42,6 +42,7 @@ from features.schema import (
     CRMData,
     FlatData,
     category_text,
+    distinct_strings,
     vocabulary_codes,
     vocabulary_key,
 )
@@ -311,15 +312,6 @@ def engagement_feature_names(event_types: Iterable[str], config: FeatureConfig) 
     out.append((TIMES_RECYCLED, LIFECYCLE, "times recycled by sales"))
     out.append((DAYS_SINCE_LAST_RECYCLE, LIFECYCLE, "days since last recycle"))
     return out
-
-
-def distinct_strings(series: pd.Series) -> list[str]:
-    """Distinct non-null values of a column as strings (the vocabulary's value space)."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        codes = series.cat.codes.to_numpy()
-        present = np.unique(codes[codes >= 0])
-        return list(dict.fromkeys(category_text(v) for v in series.cat.categories[present]))
-    return list(dict.fromkeys(category_text(v) for v in pd.unique(series[series.notna()])))
 
 
 class FeatureSpec:

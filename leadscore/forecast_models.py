@@ -42,7 +42,8 @@ def load_forecast_models(
     from training.tracking import probe_tracking_server, tracking_target
 
     if models_dir is not None:
-        readiness = SalesReadinessModel.load(find_model_dir(champion_folder(models_dir, READINESS_NAME)))
+        folder = find_model_dir(champion_folder(models_dir, READINESS_NAME))
+        readiness = _calibrated(SalesReadinessModel.load(folder), str(folder))
         ttc = TimeToCloseModel.load(find_model_dir(champion_folder(models_dir, TIME_TO_CLOSE_NAME)))
         return readiness, ttc, f"exported champions in {models_dir}"
     target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
@@ -51,4 +52,12 @@ def load_forecast_models(
     uri = target.uri
     readiness, a = _from_registry(uri, READINESS_NAME, alias, SalesReadinessModel.load)
     ttc, b = _from_registry(uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
-    return readiness, ttc, f"{a}, {b}"
+    return _calibrated(readiness, a), ttc, f"{a}, {b}"
+
+
+def _calibrated(model: Any, where: str) -> Any:
+    """``model`` when it has its calibrator (the forecast needs calibrated probabilities), else a ValueError."""
+    if not hasattr(model, "calibrator_"):
+        raise ValueError(f"sales-readiness model {where} has no calibrator (its model.json has \"calibrator\": "
+                         "null): export a trained, calibrated champion")
+    return model

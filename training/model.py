@@ -27,6 +27,10 @@ from training.config import BoosterConfig, SearchConfig
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
+KIND = "sales_readiness"
+# what ``load`` reads from model.json (``spec`` may be absent: the model then carries no FeatureSpec)
+_META_KEYS = ("feature_columns", "categories", "calibrator", "calibration", "horizon_days", "best_iteration",
+              "booster_config", "params", "seed", "n_train", "train_positive_rate")
 
 
 def scaled_min_data_in_leaf(n_rows: int, positive_rate: float = 0.5) -> int:
@@ -295,7 +299,7 @@ class SalesReadinessModel:
             spec_dict = self.spec_.to_dict()
         meta = {
             "format_version": FORMAT_VERSION,
-            "kind": "sales_readiness",
+            "kind": KIND,
             "feature_columns": self.feature_columns_,
             "categories": self.categories_,
             "calibrator": self.calibrator_.to_dict() if hasattr(self, "calibrator_") else None,
@@ -319,9 +323,18 @@ class SalesReadinessModel:
         for name in (BOOSTER_FILE, META_FILE):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"saved model {directory} lacks {name}")
-        meta = json.loads((directory / META_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"saved model {directory}: unsupported format_version {meta.get('format_version')}")
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+        except ValueError as exc:
+            raise ValueError(f"saved model {directory}: {META_FILE} is not JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"saved model {directory}: {META_FILE} is not a JSON object")
+        if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"saved model {directory}: not a {KIND} model of format {FORMAT_VERSION} "
+                             f"(kind {meta.get('kind')!r}, format {meta.get('format_version')!r})")
+        missing = [k for k in _META_KEYS if k not in meta]
+        if missing:
+            raise ValueError(f"saved model {directory}: {META_FILE} lacks {missing}")
         model = cls(
             booster=BoosterConfig.model_validate(meta["booster_config"]),
             calibration=meta["calibration"],

@@ -3,6 +3,8 @@ runs in-process through typer's runner: the subprocess start-up is covered by te
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -80,6 +82,25 @@ def test_forecast_from_exported_champions(project: Path, tmp_path: Path) -> None
     not_a_folder.write_text("x")
     refused = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--out", str(not_a_folder))
     assert refused.returncode == 2 and "is not a folder" in refused.stderr
+
+
+def test_exported_folders_that_cannot_forecast_are_refused_by_name(project: Path, tmp_path: Path) -> None:
+    """A sales-readiness folder without its calibrator, or holding the time-to-close model, is refused in one
+    line naming the folder (it was a traceback, and a bare ``'booster_config'``)."""
+    models = tmp_path / "models"
+    readiness = export_champion(train_small_champion(N_LEADS, SEED).model, models, version="1")
+    closing = export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")
+    meta_path = readiness / "model" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "calibrator": None}))
+    uncalibrated = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF)
+    assert uncalibrated.returncode == 1, uncalibrated.output
+    assert "has no calibrator" in uncalibrated.stderr and str(readiness / "model") in uncalibrated.stderr
+    shutil.rmtree(readiness)
+    shutil.copytree(closing, readiness)  # lead-conversion/ now holds the time-to-close model
+    swapped = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF)
+    assert swapped.returncode == 1, swapped.output
+    assert "not a sales_readiness model" in swapped.stderr and "kind 'time_to_close'" in swapped.stderr
 
 
 def test_forecast_from_registered_champions_names_their_versions(project: Path, tmp_path: Path) -> None:

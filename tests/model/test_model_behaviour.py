@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,22 @@ def test_save_load_round_trip(tmp_path: Path, data, model) -> None:
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_allclose(loaded.predict_contributions(X), model.predict_contributions(X))
     assert loaded.horizon_days == 14 and loaded.best_iteration_ == model.best_iteration_
+
+
+def test_load_refuses_another_kind_of_model_and_broken_metadata(tmp_path: Path, model) -> None:
+    """``serve`` / ``rescore --model-dir`` on a folder holding the time-to-close model said only ``'booster_config'``."""
+    folder = model.save(tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    no_booster_config = {k: v for k, v in meta.items() if k != "booster_config"}
+    for broken, needle in (({**meta, "kind": "time_to_close", "config": {}}, "not a sales_readiness model"),
+                           (no_booster_config, re.escape("lacks ['booster_config']"))):
+        (folder / "model.json").write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=needle) as info:
+            SalesReadinessModel.load(folder)
+        assert str(folder) in str(info.value)
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="model.json is not JSON"):
+        SalesReadinessModel.load(folder)
 
 
 def test_contributions_add_up_to_the_margin(data, model) -> None:

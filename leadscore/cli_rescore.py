@@ -73,12 +73,16 @@ def _refuse(message: str) -> typer.Exit:
 
 def shown_value(value: object, label: str = "") -> str:
     """A reason's value as a person reads it: a missing "days since ..." is "never", another missing
-    value "none"; 1,000 and more with thousands separators; else three significant digits."""
+    value "none"; 1,000 and more (after rounding) with thousands separators; a magnitude below 0.001
+    as "< 0.001" (a decayed count long after its events); else three significant digits, never in
+    scientific notation."""
     if value is None or (isinstance(value, float) and value != value):
         return "never" if label.startswith("days since") else "none"
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if abs(value) >= 1000:
+        if abs(value) >= 999.5:  # 999.7 at three significant digits would read "1e+03"
             return f"{value:,.0f}"
+        if value != 0 and abs(value) < 0.001:  # "6.57e-08"
+            return "< 0.001" if value > 0 else "> -0.001"
         return f"{value:.3g}" if isinstance(value, float) else str(value)
     return str(value)
 

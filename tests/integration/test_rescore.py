@@ -428,6 +428,12 @@ def test_reason_values_read_as_a_person_would() -> None:
     assert shown_value(12_345, "employees") == "12,345"
     assert shown_value(7.9612, "pricing page views") == "7.96" and shown_value(118.0, "days since x") == "118"
     assert shown_value("saas", "industry") == "saas" and shown_value(True, "flag") == "True"
+    # no scientific notation: a decayed count weeks after its events, a value that rounds to 1,000
+    assert shown_value(6.566668569113746e-08, "email clicks, decayed count") == "< 0.001"
+    assert shown_value(-2e-5, "engagement trend") == "> -0.001" and shown_value(0.0, "page views") == "0"
+    assert shown_value(999.7, "days since x") == "1,000" and shown_value(0.00292, "days since x") == "0.00292"
+    for value in (1e-3, 0.0123, 0.5, 9.999, 99.96, 999.4, 999.5, -999.9, 1e12, -3e-4):
+        assert "e" not in shown_value(value, "x"), value
 
 
 def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_before_errors(

@@ -119,7 +119,8 @@ def register(app: typer.Typer) -> None:
                          help="MLflow tracking URI (default: sqlite:///<project dir>/mlflow.db)."),
         ] = None,
         models_dir: Annotated[
-            Path | None, typer.Option("--models-dir", help="Exported champions (instead of the registry).")
+            Path | None, typer.Option("--models-dir", "--model-dir",
+                                       help="Exported champions (instead of the registry).")
         ] = None,
         run_id: Annotated[
             str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,

@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
         model_dir: Annotated[str | None, typer.Option(
-            metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
+            "--model-dir", "--models-dir", metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
                                  '"" (empty): the registry.')] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         project_dir: Annotated[Path | None, typer.Option(

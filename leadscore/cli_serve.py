@@ -113,6 +113,7 @@ def register(app: typer.Typer) -> None:
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
         model_dir: Annotated[Path | None, typer.Option(
+            "--model-dir", "--models-dir",
             help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR).")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,

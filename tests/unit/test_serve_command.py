@@ -64,3 +64,21 @@ def test_a_busy_port_is_found_before_the_server_starts() -> None:
         assert port_problem("127.0.0.1", port) == f"port {port} on 127.0.0.1 is in use (another server? choose another with --port)"
     assert port_problem("127.0.0.1", port) is None  # closed: free again
     assert "cannot be resolved" in port_problem("no-such-host.invalid", port)
+
+
+def test_serve_rescore_and_forecast_take_the_exported_folder_by_either_option_name(tmp_path: Path) -> None:
+    """``forecast`` named it ``--models-dir``, ``serve`` and ``rescore`` ``--model-dir``: each takes both."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), env={"COLUMNS": "300", "NO_COLOR": "1"})
+        assert result.exit_code in (1, 2) and "No such option" not in result.output, result.output
+        return " ".join(result.output.split())
+
+    missing = tmp_path / "nowhere"
+    assert f"{missing}: no such folder" in run("serve", "--models-dir", str(missing))
+    assert "--tracking-uri with --model-dir" in run("rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}",
+                                                    "--models-dir", str(tmp_path), "--tracking-uri", "sqlite:///x.db")
+    assert "project file not found" in run("forecast", "-c", str(tmp_path / "none.yaml"), "--model-dir", str(tmp_path))

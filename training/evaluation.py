@@ -177,17 +177,28 @@ def probability_metrics(
 def bootstrap_auc_ci(
     y: np.ndarray, score: np.ndarray, n_boot: int, seed: int, alpha: float = 0.05
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ROC AUC (resamples with one class only are skipped)."""
+    """Percentile bootstrap interval of ROC AUC (resamples with one class only are skipped).
+
+    Each resample's AUC is counted from per-score tallies (ties count one half, as in
+    ``roc_auc_score``) without sorting again: O(rows) per resample instead of a sort."""
     y = np.asarray(y, dtype=float)
     score = np.asarray(score, dtype=float)
     if n_boot <= 0 or y.min() == y.max():
         return float("nan"), float("nan")
+    positive = (y > 0.5).astype(float)
+    _, group = np.unique(score, return_inverse=True)  # equal scores share a group, groups in score order
+    group = group.ravel()
+    n_groups = int(group.max()) + 1
     rng = np.random.default_rng(seed)
     aucs = []
     for _ in range(n_boot):
-        i = rng.integers(0, len(y), size=len(y))
-        if 0 < y[i].sum() < len(i):
-            aucs.append(roc_auc_score(y[i], score[i]))
+        drawn = np.bincount(rng.integers(0, len(y), size=len(y)), minlength=len(y)).astype(float)
+        pos = np.bincount(group, weights=drawn * positive, minlength=n_groups)
+        neg = np.bincount(group, weights=drawn * (1.0 - positive), minlength=n_groups)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos > 0 and n_neg > 0:
+            below = np.cumsum(neg) - neg  # negatives scored strictly below each group
+            aucs.append(float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg)))
     if not aucs:
         return float("nan"), float("nan")
     lo, hi = np.quantile(aucs, [alpha / 2, 1 - alpha / 2])

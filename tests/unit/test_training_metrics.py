@@ -16,6 +16,7 @@ from training.calibration import (
 )
 from training.config import LeakageThresholds
 from training.evaluation import (
+    bootstrap_auc_ci,
     capture_at_capacity,
     grouped_folds,
     segment_table,
@@ -198,3 +199,24 @@ def test_leakage_alarm_is_quiet_on_honest_features_and_flags_a_too_good_model() 
     assert not quiet.flagged
     loud = leakage_report(single, importance, 0.95, {"points": 0.6}, LeakageThresholds())
     assert loud.model_flag is not None and loud.flagged_features == []
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_bootstrap_auc_interval_equals_resampled_roc_auc_score(ties: bool) -> None:
+    """The tallied AUC of each resample is sklearn's, ties included (the same draws, the same interval)."""
+    rng = np.random.default_rng(4)
+    y = (rng.random(700) < 0.1).astype(float)
+    score = rng.random(700) + 0.3 * y
+    if ties:
+        score = np.round(score * 8) / 8  # a handful of distinct scores: most pairs tie
+    n_boot, seed = 60, 9
+    draws = np.random.default_rng(seed)
+    expected = []
+    for _ in range(n_boot):
+        i = draws.integers(0, len(y), size=len(y))
+        if 0 < y[i].sum() < len(i):
+            expected.append(roc_auc_score(y[i], score[i]))
+    lo, hi = bootstrap_auc_ci(y, score, n_boot, seed)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(expected, [0.025, 0.975])), abs=1e-12)
+    assert lo < roc_auc_score(y, score) < hi
+    assert np.isnan(bootstrap_auc_ci(np.zeros(5), np.arange(5.0), n_boot, seed)).all()  # one class: no interval

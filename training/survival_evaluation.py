@@ -157,6 +157,13 @@ class EvaluationSettings:
     def for_rows(cls, time: np.ndarray, event: np.ndarray, config: TimeToCloseConfig) -> EvaluationSettings:
         tau = evaluation_horizon(time, event, config.evaluation_horizon_days or config.horizon_days,
                                  config.min_censoring_survival)
+        if tau < min(config.horizons_days):
+            raise ValueError(
+                f"time_to_close: the evaluation horizon tau is {tau} days, below every horizons_days "
+                f"{list(config.horizons_days)}: the test snapshots are followed too briefly (fewer than "
+                f"min_censoring_survival = {config.min_censoring_survival:g} of them still observed after {tau + 1} "
+                f"days); raise min_follow_up_days (now {config.follow_up_days}), lower min_censoring_survival "
+                f"or report a shorter horizon")
         days = evaluation_days(tau, config.horizons_days)
         return cls(tau, days.tolist(), [h for h in config.horizons_days if h <= tau], config.calibration_bins)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from training.survival_config import TimeToCloseConfig
-from training.survival_evaluation import censor_at, survival_split
+from training.survival_evaluation import EvaluationSettings, censor_at, survival_split
 
 DATES = pd.date_range("2025-01-01", periods=12, freq="MS")
 
@@ -54,3 +54,17 @@ def test_censor_at_hides_outcomes_after_the_cut() -> None:
     np.testing.assert_array_equal(e, [True, False, False, False])
     with pytest.raises(ValueError, match="after the cut"):
         censor_at(as_of, durations, events, pd.Timestamp("2025-02-01"))
+
+
+def test_an_evaluation_horizon_below_every_reported_horizon_is_a_clear_error() -> None:
+    """Test rows followed only ~20 days (min_follow_up_days short, strict min_censoring_survival): tau falls
+    below 30 days, so no P(close within h) can be scored; a training run used to die on an empty
+    calibration table ("No objects to concatenate")."""
+    time = np.concatenate([np.full(90, 20.0), np.arange(1.0, 11.0)])
+    event = np.concatenate([np.zeros(90), np.ones(10)])
+    config = TimeToCloseConfig(min_follow_up_days=10, min_censoring_survival=0.5)
+    with pytest.raises(ValueError, match=r"tau is 19 days, below every horizons_days \[30, 60, 90\].*"
+                                         r"min_follow_up_days \(now 10\)"):
+        EvaluationSettings.for_rows(time, event, config)
+    settings = EvaluationSettings.for_rows(time, event, TimeToCloseConfig(horizons_days=(7, 14)))
+    assert settings.horizons == [7, 14] and settings.tau == 19

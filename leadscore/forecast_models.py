@@ -8,6 +8,7 @@ from typing import Any
 READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
 CHAMPION = "champion"
+READINESS_KIND = "sales_readiness"  # the "kind" of a saved model's model.json
 # the commands that train and promote each model (named in the error when its champion is missing)
 HOW_TO_GET = {
     READINESS_NAME: "leadscore train / leadscore models promote",
@@ -32,19 +33,45 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     return model, f"{name} v{version.version}"
 
 
+def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> Any:
+    """The model ``name`` exported under ``models_dir``; refused when the folder holds another model."""
+    import json
+
+    from serving.loader import champion_folder, find_model_dir, read_champion_json
+    from training.time_to_close import META_FILE
+
+    try:
+        folder = champion_folder(models_dir, name)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"--models-dir: {exc}: export the {name!r} champion there (leadscore models export "
+                                f"--out {models_dir} --model-name {name})") from exc
+    found = read_champion_json(folder).get("name")
+    model_dir = find_model_dir(folder)
+    try:
+        found_kind = json.loads((model_dir / META_FILE).read_text()).get("kind")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"saved model {model_dir}: unreadable {META_FILE}: {exc}") from exc
+    if (found is not None and found != name) or found_kind not in (kind, None):  # readiness models of old: no kind
+        what = f"the champion of {found!r}" if found is not None and found != name else f"a {found_kind!r} model"
+        raise ValueError(
+            f"--models-dir {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point --models-dir at "
+            f"the folder holding {READINESS_NAME}/ and {TIME_TO_CLOSE_NAME}/ (leadscore models export --out <dir> "
+            f"[--model-name {TIME_TO_CLOSE_NAME}])")
+    return loader(model_dir)
+
+
 def load_forecast_models(
     project: Any, config_path: Path, tracking_uri: str | None, models_dir: Path | None, alias: str = CHAMPION
 ) -> tuple[Any, Any, str]:
     """(sales-readiness model, time-to-close model, "names and versions") of the champions."""
-    from serving.loader import champion_folder, find_model_dir
     from training.model import SalesReadinessModel
-    from training.time_to_close import TimeToCloseModel
+    from training.time_to_close import KIND, TimeToCloseModel
     from training.tracking import probe_tracking_server, tracking_target
 
     if models_dir is not None:
-        folder = find_model_dir(champion_folder(models_dir, READINESS_NAME))
-        readiness = _calibrated(SalesReadinessModel.load(folder), str(folder))
-        ttc = TimeToCloseModel.load(find_model_dir(champion_folder(models_dir, TIME_TO_CLOSE_NAME)))
+        readiness = _calibrated(_exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load),
+                                f"exported in {models_dir / READINESS_NAME}")
+        ttc = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load)
         return readiness, ttc, f"exported champions in {models_dir}"
     target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
     if target.is_server:

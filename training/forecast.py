@@ -427,6 +427,34 @@ def forecast_pipeline(
                             recalibration if cfg.combine == "both" else None)
 
 
+# FeatureConfig fields that set which snapshots are built or their labels, not the value of a feature
+SNAPSHOT_ONLY_FIELDS = frozenset({"cadence", "horizon_days", "data_end", "start", "end", "as_of_dates", "block_leads"})
+
+
+def forecast_spec(readiness_model: Any, time_to_close_model: Any) -> FeatureSpec:
+    """The FeatureSpec the open leads are scored with: the sales-readiness model's (as the endpoint scores
+    them), else the hazard model's. Models whose feature settings differ, or that need a column the spec
+    does not build, are refused: the other model would get features computed unlike its training ones."""
+    specs = {"sales-readiness": getattr(readiness_model, "spec_", None),
+             "time-to-close": getattr(time_to_close_model, "spec_", None)}
+    spec = specs["sales-readiness"] or specs["time-to-close"]
+    if spec is None:
+        raise ValueError("forecast: neither model carries its FeatureSpec; pass spec=")
+    retrain = "train both models with the same project configuration (features: section)"
+    if specs["sales-readiness"] is not None and specs["time-to-close"] is not None:
+        a, b = (s.config.model_dump() for s in specs.values())
+        differ = [f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k not in SNAPSHOT_ONLY_FIELDS and a[k] != b.get(k)]
+        if differ:
+            raise ValueError("forecast: the sales-readiness and time-to-close models were trained with different "
+                             f"feature settings ({'; '.join(differ)}): {retrain}")
+    for what, model in (("sales-readiness", readiness_model), ("time-to-close", time_to_close_model)):
+        missing = [c for c in getattr(model, "feature_columns_", []) if c not in spec.columns_]
+        if missing:
+            raise ValueError(f"forecast: the {what} model needs feature column(s) {missing[:10]} that the "
+                             f"feature specification it is scored with does not build: {retrain}")
+    return spec
+
+
 def forecast_open_pipeline(
     crm: CRMData,
     readiness_model: Any,
@@ -441,13 +469,12 @@ def forecast_open_pipeline(
     (``predict_proba`` + ``horizon_days``) and a :class:`training.time_to_close.TimeToCloseModel`;
     the deal-value model is fitted on the deals closed at or before ``as_of``; with
     ``config.recalibration.enabled`` the readiness probabilities are recalibrated at ``as_of``.
-    ``as_of`` may not pass the end of the data (``data_end``, default: the CRM's latest timestamp)."""
+    ``as_of`` may not pass the end of the data (``data_end``, default: the CRM's latest timestamp). The
+    leads are scored with ``spec``, by default :func:`forecast_spec` of the two models."""
     from features.build import build_scoring_frame
 
     cfg = config or ForecastConfig()
-    spec = spec or getattr(time_to_close_model, "spec_", None) or getattr(readiness_model, "spec_", None)
-    if spec is None:
-        raise ValueError("forecast: neither model carries its FeatureSpec; pass spec=")
+    spec = spec or forecast_spec(readiness_model, time_to_close_model)
     at = naive_utc(as_of)
     end = crm_data_end(crm, data_end)
     if at > end:

@@ -153,3 +153,45 @@ def test_backtest_refuses_the_champion_options_it_would_not_use(project: Path, t
                                   env={"COLUMNS": "200", "NO_COLOR": "1",
                                        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert from_env.exit_code == 2 and "--backtest needs --as-of" in from_env.output, from_env.output
+
+
+def test_models_dir_of_the_wrong_models_is_refused_by_name(project: Path, tmp_path: Path) -> None:
+    """--models-dir at one model's folder (both names resolved to it: the readiness loader died on a KeyError,
+    "error: 'booster_config'"), a folder missing one champion, and two champions of different feature settings
+    (the readiness model was scored with the hazard model's features: half-lives of 7 days for a model trained
+    on 14, silently) are refused with what to do."""
+    from features.build import build_training_set
+    from features.snapshots import DAYS_OBSERVED, EVENT_OBSERVED
+    from features.spec import FeatureConfig
+    from training.config import BoosterConfig
+    from training.sales_readiness import feature_columns_of
+    from training.survival_config import TimeToCloseConfig
+    from training.time_to_close import TimeToCloseModel
+
+    champion = train_small_champion(N_LEADS, SEED)
+    models = tmp_path / "models"
+    export_champion(champion.model, models, version="1")
+    only_one = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF)
+    assert only_one.returncode == 1, only_one.output
+    assert f"export the '{TIME_TO_CLOSE_NAME}' champion there (leadscore models export --out {models} --model-name " \
+           f"{TIME_TO_CLOSE_NAME})" in " ".join(only_one.stderr.split()), only_one.stderr
+    export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")
+    one_folder = run_cli("forecast", "-c", str(project), "--models-dir", str(models / TIME_TO_CLOSE_NAME), "--as-of",
+                         AS_OF)
+    assert one_folder.returncode == 1, one_folder.output
+    assert (f"holds the champion of '{TIME_TO_CLOSE_NAME}', not the sales_readiness model 'lead-conversion': point "
+            f"--models-dir at the folder holding lead-conversion/ and {TIME_TO_CLOSE_NAME}/"
+            in " ".join(one_folder.stderr.split())), one_folder.stderr
+
+    ts = build_training_set(champion.crm, FeatureConfig(half_life_days=7.0))
+    X = ts.frame[feature_columns_of(ts.frame, ts.spec)]
+    config = TimeToCloseConfig(booster=BoosterConfig(max_rounds=5, early_stopping_rounds=5, num_threads=1),
+                               linear_base=False)
+    other = TimeToCloseModel(config).fit(X, ts.frame[DAYS_OBSERVED].to_numpy(dtype=float),
+                                         ts.frame[EVENT_OBSERVED].to_numpy().astype(bool), spec=ts.spec,
+                                         num_boost_round=5)
+    export_time_to_close(other, models, version="3")
+    mixed = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF)
+    assert mixed.returncode == 1, mixed.output
+    assert ("the sales-readiness and time-to-close models were trained with different feature settings "
+            "(half_life_days 14.0 vs 7.0)" in " ".join(mixed.stderr.split())), mixed.stderr

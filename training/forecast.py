@@ -25,7 +25,9 @@ For every lead open at ``as_of``:
   since would still look open.
 - **What it is worth**: :class:`DealValueModel`, fitted on the amounts of deals closed before
   ``as_of``: LightGBM on log amount from the fit attributes with Duan's smearing (mean and second
-  moment), or the historical mean and second moment when there are few deals.
+  moment), or the historical mean and second moment when there are few deals. Deals closed at an
+  amount of 0 scale both moments by the share of priced deals above 0; deals without an amount are
+  left out; the forecast's notes count both (:func:`unpriced_deals`).
 - **Interval**: leads close independently; per month the revenue is a sum of ``V_i B_i`` with
   ``B_i ~ Bernoulli(q_im)``; ``analytic`` uses the exact mean and variance with a normal
   approximation (clipped at 0), ``simulation`` draws close months and deal values (log-normal
@@ -238,13 +240,15 @@ class DealValueModel:
     ``fit(leads, amounts, spec)`` returns self. With at least ``min_deals`` amounts: LightGBM on
     ``log(amount)`` from the spec's fit columns, early-stopped on a 20% holdout whose residuals give
     Duan's smearing factors ``mean(exp(r))`` and ``mean(exp(2 r))``; otherwise the historical mean.
+    ``zero_deals`` deals closed at an amount of 0 (``amounts`` holds the positive ones) scale the
+    moments by ``positive_share_``, the share of priced deals above 0.
     """
 
     def __init__(self, min_deals: int = 200, seed: int = 0) -> None:
         self.min_deals = min_deals
         self.seed = seed
 
-    def fit(self, leads: pd.DataFrame, amounts: Any, spec: FeatureSpec) -> DealValueModel:
+    def fit(self, leads: pd.DataFrame, amounts: Any, spec: FeatureSpec, zero_deals: int = 0) -> DealValueModel:
         from features.build import fit_matrix
 
         a = np.asarray(amounts, dtype=np.float64)
@@ -255,11 +259,22 @@ class DealValueModel:
             ids = leads[LEAD_ID].to_numpy()[bad][:10].tolist() if LEAD_ID in leads else np.flatnonzero(bad)[:10]
             raise ValueError(f"outcomes.amount: {int(bad.sum())} deal(s) without a positive amount, e.g. leads {ids}")
         if a.size == 0:
-            raise ValueError("outcomes.amount: no closed deal with an amount before the forecast date")
+            zeros = f" ({zero_deals} at an amount of 0)" if zero_deals else ""
+            raise ValueError(f"outcomes.amount: no closed deal with an amount above 0 before the forecast date{zeros}")
+        with np.errstate(over="ignore"):
+            squares = a**2
+            second_moment = float(np.mean(squares))
+        if not math.isfinite(second_moment):  # the interval's variance would be inf - inf: NaN
+            top = np.argsort(a)[::-1][:max(1, min(3, int((~np.isfinite(squares)).sum())))]
+            ids = leads[LEAD_ID].to_numpy()[top].tolist() if LEAD_ID in leads else top.tolist()
+            raise ValueError(f"outcomes.amount: amounts too large to forecast with (their squares overflow), e.g. "
+                             f"leads {ids} with {[f'{v:.3g}' for v in a[top]]}; check the column's unit")
         self.spec_ = spec
         self.n_deals_ = int(a.size)
+        self.zero_deals_ = int(zero_deals)
+        self.positive_share_ = a.size / (a.size + self.zero_deals_)
         self.mean_ = float(a.mean())
-        self.second_moment_ = float(np.mean(a**2))
+        self.second_moment_ = second_moment
         self.log_sigma_ = float(np.std(np.log(a)))
         self.kind_ = "mean"
         n_fit_columns = len(spec.fit_columns)
@@ -269,6 +284,8 @@ class DealValueModel:
         y = np.log(a)
         rng = np.random.default_rng(self.seed)
         holdout = rng.random(a.size) < 0.2
+        if not holdout.any() or holdout.all():  # a handful of deals (min_deals_for_model low): hold out one
+            holdout = np.arange(a.size) == rng.integers(a.size)
         params = {"objective": "regression", "num_leaves": 15, "max_depth": 4, "learning_rate": 0.05,
                   "min_data_in_leaf": max(20, a.size // 100), "lambda_l2": 1.0, "cat_smooth": 50,
                   "num_threads": 1, "seed": self.seed, "deterministic": True, "verbosity": -1}
@@ -293,17 +310,24 @@ class DealValueModel:
         if not hasattr(self, "kind_"):
             raise RuntimeError("DealValueModel is not fitted")
         n = len(leads)
+        share = getattr(self, "positive_share_", 1.0)  # deals closed at 0 lower both moments
         if self.kind_ == "mean":
-            centre = math.log(self.mean_) - self.log_sigma_**2 / 2
-            return np.full(n, self.mean_), np.full(n, self.second_moment_), np.full(n, centre)
-        log_pred = self.booster_.predict(fit_matrix(leads, self.spec_), num_iteration=self.booster_.best_iteration)
-        mean = np.exp(log_pred) * self.smear_
+            mean, second = np.full(n, self.mean_ * share), np.full(n, self.second_moment_ * share)
+        else:
+            log_pred = self.booster_.predict(fit_matrix(leads, self.spec_), num_iteration=self.booster_.best_iteration)
+            with np.errstate(over="ignore"):
+                mean = np.exp(log_pred) * self.smear_ * share
+                second = np.exp(2 * log_pred) * self.smear_second_ * share
+        if not np.isfinite(second).all():
+            raise ValueError("outcomes.amount: the deal-value model's second moment overflows for some leads (amounts "
+                             "too large or too spread out); check the column's unit")
         # the simulation's log-normal centre: its mean exp(centre + sigma^2 / 2) is the expected value
-        return mean, np.exp(2 * log_pred) * self.smear_second_, np.log(mean) - self.log_sigma_**2 / 2
+        return mean, second, np.log(mean) - self.log_sigma_**2 / 2
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind_, "deals": self.n_deals_, "mean_amount": self.mean_,
-                "log_sigma": self.log_sigma_}
+                "log_sigma": self.log_sigma_, "zero_deals": getattr(self, "zero_deals_", 0),
+                "positive_share": getattr(self, "positive_share_", 1.0)}
 
 
 def closed_deals_before(crm: CRMData, as_of: Any) -> tuple[pd.DataFrame, np.ndarray]:
@@ -316,6 +340,29 @@ def closed_deals_before(crm: CRMData, as_of: Any) -> tuple[pd.DataFrame, np.ndar
     closed = closed[closed[AMOUNT] > 0]
     rows = crm.leads.reset_index(drop=True).merge(closed[[LEAD_ID, AMOUNT]], on=LEAD_ID, how="inner")
     return rows, rows[AMOUNT].to_numpy(dtype=np.float64)
+
+
+def unpriced_deals(crm: CRMData, as_of: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Lead ids of the deals closed at or before ``as_of`` without an amount, and at an amount of 0 (the ones
+    :func:`closed_deals_before` leaves out)."""
+    if AMOUNT not in crm.outcomes.columns:
+        return np.empty(0), np.empty(0)
+    out = crm.outcomes
+    closed = out[out[CONVERTED_AT].notna() & (out[CONVERTED_AT] <= pd.Timestamp(as_of))]
+    closed = closed[closed[LEAD_ID].isin(crm.leads[LEAD_ID])]
+    return closed.loc[closed[AMOUNT].isna(), LEAD_ID].to_numpy(), closed.loc[closed[AMOUNT] == 0, LEAD_ID].to_numpy()
+
+
+def unpriced_note(missing: np.ndarray, zero: np.ndarray, share: float) -> str | None:
+    """The forecast's note on the deals left out of the deal values (None when there are none)."""
+    parts = []
+    if missing.size:
+        parts.append(f"{missing.size:,} closed deal(s) without an amount (e.g. leads {missing[:5].tolist()}) are "
+                     "left out of the deal values")
+    if zero.size:
+        parts.append(f"{zero.size:,} closed deal(s) at an amount of 0 (e.g. leads {zero[:5].tolist()}): the expected value "
+                     f"of a deal is scaled by the share of priced deals above 0, {share:.3f}")
+    return "; ".join(parts) if parts else None
 
 
 # ----- aggregation ----------------------------------------------------------------------------------
@@ -489,7 +536,8 @@ def forecast_open_pipeline(
     deal_rows, amounts = closed_deals_before(crm, at)
     if progress is not None:
         progress(f"{len(frame):,} open leads; deal values from {amounts.size:,} closed deals")
-    deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec)
+    missing, zero = unpriced_deals(crm, at)
+    deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec, len(zero))
     hazards = time_to_close_model.predict_hazard(feats)
     horizon = float(getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days)
     p, recalibration = None, None
@@ -497,8 +545,12 @@ def forecast_open_pipeline(
         p = readiness_model.predict_proba(feats)
         if cfg.recalibration.enabled:
             recalibration = recalibrate_readiness(crm, readiness_model, spec, at, horizon, cfg.recalibration)
-    return forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, horizon,
-                             deal_value, at, cfg, recalibration)
+    result = forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, horizon,
+                               deal_value, at, cfg, recalibration)
+    note = unpriced_note(missing, zero, deal_value.positive_share_)
+    if note is not None:
+        result.notes.append(note)
+    return result
 
 
 def actual_revenue(crm: CRMData, lead_ids: np.ndarray, months: pd.DataFrame, data_end: Any = None) -> pd.DataFrame:

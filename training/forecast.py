@@ -55,7 +55,7 @@ from scipy.special import expit
 from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 
-from features.schema import AMOUNT, CONVERTED_AT, LEAD_ID, CRMData
+from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, LEAD_ID, CRMData
 from features.spec import FeatureSpec
 from training.close_curves import combine_close_curves, cumulative_close
 from training.forecast_config import ForecastConfig, RecalibrationConfig
@@ -155,8 +155,8 @@ class Recalibration:
 
     def to_text(self) -> str:
         span = f"{self.dates[0]:%Y-%m-%d}..{self.dates[-1]:%Y-%m-%d}" if self.dates else "no dates"
-        seen = (f"{len(self.dates)} snapshot dates {span}: {self.rows:,} rows, {self.positives:,} positives "
-                f"(observed rate {self.positives / max(self.rows, 1):.3f}, model mean {self.mean_p:.3f})")
+        seen = (f"{len(self.dates)} snapshot dates {span}: {self.rows:,} rows, {self.positives:,} positives"
+                + (f" (observed rate {self.positives / self.rows:.3f}, model mean {self.mean_p:.3f})" if self.rows else ""))
         if not self.fitted:
             return f"sales-readiness recalibration skipped: {self.reason}; {seen}"
         return (f"sales-readiness probabilities recalibrated (Platt: slope {self.slope:.3f}, intercept "
@@ -660,6 +660,11 @@ def backtest_forecast(
         raise ValueError(f"backtest date {at:%Y-%m-%d %H:%M} is not before the end of the data ({end:%Y-%m-%d %H:%M}): "
                          "no revenue after it to compare the forecast with; pick a date months before the data end")
     known = crm_known_at(crm, at)
+    if known.leads.empty:
+        first = crm.leads[CREATED_AT].min() if len(crm.leads) else None
+        raise ValueError(f"backtest date {at:%Y-%m-%d %H:%M}: no lead was created before it"
+                         + (f" (the first lead is created {first:%Y-%m-%d %H:%M})" if first is not None else "")
+                         + "; pick a date with months of history before it")
     say(f"building the training set from the CRM as known at {at:%Y-%m-%d}")
     features_cfg = project.features.model_copy(update={"data_end": at.to_pydatetime(), "end": at.to_pydatetime()})
     training_set = build_training_set(known, features_cfg, set_aside=project.training.score_columns)

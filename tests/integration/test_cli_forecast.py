@@ -129,6 +129,10 @@ def test_forecast_from_registered_champions_names_their_versions(project: Path, 
 def test_backtest_needs_a_past_date_and_crm_data(project: Path, tmp_path: Path) -> None:
     no_date = run_cli("forecast", "-c", str(project), "--backtest")
     assert no_date.returncode == 2 and "--backtest needs --as-of" in no_date.output, no_date.output
+    too_early = run_cli("forecast", "-c", str(project), "--backtest", "--as-of", "2020-01-01")
+    assert too_early.returncode == 1, too_early.output  # was "leads: no created_at values to derive the first as-of date"
+    assert ("backtest date 2020-01-01 00:00: no lead was created before it (the first lead is created 2024-"
+            in " ".join(too_early.stderr.split())), too_early.stderr
     too_late = run_cli("forecast", "-c", str(project), "--backtest", "--as-of", "2026-07-15")
     assert too_late.returncode == 1 and "is not before the end of the data" in too_late.output, too_late.output
     flat = tmp_path / "flat.yaml"

@@ -61,6 +61,10 @@ def test_too_few_positives_skips_and_leaves_the_probabilities_alone() -> None:
     assert "19 positives < 20" in recal.reason and "skipped" in recal.to_text()
     np.testing.assert_array_equal(recal.apply(p), p)
     assert fit_recalibration(p, (rank < 20).astype(float), min_positives=20).fitted
+    # no snapshot at all (a forecast date within H of the first lead): no "model mean nan" in the note
+    empty = fit_recalibration(np.empty(0), np.empty(0), pd.date_range("2024-03-05", periods=2, freq="30D"))
+    assert empty.to_text() == ("sales-readiness recalibration skipped: 0 positives < 20 needed; 2 snapshot dates "
+                               "2024-03-05..2024-04-04: 0 rows, 0 positives")
 
 
 def test_a_model_that_ranks_backwards_is_not_used() -> None:

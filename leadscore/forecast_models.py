@@ -33,8 +33,8 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     return model, f"{name} v{version.version}"
 
 
-def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> Any:
-    """The model ``name`` exported under ``models_dir``; refused when the folder holds another model."""
+def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> tuple[Any, Path]:
+    """The model ``name`` exported under ``models_dir`` and its folder; refused when the folder holds another model."""
     import json
 
     from serving.loader import champion_folder, find_model_dir, read_champion_json
@@ -57,7 +57,7 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> Any:
             f"--models-dir {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point --models-dir at "
             f"the folder holding {READINESS_NAME}/ and {TIME_TO_CLOSE_NAME}/ (leadscore models export --out <dir> "
             f"[--model-name {TIME_TO_CLOSE_NAME}])")
-    return loader(model_dir)
+    return loader(model_dir), model_dir
 
 
 def load_forecast_models(
@@ -69,9 +69,9 @@ def load_forecast_models(
     from training.tracking import probe_tracking_server, tracking_target
 
     if models_dir is not None:
-        readiness = _calibrated(_exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load),
-                                f"exported in {models_dir / READINESS_NAME}")
-        ttc = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load)
+        readiness, folder = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load)
+        ttc, _ = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load)
+        readiness = _calibrated(readiness, str(folder))
         return readiness, ttc, f"exported champions in {models_dir}"
     target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
     if target.is_server:

@@ -100,7 +100,7 @@ def test_exported_folders_that_cannot_forecast_are_refused_by_name(project: Path
     shutil.copytree(closing, readiness)  # lead-conversion/ now holds the time-to-close model
     swapped = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", AS_OF)
     assert swapped.returncode == 1, swapped.output
-    assert "not a sales_readiness model" in swapped.stderr and "kind 'time_to_close'" in swapped.stderr
+    assert f"{readiness} holds the champion of 'lead-time-to-close', not the sales_readiness model" in swapped.stderr
 
 
 def test_forecast_from_registered_champions_names_their_versions(project: Path, tmp_path: Path) -> None:

@@ -204,6 +204,18 @@ class FeatureConfig(BaseModel):
         return 0.0 if event_type in NEGATIVE_SIGNAL_TYPES else 1.0
 
 
+# FeatureConfig fields that choose the snapshots or their labels, not how a feature's value is computed
+SNAPSHOT_ONLY_FIELDS = frozenset({"cadence", "horizon_days", "data_end", "start", "end", "as_of_dates", "block_leads"})
+
+
+def feature_setting_differences(a: FeatureConfig, b: FeatureConfig) -> list[str]:
+    """``"field a vs b"`` per setting of a feature's value that differs between two configs (models built
+    with such configs cannot share one feature matrix: one would get features unlike its training ones)."""
+    first, second = a.model_dump(), b.model_dump()
+    return [f"{k} {first[k]!r} vs {second.get(k)!r}" for k in first
+            if k not in SNAPSHOT_ONLY_FIELDS and first[k] != second.get(k)]
+
+
 def _naive_utc_datetime(value: datetime) -> datetime:
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None:

@@ -27,7 +27,7 @@ import lightgbm as lgb
 import numpy as np
 from scipy.special import expit
 
-from features.spec import FeatureSpec
+from features.spec import FeatureSpec, feature_setting_differences
 from serving.explain import TreeShapExplainer
 from training.close_curves import combine_close_curves, cumulative_close, days_to_reach, hazard_factor
 from training.survival_linear import LinearHazard
@@ -151,6 +151,11 @@ class ClosingCore:
         period_column = len(model.feature_columns_)  # the booster's last input
         self.period_values, self.period_bin = period_bins(
             int(model.config.max_periods), period_thresholds(model.booster_, period_column, model.best_iteration_))
+        if (own := getattr(model, "spec_", None)) is not None and (
+                differ := feature_setting_differences(spec.config, own.config)):
+            raise ValueError(  # the hazard model would get features computed unlike its training ones
+                f"the sales-readiness and time-to-close models were trained with different feature settings "
+                f"({'; '.join(differ)}); train both models with the same project configuration (features: section)")
         columns = list(spec.columns_)
         position = {c: j for j, c in enumerate(columns)}
         missing = [c for c in model.feature_columns_ if c not in position]

@@ -56,7 +56,7 @@ from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 
 from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, LEAD_ID, CRMData
-from features.spec import FeatureSpec
+from features.spec import FeatureSpec, feature_setting_differences
 from training.close_curves import combine_close_curves, cumulative_close
 from training.forecast_config import ForecastConfig, RecalibrationConfig
 
@@ -474,10 +474,6 @@ def forecast_pipeline(
                             recalibration if cfg.combine == "both" else None)
 
 
-# FeatureConfig fields that set which snapshots are built or their labels, not the value of a feature
-SNAPSHOT_ONLY_FIELDS = frozenset({"cadence", "horizon_days", "data_end", "start", "end", "as_of_dates", "block_leads"})
-
-
 def forecast_spec(readiness_model: Any, time_to_close_model: Any) -> FeatureSpec:
     """The FeatureSpec the open leads are scored with: the sales-readiness model's (as the endpoint scores
     them), else the hazard model's. Models whose feature settings differ, or that need a column the spec
@@ -489,8 +485,7 @@ def forecast_spec(readiness_model: Any, time_to_close_model: Any) -> FeatureSpec
         raise ValueError("forecast: neither model carries its FeatureSpec; pass spec=")
     retrain = "train both models with the same project configuration (features: section)"
     if specs["sales-readiness"] is not None and specs["time-to-close"] is not None:
-        a, b = (s.config.model_dump() for s in specs.values())
-        differ = [f"{k} {a[k]!r} vs {b[k]!r}" for k in a if k not in SNAPSHOT_ONLY_FIELDS and a[k] != b.get(k)]
+        differ = feature_setting_differences(specs["sales-readiness"].config, specs["time-to-close"].config)
         if differ:
             raise ValueError("forecast: the sales-readiness and time-to-close models were trained with different "
                              f"feature settings ({'; '.join(differ)}): {retrain}")

@@ -125,6 +125,18 @@ def test_a_model_needing_columns_the_spec_lacks_is_refused(champion, closing_mod
         ClosingCore(other, champion.model.spec_)
 
 
+def test_a_model_of_other_feature_settings_is_refused(champion, closing_model) -> None:
+    """Same columns, other values: a hazard model built with another half-life would get the readiness
+    model's decayed counts, unlike its training ones."""
+    other = copy.copy(closing_model)
+    other.spec_ = copy.deepcopy(closing_model.spec_)
+    other.spec_.config = other.spec_.config.model_copy(update={"half_life_days": 7.0, "horizon_days": 30.0})
+    with pytest.raises(ValueError, match=r"different feature settings \(half_life_days 14\.0 vs 7\.0\)"):
+        ClosingCore(other, champion.model.spec_)
+    other.spec_.config = other.spec_.config.model_copy(update={"half_life_days": 14.0})  # the horizon is no value
+    ClosingCore(other, champion.model.spec_)
+
+
 def test_scoring_core_answers_with_and_without_time_to_close(champion, closing_model, rows) -> None:
     ids, matrix = rows
     plain = ScoringCore(champion.model, ModelInfo("lead-conversion", "7"))

@@ -23,6 +23,11 @@ def _say(message: str) -> None:
     err_console.print(f"[dim]- {message}[/]", highlight=False)
 
 
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line (not by its environment variable)."""
+    return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+
+
 def forecast_table(months: Any, title: str) -> Table:
     """Months x (expected deals, expected revenue, interval[, actual]) as a rich table."""
     from training.forecast import (
@@ -133,6 +138,9 @@ def register(app: typer.Typer) -> None:
         from leadscore.project import ProjectConfigError, load_project
         from training.forecast import backtest_forecast, crm_data_end, forecast_figure, naive_utc
 
+        if not backtest and models_dir is not None and _on_command_line(ctx, "tracking_uri"):
+            raise _fail(f"--tracking-uri with --models-dir {models_dir}: the exported models would be used and the "
+                        "registry ignored; give one of them", 2)
         try:
             project = load_project(config)
         except ProjectConfigError as exc:
@@ -149,7 +157,7 @@ def register(app: typer.Typer) -> None:
         when = naive_utc(as_of) if as_of is not None else None
         if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
             given = [option for option, name in (("--models-dir", "models_dir"), ("--tracking-uri", "tracking_uri"))
-                     if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+                     if _on_command_line(ctx, name)]
             if given:
                 raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
                             f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)

@@ -82,3 +82,24 @@ def test_serve_rescore_and_forecast_take_the_exported_folder_by_either_option_na
     assert "--tracking-uri with --model-dir" in run("rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}",
                                                     "--models-dir", str(tmp_path), "--tracking-uri", "sqlite:///x.db")
     assert "project file not found" in run("forecast", "-c", str(tmp_path / "none.yaml"), "--model-dir", str(tmp_path))
+
+
+def test_forecast_refuses_a_tracking_uri_beside_the_exported_folder_as_rescore_does(tmp_path: Path) -> None:
+    """``--models-dir`` reads the exported champions: a ``--tracking-uri`` beside it would be ignored, so it
+    is refused in one line (exit 2) before the project is read; ``MLFLOW_TRACKING_URI`` in the environment
+    (as `mlflow run` sets it) is not."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    config, models = str(tmp_path / "none.yaml"), str(tmp_path / "models")
+    for option in ("--models-dir", "--model-dir"):
+        result = CliRunner().invoke(app, ["forecast", "-c", config, option, models, "--tracking-uri", "sqlite:///x.db"],
+                                    env={"COLUMNS": "300", "NO_COLOR": "1"})
+        assert result.exit_code == 2, result.output
+        assert " ".join(result.stderr.split()) == (
+            f"error: --tracking-uri with --models-dir {models}: the exported models would be used and the "
+            "registry ignored; give one of them"), result.stderr
+    from_env = CliRunner().invoke(app, ["forecast", "-c", config, "--models-dir", models],
+                                  env={"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": "sqlite:///x.db"})
+    assert from_env.exit_code == 2 and "project file not found" in from_env.output, from_env.output

@@ -87,6 +87,19 @@ def shown_value(value: object, label: str = "") -> str:
     return str(value)
 
 
+def shown_impact(impact: object) -> str:
+    """A reason's impact (or a family sum) in probability points as a person reads it: signed, one
+    decimal; a nonzero one that would round to 0.0 as "+<0.1" / "-<0.1" (its sign kept, and that it is
+    small); exactly zero as "0"; a missing one (null in reasons written by earlier versions) as "n/a"."""
+    if impact is None or not isinstance(impact, int | float) or impact != impact:
+        return "n/a"
+    if impact == 0:
+        return "0"
+    if f"{abs(impact):.1f}" == "0.0":
+        return "+<0.1" if impact > 0 else "-<0.1"
+    return f"{impact:+.1f}"
+
+
 def processes_text(used: int, asked: int | None, partitions_now: int) -> str:
     """How many processes scored partitions, and why fewer than ``--processes`` when so."""
     if used == 0:
@@ -103,7 +116,7 @@ def processes_text(used: int, asked: int | None, partitions_now: int) -> str:
 
 def print_top_leads(leads: Any) -> None:
     """The highest-scored leads (``serving.rescore.top_leads``): score, grade, MQL, fit/engagement split,
-    time to close (when that model scored them), then each lead's top reasons."""
+    time to close (when that model scored them), then each lead's top reasons (impacts: ``shown_impact``)."""
     import pandas as pd
     from rich.table import Table
 
@@ -113,13 +126,13 @@ def print_top_leads(leads: Any) -> None:
     for row in leads.itertuples(index=False):
         scored = not pd.isna(row.p_close_90d)
         median = "beyond" if scored and pd.isna(row.median_days) else (f"{row.median_days:.0f}" if scored else "-")
-        split = ["-" if pd.isna(v) else f"{v:+.1f}" for v in (row.fit_score, row.engagement_score)]
+        split = ["-" if pd.isna(v) else shown_impact(float(v)) for v in (row.fit_score, row.engagement_score)]
         table.add_row(str(row.lead_id), str(row.score), str(row.grade), "yes" if row.mql else "no", *split,
                       f"{row.p_close_90d:.2f}" if scored else "-", median)
     console.print(table)
-    console.print("top reasons (impact in probability points):")
+    console.print("top reasons (impact in probability points; +<0.1 / -<0.1: smaller than 0.1 point):")
     for row in leads.itertuples(index=False):
-        reasons = "; ".join(f"{r['label']} = {shown_value(r['value'], r['label'])} ({r['impact']:+.1f})"
+        reasons = "; ".join(f"{r['label']} = {shown_value(r['value'], r['label'])} ({shown_impact(r['impact'])})"
                             for r in row.reasons)
         console.print(f"  {row.lead_id}: {reasons or '-'}", highlight=False)
 

@@ -436,6 +436,33 @@ def test_reason_values_read_as_a_person_would() -> None:
         assert "e" not in shown_value(value, "x"), value
 
 
+def test_small_impacts_keep_their_sign_and_say_they_are_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An impact (or fit / engagement sum) that rounds to 0.0 reads "+<0.1" / "-<0.1", not "+0.0" / "-0.0";
+    a null one (reasons written by earlier versions with nan) reads "n/a" instead of a traceback."""
+    from rich.console import Console
+
+    from leadscore import cli_rescore
+    from leadscore.cli_rescore import print_top_leads, shown_impact
+
+    assert [shown_impact(v) for v in (0.04, -0.0499, 0.05, -0.05, 1.26, -12.0, 0.0, -0.0, None, float("nan"))] == [
+        "+<0.1", "-<0.1", "+0.1", "-0.1", "+1.3", "-12.0", "0", "0", "n/a", "n/a"]
+    reasons = [{"label": "pricing page views", "value": 3.0, "impact": 2.04},
+               {"label": "industry", "value": "saas", "impact": -0.03},
+               {"label": "employees", "value": 250.0, "impact": 0.004},
+               {"label": "annual revenue", "value": None, "impact": None}]
+    leads = pd.DataFrame({"lead_id": [7], "score": [31], "grade": ["A"], "mql": [True], "fit_score": [-0.02],
+                          "engagement_score": [0.01], "p_close_90d": [float("nan")], "median_days": [float("nan")],
+                          "reasons": [reasons]})
+    screen = Console(width=300, record=True, color_system=None)
+    monkeypatch.setattr(cli_rescore, "console", screen)
+    print_top_leads(leads)
+    text = screen.export_text()
+    assert ("7: pricing page views = 3 (+2.0); industry = saas (-<0.1); employees = 250 (+<0.1); "
+            "annual revenue = none (n/a)") in text, text
+    assert "-<0.1" in text.split("top reasons")[0] and "+<0.1" in text.split("top reasons")[0], text  # the split
+    assert "0.0)" not in text and "+0.0" not in text and "-0.0" not in text, text
+
+
 def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_before_errors(
         sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)

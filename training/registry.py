@@ -531,13 +531,18 @@ def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
 
 
 def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias: str) -> dict[str, Any]:
-    """What a deployment needs to know about an exported model (``champion.json``)."""
+    """What a deployment needs to know about an exported model (``champion.json``). The MQL cut-off
+    (``threshold``, ``threshold_unit``) only for a sales-readiness model: a time-to-close model has none."""
     tags = version.tags
     cutoff = tags.get("mql_cutoff")
     horizon = None
     if version.run_id:
         params = client.get_run(version.run_id).data.params
         horizon = params.get("model.horizon_days")
+    mql = {}
+    if tags.get(KIND_TAG) in (None, "", SALES_READINESS_KIND):
+        mql = {"threshold": None if cutoff is None else float(cutoff),
+               "threshold_unit": "score 0-100 (MQL cut-off recommended for capacity)"}
     return {
         "name": name,
         "version": str(version.version),
@@ -545,8 +550,7 @@ def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias:
         "run_id": version.run_id,
         "training_date": tags.get("trained_at"),
         "horizon_days": None if horizon in (None, "None") else float(horizon),
-        "threshold": None if cutoff is None else float(cutoff),
-        "threshold_unit": "score 0-100 (MQL cut-off recommended for capacity)",
+        **mql,
         "evaluation": {k: v for k, v in tags.items() if k.startswith("eval_")},
         "metrics": {k: float(tags[k]) for k in VERSION_METRICS if k in tags and k != "mql_cutoff"},
         "exported_at": datetime.now(UTC).replace(microsecond=0).isoformat(),

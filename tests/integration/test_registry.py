@@ -19,6 +19,7 @@ from training.registry import (
     MODEL_NAME,
     RegistryError,
     alias_version,
+    champion_info,
     export_champion,
     list_versions,
     promote,
@@ -130,3 +131,24 @@ def test_export_champion_for_deployment(registry, tmp_path: Path) -> None:
     assert other == tmp_path / "models" / f"{MODEL_NAME}@{CHALLENGER}"
     assert json.loads((other / CHAMPION_FILE).read_text())["alias"] == CHALLENGER
     assert json.loads((path / CHAMPION_FILE).read_text())["version"] == str(champion.version)
+
+
+def test_champion_json_names_an_mql_cut_off_only_for_sales_readiness(tmp_path: Path) -> None:
+    """``threshold`` / ``threshold_unit`` (score 0-100 MQL cut-off) mean nothing for a time-to-close model:
+    its champion.json leaves them out; a sales-readiness version keeps them (null when no cut-off fitted)."""
+    client = connect(tracking_target(None, tmp_path))
+    experiment = client.create_experiment("champion-json")
+    infos = {}
+    for name, tags in (("lead-time-to-close", {"kind": "time_to_close", "uno_c": "0.71"}),
+                       ("lead-conversion", {"kind": "sales_readiness", "mql_cutoff": "12"}),
+                       ("untagged", {})):
+        run = client.create_run(experiment)
+        client.log_param(run.info.run_id, "model.horizon_days", "180")
+        client.create_registered_model(name)
+        version = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags)
+        infos[name] = champion_info(client, name, client.get_model_version(name, version.version), CHAMPION)
+    ttc = infos["lead-time-to-close"]
+    assert "threshold" not in ttc and "threshold_unit" not in ttc, ttc
+    assert ttc["horizon_days"] == 180 and ttc["metrics"] == {"uno_c": 0.71}
+    assert infos["lead-conversion"]["threshold"] == 12 and "MQL" in infos["lead-conversion"]["threshold_unit"]
+    assert infos["untagged"]["threshold"] is None and "threshold_unit" in infos["untagged"]

@@ -259,6 +259,18 @@ def _comparison_frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
     return frame[cols].rename_axis("scorer")
 
 
+def _with_model_mql(comparison: pd.DataFrame, recommended: dict[str, Any] | None) -> pd.DataFrame:
+    """The model's cells of the MQL columns (``mql_share`` / ``mql_precision`` / ``mql_capture``, which the
+    points baseline fills at its own MQL threshold) at the recommended cut-off: the figures logged as
+    ``mql_*`` and given in the card's MQL section. Left empty when no cut-off fits the capacity."""
+    if recommended is not None and MODEL_NAME in comparison.index:
+        for column, key in (("mql_share", "share_flagged"), ("mql_precision", "precision"),
+                            ("mql_capture", "capture")):
+            if column in comparison.columns:
+                comparison.loc[MODEL_NAME, column] = float(recommended[key])
+    return comparison
+
+
 def _flat_metrics(model_row: dict[str, float], comparison: pd.DataFrame, leakage: LeakageReport,
                   recommended: dict[str, Any] | None, extra: dict[str, float]) -> dict[str, float]:
     metrics = {k: float(v) for k, v in model_row.items() if isinstance(v, int | float)}
@@ -427,6 +439,9 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         "",
         _md_table(comparison.drop(columns=[c for c in ("n", *CALIBRATION_COLUMNS) if c in comparison.columns])),
         "",
+        *(["mql_share / mql_precision / mql_capture: the points scorer's at its rules' MQL threshold, the "
+           "model's at the recommended cut-off (MQL threshold below).", ""]
+          if "mql_share" in comparison.columns else []),
         "### Calibration",
         _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate) if MODEL_NAME in comparison.index else "",
         "",
@@ -522,6 +537,7 @@ def train_and_evaluate(
     score = probability_to_score(p)
     table = threshold_table(score, y_te, weeks, config.threshold_step)
     recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)
+    comparison = _with_model_mql(comparison, recommended)
     split_info.update(test_weeks=round(weeks, 2) if weeks else None, capacity=capacity_label)
     predictions = pd.DataFrame({LEAD_ID: test_frame[LEAD_ID], AS_OF: test_frame[AS_OF], "label": y_te,
                                 "probability": p, "score": score,
@@ -660,6 +676,7 @@ def train_and_evaluate_flat(
     score = probability_to_score(p)
     table = threshold_table(score, y, weeks, config.threshold_step)
     recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)
+    comparison = _with_model_mql(comparison, recommended)
     split_info = {"mode": f"{config.cv_folds}-fold StratifiedGroupKFold by lead_id (out-of-fold)",
                   "n_rows": len(y), "best_iterations": best_iterations, "final_rounds": n_rounds,
                   "capacity": capacity_label}

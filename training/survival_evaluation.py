@@ -256,10 +256,12 @@ def _comparison_columns(horizons: list[int]) -> list[str]:
 
 
 def _md_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """``frame`` as a Markdown table; a missing value (NaN) is ``-``, as in the sales-readiness card."""
     cols = [frame.index.name or "", *frame.columns]
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for idx, row in frame.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        cells = [("-" if np.isnan(v) else f"{v:.{digits}f}") if isinstance(v, float) else str(v)
+                 for v in row.tolist()]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
 
@@ -303,7 +305,8 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         "",
         "The naive regression is fitted on converted snapshots only; its curve reads the predicted day as a sure "
         "close (S = 1 before it, 0 after), so its Brier scores show what taking a predicted close date literally "
-        "costs.",
+        "costs. Its calibration gaps are `-`: its P(close within h) is 0 or 1 for every lead, so there are no "
+        "probability bins to compare with the observed rate.",
     ]
     if notes:
         lines += ["", "## Notes", *[f"- {n}" for n in notes]]

@@ -164,3 +164,12 @@ def test_run_reports_everything_it_promises(result: TimeToCloseResult) -> None:
     # test snapshots come after every fitting snapshot, and fitting outcomes stop at the cut
     assert rows["as_of"].min() == pd.Timestamp(result.split["censored_at"])
     assert "Model card" in result.model_card and f"tau = {result.settings.tau}" in result.model_card
+    # the naive regression has no calibration gap (its P(close within h) is 0 or 1): "-" in the card, not "nan"
+    card = result.model_card
+    assert "| nan" not in card.lower() and "nan |" not in card.lower(), card
+    header = next(line for line in card.splitlines() if line.startswith("| scorer | harrell_c"))
+    naive = next(line for line in card.splitlines() if line.startswith(f"| {NAIVE_NAME} |"))
+    cells = dict(zip(header.split("|")[1:-1], naive.split("|")[1:-1], strict=True))
+    gaps = [c for c in cells if c.strip().startswith("calibration_max_gap_")]
+    assert gaps and all(cells[c].strip() == "-" for c in gaps), naive
+    assert "Its calibration gaps are `-`" in card

@@ -131,3 +131,22 @@ def test_a_training_horizon_other_than_the_labels_is_refused_before_any_fit() ->
                                          r"with features\.horizon_days 14"):
         train_and_evaluate(FrameSet(frame), TrainingConfig(horizon_days=30), progress=messages.append)
     assert not any("fitting" in m for m in messages)
+
+
+def test_card_comparison_fills_the_models_mql_columns_from_its_logged_mql_figures(trained) -> None:
+    """The points scorer's MQL columns sit beside the model's, which are the recommended cut-off's
+    figures (logged as mql_precision / mql_capture, given in the MQL section), not "-"."""
+    result, _ = trained
+    cut = result.recommended_threshold
+    row = result.comparison.loc[MODEL_NAME]
+    assert row["mql_precision"] == result.metrics["mql_precision"] == cut["precision"]
+    assert row["mql_capture"] == result.metrics["mql_capture"] == cut["capture"]
+    assert row["mql_share"] == cut["share_flagged"] > 0
+    lines = result.model_card.splitlines()
+    header = next(line for line in lines if line.startswith("| scorer | roc_auc"))
+    cells = dict(zip(header.split("|")[1:-1], next(line for line in lines if line.startswith(
+        f"| {MODEL_NAME} | ")).split("|")[1:-1], strict=True))
+    shown = {k.strip(): v.strip() for k, v in cells.items() if k.strip().startswith("mql_")}
+    assert shown == {"mql_share": f"{cut['share_flagged']:.3f}", "mql_precision": f"{cut['precision']:.3f}",
+                     "mql_capture": f"{cut['capture']:.3f}"}, header
+    assert f"precision {cut['precision']:.3f}, captures {cut['capture']:.1%}" in result.model_card

@@ -4,12 +4,15 @@ fit/engagement split and top-k reasons. Shared by the HTTP endpoint and batch re
 Explanation in probability points
 ---------------------------------
 TreeSHAP explains the RAW booster margin ``m = b + sum_j phi_j`` (``b`` = bias, the expected
-margin). The calibrated probability is a monotone map ``p = cal(m)``. The core spreads the
-probability change ``p - p_base`` (``p_base = cal(b)``) over the features in proportion to their
-log-odds contributions, i.e. each ``phi_j`` is multiplied by the calibrator's secant slope
-``s = (cal(m) - cal(b)) / (m - b)`` (>= 0 because ``cal`` is monotone, so signs are kept; ``s = 0``
-when ``m == b``). In points (x100): ``base_score + sum_j impact_j = 100 * p`` exactly, and the
-family sums ``fit_score``, ``engagement_score``, ``lifecycle_score`` split the explained part.
+margin). The calibrated probability is a non-decreasing map ``p = cal(m)``: isotonic is fitted
+increasing, and a Platt slope is held >= 0 when fitted and refused when negative at load
+(``training.calibration``). The core spreads the probability change ``p - p_base`` (``p_base =
+cal(b)``) over the features in proportion to their log-odds contributions, i.e. each ``phi_j`` is
+multiplied by the calibrator's secant slope ``s = (cal(m) - cal(b)) / (m - b)`` (>= 0 because ``cal``
+does not decrease, so signs are kept; ``s = 0`` when ``m == b``, and for every lead when the Platt
+slope was held at 0: no reason then has an impact). In points (x100): ``base_score + sum_j impact_j
+= 100 * p`` exactly, and the family sums ``fit_score``, ``engagement_score``, ``lifecycle_score``
+split the explained part.
 
 Grades
 ------

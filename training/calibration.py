@@ -31,7 +31,15 @@ def _check_xy(margin: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 class PlattCalibrator:
-    """p = sigmoid(a * margin + b), fitted by (lightly regularised) logistic regression."""
+    """p = sigmoid(a * margin + b), fitted by (lightly regularised) logistic regression, with a >= 0.
+
+    The map must not decrease: a higher booster margin never means a lower probability (the isotonic
+    calibrator is increasing by construction), so the lead ranking is the booster's and the reasons'
+    signs stay those of the log-odds contributions (``serving.core``). On held-out margins that rank
+    the leads worse than chance (a worthless or anti-correlated model; with few rows, noise alone can
+    do it) the unconstrained fit has a < 0: the slope is then held at 0, the maximum-likelihood fit
+    under a >= 0, i.e. every lead gets the slice's conversion rate, and ``warning_`` says so.
+    """
 
     kind = "platt"
 
@@ -40,6 +48,15 @@ class PlattCalibrator:
         lr = LogisticRegression(C=1e4).fit(margin.reshape(-1, 1), y)
         self.slope_ = float(lr.coef_[0, 0])
         self.intercept_ = float(lr.intercept_[0])
+        self.warning_: str | None = None
+        if not self.slope_ > 0:
+            rate = float(y.mean())
+            self.warning_ = (
+                f"Platt calibration: the fitted slope {self.slope_:.3g} is not positive (the model's margins rank "
+                f"the {len(y):,} calibration rows no better than chance); slope held at 0, so every lead gets the "
+                f"calibration rows' conversion rate {rate:.4f} and no reason has an impact: the model carries no "
+                "usable signal")
+            self.slope_, self.intercept_ = 0.0, float(np.log(rate / (1.0 - rate)))
         return self
 
     def transform(self, margin: np.ndarray) -> np.ndarray:
@@ -96,6 +113,10 @@ def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
     if kind == "platt":
         cal = PlattCalibrator()
         cal.slope_, cal.intercept_ = float(data["slope"]), float(data["intercept"])
+        if not cal.slope_ >= 0:  # saved before the fit held it at 0: it would reverse the booster's ranking
+            raise ValueError(f"calibrator: Platt slope {cal.slope_:.3g} is negative (a higher margin would mean a "
+                             "lower probability, and every reason's sign would flip); retrain the model")
+        cal.warning_ = None
         return cal
     if kind == "isotonic":
         iso = IsotonicCalibrator()

@@ -102,7 +102,8 @@ class TrainingConfig(_Strict):
     )
     cv_folds: int = Field(5, ge=2, description="flat mode: StratifiedGroupKFold by lead_id")
     calibration: Literal["auto", "isotonic", "platt"] = Field(
-        "auto", description="auto: isotonic when the calibration slice has >= 1000 rows and 100 positives"
+        "auto", description="auto: isotonic when the calibration slice has >= 1000 rows and 100 positives, "
+        "else platt; both never decrease in the margin (a platt slope fitted <= 0 is held at 0, with a warning)"
     )
     ece_bins: int = Field(10, ge=2)
     ece_binning: Literal["equal_mass", "equal_width"] = "equal_mass"

@@ -350,7 +350,10 @@ class SalesReadinessModel:
         model.train_positive_rate_ = meta["train_positive_rate"]
         model.spec_ = _load_spec(meta.get("spec"))
         if meta["calibrator"] is not None:
-            model.calibrator_ = calibrator_from_dict(meta["calibrator"])
+            try:
+                model.calibrator_ = calibrator_from_dict(meta["calibrator"])
+            except ValueError as exc:
+                raise ValueError(f"saved model {directory}: {META_FILE}: {exc}") from exc
         return model
 
 

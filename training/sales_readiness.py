@@ -259,6 +259,13 @@ def _comparison_frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
     return frame[cols].rename_axis("scorer")
 
 
+def _calibration_warning(model: SalesReadinessModel, notes: list[str], say: Progress) -> None:
+    """The calibrator's warning (a Platt slope held at 0: no usable signal) into the notes and the progress."""
+    if warning := getattr(model.calibrator_, "warning_", None):
+        notes.append(warning)
+        say(f"warning: {warning}")
+
+
 def _with_model_mql(comparison: pd.DataFrame, recommended: dict[str, Any] | None) -> pd.DataFrame:
     """The model's cells of the MQL columns (``mql_share`` / ``mql_precision`` / ``mql_capture``, which the
     points baseline fills at its own MQL threshold) at the recommended cut-off: the figures logged as
@@ -517,6 +524,7 @@ def train_and_evaluate(
     say("fitting LightGBM")
     model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
         X_tr, y_tr, X_va, y_va, spec=spec)
+    _calibration_warning(model, notes, say)
     p = model.predict_proba(X_te)
     weeks = weeks_represented(labelled[AS_OF].iloc[split.test])
     capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks)
@@ -657,6 +665,7 @@ def train_and_evaluate_flat(
     model = SalesReadinessModel(final_booster, config.calibration, None, config.seed).fit(
         X, y, num_boost_round=n_rounds, spec=spec)
     model.calibrate(oof_margin, y)
+    _calibration_warning(model, notes, say)
     weeks = None
     if CREATED_AT in frame.columns and frame[CREATED_AT].notna().any():
         created = pd.to_datetime(frame[CREATED_AT])

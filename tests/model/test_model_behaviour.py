@@ -95,6 +95,12 @@ def test_load_refuses_another_kind_of_model_and_broken_metadata(tmp_path: Path, 
     (folder / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match="model.json is not JSON"):
         SalesReadinessModel.load(folder)
+    # a Platt calibrator saved with a negative slope (before fits held it at 0) would reverse the ranking
+    (folder / "model.json").write_text(json.dumps({**meta, "calibrator": {"kind": "platt", "slope": -0.8,
+                                                                          "intercept": -2.0}}))
+    with pytest.raises(ValueError, match="Platt slope -0.8 is negative") as info:
+        SalesReadinessModel.load(folder)
+    assert str(folder) in str(info.value)
 
 
 def test_contributions_add_up_to_the_margin(data, model) -> None:

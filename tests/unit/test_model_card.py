@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from tests.training_frames import FrameSet, snapshot_frame
+from tests.training_frames import FrameSet, snapshot_frame, true_log_odds
 from training import plots
 from training.baselines import PointsRules
 from training.config import BoosterConfig, TrainingConfig
@@ -150,3 +150,25 @@ def test_card_comparison_fills_the_models_mql_columns_from_its_logged_mql_figure
     assert shown == {"mql_share": f"{cut['share_flagged']:.3f}", "mql_precision": f"{cut['precision']:.3f}",
                      "mql_capture": f"{cut['capture']:.3f}"}, header
     assert f"precision {cut['precision']:.3f}, captures {cut['capture']:.1%}" in result.model_card
+
+
+def test_a_reversed_calibration_slice_is_a_warning_and_a_note_not_reversed_probabilities() -> None:
+    """The relation reverses after the training weeks (the validation slice converts the leads the booster
+    scores lowest): Platt's fitted slope is negative; it is held at 0 and the run warns, in its progress
+    and in the card's notes."""
+    frame = snapshot_frame(400, 30, seed=5)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    later = frame["as_of"] >= frame["as_of"].quantile(0.5)
+    reversed_p = 1 / (1 + np.exp(true_log_odds(frame[later]) + 4.2))
+    frame.loc[later, "converted_within_h"] = (np.random.default_rng(1).random(len(reversed_p)) < reversed_p).astype(float)
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.1),
+                            bootstrap_samples=5, shap_sample=150, capacity_share=0.1, make_plots=False,
+                            calibration="platt")
+    messages: list[str] = []
+    result = train_and_evaluate(FrameSet(frame), config, points_rules=PointsRules(name="none", mql_threshold=30),
+                                progress=messages.append)
+    assert result.model.calibrator_.slope_ == 0
+    assert np.ptp(result.predictions["probability"]) == 0  # one rate for every lead, never a reversed ranking
+    warning = next(n for n in result.notes if n.startswith("Platt calibration: the fitted slope -"))
+    assert "is not positive" in warning and "slope held at 0" in warning
+    assert f"warning: {warning}" in messages and f"- {warning}" in result.model_card

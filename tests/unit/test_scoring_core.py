@@ -68,6 +68,24 @@ def test_impacts_keep_the_sign_of_the_log_odds_contributions() -> None:
     assert (probability_impacts(np.zeros((2, 3)), np.ones(2) * 0.3, np.ones(2) * 0.3) == 0).all()
 
 
+def test_a_platt_calibration_slice_ranked_in_reverse_never_flips_the_reasons(champion, batch_rows) -> None:
+    """Held-out margins that rank the leads in reverse fit a negative Platt slope, which made every impact
+    the opposite sign of its log-odds contribution; the slope is held at 0: every lead gets the slice's
+    rate, no reason has an impact, and the calibrator says why."""
+    import copy
+
+    ids, matrix = batch_rows
+    model = copy.copy(champion.model)
+    model.calibration = "platt"
+    margin = model.predict_raw(ScoringCore(champion.model, ModelInfo("m", "1")).spec.to_frame(matrix))
+    reversed_labels = (margin < np.quantile(margin, 0.2)).astype(float)  # the lowest margins convert
+    model.calibrate(margin, reversed_labels)
+    assert model.calibrator_.slope_ == 0 and "slope held at 0" in model.calibrator_.warning_
+    batch = ScoringCore(model, ModelInfo("m", "1")).score_matrix(ids, matrix, top_k=len(champion.model.feature_columns_))
+    np.testing.assert_allclose(batch.probability, reversed_labels.mean(), atol=1e-12)
+    assert (batch.reason_impact == 0).all() and (batch.fit_score == 0).all() and (batch.engagement_score == 0).all()
+
+
 def test_top_k_indices_orders_by_magnitude() -> None:
     values = np.array([[0.1, -3.0, 2.0, 0.0], [5.0, 1.0, -1.0, 0.5]])
     np.testing.assert_array_equal(top_k_indices(values, 2), [[1, 2], [0, 1]])

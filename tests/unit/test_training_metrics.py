@@ -47,6 +47,26 @@ def test_calibrators_fix_a_miscalibrated_margin_and_round_trip(cls: type) -> Non
     np.testing.assert_allclose(again.transform(margin[2000:]), p)
 
 
+def test_platt_never_fits_a_decreasing_map_and_a_saved_one_is_refused() -> None:
+    """A worthless or anti-correlated model's held-out margins give logistic regression a negative slope
+    (noise alone does, with few rows): the slope is held at 0 (the best fit with slope >= 0: the slice's
+    rate for every lead), with a warning; a positive slope is kept as fitted, without one."""
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.1).astype(float)
+    for margin in (-1.5 * y + rng.normal(size=400), rng.normal(size=400)):  # anti-correlated, worthless
+        from sklearn.linear_model import LogisticRegression
+
+        assert LogisticRegression(C=1e4).fit(margin.reshape(-1, 1), y).coef_[0, 0] < 0  # what Platt fitted before
+        cal = PlattCalibrator().fit(margin, y)
+        assert cal.slope_ == 0 and "is not positive" in cal.warning_ and f"{y.mean():.4f}" in cal.warning_
+        np.testing.assert_allclose(cal.transform(margin), y.mean(), rtol=1e-12)
+        assert calibrator_from_dict(cal.to_dict()).slope_ == 0
+    good = PlattCalibrator().fit(1.5 * y + rng.normal(size=400), y)
+    assert good.slope_ > 0 and good.warning_ is None
+    with pytest.raises(ValueError, match=r"Platt slope -0\.8 is negative .* retrain the model"):
+        calibrator_from_dict({"kind": "platt", "slope": -0.8, "intercept": -2.0})
+
+
 def test_cross_fitted_calibration_never_uses_the_fold_itself() -> None:
     margin, y, _ = _miscalibrated(1000)
     folds = np.arange(1000) % 4

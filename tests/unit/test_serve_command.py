@@ -103,3 +103,16 @@ def test_forecast_refuses_a_tracking_uri_beside_the_exported_folder_as_rescore_d
     from_env = CliRunner().invoke(app, ["forecast", "-c", config, "--models-dir", models],
                                   env={"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": "sqlite:///x.db"})
     assert from_env.exit_code == 2 and "project file not found" in from_env.output, from_env.output
+
+
+def test_serve_refuses_a_tracking_uri_beside_the_exported_folder(tmp_path: Path) -> None:
+    """As rescore and forecast: the exported folder would be served and the URI ignored."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--tracking-uri", "sqlite:///x.db",
+                                      "--port", "1"], env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_MODEL_DIR": ""})
+    assert result.exit_code == 2, result.output
+    assert f"--tracking-uri with --model-dir {tmp_path}: the exported models would be served" in " ".join(
+        result.stderr.split())

@@ -28,6 +28,11 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
     return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
 
 
+def interval_text(settings: Any) -> str:
+    """What the low and high columns are, e.g. "low / high: 90% interval (analytic)"."""
+    return f"low / high: {settings.interval * 100:g}% interval ({settings.method})"
+
+
 def forecast_table(months: Any, title: str) -> Table:
     """Months x (expected deals, expected revenue, interval[, actual]) as a rich table."""
     from training.forecast import (
@@ -110,8 +115,8 @@ def register(app: typer.Typer) -> None:
         months: Annotated[int | None, typer.Option(
             "--months", min=1, max=24, help="Months forecast (default: the project's forecast.months, 6).")] = None,
         interval: Annotated[
-            float | None, typer.Option("--interval", min=0.5, max=0.99,
-                                       help="Central probability of the interval (default: forecast.interval, 0.9).")
+            float | None, typer.Option("--interval", help="Central probability of the interval, above 0 and below 1 "
+                                       "(default: forecast.interval, 0.9).")
         ] = None,
         method: Annotated[Literal["analytic", "simulation"] | None, typer.Option(
             "--method", help="How the interval is computed (default: forecast.method, analytic).")] = None,
@@ -172,7 +177,8 @@ def register(app: typer.Typer) -> None:
             crm, _ = load_crm(project.data)
             if backtest:
                 result = backtest_forecast(crm, when, project, settings, progress=_say)
-                console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual"))
+                console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual; "
+                                             f"{interval_text(settings)}"))
                 for note in result.forecast.notes:
                     console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
@@ -186,7 +192,8 @@ def register(app: typer.Typer) -> None:
                                             progress=_say, data_end=data_end)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
             raise _fail(str(exc)) from exc
-        console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
+        console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
+                                     f"{interval_text(settings)}"))
         for note in result.notes:
             console.print(f"note: {note}", highlight=False)
         files = []

@@ -530,7 +530,8 @@ def forecast_open_pipeline(
     leads = crm.leads.drop_duplicates(LEAD_ID).set_index(LEAD_ID).loc[frame[LEAD_ID]].reset_index()
     deal_rows, amounts = closed_deals_before(crm, at)
     if progress is not None:
-        progress(f"{len(frame):,} open leads; deal values from {amounts.size:,} closed deals")
+        progress(f"{len(frame):,} open lead{'s' * (len(frame) != 1)}; deal values from {amounts.size:,} closed "
+                 f"deal{'s' * (amounts.size != 1)}")
     missing, zero = unpriced_deals(crm, at)
     deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec, len(zero))
     hazards = time_to_close_model.predict_hazard(feats)

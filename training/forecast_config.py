@@ -35,7 +35,9 @@ class ForecastConfig(BaseModel):
     interval: float = Field(0.9, gt=0, lt=1, description="central probability of the revenue interval")
     method: Literal["analytic", "simulation"] = "analytic"
     draws: int = Field(2000, ge=100, le=100_000, description="simulation draws (method simulation)")
-    combine: Literal["both", "time-to-close"] = "both"
+    combine: Literal["both", "time-to-close"] = Field(
+        "both", description="both: the sales-readiness probability fixes P(close within H) and the hazard model the "
+        "shape (training.close_curves); time-to-close: the hazard model's curve alone (no recalibration)")
     min_deals_for_model: int = Field(
         200, ge=10, description="closed deals with an amount needed to fit the deal-value model (else the mean)")
     seed: int = 0

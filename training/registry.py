@@ -155,6 +155,18 @@ def _set_champion(client: MlflowClient, name: str, version: str, history: list[s
 
 
 # ----- promotion --------------------------------------------------------------------------------
+def versus(a: float, b: float) -> str:
+    """``"a vs b"`` with four decimals, or as many more (up to 10 significant digits) as it takes to show
+    that two different values differ (an IBS of 0.01131 vs 0.01127 read "0.0113 vs 0.0113")."""
+    for digits in range(4, 12):
+        left, right = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if left != right or a == b:
+            break
+    if left == right and a != b:
+        left, right = f"{a:.10g}", f"{b:.10g}"
+    return f"{left} vs {right}"
+
+
 def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
     """``a`` beats ``b`` on ``metric`` by more than ``min_delta`` (direction-aware)."""
     if metric in LOWER_IS_BETTER or metric.startswith(LOWER_IS_BETTER_PREFIXES):
@@ -221,20 +233,20 @@ def decide_promotion(
     for scorer, on, target in baselines:
         value = challenger[on]
         if better(on, value, target):
-            reasons.append(f"beats the best baseline ({scorer}) on {on}: {value:.4f} vs {target:.4f}")
+            reasons.append(f"beats the best baseline ({scorer}) on {on}: {versus(value, target)}")
         else:
             ok = False
-            reasons.append(f"does NOT beat the best baseline ({scorer}) on {on}: {value:.4f} vs {target:.4f}")
+            reasons.append(f"does NOT beat the best baseline ({scorer}) on {on}: {versus(value, target)}")
     value = challenger[metric]
     if champion is None:
         reasons.append(no_champion)
     elif better(metric, value, champion[metric], min_delta):
-        reasons.append(f"beats the champion on the same evaluation rows on {metric}: {value:.4f} vs "
-                       f"{champion[metric]:.4f} (required margin {min_delta:g})")
+        reasons.append(f"beats the champion on the same evaluation rows on {metric}: "
+                       f"{versus(value, champion[metric])} (required margin {min_delta:g})")
     else:
         ok = False
-        reasons.append(f"does NOT beat the champion on the same evaluation rows on {metric}: {value:.4f} vs "
-                       f"{champion[metric]:.4f} (required margin {min_delta:g})")
+        reasons.append(f"does NOT beat the champion on the same evaluation rows on {metric}: "
+                       f"{versus(value, champion[metric])} (required margin {min_delta:g})")
     return ok, reasons
 
 

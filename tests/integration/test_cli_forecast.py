@@ -75,6 +75,12 @@ def test_forecast_from_exported_champions(project: Path, tmp_path: Path) -> None
     default = run_cli("forecast", "-c", str(project), "--models-dir", str(models))
     assert default.returncode == 0, default.stderr
     assert "revenue forecast as of 2026-06-30" in default.stdout and "2026-07" in default.stdout
+    assert "low / high: 90% interval (analytic)" in " ".join(default.stdout.split())
+    # the option takes what the project file takes (it refused 0.3, the file took it); outside (0, 1) by name
+    narrow = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--interval", "0.3")
+    assert narrow.returncode == 0 and "low / high: 30% interval" in " ".join(narrow.stdout.split()), narrow.stderr
+    wrong = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--interval", "1.5")
+    assert wrong.returncode == 2 and "forecast.interval" in wrong.stderr, wrong.stderr
     # after the data end the open leads would include those closed since: refused, by name
     late = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", "2030-01-01")
     assert late.returncode == 1 and "after the end of the data (2026-06-30" in late.stderr

@@ -12,7 +12,16 @@ from training.registry import (
     better,
     decide_promotion,
     promotion_rules,
+    versus,
 )
+
+
+def test_figures_that_differ_read_differently() -> None:
+    assert versus(0.81234, 0.79) == "0.8123 vs 0.7900"
+    assert versus(0.0113, 0.0113) == "0.0113 vs 0.0113"  # equal values: four decimals
+    assert versus(0.011312, 0.011274) == "0.01131 vs 0.01127"  # the reason reads as the decision
+    assert versus(1e-9, 2e-9) == "0.000000001 vs 0.000000002"
+    assert versus(1e-13, 2e-13) == "1e-13 vs 2e-13"
 
 
 def test_direction_of_metrics() -> None:

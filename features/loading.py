@@ -12,6 +12,7 @@ from features.contract import (
     EMPTY_TABLE,
     NULL_VALUE,
     STRICT,
+    WRONG_TYPE,
     ContractError,
     ContractViolation,
     DataConfig,
@@ -21,7 +22,13 @@ from features.contract import (
     write_quarantine,
 )
 from features.flat import load_flat
-from features.readers import SqlDatabase, count_null_lead_ids, read_crm, read_rows_without_lead_id
+from features.readers import (
+    SqlDatabase,
+    count_null_lead_ids,
+    read_crm,
+    read_rows_without_lead_id,
+    text_lead_ids_in_numeric_columns,
+)
 from features.schema import LEAD_ID, LEADS, CRMData, FlatData
 
 
@@ -56,19 +63,28 @@ def load_data(
 
 def set_aside_rows_without_lead_id(data: DataConfig) -> dict[str, int]:
     """For jobs that read by lead-id ranges (the distributed build, rescore): rows without a lead id
-    belong to no range, so no partition would read them. Count them up front; under ``strict`` they
-    are refused (table and count named); under ``quarantine`` they are written, whole, to
-    ``quarantine_dir/no-lead-id/`` (as a whole-table load quarantines them). Returns the counts."""
+    belong to no range, so no partition would read them; nor would one read a SQLite row whose lead id
+    is text in a numeric column (it compares above every number). Count them up front; under ``strict``
+    they are refused (table, count and, for text ids, examples named); under ``quarantine`` they are
+    written, whole, to ``quarantine_dir/no-lead-id/`` (as a whole-table load quarantines them). Returns
+    the counts per table."""
     nulls = {t: n for t, n in count_null_lead_ids(data).items() if n}
-    if not nulls:
+    texts = text_lead_ids_in_numeric_columns(data)
+    if not nulls and not texts:
         return {}
     if data.policy == STRICT:
-        raise ContractError([ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id")
-                             for t, n in nulls.items()])
+        raise ContractError(
+            [ContractViolation(t, LEAD_ID, NULL_VALUE, n, [], "rows without a lead id") for t, n in nulls.items()]
+            + [ContractViolation(t, LEAD_ID, WRONG_TYPE, n, [{"value": v} for v in values],
+                                 "text lead ids in a numeric column: no lead-id range holds them")
+               for t, (n, values) in texts.items()])
     assert data.quarantine_dir is not None  # guaranteed by the config validator
-    for table in nulls:
-        rows = read_rows_without_lead_id(data, table)
-        nulls[table] = len(rows)
-        reasons = np.full(len(rows), f"{NULL_VALUE}:{LEAD_ID}", dtype=object)
-        write_quarantine(rows, reasons, Path(data.quarantine_dir) / "no-lead-id", table, data.quarantine_format)
-    return nulls
+    counts: dict[str, int] = {}
+    for table, (rule, text_in_numeric) in [*((t, (NULL_VALUE, False)) for t in nulls),
+                                           *((t, (WRONG_TYPE, True)) for t in texts)]:
+        rows = read_rows_without_lead_id(data, table, text_in_numeric=text_in_numeric)
+        counts[table] = counts.get(table, 0) + len(rows)
+        reasons = np.full(len(rows), f"{rule}:{LEAD_ID}", dtype=object)
+        folder = Path(data.quarantine_dir) / ("no-lead-id" if not text_in_numeric else "text-lead-id")
+        write_quarantine(rows, reasons, folder, table, data.quarantine_format)
+    return counts

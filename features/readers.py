@@ -634,19 +634,63 @@ def _missing_id_mask(ids: pd.Series, markers: Sequence[str]) -> pd.Series:
     return ids.isna() | marked
 
 
-def read_rows_without_lead_id(data: DataConfig, table: str) -> pd.DataFrame:
+def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str) -> Any:
+    """SQLite: the lead id is text or bytes in a column of numeric affinity (INTEGER, REAL, NUMERIC), where
+    a numeric id range compares it as greater than every number: no range holds it. None elsewhere."""
+    if dialect != "sqlite":
+        return None
+    affinity = sqlite_arrow.type_affinity(id_col.info.get(sqlite_arrow.DECLARED_TYPE))
+    if affinity not in ("INTEGER", "REAL", "NUMERIC"):
+        return None  # text columns: range_key compares their value as a number
+    return sa.func.typeof(id_col).in_(["text", "blob"])
+
+
+def text_lead_ids_in_numeric_columns(data: DataConfig) -> dict[str, tuple[int, list[Any]]]:
+    """SQLite sources: per table, rows whose lead id is text in a numeric column (see
+    :func:`_text_in_numeric_id_clause`) and up to 5 of those ids. Jobs that read by lead-id ranges
+    must refuse or quarantine them up front: no partition would read them."""
+    source = data.source
+    found: dict[str, tuple[int, list[Any]]] = {}
+    if source.kind != "sql" or source.url is None or not source.url.startswith("sqlite"):
+        return found
+    with SqlDatabase(source.url, source.db_schema) as database:
+        for table in TABLES:
+            location = source.location(table)
+            column = data.columns.source_name(table, LEAD_ID)
+            if location is None:
+                continue
+            reflected = database.table(location)
+            if column not in reflected.c:
+                continue
+            clause = _text_in_numeric_id_clause(reflected.c[column], "sqlite")
+            if clause is None:
+                continue
+            with database.engine.connect() as conn:
+                n = int(conn.execute(sa.select(sa.func.count()).select_from(reflected).where(clause)).scalar_one())
+                if n:
+                    examples = conn.execute(sa.select(reflected.c[column]).where(clause).limit(5)).scalars().all()
+                    found[table] = (n, list(examples))
+    return found
+
+
+def read_rows_without_lead_id(data: DataConfig, table: str, *, text_in_numeric: bool = False) -> pd.DataFrame:
     """The whole rows of ``table`` whose lead id is missing (null or a missing marker), as stored
-    (index: their row number in files; their order in the result for SQL)."""
+    (index: their row number in files; their order in the result for SQL); with ``text_in_numeric``, the
+    SQLite rows whose lead id is text in a numeric column instead (:func:`text_lead_ids_in_numeric_columns`)."""
     source = data.source
     location = source.location(table)
     column = data.columns.source_name(table, LEAD_ID)
-    if location is None:
+    if location is None or (text_in_numeric and source.kind != "sql"):
         return pd.DataFrame()
     if source.kind == "sql":
         assert source.url is not None
         with SqlDatabase(source.url, source.db_schema) as database:
             reflected = database.table(location)
-            query = sa.select(reflected).where(_missing_id_clause(reflected.c[column], data.missing_values))
+            clause = (_text_in_numeric_id_clause(reflected.c[column], database.engine.dialect.name) if text_in_numeric
+                      else _missing_id_clause(reflected.c[column], data.missing_values))
+            if clause is None:
+                return pd.DataFrame()
+            query = sa.select(reflected).where(clause)
             with database.engine.connect() as conn:
                 return pd.read_sql(query, conn)
     if source.kind == "parquet":

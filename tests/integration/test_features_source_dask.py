@@ -104,3 +104,23 @@ def test_sql_rows_without_a_lead_id_are_quarantined_whole(tmp_path: Path) -> Non
     assert len(without_id) == 3 and without_id["lead_id"].isna().all()
     assert {"occurred_at", "event_type"} <= set(without_id.columns)
     assert result.rows_quarantined["events"] == 3 and result.rows_quarantined["leads"] == 0
+
+
+def test_sqlite_text_ids_in_an_integer_column_are_refused_or_quarantined_not_lost(tmp_path: Path) -> None:
+    """SQLite keeps text in an INTEGER column and compares it above every number: no id range holds such a
+    row, so no partition would read it. It is found up front, as the in-memory load finds it."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE events SET lead_id = 'abc' WHERE rowid = 3"))
+        conn.execute(sa.text("UPDATE events SET lead_id = 'x9' WHERE rowid = 7"))
+    strict = DataConfig(source=SourceConfig(kind="sql", url=url))
+    with pytest.raises(ContractError, match=r"events.lead_id: wrong_type: 2 rows \(text lead ids in a numeric "
+                                            r"column: no lead-id range holds them\); e.g. value='abc'; value='x9'"):
+        build_training_set_from_source(strict, tmp_path / "parts", partition_leads=80)
+    data = strict.model_copy(update={"policy": "quarantine", "quarantine_dir": tmp_path / "q"})
+    _, report = load_crm(data.model_copy(update={"quarantine_dir": tmp_path / "q-memory"}))
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
+    assert result.rows_quarantined["events"] == report.rows_quarantined["events"] == 2
+    text_ids = pd.read_csv(tmp_path / "q" / "text-lead-id" / "events.csv")
+    assert sorted(text_ids["lead_id"]) == ["abc", "x9"] and set(text_ids["_reason"]) == {"wrong_type:lead_id"}

@@ -126,7 +126,10 @@ def read_csv_table(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CSV file not found: {path}")
-    header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
+    try:
+        header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
+    except pd.errors.EmptyDataError as exc:  # a 0-byte file (or blank lines only): pandas names no file
+        raise DataSourceError(f"{path}: empty CSV file (not even a header line)") from exc
     check_csv_field_counts(path, separator, encoding, len(header))
     usecols = _select_existing(list(header), columns)
     reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
@@ -488,8 +491,29 @@ def _read_one(
     subset: LeadSubset,
     database: SqlDatabase | None = None,
     ids_as_text: bool | None = None,
+    key: str | None = None,
 ) -> pd.DataFrame:
-    """One table or file; read errors become :class:`DataSourceError` naming it."""
+    """One table or file; read errors become :class:`DataSourceError` naming it (and, for a file, the
+    config ``key`` it was given under, such as ``data.source.events``)."""
+    try:
+        return _read_located(source, location, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                             database=database, ids_as_text=ids_as_text)
+    except (FileNotFoundError, DataSourceError) as exc:
+        if key is None or source.kind == "sql":  # SQL errors name the table and the database already
+            raise
+        raise type(exc)(f"{key}: {exc}") from exc
+
+
+def _read_located(
+    source: SourceConfig | FlatSourceConfig,
+    location: str,
+    *,
+    columns: Sequence[str] | None,
+    lead_id_column: str,
+    subset: LeadSubset,
+    database: SqlDatabase | None,
+    ids_as_text: bool | None,
+) -> pd.DataFrame:
     try:
         if source.kind == "csv":
             return read_csv_table(location, columns=columns, lead_id_column=lead_id_column, subset=subset,
@@ -563,6 +587,7 @@ def read_crm(
         frames[table] = _read_one(
             config.source, config.source.location(table), columns=columns,
             lead_id_column=id_column, subset=subset, database=database, ids_as_text=ids_as_text,
+            key=f"data.source.{table}",
         )
     return RawTables(leads=frames[LEADS], events=frames[EVENTS], outcomes=frames[OUTCOMES])
 
@@ -578,7 +603,8 @@ def read_flat(
     source = config.source
     location = source.table if source.kind == "sql" else source.path
     assert location is not None  # checked by the config model
-    return _read_one(source, location, columns=None, lead_id_column=config.id_column, subset=subset)
+    return _read_one(source, location, columns=None, lead_id_column=config.id_column, subset=subset,
+                     key="data.source.path")
 
 
 def read_lead_ids(data: DataConfig) -> np.ndarray:

@@ -123,6 +123,21 @@ def test_zero_padded_csv_ids_stay_text_and_cannot_be_cut_into_ranges(tmp_path: P
         read_lead_ids(config)
 
 
+def test_an_empty_or_missing_file_is_refused_naming_its_config_key_and_path(tmp_path: Path) -> None:
+    write_files("csv", tmp_path, canonical_frames(5))
+    config = file_config("csv", tmp_path)
+    (tmp_path / "leads.csv").write_text("")  # a 0-byte export: pandas' own error names no file
+    with pytest.raises(DataSourceError, match=rf"^data\.source\.leads: {tmp_path}/leads\.csv: empty CSV file"):
+        load_crm(config)
+    (tmp_path / "leads.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"^data\.source\.leads: CSV file not found: {tmp_path}/leads\.csv"):
+        load_crm(config)
+    (tmp_path / "flat.csv").write_text("\n\n")
+    flat = FlatConfig(source={"kind": "csv", "path": str(tmp_path / "flat.csv")}, id_column="id", label_column="y")
+    with pytest.raises(DataSourceError, match=r"^data\.source\.path: .*flat\.csv: empty CSV file"):
+        load_data(flat)
+
+
 @pytest.mark.parametrize("extra_on", ["one row", "every row"])
 def test_a_csv_row_with_a_field_too_many_is_refused_not_cut_or_shifted(tmp_path: Path, extra_on: str) -> None:
     frames = canonical_frames(12)

@@ -311,8 +311,9 @@ def train(
         return
     try:
         rules = resolve_points_rules(points_rules or project.training.points_rules)
-    except (OSError, ValueError) as exc:
-        raise _fail(str(exc), 2) from exc
+    except (OSError, ValueError) as exc:  # name where the path came from: the option, or the project file's key
+        origin = "--points-rules" if points_rules else f"training.points_rules of project file {config}"
+        raise _fail(f"{origin}: {exc}", 2) from exc
     try:
         run = train_project(project, _target(tracking_uri, config), points_rules=rules,
                             strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,

@@ -155,6 +155,8 @@ def parse_points_rules(text: str, source: str) -> PointsRules:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"points rules file {source}: not valid YAML: {exc}") from exc
+    if data is None:
+        raise ValueError(f"points rules file {source} is empty")
     if not isinstance(data, dict):
         raise ValueError(f"points rules file {source} must hold a mapping")
     try:

@@ -91,7 +91,19 @@ def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
     result = invoke("train", "-c", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2 and "project file not found" in result.output
     result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
-    assert result.exit_code == 2 and "points rules file not found" in result.output
+    assert result.exit_code == 2 and "--points-rules: points rules file not found" in result.output
+    # the project's own key: the error names it and the project file (the path alone would leave the user guessing)
+    project = tmp_path / "leadscore.yaml"
+    document = yaml.safe_load(cli[1].read_text(encoding="utf-8"))
+    project.write_text(yaml.safe_dump({**document, "training": {"points_rules": "my_points.yaml"}}), encoding="utf-8")
+    result = invoke("train", "-c", str(project))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "registered" not in said, said
+    assert f"training.points_rules of project file {project}: points rules file not found: " \
+           f"{tmp_path / 'my_points.yaml'}" in said, said
+    (tmp_path / "my_points.yaml").write_text("", encoding="utf-8")
+    result = invoke("train", "-c", str(project))
+    assert result.exit_code == 2 and f"{tmp_path / 'my_points.yaml'} is empty" in " ".join(result.output.split())
     (tmp_path / "rules.yaml").write_text(
         "name: strict-rules\nmissing_columns: error\nfit: [{column: favourite_colour, in: [red], points: 15}]\n"
         "behaviour: {demo_request: 10}\n", encoding="utf-8")

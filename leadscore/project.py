@@ -48,13 +48,18 @@ class ProjectConfigError(ValueError):
 
 def parse_project(document: dict[str, Any], base_dir: Path | str) -> ProjectConfig:
     """Validate a parsed project document; relative data paths resolve against ``base_dir``."""
-    if not isinstance(document, dict) or "data" not in document:
-        raise ProjectConfigError("project file: a top-level 'data:' section is required")
+    if document is None:
+        raise ProjectConfigError("project file: empty; it needs at least a 'data:' section")
+    if not isinstance(document, dict):
+        raise ProjectConfigError(f"project file: must be a mapping of sections (data:, features:, ...), "
+                                 f"got a {type(document).__name__}")
     unknown = set(document) - set(ProjectConfig.model_fields)
-    if unknown:
+    if unknown:  # a misspelt 'data:' too is named, not only found missing
         raise ProjectConfigError(
-            f"project file: unknown section(s) {sorted(unknown)}; expected {sorted(ProjectConfig.model_fields)}"
+            f"project file: unknown section(s) {sorted(unknown, key=str)}; expected {sorted(ProjectConfig.model_fields)}"
         )
+    if "data" not in document:
+        raise ProjectConfigError("project file: a top-level 'data:' section is required")
     name = document.get("name", "leadscore")
     if not isinstance(name, str) or not name.strip():
         raise ProjectConfigError(f"project file: name: must be a non-empty text, got {name!r}")

@@ -48,12 +48,15 @@ def test_flat_mode_is_selected_by_the_mode_field(tmp_path: Path) -> None:
     ("document", "message"),
     [
         ({}, "'data:' section is required"),
+        (None, "project file: empty; it needs at least a 'data:' section"),
+        (["data"], "project file: must be a mapping of sections (data:, features:, ...), got a list"),
+        ({"dta": {"source": {"kind": "sql"}}, "features": {}}, "unknown section(s) ['dta']"),  # not only 'required'
         ({"data": {"source": {"kind": "sql"}}, "modle": {}}, "unknown section(s) ['modle']"),
         ({"data": {"source": {"kind": "sql"}}}, "source.url is required"),
         ({"data": {"source": {"kind": "csv"}}, "features": {"windows": [0]}}, "windows must be positive"),
     ],
 )
-def test_invalid_project_files_are_refused_with_the_reason(document: dict, message: str, tmp_path: Path) -> None:
+def test_invalid_project_files_are_refused_with_the_reason(document: object, message: str, tmp_path: Path) -> None:
     with pytest.raises(ProjectConfigError, match=re.escape(message)):
         parse_project(document, tmp_path)
 

@@ -6,7 +6,7 @@ data: {...}        # features.contract.DataConfig (mode: crm) or FlatConfig (mod
 features: {...}    # features.spec.FeatureConfig
 training: {...}    # training.config.TrainingConfig
 time_to_close: {...}  # training.survival_config.TimeToCloseConfig
-forecast: {...}    # training.forecast.ForecastConfig
+forecast: {...}    # training.forecast_config.ForecastConfig
 ```
 Relative paths inside ``data`` (and ``training.points_rules``) resolve against the directory of
 the project file.

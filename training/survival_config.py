@@ -12,7 +12,8 @@ from training.config import BoosterConfig
 
 
 def _default_booster() -> BoosterConfig:
-    """The hazard booster: the sales-readiness shape (15 leaves, depth 4) with more rounds and patience.
+    """The hazard booster: 15 leaves, depth 4, learning rate 0.05 (deeper than the sales-readiness
+    model's default of 3 leaves, depth 2, rate 0.1), up to 600 rounds with 40 of patience.
 
     On the synthetic CRM, 31 leaves / depth 6 was no better at 5k leads and worse at 20k (C-index
     0.767 vs 0.773), and early stopping on held-out leads ends after 50-150 rounds either way."""

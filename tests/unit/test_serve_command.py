@@ -116,3 +116,14 @@ def test_serve_refuses_a_tracking_uri_beside_the_exported_folder(tmp_path: Path)
     assert result.exit_code == 2, result.output
     assert f"--tracking-uri with --model-dir {tmp_path}: the exported models would be served" in " ".join(
         result.stderr.split())
+
+
+def test_the_help_states_the_reload_period_the_server_uses_by_default() -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from serving.loader import ServingSettings
+
+    shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    default = ServingSettings.model_fields["reload_seconds"].default
+    assert f"default {default:g}, env LEADSCORE_RELOAD_SECONDS" in shown, shown

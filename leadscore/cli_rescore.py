@@ -27,7 +27,7 @@ err_console = Console(stderr=True)
 
 def _data_config(db: str | None, config: Path | None) -> Any:
     """The data config: ``-c`` project/data YAML, else the canonical tables in the database ``--db``."""
-    from features.contract import DataConfig, load_config
+    from features.contract import DataConfig
     from leadscore.project import ProjectConfigError, load_project
     from serving.rescore import sql_data_config
 
@@ -35,10 +35,10 @@ def _data_config(db: str | None, config: Path | None) -> Any:
         if db is None:
             raise typer.BadParameter("give --db URL or -c leadscore.yaml")
         return sql_data_config(db)
-    try:
+    try:  # a bare data config too; every section is checked, as for train (a misspelt key is never passed over)
         data = load_project(config).data
-    except ProjectConfigError:
-        data = load_config(config)
+    except ProjectConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config") from exc
     if not isinstance(data, DataConfig):
         raise typer.BadParameter(f"{config}: rescoring needs the CRM data mode (leads/events/outcomes)")
     return data

@@ -412,6 +412,15 @@ def test_cli_refuses_bad_options_before_any_run_and_creates_no_database(tmp_path
     (tmp_path / "leadscore.yaml").write_text("data:\n  source: {kind: csv, leads: l.csv, events: e.csv, outcomes: o.csv}\n")
     code, output = _cli("-c", str(tmp_path / "leadscore.yaml"), "--model-dir", models)
     assert code == 2 and "the data is not in a database" in output, output
+    # the project file is checked whole, as train checks it: a missing file, an empty one, a misspelt key in any
+    # section is refused by name before anything runs (a missing file was a traceback, a typo passed over)
+    (tmp_path / "typo.yaml").write_text(f"data:\n  source: {{kind: sql, url: '{sqlite_url}'}}\nfeatures: {{horizon_day: 30}}\n")
+    (tmp_path / "empty.yaml").write_text("")
+    for name, needle in (("nope.yaml", "project file not found"), ("typo.yaml", "features.horizon_day: Extra inputs"),
+                         ("empty.yaml", "empty; it needs at least a 'data:' section")):
+        code, output = _cli("-c", str(tmp_path / name), "--model-dir", models)
+        assert code == 2 and needle in output and "Traceback" not in output, output
+    assert not sa.inspect(sa.create_engine(sqlite_url)).has_table(score_store.LEAD_SCORE_RUNS)
     (tmp_path / "flat.yaml").write_text("data:\n  mode: flat\n  source: {path: x.csv}\n  id_column: Id\n  label_column: y\n")
     code, output = _cli("-c", str(tmp_path / "flat.yaml"), "--model-dir", models)
     assert code == 2 and "rescoring needs the CRM data mode" in output, output

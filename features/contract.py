@@ -409,9 +409,11 @@ def load_config(path: Path | str) -> DataConfig | FlatConfig:
     """
     path = Path(path)
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if document is None:  # not the defaults (CSV files named leads, events, outcomes beside it): a mistake
+        raise ValueError(f"data config {path}: the file is empty")
     if isinstance(document, dict) and isinstance(document.get("data"), dict):
         document = document["data"]
-    return parse_data_config(document or {}, base_dir=path.resolve().parent)
+    return parse_data_config(document, base_dir=path.resolve().parent)
 
 
 def _resolve_path(value: str, base: Path) -> Path:

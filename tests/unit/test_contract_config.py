@@ -54,6 +54,12 @@ def test_project_file_with_data_section_and_flat_mode(tmp_path: Path) -> None:
     assert config.source.path == str(tmp_path / "leads.csv")
 
 
+def test_an_empty_file_is_refused_not_read_as_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "data.yaml").write_text("# nothing yet\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"data config {tmp_path / 'data.yaml'}: the file is empty"):
+        load_config(tmp_path / "data.yaml")
+
+
 def test_errors_name_the_field() -> None:
     with pytest.raises(ValidationError, match="columns.events: unknown canonical column"):
         parse_data_config({"columns": {"events": {"when": "Date"}}})

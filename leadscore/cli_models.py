@@ -172,6 +172,14 @@ def _client(tracking_uri: str | None, config: Path):
         raise _fail(str(exc)) from exc
 
 
+def _registry_client(tracking_uri: str | None, config: Path):
+    """The client of the ``models`` commands. Without a tracking URI the project file names the store (its
+    folder's mlflow.db), so it must load: a mistyped ``-c`` path would open a new, empty store beside it."""
+    if not tracking_uri:
+        _project(config)
+    return _client(tracking_uri, config)
+
+
 def threshold_line(cut: dict[str, Any] | None) -> str:
     """The recommended MQL cut-off in one line (what it flags, its precision and capture)."""
     if not cut:
@@ -385,7 +393,7 @@ def models_promote(
     from training.registry import RegistryError, promote
 
     try:
-        decision = promote(_client(tracking_uri, config), model_name, version=version, metric=metric,
+        decision = promote(_registry_client(tracking_uri, config), model_name, version=version, metric=metric,
                            min_delta=min_delta)
     except (RegistryError, ValueError) as exc:
         raise _fail(str(exc)) from exc
@@ -410,7 +418,7 @@ def models_rollback(
     from training.registry import RegistryError, rollback
 
     try:
-        result = rollback(_client(tracking_uri, config), model_name)
+        result = rollback(_registry_client(tracking_uri, config), model_name)
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
     except MlflowException as exc:  # the registry refused a read or a write: one line, no traceback
@@ -431,7 +439,7 @@ def models_export(
     from training.registry import RegistryError, export_champion
 
     try:
-        path = export_champion(_client(tracking_uri, config), out, model_name, alias)
+        path = export_champion(_registry_client(tracking_uri, config), out, model_name, alias)
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"exported {model_name}@{alias} -> {path}")
@@ -446,7 +454,7 @@ def models_list(
     """Versions, aliases and headline figures of the registered model."""
     from training.registry import list_versions
 
-    frame = list_versions(_client(tracking_uri, config), model_name)
+    frame = list_versions(_registry_client(tracking_uri, config), model_name)
     if frame.empty:
         console.print(f"no versions of {model_name!r} registered yet")
         return

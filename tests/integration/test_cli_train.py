@@ -90,6 +90,16 @@ def test_missing_project_file_is_a_clear_error(cli, tmp_path: Path) -> None:
     invoke, _ = cli
     result = invoke("train", "-c", str(tmp_path / "nope.yaml"))
     assert result.exit_code == 2 and "project file not found" in result.output
+    # the models commands read only the store beside the project file: a mistyped -c must not open a new,
+    # empty one there ("no versions registered yet"), nor pass a misspelt key over
+    for command in ("list", "promote", "rollback", "export"):
+        result = invoke("models", command, "-c", str(tmp_path / "sub" / "leadscore.yml"))
+        assert result.exit_code == 2 and "project file not found" in result.output, result.output
+    assert not (tmp_path / "sub").exists()
+    (tmp_path / "typo.yaml").write_text(cli[1].read_text(encoding="utf-8") + "traning: {}\n", encoding="utf-8")
+    result = invoke("models", "list", "-c", str(tmp_path / "typo.yaml"))
+    assert result.exit_code == 2 and "unknown section(s) ['traning']" in result.output, result.output
+    assert not (tmp_path / "mlflow.db").exists()
     result = invoke("train", "-c", str(cli[1]), "--points-rules", str(tmp_path / "rules.yaml"))
     assert result.exit_code == 2 and "--points-rules: points rules file not found" in result.output
     # the project's own key: the error names it and the project file (the path alone would leave the user guessing)

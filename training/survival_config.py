@@ -74,10 +74,13 @@ class TimeToCloseConfig(BaseModel):
     max_period_rows: int = Field(3_000_000, ge=1000)
     nonevent_rows_per_event: float | None = Field(100.0, gt=0)
     horizons_days: tuple[int, ...] = (30, 60, 90)
-    booster: BoosterConfig = Field(default_factory=_default_booster)
+    booster: BoosterConfig = Field(default_factory=_default_booster, description="the hazard booster's LightGBM "
+                                   "settings (training.config.BoosterConfig keys); default: 15 leaves, depth 4, "
+                                   "rate 0.05, 600 rounds, patience 40")
     linear_base: bool = Field(True, description="boost from a penalised linear discrete-time hazard "
                               "(training.survival_linear); False: trees alone")
-    linear_c_grid: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+    linear_c_grid: tuple[float, ...] = Field((1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), description="inverse "
+                                             "penalties of the linear base, one chosen on the validation leads")
     linear_c_default: float = Field(3e-3, gt=0, description="the penalty when there is no validation slice")
     linear_tolerance: float = Field(0.0, ge=0, description="strongest penalty within this relative "
                                     "validation log loss of the best (0: the best)")
@@ -89,20 +92,22 @@ class TimeToCloseConfig(BaseModel):
         "of each period's logit offset towards their mean (training.time_to_close.period_offsets); the offsets "
         "are folded into the linear base's period coefficients. None: off")
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the fitting leads (all their "
+                                       "snapshots) held out for early stopping and the penalties")
     min_follow_up_days: int | None = Field(None, ge=1)
     evaluation_horizon_days: int | None = Field(None, ge=1)
     min_censoring_survival: float = Field(0.1, gt=0, lt=1)
-    calibration_bins: int = Field(10, ge=2)
+    calibration_bins: int = Field(10, ge=2, description="groups by predicted P(close within h) in the calibration "
+                                  "table, each against its Kaplan-Meier rate")
     cox_penalizers: tuple[float, ...] = Field(
         (0.001, 0.003, 0.01, 0.03, 0.1), min_length=1,
         description="the Cox peer's penalizer grid, chosen on the validation leads by partial log-likelihood "
         "(training.survival_baselines.CoxBaseline)")
     cox_max_rows: int = Field(200_000, ge=100, description="snapshots the Cox baseline is fitted on (sampled above)")
     cox_max_levels: int = Field(12, ge=1, description="most frequent levels one-hot encoded per categorical")
-    make_plots: bool = True
+    make_plots: bool = Field(True, description="log the figures (survival curves, calibration, peers)")
     sample_curves: int = Field(6, ge=1, le=20, description="leads drawn in the survival-curve plot")
-    seed: int = 42
+    seed: int = Field(42, description="validation leads, subsampling of non-event rows, the booster, the peers")
 
     @field_validator("horizons_days")
     @classmethod

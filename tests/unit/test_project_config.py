@@ -72,3 +72,18 @@ def test_the_embedded_default_round_trips_through_yaml(tmp_path: Path) -> None:
     again = load_project(tmp_path / "leadscore.yaml")
     assert again.data.source.url == project.data.source.url
     assert again.data.source.url.endswith("crm.db")
+
+
+def test_the_documented_references_name_every_field() -> None:
+    """README: `training/survival_config.py` documents each field of `time_to_close:`, and
+    `configs/example_crm.yaml` every field of the `data:` section."""
+    from features.contract import AttributesConfig, ColumnMapping, DataConfig, SourceConfig
+    from training.survival_config import TimeToCloseConfig
+
+    undocumented = [name for name, field in TimeToCloseConfig.model_fields.items()
+                    if not field.description and f"``{name}``" not in (TimeToCloseConfig.__doc__ or "")]
+    assert undocumented == []
+    example = (Path(__file__).resolve().parents[2] / "configs" / "example_crm.yaml").read_text(encoding="utf-8")
+    for model in (DataConfig, SourceConfig, ColumnMapping, AttributesConfig):
+        missing = [name for name in model.model_fields if not re.search(rf"^\s*#?\s*{name}:", example, re.M)]
+        assert missing == [], (model.__name__, missing)

@@ -131,6 +131,7 @@ class TrainingConfig(_Strict):
     @classmethod
     def _resolve_points_rules(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         base_dir = (info.context or {}).get("base_dir")
+        value = value.expanduser() if value is not None else None  # ~/rules.yaml, as the data paths read it
         if value is not None and base_dir is not None and not value.is_absolute():
             return Path(base_dir) / value
         return value

@@ -36,6 +36,16 @@ def test_sections_are_typed_and_relative_paths_resolve_against_the_file(tmp_path
     assert project.training.cv_folds == 3
 
 
+def test_points_rules_resolve_as_the_data_paths_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    data = {"source": {"kind": "csv", "leads": "~/exports/l.csv"}}
+    project = parse_project({"data": data, "training": {"points_rules": "~/rules.yaml"}}, tmp_path / "conf")
+    assert Path(project.data.source.leads) == tmp_path / "home" / "exports" / "l.csv"
+    assert project.training.points_rules == tmp_path / "home" / "rules.yaml"  # not conf/~/rules.yaml
+    relative = parse_project({"data": data, "training": {"points_rules": "rules/mine.yaml"}}, tmp_path / "conf")
+    assert relative.training.points_rules == tmp_path / "conf" / "rules" / "mine.yaml"
+
+
 def test_flat_mode_is_selected_by_the_mode_field(tmp_path: Path) -> None:
     project = parse_project(
         {"data": {"mode": "flat", "source": {"path": "x.csv"}, "id_column": "id", "label_column": "y"}},

@@ -85,6 +85,9 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ProjectConfigError(f"project file not found: {path}")
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # e.g. saved as Latin-1 with an accented column name
+        raise ProjectConfigError(f"project file {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                 "save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise ProjectConfigError(f"project file {path}: not valid YAML: {exc}") from exc
     if isinstance(document, dict) and "data" not in document and ("source" in document or "mode" in document):

@@ -170,7 +170,12 @@ def load_points_rules(path: str | Path) -> PointsRules:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"points rules file not found: {path}")
-    return parse_points_rules(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"points rules file {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8") from exc
+    return parse_points_rules(text, str(path))
 
 
 def default_points_rules() -> PointsRules:

@@ -71,6 +71,17 @@ def test_invalid_project_files_are_refused_with_the_reason(document: object, mes
         parse_project(document, tmp_path)
 
 
+def test_a_file_not_in_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    from training.baselines import load_points_rules
+
+    (tmp_path / "leadscore.yaml").write_bytes("name: société\ndata: {}\n".encode("latin-1"))
+    with pytest.raises(ProjectConfigError, match=f"project file {tmp_path / 'leadscore.yaml'}: not UTF-8 text"):
+        load_project(tmp_path / "leadscore.yaml")
+    (tmp_path / "rules.yaml").write_bytes("name: règles\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=f"points rules file {tmp_path / 'rules.yaml'}: not UTF-8 text"):
+        load_points_rules(tmp_path / "rules.yaml")
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ProjectConfigError, match="not found"):
         load_project(tmp_path / "nope.yaml")

@@ -10,6 +10,7 @@ catches fields sales fill in after contact for part of the leads only (X Educati
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,21 +142,29 @@ def leakage_report(
     model_auc: float,
     baseline_aucs: dict[str, float],
     thresholds: LeakageThresholds,
+    covered_columns: Collection[str] | None = None,
 ) -> LeakageReport:
     """Flag features by single AUC / importance share, and the model by absolute or relative AUC.
 
-    In strict mode (``thresholds.strict``) a flagged report raises ``LeakageError``.
+    The filled-in ("covered") rule looks for fields written after contact, i.e. lead attributes: it
+    applies to ``covered_columns`` only (None: every feature). The snapshot pipeline passes its fit
+    columns: its "days since last ..." features are missing by construction until a lead first does
+    that thing, count only events before the snapshot, and where filled in rank recent activity,
+    real signal that crossed the bar on small CRMs (covered AUC 0.81-0.86 on 3 of 4 synthetic
+    2,000-lead CRMs, below it at 5,000). In strict mode (``thresholds.strict``) a flagged report
+    raises ``LeakageError``.
     """
     total = float(importance.sum())
     share = importance / total if total > 0 else importance * 0.0
     table = single_auc.join(share.rename("importance_share"), how="outer")
     table = table.fillna({"importance_share": 0.0}).rename_axis("feature").reset_index()
     reasons = []
-    for auc, cov_auc, cov, imp in zip(table["single_auc"], table["covered_auc"], table["coverage"],
-                                      table["importance_share"], strict=True):
+    for name, auc, cov_auc, cov, imp in zip(table["feature"], table["single_auc"], table["covered_auc"],
+                                            table["coverage"], table["importance_share"], strict=True):
+        covered_rule = covered_columns is None or name in covered_columns
         if auc >= thresholds.single_feature_auc:
             reasons.append(f"alone predicts the label (AUC >= {thresholds.single_feature_auc})")
-        elif cov_auc >= thresholds.covered_feature_auc and cov < 1.0:
+        elif covered_rule and cov_auc >= thresholds.covered_feature_auc and cov < 1.0:
             reasons.append(
                 f"where filled in ({cov:.0%} of rows) alone predicts the label (AUC >= "
                 f"{thresholds.covered_feature_auc}): typical of a field written after contact"

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from features.schema import CREATED_AT, LEAD_ID, FlatData
+from features.schema import CREATED_AT, FIT, LEAD_ID, FlatData
 from training import plots
 from training.baselines import (
     LogisticBaseline,
@@ -472,6 +472,14 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
     return "\n".join(lines) + "\n"
 
 
+def attribute_columns(spec: Any, features: list[str]) -> list[str]:
+    """The features read from the leads table (the fit family), where a field written after contact can
+    hide; every feature when there is no spec to say."""
+    if spec is None or not hasattr(spec, "columns_of"):
+        return list(features)
+    return [c for c in spec.columns_of(FIT) if c in features]
+
+
 def train_and_evaluate(
     training_set: Any,
     config: TrainingConfig,
@@ -541,7 +549,8 @@ def train_and_evaluate(
                              config.min_segment_size, config.seed)
     single = single_feature_auc(X_tr, y_tr, X_te, y_te)
     leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
-                             {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage)
+                             {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage,
+                             covered_columns=attribute_columns(spec, features))
     score = probability_to_score(p)
     table = threshold_table(score, y_te, weeks, config.threshold_step)
     recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)

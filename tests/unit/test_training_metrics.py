@@ -210,6 +210,21 @@ def test_leakage_alarm_names_the_leaky_feature_and_strict_mode_refuses() -> None
         leakage_report(single, importance, 0.9, {"points": 0.6}, LeakageThresholds(strict=True))
 
 
+def test_the_filled_in_rule_applies_to_the_columns_it_is_given() -> None:
+    """Engagement recency ("days since last demo request") is missing until a lead first acts: its
+    filled-in AUC is signal, not a field written after contact; the pipeline passes its fit columns."""
+    frame, y = _leaky_frame()
+    single = single_feature_auc(frame.iloc[:400], y[:400], frame.iloc[400:], y[400:])
+    importance = pd.Series({"honest": 1.0, "sales_note": 0.5, "noise": 0.1})
+    assert single.loc["sales_note", "single_auc"] < LeakageThresholds().single_feature_auc
+    thresholds = LeakageThresholds()
+    assert leakage_report(single, importance, 0.8, {"points": 0.6}, thresholds).flagged_features == ["sales_note"]
+    assert leakage_report(single, importance, 0.8, {"points": 0.6}, thresholds,
+                          covered_columns=["sales_note"]).flagged_features == ["sales_note"]
+    assert not leakage_report(single, importance, 0.8, {"points": 0.6}, thresholds,
+                              covered_columns=["honest", "noise"]).flagged
+
+
 def test_leakage_alarm_is_quiet_on_honest_features_and_flags_a_too_good_model() -> None:
     frame, y = _leaky_frame()
     honest = frame[["honest", "noise"]]

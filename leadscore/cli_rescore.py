@@ -161,6 +161,7 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
         ("skipped: not yet created", f"{summary.skipped_not_created:,}"),
         ("unchanged since --changed-since", f"{summary.unchanged:,}"),
         ("rescored: other model", f"{summary.model_changed:,}"),
+        ("scored: no stored score", f"{summary.never_scored:,}"),
         ("quarantined lead ids", f"{summary.quarantined:,}"),
         ("MQLs", f"{summary.mql:,}"),
         ("grades", "  ".join(f"{g}: {n:,}" for g, n in summary.grades.items())),
@@ -196,7 +197,8 @@ def register(app: typer.Typer) -> None:
                  "LEADSCORE_PROJECT_DIR).")] = None,
         as_of: Annotated[datetime | None, typer.Option(help="Features as of this instant (UTC); default now.")] = None,
         changed_since: Annotated[datetime | None, typer.Option(
-            help="Incremental: only leads with events / updates / creation at or after this instant.")] = None,
+            help="Incremental: only leads with events / updates / creation at or after this instant, and those "
+                 "without a stored score or scored by another model.")] = None,
         partition_leads: Annotated[int, typer.Option(min=1, help="Lead ids per partition (one transaction).")] = 50_000,
         top_k: Annotated[int | None, typer.Option(min=0, max=50, help="Reasons per lead (default 3).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,

@@ -20,8 +20,10 @@ A run (:func:`rescore`):
 partitions. Incremental mode (``changed_since``): only leads with an event at or after that instant,
 a lead ``updated_at`` at or after it (when the leads table has such a column), or created at or
 after it are scored (features still see their whole history), and so are the leads whose stored score
-came from other models than the run's (counted as ``model_changed``: ``lead_scores`` never mixes models);
-the others count as ``unchanged``.
+came from other models than the run's (counted as ``model_changed``: ``lead_scores`` never mixes models)
+and the open leads with no stored score at all (counted as ``never_scored``: leads backfilled with an old
+``created_at``, a first incremental run on an empty store); the others count as ``unchanged``. The driver
+reads the ids of the stored scores once per call (a resumed run too) and hands each partition its slice.
 
 Execution is pluggable (:class:`PartitionExecutor`): in this process (:class:`LocalExecutor`), in
 this process plus spawned worker processes (:class:`ProcessExecutor`, the default for bases of
@@ -88,10 +90,10 @@ from serving.score_store import (
     lead_score_runs,
     lead_scores,
     load_run,
-    other_model_lead_ids,
     partition_counts,
     read_run_scores,
     set_run_status,
+    stored_lead_ids,
     top_scores,
     utc_now,
 )
@@ -158,6 +160,7 @@ class RescoreSummary:
     skipped_not_created: int
     unchanged: int
     model_changed: int  # incremental: rescored because their stored score came from another model
+    never_scored: int  # incremental: scored although unchanged, having no stored score at all
     quarantined: int  # distinct lead ids
     mql: int
     grades: dict[str, int]
@@ -378,6 +381,9 @@ def score_partition(
         other_model = ~keep & np.isin(lead_ids, np.asarray(partition.other_model_ids, dtype=np.int64))
         counts.model_changed = int(other_model.sum())
         keep |= other_model
+        never_scored = ~keep & ~np.isin(lead_ids, np.asarray(partition.stored_ids, dtype=np.int64))
+        counts.never_scored = int(never_scored.sum())
+        keep |= never_scored
         counts.unchanged = int((~keep).sum())
         lead_ids, matrix = lead_ids[keep], matrix[keep]
     del crm
@@ -650,7 +656,7 @@ def rescore(
         data = data_config_for(data, core.spec)
         pending = run.pending
         if run.changed_since is not None and pending:
-            pending = _with_other_model_ids(engine, run, pending)
+            pending = _with_stored_ids(engine, run, pending)
         total = _total_leads(run)
         if executor is None:
             processes = default_processes(config, pending)
@@ -708,13 +714,16 @@ def rescore(
         sqlite_arrow.dispose(engine)
 
 
-def _with_other_model_ids(engine: sa.Engine, run: RunRecord, partitions: list[PartitionSpec]) -> list[PartitionSpec]:
-    """An incremental run's partitions, each with the ids of its range whose stored score came from other
-    models than the run's: they are rescored as changed, so ``lead_scores`` never mixes models."""
-    ids = other_model_lead_ids(engine, run.model_name, run.model_version, run.time_to_close_version)
-    bounds = np.searchsorted(ids, [[p.start, p.stop] for p in partitions])
-    return [dataclasses.replace(p, other_model_ids=ids[a:b])
-            for p, (a, b) in zip(partitions, bounds.tolist(), strict=True)]
+def _with_stored_ids(engine: sa.Engine, run: RunRecord, partitions: list[PartitionSpec]) -> list[PartitionSpec]:
+    """An incremental run's partitions, each with the ids of its range that have a stored score, and of those
+    whose stored score came from other models than the run's: the latter are rescored (``lead_scores`` never
+    mixes models), and so are the open leads outside the former (they were never scored). Each partition
+    holds a slice (a view) of the two sorted arrays."""
+    stored, other = stored_lead_ids(engine, run.model_name, run.model_version, run.time_to_close_version)
+    ranges = [[p.start, p.stop] for p in partitions]
+    stored_bounds, other_bounds = np.searchsorted(stored, ranges).tolist(), np.searchsorted(other, ranges).tolist()
+    return [dataclasses.replace(p, stored_ids=stored[a:b], other_model_ids=other[c:d])
+            for p, (a, b), (c, d) in zip(partitions, stored_bounds, other_bounds, strict=True)]
 
 
 def _latest_finished(engine: sa.Engine, after: datetime) -> Any:
@@ -776,7 +785,7 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
     parts = partition_counts(engine, run.run_id)
 
     def total(column: str) -> int:
-        return int(parts[column].fillna(0).sum()) if len(parts) else 0
+        return int(pd.to_numeric(parts[column]).fillna(0).sum()) if len(parts) else 0  # NULL: older rows
 
     grades = dict.fromkeys(GRADES, 0)
     for text in parts.get("grades", pd.Series(dtype=object)).dropna():
@@ -789,7 +798,7 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
         model_version=run.model_version, partitions=len(run.partitions), partitions_run_now=partitions_now,
         leads=total("leads"), scored=total("scored"), written=written, skipped_converted=total("skipped_converted"),
         skipped_not_created=total("skipped_not_created"), unchanged=total("unchanged"),
-        model_changed=total("model_changed"), quarantined=total("quarantined"), mql=total("mql"), grades=grades,
+        model_changed=total("model_changed"), never_scored=total("never_scored"), quarantined=total("quarantined"), mql=total("mql"), grades=grades,
         history_rows=count_history(engine, run.run_id), seconds=seconds,
         largest_increases=up.to_dict("records"), largest_decreases=down.to_dict("records"),
     )

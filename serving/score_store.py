@@ -17,6 +17,7 @@ Rewriting the same partition with the same values appends nothing (and the prima
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -137,6 +138,8 @@ lead_score_run_partitions = sa.Table(
     # scores that went into lead_scores (fewer than scored when a run of a later as-of keeps some out; NULL:
     # written by an older version)
     sa.Column("written", sa.Integer),
+    # incremental: scored although unchanged, having no stored score at all (NULL: older version)
+    sa.Column("never_scored", sa.Integer),
 )
 
 
@@ -176,9 +179,11 @@ class PartitionSpec:
     index: int
     start: int
     stop: int
-    # incremental runs: ids of the range whose stored score came from other models than the run's (rescored
-    # as changed); set by the driver for the partitions it hands out, not stored
+    # incremental runs, set by the driver for the partitions it hands out (sorted int64, not stored): ids of
+    # the range whose stored score came from other models than the run's (rescored as changed), and ids of the
+    # range with a stored score at all (an eligible lead outside them is scored: it never was)
     other_model_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False, compare=False)
+    stored_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False, compare=False)
 
 
 @dataclass
@@ -281,6 +286,7 @@ class PartitionCounts:
     mql: int = 0
     grades: dict[str, int] = field(default_factory=dict)
     model_changed: int = 0  # incremental: scored because their stored score came from another model
+    never_scored: int = 0  # incremental: scored because they had no stored score at all
     # leads of the range that left the open pipeline (converted by the as-of, or quarantined): their
     # stored rows are deleted in the partition's transaction (not a column of the checkpoint row)
     retired_ids: tuple[int, ...] = ()
@@ -334,7 +340,7 @@ def _partition_done_values(counts: PartitionCounts, written: int) -> dict[str, A
             "skipped_converted": counts.skipped_converted, "skipped_not_created": counts.skipped_not_created,
             "unchanged": counts.unchanged, "quarantined": counts.quarantined, "mql": counts.mql,
             "grades": json.dumps(counts.grades), "committed_at": utc_now(), "model_changed": counts.model_changed,
-            "written": written}
+            "never_scored": counts.never_scored, "written": written}
 
 
 def _typed_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -604,16 +610,28 @@ def read_run_scores(engine: sa.Engine, run_id: str, partition: PartitionSpec) ->
         return pd.read_sql(query.order_by(t.c[LEAD_ID]), conn)
 
 
-def other_model_lead_ids(engine: sa.Engine, model_name: str, model_version: str,
-                         time_to_close_version: str | None) -> np.ndarray:
-    """Sorted ids of the leads whose stored score came from other models than these (name and version, or
-    time-to-close version, NULL meaning none)."""
+STORED_IDS_CHUNK = 10_000  # rows fetched at a time by stored_lead_ids (bounded Python objects)
+
+
+def stored_lead_ids(engine: sa.Engine, model_name: str, model_version: str,
+                    time_to_close_version: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted int64 ids of the leads with a stored score, and of those whose score came from other models
+    than these (name and version, or time-to-close version, NULL meaning none): one scan of ``lead_scores``,
+    fetched by chunks into numpy (8 bytes an id; a million stored scores: ~1.5 s, ~30 MB at the peak)."""
     t = lead_scores
     other = sa.or_(t.c.model_name != model_name, t.c.model_version != model_version,
                    t.c.time_to_close_version.is_distinct_from(time_to_close_version))
-    with engine.connect() as conn:
-        ids = conn.execute(sa.select(t.c[LEAD_ID]).where(other).order_by(t.c[LEAD_ID])).scalars().all()
-    return np.asarray(ids, dtype=np.int64)
+    query = sa.select(t.c[LEAD_ID], sa.case((other, 1), else_=0)).order_by(t.c[LEAD_ID])
+    ids: list[np.ndarray] = []
+    others: list[np.ndarray] = []
+    with sqlite_arrow.sqlite3_module_use(engine), engine.connect() as conn:  # a SQLite file: no ADBC use meanwhile
+        result = conn.execution_options(stream_results=True).execute(query)
+        while rows := result.fetchmany(STORED_IDS_CHUNK):
+            chunk = np.fromiter(itertools.chain.from_iterable(rows), np.int64, 2 * len(rows)).reshape(-1, 2)
+            ids.append(chunk[:, 0].copy())
+            others.append(chunk[chunk[:, 1] == 1, 0])
+    empty = np.empty(0, np.int64)
+    return (np.concatenate(ids) if ids else empty), (np.concatenate(others) if others else empty)
 
 
 def read_history(engine: sa.Engine, run_id: str | None = None) -> pd.DataFrame:

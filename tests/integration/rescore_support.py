@@ -74,3 +74,27 @@ def stored_scores(url: str) -> pd.DataFrame:
         return score_store.read_scores(engine)
     finally:
         engine.dispose()
+
+
+def changed_leads(url: str, since: pd.Timestamp, as_of: pd.Timestamp) -> set[int]:
+    """Ids of the leads created, or with an event, in ``[since, as_of)`` (what an incremental run calls
+    changed; the synthetic leads table has no ``updated_at``)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            created = pd.read_sql("SELECT lead_id, created_at FROM leads", conn, parse_dates=["created_at"])
+            active = pd.read_sql("SELECT lead_id, occurred_at FROM events", conn, parse_dates=["occurred_at"])
+    finally:
+        engine.dispose()
+    window = (active["occurred_at"] >= since) & (active["occurred_at"] < as_of)
+    return set(created.loc[created["created_at"] >= since, "lead_id"]) | set(active.loc[window, "lead_id"])
+
+
+def delete_scores(url: str, lead_ids: list[int]) -> None:
+    """Remove the stored scores of some leads (as if they had never been scored)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(score_store.lead_scores.delete().where(score_store.lead_scores.c.lead_id.in_(lead_ids)))
+    finally:
+        engine.dispose()

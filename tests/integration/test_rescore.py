@@ -35,6 +35,8 @@ from tests.integration.rescore_support import (
     TIME_TO_CLOSE_VERSION,
     VALUE_COLUMNS,
     Champion,
+    changed_leads,
+    delete_scores,
     in_memory_scores,
     make_champion,
     make_lead_db,
@@ -222,8 +224,9 @@ def test_incremental_rescores_only_changed_leads(sqlite_url: str, champion: Cham
     after = stored_scores(sqlite_url)
     rescored = set(after.loc[after["run_id"] == "inc", "lead_id"])
     assert set(touched) <= rescored
-    assert rescored == changed & eligible
-    assert summary.scored == len(rescored) and summary.unchanged == len(eligible - changed) > 0
+    never = eligible - set(before["lead_id"]) - changed  # created after the full run's as-of, before since
+    assert rescored == (changed & eligible) | never and summary.never_scored == len(never) > 0
+    assert summary.scored == len(rescored) and summary.unchanged == len(eligible - changed - never) > 0
     untouched = after[after["run_id"] == "full"].set_index("lead_id")
     pd.testing.assert_frame_equal(untouched, before.set_index("lead_id").loc[untouched.index])
 
@@ -338,17 +341,51 @@ def test_worker_processes_give_the_single_process_result(sqlite_url: str, champi
     np.testing.assert_allclose(got["probability"].to_numpy(), reference.probability, rtol=0, atol=1e-12)
 
 
+
+def test_worker_processes_score_the_leads_without_a_stored_score(sqlite_url: str, champion: Champion) -> None:
+    """An incremental run on worker processes: each partition gets the ids of its stored scores, so only the
+    changed leads and those without a score (three whose rows are gone, those created since the full run)
+    are scored."""
+    make_lead_db(sqlite_url, n_leads=700)  # three partitions
+    data = sql_data_config(sqlite_url)
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full", processes=1))
+    before = set(stored_scores(sqlite_url)["lead_id"])
+    lost = sorted(before)[0:1000:250]
+    delete_scores(sqlite_url, lost)
+    since = LATER - pd.Timedelta(days=3)
+    pids: set[int] = set()
+    summary = rescore(data, sqlite_url, champion.settings, _config(as_of=LATER, changed_since=since, run_id="inc"),
+                      executor=ProcessExecutor(2, help_locally=False), on_result=lambda result: pids.add(result.pid))
+    assert pids and os.getpid() not in pids
+    open_leads = set(in_memory_scores(sqlite_url, champion.core(0), LATER, top_k=0).lead_id.tolist())
+    changed = changed_leads(sqlite_url, since, LATER) & open_leads
+    never = open_leads - (before - set(lost)) - changed  # created since the full run, too
+    assert summary.never_scored == len(never) > 0 and summary.unchanged > 0
+    assert summary.scored == len(changed) + summary.never_scored
+    after = stored_scores(sqlite_url)
+    assert set(after.loc[after["run_id"] == "inc", "lead_id"]) == changed | never
+
+
+def _column(column: sa.Column) -> sa.Column:
+    """A bare copy of a table's column (name, type, key, nullability) for another table."""
+    return sa.Column(column.name, column.type, primary_key=column.primary_key, nullable=column.nullable)
+
+
 def test_an_older_scores_table_gets_the_new_columns(sqlite_url: str, champion: Champion) -> None:
-    """A ``lead_scores`` written before the time-to-close columns existed is extended, not refused."""
+    """A ``lead_scores`` written before the time-to-close columns existed, and a checkpoint table before
+    ``never_scored``, are extended, not refused."""
     make_lead_db(sqlite_url)
     engine = sa.create_engine(sqlite_url)
     old = [c for c in score_store.lead_scores.columns
            if c.name not in ("p_close_30d", "p_close_60d", "p_close_90d", "median_days", "time_to_close_version")]
-    sa.Table(score_store.LEAD_SCORES, sa.MetaData(), *(c.copy() for c in old)).create(engine)
+    sa.Table(score_store.LEAD_SCORES, sa.MetaData(), *map(_column, old)).create(engine)
+    parts = [c for c in score_store.lead_score_run_partitions.columns if c.name != "never_scored"]
+    sa.Table(score_store.LEAD_SCORE_RUN_PARTITIONS, sa.MetaData(), *map(_column, parts)).create(engine)
     engine.dispose()
-    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF))
+    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings,
+                      _config(as_of=AS_OF, changed_since=AS_OF))  # an empty store: every open lead is new
     stored = stored_scores(sqlite_url)
-    assert len(stored) == summary.scored > 0 and stored["p_close_60d"].notna().all()
+    assert len(stored) == summary.scored == summary.never_scored > 0 and stored["p_close_60d"].notna().all()
 
 
 def test_a_resumed_run_keeps_its_time_to_close_model(champion: Champion) -> None:

@@ -14,9 +14,13 @@ from serving.rescore import RescoreConfig, rescore, sql_data_config
 from serving.rescore_dask import rescore_on_dask
 from tests.integration.rescore_support import (
     AS_OF,
+    LATER,
     PARTITION_LEADS,
     VALUE_COLUMNS,
     Champion,
+    changed_leads,
+    delete_scores,
+    in_memory_scores,
     make_champion,
     make_lead_db,
     stored_scores,
@@ -56,3 +60,26 @@ def test_dask_matches_single_process(
     assert len(got) == single.scored
     pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS], check_dtype=False)
     np.testing.assert_array_equal(got["probability"].to_numpy(), want["probability"].to_numpy())
+
+
+def test_dask_incremental_run_scores_the_leads_without_a_stored_score(
+    postgres_url: str, champion: Champion, client: Client
+) -> None:
+    """The partitions sent to the workers carry the ids of their stored scores: only the changed leads and
+    those without a score (three whose rows are gone, those created since the full run) are scored."""
+    make_lead_db(postgres_url, n_leads=700)  # three partitions
+    data = sql_data_config(postgres_url)
+    rescore(data, postgres_url, champion.settings, RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF))
+    before = set(stored_scores(postgres_url)["lead_id"])
+    lost = sorted(before)[0:1000:250]
+    delete_scores(postgres_url, lost)
+    since = LATER - pd.Timedelta(days=3)
+    summary = rescore_on_dask(data, postgres_url, champion.settings, RescoreConfig(
+        partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since), client=client)
+    open_leads = set(in_memory_scores(postgres_url, champion.core(0), LATER, top_k=0).lead_id.tolist())
+    changed = changed_leads(postgres_url, since, LATER) & open_leads
+    never = open_leads - (before - set(lost)) - changed  # created since the full run, too
+    assert summary.never_scored == len(never) > 0 and summary.unchanged > 0
+    assert summary.scored == len(changed) + summary.never_scored
+    after = stored_scores(postgres_url)
+    assert set(after.loc[after["run_id"] == summary.run_id, "lead_id"]) == changed | never

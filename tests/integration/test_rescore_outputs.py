@@ -37,6 +37,9 @@ from tests.integration.rescore_support import (
     LATER,
     PARTITION_LEADS,
     Champion,
+    changed_leads,
+    delete_scores,
+    in_memory_scores,
     make_champion,
     make_lead_db,
     stored_scores,
@@ -155,9 +158,9 @@ def test_a_run_scoring_nothing_writes_an_empty_out_file(sqlite_url: str, champio
         run = out.suffix[1:]
         full = rescore(data, sqlite_url, champion.settings, RescoreConfig(as_of=as_of, run_id=f"full-{run}"), out=out)
         assert len(_read_out(out)) == full.scored > 0
-        nothing_since = as_of + pd.Timedelta(days=10)  # no event, creation or update in [since, as-of)
+        # the same as-of: no event, creation or update in [since, as-of), and every open lead has its score
         empty = rescore(data, sqlite_url, champion.settings,
-                        RescoreConfig(as_of=nothing_since, run_id=f"none-{run}", changed_since=nothing_since), out=out)
+                        RescoreConfig(as_of=as_of, run_id=f"none-{run}", changed_since=as_of), out=out)
         assert empty.scored == 0 and empty.unchanged > 0
         written = _read_out(out)
         assert len(written) == 0 and list(written.columns) == OUT_COLUMNS
@@ -316,3 +319,69 @@ def test_out_of_a_run_whose_scores_were_replaced_is_refused(sqlite_url: str, cha
     # the run's own scores still there: its file is written whole by a call that scores nothing more
     rescore(data, sqlite_url, champion.settings, RescoreConfig(run_id="second"), out=out)
     assert len(pd.read_parquet(out)) == len(stored_scores(sqlite_url))
+
+
+def test_an_incremental_run_scores_the_leads_without_a_stored_score(lead_db: str, champion: Champion) -> None:
+    """Leads backfilled with an old created_at after the full run, and leads whose score row is gone, are
+    scored by the next incremental run although unchanged (counted as never_scored, per partition too), by
+    a resumed one as well; a backfilled lead already converted is not."""
+    data = sql_data_config(lead_db)
+    rescore(data, lead_db, champion.settings, RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF, run_id="full"))
+    before = stored_scores(lead_db)
+    top = int(_scalar(lead_db, "SELECT MAX(lead_id) FROM leads"))
+    originals = before["lead_id"].iloc[[1, 2]].tolist()  # open on May 1st: created long before
+    engine = sa.create_engine(lead_db)
+    columns = ", ".join(c["name"] for c in sa.inspect(engine).get_columns("leads"))
+    engine.dispose()
+    copied = columns.replace("lead_id", f"lead_id + {top}", 1)
+    _execute(lead_db, f"INSERT INTO leads ({columns}) SELECT {copied} FROM leads WHERE lead_id IN ({originals[0]}, "
+                      f"{originals[1]})")  # no event: unchanged since any recent instant
+    backfilled, converted = originals[0] + top, originals[1] + top
+    _execute(lead_db, "INSERT INTO outcomes (lead_id, converted_at) VALUES (:a, NULL), (:b, :at)",
+             a=backfilled, b=converted, at=(AS_OF - pd.Timedelta(days=1)).to_pydatetime())
+    lost = before["lead_id"].iloc[[0, -1]].tolist()  # first and fourth partitions
+    delete_scores(lead_db, lost)
+    third = int(_scalar(lead_db, f"SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET {2 * PARTITION_LEADS + 5}"))
+    _execute(lead_db, "UPDATE leads SET employees = -1 WHERE lead_id = :id", id=third)
+
+    since = LATER - pd.Timedelta(days=3)
+    config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since, run_id="inc")
+    with pytest.raises(ContractError):  # stops at the third partition: the first two are committed
+        rescore(data, lead_db, champion.settings, config)
+    _execute(lead_db, "UPDATE leads SET employees = 10 WHERE lead_id = :id", id=third)
+    summary = rescore(data, lead_db, champion.settings, RescoreConfig(partition_leads=PARTITION_LEADS, resume=True))
+
+    open_leads = set(in_memory_scores(lead_db, champion.core(0), LATER, top_k=0).lead_id.tolist())
+    changed = changed_leads(lead_db, since, LATER) & open_leads
+    never = open_leads - set(before["lead_id"]).difference(lost) - changed
+    assert {backfilled, *lost} <= never and converted not in open_leads
+    after = stored_scores(lead_db)
+    rescored = set(after.loc[after["run_id"] == "inc", "lead_id"])
+    assert rescored == changed | never and converted not in set(after["lead_id"])
+    assert summary.never_scored == len(never) and summary.model_changed == 0
+    assert summary.scored == len(changed) + summary.never_scored
+    engine = sa.create_engine(lead_db)
+    parts = score_store.partition_counts(engine, "inc")
+    engine.dispose()
+    assert parts["never_scored"].tolist()[0] >= 1 and parts["never_scored"].sum() == summary.never_scored
+
+    # nothing left unscored: the next incremental run scores only what changed
+    again = rescore(data, lead_db, champion.settings, RescoreConfig(
+        partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since, run_id="again"))
+    assert again.never_scored == 0 and again.scored == len(changed)
+
+
+def test_cli_first_incremental_run_on_an_empty_store_scores_every_open_lead(sqlite_url: str,
+                                                                           champion: Champion) -> None:
+    make_lead_db(sqlite_url)
+    code, output, _ = _cli("--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", "2026-06-01",
+                           "--changed-since", "2026-05-29")
+    assert code == 0, output
+    shown = int(output.split("scored: no stored score ")[1].split()[0].replace(",", ""))
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        run = json.loads(conn.execute(sa.text("SELECT summary FROM lead_score_runs")).scalar_one())
+    engine.dispose()
+    assert shown == run["never_scored"] > 0 and run["unchanged"] == 0
+    assert run["scored"] == len(stored_scores(sqlite_url)) == run["never_scored"] + len(
+        changed_leads(sqlite_url, pd.Timestamp("2026-05-29"), LATER) & set(stored_scores(sqlite_url)["lead_id"]))

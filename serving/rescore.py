@@ -40,6 +40,7 @@ scored on every core. On one process the scoring thread (features, SHAP, reasons
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -47,6 +48,7 @@ import multiprocessing
 import os
 import queue
 import re
+import socket
 import threading
 import time
 import uuid
@@ -853,10 +855,15 @@ class _Committer:
 
 class _OutWriter:
     """Optional Parquet/CSV copy of a run's scores, written to a temporary file beside it and moved in place
-    at the end (never half-written). It holds the rows of every partition of the run: a resumed run first
-    copies those committed before this call from ``lead_scores`` (:meth:`add_committed`). A run that scores
-    nothing writes an empty file (CSV header, Parquet schema): no earlier run's file stays as if it were this
-    one's. Temporary files of earlier runs killed while writing the same file are removed at the start."""
+    at the end by one atomic rename (never half-written). It holds the rows of every partition of the run: a
+    resumed run first copies those committed before this call from ``lead_scores`` (:meth:`add_committed`).
+    A run that scores nothing writes an empty file (CSV header, Parquet schema): no earlier run's file stays
+    as if it were this one's.
+
+    The temporary file is ``.<name>.<host>.<pid>.<8 hex digits>.tmp``: each writer has its own, so runs
+    writing the same file at once never touch each other's (the last to finish leaves its whole output).
+    At the start, temporary files of that name left by processes of this host that no longer run (killed
+    while writing) are removed, and so are those of older versions (``.<name>.<8 hex digits>.tmp``)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = Path(path) if path is not None else None
@@ -869,12 +876,18 @@ class _OutWriter:
 
     def _remove_orphans(self) -> None:
         assert self.path is not None
-        pattern = re.compile(rf"\.{re.escape(self.path.name)}\.[0-9a-f]{{8}}\.tmp")
-        if self.path.parent.is_dir():
-            for orphan in self.path.parent.iterdir():
-                if pattern.fullmatch(orphan.name) and orphan.is_file():
-                    orphan.unlink(missing_ok=True)
-                    logger.info("removed %s, left by an earlier run stopped while writing %s", orphan, self.path)
+        pattern = re.compile(rf"\.{re.escape(self.path.name)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.)?"
+                             r"[0-9a-f]{8}\.tmp")
+        if not self.path.parent.is_dir():
+            return
+        for orphan in self.path.parent.iterdir():
+            match = pattern.fullmatch(orphan.name)
+            if match is None or not orphan.is_file():
+                continue
+            if match["pid"] is not None and (match["host"] != _host_label() or _process_alive(int(match["pid"]))):
+                continue  # another run writing this file now (or on another host): its own temporary file
+            orphan.unlink(missing_ok=True)
+            logger.info("removed %s, left by an earlier run stopped while writing %s", orphan, self.path)
 
     @property
     def csv(self) -> bool:
@@ -918,7 +931,8 @@ class _OutWriter:
         if self._tmp is None:
             assert self.path is not None
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            self._tmp = self.path.with_name(
+                f".{self.path.name}.{_host_label()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         return self._tmp
 
     def close(self) -> None:
@@ -939,12 +953,37 @@ class _OutWriter:
         self._tmp = None
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
-            self._tmp = None
+        """Drop the temporary file (also when closing its Parquet writer fails: the run's error stands)."""
+        try:
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    self._writer.close()
+                self._writer = None
+        finally:
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+                self._tmp = None
+
+
+def _host_label() -> str:
+    """This machine's name as it goes into a temporary file's name (letters, digits and dashes)."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process of this host has the id ``pid`` (one of another user counts; on Windows, where
+    ``os.kill`` would end it, every process is taken as running)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:  # not a process id
+        return False
+    return True
 
 
 # integer columns of lead_scores as pandas' nullable integers in a CSV copy (90, not 90.0, beside empty cells)

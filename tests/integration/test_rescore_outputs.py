@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from serving.loader import ServingSettings
 from serving.rescore import (
     LocalExecutor,
     RescoreConfig,
+    _host_label,
     data_config_for,
     json_numbers,
     out_schema,
@@ -385,3 +388,47 @@ def test_cli_first_incremental_run_on_an_empty_store_scores_every_open_lead(sqli
     assert shown == run["never_scored"] > 0 and run["unchanged"] == 0
     assert run["scored"] == len(stored_scores(sqlite_url)) == run["never_scored"] + len(
         changed_leads(sqlite_url, pd.Timestamp("2026-05-29"), LATER) & set(stored_scores(sqlite_url)["lead_id"]))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_two_runs_writing_one_out_file_at_once_keep_their_own_temporary_files(
+        sqlite_url: str, postgres_url: str, champion: Champion, tmp_path: Path, suffix: str) -> None:
+    """A run on SQLite writing --out, and meanwhile a whole run on PostgreSQL writing the same file (one
+    process): both finish, the file holds the last one's whole output, and no temporary file is left; nor
+    by a third run that fails after writing some rows."""
+    make_lead_db(sqlite_url, n_leads=600)
+    make_lead_db(postgres_url, n_leads=300)
+    out = tmp_path / "out" / f"scores{suffix}"
+    config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF, processes=1)
+    meanwhile: list[int] = []
+
+    def run_other(result: object) -> None:  # after the first run's first partition went to its file
+        if not meanwhile:
+            meanwhile.append(rescore(sql_data_config(postgres_url), postgres_url, champion.settings, config,
+                                     out=out).scored)
+
+    first = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, config.model_copy(
+        update={"run_id": "first"}), out=out, on_result=run_other)
+    assert meanwhile and meanwhile[0] > 0 and first.partitions > 1
+    written = _read_out(out).sort_values("lead_id").reset_index(drop=True)
+    stored = stored_scores(sqlite_url)
+    assert list(written.columns) == OUT_COLUMNS and len(written) == first.scored == len(stored)
+    np.testing.assert_array_equal(written["lead_id"].to_numpy(), stored["lead_id"].to_numpy())
+    assert (written["run_id"] == "first").all()
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+
+    def fail(result: object) -> None:
+        raise RuntimeError("stopped")
+
+    # left by a killed run of this host (removed), by a process of another host (kept: it may be running)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    killed = out.with_name(f".{out.name}.{_host_label()}.{ended.pid}.0123abcd.tmp")
+    elsewhere = out.with_name(f".{out.name}.other-host.{ended.pid}.0123abcd.tmp")
+    for orphan in (killed, elsewhere):
+        orphan.write_text("partial")
+    with pytest.raises(RuntimeError, match="stopped"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, config.model_copy(
+            update={"run_id": "stopped", "as_of": LATER}), out=out, on_result=fail)
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, elsewhere.name])
+    assert len(_read_out(out)) == first.scored

@@ -699,7 +699,11 @@ def rescore(
             results.close()  # its reads (and workers) stop before the status below is written
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        writer.close()
+        try:
+            writer.close()
+        except BaseException as exc:  # every partition is committed; --resume writes the whole file again
+            set_run_status(engine, run.run_id, FAILED, error=f"writing --out: {type(exc).__name__}: {exc}")
+            raise
         summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
         if core.closing_info is not None:
             summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"

@@ -151,6 +151,24 @@ def test_cli_resume_bar_ends_at_the_total(sqlite_url: str, champion: Champion) -
     assert f"{total}/{total} lead ids 100%" in bar, bar
 
 
+def test_a_run_whose_out_file_cannot_be_written_is_marked_failed(sqlite_url: str, champion: Champion,
+                                                                 tmp_path: Path) -> None:
+    """Every partition committed, then the final rename fails (the path is a folder): the run is marked
+    failed with the reason, not left running, and --resume writes the whole file."""
+    make_lead_db(sqlite_url)
+    data = sql_data_config(sqlite_url)
+    out = tmp_path / "scores.csv"
+    out.mkdir()
+    with pytest.raises(OSError):
+        rescore(data, sqlite_url, champion.settings, RescoreConfig(as_of=AS_OF, run_id="unwritten"), out=out)
+    with sa.create_engine(sqlite_url).connect() as conn:
+        status, error = conn.execute(sa.text("SELECT status, error FROM lead_score_runs WHERE run_id = 'unwritten'")).one()
+    assert status == score_store.FAILED and error.startswith("writing --out: IsADirectoryError"), (status, error)
+    out.rmdir()
+    summary = rescore(data, sqlite_url, champion.settings, RescoreConfig(resume=True), out=out)
+    assert len(_read_out(out)) == summary.scored == len(stored_scores(sqlite_url)) > 0
+
+
 def test_a_run_scoring_nothing_writes_an_empty_out_file(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     """An incremental run that scores no lead replaces the previous run's file by an empty one (CSV header,
     Parquet schema): no earlier run's rows are shown as this run's output."""

@@ -151,7 +151,7 @@ def _check_mapping_keys(table: str, mapping: dict[str, str]) -> dict[str, str]:
     unknown = sorted(set(mapping) - allowed)
     if unknown:
         raise ValueError(
-            f"columns.{table}: unknown canonical column(s) {unknown}; allowed: {sorted(allowed)}"
+            f"unknown canonical column(s) {unknown}; allowed: {sorted(allowed)}"  # pydantic names columns.<table>
         )
     return mapping
 

@@ -81,6 +81,8 @@ def load_project(path: Path | str) -> ProjectConfig:
     section's fields, such as ``configs/xeducation.yaml``) is a project of that data with every other
     section at its default, named after the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ProjectConfigError(f"project file {path} is a folder: give the file in it (e.g. {path / 'leadscore.yaml'})")
     if not path.is_file():
         raise ProjectConfigError(f"project file not found: {path}")
     try:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from features.contract import DataConfig, FlatConfig, load_config, parse_data_config
+from features.contract import DataConfig, FlatConfig, config_error_text, load_config, parse_data_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,8 +61,10 @@ def test_an_empty_file_is_refused_not_read_as_the_defaults(tmp_path: Path) -> No
 
 
 def test_errors_name_the_field() -> None:
-    with pytest.raises(ValidationError, match="columns.events: unknown canonical column"):
+    with pytest.raises(ValidationError) as unknown:
         parse_data_config({"columns": {"events": {"when": "Date"}}})
+    assert config_error_text("data", unknown.value).startswith(  # the field named once
+        "data.columns.events: unknown canonical column(s) ['when']; allowed: ")
     with pytest.raises(ValidationError, match="source.url is required"):
         parse_data_config({"source": {"kind": "sql"}})
     with pytest.raises(ValidationError, match="policy"):

@@ -196,8 +196,16 @@ def _synth_config_error(exc: ValidationError) -> str:
 
 @app.command()
 def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
-    """Load the data through the contract, validate it and print a summary."""
+    """Load the data through the contract, validate it and print a summary (and read the project's
+    points rules file, when it names one, as `train` will)."""
     project = _load_project(config)
+    if project.training.points_rules is not None:
+        from training.baselines import resolve_points_rules
+
+        try:
+            resolve_points_rules(project.training.points_rules)
+        except (OSError, ValueError) as exc:
+            raise fail(f"training.points_rules of project file {config}: {exc}", 2) from exc
     data, report = _load_data(project)
     _print_data_summary(data, report)
 

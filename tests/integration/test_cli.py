@@ -116,6 +116,10 @@ def test_config_and_output_mistakes_are_one_line_errors_and_write_nothing(tmp_pa
     assert f"projectfile{project}:features.cadence" in output.replace(" ", "")  # the file named (wrapping aside)
     assert "features.horizon_days: must be a positive number of days" in output
 
+    project.write_text(f"data:\n{source}training: {{points_rules: my_points.yaml}}\n", encoding="utf-8")
+    code, output = run("validate", "-c", str(project))  # found before the data is read, as train finds it
+    assert code == 2 and f"training.points_rules of project file {project}:" in output and "my_points.yaml" in output
+
     project.write_text(f"data:\n{source}features: {{start: 2030-01-01}}\n", encoding="utf-8")  # after the data
     out = tmp_path / "out" / "training_set.parquet"
     code, output = run("features", "build", "-c", str(project), "--out", str(out))

@@ -18,7 +18,7 @@ from features.contract import ValidationReport
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
 from leadscore.project import ProjectConfig
-from training.baselines import PointsRules, unknown_behaviour_types
+from training.baselines import PointsRules, resolve_points_rules, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import time_ordered_split
 from training.registry import (
@@ -91,8 +91,11 @@ def fit_training_set(
     progress: Progress | None = None,
 ) -> TrainingResult:
     """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here.
-    Points rules with ``missing_columns: error`` that name a column the data lacks fail before any fit."""
-    if points_rules is not None and points_rules.missing_columns == "error":
+    ``points_rules`` None: ``config.points_rules``, else the packaged default. Points rules with
+    ``missing_columns: error`` that name a column the data lacks fail before any fit."""
+    if points_rules is None:  # resolved here, so the notebook's call gets the checks below as the CLI's does
+        points_rules = resolve_points_rules(config.points_rules)
+    if points_rules.missing_columns == "error":
         absent = sorted(set(points_rules.needed_columns) - set(training_set.frame.columns))
         if absent:
             raise ValueError(f"points rules {points_rules.name!r}: column(s) {absent} not in the data "

@@ -102,3 +102,18 @@ def test_behaviour_types_that_no_event_has_and_no_convention_knows_are_reported(
     events = pd.DataFrame({"event_type": ["trade_show", "email_open"]})
     assert unknown_behaviour_types(rules, events) == ["demo_requets"]
     assert unknown_behaviour_types(rules, None) == []
+
+
+def test_rules_named_in_the_config_are_checked_before_any_fit(tmp_path: Path) -> None:
+    """``fit_training_set`` without rules (the notebook's call) reads the config's file and checks it as
+    the CLI does: a rule on a column the data lacks fails before training (it failed after the fit)."""
+    from features.build import build_flat_training_set
+    from training.workflow import fit_training_set
+
+    flat = _flat()
+    rules = tmp_path / "strict.yaml"
+    rules.write_text("name: strict-rules\nmissing_columns: error\nfit: [{column: favourite_colour, in: [red], "
+                     "points: 15}]\n", encoding="utf-8")
+    config = FAST.model_copy(update={"points_rules": rules})
+    with pytest.raises(ValueError, match=r"points rules 'strict-rules': column\(s\) \['favourite_colour'\] not in"):
+        fit_training_set(build_flat_training_set(flat), flat, config)

@@ -2,7 +2,7 @@
 
 Target: 1M leads (~50M events) in under 3 minutes and under 4 GiB peak RSS on 2 cores.
 
-    .venv/bin/python benchmarks/synth.py [--n-leads 1000000] [--fmt parquet] [--dest DIR] [--chunk-leads N]
+    .venv/bin/python benchmarks/synth.py [--leads 1000000] [--fmt parquet] [--dest DIR] [--chunk-leads N]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _peak_rss_gib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n-leads", type=int, default=1_000_000)
+    parser.add_argument("--leads", "--n-leads", dest="n_leads", type=int, default=1_000_000)
     parser.add_argument("--fmt", choices=["csv", "parquet", "sql"], default="parquet")
     parser.add_argument("--dest", default=None, help="directory or SQLAlchemy URL (default: a temporary directory)")
     parser.add_argument("--chunk-leads", type=int, default=SynthConfig().chunk_leads)

@@ -413,7 +413,7 @@ def _demo_rescore(directory: Path, url: str, as_of) -> None:
 
 def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     """Expected revenue per month of the leads open at ``as_of``, from the two registered champions."""
-    from leadscore.cli_forecast import forecast_table
+    from leadscore.cli_forecast import forecast_table, interval_text
     from leadscore.forecast_models import load_forecast_models
     from training.forecast import forecast_figure, forecast_open_pipeline
 
@@ -421,7 +421,8 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
                                     progress=lambda m: err_console.print(f"[dim]- {m}[/]"),
                                     data_end=project.features.data_end)
-    console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names})"))
+    console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
+                                 f"{interval_text(project.forecast)}"))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     out = directory / "forecast"

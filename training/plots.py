@@ -13,6 +13,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from training.calibration import reliability_curve
+from training.evaluation import top_k_sums
 
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (y, score)
 CATEGORICAL_GREY = "dimgrey"
@@ -108,8 +109,7 @@ def lift_gain_figure(curves: Curves, title: str = "Cumulative gain (test)") -> F
     fig, ax = _figure()
     for name, (y, s) in curves.items():
         y = np.asarray(y, dtype=float)
-        order = np.argsort(-np.asarray(s, dtype=float), kind="mergesort")
-        gain = np.concatenate([[0.0], np.cumsum(y[order]) / max(y.sum(), 1)])
+        gain = top_k_sums(y, s) / max(y.sum(), 1)  # tied scores: their conversions spread evenly
         share = np.linspace(0, 1, len(gain))
         top = gain[max(1, int(round(0.1 * len(y))))]
         ax.plot(share, gain, label=f"{name} (top 10%: {top:.0%})")

@@ -40,6 +40,7 @@ from training.evaluation import (
     ranking_metrics,
     segment_table,
     time_ordered_split,
+    top_k_sums,
     weeks_represented,
 )
 from training.leakage import (
@@ -145,11 +146,11 @@ def calibration_summary(y: np.ndarray, p: np.ndarray, fraction: float = 0.1) -> 
     if not len(y):
         return {"predicted_observed_ratio": nan, "top_decile_predicted": nan, "top_decile_observed": nan}
     observed, predicted = float(y.mean()), float(p.mean())
-    top = np.argsort(-p, kind="mergesort")[: max(1, int(round(len(y) * fraction)))]
+    n_top = max(1, int(round(len(y) * fraction)))
     return {
         "predicted_observed_ratio": predicted / observed if observed > 0 else nan,
-        "top_decile_predicted": float(p[top].mean()),
-        "top_decile_observed": float(y[top].mean()),
+        "top_decile_predicted": float(top_k_sums(p, p)[n_top] / n_top),
+        "top_decile_observed": float(top_k_sums(y, p)[n_top] / n_top),  # ties at the cut-off shared
     }
 
 

@@ -157,3 +157,14 @@ def test_survival_curves_zoom_on_the_range_the_curves_use() -> None:
     low = curves.min()
     assert 0.9 < bottom < low and 1.0 <= top < 1.01
     assert f"{bottom:.3g}" in ax.get_ylabel()  # a zoomed axis says where it starts
+
+
+def test_gain_curve_spreads_tied_scores_as_the_top_decile_capture_does() -> None:
+    from training.evaluation import top_fraction_lift_capture
+
+    y = np.array([1.0] * 3 + [0.0] * 17 + [1.0] * 2 + [0.0] * 78)
+    score = np.array([9.0] * 20 + [1.0] * 80)
+    capture = top_fraction_lift_capture(y, score, 0.1)[1]
+    for order in (np.argsort(-y, kind="stable"), np.argsort(y, kind="stable")):
+        labels = _legend_labels(plots.lift_gain_figure({"points": (y[order], score[order])}).axes[0])
+        assert f"points (top 10%: {capture:.0%})" in labels

@@ -144,6 +144,26 @@ def test_lift_capture_and_capacity() -> None:
     assert capture_at_capacity(y, score, 1) == pytest.approx(1 / 3)
 
 
+def test_top_decile_and_capacity_share_ties_at_the_cut_off_whatever_the_row_order() -> None:
+    """Hand-tuned points tie by the hundred: the rows a tie block gives to the top decile are its
+    average rows, not whichever come first in the frame (sorted converted-first, a points scorer's
+    capture was twice its fair value)."""
+    from training.sales_readiness import calibration_summary
+
+    y = np.array([1.0] * 3 + [0.0] * 17 + [1.0] * 2 + [0.0] * 78)  # 100 rows, 5 conversions
+    score = np.array([9.0] * 20 + [1.0] * 80)  # one block of 20 tied rows spans the top-10 cut-off
+    expected_capture = 10 * (3 / 20) / 5  # half the block: 1.5 of its 3 conversions
+    for order in (np.arange(100), np.argsort(-y, kind="stable"), np.argsort(y, kind="stable")):
+        lift, capture = top_fraction_lift_capture(y[order], score[order], 0.1)
+        assert capture == pytest.approx(expected_capture)
+        assert lift == pytest.approx((1.5 / 10) / 0.05)
+        assert capture_at_capacity(y[order], score[order], 30) == pytest.approx((3 + 10 * 2 / 80) / 5)
+        summary = calibration_summary(y[order], score[order] / 10)
+        assert summary["top_decile_observed"] == pytest.approx(0.15)
+        assert summary["top_decile_predicted"] == pytest.approx(0.9)
+    assert capture_at_capacity(y, score, 1000) == pytest.approx(1.0)  # capacity above every row: all of them
+
+
 def test_weeks_represented_uses_cadence() -> None:
     weekly = pd.Series(pd.date_range("2024-01-01", periods=6, freq="7D"))
     assert weeks_represented(weekly) == pytest.approx(6.0)

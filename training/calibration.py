@@ -143,15 +143,16 @@ def reliability_curve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean predicted probability, observed rate and count per bin (empty bins dropped).
 
-    ``equal_mass``: bins hold (about) the same number of rows (quantiles of p);
+    ``equal_mass``: bins hold (about) the same number of rows (quantiles of p); rows with the same
+    probability share a bin (the one where the first of them falls), so a tied block (isotonic
+    steps) is never split by row order: such a bin is larger and the bins after it fewer;
     ``equal_width``: bins split [0, 1] into equal intervals.
     """
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     if binning == "equal_mass":
-        order = np.argsort(p, kind="mergesort")
-        bin_of = np.empty(len(p), dtype=int)
-        bin_of[order] = np.arange(len(p)) * n_bins // max(len(p), 1)
+        first = np.searchsorted(np.sort(p), p, side="left")  # rows scored below each row
+        bin_of = first * n_bins // max(len(p), 1)
     elif binning == "equal_width":
         bin_of = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
     else:

@@ -2,7 +2,7 @@
 flat data, and the metrics every model and baseline is judged by.
 
 ECE uses equal-mass bins by default (each bin holds ~n/bins rows, so sparse high-score bins
-do not dominate); ``equal_width`` is available.
+do not dominate; tied probabilities share a bin); ``equal_width`` is available.
 """
 
 from __future__ import annotations

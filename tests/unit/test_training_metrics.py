@@ -89,6 +89,22 @@ def test_ece_is_zero_for_perfect_bins_and_detects_shift() -> None:
     assert expected_calibration_error(y, np.full(100, 0.45), 4, "equal_mass") == pytest.approx(0.2)
 
 
+def test_equal_mass_bins_keep_tied_probabilities_together() -> None:
+    """Isotonic calibration gives whole blocks of leads one probability; splitting such a block over
+    bins by row order made ECE depend on the order of the rows (0.0075 vs 0.0108 on a demo run)."""
+    from training.calibration import reliability_curve
+
+    p = np.array([0.01] * 60 + [0.05] * 20 + [0.2] * 20)
+    y = np.array([1.0] * 3 + [0.0] * 57 + [1.0] * 1 + [0.0] * 19 + [1.0] * 4 + [0.0] * 16)
+    eces = {expected_calibration_error(y[o], p[o], 10, "equal_mass")
+            for o in (np.arange(100), np.argsort(-y, kind="stable"), np.argsort(y, kind="stable"))}
+    assert len(eces) == 1
+    assert eces.pop() == pytest.approx(0.6 * 0.04 + 0.2 * 0.0 + 0.2 * 0.0)
+    mean_p, rate, counts = reliability_curve(y[::-1], p[::-1], 10, "equal_mass")
+    assert mean_p.tolist() == pytest.approx([0.01, 0.05, 0.2])  # one point per tied block
+    assert rate.tolist() == pytest.approx([0.05, 0.05, 0.2]) and counts.tolist() == [60, 20, 20]
+
+
 def test_time_split_keeps_label_windows_out_of_the_test_slice() -> None:
     as_of = pd.Series(pd.date_range("2024-01-01", periods=40, freq="7D").repeat(5))
     split = time_ordered_split(as_of, horizon_days=21, test_fraction=0.25, validation_fraction=0.25)

@@ -127,9 +127,15 @@ def _horizon(training_set: Any, config: TrainingConfig) -> int:
     raise ValueError("horizon_days unknown: set training.horizon_days or give a TrainingSet that carries it")
 
 
-def _capacity_rows(config: TrainingConfig, n_rows: int, weeks: float | None) -> tuple[int, str]:
+def _capacity_rows(config: TrainingConfig, n_rows: int, weeks: float | None, notes: list[str]) -> tuple[int, str]:
+    """Evaluation rows sales can work, and the capacity in words; a ``capacity_per_week`` that cannot
+    apply (the evaluation rows span no measurable weeks) is replaced by ``capacity_share``, with a note."""
     if config.capacity_per_week is not None and weeks:
         return int(round(config.capacity_per_week * weeks)), f"{config.capacity_per_week:g} leads/week"
+    if config.capacity_per_week is not None:
+        notes.append(f"training.capacity_per_week {config.capacity_per_week:g} not applied: the evaluation rows "
+                     "span no measurable weeks (one as_of date, or no dates); the MQL cut-off and capture at "
+                     f"capacity use training.capacity_share {config.capacity_share:.0%} of leads instead")
     return int(round(config.capacity_share * n_rows)), f"top {config.capacity_share:.0%} of leads"
 
 
@@ -536,7 +542,7 @@ def train_and_evaluate(
     _calibration_warning(model, notes, say)
     p = model.predict_proba(X_te)
     weeks = weeks_represented(labelled[AS_OF].iloc[split.test])
-    capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks)
+    capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks, notes)
     model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)
     say("baselines")
     logistic = LogisticBaseline().fit(pd.concat([X_tr, X_va]), np.concatenate([y_tr, y_va]))
@@ -680,7 +686,7 @@ def train_and_evaluate_flat(
     if CREATED_AT in frame.columns and frame[CREATED_AT].notna().any():
         created = pd.to_datetime(frame[CREATED_AT])
         weeks = max((created.max() - created.min()) / pd.Timedelta(days=7), 1.0)
-    capacity_rows, capacity_label = _capacity_rows(config, len(y), weeks)
+    capacity_rows, capacity_label = _capacity_rows(config, len(y), weeks, notes)
     model_row = _comparison_row(y, p, capacity_rows, config, probability=True)
     score_columns = list(dict.fromkeys([*config.score_columns, *flat.score_columns]))
     baseline_rows, baseline_scores = _baselines(frame, y, oof_logistic, points_rules, None, score_columns,

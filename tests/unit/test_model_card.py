@@ -172,3 +172,18 @@ def test_a_reversed_calibration_slice_is_a_warning_and_a_note_not_reversed_proba
     warning = next(n for n in result.notes if n.startswith("Platt calibration: the fitted slope -"))
     assert "is not positive" in warning and "slope held at 0" in warning
     assert f"warning: {warning}" in messages and f"- {warning}" in result.model_card
+
+
+def test_a_capacity_per_week_that_cannot_apply_is_replaced_with_a_note() -> None:
+    """One test as_of date spans no weeks: the run uses capacity_share and says why, instead of
+    silently reporting a cut-off for another capacity than the configured one."""
+    frame = snapshot_frame(300, 12, seed=3)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=20, early_stopping_rounds=5), bootstrap_samples=0,
+                            make_plots=False, test_fraction=0.05, capacity_per_week=40, capacity_share=0.2)
+    result = train_and_evaluate(FrameSet(frame), config,
+                                points_rules=PointsRules(fit=[{"column": "seniority", "in": ["VP"], "points": 15}]))
+    assert result.split["test_as_of"].split("..")[0] == result.split["test_as_of"].split("..")[1]
+    assert result.recommended_threshold is None or result.recommended_threshold["capacity_unit"] == "share_flagged"
+    assert any("training.capacity_per_week 40 not applied" in n and "capacity_share 20%" in n for n in result.notes)
+    assert "capacity_per_week 40 not applied" in result.model_card

@@ -234,9 +234,10 @@ def segment_table(
     min_size: int = 30,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Per-segment AUC (with bootstrap 95% CI), base rate, mean predicted, ECE-like gap and size.
+    """Per-segment size, conversions, base rate, mean predicted and AUC (with bootstrap 95% CI).
 
-    Segments smaller than ``min_size`` rows are listed with NaN metrics (never dropped).
+    Segments smaller than ``min_size`` rows or holding one class are listed with NaN AUCs (never
+    dropped); missing segment values form the segment ``(missing)``.
     """
     missing = [c for c in segment_columns if c not in frame.columns]
     if missing:

@@ -291,12 +291,14 @@ def score_rows(client: MlflowClient, name: str, version: str, rows: pd.DataFrame
     return np.asarray(model.predict(to_pyfunc_input(feature_part(rows))), dtype=float).ravel()
 
 
-def rows_metrics(rows: pd.DataFrame, probability: np.ndarray) -> dict[str, float]:
+def rows_metrics(rows: pd.DataFrame, probability: np.ndarray, ece_bins: int = 10,
+                 ece_binning: str = "equal_mass") -> dict[str, float]:
     """Probability metrics of scores on evaluation rows (label column ``label``), with calibration at the
-    top (``top_decile_predicted`` / ``_observed``, as a training run reports them)."""
+    top (``top_decile_predicted`` / ``_observed``, as a training run reports them); ECE with the given bins
+    (a project's ``training.ece_bins`` / ``ece_binning``)."""
     y = rows[LABEL_COLUMN].to_numpy(dtype=float)
     summary = calibration_summary(y, np.asarray(probability, dtype=float))
-    return {**probability_metrics(y, probability),
+    return {**probability_metrics(y, probability, ece_bins, ece_binning),
             **{k: v for k, v in summary.items() if k.startswith("top_decile_")}}
 
 

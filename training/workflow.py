@@ -287,7 +287,8 @@ def evaluate_registered(
         return np.asarray(model.predict(to_pyfunc_input(part[list(inner.feature_columns_)])), dtype=float)
 
     # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
-    metrics = rows_metrics(rows, out_of_sample_probabilities(client, version, rows, score))
+    metrics = rows_metrics(rows, out_of_sample_probabilities(client, version, rows, score),
+                           project.training.ece_bins, project.training.ece_binning)  # ECE as the run measured it
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 

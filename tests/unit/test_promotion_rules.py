@@ -91,3 +91,20 @@ def test_too_few_positives_in_the_evaluation_rows_promote_nothing() -> None:
     assert not ok and f"only {MIN_EVAL_POSITIVES - 15} lead(s) convert" in reasons[0]
     ok, _ = decide_promotion({"roc_auc": 0.77}, None, checks, "roc_auc", positives=MIN_EVAL_POSITIVES)
     assert ok
+
+
+def test_rows_metrics_take_the_projects_ece_bins() -> None:
+    """`leadscore evaluate` measures ECE with training.ece_bins / ece_binning, as the training run did."""
+    import numpy as np
+
+    from training.evaluation import expected_calibration_error
+    from training.registry import rows_metrics
+
+    rng = np.random.default_rng(3)
+    p = rng.random(2000) * 0.4
+    rows = pd.DataFrame({"label": (rng.random(2000) < 0.2 + 0.5 * (p - 0.2)).astype(int)})  # gaps change sign
+    y = rows["label"].to_numpy(dtype=float)
+    default, wide = rows_metrics(rows, p), rows_metrics(rows, p, 20, "equal_width")
+    assert default["ece"] == pytest.approx(expected_calibration_error(y, p, 10, "equal_mass"))
+    assert wide["ece"] == pytest.approx(expected_calibration_error(y, p, 20, "equal_width"))
+    assert wide["ece"] != pytest.approx(default["ece"])

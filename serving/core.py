@@ -16,10 +16,12 @@ split the explained part.
 
 Grades
 ------
-A-D are cut on the score. Default cut-offs are relative to the model's training base rate
-(``grade_lifts`` = (4, 2, 1)): A = probability >= 4x the base rate, B >= 2x, C >= 1x (above
-average), D below. With a 2% base rate that is A >= 8, B >= 4, C >= 2. Fixed score cut-offs can
-be given instead (``grade_cutoffs``).
+A-D are cut on the score, so that a grade always agrees with the score a person sees. Default
+cut-offs are relative to the model's training base rate (``grade_lifts`` = (4, 2, 1)): A = score >=
+round(100 x 4 x base rate), B >= 2x, C >= 1x (above average), D below. With a 2% base rate that is
+A >= 8, B >= 4, C >= 2. At a low base rate the rounding is coarse: at 1.9% (cut-offs 8 / 4 / 2) a C
+lead's probability can be 0.015, below the base rate. Fixed score cut-offs can be given instead
+(``grade_cutoffs``).
 
 Time to close
 -------------

@@ -625,6 +625,9 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
         raise ValueError(f"table {LEADS!r}: lead id column {column!r} not found")
     values = frame[column]
     values = values[~(_missing_id_mask(values, data.missing_values).to_numpy())]  # counted, refused or quarantined apart
+    if source.kind == "sql" and values.dtype == object and _numeric_sqlite_id(source, location, column):
+        text = values.map(lambda v: isinstance(v, str | bytes)).to_numpy(dtype=bool)
+        values = pd.to_numeric(values[~text])  # so are text ids in a numeric column (no id range holds them)
     if source.kind == "csv" and len(values):
         values = csv_lead_ids(values)  # typed once, without the markers
     if not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
@@ -669,6 +672,16 @@ def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str) -> Any:
     if affinity not in ("INTEGER", "REAL", "NUMERIC"):
         return None  # text columns: range_key compares their value as a number
     return sa.func.typeof(id_col).in_(["text", "blob"])
+
+
+def _numeric_sqlite_id(source: SourceConfig, location: str | None, column: str) -> bool:
+    """Whether the lead id ``column`` of a table is a SQLite column of numeric affinity (where text ids are
+    set apart up front by :func:`text_lead_ids_in_numeric_columns`)."""
+    if location is None or source.url is None or not source.url.startswith("sqlite"):
+        return False
+    with SqlDatabase(source.url, source.db_schema) as database:
+        reflected = database.table(location)
+        return column in reflected.c and _text_in_numeric_id_clause(reflected.c[column], "sqlite") is not None
 
 
 def text_lead_ids_in_numeric_columns(data: DataConfig) -> dict[str, tuple[int, list[Any]]]:

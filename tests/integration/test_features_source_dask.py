@@ -124,3 +124,23 @@ def test_sqlite_text_ids_in_an_integer_column_are_refused_or_quarantined_not_los
     assert result.rows_quarantined["events"] == report.rows_quarantined["events"] == 2
     text_ids = pd.read_csv(tmp_path / "q" / "text-lead-id" / "events.csv")
     assert sorted(text_ids["lead_id"]) == ["abc", "x9"] and set(text_ids["_reason"]) == {"wrong_type:lead_id"}
+
+
+def test_a_sqlite_text_id_in_the_leads_integer_column_is_set_aside_not_a_partitioning_error(tmp_path: Path) -> None:
+    """A lead (with its events and outcome) whose id is text in the INTEGER column: the driver's id list
+    leaves it out, as it leaves out missing ids, so it is refused as wrong_type or quarantined whole; it was
+    "partitioning by integer lead-id ranges; the ids are text" under both policies."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
+    with sa.create_engine(url).begin() as conn:
+        for table in ("leads", "events", "outcomes"):
+            conn.execute(sa.text(f"UPDATE {table} SET lead_id = 'L3' WHERE lead_id = 3"))
+        moved = {t: conn.execute(sa.text(f"SELECT COUNT(*) FROM {t} WHERE lead_id = 'L3'")).scalar_one()
+                 for t in ("leads", "events", "outcomes")}
+    strict = DataConfig(source=SourceConfig(kind="sql", url=url))
+    with pytest.raises(ContractError, match=r"leads.lead_id: wrong_type: 1 row \(text lead ids in a numeric column"):
+        build_training_set_from_source(strict, tmp_path / "parts", partition_leads=80)
+    data = strict.model_copy(update={"policy": "quarantine", "quarantine_dir": tmp_path / "q"})
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
+    assert moved["leads"] == 1 and result.rows_quarantined == moved
+    assert pd.read_csv(tmp_path / "q" / "text-lead-id" / "leads.csv")["lead_id"].tolist() == ["L3"]

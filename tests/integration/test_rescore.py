@@ -278,12 +278,19 @@ def test_a_lead_without_id_is_refused_by_name_or_quarantined_before_any_partitio
     engine = sa.create_engine(sqlite_url)
     with pytest.raises(LookupError):  # refused before the run was created
         score_store.load_run(engine, "nid")
+    # a lead whose id is text in the INTEGER column (SQLite keeps it): set aside as well, not a partitioning error
+    with engine.begin() as conn:
+        texted = conn.execute(sa.text("SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET 600")).scalar_one()
+        for table in ("leads", "events", "outcomes"):
+            conn.execute(sa.text(f"UPDATE {table} SET lead_id = 'L' || lead_id WHERE lead_id = :id"), {"id": texted})
     engine.dispose()
     quarantine = DataConfig(source=SourceConfig(kind="sql", url=sqlite_url), policy="quarantine",
                             quarantine_dir=tmp_path / "quarantine")
     rescore(quarantine, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="q"))
     set_aside = pd.read_csv(tmp_path / "quarantine" / "rescore-q" / "no-lead-id" / "leads.csv")
     assert len(set_aside) == 1 and set_aside["lead_id"].isna().all()
+    text_id = pd.read_csv(tmp_path / "quarantine" / "rescore-q" / "text-lead-id" / "leads.csv")
+    assert text_id["lead_id"].tolist() == [f"L{texted}"] and texted not in set(stored_scores(sqlite_url)["lead_id"])
 
 
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:

@@ -480,7 +480,7 @@ class ContractError(ValueError):
         self.violations = list(violations)
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
         where = ""
-        if any(v.examples for v in self.violations):
+        if any("row" in example for v in self.violations for example in v.examples):
             where = "\n  (row = position among the rows read, from 0" + (
                 ": in a whole CSV file with a header and no blank line or quoted line break, its line is row + 2)"
                 if source_kind == "csv" else ")")

@@ -128,8 +128,9 @@ def register(app: typer.Typer) -> None:
                                   access_log)
         if tracking_uri is not None and "LEADSCORE_MODEL_DIR" in env:  # as rescore and forecast refuse it
             given = f"--model-dir {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}"
+            drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
             raise typer.BadParameter(f"--tracking-uri with {given}: the exported models would be served and the "
-                                     "registry ignored; give one of them", param_hint="--tracking-uri")
+                                     f"registry ignored; {drop}", param_hint="--tracking-uri")
         for option, folder in (("--project-dir", project_dir), ("--model-dir", model_dir)):
             if folder is not None and not folder.is_dir():
                 raise typer.BadParameter(f"{folder}: no such folder", param_hint=option)

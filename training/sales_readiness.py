@@ -555,9 +555,10 @@ def train_and_evaluate(
     segments = segment_table(test_frame, y_te, p, config.segment_columns, config.bootstrap_samples,
                              config.min_segment_size, config.seed)
     single = single_feature_auc(X_tr, y_tr, X_te, y_te)
+    # a flat export's columns are all lead attributes, written whenever (no pipeline-made recency feature)
     leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
                              {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage,
-                             covered_columns=attribute_columns(spec, features))
+                             covered_columns=None if flat_rows else attribute_columns(spec, features))
     score = probability_to_score(p)
     table = threshold_table(score, y_te, weeks, config.threshold_step)
     recommended = recommend_threshold(table, config.capacity_per_week, config.capacity_share)

@@ -261,6 +261,33 @@ def test_the_filled_in_rule_applies_to_the_columns_it_is_given() -> None:
                               covered_columns=["honest", "noise"]).flagged
 
 
+@pytest.mark.parametrize("dated", [False, True])
+def test_a_flat_export_keeps_the_filled_in_rule_on_every_column(dated: bool) -> None:
+    """Every column of a flat export is a lead attribute (none is a pipeline-made "days since ..."), so the
+    filled-in rule keeps covering them whatever their family: flat rows with a created_at (time-ordered
+    through the snapshot code) passed over an engagement-family field logged by sales after contact."""
+    from features.schema import FlatData
+    from training.baselines import PointsRules
+    from training.config import BoosterConfig, TrainingConfig
+    from training.sales_readiness import train_and_evaluate_flat
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    y = (rng.random(n) < 0.3).astype(float)
+    calls = np.where(y == 1, rng.integers(3, 6, n), rng.integers(0, 3, n)).astype(float)
+    calls[rng.random(n) < 0.6] = np.nan  # sales logged calls for 40% of the leads only
+    frame = pd.DataFrame({"lead_id": np.arange(n), "label": y, "honest": rng.normal(size=n) + 0.5 * y,
+                          "sales_calls": calls})
+    if dated:
+        frame["created_at"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) * 6, unit="h")
+    flat = FlatData(frame, [], ["honest", "sales_calls"], {"honest": "fit", "sales_calls": "engagement"})
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=30, early_stopping_rounds=5), bootstrap_samples=0,
+                            make_plots=False, cv_folds=3)
+    result = train_and_evaluate_flat(flat, config, points_rules=PointsRules(name="none", mql_threshold=30))
+    assert result.split["mode"].startswith("time-ordered" if dated else "3-fold")
+    assert result.leakage.flagged_features == ["sales_calls"], result.leakage.features
+
+
 def test_leakage_alarm_is_quiet_on_honest_features_and_flags_a_too_good_model() -> None:
     frame, y = _leaky_frame()
     honest = frame[["honest", "noise"]]

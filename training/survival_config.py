@@ -61,7 +61,8 @@ class TimeToCloseConfig(BaseModel):
     - Evaluation: the test slice holds the latest ``test_fraction`` of the as-of dates that are
       followed for at least ``min_follow_up_days`` (default: the largest horizon); training and
       validation outcomes are censored at the first test as-of date (no test-period outcome is
-      seen in fitting). ``evaluation_horizon_days`` (default: the model horizon) is tau for the
+      seen in fitting). ``evaluation_horizon_days`` (default: the model horizon; not below
+      the shortest of ``horizons_days``) is tau for the
       C-indices and the upper end of the integrated Brier score, lowered when fewer than
       ``min_censoring_survival`` of the test rows are still under observation.
     """
@@ -122,6 +123,12 @@ class TimeToCloseConfig(BaseModel):
             raise ValueError(
                 f"horizons_days {list(self.horizons_days)} reach past the model horizon "
                 f"period_days x max_periods = {self.horizon_days} days"
+            )
+        if self.evaluation_horizon_days is not None and self.evaluation_horizon_days < min(self.horizons_days):
+            raise ValueError(
+                f"evaluation_horizon_days {self.evaluation_horizon_days} is below every horizons_days "
+                f"{list(self.horizons_days)}: no P(close within h) could be evaluated; raise it to at least "
+                f"{min(self.horizons_days)} or report a shorter horizon"
             )
         return self
 

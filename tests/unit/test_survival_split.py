@@ -68,3 +68,12 @@ def test_an_evaluation_horizon_below_every_reported_horizon_is_a_clear_error() -
         EvaluationSettings.for_rows(time, event, config)
     settings = EvaluationSettings.for_rows(time, event, TimeToCloseConfig(horizons_days=(7, 14)))
     assert settings.horizons == [7, 14] and settings.tau == 19
+
+
+def test_an_evaluation_horizon_set_below_every_reported_horizon_is_refused_with_the_config() -> None:
+    """evaluation_horizon_days caps tau: set below every horizons_days it failed only after the model was
+    fitted, blaming the test rows' follow-up ("raise min_follow_up_days") for the setting's choice."""
+    with pytest.raises(ValueError, match=r"evaluation_horizon_days 20 is below every horizons_days \[30, 60, 90\]"):
+        TimeToCloseConfig(evaluation_horizon_days=20)
+    assert TimeToCloseConfig(evaluation_horizon_days=30).evaluation_horizon_days == 30
+    assert TimeToCloseConfig(evaluation_horizon_days=20, horizons_days=(14,)).evaluation_horizon_days == 20

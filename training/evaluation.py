@@ -200,10 +200,11 @@ def bootstrap_auc_ci(
     """Percentile bootstrap interval of ROC AUC (resamples with one class only are skipped).
 
     Each resample's AUC is counted from per-score tallies (ties count one half, as in
-    ``roc_auc_score``) without sorting again: O(rows) per resample instead of a sort."""
+    ``roc_auc_score``) without sorting again: O(rows) per resample instead of a sort. A missing or
+    infinite label or score gives no interval, as ``roc_auc_score`` gives no AUC (``ranking_metrics``)."""
     y = np.asarray(y, dtype=float)
     score = np.asarray(score, dtype=float)
-    if n_boot <= 0 or y.min() == y.max():
+    if n_boot <= 0 or not len(y) or not (np.isfinite(y).all() and np.isfinite(score).all()) or y.min() == y.max():
         return float("nan"), float("nan")
     positive = (y > 0.5).astype(float)
     _, group = np.unique(score, return_inverse=True)  # equal scores share a group, groups in score order

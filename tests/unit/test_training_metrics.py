@@ -318,3 +318,20 @@ def test_bootstrap_auc_interval_equals_resampled_roc_auc_score(ties: bool) -> No
     assert (lo, hi) == pytest.approx(tuple(np.quantile(expected, [0.025, 0.975])), abs=1e-12)
     assert lo < roc_auc_score(y, score) < hi
     assert np.isnan(bootstrap_auc_ci(np.zeros(5), np.arange(5.0), n_boot, seed)).all()  # one class: no interval
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_bootstrap_auc_interval_of_a_score_without_an_auc_is_missing_too(bad: float) -> None:
+    """roc_auc_score refuses a missing or infinite score (ranking_metrics reads its AUC as NaN); the tallied
+    resamples ranked such rows above every score and gave an interval around no AUC at all."""
+    from training.evaluation import ranking_metrics
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.2).astype(float)
+    score = rng.random(300) + 0.3 * y
+    score[:5] = bad
+    assert np.isnan(ranking_metrics(y, score)["roc_auc"])
+    assert np.isnan(bootstrap_auc_ci(y, score, 50, 0)).all()
+    labels = y.copy()
+    labels[0] = bad
+    assert np.isnan(bootstrap_auc_ci(labels, rng.random(300), 50, 0)).all()

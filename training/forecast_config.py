@@ -23,7 +23,8 @@ class RecalibrationConfig(BaseModel):
     enabled: bool = True
     window_days: float = Field(90.0, ge=0, le=730, description="span of the snapshot dates before D - H")
     step_days: float = Field(30.0, gt=0, le=365, description="days between two snapshot dates")
-    min_positives: int = Field(20, ge=1, description="positive snapshot rows needed to fit (else skipped)")
+    min_positives: int = Field(20, ge=1, description="positive snapshot rows, and as many negative ones, "
+                               "needed to fit (else skipped)")
 
 
 class ForecastConfig(BaseModel):
@@ -39,6 +40,7 @@ class ForecastConfig(BaseModel):
         "both", description="both: the sales-readiness probability fixes P(close within H) and the hazard model the "
         "shape (training.close_curves); time-to-close: the hazard model's curve alone (no recalibration)")
     min_deals_for_model: int = Field(
-        200, ge=10, description="closed deals with an amount needed to fit the deal-value model (else the mean)")
+        200, ge=10, description="closed deals with an amount above 0 needed to fit the deal-value model (else the "
+        "mean)")
     seed: int = 0
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)

@@ -67,6 +67,19 @@ def test_too_few_positives_skips_and_leaves_the_probabilities_alone() -> None:
                                "2024-03-05..2024-04-04: 0 rows, 0 positives")
 
 
+def test_too_few_negatives_skips_too_as_the_setting_says() -> None:
+    """min_positives bounds the negatives as well (a slice of nearly all converters says nothing about slope);
+    its description says so (it promised positives only)."""
+    from training.forecast_config import RecalibrationConfig
+
+    p = np.random.default_rng(4).uniform(0.5, 0.99, 200)
+    y = np.ones(200)
+    y[np.argsort(p)[:19]] = 0.0  # 181 positives, 19 negatives
+    recal = fit_recalibration(p, y, min_positives=20)
+    assert not recal.fitted and "19 negatives < 20" in recal.reason
+    assert "negative" in RecalibrationConfig.model_fields["min_positives"].description
+
+
 def test_a_model_that_ranks_backwards_is_not_used() -> None:
     truth, p, y = _overconfident(seed=3)
     recal = fit_recalibration(1.0 - p, y)

@@ -126,15 +126,19 @@ def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
 
 
 def cross_fitted_calibration(
-    method: str, margin: np.ndarray, y: np.ndarray, fold: np.ndarray
+    method: str, margin: np.ndarray, y: np.ndarray, fold: np.ndarray, held_at_zero: list[Any] | None = None
 ) -> np.ndarray:
-    """Honest calibrated out-of-fold probabilities: fold k is calibrated on the other folds' margins."""
+    """Honest calibrated out-of-fold probabilities: fold k is calibrated on the other folds' margins.
+    ``held_at_zero`` (a list) receives the folds whose Platt slope was held at 0 (``PlattCalibrator``)."""
     margin, y = _check_xy(margin, y)
     fold = np.asarray(fold)
     out = np.empty_like(margin)
     for k in np.unique(fold):
         held = fold == k
-        out[held] = fit_calibrator(method, margin[~held], y[~held]).transform(margin[held])
+        calibrator = fit_calibrator(method, margin[~held], y[~held])
+        if held_at_zero is not None and getattr(calibrator, "warning_", None):
+            held_at_zero.append(k)
+        out[held] = calibrator.transform(margin[held])
     return out
 
 

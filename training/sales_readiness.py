@@ -665,7 +665,15 @@ def train_and_evaluate_flat(
         best_iterations.append(fold_model.best_iteration_)
         oof_margin[held] = fold_model.predict_raw(X.iloc[held])
         oof_logistic[held] = LogisticBaseline().fit(X.iloc[train_idx], y[train_idx]).predict_proba(X.iloc[held])
-    p = cross_fitted_calibration(config.calibration, oof_margin, y, folds)
+    held_at_zero: list[int] = []
+    p = cross_fitted_calibration(config.calibration, oof_margin, y, folds, held_at_zero)
+    if held_at_zero:  # those folds' leads all get one rate: the out-of-fold figures include them
+        warning = (f"Platt calibration of the out-of-fold probabilities: the slope fitted for fold(s) "
+                   f"{[int(k) + 1 for k in held_at_zero]} of {config.cv_folds} is not positive (the other folds' "
+                   "margins rank their rows no better than chance); held at 0, so each of those folds' leads gets "
+                   "one rate, and the out-of-fold metrics below include them")
+        notes.append(warning)
+        say(f"warning: {warning}")
     final_booster = config.booster
     n_rounds = int(np.median(best_iterations))
     search_summary: dict[str, Any] | None = None

@@ -67,6 +67,38 @@ def test_platt_never_fits_a_decreasing_map_and_a_saved_one_is_refused() -> None:
         calibrator_from_dict({"kind": "platt", "slope": -0.8, "intercept": -2.0})
 
 
+def test_a_fold_whose_platt_slope_is_held_at_zero_is_reported() -> None:
+    """K-fold flat mode calibrates each fold on the other folds' margins: with weak signal one fold's slope can
+    be held at 0 while the final calibrator's is positive, so that fold's leads all got one rate in the
+    out-of-fold figures without a word (the final calibrator's warning is the only one the run gave)."""
+    from features.schema import FlatData
+    from training.baselines import PointsRules
+    from training.calibration import fit_calibrator
+    from training.config import BoosterConfig, TrainingConfig
+    from training.sales_readiness import train_and_evaluate_flat
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(150) < 0.2).astype(float)
+    margin = rng.normal(size=150) + 0.15 * y
+    folds = np.arange(150) % 5
+    held: list[int] = []
+    p = cross_fitted_calibration("platt", margin, y, folds, held)
+    assert fit_calibrator("platt", margin, y).slope_ > 0 and held == [1]
+    assert np.ptp(p[folds == 1]) == 0 and np.ptp(p[folds == 0]) > 0
+
+    rng = np.random.default_rng(2)  # noise only: the flat run says which folds were held, in notes and progress
+    frame = pd.DataFrame({"lead_id": np.arange(300), "label": (rng.random(300) < 0.2).astype(float),
+                          "a": rng.normal(size=300), "b": rng.normal(size=300)})
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=20, early_stopping_rounds=5), bootstrap_samples=0,
+                            make_plots=False, cv_folds=3, calibration="platt")
+    messages: list[str] = []
+    result = train_and_evaluate_flat(FlatData(frame, [], ["a", "b"], {"a": "fit", "b": "fit"}), config,
+                                     points_rules=PointsRules(name="none", mql_threshold=30),
+                                     progress=messages.append)
+    note = next(n for n in result.notes if n.startswith("Platt calibration of the out-of-fold probabilities"))
+    assert "of 3 is not positive" in note and f"warning: {note}" in messages and note in result.model_card
+
+
 def test_cross_fitted_calibration_never_uses_the_fold_itself() -> None:
     margin, y, _ = _miscalibrated(1000)
     folds = np.arange(1000) % 4

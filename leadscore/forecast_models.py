@@ -51,7 +51,7 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> tuple[Any,
         found_kind = json.loads((model_dir / META_FILE).read_text()).get("kind")
     except (OSError, ValueError) as exc:
         raise ValueError(f"saved model {model_dir}: unreadable {META_FILE}: {exc}") from exc
-    if (found is not None and found != name) or found_kind not in (kind, None):  # readiness models of old: no kind
+    if (found is not None and found != name) or found_kind not in (kind, None):  # None: the loader says what is missing
         what = f"the champion of {found!r}" if found is not None and found != name else f"a {found_kind!r} model"
         raise ValueError(
             f"--models-dir {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point --models-dir at "

@@ -664,7 +664,9 @@ def backtest_forecast(
     say(f"building the training set from the CRM as known at {at:%Y-%m-%d}")
     features_cfg = project.features.model_copy(update={"data_end": at.to_pydatetime(), "end": at.to_pydatetime()})
     training_set = build_training_set(known, features_cfg, set_aside=project.training.score_columns)
-    training_cfg = project.training.model_copy(update={"make_plots": False})
+    # a backtest registers nothing: strict leakage (refuse to register) has nothing to refuse here
+    training_cfg = project.training.model_copy(update={
+        "make_plots": False, "leakage": project.training.leakage.model_copy(update={"strict": False})})
     say("training the sales-readiness model")
     readiness = train_and_evaluate(training_set, training_cfg, events=known.events)
     ttc_cfg = project.time_to_close.model_copy(update={"make_plots": False})

@@ -35,6 +35,9 @@ FORECAST_AT = "2025-12-01"  # the synthetic history ends 2026-06-30: six months 
 def backtest(tmp_path_factory: pytest.TempPathFactory) -> ForecastBacktest:
     crm = generate(SynthConfig(n_leads=5000, seed=3)).to_crm()
     project = sqlite_project(tmp_path_factory.mktemp("forecast"))  # only its feature and model settings are used
+    # a strict alarm that flags every model: it refuses registration, and a backtest registers nothing
+    leakage = project.training.leakage.model_copy(update={"strict": True, "model_auc": 0.51})
+    project = project.model_copy(update={"training": project.training.model_copy(update={"leakage": leakage})})
     return backtest_forecast(crm, FORECAST_AT, project, ForecastConfig(months=6, interval=0.9))
 
 

@@ -98,3 +98,16 @@ def delete_scores(url: str, lead_ids: list[int]) -> None:
             conn.execute(score_store.lead_scores.delete().where(score_store.lead_scores.c.lead_id.in_(lead_ids)))
     finally:
         engine.dispose()
+
+
+def check_unscored_leads_were_scored(url: str, champion: Champion, summary: object, run_id: str, before: set[int],
+                                     lost: list[int], since: pd.Timestamp, as_of: pd.Timestamp) -> None:
+    """After a full run (its leads ``before``), the deletion of the scores of ``lost`` and an incremental run
+    from ``since``: the run scored exactly the changed open leads and those without a stored score."""
+    open_leads = set(in_memory_scores(url, champion.core(0), as_of, top_k=0).lead_id.tolist())
+    changed = changed_leads(url, since, as_of) & open_leads
+    never = open_leads - (before - set(lost)) - changed  # created since the full run, too
+    assert summary.never_scored == len(never) > 0 and summary.unchanged > 0  # type: ignore[attr-defined]
+    assert summary.scored == len(changed) + summary.never_scored  # type: ignore[attr-defined]
+    after = stored_scores(url)
+    assert set(after.loc[after["run_id"] == run_id, "lead_id"]) == changed | never

@@ -35,7 +35,7 @@ from tests.integration.rescore_support import (
     TIME_TO_CLOSE_VERSION,
     VALUE_COLUMNS,
     Champion,
-    changed_leads,
+    check_unscored_leads_were_scored,
     delete_scores,
     in_memory_scores,
     make_champion,
@@ -364,13 +364,7 @@ def test_worker_processes_score_the_leads_without_a_stored_score(sqlite_url: str
     summary = rescore(data, sqlite_url, champion.settings, _config(as_of=LATER, changed_since=since, run_id="inc"),
                       executor=ProcessExecutor(2, help_locally=False), on_result=lambda result: pids.add(result.pid))
     assert pids and os.getpid() not in pids
-    open_leads = set(in_memory_scores(sqlite_url, champion.core(0), LATER, top_k=0).lead_id.tolist())
-    changed = changed_leads(sqlite_url, since, LATER) & open_leads
-    never = open_leads - (before - set(lost)) - changed  # created since the full run, too
-    assert summary.never_scored == len(never) > 0 and summary.unchanged > 0
-    assert summary.scored == len(changed) + summary.never_scored
-    after = stored_scores(sqlite_url)
-    assert set(after.loc[after["run_id"] == "inc", "lead_id"]) == changed | never
+    check_unscored_leads_were_scored(sqlite_url, champion, summary, "inc", before, lost, since, LATER)
 
 
 def _column(column: sa.Column) -> sa.Column:

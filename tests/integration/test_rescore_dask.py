@@ -18,9 +18,8 @@ from tests.integration.rescore_support import (
     PARTITION_LEADS,
     VALUE_COLUMNS,
     Champion,
-    changed_leads,
+    check_unscored_leads_were_scored,
     delete_scores,
-    in_memory_scores,
     make_champion,
     make_lead_db,
     stored_scores,
@@ -76,10 +75,4 @@ def test_dask_incremental_run_scores_the_leads_without_a_stored_score(
     since = LATER - pd.Timedelta(days=3)
     summary = rescore_on_dask(data, postgres_url, champion.settings, RescoreConfig(
         partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since), client=client)
-    open_leads = set(in_memory_scores(postgres_url, champion.core(0), LATER, top_k=0).lead_id.tolist())
-    changed = changed_leads(postgres_url, since, LATER) & open_leads
-    never = open_leads - (before - set(lost)) - changed  # created since the full run, too
-    assert summary.never_scored == len(never) > 0 and summary.unchanged > 0
-    assert summary.scored == len(changed) + summary.never_scored
-    after = stored_scores(postgres_url)
-    assert set(after.loc[after["run_id"] == summary.run_id, "lead_id"]) == changed | never
+    check_unscored_leads_were_scored(postgres_url, champion, summary, summary.run_id, before, lost, since, LATER)

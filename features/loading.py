@@ -80,11 +80,10 @@ def set_aside_rows_without_lead_id(data: DataConfig) -> dict[str, int]:
                for t, (n, values) in texts.items()])
     assert data.quarantine_dir is not None  # guaranteed by the config validator
     counts: dict[str, int] = {}
-    for table, (rule, text_in_numeric) in [*((t, (NULL_VALUE, False)) for t in nulls),
-                                           *((t, (WRONG_TYPE, True)) for t in texts)]:
-        rows = read_rows_without_lead_id(data, table, text_in_numeric=text_in_numeric)
-        counts[table] = counts.get(table, 0) + len(rows)
-        reasons = np.full(len(rows), f"{rule}:{LEAD_ID}", dtype=object)
-        folder = Path(data.quarantine_dir) / ("no-lead-id" if not text_in_numeric else "text-lead-id")
-        write_quarantine(rows, reasons, folder, table, data.quarantine_format)
+    for tables, rule, folder in ((nulls, NULL_VALUE, "no-lead-id"), (texts, WRONG_TYPE, "text-lead-id")):
+        for table in tables:
+            rows = read_rows_without_lead_id(data, table, text_in_numeric=rule == WRONG_TYPE)
+            counts[table] = counts.get(table, 0) + len(rows)
+            reasons = np.full(len(rows), f"{rule}:{LEAD_ID}", dtype=object)
+            write_quarantine(rows, reasons, Path(data.quarantine_dir) / folder, table, data.quarantine_format)
     return counts

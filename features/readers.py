@@ -674,10 +674,14 @@ def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str) -> Any:
     return sa.func.typeof(id_col).in_(["text", "blob"])
 
 
+def _is_sqlite(source: SourceConfig) -> bool:
+    return source.kind == "sql" and source.url is not None and source.url.startswith("sqlite")
+
+
 def _numeric_sqlite_id(source: SourceConfig, location: str | None, column: str) -> bool:
     """Whether the lead id ``column`` of a table is a SQLite column of numeric affinity (where text ids are
     set apart up front by :func:`text_lead_ids_in_numeric_columns`)."""
-    if location is None or source.url is None or not source.url.startswith("sqlite"):
+    if location is None or not _is_sqlite(source):
         return False
     with SqlDatabase(source.url, source.db_schema) as database:
         reflected = database.table(location)
@@ -690,7 +694,7 @@ def text_lead_ids_in_numeric_columns(data: DataConfig) -> dict[str, tuple[int, l
     must refuse or quarantine them up front: no partition would read them."""
     source = data.source
     found: dict[str, tuple[int, list[Any]]] = {}
-    if source.kind != "sql" or source.url is None or not source.url.startswith("sqlite"):
+    if not _is_sqlite(source):
         return found
     with SqlDatabase(source.url, source.db_schema) as database:
         for table in TABLES:

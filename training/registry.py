@@ -351,10 +351,22 @@ def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, row
     return p
 
 
+def run_ece_bins(client: MlflowClient, run_id: str) -> tuple[int, str]:
+    """The ECE bins a sales-readiness run measured with (params ``training.ece_bins`` / ``ece_binning``;
+    runs without them: 10 equal-mass bins, the default)."""
+    params = client.get_run(run_id).data.params if run_id else {}
+    bins = params.get("training.ece_bins", "10")
+    return (int(bins) if bins.isdigit() and int(bins) >= 2 else 10,
+            params.get("training.ece_binning") if params.get("training.ece_binning") in ("equal_mass", "equal_width")
+            else "equal_mass")
+
+
 def _sales_readiness_rows_metrics(client: MlflowClient, name: str, version: str, rows: pd.DataFrame,
-                                  _run_id: str) -> dict[str, float]:
+                                  run_id: str) -> dict[str, float]:
+    """Metrics of ``version`` on the candidate run's rows, ECE with that run's bins (as its baselines')."""
     return rows_metrics(rows, out_of_sample_probabilities(
-        client, client.get_model_version(name, version), rows, lambda part: score_rows(client, name, version, part)))
+        client, client.get_model_version(name, version), rows, lambda part: score_rows(client, name, version, part)),
+        *run_ece_bins(client, run_id))
 
 
 def promotion_rules(kind: str | None) -> PromotionRules:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.integration.mlflow_support import fitted, shared_project
+from training.config import BoosterConfig
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -152,3 +153,22 @@ def test_champion_json_names_an_mql_cut_off_only_for_sales_readiness(tmp_path: P
     assert ttc["horizon_days"] == 180 and ttc["metrics"] == {"uno_c": 0.71}
     assert infos["lead-conversion"]["threshold"] == 12 and "MQL" in infos["lead-conversion"]["threshold_unit"]
     assert infos["untagged"]["threshold"] is None and "threshold_unit" in infos["untagged"]
+
+
+def test_promote_measures_ece_with_the_runs_bins(tmp_path: Path) -> None:
+    """The promotion table's ECE is the one the run reported (its training.ece_bins / ece_binning), not
+    10 equal-mass bins beside baselines measured with the project's bins."""
+    from training.workflow import fit_training_set
+
+    project, training_set, data = shared_project()
+    training = project.training.model_copy(update={
+        "make_plots": False, "ece_bins": 4, "ece_binning": "equal_width",
+        "booster": BoosterConfig(max_rounds=20, num_leaves=3, max_depth=2, learning_rate=0.3)})
+    result = fit_training_set(training_set, data, training)
+    project = project.model_copy(update={"training": training})
+    target = tracking_target(None, tmp_path)
+    run = track_and_register(target, project, training_set, result)
+    client = connect(target)
+    logged = client.get_run(run.run_id).data.metrics["ece"]
+    decision = promote(client)
+    assert decision.table.loc["ece", f"challenger v{run.model_version}"] == pytest.approx(logged, abs=1e-9)

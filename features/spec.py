@@ -487,6 +487,22 @@ class FeatureSpec:
                 out[col] = unseen
         return out
 
+    def unseen_values(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per categorical column holding unseen values: each row's unseen value as text (None where the
+        value is known or missing), so a reason can show what the lead had, not a missing value."""
+        self._require_fitted()
+        out: dict[str, np.ndarray] = {}
+        for col, vocab in self.categorical_vocab_.items():
+            if col not in frame.columns:
+                continue
+            series = frame[col]
+            unseen = np.isnan(_codes_of(series, vocab)) & series.notna().to_numpy()
+            if unseen.any():
+                texts = np.full(len(series), None, dtype=object)
+                texts[unseen] = [category_text(v) for v in series.to_numpy()[unseen]]
+                out[col] = texts
+        return out
+
     def unseen_event_types(self, events: pd.DataFrame) -> list[str]:
         """Event types the spec does not know (their events are ignored by the features)."""
         self._require_fitted()
@@ -509,6 +525,15 @@ class FeatureSpec:
             unknown = sorted({str(e.get(EVENT_TYPE)) for e in payload.get("events") or []} - set(known))
             if unknown:
                 out[EVENT_TYPE] = unknown
+        return out
+
+    def unseen_values_of_payloads(self, payloads: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """``unseen_values`` of request payloads (their ``attributes``), one row per payload."""
+        out: dict[str, np.ndarray] = {}
+        for i, payload in enumerate(payloads):
+            for col, values in self.unseen_in_payload(payload).items():
+                if col in self.categorical_vocab_:  # not the unknown event types
+                    out.setdefault(col, np.full(len(payloads), None, dtype=object))[i] = values[0]
         return out
 
     # ----- matrix <-> frame ------------------------------------------------------------------

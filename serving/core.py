@@ -33,6 +33,7 @@ calibrated ``probability`` at the horizon (``p_close_90d == probability`` for a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,8 @@ class ScoreBatch:
     vocab: dict[int, list[str]] = field(default_factory=dict)
     closing: dict[str, np.ndarray] | None = None  # CLOSING_FIELDS -> (n,) when a time-to-close model scored
     closing_model: ModelInfo | None = None
+    # column index -> each row's unseen category as text (None elsewhere): the model read it as missing
+    unseen: dict[int, np.ndarray] = field(default_factory=dict)
 
     def closing_columns(self) -> dict[str, np.ndarray]:
         """The time-to-close fields (all NaN when no time-to-close model is served)."""
@@ -141,9 +144,13 @@ class ScoreBatch:
     def top_k(self) -> int:
         return self.reason_feature.shape[1]
 
-    def decoded_value(self, column: int, value: float) -> str | float | None:
-        """A matrix value as the lead's value: category string, number, or None when missing."""
+    def decoded_value(self, column: int, value: float, row: int | None = None) -> str | float | None:
+        """A matrix value as the lead's value: category string, number, or None when missing; a category
+        the model never saw (scored as missing) as ``"<value> (unseen)"`` when ``row`` is given."""
         if value != value:  # NaN
+            texts = self.unseen.get(column)
+            if texts is not None and row is not None and texts[row] is not None:
+                return unseen_text(texts[row])
             return None
         vocab = self.vocab.get(column)
         if vocab is not None:
@@ -159,7 +166,7 @@ class ScoreBatch:
                     "feature": self.columns[j],
                     "label": self.labels[j],
                     "family": self.families[j],
-                    "value": self.decoded_value(j, float(self.reason_value[i, slot])),
+                    "value": self.decoded_value(j, float(self.reason_value[i, slot]), i),
                     "impact": float(self.reason_impact[i, slot]),
                 }
             )
@@ -218,8 +225,8 @@ class ScoreBatch:
         for slot in range(self.top_k):
             idx = self.reason_feature[:, slot]
             raw = self.reason_value[:, slot]
-            values = np.array([self.decoded_value(int(j), float(v)) for j, v in zip(idx, raw, strict=True)],
-                              dtype=object)
+            values = np.array([self.decoded_value(int(j), float(v), i)
+                               for i, (j, v) in enumerate(zip(idx, raw, strict=True))], dtype=object)
             data[f"reason_{slot + 1}_feature"] = columns[idx] if len(idx) else np.array([], dtype=object)
             data[f"reason_{slot + 1}_label"] = labels[idx] if len(idx) else np.array([], dtype=object)
             data[f"reason_{slot + 1}_value"] = values
@@ -229,6 +236,14 @@ class ScoreBatch:
         frame["model_version"] = self.model.version
         frame["time_to_close_version"] = None if self.closing_model is None else self.closing_model.version
         return frame
+
+
+UNSEEN_SUFFIX = " (unseen)"
+
+
+def unseen_text(value: str) -> str:
+    """How a reason shows a category the model never saw (it scored the lead as if the value were missing)."""
+    return f"{value}{UNSEEN_SUFFIX}"
 
 
 def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
@@ -337,14 +352,21 @@ class ScoringCore:
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
         return self.model.calibrator_.transform(margin)
 
-    def score_matrix(self, lead_ids: Any, matrix: np.ndarray, top_k: int | None = None) -> ScoreBatch:
-        """Score feature rows (spec order, from ``features_from_payloads`` / ``scoring_matrix``)."""
+    def score_matrix(self, lead_ids: Any, matrix: np.ndarray, top_k: int | None = None,
+                     unseen: Mapping[str, np.ndarray] | None = None) -> ScoreBatch:
+        """Score feature rows (spec order, from ``features_from_payloads`` / ``scoring_matrix``).
+
+        ``unseen`` (``FeatureSpec.unseen_values`` of the same rows) lets reasons show a lead's unseen
+        category instead of a missing value."""
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.columns):
             raise ValueError(f"feature matrix has shape {matrix.shape}, expected (n, {len(self.columns)})")
         lead_ids = np.asarray(lead_ids)
         if len(lead_ids) != len(matrix):
             raise ValueError(f"{len(lead_ids)} lead ids for {len(matrix)} feature rows")
+        for column, texts in (unseen or {}).items():
+            if len(texts) != len(lead_ids):
+                raise ValueError(f"unseen values of {column!r}: {len(texts)} for {len(lead_ids)} feature rows")
         k = self.config.top_k if top_k is None else int(top_k)
         if k < 0:
             raise ValueError(f"top_k must be >= 0, got {k}")
@@ -396,6 +418,8 @@ class ScoringCore:
             vocab=self._vocab,
             closing=None if self.closing is None else self.closing.summary(matrix, probability, self.horizon_days),
             closing_model=self.closing_info,
+            unseen={self.columns.index(c): np.asarray(texts, dtype=object) for c, texts in (unseen or {}).items()
+                    if c in self.columns},
         )
 
     def describe_closing(self) -> dict[str, Any] | None:

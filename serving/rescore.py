@@ -71,7 +71,7 @@ from features.loading import set_aside_rows_without_lead_id
 from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
 from features.spec import FeatureSpec
-from serving.core import GRADES, ScoreBatch, ScoringCore
+from serving.core import GRADES, ScoreBatch, ScoringCore, unseen_text
 from serving.loader import ServingSettings, load_exported, load_registered
 from serving.schemas import FUTURE_TOLERANCE
 from serving.score_store import (
@@ -247,6 +247,15 @@ def changed_lead_mask(crm: CRMData, since_ns: int, as_of_ns: int) -> np.ndarray:
 
 
 # ----- one partition ----------------------------------------------------------------------------
+def unseen_values_of(crm: CRMData, spec: FeatureSpec, lead_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """``FeatureSpec.unseen_values`` of the leads ``lead_ids`` (in that order), for their reasons."""
+    texts = spec.unseen_values(crm.leads)
+    if not texts:
+        return {}
+    rows = pd.Index(crm.leads[LEAD_ID]).get_indexer(lead_ids)  # the contract leaves one row per lead
+    return {c: values[rows] for c, values in texts.items()}
+
+
 def reasons_json(batch: ScoreBatch) -> np.ndarray:
     """Top-k reasons of each lead as a JSON array string (what ``reasons_of`` returns), built column-wise."""
     n, k = len(batch), batch.top_k
@@ -274,6 +283,10 @@ def reasons_json(batch: ScoreBatch) -> np.ndarray:
             if rows.any():
                 encoded = np.array([json.dumps(v) for v in vocab], dtype=object)
                 value[rows] = encoded[raw[rows].astype(np.int64)]
+        for col, texts in batch.unseen.items():  # a category the model never saw: its text, marked
+            for i in np.flatnonzero(~present & (j == col)).tolist():
+                if texts[i] is not None:
+                    value[i] = json.dumps(unseen_text(texts[i]))
         slots.append([f'{heads[c]}{v}, "impact": {impact}}}' for c, v, impact
                       in zip(j.tolist(), value.tolist(), json_numbers(batch.reason_impact[:, slot]), strict=True)])
     return np.array(["[" + ", ".join(parts) + "]" for parts in zip(*slots, strict=True)], dtype=object)
@@ -375,6 +388,7 @@ def score_partition(
                              quarantined=len(quarantined),  # a lead id given twice is one lead
                              retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
     unseen = {c: v[:UNSEEN_SHOWN] for c, v in core.spec.unseen_categories(crm.leads).items()}
+    unseen_rows = unseen_values_of(crm, core.spec, lead_ids) if unseen else {}
     if unknown_types := core.spec.unseen_event_types(crm.events):
         unseen[EVENT_TYPE] = unknown_types[:UNSEEN_SHOWN]
     if run.changed_since is not None and len(lead_ids):
@@ -388,11 +402,12 @@ def score_partition(
         keep |= never_scored
         counts.unchanged = int((~keep).sum())
         lead_ids, matrix = lead_ids[keep], matrix[keep]
+        unseen_rows = {c: texts[keep] for c, texts in unseen_rows.items()}
     del crm
     lap("features")
     scored_at = scored_at or utc_now()
     if len(lead_ids):
-        batch = core.score_matrix(lead_ids, matrix, run.top_k)
+        batch = core.score_matrix(lead_ids, matrix, run.top_k, unseen_rows)
     else:
         batch = core.score_matrix(np.empty(0, dtype=np.int64), np.empty((0, len(core.columns))), 0)
     lap("score")

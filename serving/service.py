@@ -278,8 +278,10 @@ class LeadScoringService:
     @staticmethod
     def _score(core: ScoringCore, leads: list[LeadIn], at: datetime, top_k: int,
                warnings: list[list[str]]) -> ScoreResponse:
-        matrix = features_from_payloads([lead.payload() for lead in leads], core.spec, at)
-        batch = core.score_matrix([lead.lead_id for lead in leads], matrix, top_k)
+        payloads = [lead.payload() for lead in leads]
+        matrix = features_from_payloads(payloads, core.spec, at)
+        batch = core.score_matrix([lead.lead_id for lead in leads], matrix, top_k,
+                                  core.spec.unseen_values_of_payloads(payloads))
         records = batch.to_records()
         scores = []
         for record, lead, notes in zip(records, leads, warnings, strict=True):

@@ -233,3 +233,46 @@ def test_grade_cut_offs_are_inclusive() -> None:
     score = np.array([0, 2, 3, 5, 6, 9, 10, 100])
     np.testing.assert_array_equal(grade_of(score, (10, 6, 3)), ["D", "D", "C", "C", "B", "B", "A", "A"])
     np.testing.assert_array_equal(grade_of(score, (6, 6, 3)), ["D", "D", "C", "C", "A", "A", "A", "A"])
+
+
+def test_reasons_show_an_unseen_category_as_the_leads_value(champion, core) -> None:
+    """A category the model never saw is scored as missing; its reason shows the lead's value, marked, in
+    the endpoint's records, the batch frame and the stored reasons JSON alike (it showed as null)."""
+    import json
+
+    from serving.rescore import reasons_json, unseen_values_of
+
+    ids = [int(i) for i in champion.crm.leads[LEAD_ID].iloc[:3]]
+    payloads = payloads_from_crm(champion.crm, ids, AS_OF)
+    for payload in payloads:
+        payload["attributes"]["industry"] = "asteroid mining"
+    payloads[2]["attributes"]["industry"] = None
+    matrix = features_from_payloads(payloads, core.spec, AS_OF)
+    every = len(core.columns)  # every feature among the reasons
+    unseen = core.spec.unseen_values_of_payloads(payloads)
+    assert list(unseen["industry"]) == ["asteroid mining", "asteroid mining", None]
+    batch = core.score_matrix(ids, matrix, every, unseen)
+    plain = core.score_matrix(ids, matrix, every)
+    np.testing.assert_array_equal(batch.probability, plain.probability)  # scored exactly as missing
+
+    def industry(reasons: list[dict]) -> object:
+        return next(r["value"] for r in reasons if r["feature"] == "industry")
+
+    records = batch.to_records()
+    assert [industry(r["reasons"]) for r in records] == ["asteroid mining (unseen)"] * 2 + [None]
+    assert [industry(r["reasons"]) for r in plain.to_records()] == [None] * 3
+    stored = [json.loads(text) for text in reasons_json(batch)]
+    assert [industry(r) for r in stored] == [industry(r["reasons"]) for r in records]
+    frame = batch.to_frame()
+    slot = [next(k for k in range(1, every + 1) if row[f"reason_{k}_feature"] == "industry")
+            for _, row in frame.iterrows()]
+    assert [frame.loc[i, f"reason_{k}_value"] for i, k in enumerate(slot)] == ["asteroid mining (unseen)"] * 2 + [None]
+    # batch rescoring reads the same texts from the leads table, in the scored leads' order
+    crm = champion.crm
+    leads = crm.leads.copy()
+    leads["industry"] = leads["industry"].astype(object)
+    leads.loc[leads[LEAD_ID] == ids[1], "industry"] = "asteroid mining"
+    texts = unseen_values_of(type(crm)(leads, crm.events, crm.outcomes), core.spec, np.array(ids[::-1]))
+    assert list(texts["industry"]) == [None, "asteroid mining", None]
+    with pytest.raises(ValueError, match="unseen values of 'industry'"):
+        core.score_matrix(ids, matrix, every, {"industry": texts["industry"][:2]})

@@ -649,11 +649,14 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     return np.unique(ids.to_numpy(dtype=np.int64))
 
 
-def _missing_id_clause(id_col: sa.Column, markers: Sequence[str]) -> Any:
-    """SQL: the lead id is null, or one of the missing markers (text columns only)."""
+def _missing_id_clause(id_col: sa.Column, markers: Sequence[str], dialect: str) -> Any:
+    """SQL: the lead id is null, or one of the missing markers (text columns, and text kept by SQLite in a
+    numeric column: a whole load reads ``''`` there as missing too)."""
     missing = id_col.is_(None)
     if markers and isinstance(id_col.type, sa.String):  # markers live in text columns
         missing = sa.or_(missing, id_col.in_(list(markers)))
+    elif markers and (text := _text_in_numeric_id_clause(id_col, dialect)) is not None:
+        missing = sa.or_(missing, sa.and_(text, id_col.in_(list(markers))))
     return missing
 
 
@@ -663,15 +666,17 @@ def _missing_id_mask(ids: pd.Series, markers: Sequence[str]) -> pd.Series:
     return ids.isna() | marked
 
 
-def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str) -> Any:
+def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str, markers: Sequence[str] = ()) -> Any:
     """SQLite: the lead id is text or bytes in a column of numeric affinity (INTEGER, REAL, NUMERIC), where
-    a numeric id range compares it as greater than every number: no range holds it. None elsewhere."""
+    a numeric id range compares it as greater than every number: no range holds it; ``markers`` (missing
+    values: counted as missing ids) left out. None elsewhere."""
     if dialect != "sqlite":
         return None
     affinity = sqlite_arrow.type_affinity(id_col.info.get(sqlite_arrow.DECLARED_TYPE))
     if affinity not in ("INTEGER", "REAL", "NUMERIC"):
         return None  # text columns: range_key compares their value as a number
-    return sa.func.typeof(id_col).in_(["text", "blob"])
+    text = sa.func.typeof(id_col).in_(["text", "blob"])
+    return sa.and_(text, id_col.not_in(list(markers))) if markers else text
 
 
 def _is_sqlite(source: SourceConfig) -> bool:
@@ -705,7 +710,7 @@ def text_lead_ids_in_numeric_columns(data: DataConfig) -> dict[str, tuple[int, l
             reflected = database.table(location)
             if column not in reflected.c:
                 continue
-            clause = _text_in_numeric_id_clause(reflected.c[column], "sqlite")
+            clause = _text_in_numeric_id_clause(reflected.c[column], "sqlite", data.missing_values)
             if clause is None:
                 continue
             with database.engine.connect() as conn:
@@ -729,8 +734,9 @@ def read_rows_without_lead_id(data: DataConfig, table: str, *, text_in_numeric: 
         assert source.url is not None
         with SqlDatabase(source.url, source.db_schema) as database:
             reflected = database.table(location)
-            clause = (_text_in_numeric_id_clause(reflected.c[column], database.engine.dialect.name) if text_in_numeric
-                      else _missing_id_clause(reflected.c[column], data.missing_values))
+            dialect = database.engine.dialect.name
+            clause = (_text_in_numeric_id_clause(reflected.c[column], dialect, data.missing_values) if text_in_numeric
+                      else _missing_id_clause(reflected.c[column], data.missing_values, dialect))
             if clause is None:
                 return pd.DataFrame()
             query = sa.select(reflected).where(clause)
@@ -764,7 +770,7 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
                 reflected = database.table(location)
                 if column not in reflected.c:
                     continue  # reported by validation as a missing column
-                missing = _missing_id_clause(reflected.c[column], data.missing_values)
+                missing = _missing_id_clause(reflected.c[column], data.missing_values, database.engine.dialect.name)
                 query = sa.select(sa.func.count()).select_from(reflected).where(missing)
                 with database.engine.connect() as conn:
                     counts[table] = int(conn.execute(query).scalar_one())

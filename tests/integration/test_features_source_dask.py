@@ -127,6 +127,28 @@ def test_sqlite_text_ids_in_an_integer_column_are_refused_or_quarantined_not_los
     assert sorted(text_ids["lead_id"]) == ["abc", "x9"] and set(text_ids["_reason"]) == {"wrong_type:lead_id"}
 
 
+def test_a_missing_marker_stored_as_text_in_an_integer_id_column_is_a_missing_id_as_in_a_whole_load(
+        tmp_path: Path) -> None:
+    """'' (a missing marker) kept as text by SQLite in the INTEGER lead-id column is null_value, as the
+    whole load reads it (it was wrong_type in a range job); other text stays wrong_type."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE events SET lead_id = '' WHERE rowid = 3"))
+        conn.execute(sa.text("UPDATE events SET lead_id = 'NA' WHERE rowid = 7"))
+    strict = DataConfig(source=SourceConfig(kind="sql", url=url))
+    with pytest.raises(ContractError) as whole:
+        load_crm(strict)
+    with pytest.raises(ContractError) as ranges:
+        build_training_set_from_source(strict, tmp_path / "parts", partition_leads=80)
+    rules = {(v.rule, v.n_rows) for v in ranges.value.violations}
+    assert rules == {(v.rule, v.n_rows) for v in whole.value.violations} == {("null_value", 1), ("wrong_type", 1)}
+    data = strict.model_copy(update={"policy": "quarantine", "quarantine_dir": tmp_path / "q"})
+    build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
+    assert pd.read_csv(tmp_path / "q" / "no-lead-id" / "events.csv", keep_default_na=False)["lead_id"].tolist() == [""]
+    assert pd.read_csv(tmp_path / "q" / "text-lead-id" / "events.csv", keep_default_na=False)["lead_id"].tolist() == ["NA"]
+
+
 def test_a_sqlite_text_id_in_the_leads_integer_column_is_set_aside_not_a_partitioning_error(tmp_path: Path) -> None:
     """A lead (with its events and outcome) whose id is text in the INTEGER column: the driver's id list
     leaves it out, as it leaves out missing ids, so it is refused as wrong_type or quarantined whole; it was

@@ -239,7 +239,8 @@ class DealValueModel:
 
     ``fit(leads, amounts, spec)`` returns self. With at least ``min_deals`` amounts: LightGBM on
     ``log(amount)`` from the spec's fit columns, early-stopped on a 20% holdout whose residuals give
-    Duan's smearing factors ``mean(exp(r))`` and ``mean(exp(2 r))``; otherwise the historical mean.
+    Duan's smearing factors ``mean(exp(r))`` and ``mean(exp(2 r))``; otherwise (or when the booster finds no
+    split) the historical mean.
     ``zero_deals`` deals closed at an amount of 0 (``amounts`` holds the positive ones) scale the
     moments by ``positive_share_``, the share of priced deals above 0.
     """
@@ -294,6 +295,11 @@ class DealValueModel:
         valid = lgb.Dataset(X[holdout], y[holdout], reference=train)
         booster = lgb.train(params, train, num_boost_round=500, valid_sets=[valid],
                             callbacks=[lgb.early_stopping(30, verbose=False)])
+        trees = booster.dump_model(num_iteration=booster.best_iteration)["tree_info"]
+        if all(tree["num_leaves"] <= 1 for tree in trees):
+            # no split (few deals for min_data_in_leaf): a constant model whose smearing would come from a
+            # handful of held-out deals; the historical mean estimates the same thing without that noise
+            return self
         residual = y[holdout] - booster.predict(X[holdout], num_iteration=booster.best_iteration)
         self.booster_ = booster
         self.smear_ = float(np.mean(np.exp(residual)))

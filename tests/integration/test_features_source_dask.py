@@ -92,11 +92,18 @@ def test_quarantine_keeps_every_partitions_rows_and_counts_them(tmp_path: Path) 
     assert not (tmp_path / "q" / "no-lead-id" / "leads.csv").exists()
 
 
-def test_sql_rows_without_a_lead_id_are_quarantined_whole(tmp_path: Path) -> None:
+def _sqlite_crm(tmp_path: Path, *updates: str) -> str:
+    """A 200-lead synthetic CRM in SQLite with ``updates`` applied; its URL."""
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
     with sa.create_engine(url).begin() as conn:
-        conn.execute(sa.text("UPDATE events SET lead_id = NULL WHERE rowid IN (3, 4, 5)"))
+        for statement in updates:
+            conn.execute(sa.text(statement))
+    return url
+
+
+def test_sql_rows_without_a_lead_id_are_quarantined_whole(tmp_path: Path) -> None:
+    url = _sqlite_crm(tmp_path, "UPDATE events SET lead_id = NULL WHERE rowid IN (3, 4, 5)")
     data = DataConfig(source=SourceConfig(kind="sql", url=url), policy="quarantine",
                       quarantine_dir=tmp_path / "q", quarantine_format="parquet")
     result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
@@ -109,11 +116,8 @@ def test_sql_rows_without_a_lead_id_are_quarantined_whole(tmp_path: Path) -> Non
 def test_sqlite_text_ids_in_an_integer_column_are_refused_or_quarantined_not_lost(tmp_path: Path) -> None:
     """SQLite keeps text in an INTEGER column and compares it above every number: no id range holds such a
     row, so no partition would read it. It is found up front, as the in-memory load finds it."""
-    url = f"sqlite:///{tmp_path / 'crm.db'}"
-    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(sa.text("UPDATE events SET lead_id = 'abc' WHERE rowid = 3"))
-        conn.execute(sa.text("UPDATE events SET lead_id = 'x9' WHERE rowid = 7"))
+    url = _sqlite_crm(tmp_path, "UPDATE events SET lead_id = 'abc' WHERE rowid = 3",
+                      "UPDATE events SET lead_id = 'x9' WHERE rowid = 7")
     strict = DataConfig(source=SourceConfig(kind="sql", url=url))
     with pytest.raises(ContractError, match=r"events.lead_id: wrong_type: 2 rows \(text lead ids in a numeric "
                                             r"column: no lead-id range holds them\); e.g. value='abc'; value='x9'") as caught:
@@ -131,11 +135,8 @@ def test_a_missing_marker_stored_as_text_in_an_integer_id_column_is_a_missing_id
         tmp_path: Path) -> None:
     """'' (a missing marker) kept as text by SQLite in the INTEGER lead-id column is null_value, as the
     whole load reads it (it was wrong_type in a range job); other text stays wrong_type."""
-    url = f"sqlite:///{tmp_path / 'crm.db'}"
-    write_synthetic(SynthConfig(n_leads=200, seed=6, events_per_lead=5), url, "sql")
-    with sa.create_engine(url).begin() as conn:
-        conn.execute(sa.text("UPDATE events SET lead_id = '' WHERE rowid = 3"))
-        conn.execute(sa.text("UPDATE events SET lead_id = 'NA' WHERE rowid = 7"))
+    url = _sqlite_crm(tmp_path, "UPDATE events SET lead_id = '' WHERE rowid = 3",
+                      "UPDATE events SET lead_id = 'NA' WHERE rowid = 7")
     strict = DataConfig(source=SourceConfig(kind="sql", url=url))
     with pytest.raises(ContractError) as whole:
         load_crm(strict)

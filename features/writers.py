@@ -2,12 +2,12 @@
 
 Layout: ``csv`` and ``parquet`` write one file per table into the directory ``dest``
 (``<dest>/<table>.csv`` / ``<dest>/<table>.parquet``); ``sql`` writes one table per table name into
-the database at the SQLAlchemy URL ``dest`` (SQLite or PostgreSQL).
+the database at the SQLAlchemy URL ``dest`` (a SQLite file or PostgreSQL; in-memory SQLite is refused).
 
 Chunks go to staging files/tables first; :meth:`TableWriter.close` swaps them in at once (files
 renamed, tables renamed in one transaction, then an index on ``lead_id``). An exception inside the
-``with`` block, or a failing close, removes everything this writer created and leaves the
-destination as it was.
+``with`` block, or a failing close, removes everything this writer created (a SQLite file it
+created included) and leaves the destination as it was.
 """
 
 from __future__ import annotations
@@ -130,15 +130,15 @@ class TableWriter:
         self._parquet: dict[str, pq.ParquetWriter] = {}
         self._csv: dict[str, tuple[Any, pa_csv.CSVWriter]] = {}
         self._created_dir = False
+        self._new_sqlite_file: Path | None = None  # a SQLite file this writer creates: removed on abort
         self._engine: sa.Engine | None = None
         self._closed = False
         if fmt == "sql":
             if not is_url(self.dest):
                 raise ValueError(f"sql destination {self.dest!r} is not a SQLAlchemy URL (e.g. sqlite:///crm.db); "
                                  "csv or parquet write into a folder")
+            self._new_sqlite_file = _new_sqlite_file(self.dest)
             self._engine = sa.create_engine(self.dest)
-            if self._engine.dialect.name not in ("sqlite", "postgresql"):
-                raise ValueError(f"sql destination must be SQLite or PostgreSQL, got {self._engine.dialect.name!r}")
         else:
             if is_url(self.dest):
                 raise ValueError(f"{fmt} destination {self.dest!r} is a URL; {fmt} writes files into a folder "
@@ -209,7 +209,11 @@ class TableWriter:
             with self._engine.begin() as conn:
                 for staging in self._staged.values():
                     conn.execute(sa.text(f"DROP TABLE IF EXISTS {_quote(conn, staging)}"))
+                kept = sa.inspect(conn).get_table_names() if self._new_sqlite_file is not None else []
             self._engine.dispose()
+            if self._new_sqlite_file is not None and not kept:  # none but ours was ever in it
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    _quietly(Path(f"{self._new_sqlite_file}{suffix}").unlink)
         else:
             for staging in self._staged.values():
                 Path(staging).unlink(missing_ok=True)
@@ -359,6 +363,30 @@ class TableWriter:
     def _safe_url(self) -> str:
         assert self._engine is not None
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def _new_sqlite_file(dest: str) -> Path | None:
+    """Check a sql destination before any driver loads; the SQLite file it would create, if any.
+
+    Refuses databases other than SQLite and PostgreSQL, and in-memory SQLite, where every table
+    written vanishes when the writer closes.
+    """
+    try:
+        url = sa.engine.make_url(dest)
+    except sa.exc.ArgumentError as exc:
+        raise ValueError(f"sql destination {dest!r} is not a valid SQLAlchemy URL: {exc}") from exc
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"sql destination must be SQLite or PostgreSQL, got {backend!r}")
+    if backend != "sqlite":
+        return None
+    if not url.database or url.database == ":memory:" or "mode=memory" in url.database:
+        raise ValueError(f"sql destination {dest!r} is an in-memory SQLite database: the tables would vanish "
+                         "when the writer closes; name a file (e.g. sqlite:///crm.db)")
+    if url.database.startswith("file:"):
+        return None  # a URI filename: left alone
+    path = Path(url.database)
+    return None if path.exists() else path
 
 
 def _quote(conn: sa.Connection, name: str) -> str:

@@ -162,6 +162,8 @@ def test_synth_destination_and_format_mismatches_are_refused_by_name(
     assert list(tmp_path.iterdir()) == []  # neither a folder "sqlite:" nor a database was written
     code, output = _invoke("synth", "--out", "folder", "--format", "parquet", "--leads", "50")
     assert code == 0 and (tmp_path / "folder" / "leads.parquet").is_file(), output
+    code, output = _invoke("synth", "--out", "sqlite://", "--leads", "50")  # in memory: nothing would be kept
+    assert code == 1 and "in-memory SQLite database" in output, output
 
 
 def test_demo_and_synth_bounds_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -213,3 +213,23 @@ def test_write_synthetic_summary_matches_written_tables(sqlite_url: str) -> None
     assert summary.events == len(events)
     assert summary.conversions == outcomes[CONVERTED_AT].notna().sum()
     assert set(_read(sqlite_url, "sql", TRUTH)[LEAD_ID]) == set(leads[LEAD_ID])
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_in_memory_sqlite_is_refused(url: str) -> None:
+    # everything written there would vanish when the writer closes: a "success" that kept nothing
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        TableWriter(url, "sql")
+
+
+def test_other_databases_are_refused_by_name_before_loading_a_driver() -> None:
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL, got 'mysql'"):
+        TableWriter("mysql://user@127.0.0.1/crm", "sql")  # no MySQL driver is installed: no ImportError
+
+
+def test_new_sqlite_file_removed_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+    with pytest.raises(RuntimeError), TableWriter(f"sqlite:///{path}", "sql") as writer:
+        writer.write(LEADS, _tables()[LEADS])
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []  # no empty database file (its staging pages made it large)

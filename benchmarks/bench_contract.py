@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# Run by path, this folder would come first on sys.path, where benchmarks/features.py hides the
+# features package: put the repository first instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-from features.contract import DataConfig, validate_crm
-from features.readers import LeadSubset, RawTables, read_parquet_table
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from features.contract import DataConfig, validate_crm  # noqa: E402
+from features.readers import LeadSubset, RawTables, read_parquet_table  # noqa: E402
 
 
 def synthetic(n_leads: int, n_events: int, seed: int = 0) -> RawTables:
@@ -45,7 +52,7 @@ def timed(label: str, n_rows: int, func):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--leads", type=int, default=500_000)
     args = parser.parse_args()

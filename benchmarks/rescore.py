@@ -165,16 +165,23 @@ def sqlite_copy(data_dir: Path, work: Path, n_leads: int, events_per_lead: float
 def postgres_copy(admin: sa.Engine, n_leads: int, events_per_lead: float, templates: set[str]) -> Database:
     template = f"leadscore_bench_crm_{n_leads}_{str(events_per_lead).replace('.', '_')}"
     templates.add(template)
+    unfinished = f"{template}_tmp"  # generated under this name, renamed once whole
     with admin.connect() as conn:
         exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": template}).first()
-        if exists is None:
-            conn.execute(sa.text(f'CREATE DATABASE "{template}_tmp"'))
+        if exists is None:  # a run killed while generating left its database: start it again
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{unfinished}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{unfinished}"'))
     url_of = lambda name: sa.engine.make_url(POSTGRES_ADMIN).set(database=name).render_as_string(  # noqa: E731
         hide_password=False)
     if exists is None:
-        generate(url_of(f"{template}_tmp"), n_leads, events_per_lead)
+        try:
+            generate(url_of(unfinished), n_leads, events_per_lead)
+        except BaseException:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{unfinished}" WITH (FORCE)'))
+            raise
         with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{template}_tmp" RENAME TO "{template}"'))
+            conn.execute(sa.text(f'ALTER DATABASE "{unfinished}" RENAME TO "{template}"'))
     name = f"leadscore_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))

@@ -43,3 +43,52 @@ def test_synth_benchmark_at_tiny_sizes() -> None:
         refused = run_benchmark("synth.py", option, "0")
         assert refused.returncode == 2 and option in refused.stderr, refused.stderr[-2000:]
         assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.postgres
+def test_rescore_benchmark_generates_again_after_an_unfinished_generation(
+        postgres_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from benchmarks import rescore as bench
+
+    n_leads, events_per_lead = 37, 1.5
+    template = f"leadscore_bench_crm_{n_leads}_1_5"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+
+    def databases() -> set[str]:
+        with admin.connect() as conn:
+            rows = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                {"p": f"{template}%"})
+            return {r[0] for r in rows}
+
+    def drop(name: str) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    monkeypatch.setattr(bench, "POSTGRES_ADMIN", postgres_server_url)
+    try:
+        # a generation that fails (or is interrupted) leaves no half-generated database behind...
+        def broken(url: str, n: int, per_lead: float) -> None:
+            raise KeyboardInterrupt
+        with monkeypatch.context() as patched:
+            patched.setattr(bench, "generate", broken)
+            with pytest.raises(KeyboardInterrupt):
+                bench.postgres_copy(admin, n_leads, events_per_lead, set())
+        assert databases() == set()
+        # ...and one left by a killed run (no cleanup ran) no longer blocks every later run
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{template}_tmp"'))
+        db = bench.postgres_copy(admin, n_leads, events_per_lead, set())
+        try:
+            engine = sa.create_engine(db.url)
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT count(*) FROM leads")).scalar() == n_leads
+            engine.dispose()
+        finally:
+            db.drop()
+        assert databases() == {template}
+    finally:
+        drop(f"{template}_tmp")
+        drop(template)
+        admin.dispose()

@@ -149,6 +149,8 @@ def synth(
     from features.writers import DestinationExistsError, is_url
     from leadscore.synth import SynthConfig, write_synthetic
 
+    if not out.strip():
+        raise fail("--out is empty: give a SQLAlchemy URL (format sql) or a folder (csv/parquet)", 2)
     if fmt == "sql" and not is_url(out):
         raise fail(f"--out {out}: not a SQLAlchemy URL (e.g. sqlite:///crm.db); for a folder of files add "
                    "--format csv or --format parquet", 2)
@@ -171,6 +173,7 @@ def synth(
         raise fail(f"--out {out}: {exc.strerror or exc}") from exc
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
         raise fail(f"--out {out}: {sql_error_text(exc)}") from exc
+    dropped = _drop_stale_scores(out) if fmt == "sql" and overwrite else None
     median = summary.median_days_to_close
     print_pairs(
         f"synthetic CRM -> {out}",
@@ -180,8 +183,30 @@ def synth(
             ("conversions", f"{summary.conversions:,} ({summary.conversion_rate:.2%})"),
             ("median time to close", "n/a" if median is None else f"{median:.1f} days"),
             ("seconds", f"{summary.seconds:.1f}"),
+            *([("stored scores dropped", f"{dropped:,} (lead_scores and its history: of the replaced data)")]
+              if dropped is not None else []),
         ],
     )
+
+
+def _drop_stale_scores(url: str) -> int | None:
+    """After ``synth --overwrite`` into a database: drop the score tables of a rescore of the replaced data
+    (an incremental rescore would take their lead ids for the new leads'). Returns the scores dropped (None:
+    there were no score tables)."""
+    import sqlalchemy as sa
+
+    from serving.score_store import LEAD_SCORES
+
+    engine = sa.create_engine(url)
+    try:
+        if not sa.inspect(engine).has_table(LEAD_SCORES):
+            return None
+        with engine.connect() as conn:
+            stored = int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {LEAD_SCORES}")).scalar_one())
+    finally:
+        engine.dispose()
+    _drop_score_tables(url)
+    return stored
 
 
 SYNTH_OPTIONS = {"n_leads": "--leads", "seed": "--seed", "events_per_lead": "--events-per-lead"}

@@ -68,6 +68,35 @@ def test_synth_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.stderr.strip().splitlines() == [
         f"error: table 'leads' already exists in database {url}; add --overwrite to replace it"], again.stderr
     assert run_cli("synth", "--out", url, "--leads", "300", "--overwrite").returncode == 0
+    assert "stored scores dropped" not in run_cli("synth", "--out", url, "--leads", "300", "--overwrite").stdout
+
+
+def test_synth_overwrite_drops_the_scores_of_the_replaced_data(tmp_path: Path) -> None:
+    """Stored scores name lead ids of the data being replaced: an incremental rescore would take them for
+    the new leads' scores. `synth --overwrite` drops them, and says so."""
+    from datetime import datetime
+
+    import sqlalchemy as sa
+
+    from serving.score_store import LEAD_SCORES, create_score_tables, lead_scores
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert run_cli("synth", "--out", url, "--leads", "300").returncode == 0
+    engine = sa.create_engine(url)
+    create_score_tables(engine)
+    at = datetime(2026, 1, 1)
+    with engine.begin() as conn:
+        conn.execute(lead_scores.insert(), [
+            {"lead_id": i, "score": 50, "probability": 0.5, "grade": "A", "mql": True, "reasons": "[]",
+             "model_name": "lead-conversion", "model_version": "1", "scored_at": at, "as_of": at, "run_id": "r"}
+            for i in (1, 2)])
+    again = run_cli("synth", "--out", url, "--leads", "300", "--seed", "9", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert "stored scores dropped" in again.stdout and "2 (lead_scores" in again.stdout
+    assert not sa.inspect(engine).has_table(LEAD_SCORES)
+    engine.dispose()
+    empty = run_cli("synth", "--out", " ", "--format", "csv", "--leads", "300")
+    assert empty.returncode == 2 and "--out is empty" in empty.stderr
 
 
 def test_validate_reports_contract_violations_by_table_column_and_rule(tmp_path: Path) -> None:

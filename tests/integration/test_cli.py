@@ -259,3 +259,30 @@ def test_mlflow_noise_filter_drops_only_its_messages_and_only_inside_its_scope()
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
+
+
+def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(tmp_path: Path) -> None:
+    """SIGTERM (systemd, Kubernetes, kill) left hidden .partial files behind: its default action runs no
+    cleanup. The program now treats it as Ctrl-C: the half-written folder is gone."""
+    import signal
+    import time
+
+    out = tmp_path / "crm"
+    process = subprocess.Popen([*LEADSCORE, "synth", "--out", str(out), "--format", "csv", "--leads", "400000"],
+                               cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if out.is_dir() and any(".partial" in p.name for p in out.iterdir()):
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "synth ended before it could be stopped"
+        assert any(".partial" in p.name for p in out.iterdir())
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert not out.exists() or not list(out.iterdir()), sorted(p.name for p in out.iterdir())

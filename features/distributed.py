@@ -10,6 +10,9 @@ table and calls :func:`features.build.training_frame` on it.
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec
 
 PARTITION = "lead_partition"
+PART_FILE = re.compile(r"part-\d{5,}\.parquet")  # a partition file of build_training_set_from_source
 
 
 def lead_partition_of(lead_ids: pd.Series, npartitions: int) -> np.ndarray:
@@ -174,7 +178,9 @@ def build_training_set_from_source(
     The driver reads only the lead ids. Pass 1 (on workers, one task per lead-id range) validates
     each partition and returns its leads, event types and latest timestamp, from which the driver
     fits the spec (vocabularies, column order) and fixes ``data_end`` and the as-of dates. Pass 2
-    reads each partition again and writes its snapshot rows to ``out_dir/part-NNNNN.parquet``.
+    reads each partition again and writes its snapshot rows to ``out_dir/part-NNNNN.parquet``: under
+    temporary names, moved in place once every partition is written (the ``part-NNNNN.parquet`` files of
+    an earlier build with more partitions are removed then; a failed build leaves the folder as it was).
     Rows and values equal :func:`features.build.build_training_set` on the whole CRM (tested).
     """
     from dask import compute, delayed
@@ -213,8 +219,25 @@ def build_training_set_from_source(
     data = data.model_copy(update={"attributes": declared})
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
-    tasks = [delayed(_partition_to_parquet)(_partition_config(data, k), a, b, spec_dict, dates, data_end,
-                                            out_dir / f"part-{k:05d}.parquet")
-             for k, (a, b) in enumerate(ranges)]
-    files = list(compute(*tasks))
+    files = [out_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]
+    token = uuid.uuid4().hex[:8]
+    temporary = [f.with_name(f".{f.name}.{token}.tmp") for f in files]  # hidden: readers of the folder skip them
+    tasks = [delayed(_partition_to_parquet)(_partition_config(data, k), a, b, spec_dict, dates, data_end, tmp)
+             for k, ((a, b), tmp) in enumerate(zip(ranges, temporary, strict=True))]
+    try:
+        compute(*tasks)
+        _replace_partition_files(out_dir, temporary, files)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
     return SourceTrainingSet(spec, data_end, dates, files, quarantined)
+
+
+def _replace_partition_files(out_dir: Path, temporary: list[Path], files: list[Path]) -> None:
+    """Move a finished build's files in place and remove the ``part-NNNNN.parquet`` files of an earlier
+    build that this one does not replace (it had more partitions): the folder holds one build's rows."""
+    for stale in set(out_dir.glob("part-*.parquet")) - set(files):
+        if PART_FILE.fullmatch(stale.name):
+            stale.unlink()
+    for tmp, final in zip(temporary, files, strict=True):
+        os.replace(tmp, final)

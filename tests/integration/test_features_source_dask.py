@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -168,3 +170,38 @@ def test_a_sqlite_text_id_in_the_leads_integer_column_is_set_aside_not_a_partiti
     result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=80)
     assert moved["leads"] == 1 and result.rows_quarantined == moved
     assert pd.read_csv(tmp_path / "q" / "text-lead-id" / "leads.csv")["lead_id"].tolist() == ["L3"]
+
+
+def test_a_rebuild_into_the_same_folder_leaves_only_its_own_partitions(tmp_path: Path) -> None:
+    """A build with fewer (larger) partitions than the previous one in ``out_dir``: the folder read whole
+    (``pd.read_parquet(out_dir)``, as Dask or Spark read it) holds this build's rows once, no stale part."""
+    data, _ = _csv_crm(tmp_path)
+    first = build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    assert len(first.files) == 4
+    second = build_training_set_from_source(data, tmp_path / "parts", partition_leads=120)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert second.files == sorted((tmp_path / "parts").iterdir())
+    whole = pd.read_parquet(tmp_path / "parts").sort_values(["as_of", "lead_id"], kind="stable")
+    pd.testing.assert_frame_equal(whole.reset_index(drop=True), second.read(), check_exact=True)
+
+
+def test_a_failed_write_leaves_the_previous_build_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pass 2 writes every partition under a temporary name; they replace the previous build's files only
+    once all are written: a partition that fails leaves the folder as it was (no mix of two builds)."""
+    import features.distributed as distributed
+
+    data, _ = _csv_crm(tmp_path)
+    first = build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "parts").iterdir()}
+    write = distributed._partition_to_parquet
+
+    def fail_on_the_last(data: DataConfig, start: int, stop: int, *args: object) -> Path:
+        if stop == np.iinfo(np.int64).max:
+            raise OSError("disk full")
+        return write(data, start, stop, *args)
+
+    monkeypatch.setattr(distributed, "_partition_to_parquet", fail_on_the_last)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(OSError, match="disk full"):
+        build_training_set_from_source(data, tmp_path / "parts", partition_leads=120)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "parts").iterdir()} == before
+    assert len(first.read()) == len(pd.read_parquet(tmp_path / "parts"))

@@ -66,7 +66,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features import sqlite_arrow
 from features.build import instant_ns, scoring_matrix
-from features.contract import QUARANTINE, DataConfig, ValidationReport, validate_crm
+from features.contract import (
+    EMPTY_TABLE,
+    QUARANTINE,
+    ContractError,
+    ContractViolation,
+    DataConfig,
+    ValidationReport,
+    validate_crm,
+)
 from features.loading import set_aside_rows_without_lead_id
 from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
 from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
@@ -618,13 +626,17 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
     _refuse_earlier_as_of(engine, as_of.to_pydatetime())
     run_id = config.run_id or f"{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     # rows without a lead id are in no id range: refused (strict) or quarantined before any partition
-    set_aside_rows_without_lead_id(data if data.quarantine_dir is None else data.model_copy(
+    set_aside = set_aside_rows_without_lead_id(data if data.quarantine_dir is None else data.model_copy(
         update={"quarantine_dir": Path(data.quarantine_dir) / f"rescore-{run_id}"}))
+    lead_ids = read_lead_ids(data)
+    if len(lead_ids) == 0 and not set_aside.get(LEADS):  # as the whole-table load refuses it (empty_table)
+        raise ContractError([ContractViolation(LEADS, LEAD_ID, EMPTY_TABLE, 0, [], "the leads table has no rows")],
+                            data.source.kind)
     run = RunRecord(
         run_id=run_id,
         status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
         model_source=core.info.source, changed_since=changed, top_k=config.top_k, started_at=utc_now(),
-        partitions=plan_partitions(read_lead_ids(data), config.partition_leads),
+        partitions=plan_partitions(lead_ids, config.partition_leads),
         time_to_close_version=None if core.closing_info is None else core.closing_info.version,
     )
     create_run(engine, run)

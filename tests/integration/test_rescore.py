@@ -293,6 +293,26 @@ def test_a_lead_without_id_is_refused_by_name_or_quarantined_before_any_partitio
     assert text_id["lead_id"].tolist() == [f"L{texted}"] and texted not in set(stored_scores(sqlite_url)["lead_id"])
 
 
+def test_an_empty_leads_table_is_refused_before_a_run_and_keeps_the_out_file(
+        sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
+    """An emptied leads table (a failed export or load) breaks the contract's empty_table rule, as the
+    whole-table load says: the run is refused, not recorded as a finished run that scored 0 leads, and the
+    previous --out file stays (it was replaced by an empty one)."""
+    make_lead_db(sqlite_url)
+    out = tmp_path / "scores.csv"
+    rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF), out=out)
+    before = out.read_bytes()
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM leads"))
+    with pytest.raises(ContractError, match=r"leads\.lead_id: empty_table: 0 rows \(the leads table has no rows\)"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=LATER, run_id="e"), out=out)
+    with pytest.raises(LookupError):  # refused before the run was created
+        score_store.load_run(engine, "e")
+    engine.dispose()
+    assert out.read_bytes() == before
+
+
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     out = tmp_path / "scores.parquet"

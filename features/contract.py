@@ -478,6 +478,7 @@ class ContractError(ValueError):
 
     def __init__(self, violations: list[ContractViolation], source_kind: str | None = None) -> None:
         self.violations = list(violations)
+        self.source_kind = source_kind
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
         where = ""
         if any("row" in example for v in self.violations for example in v.examples):
@@ -485,6 +486,10 @@ class ContractError(ValueError):
                 ": in a whole CSV file with a header and no blank line or quoted line break, its line is row + 2)"
                 if source_kind == "csv" else ")")
         super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
+
+    def __reduce__(self) -> tuple[type[ContractError], tuple[list[ContractViolation], str | None]]:
+        """Pickled with its violations (a worker process or Dask task hands it back to the driver)."""
+        return type(self), (self.violations, self.source_kind)
 
 
 @dataclass

@@ -369,6 +369,25 @@ def test_worker_processes_give_the_single_process_result(sqlite_url: str, champi
 
 
 
+def test_a_violation_in_a_worker_process_fails_the_run_with_the_contracts_message(
+        sqlite_url: str, champion: Champion) -> None:
+    """A partition scored by a worker process breaks the contract: the run fails with the violation named, as
+    in process (it was "BrokenProcessPool: a process in the process pool was terminated abruptly")."""
+    make_lead_db(sqlite_url, n_leads=700)  # three partitions
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        dup = conn.execute(sa.text("SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET 450")).scalar_one()
+        conn.execute(sa.text("INSERT INTO leads SELECT * FROM leads WHERE lead_id = :id"), {"id": dup})
+    with pytest.raises(ContractError, match=rf"leads\.lead_id: duplicate_lead_id: 2 rows; e\.g\. .*lead_id={dup}"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="w"),
+                executor=ProcessExecutor(2, help_locally=False))
+    runs = score_store.lead_score_runs
+    with engine.connect() as conn:
+        status, error = conn.execute(sa.select(runs.c.status, runs.c.error).where(runs.c.run_id == "w")).one()
+    engine.dispose()
+    assert status == score_store.FAILED and "duplicate_lead_id" in error
+
+
 def test_worker_processes_score_the_leads_without_a_stored_score(sqlite_url: str, champion: Champion) -> None:
     """An incremental run on worker processes: each partition gets the ids of its stored scores, so only the
     changed leads and those without a score (three whose rows are gone, those created since the full run)

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from distributed import Client, LocalCluster
 
+from features.contract import ContractError
+from serving import score_store
 from serving.rescore import RescoreConfig, rescore, sql_data_config
 from serving.rescore_dask import rescore_on_dask
 from tests.integration.rescore_support import (
@@ -76,3 +79,37 @@ def test_dask_incremental_run_scores_the_leads_without_a_stored_score(
     summary = rescore_on_dask(data, postgres_url, champion.settings, RescoreConfig(
         partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since), client=client)
     check_unscored_leads_were_scored(postgres_url, champion, summary, summary.run_id, before, lost, since, LATER)
+
+
+def test_a_contract_violation_on_a_worker_fails_the_run_cleanly_and_resume_finishes_it(
+    sqlite_url: str, tmp_path: Path, champion: Champion, client: Client
+) -> None:
+    """A partition that breaks the contract ends the run with the contract's message (its violations named),
+    no worker log of a "Compute Failed" task with its traceback (a data error is no crash); the run is
+    marked failed, and once the data is fixed ``--resume`` on the workers gives the single-process result."""
+    make_lead_db(sqlite_url, n_leads=700)  # three partitions
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        dup = conn.execute(sa.text("SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET 450")).scalar_one()
+        conn.execute(sa.text("INSERT INTO leads SELECT * FROM leads WHERE lead_id = :id"), {"id": dup})
+    data = sql_data_config(sqlite_url)
+    config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF, run_id="bad-dask")
+    with pytest.raises(ContractError, match=rf"leads\.lead_id: duplicate_lead_id: 2 rows; e\.g\. .*lead_id={dup}"):
+        rescore_on_dask(data, sqlite_url, champion.settings, config, client=client)
+    assert score_store.load_run(engine, "bad-dask").status == score_store.FAILED
+    logs = [message for records in client.get_worker_logs().values() for _, message in records]
+    assert not [m for m in logs if "bad-dask" in m], logs
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM leads WHERE rowid = (SELECT MAX(rowid) FROM leads WHERE lead_id = :id)"),
+                     {"id": dup})
+    engine.dispose()
+    resumed = rescore_on_dask(data, sqlite_url, champion.settings,
+                              RescoreConfig(partition_leads=PARTITION_LEADS, resume=True, run_id="bad-dask"),
+                              client=client)
+    single_url = f"sqlite:///{tmp_path / 'single.db'}"
+    make_lead_db(single_url, n_leads=700)
+    single = rescore(sql_data_config(single_url), single_url, champion.settings,
+                     RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF))
+    assert resumed.status == score_store.FINISHED and resumed.scored == single.scored
+    got, want = stored_scores(sqlite_url), stored_scores(single_url)
+    pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS], check_dtype=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,17 @@ def test_strict_refuses_listing_every_violation_and_writes_nothing(tmp_path: Pat
             validate_crm(raw_crm(), data)
         assert "(row = position among the rows read, from 0" in str(caught.value)
         assert ("its line is row + 2" in str(caught.value)) is hint
+
+
+def test_a_contract_error_crosses_a_process_boundary_whole(tmp_path: Path) -> None:
+    """Rescore workers (processes, Dask) hand a partition's ContractError back pickled: it must come back
+    with its violations and message (unpickling it failed, and a worker's violation became "a process in
+    the process pool was terminated abruptly")."""
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw_crm(), config("strict", tmp_path))
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert type(copy) is ContractError and str(copy) == str(caught.value)
+    assert copy.violations == caught.value.violations
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])

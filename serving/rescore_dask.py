@@ -10,12 +10,14 @@ flight, so the driver holds a bounded number of results.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from features import sqlite_arrow
-from features.contract import DataConfig
+from features.contract import ContractError, DataConfig
 from serving.core import ScoringCore
 from serving.loader import ServingSettings
 from serving.rescore import (
@@ -30,12 +32,23 @@ from serving.rescore import (
 from serving.score_store import PartitionSpec, RunRecord
 
 
+@dataclass
+class _Refused:
+    """A partition whose data broke the contract, handed back as a value and raised by the driver: a task
+    that raised would be logged by its worker as a failed computation, traceback included (a data error is
+    no crash)."""
+
+    error: ContractError
+
+
 def _score_on_worker(data: DataConfig, parts: dict[str, Any], partition: PartitionSpec,
-                     run: RunRecord) -> PartitionResult:
+                     run: RunRecord) -> PartitionResult | _Refused:
     core = ScoringCore(**parts)
     database = open_source_database(data)
     try:
         return score_partition(data, core, partition, run, database=database)
+    except ContractError as exc:
+        return _Refused(exc)
     finally:
         core.close()
         if database is not None:
@@ -72,6 +85,8 @@ class DaskExecutor:
         for future in running:
             result = future.result()
             future.release()
+            if isinstance(result, _Refused):
+                raise result.error
             if todo:
                 submit()
             yield result
@@ -93,7 +108,9 @@ def rescore_on_dask(
     """:func:`serving.rescore.rescore` with partitions scored on Dask.
 
     Use ``client`` (an existing ``distributed.Client``), else connect to ``address``, else start a
-    ``LocalCluster(n_workers, processes=True, threads_per_worker=1)`` for the duration of the run.
+    ``LocalCluster(n_workers, processes=True, threads_per_worker=1)`` for the duration of the run (its
+    workers log errors only: a failed run's own error is printed alone, not the warnings of the tasks
+    cancelled with it).
     """
     from distributed import Client, LocalCluster
 
@@ -105,6 +122,6 @@ def rescore_on_dask(
             return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(remote),
                            progress=progress, out=out)
     with LocalCluster(n_workers=n_workers or 2, processes=True, threads_per_worker=1,
-                      dashboard_address=None) as cluster, Client(cluster) as local:
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
         return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(local),
                        progress=progress, out=out)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +116,24 @@ def test_a_contract_violation_on_a_worker_fails_the_run_cleanly_and_resume_finis
     assert resumed.status == score_store.FINISHED and resumed.scored == single.scored
     got, want = stored_scores(sqlite_url), stored_scores(single_url)
     pd.testing.assert_frame_equal(got[VALUE_COLUMNS], want[VALUE_COLUMNS], check_dtype=False)
+
+
+def test_cli_local_cluster_failure_prints_the_error_alone(sqlite_url: str, champion: Champion) -> None:
+    """``leadscore rescore --workers 2`` on data that breaks the contract: stderr holds the contract's message,
+    not the workers' log lines (a failed task with its traceback, cancelled tasks, a nanny killing a busy
+    worker) around it."""
+    make_lead_db(sqlite_url, n_leads=700)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO leads SELECT * FROM leads WHERE lead_id = 400"))
+    engine.dispose()
+    done = subprocess.run(
+        [sys.executable, "-m", "leadscore.cli_rescore", "rescore", "--db", sqlite_url, "--model-dir",
+         str(champion.models_dir), "--as-of", AS_OF.isoformat(), "--partition-leads", str(PARTITION_LEADS),
+         "--workers", "2"],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"},
+    )
+    assert done.returncode == 1
+    assert "duplicate_lead_id: 2 rows" in done.stderr
+    assert " - distributed." not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -218,7 +218,7 @@ def register(app: typer.Typer) -> None:
         from features.contract import ContractError
         from features.readers import sql_error_text
         from serving.loader import ServingSettings
-        from serving.rescore import RescoreConfig, top_leads
+        from serving.rescore import RescoreConfig, WorkerDiedError, top_leads
         from serving.rescore import rescore as run_rescore
 
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
@@ -277,7 +277,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out,
                                           on_result=lambda result: scored_by.add(result.pid))
-        except ContractError as exc:
+        except (ContractError, WorkerDiedError) as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1) from exc
         except (LookupError, ValueError, OSError) as exc:

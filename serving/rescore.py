@@ -54,6 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -136,6 +137,16 @@ class RescoreConfig(BaseModel):
         description="processes scoring partitions, this one included (1: this one only); default: one per "
                     f"core when the run has several partitions and at least {AUTO_PROCESSES_MIN_LEADS:,} lead ids",
     )
+
+
+class WorkerDiedError(RuntimeError):
+    """A process scoring partitions ended abruptly (killed, e.g. by the system out of memory)."""
+
+    def __init__(self, partition: int | None) -> None:
+        doing = "starting" if partition is None else f"scoring partition {partition}"
+        super().__init__(f"a worker process died while {doing} (killed, e.g. by the "
+                         "system out of memory); the run is marked failed, partitions committed before stay: "
+                         "--resume continues it (fewer --processes / --workers use less memory)")
 
 
 @dataclass
@@ -525,6 +536,7 @@ class ProcessExecutor:
         lock = threading.Lock()
         finished: queue.Queue[Future[PartitionResult]] = queue.Queue()
         outstanding = [0]
+        running: dict[Future[PartitionResult], int] = {}  # partition index of each submitted future
         closing = threading.Event()
 
         def feed(_: Future[PartitionResult] | None = None) -> None:
@@ -538,6 +550,8 @@ class ProcessExecutor:
                 future = pool.submit(_score_in_worker, data, partition, run)
             except RuntimeError:  # shut down meanwhile (the caller stopped)
                 return
+            with lock:
+                running[future] = partition.index
             future.add_done_callback(finished.put)
             future.add_done_callback(feed)
 
@@ -582,7 +596,12 @@ class ProcessExecutor:
                     future = finished.get()
                 with lock:
                     outstanding[0] -= 1
-                yield future.result()
+                    index = running.pop(future, None)
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    raise WorkerDiedError(index) from exc
+                yield result
         finally:
             with lock:
                 closing.set()

@@ -25,6 +25,7 @@ from serving.rescore import (
     RescoreConfig,
     RescoreProgress,
     RescoreSummary,
+    WorkerDiedError,
     open_source_database,
     rescore,
     score_partition,
@@ -65,25 +66,30 @@ class DaskExecutor:
 
     def map(self, data: DataConfig, core: ScoringCore, run: RunRecord,
             partitions: list[PartitionSpec]) -> Iterator[PartitionResult]:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         if not partitions:
             return
         parts = self.client.scatter([core.parts()], broadcast=True)[0]  # one future (a dict would scatter per key)
         todo = list(partitions)
         running = as_completed()
+        indices: dict[Any, int] = {}  # partition index of each task's key
 
         def submit() -> None:
             partition = todo.pop(0)
-            running.add(self.client.submit(
-                _score_on_worker, data, parts, partition, run,
-                key=f"rescore-{run.run_id}-{partition.index}", pure=False,
-            ))
+            future = self.client.submit(_score_on_worker, data, parts, partition, run,
+                                        key=f"rescore-{run.run_id}-{partition.index}", pure=False)
+            indices[future.key] = partition.index
+            running.add(future)
 
         for _ in range(min(self.in_flight, len(todo))):
             submit()
         for future in running:
-            result = future.result()
+            try:
+                result = future.result()
+            except KilledWorker as exc:  # the task's workers died (the scheduler gave up retrying it)
+                raise WorkerDiedError(indices.get(future.key)) from exc
+            indices.pop(future.key, None)
             future.release()
             if isinstance(result, _Refused):
                 raise result.error

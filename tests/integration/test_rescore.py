@@ -19,6 +19,7 @@ from serving import score_store
 from serving.rescore import (
     ProcessExecutor,
     RescoreConfig,
+    WorkerDiedError,
     load_scoring_core,
     plan_partitions,
     rescore,
@@ -467,6 +468,49 @@ def test_an_as_of_beyond_a_day_of_clock_skew_is_refused(sqlite_url: str, champio
 def _cli(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(build_app(), ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
     return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+
+def test_a_worker_process_killed_mid_run_fails_the_run_saying_so(sqlite_url: str, champion: Champion) -> None:
+    """A worker process killed mid-run (as by the system out of memory): the run fails with an error that says
+    a worker died and that ``--resume`` continues (it was the pool's "BrokenProcessPool: A process in the
+    process pool was terminated abruptly"); the partitions committed before stay."""
+    import multiprocessing
+    import signal
+
+    make_lead_db(sqlite_url)
+
+    def kill_the_workers(_: object) -> None:
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(WorkerDiedError, match=r"a worker process died while scoring partition .*--resume"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="k"),
+                executor=ProcessExecutor(2, help_locally=False), on_result=kill_the_workers)
+    engine = sa.create_engine(sqlite_url)
+    runs = score_store.lead_score_runs
+    with engine.connect() as conn:
+        status, error = conn.execute(sa.select(runs.c.status, runs.c.error).where(runs.c.run_id == "k")).one()
+    run = score_store.load_run(engine, "k")
+    engine.dispose()
+    assert status == score_store.FAILED and error.startswith("WorkerDiedError: a worker process died"), error
+    assert len(run.done) >= 1 and run.pending
+
+
+@pytest.mark.parametrize("options", [["--processes", "2"], ["--workers", "2"]])
+def test_cli_a_worker_that_died_is_a_one_line_error(
+        options: list[str], sqlite_url: str, champion: Champion, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command prints that error alone, not a traceback."""
+    import serving.rescore_dask
+
+    def died(*args: object, **kwargs: object) -> None:
+        raise WorkerDiedError(3)
+
+    monkeypatch.setattr("serving.rescore.rescore", died)
+    monkeypatch.setattr(serving.rescore_dask, "rescore_on_dask", died)
+    code, output = _cli("--db", sqlite_url, "--model-dir", str(champion.models_dir), *options)
+    assert code == 1, output
+    assert output.startswith("error: a worker process died while scoring partition 3"), output
+    assert output.rstrip().endswith("--resume continues it (fewer --processes / --workers use less memory)"), output
 
 
 def test_cli_refuses_bad_options_before_any_run_and_creates_no_database(tmp_path: Path, sqlite_url: str,

@@ -199,7 +199,8 @@ def register(app: typer.Typer) -> None:
         changed_since: Annotated[datetime | None, typer.Option(
             help="Incremental: only leads with events / updates / creation at or after this instant, and those "
                  "without a stored score or scored by another model.")] = None,
-        partition_leads: Annotated[int, typer.Option(min=1, help="Lead ids per partition (one transaction).")] = 50_000,
+        partition_leads: Annotated[int | None, typer.Option(
+            min=1, help="Lead ids per partition (one transaction; default 50,000; a resumed run keeps its own).")] = None,
         top_k: Annotated[int | None, typer.Option(min=0, max=50, help="Reasons per lead (default 3).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
         run_id: Annotated[str | None, typer.Option(help="Id of the new run, or of the run to resume.")] = None,
@@ -223,7 +224,8 @@ def register(app: typer.Typer) -> None:
 
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
             given = [name for name, value in (("--as-of", as_of), ("--changed-since", changed_since),
-                                              ("--top-k", top_k)) if value is not None]
+                                              ("--top-k", top_k), ("--partition-leads", partition_leads))
+                     if value is not None]
             if given:
                 raise typer.BadParameter(f"{', '.join(given)}: a resumed run keeps the values it started with")
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
@@ -245,10 +247,14 @@ def register(app: typer.Typer) -> None:
             given = f"--model-dir {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
             raise _refuse(f"--tracking-uri with {given}: the exported models would be used and the registry "
                           "ignored; give one of them")
+        if dask is not None and workers is not None:
+            raise typer.BadParameter("--dask scores on that scheduler's workers, --workers starts a local cluster; "
+                                     "give one of them")
         if processes is not None and (dask is not None or workers is not None):
             raise typer.BadParameter("--processes is for a run on this machine; with --dask / --workers the "
                                      "Dask workers score the partitions")
-        rescore_config = RescoreConfig(partition_leads=partition_leads, as_of=as_of, changed_since=changed_since,
+        sized = {} if partition_leads is None else {"partition_leads": partition_leads}  # else RescoreConfig's
+        rescore_config = RescoreConfig(**sized, as_of=as_of, changed_since=changed_since,
                                        top_k=3 if top_k is None else top_k, run_id=run_id, resume=resume,
                                        processes=processes)
         columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),

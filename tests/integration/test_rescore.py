@@ -615,6 +615,15 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
         "ignored; give one of them").split()), result.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
+    # options a run would ignore: a resumed run keeps its partitions; --dask and --workers are two clusters
+    for options, message in (
+            (["--resume", "--partition-leads", "100"], "--partition-leads: a resumed run keeps the values it started with"),
+            (["--dask", "tcp://127.0.0.1:1", "--workers", "2"],
+             "--dask scores on that scheduler's workers, --workers starts a local cluster; give one of them")):
+        result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", models, *options],
+                                    env={"COLUMNS": "300"})
+        assert result.exit_code == 2 and message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
+
     # an error during the run replaces the progress bar: the message stands alone
     result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", str(tmp_path / "none"),
                                               "--as-of", "2026-05-01"], env={"COLUMNS": "300"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,13 @@ import numpy as np
 import pandas as pd
 
 from features.build import TrainingSet, training_frame
-from features.contract import (
-    DataConfig,
+from features.contract import QUARANTINE, DataConfig
+from features.loading import (
+    NO_LEAD_ID_FOLDER,
+    TEXT_LEAD_ID_FOLDER,
+    load_crm,
+    set_aside_rows_without_lead_id,
 )
-from features.loading import load_crm, set_aside_rows_without_lead_id
 from features.readers import lead_id_ranges, read_lead_ids
 from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
@@ -33,6 +37,8 @@ from features.spec import FeatureConfig, FeatureSpec
 
 PARTITION = "lead_partition"
 PART_FILE = re.compile(r"part-\d{5,}\.parquet")  # a partition file of build_training_set_from_source
+QUARANTINE_PART = re.compile(r"part-\d{5,}")  # a partition's folder in quarantine_dir
+SET_ASIDE_FOLDERS = (NO_LEAD_ID_FOLDER, TEXT_LEAD_ID_FOLDER)  # rows in no lead-id range
 
 
 def lead_partition_of(lead_ids: pd.Series, npartitions: int) -> np.ndarray:
@@ -141,6 +147,17 @@ def _partition_facts(data: DataConfig, start: int, stop: int) -> dict[str, Any]:
             "quarantined": dict(report.rows_quarantined)}
 
 
+def _clear_quarantine_folders(data: DataConfig) -> None:
+    """Remove the folders an earlier build wrote in ``quarantine_dir`` (``part-NNNNN/``, ``no-lead-id/``,
+    ``text-lead-id/``): as a whole-table load rewrites its files, the folder then holds this build's rows
+    only, never an earlier build's that the data no longer has."""
+    if data.policy != QUARANTINE or data.quarantine_dir is None or not Path(data.quarantine_dir).is_dir():
+        return
+    for folder in Path(data.quarantine_dir).iterdir():
+        if folder.is_dir() and (QUARANTINE_PART.fullmatch(folder.name) or folder.name in SET_ASIDE_FOLDERS):
+            shutil.rmtree(folder)
+
+
 def _partition_config(data: DataConfig, k: int) -> DataConfig:
     """Partition ``k``'s data config: its own quarantine folder (``quarantine_dir/part-NNNNN``)."""
     if data.quarantine_dir is None:
@@ -189,6 +206,7 @@ def build_training_set_from_source(
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
+    _clear_quarantine_folders(data)
     without_id = set_aside_rows_without_lead_id(data)
     ranges = _open_ended(ranges)
     facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)

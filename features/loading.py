@@ -61,6 +61,10 @@ def load_data(
     return load_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range)
 
 
+NO_LEAD_ID_FOLDER = "no-lead-id"  # quarantine_dir's folder of the rows without a lead id
+TEXT_LEAD_ID_FOLDER = "text-lead-id"  # of SQLite rows whose lead id is text in a numeric column
+
+
 def set_aside_rows_without_lead_id(data: DataConfig) -> dict[str, int]:
     """For jobs that read by lead-id ranges (the distributed build, rescore): rows without a lead id
     belong to no range, so no partition would read them; nor would one read a SQLite row whose lead id
@@ -80,7 +84,7 @@ def set_aside_rows_without_lead_id(data: DataConfig) -> dict[str, int]:
                for t, (n, values) in texts.items()])
     assert data.quarantine_dir is not None  # guaranteed by the config validator
     counts: dict[str, int] = {}
-    for tables, rule, folder in ((nulls, NULL_VALUE, "no-lead-id"), (texts, WRONG_TYPE, "text-lead-id")):
+    for tables, rule, folder in ((nulls, NULL_VALUE, NO_LEAD_ID_FOLDER), (texts, WRONG_TYPE, TEXT_LEAD_ID_FOLDER)):
         for table in tables:
             rows = read_rows_without_lead_id(data, table, text_in_numeric=rule == WRONG_TYPE)
             counts[table] = counts.get(table, 0) + len(rows)

@@ -205,3 +205,22 @@ def test_a_failed_write_leaves_the_previous_build_whole(tmp_path: Path, monkeypa
         build_training_set_from_source(data, tmp_path / "parts", partition_leads=120)
     assert {p.name: p.read_bytes() for p in (tmp_path / "parts").iterdir()} == before
     assert len(first.read()) == len(pd.read_parquet(tmp_path / "parts"))
+
+
+def test_the_quarantine_folder_holds_only_the_last_builds_rows(tmp_path: Path) -> None:
+    """As a whole-table load rewrites ``quarantine_dir/<table>.csv``, a distributed build leaves there only
+    its own partitions' files: none of an earlier build's rows (more partitions, rows without a lead id)
+    that the data no longer has, which would read as still quarantined."""
+    data, tables = _csv_crm(tmp_path, policy="quarantine", quarantine_dir=tmp_path / "q")
+    events = tables["events"].copy()
+    events["lead_id"] = events["lead_id"].astype("Int64")
+    events.loc[len(events) - 5, "occurred_at"] = "not a date"  # in the last partition
+    events.loc[[9, 10], "lead_id"] = None
+    events.to_csv(data.source.events, index=False)
+    build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    assert (tmp_path / "q" / "part-00003").is_dir() and (tmp_path / "q" / "no-lead-id").is_dir()
+    tables["events"].to_csv(data.source.events, index=False)  # the data fixed
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=120)
+    assert sum(result.rows_quarantined.values()) == 0
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["part-00000", "part-00001"]
+    assert sum(len(pd.read_csv(f)) for f in (tmp_path / "q").rglob("*.csv")) == 0

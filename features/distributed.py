@@ -203,6 +203,7 @@ def build_training_set_from_source(
     from dask import compute, delayed
 
     config = config or FeatureConfig()
+    data = data.resolve_paths(Path.cwd())  # workers started in other folders read and write the same files
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")

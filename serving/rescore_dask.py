@@ -18,6 +18,7 @@ from typing import Any
 
 from features import sqlite_arrow
 from features.contract import ContractError, DataConfig
+from features.readers import check_sqlite_file
 from serving.core import ScoringCore
 from serving.loader import ServingSettings
 from serving.rescore import (
@@ -44,6 +45,8 @@ class _Refused:
 
 def _score_on_worker(data: DataConfig, parts: dict[str, Any], partition: PartitionSpec,
                      run: RunRecord) -> PartitionResult | _Refused:
+    if data.source.kind == "sql" and data.source.url:
+        check_sqlite_file(data.source.url)  # a file this worker cannot see: an error, not an empty database
     core = ScoringCore(**parts)
     database = open_source_database(data)
     try:
@@ -70,6 +73,7 @@ class DaskExecutor:
 
         if not partitions:
             return
+        data = data.resolve_paths(Path.cwd())  # workers started in other folders read the same SQLite file
         parts = self.client.scatter([core.parts()], broadcast=True)[0]  # one future (a dict would scatter per key)
         todo = list(partitions)
         running = as_completed()
@@ -116,7 +120,8 @@ def rescore_on_dask(
     Use ``client`` (an existing ``distributed.Client``), else connect to ``address``, else start a
     ``LocalCluster(n_workers, processes=True, threads_per_worker=1)`` for the duration of the run (its
     workers log errors only: a failed run's own error is printed alone, not the warnings of the tasks
-    cancelled with it).
+    cancelled with it; its scheduler's HTTP server takes a free port of 127.0.0.1, never a warning that
+    8787, Dask's default, is taken by another cluster).
     """
     from distributed import Client, LocalCluster
 
@@ -128,6 +133,6 @@ def rescore_on_dask(
             return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(remote),
                            progress=progress, out=out)
     with LocalCluster(n_workers=n_workers or 2, processes=True, threads_per_worker=1,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, Client(cluster) as local:
         return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(local),
                        progress=progress, out=out)

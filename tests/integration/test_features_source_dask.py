@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dask
@@ -224,3 +225,21 @@ def test_the_quarantine_folder_holds_only_the_last_builds_rows(tmp_path: Path) -
     assert sum(result.rows_quarantined.values()) == 0
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["part-00000", "part-00001"]
     assert sum(len(pd.read_csv(f)) for f in (tmp_path / "q").rglob("*.csv")) == 0
+
+
+def test_relative_paths_name_the_drivers_files_on_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data config with a relative SQLite URL and quarantine folder, built on workers started in another
+    folder: they read the driver's file and write its quarantine folder (SQLite created an empty file of
+    their own, and the build failed with "table 'leads' not found")."""
+    write_synthetic(SynthConfig(n_leads=300, seed=4, events_per_lead=5), f"sqlite:///{tmp_path / 'crm.db'}", "sql")
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = DataConfig(source=SourceConfig(kind="sql", url="sqlite:///crm.db"), policy="quarantine",
+                      quarantine_dir=Path("q"))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(os.chdir, str(elsewhere))
+        result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=150)
+    assert len(result.read()) > 0 and (tmp_path / "q" / "part-00000" / "leads.csv").is_file()
+    assert list(elsewhere.iterdir()) == []

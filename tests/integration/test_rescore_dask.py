@@ -137,3 +137,24 @@ def test_cli_local_cluster_failure_prints_the_error_alone(sqlite_url: str, champ
     assert done.returncode == 1
     assert "duplicate_lead_id: 2 rows" in done.stderr
     assert " - distributed." not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_relative_sqlite_url_names_the_drivers_file_on_the_workers(
+    tmp_path: Path, champion: Champion, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--db sqlite:///crm.db`` with ``--dask``: workers started in another folder read the file the command
+    was given (they opened, and SQLite created, an empty ``crm.db`` of their own: "table 'leads' not found")."""
+    make_lead_db(f"sqlite:///{tmp_path / 'crm.db'}", n_leads=700)
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = client.run(os.getcwd)
+    client.run(os.chdir, str(elsewhere))
+    try:
+        summary = rescore_on_dask(sql_data_config("sqlite:///crm.db"), "sqlite:///crm.db", champion.settings,
+                                  RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF), client=client)
+    finally:
+        for address, cwd in before.items():
+            client.run(os.chdir, cwd, workers=[address])
+    assert summary.scored > 0 and len(stored_scores(f"sqlite:///{tmp_path / 'crm.db'}")) == summary.scored
+    assert list(elsewhere.iterdir()) == []

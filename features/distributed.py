@@ -142,9 +142,37 @@ def _partition_facts(data: DataConfig, start: int, stop: int) -> dict[str, Any]:
     crm, report = load_crm(data, lead_id_range=(start, stop))
     end = resolve_data_end(crm, FeatureConfig()) if len(crm.leads) else None
     types = set(crm.events[EVENT_TYPE].astype(str).unique()) if len(crm.events) else set()
+    attributes = [*crm.categorical_attributes, *crm.numeric_attributes]
+    filled = {c for c in attributes if crm.leads[c].notna().any()}
     return {"leads": crm.leads, "categorical": list(crm.categorical_attributes),
             "numeric": list(crm.numeric_attributes), "event_types": types, "data_end": end,
-            "quarantined": dict(report.rows_quarantined)}
+            "quarantined": dict(report.rows_quarantined), "filled": filled}
+
+
+def _kinds(facts: tuple[dict[str, Any], ...]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The (categorical, numeric) attribute lists the partitions with leads inferred."""
+    return {(tuple(f["categorical"]), tuple(f["numeric"])) for f in facts if len(f["leads"])}
+
+
+def _agreed_kinds(facts: tuple[dict[str, Any], ...]) -> tuple[list[str], list[str]]:
+    """Attribute kinds as the whole table would infer them, from partitions that disagree: a column is
+    numeric when every partition holding a value of it inferred it numeric (a partition where it is empty
+    has no say, as its empty values have none in a whole-table load), else categorical."""
+    with_leads = [f for f in facts if len(f["leads"])]
+    attributes = {c for f in with_leads for c in (*f["categorical"], *f["numeric"])}
+    order = [c for c in with_leads[0]["leads"].columns if c in attributes]
+    categorical, numeric = [], []
+    for column in order:
+        voters = [f for f in with_leads if column in f["filled"]] or with_leads
+        (numeric if all(column in f["numeric"] for f in voters) else categorical).append(column)
+    return categorical, numeric
+
+
+def _declaring(data: DataConfig, categorical: list[str], numeric: list[str]) -> DataConfig:
+    """``data`` with its attribute kinds declared (every partition then reads them alike)."""
+    declared = data.attributes.model_copy(update={"categorical": categorical, "numeric": numeric,
+                                                  "infer_undeclared": False})
+    return data.model_copy(update={"attributes": declared})
 
 
 def _clear_quarantine_folders(data: DataConfig) -> None:
@@ -212,8 +240,13 @@ def build_training_set_from_source(
     ranges = _open_ended(ranges)
     facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
                       for k, (a, b) in enumerate(ranges)])
+    kinds = _kinds(facts)
+    if len(kinds) > 1:  # e.g. a column empty in a whole partition: read again, typed as the whole table types it
+        data = _declaring(data, *_agreed_kinds(facts))
+        facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
+                          for k, (a, b) in enumerate(ranges)])
+        kinds = _kinds(facts)
     quarantined = {t: without_id.get(t, 0) + sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
-    kinds = {(tuple(f["categorical"]), tuple(f["numeric"])) for f in facts if len(f["leads"])}
     if len(kinds) > 1:
         raise ValueError(
             "leads: attribute types were inferred differently in different lead partitions "
@@ -233,9 +266,7 @@ def build_training_set_from_source(
     spec = FeatureSpec(fixed).fit(crm)
     data_end = resolve_data_end(crm, fixed)
     dates = as_of_dates(crm, fixed, data_end)
-    declared = data.attributes.model_copy(update={"categorical": categorical, "numeric": numeric,
-                                                  "infer_undeclared": False})
-    data = data.model_copy(update={"attributes": declared})
+    data = _declaring(data, categorical, numeric)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
     files = [out_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]

@@ -243,3 +243,21 @@ def test_relative_paths_name_the_drivers_files_on_the_workers(tmp_path: Path, mo
         result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=150)
     assert len(result.read()) > 0 and (tmp_path / "q" / "part-00000" / "leads.csv").is_file()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_attribute_empty_in_a_whole_partition_is_typed_as_the_in_memory_build_types_it(tmp_path: Path) -> None:
+    """A field the CRM added later is empty for every lead of the older id ranges: those partitions alone would
+    infer it as text, the others as numbers. The build types it from the values it has, as the in-memory
+    build does (it stopped with "attribute types were inferred differently in different lead partitions")."""
+    data, tables = _csv_crm(tmp_path)
+    leads = tables["leads"]
+    old = leads["lead_id"] <= leads["lead_id"].sort_values().iloc[60]
+    leads.loc[old, ["employees", "annual_revenue", "industry"]] = None
+    leads.to_csv(data.source.leads, index=False)
+    crm, _ = load_crm(data)
+    expected = build_training_set(crm)
+    assert "employees" in crm.numeric_attributes and "industry" in crm.categorical_attributes
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    assert result.spec.numeric_columns_ == expected.spec.numeric_columns_
+    assert result.spec.categorical_vocab_ == expected.spec.categorical_vocab_
+    pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)

@@ -230,6 +230,7 @@ class ClosingCore:
             p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
             at_h = cumulative_close(hazards, self.period_days, np.array([float(horizon_days)]))[:, 0]
             closes = combine_close_curves(closes, at_h, p, days, float(horizon_days))
+            closes[:, days == float(horizon_days)] = p[:, None]  # the probability itself, not a rounding of it
             c = hazard_factor(at_h, p)
             with np.errstate(divide="ignore", invalid="ignore"):
                 # S_ttc(t) ** c = 1/2 where the hazards are scaled; the degenerate rows' piecewise curve

@@ -68,7 +68,7 @@ def test_curve_agrees_with_the_readiness_probability(champion, closing_model, ro
     closing = ClosingCore(closing_model, champion.model.spec_)
     p = np.linspace(0.01, 0.9, len(matrix))  # wide enough that some medians fall inside the horizon
     summary = closing.summary(matrix, p, 90)
-    np.testing.assert_allclose(summary["p_close_90d"], p, atol=1e-12)
+    np.testing.assert_array_equal(summary["p_close_90d"], p)  # equal, as documented (was off by ~1e-17)
     assert (summary["p_close_30d"] <= summary["p_close_60d"] + 1e-12).all()
     assert (summary["p_close_60d"] <= summary["p_close_90d"] + 1e-12).all()
     hazards = closing.hazards(matrix)
@@ -147,7 +147,7 @@ def test_scoring_core_answers_with_and_without_time_to_close(champion, closing_m
     record = paired.to_records()[0]
     assert set(CLOSING_FIELDS) <= set(record) and not set(CLOSING_FIELDS) & set(alone.to_records()[0])
     assert 0 <= record["p_close_30d"] <= record["p_close_90d"] <= 1
-    np.testing.assert_allclose(paired.closing["p_close_90d"], paired.probability, atol=1e-12)  # 90-day horizon
+    np.testing.assert_array_equal(paired.closing["p_close_90d"], paired.probability)  # 90-day horizon
     frame = paired.to_frame()
     assert (frame["time_to_close_version"] == "2").all() and frame["p_close_90d"].notna().all()
     assert alone.to_frame()["p_close_90d"].isna().all()

@@ -133,7 +133,9 @@ class SourceTrainingSet:
 
     def read(self) -> pd.DataFrame:
         """All partitions in one frame, sorted like :func:`features.build.build_training_set`."""
-        frame = pd.concat([pd.read_parquet(f) for f in self.files], ignore_index=True)
+        frames = [pd.read_parquet(f) for f in self.files]
+        # partitions without snapshot rows add nothing (and pandas warns that their dtypes will count)
+        frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         return frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
 
 

@@ -391,10 +391,12 @@ def models_promote(
 ) -> None:
     """Make the challenger champion if it beats the champion (same rows) and the baselines."""
     from training.registry import RegistryError, promote
+    from training.tracking import tracking_server_errors
 
+    client = _registry_client(tracking_uri, config)
     try:
-        decision = promote(_registry_client(tracking_uri, config), model_name, version=version, metric=metric,
-                           min_delta=min_delta)
+        with tracking_server_errors(client.tracking_uri, "the champion is unchanged"):
+            decision = promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
     except (RegistryError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     console.print(frame_table(decision.table, "same evaluation rows, side by side"))
@@ -416,10 +418,13 @@ def models_rollback(
     from mlflow.exceptions import MlflowException
 
     from training.registry import RegistryError, rollback
+    from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
+    client = _registry_client(tracking_uri, config)
     try:
-        result = rollback(_registry_client(tracking_uri, config), model_name)
-    except RegistryError as exc:
+        with tracking_server_errors(client.tracking_uri):
+            result = rollback(client, model_name)
+    except (RegistryError, TrackingServerUnreachable) as exc:
         raise _fail(str(exc)) from exc
     except MlflowException as exc:  # the registry refused a read or a write: one line, no traceback
         first = (str(exc).strip().splitlines() or ["unknown error"])[0]
@@ -437,10 +442,13 @@ def models_export(
 ) -> None:
     """Write the champion (pyfunc dir + champion.json) for deployment without a tracking server."""
     from training.registry import RegistryError, export_champion
+    from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
+    client = _registry_client(tracking_uri, config)
     try:
-        path = export_champion(_registry_client(tracking_uri, config), out, model_name, alias)
-    except RegistryError as exc:
+        with tracking_server_errors(client.tracking_uri, "nothing was exported"):
+            path = export_champion(client, out, model_name, alias)
+    except (RegistryError, TrackingServerUnreachable) as exc:
         raise _fail(str(exc)) from exc
     console.print(f"exported {model_name}@{alias} -> {path}")
 
@@ -453,8 +461,14 @@ def models_list(
 ) -> None:
     """Versions, aliases and headline figures of the registered model."""
     from training.registry import list_versions
+    from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
-    frame = list_versions(_registry_client(tracking_uri, config), model_name)
+    client = _registry_client(tracking_uri, config)
+    try:
+        with tracking_server_errors(client.tracking_uri):
+            frame = list_versions(client, model_name)
+    except TrackingServerUnreachable as exc:
+        raise _fail(str(exc)) from exc
     if frame.empty:
         console.print(f"no versions of {model_name!r} registered yet")
         return

@@ -21,15 +21,19 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     from mlflow.exceptions import MlflowException
 
     from serving.loader import download_registered
+    from training.tracking import server_failure, tracking_server_errors
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        how = HOW_TO_GET.get(name, f"leadscore models promote --model-name {name}")
-        raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
-                         f"promote it first ({how})") from exc
-    model = download_registered(tracking_uri, name, str(version.version), loader)
+    with tracking_server_errors(tracking_uri, "no forecast was made"):
+        try:
+            version = client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if server_failure(exc) is not None:  # the server went away: not a missing model
+                raise
+            how = HOW_TO_GET.get(name, f"leadscore models promote --model-name {name}")
+            raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
+                             f"promote it first ({how})") from exc
+        model = download_registered(tracking_uri, name, str(version.version), loader)
     return model, f"{name} v{version.version}"
 
 
@@ -66,7 +70,7 @@ def load_forecast_models(
     """(sales-readiness model, time-to-close model, "names and versions") of the champions."""
     from training.model import SalesReadinessModel
     from training.time_to_close import KIND, TimeToCloseModel
-    from training.tracking import probe_tracking_server, tracking_target
+    from training.tracking import bound_http_retries, probe_tracking_server, tracking_target
 
     if models_dir is not None:
         readiness, folder = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load)
@@ -76,6 +80,7 @@ def load_forecast_models(
     target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
     if target.is_server:
         probe_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
+        bound_http_retries()
     uri = target.uri
     readiness, a = _from_registry(uri, READINESS_NAME, alias, SalesReadinessModel.load)
     ttc, b = _from_registry(uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)

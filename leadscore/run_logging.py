@@ -69,9 +69,13 @@ def running_run_id(run_id: str | None, client: Any, say: Callable[[str], None] =
 
     if not run_id:
         return None
+    from training.tracking import server_failure
+
     try:
         status = client.get_run(run_id).info.status
-    except MlflowException:
+    except MlflowException as exc:
+        if server_failure(exc) is not None:  # the server went away: the run may well be running
+            raise
         status = "not found"
     if status == "RUNNING":
         return run_id

@@ -191,14 +191,22 @@ def _client(tracking_uri: str) -> Any:
     except ValueError as exc:
         raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
                                 "or --tracking-uri)") from exc
+    if tracking_uri.startswith(("http://", "https://")):  # a server that does not answer fails in seconds
+        from training.tracking import bound_http_retries, probe_tracking_server
+
+        probe_tracking_server(tracking_uri)
+        bound_http_retries()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def registry_fingerprint(tracking_uri: str, name: str, alias: str, closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME) -> str:
-    """Version numbers the alias points to (cheap: one or two registry calls)."""
+    """Version numbers the alias points to (cheap: a health probe of a server, one or two registry calls)."""
+    from training.tracking import tracking_server_errors
+
     client = _client(tracking_uri)
-    version = str(client.get_model_version_by_alias(name, alias).version)
-    closing = _closing_version(client, closing_name, alias)
+    with tracking_server_errors(tracking_uri):
+        version = str(client.get_model_version_by_alias(name, alias).version)
+        closing = _closing_version(client, closing_name, alias)
     return version if closing is None else f"{version}+{closing.version}"
 
 
@@ -237,7 +245,17 @@ def load_registered(
 ) -> tuple[ScoringCore, str]:
     """Scoring core of ``models:/<name>@<alias>`` (or of ``version`` when given), with the time-to-close
     model at the same alias when one is registered, and the fingerprint of the pair."""
+    from training.tracking import tracking_server_errors
+
     client = _client(tracking_uri)
+    with tracking_server_errors(tracking_uri):
+        return _load_registered(client, tracking_uri, name, alias, config, version, closing_name, closing_version)
+
+
+def _load_registered(
+    client: Any, tracking_uri: str, name: str, alias: str, config: ScoringConfig, version: str | None,
+    closing_name: str, closing_version: str | None,
+) -> tuple[ScoringCore, str]:
     registered = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
     tags = dict(registered.tags or {})
     run_date = None

@@ -17,13 +17,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")
+MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
 
 
 @pytest.fixture(autouse=True)
 def _mlflow_settings_do_not_leak() -> Iterator[None]:
-    """MLflow's ``set_tracking_uri`` / ``set_registry_uri`` (called by ``training.tracking.connect``)
-    write ``MLFLOW_*`` into ``os.environ``: each test starts from the session's values, not from the
+    """MLflow's ``set_tracking_uri`` / ``set_registry_uri`` (called by ``training.tracking.connect``, which
+    also bounds MLflow's HTTP retries for a server) write ``MLFLOW_*`` into ``os.environ``: each test starts from the session's values, not from the
     store the test before it connected to (subprocesses, ``ServingSettings.from_env`` read them)."""
     saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
     yield

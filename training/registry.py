@@ -49,6 +49,7 @@ from training.tracking import (
     LoggedRun,
     load_run_frame,
     quiet_registration_lines,
+    server_failure,
 )
 
 MODEL_NAME = "lead-conversion"
@@ -89,30 +90,54 @@ def register_challenger(
     _bind(client)
     with quiet_registration_lines():
         version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return client.get_model_version(name, version.version)
+    try:
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        return client.get_model_version(name, version.version)
+    except Exception as exc:
+        exc.add_note(withdraw_version(client, name, str(version.version)))
+        raise
+
+
+def withdraw_version(client: MlflowClient, name: str, version: str) -> str:
+    """Delete a version whose registration could not be completed (it never became ``challenger``);
+    returns what became of it, for the error the caller raises."""
+    try:
+        client.delete_model_version(name, version)
+    except Exception as exc:  # the registry is gone too: say what is left, the caller raises the first error
+        first = server_failure(exc) or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return (f"version {version} of {name!r} was registered but never became {CHALLENGER}, and could not be "
+                f"deleted ({first}): delete it once the registry answers")
+    return f"version {version} of {name!r} was registered but never became {CHALLENGER}; it was deleted"
 
 
 def registered_kind(client: MlflowClient, name: str) -> str | None:
     """The ``leadscore.kind`` run tag of the newest version of ``name`` (None: no version, or untagged)."""
     try:
         versions = client.search_model_versions(f"name = '{name}'", max_results=1, order_by=["version_number DESC"])
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        return _absent(exc)
     if not versions or not versions[0].run_id:
         return None
     try:
         return client.get_run(versions[0].run_id).data.tags.get("leadscore.kind")
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        return _absent(exc)
+
+
+def _absent(exc: MlflowException) -> None:
+    """None for a registry answer that the thing asked for is not there; a tracking server that stopped
+    answering is re-raised (it is not a missing alias, model or run)."""
+    if server_failure(exc) is not None:
+        raise exc
+    return None
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None (no such alias / model)."""
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        return _absent(exc)
 
 
 def resolve_version(client: MlflowClient, name: str, ref: str) -> ModelVersion:
@@ -122,6 +147,7 @@ def resolve_version(client: MlflowClient, name: str, ref: str) -> ModelVersion:
         try:
             return client.get_model_version(name, ref)
         except MlflowException as exc:
+            _absent(exc)
             raise RegistryError(f"model {name!r} has no version {ref}") from exc
     version = alias_version(client, name, ref)
     if version is None:
@@ -133,7 +159,8 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     """Versions that have been champion, oldest first (the last one is the current champion)."""
     try:
         tags = client.get_registered_model(name).tags
-    except MlflowException:
+    except MlflowException as exc:
+        _absent(exc)
         return []
     return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
 

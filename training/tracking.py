@@ -4,7 +4,8 @@ the evaluation rows (so promotion can re-score models on them) and the pyfunc mo
 Where runs go is a :class:`TrackingTarget` resolved at the edge: the embedded default is a SQLite
 store ``sqlite:///<project dir>/mlflow.db`` with artifacts in ``<project dir>/mlartifacts``; an
 ``http(s)://`` URI is a tracking server that stores (or proxies) the artifacts itself; :func:`connect`
-checks once that it answers (MLflow's own client retries an unreachable server for minutes).
+checks once that it answers (MLflow's own client retries an unreachable server for minutes) and bounds
+MLflow's retries, and :func:`tracking_server_errors` turns a server lost mid-command into one line.
 """
 
 from __future__ import annotations
@@ -153,6 +154,21 @@ class TrackingServerUnreachable(ConnectionError, ValueError):
         return type(self), (self.uri, self.reason)
 
 
+class TrackingServerLost(TrackingServerUnreachable):
+    """The tracking server answered when the command started and stopped answering in its course;
+    ``detail`` says what that left behind (a run not ended, no version registered, ...)."""
+
+    def __init__(self, uri: str, reason: str, detail: str = "") -> None:
+        ConnectionError.__init__(self, f"lost the MLflow tracking server at {uri} during the command: {reason}"
+                                 + (f"; {detail}" if detail else ""))
+        self.uri = uri
+        self.reason = reason
+        self.detail = detail
+
+    def __reduce__(self):
+        return type(self), (self.uri, self.reason, self.detail)
+
+
 PROBE_ENDPOINT = "/health"  # an MLflow server answers "OK"
 PROBE_TIMEOUT_SECONDS = 5.0  # connect and read, each
 
@@ -206,15 +222,61 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> N
         raise TrackingServerUnreachable(uri, reason)
 
 
+# MLflow retries a failed request 7 times with a doubling backoff (about 4 minutes per call, for rate-limited
+# hosted backends); against a server of one's own that is minutes of silence per call once it has gone away.
+HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def bound_http_retries() -> None:
+    """At most 3 retries over about 10 s per MLflow HTTP request (:data:`HTTP_RETRY_DEFAULTS`), unless the
+    user set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` themselves."""
+    for name, value in HTTP_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def server_failure(exc: BaseException) -> str | None:
+    """The reason, when ``exc`` (an MLflow error, or one it wraps) is a tracking server that stopped
+    answering: refused, reset or timed-out connections, or retries exhausted on 5xx answers. None otherwise."""
+    import requests
+
+    lost = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.RetryError)
+    chain = _exception_chain(exc)
+    if not any(isinstance(e, lost) for e in chain):
+        return None
+    if any(isinstance(e, requests.exceptions.RetryError) for e in chain) and not any(
+            isinstance(e, requests.exceptions.ConnectionError | requests.exceptions.Timeout) for e in chain):
+        return str(chain[-1]) or "too many error answers"
+    return _probe_failure_reason(exc, float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")))
+
+
+@contextmanager
+def tracking_server_errors(uri: str, detail: str = "") -> Iterator[None]:
+    """Inside the block, a tracking server (``http(s)://`` ``uri``) that stops answering raises
+    :class:`TrackingServerLost` (a one-line error with ``detail`` and the notes of the error, such as
+    what registration left behind) instead of MLflow's error with urllib3's chained tracebacks."""
+    try:
+        yield
+    except TrackingServerUnreachable:
+        raise
+    except Exception as exc:
+        reason = server_failure(exc) if uri.startswith(("http://", "https://")) else None
+        if reason is None:
+            raise
+        notes = "; ".join(n for n in [detail, *getattr(exc, "__notes__", [])] if n)
+        raise TrackingServerLost(uri, reason, notes) from None
+
+
 def connect(target: TrackingTarget) -> MlflowClient:
     """Point MLflow (fluent API + registry) at ``target`` and return a client for it.
 
     A tracking server (``http(s)://``) is probed first, once, with a short timeout: an unreachable one
-    raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes.
+    raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes;
+    then MLflow's retries are bounded (:func:`bound_http_retries`) for a server that goes away later.
     Local stores (SQLite, files) are not probed. Opening a new store does not print MLflow's table
     creation lines, and artifact downloads draw no progress bars (:func:`quiet_artifact_downloads`)."""
     if target.is_server:
         probe_tracking_server(target.uri)
+        bound_http_retries()
     quiet_artifact_downloads()
     mlflow.set_tracking_uri(target.uri)
     mlflow.set_registry_uri(target.uri)

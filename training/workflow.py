@@ -43,9 +43,16 @@ from training.tracking import (
     connect,
     evaluation_identity,
     log_training_run,
+    tracking_server_errors,
 )
 
 Progress = Callable[[str], None]
+LOGGING_LOST = "the run was not completed and no model version was registered"
+
+
+def registering_lost(run_id: str) -> str:
+    """What a tracking server lost while registering the run ``run_id`` leaves (the notes say more)."""
+    return f"run {run_id} was logged, but no version of it became challenger"
 
 
 def _noop(_: str) -> None:
@@ -140,8 +147,9 @@ def track_and_register(
     }
     tags = {"leadscore.project": project.name,
             "leadscore.registration": "refused (strict leakage)" if refusal else "challenger"}
-    logged = log_training_run(target, project.name, result, training_set.frame, params, tags, run_name,
-                               run_id)
+    with tracking_server_errors(target.uri, LOGGING_LOST):
+        logged = log_training_run(target, project.name, result, training_set.frame, params, tags, run_name,
+                                  run_id)
     version = None
     if refusal is None:
         say("registering the challenger")
@@ -149,7 +157,8 @@ def track_and_register(
         # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
         version_tags = {"project": project.name, "data_mode": project.data.mode,
                         "out_of_fold": str("fold" in result.predictions.columns).lower()}
-        version = register_challenger(client, logged, result.metrics, version_tags, name=model_name).version
+        with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
+            version = register_challenger(client, logged, result.metrics, version_tags, name=model_name).version
         version = str(version)
     return TrainRun(logged.run_id, logged.experiment_id, logged.model_uri, version, result, target.uri,
                     logged.identity, refusal)
@@ -177,7 +186,9 @@ def promote_challenger(
     metric: str | None = None, min_delta: float = 0.0,
 ) -> PromotionDecision:
     """``promote`` against a tracking target (for the CLI and the demo)."""
-    return promote(connect(target), model_name, version=version, metric=metric, min_delta=min_delta)
+    client = connect(target)
+    with tracking_server_errors(target.uri, "the champion is unchanged"):
+        return promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
 
 
 TIME_TO_CLOSE_MODEL_NAME = "lead-time-to-close"
@@ -219,10 +230,13 @@ def train_time_to_close_project(
               "features": project.features.model_dump(mode="json"),
               "data": {"mode": project.data.mode, "rows": len(training_set.frame)}}
     tags = {"leadscore.project": project.name, "leadscore.registration": "challenger"}
-    logged = log_time_to_close_run(target, project.name, result, params, tags, run_id=run_id)
+    with tracking_server_errors(target.uri, LOGGING_LOST):
+        logged = log_time_to_close_run(target, project.name, result, params, tags, run_id=run_id)
     say("registering the challenger")
-    version = register_time_to_close(connect(target), logged, result.metrics,
-                                     {"project": project.name, "data_mode": project.data.mode}, name=model_name)
+    client = connect(target)
+    with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
+        version = register_time_to_close(client, logged, result.metrics,
+                                         {"project": project.name, "data_mode": project.data.mode}, name=model_name)
     return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
                           target.uri, logged.identity)
 
@@ -264,8 +278,9 @@ def evaluate_registered(
 
     say = progress or _noop
     client = connect(target)
-    version = resolve_version(client, model_name, ref)
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+    with tracking_server_errors(target.uri):
+        version = resolve_version(client, model_name, ref)
+        model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
     inner = model.unwrap_python_model().model_
     say("loading and validating data")
     data, _ = load_data(project.data)
@@ -287,8 +302,10 @@ def evaluate_registered(
         return np.asarray(model.predict(to_pyfunc_input(part[list(inner.feature_columns_)])), dtype=float)
 
     # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
-    metrics = rows_metrics(rows, out_of_sample_probabilities(client, version, rows, score),
-                           project.training.ece_bins, project.training.ece_binning)  # ECE as the run measured it
+    with tracking_server_errors(target.uri):
+        probability = out_of_sample_probabilities(client, version, rows, score)
+    metrics = rows_metrics(rows, probability, project.training.ece_bins,
+                           project.training.ece_binning)  # ECE as the run measured it
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 

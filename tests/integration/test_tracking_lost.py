@@ -1,0 +1,205 @@
+"""A tracking server that answered when the command started and then stops answering: a one-line error
+within seconds, saying what was left behind, and no version registered without its ``challenger`` alias.
+
+MLflow retries each request 7 times with a doubling backoff (about 4 minutes per call): `leadscore
+train` then hung for 8 minutes and ended in a 989-line traceback, `rescore` and the service's champion
+check waited 4 minutes per call. The stub server answers ``/health`` (the start-up probe passes) and
+drops every API call, as a server that went down after it; the CLI runs in-process (typer's runner).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.project import project_yaml, sqlite_project
+from training.registry import CHALLENGER, alias_version, register_challenger
+from training.tracking import (
+    HTTP_RETRY_DEFAULTS,
+    LoggedRun,
+    TrackingServerLost,
+    TrackingServerUnreachable,
+    tracking_server_errors,
+    tracking_target,
+)
+from training.workflow import track_and_register
+
+BOUND_SECONDS = 60.0  # one lost call, retried within the bound, and the run's FAILED status (one more)
+pytestmark = pytest.mark.timeout(200)  # the old retries (4 minutes per call) fail here instead of hanging
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's retries without their sleeps (a user's setting, which :func:`bound_http_retries` keeps):
+    the tests that do not measure the default bound take a second, not ten."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+
+
+@pytest.fixture
+def gone_server() -> Iterator[str]:
+    """Answers ``GET /health`` with 200 OK; closes every other connection without an answer."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _drop(self) -> None:
+            if self.path == "/health":
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+                return
+            self.close_connection = True  # no status line: the client sees the connection drop
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _drop  # noqa: N815
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "leadscore.yaml"
+    path.write_text(project_yaml(sqlite_project(tmp_path)), encoding="utf-8")
+    return path
+
+
+def _output(result) -> str:
+    text = result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        text += f"\n{type(result.exception).__name__}: {result.exception}"
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", [["models", "list"], ["models", "promote"], ["models", "rollback"],
+                                     ["models", "export"], ["evaluate"]], ids=" ".join)
+def test_models_commands_fail_in_seconds_with_one_line(command: list[str], config: Path, gone_server: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    """With the default bound for `models list` (about 10 s), without the sleeps for the others."""
+    if command != ["models", "list"]:
+        request.getfixturevalue("no_backoff")
+    start = time.monotonic()
+    result = CliRunner().invoke(app, [*command, "-c", str(config), "--tracking-uri", gone_server],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    elapsed = time.monotonic() - start
+    text = _output(result)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), text  # an error line, no traceback
+    assert f"error: lost the MLflow tracking server at {gone_server} during the command" in text, text
+    assert "has no alias" not in text and "Traceback" not in text and "HTTPConnectionPool" not in text, text
+    assert elapsed < BOUND_SECONDS, f"{' '.join(command)} took {elapsed:.1f} s"
+
+
+def test_train_logging_lost_says_nothing_was_registered(tmp_path: Path, gone_server: str, no_backoff: None) -> None:
+    """The server goes between the probe and the first logging call (the result is never read)."""
+    project = sqlite_project(tmp_path)
+    training_set = SimpleNamespace(frame=[])
+    start = time.monotonic()
+    with pytest.raises(TrackingServerLost) as lost:
+        track_and_register(tracking_target(gone_server, tmp_path), project, training_set, SimpleNamespace())
+    assert time.monotonic() - start < BOUND_SECONDS
+    message = str(lost.value)
+    assert message.startswith(f"lost the MLflow tracking server at {gone_server} during the command: ")
+    assert message.endswith("the run was not completed and no model version was registered"), message
+    assert isinstance(lost.value, TrackingServerUnreachable | ValueError)  # the CLI's one-line error path
+
+
+def test_service_champion_check_fails_fast(gone_server: str, no_backoff: None) -> None:
+    """The service's periodic check (and POST /reload) against a dead or lost server: seconds, not minutes
+    (it held the reload lock for 4 minutes: POST /reload answered BentoML's 504 after 30 s)."""
+    from serving.loader import registry_fingerprint
+
+    start = time.monotonic()
+    with pytest.raises(TrackingServerLost):
+        registry_fingerprint(gone_server, "lead-conversion", "champion")
+    with pytest.raises(TrackingServerUnreachable, match="cannot reach the MLflow tracking server"):
+        registry_fingerprint("http://127.0.0.1:9", "lead-conversion", "champion")
+    assert time.monotonic() - start < BOUND_SECONDS
+
+
+def test_rescore_with_a_dead_server_fails_at_once(tmp_path: Path) -> None:
+    """`rescore` had no start-up probe: 4 minutes of retries, then urllib3's message."""
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=50, seed=1, events_per_lead=2), db, "sql", overwrite=True)
+    start = time.monotonic()
+    result = CliRunner().invoke(app, ["rescore", "--db", db, "--tracking-uri", "http://127.0.0.1:9"],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    text = _output(result)
+    assert result.exit_code == 1, text
+    assert "cannot reach the MLflow tracking server at http://127.0.0.1:9: Connection refused" in text, text
+    assert time.monotonic() - start < 30
+
+
+def test_bounded_retries_respect_the_users_setting(monkeypatch: pytest.MonkeyPatch, gone_server: str,
+                                                   tmp_path: Path) -> None:
+    from training.tracking import connect
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "9")
+    connect(tracking_target(gone_server, tmp_path))
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == HTTP_RETRY_DEFAULTS["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"]
+
+
+def test_other_errors_pass_through(gone_server: str) -> None:
+    with pytest.raises(KeyError), tracking_server_errors(gone_server):
+        raise KeyError("x")
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST|not found"), tracking_server_errors(gone_server):
+        raise MlflowException("model not found", error_code=1)
+
+
+class _Model(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):  # noqa: ARG002
+        return model_input
+
+
+def test_alias_failure_withdraws_the_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry goes away between creating the version and pointing ``challenger`` at it: the version is
+    deleted (the challenger stays where it was), and the error says so."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=_Model())
+    logged = LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, {"eval_rows": "1"})
+    first = register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+
+    def lost(*args, **kwargs):
+        try:
+            raise requests.exceptions.ConnectionError("Connection refused")
+        except requests.exceptions.ConnectionError as exc:
+            raise MlflowException("API request to /aliases failed") from exc
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", lost)
+    with pytest.raises(MlflowException) as failed:
+        register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+    assert failed.value.__notes__ == ["version 2 of 'm' was registered but never became challenger; it was deleted"]
+    assert [v.version for v in client.search_model_versions("name = 'm'")] == [first.version]
+    assert alias_version(client, "m", CHALLENGER).version == first.version
+    # the same error through a server URI: one line with the note
+    with pytest.raises(TrackingServerLost, match="registered but never became challenger; it was deleted"), \
+            tracking_server_errors("http://127.0.0.1:1", "run r was logged"):
+        raise failed.value

@@ -395,7 +395,7 @@ def models_promote(
 
     client = _registry_client(tracking_uri, config)
     try:
-        with tracking_server_errors(client.tracking_uri, "the champion is unchanged"):
+        with tracking_server_errors(client.tracking_uri):
             decision = promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
     except (RegistryError, ValueError) as exc:
         raise _fail(str(exc)) from exc

@@ -22,7 +22,8 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +175,21 @@ def version_exists(client: MlflowClient, name: str, version: str) -> bool:
             return False
         raise
     return True
+
+
+@contextmanager
+def _noted(note: str) -> Iterator[None]:
+    """An error raised inside the block carries ``note`` (what the failed writes may have changed)."""
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(note)
+        raise
+
+
+def _may_be_champion(name: str, version: str) -> str:
+    return (f"the {CHAMPION} of {name!r} may already be version {version}: check `leadscore models list` "
+            "once the registry answers")
 
 
 def _set_champion(client: MlflowClient, name: str, version: str, history: list[str]) -> None:
@@ -515,9 +531,10 @@ def promote(
     if promoted:
         if current is not None and (not history or history[-1] != str(current.version)):
             history.append(str(current.version))
-        _set_champion(client, name, str(candidate.version), [*history, str(candidate.version)])
-        client.set_model_version_tag(name, candidate.version, "promoted_at",
-                                     datetime.now(UTC).replace(microsecond=0).isoformat())
+        with _noted(_may_be_champion(name, str(candidate.version))):
+            _set_champion(client, name, str(candidate.version), [*history, str(candidate.version)])
+            client.set_model_version_tag(name, candidate.version, "promoted_at",
+                                         datetime.now(UTC).replace(microsecond=0).isoformat())
     return PromotionDecision(promoted, name, str(candidate.version), str(current.version) if current else None, metric,
                              table, reasons, evaluation, is_challenger)
 
@@ -552,9 +569,10 @@ def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
     if not history:
         raise RegistryError(f"model {name!r}: version {current.version} is the first champion; nothing to roll back to")
     previous = history[-1]
-    _set_champion(client, name, previous, history)
-    client.set_model_version_tag(name, current.version, "rolled_back_at",
-                                 datetime.now(UTC).replace(microsecond=0).isoformat())
+    with _noted(_may_be_champion(name, previous)):
+        _set_champion(client, name, previous, history)
+        client.set_model_version_tag(name, current.version, "rolled_back_at",
+                                     datetime.now(UTC).replace(microsecond=0).isoformat())
     return RollbackResult(name, str(current.version), previous, skipped)
 
 

@@ -187,7 +187,7 @@ def promote_challenger(
 ) -> PromotionDecision:
     """``promote`` against a tracking target (for the CLI and the demo)."""
     client = connect(target)
-    with tracking_server_errors(target.uri, "the champion is unchanged"):
+    with tracking_server_errors(target.uri):
         return promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
 
 

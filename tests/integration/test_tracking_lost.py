@@ -26,7 +26,14 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.project import project_yaml, sqlite_project
-from training.registry import CHALLENGER, alias_version, register_challenger
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    _set_champion,
+    alias_version,
+    register_challenger,
+    rollback,
+)
 from training.tracking import (
     HTTP_RETRY_DEFAULTS,
     LoggedRun,
@@ -175,25 +182,31 @@ class _Model(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-def test_alias_failure_withdraws_the_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry goes away between creating the version and pointing ``challenger`` at it: the version is
-    deleted (the challenger stays where it was), and the error says so."""
+def _lost(*args, **kwargs) -> None:
+    """What MLflow raises for a request to a server that went away."""
+    try:
+        raise requests.exceptions.ConnectionError("Connection refused")
+    except requests.exceptions.ConnectionError as exc:
+        raise MlflowException("API request to /api/2.0/mlflow/... failed") from exc
+
+
+def _tiny_run(tmp_path: Path) -> tuple[MlflowClient, LoggedRun]:
+    """A SQLite store with one run holding a trivial pyfunc model."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     with mlflow.start_run() as run:
         info = mlflow.pyfunc.log_model(name="model", python_model=_Model())
     logged = LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, {"eval_rows": "1"})
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), logged
+
+
+def test_alias_failure_withdraws_the_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry goes away between creating the version and pointing ``challenger`` at it: the version is
+    deleted (the challenger stays where it was), and the error says so."""
+    client, logged = _tiny_run(tmp_path)
     first = register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
-
-    def lost(*args, **kwargs):
-        try:
-            raise requests.exceptions.ConnectionError("Connection refused")
-        except requests.exceptions.ConnectionError as exc:
-            raise MlflowException("API request to /aliases failed") from exc
-
-    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", lost)
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", _lost)
     with pytest.raises(MlflowException) as failed:
         register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
     assert failed.value.__notes__ == ["version 2 of 'm' was registered but never became challenger; it was deleted"]
@@ -203,3 +216,19 @@ def test_alias_failure_withdraws_the_new_version(tmp_path: Path, monkeypatch: py
     with pytest.raises(TrackingServerLost, match="registered but never became challenger; it was deleted"), \
             tracking_server_errors("http://127.0.0.1:1", "run r was logged"):
         raise failed.value
+
+
+def test_rollback_lost_after_moving_the_alias_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost between its writes, a rollback does not claim that nothing changed: the note names the version
+    the champion may already point at (here it does)."""
+    client, logged = _tiny_run(tmp_path)
+    for _ in range(2):
+        register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+    _set_champion(client, "m", "1", ["1"])
+    _set_champion(client, "m", "2", ["1", "2"])
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", _lost)
+    with pytest.raises(TrackingServerLost) as lost, tracking_server_errors("http://127.0.0.1:1"):
+        rollback(client, "m")
+    assert str(lost.value).endswith("the champion of 'm' may already be version 1: check `leadscore models list` "
+                                    "once the registry answers"), str(lost.value)
+    assert str(alias_version(client, "m", CHAMPION).version) == "1"

@@ -436,11 +436,13 @@ def models_rollback(
 def models_export(
     config: ConfigOption = Path("leadscore.yaml"),
     tracking_uri: TrackingOption = None,
-    out: Annotated[Path, typer.Option(help="Directory; the model goes to <out>/<model name>/.")] = Path("models"),
+    out: Annotated[Path, typer.Option(help="Directory: the champion goes to <out>/<model name>/, another alias or "
+                                      "version to <out>/<model name>@<alias>/.")] = Path("models"),
     alias: Annotated[str, typer.Option(help="Alias or version to export.")] = "champion",
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
-    """Write the champion (pyfunc dir + champion.json) for deployment without a tracking server."""
+    """Write a registered version (default: the champion; pyfunc dir + champion.json) for deployment without a
+    tracking server."""
     from training.registry import RegistryError, export_champion
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 

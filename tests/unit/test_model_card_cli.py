@@ -62,3 +62,15 @@ def test_versions_view_formats_numbers_and_keeps_only_the_kinds_columns() -> Non
     ttc = versions_view(_versions(uno_c=["0.710664", "0.72"], ibs=["0.0120349", "0.0119"]))
     assert list(ttc.columns) == ["aliases", "trained (UTC)", "evaluated on", "uno_c", "ibs"]
     assert ttc["ibs"].tolist() == ["0.0120", "0.0119"]
+
+
+def test_models_export_help_says_where_another_alias_goes() -> None:
+    """`--alias challenger` writes <out>/<name>@challenger/ (never over the deployed champion): the help said
+    every export went to <out>/<model name>/."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    shown = " ".join(CliRunner().invoke(app, ["models", "export", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "Write a registered version (default: the champion;" in shown, shown
+    assert "the champion goes to <out>/<model name>/, another alias or version to <out>/<model name>@<alias>/" in shown

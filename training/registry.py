@@ -545,16 +545,20 @@ class RollbackResult:
     from_version: str
     to_version: str
     skipped: list[str] = field(default_factory=list)  # earlier champions passed over: deleted since
+    challenger_cleared: bool = False  # the rolled-back version also held challenger: removed
 
     def explain(self) -> str:
         skipped = (f" (skipped deleted version{'s' if len(self.skipped) > 1 else ''} {', '.join(self.skipped)})"
                    if self.skipped else "")
-        return f"{CHAMPION} of {self.name}: version {self.from_version} -> {self.to_version}{skipped}"
+        cleared = (f"; version {self.from_version} is no longer {CHALLENGER}, so the next `models promote` does not "
+                   f"put it back (name it with --version to)" if self.challenger_cleared else "")
+        return f"{CHAMPION} of {self.name}: version {self.from_version} -> {self.to_version}{skipped}{cleared}"
 
 
 def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
     """Point ``champion`` back at the previous champion that still exists (history kept in a
-    registered-model tag); earlier champions deleted since are skipped and dropped from the history."""
+    registered-model tag); earlier champions deleted since are skipped and dropped from the history. The
+    rolled-back version loses ``challenger`` too when it held it (else the next promote would restore it)."""
     current = alias_version(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"model {name!r} has no {CHAMPION} to roll back")
@@ -569,11 +573,15 @@ def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
     if not history:
         raise RegistryError(f"model {name!r}: version {current.version} is the first champion; nothing to roll back to")
     previous = history[-1]
+    challenger = alias_version(client, name, CHALLENGER)
+    cleared = challenger is not None and str(challenger.version) == str(current.version)
     with _noted(_may_be_champion(name, previous)):
         _set_champion(client, name, previous, history)
         client.set_model_version_tag(name, current.version, "rolled_back_at",
                                      datetime.now(UTC).replace(microsecond=0).isoformat())
-    return RollbackResult(name, str(current.version), previous, skipped)
+        if cleared:  # else the next promote (of the challenger, by default) undoes the rollback
+            client.delete_registered_model_alias(name, CHALLENGER)
+    return RollbackResult(name, str(current.version), previous, skipped, cleared)
 
 
 # ----- listing, export --------------------------------------------------------------------------

@@ -86,6 +86,11 @@ def test_promotion_rules_and_rollback(registry) -> None:
     back = rollback(client)
     assert (back.from_version, back.to_version) == (good.model_version, medium.model_version)
     assert _champion(client) == medium.model_version
+    # the rolled-back version was the challenger too: the next promote must not restore it
+    assert back.challenger_cleared and alias_version(client, MODEL_NAME, CHALLENGER) is None
+    assert "no longer challenger" in back.explain()
+    with pytest.raises(RegistryError, match="challenger"):
+        promote(client)
     with pytest.raises(RegistryError, match="first champion"):
         rollback(client)
 

@@ -49,6 +49,7 @@ from training.tracking import (
     TEST_SET_ARTIFACT,
     LoggedRun,
     load_run_frame,
+    quiet_mlflow_noise,
     quiet_registration_lines,
     server_failure,
 )
@@ -89,7 +90,7 @@ def register_challenger(
             **{k: f"{metrics[k]:.6g}" for k in VERSION_METRICS if k in metrics and math.isfinite(metrics[k])},
             **dict(extra_tags or {})}
     _bind(client)
-    with quiet_registration_lines():
+    with quiet_registration_lines(), quiet_mlflow_noise():
         version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
     try:
         client.set_registered_model_alias(name, CHALLENGER, version.version)

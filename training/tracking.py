@@ -88,6 +88,8 @@ MLFLOW_NOISE: dict[str, tuple[str, ...]] = {
     "mlflow.store.db.utils": ("Creating initial MLflow database tables", "Updating database tables"),
     "mlflow.pyfunc": ("Passing a Python object as `python_model`", "Validating input example against model signature"),
     "mlflow.utils.environment": ("Failed to resolve installed pip version",),
+    # a tracking server: registration waits for the version to be READY, and says so every time
+    "mlflow.store.model_registry.abstract_store": ("Waiting up to",),
 }
 
 

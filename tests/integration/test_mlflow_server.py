@@ -4,6 +4,7 @@ proxied artifacts in a temporary directory)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -72,8 +73,17 @@ def test_train_register_promote_through_server(mlflow_server: str, tmp_path: Pat
     project, training_set, _ = shared_project()
     target = tracking_target(mlflow_server, tmp_path)
     assert target.is_server and target.artifact_location is None
-    run = track_and_register(target, project, training_set, fitted("good"))
+    records: list[logging.LogRecord] = []
+    watch = logging.Handler()
+    watch.emit = records.append  # type: ignore[method-assign]
+    registry_log = logging.getLogger("mlflow.store.model_registry.abstract_store")
+    registry_log.addHandler(watch)
+    try:
+        run = track_and_register(target, project, training_set, fitted("good"))
+    finally:
+        registry_log.removeHandler(watch)
     assert run.model_version == "1"
+    assert not [r for r in records if "Waiting up to" in str(r.msg)]  # a routine line of every registration
     decision = promote_challenger(target)
     assert decision.promoted, decision.explain()
     client = connect(target)

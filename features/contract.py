@@ -115,10 +115,20 @@ class _StorageOptions(_Model):
 
     kind: Literal["csv", "parquet", "sql"] = "csv"
     url: str | None = None
-    db_schema: str | None = None
+    # kind sql: the schema holding the tables (PostgreSQL: e.g. crm; rescore's score tables go there too);
+    # None: the database's default one. SQLite has no schemas: only "main", the file itself
+    db_schema: str | None = Field(default=None, min_length=1)
     chunksize: int = Field(default=500_000, gt=0)
     csv_separator: str = ","
     csv_encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _schema_of_sqlite(self) -> _StorageOptions:
+        if (self.kind == "sql" and self.url and self.db_schema not in (None, "main")
+                and self.url.lower().startswith("sqlite")):
+            raise ValueError(f"source.db_schema {self.db_schema!r}: a SQLite database has no schemas (leadscore "
+                             "attaches no other database file); leave it unset (or 'main': the file itself)")
+        return self
 
 
 class SourceConfig(_StorageOptions):

@@ -344,7 +344,8 @@ class SqlDatabase:
                     if self.engine.dialect.name == "sqlite":
                         self._note_declared_types(table)
             except sa.exc.NoSuchTableError:
-                raise ValueError(f"table {name!r} not found in database {self.engine.url!r}") from None
+                where = "" if self.schema is None else f" schema {self.schema!r} of"
+                raise ValueError(f"table {name!r} not found in{where} database {self.engine.url!r}") from None
             self._tables[name] = table
         return self._tables[name]
 

@@ -192,21 +192,20 @@ def synth(
 
 def _drop_stale_scores(url: str) -> int | None:
     """After ``synth --overwrite`` into a database: drop the score tables of a rescore of the replaced data
-    (an incremental rescore would take their lead ids for the new leads'). Returns the scores dropped (None:
-    there were no score tables)."""
+    (an incremental rescore would take their lead ids for the new leads'): those of the database's default
+    schema, where synth writes (the scores of projects in other schemas stay). Returns the scores dropped
+    (None: there were no score tables)."""
     import sqlalchemy as sa
 
-    from serving.score_store import LEAD_SCORES
+    from serving.score_store import count_scores
 
     engine = sa.create_engine(url)
     try:
-        if not sa.inspect(engine).has_table(LEAD_SCORES):
-            return None
-        with engine.connect() as conn:
-            stored = int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {LEAD_SCORES}")).scalar_one())
+        stored = count_scores(engine)
     finally:
         engine.dispose()
-    _drop_score_tables(url)
+    if stored is not None:
+        _drop_score_tables(url)
     return stored
 
 
@@ -349,7 +348,8 @@ def demo(
     config_path.write_text(project_yaml(project), encoding="utf-8")
     console.rule("1. synthetic CRM")
     synth(out=project.data.source.url, fmt="sql", leads=leads, seed=seed, events_per_lead=50.0, overwrite=True)
-    _drop_score_tables(project.data.source.url)  # scores of an earlier demo belong to its data, not this one
+    # scores of an earlier demo belong to its data, not this one
+    _drop_score_tables(project.data.source.url, project.data.source.db_schema)
     console.rule("2. load and validate through the data contract")
     data, report = _load_data(project)
     _print_data_summary(data, report)
@@ -405,14 +405,15 @@ def _champion_exists(target, name: str = "lead-conversion") -> bool:
     return True
 
 
-def _drop_score_tables(url: str) -> None:
+def _drop_score_tables(url: str, schema: str | None = None) -> None:
+    """Drop the score tables in ``schema`` of the database at ``url`` (None: its default schema)."""
     import sqlalchemy as sa
 
-    from serving.score_store import drop_score_tables
+    from serving.score_store import drop_score_tables, in_schema
 
     engine = sa.create_engine(url)
     try:
-        drop_score_tables(engine)
+        drop_score_tables(in_schema(engine, schema))
     finally:
         engine.dispose()
 

@@ -185,7 +185,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def rescore(
         db: Annotated[str | None, typer.Option(
-            help="SQLAlchemy URL of the lead database (leads/events/outcomes; scores are written there).")] = None,
+            help="SQLAlchemy URL of the lead database (leads/events/outcomes; scores are written there; with -c, "
+                 "of the scores only, in the source's db_schema).")] = None,
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
         model_dir: Annotated[str | None, typer.Option(
@@ -219,7 +220,7 @@ def register(app: typer.Typer) -> None:
         from features.contract import ContractError
         from features.readers import sql_error_text
         from serving.loader import ServingSettings
-        from serving.rescore import RescoreConfig, WorkerDiedError, top_leads
+        from serving.rescore import RescoreConfig, WorkerDiedError, score_schema, top_leads
         from serving.rescore import rescore as run_rescore
 
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
@@ -304,7 +305,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"scores -> {out}")
         if top:
             try:
-                leads = top_leads(scores_url, top)
+                leads = top_leads(scores_url, top, score_schema(data))
             except ValueError as exc:  # reasons that are not JSON
                 err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False)
                 raise typer.Exit(1) from exc

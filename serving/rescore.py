@@ -97,6 +97,7 @@ from serving.score_store import (
     count_run_scores,
     create_run,
     create_score_tables,
+    in_schema,
     largest_changes,
     lead_score_runs,
     lead_scores,
@@ -446,12 +447,25 @@ def open_source_database(data: DataConfig) -> SqlDatabase | None:
     return SqlDatabase(score_engine(data.source.url), data.source.db_schema, data.source.chunksize)
 
 
-def score_engine(url: str) -> sa.Engine:
-    """An engine for rescoring: on SQLite, readers and the committing writer wait for each other's locks
-    (:data:`SQLITE_BUSY_SECONDS`) instead of failing with "database is locked"."""
+def score_engine(url: str, schema: str | None = None) -> sa.Engine:
+    """An engine for rescoring, its score tables in ``schema`` (:func:`serving.score_store.in_schema`): on
+    SQLite, readers and the committing writer wait for each other's locks (:data:`SQLITE_BUSY_SECONDS`)
+    instead of failing with "database is locked"."""
     if sa.engine.make_url(url).get_backend_name() == "sqlite":
-        return sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-    return sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    else:
+        engine = sa.create_engine(url)
+    try:
+        return in_schema(engine, schema)
+    except ValueError:
+        engine.dispose()
+        raise
+
+
+def score_schema(data: DataConfig) -> str | None:
+    """The schema of a project's score tables: its SQL source's ``db_schema`` (None: the default schema),
+    so the scores sit beside the CRM tables they come from."""
+    return data.source.db_schema if data.source.kind == "sql" else None
 
 
 # ----- execution --------------------------------------------------------------------------------
@@ -674,7 +688,8 @@ def rescore(
     out: Path | None = None,
     on_result: Callable[[PartitionResult], None] | None = None,
 ) -> RescoreSummary:
-    """Rescore the open leads of ``data`` into the score tables at ``scores_url`` (see module doc).
+    """Rescore the open leads of ``data`` into the score tables at ``scores_url``, in the schema of the source
+(:func:`score_schema`: its ``db_schema``; the database's default schema without one) (see module doc).
 
     ``core``: an already loaded scoring core (else loaded from ``settings``; on resume, the run's model
     version is required). ``out``: also write the run's scores to a ``.parquet`` or ``.csv`` file (see
@@ -687,7 +702,7 @@ def rescore(
     if data.source.kind == "sql" and data.source.url:
         check_sqlite_file(data.source.url)  # else SQLite would create it, score tables included
     writer = _OutWriter(out)  # a bad --out fails before a run is recorded
-    engine = score_engine(scores_url)
+    engine = score_engine(scores_url, score_schema(data))  # the scores beside the CRM: its db_schema
     try:
         create_score_tables(engine)
         if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
@@ -1058,9 +1073,10 @@ def out_schema() -> Any:
     return pa.schema([(c.name, arrow(c.type)) for c in lead_scores.columns])
 
 
-def top_leads(url: str, n: int = 10) -> pd.DataFrame:
-    """The n highest-scored leads in ``lead_scores`` at ``url``, with their reasons (list of dicts)."""
-    engine = sa.create_engine(url)
+def top_leads(url: str, n: int = 10, schema: str | None = None) -> pd.DataFrame:
+    """The n highest-scored leads in ``lead_scores`` at ``url`` (in ``schema``: :func:`score_schema`), with
+    their reasons (list of dicts)."""
+    engine = in_schema(sa.create_engine(url), schema)
     try:
         return top_scores(engine, n)
     finally:

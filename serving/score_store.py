@@ -8,6 +8,10 @@ PostgreSQL: ``COPY`` into a temporary staging table, then one ``INSERT ... SELEC
 partition's checkpoint row are written in ONE transaction, so a partition is either entirely
 committed (and never redone on resume) or not at all.
 
+Schema: the tables are declared without one. An engine from :func:`in_schema` places them in a schema of
+its database (SQLAlchemy's ``schema_translate_map`` for the Core statements; the SQL text here reads the
+same map through :func:`schema_of`); a plain engine keeps them in the default schema, unqualified.
+
 History rule: a lead gets a history row in a run when it had no score before (``previous_score``
 NULL) or its integer score (0-100) differs from the stored one; ``delta = score - previous_score``.
 Rewriting the same partition with the same values appends nothing (and the primary key
@@ -148,27 +152,71 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+SQLITE_SCHEMAS = (None, "main")  # a SQLite database's own tables (leadscore attaches no other file)
+
+
+def in_schema(engine: sa.Engine, schema: str | None) -> sa.Engine:
+    """``engine`` with the score tables in ``schema`` of its database (None: the default schema, every
+    name unqualified as before). SQLite has no schemas: only ``main`` (the file itself) is taken."""
+    if engine.dialect.name == "sqlite" and schema not in SQLITE_SCHEMAS:
+        raise ValueError(f"score tables: schema {schema!r} on the SQLite database {engine.url}: SQLite has no "
+                         "schemas (leadscore attaches no other database file); leave source.db_schema unset")
+    if schema is None:
+        return engine
+    return engine.execution_options(schema_translate_map={None: schema})
+
+
+def schema_of(bind: sa.Engine | sa.Connection) -> str | None:
+    """The schema of the score tables behind ``bind`` (:func:`in_schema`; None: the default one)."""
+    translate = bind.get_execution_options().get("schema_translate_map") or {}
+    return translate.get(None)
+
+
+def _where(schema: str | None) -> str:
+    return "the default schema" if schema is None else f"schema {schema!r}"
+
+
+def qualified_name(name: str, schema: str | None) -> str:
+    """A score table's name as messages give it: ``schema.name`` when in a schema."""
+    return name if schema is None else f"{schema}.{name}"
+
+
 def create_score_tables(engine: sa.Engine) -> None:
-    """Create the four tables (and the history index) when missing; add the nullable columns that
-    tables written by an older version lack (``ALTER TABLE ... ADD COLUMN``; existing rows get NULL)."""
-    metadata.create_all(engine, checkfirst=True)
+    """Create the four tables (and the history index) when missing, in the engine's schema (which must
+    exist); add the nullable columns that tables written by an older version lack (``ALTER TABLE ... ADD
+    COLUMN``; existing rows get NULL)."""
+    schema = schema_of(engine)
     inspector = sa.inspect(engine)
+    if schema is not None and engine.dialect.name != "sqlite" and not inspector.has_schema(schema):
+        raise ValueError(f"score tables: schema {schema!r} (source.db_schema) not found in the database "
+                         f"{engine.url.render_as_string(hide_password=True)}")
+    metadata.create_all(engine, checkfirst=True)
+    inspector = sa.inspect(engine)  # a fresh one: the first may have cached the tables' absence
     for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
+        present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
         missing = [c for c in table.columns if c.name not in present]
         not_addable = [c.name for c in missing if not c.nullable]
         if not_addable:
-            raise ValueError(f"table {table.name} lacks the required column(s) {not_addable}: it was not written "
-                             f"by this version of leadscore; rename or drop it and rescore")
+            raise ValueError(f"table {table.name} ({_where(schema)}) lacks the required column(s) {not_addable}: it "
+                             "was not written by this version of leadscore; rename or drop it and rescore")
         with engine.begin() as conn:
             for column in missing:
                 kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+                conn.execute(sa.text(f"ALTER TABLE {_table(table.name, schema)} ADD COLUMN {_quote(column.name)} "
+                                     f"{kind}"))
 
 
 def drop_score_tables(engine: sa.Engine) -> None:
-    """Drop the four tables (when present): scores of data that has been replaced."""
+    """Drop the four tables of the engine's schema (when present): scores of data that has been replaced."""
     metadata.drop_all(engine, checkfirst=True)
+
+
+def count_scores(engine: sa.Engine) -> int | None:
+    """Rows of ``lead_scores`` in the engine's schema (None: no such table)."""
+    if not sa.inspect(engine).has_table(LEAD_SCORES, schema=schema_of(engine)):
+        return None
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(lead_scores)).scalar_one())
 
 
 # ----- runs and partitions ----------------------------------------------------------------------
@@ -226,17 +274,18 @@ def create_run(engine: sa.Engine, run: RunRecord) -> None:
 def load_run(engine: sa.Engine, run_id: str | None = None) -> RunRecord:
     """A run by id, or (``run_id`` None) the latest unfinished one; raises LookupError when none."""
     runs = lead_score_runs
+    where = qualified_name(LEAD_SCORE_RUNS, schema_of(engine))
     with engine.connect() as conn:
         if run_id is None:
             row = conn.execute(
                 sa.select(runs).where(runs.c.status != FINISHED).order_by(runs.c.started_at.desc()).limit(1)
             ).mappings().first()
             if row is None:
-                raise LookupError(f"no unfinished run in {LEAD_SCORE_RUNS} to resume")
+                raise LookupError(f"no unfinished run in {where} to resume")
         else:
             row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
             if row is None:
-                raise LookupError(f"run {run_id!r} not found in {LEAD_SCORE_RUNS}")
+                raise LookupError(f"run {run_id!r} not found in {where}")
         parts = conn.execute(
             sa.select(lead_score_run_partitions).where(lead_score_run_partitions.c.run_id == row["run_id"])
             .order_by(lead_score_run_partitions.c.partition)
@@ -298,18 +347,25 @@ SQLITE_COMMIT_CACHE_KIB = 65_536  # page cache of a commit's connection: a parti
 
 
 def _quote(name: str) -> str:
-    return f'"{name}"'  # standard SQL quoting, the same on SQLite and PostgreSQL
+    return '"' + name.replace('"', '""') + '"'  # standard SQL quoting, the same on SQLite and PostgreSQL
 
 
-def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
-    """The statements that move the staged scores of ``partition`` into place, the same text on SQLite and
-    PostgreSQL: history rows of the leads whose integer score is new or changed (joined with the stored
-    scores of the partition's id range BEFORE the upsert: an index range, not the whole table), the
-    upsert of ``lead_scores``, and the emptying of the stage."""
+def _table(name: str, schema: str | None) -> str:
+    """A score table's name in SQL text: qualified by its schema when it has one."""
+    return _quote(name) if schema is None else f"{_quote(schema)}.{_quote(name)}"
+
+
+def _apply_stage_sql(partition: PartitionSpec, schema: str | None = None) -> tuple[str, str, str]:
+    """The statements that move the staged scores of ``partition`` into place (the score tables of
+    ``schema``), the same text on SQLite and PostgreSQL: history rows of the leads whose integer score is new
+    or changed (joined with the stored scores of the partition's id range BEFORE the upsert: an index range,
+    not the whole table), the upsert of ``lead_scores``, and the emptying of the stage."""
     score = [LEAD_ID, *SCORE_COLUMNS]
     names = ", ".join(_quote(c) for c in score)
     history_columns = ", ".join(_quote(c.name) for c in lead_score_history.columns)
-    q = _quote
+
+    def q(name: str) -> str:
+        return _table(name, schema) if name in metadata.tables else _quote(name)
     # a lead whose id range a run of a later as-of has committed is left alone: its score there is newer,
     # or the lead had left the open pipeline by then (converted, quarantined) and must not come back
     later = (
@@ -330,7 +386,7 @@ def _apply_stage_sql(partition: PartitionSpec) -> tuple[str, str, str]:
     upsert = (
         f"INSERT INTO {q(LEAD_SCORES)} ({names}) SELECT {names} FROM {q(STAGE)} s WHERE {later} "
         f"ON CONFLICT ({q(LEAD_ID)}) DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in SCORE_COLUMNS)
-        + f" WHERE {q(LEAD_SCORES)}.as_of <= excluded.as_of"
+        + f" WHERE {_quote(LEAD_SCORES)}.as_of <= excluded.as_of"
     )
     return history, upsert, f"DELETE FROM {q(STAGE)}"
 
@@ -407,10 +463,10 @@ def _stage_insert_sql(columns: Sequence[str]) -> str:
             f"VALUES ({', '.join('?' * len(columns))})")
 
 
-def _sqlite_stage_ddl(columns: Sequence[str]) -> str:
+def _sqlite_stage_ddl(columns: Sequence[str], schema: str | None = None) -> str:
     """The stage on SQLite: a temporary table with the columns (and affinities) of ``lead_scores``."""
     return (f"CREATE TEMP TABLE IF NOT EXISTS {_quote(STAGE)} AS "
-            f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_quote(LEAD_SCORES)} WHERE 0")
+            f"SELECT {', '.join(_quote(c) for c in columns)} FROM {_table(LEAD_SCORES, schema)} WHERE 0")
 
 
 def commit_partition(
@@ -440,7 +496,7 @@ def commit_partition(
     path = sqlite_arrow.adbc_file(engine)
     if path is not None:
         with sqlite_arrow.file_gate(path).adbc():
-            return _commit_through_adbc(path, run_id, partition, rows, counts, as_of)
+            return _commit_through_adbc(path, run_id, partition, rows, counts, as_of, schema_of(engine))
     parts = lead_score_run_partitions
     with sqlite_arrow.sqlite3_module_use(engine), engine.begin() as conn:  # a SQLite file: no driver use meanwhile
         status = conn.execute(
@@ -453,7 +509,7 @@ def commit_partition(
         n_history = written = 0
         if len(rows):
             _stage(conn, rows)
-            history, upsert, clear = _apply_stage_sql(partition)
+            history, upsert, clear = _apply_stage_sql(partition, schema_of(conn))
             n_history = conn.exec_driver_sql(history).rowcount
             written = conn.exec_driver_sql(upsert).rowcount  # rows inserted or updated (not kept out)
             conn.exec_driver_sql(clear)
@@ -471,13 +527,14 @@ def commit_partition(
 def _stage(conn: sa.Connection, rows: pd.DataFrame) -> None:
     """The rows into the (emptied) stage, in the caller's transaction (PostgreSQL: ``COPY``)."""
     columns = list(rows.columns)
+    schema = schema_of(conn)
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(_sqlite_stage_ddl(columns))
+        conn.exec_driver_sql(_sqlite_stage_ddl(columns, schema))
         conn.exec_driver_sql(f"DELETE FROM {_quote(STAGE)}")
         conn.exec_driver_sql(_stage_insert_sql(columns), _driver_rows(rows))
         return
     names = ", ".join(_quote(c) for c in columns)
-    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(STAGE)} (LIKE {_quote(LEAD_SCORES)}) "
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_quote(STAGE)} (LIKE {_table(LEAD_SCORES, schema)}) "
                          "ON COMMIT DELETE ROWS")
     conn.exec_driver_sql(f"TRUNCATE {_quote(STAGE)}")
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -532,7 +589,7 @@ def _escaped_texts(texts: list[str]) -> list[str]:
 
 
 def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows: pd.DataFrame,
-                         counts: PartitionCounts, as_of: datetime | None = None) -> int:
+                         counts: PartitionCounts, as_of: datetime | None = None, schema: str | None = None) -> int:
     """:func:`commit_partition` on a SQLite file through the ADBC driver (the caller holds the file's gate)."""
     import adbc_driver_sqlite.dbapi as dbapi
 
@@ -545,7 +602,7 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
             cursor.fetchall()
         cursor.execute("BEGIN IMMEDIATE")  # the write lock first: no deadlock with another writer
         try:
-            cursor.execute(f"SELECT status FROM {_quote(LEAD_SCORE_RUN_PARTITIONS)} "
+            cursor.execute(f"SELECT status FROM {_table(LEAD_SCORE_RUN_PARTITIONS, schema)} "
                            f"WHERE run_id = ? AND {_quote('partition')} = ?", (run_id, partition.index))
             found = cursor.fetchall()
             if not found:
@@ -553,10 +610,10 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
             n_history = written = 0
             if found[0][0] != DONE:
                 if table is not None:
-                    cursor.execute(_sqlite_stage_ddl(table.column_names))
+                    cursor.execute(_sqlite_stage_ddl(table.column_names, schema))
                     cursor.execute(f"DELETE FROM {_quote(STAGE)}")
                     cursor.executemany(_stage_insert_sql(table.column_names), table)
-                    history, upsert, clear = _apply_stage_sql(partition)
+                    history, upsert, clear = _apply_stage_sql(partition, schema)
                     cursor.execute(history)
                     cursor.execute("SELECT changes()")
                     n_history = int(cursor.fetchall()[0][0])
@@ -566,13 +623,14 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                     cursor.execute(clear)
                 if counts.retired_ids:
                     until = (as_of or datetime.max).strftime(SQLITE_DATETIME)  # a later as-of's score stays
-                    cursor.executemany(f"DELETE FROM {_quote(LEAD_SCORES)} WHERE {_quote(LEAD_ID)} = ? AND as_of <= ?",
+                    cursor.executemany(f"DELETE FROM {_table(LEAD_SCORES, schema)} WHERE {_quote(LEAD_ID)} = ? "
+                                       "AND as_of <= ?",
                                        pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64()),
                                                  "as_of": pa.array([until] * len(counts.retired_ids), pa.string())}))
                 done = _partition_done_values(counts, written)
                 done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
                 cursor.execute(
-                    f"UPDATE {_quote(LEAD_SCORE_RUN_PARTITIONS)} SET "
+                    f"UPDATE {_table(LEAD_SCORE_RUN_PARTITIONS, schema)} SET "
                     + ", ".join(f"{_quote(c)} = ?" for c in done)
                     + f" WHERE run_id = ? AND {_quote('partition')} = ?",
                     (*done.values(), run_id, partition.index),

@@ -44,8 +44,9 @@ def _scores(run_id: str, seed: int, closing: bool) -> pd.DataFrame:
     })
 
 
-def _commit_two_runs(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[int]]:
-    engine = sa.create_engine(url)
+def _commit_two_runs(url: str, schema: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[int]]:
+    base = sa.create_engine(url)
+    engine = store.in_schema(base, schema)
     try:
         store.create_score_tables(engine)
         counts = []
@@ -67,7 +68,7 @@ def _commit_two_runs(url: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
                                 .order_by("run_id", "partition"), conn)
         return store.read_scores(engine), store.read_history(engine), parts, counts
     finally:
-        engine.dispose()
+        base.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,31 @@ def test_every_staging_path_writes_the_same_rows(database: str, in_memory, sqlit
     pd.testing.assert_frame_equal(scores, expected_scores, check_dtype=False)
     pd.testing.assert_frame_equal(history, expected_history, check_dtype=False)
     pd.testing.assert_frame_equal(parts, expected_parts, check_dtype=False)
+
+
+@pytest.mark.parametrize("database", ["sqlite_file", "sqlite_memory", "postgres"])
+def test_every_staging_path_writes_the_same_rows_into_a_schema(database: str, in_memory, sqlite_url: str,
+                                                              request) -> None:
+    """The tables of a schema (PostgreSQL ``crm``; SQLite's only one, ``main``), the default one untouched."""
+    url = {"postgres": lambda: request.getfixturevalue("postgres_url"), "sqlite_file": lambda: sqlite_url,
+           "sqlite_memory": lambda: "sqlite://"}[database]()
+    schema = "crm" if database == "postgres" else "main"
+    if database == "postgres":
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE SCHEMA crm"))
+        engine.dispose()
+    result = _commit_two_runs(url, schema)
+    for got, want in zip(result[:3], in_memory[:3], strict=True):
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert result[3] == in_memory[3]
+    if database == "postgres":
+        engine = sa.create_engine(url)
+        assert sa.inspect(engine).get_table_names(schema="public") == []
+        assert store.count_scores(store.in_schema(engine, schema)) == N and store.count_scores(engine) is None
+        store.drop_score_tables(store.in_schema(engine, schema))
+        assert sa.inspect(engine).get_table_names(schema="crm") == []
+        engine.dispose()
 
 
 def test_sqlite_file_values_have_the_storage_classes_of_the_sqlite3_module(sqlite_url: str) -> None:

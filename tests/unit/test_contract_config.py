@@ -96,3 +96,17 @@ def test_example_crm_config_loads() -> None:
     assert isinstance(config, DataConfig)
     assert config.columns.source_name("events", "occurred_at") == "ActivityDate"
     assert config.attributes.ignore == ["Email", "Phone", "OwnerId"]
+
+
+@pytest.mark.parametrize("mode", ["crm", "flat"])
+def test_a_sqlite_source_takes_main_as_its_schema_and_refuses_any_other(tmp_path: Path, mode: str) -> None:
+    """SQLite has no schemas (leadscore attaches no other file): ``main`` is the file itself, another name
+    is refused when the config loads, not by a driver error in the middle of a job."""
+    source = {"kind": "sql", "url": "sqlite:///crm.db", **({"table": "leads"} if mode == "flat" else {})}
+    extra = {"mode": "flat", "id_column": "id", "label_column": "y"} if mode == "flat" else {}
+    main = load_config(write_yaml(tmp_path / "main.yaml", {"source": {**source, "db_schema": "main"}, **extra}))
+    assert main.source.db_schema == "main"
+    with pytest.raises(ValueError, match="db_schema 'crm': a SQLite database has no schemas"):
+        load_config(write_yaml(tmp_path / "crm.yaml", {"source": {**source, "db_schema": "crm"}, **extra}))
+    postgres = {**source, "url": "postgresql+psycopg://u@h/db", "db_schema": "crm"}
+    assert load_config(write_yaml(tmp_path / "pg.yaml", {"source": postgres, **extra})).source.db_schema == "crm"

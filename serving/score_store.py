@@ -159,8 +159,9 @@ def in_schema(engine: sa.Engine, schema: str | None) -> sa.Engine:
     """``engine`` with the score tables in ``schema`` of its database (None: the default schema, every
     name unqualified as before). SQLite has no schemas: only ``main`` (the file itself) is taken."""
     if engine.dialect.name == "sqlite" and schema not in SQLITE_SCHEMAS:
-        raise ValueError(f"score tables: schema {schema!r} on the SQLite database {engine.url}: SQLite has no "
-                         "schemas (leadscore attaches no other database file); leave source.db_schema unset")
+        raise ValueError(f"score tables: schema {schema!r} (source.db_schema) on the SQLite database {engine.url}: "
+                         "SQLite has no schemas but main (leadscore attaches no other database file); write the "
+                         "scores into a database that has that schema")
     if schema is None:
         return engine
     return engine.execution_options(schema_translate_map={None: schema})

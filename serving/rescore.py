@@ -765,14 +765,18 @@ def rescore(
         except BaseException as exc:  # every partition is committed; --resume writes the whole file again
             set_run_status(engine, run.run_id, FAILED, error=f"writing --out: {type(exc).__name__}: {exc}")
             raise
-        summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
-        if core.closing_info is not None:
-            summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
-        summary.unseen = {column: sorted(values) for column, values in sorted(unseen.items())}
-        for column, values in summary.unseen.items():
-            logger.warning("run %s: %s: values the model never saw, scored as missing, e.g. %s", run.run_id, column,
-                           ", ".join(map(repr, values)))
-        set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
+        try:
+            summary = build_summary(engine, run, len(pending), time.perf_counter() - began)
+            if core.closing_info is not None:
+                summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
+            summary.unseen = {column: sorted(values) for column, values in sorted(unseen.items())}
+            for column, values in summary.unseen.items():
+                logger.warning("run %s: %s: values the model never saw, scored as missing, e.g. %s", run.run_id,
+                               column, ", ".join(map(repr, values)))
+            set_run_status(engine, run.run_id, FINISHED, summary=summary.as_dict())
+        except BaseException as exc:  # every partition is committed: --resume only summarises
+            set_run_status(engine, run.run_id, FAILED, error=f"summarising: {type(exc).__name__}: {exc}")
+            raise
         return summary
     except BaseException:
         writer.abort()  # no half-written --out file

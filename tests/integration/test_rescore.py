@@ -639,3 +639,30 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
                                      "MLFLOW_TRACKING_URI": f"sqlite:///{registry}"})
     assert result.exit_code == 1 and str(registry) in "".join(result.stderr.split()), result.stderr
     assert "champion.json" not in result.stderr
+
+
+def test_a_run_stopped_while_summarising_is_marked_failed_and_resume_finishes_it(
+        sqlite_url: str, champion: Champion, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM) after the last commit, while the summary was built, left the run 'running'."""
+    import serving.rescore as rescore_module
+
+    make_lead_db(sqlite_url)
+    data = sql_data_config(sqlite_url)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rescore_module, "build_summary", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="stopped"))
+    engine = sa.create_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            status, error = conn.execute(sa.text("SELECT status, error FROM lead_score_runs WHERE run_id = 'stopped'")).one()
+        assert status == score_store.FAILED and error.startswith("summarising: KeyboardInterrupt")
+        summary = rescore(data, sqlite_url, champion.settings, _config(resume=True, run_id="stopped"))
+        assert score_store.load_run(engine, "stopped").status == score_store.FINISHED
+        assert summary.scored == len(stored_scores(sqlite_url)) > 0
+    finally:
+        engine.dispose()

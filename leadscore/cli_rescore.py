@@ -280,7 +280,8 @@ def register(app: typer.Typer) -> None:
                     from serving.rescore_dask import rescore_on_dask
 
                     summary = rescore_on_dask(data, scores_url, settings, rescore_config, address=dask,
-                                              n_workers=workers, progress=progress, out=out)
+                                              n_workers=workers, progress=progress, out=out,
+                                              note=lambda text: err_console.print(f"note: {text}", highlight=False))
                 else:
                     summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out,
                                           on_result=lambda result: scored_by.add(result.pid))

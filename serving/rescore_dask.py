@@ -11,7 +11,7 @@ flight, so the driver holds a bounded number of results.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,12 @@ def rescore_on_dask(
     core: ScoringCore | None = None,
     progress: RescoreProgress | None = None,
     out: Path | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> RescoreSummary:
     """:func:`serving.rescore.rescore` with partitions scored on Dask.
+
+    ``note`` is told when the scheduler at ``address`` has no worker yet (the run waits for one: an adaptive
+    cluster may start them on demand).
 
     Use ``client`` (an existing ``distributed.Client``), else connect to ``address``, else start a
     ``LocalCluster(n_workers, processes=True, threads_per_worker=1)`` for the duration of the run (its
@@ -130,6 +134,9 @@ def rescore_on_dask(
                        progress=progress, out=out)
     if address is not None:
         with Client(address) as remote:
+            if note is not None and not remote.scheduler_info().get("workers"):
+                note(f"no worker is connected to the Dask scheduler at {address} yet: the run waits for one "
+                     "(start workers with `dask worker ADDRESS`, or Ctrl-C)")
             return rescore(data, scores_url, settings, config, core=core, executor=DaskExecutor(remote),
                            progress=progress, out=out)
     with LocalCluster(n_workers=n_workers or 2, processes=True, threads_per_worker=1,

@@ -158,3 +158,35 @@ def test_a_relative_sqlite_url_names_the_drivers_file_on_the_workers(
             client.run(os.chdir, cwd, workers=[address])
     assert summary.scored > 0 and len(stored_scores(f"sqlite:///{tmp_path / 'crm.db'}")) == summary.scored
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_scheduler_without_workers_is_noted_and_the_run_goes_on_when_one_joins(
+        sqlite_url: str, champion: Champion) -> None:
+    """--dask ADDRESS of a scheduler with no worker showed a bar at 0/? forever, without a word."""
+    import threading
+    import time
+
+    make_lead_db(sqlite_url, n_leads=700)
+    notes: list[str] = []
+    outcome: dict[str, object] = {}
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        def run() -> None:
+            try:
+                outcome["summary"] = rescore_on_dask(
+                    sql_data_config(sqlite_url), sqlite_url, champion.settings,
+                    RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF),
+                    address=cluster.scheduler_address, note=notes.append)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not notes and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.05)
+        assert notes and "no worker is connected" in notes[0] and cluster.scheduler_address in notes[0]
+        assert worker.is_alive()  # waiting, not failed
+        cluster.scale(1)
+        worker.join(timeout=120)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["summary"].scored == len(stored_scores(sqlite_url)) > 0

@@ -516,9 +516,11 @@ class FeatureSpec:
         self._require_fitted()
         attributes = payload.get("attributes") or {}
         out: dict[str, list[str]] = {}
-        for col, vocab in self.categorical_vocab_.items():
+        for col, index in self.category_lookup.items():
             value = attributes.get(col)
-            if value is not None and not _is_nan(value) and vocabulary_key(value, dict.fromkeys(vocab)) is None:
+            if value is None or _is_nan(value) or (isinstance(value, str) and value in index):
+                continue  # missing, or a known value as written (most are): no look-up of its other spellings
+            if vocabulary_key(value, index) is None:
                 out[col] = [category_text(value)]
         if self.kind_ == CRM_KIND:
             known = self.event_codes

@@ -6,7 +6,8 @@ the environment once, at start-up (see :meth:`serving.loader.ServingSettings.fro
 Routes: ``POST /score`` (BentoML API, pydantic IO), ``GET /model`` and ``POST /reload`` (mounted
 FastAPI app), and BentoML's ``/livez``, ``/readyz`` (ready only once a model is loaded, via
 ``__is_ready__``) and ``/metrics``. With API keys configured, ``/score``, ``/model`` and
-``/reload`` need ``Authorization: Bearer <key>``. Lead attributes are never logged at INFO.
+``/reload`` need ``Authorization: Bearer <key>`` (checked before a body is read). Lead attributes are
+never logged at INFO.
 
 Latency: ``/score`` is a coroutine. Small requests (up to ``INLINE_LEADS`` leads, the real-time
 case) are scored right on the event loop: the work is a few hundred microseconds of GIL-bound
@@ -60,6 +61,7 @@ from serving.schemas import (
 
 logger = logging.getLogger("leadscore.serving")
 ops = FastAPI(title="leadscore operations")
+UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <key>)"
 INLINE_LEADS = 16  # requests with up to this many leads are scored on the event loop
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 
@@ -81,6 +83,60 @@ class RedactValidationErrors(logging.Filter):
             record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+class ApiKeys:
+    """The configured API keys, kept as SHA-256 digests; none configured: every caller is authorized."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
+
+    def authorized(self, header: str | None) -> bool:
+        """``Authorization: Bearer <key>`` against the configured keys (the scheme is case-blind).
+
+        Constant time: the SHA-256 digests of the given key and of every configured key are compared
+        with ``hmac.compare_digest`` (equal lengths, no early exit, every key checked).
+        """
+        if not self._digests:
+            return True
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return False
+        given = hashlib.sha256(token.strip().encode()).digest()
+        matched = False
+        for digest in self._digests:
+            matched |= hmac.compare_digest(given, digest)
+        return matched
+
+
+PROTECTED_PATHS = {"/score": UNAUTHORIZED, "/model": "missing or invalid API key",
+                   "/reload": "missing or invalid API key"}
+
+
+class RequireApiKey:
+    """ASGI middleware, outermost of the service's: a request to a protected route without a valid
+    API key gets its 401 before its body is read (BentoML parses and validates a ``/score`` body
+    before the handler runs: a caller without a key would get a 400 describing its request, and
+    make the server parse up to the whole body). The handlers check the key again."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.keys = ApiKeys(ServingSettings.from_env(os.environ).api_keys)  # read once, at start-up
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = PROTECTED_PATHS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
+        if message is None or scope.get("method") == "OPTIONS":  # a CORS preflight carries no key
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), None)
+        if self.keys.authorized(None if header is None else header.decode("latin-1")):
+            await self.app(scope, receive, send)
+            return
+        content = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                                (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
 
 
 RECORDED_BODY_BYTES = 1 << 20  # request bodies up to this size are kept to name the lead ids of their errors
@@ -191,7 +247,7 @@ class LeadScoringService:
         service_log = logging.getLogger("leadscore")
         if service_log.level == logging.NOTSET:  # BentoML leaves the root at WARNING: show model swaps
             service_log.setLevel(logging.INFO)
-        self._key_digests = tuple(hashlib.sha256(key.encode()).digest() for key in self.settings.api_keys)
+        self.api_keys = ApiKeys(self.settings.api_keys)
         logging.getLogger("bentoml._internal.server.http_app").addFilter(RedactValidationErrors())
         self.holder = ChampionHolder(self.settings)
         try:
@@ -215,21 +271,8 @@ class LeadScoringService:
         self._batch_pool.shutdown(wait=False, cancel_futures=True)
 
     def authorized(self, header: str | None) -> bool:
-        """``Authorization: Bearer <key>`` against the configured keys (all keys when none are set).
-
-        Constant time: the SHA-256 digests of the given key and of every configured key are compared
-        with ``hmac.compare_digest`` (equal lengths, no early exit, every key checked).
-        """
-        if not self._key_digests:
-            return True
-        scheme, _, token = (header or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
-        given = hashlib.sha256(token.strip().encode()).digest()
-        matched = False
-        for digest in self._key_digests:
-            matched |= hmac.compare_digest(given, digest)
-        return matched
+        """``Authorization: Bearer <key>`` against the configured keys (see :class:`ApiKeys`)."""
+        return self.api_keys.authorized(header)
 
     @bentoml.api(route="/score", input_spec=ScoreRequest)
     async def score(
@@ -241,7 +284,7 @@ class LeadScoringService:
     ) -> ScoreResponse:
         """Score one or many leads: calibrated probability, 0-100 score, grade, MQL flag, reasons."""
         if not self.authorized(ctx.request.headers.get("authorization")):
-            return _error(ctx, 401, {"error": "missing or invalid API key (Authorization: Bearer <key>)"})
+            return _error(ctx, 401, {"error": UNAUTHORIZED})
         core = self.holder.core  # one reference for the whole request (reload-safe)
         if core is None:
             return _error(ctx, 503, {"error": "no model loaded yet"})
@@ -329,4 +372,5 @@ class LeadScoringService:
         return {"reloaded": swapped, "model": core.describe() if core else None}
 
 
+LeadScoringService.add_asgi_middleware(RequireApiKey)  # the first added is the outer one
 LeadScoringService.add_asgi_middleware(ValidationErrorShape)

@@ -99,6 +99,21 @@ def test_auth_is_required(server, payloads) -> None:
     assert post(server, body).status_code == 200
 
 
+@pytest.mark.parametrize("body", [
+    b'{"leads": [{"lead_id": 1, "created_at": "not a date"}]}',  # the request model refuses it
+    b'{"leads": [',  # not JSON
+    b'{"leads": [{"lead_id": 1, "created_at": "2026-01-01"}], "top_k": 99}',
+])
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_the_api_key_is_checked_before_the_body(server, body, headers) -> None:
+    """A caller without a valid key learns nothing about its request and costs no parsing: 401, not 400."""
+    response = httpx.post(f"{server.url}/score", content=body, timeout=30,
+                          headers={**headers, "content-type": "application/json"})
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "missing or invalid API key (Authorization: Bearer <key>)"}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
 def test_http_answer_equals_batch_core(server, champion, closing_model, payloads) -> None:
     ids, leads = payloads
     response = post(server, {"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 3})

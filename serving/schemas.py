@@ -193,11 +193,16 @@ class ScoreResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """An error answer of ``POST /score``: ``error`` always; a 400 names the lead (``lead_index``,
+    ``lead_id``, null for an error of the whole request) and ``field`` of its first error and lists
+    every error under ``errors``; a 500 has the ``error_id`` that is also in the server log."""
+
     error: str
     error_id: str | None = None
     lead_index: int | None = None
     lead_id: int | str | None = None
     field: str | None = None
+    errors: list[str] | None = None
 
 
 MAX_ERRORS_LISTED = 50  # lead errors listed in one 400 answer

@@ -41,6 +41,7 @@ from pydantic import Field
 from features.build import features_from_payloads
 from serving.core import ScoringCore
 from serving.loader import ChampionHolder, ServingSettings
+from serving.openapi import documented
 from serving.schemas import (
     FUTURE_TOLERANCE,
     MAX_BATCH_HARD,
@@ -137,6 +138,44 @@ class RequireApiKey:
                     "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
                                 (b"content-length", str(len(content)).encode())]})
         await send({"type": "http.response.body", "body": content})
+
+
+class DocumentedOpenApi:
+    """ASGI middleware: ``GET /docs.json`` answers BentoML's OpenAPI document as
+    :func:`serving.openapi.documented` completes it (error shape, 401/415/503, nullable fields)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.keys_required = bool(ServingSettings.from_env(os.environ).api_keys)  # read once, at start-up
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def documenting_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            content = b"".join(body)
+            if start.get("status") == 200:
+                try:
+                    content = json.dumps(documented(json.loads(content), self.keys_required)).encode()
+                except (ValueError, TypeError, AttributeError) as exc:  # BentoML's document goes out unchanged
+                    logger.warning("could not complete the OpenAPI document: %s: %s", type(exc).__name__, exc)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+            await send({"type": "http.response.body", "body": content})
+
+        await self.app(scope, receive, documenting_send)
 
 
 RECORDED_BODY_BYTES = 1 << 20  # request bodies up to this size are kept to name the lead ids of their errors
@@ -374,3 +413,4 @@ class LeadScoringService:
 
 LeadScoringService.add_asgi_middleware(RequireApiKey)  # the first added is the outer one
 LeadScoringService.add_asgi_middleware(ValidationErrorShape)
+LeadScoringService.add_asgi_middleware(DocumentedOpenApi)

@@ -116,6 +116,14 @@ def payloads_from_crm(crm: CRMData, lead_ids: list[Any], as_of: pd.Timestamp) ->
     return out
 
 
+def score_schema(spec: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    """The ``POST /score`` request (``status`` None) or answer schema of an OpenAPI document (as JSON),
+    its ``#/components/...`` references resolvable (for ``jsonschema.validate``)."""
+    post = spec["paths"]["/score"]["post"]
+    holder = post["requestBody"] if status is None else post["responses"][status]
+    return {**holder["content"]["application/json"]["schema"], "components": spec["components"]}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

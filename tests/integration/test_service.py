@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bentoml
 import httpx
+import jsonschema
 import pytest
 
 from features.build import scoring_matrix
@@ -24,6 +25,7 @@ from tests.serving_fixtures import (
     export_champion,
     export_time_to_close,
     payloads_from_crm,
+    score_schema,
     start_server,
     train_small_champion,
     train_small_time_to_close,
@@ -112,6 +114,14 @@ def test_the_api_key_is_checked_before_the_body(server, body, headers) -> None:
     assert response.status_code == 401, response.text
     assert response.json() == {"error": "missing or invalid API key (Authorization: Bearer <key>)"}
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_openapi_document_names_the_api_key(server) -> None:
+    spec = httpx.get(f"{server.url}/docs.json").json()  # public, as /livez and /readyz
+    assert spec["components"]["securitySchemes"]["apiKey"] == {"type": "http", "scheme": "bearer"}
+    assert spec["paths"]["/score"]["post"]["security"] == [{"apiKey": []}]
+    refused = httpx.post(f"{server.url}/score", json={"leads": []}, timeout=30)
+    jsonschema.validate(refused.json(), score_schema(spec, "401"))
 
 
 def test_http_answer_equals_batch_core(server, champion, closing_model, payloads) -> None:

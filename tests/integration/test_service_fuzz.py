@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from tests.serving_fixtures import (
     export_champion,
     export_time_to_close,
+    score_schema,
     start_server,
     train_small_champion,
     train_small_time_to_close,
@@ -76,6 +78,25 @@ def test_openapi_schema_describes_the_models(server) -> None:
     text = json.dumps(schema)
     for name in ("LeadIn", "EventIn", "ScoreResponse", "LeadScore", "Reason"):
         assert name in text
+
+
+def test_real_answers_match_the_openapi_document(server) -> None:
+    """A client generated from /docs.json reads the service's real answers: 200, 400 and 415."""
+    spec = httpx.get(f"{server.url}/docs.json").json()
+    body = {"leads": [VALID], "as_of": None, "top_k": None}
+    jsonschema.validate(body, score_schema(spec))
+    ok = httpx.post(f"{server.url}/score", json=body, timeout=30)
+    assert ok.status_code == 200, ok.text
+    jsonschema.validate(ok.json(), score_schema(spec, "200"))
+    jsonschema.validate({**ok.json(), "time_to_close_model": None}, score_schema(spec, "200"))  # no such model
+    for bad in ({"leads": [{**VALID, "created_at": "soon"}]}, {"leads": []}, {"leads": [VALID], "asof": 1}):
+        refused = httpx.post(f"{server.url}/score", json=bad, timeout=30)
+        assert refused.status_code == 400
+        jsonschema.validate(refused.json(), score_schema(spec, "400"))
+    multipart = httpx.post(f"{server.url}/score", files={"leads": b"[]"}, timeout=30)
+    assert multipart.status_code == 415
+    jsonschema.validate(multipart.json(), score_schema(spec, "415"))
+    assert "401" not in spec["paths"]["/score"]["post"]["responses"]  # no API keys on this server
 
 
 @pytest.mark.timeout(600)  # every generated case is sent; a hung server fails the test

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import Field
@@ -92,6 +93,10 @@ class ApiKeys:
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._digests = tuple(hashlib.sha256(key.encode()).digest() for key in keys)
 
+    @property
+    def required(self) -> bool:
+        return bool(self._digests)
+
     def authorized(self, header: str | None) -> bool:
         """``Authorization: Bearer <key>`` against the configured keys (the scheme is case-blind).
 
@@ -110,6 +115,15 @@ class ApiKeys:
         return matched
 
 
+def _service_keys() -> ApiKeys | None:
+    """The API keys of the running service instance (None before it is created)."""
+    try:
+        service = bentoml.get_current_service()
+    except BentoMLException:
+        return None
+    return getattr(service, "api_keys", None)
+
+
 PROTECTED_PATHS = {"/score": UNAUTHORIZED, "/model": "missing or invalid API key",
                    "/reload": "missing or invalid API key"}
 
@@ -118,19 +132,20 @@ class RequireApiKey:
     """ASGI middleware, outermost of the service's: a request to a protected route without a valid
     API key gets its 401 before its body is read (BentoML parses and validates a ``/score`` body
     before the handler runs: a caller without a key would get a 400 describing its request, and
-    make the server parse up to the whole body). The handlers check the key again."""
+    make the server parse up to the whole body). The keys are the service instance's; the handlers
+    check them again (and alone before the instance exists)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.keys = ApiKeys(ServingSettings.from_env(os.environ).api_keys)  # read once, at start-up
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = PROTECTED_PATHS.get(scope.get("path", "").rstrip("/")) if scope["type"] == "http" else None
-        if message is None or scope.get("method") == "OPTIONS":  # a CORS preflight carries no key
+        keys = _service_keys() if message is not None and scope.get("method") != "OPTIONS" else None
+        if keys is None:  # not protected, a CORS preflight (no key in it), or no service instance yet
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), None)
-        if self.keys.authorized(None if header is None else header.decode("latin-1")):
+        if keys.authorized(None if header is None else header.decode("latin-1")):
             await self.app(scope, receive, send)
             return
         content = json.dumps({"error": message}).encode()
@@ -146,7 +161,6 @@ class DocumentedOpenApi:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.keys_required = bool(ServingSettings.from_env(os.environ).api_keys)  # read once, at start-up
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("path") != "/docs.json" or scope.get("method") != "GET":
@@ -168,7 +182,8 @@ class DocumentedOpenApi:
             content = b"".join(body)
             if start.get("status") == 200:
                 try:
-                    content = json.dumps(documented(json.loads(content), self.keys_required)).encode()
+                    keys = _service_keys()
+                    content = json.dumps(documented(json.loads(content), bool(keys and keys.required))).encode()
                 except (ValueError, TypeError, AttributeError) as exc:  # BentoML's document goes out unchanged
                     logger.warning("could not complete the OpenAPI document: %s: %s", type(exc).__name__, exc)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]

@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
 
         from features.contract import ContractError
         from features.readers import sql_error_text
-        from serving.loader import ServingSettings
+        from serving.loader import ServingSettings, SettingsError
         from serving.rescore import RescoreConfig, WorkerDiedError, score_schema, top_leads
         from serving.rescore import rescore as run_rescore
 
@@ -233,7 +233,10 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"{out}: expected a .parquet or .csv file", param_hint="--out")
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)
-        settings = ServingSettings.from_env(os.environ)
+        try:
+            settings = ServingSettings.from_env(os.environ)
+        except SettingsError as exc:
+            raise _refuse(str(exc)) from None
         overrides: dict[str, Any] = {}
         if model_dir is not None:
             overrides["model_dir"] = Path(model_dir) if model_dir else None  # "": the registry

@@ -131,6 +131,13 @@ def register(app: typer.Typer) -> None:
             drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
             raise typer.BadParameter(f"--tracking-uri with {given}: the exported models would be served and the "
                                      f"registry ignored; {drop}", param_hint="--tracking-uri")
+        from serving.loader import ServingSettings, SettingsError
+
+        try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
+            ServingSettings.from_env({**os.environ, **env})
+        except SettingsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         for option, folder in (("--project-dir", project_dir), ("--model-dir", model_dir)):
             if folder is not None and not folder.is_dir():
                 raise typer.BadParameter(f"{folder}: no such folder", param_hint=option)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
@@ -66,29 +66,57 @@ class ServingSettings(BaseModel):
         LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS."""
         values: dict[str, Any] = {}
         scoring: dict[str, Any] = {}
-        plain = {
-            "LEADSCORE_PROJECT_DIR": "project_dir",
-            "MLFLOW_TRACKING_URI": "tracking_uri",
-            "LEADSCORE_MODEL_DIR": "model_dir",
-            "LEADSCORE_MODEL_NAME": "model_name",
-            "LEADSCORE_MODEL_ALIAS": "alias",
-            "LEADSCORE_MAX_BATCH": "max_batch",
-            "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
-        }
-        for var, key in plain.items():
+        for var, key in _PLAIN_VARIABLES.items():
             if env.get(var):
                 values[key] = env[var]
         if "LEADSCORE_TIME_TO_CLOSE_NAME" in env:  # set but empty: no time-to-close model
             values["time_to_close_name"] = env["LEADSCORE_TIME_TO_CLOSE_NAME"].strip()
         if env.get("LEADSCORE_API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["LEADSCORE_API_KEYS"].split(",") if k.strip())
-        for var, key in (("LEADSCORE_TOP_K", "top_k"), ("LEADSCORE_MQL_CUTOFF", "mql_cutoff"),
-                         ("LEADSCORE_EXPLAIN_THREADS", "explain_threads")):
+        for var, key in _SCORING_VARIABLES.items():
             if env.get(var):
                 scoring[key] = env[var]
         if env.get("LEADSCORE_GRADE_CUTOFFS"):
             scoring["grade_cutoffs"] = tuple(env["LEADSCORE_GRADE_CUTOFFS"].split(","))
-        return cls.model_validate({**values, "scoring": scoring})
+        try:
+            return cls.model_validate({**values, "scoring": scoring})
+        except ValidationError as exc:
+            raise SettingsError(exc, env) from None
+
+
+_PLAIN_VARIABLES = {
+    "LEADSCORE_PROJECT_DIR": "project_dir",
+    "MLFLOW_TRACKING_URI": "tracking_uri",
+    "LEADSCORE_MODEL_DIR": "model_dir",
+    "LEADSCORE_MODEL_NAME": "model_name",
+    "LEADSCORE_MODEL_ALIAS": "alias",
+    "LEADSCORE_MAX_BATCH": "max_batch",
+    "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
+}
+_SCORING_VARIABLES = {"LEADSCORE_TOP_K": "top_k", "LEADSCORE_MQL_CUTOFF": "mql_cutoff",
+                      "LEADSCORE_EXPLAIN_THREADS": "explain_threads", "LEADSCORE_GRADE_CUTOFFS": "grade_cutoffs"}
+_VARIABLE_OF = {**{(key,): var for var, key in _PLAIN_VARIABLES.items()},
+                **{("scoring", key): var for var, key in _SCORING_VARIABLES.items()},
+                ("time_to_close_name",): "LEADSCORE_TIME_TO_CLOSE_NAME", ("api_keys",): "LEADSCORE_API_KEYS"}
+
+
+class SettingsError(ValueError):
+    """Serving settings the environment gives wrong: each error names its variable and value."""
+
+    def __init__(self, exc: ValidationError, env: Mapping[str, str]) -> None:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(str(part) for part in error["loc"])
+            key = next((k for k in _VARIABLE_OF if loc[: len(k)] == k), None)
+            if key is None:  # a rule over several fields (grade cut-offs descending) names its field
+                key = next((k for k in _VARIABLE_OF if k[-1] in error["msg"] and loc == k[:-1]), None)
+            if key is None:
+                problems.append(f"{'.'.join(loc) or 'settings'}: {error['msg']}")
+                continue
+            var = _VARIABLE_OF[key]
+            item = f" (value {int(loc[len(key)]) + 1})" if loc[len(key):] and loc[len(key)].isdigit() else ""
+            problems.append(f"{var}={env.get(var, '')}{item}: {error['msg']}")
+        super().__init__("; ".join(problems))
 
 
 # ----- locating a saved SalesReadinessModel ------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from leadscore.cli_serve import SERVICE, serve_command
 
 
@@ -127,3 +129,40 @@ def test_the_help_states_the_reload_period_the_server_uses_by_default() -> None:
     shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
     default = ServingSettings.model_fields["reload_seconds"].default
     assert f"default {default:g}, env LEADSCORE_RELOAD_SECONDS" in shown, shown
+
+
+@pytest.mark.parametrize(("variable", "value", "needle"), [
+    ("LEADSCORE_MAX_BATCH", "20000", "LEADSCORE_MAX_BATCH=20000: Input should be less than or equal to 10000"),
+    ("LEADSCORE_TOP_K", "many", "LEADSCORE_TOP_K=many: Input should be a valid integer"),
+    ("LEADSCORE_GRADE_CUTOFFS", "5,10,20", "LEADSCORE_GRADE_CUTOFFS=5,10,20: Value error, grade_cutoffs must be"),
+    ("LEADSCORE_RELOAD_SECONDS", "-1", "LEADSCORE_RELOAD_SECONDS=-1: Input should be greater than or equal to 0"),
+])
+def test_serve_refuses_a_bad_setting_before_the_server_starts(tmp_path: Path, monkeypatch, variable, value,
+                                                              needle) -> None:
+    """The server would read it at start-up, fail, and restart its worker forever while nothing answers."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    def started(*args: object) -> None:
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr("os.execve", started)
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--port", "1"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", variable: value})
+    assert result.exit_code == 2, result.output
+    assert needle in " ".join(result.stderr.split()), result.stderr
+
+
+def test_rescore_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    """rescore reads the same settings (LEADSCORE_TOP_K, grade cut-offs ...): one line, no traceback."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    result = CliRunner().invoke(app, ["rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_TOP_K": "many"})
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == ("error: LEADSCORE_TOP_K=many: Input should be a valid integer, "
+                                               "unable to parse string as an integer"), result.stderr

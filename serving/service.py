@@ -210,8 +210,12 @@ class ValidationErrorShape:
             await self.app(scope, receive, send)
             return
         content_type = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
-        if content_type.strip().lower().startswith(b"multipart/"):  # BentoML's form parser answers a bad one 500
-            content = json.dumps(request_error("content-type", "multipart bodies are not accepted: send the "
+        media_type = content_type.split(b";")[0].strip().lower()
+        # BentoML's form parser answers a bad multipart body 500, and reads a JSON body sent as a form
+        # (curl -d without a content type) as one unknown field named by the whole body
+        if media_type.startswith(b"multipart/") or media_type == b"application/x-www-form-urlencoded":
+            kind = "multipart" if media_type.startswith(b"multipart/") else "form-encoded"
+            content = json.dumps(request_error("content-type", f"{kind} (form) bodies are not accepted: send the "
                                                                "request as JSON (application/json)")).encode()
             await send({"type": "http.response.start", "status": 415,
                         "headers": [(b"content-type", b"application/json"),

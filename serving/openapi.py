@@ -57,7 +57,7 @@ def documented(spec: dict[str, Any], keys_required: bool) -> dict[str, Any]:
     responses.pop("404", None)  # never answered by /score (BentoML's generic list)
     responses["400"] = _error_answer("Bad request: the lead (lead_index, lead_id) and field of the first error, "
                                      "every error under errors")
-    responses["415"] = _error_answer("A multipart or form-encoded body: send JSON")
+    responses["415"] = _error_answer("A multipart, form-encoded or compressed body: send plain JSON")
     responses["500"] = _error_answer("Scoring failed inside the model: error_id is also in the server log")
     responses["503"] = _error_answer("No model loaded yet")
     operation["parameters"] = [{

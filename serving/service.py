@@ -209,14 +209,21 @@ class ValidationErrorShape:
         if scope["type"] != "http" or scope.get("path", "").rstrip("/") != "/score":
             await self.app(scope, receive, send)
             return
-        content_type = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-type"), b"")
-        media_type = content_type.split(b";")[0].strip().lower()
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        encoding = headers.get(b"content-encoding", b"").strip().lower()
+        refusal = None
         # BentoML's form parser answers a bad multipart body 500, and reads a JSON body sent as a form
         # (curl -d without a content type) as one unknown field named by the whole body
         if media_type.startswith(b"multipart/") or media_type == b"application/x-www-form-urlencoded":
             kind = "multipart" if media_type.startswith(b"multipart/") else "form-encoded"
-            content = json.dumps(request_error("content-type", f"{kind} (form) bodies are not accepted: send the "
-                                                               "request as JSON (application/json)")).encode()
+            refusal = request_error("content-type", f"{kind} (form) bodies are not accepted: send the request as "
+                                                    "JSON (application/json)")
+        elif encoding not in (b"", b"identity"):  # BentoML would read the compressed bytes as JSON
+            refusal = request_error("content-encoding", f"{clipped(encoding.decode('latin-1'))!r} bodies are not "
+                                                        "accepted: send the JSON uncompressed")
+        if refusal is not None:
+            content = json.dumps(refusal).encode()
             await send({"type": "http.response.start", "status": 415,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", str(len(content)).encode())]})

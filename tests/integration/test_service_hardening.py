@@ -146,3 +146,20 @@ def test_a_json_body_sent_as_a_form_gets_a_415_saying_so(server, content_type) -
     answer = response.json()
     assert set(answer) == SHAPE and answer["field"] == "content-type"
     assert "application/json" in answer["error"] and "form" in answer["error"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_body_gets_a_415_naming_the_encoding(server, encoding) -> None:
+    """A client that compresses its request body got "body: Invalid JSON: expected value at line 1 column 1"."""
+    import gzip
+
+    body = gzip.compress(b'{"leads": [{"lead_id": 1, "created_at": "2026-01-01"}]}')
+    response = httpx.post(f"{server.url}/score", content=body, timeout=10,
+                          headers={**AUTH, "content-type": "application/json", "content-encoding": encoding})
+    assert response.status_code == 415, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE and answer["field"] == "content-encoding" and encoding in answer["error"]
+    plain = httpx.post(f"{server.url}/score", timeout=10, content=b'{"leads": [{"lead_id": 1, "created_at": '
+                       b'"2026-01-01"}]}', headers={**AUTH, "content-type": "application/json",
+                                                  "content-encoding": "identity"})
+    assert plain.status_code == 200, plain.text[:300]

@@ -35,6 +35,20 @@ MAX_ATTRIBUTES = 500
 MAX_BATCH_HARD = 10_000
 MAX_TOP_K = 20
 FUTURE_TOLERANCE = timedelta(days=1)  # an as-of later than now by more than this is refused (clock skew allowed)
+# without an as-of the request is scored at the server's now, or just after its latest timestamp when that is
+# ahead of the server's clock by at most this (the caller's clock runs ahead: its "now" events still count)
+DEFAULT_AS_OF_SKEW = timedelta(minutes=5)
+
+
+def default_as_of(leads: Sequence[LeadIn], now: datetime) -> datetime:
+    """The as-of of a request that gives none: ``now``, or 1 microsecond after the request's latest
+    ``created_at`` / ``occurred_at`` when that lies ahead of ``now`` by at most :data:`DEFAULT_AS_OF_SKEW`
+    (later ones are then refused as after as_of, naming the lead)."""
+    latest = max((t for lead in leads for t in (lead.created_at, *(e.occurred_at for e in lead.events))),
+                 default=now)
+    if now < latest <= now + DEFAULT_AS_OF_SKEW:
+        return latest + timedelta(microseconds=1)
+    return now
 MAX_ECHOED = 60  # characters of a request's key (a field location) quoted back in an answer or the log
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]

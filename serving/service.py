@@ -56,6 +56,7 @@ from serving.schemas import (
     ScoreResponse,
     check_leads,
     clipped,
+    default_as_of,
     naive_utc,
     request_error,
     validation_error_response,
@@ -364,7 +365,7 @@ class LeadScoringService:
         if top_k is None:
             top_k = min(self.settings.scoring.top_k, MAX_TOP_K)
         now = datetime.now(UTC).replace(tzinfo=None)
-        at = naive_utc(as_of) if as_of is not None else now
+        at = naive_utc(as_of) if as_of is not None else default_as_of(leads, now)
         if at > now + FUTURE_TOLERANCE:
             return _error(ctx, 400, request_error("as_of", f"{at.isoformat()} is in the future "
                                                            f"(now {now.isoformat()} UTC)"))

@@ -335,3 +335,18 @@ def test_bentoml_build_succeeds(tmp_path) -> None:
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert Path(probe.stdout.strip()).is_relative_to(bento / "src")
+
+
+def test_without_an_as_of_a_caller_clock_a_little_ahead_still_scores(server, payloads) -> None:
+    """With no as_of the server's now was used with no tolerance: a lead created 2 s ahead of the server's
+    clock got a 400 "after as_of". A few minutes of skew are read as the caller's now; more is refused."""
+    lead = json.loads(json.dumps(payloads[1][0]))
+    lead["events"] = []
+    ahead = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=2)
+    lead["created_at"] = ahead.isoformat()
+    answer = post(server, {"leads": [lead]})
+    assert answer.status_code == 200, answer.text
+    assert datetime.fromisoformat(answer.json()["as_of"]) == ahead + timedelta(microseconds=1)
+    lead["created_at"] = (ahead + timedelta(hours=1)).isoformat()
+    refused = post(server, {"leads": [lead]})
+    assert refused.status_code == 400 and refused.json()["field"] == "created_at"

@@ -74,3 +74,19 @@ def test_the_log_keeps_a_few_short_locations_and_no_values() -> None:
     assert record.levelname == "WARNING" and record.exc_info is None
     assert "jane@acme.com" not in line and len(line) < 1000
     assert "validation error(s) at ['leads.0.attributes.email" in line
+
+
+def test_default_as_of_takes_a_little_clock_skew_of_the_caller() -> None:
+    from datetime import datetime, timedelta
+
+    from serving.schemas import DEFAULT_AS_OF_SKEW, LeadIn, default_as_of
+
+    now = datetime(2026, 3, 1, 12)
+    lead = LeadIn(lead_id=1, created_at=now - timedelta(days=3),
+                  events=[{"occurred_at": now + timedelta(seconds=30), "event_type": "email_open"}])
+    assert default_as_of([lead], now) == now + timedelta(seconds=30, microseconds=1)
+    assert default_as_of([], now) == now
+    old = LeadIn(lead_id=2, created_at=now - timedelta(days=3))
+    assert default_as_of([old], now) == now
+    far = LeadIn(lead_id=3, created_at=now + DEFAULT_AS_OF_SKEW + timedelta(seconds=1))
+    assert default_as_of([old, far], now) == now  # refused later, naming the lead

@@ -138,7 +138,8 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD)
-    as_of: Instant | None = Field(None, description="scoring instant (default now, UTC); no event may be after it")
+    as_of: Instant | None = Field(None, description="scoring instant (default now, UTC, or just after the request's "
+                                  "latest timestamp when that is at most 5 minutes ahead); no event may be after it")
     top_k: int | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)")
 
     @field_validator("leads")

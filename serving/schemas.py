@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_serializer,
     field_validator,
 )
 
@@ -203,8 +204,14 @@ class ModelIdentity(BaseModel):
 class ScoreResponse(BaseModel):
     model: ModelIdentity
     time_to_close_model: ModelIdentity | None = None
-    as_of: datetime
+    as_of: datetime = Field(description="the scoring instant, UTC, with its offset (Z)")
     scores: list[LeadScore]
+
+    @field_serializer("as_of")
+    def _utc(self, value: datetime) -> str:
+        """With its offset: a client that reads a timestamp without one as local time (JavaScript's Date
+        does) would move it by its time zone."""
+        return naive_utc(value).isoformat() + "Z"
 
 
 class ErrorResponse(BaseModel):

@@ -243,6 +243,7 @@ def test_timezone_aware_as_of_is_the_same_instant(server, payloads) -> None:
     naive = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T00:00:00"}).json()
     aware = post(server, {"leads": payloads[1][:1], "as_of": "2026-03-01T02:00:00+02:00"}).json()
     assert naive["as_of"] == aware["as_of"] and naive["scores"] == aware["scores"]
+    assert naive["as_of"] == "2026-03-01T00:00:00Z"  # UTC, saying so (a client may read no offset as local time)
 
 
 def test_unseen_category_is_scored_with_a_warning(server, payloads) -> None:
@@ -346,7 +347,7 @@ def test_without_an_as_of_a_caller_clock_a_little_ahead_still_scores(server, pay
     lead["created_at"] = ahead.isoformat()
     answer = post(server, {"leads": [lead]})
     assert answer.status_code == 200, answer.text
-    assert datetime.fromisoformat(answer.json()["as_of"]) == ahead + timedelta(microseconds=1)
+    assert datetime.fromisoformat(answer.json()["as_of"]) == (ahead + timedelta(microseconds=1)).replace(tzinfo=UTC)
     lead["created_at"] = (ahead + timedelta(hours=1)).isoformat()
     refused = post(server, {"leads": [lead]})
     assert refused.status_code == 400 and refused.json()["field"] == "created_at"

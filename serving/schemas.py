@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     field_serializer,
     field_validator,
@@ -89,6 +90,9 @@ def _check_instant(value: datetime) -> datetime:
     return value
 
 
+ReasonCount = Annotated[int, Strict()]
+"""A JSON integer (``true`` or ``"3"`` are refused, not read as 1 and 3)."""
+
 Instant = Annotated[datetime, AfterValidator(_check_instant)]
 """A timestamp in [1970, 2200), timezone-aware values converted to naive UTC."""
 
@@ -141,7 +145,7 @@ class ScoreRequest(BaseModel):
     leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD)
     as_of: Instant | None = Field(None, description="scoring instant (default now, UTC, or just after the request's "
                                   "latest timestamp when that is at most 5 minutes ahead); no event may be after it")
-    top_k: int | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)")
+    top_k: ReasonCount | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)")
 
     @field_validator("leads")
     @classmethod

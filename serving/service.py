@@ -52,6 +52,7 @@ from serving.schemas import (
     LeadIn,
     LeadScore,
     ModelIdentity,
+    ReasonCount,
     ScoreRequest,
     ScoreResponse,
     check_leads,
@@ -344,8 +345,8 @@ class LeadScoringService:
     async def score(
         self,
         leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD),
-        as_of: Instant | None = Field(None, description="scoring instant (default now, UTC); no event may be after it"),
-        top_k: int | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)"),
+        as_of: Instant | None = Field(None, description=ScoreRequest.model_fields["as_of"].description),
+        top_k: ReasonCount | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)"),
         ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ScoreResponse:
         """Score one or many leads: calibrated probability, 0-100 score, grade, MQL flag, reasons."""

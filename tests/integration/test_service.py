@@ -351,3 +351,11 @@ def test_without_an_as_of_a_caller_clock_a_little_ahead_still_scores(server, pay
     lead["created_at"] = (ahead + timedelta(hours=1)).isoformat()
     refused = post(server, {"leads": [lead]})
     assert refused.status_code == 400 and refused.json()["field"] == "created_at"
+
+
+@pytest.mark.parametrize("top_k", [True, "3", 2.5])
+def test_top_k_must_be_a_json_integer(server, payloads, top_k) -> None:
+    """`"top_k": true` was read as 1 and `"3"` as 3, while a `lead_id` of true is refused."""
+    answer = post(server, {"leads": payloads[1][:1], "as_of": AS_OF.isoformat(), "top_k": top_k})
+    assert answer.status_code == 400 and answer.json()["field"] == "top_k", answer.text
+    assert post(server, {"leads": payloads[1][:1], "as_of": AS_OF.isoformat(), "top_k": 2}).status_code == 200

@@ -518,8 +518,8 @@ class FeatureSpec:
         out: dict[str, list[str]] = {}
         for col, index in self.category_lookup.items():
             value = attributes.get(col)
-            if value is None or _is_nan(value) or (isinstance(value, str) and value in index):
-                continue  # missing, or a known value as written (most are): no look-up of its other spellings
+            if value is None or _is_nan(value) or (isinstance(value, str) and (value in index or not value.strip())):
+                continue  # missing ("" too, as in a table), or a known value as written: no look-up of other spellings
             if vocabulary_key(value, index) is None:
                 out[col] = [category_text(value)]
         if self.kind_ == CRM_KIND:

@@ -234,6 +234,7 @@ def build_training_set_from_source(
 
     config = config or FeatureConfig()
     data = data.resolve_paths(Path.cwd())  # workers started in other folders read and write the same files
+    out_dir = Path(out_dir).absolute()  # ... and write their partitions into this folder, not their own
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")

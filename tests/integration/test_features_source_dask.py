@@ -230,7 +230,9 @@ def test_the_quarantine_folder_holds_only_the_last_builds_rows(tmp_path: Path) -
 def test_relative_paths_name_the_drivers_files_on_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A data config with a relative SQLite URL and quarantine folder, built on workers started in another
     folder: they read the driver's file and write its quarantine folder (SQLite created an empty file of
-    their own, and the build failed with "table 'leads' not found")."""
+    their own, and the build failed with "table 'leads' not found"); a relative ``out_dir`` is the driver's
+    folder too (the workers wrote their partitions under their own folder: "Cannot save file into a
+    non-existent directory: 'parts'")."""
     write_synthetic(SynthConfig(n_leads=300, seed=4, events_per_lead=5), f"sqlite:///{tmp_path / 'crm.db'}", "sql")
     monkeypatch.chdir(tmp_path)
     elsewhere = tmp_path / "elsewhere"
@@ -240,8 +242,9 @@ def test_relative_paths_name_the_drivers_files_on_the_workers(tmp_path: Path, mo
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(os.chdir, str(elsewhere))
-        result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=150)
+        result = build_training_set_from_source(data, Path("parts"), partition_leads=150)
     assert len(result.read()) > 0 and (tmp_path / "q" / "part-00000" / "leads.csv").is_file()
+    assert result.files == sorted((tmp_path / "parts").iterdir())  # the driver's folder, named absolutely
     assert list(elsewhere.iterdir()) == []
 
 

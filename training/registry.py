@@ -90,14 +90,16 @@ def register_challenger(
             **{k: f"{metrics[k]:.6g}" for k in VERSION_METRICS if k in metrics and math.isfinite(metrics[k])},
             **dict(extra_tags or {})}
     _bind(client)
-    with quiet_registration_lines(), quiet_mlflow_noise():
+    with _noted(f"no version of {name!r} became {CHALLENGER}"), quiet_registration_lines(), quiet_mlflow_noise():
         version = mlflow.register_model(logged.model_uri, name, tags={k: str(v) for k, v in tags.items()})
     try:
         client.set_registered_model_alias(name, CHALLENGER, version.version)
-        return client.get_model_version(name, version.version)
     except Exception as exc:
         exc.add_note(withdraw_version(client, name, str(version.version)))
         raise
+    # registered and challenger: a failed read-back leaves it so (deleting it would take the alias along)
+    with _noted(f"version {version.version} of {name!r} was registered and is {CHALLENGER}"):
+        return client.get_model_version(name, version.version)
 
 
 def withdraw_version(client: MlflowClient, name: str, version: str) -> str:

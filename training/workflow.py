@@ -51,8 +51,9 @@ LOGGING_LOST = "the run was not completed and no model version was registered"
 
 
 def registering_lost(run_id: str) -> str:
-    """What a tracking server lost while registering the run ``run_id`` leaves (the notes say more)."""
-    return f"run {run_id} was logged, but no version of it became challenger"
+    """What a tracking server lost while registering the run ``run_id`` leaves (the notes of
+    :func:`training.registry.register_challenger` say what became of the version)."""
+    return f"run {run_id} was logged"
 
 
 def _noop(_: str) -> None:

@@ -232,3 +232,28 @@ def test_rollback_lost_after_moving_the_alias_says_so(tmp_path: Path, monkeypatc
     assert str(lost.value).endswith("the champion of 'm' may already be version 1: check `leadscore models list` "
                                     "once the registry answers"), str(lost.value)
     assert str(alias_version(client, "m", CHAMPION).version) == "1"
+
+
+def test_a_read_lost_after_the_alias_was_set_keeps_the_complete_registration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry goes away after ``challenger`` points at the new version, while it is read back: the
+    registration is complete, so the version stays challenger and the error says so (it was deleted, which
+    took the challenger alias with it, and the error said it "never became challenger")."""
+    from training.workflow import registering_lost
+
+    client, logged = _tiny_run(tmp_path)
+    register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+    monkeypatch.setattr(MlflowClient, "get_model_version", _lost)
+    with pytest.raises(TrackingServerLost) as lost, tracking_server_errors("http://127.0.0.1:1",
+                                                                           registering_lost(logged.run_id)):
+        register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+    monkeypatch.undo()
+    assert str(lost.value).endswith(f"run {logged.run_id} was logged; version 2 of 'm' was registered and is "
+                                    "challenger"), str(lost.value)
+    assert str(alias_version(client, "m", CHALLENGER).version) == "2"
+    # a registration lost before any version was made says so
+    monkeypatch.setattr(mlflow, "register_model", _lost)
+    with pytest.raises(TrackingServerLost) as before, tracking_server_errors("http://127.0.0.1:1",
+                                                                             registering_lost(logged.run_id)):
+        register_challenger(client, logged, {"roc_auc": 0.7}, name="m")
+    assert str(before.value).endswith(f"run {logged.run_id} was logged; no version of 'm' became challenger")

@@ -380,7 +380,8 @@ def _new_sqlite_file(dest: str) -> Path | None:
         raise ValueError(f"sql destination must be SQLite or PostgreSQL, got {backend!r}")
     if backend != "sqlite":
         return None
-    if not url.database or url.database == ":memory:" or "mode=memory" in url.database:
+    if (not url.database or url.database == ":memory:" or url.database.startswith("file::memory:")
+            or url.query.get("mode") == "memory" or "mode=memory" in url.database):  # URI filenames too
         raise ValueError(f"sql destination {dest!r} is an in-memory SQLite database: the tables would vanish "
                          "when the writer closes; name a file (e.g. sqlite:///crm.db)")
     if url.database.startswith("file:"):

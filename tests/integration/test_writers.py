@@ -215,7 +215,9 @@ def test_write_synthetic_summary_matches_written_tables(sqlite_url: str) -> None
     assert set(_read(sqlite_url, "sql", TRUTH)[LEAD_ID]) == set(leads[LEAD_ID])
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:",
+                                 # SQLite URI filenames: a memory database by its mode or its name
+                                 "sqlite:///file:crm?mode=memory&uri=true", "sqlite:///file::memory:?uri=true"])
 def test_in_memory_sqlite_is_refused(url: str) -> None:
     # everything written there would vanish when the writer closes: a "success" that kept nothing
     with pytest.raises(ValueError, match="in-memory SQLite"):

@@ -554,7 +554,8 @@ class RollbackResult:
         skipped = (f" (skipped deleted version{'s' if len(self.skipped) > 1 else ''} {', '.join(self.skipped)})"
                    if self.skipped else "")
         cleared = (f"; version {self.from_version} is no longer {CHALLENGER}, so the next `models promote` does not "
-                   f"put it back (name it with --version to)" if self.challenger_cleared else "")
+                   f"put it back (`models promote --version {self.from_version}` still can)"
+                   if self.challenger_cleared else "")
         return f"{CHAMPION} of {self.name}: version {self.from_version} -> {self.to_version}{skipped}{cleared}"
 
 

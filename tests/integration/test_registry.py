@@ -88,7 +88,9 @@ def test_promotion_rules_and_rollback(registry) -> None:
     assert _champion(client) == medium.model_version
     # the rolled-back version was the challenger too: the next promote must not restore it
     assert back.challenger_cleared and alias_version(client, MODEL_NAME, CHALLENGER) is None
-    assert "no longer challenger" in back.explain()
+    assert back.explain().endswith(f"version {good.model_version} is no longer challenger, so the next `models "
+                                   f"promote` does not put it back (`models promote --version {good.model_version}` "
+                                   "still can)"), back.explain()
     with pytest.raises(RegistryError, match="challenger"):
         promote(client)
     with pytest.raises(RegistryError, match="first champion"):

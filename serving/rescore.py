@@ -144,10 +144,13 @@ class WorkerDiedError(RuntimeError):
     """A process scoring partitions ended abruptly (killed, e.g. by the system out of memory)."""
 
     def __init__(self, partition: int | None) -> None:
-        doing = "starting" if partition is None else f"scoring partition {partition}"
-        super().__init__(f"a worker process died while {doing} (killed, e.g. by the "
-                         "system out of memory); the run is marked failed, partitions committed before stay: "
-                         "--resume continues it (fewer --processes / --workers use less memory)")
+        stays = "the run is marked failed, partitions committed before stay: --resume continues it"
+        if partition is None:  # most often its start raised (the model does not load there, an unguarded script)
+            super().__init__("a worker process failed to start (its error is printed above, if it had one; else "
+                             f"it was killed, e.g. by the system out of memory); {stays}")
+            return
+        super().__init__(f"a worker process died while scoring partition {partition} (killed, e.g. by the "
+                         f"system out of memory); {stays} (fewer --processes / --workers use less memory)")
 
 
 @dataclass

@@ -496,6 +496,21 @@ def test_a_worker_process_killed_mid_run_fails_the_run_saying_so(sqlite_url: str
     assert len(run.done) >= 1 and run.pending
 
 
+def test_a_worker_process_that_fails_to_start_is_not_said_to_be_killed(sqlite_url: str, champion: Champion) -> None:
+    """A worker whose start fails (the model does not load there; a script without ``if __name__ ==
+    "__main__":``) prints its error and the run fails saying so, not "killed, e.g. by the system out of
+    memory" with advice to use fewer processes."""
+    make_lead_db(sqlite_url, n_leads=700)
+    core = champion.core()
+    core.parts = lambda: {"not_a_part": 1}  # type: ignore[method-assign]  # ScoringCore(**parts) fails there
+    with pytest.raises(WorkerDiedError) as failed:
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="s"),
+                core=core, executor=ProcessExecutor(2, help_locally=False))
+    message = str(failed.value)
+    assert message.startswith("a worker process failed to start (its error is printed above"), message
+    assert "--resume continues it" in message
+
+
 @pytest.mark.parametrize("options", [["--processes", "2"], ["--workers", "2"]])
 def test_cli_a_worker_that_died_is_a_one_line_error(
         options: list[str], sqlite_url: str, champion: Champion, monkeypatch: pytest.MonkeyPatch) -> None:

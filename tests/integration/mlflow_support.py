@@ -7,13 +7,17 @@ CLI modules train each kind of model only once per pytest process.
 from __future__ import annotations
 
 import functools
+import http.server
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from features.build import TrainingSet
 from features.contract import DataConfig, SourceConfig
 from features.schema import CRMData
-from leadscore.project import ProjectConfig, project_yaml
+from leadscore.project import ProjectConfig, project_yaml, sqlite_project
 from leadscore.synth import SynthConfig, write_synthetic
 from training.config import BoosterConfig, LeakageThresholds, TrainingConfig
 from training.sales_readiness import TrainingResult
@@ -75,3 +79,33 @@ def fitted(kind: str) -> TrainingResult:
                                          "leakage": LeakageThresholds(single_feature_auc=0.6)}),
     }
     return fit_training_set(training_set, data, configs[kind])
+
+
+def sqlite_project_file(directory: Path) -> Path:
+    """``directory/leadscore.yaml`` of a project on the embedded SQLite defaults (a command against a tracking
+    server contacts the server before it reads the data)."""
+    path = directory / "leadscore.yaml"
+    path.write_text(project_yaml(sqlite_project(directory)), encoding="utf-8")
+    return path
+
+
+def cli_message(result) -> str:
+    """What the user of a CLI command sees: the printed error, or the exception the command does not catch."""
+    text = result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        text += f"\n{type(result.exception).__name__}: {result.exception}"
+    return " ".join(text.split())  # rich wraps long lines
+
+
+@contextmanager
+def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served by a thread on a free port of 127.0.0.1; yields the server's base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,8 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from leadscore.project import project_yaml, sqlite_project
+from leadscore.project import sqlite_project
+from tests.integration.mlflow_support import cli_message, local_http_server, sqlite_project_file
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -75,29 +75,14 @@ def gone_server() -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with local_http_server(Handler) as uri:
+        yield uri
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "leadscore.yaml"
-    path.write_text(project_yaml(sqlite_project(tmp_path)), encoding="utf-8")
-    return path
+    return sqlite_project_file(tmp_path)
 
-
-def _output(result) -> str:
-    text = result.output
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        text += f"\n{type(result.exception).__name__}: {result.exception}"
-    return " ".join(text.split())
 
 
 @pytest.mark.parametrize("command", [["models", "list"], ["models", "promote"], ["models", "rollback"],
@@ -111,7 +96,7 @@ def test_models_commands_fail_in_seconds_with_one_line(command: list[str], confi
     result = CliRunner().invoke(app, [*command, "-c", str(config), "--tracking-uri", gone_server],
                                 env={"COLUMNS": "200", "NO_COLOR": "1"})
     elapsed = time.monotonic() - start
-    text = _output(result)
+    text = cli_message(result)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), text  # an error line, no traceback
     assert f"error: lost the MLflow tracking server at {gone_server} during the command" in text, text
     assert "has no alias" not in text and "Traceback" not in text and "HTTPConnectionPool" not in text, text
@@ -154,7 +139,7 @@ def test_rescore_with_a_dead_server_fails_at_once(tmp_path: Path) -> None:
     start = time.monotonic()
     result = CliRunner().invoke(app, ["rescore", "--db", db, "--tracking-uri", "http://127.0.0.1:9"],
                                 env={"COLUMNS": "200", "NO_COLOR": "1"})
-    text = _output(result)
+    text = cli_message(result)
     assert result.exit_code == 1, text
     assert "cannot reach the MLflow tracking server at http://127.0.0.1:9: Connection refused" in text, text
     assert time.monotonic() - start < 30

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import pickle
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 import training.tracking as tracking
 import training.workflow  # noqa: F401  (imported up front: the timings measure the connection, not imports)
 from leadscore.cli import app
-from leadscore.project import project_yaml, sqlite_project
+from tests.integration.mlflow_support import cli_message, local_http_server, sqlite_project_file
 from training.tracking import TrackingServerUnreachable, connect, probe_tracking_server, tracking_target
 
 BOUND_SECONDS = 30.0  # MLflow's retries alone took ~4.5 minutes
@@ -42,17 +41,8 @@ def dead_uri() -> str:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A project file (the data is never read: the tracking server is contacted first)."""
-    path = tmp_path / "leadscore.yaml"
-    path.write_text(project_yaml(sqlite_project(tmp_path)), encoding="utf-8")
-    return path
+    return sqlite_project_file(tmp_path)
 
-
-def _message(result) -> str:
-    """What the user sees: the printed error, or the exception a command does not catch."""
-    text = result.output
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        text += f"\n{type(result.exception).__name__}: {result.exception}"
-    return " ".join(text.split())  # rich wraps long lines
 
 
 @pytest.mark.timeout(300)  # a regression (MLflow retrying for minutes) fails instead of hanging the suite
@@ -64,7 +54,7 @@ def test_unreachable_server_fails_fast_and_clearly(command: list[str], config: P
     result = CliRunner().invoke(app, [*command, "-c", str(config), "--tracking-uri", dead_uri],
                                 env={"COLUMNS": "200", "NO_COLOR": "1"})
     elapsed = time.monotonic() - start
-    message = _message(result)
+    message = cli_message(result)
     assert result.exit_code != 0, message
     assert f"cannot reach the MLflow tracking server at {dead_uri}" in message
     assert "Connection refused" in message
@@ -135,15 +125,8 @@ def stub_server() -> Iterator[tuple[str, list[int], list[str]]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", statuses, paths
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with local_http_server(Handler) as uri:
+        yield uri, statuses, paths
 
 
 def test_probe_status_answers(stub_server: tuple[str, list[int], list[str]]) -> None:

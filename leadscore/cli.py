@@ -475,12 +475,24 @@ _register_room_commands()
 def main() -> None:
     """The ``leadscore`` program. A job stopped by SIGTERM (systemd, Kubernetes, ``kill``) cleans up as
     after Ctrl-C: partial files and staging tables removed, a rescore run marked failed (SIGTERM's default
-    action ran no cleanup at all). Not done by ``app`` itself, which tests and notebooks call in-process."""
+    action ran no cleanup at all); it then says so and exits 143 (128 + SIGTERM), as a killed program would.
+    Not done by ``app`` itself, which tests and notebooks call in-process."""
     signal.signal(signal.SIGTERM, _interrupt)
-    app()
+    try:
+        app()
+    except SystemExit:
+        if _terminated:
+            err_console.print("stopped by SIGTERM (cleaned up as after Ctrl-C)", highlight=False)
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+
+
+_terminated = False
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
     raise KeyboardInterrupt(f"signal {signum}")
 
 

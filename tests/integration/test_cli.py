@@ -284,5 +284,5 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(tmp_path: Path) -> N
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode != 0
+    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
     assert not out.exists() or not list(out.iterdir()), sorted(p.name for p in out.iterdir())

@@ -52,7 +52,8 @@ def test_rescore_benchmark_generates_again_after_an_unfinished_generation(
 
     from benchmarks import rescore as bench
 
-    n_leads, events_per_lead = 37, 1.5
+    # the benchmark names its databases by size: a size of this process's own keeps a parallel run's apart
+    n_leads, events_per_lead = 37 + os.getpid() % 97, 1.5
     template = f"leadscore_bench_crm_{n_leads}_1_5"
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
 

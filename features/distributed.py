@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,15 +179,39 @@ def _declaring(data: DataConfig, categorical: list[str], numeric: list[str]) -> 
     return data.model_copy(update={"attributes": declared})
 
 
-def _clear_quarantine_folders(data: DataConfig) -> None:
-    """Remove the folders an earlier build wrote in ``quarantine_dir`` (``part-NNNNN/``, ``no-lead-id/``,
-    ``text-lead-id/``): as a whole-table load rewrites its files, the folder then holds this build's rows
-    only, never an earlier build's that the data no longer has."""
+def _build_quarantine_folders(root: Path) -> list[Path]:
+    """The folders a build writes in ``quarantine_dir``: ``part-NNNNN/``, ``no-lead-id/``, ``text-lead-id/``."""
+    return [f for f in root.iterdir() if f.is_dir() and (QUARANTINE_PART.fullmatch(f.name) or f.name in SET_ASIDE_FOLDERS)]
+
+
+@contextmanager
+def _fresh_quarantine_folders(data: DataConfig) -> Iterator[None]:
+    """As a whole-table load rewrites its files, a build leaves in ``quarantine_dir`` its own rows only, never
+    an earlier build's that the data no longer has: the earlier build's folders are set aside (a hidden
+    folder) while this one runs, dropped when it succeeds, put back when it fails (beside the earlier
+    build's partition files, which a failed build leaves in place)."""
     if data.policy != QUARANTINE or data.quarantine_dir is None or not Path(data.quarantine_dir).is_dir():
+        yield
         return
-    for folder in Path(data.quarantine_dir).iterdir():
-        if folder.is_dir() and (QUARANTINE_PART.fullmatch(folder.name) or folder.name in SET_ASIDE_FOLDERS):
+    root = Path(data.quarantine_dir)
+    aside = root / f".earlier-build-{uuid.uuid4().hex[:8]}"
+    earlier = _build_quarantine_folders(root)
+    if earlier:
+        aside.mkdir()
+        for folder in earlier:
+            folder.rename(aside / folder.name)
+    try:
+        yield
+    except BaseException:
+        for folder in _build_quarantine_folders(root):  # this build's, incomplete
             shutil.rmtree(folder)
+        if aside.is_dir():
+            for folder in aside.iterdir():
+                folder.rename(root / folder.name)
+            aside.rmdir()
+        raise
+    if aside.is_dir():
+        shutil.rmtree(aside)
 
 
 def _partition_config(data: DataConfig, k: int) -> DataConfig:
@@ -238,52 +264,52 @@ def build_training_set_from_source(
     ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
-    _clear_quarantine_folders(data)
-    without_id = set_aside_rows_without_lead_id(data)
-    ranges = _open_ended(ranges)
-    facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
-                      for k, (a, b) in enumerate(ranges)])
-    kinds = _kinds(facts)
-    if len(kinds) > 1:  # e.g. a column empty in a whole partition: read again, typed as the whole table types it
-        data = _declaring(data, *_agreed_kinds(facts))
+    with _fresh_quarantine_folders(data):
+        without_id = set_aside_rows_without_lead_id(data)
+        ranges = _open_ended(ranges)
         facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
                           for k, (a, b) in enumerate(ranges)])
         kinds = _kinds(facts)
-    quarantined = {t: without_id.get(t, 0) + sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
-    if len(kinds) > 1:
-        raise ValueError(
-            "leads: attribute types were inferred differently in different lead partitions "
-            f"({sorted(kinds)}); declare them under data.attributes (categorical / numeric)"
-        )
-    categorical, numeric = (list(k) for k in kinds.pop())
-    leads = pd.concat([f["leads"] for f in facts], ignore_index=True)
-    ends = [f["data_end"] for f in facts if f["data_end"] is not None]
-    event_types = sorted(set().union(*(f["event_types"] for f in facts)) - {RECYCLED})
-    fixed = config.model_copy(update={
-        "data_end": config.data_end or max(ends).to_pydatetime(),
-        "event_types": config.event_types or tuple(event_types),
-    })
-    no_rows = data.model_copy(update={"policy": "strict", "quarantine_dir": None})  # writes no quarantine files
-    empty = load_crm(no_rows, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
-    crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric)
-    spec = FeatureSpec(fixed).fit(crm)
-    data_end = resolve_data_end(crm, fixed)
-    dates = as_of_dates(crm, fixed, data_end)
-    data = _declaring(data, categorical, numeric)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec_dict = spec.to_dict()
-    files = [out_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]
-    token = uuid.uuid4().hex[:8]
-    temporary = [f.with_name(f".{f.name}.{token}.tmp") for f in files]  # hidden: readers of the folder skip them
-    tasks = [delayed(_partition_to_parquet)(_partition_config(data, k), a, b, spec_dict, dates, data_end, tmp)
-             for k, ((a, b), tmp) in enumerate(zip(ranges, temporary, strict=True))]
-    try:
-        compute(*tasks)
-        _replace_partition_files(out_dir, temporary, files)
-    finally:
-        for tmp in temporary:
-            tmp.unlink(missing_ok=True)
-    return SourceTrainingSet(spec, data_end, dates, files, quarantined)
+        if len(kinds) > 1:  # e.g. a column empty in a whole partition: read again, typed as the whole table types it
+            data = _declaring(data, *_agreed_kinds(facts))
+            facts = compute(*[delayed(_partition_facts)(_partition_config(data, k), a, b)
+                              for k, (a, b) in enumerate(ranges)])
+            kinds = _kinds(facts)
+        quarantined = {t: without_id.get(t, 0) + sum(f["quarantined"].get(t, 0) for f in facts) for t in TABLES}
+        if len(kinds) > 1:
+            raise ValueError(
+                "leads: attribute types were inferred differently in different lead partitions "
+                f"({sorted(kinds)}); declare them under data.attributes (categorical / numeric)"
+            )
+        categorical, numeric = (list(k) for k in kinds.pop())
+        leads = pd.concat([f["leads"] for f in facts], ignore_index=True)
+        ends = [f["data_end"] for f in facts if f["data_end"] is not None]
+        event_types = sorted(set().union(*(f["event_types"] for f in facts)) - {RECYCLED})
+        fixed = config.model_copy(update={
+            "data_end": config.data_end or max(ends).to_pydatetime(),
+            "event_types": config.event_types or tuple(event_types),
+        })
+        no_rows = data.model_copy(update={"policy": "strict", "quarantine_dir": None})  # writes no quarantine files
+        empty = load_crm(no_rows, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
+        crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric)
+        spec = FeatureSpec(fixed).fit(crm)
+        data_end = resolve_data_end(crm, fixed)
+        dates = as_of_dates(crm, fixed, data_end)
+        data = _declaring(data, categorical, numeric)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spec_dict = spec.to_dict()
+        files = [out_dir / f"part-{k:05d}.parquet" for k in range(len(ranges))]
+        token = uuid.uuid4().hex[:8]
+        temporary = [f.with_name(f".{f.name}.{token}.tmp") for f in files]  # hidden: readers of the folder skip them
+        tasks = [delayed(_partition_to_parquet)(_partition_config(data, k), a, b, spec_dict, dates, data_end, tmp)
+                 for k, ((a, b), tmp) in enumerate(zip(ranges, temporary, strict=True))]
+        try:
+            compute(*tasks)
+            _replace_partition_files(out_dir, temporary, files)
+        finally:
+            for tmp in temporary:
+                tmp.unlink(missing_ok=True)
+        return SourceTrainingSet(spec, data_end, dates, files, quarantined)
 
 
 def _replace_partition_files(out_dir: Path, temporary: list[Path], files: list[Path]) -> None:

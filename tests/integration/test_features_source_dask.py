@@ -227,6 +227,32 @@ def test_the_quarantine_folder_holds_only_the_last_builds_rows(tmp_path: Path) -
     assert sum(len(pd.read_csv(f)) for f in (tmp_path / "q").rglob("*.csv")) == 0
 
 
+def test_a_failed_build_leaves_the_earlier_builds_quarantine_beside_its_partitions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed build leaves the earlier build's partition files in place; their quarantine files were gone
+    (cleared when the build started), and the new build's half-written ones were left instead."""
+    import features.distributed as distributed
+
+    data, tables = _csv_crm(tmp_path, policy="quarantine", quarantine_dir=tmp_path / "q")
+    events = tables["events"].copy()
+    events["lead_id"] = events["lead_id"].astype("Int64")
+    events.loc[[9, 10], "lead_id"] = None
+    events.to_csv(data.source.events, index=False)
+    build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    before = {p.relative_to(tmp_path / "q"): p.read_bytes() for p in (tmp_path / "q").rglob("*") if p.is_file()}
+    assert any(p.parts[0] == "no-lead-id" for p in before)
+    tables["events"].to_csv(data.source.events, index=False)  # the data fixed, then pass 2 fails
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(distributed, "_partition_to_parquet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build_training_set_from_source(data, tmp_path / "parts", partition_leads=120)
+    after = {p.relative_to(tmp_path / "q"): p.read_bytes() for p in (tmp_path / "q").rglob("*") if p.is_file()}
+    assert after == before and not [p for p in (tmp_path / "q").iterdir() if p.name.startswith(".")]
+
+
 def test_relative_paths_name_the_drivers_files_on_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A data config with a relative SQLite URL and quarantine folder, built on workers started in another
     folder: they read the driver's file and write its quarantine folder (SQLite created an empty file of

@@ -149,8 +149,10 @@ class WorkerDiedError(RuntimeError):
             super().__init__("a worker process failed to start (its error is printed above, if it had one; else "
                              f"it was killed, e.g. by the system out of memory); {stays}")
             return
-        super().__init__(f"a worker process died while scoring partition {partition} (killed, e.g. by the "
-                         f"system out of memory); {stays} (fewer --processes / --workers use less memory)")
+        # a broken pool fails every partition in flight: the one named may be another worker's
+        super().__init__(f"a worker process died while scoring partitions (partition {partition} among them; "
+                         f"killed, e.g. by the system out of memory); {stays} (fewer --processes / --workers use "
+                         "less memory)")
 
 
 @dataclass

@@ -483,7 +483,7 @@ def test_a_worker_process_killed_mid_run_fails_the_run_saying_so(sqlite_url: str
         for child in multiprocessing.active_children():
             os.kill(child.pid, signal.SIGKILL)
 
-    with pytest.raises(WorkerDiedError, match=r"a worker process died while scoring partition .*--resume"):
+    with pytest.raises(WorkerDiedError, match=r"a worker process died while scoring partitions \(partition \d+ among them; .*--resume"):
         rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="k"),
                 executor=ProcessExecutor(2, help_locally=False), on_result=kill_the_workers)
     engine = sa.create_engine(sqlite_url)
@@ -524,7 +524,7 @@ def test_cli_a_worker_that_died_is_a_one_line_error(
     monkeypatch.setattr(serving.rescore_dask, "rescore_on_dask", died)
     code, output = _cli("--db", sqlite_url, "--model-dir", str(champion.models_dir), *options)
     assert code == 1, output
-    assert output.startswith("error: a worker process died while scoring partition 3"), output
+    assert output.startswith("error: a worker process died while scoring partitions (partition 3 among them"), output
     assert output.rstrip().endswith("--resume continues it (fewer --processes / --workers use less memory)"), output
 
 

@@ -266,6 +266,50 @@ def _comparison_frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
     return frame[cols].rename_axis("scorer")
 
 
+FEW_CONVERSIONS = 100  # the defaults are made for ~100 conversions or more (README: ~1,000 leads / 100 conversions)
+
+
+def check_slice_classes(slices: dict[str, np.ndarray], y: np.ndarray, dates: pd.Series, unit: str) -> None:
+    """Every fitting slice (``training``, ``validation``) must hold both classes: else a ValueError naming the
+    slice, its rows and dates, and the conversions of every slice (``test`` included)."""
+    counts = ", ".join(f"{int(y[rows].sum()):,} in {name}" for name, rows in slices.items())
+    for name, rows in slices.items():
+        if name == "test" or not len(rows) or 0 < y[rows].sum() < len(rows):
+            continue
+        what = "no conversion" if y[rows].sum() == 0 else "only conversions"
+        span = f"{dates.iloc[rows].min():%Y-%m-%d}..{dates.iloc[rows].max():%Y-%m-%d}"
+        raise ValueError(
+            f"the {name} slice ({len(rows):,} {unit}, as of {span}) holds {what}: too few conversions to train and "
+            f"calibrate (converting {unit}: {counts}). More history or more leads are needed (the defaults are made "
+            f"for ~{FEW_CONVERSIONS} conversions or more); training.test_fraction and validation_fraction move the cuts")
+
+
+def few_conversions_note(counts: dict[str, int], unit: str) -> str | None:
+    """A note when the rows a model learns from hold fewer than ``FEW_CONVERSIONS`` conversions."""
+    fitting = sum(v for k, v in counts.items() if k != "test")
+    if fitting >= FEW_CONVERSIONS:
+        return None
+    return (f"few conversions to learn from: converting {unit} {', '.join(f'{v:,} in {k}' for k, v in counts.items())}"
+            f" (the defaults are made for ~{FEW_CONVERSIONS} or more): the AUC intervals show how little the figures "
+            "say, and promotion needs at least 20 converting leads in the evaluation rows")
+
+
+def no_split_warning(model: SalesReadinessModel, y_train: np.ndarray) -> str | None:
+    """A warning when the booster made no split: every lead then gets one probability."""
+    if model.feature_importance("split").sum() > 0:
+        return None
+    return (f"the booster made no split: its {len(y_train):,} training rows hold {int(np.sum(y_train)):,} "
+            f"conversion(s) and every leaf needs min_data_in_leaf {model.params_['min_data_in_leaf']:,} rows, so every "
+            "lead gets the same probability (no ranking, no reasons); more conversions are needed, or a smaller "
+            "training.booster.min_data_in_leaf")
+
+
+def _warn(warning: str | None, notes: list[str], say: Progress) -> None:
+    if warning:
+        notes.append(warning)
+        say(f"warning: {warning}")
+
+
 def _calibration_warning(model: SalesReadinessModel, notes: list[str], say: Progress) -> None:
     """The calibrator's warning (a Platt slope held at 0: no usable signal) into the notes and the progress."""
     if warning := getattr(model.calibrator_, "warning_", None):
@@ -522,10 +566,15 @@ def train_and_evaluate(
     split_info = {**split.describe(labelled[AS_OF]), "horizon_days": horizon, "n_censored_excluded": n_censored,
                   "n_gap_excluded": len(labelled) - len(split.train) - len(split.valid) - len(split.test)}
     y = labelled[config.label].to_numpy(dtype=float)
+    say(f"split: {split_text(split_info)}")
+    unit = "rows" if flat_rows else "snapshots"
+    slices = {"training": split.train, "validation": split.valid, "test": split.test}
+    check_slice_classes(slices, y, labelled[AS_OF], unit)
+    if few := few_conversions_note({k: int(y[v].sum()) for k, v in slices.items()}, unit):
+        notes.append(few)
     X = labelled[features]
     X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
     y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
-    say(f"split: {split_text(split_info)}")
     booster_cfg = config.booster
     search_summary: dict[str, Any] | None = None
     if config.search.n_trials > 0:
@@ -539,6 +588,7 @@ def train_and_evaluate(
     say("fitting LightGBM")
     model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
         X_tr, y_tr, X_va, y_va, spec=spec)
+    _warn(no_split_warning(model, y_tr), notes, say)
     _calibration_warning(model, notes, say)
     p = model.predict_proba(X_te)
     weeks = weeks_represented(labelled[AS_OF].iloc[split.test])
@@ -636,10 +686,17 @@ def train_and_evaluate_flat(
         raise KeyError(f"flat frame lacks column(s) {missing}")
     check_segment_columns(frame, config, "flat frame")
     y = frame[flat.label].to_numpy(dtype=float)
+    positives, need = int(y.sum()), max(2 * config.cv_folds, 10)
+    if min(positives, len(y) - positives) < need:
+        raise ValueError(f"flat data: {positives:,} of its {len(y):,} rows convert and {len(y) - positives:,} do not; "
+                         f"cross-validation with training.cv_folds {config.cv_folds} needs at least {need} of each "
+                         "(every fold, and the early-stopping slice inside its training rows, must hold both classes)")
     X = frame[features]
     groups = frame[LEAD_ID].to_numpy()
     folds = grouped_folds(y, groups, config.cv_folds, config.seed)
     notes: list[str] = []
+    if few := few_conversions_note({"all folds": positives}, "rows"):
+        notes.append(few)
     oof_margin = np.empty(len(y))
     oof_logistic = np.empty(len(y))
     best_iterations = []
@@ -690,6 +747,7 @@ def train_and_evaluate_flat(
     model = SalesReadinessModel(final_booster, config.calibration, None, config.seed).fit(
         X, y, num_boost_round=n_rounds, spec=spec)
     model.calibrate(oof_margin, y)
+    _warn(no_split_warning(model, y), notes, say)
     _calibration_warning(model, notes, say)
     weeks = None
     if CREATED_AT in frame.columns and frame[CREATED_AT].notna().any():

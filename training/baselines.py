@@ -205,10 +205,14 @@ def explicit_points(frame: pd.DataFrame, rules: PointsRules) -> np.ndarray:
     return total
 
 
+BEHAVIOUR_JOIN_PAIRS = 2_000_000  # (snapshot, event) pairs joined at once: bounds behaviour_points' memory
+
+
 def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: PointsRules) -> np.ndarray:
     """Decayed behaviour points per snapshot row from events strictly before its ``as_of``.
 
-    Vectorised as a merge of events onto snapshots by lead (memory ~ events x snapshots per lead).
+    Every snapshot is joined with its lead's events, in chunks of snapshots (ordered by lead) of about
+    ``BEHAVIOUR_JOIN_PAIRS`` pairs: memory stays bounded however many snapshots and events there are.
     """
     for col in (LEAD_ID, "as_of"):
         if col not in snapshots.columns:
@@ -218,17 +222,31 @@ def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: Point
             raise KeyError(f"behaviour points: events table lacks column {col!r}")
     if not rules.behaviour or len(snapshots) == 0:
         return np.zeros(len(snapshots), dtype=float)
-    ev = events[[LEAD_ID, OCCURRED_AT, EVENT_TYPE]]
-    ev = ev.assign(_points=ev[EVENT_TYPE].astype(str).map(rules.behaviour)).dropna(subset=["_points"])
-    snap = pd.DataFrame({LEAD_ID: snapshots[LEAD_ID].to_numpy(), "as_of": snapshots["as_of"].to_numpy(),
-                         "_row": np.arange(len(snapshots))})
-    joined = snap.merge(ev, on=LEAD_ID, how="inner")
-    joined = joined[joined[OCCURRED_AT] < joined["as_of"]]
-    points = joined["_points"].to_numpy(dtype=float)
-    if rules.half_life_days is not None:
-        age_days = (joined["as_of"] - joined[OCCURRED_AT]).dt.total_seconds().to_numpy() / 86400.0
-        points = points * np.exp2(-age_days / rules.half_life_days)
-    return np.bincount(joined["_row"].to_numpy(), weights=points, minlength=len(snapshots))
+    points = events[EVENT_TYPE].astype(str).map(rules.behaviour)
+    scored = points.notna().to_numpy()
+    ev = events.loc[scored, [LEAD_ID, OCCURRED_AT]].assign(_points=points.to_numpy(dtype=float)[scored])
+    ev = ev.sort_values(LEAD_ID, kind="stable")
+    ev_leads = ev[LEAD_ID].to_numpy()
+    lead = snapshots[LEAD_ID].to_numpy()
+    as_of = snapshots["as_of"].to_numpy()
+    order = np.argsort(lead, kind="stable")
+    pairs = np.cumsum(pd.Series(lead[order]).map(ev[LEAD_ID].value_counts()).fillna(0).to_numpy())
+    cuts = np.searchsorted(pairs, np.arange(BEHAVIOUR_JOIN_PAIRS, pairs[-1], BEHAVIOUR_JOIN_PAIRS), side="right")
+    total = np.zeros(len(snapshots), dtype=float)
+    for rows in np.split(order, np.unique(cuts)):
+        if not len(rows):
+            continue
+        lo = np.searchsorted(ev_leads, lead[rows[0]], side="left")  # the events of the chunk's leads (and of
+        hi = np.searchsorted(ev_leads, lead[rows[-1]], side="right")  # leads between them, which join nothing)
+        snap = pd.DataFrame({LEAD_ID: lead[rows], "as_of": as_of[rows], "_row": np.arange(len(rows))})
+        joined = snap.merge(ev.iloc[lo:hi], on=LEAD_ID, how="inner")
+        joined = joined[joined[OCCURRED_AT] < joined["as_of"]]
+        value = joined["_points"].to_numpy(dtype=float)
+        if rules.half_life_days is not None:
+            age_days = (joined["as_of"] - joined[OCCURRED_AT]).dt.total_seconds().to_numpy() / 86400.0
+            value = value * np.exp2(-age_days / rules.half_life_days)
+        total[rows] += np.bincount(joined["_row"].to_numpy(), weights=value, minlength=len(rows))
+    return total
 
 
 def points_score(

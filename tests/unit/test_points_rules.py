@@ -117,3 +117,44 @@ def test_rules_named_in_the_config_are_checked_before_any_fit(tmp_path: Path) ->
     config = FAST.model_copy(update={"points_rules": rules})
     with pytest.raises(ValueError, match=r"points rules 'strict-rules': column\(s\) \['favourite_colour'\] not in"):
         fit_training_set(build_flat_training_set(flat), flat, config)
+
+
+def _snapshots_and_events(n_leads: int, snaps_per_lead: int, events_per_lead: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(4)
+    start = pd.Timestamp("2025-01-01")
+    lead = np.repeat(np.arange(n_leads), snaps_per_lead)
+    snapshots = pd.DataFrame({"lead_id": lead, "as_of": start + pd.to_timedelta(
+        np.tile(np.arange(snaps_per_lead) * 30 + 30, n_leads), unit="D")}).sample(frac=1, random_state=1)
+    events = pd.DataFrame({"lead_id": np.repeat(np.arange(n_leads), events_per_lead),
+                           "occurred_at": start + pd.to_timedelta(rng.uniform(0, 30 * snaps_per_lead + 30,
+                                                                             n_leads * events_per_lead), unit="D"),
+                           "event_type": rng.choice(["email_open", "demo_request", "page_view"],
+                                                    n_leads * events_per_lead)})
+    return snapshots.reset_index(drop=True), events
+
+
+def test_behaviour_points_join_a_bounded_number_of_snapshot_event_pairs_at_once(monkeypatch) -> None:
+    """Every snapshot meets every event of its lead: the join is cut into chunks (memory bounded), the
+    points are those of one join."""
+    import tracemalloc
+
+    import training.baselines as baselines
+
+    rules = PointsRules(name="b", mql_threshold=10, behaviour={"email_open": 1, "demo_request": 20})
+    snapshots, events = _snapshots_and_events(2000, 6, 250)  # 3M (snapshot, event) pairs
+    small = snapshots.iloc[:50].reset_index(drop=True)
+    whole = baselines.behaviour_points(small, events, rules)
+    monkeypatch.setattr(baselines, "BEHAVIOUR_JOIN_PAIRS", 1000)
+    assert np.allclose(baselines.behaviour_points(small, events, rules), whole)
+    events_small = events[events["lead_id"].isin(small["lead_id"])]
+    age = (small["as_of"].to_numpy()[:, None] - events_small["occurred_at"].to_numpy()[None, :]) / np.timedelta64(1, "D")
+    mine = small["lead_id"].to_numpy()[:, None] == events_small["lead_id"].to_numpy()[None, :]
+    value = events_small["event_type"].map(rules.behaviour).fillna(0).to_numpy()[None, :]
+    assert np.allclose(whole, np.where(mine & (age > 0), value * np.exp2(-age / 30), 0).sum(axis=1))
+
+    monkeypatch.setattr(baselines, "BEHAVIOUR_JOIN_PAIRS", 50_000)
+    tracemalloc.start()
+    baselines.behaviour_points(snapshots, events, rules)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 60e6  # one join of the 3M pairs takes ~200 MB

@@ -7,6 +7,7 @@ entry points, the retrain notebook and ``leadscore demo``. Configuration arrives
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -78,6 +79,24 @@ class TrainRun:
         return self.model_version is not None
 
 
+BUILD_REPORT_SECONDS = 10.0  # how often a running training-set build reports its lead blocks
+
+
+def block_reporter(say: Progress) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` for the feature build that tells ``say`` the blocks done every
+    ``BUILD_REPORT_SECONDS`` (a build of a large CRM takes minutes)."""
+    began = last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done < total and now - last >= BUILD_REPORT_SECONDS:
+            last = now
+            say(f"  training set: {done} of {total} lead blocks, {now - began:.0f}s")
+
+    return report
+
+
 def load_training_set(
     project: ProjectConfig, progress: Progress | None = None
 ) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
@@ -88,7 +107,9 @@ def load_training_set(
     say("building the training set")
     if isinstance(data, FlatData):
         return build_flat_training_set(data), data, report
-    return build_training_set(data, project.features, set_aside=project.training.score_columns), data, report
+    training_set = build_training_set(data, project.features, progress=block_reporter(say),
+                                      set_aside=project.training.score_columns)
+    return training_set, data, report
 
 
 def fit_training_set(

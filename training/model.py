@@ -202,11 +202,13 @@ class SalesReadinessModel:
         *,
         num_boost_round: int | None = None,
         spec: Any = None,
+        callbacks: Sequence[Any] = (),
     ) -> SalesReadinessModel:
         """Fit on ``X`` (feature columns only); early-stop and calibrate on the later ``X_valid``.
 
         Without a validation slice, ``num_boost_round`` is required and the caller sets the
-        calibrator with ``calibrate(margin, y)`` (flat mode: out-of-fold margins).
+        calibrator with ``calibrate(margin, y)`` (flat mode: out-of-fold margins). ``callbacks``: more
+        LightGBM callbacks for the early-stopped fit (the search's deadline).
         """
         started = time.perf_counter()
         y_arr = _check_label(y, "training slice")
@@ -234,6 +236,7 @@ class SalesReadinessModel:
                 callbacks=[
                     lgb.early_stopping(self.booster_config.early_stopping_rounds, verbose=False),
                     lgb.log_evaluation(0),
+                    *callbacks,
                 ],
             )
             self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
@@ -377,6 +380,17 @@ def probability_to_score(p: np.ndarray) -> np.ndarray:
 SEARCH_REPORT_SECONDS = 10.0  # how often a running search reports its progress
 
 
+def _stop_at(deadline: float, budget: float) -> Any:
+    """A LightGBM callback that ends a search trial still fitting at ``deadline`` (``time.monotonic``)."""
+    import optuna
+
+    def callback(env: Any) -> None:
+        if time.monotonic() > deadline:
+            raise optuna.TrialPruned(f"stopped at round {env.iteration + 1}: the search's {budget:g}s are spent")
+
+    return callback
+
+
 def search_booster(
     X: pd.DataFrame,
     y: Any,
@@ -388,7 +402,8 @@ def search_booster(
     spec: Any = None,
     progress: Any = None,
 ) -> tuple[BoosterConfig, dict[str, Any]]:
-    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds; ``progress``
+    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds (once a trial has
+    completed, one still fitting when the seconds run out is stopped and counted in ``n_stopped_at_budget``); ``progress``
     (a ``say(text)`` callable) hears the trials run and the best AUC so far every ``SEARCH_REPORT_SECONDS``.
 
     Every trial fits on ``X`` and early-stops and is scored on ``X_valid``: the caller passes the
@@ -414,12 +429,17 @@ def search_booster(
                 "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
             }
         )
-        model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit(X, y, X_valid, y_valid, spec=spec)
+        # once a trial has completed, one still fitting when the seconds run out is stopped (pruned), not finished
+        completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        stop = [_stop_at(deadline, search.timeout_seconds)] if completed else []
+        model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit(X, y, X_valid, y_valid, spec=spec,
+                                                                             callbacks=stop)
         trial.set_user_attr("best_iteration", model.best_iteration_)
         return float(roc_auc_score(yv, model.predict_raw(X_valid)))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     began = last = time.monotonic()
+    deadline = began + search.timeout_seconds
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         nonlocal last
@@ -431,6 +451,7 @@ def search_booster(
 
     study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
     best = base.model_copy(update=study.best_params)
-    summary = {"n_trials": len(study.trials), "best_valid_auc": study.best_value,
+    stopped = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
+    summary = {"n_trials": len(study.trials), "n_stopped_at_budget": stopped, "best_valid_auc": study.best_value,
                "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params}
     return best, summary

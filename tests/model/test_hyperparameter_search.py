@@ -79,3 +79,26 @@ def test_flat_search_is_nested_inside_the_training_folds() -> None:
     assert result.split["final_rounds"] == result.split["search"]["best_iteration"]
     assert result.model.params_["num_leaves"] == result.split["search"]["num_leaves"]
     assert result.metrics["roc_auc"] > 0.6
+
+
+def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> None:
+    import time
+
+    from training.evaluation import time_ordered_split
+    from training.model import search_booster
+
+    split = time_ordered_split(frame["as_of"], 14)
+    X = frame.drop(columns=["lead_id", "as_of", "converted_within_h", "censored"])
+    y = frame["converted_within_h"].to_numpy()
+    endless = BoosterConfig(max_rounds=3000, early_stopping_rounds=3000)  # a trial fits all 3000 rounds
+    first = time.monotonic()
+    search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], endless,
+                   SearchConfig(n_trials=1, max_num_leaves=7, max_depth=3))
+    one_trial = time.monotonic() - first
+    budget = SearchConfig(n_trials=100, timeout_seconds=one_trial * 1.5, max_num_leaves=7, max_depth=3)
+    began = time.monotonic()
+    _, summary = search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], endless,
+                                budget)
+    spent = time.monotonic() - began
+    assert summary["n_stopped_at_budget"] == 1 and summary["n_trials"] >= 2
+    assert spent < budget.timeout_seconds + 0.4 * one_trial  # the trial running at the deadline did not finish

@@ -452,6 +452,9 @@ def search_booster(
     study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
     best = base.model_copy(update=study.best_params)
     stopped = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
+    trials = [{"trial": t.number, "state": t.state.name.lower(), "valid_auc": t.value,
+               "best_iteration": t.user_attrs.get("best_iteration"), **t.params} for t in study.trials]
     summary = {"n_trials": len(study.trials), "n_stopped_at_budget": stopped, "best_valid_auc": study.best_value,
-               "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params}
+               "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params,
+               "trials": trials}  # every trial: what was tried, not only the best
     return best, summary

@@ -249,7 +249,8 @@ def _rules_for(points_rules: PointsRules | None, config: TrainingConfig) -> Poin
 
 
 def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
+    """A search summary to print: its figures rounded, without the list of trials."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items() if k != "trials"}
 
 
 def _search_metrics(summary: dict[str, Any] | None) -> dict[str, float]:
@@ -387,8 +388,8 @@ def _split_value(value: Any) -> str:
         return f"{int(value):,}"
     if isinstance(value, float | np.floating):
         return f"{float(value):,.4g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} {_split_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, dict):  # a search's list of trials is its own artifact (evaluation/search_trials.csv)
+        return "{" + ", ".join(f"{k} {_split_value(v)}" for k, v in value.items() if k != "trials") + "}"
     if isinstance(value, list | tuple):
         return ", ".join(_split_value(v) for v in value)
     return str(value).replace("..", " to ")

@@ -374,6 +374,17 @@ def log_run_summary(client: MlflowClient, run_id: str, result: Any, params: Mapp
     mlflow.log_text(result.comparison.to_csv(), COMPARISON_ARTIFACT)
     mlflow.log_text(comparison_markdown(result.comparison), "comparison/comparison.md")
     mlflow.log_dict(json.loads(json.dumps(result.split, default=str)), "evaluation/split.json")
+    if (trials := search_trials_csv(result.split)) is not None:
+        mlflow.log_text(trials, SEARCH_TRIALS_ARTIFACT)
+
+
+SEARCH_TRIALS_ARTIFACT = "evaluation/search_trials.csv"  # one row per trial of the hyperparameter search
+
+
+def search_trials_csv(split: Mapping[str, Any]) -> str | None:
+    """The trials of a run's hyperparameter search (``split["search"]["trials"]``) as CSV; None without one."""
+    trials = (split.get("search") or {}).get("trials")
+    return pd.DataFrame(trials).to_csv(index=False) if trials else None
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> str:

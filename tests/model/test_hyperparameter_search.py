@@ -42,6 +42,22 @@ def test_search_runs_within_budget_and_never_sees_the_test_slice(frame) -> None:
         assert result.metrics[f"search_{name}"] == pytest.approx(search[name])
     assert result.metrics["search_n_trials"] == SEARCH.n_trials
     assert any("Optuna search" in note for note in result.notes)
+    # every trial is reported (what was tried), the best among them
+    trials = search["trials"]
+    assert [t["trial"] for t in trials] == list(range(SEARCH.n_trials))
+    done = [t for t in trials if t["state"] == "complete"]
+    assert max(t["valid_auc"] for t in done) == search["best_valid_auc"]
+    best = next(t for t in done if t["valid_auc"] == search["best_valid_auc"])
+    assert best["num_leaves"] == search["num_leaves"] and best["best_iteration"] == search["best_iteration"]
+    assert not any("'trials':" in note for note in result.notes)  # the list is not printed whole...
+    assert "complete" not in result.model_card  # ...nor in the card's split line
+    from io import StringIO
+
+    from training.tracking import search_trials_csv
+
+    table = pd.read_csv(StringIO(search_trials_csv(result.split)))  # the run's evaluation/search_trials.csv
+    assert len(table) == SEARCH.n_trials and {"state", "valid_auc", "best_iteration", "num_leaves"} <= set(table)
+    assert search_trials_csv({"search": None}) is None
 
     # the test slice's labels play no part in the choice: permuting them changes nothing chosen
     test_start = result.predictions["as_of"].min()

@@ -12,7 +12,7 @@ It never depends on the order of rows or columns in the input.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -529,13 +529,14 @@ class FeatureSpec:
                 out[EVENT_TYPE] = unknown
         return out
 
-    def unseen_values_of_payloads(self, payloads: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-        """``unseen_values`` of request payloads (their ``attributes``), one row per payload."""
+    def unseen_values_of_payloads(self, found: Sequence[Mapping[str, list[str]]]) -> dict[str, np.ndarray]:
+        """``unseen_values`` of request payloads from their :meth:`unseen_in_payload` (``found``, one per
+        payload, as the request's checks computed them), one row per payload."""
         out: dict[str, np.ndarray] = {}
-        for i, payload in enumerate(payloads):
-            for col, values in self.unseen_in_payload(payload).items():
+        for i, unseen in enumerate(found):
+            for col, values in unseen.items():
                 if col in self.categorical_vocab_:  # not the unknown event types
-                    out.setdefault(col, np.full(len(payloads), None, dtype=object))[i] = values[0]
+                    out.setdefault(col, np.full(len(found), None, dtype=object))[i] = values[0]
         return out
 
     # ----- matrix <-> frame ------------------------------------------------------------------

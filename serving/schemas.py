@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -258,9 +258,11 @@ class LeadError(ValueError):
 
 
 def check_leads(
-    leads: Sequence[LeadIn], as_of: datetime, spec: FeatureSpec, non_negative: Sequence[str] = ()
+    leads: Sequence[LeadIn], as_of: datetime, spec: FeatureSpec, non_negative: Sequence[str] = (),
+    unseen: Sequence[Mapping[str, list[str]]] | None = None,
 ) -> list[list[str]]:
     """Rules that need ``as_of`` and the model's spec; raises LeadError, returns warnings per lead.
+    ``unseen``: each lead's ``spec.unseen_in_payload`` when the caller has it (else computed here).
 
     Errors (all leads' are collected, then raised together): a lead id given twice (42 and "42" are
     one id), lead created after as_of, events after as_of, non-numeric or non-finite values of
@@ -303,7 +305,7 @@ def check_leads(
         warnings = [f"attribute {k!r} is not a model feature; ignored" for k in lead.attributes if k not in known]
         if at_as_of:
             warnings.append(f"{at_as_of} event(s) at as_of exactly not counted (features use the time before it)")
-        for col, values in spec.unseen_in_payload(lead.payload()).items():
+        for col, values in (spec.unseen_in_payload(lead.payload()) if unseen is None else unseen[i]).items():
             if col == EVENT_TYPE:
                 warnings.append(f"unknown event types ignored: {values}")
             else:

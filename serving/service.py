@@ -346,7 +346,8 @@ class LeadScoringService:
         self,
         leads: list[LeadIn] = Field(..., min_length=1, max_length=MAX_BATCH_HARD),
         as_of: Instant | None = Field(None, description=ScoreRequest.model_fields["as_of"].description),
-        top_k: ReasonCount | None = Field(None, ge=0, le=MAX_TOP_K, description="reasons per lead (default: LEADSCORE_TOP_K, 3)"),
+        top_k: ReasonCount | None = Field(None, ge=0, le=MAX_TOP_K,
+                                          description=ScoreRequest.model_fields["top_k"].description),
         ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ScoreResponse:
         """Score one or many leads: calibrated probability, 0-100 score, grade, MQL flag, reasons."""
@@ -370,14 +371,16 @@ class LeadScoringService:
         if at > now + FUTURE_TOLERANCE:
             return _error(ctx, 400, request_error("as_of", f"{at.isoformat()} is in the future "
                                                            f"(now {now.isoformat()} UTC)"))
+        payloads = [lead.payload() for lead in leads]
+        unseen = [core.spec.unseen_in_payload(payload) for payload in payloads]  # warnings and reasons
         try:
-            warnings = check_leads(leads, at, core.spec, self.settings.non_negative_attributes)
+            warnings = check_leads(leads, at, core.spec, self.settings.non_negative_attributes, unseen)
         except LeadError as exc:
             return _error(ctx, 400, exc.as_response())
         try:
             if len(leads) <= INLINE_LEADS:
-                return self._score(core, leads, at, top_k, warnings)
-            job = functools.partial(self._score, core, leads, at, top_k, warnings)
+                return self._score(core, leads, payloads, unseen, at, top_k, warnings)
+            job = functools.partial(self._score, core, leads, payloads, unseen, at, top_k, warnings)
             return await asyncio.get_running_loop().run_in_executor(self._batch_pool, job)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
@@ -386,12 +389,12 @@ class LeadScoringService:
             return _error(ctx, 500, {"error": "internal scoring error; see the server log", "error_id": error_id})
 
     @staticmethod
-    def _score(core: ScoringCore, leads: list[LeadIn], at: datetime, top_k: int,
+    def _score(core: ScoringCore, leads: list[LeadIn], payloads: list[dict[str, Any]],
+               unseen: list[dict[str, list[str]]], at: datetime, top_k: int,
                warnings: list[list[str]]) -> ScoreResponse:
-        payloads = [lead.payload() for lead in leads]
         matrix = features_from_payloads(payloads, core.spec, at)
         batch = core.score_matrix([lead.lead_id for lead in leads], matrix, top_k,
-                                  core.spec.unseen_values_of_payloads(payloads))
+                                  core.spec.unseen_values_of_payloads(unseen))
         records = batch.to_records()
         scores = []
         for record, lead, notes in zip(records, leads, warnings, strict=True):

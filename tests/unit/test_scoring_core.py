@@ -249,7 +249,7 @@ def test_reasons_show_an_unseen_category_as_the_leads_value(champion, core) -> N
     payloads[2]["attributes"]["industry"] = ""  # missing, as "" is in a table: no unseen value to show
     matrix = features_from_payloads(payloads, core.spec, AS_OF)
     every = len(core.columns)  # every feature among the reasons
-    unseen = core.spec.unseen_values_of_payloads(payloads)
+    unseen = core.spec.unseen_values_of_payloads([core.spec.unseen_in_payload(p) for p in payloads])
     assert list(unseen["industry"]) == ["asteroid mining", "asteroid mining", None]
     batch = core.score_matrix(ids, matrix, every, unseen)
     plain = core.score_matrix(ids, matrix, every)

@@ -380,15 +380,41 @@ def probability_to_score(p: np.ndarray) -> np.ndarray:
 SEARCH_REPORT_SECONDS = 10.0  # how often a running search reports its progress
 
 
-def _stop_at(deadline: float, budget: float) -> Any:
-    """A LightGBM callback that ends a search trial still fitting at ``deadline`` (``time.monotonic``)."""
+def _stop_at(deadline: float, budget: float, *, keep: bool = False) -> Any:
+    """A LightGBM callback that ends a search trial still fitting at ``deadline`` (``time.monotonic``).
+
+    ``keep=False``: the trial is pruned (an earlier trial has completed). ``keep=True`` (no trial has
+    completed yet): the fit stops at its best round so far, as early stopping would, and the trial
+    completes with that model, so even the first trial keeps to the budget.
+    """
+    import lightgbm as lgb
     import optuna
 
+    best: dict[str, Any] = {}
+
     def callback(env: Any) -> None:
+        if keep and env.evaluation_result_list:
+            _, _, value, higher_better = env.evaluation_result_list[0]
+            if not best or (value > best["value"] if higher_better else value < best["value"]):
+                best.update(value=value, iteration=env.iteration, scores=env.evaluation_result_list)
         if time.monotonic() > deadline:
+            if keep:
+                best["stopped"] = True
+                raise lgb.callback.EarlyStopException(best.get("iteration", env.iteration),
+                                                      best.get("scores", env.evaluation_result_list))
             raise optuna.TrialPruned(f"stopped at round {env.iteration + 1}: the search's {budget:g}s are spent")
 
+    callback.order = 40  # after early stopping (30), so its own stop comes first  # type: ignore[attr-defined]
+    callback.stopped = best  # type: ignore[attr-defined]
     return callback
+
+
+def _trial_state(trial: Any) -> str:
+    """A search trial's state as reported: ``complete``, ``pruned`` (stopped at the budget after another
+    trial completed), ``stopped at budget`` (the first trial, cut at its best round when the seconds ran out)."""
+    if trial.user_attrs.get("stopped_at_budget"):
+        return "stopped at budget"
+    return str(trial.state.name.lower())
 
 
 def search_booster(
@@ -402,8 +428,9 @@ def search_booster(
     spec: Any = None,
     progress: Any = None,
 ) -> tuple[BoosterConfig, dict[str, Any]]:
-    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds (once a trial has
-    completed, one still fitting when the seconds run out is stopped and counted in ``n_stopped_at_budget``); ``progress``
+    """Small Optuna search (TPE) maximising validation AUC, bounded by trials and seconds (a trial still
+    fitting when the seconds run out is stopped and counted in ``n_stopped_at_budget``: pruned, or the
+    first trial cut at its best round so far and kept); ``progress``
     (a ``say(text)`` callable) hears the trials run and the best AUC so far every ``SEARCH_REPORT_SECONDS``.
 
     Every trial fits on ``X`` and early-stops and is scored on ``X_valid``: the caller passes the
@@ -429,12 +456,14 @@ def search_booster(
                 "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
             }
         )
-        # once a trial has completed, one still fitting when the seconds run out is stopped (pruned), not finished
+        # a trial still fitting when the seconds run out is stopped: pruned once a trial has completed, else
+        # (the first one) cut at its best round so far and kept, so that the search has a result
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        stop = [_stop_at(deadline, search.timeout_seconds)] if completed else []
+        stop = _stop_at(deadline, search.timeout_seconds, keep=not completed)
         model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit(X, y, X_valid, y_valid, spec=spec,
-                                                                             callbacks=stop)
+                                                                             callbacks=[stop])
         trial.set_user_attr("best_iteration", model.best_iteration_)
+        trial.set_user_attr("stopped_at_budget", bool(stop.stopped.get("stopped")))
         return float(roc_auc_score(yv, model.predict_raw(X_valid)))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -451,8 +480,9 @@ def search_booster(
 
     study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
     best = base.model_copy(update=study.best_params)
-    stopped = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
-    trials = [{"trial": t.number, "state": t.state.name.lower(), "valid_auc": t.value,
+    stopped = sum(t.state == optuna.trial.TrialState.PRUNED or bool(t.user_attrs.get("stopped_at_budget"))
+                  for t in study.trials)
+    trials = [{"trial": t.number, "state": _trial_state(t), "valid_auc": t.value,
                "best_iteration": t.user_attrs.get("best_iteration"), **t.params} for t in study.trials]
     summary = {"n_trials": len(study.trials), "n_stopped_at_budget": stopped, "best_valid_auc": study.best_value,
                "best_iteration": study.best_trial.user_attrs["best_iteration"], **study.best_params,

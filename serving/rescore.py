@@ -78,7 +78,17 @@ from features.contract import (
 )
 from features.loading import set_aside_rows_without_lead_id
 from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
-from features.schema import CREATED_AT, EVENT_TYPE, EVENTS, LEAD_ID, LEADS, OCCURRED_AT, OUTCOMES, CRMData
+from features.schema import (
+    CREATED_AT,
+    EVENT_TYPE,
+    EVENTS,
+    LEAD_ID,
+    LEADS,
+    OCCURRED_AT,
+    OPTIONAL_COLUMNS,
+    OUTCOMES,
+    CRMData,
+)
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore, unseen_text
 from serving.loader import ServingSettings, load_exported, load_registered
@@ -236,13 +246,17 @@ def load_scoring_core(
 def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
     other lead columns are neither read (:func:`scoring_columns`) nor inferred. The project's
-    ``attributes.non_negative`` rule stays for the attributes the model uses."""
+    ``attributes.non_negative`` rule stays for the attributes the model uses. The mappings of the
+    optional event and outcome columns go too: they are not read, so not checked for presence."""
     numeric = list(spec.numeric_columns_)
     attributes = data.attributes.model_copy(update={
         "categorical": spec.categorical_columns, "numeric": numeric, "ignore": [],
         "infer_undeclared": False, "non_negative": [c for c in data.attributes.non_negative if c in numeric],
     })
-    return data.model_copy(update={"attributes": attributes})
+    columns = data.columns.model_copy(update={
+        table: {k: v for k, v in getattr(data.columns, table).items() if k not in OPTIONAL_COLUMNS[table]}
+        for table in (EVENTS, OUTCOMES)})
+    return data.model_copy(update={"attributes": attributes, "columns": columns})
 
 
 def scoring_columns(spec: FeatureSpec) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from features.contract import AttributesConfig, ContractError, DataConfig, SourceConfig
+from features.contract import AttributesConfig, ColumnMapping, ContractError, DataConfig, SourceConfig
 from leadscore.cli_rescore import build_app
 from serving import score_store
 from serving.rescore import (
@@ -264,6 +264,23 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
     quarantined_rows = pd.concat([frame for frame in map(pd.read_csv, files) if len(frame)])
     assert sorted(quarantined_rows["lead_id"].tolist()) == sorted([*bad, negative])
     assert quarantined_rows.set_index("lead_id").loc[negative, "_reason"].startswith("negative_value")
+
+
+def test_mapped_optional_columns_are_not_read_nor_reported_missing(sqlite_url: str, champion: Champion) -> None:
+    # a project that maps the optional outcome and event columns (README's own example maps
+    # outcomes.amount: Amount): a rescore reads none of them, so none is "mapped source column not found"
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text('ALTER TABLE outcomes RENAME COLUMN amount TO "Amount"'))
+        conn.execute(sa.text('ALTER TABLE events RENAME COLUMN channel TO "Channel"'))
+    engine.dispose()
+    mapped = DataConfig(source=SourceConfig(kind="sql", url=sqlite_url),
+                        columns=ColumnMapping(events={"channel": "Channel"}, outcomes={"amount": "Amount"}))
+    summary = rescore(mapped, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="mapped"))
+    want = in_memory_scores(sqlite_url, champion.core(), AS_OF)
+    assert summary.scored == len(want.lead_id) > 0
+    assert sorted(stored_scores(sqlite_url)["lead_id"]) == sorted(want.lead_id.tolist())
 
 
 def test_a_lead_without_id_is_refused_by_name_or_quarantined_before_any_partition(

@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
         reload_seconds: Annotated[float | None, typer.Option(
-            help="Champion check period in seconds (0 = only POST /reload; default 30, env "
+            min=0, help="Champion check period in seconds (0 = only POST /reload; default 30, env "
                  "LEADSCORE_RELOAD_SECONDS).")] = None,
         access_log: Annotated[bool, typer.Option(
             help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,

@@ -166,3 +166,18 @@ def test_rescore_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert " ".join(result.stderr.split()) == ("error: LEADSCORE_TOP_K=many: Input should be a valid integer, "
                                                "unable to parse string as an integer"), result.stderr
+
+
+def test_a_bad_reload_seconds_option_is_named_as_the_option(tmp_path: Path, monkeypatch) -> None:
+    """``--reload-seconds -1`` was reported as ``LEADSCORE_RELOAD_SECONDS=-1.0``, a variable nobody set."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    monkeypatch.setattr("os.execve", lambda *args: (_ for _ in ()).throw(AssertionError("the server was started")))
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--port", "1", "--reload-seconds", "-1"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_RELOAD_SECONDS": ""})
+    shown = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert "--reload-seconds" in shown and "LEADSCORE_RELOAD_SECONDS" not in shown, shown

@@ -1058,11 +1058,13 @@ def _positional(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationReport]:
+def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()) -> tuple[CRMData, ValidationReport]:
     """Validate raw tables (``RawTables`` or any object with leads/events/outcomes frames).
 
     Returns canonical, typed :class:`CRMData` and the :class:`ValidationReport`; raises
     :class:`ContractError` on missing required columns, and on any violation under ``strict``.
+    ``passthrough``: lead columns that are no attribute but stay in ``leads`` (kept rows, raw values,
+    after the last attribute) when the source has them, such as rescoring's ``updated_at``.
     """
     source_frames = {t: _positional(getattr(raw, t)) for t in TABLES}
     frames = {t: _canonical(source_frames[t], t, config) for t in TABLES}
@@ -1195,6 +1197,9 @@ def validate_crm(raw: Any, config: DataConfig) -> tuple[CRMData, ValidationRepor
         order = [*REQUIRED_COLUMNS[table], *(c for c in OPTIONAL_COLUMNS[table] if c in columns)]
         if table == LEADS:
             order += [*categorical, *numeric]
+            extra = [c for c in passthrough if c in frames[LEADS].columns and c not in order]
+            columns = {**columns, **{c: frames[LEADS][c] for c in extra}}
+            order += extra
         out[table] = _assemble(columns, order, keep[table], kind)
     data = CRMData(
         leads=out[LEADS], events=out[EVENTS], outcomes=out[OUTCOMES],

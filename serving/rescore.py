@@ -384,7 +384,7 @@ def prepare_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionS
     tables = read_crm(data, lead_id_range=(partition.start, partition.stop), database=database,
                       used_columns=scoring_columns(spec))  # only the columns the model uses
     read = time.perf_counter()
-    crm, report = validate_crm(tables, data)
+    crm, report = validate_crm(tables, data, passthrough=(UPDATED_AT,))  # updated_at: for --changed-since
     return PreparedPartition(crm, report, {"read": read - began, "contract": time.perf_counter() - read})
 
 

@@ -232,6 +232,33 @@ def test_incremental_rescores_only_changed_leads(sqlite_url: str, champion: Cham
     pd.testing.assert_frame_equal(untouched, before.set_index("lead_id").loc[untouched.index])
 
 
+def test_incremental_rescores_a_lead_whose_updated_at_changed(sqlite_url: str, champion: Champion) -> None:
+    # --changed-since takes the leads "with events / updates / creation at or after" it: an updated_at
+    # column of the leads table (not a model attribute) was dropped by the contract, so updates never counted
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE leads ADD COLUMN updated_at TIMESTAMP"))
+        conn.execute(sa.text("UPDATE leads SET updated_at = created_at"))
+    engine.dispose()
+    data = sql_data_config(sqlite_url)
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full"))
+    since = AS_OF + pd.Timedelta(days=1)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        quiet = set(stored_scores(sqlite_url)["lead_id"]) - set(pd.read_sql(
+            sa.text("SELECT DISTINCT lead_id FROM events WHERE occurred_at >= :since"), conn,
+            params={"since": since.to_pydatetime()})["lead_id"]) - set(pd.read_sql(
+            "SELECT lead_id FROM outcomes WHERE converted_at IS NOT NULL", conn)["lead_id"])
+        updated = sorted(quiet)[:2]
+        conn.execute(sa.text("UPDATE leads SET updated_at = :at WHERE lead_id IN (:a, :b)"),
+                     {"at": (since + pd.Timedelta(hours=3)).to_pydatetime(), "a": updated[0], "b": updated[1]})
+    engine.dispose()
+    rescore(data, sqlite_url, champion.settings, _config(as_of=LATER, changed_since=since, run_id="inc"))
+    after = stored_scores(sqlite_url).set_index("lead_id")
+    assert after.loc[updated, "run_id"].tolist() == ["inc", "inc"]
+
+
 def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     engine = sa.create_engine(sqlite_url)

@@ -178,3 +178,16 @@ def test_rules_scale_vectorised_on_many_rows(tmp_path: Path) -> None:
     unknown = int((events["lead_id"] >= n_leads).sum())
     assert report.counts[("events", "unknown_lead", "lead_id")] == unknown
     assert len(data.events) == n_events - unknown
+
+
+def test_a_passthrough_lead_column_stays_with_its_lead_after_quarantine(tmp_path: Path) -> None:
+    """Rescoring keeps ``updated_at`` (no attribute) for --changed-since: each kept lead its own value."""
+    raw = raw_crm()
+    raw.leads["updated_at"] = ["2024-06-01", "2024-06-02", "2024-06-03", "2024-06-04", "2024-06-05"]
+    config = DataConfig(policy="quarantine", quarantine_dir=tmp_path, reference_time="2025-01-01",
+                        attributes={"ignore": ["updated_at"]})
+    crm, _ = validate_crm(raw, config, passthrough=("updated_at",))
+    assert "updated_at" not in crm.attributes
+    kept = crm.leads.set_index("lead_id")["updated_at"].to_dict()
+    assert kept and kept == {i: f"2024-06-0{i}" for i in kept}
+    assert "updated_at" not in validate_crm(raw, config)[0].leads.columns

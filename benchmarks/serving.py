@@ -13,7 +13,11 @@ The load generator runs on the same machine (one keep-alive ``http.client`` conn
 thread, the cheapest Python client) and competes with the servers for the cores: the figures are a
 lower bound of what a dedicated host gives. The machine's load average is printed with them.
 
+``--large-request`` also times ``GET /livez`` while the service takes large requests (16 leads of
+10,000 events each, about 11 MB of JSON): how long a health check waits behind one.
+
 Usage: .venv/bin/python benchmarks/serving.py [--requests 400] [--leads 3000] [--workers 1] [--no-time-to-close]
+       [--large-request]
 """
 
 from __future__ import annotations
@@ -121,6 +125,56 @@ def measure(send: Callable[[], None], n_requests: int, concurrency: int, server_
             "rps": n_requests / wall, "cpu_ms": 1000 * (cpu1 - cpu0) / n_requests}
 
 
+def large_body(lead: dict, n_leads: int = 16, n_events: int = 10_000) -> bytes:
+    """A request of ``n_leads`` copies of ``lead`` (distinct ids) with ``n_events`` events each, before AS_OF."""
+    start = AS_OF - np.timedelta64(300, "D")
+    stamps = [(start + np.timedelta64(i * 25, "m")).isoformat() for i in range(n_events)]
+    kinds = ["page_view", "email_open", "email_click", "pricing_page_view", "demo_request"]
+    events = [{"occurred_at": t, "event_type": kinds[i % len(kinds)]} for i, t in enumerate(stamps)]
+    leads = [{**lead, "lead_id": 10_000 + i, "created_at": (start - np.timedelta64(1, "D")).isoformat(),
+              "events": events} for i in range(n_leads)]
+    return json.dumps({"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 3}).encode()
+
+
+def livez_during_large_requests(url: str, body: bytes, repeats: int = 5, period: float = 0.002) -> None:
+    """``GET /livez`` every ``period`` s over one keep-alive connection while ``repeats`` large requests are
+    scored one after the other; prints the large requests' time and the health checks' latencies."""
+    host, port = url.removeprefix("http://").split(":")
+    probe = http.client.HTTPConnection(host, int(port), timeout=60)
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            t = time.perf_counter()
+            probe.request("GET", "/livez")
+            response = probe.getresponse()
+            response.read()
+            latencies.append(time.perf_counter() - t)
+            time.sleep(period)
+
+    big = http.client.HTTPConnection(host, int(port), timeout=120)
+    walls = []
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            big.request("POST", "/score", body, HEADERS)
+            response = big.getresponse()
+            data = response.read()
+            walls.append(time.perf_counter() - t)
+            if response.status != 200:
+                raise RuntimeError(f"/score: HTTP {response.status}: {data[:300]!r}")
+    finally:
+        done.set()
+        poller.join()
+    ms = np.array(latencies) * 1000
+    print(f"\nlarge request ({len(body) / 1e6:.1f} MB): {repeats} x, each {min(walls):.2f} to {max(walls):.2f} s; "
+          f"GET /livez meanwhile ({len(ms)} checks): p50 {np.percentile(ms, 50):.1f} ms, p99 "
+          f"{np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
+
+
 def start_mlflow(model_uri: str, log: Path, workers: int, wait: float = 120) -> tuple[subprocess.Popen, str]:
     port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
@@ -179,6 +233,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes of BOTH servers")
     parser.add_argument("--time-to-close", action=argparse.BooleanOptionalAction, default=True,
                         help="serve the time-to-close champion beside (default: yes)")
+    parser.add_argument("--large-request", action="store_true",
+                        help="also time GET /livez while large requests (16 leads x 10,000 events) are scored")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     champion = train_small_champion(n_leads=args.leads, seed=1, max_rounds=400)
@@ -247,6 +303,8 @@ def main() -> None:
                   f"({'met' if one['p99'] <= 10 else 'NOT met'}); target throughput >= 5x mlflow: "
                   f"{min(rows[('bentoml+reasons', c)]['rps'] / rows[('mlflow (no reasons)', c)]['rps'] for c in (8, 32)):.1f}x"
                   " (worst of concurrency 8, 32)")
+            if args.large_request:
+                livez_during_large_requests(bento.url, large_body(lead))
         finally:
             bento.stop()
             if mlflow_proc is not None:

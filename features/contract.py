@@ -27,7 +27,9 @@ silently turn a conversion into a non-conversion. Missing required columns are a
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -728,6 +730,32 @@ def parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if bad.any():
         parsed = parsed.mask(bad)
     return parsed, bad
+
+
+# a number as text, in the grammar of pandas' parser (:func:`parse_numbers`): ASCII blanks around, a sign,
+# digits with a decimal point, an exponent of at most 17 digits
+_NUMBER_TEXT = re.compile(r"[ \t\n\v\f\r]*[+-]?([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,17}))?[ \t\n\v\f\r]*")
+_PARSER_DIGITS = 17  # pandas' parser keeps this many digits of the mantissa, and counts the others in the exponent
+
+
+def number_from_text(text: str) -> float | None:
+    """One text value as :func:`parse_numbers` reads it in a text column: its finite number, or None
+    where the table path reports ``wrong_type`` (``"abc"``, ``"1,000"``, ``"NaN"``, ``"inf"``, ``""``).
+    Without pandas, for one value at a time (the endpoint). The texts accepted are the same; the value
+    is the correctly rounded one (pandas' parser may differ in the last bit beyond 15 significant digits
+    or for large exponents)."""
+    match = _NUMBER_TEXT.fullmatch(text)
+    if match is None:
+        return None
+    whole, fraction, exponent = match.group(1), match.group(2) or "", match.group(3)
+    if not whole and not fraction:
+        return None
+    # pandas refuses an exponent beyond 308 after moving the decimal point into it ("0e309" too)
+    kept_decimals = 0 if len(whole) >= _PARSER_DIGITS else min(len(fraction), _PARSER_DIGITS - len(whole))
+    if int(exponent or 0) + max(0, len(whole) - _PARSER_DIGITS) - kept_decimals > 308:
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
 
 
 def to_text(values: pd.Series) -> pd.Series:

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from features.contract import DEFAULT_MISSING_VALUES, number_from_text
 from features.schema import EVENT_TYPE
 from features.spec import FeatureSpec
 
@@ -264,9 +265,15 @@ def check_leads(
     """Rules that need ``as_of`` and the model's spec; raises LeadError, returns warnings per lead.
     ``unseen``: each lead's ``spec.unseen_in_payload`` when the caller has it (else computed here).
 
+    Numeric attributes are read as the data contract reads a table's column, and the lead's
+    ``attributes`` get the numbers (its payload holds the same dict): text as its number
+    (:func:`~features.contract.number_from_text`: ``"250"``, ``" 1e3 "``), ``""`` as missing (the
+    contract's missing marker), ``true`` / ``false`` as 1 / 0.
+
     Errors (all leads' are collected, then raised together): a lead id given twice (42 and "42" are
-    one id), lead created after as_of, events after as_of, non-numeric or non-finite values of
-    numeric attributes, negative values of ``non_negative`` attributes. Warnings: unseen categories
+    one id), lead created after as_of, events after as_of, values of numeric attributes that are no
+    finite number (text such as ``"abc"``, ``"1,000"``, ``"NaN"``), negative values of ``non_negative``
+    attributes. Warnings: unseen categories
     (scored as unknown), unknown event types (ignored), events at as_of exactly (not counted:
     features use the time strictly before it), attributes the model does not use.
     """
@@ -291,15 +298,31 @@ def check_leads(
                                         f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}"))
                 break
             at_as_of += event.occurred_at == as_of
+        read: dict[str, float | None] = {}  # numbers sent as text (or booleans), read as the contract reads them
         for name, value in lead.attributes.items():
             if name not in numeric or value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            number: Any = value
+            if isinstance(value, bool):  # a boolean column is read as 1 / 0
+                number = float(value)
+            elif value in DEFAULT_MISSING_VALUES:  # a text column: "" is missing
+                read[name] = None
+                continue
+            elif isinstance(value, str):  # "250" and " 1e3 " are numbers
+                number = number_from_text(value)
+                if number is None:
+                    errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}"))
+                    continue
+            if not isinstance(number, int | float):
                 errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}"))
-            elif not math.isfinite(value):
+            elif not math.isfinite(number):
                 errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {value!r}"))
-            elif name in no_negatives and value < 0:
+            elif name in no_negatives and number < 0:
                 errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {value!r}"))
+            elif number is not value:
+                read[name] = number
+        if read and not errors:
+            lead.attributes.update(read)  # the payload holds this dict: the features get the numbers
         if errors:
             continue  # warnings only matter for a request that is scored
         warnings = [f"attribute {k!r} is not a model feature; ignored" for k in lead.attributes if k not in known]

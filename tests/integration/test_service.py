@@ -14,10 +14,16 @@ from pathlib import Path
 import bentoml
 import httpx
 import jsonschema
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from features.build import scoring_matrix
+from features.contract import ContractError, DataConfig, SourceConfig
+from features.loading import load_crm
+from features.schema import LEAD_ID
 from serving.core import ModelInfo, ScoringCore
+from serving.rescore import data_config_for
 from serving.schemas import MAX_TOP_K
 from tests.serving_fixtures import (
     AS_OF,
@@ -148,6 +154,101 @@ def test_http_answer_equals_batch_core(server, champion, closing_model, payloads
     assert answer["time_to_close_model"]["name"] == "lead-time-to-close"
     assert answer["time_to_close_model"]["version"] == "5"
     assert len({s["p_close_90d"] for s in answer["scores"]}) > 1
+
+
+def _as_text(value: float, form: int) -> str:
+    """A number written as a CRM writes it as text: plainly ("250"), with blanks, or signed with an exponent."""
+    return [str(int(value)) if value == int(value) else repr(value), f" {value!r} ", f"+{value!r}e0"][form % 3]
+
+
+def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, dict[str, str]]) -> str:
+    """A SQLite CRM of the leads ``ids`` whose numeric attributes are TEXT columns holding ``numeric_as``."""
+    crm = champion.crm
+    leads = crm.leads[crm.leads[LEAD_ID].isin(ids)].copy()
+    for name in crm.numeric_attributes:
+        leads[name] = [numeric_as.get(i, {}).get(name) for i in leads[LEAD_ID]]
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        leads.to_sql("leads", connection, index=False, dtype={n: sa.Text() for n in crm.numeric_attributes})
+        crm.events[crm.events[LEAD_ID].isin(ids)].astype({"event_type": str}).to_sql("events", connection, index=False)
+        crm.outcomes[crm.outcomes[LEAD_ID].isin(ids)].to_sql("outcomes", connection, index=False)
+    engine.dispose()
+    return url
+
+
+def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_them(
+        server, champion, closing_model, payloads, tmp_path) -> None:
+    """A CRM that sends every property as text (HubSpot's API does): "250", " 250.0 ", "+250.0e0" score as
+    250 (same probability, reasons, warnings), "" as missing, and as the data contract reads the same texts
+    from a table's TEXT column (batch rescoring): endpoint == batch for them."""
+    ids, leads = payloads
+    numeric = champion.crm.numeric_attributes
+    leads = json.loads(json.dumps(leads))
+    for lead in leads[2:4]:
+        lead["attributes"].pop(numeric[0], None)
+    as_text = json.loads(json.dumps(leads))
+    texts: dict[int, dict[str, str]] = {}
+    for i, lead in enumerate(as_text):
+        for j, name in enumerate(numeric):
+            if name in lead["attributes"]:
+                lead["attributes"][name] = _as_text(lead["attributes"][name], i + j)
+            elif i % 2:
+                lead["attributes"][name] = ""  # missing, as an empty field of the table is
+            if name in lead["attributes"]:
+                texts.setdefault(lead["lead_id"], {})[name] = lead["attributes"][name]
+    assert sum(v == "" for t in texts.values() for v in t.values()) >= 2 and any(
+        " " in v for t in texts.values() for v in t.values())
+    body = {"as_of": AS_OF.isoformat(), "top_k": 3}
+    numbers = post(server, {**body, "leads": leads})
+    assert numbers.status_code == 200, numbers.text
+    answer = post(server, {**body, "leads": as_text})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scores"] == numbers.json()["scores"]
+
+    # the table path: the same texts in a SQLite TEXT column, read and validated as a rescore does
+    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    source = DataConfig(source=SourceConfig(kind="sql", url=_crm_database(champion, ids, tmp_path / "crm.db", texts)),
+                        reference_time="2030-01-01")
+    crm, _ = load_crm(data_config_for(source, core.spec))
+    by_id = crm.leads.set_index(LEAD_ID)
+    sent = pd.DataFrame([{n: lead["attributes"].get(n) for n in numeric} for lead in leads], index=ids, dtype=float)
+    pd.testing.assert_frame_equal(by_id.loc[ids, numeric], sent, check_names=False)  # the numbers, "" missing
+    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
+    rows = [list(all_ids).index(i) for i in ids]
+    expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
+    for got, want in zip(answer.json()["scores"], expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+
+    # text that is no number: the table path refuses the row (strict), the endpoint answers 400 naming it
+    for bad in ("abc", "1,000", "NaN", "inf"):
+        url = _crm_database(champion, ids[:3], tmp_path / f"bad-{bad}.db", {ids[1]: {numeric[0]: bad}})
+        with pytest.raises(ContractError, match=rf"leads.{numeric[0]}: wrong_type: 1 row"):
+            load_crm(data_config_for(DataConfig(source=SourceConfig(kind="sql", url=url),
+                                                reference_time="2030-01-01"), core.spec))
+        refused = json.loads(json.dumps(as_text[:3]))
+        refused[1]["attributes"][numeric[0]] = bad
+        response = post(server, {**body, "leads": refused})
+        assert response.status_code == 400, response.text
+        assert (response.json()["lead_index"], response.json()["lead_id"], response.json()["field"]) == (
+            1, ids[1], f"attributes.{numeric[0]}")
+
+
+def test_numbers_for_categorical_attributes_are_their_text(server, payloads) -> None:
+    """``"industry": 5`` is the category "5", as a table's number in a categorical column is: scored as
+    the text "5" (unseen here: as unknown, with the warning)."""
+    lead = json.loads(json.dumps(payloads[1][0]))
+    answers = []
+    for value in (5, "5", 5.0):
+        lead["attributes"]["industry"] = value
+        response = post(server, {"leads": [lead], "as_of": AS_OF.isoformat()})
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["scores"])
+    assert answers[0] == answers[1] == answers[2]
+    assert "attribute 'industry': unseen category '5' scored as unknown" in answers[0][0]["warnings"]
 
 
 def test_sync_client_and_top_k(server, payloads) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.contract import (
     CONVERTED_BEFORE_CREATED,
@@ -22,6 +24,8 @@ from features.contract import (
     AttributesConfig,
     ContractError,
     DataConfig,
+    number_from_text,
+    parse_numbers,
     parse_timestamps,
     validate_crm,
 )
@@ -322,6 +326,36 @@ def test_declared_numeric_attribute_with_text_is_wrong_type() -> None:
     attributes = AttributesConfig(numeric=["Employees"])
     with pytest.raises(ContractError, match=r"leads.Employees: wrong_type: 1 row.*row=1, lead_id=102, value='many'"):
         validate_crm(raw, CONFIG.model_copy(update={"attributes": attributes}))
+
+
+NUMBER_TEXTS = ["250", " 250 ", "\t250\n", "1e3", "1E3", "+5", "-5", ".5", "5.", "250.0", "00250", "0.1e1", "1.5e+2",
+                "1.5E-2", "-0", "1e-400", "9223372036854", "1,000", "1_000", "abc", "", " ", "NaN", "nan",
+                "inf", "-inf", "Infinity", "0x10", "1e400", "1.8e308", "true", "True", "250abc", "1 000", "--5",
+                "e3", "1e", ".", "+.", "1e+", "1.2.3", "\xa0250", "250\xa0", "\u0662\u0665\u0660", "\uff12\uff15\uff10"]
+
+
+def _table_reads(texts: list[str]) -> list[float | None]:
+    """The texts as the contract reads them in a text column (None: refused as not a finite number)."""
+    parsed, bad = parse_numbers(pd.Series(texts, dtype=object))
+    return [None if b or np.isnan(v) else float(v) for v, b in zip(parsed.to_numpy(), bad, strict=True)]
+
+
+def test_number_from_text_reads_what_the_table_path_reads() -> None:
+    """The endpoint reads a number sent as text as the contract reads a text column: the same texts
+    accepted (blanks around, sign, decimal point, exponent), the same refused ("1,000", "NaN", "inf", ...)."""
+    assert [number_from_text(t) for t in NUMBER_TEXTS] == _table_reads(NUMBER_TEXTS)
+    assert number_from_text(" 250 ") == 250.0 and number_from_text("1e3") == 1000.0
+    assert number_from_text("1,000") is None and number_from_text("NaN") is None and number_from_text("") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789+-.eE \t\nx,_i", max_size=8), min_size=1, max_size=50))
+def test_number_from_text_accepts_exactly_the_texts_the_table_path_accepts(texts: list[str]) -> None:
+    table = _table_reads(texts)
+    assert [number_from_text(t) is None for t in texts] == [v is None for v in table]
+    for text, value in zip(texts, table, strict=True):
+        if value is not None and "e" not in text.lower():  # no exponent, at most 8 digits: the same value
+            assert number_from_text(text) == value
 
 
 def test_timestamp_format_option() -> None:

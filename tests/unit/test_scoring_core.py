@@ -193,6 +193,40 @@ def test_check_leads_names_lead_and_field(core) -> None:
     assert FIT in core.families and ENGAGEMENT in core.families
 
 
+def test_check_leads_reads_numeric_text_as_the_table_path_reads_it(core) -> None:
+    """A number sent as text ("250", as HubSpot sends every property) is read as the contract reads a
+    text column: the number; "" is missing (the contract's missing marker); a boolean is 1 / 0 (as a
+    boolean column); text that is no finite number is an error naming the lead and the field."""
+    as_of = datetime(2026, 3, 1)
+    numeric = list(core.spec.numeric_columns_)
+    assert "employees" in numeric and "annual_revenue" in numeric
+
+    def lead(lead_id: int, **attributes: object) -> LeadIn:
+        return LeadIn(lead_id=lead_id, created_at=datetime(2026, 1, 1), attributes=attributes)
+
+    read = [lead(1, employees="250", annual_revenue=" 1.5e6 "), lead(2, employees="", annual_revenue="00042"),
+            lead(3, employees=True, annual_revenue=False), lead(4, employees="-0", annual_revenue="12.50"),
+            lead(5, industry=5, employees=250)]
+    warnings = check_leads(read, as_of, core.spec, non_negative=("employees",))
+    assert [dict(r.attributes) for r in read] == [
+        {"employees": 250.0, "annual_revenue": 1.5e6}, {"employees": None, "annual_revenue": 42.0},
+        {"employees": 1.0, "annual_revenue": 0.0}, {"employees": 0.0, "annual_revenue": 12.5},
+        {"industry": 5, "employees": 250}]
+    assert all(isinstance(v, float) for r in read[:4] for v in r.attributes.values() if v is not None)
+    assert warnings[4] == ["attribute 'industry': unseen category '5' scored as unknown"]
+    np.testing.assert_array_equal(features_from_payloads([read[0].payload()], core.spec, as_of),
+                                  features_from_payloads([lead(1, employees=250, annual_revenue=1.5e6).payload()],
+                                                         core.spec, as_of))
+    for text in ("abc", " ", "NaN", "nan", "inf", "-Infinity", "1,000", "1_000", "0x10", "1e400", "250 abc",
+                 "\u0662\u0665", "true"):
+        with pytest.raises(LeadError) as caught:
+            check_leads([lead(7, employees=text)], as_of, core.spec)
+        assert caught.value.field == "attributes.employees" and caught.value.lead_id == 7
+        assert str(caught.value) == f"lead 0 (lead_id 7): attributes.employees: must be a number, got {text!r}"
+    with pytest.raises(LeadError, match=r"attributes.employees: must be >= 0, got '-5'"):
+        check_leads([lead(8, employees="-5")], as_of, core.spec, non_negative=("employees",))
+
+
 def test_validated_payloads_equal_iso_payloads(champion, core, batch_rows) -> None:
     """The endpoint hands datetime objects (validated, naive UTC) to the feature code: same matrix."""
     ids, matrix = batch_rows

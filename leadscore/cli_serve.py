@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         from serving.loader import ServingSettings, SettingsError
 
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
-            ServingSettings.from_env({**os.environ, **env})
+            ServingSettings.from_env({**os.environ, **env}, endpoint=True)
         except SettingsError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
+from serving.schemas import MAX_TOP_K
 from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
 from training.time_to_close import TimeToCloseModel
 
@@ -59,11 +60,12 @@ class ServingSettings(BaseModel):
         return self.tracking_uri or f"sqlite:///{(self.project_dir / 'mlflow.db').resolve()}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ServingSettings:
+    def from_env(cls, env: Mapping[str, str], *, endpoint: bool = False) -> ServingSettings:
         """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
         LEADSCORE_MODEL_ALIAS, LEADSCORE_TIME_TO_CLOSE_NAME, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
         LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
-        LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS."""
+        LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS. ``endpoint``: settings of the
+        real-time service, whose answers carry at most ``MAX_TOP_K`` reasons (a rescore takes up to 50)."""
         values: dict[str, Any] = {}
         scoring: dict[str, Any] = {}
         for var, key in _PLAIN_VARIABLES.items():
@@ -79,9 +81,13 @@ class ServingSettings(BaseModel):
         if env.get("LEADSCORE_GRADE_CUTOFFS"):
             scoring["grade_cutoffs"] = tuple(env["LEADSCORE_GRADE_CUTOFFS"].split(","))
         try:
-            return cls.model_validate({**values, "scoring": scoring})
+            settings = cls.model_validate({**values, "scoring": scoring})
         except ValidationError as exc:
             raise SettingsError(exc, env) from None
+        if endpoint and settings.scoring.top_k > MAX_TOP_K:
+            raise SettingsError(f"LEADSCORE_TOP_K={env.get('LEADSCORE_TOP_K', '')}: the endpoint gives at most "
+                                f"{MAX_TOP_K} reasons per lead", env)
+        return settings
 
 
 _PLAIN_VARIABLES = {
@@ -103,7 +109,10 @@ _VARIABLE_OF = {**{(key,): var for var, key in _PLAIN_VARIABLES.items()},
 class SettingsError(ValueError):
     """Serving settings the environment gives wrong: each error names its variable and value."""
 
-    def __init__(self, exc: ValidationError, env: Mapping[str, str]) -> None:
+    def __init__(self, exc: ValidationError | str, env: Mapping[str, str]) -> None:
+        if isinstance(exc, str):
+            super().__init__(exc)
+            return
         problems = []
         for error in exc.errors(include_url=False):
             loc = tuple(str(part) for part in error["loc"])

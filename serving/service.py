@@ -329,7 +329,7 @@ class LeadScoringService:
     """Scores leads with the champion model; picks up a newly promoted champion without restart."""
 
     def __init__(self) -> None:
-        self.settings = ServingSettings.from_env(os.environ)
+        self.settings = ServingSettings.from_env(os.environ, endpoint=True)
         service_log = logging.getLogger("leadscore")
         if service_log.level == logging.NOTSET:  # BentoML leaves the root at WARNING: show model swaps
             service_log.setLevel(logging.INFO)
@@ -384,7 +384,7 @@ class LeadScoringService:
                 return _error(ctx, 400, request_error("top_k", f"query value {query_k[:20]!r} must be 0..{MAX_TOP_K}"))
             top_k = int(query_k)
         if top_k is None:
-            top_k = min(self.settings.scoring.top_k, MAX_TOP_K)
+            top_k = self.settings.scoring.top_k  # at most MAX_TOP_K: checked at start-up
         if len(leads) <= INLINE_LEADS and sum(len(lead.events) for lead in leads) <= INLINE_EVENTS:
             answer = self._answer(core, leads, as_of, top_k)
         else:

@@ -134,6 +134,7 @@ def test_the_help_states_the_reload_period_the_server_uses_by_default() -> None:
 @pytest.mark.parametrize(("variable", "value", "needle"), [
     ("LEADSCORE_MAX_BATCH", "20000", "LEADSCORE_MAX_BATCH=20000: Input should be less than or equal to 10000"),
     ("LEADSCORE_TOP_K", "many", "LEADSCORE_TOP_K=many: Input should be a valid integer"),
+    ("LEADSCORE_TOP_K", "30", "LEADSCORE_TOP_K=30: the endpoint gives at most 20 reasons per lead"),
     ("LEADSCORE_GRADE_CUTOFFS", "5,10,20", "LEADSCORE_GRADE_CUTOFFS=5,10,20: Value error, grade_cutoffs must be"),
     ("LEADSCORE_RELOAD_SECONDS", "-1", "LEADSCORE_RELOAD_SECONDS=-1: Input should be greater than or equal to 0"),
 ])

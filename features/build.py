@@ -56,6 +56,7 @@ from features.snapshots import (
 from features.spec import CRM_KIND, FLAT_KIND, FeatureConfig, FeatureSpec, FeatureSpecError
 
 Progress = Callable[[int, int], None]
+BLOCK_PAIRS = 100_000  # (lead, as_of) pairs per call of the event kernels (bounds their temporaries)
 Payload = Mapping[str, Any]
 
 
@@ -167,11 +168,13 @@ def lead_feature_matrix(
     lead_pos: np.ndarray,
     as_of_ns: np.ndarray,
     progress: Progress | None = None,
+    layout: str = "C",
 ) -> np.ndarray:
     """Feature matrix for (lead position in ``crm.leads``, as_of ns) pairs, in spec order.
 
     Leads are processed in blocks of ``spec.config.block_leads`` (bounded memory); each block calls
-    the array kernels once for all of its pairs.
+    the array kernels once for all of its pairs. ``layout="F"``: the same values column-major (what
+    a frame's columns can be views of).
     """
     if spec.kind_ != CRM_KIND:
         raise FeatureSpecError(f"spec kind is {spec.kind_!r}: CRM features need a spec fitted on CRMData")
@@ -194,8 +197,10 @@ def lead_feature_matrix(
     fit_by_lead = fit_matrix(crm.leads, spec)
     created = to_ns(crm.leads[CREATED_AT])
     params = spec.kernel_params
-    out = np.empty((lead_pos.size, len(spec.columns_)))
-    out[:, : fit_by_lead.shape[1]] = fit_by_lead[lead_pos]
+    out = np.empty((lead_pos.size, len(spec.columns_)), order=layout)
+    n_fit = fit_by_lead.shape[1]
+    for j in range(n_fit):  # a column at a time: no second (pairs x fit columns) matrix
+        out[:, j] = fit_by_lead[lead_pos, j]
 
     pair_order = np.argsort(lead_pos, kind="stable")
     sorted_leads = lead_pos[pair_order]
@@ -203,15 +208,21 @@ def lead_feature_matrix(
     starts = list(range(0, max(n_leads, 1), block))
     for done, first in enumerate(starts, start=1):
         last = min(first + block, n_leads)
-        e0, e1 = np.searchsorted(ev_lead, [first, last])
         p0, p1 = np.searchsorted(sorted_leads, [first, last])
-        if p1 > p0:
-            pairs = pair_order[p0:p1]
-            arrays = EventArrays(ev_lead[e0:e1] - first, ev_time[e0:e1], ev_code[e0:e1], last - first)
-            block_values = event_features(
-                arrays, lead_pos[pairs] - first, as_of_ns[pairs], created[lead_pos[pairs]], params
-            )
-            out[pairs, fit_by_lead.shape[1] :] = block_values
+        # the kernels' temporaries grow with the pairs they get: a block with many snapshots per lead
+        # goes in slices of leads holding about BLOCK_PAIRS pairs each (a lead's values do not depend
+        # on the other leads of its call)
+        pieces = max(-(-int(p1 - p0) // BLOCK_PAIRS), 1)
+        bounds = np.unique(np.linspace(first, last, pieces + 1).astype(np.int64))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            e0, e1 = np.searchsorted(ev_lead, [lo, hi])
+            q0, q1 = np.searchsorted(sorted_leads, [lo, hi])
+            if q1 > q0:
+                pairs = np.sort(pair_order[q0:q1])  # in row order: the writes below run forward
+                arrays = EventArrays(ev_lead[e0:e1] - lo, ev_time[e0:e1], ev_code[e0:e1], int(hi - lo))
+                out[pairs, n_fit:] = event_features(
+                    arrays, lead_pos[pairs] - lo, as_of_ns[pairs], created[lead_pos[pairs]], params
+                )
         if progress is not None:
             progress(done, len(starts))
     return out
@@ -275,15 +286,16 @@ def training_frame(
     order = np.lexsort((id_rank[lead], as_of))
     lead, as_of = lead[order], as_of[order]
     label_values = labels(history, lead, as_of, spec.config.horizon_days, data_end)
-    matrix = lead_feature_matrix(crm, spec, lead, as_of, progress)
-    head = pd.DataFrame(
-        {
-            LEAD_ID: lead_ids[lead],
-            AS_OF: as_of.view("datetime64[ns]"),
-            **label_values,
-        }
-    )
-    return pd.concat([head, spec.to_frame(matrix)], axis=1)
+    # column-major, so that the frame's numeric columns are views of it, and the head's columns are
+    # inserted before them (a concat would merge the float label columns with the features: a copy):
+    # the features are in memory once, not three times (matrix, frame over it, concatenation)
+    matrix = lead_feature_matrix(crm, spec, lead, as_of, progress, layout="F")
+    frame = spec.to_frame(matrix, share=True)
+    del matrix
+    head = {LEAD_ID: lead_ids[lead], AS_OF: as_of.view("datetime64[ns]"), **label_values}
+    for position, (name, values) in enumerate(head.items()):
+        frame.insert(position, name, values)
+    return frame
 
 
 def _unseen(crm: CRMData, spec: FeatureSpec) -> dict[str, list[str]]:

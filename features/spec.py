@@ -561,22 +561,46 @@ class FeatureSpec:
             out[:, j] = converted.to_numpy(dtype=np.float64, na_value=np.nan)
         return out
 
-    def to_frame(self, matrix: np.ndarray, index: pd.Index | None = None) -> pd.DataFrame:
-        """Feature frame in spec order: categoricals as pandas ``category`` (fixed vocabulary)."""
+    def to_frame(self, matrix: np.ndarray, index: pd.Index | None = None, *, share: bool = False) -> pd.DataFrame:
+        """Feature frame in spec order: categoricals as pandas ``category`` (fixed vocabulary).
+
+        ``share``: the numeric columns of a column-major (``order="F"``) float64 matrix become views
+        of it instead of a copy (the same frame, one matrix less in memory; the caller hands the
+        matrix over and must not write to it afterwards). Otherwise the values are copied.
+        """
         self._require_fitted()
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.columns_):
             raise FeatureSpecError(
                 f"feature matrix has shape {matrix.shape}, expected (n, {len(self.columns_)})"
             )
+        if share and matrix.flags.f_contiguous and (frame := self._frame_over(matrix, index)) is not None:
+            return frame
         data: dict[str, Any] = {}
         for j, col in enumerate(self.columns_):
             if col in self.categorical_vocab_:
-                codes = np.where(np.isnan(matrix[:, j]), -1, matrix[:, j]).astype(np.int64)
-                data[col] = pd.Categorical.from_codes(codes, categories=self.categorical_vocab_[col])
+                data[col] = self._categorical(col, matrix[:, j])
             else:
                 data[col] = matrix[:, j]
         return pd.DataFrame(data, index=index, columns=self.columns_)
+
+    def _categorical(self, col: str, codes: np.ndarray) -> pd.Categorical:
+        codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
+        return pd.Categorical.from_codes(codes, categories=self.categorical_vocab_[col])
+
+    def _frame_over(self, matrix: np.ndarray, index: pd.Index | None) -> pd.DataFrame | None:
+        """:meth:`to_frame` of a column-major matrix whose numeric columns are one run, that run a view
+        of it (categoricals inserted beside it: pandas merges no block, so nothing is copied); None
+        when the numeric columns are not contiguous."""
+        numeric = [j for j, col in enumerate(self.columns_) if col not in self.categorical_vocab_]
+        if not numeric or numeric[-1] - numeric[0] + 1 != len(numeric):
+            return None
+        first, end = numeric[0], numeric[-1] + 1
+        frame = pd.DataFrame(matrix[:, first:end], index=index, columns=self.columns_[first:end], copy=False)
+        for j, col in enumerate(self.columns_):
+            if col in self.categorical_vocab_:
+                frame.insert(j, col, self._categorical(col, matrix[:, j]))
+        return frame
 
     def to_matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """Inverse of :meth:`to_frame`: float matrix in spec order (category codes, NaN missing)."""

@@ -120,6 +120,11 @@ class TrainingConfig(_Strict):
         None, description="hand-tuned points rules YAML scored next to the model in every run; "
         "None: the packaged default (training/default_points_rules.yaml)"
     )
+    logistic_max_rows: int | None = Field(
+        300_000, ge=1000, description="the logistic regression baseline is fitted on a stratified random sample of "
+        "this many training rows when there are more (its dense design matrix bounds memory; noted in the run); "
+        "None: every row"
+    )
     booster: BoosterConfig = Field(default_factory=BoosterConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     leakage: LeakageThresholds = Field(default_factory=LeakageThresholds)

@@ -311,6 +311,12 @@ def _warn(warning: str | None, notes: list[str], say: Progress) -> None:
         say(f"warning: {warning}")
 
 
+def _note(note: str | None, notes: list[str], say: Progress) -> None:
+    if note:
+        notes.append(note)
+        say(note)
+
+
 def _calibration_warning(model: SalesReadinessModel, notes: list[str], say: Progress) -> None:
     """The calibrator's warning (a Platt slope held at 0: no usable signal) into the notes and the progress."""
     if warning := getattr(model.calibrator_, "warning_", None):
@@ -559,7 +565,8 @@ def train_and_evaluate(
     check_segment_columns(frame, config, "training frame")
     features = feature_columns_of(frame, spec)
     notes: list[str] = []
-    labelled = frame[frame[config.label].notna()].reset_index(drop=True)
+    labelled = frame[frame[config.label].notna()]  # a copy already: renumbered in place, not copied again
+    labelled.index = pd.RangeIndex(len(labelled))
     n_censored = len(frame) - len(labelled)
     if n_censored:
         notes.append(f"{n_censored} censored snapshots (label window not yet closed) excluded from fit and test")
@@ -596,7 +603,9 @@ def train_and_evaluate(
     capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks, notes)
     model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)
     say("baselines")
-    logistic = LogisticBaseline().fit(pd.concat([X_tr, X_va]), np.concatenate([y_tr, y_va]))
+    logistic = LogisticBaseline(max_rows=config.logistic_max_rows, seed=config.seed).fit(
+        pd.concat([X_tr, X_va]), np.concatenate([y_tr, y_va]))
+    _note(logistic.sample_note, notes, say)
     test_frame = labelled.iloc[split.test].reset_index(drop=True)
     baseline_rows, baseline_scores = _baselines(
         test_frame, y_te, logistic.predict_proba(X_te), points_rules, events,
@@ -722,7 +731,11 @@ def train_and_evaluate_flat(
             X.iloc[fit_idx], y[fit_idx], X.iloc[stop_idx], y[stop_idx], spec=spec)
         best_iterations.append(fold_model.best_iteration_)
         oof_margin[held] = fold_model.predict_raw(X.iloc[held])
-        oof_logistic[held] = LogisticBaseline().fit(X.iloc[train_idx], y[train_idx]).predict_proba(X.iloc[held])
+        logistic = LogisticBaseline(max_rows=config.logistic_max_rows, seed=config.seed + k).fit(
+            X.iloc[train_idx], y[train_idx])
+        oof_logistic[held] = logistic.predict_proba(X.iloc[held])
+        if k == 0 and logistic.sample_note:
+            _note(f"fold 1 of {config.cv_folds} (each fold alike): {logistic.sample_note}", notes, say)
     held_at_zero: list[int] = []
     p = cross_fitted_calibration(config.calibration, oof_margin, y, folds, held_at_zero)
     if held_at_zero:  # those folds' leads all get one rate: the out-of-fold figures include them

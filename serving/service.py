@@ -72,6 +72,7 @@ UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <key>)"
 INLINE_LEADS = 16  # requests with up to this many leads ...
 INLINE_EVENTS = 2_000  # ... and events in all are checked and scored on the event loop
 INLINE_BODY_BYTES = 32 << 10  # larger request bodies are parsed and validated on a worker thread
+PARSE_THREADS = 2  # threads parsing and validating bodies over INLINE_BODY_BYTES
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 
 
@@ -300,13 +301,20 @@ def _reshaped(answer: bytes, request: bytes) -> bytes:
 # when it exceeds INLINE_BODY_BYTES. BentoML 1.4 does that before the handler, on the event loop: 16
 # leads of 10,000 events held the loop (health checks, other requests) for seconds. A refused body
 # raises the same ValidationError (the same 400) from the thread.
+# At most PARSE_THREADS large bodies are parsed at once (each builds hundreds of MB of objects).
 class ScoreRequestIODescriptor(bentoml.IODescriptor, ScoreRequest):
     @classmethod
     async def from_http_request(cls, request: Any, serde: Any) -> ScoreRequestIODescriptor:
         body = await request.body()  # kept by the request: the inline path below reads it again
         if len(body) <= INLINE_BODY_BYTES or getattr(serde, "media_type", None) != "application/json":
             return await super().from_http_request(request, serde)
-        return await anyio.to_thread.run_sync(cls.model_validate_json, body)
+        global _parse_limiter
+        if _parse_limiter is None:  # made on the worker's event loop, at its first large body
+            _parse_limiter = anyio.CapacityLimiter(PARSE_THREADS)
+        return await anyio.to_thread.run_sync(cls.model_validate_json, body, limiter=_parse_limiter)
+
+
+_parse_limiter: anyio.CapacityLimiter | None = None
 
 
 def _error(ctx: bentoml.Context | None, status: int, body: dict[str, Any]) -> JSONResponse:

@@ -460,3 +460,24 @@ def test_top_k_must_be_a_json_integer(server, payloads, top_k) -> None:
     answer = post(server, {"leads": payloads[1][:1], "as_of": AS_OF.isoformat(), "top_k": top_k})
     assert answer.status_code == 400 and answer.json()["field"] == "top_k", answer.text
     assert post(server, {"leads": payloads[1][:1], "as_of": AS_OF.isoformat(), "top_k": 2}).status_code == 200
+
+
+def test_large_bodies_sent_at_once_are_each_answered_as_alone(server, payloads) -> None:
+    """Bodies over INLINE_BODY_BYTES are parsed on worker threads, at most PARSE_THREADS at a time:
+    six sent together get the answers they get one by one, and a bad one among them its 400."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.service import INLINE_BODY_BYTES, PARSE_THREADS
+
+    _, leads = payloads
+    body = {"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 2}
+    assert len(json.dumps(body)) > INLINE_BODY_BYTES and PARSE_THREADS < 6
+    bad = {**body, "leads": [*leads[:-1], {**leads[-1], "created_at": "not a date"}]}
+    alone = post(server, body).json()["scores"]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda b: post(server, b), [body] * 5 + [bad]))
+    for response in answers[:5]:
+        assert response.status_code == 200, response.text
+        assert response.json()["scores"] == alone
+    assert answers[5].status_code == 400
+    assert answers[5].json()["lead_index"] == len(leads) - 1 and answers[5].json()["field"] == "created_at"

@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -190,8 +192,9 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
         model_dir: Annotated[str | None, typer.Option(
-            "--model-dir", "--models-dir", metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
-                                 '"" (empty): the registry.')] = None,
+            MODEL_DIR, metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
+                                            '"" (empty): the registry.')] = None,
+        models_dir: Annotated[str | None, typer.Option(MODEL_DIR_ALIAS, hidden=True, help=f"Same as {MODEL_DIR}.")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default: the -c file's folder, else .demo; env "
@@ -231,6 +234,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"{', '.join(given)}: a resumed run keeps the values it started with")
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
             raise typer.BadParameter(f"{out}: expected a .parquet or .csv file", param_hint="--out")
+        model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)
         try:
@@ -247,10 +251,13 @@ def register(app: typer.Typer) -> None:
         elif config is not None and not os.environ.get("LEADSCORE_PROJECT_DIR"):
             overrides["project_dir"] = config.resolve().parent  # the project's own store, as train uses
         settings = settings.model_copy(update=overrides)
+        exported = f"{model_dir_option} {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
         if tracking_uri is not None and settings.model_dir is not None:
-            given = f"--model-dir {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
-            raise _refuse(f"--tracking-uri with {given}: the exported models would be used and the registry "
+            raise _refuse(f"--tracking-uri with {exported}: the exported models would be used and the registry "
                           "ignored; give one of them")
+        if settings.model_dir is not None and not settings.model_dir.is_dir():
+            what = "not a folder" if settings.model_dir.exists() else "no such folder"
+            raise _refuse(f"{exported}: {what} (the folder `leadscore models export --out` wrote)")
         if dask is not None and workers is not None:
             raise typer.BadParameter("--dask scores on that scheduler's workers, --workers starts a local cluster; "
                                      "give one of them")

@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
+from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling, refusal
+
 SERVICE = "serving.service:LeadScoringService"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,8 +115,8 @@ def register(app: typer.Typer) -> None:
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
         model_dir: Annotated[Path | None, typer.Option(
-            "--model-dir", "--models-dir",
-            help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR).")] = None,
+            MODEL_DIR, help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR).")] = None,
+        models_dir: Annotated[Path | None, typer.Option(MODEL_DIR_ALIAS, hidden=True, help=f"Same as {MODEL_DIR}.")] = None,
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
         workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
         reload_seconds: Annotated[float | None, typer.Option(
@@ -124,13 +126,15 @@ def register(app: typer.Typer) -> None:
             help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,
     ) -> None:
         """Serve real-time scoring (POST /score) with the champion model."""
+        model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds,
                                   access_log)
         if tracking_uri is not None and "LEADSCORE_MODEL_DIR" in env:  # as rescore and forecast refuse it
-            given = f"--model-dir {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}"
+            given = (f"{model_dir_option} {model_dir}" if model_dir
+                     else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")
             drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
-            raise typer.BadParameter(f"--tracking-uri with {given}: the exported models would be served and the "
-                                     f"registry ignored; {drop}", param_hint="--tracking-uri")
+            raise refusal(f"--tracking-uri with {given}: the exported models would be served and the registry "
+                          f"ignored; {drop}")
         from serving.loader import ServingSettings, SettingsError
 
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
@@ -138,9 +142,12 @@ def register(app: typer.Typer) -> None:
         except SettingsError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        for option, folder in (("--project-dir", project_dir), ("--model-dir", model_dir)):
+        folders = [("--project-dir ", project_dir), (f"{model_dir_option} ", model_dir)]
+        if model_dir is None and "LEADSCORE_MODEL_DIR" in env:
+            folders.append(("LEADSCORE_MODEL_DIR=", Path(env["LEADSCORE_MODEL_DIR"])))
+        for given, folder in folders:
             if folder is not None and not folder.is_dir():
-                raise typer.BadParameter(f"{folder}: no such folder", param_hint=option)
+                raise refusal(f"{given}{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
         if problem := port_problem(host, port):
             typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(1)

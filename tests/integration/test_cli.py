@@ -286,3 +286,27 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(tmp_path: Path) -> N
             process.kill()
     assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
     assert not out.exists() or not list(out.iterdir()), sorted(p.name for p in out.iterdir())
+
+
+@pytest.mark.parametrize("spelling", ["--model-dir", "--models-dir"])
+def test_model_dir_refusals_name_the_spelling_given(spelling: str, tmp_path: Path) -> None:
+    """`rescore` and `serve` accept --model-dir and --models-dir; their refusals said --model-dir whichever the
+    user typed. They name the option on the command line, and a folder that does not exist is a usage error
+    naming it (rescore ran and failed with "no champion.json in ...")."""
+    models = tmp_path / "models"
+    models.mkdir()
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    for command in (["rescore", "--db", db], ["serve"]):
+        code, output = _invoke(*command, spelling, str(models), "--tracking-uri", store)
+        text = " ".join(output.replace("│", " ").split())
+        assert code == 2 and f"--tracking-uri with {spelling} {models}:" in text, (command, output)
+        code, output = _invoke(*command, spelling, str(tmp_path / "none"))
+        text = " ".join(output.replace("│", " ").split())
+        assert code == 2 and f"{spelling} {tmp_path / 'none'}: no such folder" in text, (command, output)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "crm.db").exists()
+    code, output = _invoke("serve", "--model-dir", str(models), "--models-dir", str(tmp_path))  # which one?
+    assert code == 2 and f"--model-dir {models} and --models-dir {tmp_path}: two spellings" in output, output
+    for command in ("rescore", "serve"):  # one spelling in the help; the other still accepted
+        code, output = _invoke(command, "--help")
+        assert code == 0 and "--model-dir" in output and "--models-dir" not in output, output

@@ -683,7 +683,9 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
                                     env={"COLUMNS": "300"})
         assert result.exit_code == 2 and message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
 
-    # an error during the run replaces the progress bar: the message stands alone
+    # an error during the run replaces the progress bar: the message stands alone (a folder without an export;
+    # one that does not exist is refused before the run, naming the option)
+    (tmp_path / "none").mkdir()
     result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", str(tmp_path / "none"),
                                               "--as-of", "2026-05-01"], env={"COLUMNS": "300"})
     squeezed = "".join(result.stderr.split())

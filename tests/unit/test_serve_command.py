@@ -81,7 +81,7 @@ def test_serve_rescore_and_forecast_take_the_exported_folder_by_either_option_na
 
     missing = tmp_path / "nowhere"
     assert f"{missing}: no such folder" in run("serve", "--models-dir", str(missing))
-    assert "--tracking-uri with --model-dir" in run("rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}",
+    assert "--tracking-uri with --models-dir" in run("rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}",
                                                     "--models-dir", str(tmp_path), "--tracking-uri", "sqlite:///x.db")
     assert "project file not found" in run("forecast", "-c", str(tmp_path / "none.yaml"), "--model-dir", str(tmp_path))
 

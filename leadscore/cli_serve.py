@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port.")] = 3000,
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 3000,
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
         model_dir: Annotated[Path | None, typer.Option(

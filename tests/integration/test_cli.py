@@ -310,3 +310,20 @@ def test_model_dir_refusals_name_the_spelling_given(spelling: str, tmp_path: Pat
     for command in ("rescore", "serve"):  # one spelling in the help; the other still accepted
         code, output = _invoke(command, "--help")
         assert code == 0 and "--model-dir" in output and "--models-dir" not in output, output
+
+
+def test_serve_refuses_a_port_out_of_range_and_a_negative_reload_period_by_option(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--port 99999 started a server announced on http://127.0.0.1:99999; --port -1 blamed the host ("host
+    '127.0.0.1' cannot be resolved"); --reload-seconds -5 was named LEADSCORE_RELOAD_SECONDS=-5.0."""
+    import leadscore.cli_serve
+
+    def started(*args: object) -> None:
+        raise AssertionError(f"the server would start: {args[1]}")
+
+    monkeypatch.setattr(leadscore.cli_serve.os, "execve", started)
+    for args, needle in ((["--port", "99999"], "--port"), (["--port", "-1"], "--port"), (["--port", "0"], "--port"),
+                         (["--reload-seconds", "-5"], "--reload-seconds")):
+        code, output = _invoke("serve", *args)
+        assert code == 2 and needle in output and "LEADSCORE_RELOAD_SECONDS" not in output, (args, output)
+        assert "cannot be resolved" not in output, output

@@ -443,15 +443,20 @@ def models_export(
 ) -> None:
     """Write a registered version (default: the champion; pyfunc dir + champion.json) for deployment without a
     tracking server."""
+    from leadscore.cli_options import output_folder_problem
     from training.registry import RegistryError, export_champion
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
+    if problem := output_folder_problem(out):
+        raise _fail(f"--out {out}: {problem}", 2)
     client = _registry_client(tracking_uri, config)
     try:
         with tracking_server_errors(client.tracking_uri, "nothing was exported"):
             path = export_champion(client, out, model_name, alias)
     except (RegistryError, TrackingServerUnreachable) as exc:
         raise _fail(str(exc)) from exc
+    except OSError as exc:  # a folder the system will not let us write (permissions, read-only file system)
+        raise _fail(f"--out {out}: cannot write the export ({exc.strerror or exc}); nothing was exported") from exc
     console.print(f"exported {model_name}@{alias} -> {path}")
 
 

@@ -327,3 +327,20 @@ def test_serve_refuses_a_port_out_of_range_and_a_negative_reload_period_by_optio
         code, output = _invoke("serve", *args)
         assert code == 2 and needle in output and "LEADSCORE_RELOAD_SECONDS" not in output, (args, output)
         assert "cannot be resolved" not in output, output
+
+
+def test_an_output_folder_that_is_a_file_or_cannot_be_made_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """`models export --out` and `demo --dir` naming a file (or a folder under one, or one that cannot be
+    created) ended in a Python traceback (FileExistsError / NotADirectoryError from mkdir)."""
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: l.csv, events: e.csv, outcomes: o.csv}\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for command, option in ((["models", "export", "-c", str(project)], "--out"), (["demo"], "--dir")):
+        for target, what in ((a_file, "is a file, not a folder"), (a_file / "sub", "a parent of it is a file")):
+            code, output = _invoke(*command, option, str(target))
+            assert code == 2 and f"{option} {target}: {what}" in " ".join(output.split()), (command, output)
+            assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
+    code, output = _invoke("demo", "--dir", "/proc/leadscore-demo")  # a folder that cannot be created
+    assert code == 1 and "--dir /proc/leadscore-demo: cannot create the folder" in output, output
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store is opened

@@ -265,7 +265,7 @@ def features_build(
         raise fail(str(exc)) from exc
     summary = training_set.summary()
     _print_training_set_summary(summary)
-    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
+    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
                  tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
 
 

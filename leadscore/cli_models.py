@@ -293,7 +293,7 @@ def train(
     project = _project(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
     client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
-    run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False))
+    run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True))
     kind = "time_to_close" if target == Target.time_to_close else "sales_readiness"
     held = registered_kind(client, model_name)
     if held is not None and held != kind:
@@ -367,7 +367,7 @@ def evaluate(
             path.write_text(json.dumps({"model": report.name, "version": report.version,
                                         "metrics": report.metrics, "evaluation_rows": report.evaluation},
                                        indent=2, default=str), encoding="utf-8")
-            log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False),
+            log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True),
                          params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
                          tags={"leadscore.entry_point": "evaluate",
                                **{f"leadscore.{k}": v for k, v in report.evaluation.items()}},

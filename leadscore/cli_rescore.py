@@ -291,21 +291,21 @@ def register(app: typer.Typer) -> None:
 
                     summary = rescore_on_dask(data, scores_url, settings, rescore_config, address=dask,
                                               n_workers=workers, progress=progress, out=out,
-                                              note=lambda text: err_console.print(f"note: {text}", highlight=False))
+                                              note=lambda text: err_console.print(f"note: {text}", highlight=False, soft_wrap=True))
                 else:
                     summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out,
                                           on_result=lambda result: scored_by.add(result.pid))
         except (ContractError, WorkerDiedError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
         except (LookupError, ValueError, OSError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
         except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
-            err_console.print(f"[bold red]error:[/] database: {sql_error_text(exc)}", highlight=False)
+            err_console.print(f"[bold red]error:[/] database: {sql_error_text(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
         except MlflowException as exc:
-            err_console.print(f"[bold red]error:[/] model registry: {exc.message}", highlight=False)
+            err_console.print(f"[bold red]error:[/] model registry: {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
         if dask is not None or workers is not None:
             who = f"Dask workers ({f'scheduler {dask}' if dask else f'{workers} on this machine'})"
@@ -318,7 +318,7 @@ def register(app: typer.Typer) -> None:
             try:
                 leads = top_leads(scores_url, top, score_schema(data))
             except ValueError as exc:  # reasons that are not JSON
-                err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False)
+                err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from exc
             print_top_leads(leads)
 

@@ -344,3 +344,14 @@ def test_an_output_folder_that_is_a_file_or_cannot_be_made_is_one_line_not_a_tra
     code, output = _invoke("demo", "--dir", "/proc/leadscore-demo")  # a folder that cannot be created
     assert code == 1 and "--dir /proc/leadscore-demo: cannot create the folder" in output, output
     assert not (tmp_path / "mlflow.db").exists()  # refused before the store is opened
+
+
+def test_rescore_run_errors_are_one_line_in_a_log_or_a_narrow_terminal(tmp_path: Path) -> None:
+    """rescore's run failures (database, registry, contract, ...) were hard-wrapped at the console's width
+    (80 columns when piped): one error became several lines in a log; the other commands' errors are not."""
+    (tmp_path / "models").mkdir()
+    missing = tmp_path / ("a-rather-long-folder-name-for-the-lead-database-" * 2) / "crm.db"
+    code, output = _invoke("rescore", "--db", f"sqlite:///{missing}", "--model-dir", str(tmp_path / "models"))
+    assert code == 1 and "SQLite database file not found" in output, output
+    assert output.strip().splitlines() == [f"error: SQLite database file not found: {missing} (from "
+                                           f"'sqlite:///{missing}')"], output

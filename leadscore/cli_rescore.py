@@ -258,6 +258,13 @@ def register(app: typer.Typer) -> None:
         if settings.model_dir is not None and not settings.model_dir.is_dir():
             what = "not a folder" if settings.model_dir.exists() else "no such folder"
             raise _refuse(f"{exported}: {what} (the folder `leadscore models export --out` wrote)")
+        if settings.model_dir is None:  # the registry: a plain folder is MLflow's retired file store
+            from training.tracking import tracking_target
+
+            try:
+                tracking_target(settings.resolved_tracking_uri, settings.project_dir)
+            except ValueError as exc:
+                raise _refuse(str(exc)) from None
         if dask is not None and workers is not None:
             raise typer.BadParameter("--dask scores on that scheduler's workers, --workers starts a local cluster; "
                                      "give one of them")
@@ -305,7 +312,12 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"[bold red]error:[/] database: {sql_error_text(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from exc
         except MlflowException as exc:
-            err_console.print(f"[bold red]error:[/] model registry: {exc.message}", highlight=False, soft_wrap=True)
+            todo = ""
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no such model or alias
+                todo = (f" (store {settings.resolved_tracking_uri}): train and promote a {settings.alias} first "
+                        f"(leadscore train, then leadscore models promote), or give {MODEL_DIR} with an exported one")
+            err_console.print(f"[bold red]error:[/] model registry: {exc.message}{todo}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from exc
         if dask is not None or workers is not None:
             who = f"Dask workers ({f'scheduler {dask}' if dask else f'{workers} on this machine'})"

@@ -355,3 +355,24 @@ def test_rescore_run_errors_are_one_line_in_a_log_or_a_narrow_terminal(tmp_path:
     assert code == 1 and "SQLite database file not found" in output, output
     assert output.strip().splitlines() == [f"error: SQLite database file not found: {missing} (from "
                                            f"'sqlite:///{missing}')"], output
+
+
+def test_rescore_names_a_folder_tracking_uri_and_a_registry_without_the_model_with_what_to_do(tmp_path: Path) -> None:
+    """rescore --tracking-uri <folder> printed MLflow's six-line file-store notice (train and the models
+    commands refuse it with the sqlite:/// URI to use); a store without the model said only "model
+    registry: Registered Model with name=lead-conversion not found"."""
+    from mlflow import MlflowClient
+
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), db, "sql")
+    code, output = _invoke("rescore", "--db", db, "--tracking-uri", str(tmp_path / "store"))
+    assert code == 2 and output.strip().splitlines() == [
+        f"error: tracking URI '{tmp_path / 'store'}': a folder is MLflow's retired file store; use "
+        f"sqlite:///{tmp_path / 'store' / 'mlflow.db'} (a database in that folder) or an http(s):// server"], output
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=store).search_experiments()  # an empty store: no registered model
+    code, output = _invoke("rescore", "--db", db, "--tracking-uri", store)
+    assert code == 1 and len(output.strip().splitlines()) == 1, output
+    assert "lead-conversion" in output and "leadscore train" in output and "leadscore models promote" in output, output

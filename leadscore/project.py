@@ -91,7 +91,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ProjectConfigError(f"project file {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                                  "save it as UTF-8") from exc
     except yaml.YAMLError as exc:
-        raise ProjectConfigError(f"project file {path}: not valid YAML: {exc}") from exc
+        raise ProjectConfigError(f"project file {path}: not valid YAML: {yaml_error_text(exc)}") from exc
     if isinstance(document, dict) and "data" not in document and ("source" in document or "mode" in document):
         try:
             data = parse_data_config(document, path.resolve().parent)
@@ -102,6 +102,18 @@ def load_project(path: Path | str) -> ProjectConfig:
         return parse_project(document, path.resolve().parent)
     except ProjectConfigError as exc:  # name the file
         raise ProjectConfigError(str(exc).replace("project file", f"project file {path}", 1)) from exc
+
+
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: where (line, column, from 1) and what, without the file's text."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context:
+        start = exc.context_mark
+        text += f" ({exc.context}" + (f" started at line {start.line + 1}, column {start.column + 1}" if start else "") + ")"
+    return text
 
 
 def sqlite_project(directory: Path | str, name: str = "demo") -> ProjectConfig:

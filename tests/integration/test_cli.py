@@ -376,3 +376,17 @@ def test_rescore_names_a_folder_tracking_uri_and_a_registry_without_the_model_wi
     code, output = _invoke("rescore", "--db", db, "--tracking-uri", store)
     assert code == 1 and len(output.strip().splitlines()) == 1, output
     assert "lead-conversion" in output and "leadscore train" in output and "leadscore models promote" in output, output
+
+
+def test_a_project_file_that_is_not_yaml_is_one_line_with_its_line_and_column(tmp_path: Path) -> None:
+    """The YAML parser's message came out whole: nine lines with the file's text and carets."""
+    project = tmp_path / "leadscore.yaml"
+    project.write_text('data:\n  source: {kind: sql, url: "sqlite:///crm.db"\nfeatures: [\n', encoding="utf-8")
+    for command in (["validate"], ["train"], ["rescore"], ["models", "list"]):
+        code, output = _invoke(*command, "-c", str(project))
+        text = " ".join(output.replace("│", " ").split())
+        assert code == 2 and f"project file {project}: not valid YAML: line 3, column 1: expected ',' or '}}'" in text, \
+            (command, output)
+        assert "while parsing a flow mapping started at line 2, column 11" in text, output
+        if command != ["rescore"]:  # rescore's refusals are Typer's usage box
+            assert len(output.strip().splitlines()) == 1, output

@@ -35,14 +35,14 @@ def _data_config(db: str | None, config: Path | None) -> Any:
 
     if config is None:
         if db is None:
-            raise typer.BadParameter("give --db URL or -c leadscore.yaml")
+            raise _refuse("give --db URL or -c leadscore.yaml")
         return sql_data_config(db)
     try:  # a bare data config too; every section is checked, as for train (a misspelt key is never passed over)
         data = load_project(config).data
     except ProjectConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--config") from exc
+        raise _refuse(f"--config: {exc}") from None
     if not isinstance(data, DataConfig):
-        raise typer.BadParameter(f"{config}: rescoring needs the CRM data mode (leads/events/outcomes)")
+        raise _refuse(f"--config {config}: rescoring needs the CRM data mode (leads/events/outcomes)")
     return data
 
 
@@ -51,7 +51,7 @@ def _scores_url(db: str | None, data: Any) -> str:
         return db
     if data.source.kind == "sql" and data.source.url:
         return str(data.source.url)
-    raise typer.BadParameter("the data is not in a database: give --db URL for the lead_scores tables")
+    raise _refuse("the data is not in a database: give --db URL for the lead_scores tables")
 
 
 @contextmanager
@@ -231,9 +231,10 @@ def register(app: typer.Typer) -> None:
                                               ("--top-k", top_k), ("--partition-leads", partition_leads))
                      if value is not None]
             if given:
-                raise typer.BadParameter(f"{', '.join(given)}: a resumed run keeps the values it started with")
+                raise _refuse(f"{', '.join(given)}: a resumed run keeps the values it started with; drop "
+                              f"{'it' if len(given) == 1 else 'them'} with --resume")
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-            raise typer.BadParameter(f"{out}: expected a .parquet or .csv file", param_hint="--out")
+            raise _refuse(f"--out {out}: expected a .parquet or .csv file")
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)
@@ -266,11 +267,10 @@ def register(app: typer.Typer) -> None:
             except ValueError as exc:
                 raise _refuse(str(exc)) from None
         if dask is not None and workers is not None:
-            raise typer.BadParameter("--dask scores on that scheduler's workers, --workers starts a local cluster; "
-                                     "give one of them")
+            raise _refuse("--dask scores on that scheduler's workers, --workers starts a local cluster; give one of them")
         if processes is not None and (dask is not None or workers is not None):
-            raise typer.BadParameter("--processes is for a run on this machine; with --dask / --workers the "
-                                     "Dask workers score the partitions")
+            raise _refuse("--processes is for a run on this machine; with --dask / --workers the Dask workers score "
+                          "the partitions")
         sized = {} if partition_leads is None else {"partition_leads": partition_leads}  # else RescoreConfig's
         rescore_config = RescoreConfig(**sized, as_of=as_of, changed_since=changed_since,
                                        top_k=3 if top_k is None else top_k, run_id=run_id, resume=resume,

@@ -219,7 +219,7 @@ def _synth_config_error(exc: ValidationError) -> str:
     return "; ".join(parts) or str(exc).splitlines()[0]
 
 
-@app.command()
+@app.command(short_help="Load the data through the contract, validate it and print a summary.")
 def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
     """Load the data through the contract, validate it and print a summary (and read the project's
     points rules file, when it names one, as `train` will)."""
@@ -322,7 +322,8 @@ def _print_training_set_summary(summary: dict) -> None:
     )
 
 
-@app.command()
+@app.command(short_help="End to end on the embedded defaults: synthetic CRM, validate, features, train both "
+                        "models, promote, export, forecast, rescore.")
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes everything.")] = Path(".demo"),
     leads: Annotated[int, typer.Option(min=1, help="Leads in the synthetic CRM.")] = 5000,

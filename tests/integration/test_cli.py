@@ -389,3 +389,15 @@ def test_a_project_file_that_is_not_yaml_is_one_line_with_its_line_and_column(tm
             (command, output)
         assert "while parsing a flow mapping started at line 2, column 11" in text, output
         assert len(output.strip().splitlines()) == 1, output  # rescore's was a Typer usage box
+
+
+def test_the_command_list_does_not_break_descriptions_where_the_docstring_does() -> None:
+    """`leadscore --help` printed validate's and demo's descriptions with their docstring's line breaks
+    ("... print a summary (and read the project's" / "points rules file ...") however wide the terminal."""
+    code, output = _invoke("--help")
+    assert code == 0, output
+    rows = [line.strip("│ ").strip() for line in output.splitlines()]
+    for name in ("validate", "demo"):
+        row = next(r for r in rows if r.startswith(f"{name} "))
+        following = rows[rows.index(row) + 1]
+        assert following.split(" ")[0] in ("demo", "train"), (row, following)  # one line at 200 columns

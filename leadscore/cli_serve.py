@@ -148,6 +148,13 @@ def register(app: typer.Typer) -> None:
         for given, folder in folders:
             if folder is not None and not folder.is_dir():
                 raise refusal(f"{given}{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+        store = Path(env["LEADSCORE_PROJECT_DIR"]) / "mlflow.db"
+        if "LEADSCORE_MODEL_DIR" not in env and "MLFLOW_TRACKING_URI" not in env and not store.is_file():
+            # the embedded default store: the server would check an empty registry every few seconds
+            where = "--project-dir" if project_dir else ("LEADSCORE_PROJECT_DIR" if os.environ.get(
+                "LEADSCORE_PROJECT_DIR") else "the default project folder .demo")
+            raise refusal(f"no MLflow store {store} ({where}): run `make demo` or `leadscore train` there first, "
+                          "or give --project-dir, --model-dir or --tracking-uri")
         if problem := port_problem(host, port):
             typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(1)

@@ -182,3 +182,27 @@ def test_a_bad_reload_seconds_option_is_named_as_the_option(tmp_path: Path, monk
     shown = " ".join(result.stderr.split())
     assert result.exit_code == 2, result.output
     assert "--reload-seconds" in shown and "LEADSCORE_RELOAD_SECONDS" not in shown, shown
+
+
+@pytest.mark.parametrize("project", [None, "elsewhere"])
+def test_serve_without_a_store_to_serve_from_is_refused(tmp_path: Path, monkeypatch, project) -> None:
+    """Started where no `.demo/mlflow.db` is (or --project-dir without one), and with no exported folder or
+    tracking URI, the server came up and checked an empty registry every few seconds, answering 503."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    monkeypatch.setattr("os.execve", lambda *args: (_ for _ in ()).throw(AssertionError("the server was started")))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    (tmp_path / "elsewhere").mkdir()
+    args = ["serve", "--port", "1"] + (["--project-dir", project] if project else [])
+    env = {"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": None, "LEADSCORE_MODEL_DIR": None,
+           "LEADSCORE_PROJECT_DIR": None}
+    result = CliRunner().invoke(app, args, env=env)
+    shown = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    store = tmp_path / (project or ".demo") / "mlflow.db"
+    assert f"no MLflow store {store.resolve()}" in shown, shown
+    assert ("--project-dir" if project else "default project folder .demo") in shown, shown
+    assert not store.exists()

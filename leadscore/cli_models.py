@@ -162,6 +162,16 @@ def _target(tracking_uri: str | None, config: Path):
         raise _fail(str(exc), 2) from exc
 
 
+def _existing_store(target, config: Path):
+    """``target`` when it is no SQLite file that does not exist yet: a command that only reads the registry
+    (evaluate, models ...) would create an empty store there and then find nothing in it."""
+    path = Path(target.uri.removeprefix("sqlite:///")) if target.uri.startswith("sqlite:///") else None
+    if path is not None and not path.exists():
+        raise _fail(f"no MLflow store {path}: nothing is trained or registered there yet (run `leadscore train -c "
+                    f"{config}` first, or give the store with --tracking-uri)")
+    return target
+
+
 def _client(tracking_uri: str | None, config: Path):
     """An MLflow client of the target; an unreachable tracking server ends the command with its reason."""
     from training.tracking import TrackingServerUnreachable, connect
@@ -177,7 +187,12 @@ def _registry_client(tracking_uri: str | None, config: Path):
     folder's mlflow.db), so it must load: a mistyped ``-c`` path would open a new, empty store beside it."""
     if not tracking_uri:
         _project(config)
-    return _client(tracking_uri, config)
+    from training.tracking import TrackingServerUnreachable, connect
+
+    try:
+        return connect(_existing_store(_target(tracking_uri, config), config))
+    except TrackingServerUnreachable as exc:
+        raise _fail(str(exc)) from exc
 
 
 def threshold_line(cut: dict[str, Any] | None) -> str:
@@ -350,7 +365,8 @@ def evaluate(
 
     project = _project(config)
     try:
-        report = evaluate_registered(project, _target(tracking_uri, config), model, model_name, progress=_say)
+        report = evaluate_registered(project, _existing_store(_target(tracking_uri, config), config), model,
+                                     model_name, progress=_say)
     except (RegistryError, ValueError, KeyError, OSError) as exc:
         raise _fail(_message(exc)) from exc
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")

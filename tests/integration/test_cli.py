@@ -401,3 +401,27 @@ def test_the_command_list_does_not_break_descriptions_where_the_docstring_does()
         row = next(r for r in rows if r.startswith(f"{name} "))
         following = rows[rows.index(row) + 1]
         assert following.split(" ")[0] in ("demo", "train"), (row, following)  # one line at 200 columns
+
+
+def test_commands_that_read_the_registry_do_not_create_an_empty_store(tmp_path: Path) -> None:
+    """evaluate and the models commands on a project never trained created an empty mlflow.db beside it
+    and then reported an unknown model; they now name the missing store and what to do."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    store = tmp_path / "mlflow.db"
+    for args in (["evaluate"], ["models", "list"], ["models", "promote"], ["models", "rollback"],
+                 ["models", "export", "--out", str(tmp_path / "models")]):
+        result = CliRunner().invoke(app, [*args, "-c", str(project)],
+                                    env={"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": None})
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no MLflow store {store}: nothing is trained or registered there yet" in shown, (args, shown)
+        assert f"leadscore train -c {project}" in shown, (args, shown)
+        assert not store.exists(), args

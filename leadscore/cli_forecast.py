@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -67,16 +70,60 @@ def forecast_table(months: Any, title: str) -> Table:
     return table
 
 
+OUTPUT_FILES = ("forecast_months.csv", "forecast_leads.csv", "forecast.png")
+
+
+def out_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot receive the forecast's files (None when it can): checked before any work."""
+    if out.exists() and not out.is_dir():
+        return "exists and is not a folder"
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != out and not existing.is_dir():
+        return f"cannot be created: {existing} is not a folder"
+    verb = "written" if existing == out else "created"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be {verb}: {existing} is not writable"
+    try:  # a read-only file system, or a pseudo file system such as /proc, which os.access does not see
+        tempfile.TemporaryFile(dir=existing, prefix=".leadscore-probe.").close()
+    except OSError as exc:
+        return f"cannot be {verb}: {existing} is not writable ({exc.strerror or exc})"
+    for name in OUTPUT_FILES:
+        if (out / name).exists() and not (out / name).is_file():
+            return f"{out / name} exists and is not a file"
+    return None
+
+
 def _write(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
+    """The forecast's files into ``out``, all or none: each is written under a temporary name beside it and
+    the three are renamed at the end, so a failure or Ctrl-C leaves the earlier files as they were."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "forecast_months.csv", out / "forecast_leads.csv"]
-    months.to_csv(written[0], index=False)
-    leads.to_csv(written[1], index=False)
-    if figure is not None:
-        written.append(out / "forecast.png")
-        figure.savefig(written[2], dpi=120)
+    written = [out / name for name in OUTPUT_FILES[:2]] + ([out / OUTPUT_FILES[2]] if figure is not None else [])
+    token = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    temporary = [path.with_name(f".{path.name}.{token}.tmp") for path in written]
+    try:
+        months.to_csv(temporary[0], index=False)
+        leads.to_csv(temporary[1], index=False)
+        if figure is not None:
+            figure.savefig(temporary[2], dpi=120, format="png")
+        for tmp, path in zip(temporary, written, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     return written
+
+
+def _write_or_fail(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
+    """:func:`_write`, a failure of the file system (disk full, permissions) as one line naming --out."""
+    try:
+        return _write(out, months, leads, figure)
+    except OSError as exc:
+        raise _fail(f"--out {out}: the forecast could not be written ({exc}); no file was replaced", 1) from exc
 
 
 def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
@@ -157,8 +204,8 @@ def register(app: typer.Typer) -> None:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
         except ValueError as exc:
             raise _fail(config_error_text("forecast", exc), 2) from exc
-        if out is not None and out.exists() and not out.is_dir():
-            raise _fail(f"--out {out}: exists and is not a folder", 2)
+        if out is not None and (problem := out_problem(out)) is not None:
+            raise _fail(f"--out {out}: {problem}", 2)
         when = naive_utc(as_of) if as_of is not None else None
         if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
             given = [option for option, name in (("--models-dir", "models_dir"), ("--tracking-uri", "tracking_uri"))
@@ -182,7 +229,7 @@ def register(app: typer.Typer) -> None:
                 for note in result.forecast.notes:
                     console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
-                files = _write(out, result.table, result.forecast.leads, result.figure) if out is not None else []
+                files = _write_or_fail(out, result.table, result.forecast.leads, result.figure) if out is not None else []
                 _log_run(run_id, result.table, when, files, backtest=True)
                 return
             from training.forecast import forecast_open_pipeline
@@ -198,6 +245,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"note: {note}", highlight=False)
         files = []
         if out is not None:
-            files = _write(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
+            files = _write_or_fail(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
                                                                               f"{result.as_of:%Y-%m-%d}"))
         _log_run(run_id, result.months, result.as_of, files, backtest=False)

@@ -205,3 +205,72 @@ def test_models_dir_of_the_wrong_models_is_refused_by_name(project: Path, tmp_pa
     assert mixed.returncode == 1, mixed.output
     assert ("the sales-readiness and time-to-close models were trained with different feature settings "
             "(half_life_days 14.0 vs 7.0)" in " ".join(mixed.stderr.split())), mixed.stderr
+
+
+@pytest.fixture()
+def exported(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    export_champion(train_small_champion(N_LEADS, SEED).model, models, version="1")
+    export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")
+    return models
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(project: Path, exported: Path,
+                                                                         tmp_path: Path) -> None:
+    """--out under a file (or anywhere it cannot be made) is refused at once, naming the option, in one line,
+    exit 2: it was a NotADirectoryError traceback after the whole forecast had been computed."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (a_file / "out", a_file / "deeper" / "out"):
+        refused = run_cli("forecast", "-c", str(project), "--models-dir", str(exported), "--as-of", AS_OF,
+                          "--out", str(out))
+        assert refused.returncode == 2, refused.output
+        assert isinstance(refused.exception, SystemExit), refused.exception  # no traceback
+        assert refused.stderr.strip().splitlines() == [
+            f"error: --out {out}: cannot be created: {a_file} is not a folder"], refused.stderr
+        assert "loading and validating data" not in refused.stderr  # refused before the data is read
+    # a location no one can write in, even root (whom permission bits do not stop): /proc takes no new entry
+    proc = run_cli("forecast", "-c", str(project), "--models-dir", str(exported), "--as-of", AS_OF,
+                   "--out", "/proc/leadscore-forecast")
+    assert proc.returncode == 2 and isinstance(proc.exception, SystemExit), proc.output
+    assert "error: --out /proc/leadscore-forecast: cannot be created: /proc is not writable" in proc.stderr
+
+
+def test_an_output_name_taken_by_a_folder_is_refused_and_nothing_is_written(project: Path, exported: Path,
+                                                                           tmp_path: Path) -> None:
+    """forecast.png a folder in --out: refused in one line naming the file, nothing written (the CSV files were
+    written, then an IsADirectoryError traceback)."""
+    out = tmp_path / "out"
+    (out / "forecast.png").mkdir(parents=True)
+    failed = run_cli("forecast", "-c", str(project), "--models-dir", str(exported), "--as-of", AS_OF,
+                     "--out", str(out))
+    assert failed.returncode == 2, failed.output
+    assert isinstance(failed.exception, SystemExit), failed.exception
+    assert f"error: --out {out}: {out / 'forecast.png'} exists and is not a file" in failed.stderr, failed.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["forecast.png"]
+
+
+def test_an_interrupted_write_leaves_the_earlier_forecast_whole(tmp_path: Path) -> None:
+    """Ctrl-C (or SIGTERM, which the program turns into Ctrl-C) while the files are written: the earlier
+    forecast's files stay as they were and no temporary file is left."""
+    from leadscore.cli_forecast import _write
+
+    out = tmp_path / "out"
+    months = pd.DataFrame({"month": ["2026-03"], "expected_revenue": [1.0]})
+    leads = pd.DataFrame({"lead_id": [1], "expected_revenue": [1.0]})
+
+    class Figure:
+        def __init__(self, interrupt: bool) -> None:
+            self.interrupt = interrupt
+
+        def savefig(self, path, **_) -> None:
+            if self.interrupt:
+                raise KeyboardInterrupt
+            Path(path).write_bytes(b"png")
+
+    _write(out, months, leads, Figure(False))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["forecast.png", "forecast_leads.csv", "forecast_months.csv"]
+    with pytest.raises(KeyboardInterrupt):
+        _write(out, months.assign(expected_revenue=2.0), leads.assign(expected_revenue=2.0), Figure(True))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

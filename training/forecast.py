@@ -385,10 +385,12 @@ def revenue_interval_analytic(
 
 def revenue_interval_simulated(
     q: np.ndarray, log_centre: np.ndarray, log_sigma: float, interval: float, draws: int, seed: int,
-    chunk_cells: int = 20_000_000,
+    chunk_cells: int = 500_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per month low/high from ``draws`` simulated futures: each lead closes in month m with
-    probability ``q_im`` (or not in the window), with a log-normal deal value."""
+    probability ``q_im`` (or not in the window), with a log-normal deal value. Draws are made in chunks
+    of about ``chunk_cells`` (draw, lead) cells, month by month: memory stays that of a chunk (about 40
+    bytes a cell), whatever the number of months."""
     rng = np.random.default_rng(seed)
     n, months = q.shape
     cum = np.cumsum(q, axis=1)
@@ -397,10 +399,13 @@ def revenue_interval_simulated(
     for first in range(0, draws, per_chunk):
         k = min(per_chunk, draws - first)
         u = rng.random((k, n))
-        month = (u[:, :, None] > cum[None, :, :]).sum(axis=2)  # months = not closed in the window
-        value = np.exp(log_centre[None, :] + log_sigma * rng.standard_normal((k, n)))
+        month = np.zeros((k, n), dtype=np.int64)  # months = not closed in the window
         for m in range(months):
-            totals[first:first + k, m] = np.where(month == m, value, 0.0).sum(axis=1)
+            month += u > cum[:, m]
+        value = np.exp(log_centre[None, :] + log_sigma * rng.standard_normal((k, n)))
+        month += (months + 1) * np.arange(k)[:, None]  # one bin per (draw, month)
+        sums = np.bincount(month.ravel(), weights=value.ravel(), minlength=k * (months + 1))
+        totals[first:first + k] = sums.reshape(k, months + 1)[:, :months]
     lo, hi = np.quantile(totals, [0.5 - interval / 2, 0.5 + interval / 2], axis=0)
     return lo, hi
 

@@ -140,6 +140,32 @@ def test_analytic_interval_matches_a_simulation() -> None:
     assert np.all(lo < expected) and np.all(expected < hi)
 
 
+def test_simulated_interval_memory_does_not_grow_with_the_months() -> None:
+    """The simulation works per month on (draws x leads) chunks: its peak memory is that of a chunk, whatever
+    the number of months. It held a (draws x leads x months) array: 24 months of a 4,608-lead pipeline peaked
+    at 1.5 GiB (100,000 draws took 4.5 minutes)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    n, months = 4000, 24
+    q = rng.dirichlet(np.ones(months + 1), size=n)[:, :months] * 0.2
+    log_centre = rng.normal(9, 0.3, n)
+    tracemalloc.start()
+    try:
+        lo, hi = revenue_interval_simulated(q, log_centre, 0.5, 0.9, draws=500, seed=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    assert lo.shape == hi.shape == (months,) and np.all(lo <= hi)
+    # the totals still follow the month probabilities: the simulated mean matches the exact expected revenue
+    mean = np.exp(log_centre + 0.5**2 / 2)
+    second = np.exp(2 * log_centre + 2 * 0.5**2)
+    _, expected, a_lo, a_hi = revenue_interval_analytic(q, mean, second, 0.9)
+    np.testing.assert_allclose(lo, a_lo, rtol=0.1)
+    np.testing.assert_allclose(hi, a_hi, rtol=0.1)
+
+
 def _crm(n: int = 600, seed: int = 0) -> CRMData:
     rng = np.random.default_rng(seed)
     ids = np.arange(1, n + 1)

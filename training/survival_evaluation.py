@@ -53,6 +53,7 @@ from training.time_to_close import (
     MEDIAN_DAYS,
     TimeToCloseModel,
     p_close_column,
+    period_layout,
     restricted_mean_days,
     survival_at_days,
 )
@@ -320,6 +321,28 @@ def _sample_rows(p: np.ndarray, n: int) -> np.ndarray:
     return order[picks]
 
 
+def check_slice_closes(config: TimeToCloseConfig, as_of: pd.Series,
+                       slices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Every slice (positions, durations, events) must hold a close within the model horizon, as the hazard's
+    period rows count it: else a ValueError naming the slice and counting the closes of every slice."""
+    closes = {name: int((period_layout(d, e, config.period_days, config.max_periods,
+                                       config.censored_period_weight)[1] >= 0).sum())
+              for name, (_, d, e) in slices.items()}
+    for name, (rows, _, _) in slices.items():
+        if closes[name] or not len(rows):
+            continue
+        what = {"training": "to fit the hazard", "validation": "to choose the penalties and stop the boosting",
+                "test": "to evaluate the model"}.get(name, "")
+        leads = " of held-out leads" if name == "validation" else ""
+        span = f"{as_of.iloc[rows].min():%Y-%m-%d}..{as_of.iloc[rows].max():%Y-%m-%d}"
+        counts = ", ".join(f"{n:,} in {k}" for k, n in closes.items())
+        raise ValueError(
+            f"the {name} slice ({len(rows):,} snapshots{leads}, as of {span}) holds no close within the model "
+            f"horizon ({config.horizon_days} days): too few closes {what} (closes within the horizon: {counts}). "
+            "More history or more leads are needed; time_to_close.validation_fraction (now "
+            f"{config.validation_fraction:g}) and test_fraction (now {config.test_fraction:g}) move the cuts")
+
+
 def train_and_evaluate_time_to_close(
     training_set: Any, config: TimeToCloseConfig, progress: Progress | None = None
 ) -> TimeToCloseResult:
@@ -350,6 +373,8 @@ def train_and_evaluate_time_to_close(
     n_train = len(split.train)
     d_tr, e_tr, d_va, e_va = d_fit[:n_train], e_fit[:n_train], d_fit[n_train:], e_fit[n_train:]
     X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
+    check_slice_closes(config, frame[AS_OF], {"training": (split.train, d_tr, e_tr), "validation": (split.valid,
+                       d_va, e_va), "test": (split.test, durations[split.test], events[split.test])})
     say("fitting the LightGBM hazard")
     model = TimeToCloseModel(config).fit(X_tr, d_tr, e_tr, X_va, d_va, e_va, spec=spec, progress=say)
 

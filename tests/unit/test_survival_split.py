@@ -77,3 +77,22 @@ def test_an_evaluation_horizon_set_below_every_reported_horizon_is_refused_with_
         TimeToCloseConfig(evaluation_horizon_days=20)
     assert TimeToCloseConfig(evaluation_horizon_days=30).evaluation_horizon_days == 30
     assert TimeToCloseConfig(evaluation_horizon_days=20, horizons_days=(14,)).evaluation_horizon_days == 20
+
+
+def test_a_crm_too_small_to_fit_says_how_many_closes_each_slice_holds() -> None:
+    """300 synthetic leads (18 deals): the validation leads hold no close within the horizon. The error names
+    the slice, counts the closes of every slice and says what would help (it was "validation slice: no
+    conversion within the model horizon; cannot early-stop", raised from inside the fit)."""
+    from features.build import build_training_set
+    from features.spec import FeatureConfig
+    from leadscore.synth import SynthConfig, generate
+    from training.survival_evaluation import train_and_evaluate_time_to_close
+
+    training_set = build_training_set(generate(SynthConfig(n_leads=300, seed=1)).to_crm(), FeatureConfig())
+    with pytest.raises(ValueError) as caught:
+        train_and_evaluate_time_to_close(training_set, TimeToCloseConfig(make_plots=False))
+    message = " ".join(str(caught.value).split())
+    assert message.startswith("the validation slice (280 snapshots of held-out leads, as of 2024-"), message
+    assert "holds no close within the model horizon (182 days)" in message, message
+    assert "closes within the horizon: 16 in training, 0 in validation" in message, message
+    assert "time_to_close.validation_fraction (now 0.2) and test_fraction (now 0.2) move the cuts" in message, message

@@ -444,7 +444,7 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     """Expected revenue per month of the leads open at ``as_of``, from the two registered champions."""
     from leadscore.cli_forecast import forecast_table, interval_text
     from leadscore.forecast_models import load_forecast_models
-    from training.forecast import forecast_figure, forecast_open_pipeline
+    from training.forecast import forecast_figure, forecast_open_pipeline, interval_label
 
     readiness, ttc, names = load_forecast_models(project, directory / "leadscore.yaml", None, None)
     result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
@@ -457,7 +457,8 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     out = directory / "forecast"
     out.mkdir(parents=True, exist_ok=True)
     result.months.to_csv(out / "forecast_months.csv", index=False)
-    forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d}").savefig(
+    forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} ({len(result.leads):,} open leads)",
+                    interval_label(project.forecast)).savefig(
         out / "forecast.png", dpi=120)
     console.print(f"wrote {out / 'forecast_months.csv'} and {out / 'forecast.png'}", highlight=False)
 

@@ -33,7 +33,9 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
 
 def interval_text(settings: Any) -> str:
     """What the low and high columns are, e.g. "low / high: 90% interval (analytic)"."""
-    return f"low / high: {settings.interval * 100:g}% interval ({settings.method})"
+    from training.forecast import interval_label
+
+    return f"low / high: {interval_label(settings)}"
 
 
 def forecast_table(months: Any, title: str) -> Table:
@@ -188,7 +190,13 @@ def register(app: typer.Typer) -> None:
         from features.contract import ContractError, config_error_text
         from features.loading import load_crm
         from leadscore.project import ProjectConfigError, load_project
-        from training.forecast import backtest_forecast, crm_data_end, forecast_figure, naive_utc
+        from training.forecast import (
+            backtest_forecast,
+            crm_data_end,
+            forecast_figure,
+            interval_label,
+            naive_utc,
+        )
 
         if not backtest and models_dir is not None and _on_command_line(ctx, "tracking_uri"):
             raise _fail(f"--tracking-uri with --models-dir {models_dir}: the exported models would be used and the "
@@ -245,6 +253,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"note: {note}", highlight=False)
         files = []
         if out is not None:
-            files = _write_or_fail(out, result.months, result.leads, forecast_figure(result.months, f"Revenue forecast as of "
-                                                                              f"{result.as_of:%Y-%m-%d}"))
+            figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
+                                     f"({len(result.leads):,} open leads)", interval_label(settings))
+            files = _write_or_fail(out, result.months, result.leads, figure)
         _log_run(run_id, result.months, result.as_of, files, backtest=False)

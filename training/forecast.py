@@ -620,23 +620,31 @@ class ForecastBacktest:
                 + (f" (forecast {_above_below(total_f / total_a - 1)} the actual)" if total_a > 0 else ""))
 
 
+def interval_label(config: ForecastConfig) -> str:
+    """What the interval is, e.g. "90% interval (analytic)"."""
+    return f"{config.interval * 100:g}% interval ({config.method})"
+
+
 def _above_below(share: float) -> str:
     """``0.12`` -> "12.0% above", ``-0.05`` -> "5.0% below"."""
     return f"{abs(share):.1%} {'above' if share >= 0 else 'below'}"
 
 
-def forecast_figure(table: pd.DataFrame, title: str) -> Figure:
-    """Expected revenue per month with its interval, and the actual revenue when known."""
+def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast interval") -> Figure:
+    """Expected revenue per month with its interval (``interval``: its legend, e.g. "90% interval
+    (analytic)"), and the actual revenue when known. Revenue is drawn from 0."""
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
     x = np.arange(len(table))
-    ax.fill_between(x, table[LOW], table[HIGH], alpha=0.25, color="tab:blue", label="forecast interval")
+    ax.fill_between(x, table[LOW], table[HIGH], alpha=0.25, color="tab:blue", label=interval)
     ax.plot(x, table[EXPECTED_REVENUE], "o-", color="tab:blue", label="expected revenue")
     if ACTUAL_REVENUE in table:
         seen = table[OBSERVED].to_numpy() if OBSERVED in table else np.ones(len(table), bool)
         ax.plot(x[seen], table[ACTUAL_REVENUE].to_numpy()[seen], "s--", color="tab:orange", label="actual revenue")
     ax.set_xticks(x, table[MONTH], rotation=30)
-    ax.set_ylabel("revenue")
+    ax.set_xlabel("calendar month")
+    ax.set_ylabel("revenue per month (unit of outcomes.amount)")
+    ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -687,5 +695,6 @@ def backtest_forecast(
     result = forecast_open_pipeline(known, readiness.model, ttc.model, at, cfg, spec=training_set.spec, data_end=at)
     frame = result.leads
     table = backtest_table(result.months, actual_revenue(crm, frame[LEAD_ID].to_numpy(), result.months, end))
-    figure = forecast_figure(table, f"Forecast made {at:%Y-%m-%d} vs revenue actually closed")
+    figure = forecast_figure(table, f"Forecast made {at:%Y-%m-%d} vs revenue actually closed",
+                             interval_label(cfg))
     return ForecastBacktest(result, table, figure, dict(readiness.metrics), dict(ttc.metrics))

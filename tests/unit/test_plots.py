@@ -168,3 +168,20 @@ def test_gain_curve_spreads_tied_scores_as_the_top_decile_capture_does() -> None
     for order in (np.argsort(-y, kind="stable"), np.argsort(y, kind="stable")):
         labels = _legend_labels(plots.lift_gain_figure({"points": (y[order], score[order])}).axes[0])
         assert f"points (top 10%: {capture:.0%})" in labels
+
+
+def test_forecast_figure_says_what_its_axes_interval_and_months_are() -> None:
+    """The revenue forecast plot an analyst hands on: the legend names the interval's level and method, the
+    axes say what they show (revenue per calendar month, in the deal amount's unit) and revenue starts at 0
+    (the axis started near the lowest interval bound, which made a small month look like none)."""
+    from training.forecast import forecast_figure, forecast_months
+
+    months = forecast_months("2026-03-01", 3).assign(
+        expected_deals=[3.0, 2.0, 1.0], expected_revenue=[300_000.0, 250_000.0, 240_000.0],
+        low=[200_000.0, 150_000.0, 140_000.0], high=[400_000.0, 350_000.0, 340_000.0])
+    ax = forecast_figure(months, "Revenue forecast as of 2026-03-01", interval="90% interval (analytic)").axes[0]
+    assert _legend_labels(ax) == ["90% interval (analytic)", "expected revenue"]
+    assert ax.get_ylabel() == "revenue per month (unit of outcomes.amount)"
+    assert ax.get_xlabel() == "calendar month"
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 400_000
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2026-03", "2026-04", "2026-05"]

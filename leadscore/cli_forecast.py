@@ -229,12 +229,15 @@ def register(app: typer.Typer) -> None:
 
                 readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
             _say("loading and validating data")
-            crm, _ = load_crm(project.data)
+            crm, report = load_crm(project.data)
+            from training.workflow import quarantine_note
+
+            quarantined = quarantine_note(report)
             if backtest:
                 result = backtest_forecast(crm, when, project, settings, progress=_say)
                 console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual; "
                                              f"{interval_text(settings)}"))
-                for note in result.forecast.notes:
+                for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
                     console.print(f"note: {note}", highlight=False)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
                 files = _write_or_fail(out, result.table, result.forecast.leads, result.figure) if out is not None else []
@@ -249,7 +252,7 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from exc
         console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
                                      f"{interval_text(settings)}"))
-        for note in result.notes:
+        for note in [*result.notes, *([quarantined] if quarantined else [])]:
             console.print(f"note: {note}", highlight=False)
         files = []
         if out is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,17 @@ def block_reporter(say: Progress) -> Callable[[int, int], None]:
             say(f"  training set: {done} of {total} lead blocks, {now - began:.0f}s")
 
     return report
+
+
+def quarantine_note(report: ValidationReport) -> str | None:
+    """What the quarantine policy set aside (rows per table and the folder), None when nothing was."""
+    counts = {table: n for table, n in report.rows_quarantined.items() if n}
+    if not counts:
+        return None
+    folders = sorted({str(Path(path).parent) for path in report.quarantine_files.values()})
+    return (f"the data contract quarantined rows ({report.policy} policy): "
+            + ", ".join(f"{table} {n:,}" for table, n in counts.items()) + "; they are left out"
+            + (f" (rows and reasons in {', '.join(folders)})" if folders else ""))
 
 
 def load_training_set(
@@ -245,8 +257,12 @@ def train_time_to_close_project(
     if project.data.mode != "crm":
         raise ValueError("time to close needs dated snapshots: data.mode must be 'crm' (a flat export has no "
                          "creation and conversion timestamps)")
-    training_set, _, _ = load_training_set(project, progress)
+    training_set, _, report = load_training_set(project, progress)
     result = train_and_evaluate_time_to_close(training_set, project.time_to_close, progress)
+    if (note := quarantine_note(report)) is not None:  # printed with the notes, logged in notes.txt and the card
+        result.notes.append(note)
+        heading = "" if "\n## Notes\n" in result.model_card else "\n\n## Notes"
+        result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
     say("logging the MLflow run")
     params = {"time_to_close": project.time_to_close.model_dump(mode="json"),
               "features": project.features.model_dump(mode="json"),

@@ -4,6 +4,7 @@ runs in-process through typer's runner: the subprocess start-up is covered by te
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -274,3 +275,55 @@ def test_an_interrupted_write_leaves_the_earlier_forecast_whole(tmp_path: Path) 
     with pytest.raises(KeyboardInterrupt):
         _write(out, months.assign(expected_revenue=2.0), leads.assign(expected_revenue=2.0), Figure(True))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.fixture()
+def quarantining(project: Path, tmp_path: Path) -> tuple[Path, Path, str]:
+    """The project's CRM with one deal won before its lead was created, under the quarantine policy; the
+    project file, the quarantine folder and the note the commands should print."""
+    import sqlite3
+
+    folder = tmp_path / "dirty"
+    folder.mkdir()
+    shutil.copy(project.parent / "crm.db", folder / "crm.db")
+    with sqlite3.connect(folder / "crm.db") as db:
+        lead, created = db.execute("SELECT lead_id, created_at FROM leads WHERE lead_id NOT IN "
+                                   "(SELECT lead_id FROM outcomes WHERE converted_at IS NOT NULL) "
+                                   "ORDER BY lead_id LIMIT 1").fetchone()
+        db.execute("DELETE FROM outcomes WHERE lead_id = ?", (lead,))
+        db.execute("INSERT INTO outcomes (lead_id, converted_at, amount) VALUES (?, '2024-01-01 00:00:00', 100.0)",
+                   (lead,))
+        events = db.execute("SELECT COUNT(*) FROM events WHERE lead_id = ?", (lead,)).fetchone()[0]
+    config = folder / "leadscore.yaml"
+    config.write_text(f"name: dirty\ndata:\n  mode: crm\n  source: {{kind: sql, url: 'sqlite:///crm.db'}}\n"
+                      f"  policy: quarantine\n  quarantine_dir: {folder / 'quarantine'}\n", encoding="utf-8")
+    note = (f"the data contract quarantined rows (quarantine policy): leads 1, events {events}, outcomes 1; they "
+            f"are left out (rows and reasons in {folder / 'quarantine'})")  # the lead takes its events with it
+    return config, folder / "quarantine", note
+
+
+def test_a_forecast_says_what_the_quarantine_left_out(quarantining: tuple[Path, Path, str], exported: Path) -> None:
+    """Under the quarantine policy the forecast leaves the quarantined leads out of the pipeline: it says so,
+    with the counts and the folder (it said nothing: a lead left out of the open pipeline silently)."""
+    config, _, note = quarantining
+    result = run_cli("forecast", "-c", str(config), "--models-dir", str(exported), "--as-of", AS_OF)
+    assert result.returncode == 0, result.output
+    assert f"note: {note}" in " ".join(result.stdout.replace("in \n", "in ").split()), result.stdout
+
+
+def test_time_to_close_training_says_what_the_quarantine_left_out(quarantining: tuple[Path, Path, str],
+                                                                   tmp_path: Path) -> None:
+    """`train --target time-to-close` prints the quarantine's counts with its notes and logs them in notes.txt
+    and the model card (the quarantined rows were left out of the training set without a word)."""
+    import mlflow
+
+    config, _, note = quarantining
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("train", "-c", str(config), "--target", "time-to-close", "--tracking-uri", uri)
+    assert result.returncode == 0, result.output
+    assert f"- {note}" in " ".join(result.stdout.replace("in \n", "in ").split()), result.stdout
+    run_id = re.search(r"run id\W+(\w+)", result.stdout).group(1)
+    notes = mlflow.MlflowClient(uri).download_artifacts(run_id, "notes.txt", str(tmp_path))
+    assert note in Path(notes).read_text()
+    card = Path(mlflow.MlflowClient(uri).download_artifacts(run_id, "model_card.md", str(tmp_path))).read_text()
+    assert "## Notes\n" in card and f"- {note}" in card, card

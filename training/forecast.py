@@ -249,7 +249,8 @@ class DealValueModel:
         self.min_deals = min_deals
         self.seed = seed
 
-    def fit(self, leads: pd.DataFrame, amounts: Any, spec: FeatureSpec, zero_deals: int = 0) -> DealValueModel:
+    def fit(self, leads: pd.DataFrame, amounts: Any, spec: FeatureSpec, zero_deals: int = 0,
+            missing_deals: int = 0) -> DealValueModel:
         from features.build import fit_matrix
 
         a = np.asarray(amounts, dtype=np.float64)
@@ -259,9 +260,11 @@ class DealValueModel:
         if bad.any():
             ids = leads[LEAD_ID].to_numpy()[bad][:10].tolist() if LEAD_ID in leads else np.flatnonzero(bad)[:10]
             raise ValueError(f"outcomes.amount: {int(bad.sum())} deal(s) without a positive amount, e.g. leads {ids}")
-        if a.size == 0:
-            zeros = f" ({zero_deals} at an amount of 0)" if zero_deals else ""
-            raise ValueError(f"outcomes.amount: no closed deal with an amount above 0 before the forecast date{zeros}")
+        if a.size == 0:  # say what the closed deals had instead (``missing_deals``: closed without an amount)
+            had = [f"{n:,} {what}" for n, what in ((missing_deals, "without an amount"), (zero_deals, "at an amount of 0"))
+                   if n]
+            raise ValueError("outcomes.amount: no closed deal with an amount above 0 before the forecast date"
+                             + (f" ({', '.join(had)})" if had else ""))
         with np.errstate(over="ignore"):
             squares = a**2
             second_moment = float(np.mean(squares))
@@ -544,7 +547,8 @@ def forecast_open_pipeline(
         progress(f"{len(frame):,} open lead{'s' * (len(frame) != 1)}; deal values from {amounts.size:,} closed "
                  f"deal{'s' * (amounts.size != 1)}")
     missing, zero = unpriced_deals(crm, at)
-    deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec, len(zero))
+    deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec, len(zero),
+                                                                       len(missing))
     hazards = time_to_close_model.predict_hazard(feats)
     horizon = float(getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days)
     p, recalibration = None, None

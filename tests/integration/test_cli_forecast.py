@@ -327,3 +327,22 @@ def test_time_to_close_training_says_what_the_quarantine_left_out(quarantining: 
     assert note in Path(notes).read_text()
     card = Path(mlflow.MlflowClient(uri).download_artifacts(run_id, "model_card.md", str(tmp_path))).read_text()
     assert "## Notes\n" in card and f"- {note}" in card, card
+
+
+def test_deals_without_any_amount_are_counted_in_the_refusal(project: Path, exported: Path, tmp_path: Path) -> None:
+    """Every closed deal without an amount: the refusal counts them and names the column (it said "no closed
+    deal with an amount above 0", as if no deal had closed)."""
+    import sqlite3
+
+    shutil.copy(project.parent / "crm.db", tmp_path / "crm.db")
+    with sqlite3.connect(tmp_path / "crm.db") as db:
+        db.execute("UPDATE outcomes SET amount = NULL")
+        closed = db.execute("SELECT COUNT(DISTINCT lead_id) FROM outcomes WHERE converted_at IS NOT NULL "
+                            "AND converted_at <= ?", (AS_OF,)).fetchone()[0]
+    config = tmp_path / "leadscore.yaml"
+    config.write_text("name: unpriced\ndata:\n  mode: crm\n  source: {kind: sql, url: 'sqlite:///crm.db'}\n")
+    refused = run_cli("forecast", "-c", str(config), "--models-dir", str(exported), "--as-of", AS_OF)
+    assert refused.returncode == 1 and isinstance(refused.exception, SystemExit), refused.output
+    assert closed > 50
+    assert (f"error: outcomes.amount: no closed deal with an amount above 0 before the forecast date ({closed:,} "
+            "without an amount)" in " ".join(refused.stderr.split())), refused.stderr

@@ -462,6 +462,8 @@ def log_training_run(
         mlflow.log_text(result.thresholds.to_csv(index=False), "evaluation/thresholds.csv")
         mlflow.log_dict({"recommended_threshold": result.recommended_threshold, "notes": result.notes},
                         "evaluation/threshold.json")
+        if result.notes:  # as a time-to-close run logs them
+            mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
         mlflow.log_dict(json.loads(json.dumps(leakage.to_dict(), default=str)), "leakage/leakage.json")
         mlflow.log_text(leakage.to_text(), "leakage/leakage.txt")
         spec = getattr(result.model, "spec_", None)

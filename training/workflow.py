@@ -109,6 +109,15 @@ def quarantine_note(report: ValidationReport) -> str | None:
             + (f" (rows and reasons in {', '.join(folders)})" if folders else ""))
 
 
+def add_quarantine_note(result: TrainingResult | TimeToCloseResult, report: ValidationReport | None) -> None:
+    """Append :func:`quarantine_note` to a training result's notes and model card (its ``## Notes``)."""
+    if report is None or (note := quarantine_note(report)) is None:
+        return
+    result.notes.append(note)
+    heading = "" if "\n## Notes\n" in result.model_card else "\n\n## Notes"
+    result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
+
+
 def load_training_set(
     project: ProjectConfig, progress: Progress | None = None
 ) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
@@ -130,10 +139,12 @@ def fit_training_set(
     config: TrainingConfig,
     points_rules: PointsRules | None = None,
     progress: Progress | None = None,
+    report: ValidationReport | None = None,
 ) -> TrainingResult:
     """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here.
     ``points_rules`` None: ``config.points_rules``, else the packaged default. Points rules with
-    ``missing_columns: error`` that name a column the data lacks fail before any fit."""
+    ``missing_columns: error`` that name a column the data lacks fail before any fit. ``report``: the data's
+    validation report (from :func:`load_training_set`); rows the quarantine set aside are noted in the result."""
     if points_rules is None:  # resolved here, so the notebook's call gets the checks below as the CLI's does
         points_rules = resolve_points_rules(config.points_rules)
     if points_rules.missing_columns == "error":
@@ -148,10 +159,13 @@ def fit_training_set(
                              "skip to score without them")
     relaxed = config.model_copy(update={"leakage": config.leakage.model_copy(update={"strict": False})})
     if isinstance(data, FlatData):
-        return train_and_evaluate_flat(data, relaxed, points_rules=points_rules, spec=training_set.spec,
-                                       progress=progress)
-    return train_and_evaluate(training_set, relaxed, points_rules=points_rules, events=data.events,
-                              progress=progress)
+        result = train_and_evaluate_flat(data, relaxed, points_rules=points_rules, spec=training_set.spec,
+                                         progress=progress)
+    else:
+        result = train_and_evaluate(training_set, relaxed, points_rules=points_rules, events=data.events,
+                                    progress=progress)
+    add_quarantine_note(result, report)
+    return result
 
 
 def track_and_register(
@@ -209,8 +223,8 @@ def train_project(
     progress: Progress | None = None,
 ) -> TrainRun:
     """Data -> training set -> train and evaluate -> MLflow run -> registered ``challenger``."""
-    training_set, data, _ = load_training_set(project, progress)
-    result = fit_training_set(training_set, data, project.training, points_rules, progress)
+    training_set, data, report = load_training_set(project, progress)
+    result = fit_training_set(training_set, data, project.training, points_rules, progress, report)
     return track_and_register(target, project, training_set, result, strict_leakage=strict_leakage,
                               model_name=model_name, run_id=run_id, progress=progress)
 
@@ -259,10 +273,7 @@ def train_time_to_close_project(
                          "creation and conversion timestamps)")
     training_set, _, report = load_training_set(project, progress)
     result = train_and_evaluate_time_to_close(training_set, project.time_to_close, progress)
-    if (note := quarantine_note(report)) is not None:  # printed with the notes, logged in notes.txt and the card
-        result.notes.append(note)
-        heading = "" if "\n## Notes\n" in result.model_card else "\n\n## Notes"
-        result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
+    add_quarantine_note(result, report)  # printed with the notes, logged in notes.txt and the card
     say("logging the MLflow run")
     params = {"time_to_close": project.time_to_close.model_dump(mode="json"),
               "features": project.features.model_dump(mode="json"),

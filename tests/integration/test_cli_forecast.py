@@ -311,17 +311,18 @@ def test_a_forecast_says_what_the_quarantine_left_out(quarantining: tuple[Path, 
     assert f"note: {note}" in " ".join(result.stdout.replace("in \n", "in ").split()), result.stdout
 
 
-def test_time_to_close_training_says_what_the_quarantine_left_out(quarantining: tuple[Path, Path, str],
-                                                                   tmp_path: Path) -> None:
-    """`train --target time-to-close` prints the quarantine's counts with its notes and logs them in notes.txt
+@pytest.mark.parametrize("target", ["time-to-close", "sales-readiness"])
+def test_training_says_what_the_quarantine_left_out(quarantining: tuple[Path, Path, str], tmp_path: Path,
+                                                    target: str) -> None:
+    """`train` (both targets) prints the quarantine's counts with its notes and logs them in notes.txt
     and the model card (the quarantined rows were left out of the training set without a word)."""
     import mlflow
 
     config, _, note = quarantining
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli("train", "-c", str(config), "--target", "time-to-close", "--tracking-uri", uri)
+    result = run_cli("train", "-c", str(config), "--target", target, "--tracking-uri", uri)
     assert result.returncode == 0, result.output
-    assert f"- {note}" in " ".join(result.stdout.replace("in \n", "in ").split()), result.stdout
+    assert f"{'- ' if target == 'time-to-close' else 'note: '}{note}" in " ".join(result.stdout.replace("in \n", "in ").split()), result.stdout
     run_id = re.search(r"run id\W+(\w+)", result.stdout).group(1)
     notes = mlflow.MlflowClient(uri).download_artifacts(run_id, "notes.txt", str(tmp_path))
     assert note in Path(notes).read_text()

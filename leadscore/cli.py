@@ -453,7 +453,7 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
                                  f"{interval_text(project.forecast)}"))
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     out = directory / "forecast"
     out.mkdir(parents=True, exist_ok=True)
     result.months.to_csv(out / "forecast_months.csv", index=False)

@@ -238,7 +238,7 @@ def register(app: typer.Typer) -> None:
                 console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual; "
                                              f"{interval_text(settings)}"))
                 for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
-                    console.print(f"note: {note}", highlight=False)
+                    console.print(f"note: {note}", highlight=False, soft_wrap=True)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
                 files = _write_or_fail(out, result.table, result.forecast.leads, result.figure) if out is not None else []
                 _log_run(run_id, result.table, when, files, backtest=True)
@@ -253,7 +253,7 @@ def register(app: typer.Typer) -> None:
         console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
                                      f"{interval_text(settings)}"))
         for note in [*result.notes, *([quarantined] if quarantined else [])]:
-            console.print(f"note: {note}", highlight=False)
+            console.print(f"note: {note}", highlight=False, soft_wrap=True)
         files = []
         if out is not None:
             figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "

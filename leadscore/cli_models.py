@@ -220,7 +220,7 @@ def print_train_run(run) -> None:
         console.print(calibration, highlight=False)
     console.print(threshold_line(result.recommended_threshold), highlight=False)
     for note in result.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(result.leakage.to_text(), highlight=False)
     rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
             ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items()))]
@@ -263,7 +263,7 @@ def print_time_to_close_run(run) -> None:
     observed = ", ".join(f"{h}d {result.metrics.get(f'observed_close_{h}d', float('nan')):.4f}" for h in horizons)
     console.print(f"observed P(close within h), Kaplan-Meier on the test snapshots: {observed}", highlight=False)
     for note in result.notes:
-        console.print(f"- {note}", highlight=False)
+        console.print(f"- {note}", highlight=False, soft_wrap=True)
     rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
             ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items())),
             ("model version", f"{run.model_version} (alias challenger)")]

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -177,10 +179,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
                          help="MLflow tracking URI (default: sqlite:///<project dir>/mlflow.db)."),
         ] = None,
-        models_dir: Annotated[
-            Path | None, typer.Option("--models-dir", "--model-dir",
-                                       help="Exported champions (instead of the registry).")
+        model_dir: Annotated[
+            Path | None, typer.Option(MODEL_DIR, help="Exported champions (instead of the registry).")
         ] = None,
+        models_dir: Annotated[Path | None, typer.Option(MODEL_DIR_ALIAS, hidden=True, help=f"Same as {MODEL_DIR}.")] = None,
         run_id: Annotated[
             str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
                                      help="Log the forecast into this existing run (set by `mlflow run`).")
@@ -198,9 +200,18 @@ def register(app: typer.Typer) -> None:
             naive_utc,
         )
 
-        if not backtest and models_dir is not None and _on_command_line(ctx, "tracking_uri"):
-            raise _fail(f"--tracking-uri with --models-dir {models_dir}: the exported models would be used and the "
-                        "registry ignored; give one of them", 2)
+        model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
+        if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
+            given = ([model_dir_option] if model_dir is not None else []) + (
+                ["--tracking-uri"] if _on_command_line(ctx, "tracking_uri") else [])
+            if given:
+                raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
+                            f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
+        elif model_dir is not None and _on_command_line(ctx, "tracking_uri"):
+            raise _fail(f"--tracking-uri with {model_dir_option} {model_dir}: the exported models would be used and "
+                        "the registry ignored; give one of them", 2)
+        elif model_dir is not None and not model_dir.is_dir():  # as serve and rescore: before any work
+            raise _fail(f"{model_dir_option} {model_dir}: {'not a folder' if model_dir.exists() else 'no such folder'}", 2)
         try:
             project = load_project(config)
         except ProjectConfigError as exc:
@@ -215,19 +226,14 @@ def register(app: typer.Typer) -> None:
         if out is not None and (problem := out_problem(out)) is not None:
             raise _fail(f"--out {out}: {problem}", 2)
         when = naive_utc(as_of) if as_of is not None else None
-        if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
-            given = [option for option, name in (("--models-dir", "models_dir"), ("--tracking-uri", "tracking_uri"))
-                     if _on_command_line(ctx, name)]
-            if given:
-                raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
-                            f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
         if backtest and as_of is None:
             raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
         try:
             if not backtest:  # the champions first: an unreachable registry fails before the data is read
                 from leadscore.forecast_models import load_forecast_models
 
-                readiness, ttc, names = load_forecast_models(project, config, tracking_uri, models_dir)
+                readiness, ttc, names = load_forecast_models(project, config, tracking_uri, model_dir,
+                                                            option=model_dir_option)
             _say("loading and validating data")
             crm, report = load_crm(project.data)
             from training.workflow import quarantine_note

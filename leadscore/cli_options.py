@@ -10,7 +10,7 @@ import typer
 T = TypeVar("T")
 
 MODEL_DIR = "--model-dir"
-MODEL_DIR_ALIAS = "--models-dir"  # the spelling of `forecast`; accepted by `serve` and `rescore`, hidden in their help
+MODEL_DIR_ALIAS = "--models-dir"  # an older spelling (`forecast` showed it): accepted by all three, hidden in their help
 
 
 def refusal(message: str, code: int = 2) -> typer.Exit:

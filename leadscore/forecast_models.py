@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from leadscore.cli_options import MODEL_DIR
+
 READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
 CHAMPION = "champion"
@@ -37,8 +39,9 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
     return model, f"{name} v{version.version}"
 
 
-def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> tuple[Any, Path]:
-    """The model ``name`` exported under ``models_dir`` and its folder; refused when the folder holds another model."""
+def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str) -> tuple[Any, Path]:
+    """The model ``name`` exported under ``models_dir`` (given as ``option``) and its folder; refused when the
+    folder holds another model."""
     import json
 
     from serving.loader import champion_folder, find_model_dir, read_champion_json
@@ -47,7 +50,7 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> tuple[Any,
     try:
         folder = champion_folder(models_dir, name)
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"--models-dir: {exc}: export the {name!r} champion there (leadscore models export "
+        raise FileNotFoundError(f"{option}: {exc}: export the {name!r} champion there (leadscore models export "
                                 f"--out {models_dir} --model-name {name})") from exc
     found = read_champion_json(folder).get("name")
     model_dir = find_model_dir(folder)
@@ -58,23 +61,25 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any) -> tuple[Any,
     if (found is not None and found != name) or found_kind not in (kind, None):  # None: the loader says what is missing
         what = f"the champion of {found!r}" if found is not None and found != name else f"a {found_kind!r} model"
         raise ValueError(
-            f"--models-dir {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point --models-dir at "
+            f"{option} {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point {option} at "
             f"the folder holding {READINESS_NAME}/ and {TIME_TO_CLOSE_NAME}/ (leadscore models export --out <dir> "
             f"[--model-name {TIME_TO_CLOSE_NAME}])")
     return loader(model_dir), model_dir
 
 
 def load_forecast_models(
-    project: Any, config_path: Path, tracking_uri: str | None, models_dir: Path | None, alias: str = CHAMPION
+    project: Any, config_path: Path, tracking_uri: str | None, models_dir: Path | None, alias: str = CHAMPION,
+    option: str = MODEL_DIR,
 ) -> tuple[Any, Any, str]:
-    """(sales-readiness model, time-to-close model, "names and versions") of the champions."""
+    """(sales-readiness model, time-to-close model, "names and versions") of the champions; ``option`` is the
+    spelling of the exported folder's option the user typed, which messages name."""
     from training.model import SalesReadinessModel
     from training.time_to_close import KIND, TimeToCloseModel
     from training.tracking import bound_http_retries, probe_tracking_server, tracking_target
 
     if models_dir is not None:
-        readiness, folder = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load)
-        ttc, _ = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load)
+        readiness, folder = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load, option)
+        ttc, _ = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load, option)
         readiness = _calibrated(readiness, str(folder))
         return readiness, ttc, f"exported champions in {models_dir}"
     target = tracking_target(tracking_uri, Path(config_path).resolve().parent)

@@ -87,24 +87,56 @@ def test_serve_rescore_and_forecast_take_the_exported_folder_by_either_option_na
 
 
 def test_forecast_refuses_a_tracking_uri_beside_the_exported_folder_as_rescore_does(tmp_path: Path) -> None:
-    """``--models-dir`` reads the exported champions: a ``--tracking-uri`` beside it would be ignored, so it
-    is refused in one line (exit 2) before the project is read; ``MLFLOW_TRACKING_URI`` in the environment
-    (as `mlflow run` sets it) is not."""
+    """``--model-dir`` reads the exported champions: a ``--tracking-uri`` beside it would be ignored, so it
+    is refused in one line (exit 2) naming the spelling given, before the project is read;
+    ``MLFLOW_TRACKING_URI`` in the environment (as `mlflow run` sets it) is not."""
     from typer.testing import CliRunner
 
     from leadscore.cli import app
 
     config, models = str(tmp_path / "none.yaml"), str(tmp_path / "models")
-    for option in ("--models-dir", "--model-dir"):
+    for option in ("--model-dir", "--models-dir"):
         result = CliRunner().invoke(app, ["forecast", "-c", config, option, models, "--tracking-uri", "sqlite:///x.db"],
                                     env={"COLUMNS": "300", "NO_COLOR": "1"})
         assert result.exit_code == 2, result.output
         assert " ".join(result.stderr.split()) == (
-            f"error: --tracking-uri with --models-dir {models}: the exported models would be used and the "
+            f"error: --tracking-uri with {option} {models}: the exported models would be used and the "
             "registry ignored; give one of them"), result.stderr
-    from_env = CliRunner().invoke(app, ["forecast", "-c", config, "--models-dir", models],
+    Path(models).mkdir()
+    from_env = CliRunner().invoke(app, ["forecast", "-c", config, "--model-dir", models],
                                   env={"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": "sqlite:///x.db"})
     assert from_env.exit_code == 2 and "project file not found" in from_env.output, from_env.output
+
+
+@pytest.mark.parametrize("option", ["--model-dir", "--models-dir"])
+def test_forecast_names_the_exported_folder_option_as_given_and_shows_the_one_serve_and_rescore_show(
+        tmp_path: Path, option: str) -> None:
+    """forecast showed ``--models-dir`` (serve, rescore and the README: ``--model-dir``) and its messages named
+    ``--models-dir`` whichever spelling was typed; two spellings with different values were not refused."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from leadscore.forecast_models import load_forecast_models
+
+    env = {"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": None}
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["forecast", *args], env=env)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        return result.exit_code, " ".join(result.output.split())
+
+    shown = run("--help")[1]
+    assert "--model-dir" in shown and "--models-dir" not in shown, shown
+    models, config = tmp_path / "models", str(tmp_path / "none.yaml")
+    code, text = run("-c", config, "--model-dir", str(models), "--models-dir", str(tmp_path))
+    assert code == 2 and f"--model-dir {models} and --models-dir {tmp_path}: two spellings" in text, text
+    code, text = run("-c", config, "--backtest", "--as-of", "2025-01-01", option, str(models))
+    assert code == 2 and f"error: {option}: not used with --backtest" in text, text  # before the project is read
+    code, text = run("-c", config, option, str(models))
+    assert code == 2 and text == f"error: {option} {models}: no such folder", text  # as serve and rescore
+    models.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"^{option}: no champion.json in {models}"):
+        load_forecast_models(None, Path(config), None, models, option=option)
 
 
 def test_serve_refuses_a_tracking_uri_beside_the_exported_folder(tmp_path: Path) -> None:

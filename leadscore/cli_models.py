@@ -406,13 +406,20 @@ def models_promote(
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Make the challenger champion if it beats the champion (same rows) and the baselines."""
-    from training.registry import RegistryError, promote
+    from training.registry import MetricError, RegistryError, deciding_metrics, promote
     from training.tracking import tracking_server_errors
 
+    accepted = deciding_metrics()
+    if metric is not None and not any(metric in metrics for metrics in accepted.values()):
+        kinds = " or ".join(f"{', '.join(metrics)} ({kind.replace('_', '-')} models)" for kind, metrics in accepted.items())
+        raise _fail(f"--metric {metric}: not a metric that can decide a promotion; use one of {kinds}", 2)
     client = _registry_client(tracking_uri, config)
     try:
         with tracking_server_errors(client.tracking_uri):
             decision = promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
+    except MetricError as exc:  # a metric of the other kind of model: known only once the version is read
+        raise _fail(f"--metric {metric}: cannot decide the promotion of {model_name!r}, a {exc.kind.replace('_', '-')} "
+                    f"model; use one of {', '.join(exc.accepted)}", 2) from exc
     except (RegistryError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     console.print(frame_table(decision.table, "same evaluation rows, side by side"))

@@ -74,6 +74,14 @@ class RegistryError(RuntimeError):
     """A registry operation cannot proceed (missing alias, no previous champion, ...)."""
 
 
+class MetricError(RegistryError):
+    """The metric asked for cannot decide the promotion of the candidate's kind of model."""
+
+    def __init__(self, metric: str, kind: str, accepted: tuple[str, ...]) -> None:
+        super().__init__(f"metric {metric!r} cannot decide the promotion of a {kind} model; use one of {list(accepted)}")
+        self.metric, self.kind, self.accepted = metric, kind, accepted
+
+
 # ----- registration -----------------------------------------------------------------------------
 def register_challenger(
     client: MlflowClient, logged: LoggedRun, metrics: Mapping[str, float], extra_tags: Mapping[str, str] | None = None,
@@ -427,6 +435,11 @@ def promotion_rules(kind: str | None) -> PromotionRules:
     raise RegistryError(f"no promotion rules for model kind {kind!r}")
 
 
+def deciding_metrics() -> dict[str, tuple[str, ...]]:
+    """The metrics that may decide a promotion, per model kind (checked before the registry is read)."""
+    return {rules.kind: rules.deciding_metrics for rules in (promotion_rules(None), promotion_rules("time_to_close"))}
+
+
 def _input_names(name: str, version: str) -> list[str] | None:
     """The input columns of a registered version's signature (None: no signature, or unreadable)."""
     try:
@@ -488,8 +501,7 @@ def promote(
     rules = promotion_rules(candidate.tags.get(KIND_TAG))
     metric = metric or rules.default_metric
     if metric not in rules.deciding_metrics:
-        raise RegistryError(f"metric {metric!r} cannot decide the promotion of a {rules.kind} model; use one of "
-                            f"{list(rules.deciding_metrics)}")
+        raise MetricError(metric, rules.kind, rules.deciding_metrics)
     current = alias_version(client, name, CHAMPION)
     if current is not None and str(current.version) == str(candidate.version):
         raise RegistryError(f"version {candidate.version} of {name!r} is already the {CHAMPION}")

@@ -425,3 +425,17 @@ def test_commands_that_read_the_registry_do_not_create_an_empty_store(tmp_path: 
         assert f"no MLflow store {store}: nothing is trained or registered there yet" in shown, (args, shown)
         assert f"leadscore train -c {project}" in shown, (args, shown)
         assert not store.exists(), args
+
+
+def test_promote_names_an_unknown_metric_as_a_usage_error_before_opening_the_store(tmp_path: Path) -> None:
+    """`models promote --metric nosuch` exited 1 with "metric 'nosuch' cannot decide the promotion of a
+    sales_readiness model; ..." after opening the store and reading the challenger (or with "no challenger"
+    when there was none), never naming --metric."""
+    store = tmp_path / "mlflow.db"
+    code, output = _invoke("models", "promote", "--tracking-uri", f"sqlite:///{store}", "--metric", "nosuch")
+    assert code == 2, output
+    assert output.strip().splitlines() == [
+        "error: --metric nosuch: not a metric that can decide a promotion; use one of roc_auc, pr_auc, log_loss, "
+        "brier, top_decile_lift, top_decile_capture (sales-readiness models) or uno_c, harrell_c, ibs "
+        "(time-to-close models)"], output
+    assert not store.exists()  # refused before the store is opened

@@ -97,6 +97,14 @@ def test_promote_same_rows_list_export(cli) -> None:
     assert refused_by_cox.exit_code == 4, refused_by_cox.output
     assert "does NOT beat the best baseline (cox ph (penalised)) on uno_c" in refused_by_cox.output
     assert alias_version(client, MODEL_NAME, CHAMPION) is None
+    # a metric of the other kind of model: a usage error naming --metric and this kind's metrics (it was exit 1,
+    # "metric 'roc_auc' cannot decide ...")
+    other_kind = invoke("models", "promote", "-c", str(config), "--model-name", MODEL_NAME, "--metric", "roc_auc")
+    assert other_kind.exit_code == 2, other_kind.output
+    assert " ".join(other_kind.output.split()) == (
+        f"error: --metric roc_auc: cannot decide the promotion of '{MODEL_NAME}', a time-to-close model; use one of "
+        "uno_c, harrell_c, ibs"), other_kind.output
+    assert alias_version(client, MODEL_NAME, CHAMPION) is None
     promoted = invoke("models", "promote", "-c", str(config), "--model-name", MODEL_NAME, "--metric", "ibs")
     assert promoted.exit_code == 0, promoted.output
     assert "PROMOTED" in promoted.output and "beats the best baseline (cox ph (penalised)) on ibs" in promoted.output

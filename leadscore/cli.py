@@ -246,14 +246,13 @@ def features_build(
     ] = None,
 ) -> None:
     """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
+    from leadscore.cli_options import destination_problem
     from leadscore.run_logging import log_into_run
 
     spec_path = spec_out or out.with_suffix(".spec.json")
-    for option, path in (("--out", out), ("--spec-out", spec_path)):
-        if path.is_dir():
-            raise fail(f"{option} {path}: is a folder; give a file name")
-        if any(parent.exists() and not parent.is_dir() for parent in path.parents):
-            raise fail(f"{option} {path}: a parent of it is a file, not a folder")
+    for option, path in (("--out", out), ("--spec-out", spec_path)):  # before any work
+        if (problem := destination_problem(path, folder=False)) is not None:
+            raise fail(f"{option} {path}: {problem}", 2)
     project = _load_project(config)
     data, report = _load_data(project)
     console.print(report.summary(), highlight=False)

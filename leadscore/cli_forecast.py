@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling
+from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, destination_problem, given_spelling
 
 console = Console()
 err_console = Console(stderr=True)
@@ -79,22 +78,8 @@ OUTPUT_FILES = ("forecast_months.csv", "forecast_leads.csv", "forecast.png")
 
 def out_problem(out: Path) -> str | None:
     """Why ``--out`` cannot receive the forecast's files (None when it can): checked before any work."""
-    if out.exists() and not out.is_dir():
-        return "exists and is not a folder"
-    existing = out
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing != out and not existing.is_dir():
-        return f"cannot be created: {existing} is not a folder"
-    verb = "written" if existing == out else "created"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot be {verb}: {existing} is not writable"
-    try:  # a read-only file system, or a pseudo file system such as /proc, which os.access does not see
-        tempfile.TemporaryFile(dir=existing, prefix=".leadscore-probe.").close()
-    except OSError as exc:
-        return f"cannot be {verb}: {existing} is not writable ({exc.strerror or exc})"
+    if (problem := destination_problem(out, folder=True)) is not None:
+        return problem
     for name in OUTPUT_FILES:
         if (out / name).exists() and not (out / name).is_file():
             return f"{out / name} exists and is not a file"

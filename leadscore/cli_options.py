@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,3 +55,25 @@ def make_output_folder(path: Path, option: str) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise refusal(f"{option} {path}: cannot create the folder ({exc.strerror or exc})", 1) from exc
+
+
+def destination_problem(path: Path, *, folder: bool) -> str | None:
+    """Why ``path`` cannot receive a command's output (a folder when ``folder``, else a file), checked before
+    any work; None when it can. Missing folders above it count as makeable when the nearest existing one
+    takes a new entry: that is tried by creating and removing a probe file in it (root ignores permission
+    bits, and read-only or pseudo file systems such as /proc refuse what ``os.access`` allows)."""
+    if path.exists() and path.is_dir() != folder:
+        return "exists and is not a folder" if folder else "is a folder; give a file name"
+    target = path if folder else path.parent
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    verb = "written" if existing == target else "created"
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".leadscore-probe."):
+            pass
+    except OSError as exc:
+        return f"cannot be {verb}: {existing} is not writable ({exc.strerror or exc})"
+    return None

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling
+from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, destination_problem, given_spelling
 
 console = Console()
 err_console = Console(stderr=True)
@@ -235,6 +235,8 @@ def register(app: typer.Typer) -> None:
                               f"{'it' if len(given) == 1 else 'them'} with --resume")
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
             raise _refuse(f"--out {out}: expected a .parquet or .csv file")
+        if out is not None and (problem := destination_problem(out, folder=False)) is not None:
+            raise _refuse(f"--out {out}: {problem}")
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)

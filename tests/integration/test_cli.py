@@ -156,7 +156,7 @@ def test_config_and_output_mistakes_are_one_line_errors_and_write_nothing(tmp_pa
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     (tmp_path / "a_folder.parquet").mkdir()
     code, output = run("features", "build", "-c", str(project), "--out", str(tmp_path / "a_folder.parquet"))
-    assert code == 1 and "is a folder" in output
+    assert code == 2 and "is a folder" in output
 
     code, output = run("serve", "--project-dir", str(tmp_path / "no" / "such"))
     assert code == 2 and "no such folder" in output and not (tmp_path / "no").exists()
@@ -439,3 +439,30 @@ def test_promote_names_an_unknown_metric_as_a_usage_error_before_opening_the_sto
         "brier, top_decile_lift, top_decile_capture (sales-readiness models) or uno_c, harrell_c, ibs "
         "(time-to-close models)"], output
     assert not store.exists()  # refused before the store is opened
+
+
+def test_features_build_refuses_an_out_it_cannot_write_before_building(tmp_path: Path) -> None:
+    """`features build --out /proc/x.parquet` built the whole training set, then said "could not write the
+    training set: [Errno 2] Failed to open local file '/proc/.x.parquet.<pid>.tmp'" (a hidden temporary file,
+    not --out; exit 1). The destination is tried first: one line naming the option, exit 2, no data read."""
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for option, path, problem in (
+            ("--out", Path("/proc/x.parquet"), "cannot be written: /proc is not writable (No such file or directory)"),
+            ("--out", Path("/proc/sub/x.parquet"), "cannot be created: /proc is not writable (No such file or directory)"),
+            ("--out", a_file / "x.parquet", f"cannot be created: {a_file} is not a folder"),
+            ("--spec-out", a_file / "deeper" / "x.json", f"cannot be created: {a_file} is not a folder")):
+        code, output = _invoke("features", "build", "-c", str(project), option, str(path))
+        assert code == 2, output
+        assert output.strip().splitlines() == [f"error: {option} {path}: {problem}"], output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, not even a probe file
+    out = tmp_path / "new" / "folder" / "training_set.parquet"  # folders that can be made are made
+    code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
+    assert code == 0 and out.is_file() and out.with_suffix(".spec.json").is_file(), output

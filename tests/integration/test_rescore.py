@@ -581,10 +581,21 @@ def test_cli_refuses_bad_options_before_any_run_and_creates_no_database(tmp_path
     assert not missing.exists()
 
     make_lead_db(sqlite_url)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    (tmp_path / "a_folder.csv").mkdir()
+    # an --out that cannot be written was found after the whole run, named as its hidden temporary file
+    # ("/proc/.x.csv.<host>.<pid>.<hex>.tmp"); the destination is tried before any work
     for args, needle in ((["--out", "scores.txt"], "expected a .parquet or .csv file"),
+                         (["--out", "/proc/x.csv"], "error: --out /proc/x.csv: cannot be written: /proc is not "
+                                                    "writable (No such file or directory)"),
+                         (["--out", str(a_file / "x.csv")], f"error: --out {a_file / 'x.csv'}: cannot be created: "
+                                                            f"{a_file} is not a folder"),
+                         (["--out", str(tmp_path / "a_folder.csv")], f"error: --out {tmp_path / 'a_folder.csv'}: is "
+                                                                     "a folder; give a file name"),
                          (["--processes", "2", "--workers", "2"], "--processes is for a run on this machine")):
         code, output = _cli("--db", sqlite_url, "--model-dir", models, *args)
-        assert code == 2 and needle in output, output
+        assert code == 2 and needle in output and ".tmp" not in output, output
     assert not sa.inspect(sa.create_engine(sqlite_url)).has_table(score_store.LEAD_SCORE_RUNS)
 
     code, output = _cli("--model-dir", models)

@@ -406,6 +406,18 @@ def config_error_text(section: str, exc: ValueError) -> str:
     return "; ".join(lines)
 
 
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: where (line, column, from 1) and what, without the file's text."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if exc.context:
+        start = exc.context_mark
+        text += f" ({exc.context}" + (f" started at line {start.line + 1}, column {start.column + 1}" if start else "") + ")"
+    return text
+
+
 def parse_data_config(section: dict[str, Any], base_dir: Path | str | None = None) -> DataConfig | FlatConfig:
     """Build the config from a ``data:`` mapping (``mode`` defaults to ``crm``), resolving paths."""
     if not isinstance(section, dict):

@@ -20,7 +20,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.contract import DataConfig, FlatConfig, SourceConfig, config_error_text, parse_data_config
+from features.contract import (
+    DataConfig,
+    FlatConfig,
+    SourceConfig,
+    config_error_text,
+    parse_data_config,
+    yaml_error_text,
+)
 from features.spec import FeatureConfig
 from training.config import TrainingConfig
 from training.forecast_config import ForecastConfig
@@ -102,18 +109,6 @@ def load_project(path: Path | str) -> ProjectConfig:
         return parse_project(document, path.resolve().parent)
     except ProjectConfigError as exc:  # name the file
         raise ProjectConfigError(str(exc).replace("project file", f"project file {path}", 1)) from exc
-
-
-def yaml_error_text(exc: yaml.YAMLError) -> str:
-    """A YAML parser error in one line: where (line, column, from 1) and what, without the file's text."""
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return " ".join(str(exc).split())
-    mark = exc.problem_mark
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-    if exc.context:
-        start = exc.context_mark
-        text += f" ({exc.context}" + (f" started at line {start.line + 1}, column {start.column + 1}" if start else "") + ")"
-    return text
 
 
 def sqlite_project(directory: Path | str, name: str = "demo") -> ProjectConfig:

@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.contract import config_error_text
+from features.contract import config_error_text, yaml_error_text
 from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED
 from training.model import is_categorical
 
@@ -154,7 +154,7 @@ def parse_points_rules(text: str, source: str) -> PointsRules:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"points rules file {source}: not valid YAML: {exc}") from exc
+        raise ValueError(f"points rules file {source}: not valid YAML: {yaml_error_text(exc)}") from exc
     if data is None:
         raise ValueError(f"points rules file {source} is empty")
     if not isinstance(data, dict):

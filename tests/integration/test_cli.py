@@ -466,3 +466,23 @@ def test_features_build_refuses_an_out_it_cannot_write_before_building(tmp_path:
     out = tmp_path / "new" / "folder" / "training_set.parquet"  # folders that can be made are made
     code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
     assert code == 0 and out.is_file() and out.with_suffix(".spec.json").is_file(), output
+
+
+def test_a_points_rules_file_that_is_not_yaml_is_one_line_with_its_line_and_column(tmp_path: Path) -> None:
+    """The points rules file's YAML error came out whole (the parser's seven lines, with the file's text,
+    carets and "<unicode string>"), where the project file's is one line with its line and column."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("name: mine\nbehaviour: {demo_request: 20\nfit:\n  - {column: seniority, points: 5}\n",
+                     encoding="utf-8")
+    project = tmp_path / "leadscore.yaml"
+    source = "data:\n  source: {kind: csv, leads: l.csv, events: e.csv, outcomes: o.csv}\n"
+    project.write_text(source, encoding="utf-8")
+    expected = (f"points rules file {rules}: not valid YAML: line 3, column 4: expected ',' or '}}', but got ':' "
+                "(while parsing a flow mapping started at line 2, column 12)")
+    code, output = _invoke("train", "-c", str(project), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           "--points-rules", str(rules))
+    assert code == 2 and output.strip().splitlines() == [f"error: --points-rules: {expected}"], output
+    project.write_text(f"{source}training: {{points_rules: {rules.name}}}\n", encoding="utf-8")
+    code, output = _invoke("validate", "-c", str(project))
+    assert code == 2, output
+    assert output.strip().splitlines() == [f"error: training.points_rules of project file {project}: {expected}"], output

@@ -124,13 +124,16 @@ def print_top_leads(leads: Any) -> None:
 
     table = Table(title=f"top-{len(leads)} leads", title_justify="left")
     for column in ("lead", "score", "grade", "MQL", "fit", "engagement", "P(close 90d)", "median days to close"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")  # a narrow terminal folds a value, never cuts it
     for row in leads.itertuples(index=False):
         scored = not pd.isna(row.p_close_90d)
         median = "beyond" if scored and pd.isna(row.median_days) else (f"{row.median_days:.0f}" if scored else "-")
         split = ["-" if pd.isna(v) else shown_impact(float(v)) for v in (row.fit_score, row.engagement_score)]
         table.add_row(str(row.lead_id), str(row.score), str(row.grade), "yes" if row.mql else "no", *split,
                       f"{row.p_close_90d:.2f}" if scored else "-", median)
+    needed = console.measure(table, options=console.options.update_width(10_000)).minimum  # every word whole
+    if needed > console.width:  # a narrow terminal: one space between columns, then fold (never cut) what is left
+        table.collapse_padding, table.pad_edge = True, False
     console.print(table)
     console.print("top reasons (impact in probability points; +<0.1 / -<0.1: smaller than 0.1 point):")
     for row in leads.itertuples(index=False):
@@ -149,8 +152,8 @@ def scored_text(summary: Any) -> str:
 def print_summary(summary: Any, processes: str | None = None) -> None:
     """The end-of-run summary table (counts, grades, largest changes; ``processes``: who scored)."""
     table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", overflow="fold")  # a long word (a model name, a URL) folds, never cut
+    table.add_column(overflow="fold")
     rows = [
         ("model", f"{summary.model_name} v{summary.model_version}"),
         ("time-to-close model", summary.time_to_close_model or "none (time-to-close fields left empty)"),

@@ -663,6 +663,38 @@ def test_small_impacts_keep_their_sign_and_say_they_are_small(monkeypatch: pytes
     assert "0.0)" not in text and "+0.0" not in text and "-0.0" not in text, text
 
 
+def test_the_top_leads_fold_in_a_narrow_terminal_instead_of_cutting_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a 60-column terminal the top table cut its values and headers with an ellipsis ("beyond" read
+    "bey…", "P(close 90d)" read "P(cl…"). There every value now stays whole on its line, and narrower still
+    a value folds onto more lines: never cut."""
+    from rich.console import Console
+
+    from leadscore import cli_rescore
+    from leadscore.cli_rescore import print_top_leads
+
+    leads = pd.DataFrame({"lead_id": [4988, 123456], "score": [100, 31], "grade": ["A", "B"], "mql": [True, False],
+                          "fit_score": [12.34, -0.5], "engagement_score": [-23.45, 0.01], "p_close_90d": [0.99, 0.25],
+                          "median_days": [float("nan"), 123.0], "reasons": [[], []]})
+    values = [["4988", "100", "A", "yes", "+12.3", "-23.4", "0.99", "beyond"],
+              ["123456", "31", "B", "no", "-0.5", "+<0.1", "0.25", "123"]]
+
+    def table_at(width: int) -> tuple[str, list[list[str]]]:
+        screen = Console(width=width, record=True, color_system=None)
+        monkeypatch.setattr(cli_rescore, "console", screen)
+        print_top_leads(leads)
+        table = screen.export_text().split("top reasons")[0]
+        assert "…" not in table and max(len(line) for line in table.splitlines()) <= width, table
+        return table, [[cell.strip() for cell in line.strip("│").split("│")] for line in table.splitlines()
+                       if line.startswith("│")]
+
+    table, rows = table_at(60)
+    assert rows == values, table  # one line per lead, every value whole
+    assert "P(clos" in table and "days to" in table, table  # headers wrap, folded only where a word is too long
+    table, rows = table_at(40)
+    for column in range(len(values[0])):  # folded onto more lines: read down the column, the values come back
+        assert "".join(row[column] for row in rows) == "".join(v[column] for v in values), table
+
+
 def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_before_errors(
         sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)

@@ -445,7 +445,7 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     from leadscore.forecast_models import load_forecast_models
     from training.forecast import forecast_figure, forecast_open_pipeline, interval_label
 
-    readiness, ttc, names = load_forecast_models(project, directory / "leadscore.yaml", None, None)
+    readiness, ttc, names, _ = load_forecast_models(project, directory / "leadscore.yaml", None, None)
     result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
                                     progress=lambda m: err_console.print(f"[dim]- {m}[/]"),
                                     data_end=project.features.data_end)

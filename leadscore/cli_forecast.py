@@ -217,8 +217,8 @@ def register(app: typer.Typer) -> None:
             if not backtest:  # the champions first: an unreachable registry fails before the data is read
                 from leadscore.forecast_models import load_forecast_models
 
-                readiness, ttc, names = load_forecast_models(project, config, tracking_uri, model_dir,
-                                                            option=model_dir_option)
+                champions = load_forecast_models(project, config, tracking_uri, model_dir, option=model_dir_option)
+                readiness, ttc, names = champions.readiness, champions.time_to_close, champions.names
             _say("loading and validating data")
             crm, report = load_crm(project.data)
             from training.workflow import quarantine_note
@@ -241,6 +241,10 @@ def register(app: typer.Typer) -> None:
                                             progress=_say, data_end=data_end)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
             raise _fail(str(exc)) from exc
+        from leadscore.forecast_models import in_sample_warning
+
+        if (warning := in_sample_warning(champions.fitted_until, result.as_of.to_pydatetime())) is not None:
+            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
                                      f"{interval_text(settings)}"))
         for note in [*result.notes, *([quarantined] if quarantined else [])]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from leadscore.cli_options import MODEL_DIR
 
@@ -11,6 +12,9 @@ READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
 CHAMPION = "champion"
 READINESS_KIND = "sales_readiness"  # the "kind" of a saved model's model.json
+# the first as-of of a version's test slice (registry tag; "evaluation" of an exported champion.json): both kinds
+# of model are fitted, calibrated and early-stopped on outcomes known at that date, never later ones
+FIT_OUTCOMES_END = "eval_as_of_min"
 # the commands that train and promote each model (named in the error when its champion is missing)
 HOW_TO_GET = {
     READINESS_NAME: "leadscore train / leadscore models promote",
@@ -18,7 +22,44 @@ HOW_TO_GET = {
 }
 
 
-def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str]:
+class ForecastModels(NamedTuple):
+    """The two champions, "names and versions", and per model ("name vN") the date up to which the outcomes
+    it was fitted on reach, when its version records it (:data:`FIT_OUTCOMES_END`)."""
+
+    readiness: Any
+    time_to_close: Any
+    names: str
+    fitted_until: dict[str, datetime]
+
+
+def _recorded_date(value: Any) -> datetime | None:
+    """A recorded ISO date as naive UTC (None when missing or unreadable: older versions lack it)."""
+    from datetime import UTC
+
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
+
+
+def in_sample_warning(fitted_until: dict[str, datetime], as_of: datetime) -> str | None:
+    """Why a forecast at ``as_of`` is in-sample (None when it is not, or nothing says): a champion was fitted
+    on outcomes after that date, so it shows what the models learned since, not what a forecast made then
+    would have said."""
+    later = {label: date for label, date in fitted_until.items() if date > as_of}
+    if not later:
+        return None
+    day = f"{as_of:%Y-%m-%d}"
+    first, *others = [f"{label} {'on outcomes ' if not i else ''}up to {date:%Y-%m-%d}"
+                      for i, (label, date) in enumerate(later.items())]
+    where = "where their test slices start" if others else "where its test slice starts"
+    return (f"the champions were fitted on outcomes after the forecast date {day} ({', '.join([first, *others])}, "
+            f"{where}): this forecast is in-sample, not what one made on {day} would have said; `leadscore forecast "
+            f"--backtest --as-of {day}` trains both models on what was known then and compares with what closed")
+
+
+def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str, datetime | None]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -36,12 +77,13 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
             raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
                              f"promote it first ({how})") from exc
         model = download_registered(tracking_uri, name, str(version.version), loader)
-    return model, f"{name} v{version.version}"
+    return model, f"{name} v{version.version}", _recorded_date(version.tags.get(FIT_OUTCOMES_END))
 
 
-def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str) -> tuple[Any, Path]:
-    """The model ``name`` exported under ``models_dir`` (given as ``option``) and its folder; refused when the
-    folder holds another model."""
+def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str
+              ) -> tuple[Any, Path, str, datetime | None]:
+    """The model ``name`` exported under ``models_dir`` (given as ``option``), its folder, "name vN" and the
+    end of the outcomes it was fitted on (when recorded); refused when the folder holds another model."""
     import json
 
     from serving.loader import champion_folder, find_model_dir, read_champion_json
@@ -52,7 +94,8 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str) 
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{option}: {exc}: export the {name!r} champion there (leadscore models export "
                                 f"--out {models_dir} --model-name {name})") from exc
-    found = read_champion_json(folder).get("name")
+    meta = read_champion_json(folder)
+    found = meta.get("name")
     model_dir = find_model_dir(folder)
     try:
         found_kind = json.loads((model_dir / META_FILE).read_text()).get("kind")
@@ -64,32 +107,37 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str) 
             f"{option} {models_dir}: {folder} holds {what}, not the {kind} model {name!r}: point {option} at "
             f"the folder holding {READINESS_NAME}/ and {TIME_TO_CLOSE_NAME}/ (leadscore models export --out <dir> "
             f"[--model-name {TIME_TO_CLOSE_NAME}])")
-    return loader(model_dir), model_dir
+    evaluation = meta.get("evaluation") if isinstance(meta.get("evaluation"), dict) else {}
+    label = f"{name} v{meta['version']}" if meta.get("version") is not None else name
+    return loader(model_dir), model_dir, label, _recorded_date(evaluation.get(FIT_OUTCOMES_END))
 
 
 def load_forecast_models(
     project: Any, config_path: Path, tracking_uri: str | None, models_dir: Path | None, alias: str = CHAMPION,
     option: str = MODEL_DIR,
-) -> tuple[Any, Any, str]:
-    """(sales-readiness model, time-to-close model, "names and versions") of the champions; ``option`` is the
-    spelling of the exported folder's option the user typed, which messages name."""
+) -> ForecastModels:
+    """The two champions (registry aliases, or exported under ``models_dir``); ``option`` is the spelling of the
+    exported folder's option the user typed, which messages name."""
     from training.model import SalesReadinessModel
     from training.time_to_close import KIND, TimeToCloseModel
     from training.tracking import bound_http_retries, probe_tracking_server, tracking_target
 
     if models_dir is not None:
-        readiness, folder = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load, option)
-        ttc, _ = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load, option)
+        readiness, folder, a, a_until = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load,
+                                                  option)
+        ttc, _, b, b_until = _exported(models_dir, TIME_TO_CLOSE_NAME, KIND, TimeToCloseModel.load, option)
         readiness = _calibrated(readiness, str(folder))
-        return readiness, ttc, f"exported champions in {models_dir}"
-    target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
-    if target.is_server:
-        probe_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
-        bound_http_retries()
-    uri = target.uri
-    readiness, a = _from_registry(uri, READINESS_NAME, alias, SalesReadinessModel.load)
-    ttc, b = _from_registry(uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
-    return _calibrated(readiness, a), ttc, f"{a}, {b}"
+        names = f"exported champions in {models_dir}"
+    else:
+        target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
+        if target.is_server:
+            probe_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
+            bound_http_retries()
+        readiness, a, a_until = _from_registry(target.uri, READINESS_NAME, alias, SalesReadinessModel.load)
+        ttc, b, b_until = _from_registry(target.uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
+        readiness, names = _calibrated(readiness, a), f"{a}, {b}"
+    fitted_until = {label: until for label, until in ((a, a_until), (b, b_until)) if until is not None}
+    return ForecastModels(readiness, ttc, names, fitted_until)
 
 
 def _calibrated(model: Any, where: str) -> Any:

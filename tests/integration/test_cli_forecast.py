@@ -348,3 +348,57 @@ def test_deals_without_any_amount_are_counted_in_the_refusal(project: Path, expo
     assert closed > 50
     assert (f"error: outcomes.amount: no closed deal with an amount above 0 before the forecast date ({closed:,} "
             "without an amount)" in " ".join(refused.stderr.split())), refused.stderr
+
+
+def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(project: Path, tmp_path: Path) -> None:
+    """A past --as-of with today's champions printed a forecast like any other, though the models were fitted
+    on outcomes after that date (both learn from outcomes known at the start of their test slice, recorded as
+    eval_as_of_min in the version's tags and in an exported champion.json): numbers in-sample that look like a
+    real forecast. A warning now names the date and the backtest that answers the question."""
+    champion = train_small_champion(N_LEADS, SEED)
+    models = tmp_path / "models"
+    folders = [export_champion(champion.model, models, version="1"),
+               export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")]
+
+    def record(folder: Path, eval_start: str | None) -> None:
+        meta = json.loads((folder / "champion.json").read_text())
+        meta.pop("evaluation", None)
+        if eval_start is not None:
+            meta["evaluation"] = {"eval_rows": "100", "eval_as_of_min": eval_start, "eval_as_of_max": "2026-06-01T00:00:00"}
+        (folder / "champion.json").write_text(json.dumps(meta))
+
+    def warnings(*args: str) -> list[str]:
+        result = run_cli("forecast", "-c", str(project), "--as-of", AS_OF, *args)
+        assert result.returncode == 0, result.output
+        return [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+
+    record(folders[0], "2026-04-01T00:00:00")
+    record(folders[1], "2026-05-01T00:00:00")
+    assert warnings("--model-dir", str(models)) == [
+        "warning: the champions were fitted on outcomes after the forecast date 2026-03-01 (lead-conversion v1 on "
+        "outcomes up to 2026-04-01, lead-time-to-close v2 up to 2026-05-01, where their test slices start): this "
+        "forecast is in-sample, not what one made on 2026-03-01 would have said; `leadscore forecast --backtest "
+        "--as-of 2026-03-01` trains both models on what was known then and compares with what closed"]
+    record(folders[1], "2026-02-01T00:00:00")  # fitted on outcomes known before the date: only the other one
+    assert warnings("--model-dir", str(models)) == [
+        "warning: the champions were fitted on outcomes after the forecast date 2026-03-01 (lead-conversion v1 on "
+        "outcomes up to 2026-04-01, where its test slice starts): this forecast is in-sample, not what one made on "
+        "2026-03-01 would have said; `leadscore forecast --backtest --as-of 2026-03-01` trains both models on what "
+        "was known then and compares with what closed"]
+    record(folders[0], "2026-03-01T00:00:00")
+    assert warnings("--model-dir", str(models)) == []  # outcomes known at the forecast date: a real forecast
+    record(folders[0], None)
+    assert warnings("--model-dir", str(models)) == []  # exported before it was recorded: nothing to say
+
+    registry = ChampionRegistry(tmp_path / "registry")  # the registry's versions carry it as a tag
+    readiness = registry.register(champion.model, champion.features, mql_cutoff=5, trained_at="2026-06-01")
+    closing = registry.register_time_to_close(train_small_time_to_close(N_LEADS, SEED), champion.features,
+                                              trained_at="2026-06-01")
+    registry.promote(readiness)
+    registry.promote(closing, TIME_TO_CLOSE_NAME)
+    registry.client.set_model_version_tag(TIME_TO_CLOSE_NAME, closing, "eval_as_of_min", "2026-04-01T00:00:00")
+    assert warnings("--tracking-uri", registry.uri) == [
+        f"warning: the champions were fitted on outcomes after the forecast date 2026-03-01 ({TIME_TO_CLOSE_NAME} "
+        f"v{closing} on outcomes up to 2026-04-01, where its test slice starts): this forecast is in-sample, not what "
+        "one made on 2026-03-01 would have said; `leadscore forecast --backtest --as-of 2026-03-01` trains both "
+        "models on what was known then and compares with what closed"]

@@ -264,9 +264,14 @@ def build_training_set(
     data_end = resolve_data_end(crm, config)
     dates = as_of_dates(crm, config, data_end)
     frame = training_frame(crm, spec, dates, data_end, progress)
-    extra = [c for c in aside.columns if c != LEAD_ID and c not in frame.columns]
-    if extra:
-        frame = frame.merge(aside[[LEAD_ID, *extra]], on=LEAD_ID, how="left", validate="many_to_one")
+    # appended as columns of their own, each snapshot its lead's value (a merge copied the whole frame);
+    # every snapshot's lead is among them: ``aside`` holds each lead of ``crm.leads`` once
+    lead_rows = pd.Index(aside[LEAD_ID]).get_indexer(frame[LEAD_ID])
+    if (lead_rows < 0).any():
+        raise ValueError(f"snapshots of leads {frame.loc[lead_rows < 0, LEAD_ID].unique()[:10].tolist()} "
+                         "not in the leads table")
+    for col in [c for c in aside.columns if c != LEAD_ID and c not in frame.columns]:
+        frame[col] = aside[col].take(lead_rows).set_axis(frame.index)  # the column's dtype kept
     return TrainingSet(frame, spec, data_end, dates, unseen=_unseen(crm, spec))
 
 

@@ -18,6 +18,7 @@ rules named by ``TrainingConfig.points_rules`` (or passed in), else the packaged
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +35,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.contract import config_error_text, yaml_error_text
 from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED
-from training.model import is_categorical
+from training.model import is_categorical, take_rows
 
 MISSING = "(missing)"
 
@@ -298,13 +299,21 @@ class LogisticBaseline:
         self.max_rows = max_rows
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:
+    def fit(self, X: pd.DataFrame, y: Any, *, rows: np.ndarray | None = None,
+            columns: Sequence[str] | None = None) -> LogisticBaseline:
+        """Fit on ``X`` (its columns the features), or on its rows at positions ``rows`` (``y`` holds their
+        labels) and its ``columns``: then only the rows it fits on are copied out of ``X`` (``max_rows`` of
+        them above it), the same fit as on ``X[columns].iloc[rows]``."""
         y = np.asarray(y, dtype=int)
         self.n_rows_, self.n_fit_rows_ = len(y), len(y)
+        picked = None if rows is None else np.asarray(rows)
         if self.max_rows is not None and len(y) > self.max_rows:
-            rows = stratified_sample(y, self.max_rows, self.seed)
-            X, y = X.iloc[rows], y[rows]
-            self.n_fit_rows_ = len(rows)
+            sample = stratified_sample(y, self.max_rows, self.seed)
+            picked, y = (sample if picked is None else picked[sample]), y[sample]
+            self.n_fit_rows_ = len(sample)
+        if picked is not None or columns is not None:
+            X = take_rows(X, np.arange(len(X)) if picked is None else picked,
+                          list(X.columns) if columns is None else columns)
         self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
         transformers = []

@@ -91,6 +91,17 @@ def spec_columns(spec: Any) -> list[str] | None:
     return None
 
 
+def take_rows(frame: pd.DataFrame, rows: np.ndarray, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame[columns].iloc[rows]`` with one copy of the rows taken: every column of them is copied, the
+    others are then deleted (pandas deletes a column from a block without copying the block), where
+    selecting the columns first or after would copy them a second time."""
+    out = frame.take(rows)
+    wanted = set(columns)
+    for col in [c for c in out.columns if c not in wanted]:
+        del out[col]
+    return out if list(out.columns) == list(columns) else out[list(columns)]
+
+
 def encode_features(
     frame: pd.DataFrame, columns: Sequence[str], categories: Mapping[str, Sequence[Any]]
 ) -> np.ndarray:
@@ -217,7 +228,10 @@ class SalesReadinessModel:
         extra = [c for c in X.columns if c not in self.feature_columns_]
         if extra:
             raise ValueError(f"training frame has columns not in the FeatureSpec: {extra}")
-        self.categories_ = infer_categories(X[self.feature_columns_], spec)
+        # X's columns are the feature columns, maybe in another order: selected only then (a copy)
+        in_order = X if list(X.columns) == self.feature_columns_ else X[self.feature_columns_]
+        self.categories_ = infer_categories(in_order, spec)
+        del in_order
         self.spec_ = spec
         X_enc = encode_features(X, self.feature_columns_, self.categories_)
         self.params_ = lgb_params(self.booster_config, len(X_enc), y_arr, self.seed)
@@ -226,10 +240,11 @@ class SalesReadinessModel:
             X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
             free_raw_data=True,
         )
+        del X_enc  # the dataset holds it until LightGBM has binned it, then lets it go
         if X_valid is not None:
             yv = _check_label(y_valid, "validation slice")
-            Xv_enc = encode_features(X_valid, self.feature_columns_, self.categories_)
-            valid_set = lgb.Dataset(Xv_enc, label=yv, reference=train_set)
+            valid_set = lgb.Dataset(encode_features(X_valid, self.feature_columns_, self.categories_), label=yv,
+                                    reference=train_set)
             self.booster_ = lgb.train(
                 self.params_, train_set, num_boost_round=num_boost_round or self.booster_config.max_rounds,
                 valid_sets=[valid_set], valid_names=["valid"],
@@ -246,7 +261,7 @@ class SalesReadinessModel:
                 raise ValueError("fit without a validation slice needs num_boost_round")
             self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
             self.best_iteration_ = int(num_boost_round)
-        self.n_train_ = len(X_enc)
+        self.n_train_ = len(X)
         self.train_positive_rate_ = float(y_arr.mean())
         self.fit_seconds_ = time.perf_counter() - started
         return self

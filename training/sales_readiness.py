@@ -50,7 +50,7 @@ from training.leakage import (
     single_auc_table,
     single_feature_auc,
 )
-from training.model import SalesReadinessModel, probability_to_score, search_booster
+from training.model import SalesReadinessModel, probability_to_score, search_booster, take_rows
 from training.thresholds import recommend_threshold, table_to_markdown, threshold_table
 
 MODEL_NAME = "lightgbm (calibrated)"
@@ -565,23 +565,26 @@ def train_and_evaluate(
     check_segment_columns(frame, config, "training frame")
     features = feature_columns_of(frame, spec)
     notes: list[str] = []
-    labelled = frame[frame[config.label].notna()]  # a copy already: renumbered in place, not copied again
-    labelled.index = pd.RangeIndex(len(labelled))
+    # The labelled rows are addressed by their positions in the frame, and each slice is copied out of
+    # it where it is used and let go after (a frame of the labelled rows, its features and the three
+    # slices were copies of the features held through the whole run)
+    labelled = np.flatnonzero(frame[config.label].notna().to_numpy())
+    as_of = frame[AS_OF].take(labelled).reset_index(drop=True)
     n_censored = len(frame) - len(labelled)
     if n_censored:
         notes.append(f"{n_censored} censored snapshots (label window not yet closed) excluded from fit and test")
-    split = time_ordered_split(labelled[AS_OF], horizon or 0, config.test_fraction, config.validation_fraction)
-    split_info = {**split.describe(labelled[AS_OF]), "horizon_days": horizon, "n_censored_excluded": n_censored,
+    split = time_ordered_split(as_of, horizon or 0, config.test_fraction, config.validation_fraction)
+    split_info = {**split.describe(as_of), "horizon_days": horizon, "n_censored_excluded": n_censored,
                   "n_gap_excluded": len(labelled) - len(split.train) - len(split.valid) - len(split.test)}
-    y = labelled[config.label].to_numpy(dtype=float)
+    y = frame[config.label].to_numpy(dtype=float)[labelled]
     say(f"split: {split_text(split_info)}")
     unit = "rows" if flat_rows else "snapshots"
     slices = {"training": split.train, "validation": split.valid, "test": split.test}
-    check_slice_classes(slices, y, labelled[AS_OF], unit)
+    check_slice_classes(slices, y, as_of, unit)
     if few := few_conversions_note({k: int(y[v].sum()) for k, v in slices.items()}, unit):
         notes.append(few)
-    X = labelled[features]
-    X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
+    train_rows, valid_rows, test_rows = labelled[split.train], labelled[split.valid], labelled[split.test]
+    X_tr, X_va = take_rows(frame, train_rows, features), take_rows(frame, valid_rows, features)
     y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
     booster_cfg = config.booster
     search_summary: dict[str, Any] | None = None
@@ -596,25 +599,29 @@ def train_and_evaluate(
     say("fitting LightGBM")
     model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
         X_tr, y_tr, X_va, y_va, spec=spec)
+    del X_va
     _warn(no_split_warning(model, y_tr), notes, say)
     _calibration_warning(model, notes, say)
-    p = model.predict_proba(X_te)
-    weeks = weeks_represented(labelled[AS_OF].iloc[split.test])
+    # every column of the test rows (the baselines and segments read lead attributes and score columns);
+    # the model and the logistic regression read their feature columns by name
+    test_frame = frame.take(test_rows).reset_index(drop=True)
+    p = model.predict_proba(test_frame)
+    single = single_feature_auc(X_tr, y_tr, test_frame[features], y_te)  # the last use of the training slice
+    del X_tr
+    weeks = weeks_represented(as_of.iloc[split.test])
     capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks, notes)
     model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)
     say("baselines")
     logistic = LogisticBaseline(max_rows=config.logistic_max_rows, seed=config.seed).fit(
-        pd.concat([X_tr, X_va]), np.concatenate([y_tr, y_va]))
+        frame, np.concatenate([y_tr, y_va]), rows=np.concatenate([train_rows, valid_rows]), columns=features)
     _note(logistic.sample_note, notes, say)
-    test_frame = labelled.iloc[split.test].reset_index(drop=True)
     baseline_rows, baseline_scores = _baselines(
-        test_frame, y_te, logistic.predict_proba(X_te), points_rules, events,
+        test_frame, y_te, logistic.predict_proba(test_frame), points_rules, events,
         [c for c in config.score_columns], capacity_rows, config, notes)
     comparison = _comparison_frame({MODEL_NAME: model_row, **baseline_rows})
     say("segments, leakage, thresholds")
     segments = segment_table(test_frame, y_te, p, config.segment_columns, config.bootstrap_samples,
                              config.min_segment_size, config.seed)
-    single = single_feature_auc(X_tr, y_tr, X_te, y_te)
     # a flat export's columns are all lead attributes, written whenever (no pipeline-made recency feature)
     leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
                              {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage,
@@ -630,7 +637,7 @@ def train_and_evaluate(
     figures = {}
     if config.make_plots:
         say("figures")
-        sample = X_te.sample(min(config.shap_sample, len(X_te)), random_state=config.seed)
+        sample = test_frame.sample(min(config.shap_sample, len(test_frame)), random_state=config.seed)[features]
         figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),

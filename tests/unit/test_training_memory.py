@@ -1,0 +1,98 @@
+"""Sales-readiness training holds the training frame plus about one copy of its features: the slices
+are copied out of the frame where they are used and let go after (the labelled rows, their features and
+the three slices were four more copies), with the very results of those copies."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import TrainingSet, build_training_set
+from features.schema import CRMData
+from features.spec import FeatureConfig
+from leadscore.synth import SynthConfig, generate
+from training.baselines import LogisticBaseline
+from training.config import TrainingConfig
+from training.model import take_rows
+from training.sales_readiness import TrainingResult, feature_columns_of, train_and_evaluate
+from training.tracking import LABEL_COLUMN, evaluation_rows
+
+
+@pytest.fixture(scope="module")
+def sparse() -> tuple[CRMData, TrainingSet, TrainingConfig, TrainingResult]:
+    """A CRM with few events, where the features dominate the memory, and its first training run."""
+    crm = generate(SynthConfig(n_leads=3000, seed=5, events_per_lead=2.0)).to_crm()
+    training_set = build_training_set(crm, FeatureConfig(block_leads=1000))
+    config = TrainingConfig(make_plots=False, bootstrap_samples=0, logistic_max_rows=1000)
+    return crm, training_set, config, train_and_evaluate(training_set, config, events=crm.events)
+
+
+def test_training_allocation_peak_is_bounded_by_the_features(sparse) -> None:
+    """Allocation peak of train_and_evaluate (numpy reports its buffers to tracemalloc): 2.2x the frame's
+    float features, 4.5x when the labelled rows, their features and the slices were copies held through
+    the fit."""
+    crm, training_set, config, first = sparse
+    tracemalloc.start()
+    try:
+        result = train_and_evaluate(training_set, config, events=crm.events)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    features = training_set.frame.select_dtypes(np.float64).memory_usage(index=False).sum()
+    assert peak < 3.0 * features, (peak, features)
+    pd.testing.assert_frame_equal(result.predictions, first.predictions, check_exact=True)
+
+
+def test_evaluation_rows_copy_only_the_test_rows(sparse) -> None:
+    """The evaluation rows logged with a run are the frame's test rows, as merging the frame's key and
+    feature columns on the keys gave them, without copying every row first: allocation peak 0.6x the
+    frame's float features (the test rows are a third of the frame), 2.6x with that copy."""
+    _, training_set, _, result = sparse
+    frame = training_set.frame
+    evaluation_rows(result, frame)
+    tracemalloc.start()
+    try:
+        rows = evaluation_rows(result, frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    features = frame.select_dtypes(np.float64).memory_usage(index=False).sum()
+    assert peak < 0.8 * features, (peak, features)
+    keys = ["lead_id", "as_of"]
+    expected = result.predictions[keys].merge(frame[[*keys, *result.model.feature_columns_]], on=keys,
+                                              how="left", validate="one_to_one")
+    expected[LABEL_COLUMN] = result.predictions["label"].to_numpy(dtype=float)
+    pd.testing.assert_frame_equal(rows, expected, check_exact=True)
+    assert len(rows) == len(result.predictions) < len(frame)
+
+
+@pytest.fixture(scope="module")
+def frame() -> tuple[pd.DataFrame, list[str]]:
+    crm = generate(SynthConfig(n_leads=800, seed=7)).to_crm()
+    training_set = build_training_set(crm, FeatureConfig(), set_aside=["annual_revenue"])
+    return training_set.frame, feature_columns_of(training_set.frame, training_set.spec)
+
+
+def test_take_rows_is_the_columns_of_the_rows(frame) -> None:
+    data, features = frame
+    rows = np.flatnonzero(data["converted_within_h"].notna().to_numpy())[::3]
+    taken = take_rows(data, rows, features)
+    pd.testing.assert_frame_equal(taken, data[features].iloc[rows], check_exact=True)
+    shuffled = features[::-1]
+    pd.testing.assert_frame_equal(take_rows(data, rows, shuffled), data[shuffled].iloc[rows], check_exact=True)
+
+
+@pytest.mark.parametrize("max_rows", [None, 500])
+def test_logistic_fit_on_rows_of_a_wider_frame_is_the_fit_on_their_copy(frame, max_rows) -> None:
+    data, features = frame
+    rows = np.flatnonzero(data["converted_within_h"].notna().to_numpy())[::2]
+    y = data["converted_within_h"].to_numpy()[rows]
+    X = data[features].iloc[rows]
+    copied = LogisticBaseline(max_rows=max_rows, seed=3).fit(X, y)
+    on_rows = LogisticBaseline(max_rows=max_rows, seed=3).fit(data, y, rows=rows, columns=features)
+    assert on_rows.categorical_ == copied.categorical_ and on_rows.numeric_ == copied.numeric_
+    assert on_rows.n_fit_rows_ == copied.n_fit_rows_ == (len(rows) if max_rows is None else max_rows)
+    assert on_rows.predict_proba(data).tobytes() == copied.predict_proba(data[features]).tobytes()

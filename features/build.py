@@ -189,7 +189,8 @@ def lead_feature_matrix(
         raise FeatureSpecError(f"events: occurred_at missing in rows {rows}")
     ev_code = encode_event_codes(events[EVENT_TYPE], spec)
     known = ev_code >= 0
-    ev_lead, ev_time, ev_code = ev_lead[known], ev_time[known], ev_code[known]
+    if not known.all():  # events of types the spec does not know are left out (no copies when there are none)
+        ev_lead, ev_time, ev_code = ev_lead[known], ev_time[known], ev_code[known]
     order = event_order(ev_lead, ev_time, ev_code)
     if order is not None:
         ev_lead, ev_time, ev_code = ev_lead[order], ev_time[order], ev_code[order]

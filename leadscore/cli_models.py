@@ -165,7 +165,12 @@ def _target(tracking_uri: str | None, config: Path):
 def _existing_store(target, config: Path):
     """``target`` when it is no SQLite file that does not exist yet: a command that only reads the registry
     (evaluate, models ...) would create an empty store there and then find nothing in it."""
-    path = Path(target.uri.removeprefix("sqlite:///")) if target.uri.startswith("sqlite:///") else None
+    path = None
+    if target.uri.startswith("sqlite:"):  # the file SQLAlchemy opens: without ``?timeout=20`` and other parameters
+        from sqlalchemy.engine import make_url
+
+        database = make_url(target.uri).database
+        path = Path(database) if database and database != ":memory:" else None
     if path is not None and not path.exists():
         raise _fail(f"no MLflow store {path}: nothing is trained or registered there yet (run `leadscore train -c "
                     f"{config}` first, or give the store with --tracking-uri)")

@@ -486,3 +486,20 @@ def test_a_points_rules_file_that_is_not_yaml_is_one_line_with_its_line_and_colu
     code, output = _invoke("validate", "-c", str(project))
     assert code == 2, output
     assert output.strip().splitlines() == [f"error: training.points_rules of project file {project}: {expected}"], output
+
+
+def test_registry_commands_take_a_sqlite_store_uri_with_query_parameters(tmp_path: Path) -> None:
+    """``sqlite:///<file>?timeout=20`` (SQLAlchemy's query parameters, which MLflow passes on) names an existing
+    store: the missing-store check took the query for part of the file name and refused it."""
+    from mlflow import MlflowClient
+
+    store = tmp_path / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()  # an existing, empty store
+    plain_code, plain = _invoke("models", "list", "--tracking-uri", f"sqlite:///{store}")
+    code, output = _invoke("models", "list", "--tracking-uri", f"sqlite:///{store}?timeout=20")
+    assert "no MLflow store" not in output and code == plain_code, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"], plain  # no second store beside it
+    missing = tmp_path / "none.db"
+    code, output = _invoke("models", "list", "--tracking-uri", f"sqlite:///{missing}?timeout=20")
+    assert code == 1 and f"no MLflow store {missing}:" in " ".join(output.split()), output
+    assert not missing.exists()

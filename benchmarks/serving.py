@@ -169,6 +169,8 @@ def livez_during_large_requests(url: str, body: bytes, repeats: int = 5, period:
     finally:
         done.set()
         poller.join()
+        probe.close()
+        big.close()
     ms = np.array(latencies) * 1000
     print(f"\nlarge request ({len(body) / 1e6:.1f} MB): {repeats} x, each {min(walls):.2f} to {max(walls):.2f} s; "
           f"GET /livez meanwhile ({len(ms)} checks): p50 {np.percentile(ms, 50):.1f} ms, p99 "

@@ -49,6 +49,20 @@ def test_training_frame_is_the_matrix_then_frame_construction(crm: CRMData, bloc
     assert frame[LABEL].notna().any() and frame[LABEL].isna().any()
 
 
+def test_event_kernels_called_on_slices_of_a_block_give_the_same_frame(crm: CRMData, monkeypatch) -> None:
+    """A block's pairs go to the event kernels in slices of about BLOCK_PAIRS: the frame is the same as
+    with the whole block in one call (a lead's values do not depend on the other leads of the call)."""
+    import features.build
+
+    config = FeatureConfig(block_leads=400)
+    whole = build_training_set(crm, config).frame
+    monkeypatch.setattr(features.build, "BLOCK_PAIRS", 37)  # many slices per block, cut anywhere
+    sliced = build_training_set(crm, config).frame
+    pd.testing.assert_frame_equal(sliced, whole, check_exact=True)
+    for col in whole.columns[whole.dtypes == np.float64]:
+        assert sliced[col].to_numpy().tobytes() == whole[col].to_numpy().tobytes(), col
+
+
 def test_training_frame_peak_memory_is_bounded_by_the_frame() -> None:
     """Allocation peak of the build (numpy reports its buffers to tracemalloc) on a CRM with few events,
     where the features dominate: about 2x the features (the matrix while the kernels run) instead of

@@ -97,7 +97,11 @@ def test_flat_search_is_nested_inside_the_training_folds() -> None:
     assert result.metrics["roc_auc"] > 0.6
 
 
-def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> None:
+ENDLESS = BoosterConfig(max_rounds=3000, early_stopping_rounds=3000)  # a trial fits all 3000 rounds
+
+
+def _timed_search(frame, timeout_seconds: float | None = None, n_trials: int = 100):
+    """``search_booster`` over ENDLESS trials on the frame's train/validation slices: (best, summary, seconds)."""
     import time
 
     from training.evaluation import time_ordered_split
@@ -106,40 +110,26 @@ def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> Non
     split = time_ordered_split(frame["as_of"], 14)
     X = frame.drop(columns=["lead_id", "as_of", "converted_within_h", "censored"])
     y = frame["converted_within_h"].to_numpy()
-    endless = BoosterConfig(max_rounds=3000, early_stopping_rounds=3000)  # a trial fits all 3000 rounds
-    first = time.monotonic()
-    search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], endless,
-                   SearchConfig(n_trials=1, max_num_leaves=7, max_depth=3))
-    one_trial = time.monotonic() - first
-    budget = SearchConfig(n_trials=100, timeout_seconds=one_trial * 1.5, max_num_leaves=7, max_depth=3)
+    search = SearchConfig(n_trials=n_trials, max_num_leaves=7, max_depth=3,
+                          **({} if timeout_seconds is None else {"timeout_seconds": timeout_seconds}))
     began = time.monotonic()
-    _, summary = search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], endless,
-                                budget)
-    spent = time.monotonic() - began
+    best, summary = search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid],
+                                   ENDLESS, search)
+    return best, summary, time.monotonic() - began
+
+
+def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> None:
+    *_, one_trial = _timed_search(frame, n_trials=1)
+    budget = one_trial * 1.5
+    _, summary, spent = _timed_search(frame, budget)
     assert summary["n_stopped_at_budget"] == 1 and summary["n_trials"] >= 2
-    assert spent < budget.timeout_seconds + 0.4 * one_trial  # the trial running at the deadline did not finish
+    assert spent < budget + 0.4 * one_trial  # the trial running at the deadline did not finish
 
 
 def test_the_first_trial_keeps_to_the_budget_too(frame) -> None:
     """A first trial that would outrun the seconds stops at its best round so far and is the search's result."""
-    import time
-
-    from training.evaluation import time_ordered_split
-    from training.model import search_booster
-
-    split = time_ordered_split(frame["as_of"], 14)
-    X = frame.drop(columns=["lead_id", "as_of", "converted_within_h", "censored"])
-    y = frame["converted_within_h"].to_numpy()
-    endless = BoosterConfig(max_rounds=3000, early_stopping_rounds=3000)  # a trial fits all 3000 rounds
-    first = time.monotonic()
-    search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], endless,
-                   SearchConfig(n_trials=1, max_num_leaves=7, max_depth=3))
-    one_trial = time.monotonic() - first
-    budget = SearchConfig(n_trials=100, timeout_seconds=one_trial * 0.3, max_num_leaves=7, max_depth=3)
-    began = time.monotonic()
-    best, summary = search_booster(X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid],
-                                   endless, budget)
-    spent = time.monotonic() - began
+    *_, one_trial = _timed_search(frame, n_trials=1)
+    best, summary, spent = _timed_search(frame, one_trial * 0.3)
     assert spent < one_trial * 0.7  # it did not run its 3000 rounds
     assert summary["n_trials"] == 1 and summary["n_stopped_at_budget"] == 1
     assert summary["trials"][0]["state"] == "stopped at budget"

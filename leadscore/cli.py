@@ -332,7 +332,7 @@ def demo(
     train and register both models in MLflow (sales readiness, time to close), promote them when they
     beat their baselines, export them, forecast revenue and rescore the database."""
     from leadscore.cli_models import print_time_to_close_run, print_train_run
-    from leadscore.cli_options import make_output_folder
+    from leadscore.cli_options import destination_problem, refusal
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
     from training.tracking import connect, quiet_mlflow_noise, tracking_target
@@ -343,7 +343,9 @@ def demo(
         train_time_to_close_project,
     )
 
-    make_output_folder(directory, "--dir")
+    if (problem := destination_problem(directory, folder=True)) is not None:
+        raise refusal(f"--dir {directory}: {problem}")
+    directory.mkdir(parents=True, exist_ok=True)
     project = sqlite_project(directory)
     config_path = directory / "leadscore.yaml"
     config_path.write_text(project_yaml(project), encoding="utf-8")

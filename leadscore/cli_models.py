@@ -471,11 +471,11 @@ def models_export(
 ) -> None:
     """Write a registered version (default: the champion; pyfunc dir + champion.json) for deployment without a
     tracking server."""
-    from leadscore.cli_options import output_folder_problem
+    from leadscore.cli_options import destination_problem
     from training.registry import RegistryError, export_champion
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
-    if problem := output_folder_problem(out):
+    if (problem := destination_problem(out, folder=True)) is not None:  # before the registry is read
         raise _fail(f"--out {out}: {problem}", 2)
     client = _registry_client(tracking_uri, config)
     try:

@@ -36,27 +36,6 @@ def given_spelling(values: dict[str, T | None]) -> tuple[T | None, str]:
     return value, name
 
 
-def output_folder_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be (or become) an output folder, before any work: it is a file, or one of its
-    parents is; None when it can (it may still be unwritable: creating it says so)."""
-    if path.exists() and not path.is_dir():
-        return "is a file, not a folder"
-    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
-        return "a parent of it is a file, not a folder"
-    return None
-
-
-def make_output_folder(path: Path, option: str) -> None:
-    """Create the output folder ``path`` given by ``option``: a usage error (exit 2) when it is a file or
-    under one, a run failure (exit 1) when the system refuses (permissions, read-only file system)."""
-    if problem := output_folder_problem(path):
-        raise refusal(f"{option} {path}: {problem}")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise refusal(f"{option} {path}: cannot create the folder ({exc.strerror or exc})", 1) from exc
-
-
 def destination_problem(path: Path, *, folder: bool) -> str | None:
     """Why ``path`` cannot receive a command's output (a folder when ``folder``, else a file), checked before
     any work; None when it can. Missing folders above it count as makeable when the nearest existing one

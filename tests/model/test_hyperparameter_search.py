@@ -119,18 +119,20 @@ def _timed_search(frame, timeout_seconds: float | None = None, n_trials: int = 1
 
 
 def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> None:
+    """The trial running at the deadline is stopped (pruned, or cut if it is the first): it does not run
+    its 3000 rounds. States, not wall-clock times: those vary with the machine's load."""
     *_, one_trial = _timed_search(frame, n_trials=1)
-    budget = one_trial * 1.5
-    _, summary, spent = _timed_search(frame, budget)
-    assert summary["n_stopped_at_budget"] == 1 and summary["n_trials"] >= 2
-    assert spent < budget + 0.4 * one_trial  # the trial running at the deadline did not finish
+    _, summary, _ = _timed_search(frame, one_trial * 1.5)
+    states = [t["state"] for t in summary["trials"]]
+    assert summary["n_stopped_at_budget"] == 1 and summary["n_trials"] < 100
+    assert states[:-1] == ["complete"] * (len(states) - 1)  # every trial before the deadline finished
+    assert states[-1] in ("pruned", "stopped at budget"), states  # the one at the deadline did not
 
 
 def test_the_first_trial_keeps_to_the_budget_too(frame) -> None:
     """A first trial that would outrun the seconds stops at its best round so far and is the search's result."""
     *_, one_trial = _timed_search(frame, n_trials=1)
-    best, summary, spent = _timed_search(frame, one_trial * 0.3)
-    assert spent < one_trial * 0.7  # it did not run its 3000 rounds
+    best, summary, _ = _timed_search(frame, one_trial * 0.3)
     assert summary["n_trials"] == 1 and summary["n_stopped_at_budget"] == 1
     assert summary["trials"][0]["state"] == "stopped at budget"
     assert 1 <= summary["best_iteration"] < 3000 and summary["best_valid_auc"] > 0.5

@@ -259,7 +259,7 @@ def features_build(
     try:
         training_set = build_features(project, data, out, spec_out)
     except OSError as exc:
-        raise fail(f"could not write the training set: {exc}") from exc
+        raise fail(str(exc)) from exc
     except ValueError as exc:
         raise fail(str(exc)) from exc
     summary = training_set.summary()
@@ -285,18 +285,24 @@ def build_features(project, data, out: Path, spec_out: Path | None = None):
         raise ValueError("no snapshot: no lead is open at any as-of date (check features.start / end / "
                          "as_of_dates against the data's dates); nothing written")
     spec_path = spec_out or out.with_suffix(".spec.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.parent.mkdir(parents=True, exist_ok=True)
     # both files under temporary names first, renamed at the end: a failure leaves neither half-written;
     # the training set also carries its spec (Parquet metadata), so it is never without the right one
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp_spec = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
     spec_text = json.dumps(training_set.spec.to_dict(), indent=2)
+    replaced = False
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spec_path.parent.mkdir(parents=True, exist_ok=True)
         write_training_set(training_set.frame, spec_text, tmp_out)
         tmp_spec.write_text(spec_text, encoding="utf-8")
         os.replace(tmp_out, out)
+        replaced = True
         os.replace(tmp_spec, spec_path)
+    except OSError as exc:  # disk full, permissions: named by the files asked for, not the temporary ones
+        state = f"{out} was replaced, {spec_path} was not" if replaced else "no file was replaced"
+        raise OSError(f"--out {out}, --spec-out {spec_path}: the training set could not be written "
+                      f"({exc.strerror or exc}); {state}") from exc
     finally:
         tmp_out.unlink(missing_ok=True)
         tmp_spec.unlink(missing_ok=True)
@@ -443,7 +449,7 @@ def _demo_rescore(directory: Path, url: str, as_of) -> None:
 
 def _demo_forecast(directory: Path, project, crm, as_of) -> None:
     """Expected revenue per month of the leads open at ``as_of``, from the two registered champions."""
-    from leadscore.cli_forecast import forecast_table, interval_text
+    from leadscore.cli_forecast import forecast_table, interval_text, write_forecast_files
     from leadscore.forecast_models import load_forecast_models
     from training.forecast import forecast_figure, forecast_open_pipeline, interval_label
 
@@ -455,13 +461,9 @@ def _demo_forecast(directory: Path, project, crm, as_of) -> None:
                                  f"{interval_text(project.forecast)}"))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    out = directory / "forecast"
-    out.mkdir(parents=True, exist_ok=True)
-    result.months.to_csv(out / "forecast_months.csv", index=False)
-    forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} ({len(result.leads):,} open leads)",
-                    interval_label(project.forecast)).savefig(
-        out / "forecast.png", dpi=120)
-    console.print(f"wrote {out / 'forecast_months.csv'} and {out / 'forecast.png'}", highlight=False)
+    figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
+                                            f"({len(result.leads):,} open leads)", interval_label(project.forecast))
+    write_forecast_files(directory / "forecast", result.months, result.leads, figure)
 
 
 def _register_room_commands() -> None:

@@ -107,12 +107,14 @@ def _write(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
     return written
 
 
-def _write_or_fail(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
-    """:func:`_write`, a failure of the file system (disk full, permissions) as one line naming --out."""
+def write_forecast_files(out: Path, months: Any, leads: Any, figure: Any) -> list[Path]:
+    """The forecast's files into ``out`` all or none (:func:`_write`); a failure of the file system (disk full,
+    permissions) is one line naming --out."""
     try:
         return _write(out, months, leads, figure)
     except OSError as exc:
-        raise _fail(f"--out {out}: the forecast could not be written ({exc}); no file was replaced", 1) from exc
+        raise _fail(f"--out {out}: the forecast could not be written ({exc.strerror or exc}); no file was replaced",
+                    1) from exc
 
 
 def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
@@ -231,7 +233,7 @@ def register(app: typer.Typer) -> None:
                 for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
                     console.print(f"note: {note}", highlight=False, soft_wrap=True)
                 console.print(result.to_text().splitlines()[-1], highlight=False)
-                files = _write_or_fail(out, result.table, result.forecast.leads, result.figure) if out is not None else []
+                files = write_forecast_files(out, result.table, result.forecast.leads, result.figure) if out is not None else []
                 _log_run(run_id, result.table, when, files, backtest=True)
                 return
             from training.forecast import forecast_open_pipeline
@@ -253,5 +255,5 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
                                      f"({len(result.leads):,} open leads)", interval_label(settings))
-            files = _write_or_fail(out, result.months, result.leads, figure)
+            files = write_forecast_files(out, result.months, result.leads, figure)
         _log_run(run_id, result.months, result.as_of, files, backtest=False)

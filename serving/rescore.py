@@ -981,9 +981,23 @@ class _OutWriter:
     def csv(self) -> bool:
         return self.path is not None and self.path.suffix.lower() == ".csv"
 
+    @contextlib.contextmanager
+    def _naming_out(self) -> Iterator[None]:
+        """A file-system failure (disk full, permissions) as an error naming ``--out``, not the hidden
+        temporary file it happened in."""
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(f"--out {self.path}: the scores file could not be written ({exc.strerror or exc}); the "
+                          f"scores committed to {LEAD_SCORES} stay, and --resume writes the whole file again") from exc
+
     def add(self, frame: pd.DataFrame) -> None:
         if self.path is None or not len(frame):
             return
+        with self._naming_out():
+            self._add(frame)
+
+    def _add(self, frame: pd.DataFrame) -> None:
         frame = frame[[LEAD_ID, *SCORE_COLUMNS]]
         if self.csv:
             first = self._tmp is None
@@ -1026,6 +1040,10 @@ class _OutWriter:
     def close(self) -> None:
         if self.path is None:
             return
+        with self._naming_out():
+            self._close()
+
+    def _close(self) -> None:
         if self._tmp is None:  # no row: an empty file with the columns
             if self.csv:
                 pd.DataFrame(columns=[LEAD_ID, *SCORE_COLUMNS]).to_csv(self._open(), index=False)

@@ -468,6 +468,37 @@ def test_features_build_refuses_an_out_it_cannot_write_before_building(tmp_path:
     assert code == 0 and out.is_file() and out.with_suffix(".spec.json").is_file(), output
 
 
+def test_features_build_names_its_out_when_the_disk_fills_while_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while the training set is written (after the destination check passed): the error named
+    the hidden temporary file (".training_set.parquet.<pid>.tmp"); now --out and --spec-out, one line, exit 1,
+    the earlier files as they were and no temporary file left."""
+    import features.build
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    out = tmp_path / "set" / "training_set.parquet"
+    out.parent.mkdir()
+    out.write_bytes(b"earlier")
+    spec = out.with_suffix(".spec.json")
+    spec.write_text("{}", encoding="utf-8")
+
+    def full_disk(frame: object, spec_text: str, path: Path) -> None:
+        Path(path).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(features.build, "write_training_set", full_disk)
+    code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
+    assert code == 1, output
+    assert output.strip().splitlines()[-1] == (f"error: --out {out}, --spec-out {spec}: the training set could not be "
+                                               "written (No space left on device); no file was replaced"), output
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, spec.name]
+    assert out.read_bytes() == b"earlier" and spec.read_text(encoding="utf-8") == "{}"
+
+
 def test_a_points_rules_file_that_is_not_yaml_is_one_line_with_its_line_and_column(tmp_path: Path) -> None:
     """The points rules file's YAML error came out whole (the parser's seven lines, with the file's text,
     carets and "<unicode string>"), where the project file's is one line with its line and column."""

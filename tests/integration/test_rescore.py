@@ -358,6 +358,43 @@ def test_an_empty_leads_table_is_refused_before_a_run_and_keeps_the_out_file(
     assert out.read_bytes() == before
 
 
+def test_a_disk_full_while_writing_out_names_out_and_resume_writes_the_whole_file(
+        sqlite_url: str, champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file system fails while the --out copy is written (the second partition's rows: disk full): the
+    error names --out, not the hidden temporary file it happened in; no temporary file stays, the earlier
+    file is as it was, and --resume writes the whole run's file."""
+    make_lead_db(sqlite_url)
+    out = tmp_path / "scores.csv"
+    out.write_text("an earlier run's file\n", encoding="utf-8")
+    written = 0
+    to_csv = pd.DataFrame.to_csv
+
+    def full_disk(frame: pd.DataFrame, path: object = None, *args: object, **kwargs: object) -> object:
+        nonlocal written
+        if isinstance(path, Path) and path.name.endswith(".tmp") and (written := written + 1) == 2:
+            raise OSError(28, "No space left on device", str(path))
+        return to_csv(frame, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    with pytest.raises(OSError) as failure:
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full"),
+                out=out)
+    monkeypatch.undo()
+    message = str(failure.value)
+    assert message.startswith(f"--out {out}: the scores file could not be written (No space left on device)")
+    assert ".tmp" not in message and "--resume" in message
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert out.read_text(encoding="utf-8") == "an earlier run's file\n"
+    engine = sa.create_engine(sqlite_url)
+    assert score_store.load_run(engine, "full").status == score_store.FAILED
+    engine.dispose()
+    rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(resume=True, run_id="full"), out=out)
+    stored = stored_scores(sqlite_url)
+    assert len(stored) > PARTITION_LEADS  # the run had several partitions
+    written_rows = pd.read_csv(out).sort_values("lead_id").reset_index(drop=True)
+    np.testing.assert_array_equal(written_rows["lead_id"].to_numpy(), stored["lead_id"].to_numpy())
+
+
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     out = tmp_path / "scores.parquet"

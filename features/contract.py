@@ -411,11 +411,14 @@ def yaml_error_text(exc: yaml.YAMLError) -> str:
     if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return " ".join(str(exc).split())
     mark = exc.problem_mark
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-    if exc.context:
-        start = exc.context_mark
-        text += f" ({exc.context}" + (f" started at line {start.line + 1}, column {start.column + 1}" if start else "") + ")"
-    return text
+    where = f"line {mark.line + 1}, column {mark.column + 1}: "
+    if not exc.context:
+        return where + str(exc.problem)
+    start = exc.context_mark
+    started = f" started at line {start.line + 1}, column {start.column + 1}" if start else ""
+    if str(exc.problem).startswith("but "):  # the composer's "expected a single document ...", "but found ..."
+        return f"{where}{exc.context}{started}, {exc.problem}"
+    return f"{where}{exc.problem} ({exc.context}{started})"
 
 
 def parse_data_config(section: dict[str, Any], base_dir: Path | str | None = None) -> DataConfig | FlatConfig:

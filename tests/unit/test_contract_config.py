@@ -8,7 +8,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from features.contract import DataConfig, FlatConfig, config_error_text, load_config, parse_data_config
+from features.contract import (
+    DataConfig,
+    FlatConfig,
+    config_error_text,
+    load_config,
+    parse_data_config,
+    yaml_error_text,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +117,18 @@ def test_a_sqlite_source_takes_main_as_its_schema_and_refuses_any_other(tmp_path
         load_config(write_yaml(tmp_path / "crm.yaml", {"source": {**source, "db_schema": "crm"}, **extra}))
     postgres = {**source, "url": "postgresql+psycopg://u@h/db", "db_schema": "crm"}
     assert load_config(write_yaml(tmp_path / "pg.yaml", {"source": postgres, **extra})).source.db_schema == "crm"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a: 1\n---\nb: 2\n", "line 2, column 1: expected a single document in the stream started at line 1, column 1, "
+                         "but found another document"),
+    ("a: [1, 2\n", "line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence "
+                   "started at line 1, column 4)"),
+    ("a: 1\n a: 2\n", "line 2, column 3: mapping values are not allowed here"),
+])
+def test_a_yaml_error_is_one_line_that_reads_in_order(text: str, expected: str) -> None:
+    """The composer's error (context "expected a single document ...", problem "but found another document")
+    read "but found another document (expected a single document ...)": the context now comes first there."""
+    with pytest.raises(yaml.YAMLError) as error:
+        yaml.safe_load(text)
+    assert yaml_error_text(error.value) == expected

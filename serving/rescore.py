@@ -988,7 +988,7 @@ class _OutWriter:
         try:
             yield
         except OSError as exc:
-            raise OSError(f"--out {self.path}: the scores file could not be written ({exc.strerror or exc}); the "
+            raise type(exc)(f"--out {self.path}: the scores file could not be written ({exc.strerror or exc}); the "
                           f"scores committed to {LEAD_SCORES} stay, and --resume writes the whole file again") from exc
 
     def add(self, frame: pd.DataFrame) -> None:

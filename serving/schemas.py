@@ -85,9 +85,13 @@ def naive_utc(value: datetime) -> datetime:
 
 
 def _check_instant(value: datetime) -> datetime:
-    value = naive_utc(value)
+    outside = f"outside [{MIN_INSTANT.date()}, {MAX_INSTANT.date()})"
+    try:
+        value = naive_utc(value)
+    except OverflowError:  # year 1 at +01:00, 9999 at -01:00: before or after datetime's range in UTC
+        raise ValueError(f"timestamp {value.isoformat()} {outside}") from None
     if not MIN_INSTANT <= value < MAX_INSTANT:
-        raise ValueError(f"timestamp {value.isoformat()} outside [{MIN_INSTANT.date()}, {MAX_INSTANT.date()})")
+        raise ValueError(f"timestamp {value.isoformat()} {outside}")
     return value
 
 

@@ -163,3 +163,25 @@ def test_a_compressed_body_gets_a_415_naming_the_encoding(server, encoding) -> N
                        b'"2026-01-01"}]}', headers={**AUTH, "content-type": "application/json",
                                                   "content-encoding": "identity"})
     assert plain.status_code == 200, plain.text[:300]
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:30:00+14:00",
+                                     "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999-23:59"])
+@pytest.mark.parametrize("where", ["created_at", "events[0].occurred_at", "as_of"])
+def test_an_offset_beyond_the_calendar_gets_a_400_naming_the_field(server, instant, where) -> None:
+    """A timestamp whose offset moves it before year 1 or after 9999 in UTC answered 500 (OverflowError
+    in the request model's UTC conversion)."""
+    one = {**lead(7), "events": [{"occurred_at": "2026-02-01T00:00:00", "event_type": "demo_request"}]}
+    body: dict[str, object] = {"leads": [one], "as_of": AS_OF}
+    if where == "as_of":
+        body["as_of"] = instant
+    elif where == "created_at":
+        one["created_at"] = instant
+    else:
+        one["events"][0]["occurred_at"] = instant
+    response = post(server, body)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE and answer["field"] == where, answer
+    assert (answer["lead_index"], answer["lead_id"]) == ((None, None) if where == "as_of" else (0, 7))
+    assert "outside [1970-01-01, 2200-01-01)" in answer["error"], answer

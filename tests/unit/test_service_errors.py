@@ -90,3 +90,22 @@ def test_default_as_of_takes_a_little_clock_skew_of_the_caller() -> None:
     assert default_as_of([old], now) == now
     far = LeadIn(lead_id=3, created_at=now + DEFAULT_AS_OF_SKEW + timedelta(seconds=1))
     assert default_as_of([old, far], now) == now  # refused later, naming the lead
+
+
+def test_an_offset_beyond_the_calendar_is_a_validation_error() -> None:
+    """Year 1 at +01:00 or year 9999 at -01:00 lie outside datetime's range in UTC: the conversion's
+    OverflowError escaped the request model (a 500), where a timestamp out of range is a 400."""
+    import json
+
+    import pytest
+    from pydantic import ValidationError
+
+    from serving.schemas import ScoreRequest
+
+    for instant in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        lead = {"lead_id": 1, "created_at": instant, "events": [{"occurred_at": instant, "event_type": "x"}]}
+        with pytest.raises(ValidationError) as refused:
+            ScoreRequest.model_validate_json(json.dumps({"leads": [lead], "as_of": instant}))
+        locations = {tuple(e["loc"]) for e in refused.value.errors()}
+        assert locations == {("leads", 0, "created_at"), ("leads", 0, "events", 0, "occurred_at"), ("as_of",)}
+        assert all("outside [1970-01-01, 2200-01-01)" in e["msg"] for e in refused.value.errors())

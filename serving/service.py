@@ -317,6 +317,15 @@ class ScoreRequestIODescriptor(bentoml.IODescriptor, ScoreRequest):
 _parse_limiter: anyio.CapacityLimiter | None = None
 
 
+def query_top_k(text: str) -> int | None:
+    """A ``?top_k=`` value as its count, None unless it is ASCII digits of a count 0..MAX_TOP_K (leading
+    zeros allowed; int() refuses a text of over 4,300 digits, so the digits are counted first)."""
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > len(str(MAX_TOP_K)) or int(digits) > MAX_TOP_K:
+        return None
+    return int(digits)
+
+
 def _error(ctx: bentoml.Context | None, status: int, body: dict[str, Any]) -> JSONResponse:
     if ctx is not None:
         ctx.response.status_code = status
@@ -388,9 +397,9 @@ class LeadScoringService:
                                                            f"{self.settings.max_batch}"))
         query_k = ctx.request.query_params.get("top_k")
         if query_k is not None:
-            if not (query_k.isascii() and query_k.isdigit()) or int(query_k) > MAX_TOP_K:
+            top_k = query_top_k(query_k)
+            if top_k is None:
                 return _error(ctx, 400, request_error("top_k", f"query value {query_k[:20]!r} must be 0..{MAX_TOP_K}"))
-            top_k = int(query_k)
         if top_k is None:
             top_k = self.settings.scoring.top_k  # at most MAX_TOP_K: checked at start-up
         if len(leads) <= INLINE_LEADS and sum(len(lead.events) for lead in leads) <= INLINE_EVENTS:

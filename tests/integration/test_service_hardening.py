@@ -185,3 +185,20 @@ def test_an_offset_beyond_the_calendar_gets_a_400_naming_the_field(server, insta
     assert set(answer) == SHAPE and answer["field"] == where, answer
     assert (answer["lead_index"], answer["lead_id"]) == ((None, None) if where == "as_of" else (0, 7))
     assert "outside [1970-01-01, 2200-01-01)" in answer["error"], answer
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 4300, "9" * 5000, "0" * 5000 + "21"],
+                         ids=["4301-digits", "5000-nines", "zeros-then-21"])
+def test_a_top_k_query_value_of_thousands_of_digits_gets_a_400(server, value) -> None:
+    """int() refuses texts of more than 4,300 digits: such a ``?top_k=`` answered 500."""
+    response = post(server, {"leads": [lead(1)], "as_of": AS_OF}, top_k=value)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE and (answer["lead_index"], answer["field"]) == (None, "top_k"), answer
+    assert len(response.text) < 1000  # the value is quoted cut short
+
+
+def test_a_top_k_query_value_with_leading_zeros_is_its_number(server) -> None:
+    response = post(server, {"leads": [lead(1)], "as_of": AS_OF}, top_k="0" * 5000 + "2")
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["scores"][0]["reasons"]) == 2

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.build import features_from_payloads
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
@@ -53,6 +53,17 @@ class ServingSettings(BaseModel):
     reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
     non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_fit_a_header(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """An HTTP header carries ASCII: a key with other characters could never be matched (a client's UTF-8
+        bytes arrive read as Latin-1), so it is refused at start-up rather than answering 401 for ever."""
+        for number, key in enumerate(keys, start=1):
+            if not all(" " <= ch <= "~" for ch in key):
+                raise ValueError(f"key {number} of {len(keys)} has characters an HTTP header cannot carry (only "
+                                 "printable ASCII: letters, digits, punctuation)")
+        return keys
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -106,6 +117,9 @@ _VARIABLE_OF = {**{(key,): var for var, key in _PLAIN_VARIABLES.items()},
                 ("time_to_close_name",): "LEADSCORE_TIME_TO_CLOSE_NAME", ("api_keys",): "LEADSCORE_API_KEYS"}
 
 
+_SECRET_VARIABLES = frozenset({"LEADSCORE_API_KEYS"})
+
+
 class SettingsError(ValueError):
     """Serving settings the environment gives wrong: each error names its variable and value."""
 
@@ -124,7 +138,8 @@ class SettingsError(ValueError):
                 continue
             var = _VARIABLE_OF[key]
             item = f" (value {int(loc[len(key)]) + 1})" if loc[len(key):] and loc[len(key)].isdigit() else ""
-            problems.append(f"{var}={env.get(var, '')}{item}: {error['msg']}")
+            shown = var if var in _SECRET_VARIABLES else f"{var}={env.get(var, '')}"  # keys stay out of logs
+            problems.append(f"{shown}{item}: {error['msg']}")
         super().__init__("; ".join(problems))
 
 

@@ -188,6 +188,24 @@ def test_serve_refuses_a_bad_setting_before_the_server_starts(tmp_path: Path, mo
     assert needle in " ".join(result.stderr.split()), result.stderr
 
 
+def test_an_api_key_no_http_header_can_carry_is_refused_without_showing_the_keys(tmp_path: Path, monkeypatch) -> None:
+    """A key with non-ASCII characters ("ключ") was accepted, and then every request sending it got 401: the
+    header's UTF-8 bytes arrive read as Latin-1. Refused at start-up, naming the key's position, not its value."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    monkeypatch.setattr("os.execve", lambda *args: (_ for _ in ()).throw(AssertionError("the server was started")))
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--port", "1"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_API_KEYS": "s3cret-one, ключ"})
+    assert result.exit_code == 2, result.output
+    shown = " ".join(result.stderr.split())
+    assert "error: LEADSCORE_API_KEYS: Value error, key 2 of 2 has characters an HTTP header cannot carry" in shown, \
+        result.stderr
+    assert "s3cret-one" not in shown and "ключ" not in shown
+
+
 def test_rescore_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     """rescore reads the same settings (LEADSCORE_TOP_K, grade cut-offs ...): one line, no traceback."""
     from typer.testing import CliRunner

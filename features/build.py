@@ -246,7 +246,7 @@ def set_aside_attributes(crm: CRMData, columns: Sequence[str]) -> tuple[CRMData,
         return crm, aside
     kept = CRMData(crm.leads.drop(columns=present), crm.events, crm.outcomes,
                    [c for c in crm.categorical_attributes if c not in present],
-                   [c for c in crm.numeric_attributes if c not in present])
+                   [c for c in crm.numeric_attributes if c not in present], crm.missing_values)
     return kept, aside
 
 
@@ -414,14 +414,16 @@ def _times_ns(values: Sequence[Any]) -> np.ndarray:
 
 
 def _payload_fit_row(attributes: Mapping[str, Any], spec: FeatureSpec, where: str) -> list[float]:
+    """A payload's fit columns; a text the spec's contract reads as missing (``spec.missing_values_``) is missing."""
     row: list[float] = []
+    missing = spec.is_missing_marker
     for col, index in spec.category_lookup.items():
         value = attributes.get(col)
-        key = None if value is None or _is_nan(value) else vocabulary_key(value, index)
+        key = None if value is None or _is_nan(value) or missing(value) else vocabulary_key(value, index)
         row.append(math.nan if key is None else index[key])
     for col in spec.numeric_columns_:
         value = attributes.get(col)
-        if value is None:
+        if value is None or missing(value):
             row.append(math.nan)
             continue
         try:
@@ -441,7 +443,9 @@ def features_from_payloads(payloads: Sequence[Payload], spec: FeatureSpec, as_of
     A payload is ``{"lead_id", "created_at", "attributes": {...}, "events": [{"occurred_at",
     "event_type", ...}]}`` (flat specs read only ``attributes``). ``as_of`` is one instant for all
     payloads or a sequence with one per payload (default: now, UTC). Events at or after as_of and
-    events of unknown types are ignored (see ``spec.unseen_in_payload``).
+    events of unknown types are ignored (see ``spec.unseen_in_payload``). An attribute given as one of
+    the spec's ``missing_values_`` (e.g. ``"Select"``) is missing, as the data contract reads it in a
+    table; an event type given as one is a missing type: an error, as an event without a type is.
     """
     spec._require_fitted()
     n = len(payloads)
@@ -459,6 +463,7 @@ def features_from_payloads(payloads: Sequence[Payload], spec: FeatureSpec, as_of
     if spec.kind_ == FLAT_KIND:
         return fit
     codes = spec.event_codes
+    markers = spec.missing_markers
     leads: list[int] = []
     types: list[int] = []
     stamps: list[Any] = []
@@ -470,8 +475,9 @@ def features_from_payloads(payloads: Sequence[Payload], spec: FeatureSpec, as_of
         events = payload.get("events") or []
         event_stamps = [e.get(OCCURRED_AT) for e in events]
         kinds = [e.get(EVENT_TYPE) for e in events]
-        if None in event_stamps or None in kinds:
-            j = next(j for j, (t, k) in enumerate(zip(event_stamps, kinds, strict=True)) if t is None or k is None)
+        if None in event_stamps or None in kinds or not markers.isdisjoint(kinds):
+            j = next(j for j, (t, k) in enumerate(zip(event_stamps, kinds, strict=True))
+                     if t is None or k is None or k in markers)
             raise FeatureSpecError(
                 f"payload {i} (lead_id {payload.get(LEAD_ID)!r}): event {j} needs occurred_at and event_type"
             )

@@ -57,6 +57,7 @@ from features.schema import (
     CHANNEL,
     CONVERTED_AT,
     CREATED_AT,
+    DEFAULT_MISSING_VALUES,
     EVENT_TYPE,
     EVENTS,
     FAMILIES,
@@ -102,7 +103,6 @@ N_EXAMPLES = 5
 # The flat table's name in violations and reports.
 FLAT = "flat"
 
-DEFAULT_MISSING_VALUES = ("",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1246,6 +1246,6 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
         out[table] = _assemble(columns, order, keep[table], kind)
     data = CRMData(
         leads=out[LEADS], events=out[EVENTS], outcomes=out[OUTCOMES],
-        categorical_attributes=categorical, numeric_attributes=numeric,
+        categorical_attributes=categorical, numeric_attributes=numeric, missing_values=tuple(markers),
     )
     return data, report

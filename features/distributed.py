@@ -102,7 +102,7 @@ def build_training_set_dask(
     tables = [partition_by_lead(t, npartitions) for t in (crm.leads, crm.events, crm.outcomes)]
     meta = training_frame(
         CRMData(crm.leads.iloc[0:0], crm.events.iloc[0:0], crm.outcomes.iloc[0:0],
-                crm.categorical_attributes, crm.numeric_attributes),
+                crm.categorical_attributes, crm.numeric_attributes, crm.missing_values),
         spec, dates, data_end,
     )
     result = dd.map_partitions(
@@ -291,7 +291,7 @@ def build_training_set_from_source(
         })
         no_rows = data.model_copy(update={"policy": "strict", "quarantine_dir": None})  # writes no quarantine files
         empty = load_crm(no_rows, lead_id_range=(ranges[0][0], ranges[0][0]))[0]
-        crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric)
+        crm = CRMData(leads, empty.events, empty.outcomes, categorical, numeric, tuple(data.missing_values))
         spec = FeatureSpec(fixed).fit(crm)
         data_end = resolve_data_end(crm, fixed)
         dates = as_of_dates(crm, fixed, data_end)

@@ -134,7 +134,7 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     families = {c: config.family_of(c) for c in [*categorical, *numeric]}
     data = FlatData(
         frame=out, categorical_features=categorical, numeric_features=numeric, families=families,
-        score_columns=list(config.score_columns), label=LABEL,
+        score_columns=list(config.score_columns), label=LABEL, missing_values=tuple(config.missing_values),
     )
     return data, report
 

@@ -86,16 +86,24 @@ ENGAGEMENT = "engagement"
 LIFECYCLE = "lifecycle"
 FAMILIES = (FIT, ENGAGEMENT, LIFECYCLE)
 
+# Texts read as missing values when a project declares no ``missing_values`` (an empty field)
+DEFAULT_MISSING_VALUES = ("",)
+
 
 @dataclass
 class CRMData:
-    """The three validated, canonical CRM tables plus which lead columns are attributes."""
+    """The three validated, canonical CRM tables plus which lead columns are attributes.
+
+    ``missing_values``: the texts the contract read as missing (the project's markers, e.g. "Select");
+    a spec fitted on the data keeps them, so that serving reads a lead's values as the tables were read.
+    """
 
     leads: pd.DataFrame
     events: pd.DataFrame
     outcomes: pd.DataFrame
     categorical_attributes: list[str] = field(default_factory=list)
     numeric_attributes: list[str] = field(default_factory=list)
+    missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
 
     @property
     def attributes(self) -> list[str]:
@@ -108,7 +116,8 @@ class FlatData:
 
     ``frame`` holds ``lead_id``, the label column ``label`` (0/1), optional ``created_at``, and the
     feature columns; ``families`` maps each feature column to ``fit`` / ``engagement`` /
-    ``lifecycle``; ``score_columns`` are existing scores kept aside for baselines (not features).
+    ``lifecycle``; ``score_columns`` are existing scores kept aside for baselines (not features);
+    ``missing_values`` as in :class:`CRMData`.
     """
 
     frame: pd.DataFrame
@@ -117,6 +126,7 @@ class FlatData:
     families: dict[str, str]
     score_columns: list[str] = field(default_factory=list)
     label: str = "label"
+    missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES
 
     @property
     def features(self) -> list[str]:

@@ -89,7 +89,7 @@ def crm_known_at(crm: CRMData, instant: pd.Timestamp | str) -> CRMData:
     converted = crm.outcomes[CONVERTED_AT]
     outcomes = crm.outcomes[crm.outcomes[LEAD_ID].isin(ids) & (converted.isna() | (converted <= at))]
     return CRMData(leads.reset_index(drop=True), events.reset_index(drop=True), outcomes.reset_index(drop=True),
-                   list(crm.categorical_attributes), list(crm.numeric_attributes))
+                   list(crm.categorical_attributes), list(crm.numeric_attributes), crm.missing_values)
 
 
 def as_of_dates(crm: CRMData, config: FeatureConfig, data_end: pd.Timestamp | None = None) -> pd.DatetimeIndex:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from features.schema import (
     CONTENT_DOWNLOAD,
+    DEFAULT_MISSING_VALUES,
     DEMO_REQUEST,
     EMAIL_BOUNCE,
     EMAIL_CLICK,
@@ -331,7 +332,9 @@ class FeatureSpec:
 
     Fitted attributes: ``kind_`` ("crm" or "flat"), ``event_types_`` (engagement vocabulary),
     ``categorical_vocab_`` ({column: [values]}), ``numeric_columns_``, ``columns_`` (order of
-    the feature matrix), ``families_`` ({column: family}), ``labels_`` ({column: readable label}).
+    the feature matrix), ``families_`` ({column: family}), ``labels_`` ({column: readable label}),
+    ``missing_values_`` (the texts the training data's contract read as missing, e.g. ``["", "Select"]``:
+    a lead sent to serving with one of them has a missing value there, as in a table).
     """
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
@@ -342,6 +345,8 @@ class FeatureSpec:
         """Fit vocabularies and column order on training data (CRM tables or a flat export)."""
         self._kernel_params = None
         self._category_lookup = None
+        self._markers = None
+        self.missing_values_ = list(getattr(data, "missing_values", DEFAULT_MISSING_VALUES))
         if isinstance(data, FlatData):
             return self._fit_flat(data)
         if isinstance(data, CRMData):
@@ -432,6 +437,19 @@ class FeatureSpec:
         return [c for c in self.columns_ if self.families_[c] == family]
 
     @property
+    def missing_markers(self) -> frozenset[str]:
+        """``missing_values_`` as a set (``[""]`` for a spec fitted before it was kept)."""
+        cached = getattr(self, "_markers", None)
+        if cached is None:
+            cached = frozenset(getattr(self, "missing_values_", DEFAULT_MISSING_VALUES))
+            self._markers = cached
+        return cached
+
+    def is_missing_marker(self, value: Any) -> bool:
+        """Whether a raw value is one of the texts the training data's contract read as missing."""
+        return isinstance(value, str) and value in self.missing_markers
+
+    @property
     def event_codes(self) -> dict[str, int]:
         """Event type -> integer code used by the kernels (recycled is last)."""
         self._require_fitted()
@@ -518,8 +536,9 @@ class FeatureSpec:
         out: dict[str, list[str]] = {}
         for col, index in self.category_lookup.items():
             value = attributes.get(col)
-            if value is None or _is_nan(value) or (isinstance(value, str) and (value in index or not value.strip())):
-                continue  # missing ("" too, as in a table), or a known value as written: no look-up of other spellings
+            if value is None or _is_nan(value) or (isinstance(value, str) and (
+                    value in index or not value.strip() or value in self.missing_markers)):
+                continue  # missing (a marker such as "" too, as in a table), or a known value as written
             if vocabulary_key(value, index) is None:
                 out[col] = [category_text(value)]
         if self.kind_ == CRM_KIND:
@@ -631,6 +650,7 @@ class FeatureSpec:
             "columns": list(self.columns_),
             "families": dict(self.families_),
             "labels": dict(self.labels_),
+            "missing_values": list(getattr(self, "missing_values_", DEFAULT_MISSING_VALUES)),
         }
 
     @classmethod
@@ -659,6 +679,11 @@ class FeatureSpec:
         spec.columns_ = list(data["columns"])
         spec.families_ = dict(data["families"])
         spec.labels_ = dict(data["labels"])
+        # specs written before the markers were kept: the contract's default (only "" is missing)
+        markers = data.get("missing_values", list(DEFAULT_MISSING_VALUES))
+        if not isinstance(markers, list) or not all(isinstance(m, str) for m in markers):
+            raise FeatureSpecError(f"feature spec: missing_values must be a list of texts, got {markers!r}")
+        spec.missing_values_ = list(markers)
         expected = [*spec.categorical_vocab_, *spec.numeric_columns_]
         if spec.kind_ == CRM_KIND:
             expected += [n for n, _, _ in engagement_feature_names(spec.event_types_, spec.config)]

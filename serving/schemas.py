@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from features.contract import DEFAULT_MISSING_VALUES, number_from_text
+from features.contract import number_from_text
 from features.schema import EVENT_TYPE
 from features.spec import FeatureSpec
 
@@ -271,18 +271,22 @@ def check_leads(
 
     Numeric attributes are read as the data contract reads a table's column, and the lead's
     ``attributes`` get the numbers (its payload holds the same dict): text as its number
-    (:func:`~features.contract.number_from_text`: ``"250"``, ``" 1e3 "``), ``""`` as missing (the
-    contract's missing marker), ``true`` / ``false`` as 1 / 0.
+    (:func:`~features.contract.number_from_text`: ``"250"``, ``" 1e3 "``), a missing marker of the
+    model's project (``spec.missing_values_``: ``""``, and e.g. ``"Select"`` when the project declares it)
+    as missing, ``true`` / ``false`` as 1 / 0. A categorical attribute given as a marker is missing too
+    (no unseen-category warning).
 
     Errors (all leads' are collected, then raised together): a lead id given twice (42 and "42" are
-    one id), lead created after as_of, events after as_of, values of numeric attributes that are no
-    finite number (text such as ``"abc"``, ``"1,000"``, ``"NaN"``), negative values of ``non_negative``
-    attributes. Warnings: unseen categories
+    one id), lead created after as_of, events after as_of, an event type equal to a missing marker (a
+    missing type: the contract refuses such an event row, or quarantines it), values of numeric
+    attributes that are no finite number (text such as ``"abc"``, ``"1,000"``, ``"NaN"``), negative
+    values of ``non_negative`` attributes. Warnings: unseen categories
     (scored as unknown), unknown event types (ignored), events at as_of exactly (not counted:
     features use the time strictly before it), attributes the model does not use.
     """
     numeric = set(spec.numeric_columns_)
     known = set(spec.fit_columns)
+    markers = spec.missing_markers
     no_negatives = set(non_negative)
     out: list[list[str]] = []
     errors: list[LeadError] = []
@@ -301,6 +305,11 @@ def check_leads(
                 errors.append(LeadError(i, lead.lead_id, f"events[{j}].occurred_at",
                                         f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}"))
                 break
+            if event.event_type in markers:
+                errors.append(LeadError(i, lead.lead_id, f"events[{j}].event_type",
+                                        f"{event.event_type!r} is a missing value (the project's missing_values): "
+                                        "an event needs its type"))
+                break
             at_as_of += event.occurred_at == as_of
         read: dict[str, float | None] = {}  # numbers sent as text (or booleans), read as the contract reads them
         for name, value in lead.attributes.items():
@@ -309,7 +318,7 @@ def check_leads(
             number: Any = value
             if isinstance(value, bool):  # a boolean column is read as 1 / 0
                 number = float(value)
-            elif value in DEFAULT_MISSING_VALUES:  # a text column: "" is missing
+            elif isinstance(value, str) and value in markers:  # as the contract reads a table: "", "Select"
                 read[name] = None
                 continue
             elif isinstance(value, str):  # "250" and " 1e3 " are numbers

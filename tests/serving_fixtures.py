@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_training_set
+from features.contract import DEFAULT_MISSING_VALUES
 from features.schema import CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
 from features.snapshots import DAYS_OBSERVED, EVENT_OBSERVED
 from features.spec import FeatureConfig
@@ -45,9 +46,11 @@ class TrainedChampion:
 
 
 @functools.cache
-def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 80) -> TrainedChampion:
-    """A compact calibrated model on a small synthetic CRM (a few seconds; cached per process: read-only)."""
-    crm = generate(SynthConfig(n_leads=n_leads, seed=seed)).to_crm()
+def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 80,
+                         missing_values: tuple[str, ...] = DEFAULT_MISSING_VALUES) -> TrainedChampion:
+    """A compact calibrated model on a small synthetic CRM (a few seconds; cached per process: read-only).
+    ``missing_values``: the markers of the contract the CRM was read through (its spec keeps them)."""
+    crm = replace(generate(SynthConfig(n_leads=n_leads, seed=seed)).to_crm(), missing_values=missing_values)
     ts = build_training_set(crm, FeatureConfig())
     frame = ts.frame[ts.frame["converted_within_h"].notna()].reset_index(drop=True)
     split = time_ordered_split(frame["as_of"], 90)

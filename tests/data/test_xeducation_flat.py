@@ -66,3 +66,31 @@ def test_leaky_columns_absent_and_scores_aside(config: FlatConfig) -> None:
 def test_leaky_fields_can_be_put_back(config: FlatConfig) -> None:
     data, _ = load_flat(config.unignore("Tags", "Lead Quality"))
     assert {"Tags", "Lead Quality"} <= set(data.categorical_features)
+
+
+def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(config: FlatConfig,
+                                                                            raw: pd.DataFrame) -> None:
+    """The spec keeps the project's markers: the export's rows sent to the endpoint as written ("Select"
+    in the dropdown answers) get the feature rows the table gave them (checks and payload path)."""
+    from datetime import datetime
+
+    import numpy as np
+
+    from features.build import build_flat_training_set, features_from_payloads
+    from serving.schemas import LeadIn, check_leads
+
+    data, _ = load_flat(config)
+    training = build_flat_training_set(data)
+    spec = training.spec
+    assert data.missing_values == ("", "Select") and spec.missing_values_ == ["", "Select"]
+    rows = [i for i in range(len(raw)) if (raw.iloc[i] == "Select").sum() >= 2][:200]
+    assert len(rows) == 200
+    leads = [LeadIn(lead_id=str(raw.at[i, config.id_column]), created_at=datetime(2026, 1, 1),
+                    attributes={c: raw.at[i, c] for c in spec.fit_columns if not pd.isna(raw.at[i, c])})
+             for i in rows]
+    assert sum(v == "Select" for lead in leads for v in lead.attributes.values()) >= 400
+    warnings = check_leads(leads, datetime(2026, 3, 1), spec)
+    assert not any("unseen" in w for notes in warnings for w in notes)
+    got = features_from_payloads([lead.payload() for lead in leads], spec, datetime(2026, 3, 1))
+    expected = spec.to_matrix(training.frame.iloc[rows])
+    np.testing.assert_array_equal(got, expected)

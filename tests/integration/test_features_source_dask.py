@@ -24,9 +24,10 @@ pytestmark = pytest.mark.timeout(240)
 def test_source_driven_dask_build_equals_the_in_memory_build(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     write_synthetic(SynthConfig(n_leads=700, seed=4, events_per_lead=15), url, "sql")
-    data = DataConfig(source=SourceConfig(kind="sql", url=url))
+    data = DataConfig(source=SourceConfig(kind="sql", url=url), missing_values=["", "Select"])
     crm, _ = load_crm(data)
     expected = build_training_set(crm)
+    assert expected.spec.missing_values_ == ["", "Select"]  # the contract's markers travel with the spec
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster):
@@ -34,7 +35,8 @@ def test_source_driven_dask_build_equals_the_in_memory_build(tmp_path: Path) -> 
 
     assert len(result.files) == 5  # 700 ids in ranges of 150: every task read only its own leads
     # same learned state (the config differs only by data_end / event_types being pinned)
-    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_"):
+    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_",
+                    "missing_values_"):
         assert getattr(result.spec, learned) == getattr(expected.spec, learned), learned
     assert result.data_end == expected.data_end
     pd.testing.assert_index_equal(result.as_of_dates, expected.as_of_dates)

@@ -23,7 +23,7 @@ from features.contract import ContractError, DataConfig, SourceConfig
 from features.loading import load_crm
 from features.schema import LEAD_ID
 from serving.core import ModelInfo, ScoringCore
-from serving.rescore import data_config_for
+from serving.rescore import data_config_for, unseen_values_of
 from serving.schemas import MAX_TOP_K
 from tests.serving_fixtures import (
     AS_OF,
@@ -42,9 +42,12 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_BATCH = 50
 
 
+MARKERS = ("", "Select")  # the served model's project reads "Select" as missing (X Education's export)
+
+
 @pytest.fixture(scope="module")
 def champion():
-    return train_small_champion(n_leads=800, seed=4)
+    return train_small_champion(n_leads=800, seed=4, missing_values=MARKERS)
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +164,18 @@ def _as_text(value: float, form: int) -> str:
     return [str(int(value)) if value == int(value) else repr(value), f" {value!r} ", f"+{value!r}e0"][form % 3]
 
 
-def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, dict[str, str]]) -> str:
-    """A SQLite CRM of the leads ``ids`` whose numeric attributes are TEXT columns holding ``numeric_as``."""
+def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, dict[str, str]],
+                 categorical_as: dict[int, dict[str, str]] | None = None) -> str:
+    """A SQLite CRM of the leads ``ids`` whose numeric attributes are TEXT columns holding ``numeric_as``,
+    and whose categorical attributes hold the values of ``categorical_as`` where it gives one."""
     crm = champion.crm
     leads = crm.leads[crm.leads[LEAD_ID].isin(ids)].copy()
     for name in crm.numeric_attributes:
         leads[name] = [numeric_as.get(i, {}).get(name) for i in leads[LEAD_ID]]
+    for lead_id, values in (categorical_as or {}).items():
+        for name, value in values.items():
+            leads[name] = leads[name].astype(object)
+            leads.loc[leads[LEAD_ID] == lead_id, name] = value
     url = f"sqlite:///{path}"
     engine = sa.create_engine(url)
     with engine.begin() as connection:
@@ -235,6 +244,63 @@ def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_t
         assert response.status_code == 400, response.text
         assert (response.json()["lead_index"], response.json()["lead_id"], response.json()["field"]) == (
             1, ids[1], f"attributes.{numeric[0]}")
+
+
+def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_reads_them(
+        server, champion, closing_model, payloads, tmp_path) -> None:
+    """The served model's project declares ``missing_values: ["", "Select"]``: "Select" sent for a numeric
+    and a categorical attribute scores as the lead without them (no 400, no unseen-category warning), and
+    exactly as a batch rescore of a table holding "Select" (read through the same contract) scores it."""
+    ids, leads = payloads
+    numeric, categorical = champion.crm.numeric_attributes, champion.crm.categorical_attributes[0]
+    marked = json.loads(json.dumps(leads))
+    absent = json.loads(json.dumps(leads))
+    texts: dict[int, dict[str, str | None]] = {}
+    for i, (lead, bare) in enumerate(zip(marked, absent, strict=True)):
+        names = [numeric[i % 2], categorical] if i % 3 == 0 else [numeric[i % 2]] if i % 3 == 1 else []
+        for name in names:
+            lead["attributes"][name] = "Select"
+            bare["attributes"].pop(name, None)
+        texts[lead["lead_id"]] = {n: None if n not in lead["attributes"] else
+                                  "Select" if lead["attributes"][n] == "Select" else repr(lead["attributes"][n])
+                                  for n in numeric}
+    assert sum(v == "Select" for t in texts.values() for v in t.values()) >= 10
+    body = {"as_of": AS_OF.isoformat(), "top_k": 3}
+    answer = post(server, {**body, "leads": marked})
+    assert answer.status_code == 200, answer.text
+    without = post(server, {**body, "leads": absent})
+    assert without.status_code == 200, without.text
+    assert answer.json()["scores"] == without.json()["scores"]
+    assert not any("unseen" in w for s in answer.json()["scores"] for w in s["warnings"])
+
+    # the table path: the same "Select" texts in a SQLite CRM, read and validated as a rescore does
+    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    assert core.spec.missing_values_ == list(MARKERS)
+    selected = [lead["lead_id"] for lead in marked if lead["attributes"].get(categorical) == "Select"]
+    url = _crm_database(champion, ids, tmp_path / "crm.db", texts, {i: {categorical: "Select"} for i in selected})
+    source = DataConfig(source=SourceConfig(kind="sql", url=url), reference_time="2030-01-01",
+                        missing_values=list(MARKERS))
+    crm, _ = load_crm(data_config_for(source, core.spec))
+    by_id = crm.leads.set_index(LEAD_ID)
+    assert len(selected) >= 5 and by_id.loc[selected, categorical].isna().all()
+    assert by_id.loc[ids, numeric].isna().sum().sum() >= 10
+    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
+    rows = [list(all_ids).index(i) for i in ids]
+    expected = core.score_matrix(all_ids[rows], matrix[rows], 3,
+                                 unseen_values_of(crm, core.spec, all_ids[rows])).to_records()
+    for got, want in zip(answer.json()["scores"], expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+
+    # an event type "Select" is a missing type (the contract's null_value): refused as "" is, naming the event
+    refused = json.loads(json.dumps(marked[:2]))
+    refused[1]["events"] = [*refused[1]["events"], {"occurred_at": refused[1]["created_at"], "event_type": "Select"}]
+    response = post(server, {**body, "leads": refused})
+    assert response.status_code == 400, response.text
+    assert (response.json()["lead_index"], response.json()["lead_id"], response.json()["field"]) == (
+        1, ids[1], f"events[{len(refused[1]['events']) - 1}].event_type")
 
 
 def test_numbers_for_categorical_attributes_are_their_text(server, payloads) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from features.build import features_from_payloads, scoring_matrix
+from features.build import build_flat_training_set, build_training_set, features_from_payloads, scoring_matrix
+from features.contract import AttributesConfig, DataConfig, FlatConfig, validate_crm
+from features.flat import validate_flat
+from features.readers import RawTables
 from features.schema import ENGAGEMENT, FIT, LEAD_ID
+from features.spec import FeatureSpec, FeatureSpecError
 from serving.core import (
     GRADES,
     ModelInfo,
@@ -225,6 +231,95 @@ def test_check_leads_reads_numeric_text_as_the_table_path_reads_it(core) -> None
         assert str(caught.value) == f"lead 0 (lead_id 7): attributes.employees: must be a number, got {text!r}"
     with pytest.raises(LeadError, match=r"attributes.employees: must be >= 0, got '-5'"):
         check_leads([lead(8, employees="-5")], as_of, core.spec, non_negative=("employees",))
+
+
+MARKERS = ["", "Select"]  # X Education's export writes "Select" for an unanswered dropdown
+
+
+def _marked_specs() -> dict[str, FeatureSpec]:
+    """Specs fitted from data read through a contract that declares ``missing_values: ["", "Select"]``
+    (event mode and flat mode), each also after a JSON round trip (as it travels with the model)."""
+    leads = pd.DataFrame({"lead_id": range(1, 9), "created_at": [f"2025-01-0{d}" for d in range(1, 9)],
+                          "industry": ["saas", "retail", "Select", "saas", "bank", None, "retail", "saas"],
+                          "employees": ["10", "250", "Select", "", "5", "7", "40", "12"]})
+    events = pd.DataFrame({"lead_id": [1, 2, 4, 5], "occurred_at": ["2025-01-10"] * 4,
+                           "event_type": ["email_open", "page_view", "form_fill", "email_open"]})
+    outcomes = pd.DataFrame({"lead_id": [1, 4], "converted_at": ["2025-02-01", "2025-02-03"]})
+    attributes = AttributesConfig(categorical=["industry"], numeric=["employees"])
+    crm, _ = validate_crm(RawTables(leads, events, outcomes),
+                          DataConfig(reference_time="2025-06-01", missing_values=MARKERS, attributes=attributes))
+    flat, _ = validate_flat(leads.rename(columns={"created_at": "signup"}).assign(won=[1, 0] * 4),
+                            FlatConfig(source={"path": "unused.csv"}, id_column="lead_id", label_column="won",
+                                       timestamp_column="signup", categorical=["industry"], numeric=["employees"],
+                                       missing_values=MARKERS, reference_time="2025-06-01"))
+    assert build_training_set(crm, set_aside=["employees"]).spec.missing_values_ == MARKERS
+    out = {}
+    for mode, spec in (("event", build_training_set(crm).spec), ("flat", build_flat_training_set(flat).spec)):
+        out[mode] = spec
+        out[f"{mode}, from JSON"] = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["event", "event, from JSON", "flat", "flat, from JSON"])
+def test_a_missing_marker_of_the_contract_is_a_missing_value_at_the_endpoint(mode: str) -> None:
+    """"Select" sent for a numeric and a categorical attribute (a CRM that sends the export's text) reads as
+    the data contract of the model's project reads it in a table: missing. Same feature row as a lead
+    without the values, no error, no unseen-category warning; through the endpoint's checks and the
+    payload path, and through the payload path alone (the Python API)."""
+    spec = _marked_specs()[mode]
+    assert spec.missing_values_ == MARKERS
+    assert "Select" not in spec.categorical_vocab_["industry"] and spec.numeric_columns_ == ["employees"]
+    as_of = datetime(2025, 3, 1)
+    events = [{"occurred_at": datetime(2025, 2, 1), "event_type": "email_open"}]
+
+    def lead(lead_id: int, **attributes: object) -> LeadIn:
+        return LeadIn(lead_id=lead_id, created_at=datetime(2025, 1, 5), attributes=attributes, events=events)
+
+    absent, marked, empty = lead(1), lead(2, industry="Select", employees="Select"), lead(3, industry="", employees="")
+    raw = {**marked.payload(), "attributes": dict(marked.attributes)}  # as a Python caller gives it
+    assert spec.unseen_in_payload(marked.payload()) == {}
+    assert check_leads([absent, marked, empty], as_of, spec) == [[], [], []]
+    rows = features_from_payloads([absent.payload(), marked.payload(), empty.payload(), raw], spec, as_of)
+    for row in rows[1:]:
+        np.testing.assert_array_equal(row, rows[0])
+    assert np.isnan(rows[0, : len(spec.fit_columns)]).all()
+    known = lead(4, industry="saas", employees="Select")
+    check_leads([known], as_of, spec)
+    assert not np.isnan(features_from_payloads([known.payload()], spec, as_of)[0, 0])  # a known value still counts
+    # a marker is a missing value only when sent as text: the number 0 is a number
+    assert features_from_payloads([lead(5, employees=0).payload()], spec, as_of)[0, 1] == 0.0
+
+
+def test_an_event_type_equal_to_a_missing_marker_is_refused_as_a_missing_type() -> None:
+    """The contract reads an event type "Select" as a missing one (null_value: refused, or the event
+    quarantined); the endpoint refuses it as it refuses "" (400 naming the event), the payload path
+    as an event without a type."""
+    spec = _marked_specs()["event, from JSON"]
+    as_of = datetime(2025, 3, 1)
+    marked = LeadIn(lead_id=9, created_at=datetime(2025, 1, 5),
+                    events=[{"occurred_at": datetime(2025, 2, 1), "event_type": "email_open"},
+                            {"occurred_at": datetime(2025, 2, 2), "event_type": "Select"}])
+    with pytest.raises(LeadError) as caught:
+        check_leads([marked], as_of, spec)
+    assert (caught.value.field, caught.value.lead_id) == ("events[1].event_type", 9)
+    assert "missing" in str(caught.value) and "'Select'" in str(caught.value)
+    with pytest.raises(FeatureSpecError, match=r"payload 0 \(lead_id 9\): event 1 needs occurred_at and event_type"):
+        features_from_payloads([marked.payload()], spec, as_of)
+
+
+def test_a_spec_written_before_the_markers_were_kept_reads_only_blank_as_missing() -> None:
+    """Specs (and models exported) before the field existed load with the contract's default, ``[""]``."""
+    spec = _marked_specs()["event"]
+    old = {k: v for k, v in spec.to_dict().items() if k != "missing_values"}
+    restored = FeatureSpec.from_dict(json.loads(json.dumps(old)))
+    assert restored.missing_values_ == [""]
+    as_of = datetime(2025, 3, 1)
+    with pytest.raises(LeadError, match=r"attributes.employees: must be a number, got 'Select'"):
+        check_leads([LeadIn(lead_id=1, created_at=datetime(2025, 1, 5), attributes={"employees": "Select"})],
+                    as_of, restored)
+    with pytest.raises(FeatureSpecError, match="missing_values"):
+        FeatureSpec.from_dict({**spec.to_dict(), "missing_values": "Select"})
+
 
 
 def test_validated_payloads_equal_iso_payloads(champion, core, batch_rows) -> None:

@@ -3,7 +3,9 @@
 MLflow signatures have no pandas ``category`` type, so categorical feature columns travel as
 strings (``to_signature_frame``) and are turned back into categories over the FeatureSpec's
 vocabularies inside ``predict`` (``from_signature_frame``; unseen values become missing, exactly
-as ``SalesReadinessModel.predict_proba`` treats them). The saved ``SalesReadinessModel`` directory
+as ``SalesReadinessModel.predict_proba`` treats them). A text equal to one of the missing markers the
+model's data contract declared (``FeatureSpec.missing_values_``, e.g. ``"Select"``) is a missing value
+in any column, as in the tables the model was trained on. The saved ``SalesReadinessModel`` directory
 (booster, calibrator, FeatureSpec) is the pyfunc's only artifact.
 
 Loading the pyfunc needs the leadscore package (``training``, ``features``) importable.
@@ -45,13 +47,18 @@ def to_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.Da
 
 
 def from_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.DataFrame:
-    """Inverse of :func:`to_signature_frame`: categoricals over the training vocabularies (unseen -> NaN)."""
+    """Inverse of :func:`to_signature_frame`: categoricals over the training vocabularies (unseen -> NaN),
+    the missing markers of the model's spec missing."""
     missing = [c for c in model.feature_columns_ if c not in frame.columns]
     if missing:
         raise KeyError(f"model input lacks feature column(s) {missing}")
+    spec = getattr(model, "spec_", None)
+    markers = sorted(spec.missing_markers) if hasattr(spec, "missing_markers") else [""]
     out: dict[str, Any] = {}
     for col in model.feature_columns_:
         series = frame[col]
+        if series.dtype == object and (marked := series.isin(markers)).any():
+            series = series.mask(marked)
         if col in model.categories_:
             vocab = list(model.categories_[col])
             if all(isinstance(v, str) for v in vocab):

@@ -321,6 +321,25 @@ def test_a_spec_written_before_the_markers_were_kept_reads_only_blank_as_missing
         FeatureSpec.from_dict({**spec.to_dict(), "missing_values": "Select"})
 
 
+def test_the_pyfunc_reads_the_markers_of_the_models_contract_as_missing(champion, core, batch_rows) -> None:
+    """The MLflow pyfunc takes raw feature columns: "Select" there is missing when the model's project
+    declared it a marker (its spec keeps them), as in the tables; for a model without it, an error."""
+    import copy
+
+    from training.pyfunc import from_signature_frame, to_signature_frame
+
+    model = copy.copy(champion.model)
+    model.spec_ = FeatureSpec.from_dict({**champion.model.spec_.to_dict(), "missing_values": MARKERS})
+    typed = to_signature_frame(core.spec.to_frame(batch_rows[1][:6]), model)
+    marked, blank = typed.astype({"employees": object}), typed.copy()
+    marked.loc[:, ["employees", "industry"]] = "Select"
+    blank["employees"], blank["industry"] = np.nan, None
+    read = from_signature_frame(marked, model)
+    pd.testing.assert_frame_equal(read, from_signature_frame(blank, model))
+    assert read["employees"].isna().all() and read["industry"].isna().all()
+    with pytest.raises(ValueError, match="'employees' is not numeric"):
+        from_signature_frame(marked, champion.model)
+
 
 def test_validated_payloads_equal_iso_payloads(champion, core, batch_rows) -> None:
     """The endpoint hands datetime objects (validated, naive UTC) to the feature code: same matrix."""

@@ -324,14 +324,14 @@ def check_leads(
             elif isinstance(value, str):  # "250" and " 1e3 " are numbers
                 number = number_from_text(value)
                 if number is None:
-                    errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}"))
+                    errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
                     continue
             if not isinstance(number, int | float):
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {value!r}"))
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
             elif not math.isfinite(number):
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {value!r}"))
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {clipped(repr(value))}"))
             elif name in no_negatives and number < 0:
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {value!r}"))
+                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {clipped(repr(value))}"))
             elif number is not value:
                 read[name] = number
         if read and not errors:

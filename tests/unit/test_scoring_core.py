@@ -231,6 +231,10 @@ def test_check_leads_reads_numeric_text_as_the_table_path_reads_it(core) -> None
         assert str(caught.value) == f"lead 0 (lead_id 7): attributes.employees: must be a number, got {text!r}"
     with pytest.raises(LeadError, match=r"attributes.employees: must be >= 0, got '-5'"):
         check_leads([lead(8, employees="-5")], as_of, core.spec, non_negative=("employees",))
+    long_text = "9" * 1000  # a number too large for a float: quoted cut to 60 characters, not whole
+    with pytest.raises(LeadError) as caught:
+        check_leads([lead(9, employees=long_text)], as_of, core.spec)
+    assert str(caught.value) == f"lead 0 (lead_id 9): attributes.employees: must be a number, got '{'9' * 56}..."
 
 
 MARKERS = ["", "Select"]  # X Education's export writes "Select" for an unanswered dropdown

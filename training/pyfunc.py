@@ -5,8 +5,12 @@ strings (``to_signature_frame``) and are turned back into categories over the Fe
 vocabularies inside ``predict`` (``from_signature_frame``; unseen values become missing, exactly
 as ``SalesReadinessModel.predict_proba`` treats them). A text equal to one of the missing markers the
 model's data contract declared (``FeatureSpec.missing_values_``, e.g. ``"Select"``) is a missing value
-in any column, as in the tables the model was trained on. The saved ``SalesReadinessModel`` directory
-(booster, calibrator, FeatureSpec) is the pyfunc's only artifact.
+in any column, as in the tables the model was trained on. Numeric columns are read as the data contract
+reads them (:func:`features.contract.parse_numbers`: numbers as text, booleans as 1 / 0); a value that is
+no finite number (``"abc"``, ``inf``, ``"NaN"``), or a list or object in any column, is refused with an
+``MlflowException`` (``INVALID_PARAMETER_VALUE``, a 400 from ``mlflow models serve``) naming every such
+column and its rows. The saved ``SalesReadinessModel`` directory (booster, calibrator, FeatureSpec) is the
+pyfunc's only artifact.
 
 Loading the pyfunc needs the leadscore package (``training``, ``features``) importable.
 """
@@ -21,11 +25,14 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
+from features.contract import parse_numbers
 from training.model import SalesReadinessModel
 
 MODEL_ARTIFACT = "sales_readiness_model"
@@ -46,17 +53,47 @@ def to_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.Da
     return typed
 
 
+def invalid_input(message: str) -> MlflowException:
+    """The error for a bad model input: ``mlflow models serve`` answers it with a 400 carrying ``message``."""
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def _where(index: pd.Index, bad: np.ndarray, values: pd.Series, shown: int = 10) -> str:
+    """``rows [1, 7] (e.g. 'abc')``: the first offending row labels (with their count beyond ``shown``) and one value."""
+    rows = index[bad].tolist()
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    example = repr(values[bad].iloc[0])
+    example = example if len(example) <= 40 else example[:37] + "..."
+    return f"rows {rows[:shown]}{more} (e.g. {example})"
+
+
+def _nested(series: pd.Series) -> np.ndarray:
+    """Mask of values that are containers (lists, objects), not single values."""
+    if series.dtype != object:
+        return np.zeros(len(series), dtype=bool)
+    return series.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray)).to_numpy(dtype=bool)
+
+
 def from_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.DataFrame:
     """Inverse of :func:`to_signature_frame`: categoricals over the training vocabularies (unseen -> NaN),
-    the missing markers of the model's spec missing."""
+    the missing markers of the model's spec missing, numeric columns parsed as the data contract does.
+    Raises :func:`invalid_input` naming the missing, repeated or badly valued columns and their rows."""
     missing = [c for c in model.feature_columns_ if c not in frame.columns]
     if missing:
-        raise KeyError(f"model input lacks feature column(s) {missing}")
+        raise invalid_input(f"model input lacks feature column(s) {missing}")
+    repeated = sorted({c for c in frame.columns[frame.columns.duplicated()] if c in model.feature_columns_})
+    if repeated:
+        raise invalid_input(f"model input has feature column(s) {repeated} more than once")
     spec = getattr(model, "spec_", None)
     markers = sorted(spec.missing_markers) if hasattr(spec, "missing_markers") else [""]
     out: dict[str, Any] = {}
+    errors: list[str] = []
     for col in model.feature_columns_:
         series = frame[col]
+        if (nested := _nested(series)).any():
+            errors.append(f"column {col!r}: lists or objects instead of single values in "
+                          f"{_where(frame.index, nested, series)}")
+            continue
         if series.dtype == object and (marked := series.isin(markers)).any():
             series = series.mask(marked)
         if col in model.categories_:
@@ -66,10 +103,12 @@ def from_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.
                 series = series.map(lambda v: v if v is None else str(v))
             out[col] = pd.Categorical(series, categories=vocab)
         else:
-            out[col] = pd.to_numeric(series, errors="coerce").astype(np.float64)
-            bad = out[col].isna() & series.notna()
+            parsed, bad = parse_numbers(series)
             if bad.any():
-                raise ValueError(f"model input column {col!r} is not numeric in rows {series.index[bad][:10].tolist()}")
+                errors.append(f"column {col!r}: not a finite number in {_where(frame.index, bad, series)}")
+            out[col] = parsed.astype(np.float64)
+    if errors:
+        raise invalid_input("model input refused: " + "; ".join(errors))
     return pd.DataFrame(out, index=frame.index)
 
 

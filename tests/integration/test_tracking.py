@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from tests.integration.mlflow_support import fitted, shared_project
-from training.pyfunc import load_sales_readiness, to_signature_frame
+from training.pyfunc import from_signature_frame, load_sales_readiness, to_signature_frame
 from training.tracking import (
     COMPARISON_ARTIFACT,
     MODEL_CARD_ARTIFACT,
@@ -185,3 +190,126 @@ def test_a_model_name_holds_one_kind_of_model(tmp_path: Path) -> None:
                                       "--model-name", "lead-conversion"], env={"COLUMNS": "200", "MLFLOW_RUN_ID": ""})
     assert result.exit_code == 2, result.output
     assert "its versions are sales-readiness models" in " ".join(result.output.split())
+
+
+def _scoring_frame(result, training_set, rows: int = 3) -> pd.DataFrame:
+    features = training_set.frame[result.model.feature_columns_].iloc[:rows]
+    return to_signature_frame(features, result.model).reset_index(drop=True)
+
+
+def _refusal(pyfunc, frame: pd.DataFrame, **kwargs) -> MlflowException:
+    with pytest.raises(MlflowException) as raised:
+        pyfunc.predict(frame, **kwargs)
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"  # a 400 from `mlflow models serve`, not a 500
+    return raised.value
+
+
+_NUMERIC_BAD = {"text": "abc", "long text": "x" * 100_000, "list": [1, 2], "object": {"a": 1}, "inf": float("inf"),
+                "-inf": float("-inf"), "inf as text": "inf", "overflowing text": "1e400", "NaN as text": "NaN"}
+
+
+@pytest.mark.parametrize("value", list(_NUMERIC_BAD.values()), ids=list(_NUMERIC_BAD))
+def test_pyfunc_refuses_a_bad_numeric_value_naming_column_and_row(logged, value) -> None:
+    """What `mlflow models serve` answers 400 with: the column and the rows, as the endpoint and the data
+    contract refuse them (no finite number, no score)."""
+    _, target, _, run, result, training_set = logged
+    mlflow.set_tracking_uri(target.uri)
+    pyfunc = mlflow.pyfunc.load_model(run.model_uri)
+    frame = _scoring_frame(result, training_set)
+    column = next(c for c in result.model.feature_columns_ if c not in result.model.categories_)
+    frame[column] = frame[column].astype(object)
+    frame.at[1, column] = value
+    message = _refusal(pyfunc, frame).message
+    assert f"{column!r}" in message and "rows [1]" in message
+
+
+def test_pyfunc_refuses_nested_values_in_a_categorical_and_names_every_bad_column(logged) -> None:
+    _, target, _, run, result, training_set = logged
+    mlflow.set_tracking_uri(target.uri)
+    pyfunc = mlflow.pyfunc.load_model(run.model_uri)
+    frame = _scoring_frame(result, training_set)
+    category = next(iter(result.model.categories_))
+    numeric = [c for c in result.model.feature_columns_ if c not in result.model.categories_][-1]
+    frame[category] = [{"a": 1}, "fine", [1]]
+    frame[numeric] = frame[numeric].astype(object)
+    frame.at[2, numeric] = "abc"
+    message = _refusal(pyfunc, frame).message
+    assert f"{category!r}" in message and "rows [0, 2]" in message
+    assert f"{numeric!r}" in message and "rows [2]" in message
+
+
+def test_pyfunc_scores_tolerable_input_as_the_canonical_frame(logged) -> None:
+    """Columns in another order, extra columns, numbers as text or booleans, JSON nulls and NaN (missing),
+    unseen categories and empty frames score, and reordering changes nothing."""
+    _, target, _, run, result, training_set = logged
+    mlflow.set_tracking_uri(target.uri)
+    pyfunc = mlflow.pyfunc.load_model(run.model_uri)
+    frame = _scoring_frame(result, training_set)
+    expected = pyfunc.predict(frame)
+    shuffled = frame[list(np.random.default_rng(0).permutation(frame.columns))].assign(lead_id=["a", "b", "c"])
+    np.testing.assert_array_equal(pyfunc.predict(shuffled), expected)
+    numeric = [c for c in result.model.feature_columns_ if c not in result.model.categories_]
+    as_text = frame.astype({numeric[0]: object})
+    as_text[numeric[0]] = [f" {v!r} " if pd.notna(v) else None for v in frame[numeric[0]]]
+    np.testing.assert_array_equal(pyfunc.predict(as_text), expected)
+    odd = frame.astype({numeric[1]: object})
+    odd[numeric[1]] = [None, float("nan"), True]
+    canonical = frame.copy()
+    canonical[numeric[1]] = [np.nan, np.nan, 1.0]
+    np.testing.assert_array_equal(pyfunc.predict(odd), pyfunc.predict(canonical))
+    huge = frame.copy()
+    huge[numeric[2]] = 1e308
+    assert np.isfinite(pyfunc.predict(huge)).all()
+    assert len(pyfunc.predict(frame.iloc[:0])) == 0
+
+
+def test_pyfunc_input_without_a_feature_column_names_it(logged) -> None:
+    _, _, _, _, result, training_set = logged
+    frame = _scoring_frame(result, training_set).drop(columns=["lead_age_days"])
+    with pytest.raises(MlflowException, match="lead_age_days") as raised:
+        from_signature_frame(frame, result.model)
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_mlflow_models_serve_answers_bad_values_with_400_naming_them(logged, tmp_path: Path) -> None:
+    """`mlflow models serve` of the logged model: a valid batch scores as in process; text and infinity in
+    numeric columns are a 400 whose message names the columns and rows."""
+    _, target, _, run, result, training_set = logged
+    mlflow.set_tracking_uri(target.uri)
+    frame = _scoring_frame(result, training_set)
+    expected = mlflow.pyfunc.load_model(run.model_uri).predict(frame)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": target.uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", run.model_uri, "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        good = httpx.post(f"{url}/invocations", json={"dataframe_records": rows}, timeout=60)
+        assert good.status_code == 200, good.text
+        np.testing.assert_allclose(good.json()["predictions"], expected, rtol=1e-12)
+        numeric = [c for c in result.model.feature_columns_ if c not in result.model.categories_]
+        rows[1][numeric[0]] = "abc"
+        rows[2][numeric[1]] = float("inf")
+        body = json.dumps({"dataframe_records": rows}, allow_nan=True)  # Infinity: JSON as Python writes it
+        assert "Infinity" in body
+        bad = httpx.post(f"{url}/invocations", content=body, headers={"Content-Type": "application/json"}, timeout=60)
+        assert bad.status_code == 400, bad.text
+        message = bad.json()["message"]
+        assert f"{numeric[0]!r}" in message and "rows [1]" in message
+        assert f"{numeric[1]!r}" in message and "rows [2]" in message
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import typer
 import yaml
+from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from features.contract import DataConfig, SourceConfig
@@ -161,3 +162,34 @@ def test_sales_readiness_options_are_refused_by_name(cli) -> None:
                     "--points-rules", "/nonexistent.yaml")
     assert result.exit_code == 2, result.output
     assert "--strict-leakage and --points-rules: sales-readiness options" in result.output
+
+
+@pytest.mark.parametrize("days", [[-5.0], [30.0, 10_000.0], [float("nan")], [float("inf")], [None]],
+                         ids=["negative", "beyond the horizon", "nan", "inf", "null"])
+def test_pyfunc_refuses_survival_days_outside_the_horizon_by_name(cli, days) -> None:
+    """A 400 from `mlflow models serve` (INVALID_PARAMETER_VALUE) naming the parameter and the horizon."""
+    _, config, _ = cli
+    client = connect(tracking_target(None, config.parent))
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(3)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    model = pyfunc.unwrap_python_model().model_
+    with pytest.raises(MlflowException) as raised:
+        pyfunc.predict(to_pyfunc_input(rows[model.feature_columns_]), params={SURVIVAL_DAYS_PARAM: days})
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert SURVIVAL_DAYS_PARAM in raised.value.message and "182" in raised.value.message
+
+
+def test_pyfunc_refuses_infinite_features_by_column_and_row(cli) -> None:
+    _, config, _ = cli
+    client = connect(tracking_target(None, config.parent))
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(3)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+    model = pyfunc.unwrap_python_model().model_
+    raw = to_pyfunc_input(rows[model.feature_columns_]).reset_index(drop=True)
+    raw.loc[2, "lead_age_days"] = float("inf")
+    with pytest.raises(MlflowException) as raised:
+        pyfunc.predict(raw)
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "'lead_age_days'" in raised.value.message and "rows [2]" in raised.value.message

@@ -4,7 +4,8 @@
 default), ``median_days`` (None when the curve stays above 1/2 over the model horizon) and
 ``median_beyond_horizon``. The optional parameter ``survival_days`` (a list of days within the
 model horizon) adds the survival curve at those days as ``survival_<d>d`` columns (the registry
-uses it to re-score versions on the same evaluation rows).
+uses it to re-score versions on the same evaluation rows); days that are no number or outside
+``[0, horizon]`` are refused naming the parameter (``INVALID_PARAMETER_VALUE``: a 400 when served).
 
 Input typing is the sales-readiness pyfunc's (:mod:`training.pyfunc`): categoricals travel as
 strings and are mapped back onto the FeatureSpec's vocabularies inside ``predict``. The saved
@@ -25,7 +26,13 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ParamSchema, ParamSpec
 
-from training.pyfunc import _requirements, from_signature_frame, input_schema, to_signature_frame
+from training.pyfunc import (
+    _requirements,
+    from_signature_frame,
+    input_schema,
+    invalid_input,
+    to_signature_frame,
+)
 from training.time_to_close import TimeToCloseModel, survival_at_days
 
 MODEL_ARTIFACT = "time_to_close_model"
@@ -50,6 +57,19 @@ def predict_frame(model: TimeToCloseModel, features: pd.DataFrame, survival_days
     return out
 
 
+def survival_days_param(values: Any, horizon_days: float) -> list[float]:
+    """The ``survival_days`` parameter as floats, or :func:`training.pyfunc.invalid_input` naming it and
+    the values that are no number or lie outside ``[0, horizon_days]``."""
+    values = [] if values is None else list(values)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float)
+           or not 0 <= float(v) <= horizon_days]  # NaN fails the range test too
+    if bad:
+        shown = ", ".join(repr(v) for v in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise invalid_input(f"parameter {SURVIVAL_DAYS_PARAM!r}: days must be numbers in [0, {horizon_days:g}] "
+                            f"(the model horizon); got {shown}")
+    return [float(v) for v in values]
+
+
 class TimeToClosePyfunc(mlflow.pyfunc.PythonModel):
     """Pyfunc wrapper of :class:`TimeToCloseModel` (see the module docstring)."""
 
@@ -59,7 +79,7 @@ class TimeToClosePyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
-        days = list((params or {}).get(SURVIVAL_DAYS_PARAM) or [])
+        days = survival_days_param((params or {}).get(SURVIVAL_DAYS_PARAM), self.model_.config.horizon_days)
         out = predict_frame(self.model_, from_signature_frame(model_input, self.model_), days)
         # a median beyond the horizon is null, not NaN: NaN is no JSON value (`mlflow models predict`)
         out["median_days"] = out["median_days"].astype(object).where(out["median_days"].notna(), None)

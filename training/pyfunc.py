@@ -62,7 +62,8 @@ def _where(index: pd.Index, bad: np.ndarray, values: pd.Series, shown: int = 10)
     """``rows [1, 7] (e.g. 'abc')``: the first offending row labels (with their count beyond ``shown``) and one value."""
     rows = index[bad].tolist()
     more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
-    example = repr(values[bad].iloc[0])
+    value = values[bad].iloc[0]
+    example = repr(value.item() if isinstance(value, np.generic) else value)  # inf, not np.float64(inf)
     example = example if len(example) <= 40 else example[:37] + "..."
     return f"rows {rows[:shown]}{more} (e.g. {example})"
 

@@ -267,8 +267,11 @@ def main() -> None:
             import mlflow
 
             from training.pyfunc import log_pyfunc_model
+            from training.tracking import quiet_artifact_downloads, quiet_mlflow_noise
+
+            quiet_artifact_downloads()  # the figures, not MLflow's routine lines and bars
             mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-            with mlflow.start_run():
+            with quiet_mlflow_noise(), mlflow.start_run():
                 info = log_pyfunc_model(model, champion.features.head(50))
             local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "pyfunc"))
             mlflow_proc, mlflow_url = start_mlflow(local, tmp_path / "mlflow.log", args.workers)

@@ -386,7 +386,7 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
             given = leads[index].get("lead_id")  # echoed only when it is a valid id (never a huge or odd value)
             valid_int = isinstance(given, int) and not isinstance(given, bool) and -(2**63) <= given < 2**63
             lead_id = given if valid_int or (isinstance(given, str) and 0 < len(given) <= MAX_NAME) else None
-        where = f"lead {index} (lead_id {lead_id!r}): " if index is not None else ""
+        where = "" if index is None else f"lead {index}: " if lead_id is None else f"lead {index} (lead_id {lead_id!r}): "
         messages.append(f"{where}{field}: {item.get('msg', 'invalid')}")
         first = first or (index, lead_id, field)
     index, lead_id, field = first

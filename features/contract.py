@@ -27,6 +27,7 @@ silently turn a conversion into a non-conversion. Missing required columns are a
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import re
@@ -124,6 +125,23 @@ class _StorageOptions(_Model):
     csv_separator: str = ","
     csv_encoding: str = "utf-8"
 
+    @field_validator("csv_separator")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        # pandas' fast reader takes one character; longer ones are regexes its other reader refuses with our options
+        if len(value) != 1:
+            raise ValueError(f"must be one character, got {value!r} (e.g. ',', ';', '\\t')")
+        return value
+
+    @field_validator("csv_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, utf-8-sig, latin-1, cp1252, utf-16)") from None
+        return value
+
     @model_validator(mode="after")
     def _schema_of_sqlite(self) -> _StorageOptions:
         if (self.kind == "sql" and self.url and self.db_schema not in (None, "main")
@@ -168,6 +186,18 @@ def _check_mapping_keys(table: str, mapping: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
+def _check_one_source_each(table: str, mapping: dict[str, str]) -> None:
+    """Two canonical columns of a table read from one source column: refused, naming both (either would
+    otherwise be reported missing although its column is there). Unmapped canonical columns keep their name."""
+    sources: dict[str, str] = {}
+    for canonical in (*REQUIRED_COLUMNS[table], *OPTIONAL_COLUMNS[table]):
+        source = mapping.get(canonical, canonical)
+        if source in sources and (canonical in mapping or sources[source] in mapping):
+            first, second = sorted((sources[source], canonical))
+            raise ValueError(f"{first!r} and {second!r} are both mapped onto source column {source!r}")
+        sources.setdefault(source, canonical)
+
+
 class ColumnMapping(_Model):
     """Canonical name -> the company's column name, per table (unmapped columns keep their name).
 
@@ -182,7 +212,9 @@ class ColumnMapping(_Model):
     @field_validator("leads", "events", "outcomes")
     @classmethod
     def _known_keys(cls, mapping: dict[str, str], info: Any) -> dict[str, str]:
-        return _check_mapping_keys(info.field_name, mapping)
+        _check_mapping_keys(info.field_name, mapping)
+        _check_one_source_each(info.field_name, mapping)
+        return mapping
 
     def source_name(self, table: str, canonical: str) -> str:
         return getattr(self, table).get(canonical, canonical)
@@ -229,6 +261,16 @@ class _CommonConfig(_Model):
     quarantine_format: Literal["csv", "parquet"] = "csv"
     reference_time: datetime | None = None
     timestamp_format: str | None = None
+
+    @field_validator("timestamp_format", check_fields=False)
+    @classmethod
+    def _known_directives(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        formats = value if isinstance(value, dict) else {"": value} if value is not None else {}
+        for table, fmt in formats.items():
+            problem = timestamp_format_problem(fmt)
+            if problem:
+                raise ValueError(f"{table}: {problem}" if table else problem)
+        return value
 
     @model_validator(mode="after")
     def _quarantine_needs_dir(self) -> _CommonConfig:
@@ -325,6 +367,12 @@ class FlatConfig(_CommonConfig):
         if unknown:
             raise ValueError(f"families: unknown family {unknown}; allowed: {list(FAMILIES)}")
         return families
+
+    @model_validator(mode="after")
+    def _labels_differ(self) -> FlatConfig:
+        if str(self.positive_label).strip() == str(self.negative_label).strip():
+            raise ValueError(f"positive_label and negative_label must differ, both are {self.positive_label!r}")
+        return self
 
     @model_validator(mode="after")
     def _roles_disjoint(self) -> FlatConfig:
@@ -698,6 +746,15 @@ def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Seri
         return parsed, np.zeros(len(values), dtype=bool)
     bad = (parsed.isna() & values.notna()).to_numpy()
     return parsed, bad
+
+
+def timestamp_format_problem(fmt: str) -> str | None:
+    """Why pandas cannot parse with the strptime format ``fmt`` (a bad directive such as ``%Q``), or None."""
+    try:
+        pd.to_datetime(pd.Series(["2024-01-01"]), format=fmt, errors="coerce")
+    except ValueError as exc:
+        return str(exc).splitlines()[0] if str(exc) else f"invalid timestamp format {fmt!r}"
+    return None
 
 
 # an ISO 8601 UTC offset after a time of day: "...10:08:29+02:00", "...T1008-0500", "...10:08Z"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,46 @@ def test_a_yaml_error_is_one_line_that_reads_in_order(text: str, expected: str) 
     with pytest.raises(yaml.YAMLError) as error:
         yaml.safe_load(text)
     assert yaml_error_text(error.value) == expected
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ({"csv_encoding": "no-such-codec"}, r"source\.csv_encoding: unknown encoding 'no-such-codec'"),
+    ({"csv_separator": ""}, r"source\.csv_separator: must be one character, got ''"),
+    ({"csv_separator": "||"}, r"source\.csv_separator: must be one character, got '\|\|'"),
+])
+def test_a_csv_encoding_or_separator_no_reader_can_use_is_refused_naming_the_field(source: dict,
+                                                                                    expected: str) -> None:
+    # was a LookupError traceback at the CLI, and pandas' own words ("Py_UCS4", "Falling back to the 'python'
+    # engine") naming no field
+    for section in ({"source": source}, {"mode": "flat", "source": {"path": "x.csv", **source}, "id_column": "Id",
+                                         "label_column": "y"}):
+        with pytest.raises(ValidationError) as caught:
+            parse_data_config(section)
+        assert re.search(expected, config_error_text("data", caught.value))
+    assert DataConfig(source={"csv_separator": "\t", "csv_encoding": "latin-1"}).source.csv_separator == "\t"
+
+
+def test_a_timestamp_format_with_a_bad_directive_is_refused_naming_the_field_and_table() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_data_config({"timestamp_format": "%Q-%m"})
+    assert "data.timestamp_format: 'Q' is a bad directive in format '%Q-%m'" in config_error_text("data", caught.value)
+    with pytest.raises(ValidationError) as per_table:
+        parse_data_config({"timestamp_format": {"leads": "%Y-%m-%d", "events": "%d.%m.%Y %K"}})
+    assert "data.timestamp_format: events: 'K' is a bad directive" in config_error_text("data", per_table.value)
+    assert DataConfig(timestamp_format={"leads": "%d-%m-%Y"}).timestamp_format_of("leads") == "%d-%m-%Y"
+
+
+def test_two_canonical_columns_mapped_onto_one_source_column_are_refused_naming_both() -> None:
+    # was reported as "events.lead_id: missing_column (column not found)" although the column is there
+    with pytest.raises(ValidationError) as caught:
+        parse_data_config({"columns": {"events": {"lead_id": "Id", "occurred_at": "Id"}}})
+    assert ("data.columns.events: 'lead_id' and 'occurred_at' are both mapped onto source column 'Id'"
+            in config_error_text("data", caught.value))
+    with pytest.raises(ValidationError, match="'created_at' and 'lead_id' are both mapped onto source column 'lead_id'"):
+        parse_data_config({"columns": {"leads": {"created_at": "lead_id"}}})  # lead_id keeps its own name
+
+
+def test_a_flat_label_whose_positive_and_negative_values_are_the_same_is_refused() -> None:
+    with pytest.raises(ValidationError, match="positive_label and negative_label must differ, both are 1"):
+        parse_data_config({"mode": "flat", "source": {"path": "x.csv"}, "id_column": "Id", "label_column": "y",
+                           "positive_label": 1, "negative_label": "1"})

@@ -130,6 +130,7 @@ def read_csv_table(
         header = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0).columns
     except pd.errors.EmptyDataError as exc:  # a 0-byte file (or blank lines only): pandas names no file
         raise DataSourceError(f"{path}: empty CSV file (not even a header line)") from exc
+    check_csv_header_names(path, separator, encoding)
     check_csv_field_counts(path, separator, encoding, len(header))
     usecols = _select_existing(list(header), columns)
     reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
@@ -215,6 +216,19 @@ def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str
         raise CsvShapeError(f"{path}: rows with more fields than the header's {n_columns}, e.g. {shown} "
                             "(records counted from the header as 1; a blank line or a quoted line break "
                             "makes a record number differ from the line number)")
+
+
+def check_csv_header_names(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> None:
+    """Refuse a CSV header that names a column twice: pandas renames the second copy (``industry.1``), which
+    would silently become an attribute of its own (a second ``lead_id``, a feature holding every lead's id)."""
+    names = pd.read_csv(path, sep=separator, encoding=encoding, header=None, nrows=1, dtype=str,
+                        keep_default_na=False, index_col=False).iloc[0].tolist()
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataSourceError(f"{path}: the header names column {name!r} twice (columns {seen[name]} and "
+                                  f"{position}); rename one of them")
+        seen[name] = position
 
 
 _ZERO_PADDED = r"\s*[+-]?0\d"

@@ -676,3 +676,26 @@ def test_sqlite_columnar_read_waits_for_a_sqlite3_module_writer(sqlite_url: str)
     engine.dispose()
     assert frames is not None
     assert (pd.concat(frames)["value"] == 1).all() and waited > 0.2
+
+
+@pytest.mark.parametrize("repeated", ["industry", "created_at", "lead_id"])
+def test_a_csv_header_naming_a_column_twice_is_refused_naming_the_file_and_column(tmp_path: Path,
+                                                                                   repeated: str) -> None:
+    # pandas renames the second copy 'industry.1': the second created_at was silently an attribute, and a second
+    # lead_id column a categorical feature holding every lead's id
+    frames = canonical_frames(6)
+    write_files("csv", tmp_path, frames)
+    path = tmp_path / "leads.csv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    names = header.split(",")
+    twice = {"industry": "employees", "created_at": "CreatedDate", "lead_id": "Id"}[repeated]
+    names[names.index("industry")] = twice
+    path.write_text("\ufeff" + ",".join(names) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")  # a BOM too
+    with pytest.raises(DataSourceError, match=rf"^data\.source\.leads: {tmp_path}/leads\.csv: the header names "
+                                              rf"column '{twice}' twice \(columns \d+ and \d+\)"):
+        load_crm(file_config("csv", tmp_path))
+    (tmp_path / "flat.csv").write_text("Id,y,y\n1,0,1\n", encoding="utf-8")
+    flat = FlatConfig(source={"kind": "csv", "path": str(tmp_path / "flat.csv")}, id_column="Id", label_column="y")
+    with pytest.raises(DataSourceError, match=r"^data\.source\.path: .*flat\.csv: the header names column 'y' twice "
+                                              r"\(columns 2 and 3\)"):
+        load_data(flat)

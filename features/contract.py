@@ -33,7 +33,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -735,17 +735,44 @@ def parse_timestamps(values: pd.Series, fmt: str | None = None) -> tuple[pd.Seri
     Naive inputs are taken as UTC; tz-aware inputs are converted to UTC first. Strings are parsed
     with ``fmt`` (default ISO 8601).
     """
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif pd.api.types.is_datetime64_dtype(values.dtype):
-        parsed = values
-    else:
-        parsed = _parse_text_timestamps(values, fmt)
-    parsed = parsed.astype("datetime64[ns]", copy=False)
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return parsed, np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):  # typed (Parquet, SQL): in seconds to microseconds too
+        naive = values.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(values.dtype, pd.DatetimeTZDtype) \
+            else values
+        outside = ((naive < pd.Timestamp.min) | (naive > pd.Timestamp.max)).to_numpy()  # year 1, 9999: no ns value
+        naive = naive.mask(outside) if outside.any() else naive
+        return naive.astype("datetime64[ns]", copy=False), outside
+    parsed = _parse_text_timestamps(values, fmt).astype("datetime64[ns]", copy=False)
     bad = (parsed.isna() & values.notna()).to_numpy()
     return parsed, bad
+
+
+TIMESTAMP_RANGE = "1677..2262"  # the years a nanosecond timestamp holds (1677-09-21 .. 2262-04-11)
+
+
+def timestamp_detail(values: pd.Series, bad: np.ndarray, fmt: str | None = None) -> str:
+    """The ``wrong_type`` detail of the timestamps :func:`parse_timestamps` refused: unparseable, or, when some are
+    real dates outside the years a timestamp holds (``0001-01-01``, ``9999-12-31``: placeholders), saying so."""
+    refused = values[bad].drop_duplicates().head(1000)
+    outside = [v for v in refused if _is_a_date(v, fmt)]
+    if not outside:
+        return "unparseable timestamp"
+    text = f"unparseable timestamp, or a date outside the years {TIMESTAMP_RANGE} such as {str(outside[0])!r}"
+    if isinstance(outside[0], str):  # markers apply to text; a typed column's placeholder needs a NULL
+        text += "; list a placeholder date under missing_values to read it as missing"
+    return text
+
+
+def _is_a_date(value: Any, fmt: str | None) -> bool:
+    """Whether one refused value is a date or time (an object, or text in ``fmt`` / ISO 8601) after all."""
+    if isinstance(value, datetime | date | pd.Timestamp | np.datetime64):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.strptime(value.strip(), fmt) if fmt else datetime.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def timestamp_format_problem(fmt: str) -> str | None:
@@ -1216,7 +1243,8 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
     for table, column in time_columns.items():
         parsed, bad = parse_timestamps(frames[table][column], config.timestamp_format_of(table))
         typed[table][column] = parsed
-        collector.add(table, column, WRONG_TYPE, bad, frames[table], detail="unparseable timestamp")
+        collector.add(table, column, WRONG_TYPE, bad, frames[table],
+                      detail=timestamp_detail(frames[table][column], bad, config.timestamp_format_of(table)))
         if table != OUTCOMES:  # converted_at is null for leads that did not convert
             collector.add(table, column, NULL_VALUE, rule_null(parsed, bad), frames[table])
         collector.add(table, column, FUTURE_TIMESTAMP, rule_future(parsed, reference), frames[table],

@@ -39,6 +39,7 @@ from features.contract import (
     rule_future,
     rule_missing_columns,
     rule_null,
+    timestamp_detail,
     to_text,
 )
 from features.readers import read_flat
@@ -107,7 +108,8 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     columns: dict[str, pd.Series] = {LEAD_ID: ids, LABEL: labels}
     if config.timestamp_column:
         parsed, bad = parse_timestamps(frame[config.timestamp_column], config.timestamp_format)
-        add(config.timestamp_column, WRONG_TYPE, bad, "unparseable timestamp")
+        add(config.timestamp_column, WRONG_TYPE, bad,
+            timestamp_detail(frame[config.timestamp_column], bad, config.timestamp_format))
         add(config.timestamp_column, NULL_VALUE, rule_null(parsed, bad))
         reference = config.reference_timestamp()
         add(config.timestamp_column, FUTURE_TIMESTAMP, rule_future(parsed, reference),

@@ -450,3 +450,27 @@ def test_boolean_text_reads_as_a_boolean_column_writes_it_value_by_value() -> No
 
     assert values_as_text(pd.Series(["true", "FALSE", "True", None, "maybe"])).tolist() == [
         "True", "False", "True", None, "maybe"]
+
+
+def test_dates_a_timestamp_cannot_hold_are_wrong_type_named_as_out_of_range_not_a_crash() -> None:
+    # a Parquet timestamp[us] column holding 0001-01-01 (.NET's DateTime.MinValue) or 9999-12-31 ("no end"):
+    # the cast to nanoseconds raised OutOfBoundsDatetime, and the CLI printed it naming no table, column or row
+    raw = raw_crm()
+    created = pd.to_datetime(raw.leads["CreatedDate"]).astype("datetime64[us]")
+    created.iloc[1] = np.datetime64("0001-01-01", "us")
+    created.iloc[4] = np.datetime64("9999-12-31", "us")
+    raw.leads["CreatedDate"] = created
+    raw.outcomes["WonDate"] = ["2024-03-01", None, None, "9999-12-31", None, None]  # text: 'unparseable' before
+    with pytest.raises(ContractError) as caught:
+        validate_crm(raw, CONFIG)
+    by_column = {v.column: v for v in caught.value.violations}
+    leads = by_column["created_at"]
+    assert (leads.table, leads.rule, leads.n_rows) == ("leads", WRONG_TYPE, 2)
+    assert [e["row"] for e in leads.examples] == [1, 4]
+    assert "outside the years 1677..2262" in leads.detail
+    outcomes = by_column["converted_at"]
+    assert (outcomes.table, outcomes.rule, outcomes.n_rows) == ("outcomes", WRONG_TYPE, 1)
+    assert "outside the years 1677..2262" in outcomes.detail and "missing_values" in outcomes.detail
+    tz = pd.Series(np.array(["2024-01-01", "9999-12-31"], dtype="datetime64[us]")).dt.tz_localize("UTC")
+    parsed, bad = parse_timestamps(tz)
+    assert bad.tolist() == [False, True] and parsed.isna().tolist() == [False, True]

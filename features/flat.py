@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.contract import (
     DUPLICATE_LEAD_ID,
+    EMPTY_TABLE,
     FLAT,
     FUTURE_TIMESTAMP,
     MISSING_COLUMN,
@@ -49,12 +50,18 @@ LABEL = "label"
 
 
 def _label_matches(values: pd.Series, label: str | int | bool) -> np.ndarray:
-    """Rows equal to ``label``: numerically when both sides are numbers, else as trimmed text."""
+    """Rows equal to ``label``: numerically when both sides are numbers (text ``1.0`` is ``1``), a boolean label
+    as text of any case (``true``, ``TRUE``), else as trimmed text."""
     numeric_label = pd.to_numeric(pd.Series([label]), errors="coerce").iat[0]
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.isna(numeric_label):
         return (values.astype("float64") == float(numeric_label)).to_numpy()
     text = to_text(values).str.strip()
-    return (text == str(label).strip()).fillna(False).to_numpy(dtype=bool)
+    match = text == str(label).strip()
+    if isinstance(label, bool):
+        match |= text.str.casefold() == str(label).casefold()
+    elif not pd.isna(numeric_label):
+        match |= pd.to_numeric(text, errors="coerce") == float(numeric_label)
+    return match.fillna(False).to_numpy(dtype=bool)
 
 
 def parse_label(values: pd.Series, positive: Any, negative: Any) -> tuple[pd.Series, np.ndarray]:
@@ -147,5 +154,8 @@ def load_flat(
     lead_ids: Sequence[Any] | None = None,
     lead_id_range: tuple[Any, Any] | None = None,
 ) -> tuple[FlatData, ValidationReport]:
-    """Read the flat table and validate it."""
-    return validate_flat(read_flat(config, lead_ids=lead_ids, lead_id_range=lead_id_range), config)
+    """Read the flat table and validate it (a table without rows is refused; a subset may be empty)."""
+    raw = read_flat(config, lead_ids=lead_ids, lead_id_range=lead_id_range)
+    if lead_ids is None and lead_id_range is None and len(raw) == 0:
+        raise ContractError([ContractViolation(FLAT, config.id_column, EMPTY_TABLE, 0, [], "the flat table has no rows")])
+    return validate_flat(raw, config)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.contract import ContractError, FlatConfig
-from features.flat import validate_flat
+from features.flat import load_flat, validate_flat
 
 
 def raw_flat() -> pd.DataFrame:
@@ -109,3 +109,25 @@ def test_flat_quarantine_keeps_the_rest(tmp_path: Path) -> None:
         "duplicate_lead_id:Lead", "non_binary_label:Won", "duplicate_lead_id:Lead"
     ]
     assert report.rows_kept["flat"] + report.rows_quarantined["flat"] == len(raw)
+
+
+@pytest.mark.parametrize(("written", "positive", "negative"), [
+    (["1.0", "0.0", "0", "1", " 0.00"], 1, 0),  # a CSV column pandas once wrote as floats; CSV values are text
+    (["true", "FALSE", "False", "True", "false"], True, False),  # booleans as any case, as a boolean column reads
+])
+def test_flat_labels_written_as_numbers_with_decimals_or_booleans_of_any_case_match(
+        written: list[str], positive: object, negative: object) -> None:
+    raw = raw_flat().assign(Won=written)
+    data, _ = validate_flat(raw, flat_config(positive_label=positive, negative_label=negative))
+    assert data.frame["label"].tolist() == [1, 0, 0, 1, 0]
+    with pytest.raises(ContractError, match=r"flat\.Won: non_binary_label: 1 row.*value='2\.0'"):
+        validate_flat(raw.assign(Won=[*written[:4], "2.0"]), flat_config(positive_label=positive,
+                                                                          negative_label=negative))
+
+
+def test_a_flat_table_without_rows_is_refused_as_an_empty_leads_table_is(tmp_path: Path) -> None:
+    path = tmp_path / "flat.csv"
+    raw_flat().iloc[:0].to_csv(path, index=False)  # the header only: validate said ok, 0 rows
+    config = flat_config(source={"kind": "csv", "path": str(path)})
+    with pytest.raises(ContractError, match=r"flat\.Lead: empty_table: 0 rows \(the flat table has no rows\)"):
+        load_flat(config)

@@ -28,6 +28,7 @@ silently turn a conversion into a non-conversion. Missing required columns are a
 from __future__ import annotations
 
 import codecs
+import errno
 import math
 import os
 import re
@@ -1055,30 +1056,58 @@ def rule_converted_before_created(
 # ---------------------------------------------------------------------------------------------
 # Policy
 # ---------------------------------------------------------------------------------------------
+class QuarantineWriteError(OSError):
+    """The quarantine files cannot be written (the message names ``quarantine_dir`` and the file)."""
+
+
 def write_quarantine(
     rows: pd.DataFrame, reasons: np.ndarray, directory: Path, table: str, fmt: str
 ) -> Path:
     """Write offending raw rows with ``_row`` and ``_reason`` atomically; returns the file path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    out = rows.copy()
-    out.insert(0, REASON_COLUMN, reasons)
-    out.insert(0, ROW_COLUMN, rows.index.to_numpy())
-    target = directory / f"{table}.{fmt}"
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{table}.", suffix=f".{fmt}")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    return write_quarantine_files({table: (rows, reasons)}, directory, fmt)[table]
+
+
+def write_quarantine_files(
+    tables: dict[str, tuple[pd.DataFrame, np.ndarray]], directory: Path, fmt: str
+) -> dict[str, Path]:
+    """Write each table's offending raw rows with ``_row`` and ``_reason`` to ``directory/<table>.<fmt>``: all
+    files or none (each is written aside first, then all are moved in place). Failures raise
+    :class:`QuarantineWriteError` naming the folder and the file."""
+    targets = {table: directory / f"{table}.{fmt}" for table in tables}
+    written: dict[str, Path] = {}
     try:
-        if fmt == "parquet":
-            text = [c for c in out.columns if out[c].dtype == object]
-            out[text] = out[text].apply(to_text)
-            out.to_parquet(tmp, index=False)
-        else:
-            out.to_csv(tmp, index=False)
-        tmp.replace(target)
+        directory.mkdir(parents=True, exist_ok=True)
+        for target in targets.values():
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), target.name)
+        for table, (rows, reasons) in tables.items():
+            out = rows.copy()
+            out.insert(0, REASON_COLUMN, reasons)
+            out.insert(0, ROW_COLUMN, rows.index.to_numpy())
+            fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{table}.", suffix=f".{fmt}")
+            os.close(fd)
+            written[table] = Path(tmp_name)
+            if fmt == "parquet":
+                text = [c for c in out.columns if out[c].dtype == object]
+                out[text] = out[text].apply(to_text)
+                out.to_parquet(written[table], index=False)
+            else:
+                out.to_csv(written[table], index=False)
+        for table, tmp in written.items():
+            tmp.replace(targets[table])
+    except OSError as exc:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+        where = f"{exc.filename}: " if exc.filename and Path(exc.filename).name in {t.name for t in targets.values()} \
+            else ""
+        error = QuarantineWriteError(f"quarantine_dir {directory}: {where}{exc.strerror or exc}")
+        error.errno = exc.errno
+        raise error from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
         raise
-    return target
+    return targets
 
 
 def apply_policy(
@@ -1130,16 +1159,15 @@ def apply_policy(
                 extra[table][LEAD_QUARANTINED] = down
                 bad[table] |= down
 
+    files: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for table, frame in raw.items():
         n_bad = int(bad[table].sum())
         report.rows_quarantined[table] = n_bad
         report.rows_kept[table] = len(frame) - n_bad
         report.cascaded[table] = {rule: int(mask.sum()) for rule, mask in extra[table].items()}
-        reasons = collector.reasons(table, np.flatnonzero(bad[table]), extra[table])
-        assert config.quarantine_dir is not None  # guaranteed by the config validator
-        report.quarantine_files[table] = write_quarantine(
-            frame[bad[table]], reasons, Path(config.quarantine_dir), table, config.quarantine_format
-        )
+        files[table] = (frame[bad[table]], collector.reasons(table, np.flatnonzero(bad[table]), extra[table]))
+    assert config.quarantine_dir is not None  # guaranteed by the config validator
+    report.quarantine_files = write_quarantine_files(files, Path(config.quarantine_dir), config.quarantine_format)
     report.cascaded = {t: c for t, c in report.cascaded.items() if c}
     return {t: ~m for t, m in bad.items()}, report
 

@@ -104,13 +104,15 @@ def _load_project(path: Path):
 
 
 def _load_data(project):
-    from features.contract import ContractError
+    from features.contract import ContractError, QuarantineWriteError
     from features.loading import load_data
 
     try:
         return load_data(project.data)
     except ContractError as exc:
         raise fail(str(exc)) from exc
+    except QuarantineWriteError as exc:
+        raise fail(f"could not write the quarantine files: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise fail(f"could not read the data: {exc}") from exc
 

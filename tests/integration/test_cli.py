@@ -534,3 +534,18 @@ def test_registry_commands_take_a_sqlite_store_uri_with_query_parameters(tmp_pat
     code, output = _invoke("models", "list", "--tracking-uri", f"sqlite:///{missing}?timeout=20")
     assert code == 1 and f"no MLflow store {missing}:" in " ".join(output.split()), output
     assert not missing.exists()
+
+
+def test_validate_names_a_quarantine_dir_it_cannot_write_not_a_read_failure(tmp_path: Path) -> None:
+    pd.DataFrame({"lead_id": [1, 2], "created_at": ["2025-01-01", "soon"]}).to_csv(tmp_path / "leads.csv", index=False)
+    pd.DataFrame({"lead_id": [1], "occurred_at": ["2025-01-05"], "event_type": ["email_open"]}).to_csv(
+        tmp_path / "events.csv", index=False)
+    pd.DataFrame({"lead_id": [1], "converted_at": [None]}).to_csv(tmp_path / "outcomes.csv", index=False)
+    (tmp_path / "q").write_text("a file where the folder should be")
+    (tmp_path / "leadscore.yaml").write_text(
+        "data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n"
+        "  policy: quarantine\n  quarantine_dir: q\n", encoding="utf-8")
+    code, output = _invoke("validate", "-c", str(tmp_path / "leadscore.yaml"))
+    assert code == 1
+    assert f"error: could not write the quarantine files: quarantine_dir {tmp_path / 'q'}: File exists" in output
+    assert "could not read the data" not in output

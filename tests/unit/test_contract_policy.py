@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import ContractError, DataConfig, validate_crm
+from features.contract import ContractError, DataConfig, QuarantineWriteError, validate_crm
 from features.readers import RawTables
 
 
@@ -191,3 +191,16 @@ def test_a_passthrough_lead_column_stays_with_its_lead_after_quarantine(tmp_path
     kept = crm.leads.set_index("lead_id")["updated_at"].to_dict()
     assert kept and kept == {i: f"2024-06-0{i}" for i in kept}
     assert "updated_at" not in validate_crm(raw, config)[0].leads.columns
+
+
+def test_a_quarantine_dir_that_cannot_be_written_is_named_and_nothing_is_half_written(tmp_path: Path) -> None:
+    (tmp_path / "quarantine").write_text("a file, not a folder")  # was "[Errno 17] File exists: ..." only
+    with pytest.raises(QuarantineWriteError, match=rf"^quarantine_dir {tmp_path / 'quarantine'}: File exists"):
+        validate_crm(raw_crm(), config("quarantine", tmp_path))
+    (tmp_path / "quarantine").unlink()
+    (tmp_path / "quarantine").mkdir()
+    (tmp_path / "quarantine" / "events.csv").mkdir()  # the second table's file cannot be replaced
+    with pytest.raises(QuarantineWriteError, match=r"^quarantine_dir .*quarantine: events\.csv: Is a directory"):
+        validate_crm(raw_crm(), config("quarantine", tmp_path))
+    leftovers = sorted(p.name for p in (tmp_path / "quarantine").iterdir())
+    assert leftovers == ["events.csv"]  # leads.csv of the failed run is not left behind, nor any temporary file

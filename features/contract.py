@@ -300,7 +300,7 @@ class DataConfig(_CommonConfig):
         if isinstance(value, dict):
             unknown = sorted(set(value) - set(TABLES))
             if unknown:
-                raise ValueError(f"timestamp_format: unknown table(s) {unknown}; allowed: {list(TABLES)}")
+                raise ValueError(f"unknown table(s) {unknown}; allowed: {list(TABLES)}")
         return value
 
     def timestamp_format_of(self, table: str) -> str | None:

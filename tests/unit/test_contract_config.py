@@ -176,3 +176,10 @@ def test_a_flat_label_whose_positive_and_negative_values_are_the_same_is_refused
     with pytest.raises(ValidationError, match="positive_label and negative_label must differ, both are 1"):
         parse_data_config({"mode": "flat", "source": {"path": "x.csv"}, "id_column": "Id", "label_column": "y",
                            "positive_label": 1, "negative_label": "1"})
+
+
+def test_an_unknown_table_in_a_timestamp_format_is_named_once_under_the_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_data_config({"timestamp_format": {"leadz": "%Y"}})
+    assert config_error_text("data", caught.value) == (  # was "data.timestamp_format: timestamp_format: unknown ..."
+        "data.timestamp_format: unknown table(s) ['leadz']; allowed: ['leads', 'events', 'outcomes']")

@@ -353,7 +353,8 @@ def test_bad_leads_get_400_naming_the_field(server, payloads, mutate, needle) ->
     sent = leads[1].get("lead_id")
     assert body["lead_index"] == 1 and needle in body["field"]
     assert body["lead_id"] == (sent if isinstance(sent, int | str) else None)  # an invalid id is not echoed
-    assert "lead 1 (lead_id " in body["error"] and "Descriptor" not in response.text
+    shown = "lead 1: " if body["lead_id"] is None else f"lead 1 (lead_id {body['lead_id']!r}): "
+    assert body["error"].startswith(shown) and "Descriptor" not in response.text
     assert "Traceback" not in response.text
 
 

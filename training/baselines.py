@@ -18,7 +18,7 @@ rules named by ``TrainingConfig.points_rules`` (or passed in), else the packaged
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -206,14 +206,35 @@ def explicit_points(frame: pd.DataFrame, rules: PointsRules) -> np.ndarray:
     return total
 
 
+def event_points(types: pd.Series, behaviour: Mapping[str, float]) -> np.ndarray:
+    """Points of each event's type read as text (``astype(str)``: a missing type is ``"nan"``), NaN for a type
+    the rules do not score; looked up once per distinct type, without a text copy of the column."""
+    codes, per_type = _type_codes(types, behaviour)
+    return per_type[codes]
+
+
+def _type_codes(types: pd.Series, behaviour: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A code per event and the points per code (NaN: not scored); code -1 (a missing category) takes the
+    last entry, the points of ``"nan"``."""
+    if isinstance(types.dtype, pd.CategoricalDtype):
+        codes = types.cat.codes.to_numpy()
+        names = pd.Series([*types.cat.categories.astype(str), str(np.nan)], dtype=object)
+    else:
+        codes, uniques = pd.factorize(types, use_na_sentinel=False)
+        names = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    return codes, names.map(behaviour).to_numpy(dtype=float)
+
+
 BEHAVIOUR_JOIN_PAIRS = 2_000_000  # (snapshot, event) pairs joined at once: bounds behaviour_points' memory
 
 
 def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: PointsRules) -> np.ndarray:
     """Decayed behaviour points per snapshot row from events strictly before its ``as_of``.
 
-    Every snapshot is joined with its lead's events, in chunks of snapshots (ordered by lead) of about
-    ``BEHAVIOUR_JOIN_PAIRS`` pairs: memory stays bounded however many snapshots and events there are.
+    Every snapshot meets each scored event of its lead, in chunks of snapshots (ordered by lead) of about
+    ``BEHAVIOUR_JOIN_PAIRS`` pairs, by position into the events table: nothing of the table is copied but
+    the positions of its scored events (in lead order), so memory stays bounded however many snapshots
+    and events there are. Each snapshot sums its events' points in the table's order.
     """
     for col in (LEAD_ID, "as_of"):
         if col not in snapshots.columns:
@@ -223,30 +244,36 @@ def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: Point
             raise KeyError(f"behaviour points: events table lacks column {col!r}")
     if not rules.behaviour or len(snapshots) == 0:
         return np.zeros(len(snapshots), dtype=float)
-    points = events[EVENT_TYPE].astype(str).map(rules.behaviour)
-    scored = points.notna().to_numpy()
-    ev = events.loc[scored, [LEAD_ID, OCCURRED_AT]].assign(_points=points.to_numpy(dtype=float)[scored])
-    ev = ev.sort_values(LEAD_ID, kind="stable")
-    ev_leads = ev[LEAD_ID].to_numpy()
+    codes, per_type = _type_codes(events[EVENT_TYPE], rules.behaviour)
+    scored = np.flatnonzero(~np.isnan(per_type)[codes])  # positions of the scored events, in lead order:
+    ev_leads = events[LEAD_ID].to_numpy()[scored]
+    if len(ev_leads) > 1 and not (ev_leads[1:] >= ev_leads[:-1]).all():
+        by_lead = np.argsort(ev_leads, kind="stable")  # a lead's events keep the table's order
+        scored, ev_leads = scored[by_lead], ev_leads[by_lead]
+        del by_lead
+    occurred = events[OCCURRED_AT].array
     lead = snapshots[LEAD_ID].to_numpy()
-    as_of = snapshots["as_of"].to_numpy()
+    as_of = snapshots["as_of"].array
     order = np.argsort(lead, kind="stable")
-    pairs = np.cumsum(pd.Series(lead[order]).map(ev[LEAD_ID].value_counts()).fillna(0).to_numpy())
+    first = np.searchsorted(ev_leads, lead[order], side="left")  # each snapshot's events: first..first+count
+    count = np.searchsorted(ev_leads, lead[order], side="right") - first
+    pairs = np.cumsum(count)
     cuts = np.searchsorted(pairs, np.arange(BEHAVIOUR_JOIN_PAIRS, pairs[-1], BEHAVIOUR_JOIN_PAIRS), side="right")
     total = np.zeros(len(snapshots), dtype=float)
-    for rows in np.split(order, np.unique(cuts)):
-        if not len(rows):
+    for chunk in np.split(np.arange(len(order)), np.unique(cuts)):
+        if not len(chunk):
             continue
-        lo = np.searchsorted(ev_leads, lead[rows[0]], side="left")  # the events of the chunk's leads (and of
-        hi = np.searchsorted(ev_leads, lead[rows[-1]], side="right")  # leads between them, which join nothing)
-        snap = pd.DataFrame({LEAD_ID: lead[rows], "as_of": as_of[rows], "_row": np.arange(len(rows))})
-        joined = snap.merge(ev.iloc[lo:hi], on=LEAD_ID, how="inner")
-        joined = joined[joined[OCCURRED_AT] < joined["as_of"]]
-        value = joined["_points"].to_numpy(dtype=float)
+        rows, n = order[chunk], count[chunk]
+        pair_row = np.repeat(np.arange(len(rows)), n)  # snapshot (in the chunk) of each pair
+        starts = np.cumsum(n) - n
+        event = scored[np.repeat(first[chunk] - starts, n) + np.arange(int(n.sum()))]  # its event
+        snap_at, event_at = as_of.take(rows[pair_row]), occurred.take(event)
+        before = np.asarray(event_at < snap_at)
+        value = per_type[codes[event[before]]]
         if rules.half_life_days is not None:
-            age_days = (joined["as_of"] - joined[OCCURRED_AT]).dt.total_seconds().to_numpy() / 86400.0
-            value = value * np.exp2(-age_days / rules.half_life_days)
-        total[rows] += np.bincount(joined["_row"].to_numpy(), weights=value, minlength=len(rows))
+            age_days = (snap_at[before] - event_at[before]).total_seconds() / 86400.0
+            value = value * np.exp2(-np.asarray(age_days) / rules.half_life_days)
+        total[rows] += np.bincount(pair_row[before], weights=value, minlength=len(rows))
     return total
 
 

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sklearn.compose import ColumnTransformer
+from scipy import sparse
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils import check_array
 
 from features.contract import config_error_text, yaml_error_text
 from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED
@@ -308,17 +309,27 @@ def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns].astype(object).where(frame[columns].notna(), MISSING).astype(str)
 
 
+def _as_numbers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in columns},
+                        index=frame.index)
+
+
 class LogisticBaseline:
     """Logistic regression: one-hot categoricals (rare levels pooled), imputed + standardised numerics.
 
-    Its design matrix is dense float64 (a few times the feature frame's size while it is built), so
-    above ``max_rows`` training rows it is fitted on a stratified random sample of ``max_rows`` of
-    them (each class in its share, rows kept in their order; ``sample_note`` says so); at or below,
-    on every row. Scores are computed ``PREDICT_ROWS`` rows at a time (more rows than that: the same
-    scores within float rounding, BLAS summing a slice along other paths than the whole).
+    Its design matrix (sparse when the one-hot columns make it mostly zeros, as scikit-learn's
+    ``ColumnTransformer`` decides; else dense float64) is built ``DESIGN_ROWS`` rows at a time, so only
+    the matrix itself is held, never its intermediates for every row; the same matrix, fit and scores
+    as ``ColumnTransformer`` -> ``LogisticRegression`` on the whole frame. Above ``max_rows`` training
+    rows it is fitted on a stratified random sample of ``max_rows`` of them (each class in its share,
+    rows kept in their order; ``sample_note`` says so); at or below, on every row. Scores are computed
+    ``PREDICT_ROWS`` rows at a time (more rows than that: the same scores within float rounding when the
+    design is dense, BLAS summing a slice along other paths than the whole).
     """
 
     PREDICT_ROWS = 200_000
+    DESIGN_ROWS = 25_000
+    SPARSE_THRESHOLD = 0.3  # ColumnTransformer's default: a sparse design below this share of stored values
 
     def __init__(self, C: float = 1.0, min_frequency: int = 10, max_rows: int | None = None, seed: int = 0) -> None:
         self.C = C
@@ -343,19 +354,20 @@ class LogisticBaseline:
                           list(X.columns) if columns is None else columns)
         self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
-        transformers = []
+        self.encoder_ = self.scaler_ = None
+        width, stored = 0, 0  # design columns, and values stored per row when sparse
         if self.categorical_:
-            transformers.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
-                                                      min_frequency=self.min_frequency), self.categorical_))
+            self.encoder_ = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_frequency
+                                          ).fit(_as_text(X, self.categorical_))
+            width += len(self.encoder_.get_feature_names_out())
+            stored += len(self.categorical_)  # one value per column of every row it was fitted on
         if self.numeric_:
-            transformers.append(("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True,
-                                                                    keep_empty_features=True),
-                                                      StandardScaler()), self.numeric_))
-        self.pipeline_ = Pipeline(
-            [("prep", ColumnTransformer(transformers)),
-             ("lr", LogisticRegression(C=self.C, max_iter=2000))]
-        )
-        self.pipeline_.fit(self._prepare(X), y)
+            self.scaler_ = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                                         StandardScaler()).fit(_as_numbers(X, self.numeric_))
+            dense = len(self.scaler_.get_feature_names_out())
+            width, stored = width + dense, stored + dense
+        self.sparse_ = self.encoder_ is not None and stored / width < self.SPARSE_THRESHOLD
+        self.lr_ = LogisticRegression(C=self.C, max_iter=2000).fit(self._design(X), y)
         return self
 
     @property
@@ -364,23 +376,43 @@ class LogisticBaseline:
         if self.n_fit_rows_ == self.n_rows_:
             return None
         return (f"logistic regression baseline fitted on a stratified random sample of {self.n_fit_rows_:,} of its "
-                f"{self.n_rows_:,} training rows (training.logistic_max_rows, bounding its dense design matrix); "
+                f"{self.n_rows_:,} training rows (training.logistic_max_rows, bounding its design matrix); "
                 "it scores every test row")
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = pd.DataFrame(index=X.index)
-        if self.categorical_:
-            out = _as_text(X, self.categorical_)
-        for c in self.numeric_:
-            out[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
+    def _design(self, X: pd.DataFrame) -> np.ndarray | sparse.csr_matrix:
+        """The design matrix of ``X``'s rows, ``DESIGN_ROWS`` at a time (each transform is row by row)."""
+        step = max(self.DESIGN_ROWS, 2)
+        first = self._design_block(X.iloc[:step])
+        if len(X) <= step:
+            return first
+        if self.sparse_:
+            blocks = [first, *(self._design_block(X.iloc[i:i + step]) for i in range(step, len(X), step))]
+            return sparse.vstack(blocks, format="csr")
+        # dense: filled in place, in the memory order the transformers give (it decides how BLAS sums a row)
+        fortran = first.flags.f_contiguous and not first.flags.c_contiguous
+        out = np.empty((len(X), first.shape[1]), dtype=first.dtype, order="F" if fortran else "C")
+        out[:step] = first
+        for i in range(step, len(X), step):
+            out[i:i + step] = self._design_block(X.iloc[i:i + step])
         return out
+
+    def _design_block(self, X: pd.DataFrame) -> np.ndarray | sparse.csr_matrix:
+        """One block, stacked as ``ColumnTransformer`` stacks its transformers' outputs."""
+        parts = []
+        if self.encoder_ is not None:
+            parts.append(self.encoder_.transform(_as_text(X, self.categorical_)))
+        if self.scaler_ is not None:
+            parts.append(self.scaler_.transform(_as_numbers(X, self.numeric_)))
+        if self.sparse_:
+            return sparse.hstack([check_array(p, accept_sparse=True, ensure_all_finite=False) for p in parts]).tocsr()
+        return np.hstack([p.toarray() if sparse.issparse(p) else p for p in parts])
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(positive) per row (``PREDICT_ROWS`` rows at a time)."""
         step = self.PREDICT_ROWS
         if len(X) <= step:
-            return self.pipeline_.predict_proba(self._prepare(X))[:, 1]
-        return np.concatenate([self.pipeline_.predict_proba(self._prepare(X.iloc[i:i + step]))[:, 1]
+            return self.lr_.predict_proba(self._design(X))[:, 1]
+        return np.concatenate([self.lr_.predict_proba(self._design(X.iloc[i:i + step]))[:, 1]
                                for i in range(0, len(X), step)])
 
 

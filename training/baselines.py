@@ -144,8 +144,18 @@ def unknown_behaviour_types(rules: PointsRules, events: pd.DataFrame | None) -> 
     """Behaviour types of the rules that no event has and that are no conventional type (typos, most likely)."""
     if not rules.behaviour or events is None:
         return []
-    present = set(events[EVENT_TYPE].astype(str).unique()) if len(events) else set()
+    present = event_type_names(events[EVENT_TYPE]) if len(events) else set()
     return sorted(set(rules.behaviour) - present - {*ENGAGEMENT_EVENT_TYPES, RECYCLED})
+
+
+def event_type_names(types: pd.Series) -> set[str]:
+    """The event types that occur, as text (``astype(str)``: a missing type is ``"nan"``); for a category
+    column, from its codes (a text per event took over 100 bytes an event)."""
+    if not isinstance(types.dtype, pd.CategoricalDtype):
+        return set(types.astype(str).unique())
+    seen = np.zeros(len(types.cat.categories) + 1, dtype=bool)
+    seen[types.cat.codes.to_numpy()] = True  # code -1 (missing) marks the last
+    return {name for name, hit in zip([*types.cat.categories.astype(str), str(np.nan)], seen, strict=True) if hit}
 
 
 DEFAULT_POINTS_RULES = "default_points_rules.yaml"

@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,40 @@ def _check_label(y: Any, what: str) -> np.ndarray:
     return arr
 
 
+def training_columns(X: pd.DataFrame, spec: Any = None) -> tuple[list[str], dict[str, list[Any]]]:
+    """The feature columns a model fitted on ``X`` uses (the spec's order) and their vocabularies."""
+    order = spec_columns(spec)
+    columns = [c for c in order if c in X.columns] if order else list(X.columns)
+    extra = [c for c in X.columns if c not in columns]
+    if extra:
+        raise ValueError(f"training frame has columns not in the FeatureSpec: {extra}")
+    # X's columns are the feature columns, maybe in another order: selected only then (a copy)
+    in_order = X if list(X.columns) == columns else X[columns]
+    return columns, infer_categories(in_order, spec)
+
+
+@dataclass(frozen=True)
+class EncodedSlices:
+    """A training and a validation slice encoded once, as ``SalesReadinessModel.fit`` encodes them: what
+    every trial of a search fits on."""
+
+    feature_columns: list[str]
+    categories: dict[str, list[Any]]
+    spec: Any
+    train: np.ndarray
+    y_train: np.ndarray
+    valid: np.ndarray
+    y_valid: np.ndarray
+
+
+def encode_slices(X: pd.DataFrame, y: Any, X_valid: pd.DataFrame, y_valid: Any, spec: Any = None) -> EncodedSlices:
+    """Both slices encoded with the columns and vocabularies a model fitted on ``X`` would use."""
+    columns, categories = training_columns(X, spec)
+    return EncodedSlices(columns, categories, spec, encode_features(X, columns, categories),
+                         _check_label(y, "training slice"), encode_features(X_valid, columns, categories),
+                         _check_label(y_valid, "validation slice"))
+
+
 class SalesReadinessModel:
     """Calibrated LightGBM classifier of conversion within ``horizon_days``."""
 
@@ -223,28 +258,35 @@ class SalesReadinessModel:
         """
         started = time.perf_counter()
         y_arr = _check_label(y, "training slice")
-        order = spec_columns(spec)
-        self.feature_columns_ = [c for c in order if c in X.columns] if order else list(X.columns)
-        extra = [c for c in X.columns if c not in self.feature_columns_]
-        if extra:
-            raise ValueError(f"training frame has columns not in the FeatureSpec: {extra}")
-        # X's columns are the feature columns, maybe in another order: selected only then (a copy)
-        in_order = X if list(X.columns) == self.feature_columns_ else X[self.feature_columns_]
-        self.categories_ = infer_categories(in_order, spec)
-        del in_order
+        self.feature_columns_, self.categories_ = training_columns(X, spec)
         self.spec_ = spec
         X_enc = encode_features(X, self.feature_columns_, self.categories_)
+        valid = None if X_valid is None else (X_valid, _check_label(y_valid, "validation slice"))
+        return self._fit_matrix(X_enc, y_arr, valid, num_boost_round, callbacks, started)
+
+    def fit_encoded(self, slices: EncodedSlices, *, callbacks: Sequence[Any] = ()) -> SalesReadinessModel:
+        """``fit`` on slices encoded once (:func:`encode_slices`): the same model as ``fit`` on their frames."""
+        started = time.perf_counter()
+        self.feature_columns_, self.categories_ = list(slices.feature_columns), dict(slices.categories)
+        self.spec_ = slices.spec
+        return self._fit_matrix(slices.train, slices.y_train, (slices.valid, slices.y_valid), None, callbacks,
+                                started)
+
+    def _fit_matrix(self, X_enc: np.ndarray, y_arr: np.ndarray, valid: tuple[Any, np.ndarray] | None,
+                    num_boost_round: int | None, callbacks: Sequence[Any], started: float) -> SalesReadinessModel:
+        """The booster on an encoded training matrix; ``valid``: the validation slice (a frame, or its
+        encoded matrix) and its labels, for early stopping and calibration."""
         self.params_ = lgb_params(self.booster_config, len(X_enc), y_arr, self.seed)
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
         train_set = lgb.Dataset(
             X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
             free_raw_data=True,
         )
+        n_train = len(X_enc)
         del X_enc  # the dataset holds it until LightGBM has binned it, then lets it go
-        if X_valid is not None:
-            yv = _check_label(y_valid, "validation slice")
-            valid_set = lgb.Dataset(encode_features(X_valid, self.feature_columns_, self.categories_), label=yv,
-                                    reference=train_set)
+        if valid is not None:
+            X_valid, yv = valid
+            valid_set = lgb.Dataset(self._matrix(X_valid), label=yv, reference=train_set)
             self.booster_ = lgb.train(
                 self.params_, train_set, num_boost_round=num_boost_round or self.booster_config.max_rounds,
                 valid_sets=[valid_set], valid_names=["valid"],
@@ -261,7 +303,7 @@ class SalesReadinessModel:
                 raise ValueError("fit without a validation slice needs num_boost_round")
             self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
             self.best_iteration_ = int(num_boost_round)
-        self.n_train_ = len(X)
+        self.n_train_ = n_train
         self.train_positive_rate_ = float(y_arr.mean())
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -281,9 +323,16 @@ class SalesReadinessModel:
         self._check_fitted()
         return encode_features(frame, self.feature_columns_, self.categories_)
 
-    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated log-odds margin."""
-        return self.booster_.predict(self.encode(frame), raw_score=True, num_iteration=self.best_iteration_)
+    def _matrix(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """``frame`` encoded, or a matrix already encoded with this model's columns and vocabularies."""
+        if isinstance(frame, np.ndarray):
+            return frame
+        return encode_features(frame, self.feature_columns_, self.categories_)
+
+    def predict_raw(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Uncalibrated log-odds margin (of a frame, or of a matrix encoded as :meth:`encode` does)."""
+        self._check_fitted()
+        return self.booster_.predict(self._matrix(frame), raw_score=True, num_iteration=self.best_iteration_)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated P(convert within H days), one value per row."""
@@ -448,9 +497,9 @@ def search_booster(
     first trial cut at its best round so far and kept); ``progress``
     (a ``say(text)`` callable) hears the trials run and the best AUC so far every ``SEARCH_REPORT_SECONDS``.
 
-    Every trial fits on ``X`` and early-stops and is scored on ``X_valid``: the caller passes the
-    training and validation slices only, never the rows the model is evaluated on. The search
-    space keeps trees small (``search.max_num_leaves``, ``search.max_depth``) so the explanation
+    Every trial fits on ``X`` and early-stops and is scored on ``X_valid`` (both encoded once, before the
+    first trial: :func:`encode_slices`): the caller passes the training and validation slices only,
+    never the rows the model is evaluated on. The search space keeps trees small (``search.max_num_leaves``, ``search.max_depth``) so the explanation
     cost stays low. Returns the best config and a summary dict (trials run, best validation AUC,
     the best trial's early-stopped round count and its parameters).
     """
@@ -459,6 +508,7 @@ def search_booster(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     yv = np.asarray(y_valid, dtype=float)
+    slices = encode_slices(X, y, X_valid, y_valid, spec)  # once: every trial fits on the same matrices
 
     def objective(trial: optuna.Trial) -> float:
         cfg = base.model_copy(
@@ -475,11 +525,10 @@ def search_booster(
         # (the first one) cut at its best round so far and kept, so that the search has a result
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         stop = _stop_at(deadline, search.timeout_seconds, keep=not completed)
-        model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit(X, y, X_valid, y_valid, spec=spec,
-                                                                             callbacks=[stop])
+        model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit_encoded(slices, callbacks=[stop])
         trial.set_user_attr("best_iteration", model.best_iteration_)
         trial.set_user_attr("stopped_at_budget", bool(stop.stopped.get("stopped")))
-        return float(roc_auc_score(yv, model.predict_raw(X_valid)))
+        return float(roc_auc_score(yv, model.predict_raw(slices.valid)))
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     began = last = time.monotonic()

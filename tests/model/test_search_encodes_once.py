@@ -1,0 +1,54 @@
+"""The hyperparameter search encodes its training and validation slices once, not once per trial: every
+trial's validation AUC and best round are those of a model fitted on the frames themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import training.model as model_module
+from tests.training_frames import feature_columns, snapshot_frame
+from training.config import BoosterConfig, SearchConfig
+from training.evaluation import time_ordered_split
+from training.model import SalesReadinessModel, search_booster
+
+BOOSTER = BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.2)
+SEARCH = SearchConfig(n_trials=4, timeout_seconds=600, max_num_leaves=7, max_depth=3)
+
+
+@pytest.fixture(scope="module")
+def slices():
+    frame = snapshot_frame(900, 30, seed=7)
+    frame = frame[frame["converted_within_h"].notna()].reset_index(drop=True)
+    split = time_ordered_split(frame["as_of"], 14, 0.2, 0.2)
+    X, y = frame[feature_columns(frame)], frame["converted_within_h"].to_numpy()
+    return X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid]
+
+
+def test_trials_are_the_fits_on_the_frames(slices) -> None:
+    X, y, X_valid, y_valid = slices
+    best, summary = search_booster(X, y, X_valid, y_valid, BOOSTER, SEARCH, seed=5)
+    assert [t["state"] for t in summary["trials"]] == ["complete"] * SEARCH.n_trials
+    for trial in summary["trials"]:
+        params = {k: trial[k] for k in ("num_leaves", "max_depth", "learning_rate", "min_data_in_leaf",
+                                        "feature_fraction", "lambda_l2")}
+        fitted = SalesReadinessModel(BOOSTER.model_copy(update=params), calibration="platt", seed=5).fit(
+            X, y, X_valid, y_valid)
+        assert trial["best_iteration"] == fitted.best_iteration_
+        assert trial["valid_auc"] == float(roc_auc_score(y_valid, fitted.predict_raw(X_valid)))
+    assert best == BOOSTER.model_copy(update={k: summary[k] for k in params})
+
+
+def test_slices_are_encoded_once_however_many_trials(slices, monkeypatch) -> None:
+    X, y, X_valid, y_valid = slices
+    encoded: list[int] = []
+
+    def counting(frame, columns, categories):
+        encoded.append(len(frame))
+        return encode(frame, columns, categories)
+
+    encode = model_module.encode_features
+    monkeypatch.setattr(model_module, "encode_features", counting)
+    search_booster(X, y, X_valid, y_valid, BOOSTER, SEARCH, seed=5)
+    np.testing.assert_array_equal(encoded, [len(X), len(X_valid)])

@@ -508,7 +508,9 @@ def search_booster(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     yv = np.asarray(y_valid, dtype=float)
-    slices = encode_slices(X, y, X_valid, y_valid, spec)  # once: every trial fits on the same matrices
+    # encoded once: every trial fits on the same matrices; let go when the search ends (the objective's
+    # closure can outlive it: a 200k-lead search kept its 420 MiB through the rest of the run)
+    encoded = [encode_slices(X, y, X_valid, y_valid, spec)]
 
     def objective(trial: optuna.Trial) -> float:
         cfg = base.model_copy(
@@ -525,6 +527,7 @@ def search_booster(
         # (the first one) cut at its best round so far and kept, so that the search has a result
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         stop = _stop_at(deadline, search.timeout_seconds, keep=not completed)
+        slices = encoded[0]
         model = SalesReadinessModel(cfg, calibration="platt", seed=seed).fit_encoded(slices, callbacks=[stop])
         trial.set_user_attr("best_iteration", model.best_iteration_)
         trial.set_user_attr("stopped_at_budget", bool(stop.stopped.get("stopped")))
@@ -542,7 +545,10 @@ def search_booster(
             progress(f"  search: {len(study.trials)} of {search.n_trials} trials, {now - began:.0f}s of "
                      f"{search.timeout_seconds:g}s, best validation AUC {study.best_value:.4f}")
 
-    study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
+    try:
+        study.optimize(objective, n_trials=search.n_trials, timeout=search.timeout_seconds, callbacks=[report])
+    finally:
+        encoded.clear()
     best = base.model_copy(update=study.best_params)
     stopped = sum(t.state == optuna.trial.TrialState.PRUNED or bool(t.user_attrs.get("stopped_at_budget"))
                   for t in study.trials)

@@ -122,7 +122,7 @@ class TrainingConfig(_Strict):
     )
     logistic_max_rows: int | None = Field(
         300_000, ge=1000, description="the logistic regression baseline is fitted on a stratified random sample of "
-        "this many training rows when there are more (its dense design matrix bounds memory; noted in the run); "
+        "this many training rows when there are more (its design matrix bounds memory; noted in the run); "
         "None: every row"
     )
     booster: BoosterConfig = Field(default_factory=BoosterConfig)

@@ -53,7 +53,7 @@ def one_pass(model: LogisticBaseline, X: pd.DataFrame, y: np.ndarray, sparse_thr
                      ("lr", LogisticRegression(C=1.0, max_iter=2000))]).fit(prepared, y)
 
 
-@pytest.mark.parametrize("rows", [None, 2, 97])
+@pytest.mark.parametrize("rows", [None, 7, 97])
 @pytest.mark.parametrize("kind", ["sparse", "dense", "numeric only", "categorical only"])
 def test_design_in_slices_is_the_one_pass_fit_and_scores(data, rows, kind, monkeypatch) -> None:
     X, y = data

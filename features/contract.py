@@ -956,6 +956,15 @@ def identifier_note(table: str, column: str, values: pd.Series, min_distinct: in
             "attributes.categorical to keep it")
 
 
+def all_null_note(table: str, column: str, values: pd.Series, ignore_key: str) -> str | None:
+    """A note when an attribute is null (or a missing marker) in every row read: a feature no model can learn
+    from, kept as declared or inferred; None otherwise (and for a table without rows)."""
+    if not len(values) or values.notna().any():
+        return None
+    return (f"{table}.{column}: null in every row ({len(values):,} rows): a feature no model can learn from; "
+            f"list it under {ignore_key} if it is always empty")
+
+
 def event_type_notes(event_types: pd.Series) -> list[str]:
     """A note when event types differ only in case or surrounding spaces (each is its own type)."""
     types = pd.Series(distinct_strings(event_types), dtype=object)
@@ -1346,6 +1355,8 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
         if column not in attrs.categorical and (note := mostly_numeric_note(LEADS, column, frames[LEADS][column])
                                                 or identifier_note(LEADS, column, typed[LEADS][column][keep[LEADS]])):
             report.notes.append(note)
+    report.notes += [note for column in [*categorical, *numeric]
+                     if (note := all_null_note(LEADS, column, typed[LEADS][column], "attributes.ignore"))]
     report.notes += event_type_notes(typed[EVENTS][EVENT_TYPE][keep[EVENTS]])
     out = {}
     for table in TABLES:

@@ -28,6 +28,7 @@ from features.contract import (
     FlatConfig,
     ValidationReport,
     ViolationCollector,
+    all_null_note,
     apply_policy,
     coerce_lead_ids,
     finalize_lead_ids,
@@ -43,7 +44,7 @@ from features.contract import (
     timestamp_detail,
     to_text,
 )
-from features.readers import read_flat
+from features.readers import read_flat, unnamed_column_notes
 from features.schema import CREATED_AT, LEAD_ID, FlatData, values_as_text
 
 LABEL = "label"
@@ -137,6 +138,8 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     ignored = [c for c in config.ignore if c in source.columns]
     if ignored:
         report.ignored_columns[FLAT] = ignored
+    report.notes += [note for column in [*categorical, *numeric]
+                     if (note := all_null_note(FLAT, column, columns[column], "ignore"))]
     out = pd.DataFrame(columns)[keep[FLAT]].reset_index(drop=True)
     out[LEAD_ID] = finalize_lead_ids(out[LEAD_ID], kind)
     out[LABEL] = out[LABEL].astype("int64")
@@ -158,4 +161,7 @@ def load_flat(
     raw = read_flat(config, lead_ids=lead_ids, lead_id_range=lead_id_range)
     if lead_ids is None and lead_id_range is None and len(raw) == 0:
         raise ContractError([ContractViolation(FLAT, config.id_column, EMPTY_TABLE, 0, [], "the flat table has no rows")])
-    return validate_flat(raw, config)
+    data, report = validate_flat(raw, config)
+    location = config.source.table if config.source.kind == "sql" else config.source.path
+    report.notes[:0] = unnamed_column_notes(config.source, None if location is None else str(location), FLAT)
+    return data, report

@@ -28,8 +28,9 @@ from features.readers import (
     read_crm,
     read_rows_without_lead_id,
     text_lead_ids_in_numeric_columns,
+    unnamed_column_notes,
 )
-from features.schema import LEAD_ID, LEADS, CRMData, FlatData
+from features.schema import LEAD_ID, LEADS, TABLES, CRMData, FlatData
 
 
 def load_crm(
@@ -46,7 +47,10 @@ def load_crm(
     raw = read_crm(config, lead_ids=lead_ids, lead_id_range=lead_id_range, database=database)
     if lead_ids is None and lead_id_range is None and len(raw.leads) == 0:  # a subset may be empty; all leads not
         raise ContractError([ContractViolation(LEADS, LEAD_ID, EMPTY_TABLE, 0, [], "the leads table has no rows")])
-    return validate_crm(raw, config)
+    data, report = validate_crm(raw, config)
+    report.notes[:0] = [note for table in TABLES
+                        for note in unnamed_column_notes(config.source, config.source.location(table), table)]
+    return data, report
 
 
 def load_data(

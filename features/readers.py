@@ -132,7 +132,9 @@ def read_csv_table(
         raise DataSourceError(f"{path}: empty CSV file (not even a header line)") from exc
     check_csv_header_names(path, separator, encoding)
     check_csv_field_counts(path, separator, encoding, len(header))
-    usecols = _select_existing(list(header), columns)
+    unnamed = {header[i] for i in unnamed_csv_columns(path, separator, encoding)}  # empty everywhere: not read
+    named = [c for c in header if c not in unnamed]
+    usecols = _select_existing(named, columns) if columns is not None or not unnamed else named
     reads_ids = lead_id_column in header and (usecols is None or lead_id_column in usecols)
     if not subset.is_all and not reads_ids:
         raise ValueError(f"{path}: lead id column {lead_id_column!r} not found; cannot read a subset")
@@ -218,17 +220,102 @@ def check_csv_field_counts(path: Path | str, separator: str = ",", encoding: str
                             "makes a record number differ from the line number)")
 
 
+def _csv_header_names(path: Path | str, separator: str, encoding: str) -> list[str]:
+    """The header's names as written (pandas names an empty one ``Unnamed: N``)."""
+    return pd.read_csv(path, sep=separator, encoding=encoding, header=None, nrows=1, dtype=str,
+                       keep_default_na=False, index_col=False).iloc[0].tolist()
+
+
 def check_csv_header_names(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> None:
     """Refuse a CSV header that names a column twice: pandas renames the second copy (``industry.1``), which
-    would silently become an attribute of its own (a second ``lead_id``, a feature holding every lead's id)."""
-    names = pd.read_csv(path, sep=separator, encoding=encoding, header=None, nrows=1, dtype=str,
-                        keep_default_na=False, index_col=False).iloc[0].tolist()
+    would silently become an attribute of its own (a second ``lead_id``, a feature holding every lead's id).
+    Columns without a name are judged by :func:`unnamed_csv_columns`."""
+    names = _csv_header_names(path, separator, encoding)
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
+        if not name.strip():
+            continue
         if name in seen:
             raise DataSourceError(f"{path}: the header names column {name!r} twice (columns {seen[name]} and "
                                   f"{position}); rename one of them")
         seen[name] = position
+
+
+def blank_positions(names: Sequence[Any]) -> list[int]:
+    """Positions (from 0) of the column names that are empty or blanks only."""
+    return [i for i, name in enumerate(names) if isinstance(name, str) and not name.strip()]
+
+
+def _unnamed_with_values(where: str, position: int, values: pd.Series, *, header: bool) -> DataSourceError:
+    """The error for a column without a name that holds values (``values``: the rows that do, by row number)."""
+    examples = "; ".join(f"row {row}: {value!r}" for row, value in values.head(3).items())
+    rows = "row" if len(values) == 1 else "rows"
+    return DataSourceError(f"{where}: column {position + 1}{' of the header' if header else ''} has no name "
+                           f"but holds values in {len(values)} {rows}, e.g. {examples} (rows counted from 0); name it, "
+                           "or remove the column (pandas' to_csv writes its row index so: index=False)")
+
+
+@functools.lru_cache(maxsize=64)
+def _unnamed_csv_columns(path: str, mtime_ns: int, size: int, separator: str, encoding: str) -> tuple[int, ...]:
+    names = _csv_header_names(path, separator, encoding)
+    positions = blank_positions(names)
+    if not positions:
+        return ()
+    labels = pd.read_csv(path, sep=separator, encoding=encoding, nrows=0, index_col=False).columns
+    for position in positions:
+        label = labels[position]
+        values = pd.concat([chunk[label].dropna() for chunk in pd.read_csv(
+            path, sep=separator, encoding=encoding, usecols=[label], dtype=str, index_col=False,
+            chunksize=1_000_000, **CSV_MISSING)])
+        if len(values):
+            raise _unnamed_with_values(str(path), position, values, header=True)
+    return tuple(positions)
+
+
+def unnamed_csv_columns(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> tuple[int, ...]:
+    """Positions (from 0) of the CSV header's columns without a name (an empty or blank header field), each
+    empty in every row (a separator at the end of every line): they are not read. One without a name that
+    holds a value is refused (:class:`DataSourceError` naming the file, the column and rows): as
+    ``Unnamed: 3`` it would silently become an attribute, a feature. Cached per file version."""
+    path = Path(path)
+    if len(separator) != 1:
+        return ()
+    stat = path.stat()
+    return _unnamed_csv_columns(str(path), stat.st_mtime_ns, stat.st_size, separator, encoding)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnamed_parquet_columns(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
+    positions = blank_positions(pq.read_schema(path).names)
+    if not positions:
+        return ()
+    table = pq.read_table(path)
+    for position in positions:
+        values = table.column(position).to_pandas().dropna()
+        if len(values):
+            raise _unnamed_with_values(str(path), position, values, header=False)
+    return tuple(positions)
+
+
+def unnamed_parquet_columns(path: Path | str) -> tuple[int, ...]:
+    """As :func:`unnamed_csv_columns`, for the columns of a Parquet file named ``''`` (or blanks)."""
+    path = Path(path)
+    stat = path.stat()
+    return _unnamed_parquet_columns(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def unnamed_column_notes(source: SourceConfig | FlatSourceConfig, location: str | None, table: str) -> list[str]:
+    """Report notes of the columns without a name, empty in every row, that a file's reader left out."""
+    if location is None or source.kind == "sql":
+        return []  # a SQL column without a name is refused by SqlDatabase.table
+    try:
+        positions = (unnamed_csv_columns(location, source.csv_separator, source.csv_encoding) if source.kind == "csv"
+                     else unnamed_parquet_columns(location))
+    except OSError:
+        return []
+    why = " (a separator at the end of every line?)" if source.kind == "csv" else ""
+    return [f"{table}: column {p + 1} of {location} has no name and no value in any row{why}: not read"
+            for p in positions]
 
 
 _ZERO_PADDED = r"\s*[+-]?0\d"
@@ -265,6 +352,10 @@ def read_parquet_table(
         raise FileNotFoundError(f"Parquet file not found: {path}")
     schema = pq.read_schema(path)
     names = schema.names
+    unnamed = unnamed_parquet_columns(path)  # empty everywhere: not read (one with values is refused)
+    if unnamed:
+        names = [n for i, n in enumerate(names) if i not in unnamed]
+        columns = names if columns is None else columns
     usecols = _select_existing(names, columns)
     filters = None
     masked = False  # the subset is applied to the frame, not by the Parquet reader
@@ -360,8 +451,24 @@ class SqlDatabase:
             except sa.exc.NoSuchTableError:
                 where = "" if self.schema is None else f" schema {self.schema!r} of"
                 raise ValueError(f"table {name!r} not found in{where} database {self.engine.url!r}") from None
+            except sa.exc.ArgumentError as exc:  # SQLAlchemy refuses a column without a name (SQLite has them)
+                positions = self._unnamed_columns(name)
+                if not positions:
+                    raise
+                raise DataSourceError(
+                    f"table {name!r} in {self.engine.url.render_as_string(hide_password=True)}: column "
+                    f"{positions[0] + 1} has no name; rename it (a column without a name cannot be read)") from exc
             self._tables[name] = table
         return self._tables[name]
+
+    def _unnamed_columns(self, name: str) -> list[int]:
+        """SQLite: positions (from 0) of the table's columns named '' or blanks (PostgreSQL has none)."""
+        if self.engine.dialect.name != "sqlite":
+            return []
+        quote = self.engine.dialect.identifier_preparer.quote
+        pragma = f"PRAGMA {quote(self.schema)}.table_info" if self.schema else "PRAGMA table_info"
+        with self.engine.connect() as conn:
+            return blank_positions([row[1] for row in conn.exec_driver_sql(f"{pragma}({quote(name)})")])
 
     def _note_declared_types(self, table: sa.Table) -> None:
         """SQLite: each column's declared type as written (``column.info["sqlite_declared_type"]``), which

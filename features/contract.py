@@ -763,12 +763,17 @@ def timestamp_detail(values: pd.Series, bad: np.ndarray, fmt: str | None = None)
     return text
 
 
+_BEYOND_DATETIME = re.compile(r"[+-]?infinity|\d{5,}-\d\d-\d\d(?:[ T].*)?", re.IGNORECASE)
+
+
 def _is_a_date(value: Any, fmt: str | None) -> bool:
     """Whether one refused value is a date or time (an object, or text in ``fmt`` / ISO 8601) after all."""
     if isinstance(value, datetime | date | pd.Timestamp | np.datetime64):
         return True
     if not isinstance(value, str):
         return False
+    if _BEYOND_DATETIME.fullmatch(value.strip()):  # PostgreSQL's infinity, a year past 9999: no datetime holds them
+        return True
     try:
         datetime.strptime(value.strip(), fmt) if fmt else datetime.fromisoformat(value.strip())
     except ValueError:

@@ -508,14 +508,17 @@ class SqlDatabase:
         return reflected, selected, statements
 
     def iter_chunks(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
-                    subset: LeadSubset = ALL_LEADS, ids_as_text: bool = False) -> Iterator[pd.DataFrame]:
+                    subset: LeadSubset = ALL_LEADS, ids_as_text: bool = False,
+                    lenient_times: bool = False) -> Iterator[pd.DataFrame]:
         """The generic path: frames of at most ``chunksize`` rows (server-side cursor on PostgreSQL).
+        ``lenient_times``: see :func:`lenient_postgres_times`.
 
         On a SQLite file the open cursor holds the file's ``sqlite3``-module side of its
         :class:`~features.sqlite_arrow.FileGate` until the generator ends: columnar reads and commits of
         that file wait (in this thread: RuntimeError) until then."""
         _, _, statements = self.plan(name, columns, lead_id_column, subset, ids_as_text)
-        with sqlite_arrow.sqlite3_module_use(self.engine), self.engine.connect() as conn:
+        with sqlite_arrow.sqlite3_module_use(self.engine), self.engine.connect() as conn, \
+                (lenient_postgres_times(conn) if lenient_times else contextlib.nullcontext()):
             streaming = conn.execution_options(stream_results=True, max_row_buffer=self.chunksize)
             for statement in statements:
                 for frame in pd.read_sql(statement, streaming, chunksize=self.chunksize):
@@ -536,8 +539,16 @@ class SqlDatabase:
 
     def _generic_read(self, name: str, columns: Sequence[str] | None, lead_id_column: str, subset: LeadSubset,
                       selected: list[str], ids_as_text: bool = False) -> pd.DataFrame:
-        parts = list(self.iter_chunks(name, columns=columns, lead_id_column=lead_id_column, subset=subset,
-                                      ids_as_text=ids_as_text))
+        def read(lenient: bool) -> list[pd.DataFrame]:
+            return list(self.iter_chunks(name, columns=columns, lead_id_column=lead_id_column, subset=subset,
+                                         ids_as_text=ids_as_text, lenient_times=lenient))
+
+        try:
+            parts = read(False)
+        except sa.exc.DataError:  # a time psycopg cannot load (infinity): read again, those values as text
+            if self.engine.dialect.name != "postgresql":
+                raise
+            parts = read(True)
         if parts:
             return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
         return pd.DataFrame(columns=[*selected, *([EXACT_ID_COLUMN] if ids_as_text else [])])
@@ -562,6 +573,56 @@ class SqlDatabase:
 
 
 EXACT_ID_COLUMN = "__leadscore_lead_id_text"
+
+_POSTGRES_TIME_TYPES = ("timestamp", "timestamptz", "date")
+
+
+@contextlib.contextmanager
+def lenient_postgres_times(conn: sa.Connection) -> Iterator[None]:
+    """Within it, on a psycopg connection, timestamps and dates no Python ``datetime`` holds (PostgreSQL's
+    ``infinity`` and ``-infinity``, years past 9999) come back as their text instead of failing the whole read:
+    the contract then reports them as ``wrong_type`` naming table, column and rows (a value listed under
+    ``missing_values`` reads as missing). Each value loads through one more Python call, so reads use it only
+    after a plain read failed. Other drivers: nothing to do."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        yield
+        return
+    from psycopg.pq import Format
+
+    adapters = conn.connection.dbapi_connection.adapters  # type: ignore[union-attr]
+    replaced: dict[int, type] = {}
+    for name in _POSTGRES_TIME_TYPES:
+        info = adapters.types.get(name)
+        loader = None if info is None else adapters.get_loader(info.oid, Format.TEXT)
+        if info is not None and loader is not None and not getattr(loader, "leadscore_lenient", False):
+            replaced[info.oid] = loader
+            adapters.register_loader(info.oid, _lenient_loader(loader))
+    try:
+        yield
+    finally:  # the pooled connection goes back as it came
+        for oid, loader in replaced.items():
+            adapters.register_loader(oid, loader)
+
+
+@functools.cache
+def _lenient_loader(base: type) -> type:
+    """``base`` (a psycopg text loader), giving a value it refuses as its text."""
+    import psycopg
+
+    class Lenient(psycopg.adapt.Loader):  # psycopg's C loaders cannot be subclassed: one is wrapped
+        leadscore_lenient = True
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._load = base(oid, context).load
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self._load(data)
+            except psycopg.DataError:
+                return bytes(data).decode("utf-8", "replace")
+
+    return Lenient
 
 
 def iter_sql_table(
@@ -862,7 +923,7 @@ def read_rows_without_lead_id(data: DataConfig, table: str, *, text_in_numeric: 
             if clause is None:
                 return pd.DataFrame()
             query = sa.select(reflected).where(clause)
-            with database.engine.connect() as conn:
+            with database.engine.connect() as conn, lenient_postgres_times(conn):
                 return pd.read_sql(query, conn)
     if source.kind == "parquet":
         frame = read_parquet_table(location)

@@ -754,7 +754,7 @@ def timestamp_detail(values: pd.Series, bad: np.ndarray, fmt: str | None = None)
     """The ``wrong_type`` detail of the timestamps :func:`parse_timestamps` refused: unparseable, or, when some are
     real dates outside the years a timestamp holds (``0001-01-01``, ``9999-12-31``: placeholders), saying so."""
     refused = values[bad].drop_duplicates().head(1000)
-    outside = [v for v in refused if _is_a_date(v, fmt)]
+    outside = [v for v in refused if _is_out_of_range_date(v, fmt)]
     if not outside:
         return "unparseable timestamp"
     text = f"unparseable timestamp, or a date outside the years {TIMESTAMP_RANGE} such as {str(outside[0])!r}"
@@ -766,19 +766,23 @@ def timestamp_detail(values: pd.Series, bad: np.ndarray, fmt: str | None = None)
 _BEYOND_DATETIME = re.compile(r"[+-]?infinity|\d{5,}-\d\d-\d\d(?:[ T].*)?", re.IGNORECASE)
 
 
-def _is_a_date(value: Any, fmt: str | None) -> bool:
-    """Whether one refused value is a date or time (an object, or text in ``fmt`` / ISO 8601) after all."""
-    if isinstance(value, datetime | date | pd.Timestamp | np.datetime64):
-        return True
-    if not isinstance(value, str):
+def _is_out_of_range_date(value: Any, fmt: str | None) -> bool:
+    """Whether one refused value is a date or time (an object, or text in ``fmt`` / ISO 8601) after all, one
+    outside the years a nanosecond timestamp holds (a date Python reads that pandas refuses inside them, such
+    as the ISO week date ``2024-W01-1``, is unparseable); PostgreSQL's infinity and years past 9999 are."""
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return True  # a typed value refused by parse_timestamps: outside the range by construction
+    if isinstance(value, str):
+        if _BEYOND_DATETIME.fullmatch(value.strip()):  # no datetime holds them
+            return True
+        try:
+            value = datetime.strptime(value.strip(), fmt) if fmt else datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+    if not isinstance(value, date):
         return False
-    if _BEYOND_DATETIME.fullmatch(value.strip()):  # PostgreSQL's infinity, a year past 9999: no datetime holds them
-        return True
-    try:
-        datetime.strptime(value.strip(), fmt) if fmt else datetime.fromisoformat(value.strip())
-    except ValueError:
-        return False
-    return True
+    day = value.date() if isinstance(value, datetime) else value
+    return not pd.Timestamp.min.date() < day < pd.Timestamp.max.date()
 
 
 def timestamp_format_problem(fmt: str) -> str | None:

@@ -27,6 +27,7 @@ from features.contract import (
     number_from_text,
     parse_numbers,
     parse_timestamps,
+    timestamp_detail,
     validate_crm,
 )
 from features.readers import RawTables
@@ -474,3 +475,17 @@ def test_dates_a_timestamp_cannot_hold_are_wrong_type_named_as_out_of_range_not_
     tz = pd.Series(np.array(["2024-01-01", "9999-12-31"], dtype="datetime64[us]")).dt.tz_localize("UTC")
     parsed, bad = parse_timestamps(tz)
     assert bad.tolist() == [False, True] and parsed.isna().tolist() == [False, True]
+
+
+def test_only_dates_outside_the_years_a_timestamp_holds_are_named_out_of_range() -> None:
+    """Text that Python reads as a date but pandas refuses, inside 1677..2262 (an ISO week date), is
+    unparseable: the detail must not call it a date outside the years a timestamp holds, nor quote it
+    as the example when a real out-of-range placeholder is among the refused values."""
+    week = pd.Series(["2024-01-01", "2024-W01-1"], dtype=object)
+    parsed, bad = parse_timestamps(week)
+    assert bad.tolist() == [False, True]
+    assert timestamp_detail(week, bad) == "unparseable timestamp"
+    both = pd.Series(["2024-W01-1", "9999-12-31", "2024-02-01"], dtype=object)
+    parsed, bad = parse_timestamps(both)
+    assert bad.tolist() == [True, True, False]
+    assert "such as '9999-12-31'" in timestamp_detail(both, bad)

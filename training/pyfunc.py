@@ -68,10 +68,14 @@ def _where(index: pd.Index, bad: np.ndarray, values: pd.Series, shown: int = 10)
     return f"rows {rows[:shown]}{more} (e.g. {example})"
 
 
+# what pandas.api.types.infer_dtype calls an object column holding only single values (no list, dict ...)
+_SINGLE_VALUES = frozenset({"empty", "string", "integer", "floating", "mixed-integer-float", "boolean", "decimal"})
+
+
 def _nested(series: pd.Series) -> np.ndarray:
     """Mask of values that are containers (lists, objects), not single values."""
-    if series.dtype != object:
-        return np.zeros(len(series), dtype=bool)
+    if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) in _SINGLE_VALUES:
+        return np.zeros(len(series), dtype=bool)  # one pass in C: a column of texts or numbers has no container
     return series.map(lambda v: isinstance(v, list | tuple | dict | set | np.ndarray)).to_numpy(dtype=bool)
 
 

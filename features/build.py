@@ -413,17 +413,19 @@ def _times_ns(values: Sequence[Any]) -> np.ndarray:
     return np.array([instant_ns(v) for v in values], dtype=np.int64)
 
 
-def _payload_fit_row(attributes: Mapping[str, Any], spec: FeatureSpec, where: str) -> list[float]:
-    """A payload's fit columns; a text the spec's contract reads as missing (``spec.missing_values_``) is missing."""
+def _payload_fit_row(attributes: Mapping[str, Any], spec: FeatureSpec, where: str,
+                     markers: frozenset[str]) -> list[float]:
+    """A payload's fit columns; a text among ``markers`` (``spec.missing_markers``: what the spec's contract
+    read as missing) is missing."""
     row: list[float] = []
-    missing = spec.is_missing_marker
     for col, index in spec.category_lookup.items():
         value = attributes.get(col)
-        key = None if value is None or _is_nan(value) or missing(value) else vocabulary_key(value, index)
+        key = (None if value is None or _is_nan(value) or (isinstance(value, str) and value in markers)
+               else vocabulary_key(value, index))
         row.append(math.nan if key is None else index[key])
     for col in spec.numeric_columns_:
         value = attributes.get(col)
-        if value is None or missing(value):
+        if value is None or (isinstance(value, str) and value in markers):
             row.append(math.nan)
             continue
         try:
@@ -455,15 +457,15 @@ def features_from_payloads(payloads: Sequence[Payload], spec: FeatureSpec, as_of
         as_of_ns = np.array([_as_of_ns(a) for a in as_of], dtype=np.int64)
     else:
         as_of_ns = np.full(n, _as_of_ns(as_of), dtype=np.int64)
+    markers = spec.missing_markers
     fit_rows = [
-        _payload_fit_row(p.get("attributes") or {}, spec, f"payload {i} (lead_id {p.get(LEAD_ID)!r})")
+        _payload_fit_row(p.get("attributes") or {}, spec, f"payload {i} (lead_id {p.get(LEAD_ID)!r})", markers)
         for i, p in enumerate(payloads)
     ]
     fit = np.array(fit_rows, dtype=np.float64).reshape(n, len(spec.fit_columns))
     if spec.kind_ == FLAT_KIND:
         return fit
     codes = spec.event_codes
-    markers = spec.missing_markers
     leads: list[int] = []
     types: list[int] = []
     stamps: list[Any] = []

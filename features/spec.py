@@ -445,10 +445,6 @@ class FeatureSpec:
             self._markers = cached
         return cached
 
-    def is_missing_marker(self, value: Any) -> bool:
-        """Whether a raw value is one of the texts the training data's contract read as missing."""
-        return isinstance(value, str) and value in self.missing_markers
-
     @property
     def event_codes(self) -> dict[str, int]:
         """Event type -> integer code used by the kernels (recycled is last)."""

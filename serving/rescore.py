@@ -247,7 +247,9 @@ def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
     other lead columns are neither read (:func:`scoring_columns`) nor inferred. The project's
     ``attributes.non_negative`` rule stays for the attributes the model uses. The mappings of the
-    optional event and outcome columns go too: they are not read, so not checked for presence."""
+    optional event and outcome columns go too: they are not read, so not checked for presence. The
+    missing markers of the model's contract (``spec.missing_values_``) are added to ``data``'s, so that the
+    tables read as the training data and the endpoint's leads were (``--db`` without a project file too)."""
     numeric = list(spec.numeric_columns_)
     attributes = data.attributes.model_copy(update={
         "categorical": spec.categorical_columns, "numeric": numeric, "ignore": [],
@@ -256,7 +258,8 @@ def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     columns = data.columns.model_copy(update={
         table: {k: v for k, v in getattr(data.columns, table).items() if k not in OPTIONAL_COLUMNS[table]}
         for table in (EVENTS, OUTCOMES)})
-    return data.model_copy(update={"attributes": attributes, "columns": columns})
+    markers = list(dict.fromkeys([*data.missing_values, *sorted(spec.missing_markers)]))
+    return data.model_copy(update={"attributes": attributes, "columns": columns, "missing_values": markers})
 
 
 def scoring_columns(spec: FeatureSpec) -> dict[str, list[str]]:

@@ -311,6 +311,33 @@ def test_an_event_type_equal_to_a_missing_marker_is_refused_as_a_missing_type() 
         features_from_payloads([marked.payload()], spec, as_of)
 
 
+def test_a_rescore_without_a_project_file_reads_the_models_markers_as_missing(tmp_path) -> None:
+    """``leadscore rescore --db URL`` (no project file: the embedded data config, whose markers are only
+    ``""``) reads the lead database with the markers of the model's contract, as the endpoint reads a lead:
+    "Select" in a numeric and a categorical attribute is missing, not a wrong_type that fails the run nor an
+    unseen category."""
+    import sqlalchemy as sa
+
+    from features.loading import load_crm
+    from serving.rescore import data_config_for, sql_data_config
+
+    spec = _marked_specs()["event, from JSON"]
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        pd.DataFrame({"lead_id": [1, 2, 3], "created_at": ["2025-01-02", "2025-01-03", "2025-01-04"],
+                      "industry": ["saas", "Select", "retail"], "employees": ["10", "Select", "40"]}).to_sql(
+            "leads", connection, index=False)
+        pd.DataFrame({"lead_id": [1], "occurred_at": ["2025-01-10"], "event_type": ["email_open"]}).to_sql(
+            "events", connection, index=False)
+        pd.DataFrame({"lead_id": [1], "converted_at": ["2025-02-01"]}).to_sql("outcomes", connection, index=False)
+    engine.dispose()
+    crm, _ = load_crm(data_config_for(sql_data_config(url), spec))
+    leads = crm.leads.set_index(LEAD_ID)
+    assert leads.loc[[1, 3], "employees"].tolist() == [10.0, 40.0]
+    assert pd.isna(leads.at[2, "employees"]) and pd.isna(leads.at[2, "industry"])
+
+
 def test_a_spec_written_before_the_markers_were_kept_reads_only_blank_as_missing() -> None:
     """Specs (and models exported) before the field existed load with the contract's default, ``[""]``."""
     spec = _marked_specs()["event"]

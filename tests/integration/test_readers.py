@@ -699,3 +699,15 @@ def test_a_csv_header_naming_a_column_twice_is_refused_naming_the_file_and_colum
     with pytest.raises(DataSourceError, match=r"^data\.source\.path: .*flat\.csv: the header names column 'y' twice "
                                               r"\(columns 2 and 3\)"):
         load_data(flat)
+
+
+def test_a_csv_header_with_several_blank_names_is_not_a_repeated_column(tmp_path: Path) -> None:
+    # spreadsheet exports end rows with empty fields ("...,saas,,"): pandas names each blank header field
+    # 'Unnamed: <n>' (no column is renamed over another), as it read before repeated names were refused
+    frames = canonical_frames(6)
+    write_files("csv", tmp_path, frames)
+    path = tmp_path / "leads.csv"
+    header, *rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join([header + ",,", *(row + ",," for row in rows)]) + "\n", encoding="utf-8")
+    crm, _ = load_crm(file_config("csv", tmp_path))
+    assert sorted(crm.leads["lead_id"].tolist()) == sorted(frames["leads"]["lead_id"].tolist())

@@ -339,6 +339,18 @@ class FlatSourceConfig(_StorageOptions):
         return self
 
 
+def _labels_read_alike(a: str | int | bool, b: str | int | bool) -> bool:
+    """Whether one label value would match the other as the flat label reader matches them
+    (:func:`features.flat.parse_label`): as trimmed text, as numbers, and a boolean in any case."""
+    first, second = str(a).strip(), str(b).strip()
+    if first == second:
+        return True
+    if isinstance(a, bool) or isinstance(b, bool):
+        return first.casefold() == second.casefold()
+    numbers = pd.to_numeric(pd.Series([first, second]), errors="coerce")
+    return bool(numbers.notna().all() and numbers.iat[0] == numbers.iat[1])
+
+
 class FlatConfig(_CommonConfig):
     """Config of a flat export (``mode: flat``): one row per lead, aggregated engagement, a label.
 
@@ -371,8 +383,10 @@ class FlatConfig(_CommonConfig):
 
     @model_validator(mode="after")
     def _labels_differ(self) -> FlatConfig:
-        if str(self.positive_label).strip() == str(self.negative_label).strip():
-            raise ValueError(f"positive_label and negative_label must differ, both are {self.positive_label!r}")
+        if _labels_read_alike(self.positive_label, self.negative_label):
+            shown = (f"both are {self.positive_label!r}" if str(self.positive_label) == str(self.negative_label)
+                     else f"{self.positive_label!r} and {self.negative_label!r} read as one value")
+            raise ValueError(f"positive_label and negative_label must differ, {shown}")
         return self
 
     @model_validator(mode="after")

@@ -313,3 +313,4 @@ def test_mlflow_models_serve_answers_bad_values_with_400_naming_them(logged, tmp
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+        log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -66,13 +67,18 @@ def test_train_logs_the_run_and_registers_the_challenger(cli) -> None:
     assert {"evaluation/settings.json", "evaluation/calibration.csv", "evaluation/test_set.parquet"} <= listed
 
 
-def test_pyfunc_takes_raw_columns_and_returns_timing(cli) -> None:
+def _challenger_pyfunc(cli, n_rows: int) -> tuple[Any, Any, pd.DataFrame]:
+    """The registered challenger's pyfunc, its time-to-close model and the first ``n_rows`` evaluation rows."""
     _, config, _ = cli
     client = connect(tracking_target(None, config.parent))
     version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(300)
+    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(n_rows)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
-    model = pyfunc.unwrap_python_model().model_
+    return pyfunc, pyfunc.unwrap_python_model().model_, rows
+
+
+def test_pyfunc_takes_raw_columns_and_returns_timing(cli) -> None:
+    pyfunc, model, rows = _challenger_pyfunc(cli, 300)
     raw = to_pyfunc_input(rows[model.feature_columns_])
     assert raw["industry"].dtype == object  # categoricals travel as text
     out = pyfunc.predict(raw)
@@ -168,12 +174,7 @@ def test_sales_readiness_options_are_refused_by_name(cli) -> None:
                          ids=["negative", "beyond the horizon", "nan", "inf", "null"])
 def test_pyfunc_refuses_survival_days_outside_the_horizon_by_name(cli, days) -> None:
     """A 400 from `mlflow models serve` (INVALID_PARAMETER_VALUE) naming the parameter and the horizon."""
-    _, config, _ = cli
-    client = connect(tracking_target(None, config.parent))
-    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(3)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
-    model = pyfunc.unwrap_python_model().model_
+    pyfunc, model, rows = _challenger_pyfunc(cli, 3)
     with pytest.raises(MlflowException) as raised:
         pyfunc.predict(to_pyfunc_input(rows[model.feature_columns_]), params={SURVIVAL_DAYS_PARAM: days})
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
@@ -181,12 +182,7 @@ def test_pyfunc_refuses_survival_days_outside_the_horizon_by_name(cli, days) -> 
 
 
 def test_pyfunc_refuses_infinite_features_by_column_and_row(cli) -> None:
-    _, config, _ = cli
-    client = connect(tracking_target(None, config.parent))
-    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-    rows = load_run_frame(client, version.run_id, TEST_SET_ARTIFACT).head(3)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
-    model = pyfunc.unwrap_python_model().model_
+    pyfunc, model, rows = _challenger_pyfunc(cli, 3)
     raw = to_pyfunc_input(rows[model.feature_columns_]).reset_index(drop=True)
     raw.loc[2, "lead_age_days"] = float("inf")
     with pytest.raises(MlflowException) as raised:

@@ -303,8 +303,10 @@ def build_features(project, data, out: Path, spec_out: Path | None = None):
         os.replace(tmp_spec, spec_path)
     except OSError as exc:  # disk full, permissions: named by the files asked for, not the temporary ones
         state = f"{out} was replaced, {spec_path} was not" if replaced else "no file was replaced"
-        raise OSError(f"--out {out}, --spec-out {spec_path}: the training set could not be written "
-                      f"({exc.strerror or exc}); {state}") from exc
+        named = type(exc)(f"the training set {out} and its spec {spec_path} could not be written "
+                          f"({exc.strerror or exc}); {state}")
+        named.errno = exc.errno
+        raise named from exc
     finally:
         tmp_out.unlink(missing_ok=True)
         tmp_spec.unlink(missing_ok=True)

@@ -991,8 +991,10 @@ class _OutWriter:
         try:
             yield
         except OSError as exc:
-            raise type(exc)(f"--out {self.path}: the scores file could not be written ({exc.strerror or exc}); the "
-                          f"scores committed to {LEAD_SCORES} stay, and --resume writes the whole file again") from exc
+            named = type(exc)(f"--out {self.path}: the scores file could not be written ({exc.strerror or exc}); the "
+                              f"scores committed to {LEAD_SCORES} stay, and --resume writes the whole file again")
+            named.errno = exc.errno  # ENOSPC stays ENOSPC for a caller that checks it
+            raise named from exc
 
     def add(self, frame: pd.DataFrame) -> None:
         if self.path is None or not len(frame):

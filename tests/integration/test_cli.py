@@ -471,7 +471,7 @@ def test_features_build_refuses_an_out_it_cannot_write_before_building(tmp_path:
 def test_features_build_names_its_out_when_the_disk_fills_while_writing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills while the training set is written (after the destination check passed): the error named
-    the hidden temporary file (".training_set.parquet.<pid>.tmp"); now --out and --spec-out, one line, exit 1,
+    the hidden temporary file (".training_set.parquet.<pid>.tmp"); now the files asked for, one line, exit 1,
     the earlier files as they were and no temporary file left."""
     import features.build
     from leadscore.synth import SynthConfig, write_synthetic
@@ -493,7 +493,7 @@ def test_features_build_names_its_out_when_the_disk_fills_while_writing(
     monkeypatch.setattr(features.build, "write_training_set", full_disk)
     code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
     assert code == 1, output
-    assert output.strip().splitlines()[-1] == (f"error: --out {out}, --spec-out {spec}: the training set could not be "
+    assert output.strip().splitlines()[-1] == (f"error: the training set {out} and its spec {spec} could not be "
                                                "written (No space left on device); no file was replaced"), output
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name, spec.name]
     assert out.read_bytes() == b"earlier" and spec.read_text(encoding="utf-8") == "{}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,9 @@ from training.config import BoosterConfig, SearchConfig
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
+# rows of a frame encoded at once to be scored: 62 MB of float64 at 77 features, where a 556,078-row test slice
+# took 342 MB at once
+PREDICT_BLOCK_ROWS = 100_000
 KIND = "sales_readiness"
 # what ``load`` reads from model.json (``spec`` may be absent: the model then carries no FeatureSpec)
 _META_KEYS = ("feature_columns", "categories", "calibrator", "calibration", "horizon_days", "best_iteration",
@@ -260,32 +263,36 @@ class SalesReadinessModel:
         y_arr = _check_label(y, "training slice")
         self.feature_columns_, self.categories_ = training_columns(X, spec)
         self.spec_ = spec
-        X_enc = encode_features(X, self.feature_columns_, self.categories_)
         valid = None if X_valid is None else (X_valid, _check_label(y_valid, "validation slice"))
-        return self._fit_matrix(X_enc, y_arr, valid, num_boost_round, callbacks, started)
+        # encoded where the training set is made, so that the training set alone holds the matrix and lets it
+        # go once LightGBM has binned it (a name here, or an argument of the call, would hold it through the fit)
+        return self._fit_dataset(lambda: encode_features(X, self.feature_columns_, self.categories_), len(X), y_arr,
+                                 valid, num_boost_round, callbacks, started)
 
     def fit_encoded(self, slices: EncodedSlices, *, callbacks: Sequence[Any] = ()) -> SalesReadinessModel:
         """``fit`` on slices encoded once (:func:`encode_slices`): the same model as ``fit`` on their frames."""
         started = time.perf_counter()
         self.feature_columns_, self.categories_ = list(slices.feature_columns), dict(slices.categories)
         self.spec_ = slices.spec
-        return self._fit_matrix(slices.train, slices.y_train, (slices.valid, slices.y_valid), None, callbacks,
-                                started)
+        return self._fit_dataset(lambda: slices.train, len(slices.train), slices.y_train,
+                                 (slices.valid, slices.y_valid), None, callbacks, started)
 
-    def _fit_matrix(self, X_enc: np.ndarray, y_arr: np.ndarray, valid: tuple[Any, np.ndarray] | None,
-                    num_boost_round: int | None, callbacks: Sequence[Any], started: float) -> SalesReadinessModel:
-        """The booster on an encoded training matrix; ``valid``: the validation slice (a frame, or its
-        encoded matrix) and its labels, for early stopping and calibration."""
-        self.params_ = lgb_params(self.booster_config, len(X_enc), y_arr, self.seed)
+    def _dataset(self, X_enc: np.ndarray, y_arr: np.ndarray) -> lgb.Dataset:
+        """The LightGBM training set of an encoded matrix; it lets the matrix go once it has binned it."""
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
-        train_set = lgb.Dataset(
-            X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
-            free_raw_data=True,
-        )
-        n_train = len(X_enc)
-        del X_enc  # the dataset holds it until LightGBM has binned it, then lets it go
+        return lgb.Dataset(X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
+                           free_raw_data=True)
+
+    def _fit_dataset(self, encoded: Callable[[], np.ndarray], n_train: int, y_arr: np.ndarray,
+                     valid: tuple[Any, np.ndarray] | None, num_boost_round: int | None, callbacks: Sequence[Any],
+                     started: float) -> SalesReadinessModel:
+        """The booster on the training matrix ``encoded()`` (``n_train`` rows); ``valid``: the validation slice
+        (a frame, or its encoded matrix) and its labels, for early stopping and calibration."""
+        self.params_ = lgb_params(self.booster_config, n_train, y_arr, self.seed)
+        train_set = self._dataset(encoded(), y_arr)
         if valid is not None:
             X_valid, yv = valid
+            # binned with the training set's bins; its matrix, held by the dataset alone, goes once binned
             valid_set = lgb.Dataset(self._matrix(X_valid), label=yv, reference=train_set)
             self.booster_ = lgb.train(
                 self.params_, train_set, num_boost_round=num_boost_round or self.booster_config.max_rounds,
@@ -296,12 +303,14 @@ class SalesReadinessModel:
                     *callbacks,
                 ],
             )
+            del train_set, valid_set  # the binned data, before the validation slice is scored
             self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
             self.calibrate(self.predict_raw(X_valid), yv)
         else:
             if num_boost_round is None:
                 raise ValueError("fit without a validation slice needs num_boost_round")
             self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
+            del train_set
             self.best_iteration_ = int(num_boost_round)
         self.n_train_ = n_train
         self.train_positive_rate_ = float(y_arr.mean())
@@ -330,9 +339,17 @@ class SalesReadinessModel:
         return encode_features(frame, self.feature_columns_, self.categories_)
 
     def predict_raw(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Uncalibrated log-odds margin (of a frame, or of a matrix encoded as :meth:`encode` does)."""
+        """Uncalibrated log-odds margin (of a frame, or of a matrix encoded as :meth:`encode` does). A frame is
+        encoded ``PREDICT_BLOCK_ROWS`` rows at a time (LightGBM scores each row on its own: the same margins)."""
         self._check_fitted()
-        return self.booster_.predict(self._matrix(frame), raw_score=True, num_iteration=self.best_iteration_)
+        if isinstance(frame, np.ndarray) or len(frame) <= PREDICT_BLOCK_ROWS:
+            return self.booster_.predict(self._matrix(frame), raw_score=True, num_iteration=self.best_iteration_)
+        out = np.empty(len(frame), dtype=np.float64)
+        for start in range(0, len(frame), PREDICT_BLOCK_ROWS):
+            block = frame.iloc[start:start + PREDICT_BLOCK_ROWS]
+            out[start:start + len(block)] = self.booster_.predict(self._matrix(block), raw_score=True,
+                                                                  num_iteration=self.best_iteration_)
+        return out
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated P(convert within H days), one value per row."""

@@ -278,10 +278,11 @@ class SalesReadinessModel:
                                  (slices.valid, slices.y_valid), None, callbacks, started)
 
     def _dataset(self, X_enc: np.ndarray, y_arr: np.ndarray) -> lgb.Dataset:
-        """The LightGBM training set of an encoded matrix; it lets the matrix go once it has binned it."""
+        """The LightGBM training set of an encoded matrix, binned with the fit's parameters (as ``lgb.train``
+        bins it); it lets the matrix go once binned."""
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
         return lgb.Dataset(X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
-                           free_raw_data=True)
+                           params=self.params_, free_raw_data=True).construct()
 
     def _fit_dataset(self, encoded: Callable[[], np.ndarray], n_train: int, y_arr: np.ndarray,
                      valid: tuple[Any, np.ndarray] | None, num_boost_round: int | None, callbacks: Sequence[Any],
@@ -289,7 +290,7 @@ class SalesReadinessModel:
         """The booster on the training matrix ``encoded()`` (``n_train`` rows); ``valid``: the validation slice
         (a frame, or its encoded matrix) and its labels, for early stopping and calibration."""
         self.params_ = lgb_params(self.booster_config, n_train, y_arr, self.seed)
-        train_set = self._dataset(encoded(), y_arr)
+        train_set = self._dataset(encoded(), y_arr)  # binned (its matrix gone) before the validation slice is encoded
         if valid is not None:
             X_valid, yv = valid
             # binned with the training set's bins; its matrix, held by the dataset alone, goes once binned

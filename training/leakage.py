@@ -10,7 +10,7 @@ catches fields sales fill in after contact for part of the leads only (X Educati
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,35 +50,51 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(max(auc, 1.0 - auc))
 
 
+def feature_score(X_train: pd.DataFrame, y_train: np.ndarray, values: pd.Series) -> np.ndarray:
+    """One score per evaluation row of the feature ``values`` (named as a column of ``X_train``): its numeric
+    value (missing lowest), or its level's target rate on the training rows."""
+    if is_categorical(values):
+        return target_rate_encode(X_train[values.name], y_train, values)
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    finite = x[np.isfinite(x)]
+    return np.where(np.isnan(x), (finite.min() - 1.0) if finite.size else 0.0, x)
+
+
 def feature_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame) -> dict[str, np.ndarray]:
     """One score per evaluation row and feature: numeric value (missing lowest) or train target rate."""
-    out = {}
-    for col in X_eval.columns:
-        if is_categorical(X_eval[col]):
-            out[col] = target_rate_encode(X_train[col], y_train, X_eval[col])
-        else:
-            x = pd.to_numeric(X_eval[col], errors="coerce").to_numpy(dtype=float)
-            finite = x[np.isfinite(x)]
-            out[col] = np.where(np.isnan(x), (finite.min() - 1.0) if finite.size else 0.0, x)
-    return out
+    return {col: feature_score(X_train, y_train, X_eval[col]) for col in X_eval.columns}
+
+
+def _auc_row(col: str, score: np.ndarray, filled: np.ndarray, y_eval: np.ndarray) -> dict[str, Any]:
+    return {"feature": col, "single_auc": _auc(y_eval, score), "covered_auc": _auc(y_eval[filled], score[filled]),
+            "coverage": float(filled.mean())}
+
+
+def _auc_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["feature", "single_auc", "covered_auc", "coverage"]).set_index("feature")
 
 
 def single_auc_table(scores: dict[str, np.ndarray], present: pd.DataFrame, y_eval: np.ndarray) -> pd.DataFrame:
     """``single_auc`` on all rows, ``covered_auc`` on rows where the feature is filled in, ``coverage``."""
     y_eval = np.asarray(y_eval, dtype=float)
-    rows = []
-    for col, score in scores.items():
-        filled = present[col].to_numpy(dtype=bool)
-        rows.append({"feature": col, "single_auc": _auc(y_eval, score),
-                     "covered_auc": _auc(y_eval[filled], score[filled]), "coverage": float(filled.mean())})
-    return pd.DataFrame(rows, columns=["feature", "single_auc", "covered_auc", "coverage"]).set_index("feature")
+    return _auc_table([_auc_row(col, score, present[col].to_numpy(dtype=bool), y_eval)
+                       for col, score in scores.items()])
 
 
 def single_feature_auc(
-    X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame, y_eval: np.ndarray
+    X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame, y_eval: np.ndarray,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """``max(auc, 1 - auc)`` of each feature alone on the evaluation rows (all rows and filled-in rows)."""
-    return single_auc_table(feature_scores(X_train, y_train, X_eval), X_eval.notna(), y_eval)
+    """``max(auc, 1 - auc)`` of each feature alone on the evaluation rows (all rows and filled-in rows).
+    ``columns``: the features, read by name from wider frames (default: every column of ``X_eval``); each
+    is scored and let go before the next, without a copy of the feature columns."""
+    y_eval = np.asarray(y_eval, dtype=float)
+    rows = []
+    for col in X_eval.columns if columns is None else columns:
+        values = X_eval[col]
+        rows.append(_auc_row(col, feature_score(X_train, y_train, values), values.notna().to_numpy(dtype=bool),
+                             y_eval))
+    return _auc_table(rows)
 
 
 @dataclass

@@ -603,11 +603,11 @@ def train_and_evaluate(
     _warn(no_split_warning(model, y_tr), notes, say)
     _calibration_warning(model, notes, say)
     # every column of the test rows (the baselines and segments read lead attributes and score columns);
-    # the model and the logistic regression read their feature columns by name
+    # the model, the single-feature AUCs and the logistic regression read their feature columns by name
     test_frame = frame.take(test_rows).reset_index(drop=True)
-    p = model.predict_proba(test_frame)
-    single = single_feature_auc(X_tr, y_tr, test_frame[features], y_te)  # the last use of the training slice
+    single = single_feature_auc(X_tr, y_tr, test_frame, y_te, columns=features)  # the last use of the training slice
     del X_tr
+    p = model.predict_proba(test_frame)
     weeks = weeks_represented(as_of.iloc[split.test])
     capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks, notes)
     model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)

@@ -1,0 +1,54 @@
+"""Single-feature AUCs read the features by name from the evaluation rows' whole frame, one column at a
+time: the table of scoring them all at once on a copy of the feature columns, without that copy or the
+scores of every feature held together (a 556,078-row test slice of 77 features: 290 MiB and 342 MiB)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.leakage import feature_scores, single_auc_table, single_feature_auc
+
+
+@pytest.fixture(scope="module")
+def rows() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray, list[str]]:
+    rng = np.random.default_rng(4)
+    n = 40_000
+    y = (rng.random(n) < 0.1).astype(float)
+    frame = pd.DataFrame({"lead_id": np.arange(n), "owner_note": rng.choice(["x", "y", None], n)})
+    for j in range(60):
+        values = rng.normal(size=n) + (0.2 * j / 60) * y
+        frame[f"num_{j}"] = np.where(rng.random(n) < 0.1, np.nan, values)
+    frame["plan"] = pd.Categorical(rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]))
+    frame.loc[y == 1, "plan"] = "c"
+    frame["channel"] = rng.choice(["web", "mail", None], n).astype(object)
+    features = [c for c in frame.columns if c not in ("lead_id", "owner_note")][::-1]
+    return frame.iloc[:15_000], y[:15_000], frame.iloc[15_000:], y[15_000:], features
+
+
+def test_the_table_of_the_named_columns_is_that_of_their_copy(rows) -> None:
+    train, y_train, evaluation, y_eval, features = rows
+    table = single_feature_auc(train, y_train, evaluation, y_eval, columns=features)
+    copied = evaluation[features]
+    expected = single_auc_table(feature_scores(train[features], y_train, copied), copied.notna(), y_eval)
+    pd.testing.assert_frame_equal(table, expected, check_exact=True)
+    assert list(table.index) == features and table["single_auc"].notna().all()
+    pd.testing.assert_frame_equal(single_feature_auc(train[features], y_train, copied, y_eval), expected,
+                                  check_exact=True)
+
+
+def test_the_columns_are_scored_one_at_a_time(rows) -> None:
+    """Allocation peak below half the evaluation rows' features (2.3x with the copy and every
+    feature's scores held at once)."""
+    train, y_train, evaluation, y_eval, features = rows
+    size = evaluation[features].memory_usage(index=False).sum()
+    tracemalloc.start()
+    try:
+        single_feature_auc(train, y_train, evaluation, y_eval, columns=features)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * size, (peak, size)

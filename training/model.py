@@ -106,6 +106,15 @@ def take_rows(frame: pd.DataFrame, rows: np.ndarray, columns: Sequence[str]) -> 
     return out if list(out.columns) == list(columns) else out[list(columns)]
 
 
+def rows_of(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``frame.take(rows).reset_index(drop=True)`` with one copy of the rows: the index is set on the copy
+    (``reset_index`` copied the rows again, consolidating their blocks: +891 MiB for 556,078 rows of a
+    200k-lead CRM, where the rows are 289 MiB)."""
+    out = frame.take(rows)
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
 def encode_features(
     frame: pd.DataFrame, columns: Sequence[str], categories: Mapping[str, Sequence[Any]]
 ) -> np.ndarray:

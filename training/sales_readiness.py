@@ -50,7 +50,7 @@ from training.leakage import (
     single_auc_table,
     single_feature_auc,
 )
-from training.model import SalesReadinessModel, probability_to_score, search_booster, take_rows
+from training.model import SalesReadinessModel, probability_to_score, rows_of, search_booster, take_rows
 from training.thresholds import recommend_threshold, table_to_markdown, threshold_table
 
 MODEL_NAME = "lightgbm (calibrated)"
@@ -604,7 +604,7 @@ def train_and_evaluate(
     _calibration_warning(model, notes, say)
     # every column of the test rows (the baselines and segments read lead attributes and score columns);
     # the model, the single-feature AUCs and the logistic regression read their feature columns by name
-    test_frame = frame.take(test_rows).reset_index(drop=True)
+    test_frame = rows_of(frame, test_rows)
     single = single_feature_auc(X_tr, y_tr, test_frame, y_te, columns=features)  # the last use of the training slice
     del X_tr
     p = model.predict_proba(test_frame)

@@ -96,3 +96,24 @@ def test_logistic_fit_on_rows_of_a_wider_frame_is_the_fit_on_their_copy(frame, m
     assert on_rows.categorical_ == copied.categorical_ and on_rows.numeric_ == copied.numeric_
     assert on_rows.n_fit_rows_ == copied.n_fit_rows_ == (len(rows) if max_rows is None else max_rows)
     assert on_rows.predict_proba(data).tobytes() == copied.predict_proba(data[features]).tobytes()
+
+
+def test_rows_of_is_the_rows_reindexed_with_one_copy(sparse) -> None:
+    """The test rows of a run: ``take(rows).reset_index(drop=True)`` without copying the rows a second time
+    (allocation peak 1.07x the rows' float features here, 4.1x with reset_index)."""
+    from training.model import rows_of
+
+    _, training_set, _, _ = sparse
+    frame = training_set.frame
+    rows = np.flatnonzero(frame["converted_within_h"].notna().to_numpy())[::2]
+    expected = frame.take(rows).reset_index(drop=True)
+    tracemalloc.start()
+    try:
+        taken = rows_of(frame, rows)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    pd.testing.assert_frame_equal(taken, expected, check_exact=True)
+    assert isinstance(taken.index, pd.RangeIndex)
+    size = expected.select_dtypes(np.float64).memory_usage(index=False).sum()
+    assert peak < 1.2 * size, (peak, size)

@@ -96,19 +96,13 @@ def test_the_binned_slices_are_let_go_before_calibration(slices, monkeypatch) ->
     assert held_at_calibration == [False]
 
 
-def test_predictions_encode_a_block_of_rows_at_a_time(slices, monkeypatch) -> None:
+def test_predictions_encode_a_block_of_rows_at_a_time(slices, monkeypatch, encoded_rows) -> None:
     X, y, X_valid, y_valid, X_test = slices
     model = SalesReadinessModel(BOOSTER, calibration="platt", seed=3).fit(X, y, X_valid, y_valid)
     whole = model.booster_.predict(model.encode(X_test), raw_score=True, num_iteration=model.best_iteration_)
-    encoded: list[int] = []
-
-    def counting(frame, columns, categories):
-        encoded.append(len(frame))
-        return encode(frame, columns, categories)
-
-    encode = model_module.encode_features
-    monkeypatch.setattr(model_module, "encode_features", counting)
+    encoded_rows.clear()  # the fit's and the reference's encodes
     monkeypatch.setattr(model_module, "PREDICT_BLOCK_ROWS", 70)
     assert model.predict_raw(X_test).tobytes() == whole.tobytes()
-    assert len(X_test) > 3 * 70 and encoded == [min(70, len(X_test) - start) for start in range(0, len(X_test), 70)]
+    assert len(X_test) > 3 * 70
+    assert encoded_rows == [min(70, len(X_test) - start) for start in range(0, len(X_test), 70)]
     assert model.predict_raw(X_test.iloc[:0]).shape == (0,)

@@ -40,18 +40,10 @@ def test_trials_are_the_fits_on_the_frames(slices) -> None:
     assert best == BOOSTER.model_copy(update={k: summary[k] for k in params})
 
 
-def test_slices_are_encoded_once_however_many_trials(slices, monkeypatch) -> None:
+def test_slices_are_encoded_once_however_many_trials(slices, encoded_rows) -> None:
     X, y, X_valid, y_valid = slices
-    encoded: list[int] = []
-
-    def counting(frame, columns, categories):
-        encoded.append(len(frame))
-        return encode(frame, columns, categories)
-
-    encode = model_module.encode_features
-    monkeypatch.setattr(model_module, "encode_features", counting)
     search_booster(X, y, X_valid, y_valid, BOOSTER, SEARCH, seed=5)
-    np.testing.assert_array_equal(encoded, [len(X), len(X_valid)])
+    np.testing.assert_array_equal(encoded_rows, [len(X), len(X_valid)])
 
 
 def test_the_encoded_slices_are_let_go_when_the_search_ends(slices, monkeypatch) -> None:

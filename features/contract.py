@@ -1070,6 +1070,19 @@ def rule_unknown_lead(lead_ids: pd.Series, known_ids: pd.Series) -> np.ndarray:
     return (~lead_ids.isin(known_ids) & lead_ids.notna()).to_numpy()
 
 
+def id_types_detail(table: str, lead_ids: pd.Series, unknown_ids: pd.Series) -> str:
+    """The ``unknown_lead`` detail when the leads table holds text ids and the unknown ids of ``table`` were
+    stored as numbers: the ids are matched as text, where ``'1.0'`` is not ``'1'``; else ``''``."""
+    present = unknown_ids.dropna()
+    if present.empty or not (pd.api.types.is_numeric_dtype(present.dtype)
+                             or pd.to_numeric(present, errors="coerce").notna().all()):
+        return ""
+    example = lead_ids.dropna()
+    shown = f" (e.g. {str(example.iat[0])!r})" if len(example) else ""
+    return (f"the id types differ: {LEADS}.lead_id holds text ids{shown}, {table}.lead_id numbers; they are "
+            "matched as text, where '1.0' is not '1': store the ids alike in every table")
+
+
 def rule_future(timestamps: pd.Series, reference: pd.Timestamp) -> np.ndarray:
     """Timestamps after the reference time."""
     return (timestamps > reference).to_numpy()
@@ -1352,8 +1365,10 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
     lead_ids = typed[LEADS][LEAD_ID]
     collector.add(LEADS, LEAD_ID, DUPLICATE_LEAD_ID, rule_duplicated(lead_ids), frames[LEADS])
     for table in (EVENTS, OUTCOMES):
-        collector.add(table, LEAD_ID, UNKNOWN_LEAD, rule_unknown_lead(typed[table][LEAD_ID], lead_ids),
-                      frames[table])
+        unknown = rule_unknown_lead(typed[table][LEAD_ID], lead_ids)
+        detail = id_types_detail(table, frames[LEADS][LEAD_ID], frames[table][LEAD_ID][unknown]) if (
+            kind == "str" and unknown.any()) else ""
+        collector.add(table, LEAD_ID, UNKNOWN_LEAD, unknown, frames[table], detail=detail)
     collector.add(OUTCOMES, LEAD_ID, DUPLICATE_OUTCOME,
                   rule_duplicate_outcome(typed[OUTCOMES][LEAD_ID], typed[OUTCOMES][CONVERTED_AT]),
                   frames[OUTCOMES], detail="the same conversion (lead and converted_at) more than once")

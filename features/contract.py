@@ -1072,11 +1072,19 @@ def rule_unknown_lead(lead_ids: pd.Series, known_ids: pd.Series) -> np.ndarray:
 
 def id_types_detail(table: str, lead_ids: pd.Series, unknown_ids: pd.Series) -> str:
     """The ``unknown_lead`` detail when the leads table holds text ids and the unknown ids of ``table`` were
-    stored as numbers: the ids are matched as text, where ``'1.0'`` is not ``'1'``; else ``''``."""
+    stored as numbers, or are texts of numbers equal to a lead id read as a number (``'1'`` beside ``'1.0'``):
+    the ids are matched as text, where ``'1.0'`` is not ``'1'``; else ``''`` (an unknown ``'7'`` among text ids
+    of the same type is only unknown)."""
     present = unknown_ids.dropna()
-    if present.empty or not (pd.api.types.is_numeric_dtype(present.dtype)
-                             or pd.to_numeric(present, errors="coerce").notna().all()):
+    if present.empty:
         return ""
+    if not pd.api.types.is_numeric_dtype(present.dtype):
+        numbers = pd.to_numeric(present, errors="coerce")
+        if numbers.isna().any():
+            return ""
+        known = pd.to_numeric(lead_ids.dropna().astype(str).str.strip(), errors="coerce").dropna()
+        if not numbers.isin(known).any():
+            return ""
     example = lead_ids.dropna()
     shown = f" (e.g. {str(example.iat[0])!r})" if len(example) else ""
     return (f"the id types differ: {LEADS}.lead_id holds text ids{shown}, {table}.lead_id numbers; they are "

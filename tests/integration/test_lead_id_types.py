@@ -70,3 +70,17 @@ def test_text_ids_of_the_same_type_everywhere_get_no_such_detail(tmp_path: Path)
         load_crm(write("sqlite", tmp_path, tables))
     unknown = [v for v in caught.value.violations if v.rule == UNKNOWN_LEAD]
     assert [v.table for v in unknown] == ["events"] and "id types differ" not in unknown[0].detail
+
+
+@pytest.mark.parametrize("kind", ["csv", "sqlite", "parquet"])
+def test_an_unknown_number_among_text_ids_of_one_type_gets_no_such_detail(kind: str, tmp_path: Path) -> None:
+    """Events whose ids are text like the leads table's ('X1'), one of them an unknown '7': the id types are the
+    same, and nothing would match if they were compared as numbers; the detail said the id types differ."""
+    tables = frames(["X1", "X2", "X3"])
+    tables["events"]["LeadId"] = ["X1", "X2", "X2", "7"]
+    tables["outcomes"]["LeadId"] = ["X2"]
+    with pytest.raises(ContractError) as caught:
+        load_crm(write(kind, tmp_path, tables))
+    unknown = [v for v in caught.value.violations if v.rule == UNKNOWN_LEAD]
+    assert [v.table for v in unknown] == ["events"] and unknown[0].n_rows == 1
+    assert "id types differ" not in unknown[0].detail, unknown[0].detail

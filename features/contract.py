@@ -341,13 +341,15 @@ class FlatSourceConfig(_StorageOptions):
 
 def _labels_read_alike(a: str | int | bool, b: str | int | bool) -> bool:
     """Whether one label value would match the other as the flat label reader matches them
-    (:func:`features.flat.parse_label`): as trimmed text, as numbers, and a boolean in any case."""
+    (:func:`features.flat.parse_label`): as trimmed text, as numbers, and a boolean in any case (or, in a
+    numeric column, as its number: true is 1)."""
     first, second = str(a).strip(), str(b).strip()
     if first == second:
         return True
-    if isinstance(a, bool) or isinstance(b, bool):
-        return first.casefold() == second.casefold()
-    numbers = pd.to_numeric(pd.Series([first, second]), errors="coerce")
+    if (isinstance(a, bool) or isinstance(b, bool)) and first.casefold() == second.casefold():
+        return True
+    numbers = pd.to_numeric(pd.Series([int(v) if isinstance(v, bool) else str(v).strip() for v in (a, b)],
+                                      dtype=object), errors="coerce")
     return bool(numbers.notna().all() and numbers.iat[0] == numbers.iat[1])
 
 

@@ -178,10 +178,12 @@ def test_a_flat_label_whose_positive_and_negative_values_are_the_same_is_refused
                            "positive_label": 1, "negative_label": "1"})
 
 
-@pytest.mark.parametrize(("positive", "negative"), [(1, "1.0"), (1, "01"), ("1e0", 1), (True, "TRUE"), ("false", False)])
+@pytest.mark.parametrize(("positive", "negative"), [(1, "1.0"), (1, "01"), ("1e0", 1), (True, "TRUE"), ("false", False),
+                                                    (True, 1), ("0.0", False)])
 def test_flat_labels_the_label_reader_takes_for_one_value_are_refused(positive: object, negative: object) -> None:
     """The label column's values match numbers as numbers and a boolean label in any case: a negative label
-    that is the positive one read so (1 and "1.0") made every such row positive, none negative."""
+    that is the positive one read so (1 and "1.0") made every such row positive, none negative. A boolean label
+    matches a numeric column as its number (true is 1): true and 1 read a 0/1 column's 1 as both."""
     with pytest.raises(ValidationError, match="positive_label and negative_label must differ"):
         parse_data_config({"mode": "flat", "source": {"path": "x.csv"}, "id_column": "Id", "label_column": "y",
                            "positive_label": positive, "negative_label": negative})

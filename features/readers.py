@@ -286,14 +286,17 @@ def unnamed_csv_columns(path: Path | str, separator: str = ",", encoding: str = 
 
 @functools.lru_cache(maxsize=64)
 def _unnamed_parquet_columns(path: str, mtime_ns: int, size: int) -> tuple[int, ...]:
-    positions = blank_positions(pq.read_schema(path).names)
+    names = pq.read_schema(path).names
+    positions = blank_positions(names)
     if not positions:
         return ()
-    table = pq.read_table(path)
-    for position in positions:
-        values = table.column(position).to_pandas().dropna()
-        if len(values):
-            raise _unnamed_with_values(str(path), position, values, header=False)
+    file = pq.ParquetFile(path)  # not pq.read_table: Arrow's datasets refuse a name given twice ('' and '')
+    for name in dict.fromkeys(names[p] for p in positions):  # only the columns without a name are read
+        table = file.read(columns=[name])  # every column of that name, in the file's order
+        for i, position in enumerate(p for p in positions if names[p] == name):
+            values = table.column(i).to_pandas().dropna()
+            if len(values):
+                raise _unnamed_with_values(str(path), position, values, header=False)
     return tuple(positions)
 
 

@@ -96,6 +96,23 @@ def test_a_parquet_column_named_empty_is_dropped_when_null_and_refused_when_not(
         load_data(parquet_config(tmp_path, full))
 
 
+
+def test_two_parquet_columns_named_empty_are_judged_each(tmp_path: Path) -> None:
+    """Two columns named '' (a CSV with two trailing separators, converted): Arrow's dataset reader refused the
+    file ("Multiple matches for FieldRef.Name()") instead of the file being read or the column named."""
+    created = pa.array(pd.to_datetime(["2024-01-01", "2024-01-02"]))
+    names = ["Id", "Created", "industry", "", ""]
+    empty = pa.table([[1, 2], created, ["a", "b"], pa.nulls(2, pa.string()), pa.nulls(2, pa.string())], names=names)
+    data, report = load_data(parquet_config(tmp_path, empty))
+    assert data.categorical_attributes == ["industry"]
+    assert [n for n in report.notes if "no name" in n and "leads.parquet" in n][-2:] == [
+        f"leads: column {k} of {tmp_path / 'leads.parquet'} has no name and no value in any row: not read"
+        for k in (4, 5)], report.notes
+    full = pa.table([[1, 2], created, ["a", "b"], pa.nulls(2, pa.string()), ["y", None]], names=names)
+    with pytest.raises(DataSourceError, match=r"leads\.parquet: column 5 has no name but holds values in 1 row, "
+                                              r"e\.g\. row 0: 'y'"):
+        load_data(parquet_config(tmp_path, full))
+
 def test_a_sqlite_column_named_empty_is_refused_naming_the_table_and_column(sqlite_url: str) -> None:
     # SQLAlchemy cannot reflect a column without a name (nor can PostgreSQL hold one): the table cannot be read
     engine = sa.create_engine(sqlite_url)
@@ -141,3 +158,26 @@ def test_validate_prints_the_dropped_column_and_the_null_attribute(tmp_path: Pat
     out = " ".join(result.stdout.split())
     assert "note: leads.fax: null in every row" in out
     assert "note: leads: column 4 of" in out and "has no name" in out and "Unnamed" not in out
+
+
+PEAK_OF_THE_CHECK = """
+import sys
+import pyarrow as pa
+from features.readers import unnamed_parquet_columns
+print(unnamed_parquet_columns(sys.argv[1]), pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_parquet_column_without_a_name_is_checked_without_reading_the_named_ones(tmp_path: Path) -> None:
+    """Only the columns without a name are read to see whether they hold values: the check read the whole file
+    (every attribute of every row, once more than the read itself) to look at one empty column."""
+    n = 2_000_000
+    path = tmp_path / "leads.parquet"
+    scores = {f"score_{k}": pa.array([0.5 + k] * n, pa.float64()) for k in range(5)}
+    pq.write_table(pa.table({"Id": pa.array(range(n), pa.int64()), **scores, "": pa.nulls(n)}), path)
+    named = 8 * 6 * n  # the named columns, in bytes
+    run = subprocess.run([sys.executable, "-c", PEAK_OF_THE_CHECK, str(path)], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    positions, peak = run.stdout.split(") ")
+    assert positions == "(6,"
+    assert int(peak) < named / 4, (int(peak), named)

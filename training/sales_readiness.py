@@ -584,6 +584,12 @@ def train_and_evaluate(
     if few := few_conversions_note({k: int(y[v].sum()) for k, v in slices.items()}, unit):
         notes.append(few)
     train_rows, valid_rows, test_rows = labelled[split.train], labelled[split.valid], labelled[split.test]
+    # the logistic regression baseline first: its design matrix (the peak of a large run) is then held
+    # beside the frame alone, before any slice is copied out of it (it was fitted with the test rows taken)
+    say("fitting the logistic regression baseline")
+    fitted_on = np.concatenate([split.train, split.valid])
+    logistic = LogisticBaseline(max_rows=config.logistic_max_rows, seed=config.seed).fit(
+        frame, y[fitted_on], rows=labelled[fitted_on], columns=features)
     X_tr, X_va = take_rows(frame, train_rows, features), take_rows(frame, valid_rows, features)
     y_tr, y_va, y_te = y[split.train], y[split.valid], y[split.test]
     booster_cfg = config.booster
@@ -612,8 +618,6 @@ def train_and_evaluate(
     capacity_rows, capacity_label = _capacity_rows(config, len(y_te), weeks, notes)
     model_row = _comparison_row(y_te, p, capacity_rows, config, probability=True)
     say("baselines")
-    logistic = LogisticBaseline(max_rows=config.logistic_max_rows, seed=config.seed).fit(
-        frame, np.concatenate([y_tr, y_va]), rows=np.concatenate([train_rows, valid_rows]), columns=features)
     _note(logistic.sample_note, notes, say)
     baseline_rows, baseline_scores = _baselines(
         test_frame, y_te, logistic.predict_proba(test_frame), points_rules, events,

@@ -117,3 +117,33 @@ def test_rows_of_is_the_rows_reindexed_with_one_copy(sparse) -> None:
     assert isinstance(taken.index, pd.RangeIndex)
     size = expected.select_dtypes(np.float64).memory_usage(index=False).sum()
     assert peak < 1.2 * size, (peak, size)
+
+
+def test_logistic_baseline_is_fitted_before_any_slice_is_copied_out(sparse, monkeypatch) -> None:
+    """The logistic regression's fit (the run's peak on a large CRM: its design matrix) comes before the
+    training, validation and test rows are copied out of the frame, so none of them is held beside it;
+    the progress names it as it starts, and the results are those of the first run."""
+    import training.sales_readiness as sales_readiness
+
+    crm, training_set, config, first = sparse
+    calls: list[str] = []
+
+    def spy(name, fn):
+        def called(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return called
+
+    monkeypatch.setattr(sales_readiness, "take_rows", spy("take_rows", sales_readiness.take_rows))
+    monkeypatch.setattr(sales_readiness, "rows_of", spy("rows_of", sales_readiness.rows_of))
+    monkeypatch.setattr(LogisticBaseline, "fit", spy("logistic fit", LogisticBaseline.fit))
+    said: list[str] = []
+    result = train_and_evaluate(training_set, config, events=crm.events,
+                                progress=lambda message: (said.append(message), calls.append(message)))
+    assert calls.index("logistic fit") < calls.index("take_rows") < calls.index("rows_of"), calls
+    assert calls.index("fitting the logistic regression baseline") < calls.index("logistic fit"), calls
+    assert said.index("fitting the logistic regression baseline") < said.index("fitting LightGBM") < said.index(
+        "baselines"), said
+    pd.testing.assert_frame_equal(result.comparison, first.comparison, check_exact=True)
+    pd.testing.assert_frame_equal(result.predictions, first.predictions, check_exact=True)
+    assert result.notes == first.notes

@@ -45,9 +45,8 @@ from training.evaluation import (
 )
 from training.leakage import (
     LeakageReport,
-    feature_scores,
     leakage_report,
-    single_auc_table,
+    oof_single_feature_auc,
     single_feature_auc,
 )
 from training.model import SalesReadinessModel, probability_to_score, rows_of, search_booster, take_rows
@@ -670,16 +669,6 @@ def _train_and_evaluate_flat_by_time(
     return result
 
 
-def _oof_single_feature_auc(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> pd.DataFrame:
-    """Single-feature AUCs where categorical encodings are fitted on the other folds only."""
-    scores = {c: np.empty(len(y)) for c in X.columns}
-    for k in np.unique(folds):
-        held = folds == k
-        for col, values in feature_scores(X[~held], y[~held], X[held]).items():
-            scores[col][held] = values
-    return single_auc_table(scores, X.notna(), y)
-
-
 def train_and_evaluate_flat(
     flat: FlatData,
     config: TrainingConfig,
@@ -787,7 +776,7 @@ def train_and_evaluate_flat(
     say("segments, leakage, thresholds")
     segments = segment_table(frame, y, p, config.segment_columns, config.bootstrap_samples,
                              config.min_segment_size, config.seed)
-    single = _oof_single_feature_auc(X, y, folds)
+    single = oof_single_feature_auc(frame, y, folds, columns=features)
     leakage = leakage_report(single, model.feature_importance("gain"), model_row["roc_auc"],
                              {k: v["roc_auc"] for k, v in baseline_rows.items()}, config.leakage)
     score = probability_to_score(p)

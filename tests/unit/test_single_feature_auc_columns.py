@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.leakage import feature_scores, single_auc_table, single_feature_auc
+from training.leakage import feature_scores, oof_single_feature_auc, single_auc_table, single_feature_auc
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,47 @@ def test_the_columns_are_scored_one_at_a_time(rows) -> None:
     tracemalloc.start()
     try:
         single_feature_auc(train, y_train, evaluation, y_eval, columns=features)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * size, (peak, size)
+
+
+def _oof_all_at_once(X: pd.DataFrame, y: np.ndarray, folds: np.ndarray) -> pd.DataFrame:
+    """The flat mode's former out-of-fold table: every feature scored per fold on copies of the columns."""
+    scores = {c: np.empty(len(y)) for c in X.columns}
+    for k in np.unique(folds):
+        held = folds == k
+        for col, values in feature_scores(X[~held], y[~held], X[held]).items():
+            scores[col][held] = values
+    return single_auc_table(scores, X.notna(), y)
+
+
+@pytest.fixture(scope="module")
+def flat(rows) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str]]:
+    train, y_train, evaluation, y_eval, features = rows
+    frame = pd.concat([train, evaluation], ignore_index=True)
+    folds = np.random.default_rng(5).integers(0, 5, len(frame))
+    return frame, np.concatenate([y_train, y_eval]), folds, features
+
+
+def test_out_of_fold_table_is_that_of_every_feature_at_once(flat) -> None:
+    frame, y, folds, features = flat
+    table = oof_single_feature_auc(frame, y, folds, columns=features)
+    expected = _oof_all_at_once(frame[features], y, folds)
+    pd.testing.assert_frame_equal(table, expected, check_exact=True)
+    assert list(table.index) == features and table["single_auc"].notna().all()
+    pd.testing.assert_frame_equal(oof_single_feature_auc(frame[features], y, folds), expected, check_exact=True)
+
+
+def test_out_of_fold_features_are_scored_one_at_a_time(flat) -> None:
+    """Allocation peak below half the rows' features (0.23x here; 3.3x when every feature's scores and a
+    copy of the training folds' features were held at once)."""
+    frame, y, folds, features = flat
+    size = frame[features].memory_usage(index=False).sum()
+    tracemalloc.start()
+    try:
+        oof_single_feature_auc(frame, y, folds, columns=features)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

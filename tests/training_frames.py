@@ -81,6 +81,19 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
             if c not in ("lead_id", "as_of", "converted_within_h", "censored", "true_probability")]
 
 
+def labelled_time_slices(n_leads: int = 900, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame,
+                                                                      np.ndarray, pd.DataFrame]:
+    """Training features and labels, validation features and labels, test features of the labelled rows of
+    :func:`snapshot_frame` (30 weeks), split in time as training splits them (14-day gap, 20% / 20%)."""
+    from training.evaluation import time_ordered_split
+
+    frame = snapshot_frame(n_leads, 30, seed=seed)
+    frame = frame[frame["converted_within_h"].notna()].reset_index(drop=True)
+    split = time_ordered_split(frame["as_of"], 14, 0.2, 0.2)
+    X, y = frame[feature_columns(frame)], frame["converted_within_h"].to_numpy()
+    return X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], X.iloc[split.test]
+
+
 def events_for(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """A canonical events table consistent in spirit with the counts (for the points baseline)."""
     rng = np.random.default_rng(seed)

@@ -9,9 +9,8 @@ import lightgbm as lgb
 import pytest
 
 import training.model as model_module
-from tests.training_frames import feature_columns, snapshot_frame
+from tests.training_frames import labelled_time_slices
 from training.config import BoosterConfig
-from training.evaluation import time_ordered_split
 from training.model import SalesReadinessModel, encode_features
 
 BOOSTER = BoosterConfig(max_rounds=60, early_stopping_rounds=10, learning_rate=0.2)
@@ -19,11 +18,7 @@ BOOSTER = BoosterConfig(max_rounds=60, early_stopping_rounds=10, learning_rate=0
 
 @pytest.fixture(scope="module")
 def slices():
-    frame = snapshot_frame(900, 30, seed=11)
-    frame = frame[frame["converted_within_h"].notna()].reset_index(drop=True)
-    split = time_ordered_split(frame["as_of"], 14, 0.2, 0.2)
-    X, y = frame[feature_columns(frame)], frame["converted_within_h"].to_numpy()
-    return X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], X.iloc[split.test]
+    return labelled_time_slices(900, seed=11)
 
 
 def test_the_booster_is_lightgbm_on_the_encoded_slices(slices) -> None:

@@ -8,9 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import training.model as model_module
-from tests.training_frames import feature_columns, snapshot_frame
+from tests.training_frames import labelled_time_slices
 from training.config import BoosterConfig, SearchConfig
-from training.evaluation import time_ordered_split
 from training.model import SalesReadinessModel, search_booster
 
 BOOSTER = BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.2)
@@ -19,11 +18,7 @@ SEARCH = SearchConfig(n_trials=4, timeout_seconds=600, max_num_leaves=7, max_dep
 
 @pytest.fixture(scope="module")
 def slices():
-    frame = snapshot_frame(900, 30, seed=7)
-    frame = frame[frame["converted_within_h"].notna()].reset_index(drop=True)
-    split = time_ordered_split(frame["as_of"], 14, 0.2, 0.2)
-    X, y = frame[feature_columns(frame)], frame["converted_within_h"].to_numpy()
-    return X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid]
+    return labelled_time_slices(900, seed=7)[:4]
 
 
 def test_trials_are_the_fits_on_the_frames(slices) -> None:

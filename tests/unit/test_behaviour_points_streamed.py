@@ -3,13 +3,12 @@ of every snapshot with its lead's events, for any join chunk size, with far less
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pandas as pd
 import pytest
 
 import training.baselines as baselines
+from tests.allocation import allocation_peak
 from training.baselines import PointsRules, behaviour_points, event_points
 
 RULES = PointsRules(name="b", behaviour={"email_open": 1.0, "demo_request": 20.0, "unsubscribe": -7.5})
@@ -92,10 +91,7 @@ def test_scoring_holds_no_copy_of_the_events_table(monkeypatch) -> None:
     pairs) took about 30 MB at its peak; the streamed join holds a few 8-byte arrays of the events."""
     snapshots, events = crm(4000, 50, seed=2)
     monkeypatch.setattr(baselines, "BEHAVIOUR_JOIN_PAIRS", 20_000)
-    tracemalloc.start()
-    behaviour_points(snapshots, events, RULES)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    _, peak = allocation_peak(behaviour_points, snapshots, events, RULES)
     assert peak < 6 * 8 * len(events)
 
 
@@ -110,10 +106,7 @@ def test_unknown_types_are_found_without_a_text_copy_per_event(categorical: bool
         types = types.astype(pd.CategoricalDtype(["email_open", "page_view", "trade_show", "unused_type"]))
     events = pd.DataFrame({"event_type": types})
     rules = PointsRules(behaviour={"trade_show": 1, "unused_type": 2, "demo_requets": 3, "webinar": 4})
-    tracemalloc.start()
-    unknown = unknown_behaviour_types(rules, events)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    unknown, peak = allocation_peak(unknown_behaviour_types, rules, events)
     assert unknown == ["demo_requets", "unused_type"]  # a category no event has is not present
     if categorical:  # the contract's event types are categories (a text column was already text: 37 bytes)
         assert peak < 30 * len(events)

@@ -4,12 +4,11 @@ scores of every feature held together (a 556,078-row test slice of 77 features: 
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.allocation import allocation_peak
 from training.leakage import feature_scores, oof_single_feature_auc, single_auc_table, single_feature_auc
 
 
@@ -45,12 +44,7 @@ def test_the_columns_are_scored_one_at_a_time(rows) -> None:
     feature's scores held at once)."""
     train, y_train, evaluation, y_eval, features = rows
     size = evaluation[features].memory_usage(index=False).sum()
-    tracemalloc.start()
-    try:
-        single_feature_auc(train, y_train, evaluation, y_eval, columns=features)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = allocation_peak(single_feature_auc, train, y_train, evaluation, y_eval, columns=features)
     assert peak < 0.5 * size, (peak, size)
 
 
@@ -86,10 +80,5 @@ def test_out_of_fold_features_are_scored_one_at_a_time(flat) -> None:
     copy of the training folds' features were held at once)."""
     frame, y, folds, features = flat
     size = frame[features].memory_usage(index=False).sum()
-    tracemalloc.start()
-    try:
-        oof_single_feature_auc(frame, y, folds, columns=features)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = allocation_peak(oof_single_feature_auc, frame, y, folds, columns=features)
     assert peak < 0.5 * size, (peak, size)

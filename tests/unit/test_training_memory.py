@@ -4,8 +4,6 @@ the three slices were four more copies), with the very results of those copies."
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +12,7 @@ from features.build import TrainingSet, build_training_set
 from features.schema import CRMData
 from features.spec import FeatureConfig
 from leadscore.synth import SynthConfig, generate
+from tests.allocation import allocation_peak
 from training.baselines import LogisticBaseline
 from training.config import TrainingConfig
 from training.model import take_rows
@@ -35,12 +34,7 @@ def test_training_allocation_peak_is_bounded_by_the_features(sparse) -> None:
     float features, 4.5x when the labelled rows, their features and the slices were copies held through
     the fit."""
     crm, training_set, config, first = sparse
-    tracemalloc.start()
-    try:
-        result = train_and_evaluate(training_set, config, events=crm.events)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = allocation_peak(train_and_evaluate, training_set, config, events=crm.events)
     features = training_set.frame.select_dtypes(np.float64).memory_usage(index=False).sum()
     assert peak < 3.0 * features, (peak, features)
     pd.testing.assert_frame_equal(result.predictions, first.predictions, check_exact=True)
@@ -53,12 +47,7 @@ def test_evaluation_rows_copy_only_the_test_rows(sparse) -> None:
     _, training_set, _, result = sparse
     frame = training_set.frame
     evaluation_rows(result, frame)
-    tracemalloc.start()
-    try:
-        rows = evaluation_rows(result, frame)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    rows, peak = allocation_peak(evaluation_rows, result, frame)
     features = frame.select_dtypes(np.float64).memory_usage(index=False).sum()
     assert peak < 0.8 * features, (peak, features)
     keys = ["lead_id", "as_of"]
@@ -107,12 +96,7 @@ def test_rows_of_is_the_rows_reindexed_with_one_copy(sparse) -> None:
     frame = training_set.frame
     rows = np.flatnonzero(frame["converted_within_h"].notna().to_numpy())[::2]
     expected = frame.take(rows).reset_index(drop=True)
-    tracemalloc.start()
-    try:
-        taken = rows_of(frame, rows)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    taken, peak = allocation_peak(rows_of, frame, rows)
     pd.testing.assert_frame_equal(taken, expected, check_exact=True)
     assert isinstance(taken.index, pd.RangeIndex)
     size = expected.select_dtypes(np.float64).memory_usage(index=False).sum()

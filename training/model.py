@@ -414,21 +414,7 @@ class SalesReadinessModel:
     def load(cls, directory: str | Path) -> SalesReadinessModel:
         """Read a model written by ``save``."""
         directory = Path(directory)
-        for name in (BOOSTER_FILE, META_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"saved model {directory} lacks {name}")
-        try:
-            meta = json.loads((directory / META_FILE).read_text())
-        except ValueError as exc:
-            raise ValueError(f"saved model {directory}: {META_FILE} is not JSON ({exc})") from exc
-        if not isinstance(meta, dict):
-            raise ValueError(f"saved model {directory}: {META_FILE} is not a JSON object")
-        if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"saved model {directory}: not a {KIND} model of format {FORMAT_VERSION} "
-                             f"(kind {meta.get('kind')!r}, format {meta.get('format_version')!r})")
-        missing = [k for k in _META_KEYS if k not in meta]
-        if missing:
-            raise ValueError(f"saved model {directory}: {META_FILE} lacks {missing}")
+        meta = read_saved_meta(directory, KIND, FORMAT_VERSION, _META_KEYS)
         model = cls(
             booster=BoosterConfig.model_validate(meta["booster_config"]),
             calibration=meta["calibration"],
@@ -449,6 +435,27 @@ class SalesReadinessModel:
             except ValueError as exc:
                 raise ValueError(f"saved model {directory}: {META_FILE}: {exc}") from exc
         return model
+
+
+def read_saved_meta(directory: Path, kind: str, format_version: int, required: Sequence[str]) -> dict[str, Any]:
+    """The ``model.json`` of a model saved in ``directory`` (beside its ``booster.txt``), checked to be a
+    ``kind`` model of ``format_version`` holding the ``required`` keys; errors name the folder and file."""
+    for name in (BOOSTER_FILE, META_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"saved model {directory} lacks {name}")
+    try:
+        meta = json.loads((directory / META_FILE).read_text())
+    except ValueError as exc:
+        raise ValueError(f"saved model {directory}: {META_FILE} is not JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"saved model {directory}: {META_FILE} is not a JSON object")
+    if meta.get("kind") != kind or meta.get("format_version") != format_version:
+        raise ValueError(f"saved model {directory}: not a {kind} model of format {format_version} "
+                         f"(kind {meta.get('kind')!r}, format {meta.get('format_version')!r})")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise ValueError(f"saved model {directory}: {META_FILE} lacks {missing}")
+    return meta
 
 
 def _load_spec(data: dict[str, Any] | None) -> Any:

@@ -50,15 +50,24 @@ from scipy.special import expit
 from features.spec import FeatureSpec
 from training.close_curves import days_to_reach
 from training.config import BoosterConfig
-from training.model import encode_features, infer_categories, scaled_min_data_in_leaf, spec_columns
+from training.model import (
+    BOOSTER_FILE,
+    META_FILE,
+    encode_features,
+    infer_categories,
+    read_saved_meta,
+    scaled_min_data_in_leaf,
+    spec_columns,
+)
 from training.survival_config import TimeToCloseConfig
 from training.survival_linear import LinearHazard, fit_linear_hazard, refit_linear_hazard
 
 KIND = "time_to_close"
 PERIOD_COLUMN = "period_index"
-BOOSTER_FILE = "booster.txt"
-META_FILE = "model.json"
 FORMAT_VERSION = 1
+# what ``load`` reads from model.json (``linear``, ``period_offsets`` and ``spec`` may be absent)
+_META_KEYS = ("config", "feature_columns", "categories", "best_iteration", "params", "n_snapshots", "n_period_rows",
+              "n_period_rows_full", "sampling_rate", "n_events")
 MEDIAN_DAYS = "median_days"
 BEYOND_HORIZON = "median_beyond_horizon"
 EXPANSION_CHUNK = 200_000  # snapshots expanded at a time (bounds the temporary index arrays)
@@ -522,13 +531,7 @@ class TimeToCloseModel:
     def load(cls, directory: str | Path) -> TimeToCloseModel:
         """Read a model written by :meth:`save`."""
         directory = Path(directory)
-        for name in (BOOSTER_FILE, META_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"saved model {directory} lacks {name}")
-        meta = json.loads((directory / META_FILE).read_text())
-        if meta.get("kind") != KIND or meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"saved model {directory}: not a {KIND} model of format {FORMAT_VERSION} "
-                             f"(kind {meta.get('kind')!r}, format {meta.get('format_version')!r})")
+        meta = read_saved_meta(directory, KIND, FORMAT_VERSION, _META_KEYS)
         model = cls(TimeToCloseConfig.model_validate(meta["config"]))
         model.booster_ = lgb.Booster(model_file=str(directory / BOOSTER_FILE))
         model.feature_columns_ = list(meta["feature_columns"])

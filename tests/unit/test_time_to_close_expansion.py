@@ -151,6 +151,28 @@ def test_linear_base_is_the_starting_margin(tmp_path) -> None:
         X.assign(a=-2.0)[:1], 60)[0]
 
 
+def test_load_names_the_folder_when_model_json_is_broken(tmp_path) -> None:
+    """A damaged ``model.json`` said only ``KeyError: 'config'`` (or a bare JSON / attribute error); it now
+    gets the sales-readiness loader's errors, naming the folder and the file."""
+    import json
+    import re
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"a": rng.normal(size=600)})
+    durations = rng.uniform(1, 60, 600)
+    events = rng.random(600) < 0.5
+    folder = TimeToCloseModel(TimeToCloseConfig(max_periods=4, horizons_days=(14,))).fit(
+        X, durations, events, num_boost_round=5).save(tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    for text, needle in (("{", "model.json is not JSON"), ("[1]", "model.json is not a JSON object"),
+                         (json.dumps({k: meta[k] for k in ("kind", "format_version")}), re.escape("lacks ['config'")),
+                         (json.dumps({**meta, "kind": "sales_readiness"}), "not a time_to_close model")):
+        (folder / "model.json").write_text(text)
+        with pytest.raises(ValueError, match=needle) as info:
+            TimeToCloseModel.load(folder)
+        assert str(folder) in str(info.value)
+
+
 def test_period_offsets_recalibrate_each_period_and_shrink_towards_a_common_shift() -> None:
     """Free offsets (strength 0) match every period's weighted close rate; a huge strength leaves one
     common shift that matches the overall rate; in between, a period moves part of the way."""

@@ -66,6 +66,15 @@ def _not_a_bool(value: Any) -> Any:
     return value
 
 
+def _number_from_text(value: Any) -> Any:
+    """An event's ``value`` sent as text: its number when the data contract reads the text as one
+    (:func:`~features.contract.number_from_text`: ``"250"``, ``" 1e3 "``), else the text (a missing marker
+    of the model's project, or an error, decided by :func:`check_leads`, which knows the markers)."""
+    if isinstance(value, str) and (number := number_from_text(value)) is not None:
+        return number
+    return value
+
+
 LeadId = Annotated[Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | Name, BeforeValidator(_not_a_bool)]
 BoundedInt = Annotated[int, Field(ge=-(10**18), le=10**18)]
 AttributeValue = FiniteFloat | BoundedInt | bool | Text | None
@@ -111,7 +120,9 @@ class EventIn(BaseModel):
     event_type: Name
     channel: Text | None = None
     campaign: Text | None = None
-    value: FiniteFloat | None = None
+    value: Annotated[FiniteFloat | Text | None, BeforeValidator(_number_from_text)] = Field(
+        None, description="a number (or one as text); a missing marker of the model's project (\"\", e.g. "
+                          "\"Select\") is a missing value")
 
     _instant = field_validator("occurred_at")(_check_instant)
 
@@ -251,7 +262,8 @@ class LeadError(ValueError):
     errors of the request's other leads (all are listed in the answer)."""
 
     def __init__(self, index: int, lead_id: Any, field: str, message: str) -> None:
-        super().__init__(f"lead {index} (lead_id {lead_id!r}): {field}: {message}")
+        where = f"lead {index}" if lead_id is None else f"lead {index} (lead_id {lead_id!r})"  # None: a missing id
+        super().__init__(f"{where}: {field}: {message}")
         self.index, self.lead_id, self.field = index, lead_id, field
         self.others: list[LeadError] = []
 
@@ -274,12 +286,15 @@ def check_leads(
     (:func:`~features.contract.number_from_text`: ``"250"``, ``" 1e3 "``), a missing marker of the
     model's project (``spec.missing_values_``: ``""``, and e.g. ``"Select"`` when the project declares it)
     as missing, ``true`` / ``false`` as 1 / 0. A categorical attribute given as a marker is missing too
-    (no unseen-category warning).
+    (no unseen-category warning), and so is an event's ``value`` (set to None; numbers sent as text were
+    read on validation; no feature reads it).
 
-    Errors (all leads' are collected, then raised together): a lead id given twice (42 and "42" are
-    one id), lead created after as_of, events after as_of, an event type equal to a missing marker (a
+    Errors (all leads' are collected, then raised together): a lead id equal to a missing marker (a
+    missing id: the contract refuses the lead row, or quarantines it; the error gives ``lead_id`` null),
+    a lead id given twice (42 and "42" are one id), lead created after as_of, events after as_of, an event type equal to a missing marker (a
     missing type: the contract refuses such an event row, or quarantines it), values of numeric
-    attributes that are no finite number (text such as ``"abc"``, ``"1,000"``, ``"NaN"``), negative
+    attributes or of event values that are no finite number (text such as ``"abc"``, ``"1,000"``,
+    ``"NaN"``), negative
     values of ``non_negative`` attributes. Warnings: unseen categories
     (scored as unknown), unknown event types (ignored), events at as_of exactly (not counted:
     features use the time strictly before it), attributes the model does not use.
@@ -292,24 +307,36 @@ def check_leads(
     errors: list[LeadError] = []
     first_index: dict[str, int] = {}
     for i, lead in enumerate(leads):
-        key = str(lead.lead_id)  # one id: 4988 and "4988" are the same lead
-        if key in first_index:
-            errors.append(LeadError(i, lead.lead_id, "lead_id", f"also given as lead {first_index[key]}"))
-        first_index.setdefault(key, i)
+        # a marker as the id ("Select"): the contract reads a missing id (null_value), not echoed as an id
+        lead_id = None if isinstance(lead.lead_id, str) and lead.lead_id in markers else lead.lead_id
+        if lead_id is None:
+            errors.append(LeadError(i, None, "lead_id", f"{clipped(repr(lead.lead_id))} is a missing value (the "
+                                    "project's missing_values): a lead needs its id"))
+        else:
+            key = str(lead_id)  # one id: 4988 and "4988" are the same lead
+            if key in first_index:
+                errors.append(LeadError(i, lead_id, "lead_id", f"also given as lead {first_index[key]}"))
+            first_index.setdefault(key, i)
         if lead.created_at > as_of:
-            errors.append(LeadError(i, lead.lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
+            errors.append(LeadError(i, lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
                                     f"{as_of.isoformat()}"))
         at_as_of = 0
         for j, event in enumerate(lead.events):
             if event.occurred_at > as_of:
-                errors.append(LeadError(i, lead.lead_id, f"events[{j}].occurred_at",
+                errors.append(LeadError(i, lead_id, f"events[{j}].occurred_at",
                                         f"{event.occurred_at.isoformat()} is after as_of {as_of.isoformat()}"))
                 break
             if event.event_type in markers:
-                errors.append(LeadError(i, lead.lead_id, f"events[{j}].event_type",
+                errors.append(LeadError(i, lead_id, f"events[{j}].event_type",
                                         f"{event.event_type!r} is a missing value (the project's missing_values): "
                                         "an event needs its type"))
                 break
+            if isinstance(event.value, str):  # numbers as text were read on validation: a marker, or no number
+                if event.value not in markers:
+                    errors.append(LeadError(i, lead_id, f"events[{j}].value",
+                                            f"must be a number, got {clipped(repr(event.value))}"))
+                    break
+                event.value = None  # as the contract reads the value column: missing (no feature reads it)
             at_as_of += event.occurred_at == as_of
         read: dict[str, float | None] = {}  # numbers sent as text (or booleans), read as the contract reads them
         for name, value in lead.attributes.items():
@@ -324,14 +351,14 @@ def check_leads(
             elif isinstance(value, str):  # "250" and " 1e3 " are numbers
                 number = number_from_text(value)
                 if number is None:
-                    errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
+                    errors.append(LeadError(i, lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
                     continue
             if not isinstance(number, int | float):
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
+                errors.append(LeadError(i, lead_id, f"attributes.{name}", f"must be a number, got {clipped(repr(value))}"))
             elif not math.isfinite(number):
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be finite, got {clipped(repr(value))}"))
+                errors.append(LeadError(i, lead_id, f"attributes.{name}", f"must be finite, got {clipped(repr(value))}"))
             elif name in no_negatives and number < 0:
-                errors.append(LeadError(i, lead.lead_id, f"attributes.{name}", f"must be >= 0, got {clipped(repr(value))}"))
+                errors.append(LeadError(i, lead_id, f"attributes.{name}", f"must be >= 0, got {clipped(repr(value))}"))
             elif number is not value:
                 read[name] = number
         if read and not errors:

@@ -165,9 +165,11 @@ def _as_text(value: float, form: int) -> str:
 
 
 def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, dict[str, str]],
-                 categorical_as: dict[int, dict[str, str]] | None = None) -> str:
+                 categorical_as: dict[int, dict[str, str]] | None = None,
+                 event_values: dict[int, str | None] | None = None) -> str:
     """A SQLite CRM of the leads ``ids`` whose numeric attributes are TEXT columns holding ``numeric_as``,
-    and whose categorical attributes hold the values of ``categorical_as`` where it gives one."""
+    and whose categorical attributes hold the values of ``categorical_as`` where it gives one; with
+    ``event_values``, the events' ``value`` is a TEXT column holding, for every event of a lead, its text."""
     crm = champion.crm
     leads = crm.leads[crm.leads[LEAD_ID].isin(ids)].copy()
     for name in crm.numeric_attributes:
@@ -180,7 +182,10 @@ def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, di
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         leads.to_sql("leads", connection, index=False, dtype={n: sa.Text() for n in crm.numeric_attributes})
-        crm.events[crm.events[LEAD_ID].isin(ids)].astype({"event_type": str}).to_sql("events", connection, index=False)
+        events = crm.events[crm.events[LEAD_ID].isin(ids)].astype({"event_type": str})
+        if event_values is not None:
+            events = events.assign(value=events[LEAD_ID].map(event_values).astype(object))
+        events.to_sql("events", connection, index=False, dtype={"value": sa.Text()} if event_values is not None else None)
         crm.outcomes[crm.outcomes[LEAD_ID].isin(ids)].to_sql("outcomes", connection, index=False)
     engine.dispose()
     return url
@@ -301,6 +306,87 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
     assert response.status_code == 400, response.text
     assert (response.json()["lead_index"], response.json()["lead_id"], response.json()["field"]) == (
         1, ids[1], f"events[{len(refused[1]['events']) - 1}].event_type")
+
+
+def test_an_event_value_given_as_a_missing_marker_scores_as_the_table_path_reads_it(
+        server, champion, closing_model, payloads, tmp_path) -> None:
+    """An event's ``value`` "Select" (a marker of the served model's project) or "" was a 400 (the request
+    model took only numbers), though the contract reads an events table's ``value`` column holding them as
+    missing. Now: missing (no feature reads an event's value: the score of the lead without values), a
+    number as text its number, and the same scores as the table path reading the same texts; text that is no
+    number is refused by both (the contract's wrong_type, a 400 naming the event)."""
+    ids, leads = payloads
+    texts = {lead_id: ["Select", "", "12.5", None][i % 4] for i, lead_id in enumerate(ids)}
+    valued = json.loads(json.dumps(leads))
+    for lead in valued:
+        for event in lead["events"]:
+            event["value"] = texts[lead["lead_id"]]
+    assert sum(len(lead["events"]) for lead in valued if texts[lead["lead_id"]] == "Select") >= 5
+    body = {"as_of": AS_OF.isoformat(), "top_k": 3}
+    answer = post(server, {**body, "leads": valued})
+    assert answer.status_code == 200, answer.text
+    without = post(server, {**body, "leads": leads})
+    assert without.status_code == 200, without.text
+    assert answer.json()["scores"] == without.json()["scores"]
+
+    # the table path: the same texts in the events' TEXT column, read through the project's contract
+    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    numeric = {lead["lead_id"]: {n: repr(v) for n, v in lead["attributes"].items()
+                                 if n in champion.crm.numeric_attributes} for lead in leads}
+    url = _crm_database(champion, ids, tmp_path / "crm.db", numeric, event_values=texts)
+    crm, _ = load_crm(data_config_for(DataConfig(source=SourceConfig(kind="sql", url=url),
+                                                 reference_time="2030-01-01", missing_values=list(MARKERS)), core.spec))
+    read = crm.events.groupby(LEAD_ID)["value"].agg(lambda v: sorted(set(v.fillna(-1.0))))
+    assert {tuple(read[i]) for i in ids if texts[i] in ("Select", "", None)} == {(-1.0,)}  # missing
+    assert {tuple(read[i]) for i in ids if texts[i] == "12.5"} == {(12.5,)}
+    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
+    rows = [list(all_ids).index(i) for i in ids]
+    expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
+    for got, want in zip(answer.json()["scores"], expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+
+    # text that is no number: the table path refuses the row (strict), the endpoint answers 400 naming it
+    with_events = next(i for i, lead in enumerate(leads) if lead["events"] and i > 0)
+    bad_url = _crm_database(champion, ids, tmp_path / "bad.db", numeric, event_values={ids[with_events]: "abc"})
+    with pytest.raises(ContractError, match=r"events.value: wrong_type"):
+        load_crm(DataConfig(source=SourceConfig(kind="sql", url=bad_url), reference_time="2030-01-01",
+                            missing_values=list(MARKERS)))
+    refused = json.loads(json.dumps(leads[: with_events + 1]))
+    refused[with_events]["events"][0]["value"] = "abc"
+    response = post(server, {**body, "leads": refused})
+    assert response.status_code == 400, response.text
+    assert (response.json()["lead_index"], response.json()["lead_id"], response.json()["field"]) == (
+        with_events, ids[with_events], "events[0].value")
+
+
+def test_a_lead_id_given_as_a_missing_marker_is_refused_as_the_table_path_refuses_it(
+        server, champion, payloads, tmp_path) -> None:
+    """A lead whose id is "Select" (a marker of the served model's project) was scored as an ordinary id,
+    though the contract reads such a row of a leads table as one without its id (null_value: refused, or
+    quarantined). Now a 400 naming the lead's position and ``lead_id``, the missing id not echoed (as the
+    empty id, which the request model refuses); two such leads are two errors, not one id given twice."""
+    ids, leads = payloads
+    url = _crm_database(champion, ids[:4], tmp_path / "crm.db", {})
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE leads SET lead_id = 'Select' WHERE lead_id = :id"), {"id": ids[1]})
+    engine.dispose()
+    with pytest.raises(ContractError, match=r"leads.lead_id: null_value: 1 row"):
+        load_crm(DataConfig(source=SourceConfig(kind="sql", url=url), reference_time="2030-01-01",
+                            missing_values=list(MARKERS)))
+    body = {"as_of": AS_OF.isoformat()}
+    for given in ("Select", ""):
+        refused = json.loads(json.dumps(leads[:4]))
+        refused[1]["lead_id"] = refused[3]["lead_id"] = given
+        response = post(server, {**body, "leads": refused})
+        assert response.status_code == 400, response.text
+        answer = response.json()
+        assert (answer["lead_index"], answer["lead_id"], answer["field"]) == (1, None, "lead_id"), answer
+        assert answer["error"].startswith("2 errors; first: lead 1: lead_id: "), answer["error"]
+        assert [e.split(":")[0] for e in answer["errors"]] == ["lead 1", "lead 3"], answer["errors"]
 
 
 def test_numbers_for_categorical_attributes_are_their_text(server, payloads) -> None:

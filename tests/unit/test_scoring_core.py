@@ -311,6 +311,51 @@ def test_an_event_type_equal_to_a_missing_marker_is_refused_as_a_missing_type() 
         features_from_payloads([marked.payload()], spec, as_of)
 
 
+def test_an_event_value_equal_to_a_missing_marker_is_a_missing_value() -> None:
+    """The contract reads an events table's ``value`` column as numbers, a marker ("Select", "") as missing
+    and text that is no number as a wrong_type. The endpoint's checks do the same (a marker was a 400: the
+    request model took only numbers): the value becomes None, a number sent as text its number, other text
+    an error naming the event; the lead's features do not change (no feature reads an event's value)."""
+    spec = _marked_specs()["event, from JSON"]
+    as_of = datetime(2025, 3, 1)
+
+    def lead(lead_id: int, *values: object) -> LeadIn:
+        return LeadIn(lead_id=lead_id, created_at=datetime(2025, 1, 5),
+                      events=[{"occurred_at": datetime(2025, 2, 1), "event_type": "email_open", "value": v}
+                              for v in values])
+
+    plain, marked, texts = lead(1, None, 3.5), lead(2, "Select", ""), lead(3, "250", " 1e3 ")
+    assert check_leads([plain, marked, texts], as_of, spec) == [[], [], []]
+    assert [e.value for e in marked.events] == [None, None] and [e.value for e in texts.events] == [250.0, 1000.0]
+    rows = features_from_payloads([plain.payload(), marked.payload(), texts.payload()], spec, as_of)
+    np.testing.assert_array_equal(rows[1], rows[0])
+    np.testing.assert_array_equal(rows[2], rows[0])
+    for bad in ("abc", "NaN", "1,000"):
+        with pytest.raises(LeadError) as caught:
+            check_leads([plain, lead(4, 1.0, bad)], as_of, spec)
+        assert (caught.value.index, caught.value.lead_id, caught.value.field) == (1, 4, "events[1].value")
+        assert "must be a number" in str(caught.value)
+
+
+def test_a_lead_id_equal_to_a_missing_marker_is_a_missing_id() -> None:
+    """The contract reads a lead id "Select" (a marker of the project) as a missing id: null_value on
+    leads.lead_id (refused, or the lead quarantined). The endpoint scored it as an ordinary id; now it
+    refuses it naming the lead's position and ``lead_id`` (the id itself, a missing one, is not echoed), and
+    two such leads are two missing ids, not one id given twice."""
+    spec = _marked_specs()["event, from JSON"]
+    as_of = datetime(2025, 3, 1)
+    leads = [LeadIn(lead_id=lead_id, created_at=datetime(2025, 1, 5)) for lead_id in (7, "Select", 8, "Select")]
+    with pytest.raises(LeadError) as caught:
+        check_leads(leads, as_of, spec)
+    error = caught.value
+    assert (error.index, error.lead_id, error.field) == (1, None, "lead_id")
+    assert str(error).startswith("lead 1: lead_id: 'Select' is a missing value"), str(error)
+    assert [(e.index, e.field) for e in error.others] == [(3, "lead_id")]
+    assert error.as_response()["lead_id"] is None and len(error.as_response()["errors"]) == 2
+    unmarked = FeatureSpec.from_dict({**spec.to_dict(), "missing_values": [""]})
+    assert check_leads([LeadIn(lead_id="Select", created_at=datetime(2025, 1, 5))], as_of, unmarked) == [[]]
+
+
 def test_a_rescore_without_a_project_file_reads_the_models_markers_as_missing(tmp_path) -> None:
     """``leadscore rescore --db URL`` (no project file: the embedded data config, whose markers are only
     ``""``) reads the lead database with the markers of the model's contract, as the endpoint reads a lead:

@@ -221,8 +221,15 @@ def register(app: typer.Typer) -> None:
 
                 champions = load_forecast_models(project, config, tracking_uri, model_dir, option=model_dir_option)
                 readiness, ttc, names = champions.readiness, champions.time_to_close, champions.names
+            data = project.data
+            if not backtest:  # the champions' markers too (as rescore reads them): their training data read so
+                from serving.rescore import with_model_markers
+
+                for model in (readiness, ttc):
+                    if getattr(model, "spec_", None) is not None:
+                        data = with_model_markers(data, model.spec_)
             _say("loading and validating data")
-            crm, report = load_crm(project.data)
+            crm, report = load_crm(data)
             from training.workflow import quarantine_note
 
             quarantined = quarantine_note(report)

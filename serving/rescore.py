@@ -243,13 +243,20 @@ def load_scoring_core(
 
 
 # ----- data ------------------------------------------------------------------------------------
+def with_model_markers(data: DataConfig, spec: FeatureSpec) -> DataConfig:
+    """``data`` with the missing markers of the model's contract (``spec.missing_values_``) added to its own,
+    so that its tables read as the model's training data and the endpoint's leads were (a project file or a
+    bare ``--db`` that does not list them too)."""
+    markers = list(dict.fromkeys([*data.missing_values, *sorted(spec.missing_markers)]))
+    return data.model_copy(update={"missing_values": markers})
+
+
 def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     """``data`` with exactly the model's lead attributes, typed as in training (in every partition);
     other lead columns are neither read (:func:`scoring_columns`) nor inferred. The project's
     ``attributes.non_negative`` rule stays for the attributes the model uses. The mappings of the
     optional event and outcome columns go too: they are not read, so not checked for presence. The
-    missing markers of the model's contract (``spec.missing_values_``) are added to ``data``'s, so that the
-    tables read as the training data and the endpoint's leads were (``--db`` without a project file too)."""
+    missing markers of the model's contract are added to ``data``'s (:func:`with_model_markers`)."""
     numeric = list(spec.numeric_columns_)
     attributes = data.attributes.model_copy(update={
         "categorical": spec.categorical_columns, "numeric": numeric, "ignore": [],
@@ -258,8 +265,7 @@ def data_config_for(data: DataConfig, spec: FeatureSpec) -> DataConfig:
     columns = data.columns.model_copy(update={
         table: {k: v for k, v in getattr(data.columns, table).items() if k not in OPTIONAL_COLUMNS[table]}
         for table in (EVENTS, OUTCOMES)})
-    markers = list(dict.fromkeys([*data.missing_values, *sorted(spec.missing_markers)]))
-    return data.model_copy(update={"attributes": attributes, "columns": columns, "missing_values": markers})
+    return with_model_markers(data, spec).model_copy(update={"attributes": attributes, "columns": columns})
 
 
 def scoring_columns(spec: FeatureSpec) -> dict[str, list[str]]:

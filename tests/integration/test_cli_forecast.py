@@ -402,3 +402,33 @@ def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(p
         f"v{closing} on outcomes up to 2026-04-01, where its test slice starts): this forecast is in-sample, not what "
         "one made on 2026-03-01 would have said; `leadscore forecast --backtest --as-of 2026-03-01` trains both "
         "models on what was known then and compares with what closed"]
+
+
+def test_a_forecast_reads_the_missing_markers_of_the_champions_contract(project: Path, tmp_path: Path) -> None:
+    """The champion's project read "Select" as missing (its FeatureSpec keeps the markers). A project file
+    that does not list them (or a bare data config) read "Select" in the CRM through its own markers only
+    (`rescore --db` adds the model's): the forecast now adds them too, and equals the forecast of a project
+    file that lists them."""
+    import sqlite3
+
+    markers = ("", "Select")
+    champion = train_small_champion(N_LEADS, SEED, missing_values=markers)
+    numeric = champion.crm.numeric_attributes[0]
+    models = tmp_path / "models"
+    export_champion(champion.model, models, version="1")
+    export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")
+    shutil.copy(project.parent / "crm.db", tmp_path / "crm.db")
+    with sqlite3.connect(tmp_path / "crm.db") as db:
+        marked = db.execute(f"UPDATE leads SET {numeric} = 'Select' WHERE lead_id % 5 = 0").rowcount
+    assert marked > 100
+    results = {}
+    for name, listed in (("bare", ""), ("listed", "  missing_values: ['', 'Select']\n")):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"name: {name}\ndata:\n  mode: crm\n  source: {{kind: sql, url: 'sqlite:///crm.db'}}\n"
+                          f"{listed}", encoding="utf-8")
+        result = run_cli("forecast", "-c", str(config), "--models-dir", str(models), "--as-of", AS_OF,
+                         "--out", str(tmp_path / name))
+        assert result.returncode == 0, result.output
+        results[name] = {file: (tmp_path / name / file).read_bytes() for file in ("forecast_months.csv",
+                                                                                 "forecast_leads.csv")}
+    assert results["bare"] == results["listed"]

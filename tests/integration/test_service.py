@@ -634,3 +634,26 @@ def test_large_bodies_sent_at_once_are_each_answered_as_alone(server, payloads) 
         assert response.json()["scores"] == alone
     assert answers[5].status_code == 400
     assert answers[5].json()["lead_index"] == len(leads) - 1 and answers[5].json()["field"] == "created_at"
+
+
+def test_a_large_answer_is_written_as_the_inline_path_writes_it(server, payloads) -> None:
+    """A request over INLINE_LEADS is scored on the batch pool and its answer written to JSON there (not on the
+    event loop): the bytes are those BentoML writes for a small request's answer (pydantic's
+    ``model_dump_json``), here the answers of the same leads sent in small requests, joined."""
+    from serving.schemas import ScoreResponse
+    from serving.service import INLINE_EVENTS, INLINE_LEADS
+
+    _, leads = payloads
+    body = {"as_of": AS_OF.isoformat(), "top_k": MAX_TOP_K}
+    parts = [leads[i: i + INLINE_LEADS // 2] for i in range(0, len(leads), INLINE_LEADS // 2)]
+    assert len(leads) > INLINE_LEADS and all(sum(len(lead["events"]) for lead in part) <= INLINE_EVENTS
+                                             for part in parts)
+    large = post(server, {**body, "leads": leads})
+    assert large.status_code == 200, large.text
+    small = [post(server, {**body, "leads": part}) for part in parts]
+    assert all(answer.status_code == 200 for answer in small)
+    assert {large.headers["content-type"]} == {answer.headers["content-type"] for answer in small}
+    first, *others = [ScoreResponse.model_validate_json(answer.content) for answer in small]
+    assert first.model_dump_json().encode() == small[0].content  # parsing and writing again changes no byte
+    joined = first.model_copy(update={"scores": [s for answer in (first, *others) for s in answer.scores]})
+    assert large.content == joined.model_dump_json().encode()

@@ -308,14 +308,20 @@ def train(
     from leadscore.run_logging import running_run_id
     from training.baselines import resolve_points_rules
     from training.registry import registered_kind
+    from training.tracking import TrackingServerUnreachable, tracking_server_errors
     from training.workflow import train_project
 
     project = _project(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
     client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
-    run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True))
     kind = "time_to_close" if target == Target.time_to_close else "sales_readiness"
-    held = registered_kind(client, model_name)
+    try:  # a server lost here (or answering /health only) is one line too, before the fit
+        with tracking_server_errors(client.tracking_uri, "nothing was trained"):
+            run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False,
+                                                                                    soft_wrap=True))
+            held = registered_kind(client, model_name)
+    except TrackingServerUnreachable as exc:
+        raise _fail(str(exc)) from exc
     if held is not None and held != kind:
         raise _fail(f"--model-name {model_name}: its versions are {held.replace('_', '-')} models; a "
                     f"{kind.replace('_', '-')} model is registered under another name (default "

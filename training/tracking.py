@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util import Retry
 
 from features.schema import LEAD_ID
 from training.config import AS_OF
@@ -230,11 +232,47 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> N
 HTTP_RETRY_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
+def _timed_out(error: Exception | None) -> bool:
+    """A connection that did not open, or a request that got no answer, within the timeout (a refused
+    connection is a ``NewConnectionError``, which urllib3 derives from its connect timeout)."""
+    return isinstance(error, ReadTimeoutError) or (
+        isinstance(error, ConnectTimeoutError) and not isinstance(error, NewConnectionError))
+
+
+class RetryUnlessTimedOut(Retry):
+    """urllib3's retries (refused or dropped connections, 5xx answers) but none after a timeout: the request
+    that timed out was the last try, and fails as when the retries are used up."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if _timed_out(error):
+            return Retry.increment(self.new(total=0), method, url, response, error, _pool, _stacktrace)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def no_retry_after_timeout() -> None:
+    """MLflow's HTTP client sends a request that timed out once, not ``1 + MLFLOW_HTTP_REQUEST_MAX_RETRIES``
+    times: it retried a read timeout like a refused connection, so a server that takes requests in and never
+    answers (hung, its database locked) cost 4 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` per call. The timeout itself is
+    unchanged, and a request the server may have acted on (a POST) is not sent twice. MLflow builds its
+    sessions' retry policy from ``mlflow.utils.request_utils.Retry`` (it has no setting for this): that name is
+    pointed at :class:`RetryUnlessTimedOut` once per process, and the sessions it cached before are dropped."""
+    from mlflow.utils import request_utils
+
+    if getattr(request_utils, "Retry", None) in (None, RetryUnlessTimedOut):
+        return
+    request_utils.Retry = RetryUnlessTimedOut
+    cached = getattr(request_utils, "_cached_get_request_session", None)
+    if hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+
+
 def bound_http_retries() -> None:
     """At most 3 retries over about 10 s per MLflow HTTP request (:data:`HTTP_RETRY_DEFAULTS`), unless the
-    user set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` themselves."""
+    user set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` themselves, and
+    none after a timeout (:func:`no_retry_after_timeout`)."""
     for name, value in HTTP_RETRY_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    no_retry_after_timeout()
 
 
 def server_failure(exc: BaseException) -> str | None:

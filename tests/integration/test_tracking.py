@@ -271,6 +271,31 @@ def test_pyfunc_input_without_a_feature_column_names_it(logged) -> None:
     assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
+@pytest.mark.parametrize("rows", [2, 3])
+@pytest.mark.parametrize("kind", ["numeric", "categorical"])
+def test_a_column_sent_twice_is_refused_not_scored(logged, kind: str, rows: int) -> None:
+    """`mlflow models serve`'s request handler (in process): a ``dataframe_split`` naming a feature column twice is
+    a 400 (MLflow's schema check runs before the model's code and hands it each column once: it refuses the
+    duplicate, or puts the column's name in its place when there are as many copies as rows, which the model
+    refuses as no number). The message does not say "twice": the model never sees the duplicate."""
+    from mlflow.pyfunc import scoring_server
+
+    _, target, _, run, result, training_set = logged
+    mlflow.set_tracking_uri(target.uri)
+    model = mlflow.pyfunc.load_model(run.model_uri)
+    frame = _scoring_frame(result, training_set, rows)
+    column = next(c for c in result.model.feature_columns_ if (c in result.model.categories_) == (kind == "categorical"))
+    split = json.loads(frame.to_json(orient="split"))
+    duplicated = {"columns": [*split["columns"], column],
+                  "data": [[*row, row[split["columns"].index(column)]] for row in split["data"]]}
+    with pytest.raises(MlflowException) as raised:
+        scoring_server.invocations(json.dumps({"dataframe_split": duplicated}), "application/json", model,
+                                   model.metadata.get_input_schema())
+    assert raised.value.get_http_status_code() == 400, raised.value.message
+    if kind == "numeric" and rows == 2:  # two copies, two rows: the name in every row, refused by the model
+        assert f"column {column!r}: not a finite number in rows [0, 1] (e.g. {column!r})" in raised.value.message
+
+
 def test_mlflow_models_serve_answers_bad_values_with_400_naming_them(logged, tmp_path: Path) -> None:
     """`mlflow models serve` of the logged model: a valid batch scores as in process; text and infinity in
     numeric columns are a 400 whose message names the columns and rows."""

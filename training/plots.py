@@ -1,16 +1,21 @@
 """Evaluation figures. Each function returns a ``matplotlib.figure.Figure`` built without pyplot
 (no global state, no GUI backend: saving uses Agg); callers save them with ``fig.savefig(path)``.
+
+``data`` names the rows a figure shows (slice, row count, dates, e.g. "test slice, 13,959 snapshots as of
+2026-01-01 to 2026-04-01" or "out-of-fold, 9,237 rows (5 folds)"): the title's second line. Legends that
+would sit on the curves go below the plot.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-from sklearn.metrics import auc, precision_recall_curve, roc_curve
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 from training.calibration import reliability_curve
 from training.evaluation import top_k_sums
@@ -18,6 +23,8 @@ from training.evaluation import top_k_sums
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (y, score)
 CATEGORICAL_GREY = "dimgrey"
 MISSING_GREY = "lightgrey"
+METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)",
+                "top_decile_capture": "top-10% capture (share of conversions)"}
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, object]:
@@ -25,36 +32,53 @@ def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, object]:
     return fig, fig.add_subplot()
 
 
-def roc_figure(curves: Curves, title: str = "ROC curve (test)") -> Figure:
+def _title(ax: object, what: str, data: str) -> None:
+    """What the figure shows, and on which rows (second line)."""
+    ax.set_title(f"{what}\n{data}" if data else what, fontsize=10)
+
+
+def _legend_below(ax: object, handles: list | None = None, ncol: int = 2, fontsize: float = 8,
+                  markerscale: float = 1.0) -> None:
+    """The legend at the foot of the figure, under the axes (constrained layout makes room), where it
+    covers no data."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    ax.figure.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncol=ncol,
+                     fontsize=fontsize, markerscale=markerscale, frameon=False)
+
+
+def roc_figure(curves: Curves, data: str = "test slice") -> Figure:
     """ROC curves of the model and baselines on the same rows."""
     fig, ax = _figure()
     for name, (y, s) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title=title)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)")
+    _title(ax, "ROC curve", data)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
 
-def pr_figure(curves: Curves, title: str = "Precision-recall (test)") -> Figure:
-    """Precision-recall curves; the dotted line is the base rate."""
-    fig, ax = _figure()
+def pr_figure(curves: Curves, data: str = "test slice") -> Figure:
+    """Precision-recall curves (legend: average precision, the logged ``pr_auc``); the dotted line is
+    the base rate."""
+    fig, ax = _figure(6.0, 5.2)
     base = None
     for name, (y, s) in curves.items():
         prec, rec, _ = precision_recall_curve(y, s)
-        ax.plot(rec, prec, label=name)
+        ax.plot(rec, prec, label=f"{name} (PR AUC {average_precision_score(y, s):.3f})")
         base = float(np.mean(y))
     if base is not None:
         ax.axhline(base, color="grey", linestyle=":", linewidth=1, label=f"base rate {base:.3f}")
-    ax.set(xlabel="recall (share of conversions)", ylabel="precision", title=title, ylim=(0, 1.02))
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set(xlabel="recall (share of conversions)", ylabel="precision", ylim=(0, 1.02))
+    _title(ax, "Precision-recall", data)
+    _legend_below(ax, ncol=1)
     return fig
 
 
 def reliability_figure(
     y: np.ndarray, p: np.ndarray, n_bins: int = 10, binning: str = "equal_mass", title: str | None = None,
-    log_span: float = 10.0,
+    log_span: float = 10.0, data: str = "test slice",
 ) -> Figure:
     """Observed conversion rate vs mean predicted probability per bin, zoomed on the bins.
 
@@ -98,13 +122,13 @@ def reliability_figure(
     kind = binning.replace("_", "-")
     rows = f", ~{int(np.median(counts)):,} rows each" if binning == "equal_mass" and len(counts) else ""
     ax.set(xlabel="mean predicted probability" + (" (log scale)" if log else ""),
-           ylabel="observed conversion rate" + (" (log scale)" if log else ""),
-           title=title or f"Reliability ({len(counts)} {kind} bins{rows})", xlim=(lo, hi), ylim=(lo, hi))
+           ylabel="observed conversion rate" + (" (log scale)" if log else ""), xlim=(lo, hi), ylim=(lo, hi))
+    _title(ax, title or f"Reliability: {len(counts)} {kind} bins{rows}", data)
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
-def lift_gain_figure(curves: Curves, title: str = "Cumulative gain (test)") -> Figure:
+def lift_gain_figure(curves: Curves, data: str = "test slice") -> Figure:
     """Share of conversions captured vs share of leads contacted, best-scored first."""
     fig, ax = _figure()
     for name, (y, s) in curves.items():
@@ -115,7 +139,8 @@ def lift_gain_figure(curves: Curves, title: str = "Cumulative gain (test)") -> F
         ax.plot(share, gain, label=f"{name} (top 10%: {top:.0%})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="random")
     ax.axvline(0.1, color="grey", linewidth=0.5)
-    ax.set(xlabel="share of leads contacted (best first)", ylabel="share of conversions captured", title=title)
+    ax.set(xlabel="share of leads contacted (best first)", ylabel="share of conversions captured")
+    _title(ax, "Cumulative gain", data)
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
@@ -127,9 +152,10 @@ def _score_axis_end(score: np.ndarray, cutoff: float | None = None) -> int:
 
 
 def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | None = None,
-                              max_bins: int = 40) -> Figure:
+                              max_bins: int = 40, horizon: int | None = None, data: str = "test slice") -> Figure:
     """Histogram of the 0-100 score for converters and non-converters (densities), on the scores' range:
-    0 up to just past the highest score, integer-aligned bins (at most ``max_bins``)."""
+    0 up to just past the highest score, integer-aligned bins (at most ``max_bins``). ``horizon``: the
+    label's days (None: a flat export's label, without one)."""
     score = np.asarray(score, dtype=float)
     y = np.asarray(y, dtype=float)
     fig, ax = _figure()
@@ -140,16 +166,19 @@ def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | No
     ax.hist(score[y == 1], bins=bins, alpha=0.6, density=True, label=f"converted (n={int((y == 1).sum()):,})")
     if cutoff is not None:
         ax.axvline(cutoff, color="black", linestyle="--", label=f"MQL cut-off {cutoff}")
-    ax.set(xlabel=f"score (100 x P(convert within H); bins of {width})", ylabel="density",
-           title="Score distribution (test)", xlim=(0, float(bins[-1])))
-    ax.legend(fontsize=8)
+    target = f"P(convert within {horizon} days)" if horizon else "P(convert)"
+    ax.set(xlabel=f"score (100 x {target}; bins of {width})", ylabel="density", xlim=(0, float(bins[-1])))
+    _title(ax, "Score distribution", data)
+    _legend_below(ax, ncol=3)
     return fig
 
 
-def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | None = None) -> Figure:
+def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | None = None,
+                     data: str = "test slice") -> Figure:
     """Leads per week (or share flagged) and capture/precision by cut-off, up to the highest cut-off
-    that still flags a lead."""
-    fig, ax = _figure(7, 4.5)
+    that still flags a lead. Both y axes start at 0 (one baseline); a share flagged shares the right
+    axis's 0-1 range. The recommended cut-off's label sits inside the plot, on the roomier side."""
+    fig, ax = _figure(7, 5.0)
     per_week = table["leads_per_week"].notna().all()
     volume = table["leads_per_week"] if per_week else table["share_flagged"]
     ax.plot(table["cutoff"], volume, color="tab:blue", label="leads per week" if per_week else "share flagged")
@@ -157,25 +186,27 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     last = float(flagging.max()) if len(flagging) else 100.0
     end = _score_axis_end(np.array([last]), None if recommended is None else recommended["cutoff"])
     ax.set(xlabel="score cut-off (flag leads scoring at or above it)",
-           ylabel="leads per week" if per_week else "share of leads flagged",
-           title="MQL threshold: volume vs capture", xlim=(0, end))
+           ylabel="leads per week" if per_week else "share of leads flagged", xlim=(0, end),
+           ylim=(0, float(volume.max()) * 1.05 or 1.0) if per_week else (0, 1.02))
+    _title(ax, "MQL threshold: volume vs capture", data)
     ax2 = ax.twinx()
     ax2.plot(table["cutoff"], table["capture"], color="tab:green", label="capture (recall)")
     ax2.plot(table["cutoff"], table["precision"], color="tab:orange", label="precision")
     ax2.set(ylabel="capture / precision", ylim=(0, 1.02))
     if recommended is not None:
         ax.axvline(recommended["cutoff"], color="black", linestyle="--")
+        right_half = recommended["cutoff"] > end / 2
         ax.annotate(f"cut-off {int(recommended['cutoff'])}: capture {recommended['capture']:.0%}",
-                    (recommended["cutoff"], float(volume.max()) * 0.9), xytext=(5, 0),
-                    textcoords="offset points", fontsize=8)
-    lines = ax.get_lines()[:1] + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)
+                    (recommended["cutoff"], 0.97), xycoords=("data", "axes fraction"),
+                    xytext=(-5 if right_half else 5, 0), textcoords="offset points", fontsize=8,
+                    ha="right" if right_half else "left", va="top")
+    _legend_below(ax, ax.get_lines()[:1] + ax2.get_lines(), ncol=3)
     return fig
 
 
 def shap_summary_figure(
     contributions: np.ndarray, features: np.ndarray, feature_names: list[str], max_display: int = 15,
-    categorical: Sequence[bool] | None = None,
+    categorical: Sequence[bool] | None = None, data: str = "sample of the test slice",
 ) -> Figure:
     """Beeswarm of exact TreeSHAP values (LightGBM ``pred_contrib``; bias column dropped if present).
 
@@ -191,7 +222,7 @@ def shap_summary_figure(
     if len(is_cat) != len(feature_names):
         raise ValueError(f"shap_summary_figure: {len(is_cat)} categorical flags for {len(feature_names)} features")
     order = np.argsort(np.abs(contributions).mean(axis=0))[::-1][:max_display]
-    fig, ax = _figure(7, 0.35 * len(order) + 1.5)
+    fig, ax = _figure(8.5, 0.35 * len(order) + 2.0)
     rng = np.random.default_rng(0)
     sc = None
     labels: set[str] = set()  # legend entries already drawn
@@ -214,9 +245,10 @@ def shap_summary_figure(
                         vmin=0, vmax=1, alpha=0.7)
     ax.set_yticks(range(len(order)), [feature_names[j] for j in order[::-1]], fontsize=8)
     ax.axvline(0, color="grey", linewidth=0.8)
-    ax.set(xlabel="SHAP value (contribution to log-odds)", title="What drives the score (test sample)")
+    ax.set(xlabel="SHAP value (contribution to log-odds)")
+    _title(ax, "What drives the score", data)
     if labels:
-        ax.legend(loc="lower right", fontsize=7, markerscale=3)
+        _legend_below(ax, ncol=2, fontsize=7, markerscale=3)
     if sc is not None:
         bar = fig.colorbar(sc, ax=ax, pad=0.01)
         bar.set_label("feature value (rank within the sample)")
@@ -224,18 +256,31 @@ def shap_summary_figure(
 
 
 def baseline_comparison_figure(comparison: pd.DataFrame, metrics: tuple[str, ...] = ("roc_auc", "pr_auc",
-                                                                                     "top_decile_capture")) -> Figure:
-    """Grouped bars: model vs baselines on the same test rows."""
+                                                                                     "top_decile_capture"),
+                               data: str = "test slice") -> Figure:
+    """Grouped bars: model vs baselines on the same rows, labelled with the logged figures (3 decimals,
+    as in the model card); ROC AUC with its bootstrap interval (``roc_auc_lo`` / ``roc_auc_hi``) when
+    the comparison holds one. Scorer names wrap instead of running into each other."""
     metrics = tuple(m for m in metrics if m in comparison.columns)
-    fig, ax = _figure(7, 4.5)
-    names = comparison.index.tolist()
+    fig, ax = _figure(8, 5.0)
+    names = [textwrap.fill(str(n), 18) for n in comparison.index]
     width = 0.8 / max(len(metrics), 1)
     x = np.arange(len(names))
     for k, metric in enumerate(metrics):
         values = comparison[metric].to_numpy(dtype=float)
-        bars = ax.bar(x + k * width - 0.4 + width / 2, np.nan_to_num(values), width, label=metric)
-        ax.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) else "n/a" for v in values], fontsize=7)
-    ax.set_xticks(x, names, rotation=15, fontsize=8)
-    ax.set(ylabel="metric value", ylim=(0, 1.08), title="Model vs baselines (same test rows)")
-    ax.legend(fontsize=8)
+        centres = x + k * width - 0.4 + width / 2
+        bars = ax.bar(centres, np.nan_to_num(values), width, label=METRIC_NAMES.get(metric, metric))
+        ax.bar_label(bars, labels=[f"{v:.3f}" if np.isfinite(v) else "n/a" for v in values], fontsize=7,
+                     padding=5 if metric == "roc_auc" else 2)  # clear of the interval's cap
+        if metric == "roc_auc" and {"roc_auc_lo", "roc_auc_hi"} <= set(comparison.columns):
+            lo, hi = (comparison[c].to_numpy(dtype=float) for c in ("roc_auc_lo", "roc_auc_hi"))
+            known = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values)
+            if known.any():
+                ax.errorbar(centres[known], values[known], yerr=[values[known] - lo[known], hi[known] - values[known]],
+                            fmt="none", ecolor="black", elinewidth=1, capsize=3, label="ROC AUC 95% interval (bootstrap)")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="ROC AUC of a random order (0.5)")
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set(ylabel="metric value (higher is better)", ylim=(0, 1.08))
+    _title(ax, "Model vs baselines, same rows", data)
+    _legend_below(ax, ncol=2)
     return fig

@@ -352,25 +352,35 @@ def _flat_metrics(model_row: dict[str, float], comparison: pd.DataFrame, leakage
     return metrics
 
 
+def test_slice_label(split: dict[str, Any], unit: str, dated: str = "as of") -> str:
+    """The test rows a figure shows, for its title: slice, count and dates."""
+    first, _, last = str(split.get("test_as_of", "")).partition("..")
+    dates = f" {dated} {first} to {last}" if first and last and first != last else f" {dated} {first}" if first else ""
+    return f"test slice, {int(split['n_test']):,} {unit}{dates}"
+
+
 def _figures(y: np.ndarray, p: np.ndarray, score: np.ndarray, baseline_scores: dict[str, np.ndarray],
              comparison: pd.DataFrame, thresholds: pd.DataFrame, recommended: dict[str, Any] | None,
-             model: SalesReadinessModel, shap_frame: pd.DataFrame, config: TrainingConfig) -> dict[str, Figure]:
+             model: SalesReadinessModel, shap_frame: pd.DataFrame, config: TrainingConfig,
+             data: str, shap_data: str) -> dict[str, Figure]:
+    """The run's figures; ``data`` names their rows (title), ``shap_data`` the SHAP sample's."""
     curves = {MODEL_NAME: (y, p), **{k: (y, v) for k, v in baseline_scores.items()}}
     contrib = model.predict_contributions(shap_frame)
     labels = getattr(model.spec_, "labels_", None) or {}
     names = [labels.get(c, c) for c in model.feature_columns_]
     return {
-        "roc": plots.roc_figure(curves),
-        "pr": plots.pr_figure(curves),
-        "reliability": plots.reliability_figure(y, p, config.ece_bins, config.ece_binning),
-        "gain": plots.lift_gain_figure(curves),
+        "roc": plots.roc_figure(curves, data),
+        "pr": plots.pr_figure(curves, data),
+        "reliability": plots.reliability_figure(y, p, config.ece_bins, config.ece_binning, data=data),
+        "gain": plots.lift_gain_figure(curves, data),
         "score_distribution": plots.score_distribution_figure(
-            score, y, None if recommended is None else int(recommended["cutoff"])),
-        "thresholds": plots.threshold_figure(thresholds, recommended),
+            score, y, None if recommended is None else int(recommended["cutoff"]), horizon=model.horizon_days,
+            data=data),
+        "thresholds": plots.threshold_figure(thresholds, recommended, data),
         "shap_summary": plots.shap_summary_figure(
             contrib, model.encode(shap_frame), names,
-            categorical=[c in model.categories_ for c in model.feature_columns_]),
-        "baselines": plots.baseline_comparison_figure(comparison),
+            categorical=[c in model.categories_ for c in model.feature_columns_], data=shap_data),
+        "baselines": plots.baseline_comparison_figure(comparison, data=data),
     }
 
 
@@ -641,7 +651,9 @@ def train_and_evaluate(
     if config.make_plots:
         say("figures")
         sample = test_frame.sample(min(config.shap_sample, len(test_frame)), random_state=config.seed)[features]
-        figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
+        data = test_slice_label(split_info, unit, "created" if flat_rows else "as of")
+        figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config,
+                           data, f"sample of {len(sample):,} from the {data}")
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
                              **_search_metrics(search_summary)})
@@ -794,7 +806,9 @@ def train_and_evaluate_flat(
     if config.make_plots:
         say("figures")
         sample = X.sample(min(config.shap_sample, len(X)), random_state=config.seed)
-        figures = _figures(y, p, score, baseline_scores, comparison, table, recommended, model, sample, config)
+        figures = _figures(y, p, score, baseline_scores, comparison, table, recommended, model, sample, config,
+                           f"out-of-fold, {len(y):,} rows ({config.cv_folds} folds)",
+                           f"sample of {len(sample):,} of the {len(y):,} rows (final model, fitted on them)")
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(n_rounds), "n_features": float(len(features)),
                              **_search_metrics(search_summary)})

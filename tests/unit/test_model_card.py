@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
@@ -187,3 +188,41 @@ def test_a_capacity_per_week_that_cannot_apply_is_replaced_with_a_note() -> None
     assert result.recommended_threshold is None or result.recommended_threshold["capacity_unit"] == "share_flagged"
     assert any("training.capacity_per_week 40 not applied" in n and "capacity_share 20%" in n for n in result.notes)
     assert "capacity_per_week 40 not applied" in result.model_card
+
+
+def _titles(fig) -> str:
+    texts = [ax.get_title() for ax in fig.axes]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle.get_text())
+    return " | ".join(t for t in texts if t)
+
+
+def test_every_figure_of_a_snapshot_run_names_its_test_slice(trained) -> None:
+    result, _ = trained
+    first, last = result.split["test_as_of"].split("..")
+    assert result.figures
+    for name, fig in result.figures.items():
+        title = _titles(fig)
+        assert "test" in title and f"{result.split['n_test']:,}" in title, (name, title)
+        assert first in title and last in title, (name, title)
+
+
+def test_every_figure_of_a_k_fold_flat_run_says_out_of_fold_not_test() -> None:
+    from features.schema import FlatData
+    from training.sales_readiness import train_and_evaluate_flat
+
+    rng = np.random.default_rng(4)
+    n = 900
+    y = (rng.random(n) < 0.3).astype(float)
+    frame = pd.DataFrame({"lead_id": np.arange(n), "label": y, "a": rng.normal(size=n) + y, "b": rng.normal(size=n),
+                          "c": rng.choice(["x", "y", "z"], n)})
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=30, early_stopping_rounds=5), bootstrap_samples=0,
+                            cv_folds=3, shap_sample=200)
+    result = train_and_evaluate_flat(FlatData(frame, [], ["a", "b", "c"], {"a": "fit", "b": "fit", "c": "fit"}),
+                                     config, points_rules=PointsRules(name="none", mql_threshold=30))
+    assert result.figures
+    for name, fig in result.figures.items():
+        title = _titles(fig)
+        assert f"{n:,}" in title and "test" not in title, (name, title)
+        # SHAP values are the final model's, on rows it was fitted on: said so, not "out-of-fold"
+        assert ("fitted on them" if name == "shap_summary" else "out-of-fold") in title, (name, title)

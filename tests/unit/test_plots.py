@@ -20,8 +20,14 @@ def _rare(n: int = 8000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def _legend_labels(ax) -> list[str]:
+def _legend(ax):
+    """The axes' legend, or the one its figure draws under the axes."""
     legend = ax.get_legend()
+    return legend if legend is not None or not ax.figure.legends else ax.figure.legends[0]
+
+
+def _legend_labels(ax) -> list[str]:
+    legend = _legend(ax)
     return [] if legend is None else [t.get_text() for t in legend.get_texts()]
 
 
@@ -185,3 +191,123 @@ def test_forecast_figure_says_what_its_axes_interval_and_months_are() -> None:
     assert ax.get_xlabel() == "calendar month"
     assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 400_000
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2026-03", "2026-04", "2026-05"]
+
+
+def _extents(fig) -> None:
+    """Lay the figure out (constrained layout, text sizes) so window extents are final; no pixels drawn."""
+    fig.draw_without_rendering()
+
+
+def _points_inside(ax, box, xy: np.ndarray) -> int:
+    """How many data points ``xy`` (n x 2, data coordinates of ``ax``) fall inside the display box."""
+    shown = ax.transData.transform(np.asarray(xy, dtype=float))
+    return int(np.sum((shown[:, 0] > box.x0) & (shown[:, 0] < box.x1) & (shown[:, 1] > box.y0) & (shown[:, 1] < box.y1)))
+
+
+def _separable(n: int = 3000, rate: float = 0.4, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Frequent conversions and a strong score: precision stays near 1 over most of the recall range
+    (the top right corner of a PR plot, where its legend sat)."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(float)
+    return y, y * 2.5 + rng.normal(size=n)
+
+
+def test_pr_legend_covers_no_curve() -> None:
+    y, s = _separable()
+    curves = {"lightgbm (calibrated)": (y, s), "points: some_rules": (y, s + np.random.default_rng(1).normal(size=len(y))),
+              "score: Asymmetrique Activity Score": (y, np.where(np.arange(len(y)) % 2 == 0, s, np.nan))}
+    curves = {k: (yy, np.nan_to_num(ss, nan=-9)) for k, (yy, ss) in curves.items()}
+    fig = plots.pr_figure(curves)
+    _extents(fig)
+    ax = fig.axes[0]
+    box = _legend(ax).get_window_extent()
+    for line in ax.get_lines():
+        assert _points_inside(ax, box, line.get_xydata()) == 0, line.get_label()
+    from sklearn.metrics import average_precision_score
+
+    for name, (y, s) in curves.items():  # the logged pr_auc, in the legend
+        assert f"{name} (PR AUC {average_precision_score(y, s):.3f})" in _legend_labels(ax)
+
+
+def _share_table() -> tuple[pd.DataFrame, dict]:
+    """A flat export's threshold table (no weeks: shares) whose recommended cut-off sits near 100."""
+    from training.thresholds import recommend_threshold
+
+    rng = np.random.default_rng(8)
+    score = np.clip(rng.normal(45, 30, 4000).round(), 0, 100)
+    y = (rng.random(4000) < score / 100).astype(float)
+    table = threshold_table(score, y, weeks=None)
+    recommended = recommend_threshold(table, capacity_share=0.1)
+    assert recommended is not None and recommended["cutoff"] > 80
+    return table, recommended
+
+
+def test_threshold_annotation_stays_inside_the_plot_clear_of_the_legend_and_the_axes_share_zero() -> None:
+    table, recommended = _share_table()
+    fig = plots.threshold_figure(table, recommended)
+    _extents(fig)
+    ax, ax2 = fig.axes[0], fig.axes[1]
+    frame = ax.get_window_extent()
+    (note,) = [t for t in ax.texts if t.get_text().startswith(f"cut-off {recommended['cutoff']}")]
+    box = note.get_window_extent()
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    legend = _legend(ax).get_window_extent()
+    assert not legend.overlaps(box)
+    for axis in (ax, ax2):
+        for line in axis.get_lines():
+            assert _points_inside(axis, legend, line.get_xydata()[np.isfinite(line.get_xydata()).all(axis=1)]) == 0
+    assert ax.get_ylim()[0] == 0 and ax2.get_ylim()[0] == 0  # both zeros on the same baseline
+
+
+def test_shap_legend_covers_no_point() -> None:
+    rng = np.random.default_rng(9)
+    n = 400
+    features = np.column_stack([rng.integers(0, 4, n), rng.normal(size=n), rng.normal(size=n)]).astype(float)
+    features[:40, 2] = np.nan
+    contrib = np.column_stack([0.3 * features[:, 0], 0.4 * features[:, 1], 0.2 * np.nan_to_num(features[:, 2])])
+    fig = plots.shap_summary_figure(contrib, features, ["industry", "employees", "visits"],
+                                    categorical=[True, False, False])
+    _extents(fig)
+    ax = fig.axes[0]
+    box = _legend(ax).get_window_extent()
+    for coll in ax.collections:
+        assert _points_inside(ax, box, coll.get_offsets()) == 0
+
+
+COMPARISON_SR = pd.DataFrame(
+    {"roc_auc": [0.8731, 0.8162, 0.5301, 0.5304, 0.8658], "roc_auc_lo": [0.866, 0.806, 0.517, 0.519, 0.858],
+     "roc_auc_hi": [0.879, 0.825, 0.541, 0.542, 0.872], "pr_auc": [0.822, 0.769, 0.420, 0.445, 0.813],
+     "top_decile_capture": [0.245, 0.238, 0.087, 0.150, 0.244]},
+    index=["lightgbm (calibrated)", "points: xeducation_points", "score: Asymmetrique Activity Score",
+           "score: Asymmetrique Profile Score", "logistic regression"])
+
+
+def test_baseline_bars_show_the_logged_figures_readable_names_and_the_auc_interval() -> None:
+    fig = plots.baseline_comparison_figure(COMPARISON_SR)
+    _extents(fig)
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticklabels() if t.get_text()]
+    assert len(ticks) == len(COMPARISON_SR)
+    boxes = [t.get_window_extent() for t in ticks]
+    for left, right in zip(boxes, boxes[1:], strict=False):
+        assert left.x1 <= right.x0, "scorer names overlap"
+    labels = [t.get_text() for t in ax.texts]
+    for metric in ("roc_auc", "pr_auc", "top_decile_capture"):  # the card's and the logged figures (3 decimals)
+        for value in COMPARISON_SR[metric]:
+            assert f"{value:.3f}" in labels
+    legend = _legend_labels(ax)
+    assert not any("_" in text for text in legend), legend  # not column names
+    assert any("95%" in text for text in legend)
+    whiskers = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert whiskers
+    segments = np.concatenate([np.asarray(s) for s in whiskers[0].lines[2][0].get_segments()])
+    assert set(np.round(segments[:, 1], 3)) == set(np.round([*COMPARISON_SR["roc_auc_lo"], *COMPARISON_SR["roc_auc_hi"]], 3))
+
+
+def test_score_axis_names_the_horizon_or_none() -> None:
+    rng = np.random.default_rng(10)
+    score = rng.integers(0, 60, 500).astype(float)
+    y = (rng.random(500) < score / 80).astype(float)
+    assert "within 90 days" in plots.score_distribution_figure(score, y, horizon=90).axes[0].get_xlabel()
+    flat = plots.score_distribution_figure(score, y, horizon=None).axes[0].get_xlabel()
+    assert "P(convert)" in flat and " H" not in flat

@@ -246,7 +246,8 @@ def shap_summary_figure(
     ax.set_yticks(range(len(order)), [feature_names[j] for j in order[::-1]], fontsize=8)
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set(xlabel="SHAP value (contribution to log-odds)")
-    _title(ax, "What drives the score", data)
+    # centred on the figure, not on the plot that long feature names push right (it ran off the edge)
+    fig.suptitle(f"What drives the score\n{data}" if data else "What drives the score", fontsize=10)
     if labels:
         _legend_below(ax, ncol=2, fontsize=7, markerscale=3)
     if sc is not None:
@@ -269,15 +270,18 @@ def baseline_comparison_figure(comparison: pd.DataFrame, metrics: tuple[str, ...
     for k, metric in enumerate(metrics):
         values = comparison[metric].to_numpy(dtype=float)
         centres = x + k * width - 0.4 + width / 2
-        bars = ax.bar(centres, np.nan_to_num(values), width, label=METRIC_NAMES.get(metric, metric))
-        ax.bar_label(bars, labels=[f"{v:.3f}" if np.isfinite(v) else "n/a" for v in values], fontsize=7,
-                     padding=5 if metric == "roc_auc" else 2)  # clear of the interval's cap
+        ax.bar(centres, np.nan_to_num(values), width, label=METRIC_NAMES.get(metric, metric))
+        tops = np.nan_to_num(values)
         if metric == "roc_auc" and {"roc_auc_lo", "roc_auc_hi"} <= set(comparison.columns):
             lo, hi = (comparison[c].to_numpy(dtype=float) for c in ("roc_auc_lo", "roc_auc_hi"))
             known = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(values)
             if known.any():
                 ax.errorbar(centres[known], values[known], yerr=[values[known] - lo[known], hi[known] - values[known]],
                             fmt="none", ecolor="black", elinewidth=1, capsize=3, label="ROC AUC 95% interval (bootstrap)")
+                tops = np.where(known, np.maximum(tops, hi), tops)  # the label above the interval, not struck by it
+        for centre, top, v in zip(centres, tops, values, strict=True):
+            ax.annotate(f"{v:.3f}" if np.isfinite(v) else "n/a", (centre, top), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="ROC AUC of a random order (0.5)")
     ax.set_xticks(x, names, fontsize=8)
     ax.set(ylabel="metric value (higher is better)", ylim=(0, 1.08))

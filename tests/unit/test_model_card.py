@@ -226,3 +226,4 @@ def test_every_figure_of_a_k_fold_flat_run_says_out_of_fold_not_test() -> None:
         assert f"{n:,}" in title and "test" not in title, (name, title)
         # SHAP values are the final model's, on rows it was fitted on: said so, not "out-of-fold"
         assert ("fitted on them" if name == "shap_summary" else "out-of-fold") in title, (name, title)
+

@@ -311,3 +311,33 @@ def test_score_axis_names_the_horizon_or_none() -> None:
     assert "within 90 days" in plots.score_distribution_figure(score, y, horizon=90).axes[0].get_xlabel()
     flat = plots.score_distribution_figure(score, y, horizon=None).axes[0].get_xlabel()
     assert "P(convert)" in flat and " H" not in flat
+
+
+def test_shap_title_fits_in_the_figure_beside_long_feature_names() -> None:
+    """The title was centred over the plot, which long feature names push right: its second line (the
+    sample and its slice) ran off the figure's right edge."""
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(300, 3))
+    names = ["days since the latest burst of activity began (after 14+ quiet days)", "employees", "visits"]
+    data = "sample of 2,000 from the test slice, 13,959 snapshots as of 2026-01-01 to 2026-04-01"
+    fig = plots.shap_summary_figure(features * 0.3, features, names, data=data)
+    fig.draw_without_rendering()
+    texts = [t for t in [*(ax.title for ax in fig.axes), fig._suptitle] if t is not None and data in t.get_text()]
+    assert texts
+    for text in texts:
+        box = text.get_window_extent()
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, text.get_text()
+
+
+def test_baseline_auc_labels_sit_above_their_interval() -> None:
+    """Wide intervals (192 conversions on the demo's test slice): the whisker ran through the AUC label."""
+    comparison = pd.DataFrame({"roc_auc": [0.792, 0.725, 0.771], "roc_auc_lo": [0.759, 0.686, 0.732],
+                               "roc_auc_hi": [0.827, 0.761, 0.809], "pr_auc": [0.110, 0.043, 0.091]},
+                              index=["lightgbm (calibrated)", "points: default_b2b_points", "logistic regression"])
+    fig = plots.baseline_comparison_figure(comparison)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    for value, hi in zip(comparison["roc_auc"], comparison["roc_auc_hi"], strict=True):
+        (label,) = [t for t in ax.texts if t.get_text() == f"{value:.3f}"]
+        top = ax.transData.transform((0, hi))[1]
+        assert label.get_window_extent().y0 >= top, label.get_text()

@@ -76,13 +76,22 @@ def pr_figure(curves: Curves, data: str = "test slice") -> Figure:
     return fig
 
 
+def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.959963984540054) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a rate of ``k`` conversions in ``n`` rows (sound at 0 conversions)."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    centre = (k + z * z / 2) / (n + z * z)
+    half = z * np.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
 def reliability_figure(
     y: np.ndarray, p: np.ndarray, n_bins: int = 10, binning: str = "equal_mass", title: str | None = None,
     log_span: float = 10.0, data: str = "test slice",
 ) -> Figure:
     """Observed conversion rate vs mean predicted probability per bin, zoomed on the bins.
 
-    Marker area grows with the rows in a bin (no count labels). The star is calibration in the large:
+    Marker area grows with the rows in a bin (no count labels); the whiskers are each bin's 95% Wilson
+    interval of the observed rate, and the title counts the conversions. The star is calibration in the large:
     the mean prediction vs the observed rate over all rows. Axes turn logarithmic when the bins'
     predictions span ``log_span`` times or more (rare conversions crowd a linear plot's origin); a bin
     without conversions then sits on the bottom edge as a hollow triangle.
@@ -113,6 +122,11 @@ def reliability_figure(
     ax.plot(mean_p[~empty], rate[~empty], color="tab:blue", linewidth=1, alpha=0.6)
     ax.scatter(mean_p[~empty], rate[~empty], s=size[~empty], color="tab:blue", zorder=3,
                label="bins" if binning == "equal_mass" else "bins (marker area ~ rows)")
+    low, high = wilson_interval(np.round(rate * counts), counts)
+    at = np.where(empty, lo, rate)
+    ax.errorbar(mean_p, at, yerr=[at - np.maximum(low, lo), np.maximum(high - at, 0)], fmt="none",
+                ecolor="tab:blue", elinewidth=1, capsize=2, alpha=0.8, zorder=2,
+                label="95% interval of the observed rate (Wilson)")
     if empty.any():
         ax.scatter(mean_p[empty], np.full(int(empty.sum()), lo), s=size[empty], marker="v", facecolors="none",
                    edgecolors="tab:blue", clip_on=False, zorder=3, label="bin without conversions")
@@ -123,7 +137,7 @@ def reliability_figure(
     rows = f", ~{int(np.median(counts)):,} rows each" if binning == "equal_mass" and len(counts) else ""
     ax.set(xlabel="mean predicted probability" + (" (log scale)" if log else ""),
            ylabel="observed conversion rate" + (" (log scale)" if log else ""), xlim=(lo, hi), ylim=(lo, hi))
-    _title(ax, title or f"Reliability: {len(counts)} {kind} bins{rows}", data)
+    _title(ax, title or f"Reliability: {len(counts)} {kind} bins{rows}, {int(y.sum()):,} conversions", data)
     ax.legend(loc="upper left", fontsize=8)
     return fig
 

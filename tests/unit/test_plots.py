@@ -341,3 +341,25 @@ def test_baseline_auc_labels_sit_above_their_interval() -> None:
         (label,) = [t for t in ax.texts if t.get_text() == f"{value:.3f}"]
         top = ax.transData.transform((0, hi))[1]
         assert label.get_window_extent().y0 >= top, label.get_text()
+
+
+def test_reliability_bins_carry_a_95_percent_interval_and_the_title_counts_the_conversions() -> None:
+    """With rare conversions a bin holds a handful of them: the zig-zag between bins is mostly noise,
+    which the plot said nothing about (no counts of conversions, no interval)."""
+    from scipy.stats import binomtest
+
+    y, p = _rare(3000, seed=4)
+    mean_p, rate, counts = reliability_curve(y, p, 10, "equal_mass")
+    fig = plots.reliability_figure(y, p)
+    ax = fig.axes[0]
+    assert f"{int(y.sum()):,} conversions" in ax.get_title()
+    (bars,) = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    segments = sorted((np.asarray(s) for s in bars.lines[2][0].get_segments()), key=lambda s: s[0][0])
+    lo = ax.get_ylim()[0]
+    expected = []
+    for m, r, n in zip(mean_p, rate, counts, strict=True):
+        ci = binomtest(int(round(r * n)), int(n)).proportion_ci(0.95, method="wilson")
+        expected.append(((m, max(ci.low, lo)), (m, ci.high)))
+    for segment, (bottom, top) in zip(segments, sorted(expected), strict=True):
+        assert list(segment[0]) == pytest.approx(list(bottom)) and list(segment[1]) == pytest.approx(list(top))
+    assert any("95%" in text for text in _legend_labels(ax))

@@ -35,7 +35,7 @@ from features.schema import LEAD_ID
 from training import survival_plots
 from training.config import AS_OF
 from training.evaluation import time_ordered_split
-from training.sales_readiness import split_text
+from training.sales_readiness import split_text, test_slice_label
 from training.survival_baselines import CoxBaseline, KaplanMeierBaseline, NaiveDurationRegression
 from training.survival_config import TimeToCloseConfig
 from training.survival_metrics import (
@@ -292,7 +292,7 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         f"{model.sampling_rate_:.3g} and re-weighted); censored periods weigh {cfg.censored_period_weight:g}.",
         "",
         "## Evaluation",
-        "; ".join(f"{k}: {v}" for k, v in split.items()),
+        split_text(split),
         "",
         f"Training and validation outcomes are censored at the first test as-of date. Test snapshots are followed "
         f"to the end of the data. tau = {settings.tau} days (C-indices truncated there, integrated Brier score over "
@@ -300,7 +300,9 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         f"distribution of the test rows. Calibration: {settings.bins} equal-mass bins of the predicted probability, "
         "observed = Kaplan-Meier P(close within h) of the bin's rows.",
         "",
-        "Observed (Kaplan-Meier, all test rows): " + ", ".join(f"{k} {v:.4f}" for k, v in observed.items()),
+        "Observed (Kaplan-Meier, all test rows): " + ", ".join(
+            f"P(close within {k.removeprefix('observed_close_').removesuffix('d')} days) {v:.4f}"
+            for k, v in observed.items()),
         "",
         _md_table(comparison),
         "",
@@ -454,15 +456,19 @@ def train_and_evaluate_time_to_close(
         last = p_close_column(max(config.horizons_days))
         pick = _sample_rows(summary[last].to_numpy(), config.sample_curves)
         labels = [f"lead {test_keys[LEAD_ID].iloc[i]}: P({max(config.horizons_days)}d) {summary[last].iloc[i]:.2f}, "
-                  f"median {'beyond' if np.isnan(summary[MEDIAN_DAYS].iloc[i]) else round(summary[MEDIAN_DAYS].iloc[i])}"
+                  + (f"median beyond {config.horizon_days} d" if np.isnan(summary[MEDIAN_DAYS].iloc[i])
+                     else f"median {round(summary[MEDIAN_DAYS].iloc[i])} d")
                   for i in pick]
+        data = test_slice_label(split_info, "snapshots")
         figures = {
             "survival_curves": survival_plots.survival_curves_figure(
                 full_days, survival_at_days(hazards[pick], config.period_days, full_days), labels,
-                km.predict_survival(1, full_days)[0], config.horizons_days),
-            "calibration": survival_plots.calibration_figure(calibration[calibration["scorer"] != KM_NAME]),
-            "concordance": survival_plots.concordance_figure(comparison),
-            "brier_over_time": survival_plots.brier_curve_figure(days, {k: v.brier for k, v in evaluations.items()}),
+                km.predict_survival(1, full_days)[0], config.horizons_days,
+                data=f"{len(pick)} leads of the {data}"),
+            "calibration": survival_plots.calibration_figure(calibration[calibration["scorer"] != KM_NAME], data),
+            "concordance": survival_plots.concordance_figure(comparison, data),
+            "brier_over_time": survival_plots.brier_curve_figure(
+                days, {k: v.brier for k, v in evaluations.items()}, data),
         }
     card = _model_card(model, settings, split_info, comparison, observed, notes)
     return TimeToCloseResult(model, metrics, comparison, calibration, brier_curves, evaluation_rows, predictions,

@@ -7,12 +7,20 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from training.plots import wilson_interval
 
 
 def _figure(width: float = 6.5, height: float = 4.5, ncols: int = 1) -> tuple[Figure, list]:
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
+
+
+def _heading(what: str, data: str) -> str:
+    """A figure title and, on its second line, the rows it shows."""
+    return f"{what}\n{data}" if data else what
 
 
 def off_scale(values: np.ndarray, factor: float = 5.0) -> np.ndarray:
@@ -38,6 +46,7 @@ def survival_curves_figure(
     reference: np.ndarray | None = None,
     horizons: tuple[int, ...] = (),
     title: str = "Predicted survival (still open) for sample leads",
+    data: str = "",
 ) -> Figure:
     """One curve per sample lead (P(still open at day t)); the dashed line is the Kaplan-Meier curve.
 
@@ -61,33 +70,74 @@ def survival_curves_figure(
     if bottom < 0.5:
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
     ylabel = "P(still open)" if bottom == 0 else f"P(still open) (axis from {bottom:.3g})"
-    ax.set(xlabel="days after the scoring date", ylabel=ylabel, title=title, ylim=(bottom, 1.0 + pad / 2),
+    ax.set(xlabel="days after the scoring date", ylabel=ylabel, ylim=(bottom, 1.0 + pad / 2),
            xlim=(0, float(days.max())))
+    ax.set_title(_heading(title, data), fontsize=10)
     ax.legend(loc="lower left", fontsize=7)
     return fig
 
 
-def calibration_figure(calibration: pd.DataFrame, title: str = "P(close within h days): predicted vs observed") -> Figure:
-    """Per horizon: mean predicted vs Kaplan-Meier-corrected observed rate per decile, per scorer.
+def _log_axes(ax: object, lo: float, hi: float) -> None:
+    """Both axes logarithmic over [lo, hi], ticks as plain decimals: at 1-2-5 steps over less than 1.5
+    decades, else powers of ten only (a 4-inch panel has no room for '0.0005' beside '0.001')."""
+    ax.set(xscale="log", yscale="log")
+    subs = (1.0, 2.0, 5.0) if hi / lo < 30 else (1.0,)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
 
-    ``calibration`` holds columns scorer, horizon_days, mean_predicted, observed, n.
+
+def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
+                       title: str = "P(close within h days): predicted vs observed", log_span: float = 10.0) -> Figure:
+    """Per horizon: mean predicted vs Kaplan-Meier-corrected observed rate per bin, per scorer.
+
+    ``calibration`` holds columns scorer, horizon_days, mean_predicted, observed, n (and closed_within:
+    the bin's closes, counted in the panel's title). Whiskers: a 95% Wilson interval of the observed rate
+    read as a proportion of the bin's rows (approximate: it ignores censoring before h). Axes turn
+    logarithmic when the bins' predictions span ``log_span`` times or more (most bins crowd the origin of
+    a linear plot); a bin without a close then sits on the bottom edge as a hollow triangle.
     """
     horizons = sorted(calibration["horizon_days"].unique())
-    fig, axes = _figure(4.0 * max(len(horizons), 1), 4.2, max(len(horizons), 1))
+    fig, axes = _figure(4.3 * max(len(horizons), 1), 4.8, max(len(horizons), 1))
     for ax, h in zip(axes, horizons, strict=False):
         part = calibration[calibration["horizon_days"] == h]
-        hi = float(np.nanmax(part[["mean_predicted", "observed"]].to_numpy(), initial=0.0)) * 1.05 + 1e-3
-        ax.plot([0, hi], [0, hi], color="grey", linestyle=":", linewidth=1, label="perfect")
-        for scorer, rows in part.groupby("scorer", sort=False):
-            ax.plot(rows["mean_predicted"], rows["observed"], marker="o", markersize=3.5, label=str(scorer))
-        ax.set(xlabel="mean predicted", ylabel="observed (Kaplan-Meier)", title=f"{h} days",
-               xlim=(0, hi), ylim=(0, hi))
+        predicted = part["mean_predicted"].to_numpy(dtype=float)
+        positive = predicted[predicted > 0]
+        log = positive.size > 1 and positive.max() / positive.min() >= log_span
+        shown = part[["mean_predicted", "observed"]].to_numpy(dtype=float).ravel()
+        top = float(np.nanmax(shown, initial=0.0))
+        if log:
+            lo, hi = float(shown[shown > 0].min()) / 1.6, top * 1.3
+            _log_axes(ax, lo, hi)
+        else:
+            lo, hi = 0.0, top * 1.05 + 1e-3
+        ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1, label="perfect")
+        for k, (scorer, rows) in enumerate(part.groupby("scorer", sort=False)):
+            colour = f"C{k}"
+            x, obs, n = (rows[c].to_numpy(dtype=float) for c in ("mean_predicted", "observed", "n"))
+            empty = log & (obs <= 0)
+            ax.plot(x[~empty], obs[~empty], marker="o", markersize=3.5, color=colour, label=str(scorer))
+            if empty.any():
+                ax.scatter(x[empty], np.full(int(empty.sum()), lo), marker="v", facecolors="none", edgecolors=colour,
+                           clip_on=False, zorder=3, label=f"{scorer}: bin without a close")
+            low, high = wilson_interval(obs * n, n)
+            at = np.where(empty, lo, obs)
+            ax.errorbar(x, at, yerr=[at - np.maximum(low, lo), np.maximum(high - at, 0)], fmt="none", ecolor=colour,
+                        elinewidth=0.8, capsize=2, alpha=0.6)
+        first = part[part["scorer"] == part["scorer"].iloc[0]]
+        closes = f", {int(first['closed_within'].sum()):,} closes" if "closed_within" in part.columns else ""
+        scale = " (log scale)" if log else ""
+        ax.set(xlabel="mean predicted" + scale, ylabel="observed (Kaplan-Meier)" + scale, xlim=(lo, hi), ylim=(lo, hi))
+        ax.set_title(f"{h} days\n{len(first)} bins of ~{int(first['n'].median()):,} snapshots{closes}", fontsize=9)
         ax.legend(loc="upper left", fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(_heading(title, data) + "\nwhiskers: 95% interval of the observed rate (Wilson, censoring ignored)",
+                 fontsize=10)
     return fig
 
 
-def concordance_figure(comparison: pd.DataFrame, title: str = "Time-to-close model vs peers (test snapshots)") -> Figure:
+def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
+                       title: str = "Time-to-close model vs peers") -> Figure:
     """C-index (Harrell, Uno) and integrated Brier score per scorer, side by side.
 
     A scorer whose integrated Brier score is far above the others' (:func:`off_scale`) gets a cut,
@@ -123,12 +173,12 @@ def concordance_figure(comparison: pd.DataFrame, title: str = "Time-to-close mod
             right_title += ", zoomed"
     right.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
     right.set(ylabel="integrated Brier score (lower is better)", title=right_title)
-    fig.suptitle(title)
+    fig.suptitle(_heading(title, data), fontsize=11)
     return fig
 
 
-def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray],
-                       title: str = "IPCW Brier score over time (test snapshots)") -> Figure:
+def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data: str = "test snapshots",
+                       title: str = "IPCW Brier score over time") -> Figure:
     """Brier score at each evaluation day, per scorer.
 
     Scorers far worse than the others (:func:`off_scale` on each curve's maximum) go to a panel of
@@ -147,7 +197,7 @@ def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray],
     ax.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)")
     ax.legend(fontsize=8, loc="upper left")
     if not far.any():
-        ax.set_title(title)
+        ax.set_title(_heading(title, data), fontsize=10)
         return fig
     near_top = float(np.nanmax(peaks[~far], initial=0.0))
     ax.set(ylim=(0, near_top * 1.15 or 1.0), title="model and close peers (zoomed)")
@@ -159,5 +209,5 @@ def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray],
     side.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)", ylim=(0, None),
              title="off-scale peer (own axis)")
     side.legend(fontsize=8, loc="upper left")
-    fig.suptitle(title)
+    fig.suptitle(_heading(title, data), fontsize=11)
     return fig

@@ -173,3 +173,45 @@ def test_run_reports_everything_it_promises(result: TimeToCloseResult) -> None:
     gaps = [c for c in cells if c.strip().startswith("calibration_max_gap_")]
     assert gaps and all(cells[c].strip() == "-" for c in gaps), naive
     assert "Its calibration gaps are `-`" in card
+
+
+def _titles(fig) -> str:
+    texts = [ax.get_title() for ax in fig.axes] + ([fig._suptitle.get_text()] if fig._suptitle is not None else [])
+    return " | ".join(t for t in texts if t)
+
+
+def test_card_reads_as_sentences_not_dict_keys(result: TimeToCloseResult) -> None:
+    """The Evaluation section was the split dict joined ("n_train: 19328; fit_as_of: 2024-08-01..2025-12-01")
+    and the observed rates their metric keys ("observed_close_30d 0.0059"), unlike the sales card."""
+    from training.sales_readiness import split_text
+
+    card = result.model_card
+    assert split_text(result.split) in card
+    assert "n_train" not in card and "fit_as_of" not in card and "observed_close_" not in card
+    for h in result.settings.horizons:
+        assert f"P(close within {h} days) {result.metrics[f'observed_close_{h}d']:.4f}" in card
+
+
+def test_every_figure_names_its_test_snapshots(result: TimeToCloseResult) -> None:
+    first, last = result.split["test_as_of"].split("..")
+    for name, fig in result.figures.items():
+        title = _titles(fig)
+        assert "test" in title and f"{int(result.metrics['n_test']):,}" in title, (name, title)
+        assert first in title and last in title, (name, title)
+
+
+def test_calibration_panels_count_rows_and_closes_and_show_intervals(result: TimeToCloseResult) -> None:
+    """Most deciles hold 0-10 closes: the panels said neither how many nor how uncertain."""
+    fig = result.figures["calibration"]
+    table = result.calibration[result.calibration["scorer"] == MODEL_NAME]
+    for ax, (h, rows) in zip(fig.axes, table.groupby("horizon_days"), strict=True):
+        assert f"{h} days" in ax.get_title()
+        assert f"{int(rows['closed_within'].sum()):,} closes" in ax.get_title(), ax.get_title()
+        assert f"~{int(rows['n'].median()):,} snapshots" in ax.get_title(), ax.get_title()
+        assert any(c.__class__.__name__ == "ErrorbarContainer" for c in ax.containers)
+
+
+def test_sample_curve_labels_say_beyond_what(result: TimeToCloseResult) -> None:
+    labels = [t.get_text() for t in result.figures["survival_curves"].axes[0].get_legend().get_texts()]
+    beyond = [t for t in labels if "beyond" in t]
+    assert beyond and all(f"beyond {result.model.config.horizon_days} d" in t for t in beyond), labels

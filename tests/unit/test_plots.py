@@ -363,3 +363,30 @@ def test_reliability_bins_carry_a_95_percent_interval_and_the_title_counts_the_c
     for segment, (bottom, top) in zip(segments, sorted(expected), strict=True):
         assert list(segment[0]) == pytest.approx(list(bottom)) and list(segment[1]) == pytest.approx(list(top))
     assert any("95%" in text for text in _legend_labels(ax))
+
+
+def _visible_tick_boxes(axis) -> list:
+    lo, hi = sorted(axis.get_view_interval())
+    return sorted((t.get_window_extent() for t, v in zip(axis.get_ticklabels(), axis.get_ticklocs(), strict=True)
+                   if t.get_text() and lo <= v <= hi), key=lambda b: b.x0)
+
+
+def test_time_to_close_calibration_panels_tick_labels_do_not_collide() -> None:
+    """Log axes over ~2.5 decades in a 4-inch panel: '0.0005' ran into '0.001' on the demo's 90-day panel."""
+    rng = np.random.default_rng(12)
+    rows = []
+    for h, scale in ((30, 0.4), (60, 0.7), (90, 1.0)):
+        predicted = np.geomspace(0.0019, 0.05, 10) * scale
+        observed = predicted * rng.lognormal(0, 0.5, 10)
+        observed[0] = 0.00072 * scale
+        rows += [{"scorer": s, "horizon_days": h, "bin": k + 1, "n": 1396, "mean_predicted": p * f, "observed": o,
+                  "closed_within": int(round(o * 1396))}
+                 for s, f in (("model", 1.0), ("cox", 1.1)) for k, (p, o) in enumerate(zip(predicted, observed, strict=True))]
+    fig = survival_plots.calibration_figure(pd.DataFrame(rows))
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log"
+        boxes = _visible_tick_boxes(ax.xaxis)
+        assert len(boxes) >= 2
+        for left, right in zip(boxes, boxes[1:], strict=False):
+            assert left.x1 <= right.x0, ax.get_title()

@@ -153,7 +153,7 @@ def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
             left.bar_label(bars, labels=[f"{v:.3f}" if np.isfinite(v) else "-" for v in values], fontsize=7)
     left.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     left.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
-    left.set(ylabel="concordance (higher is better)", ylim=(0.4, 1.0), title="C-index")
+    left.set(ylabel="concordance (higher is better; 0.5 = random order)", ylim=(0, 1.05), title="C-index")
     left.legend(fontsize=8)
     right_title = "Integrated Brier score (IPCW)"
     if "ibs" in comparison.columns:

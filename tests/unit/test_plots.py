@@ -390,3 +390,10 @@ def test_time_to_close_calibration_panels_tick_labels_do_not_collide() -> None:
         assert len(boxes) >= 2
         for left, right in zip(boxes, boxes[1:], strict=False):
             assert left.x1 <= right.x0, ax.get_title()
+
+
+def test_c_index_bars_start_at_zero() -> None:
+    """The C-index axis started at 0.4 without saying so: Kaplan-Meier's 0.5 bar looked a sixth of the
+    model's 0.79."""
+    left = survival_plots.concordance_figure(COMPARISON).axes[0]
+    assert left.get_ylim()[0] == 0 and left.get_ylim()[1] >= 1.0

@@ -485,10 +485,42 @@ def _threshold_sentence(recommended: dict[str, Any] | None) -> str:
             f"{recommended['precision']:.3f}, captures {recommended['capture']:.1%} of conversions.")
 
 
+def _in_short(comparison: pd.DataFrame, recommended: dict[str, Any] | None, leakage: LeakageReport, data: str,
+              n_positive: int, notes: list[str]) -> list[str]:
+    """The card's opening section: the figures a revenue team acts on, in words (the logged metrics)."""
+    if MODEL_NAME not in comparison.index:
+        return []
+    row = comparison.loc[MODEL_NAME]
+    others = comparison.drop(index=MODEL_NAME)
+    peers = ", ".join(f"{name} {r['top_decile_capture']:.0%}" for name, r in others.iterrows()
+                      if pd.notna(r.get("top_decile_capture")))
+    lines = ["## In short", f"Evaluated on the {data} ({n_positive:,} conversions).", "",
+             f"- Calling the 10% of leads the model scores highest reaches {row['top_decile_capture']:.0%} of the "
+             f"conversions" + (f"; the same 10% by the other scorers: {peers}" if peers else "") + " (random order: 10%)."]
+    if recommended:
+        volume = (f"{recommended['leads_per_week']:.1f} leads per week ({recommended['share_flagged']:.1%} of leads)"
+                  if pd.notna(recommended.get("leads_per_week")) else f"{recommended['share_flagged']:.1%} of leads")
+        lines.append(f"- Recommended MQL cut-off: score {recommended['cutoff']} or more flags {volume}; "
+                     f"{recommended['precision']:.0%} of them convert, {recommended['capture']:.0%} of all conversions.")
+    auc = f"- Ranking quality: ROC AUC {row['roc_auc']:.3f}"
+    if pd.notna(row.get("roc_auc_lo")) and pd.notna(row.get("roc_auc_hi")):
+        auc += f" (95% interval {row['roc_auc_lo']:.3f} to {row['roc_auc_hi']:.3f})"
+    best = others["roc_auc"].dropna() if "roc_auc" in others.columns else pd.Series(dtype=float)
+    if len(best):
+        auc += f"; best other scorer {best.idxmax()} {best.max():.3f}"
+    lines.append(auc + " (1 = perfect order, 0.5 = random).")
+    if leakage.to_text():
+        lines.append(f"- {leakage.to_text().splitlines()[0]}.")
+    if notes:
+        lines.append(f"- {len(notes)} note(s) at the end of this card.")
+    return [*lines, ""]
+
+
 def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: SalesReadinessModel,
                 comparison: pd.DataFrame, segments: pd.DataFrame, leakage: LeakageReport,
                 thresholds: pd.DataFrame, recommended: dict[str, Any] | None, notes: list[str],
-                config: TrainingConfig, observed_rate: float = float("nan")) -> str:
+                config: TrainingConfig, observed_rate: float = float("nan"), data: str = "evaluation rows",
+                n_positive: int = 0) -> str:
     cal = model.calibrator_.kind
     target = (f"P(lead converts within {horizon} days of the scoring instant)" if horizon else
               "P(lead converts) as labelled in the flat export")
@@ -498,6 +530,7 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         "## What it predicts",
         f"{target}; score shown to people = round(100 x probability).",
         "",
+        *_in_short(comparison, recommended, leakage, data, n_positive, notes),
         "## Model",
         f"LightGBM binary classifier, native categoricals, {model.best_iteration_} trees, "
         f"num_leaves {model.params_['num_leaves']}, max_depth {model.params_['max_depth']}, learning rate "
@@ -648,10 +681,10 @@ def train_and_evaluate(
                                 "probability": p, "score": score,
                                 **{f"baseline:{k}": v for k, v in baseline_scores.items()}})
     figures = {}
+    data = test_slice_label(split_info, unit, "created" if flat_rows else "as of")
     if config.make_plots:
         say("figures")
         sample = test_frame.sample(min(config.shap_sample, len(test_frame)), random_state=config.seed)[features]
-        data = test_slice_label(split_info, unit, "created" if flat_rows else "as of")
         figures = _figures(y_te, p, score, baseline_scores, comparison, table, recommended, model, sample, config,
                            data, f"sample of {len(sample):,} from the {data}")
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
@@ -659,7 +692,7 @@ def train_and_evaluate(
                              **_search_metrics(search_summary)})
     title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
-                       table, recommended, notes, config, model_row["base_rate"])
+                       table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
                           predictions, split_info, notes)
 
@@ -803,16 +836,17 @@ def train_and_evaluate_flat(
     predictions = pd.DataFrame({LEAD_ID: frame[LEAD_ID], "fold": folds, "label": y, "probability": p,
                                 "score": score, **{f"baseline:{k}": v for k, v in baseline_scores.items()}})
     figures = {}
+    data = f"out-of-fold, {len(y):,} rows ({config.cv_folds} folds)"
     if config.make_plots:
         say("figures")
         sample = X.sample(min(config.shap_sample, len(X)), random_state=config.seed)
         figures = _figures(y, p, score, baseline_scores, comparison, table, recommended, model, sample, config,
-                           f"out-of-fold, {len(y):,} rows ({config.cv_folds} folds)",
+                           data,
                            f"sample of {len(sample):,} of the {len(y):,} rows (final model, fitted on them)")
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(n_rounds), "n_features": float(len(features)),
                              **_search_metrics(search_summary)})
     card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
-                       table, recommended, notes, config, model_row["base_rate"])
+                       table, recommended, notes, config, model_row["base_rate"], data, int(y.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
                           predictions, split_info, notes)

@@ -227,3 +227,22 @@ def test_every_figure_of_a_k_fold_flat_run_says_out_of_fold_not_test() -> None:
         # SHAP values are the final model's, on rows it was fitted on: said so, not "out-of-fold"
         assert ("fitted on them" if name == "shap_summary" else "out-of-fold") in title, (name, title)
 
+
+
+def test_card_opens_with_a_summary_in_plain_words_whose_figures_are_the_logged_ones(trained) -> None:
+    """A revenue team reads the top of the card: the figures they act on (share of conversions in the top
+    10% by score vs the points rules, the recommended cut-off) were only in wide tables of column names."""
+    result, _ = trained
+    lines = result.model_card.splitlines()
+    assert "## In short" in lines and lines.index("## In short") < lines.index("## Evaluation")
+    summary = "\n".join(lines[lines.index("## In short"):lines.index("## Evaluation")])
+    m = result.metrics
+    first, last = result.split["test_as_of"].split("..")
+    assert f"{result.split['n_test']:,}" in summary and first in summary and last in summary
+    assert f"{m['top_decile_capture']:.0%} of the conversions" in summary
+    points = next(k for k in m if k.startswith("baseline_points_") and k.endswith("_top_decile_capture"))
+    assert f"{m[points]:.0%}" in summary
+    assert f"ROC AUC {m['roc_auc']:.3f} (95% interval {m['roc_auc_lo']:.3f} to {m['roc_auc_hi']:.3f})" in summary
+    cut = result.recommended_threshold
+    assert f"score {cut['cutoff']} or more" in summary and f"{cut['precision']:.0%} of them convert" in summary
+    assert f"{cut['capture']:.0%} of all conversions" in summary

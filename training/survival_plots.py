@@ -18,6 +18,13 @@ def _figure(width: float = 6.5, height: float = 4.5, ncols: int = 1) -> tuple[Fi
     return fig, list(axes)
 
 
+def _legend_below(fig: Figure, handles: list, ncol: int = 1, fontsize: float = 7) -> None:
+    """One legend at the foot of the figure, under the axes (constrained layout makes room): it covers no
+    curve, whichever corner the curves pass through."""
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncol=ncol, fontsize=fontsize,
+               frameon=False)
+
+
 def _heading(what: str, data: str) -> str:
     """A figure title and, on its second line, the rows it shows."""
     return f"{what}\n{data}" if data else what
@@ -51,9 +58,9 @@ def survival_curves_figure(
     """One curve per sample lead (P(still open at day t)); the dashed line is the Kaplan-Meier curve.
 
     The y axis is zoomed on the curves (most leads stay open, so they sit just below 1); its lower
-    end is stated in the axis label.
+    end is stated in the axis label. The legend sits under the plot.
     """
-    fig, (ax,) = _figure()
+    fig, (ax,) = _figure(6.5, 4.5 + 0.17 * (len(labels) + (reference is not None)))
     for curve, label in zip(curves, labels, strict=True):
         ax.plot(days, curve, label=label, linewidth=1.4)
     values = np.asarray(curves, dtype=float).ravel()
@@ -65,7 +72,8 @@ def survival_curves_figure(
     bottom = max(0.0, low - pad)
     for h in horizons:
         ax.axvline(h, color="grey", linestyle=":", linewidth=0.8)
-        ax.annotate(f"{h} d", (h, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+        # at the foot of the line: the curves all start at the top (1.0), where the marks were struck through
+        ax.annotate(f"{h} d", (h, 0.0), xycoords=("data", "axes fraction"), xytext=(2, 3),
                     textcoords="offset points", fontsize=7, color="grey")
     if bottom < 0.5:
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
@@ -73,7 +81,7 @@ def survival_curves_figure(
     ax.set(xlabel="days after the scoring date", ylabel=ylabel, ylim=(bottom, 1.0 + pad / 2),
            xlim=(0, float(days.max())))
     ax.set_title(_heading(title, data), fontsize=10)
-    ax.legend(loc="lower left", fontsize=7)
+    _legend_below(fig, [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")])
     return fig
 
 
@@ -189,25 +197,25 @@ def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data:
     colours = {name: f"C{k}" for k, name in enumerate(names)}
     peaks = np.array([np.nanmax(np.asarray(curves[n], dtype=float), initial=np.nan) for n in names])
     far = off_scale(peaks)
-    fig, axes = _figure(11.0 if far.any() else 6.5, 4.5, 2 if far.any() else 1)
+    fig, axes = _figure(11.0 if far.any() else 6.5, 5.0, 2 if far.any() else 1)
     ax = axes[0]
     for name, f in zip(names, far, strict=True):
         if not f:
             ax.plot(days, curves[name], label=name, color=colours[name])
     ax.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)")
-    ax.legend(fontsize=8, loc="upper left")
     if not far.any():
         ax.set_title(_heading(title, data), fontsize=10)
+        _legend_below(fig, ax.get_lines(), ncol=min(len(names), 3), fontsize=8)
         return fig
     near_top = float(np.nanmax(peaks[~far], initial=0.0))
     ax.set(ylim=(0, near_top * 1.15 or 1.0), title="model and close peers (zoomed)")
     side = axes[1]
-    side.axhspan(0, near_top * 1.15, color="grey", alpha=0.2, label="range of the left panel")
+    band = side.axhspan(0, near_top * 1.15, color="grey", alpha=0.2, label="range of the left panel")
     for name, f in zip(names, far, strict=True):
         if f:
             side.plot(days, curves[name], label=name, color=colours[name])
     side.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)", ylim=(0, None),
              title="off-scale peer (own axis)")
-    side.legend(fontsize=8, loc="upper left")
+    _legend_below(fig, [*ax.get_lines(), *side.get_lines(), band], ncol=min(len(names) + 1, 3), fontsize=8)
     fig.suptitle(_heading(title, data), fontsize=11)
     return fig

@@ -212,6 +212,8 @@ def test_calibration_panels_count_rows_and_closes_and_show_intervals(result: Tim
 
 
 def test_sample_curve_labels_say_beyond_what(result: TimeToCloseResult) -> None:
-    labels = [t.get_text() for t in result.figures["survival_curves"].axes[0].get_legend().get_texts()]
+    fig = result.figures["survival_curves"]
+    legend = fig.axes[0].get_legend() or fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts()]
     beyond = [t for t in labels if "beyond" in t]
     assert beyond and all(f"beyond {result.model.config.horizon_days} d" in t for t in beyond), labels

@@ -397,3 +397,38 @@ def test_c_index_bars_start_at_zero() -> None:
     model's 0.79."""
     left = survival_plots.concordance_figure(COMPARISON).axes[0]
     assert left.get_ylim()[0] == 0 and left.get_ylim()[1] >= 1.0
+
+
+def test_survival_curve_legend_covers_no_curve() -> None:
+    """Olist: the likeliest lead's curve fell through the lower left corner, under the legend."""
+    days = np.arange(0.0, 183.0)
+    rates = (2e-5, 5e-5, 1e-4, 3e-4, 1e-3)
+    curves = np.vstack([np.exp(-r * days) for r in rates] + [0.84 + 0.16 * np.exp(-days / 25)])
+    labels = [f"lead {'%032x' % (k * 7919)}: P(90d) 0.0{k}, median beyond 182 d" for k in range(len(curves))]
+    fig = survival_plots.survival_curves_figure(days, curves, labels, np.exp(-2e-4 * days), (30, 60, 90))
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    box = _legend(ax).get_window_extent()
+    for line in ax.get_lines():
+        if line.get_label() in labels:
+            assert _points_inside(ax, box, line.get_xydata()) == 0, line.get_label()
+    # the "30 d" / "60 d" / "90 d" marks sat at the top, where every curve starts (struck through)
+    marks = [t for t in ax.texts if t.get_text().endswith(" d")]
+    assert len(marks) == 3
+    for mark in marks:
+        for line in ax.get_lines():
+            assert _points_inside(ax, mark.get_window_extent(), line.get_xydata()) == 0, (mark.get_text(), line.get_label())
+
+
+def test_brier_legends_cover_no_curve() -> None:
+    """Olist: the off-scale peer's curve runs at ~0.97 along the top of its panel, under the legend."""
+    days = np.arange(4.0, 183.0, 4.0)
+    ramp = np.minimum(days / 25, 1)
+    curves = {"lightgbm hazard": 0.028 * days / days.max(), "kaplan-meier": 0.0285 * days / days.max(),
+              "naive regression": 0.98 * ramp}
+    fig = survival_plots.brier_curve_figure(days, curves)
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        box = _legend(ax).get_window_extent()
+        for line in ax.get_lines():
+            assert _points_inside(ax, box, line.get_xydata()) == 0, line.get_label()

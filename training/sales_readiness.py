@@ -494,7 +494,7 @@ def _in_short(comparison: pd.DataFrame, recommended: dict[str, Any] | None, leak
     others = comparison.drop(index=MODEL_NAME)
     peers = ", ".join(f"{name} {r['top_decile_capture']:.0%}" for name, r in others.iterrows()
                       if pd.notna(r.get("top_decile_capture")))
-    lines = ["## In short", f"Evaluated on the {data} ({n_positive:,} conversions).", "",
+    lines = ["## In short", f"Evaluated on: {data}; {n_positive:,} conversions.", "",
              f"- Calling the 10% of leads the model scores highest reaches {row['top_decile_capture']:.0%} of the "
              f"conversions" + (f"; the same 10% by the other scorers: {peers}" if peers else "") + " (random order: 10%)."]
     if recommended:

@@ -267,8 +267,27 @@ def _md_table(frame: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def _in_short(split: dict[str, Any], comparison: pd.DataFrame, observed: dict[str, float], horizons: list[int],
+              n_events: int, notes: list[str]) -> list[str]:
+    """The card's opening section in words: the test rows, P(close within h) predicted vs observed, and the
+    ranking against the peers (the logged metrics)."""
+    lines = ["## In short", f"Evaluated on: {test_slice_label(split, 'snapshots')}; {n_events:,} closes.", ""]
+    if MODEL_NAME in comparison.index:
+        row = comparison.loc[MODEL_NAME]
+        for h in horizons:
+            lines.append(f"- Close within {h} days: predicted {row[f'mean_p_close_{h}d']:.1%} on average, observed "
+                         f"{observed[f'observed_close_{h}d']:.1%} (Kaplan-Meier).")
+        peers = ", ".join(f"{name} {r['uno_c']:.3f}" for name, r in comparison.drop(index=MODEL_NAME).iterrows()
+                          if pd.notna(r.get("uno_c")))
+        lines.append(f"- Which leads close sooner: Uno's C {row['uno_c']:.3f}" + (f"; {peers}" if peers else "")
+                     + " (1 = perfect order, 0.5 = random).")
+    if notes:
+        lines.append(f"- {len(notes)} note(s) at the end of this card.")
+    return [*lines, ""]
+
+
 def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: dict[str, Any],
-                comparison: pd.DataFrame, observed: dict[str, float], notes: list[str]) -> str:
+                comparison: pd.DataFrame, observed: dict[str, float], notes: list[str], n_events: int = 0) -> str:
     cfg = model.config
     horizons = ", ".join(f"{h}" for h in cfg.horizons_days)
     lines = [
@@ -279,6 +298,7 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         f"({cfg.max_periods} periods of {cfg.period_days} days), P(close within {horizons} days) and the median "
         "days to close (\"beyond horizon\" when the curve stays above 1/2).",
         "",
+        *_in_short(split, comparison, observed, settings.horizons, n_events, notes),
         "## Model",
         f"LightGBM binary hazard per period on (snapshot, period) rows; the period index is a feature next to the "
         f"{len(model.feature_columns_)} FeatureSpec columns ({len(model.categories_)} categorical). "
@@ -470,7 +490,7 @@ def train_and_evaluate_time_to_close(
             "brier_over_time": survival_plots.brier_curve_figure(
                 days, {k: v.brier for k, v in evaluations.items()}, data),
         }
-    card = _model_card(model, settings, split_info, comparison, observed, notes)
+    card = _model_card(model, settings, split_info, comparison, observed, notes, int(e_te.sum()))
     return TimeToCloseResult(model, metrics, comparison, calibration, brier_curves, evaluation_rows, predictions,
                              settings, split_info, figures, card, notes)
 

@@ -217,3 +217,20 @@ def test_sample_curve_labels_say_beyond_what(result: TimeToCloseResult) -> None:
     labels = [t.get_text() for t in legend.get_texts()]
     beyond = [t for t in labels if "beyond" in t]
     assert beyond and all(f"beyond {result.model.config.horizon_days} d" in t for t in beyond), labels
+
+
+def test_card_opens_with_a_summary_in_plain_words_whose_figures_are_the_logged_ones(result: TimeToCloseResult) -> None:
+    """The sales card opens with what a revenue team acts on; the time-to-close card opened with the
+    hazard's construction and a 13-column table of metric keys."""
+    lines = result.model_card.splitlines()
+    assert "## In short" in lines and lines.index("## In short") < lines.index("## Model")
+    summary = "\n".join(lines[lines.index("## In short"):lines.index("## Model")])
+    m = result.metrics
+    first, last = result.split["test_as_of"].split("..")
+    assert f"{int(m['n_test']):,} snapshots" in summary and first in summary and last in summary
+    assert f"{int(m['n_test_events']):,} closes" in summary
+    for h in result.settings.horizons:
+        assert (f"within {h} days: predicted {m[f'mean_p_close_{h}d']:.1%} on average, observed "
+                f"{m[f'observed_close_{h}d']:.1%}") in summary
+    assert f"Uno's C {m['uno_c']:.3f}" in summary
+    assert f"{COX_NAME} {m['baseline_cox_ph_penalised_uno_c']:.3f}" in summary

@@ -512,7 +512,7 @@ def _in_short(comparison: pd.DataFrame, recommended: dict[str, Any] | None, leak
     if leakage.to_text():
         lines.append(f"- {leakage.to_text().splitlines()[0]}.")
     if notes:
-        lines.append(f"- {len(notes)} note(s) at the end of this card.")
+        lines.append("- Read the notes at the end of this card.")  # not counted: the workflow may add one later
     return [*lines, ""]
 
 

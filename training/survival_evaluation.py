@@ -282,7 +282,7 @@ def _in_short(split: dict[str, Any], comparison: pd.DataFrame, observed: dict[st
         lines.append(f"- Which leads close sooner: Uno's C {row['uno_c']:.3f}" + (f"; {peers}" if peers else "")
                      + " (1 = perfect order, 0.5 = random).")
     if notes:
-        lines.append(f"- {len(notes)} note(s) at the end of this card.")
+        lines.append("- Read the notes at the end of this card.")  # not counted: the workflow may add one later
     return [*lines, ""]
 
 

@@ -13,14 +13,12 @@ same values with categoricals as pandas ``category`` over the fitted vocabulary
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,29 +100,6 @@ def encode_event_codes(event_types: pd.Series, spec: FeatureSpec) -> np.ndarray:
     if not isinstance(event_types.dtype, pd.CategoricalDtype) and event_types.dtype != object:
         event_types = event_types.astype(str)
     return pd.Categorical(event_types, categories=vocabulary).codes.astype(np.int64)
-
-
-SPEC_METADATA_KEY = b"leadscore.feature_spec"
-
-
-def write_training_set(frame: pd.DataFrame, spec_json: str, path: Path | str) -> None:
-    """Write snapshot rows to Parquet with their feature spec (JSON) in the file's metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SPEC_METADATA_KEY: spec_json.encode()})
-    pq.write_table(table, path)
-
-
-def read_training_set_spec(path: Path | str) -> FeatureSpec:
-    """The feature spec a training set file was built with (from its Parquet metadata)."""
-    import pyarrow.parquet as pq
-
-    metadata = pq.read_schema(path).metadata or {}
-    if SPEC_METADATA_KEY not in metadata:
-        raise ValueError(f"{path}: no feature spec in this Parquet file (not written by `leadscore features build`)")
-    return FeatureSpec.from_dict(json.loads(metadata[SPEC_METADATA_KEY]))
 
 
 def event_order(lead: np.ndarray, time: np.ndarray, code: np.ndarray) -> np.ndarray | None:

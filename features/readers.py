@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read, range_key
 from features.schema import EVENTS, EXACT_FLOAT_INTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
+from features.spec import SPEC_METADATA_KEY, FeatureSpec
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
 
@@ -986,3 +988,11 @@ def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[int, 
     starts = ids[::per_partition]
     stops = np.append(starts[1:], ids[-1] + 1)
     return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
+
+
+def read_training_set_spec(path: Path | str) -> FeatureSpec:
+    """The feature spec a training set file was built with (from its Parquet metadata)."""
+    metadata = pq.read_schema(path).metadata or {}
+    if SPEC_METADATA_KEY not in metadata:
+        raise ValueError(f"{path}: no feature spec in this Parquet file (not written by `leadscore features build`)")
+    return FeatureSpec.from_dict(json.loads(metadata[SPEC_METADATA_KEY]))

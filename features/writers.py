@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features.schema import LEAD_ID
+from features.spec import SPEC_METADATA_KEY
 
 Format = Literal["csv", "parquet", "sql"]
 FORMATS = ("csv", "parquet", "sql")
@@ -408,3 +409,8 @@ def write_tables(tables: dict[str, pd.DataFrame], dest: str | os.PathLike[str], 
             writer.write(table, frame)
 
 
+def write_training_set(frame: pd.DataFrame, spec_json: str, path: Path | str) -> None:
+    """Write snapshot rows to Parquet with their feature spec (JSON) in the file's metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SPEC_METADATA_KEY: spec_json.encode()})
+    pq.write_table(table, path)

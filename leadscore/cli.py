@@ -272,8 +272,9 @@ def features_build(
 
 def build_features(project, data, out: Path, spec_out: Path | None = None):
     """Build the training set of validated data, write it (Parquet) and its spec (JSON)."""
-    from features.build import build_flat_training_set, build_training_set, write_training_set
+    from features.build import build_flat_training_set, build_training_set
     from features.schema import FlatData
+    from features.writers import write_training_set
 
     if isinstance(data, FlatData):
         training_set = build_flat_training_set(data)

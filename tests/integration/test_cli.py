@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import read_training_set_spec
+from features.readers import read_training_set_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
@@ -473,7 +473,7 @@ def test_features_build_names_its_out_when_the_disk_fills_while_writing(
     """The disk fills while the training set is written (after the destination check passed): the error named
     the hidden temporary file (".training_set.parquet.<pid>.tmp"); now the files asked for, one line, exit 1,
     the earlier files as they were and no temporary file left."""
-    import features.build
+    import features.writers
     from leadscore.synth import SynthConfig, write_synthetic
 
     write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
@@ -490,7 +490,7 @@ def test_features_build_names_its_out_when_the_disk_fills_while_writing(
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(features.build, "write_training_set", full_disk)
+    monkeypatch.setattr(features.writers, "write_training_set", full_disk)
     code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
     assert code == 1, output
     assert output.strip().splitlines()[-1] == (f"error: the training set {out} and its spec {spec} could not be "

@@ -509,6 +509,29 @@ def build_flat_training_set(flat: FlatData, spec: FeatureSpec | None = None) -> 
     return TrainingSet(out, spec, unseen=spec.unseen_categories(frame))
 
 
+NO_SNAPSHOT = ("no snapshot: no lead is open at any as-of date (check features.start / end / as_of_dates against "
+               "the data's dates)")
+
+
+def build_data_training_set(
+    data: CRMData | FlatData,
+    config: FeatureConfig | None = None,
+    *,
+    set_aside: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> TrainingSet:
+    """The training set of validated data, as `features build` and `train` build it: the snapshots of CRM
+    tables (:func:`build_training_set`; ``set_aside``: existing score attributes) or the rows of a flat export
+    (:func:`build_flat_training_set`). One without rows (no lead open at any as-of date) is refused."""
+    if isinstance(data, FlatData):
+        training_set = build_flat_training_set(data)
+    else:
+        training_set = build_training_set(data, config, progress=progress, set_aside=set_aside)
+    if training_set.frame.empty:
+        raise ValueError(NO_SNAPSHOT)
+    return training_set
+
+
 __all__ = [
     "AS_OF",
     "CENSORED",
@@ -517,6 +540,7 @@ __all__ = [
     "EVENT_OBSERVED",
     "LABEL",
     "TrainingSet",
+    "build_data_training_set",
     "build_flat_training_set",
     "build_scoring_frame",
     "build_training_set",

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -29,6 +30,9 @@ import sqlalchemy as sa
 
 from features.schema import LEAD_ID
 from features.spec import SPEC_METADATA_KEY
+
+if TYPE_CHECKING:
+    from features.build import TrainingSet
 
 Format = Literal["csv", "parquet", "sql"]
 FORMATS = ("csv", "parquet", "sql")
@@ -414,3 +418,30 @@ def write_training_set(frame: pd.DataFrame, spec_json: str, path: Path | str) ->
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), SPEC_METADATA_KEY: spec_json.encode()})
     pq.write_table(table, path)
+
+
+def write_training_set_files(training_set: TrainingSet, out: Path, spec_path: Path) -> None:
+    """The training set (Parquet, its spec in the file's metadata) at ``out`` and its spec (JSON) at ``spec_path``,
+    all or nothing: both are written under temporary names first and renamed at the end, so a failure leaves
+    neither half-written (the OSError then names the files asked for and which was replaced, if any)."""
+    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp_spec = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
+    spec_text = json.dumps(training_set.spec.to_dict(), indent=2)
+    replaced = False
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spec_path.parent.mkdir(parents=True, exist_ok=True)
+        write_training_set(training_set.frame, spec_text, tmp_out)
+        tmp_spec.write_text(spec_text, encoding="utf-8")
+        os.replace(tmp_out, out)
+        replaced = True
+        os.replace(tmp_spec, spec_path)
+    except OSError as exc:  # disk full, permissions: named by the files asked for, not the temporary ones
+        state = f"{out} was replaced, {spec_path} was not" if replaced else "no file was replaced"
+        named = type(exc)(f"the training set {out} and its spec {spec_path} could not be written "
+                          f"({exc.strerror or exc}); {state}")
+        named.errno = exc.errno
+        raise named from exc
+    finally:
+        tmp_out.unlink(missing_ok=True)
+        tmp_spec.unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -25,6 +24,10 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+    from features.build import TrainingSet
+    from features.schema import CRMData, FlatData
+    from leadscore.project import ProjectConfig
 
 app = typer.Typer(
     name="leadscore",
@@ -260,57 +263,31 @@ def features_build(
     console.print(report.summary(), highlight=False)
     try:
         training_set = build_features(project, data, out, spec_out)
-    except OSError as exc:
+    except OSError as exc:  # names what was and was not replaced
         raise fail(str(exc)) from exc
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    except ValueError as exc:  # raised before any file is replaced
+        raise fail(f"{exc}; nothing written") from exc
     summary = training_set.summary()
     _print_training_set_summary(summary)
     log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
                  tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
 
 
-def build_features(project, data, out: Path, spec_out: Path | None = None):
+def build_features(project: ProjectConfig, data: CRMData | FlatData, out: Path,
+                   spec_out: Path | None = None) -> TrainingSet:
     """Build the training set of validated data, write it (Parquet) and its spec (JSON)."""
-    from features.build import build_flat_training_set, build_training_set
+    from features.build import build_data_training_set
     from features.schema import FlatData
-    from features.writers import write_training_set
+    from features.writers import write_training_set_files
 
-    if isinstance(data, FlatData):
-        training_set = build_flat_training_set(data)
+    if isinstance(data, FlatData):  # built at once: no lead blocks to count
+        training_set = build_data_training_set(data)
     else:
         with progress_bar("features", None, "lead blocks") as advance:
-            training_set = build_training_set(
-                data, project.features, progress=lambda done, total: advance(1, total),
-                set_aside=project.training.score_columns,
-            )
-    if training_set.frame.empty:
-        raise ValueError("no snapshot: no lead is open at any as-of date (check features.start / end / "
-                         "as_of_dates against the data's dates); nothing written")
+            training_set = build_data_training_set(data, project.features, set_aside=project.training.score_columns,
+                                                   progress=lambda done, total: advance(1, total))
     spec_path = spec_out or out.with_suffix(".spec.json")
-    # both files under temporary names first, renamed at the end: a failure leaves neither half-written;
-    # the training set also carries its spec (Parquet metadata), so it is never without the right one
-    tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp_spec = spec_path.with_name(f".{spec_path.name}.{os.getpid()}.tmp")
-    spec_text = json.dumps(training_set.spec.to_dict(), indent=2)
-    replaced = False
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        spec_path.parent.mkdir(parents=True, exist_ok=True)
-        write_training_set(training_set.frame, spec_text, tmp_out)
-        tmp_spec.write_text(spec_text, encoding="utf-8")
-        os.replace(tmp_out, out)
-        replaced = True
-        os.replace(tmp_spec, spec_path)
-    except OSError as exc:  # disk full, permissions: named by the files asked for, not the temporary ones
-        state = f"{out} was replaced, {spec_path} was not" if replaced else "no file was replaced"
-        named = type(exc)(f"the training set {out} and its spec {spec_path} could not be written "
-                          f"({exc.strerror or exc}); {state}")
-        named.errno = exc.errno
-        raise named from exc
-    finally:
-        tmp_out.unlink(missing_ok=True)
-        tmp_spec.unlink(missing_ok=True)
+    write_training_set_files(training_set, out, spec_path)
     console.print(f"training set -> {out}\nfeature spec -> {spec_path}")
     return training_set
 

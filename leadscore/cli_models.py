@@ -162,15 +162,21 @@ def _target(tracking_uri: str | None, config: Path):
         raise _fail(str(exc), 2) from exc
 
 
+def _sqlite_file(target) -> Path | None:
+    """The file of a SQLite store (without ``?timeout=20`` and SQLAlchemy's other parameters); None for
+    another store or an in-memory one."""
+    if not target.uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(target.uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
 def _existing_store(target, config: Path):
     """``target`` when it is no SQLite file that does not exist yet: a command that only reads the registry
     (evaluate, models ...) would create an empty store there and then find nothing in it."""
-    path = None
-    if target.uri.startswith("sqlite:"):  # the file SQLAlchemy opens: without ``?timeout=20`` and other parameters
-        from sqlalchemy.engine import make_url
-
-        database = make_url(target.uri).database
-        path = Path(database) if database and database != ":memory:" else None
+    path = _sqlite_file(target)
     if path is not None and not path.exists():
         raise _fail(f"no MLflow store {path}: nothing is trained or registered there yet (run `leadscore train -c "
                     f"{config}` first, or give the store with --tracking-uri)")
@@ -305,6 +311,7 @@ def train(
 ) -> None:
     """Train, evaluate against the baselines, log to MLflow and register the challenger."""
     from features.contract import ContractError
+    from leadscore.cli_options import destination_problem
     from leadscore.run_logging import running_run_id
     from training.baselines import resolve_points_rules
     from training.registry import registered_kind
@@ -313,15 +320,23 @@ def train(
 
     project = _project(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
-    client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
+    store = _sqlite_file(_target(tracking_uri, config))
+    if store is not None and not store.exists() and not run_id:
+        # a new SQLite store holds no model and no run yet: it is created when the run is logged, after the
+        # training set is built (a project that cannot be trained leaves no store behind); its folder is tried now
+        if (problem := destination_problem(store, folder=False)) is not None:
+            raise _fail(f"MLflow store {store}: {problem}", 2)
+        held = None
+    else:
+        client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
+        try:  # a server lost here (or answering /health only) is one line too, before the fit
+            with tracking_server_errors(client.tracking_uri, "nothing was trained"):
+                run_id = running_run_id(run_id, client, say=lambda m: err_console.print(
+                    f"warning: {m}", highlight=False, soft_wrap=True))
+                held = registered_kind(client, model_name)
+        except TrackingServerUnreachable as exc:
+            raise _fail(str(exc)) from exc
     kind = "time_to_close" if target == Target.time_to_close else "sales_readiness"
-    try:  # a server lost here (or answering /health only) is one line too, before the fit
-        with tracking_server_errors(client.tracking_uri, "nothing was trained"):
-            run_id = running_run_id(run_id, client, say=lambda m: err_console.print(f"warning: {m}", highlight=False,
-                                                                                    soft_wrap=True))
-            held = registered_kind(client, model_name)
-    except TrackingServerUnreachable as exc:
-        raise _fail(str(exc)) from exc
     if held is not None and held != kind:
         raise _fail(f"--model-name {model_name}: its versions are {held.replace('_', '-')} models; a "
                     f"{kind.replace('_', '-')} model is registered under another name (default "

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import TrainingSet, build_flat_training_set, build_training_set
+from features.build import TrainingSet, build_data_training_set, build_flat_training_set, build_training_set
 from features.contract import ValidationReport
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
@@ -121,15 +121,14 @@ def add_quarantine_note(result: TrainingResult | TimeToCloseResult, report: Vali
 def load_training_set(
     project: ProjectConfig, progress: Progress | None = None
 ) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
-    """Read + validate the project's data and build its training set (snapshots, or the flat rows)."""
+    """Read + validate the project's data and build its training set (snapshots, or the flat rows); one without
+    rows is refused (:func:`features.build.build_data_training_set`), before anything is trained or logged."""
     say = progress or _noop
     say("loading and validating data")
     data, report = load_data(project.data)
     say("building the training set")
-    if isinstance(data, FlatData):
-        return build_flat_training_set(data), data, report
-    training_set = build_training_set(data, project.features, progress=block_reporter(say),
-                                      set_aside=project.training.score_columns)
+    training_set = build_data_training_set(data, project.features, set_aside=project.training.score_columns,
+                                           progress=block_reporter(say))
     return training_set, data, report
 
 

@@ -427,6 +427,31 @@ def test_commands_that_read_the_registry_do_not_create_an_empty_store(tmp_path: 
         assert not store.exists(), args
 
 
+def test_train_refuses_a_project_without_snapshots_as_features_build_does(tmp_path: Path) -> None:
+    """With ``features.start`` after the data, `features build` said "no snapshot: no lead is open at any as-of
+    date", but `train` said "time split: no labelled snapshot (every 90-day label window is still open ...)" and
+    `train --target time-to-close` "NaTType does not support strftime", each after creating mlflow.db beside the
+    project. The training set is now built and refused in one place: the same message, and no store created."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=300, seed=1, events_per_lead=5), str(tmp_path), "csv")
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n"
+                       "features: {start: 2030-01-01}\n", encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (["features", "build", "--out", str(tmp_path / "out" / "training_set.parquet")], ["train"],
+                 ["train", "--target", "time-to-close"]):
+        result = CliRunner().invoke(app, [*args, "-c", str(project)],
+                                    env={"COLUMNS": "300", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": None})
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (args, shown)
+        assert "error: no snapshot: no lead is open at any as-of date (check features.start" in shown, (args, shown)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, args  # no mlflow.db, no out/
+
+
 def test_promote_names_an_unknown_metric_as_a_usage_error_before_opening_the_store(tmp_path: Path) -> None:
     """`models promote --metric nosuch` exited 1 with "metric 'nosuch' cannot decide the promotion of a
     sales_readiness model; ..." after opening the store and reading the challenger (or with "no challenger"

@@ -8,8 +8,9 @@ Config (YAML -> pydantic) comes in two modes, told apart by ``mode``:
   (validated by :mod:`features.flat`).
 
 Relative paths (files, quarantine folder, SQLite database files) resolve against the directory of
-the YAML file they are written in (:func:`load_config`), or against ``base_dir`` given to
-:meth:`DataConfig.resolve_paths` when the config is a section of a larger project YAML.
+the YAML file they are written in (:func:`parse_data_config` with its ``base_dir``, as
+:func:`leadscore.project.load_project` reads the ``data:`` section or a bare data config), or against
+``base_dir`` given to :meth:`DataConfig.resolve_paths`.
 
 Type inference for attribute columns that are not declared: after missing-value markers are
 replaced by missing, numeric dtypes (not bool) are numeric; object columns whose non-missing values
@@ -492,20 +493,6 @@ def parse_data_config(section: dict[str, Any], base_dir: Path | str | None = Non
         raise ValueError(f"data config must be a mapping, got {type(section).__name__}")
     config = _ANY_CONFIG.validate_python({"mode": "crm", **section})
     return config.resolve_paths(base_dir) if base_dir is not None else config
-
-
-def load_config(path: Path | str) -> DataConfig | FlatConfig:
-    """Load a data config from YAML: the section itself, or a project file with a ``data:`` section.
-
-    Relative paths in it resolve against the YAML file's directory.
-    """
-    path = Path(path)
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if document is None:  # not the defaults (CSV files named leads, events, outcomes beside it): a mistake
-        raise ValueError(f"data config {path}: the file is empty")
-    if isinstance(document, dict) and isinstance(document.get("data"), dict):
-        document = document["data"]
-    return parse_data_config(document, base_dir=path.resolve().parent)
 
 
 def _resolve_path(value: str, base: Path) -> Path:

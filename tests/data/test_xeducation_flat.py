@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import FlatConfig, load_config
+from features.contract import FlatConfig
 from features.flat import load_flat
+from leadscore.project import load_project
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "xeducation.yaml"
 LEAKY = ["Tags", "Lead Quality", "Lead Profile", "Asymmetrique Activity Index", "Asymmetrique Profile Index",
@@ -18,7 +19,7 @@ SCORES = ["Asymmetrique Activity Score", "Asymmetrique Profile Score"]
 
 @pytest.fixture(scope="module")
 def config() -> FlatConfig:
-    loaded = load_config(CONFIG)
+    loaded = load_project(CONFIG).data
     assert isinstance(loaded, FlatConfig)
     return loaded
 

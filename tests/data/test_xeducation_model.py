@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from features.contract import load_config
 from features.flat import load_flat
+from leadscore.project import load_project
 from training.config import BoosterConfig, TrainingConfig
 from training.sales_readiness import train_and_evaluate_flat
 
@@ -19,7 +19,7 @@ FAST = TrainingConfig(booster=BoosterConfig(learning_rate=0.1, max_rounds=200), 
 
 
 def _run(*unignore: str):
-    config = load_config(CONFIG)
+    config = load_project(CONFIG).data
     if unignore:
         config = config.unignore(*unignore)
     flat, _ = load_flat(config)

@@ -13,12 +13,17 @@ from features.contract import (
     DataConfig,
     FlatConfig,
     config_error_text,
-    load_config,
     parse_data_config,
     yaml_error_text,
 )
+from leadscore.project import ProjectConfigError, load_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_data_config(path: Path) -> DataConfig | FlatConfig:
+    """The data config of a project file or of a bare data config, as the product reads it."""
+    return load_project(path).data
 
 
 def write_yaml(path: Path, document: dict) -> Path:
@@ -33,7 +38,7 @@ def test_crm_config_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> Non
         {"source": {"kind": "csv", "leads": "../exports/leads.csv", "events": "/abs/events.csv"},
          "quarantine_dir": "q", "policy": "quarantine", "columns": {"leads": {"lead_id": "Id"}}},
     )
-    config = load_config(path)
+    config = load_data_config(path)
     assert isinstance(config, DataConfig) and config.mode == "crm"
     assert config.source.leads == str(tmp_path / "exports" / "leads.csv")
     assert config.source.events == "/abs/events.csv"
@@ -44,10 +49,10 @@ def test_crm_config_paths_resolve_against_the_yaml_folder(tmp_path: Path) -> Non
 
 
 def test_sqlite_url_resolves_but_postgres_url_is_untouched(tmp_path: Path) -> None:
-    sqlite = load_config(write_yaml(tmp_path / "a.yaml", {"source": {"kind": "sql", "url": "sqlite:///crm.db"}}))
+    sqlite = load_data_config(write_yaml(tmp_path / "a.yaml", {"source": {"kind": "sql", "url": "sqlite:///crm.db"}}))
     assert sqlite.source.url == f"sqlite:///{tmp_path / 'crm.db'}"
     pg_url = "postgresql+psycopg://u@h:5432/crm"
-    pg = load_config(write_yaml(tmp_path / "b.yaml", {"source": {"kind": "sql", "url": pg_url}}))
+    pg = load_data_config(write_yaml(tmp_path / "b.yaml", {"source": {"kind": "sql", "url": pg_url}}))
     assert pg.source.url == pg_url
 
 
@@ -55,17 +60,20 @@ def test_project_file_with_data_section_and_flat_mode(tmp_path: Path) -> None:
     path = write_yaml(
         tmp_path / "leadscore.yaml",
         {"data": {"mode": "flat", "source": {"path": "leads.csv"}, "id_column": "Id", "label_column": "Won"},
-         "features": {"anything": 1}, "training": {}},
+         "features": {}, "training": {}},
     )
-    config = load_config(path)
+    config = load_data_config(path)
     assert isinstance(config, FlatConfig)
     assert config.source.path == str(tmp_path / "leads.csv")
+    path = write_yaml(tmp_path / "misspelt.yaml", {"data": {"source": {"kind": "csv"}}, "feautres": {}})
+    with pytest.raises(ProjectConfigError, match=r"unknown section\(s\) \['feautres'\]"):
+        load_data_config(path)
 
 
 def test_an_empty_file_is_refused_not_read_as_the_defaults(tmp_path: Path) -> None:
     (tmp_path / "data.yaml").write_text("# nothing yet\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=f"data config {tmp_path / 'data.yaml'}: the file is empty"):
-        load_config(tmp_path / "data.yaml")
+    with pytest.raises(ProjectConfigError, match=f"project file {tmp_path / 'data.yaml'}: empty"):
+        load_data_config(tmp_path / "data.yaml")
 
 
 def test_errors_name_the_field() -> None:
@@ -90,7 +98,7 @@ def test_errors_name_the_field() -> None:
 
 
 def test_unignore_puts_columns_back_and_refuses_unknown_ones() -> None:
-    config = load_config(PROJECT_ROOT / "configs" / "xeducation.yaml")
+    config = load_data_config(PROJECT_ROOT / "configs" / "xeducation.yaml")
     assert isinstance(config, FlatConfig)
     leaky = config.unignore("Tags", "Lead Quality")
     assert "Tags" not in leaky.ignore and "Lead Quality" not in leaky.ignore
@@ -100,7 +108,7 @@ def test_unignore_puts_columns_back_and_refuses_unknown_ones() -> None:
 
 
 def test_example_crm_config_loads() -> None:
-    config = load_config(PROJECT_ROOT / "configs" / "example_crm.yaml")
+    config = load_data_config(PROJECT_ROOT / "configs" / "example_crm.yaml")
     assert isinstance(config, DataConfig)
     assert config.columns.source_name("events", "occurred_at") == "ActivityDate"
     assert config.attributes.ignore == ["Email", "Phone", "OwnerId"]
@@ -112,12 +120,12 @@ def test_a_sqlite_source_takes_main_as_its_schema_and_refuses_any_other(tmp_path
     is refused when the config loads, not by a driver error in the middle of a job."""
     source = {"kind": "sql", "url": "sqlite:///crm.db", **({"table": "leads"} if mode == "flat" else {})}
     extra = {"mode": "flat", "id_column": "id", "label_column": "y"} if mode == "flat" else {}
-    main = load_config(write_yaml(tmp_path / "main.yaml", {"source": {**source, "db_schema": "main"}, **extra}))
+    main = load_data_config(write_yaml(tmp_path / "main.yaml", {"source": {**source, "db_schema": "main"}, **extra}))
     assert main.source.db_schema == "main"
     with pytest.raises(ValueError, match="db_schema 'crm': a SQLite database has no schemas"):
-        load_config(write_yaml(tmp_path / "crm.yaml", {"source": {**source, "db_schema": "crm"}, **extra}))
+        load_data_config(write_yaml(tmp_path / "crm.yaml", {"source": {**source, "db_schema": "crm"}, **extra}))
     postgres = {**source, "url": "postgresql+psycopg://u@h/db", "db_schema": "crm"}
-    assert load_config(write_yaml(tmp_path / "pg.yaml", {"source": postgres, **extra})).source.db_schema == "crm"
+    assert load_data_config(write_yaml(tmp_path / "pg.yaml", {"source": postgres, **extra})).source.db_schema == "crm"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from features.build import build_training_set
-from features.contract import ContractError, config_error_text, load_config
+from features.contract import ContractError
 from features.loading import load_data
 from features.spec import FeatureConfig
+from leadscore.project import ProjectConfigError, load_project
 
 LEADS = pd.DataFrame({
     "mql_id": ["a", "b", "c", "d"],
@@ -44,7 +45,7 @@ def _config(tmp_path: Path, **overrides) -> Path:
 
 
 def test_absent_events_and_per_table_formats_load(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path))
+    config = load_project(_config(tmp_path)).data
     assert config.source.events is None and config.source.location("events") is None
     data, report = load_data(config)
     assert len(data.events) == 0 and list(data.events.columns[:3]) == ["lead_id", "occurred_at", "event_type"]
@@ -60,7 +61,7 @@ def test_absent_events_and_per_table_formats_load(tmp_path: Path) -> None:
 
 
 def test_training_set_without_events_has_survival_columns(tmp_path: Path) -> None:
-    data, _ = load_data(load_config(_config(tmp_path)))
+    data, _ = load_data(load_project(_config(tmp_path)).data)
     training = build_training_set(data, FeatureConfig(cadence="SMS"))
     frame = training.frame
     assert {"days_observed", "event", "lead_age_days", "origin"} <= set(frame.columns)
@@ -71,17 +72,17 @@ def test_training_set_without_events_has_survival_columns(tmp_path: Path) -> Non
 
 
 def test_strict_policy_names_the_dirty_row(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, policy="strict"))
+    config = load_project(_config(tmp_path, policy="strict")).data
     with pytest.raises(ContractError, match=r"outcomes\.converted_at: converted_before_created: 1 row; e\.g\. row=1, lead_id=c"):
         load_data(config)
 
 
 def test_one_format_for_the_wrong_table_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as caught:
-        load_config(_config(tmp_path, timestamp_format={"deals": "%d-%m-%Y"}))
-    assert config_error_text("data", caught.value).startswith(
-        "data.timestamp_format: unknown table(s) ['deals']")
+    path = _config(tmp_path, timestamp_format={"deals": "%d-%m-%Y"})
+    with pytest.raises(ProjectConfigError) as caught:
+        load_project(path)
+    assert str(caught.value).startswith(f"{path}: timestamp_format: unknown table(s) ['deals']"), caught.value
     # a single format for both tables cannot parse the won dates: reported per row, not a crash
-    data_config = load_config(_config(tmp_path, timestamp_format="%d-%m-%Y", policy="strict"))
+    data_config = load_project(_config(tmp_path, timestamp_format="%d-%m-%Y", policy="strict")).data
     with pytest.raises(ContractError, match="outcomes.converted_at: wrong_type: 3 rows"):
         load_data(data_config)

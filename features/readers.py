@@ -630,21 +630,6 @@ def _lenient_loader(base: type) -> type:
     return Lenient
 
 
-def iter_sql_table(
-    url: str | sa.Engine,
-    table: str,
-    *,
-    columns: Sequence[str] | None = None,
-    lead_id_column: str = LEAD_ID,
-    subset: LeadSubset = ALL_LEADS,
-    chunksize: int = 500_000,
-    schema: str | None = None,
-) -> Iterator[pd.DataFrame]:
-    """Stream a database table (or a subset of its leads) as frames of at most ``chunksize`` rows."""
-    with SqlDatabase(url, schema, chunksize) as database:
-        yield from database.iter_chunks(table, columns=columns, lead_id_column=lead_id_column, subset=subset)
-
-
 def read_sql_table(
     url: str | sa.Engine,
     table: str,

@@ -547,14 +547,3 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate)
     app.add_typer(models_app, name="models")
-
-
-def main() -> None:
-    """Stand-alone entry (``python -m leadscore.cli_models``), used by the MLproject entry points."""
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
-    register(app)
-    app()
-
-
-if __name__ == "__main__":
-    main()

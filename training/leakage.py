@@ -60,11 +60,6 @@ def feature_score(X_train: pd.DataFrame, y_train: np.ndarray, values: pd.Series)
     return np.where(np.isnan(x), (finite.min() - 1.0) if finite.size else 0.0, x)
 
 
-def feature_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame) -> dict[str, np.ndarray]:
-    """One score per evaluation row and feature: numeric value (missing lowest) or train target rate."""
-    return {col: feature_score(X_train, y_train, X_eval[col]) for col in X_eval.columns}
-
-
 def _auc_row(col: str, score: np.ndarray, filled: np.ndarray, y_eval: np.ndarray) -> dict[str, Any]:
     return {"feature": col, "single_auc": _auc(y_eval, score), "covered_auc": _auc(y_eval[filled], score[filled]),
             "coverage": float(filled.mean())}
@@ -72,13 +67,6 @@ def _auc_row(col: str, score: np.ndarray, filled: np.ndarray, y_eval: np.ndarray
 
 def _auc_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["feature", "single_auc", "covered_auc", "coverage"]).set_index("feature")
-
-
-def single_auc_table(scores: dict[str, np.ndarray], present: pd.DataFrame, y_eval: np.ndarray) -> pd.DataFrame:
-    """``single_auc`` on all rows, ``covered_auc`` on rows where the feature is filled in, ``coverage``."""
-    y_eval = np.asarray(y_eval, dtype=float)
-    return _auc_table([_auc_row(col, score, present[col].to_numpy(dtype=bool), y_eval)
-                       for col, score in scores.items()])
 
 
 def single_feature_auc(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -24,6 +24,9 @@ import pandas as pd
 from features.schema import vocabulary_codes
 from training.calibration import Calibrator, calibrator_from_dict, fit_calibrator
 from training.config import BoosterConfig, SearchConfig
+
+if TYPE_CHECKING:
+    from features.spec import FeatureSpec
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "model.json"
@@ -367,10 +370,6 @@ class SalesReadinessModel:
             raise RuntimeError("SalesReadinessModel has no calibrator; call calibrate(margin, y)")
         return self.calibrator_.transform(self.predict_raw(frame))
 
-    def predict_score(self, frame: pd.DataFrame) -> np.ndarray:
-        """The 0-100 score shown to people: round(100 * probability)."""
-        return probability_to_score(self.predict_proba(frame))
-
     def predict_contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP contributions to the margin: (n, n_features + 1), last column = bias."""
         return self.booster_.predict(self.encode(frame), pred_contrib=True, num_iteration=self.best_iteration_)
@@ -458,16 +457,11 @@ def read_saved_meta(directory: Path, kind: str, format_version: int, required: S
     return meta
 
 
-def _load_spec(data: dict[str, Any] | None) -> Any:
-    """Rebuild the FeatureSpec when it was saved and the features package can read it back."""
-    if data is None:
-        return None
-    try:
-        from features.spec import FeatureSpec  # type: ignore[import-not-found]
-    except ImportError:
-        return data
-    from_dict = getattr(FeatureSpec, "from_dict", None)
-    return from_dict(data) if from_dict else data
+def _load_spec(data: dict[str, Any] | None) -> FeatureSpec | None:
+    """The saved FeatureSpec (None: the model was saved without one)."""
+    from features.spec import FeatureSpec
+
+    return None if data is None else FeatureSpec.from_dict(data)
 
 
 def probability_to_score(p: np.ndarray) -> np.ndarray:

@@ -9,7 +9,21 @@ import pandas as pd
 import pytest
 
 from tests.allocation import allocation_peak
-from training.leakage import feature_scores, oof_single_feature_auc, single_auc_table, single_feature_auc
+from training.leakage import _auc_row, _auc_table, feature_score, oof_single_feature_auc, single_feature_auc
+
+
+# the former whole-frame implementation, the reference of the tables below
+def feature_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_eval: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One score per evaluation row and feature, every feature's at once: numeric value (missing lowest) or
+    train target rate."""
+    return {col: feature_score(X_train, y_train, X_eval[col]) for col in X_eval.columns}
+
+
+def single_auc_table(scores: dict[str, np.ndarray], present: pd.DataFrame, y_eval: np.ndarray) -> pd.DataFrame:
+    """``single_auc`` on all rows, ``covered_auc`` on rows where the feature is filled in, ``coverage``."""
+    y_eval = np.asarray(y_eval, dtype=float)
+    return _auc_table([_auc_row(col, score, present[col].to_numpy(dtype=bool), y_eval)
+                       for col, score in scores.items()])
 
 
 @pytest.fixture(scope="module")

@@ -230,12 +230,9 @@ def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
     points rules file, when it names one, as `train` will)."""
     project = _load_project(config)
     if project.training.points_rules is not None:
-        from training.baselines import resolve_points_rules
+        from leadscore.cli_models import points_rules_of
 
-        try:
-            resolve_points_rules(project.training.points_rules)
-        except (OSError, ValueError) as exc:
-            raise fail(f"training.points_rules of project file {config}: {exc}", 2) from exc
+        points_rules_of(project, config)
     data, report = _load_data(project)
     _print_data_summary(data, report)
 
@@ -319,7 +316,7 @@ def demo(
     """End to end on the embedded defaults: synthesize a CRM into SQLite, validate, build features,
     train and register both models in MLflow (sales readiness, time to close), promote them when they
     beat their baselines, export them, forecast revenue and rescore the database."""
-    from leadscore.cli_models import print_time_to_close_run, print_train_run
+    from leadscore.cli_models import points_rules_of, print_time_to_close_run, print_train_run
     from leadscore.cli_options import destination_problem, refusal
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
@@ -350,7 +347,8 @@ def demo(
     console.rule("4. train, evaluate against the baselines, register in MLflow")
     target = tracking_target(None, directory)
     # no rules named: the packaged default points rules are the baseline
-    run = train_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+    run = train_project(project, target, points_rules=points_rules_of(project, config_path),
+                        progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
     print_train_run(run)
     console.rule("5. promote the challenger if it beats the champion and the baselines")
     decision = promote_challenger(target)

@@ -12,12 +12,16 @@ import numbers
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from leadscore.project import ProjectConfig
+    from training.baselines import PointsRules
 
 console = Console()
 err_console = Console(stderr=True)
@@ -206,6 +210,19 @@ def _registry_client(tracking_uri: str | None, config: Path):
         raise _fail(str(exc)) from exc
 
 
+def points_rules_of(project: ProjectConfig, config: Path, option: Path | None = None) -> PointsRules:
+    """The points rules of a run, read here at the edge: ``option`` (``--points-rules``), else the project's
+    ``training.points_rules``, else the packaged default. A file that cannot be read ends the command (exit 2),
+    named by where its path came from: the option, or the project file's key."""
+    from training.baselines import resolve_points_rules
+
+    try:
+        return resolve_points_rules(option or project.training.points_rules)
+    except (OSError, ValueError) as exc:
+        origin = "--points-rules" if option else f"training.points_rules of project file {config}"
+        raise _fail(f"{origin}: {exc}", 2) from exc
+
+
 def threshold_line(cut: dict[str, Any] | None) -> str:
     """The recommended MQL cut-off in one line (what it flags, its precision and capture)."""
     if not cut:
@@ -313,7 +330,6 @@ def train(
     from features.contract import ContractError
     from leadscore.cli_options import destination_problem
     from leadscore.run_logging import running_run_id
-    from training.baselines import resolve_points_rules
     from training.registry import registered_kind
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
     from training.workflow import train_project
@@ -358,11 +374,7 @@ def train(
             raise _fail(_message(exc)) from exc
         print_time_to_close_run(ttc_run)
         return
-    try:
-        rules = resolve_points_rules(points_rules or project.training.points_rules)
-    except (OSError, ValueError) as exc:  # name where the path came from: the option, or the project file's key
-        origin = "--points-rules" if points_rules else f"training.points_rules of project file {config}"
-        raise _fail(f"{origin}: {exc}", 2) from exc
+    rules = points_rules_of(project, config, points_rules)
     try:
         run = train_project(project, _target(tracking_uri, config), points_rules=rules,
                             strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,

@@ -242,8 +242,10 @@ def _baselines(
     return rows, scores
 
 
-def _rules_for(points_rules: PointsRules | None, config: TrainingConfig) -> PointsRules:
-    """The points rules of a run: those given, else ``config.points_rules``, else the packaged default."""
+def points_rules_for(points_rules: PointsRules | None, config: TrainingConfig) -> PointsRules:
+    """The points rules of a run: those given (the CLI reads them at its edge), else the file
+    ``config.points_rules`` names, else the packaged default. The one place a library call without rules
+    (the notebook, benchmarks, the forecast backtest) gets them."""
     return points_rules if points_rules is not None else resolve_points_rules(config.points_rules)
 
 
@@ -597,7 +599,7 @@ def train_and_evaluate(
     ``as_of`` its timestamp and a label without horizon ("converted"): no gap between the slices.
     """
     say = progress or _noop
-    points_rules = _rules_for(points_rules, config)
+    points_rules = points_rules_for(points_rules, config)
     frame: pd.DataFrame = training_set.frame
     spec = getattr(training_set, "spec", None)
     for col in (LEAD_ID, AS_OF, config.label):
@@ -733,7 +735,7 @@ def train_and_evaluate_flat(
     if dated_flat_rows(flat.frame):
         return _train_and_evaluate_flat_by_time(flat, config, points_rules, spec, progress)
     say = progress or _noop
-    points_rules = _rules_for(points_rules, config)
+    points_rules = points_rules_for(points_rules, config)
     frame = flat.frame.reset_index(drop=True)
     features = list(spec.columns_) if spec is not None and getattr(spec, "columns_", None) else flat.features
     missing = [c for c in [LEAD_ID, flat.label, *features] if c not in frame.columns]

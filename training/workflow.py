@@ -20,7 +20,7 @@ from features.contract import ValidationReport
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
 from leadscore.project import ProjectConfig
-from training.baselines import PointsRules, resolve_points_rules, unknown_behaviour_types
+from training.baselines import PointsRules, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import time_ordered_split
 from training.registry import (
@@ -35,6 +35,7 @@ from training.registry import (
 from training.sales_readiness import (
     TrainingResult,
     dated_flat_rows,
+    points_rules_for,
     train_and_evaluate,
     train_and_evaluate_flat,
 )
@@ -144,8 +145,7 @@ def fit_training_set(
     ``points_rules`` None: ``config.points_rules``, else the packaged default. Points rules with
     ``missing_columns: error`` that name a column the data lacks fail before any fit. ``report``: the data's
     validation report (from :func:`load_training_set`); rows the quarantine set aside are noted in the result."""
-    if points_rules is None:  # resolved here, so the notebook's call gets the checks below as the CLI's does
-        points_rules = resolve_points_rules(config.points_rules)
+    points_rules = points_rules_for(points_rules, config)  # the notebook's call gets the checks below as the CLI's
     if points_rules.missing_columns == "error":
         absent = sorted(set(points_rules.needed_columns) - set(training_set.frame.columns))
         if absent:

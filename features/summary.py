@@ -1,4 +1,4 @@
-"""Descriptive summaries of validated CRM data (what a data scientist checks first)."""
+"""Descriptive summaries of validated CRM data or flat exports (what a data scientist checks first)."""
 
 from __future__ import annotations
 
@@ -111,3 +111,8 @@ def summarize_flat(flat: FlatData) -> FlatSummary:
         features_by_family=by_family,
         score_columns=list(flat.score_columns),
     )
+
+
+def summarize_data(data: CRMData | FlatData) -> CRMSummary | FlatSummary:
+    """:func:`summarize_flat` of a flat export, :func:`summarize_crm` of CRM tables."""
+    return summarize_flat(data) if isinstance(data, FlatData) else summarize_crm(data)

@@ -121,11 +121,10 @@ def _load_data(project):
 
 
 def _print_data_summary(data, report) -> None:
-    from features.schema import CRMData
-    from features.summary import summarize_crm, summarize_flat
+    from features.summary import CRMSummary, summarize_data
 
-    if isinstance(data, CRMData):
-        summary = summarize_crm(data)
+    summary = summarize_data(data)
+    if isinstance(summary, CRMSummary):
         print_pairs("CRM data", summary.as_rows())
         events = Table(title="events by type", title_justify="left")
         events.add_column("event type")
@@ -134,7 +133,7 @@ def _print_data_summary(data, report) -> None:
             events.add_row(name, f"{count:,}")
         console.print(events)
     else:
-        print_pairs("flat data", summarize_flat(data).as_rows())
+        print_pairs("flat data", summary.as_rows())
     console.print(report.summary(), highlight=False)
 
 

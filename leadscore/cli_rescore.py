@@ -338,19 +338,3 @@ def register(app: typer.Typer) -> None:
                 err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(1) from exc
             print_top_leads(leads)
-
-
-def build_app() -> typer.Typer:
-    """A stand-alone app with only ``rescore`` (tests and ``python -m leadscore.cli_rescore``)."""
-    app = typer.Typer(no_args_is_help=True)
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        """leadscore rescore (stand-alone)."""
-
-    return app
-
-
-if __name__ == "__main__":
-    build_app()()

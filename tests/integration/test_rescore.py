@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from features.contract import AttributesConfig, ColumnMapping, ContractError, DataConfig, SourceConfig
-from leadscore.cli_rescore import build_app
+from leadscore.cli import app
 from serving import score_store
 from serving.rescore import (
     ProcessExecutor,
@@ -398,7 +398,7 @@ def test_a_disk_full_while_writing_out_names_out_and_resume_writes_the_whole_fil
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     out = tmp_path / "scores.parquet"
-    result = CliRunner().invoke(build_app(), [
+    result = CliRunner().invoke(app, [
         "rescore", "--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", "2026-05-01",
         "--partition-leads", "400", "--out", str(out), "--top", "3",
     ])
@@ -412,10 +412,10 @@ def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Ch
     assert top["probability"].is_monotonic_decreasing and len(top["reasons"].iloc[0]) == 3
     assert str(top["lead_id"].iloc[0]) in result.output
 
-    missing = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir",
+    missing = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir",
                                                str(champion.models_dir), "--resume"])
     assert missing.exit_code == 1 and "no unfinished run" in missing.output
-    clash = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", str(champion.models_dir),
+    clash = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", str(champion.models_dir),
                                              "--resume", "--top-k", "3"])
     squeezed = "".join(clash.output.replace("│", " ").split())  # typer's error box, wrapped at any width
     assert clash.exit_code == 2 and "aresumedrunkeepsthevaluesitstartedwith" in squeezed
@@ -423,7 +423,7 @@ def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Ch
     project = tmp_path / "project"
     project.mkdir()
     (project / "leadscore.yaml").write_text(f"data:\n  source: {{kind: sql, url: '{sqlite_url}'}}\n", encoding="utf-8")
-    own = CliRunner().invoke(build_app(), ["rescore", "-c", str(project / "leadscore.yaml")],
+    own = CliRunner().invoke(app, ["rescore", "-c", str(project / "leadscore.yaml")],
                              env={"LEADSCORE_PROJECT_DIR": "", "MLFLOW_TRACKING_URI": "", "COLUMNS": "200"})
     assert own.exit_code == 1 and f"{project / 'mlflow.db'}" in "".join(own.output.split())  # a path cut by wrapping
 
@@ -547,7 +547,7 @@ def test_an_as_of_beyond_a_day_of_clock_skew_is_refused(sqlite_url: str, champio
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(build_app(), ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
+    result = CliRunner().invoke(app, ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
     return result.exit_code, " ".join(result.output.replace("│", " ").split())
 
 
@@ -746,7 +746,7 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
     assert "e+0" not in reasons and "= None" not in reasons and "= nan" not in reasons, reasons
 
     # --tracking-uri would be ignored next to exported models: refused, one line, before any work
-    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", models, "--tracking-uri",
+    result = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", models, "--tracking-uri",
                                               f"sqlite:///{tmp_path / 'mlflow.db'}"], env={"COLUMNS": "300"})
     squeezed = "".join(result.stderr.split())  # rich wraps at the console's width, whatever COLUMNS says
     assert result.exit_code == 2 and squeezed == "".join((
@@ -759,14 +759,14 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
             (["--resume", "--partition-leads", "100"], "--partition-leads: a resumed run keeps the values it started with"),
             (["--dask", "tcp://127.0.0.1:1", "--workers", "2"],
              "--dask scores on that scheduler's workers, --workers starts a local cluster; give one of them")):
-        result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", models, *options],
+        result = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", models, *options],
                                     env={"COLUMNS": "300"})
         assert result.exit_code == 2 and message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
 
     # an error during the run replaces the progress bar: the message stands alone (a folder without an export;
     # one that does not exist is refused before the run, naming the option)
     (tmp_path / "none").mkdir()
-    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", str(tmp_path / "none"),
+    result = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", str(tmp_path / "none"),
                                               "--as-of", "2026-05-01"], env={"COLUMNS": "300"})
     squeezed = "".join(result.stderr.split())
     assert result.exit_code == 1 and squeezed == "".join(
@@ -775,7 +775,7 @@ def test_cli_shows_the_processes_refuses_ignored_options_and_leaves_no_bar_befor
 
     # an empty --model-dir is the registry (the MLproject default), even with LEADSCORE_MODEL_DIR set
     registry = tmp_path / "registry" / "mlflow.db"
-    result = CliRunner().invoke(build_app(), ["rescore", "--db", sqlite_url, "--model-dir", "", "--as-of", "2026-05-01"],
+    result = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", "", "--as-of", "2026-05-01"],
                                 env={"COLUMNS": "300", "LEADSCORE_MODEL_DIR": models,
                                      "MLFLOW_TRACKING_URI": f"sqlite:///{registry}"})
     assert result.exit_code == 1 and str(registry) in "".join(result.stderr.split()), result.stderr

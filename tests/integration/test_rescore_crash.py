@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from leadscore.cli_rescore import build_app
+from leadscore.cli import app
 from serving import score_store
 from tests.integration.rescore_support import AS_OF, Champion, in_memory_scores, make_champion, make_lead_db
 
@@ -77,7 +77,7 @@ def test_kill_9_then_resume(database: str, request: pytest.FixtureRequest, champ
         partial = score_store.read_scores(engine)
         committed_before = partial.groupby("run_id").size().to_dict()
 
-        result = CliRunner().invoke(build_app(), ["rescore", "--db", url, "--model-dir",
+        result = CliRunner().invoke(app, ["rescore", "--db", url, "--model-dir",
                                                   str(champion.models_dir), "--resume"])
         assert result.exit_code == 0, result.output
         resumed = score_store.load_run(engine, "crashy")

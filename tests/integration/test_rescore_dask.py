@@ -128,7 +128,7 @@ def test_cli_local_cluster_failure_prints_the_error_alone(sqlite_url: str, champ
         conn.execute(sa.text("INSERT INTO leads SELECT * FROM leads WHERE lead_id = 400"))
     engine.dispose()
     done = subprocess.run(
-        [sys.executable, "-m", "leadscore.cli_rescore", "rescore", "--db", sqlite_url, "--model-dir",
+        [sys.executable, "-m", "leadscore.cli", "rescore", "--db", sqlite_url, "--model-dir",
          str(champion.models_dir), "--as-of", AS_OF.isoformat(), "--partition-leads", str(PARTITION_LEADS),
          "--workers", "2"],
         cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=120,

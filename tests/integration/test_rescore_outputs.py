@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from features.build import scoring_matrix
 from features.contract import AttributesConfig, ContractError, DataConfig, SourceConfig
 from features.loading import load_crm
-from leadscore.cli_rescore import build_app, scored_text
+from leadscore.cli import app
+from leadscore.cli_rescore import scored_text
 from serving import score_store
 from serving.loader import ServingSettings
 from serving.rescore import (
@@ -89,7 +90,7 @@ def _read_out(path: Path) -> pd.DataFrame:
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(build_app(), ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
+    result = CliRunner().invoke(app, ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
     return result.exit_code, " ".join(result.stdout.replace("│", " ").split()), " ".join(result.stderr.split())
 
 

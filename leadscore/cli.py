@@ -84,6 +84,7 @@ def progress_bar(description: str, total: int | None, unit: str) -> Iterator[Cal
 
 
 def print_pairs(title: str, rows: list[tuple[str, str]]) -> None:
+    """(label, value) rows as a two-column table under ``title``."""
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -93,6 +94,7 @@ def print_pairs(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr (one line however narrow the terminal); the exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 

@@ -22,6 +22,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     from leadscore.project import ProjectConfig
     from training.baselines import PointsRules
+    from training.tracking import TrackingTarget
+    from training.workflow import TimeToCloseRun, TrainRun
 
 console = Console()
 err_console = Console(stderr=True)
@@ -166,7 +168,7 @@ def _target(tracking_uri: str | None, config: Path):
         raise _fail(str(exc), 2) from exc
 
 
-def _sqlite_file(target) -> Path | None:
+def _sqlite_file(target: TrackingTarget) -> Path | None:
     """The file of a SQLite store (without ``?timeout=20`` and SQLAlchemy's other parameters); None for
     another store or an in-memory one."""
     if not target.uri.startswith("sqlite:"):
@@ -177,7 +179,7 @@ def _sqlite_file(target) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-def _existing_store(target, config: Path):
+def _existing_store(target: TrackingTarget, config: Path) -> TrackingTarget:
     """``target`` when it is no SQLite file that does not exist yet: a command that only reads the registry
     (evaluate, models ...) would create an empty store there and then find nothing in it."""
     path = _sqlite_file(target)
@@ -240,7 +242,7 @@ def threshold_line(cut: dict[str, Any] | None) -> str:
     return f"MQL cut-off for a capacity of {capacity}: score >= {cut['cutoff']} ({', '.join(parts)})"
 
 
-def print_train_run(run) -> None:
+def print_train_run(run: TrainRun) -> None:
     """Comparison table, leakage report, run id and model version of a ``TrainRun``."""
     result = run.result
     console.print(comparison_table(result.comparison))
@@ -271,7 +273,7 @@ class Target(StrEnum):
 DEFAULT_MODEL_NAMES = {Target.sales_readiness: "lead-conversion", Target.time_to_close: "lead-time-to-close"}
 
 
-def print_time_to_close_run(run) -> None:
+def print_time_to_close_run(run: TimeToCloseRun) -> None:
     """Model vs peers, calibration at the horizons, run id and model version of a ``TimeToCloseRun``."""
     result = run.result
     # two-line headers: the table fits an 80-column terminal

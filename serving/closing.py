@@ -38,6 +38,7 @@ SERVED_HORIZONS = (30, 60, 90)
 
 
 def p_close_field(days: int) -> str:
+    """The answer field of P(close within ``days`` days): ``p_close_<days>d``."""
     return f"p_close_{days}d"
 
 

@@ -303,6 +303,8 @@ def load_run(engine: sa.Engine, run_id: str | None = None) -> RunRecord:
 
 def set_run_status(engine: sa.Engine, run_id: str, status: str, *, error: str | None = None,
                    summary: dict[str, Any] | None = None) -> None:
+    """Record a run's ``status`` with its ``error`` (None clears it) and ``summary`` (JSON, when given);
+    a finished run gets its ``finished_at``."""
     values: dict[str, Any] = {"status": status, "error": error}
     if status == FINISHED:
         values["finished_at"] = utc_now()
@@ -694,6 +696,7 @@ def stored_lead_ids(engine: sa.Engine, model_name: str, model_version: str,
 
 
 def read_history(engine: sa.Engine, run_id: str | None = None) -> pd.DataFrame:
+    """The score history rows of the run ``run_id`` (None: of every run), by run and lead id."""
     query = sa.select(lead_score_history).order_by(lead_score_history.c.run_id, lead_score_history.c[LEAD_ID])
     if run_id is not None:
         query = query.where(lead_score_history.c.run_id == run_id)

@@ -452,6 +452,18 @@ def test_train_refuses_a_project_without_snapshots_as_features_build_does(tmp_pa
         assert sorted(p.name for p in tmp_path.iterdir()) == before, args  # no mlflow.db, no out/
 
 
+def test_train_refuses_a_store_it_cannot_create_before_reading_the_data(tmp_path: Path) -> None:
+    """A new SQLite store is created only when the run is logged: a folder where it cannot be made (a traceback
+    from MLflow's mkdir before) is one line naming the store, exit 2, before the data is read."""
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: l.csv, events: e.csv, outcomes: o.csv}\n", encoding="utf-8")
+    store = Path("/proc/leadscore/mlflow.db")
+    code, output = _invoke("train", "-c", str(project), "--tracking-uri", f"sqlite:///{store}")
+    assert code == 2, output
+    assert output.strip().splitlines() == [
+        f"error: MLflow store {store}: cannot be created: /proc is not writable (No such file or directory)"], output
+
+
 def test_promote_names_an_unknown_metric_as_a_usage_error_before_opening_the_store(tmp_path: Path) -> None:
     """`models promote --metric nosuch` exited 1 with "metric 'nosuch' cannot decide the promotion of a
     sales_readiness model; ..." after opening the store and reading the challenger (or with "no challenger"

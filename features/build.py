@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from itertools import repeat
 from typing import Any
 
@@ -33,6 +33,8 @@ from features.schema import (
     OCCURRED_AT,
     CRMData,
     FlatData,
+    naive_utc_datetime,
+    utc_now,
     vocabulary_key,
 )
 from features.snapshots import (
@@ -290,7 +292,7 @@ def _unseen(crm: CRMData, spec: FeatureSpec) -> dict[str, list[str]]:
 # ----- (b) batch scoring ------------------------------------------------------------------------
 def _as_of_ns(as_of: Any) -> int:
     if as_of is None:
-        return int(pd.Timestamp(datetime.now(UTC).replace(tzinfo=None)).value)
+        return int(pd.Timestamp(utc_now()).value)
     return instant_ns(as_of)
 
 
@@ -344,9 +346,7 @@ def instant_ns(value: Any) -> int:
             raise FeatureSpecError("timestamp is NaT")
         return int(value.value)
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return int(np.datetime64(value, "ns").view(np.int64))
+        return int(np.datetime64(naive_utc_datetime(value), "ns").view(np.int64))
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     if isinstance(value, np.datetime64):

@@ -35,7 +35,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,6 +75,8 @@ from features.schema import (
     VALUE,
     CRMData,
     distinct_strings,
+    naive_utc,
+    utc_now,
     values_as_text,
 )
 
@@ -282,7 +284,7 @@ class _CommonConfig(_Model):
 
     def reference_timestamp(self) -> pd.Timestamp:
         """``reference_time`` as tz-naive UTC (now when not set)."""
-        return _naive_utc(self.reference_time or datetime.now(UTC))
+        return naive_utc(self.reference_time or utc_now())
 
 
 class DataConfig(_CommonConfig):
@@ -704,11 +706,6 @@ def _plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Parsing helpers (pure, vectorised)
 # ---------------------------------------------------------------------------------------------
-def _naive_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
-
-
 def replace_missing_markers(frame: pd.DataFrame, markers: list[str]) -> pd.DataFrame:
     """``frame`` with the marker strings (e.g. ``Select``) in text/category columns set to missing.
 

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,27 @@ FAMILIES = (FIT, ENGAGEMENT, LIFECYCLE)
 
 # Texts read as missing values when a project declares no ``missing_values`` (an empty field)
 DEFAULT_MISSING_VALUES = ("",)
+
+
+def naive_utc(instant: Any) -> pd.Timestamp:
+    """``instant`` (a Timestamp, datetime, numpy datetime64 or ISO text) as a timezone-naive UTC Timestamp,
+    the convention of every canonical frame: an aware instant is converted to UTC, a naive one is taken as
+    UTC already. Raises ValueError for a missing one (None, NaT)."""
+    at = pd.Timestamp(instant)
+    if at is pd.NaT:
+        raise ValueError(f"missing timestamp: {instant!r}")
+    return at.tz_convert("UTC").tz_localize(None) if at.tzinfo is not None else at
+
+
+def naive_utc_datetime(value: datetime) -> datetime:
+    """:func:`naive_utc` of a datetime, as a datetime and without pandas (request validation runs it on every
+    timestamp of a request). Raises OverflowError when UTC moves it past datetime's range (year 1 at +01:00)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def utc_now() -> datetime:
+    """Now as a naive UTC datetime (the convention of every timestamp here)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass

@@ -44,6 +44,7 @@ from features.schema import (
     FlatData,
     category_text,
     distinct_strings,
+    naive_utc,
     vocabulary_codes,
     vocabulary_key,
 )
@@ -186,12 +187,12 @@ class FeatureConfig(BaseModel):
     @field_validator("data_end", "start", "end")
     @classmethod
     def _naive_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _naive_utc_datetime(value)
+        return None if value is None else naive_utc(value).to_pydatetime()
 
     @field_validator("as_of_dates")
     @classmethod
     def _naive_utc_all(cls, value: tuple[datetime, ...] | None) -> tuple[datetime, ...] | None:
-        return None if value is None else tuple(sorted({_naive_utc_datetime(v) for v in value}))
+        return None if value is None else tuple(sorted({naive_utc(v).to_pydatetime() for v in value}))
 
     @model_validator(mode="after")
     def _no_recycled_in_vocabulary(self) -> FeatureConfig:
@@ -216,13 +217,6 @@ def feature_setting_differences(a: FeatureConfig, b: FeatureConfig) -> list[str]
     first, second = a.model_dump(), b.model_dump()
     return [f"{k} {first[k]!r} vs {second.get(k)!r}" for k in first
             if k not in SNAPSHOT_ONLY_FIELDS and first[k] != second.get(k)]
-
-
-def _naive_utc_datetime(value: datetime) -> datetime:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.to_pydatetime()
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ class ForecastModels(NamedTuple):
 
 def _recorded_date(value: Any) -> datetime | None:
     """A recorded ISO date as naive UTC (None when missing or unreadable: older versions lack it)."""
-    from datetime import UTC
+    from features.schema import naive_utc_datetime
 
     try:
         at = datetime.fromisoformat(str(value))
     except ValueError:
         return None
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at
+    return naive_utc_datetime(at)
 
 
 def in_sample_warning(fitted_until: dict[str, datetime], as_of: datetime) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.build import features_from_payloads
+from features.schema import utc_now
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
 from serving.schemas import MAX_TOP_K
 from training.model import BOOSTER_FILE, META_FILE, SalesReadinessModel
@@ -355,7 +356,7 @@ def smoke_test(core: ScoringCore) -> str | None:
     has no TreeSHAP for ``linear_tree`` boosters): it is served for ``top_k=0`` and requests for
     reasons fail with a 500 and an error id; None when reasons work.
     """
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     matrix = features_from_payloads([{"lead_id": 0, "created_at": now, "attributes": {}, "events": []}],
                                     core.spec, now)
     probability = float(core.score_matrix([0], matrix, top_k=0).probability[0])

@@ -88,6 +88,8 @@ from features.schema import (
     OPTIONAL_COLUMNS,
     OUTCOMES,
     CRMData,
+    naive_utc,
+    utc_now,
 )
 from features.spec import FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore, unseen_text
@@ -117,7 +119,6 @@ from serving.score_store import (
     set_run_status,
     stored_lead_ids,
     top_scores,
-    utc_now,
 )
 
 logger = logging.getLogger("leadscore.rescore")
@@ -673,15 +674,8 @@ def default_processes(config: RescoreConfig, partitions: list[PartitionSpec]) ->
 
 
 def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig) -> RunRecord:
-    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else pd.Timestamp(utc_now())
-    if as_of.tzinfo is not None:
-        as_of = as_of.tz_convert("UTC").tz_localize(None)
-    changed = None
-    if config.changed_since is not None:
-        changed = pd.Timestamp(config.changed_since)
-        if changed.tzinfo is not None:
-            changed = changed.tz_convert("UTC").tz_localize(None)
-        changed = changed.to_pydatetime()
+    as_of = naive_utc(config.as_of if config.as_of is not None else utc_now())
+    changed = naive_utc(config.changed_since).to_pydatetime() if config.changed_since is not None else None
     if as_of > pd.Timestamp(utc_now()) + FUTURE_TOLERANCE:
         raise ValueError(f"as of {as_of:%Y-%m-%d %H:%M:%S} is in the future (now {utc_now():%Y-%m-%d %H:%M:%S} UTC)")
     _refuse_earlier_as_of(engine, as_of.to_pydatetime())

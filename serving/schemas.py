@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from features.contract import number_from_text
-from features.schema import EVENT_TYPE
+from features.schema import EVENT_TYPE, naive_utc_datetime
 from features.spec import FeatureSpec
 
 MIN_INSTANT = datetime(1970, 1, 1)
@@ -86,17 +86,10 @@ def clipped(text: str, limit: int = MAX_ECHOED) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def naive_utc(value: datetime) -> datetime:
-    """Timezone-aware -> naive UTC; naive values are taken as UTC already."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
 def _check_instant(value: datetime) -> datetime:
     outside = f"outside [{MIN_INSTANT.date()}, {MAX_INSTANT.date()})"
     try:
-        value = naive_utc(value)
+        value = naive_utc_datetime(value)
     except OverflowError:  # year 1 at +01:00, 9999 at -01:00: before or after datetime's range in UTC
         raise ValueError(f"timestamp {value.isoformat()} {outside}") from None
     if not MIN_INSTANT <= value < MAX_INSTANT:
@@ -231,7 +224,7 @@ class ScoreResponse(BaseModel):
     def _utc(self, value: datetime) -> str:
         """With its offset: a client that reads a timestamp without one as local time (JavaScript's Date
         does) would move it by its time zone."""
-        return naive_utc(value).isoformat() + "Z"
+        return naive_utc_datetime(value).isoformat() + "Z"
 
 
 class ErrorResponse(BaseModel):

@@ -28,7 +28,7 @@ import re
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from features import sqlite_arrow
-from features.schema import LEAD_ID
+from features.schema import LEAD_ID, utc_now
 
 LEAD_SCORES = "lead_scores"
 LEAD_SCORE_HISTORY = "lead_score_history"
@@ -145,11 +145,6 @@ lead_score_run_partitions = sa.Table(
     # incremental: scored although unchanged, having no stored score at all (NULL: older version)
     sa.Column("never_scored", sa.Integer),
 )
-
-
-def utc_now() -> datetime:
-    """Naive UTC now (the convention of every timestamp column here)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 SQLITE_SCHEMAS = (None, "main")  # a SQLite database's own tables (leadscore attaches no other file)

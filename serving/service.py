@@ -33,7 +33,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -44,6 +44,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from features.build import features_from_payloads
+from features.schema import naive_utc_datetime, utc_now
 from serving.core import ScoringCore
 from serving.loader import ChampionHolder, ServingSettings
 from serving.openapi import documented
@@ -62,7 +63,6 @@ from serving.schemas import (
     check_leads,
     clipped,
     default_as_of,
-    naive_utc,
     request_error,
     validation_error_response,
 )
@@ -434,8 +434,8 @@ class LeadScoringService:
 
     def _checked_scores(self, core: ScoringCore, leads: list[LeadIn], as_of: datetime | None,
                         top_k: int) -> ScoreResponse | tuple[int, dict[str, Any]]:
-        now = datetime.now(UTC).replace(tzinfo=None)
-        at = naive_utc(as_of) if as_of is not None else default_as_of(leads, now)
+        now = utc_now()
+        at = naive_utc_datetime(as_of) if as_of is not None else default_as_of(leads, now)
         if at > now + FUTURE_TOLERANCE:
             return 400, request_error("as_of", f"{at.isoformat()} is in the future (now {now.isoformat()} UTC)")
         payloads = [lead.payload() for lead in leads]

@@ -55,7 +55,7 @@ from scipy.special import expit
 from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 
-from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, LEAD_ID, CRMData
+from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, LEAD_ID, CRMData, naive_utc
 from features.spec import FeatureSpec, feature_setting_differences
 from training.close_curves import combine_close_curves, cumulative_close
 from training.forecast_config import ForecastConfig, RecalibrationConfig
@@ -76,14 +76,6 @@ OBSERVED = "fully_observed"
 
 
 # ----- months and close probabilities -----------------------------------------------------------
-def naive_utc(instant: Any) -> pd.Timestamp:
-    """``instant`` as a timezone-naive UTC timestamp (the CRM tables' convention)."""
-    at = pd.Timestamp(instant)
-    if at is pd.NaT:
-        raise ValueError("forecast date: missing (NaT)")
-    return at.tz_convert("UTC").tz_localize(None) if at.tzinfo is not None else at
-
-
 def crm_data_end(crm: CRMData, data_end: Any = None) -> pd.Timestamp:
     """``data_end`` if given, else the latest timestamp of the CRM's leads, events and outcomes."""
     from features.snapshots import resolve_data_end

@@ -12,7 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, destination_problem, given_spelling
+from leadscore.cli_options import (
+    MODEL_DIR,
+    MODEL_DIR_ALIAS,
+    both_sources_problem,
+    destination_problem,
+    folder_problem,
+    given_spelling,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -195,10 +202,9 @@ def register(app: typer.Typer) -> None:
                 raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
                             f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
         elif model_dir is not None and _on_command_line(ctx, "tracking_uri"):
-            raise _fail(f"--tracking-uri with {model_dir_option} {model_dir}: the exported models would be used and "
-                        "the registry ignored; give one of them", 2)
-        elif model_dir is not None and not model_dir.is_dir():  # as serve and rescore: before any work
-            raise _fail(f"{model_dir_option} {model_dir}: {'not a folder' if model_dir.exists() else 'no such folder'}", 2)
+            raise _fail(both_sources_problem(f"{model_dir_option} {model_dir}"), 2)
+        elif model_dir is not None and (problem := folder_problem(model_dir)) is not None:  # as serve and rescore: before any work
+            raise _fail(f"{model_dir_option} {model_dir}: {problem}", 2)
         try:
             project = load_project(config)
         except ProjectConfigError as exc:

@@ -22,6 +22,21 @@ def refusal(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def both_sources_problem(exported: str, *, used: str = "used", drop: str = "give one of them") -> str:
+    """The refusal of ``--tracking-uri`` beside an exported models folder (``exported``: the option or variable
+    as the user gave it, with its value), which serve, rescore and forecast share: the folder would be
+    ``used`` (served) and the registry ignored; ``drop`` says what to do."""
+    return f"--tracking-uri with {exported}: the exported models would be {used} and the registry ignored; {drop}"
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` (a given models or project folder) is none: "not a folder" or "no such folder"; None
+    when it is one."""
+    if folder.is_dir():
+        return None
+    return "not a folder" if folder.exists() else "no such folder"
+
+
 def given_spelling(values: dict[str, T | None]) -> tuple[T | None, str]:
     """The value of one option spelt several ways (one parameter per spelling, e.g. ``--model-dir`` and its
     hidden alias ``--models-dir``) and the spelling the user gave (the first one when none was given), so

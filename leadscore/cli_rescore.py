@@ -21,7 +21,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, destination_problem, given_spelling
+from leadscore.cli_options import (
+    MODEL_DIR,
+    MODEL_DIR_ALIAS,
+    both_sources_problem,
+    destination_problem,
+    folder_problem,
+    given_spelling,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -259,10 +266,8 @@ def register(app: typer.Typer) -> None:
         settings = settings.model_copy(update=overrides)
         exported = f"{model_dir_option} {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
         if tracking_uri is not None and settings.model_dir is not None:
-            raise _refuse(f"--tracking-uri with {exported}: the exported models would be used and the registry "
-                          "ignored; give one of them")
-        if settings.model_dir is not None and not settings.model_dir.is_dir():
-            what = "not a folder" if settings.model_dir.exists() else "no such folder"
+            raise _refuse(both_sources_problem(exported))
+        if settings.model_dir is not None and (what := folder_problem(settings.model_dir)) is not None:
             raise _refuse(f"{exported}: {what} (the folder `leadscore models export --out` wrote)")
         if settings.model_dir is None:  # the registry: a plain folder is MLflow's retired file store
             from training.tracking import tracking_target

@@ -14,7 +14,14 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 
-from leadscore.cli_options import MODEL_DIR, MODEL_DIR_ALIAS, given_spelling, refusal
+from leadscore.cli_options import (
+    MODEL_DIR,
+    MODEL_DIR_ALIAS,
+    both_sources_problem,
+    folder_problem,
+    given_spelling,
+    refusal,
+)
 
 SERVICE = "serving.service:LeadScoringService"
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,8 +140,7 @@ def register(app: typer.Typer) -> None:
             given = (f"{model_dir_option} {model_dir}" if model_dir
                      else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")
             drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
-            raise refusal(f"--tracking-uri with {given}: the exported models would be served and the registry "
-                          f"ignored; {drop}")
+            raise refusal(both_sources_problem(given, used="served", drop=drop))
         from serving.loader import ServingSettings, SettingsError
 
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
@@ -146,8 +152,8 @@ def register(app: typer.Typer) -> None:
         if model_dir is None and "LEADSCORE_MODEL_DIR" in env:
             folders.append(("LEADSCORE_MODEL_DIR=", Path(env["LEADSCORE_MODEL_DIR"])))
         for given, folder in folders:
-            if folder is not None and not folder.is_dir():
-                raise refusal(f"{given}{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
+            if folder is not None and (problem := folder_problem(folder)) is not None:
+                raise refusal(f"{given}{folder}: {problem}")
         store = Path(env["LEADSCORE_PROJECT_DIR"]) / "mlflow.db"
         if "LEADSCORE_MODEL_DIR" not in env and "MLFLOW_TRACKING_URI" not in env and not store.is_file():
             # the embedded default store: the server would check an empty registry every few seconds

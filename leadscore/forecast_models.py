@@ -120,7 +120,7 @@ def load_forecast_models(
     exported folder's option the user typed, which messages name."""
     from training.model import SalesReadinessModel
     from training.time_to_close import KIND, TimeToCloseModel
-    from training.tracking import bound_http_retries, probe_tracking_server, tracking_target
+    from training.tracking import reach_tracking_server, tracking_target
 
     if models_dir is not None:
         readiness, folder, a, a_until = _exported(models_dir, READINESS_NAME, READINESS_KIND, SalesReadinessModel.load,
@@ -130,9 +130,7 @@ def load_forecast_models(
         names = f"exported champions in {models_dir}"
     else:
         target = tracking_target(tracking_uri, Path(config_path).resolve().parent)
-        if target.is_server:
-            probe_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
-            bound_http_retries()
+        reach_tracking_server(target.uri)  # one quick request: MLflow itself retries a dead server for minutes
         readiness, a, a_until = _from_registry(target.uri, READINESS_NAME, alias, SalesReadinessModel.load)
         ttc, b, b_until = _from_registry(target.uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
         readiness, names = _calibrated(readiness, a), f"{a}, {b}"

@@ -244,11 +244,10 @@ def _client(tracking_uri: str) -> Any:
     except ValueError as exc:
         raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
                                 "or --tracking-uri)") from exc
-    if tracking_uri.startswith(("http://", "https://")):  # a server that does not answer fails in seconds
-        from training.tracking import bound_http_retries, probe_tracking_server
+    if tracking_uri.startswith(("http://", "https://")):  # training.tracking loads matplotlib: only for a server
+        from training.tracking import reach_tracking_server
 
-        probe_tracking_server(tracking_uri)
-        bound_http_retries()
+        reach_tracking_server(tracking_uri)  # a server that does not answer fails in seconds
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

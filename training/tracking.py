@@ -62,7 +62,12 @@ class TrackingTarget:
 
     @property
     def is_server(self) -> bool:
-        return self.uri.startswith(("http://", "https://"))
+        return is_server_uri(self.uri)
+
+
+def is_server_uri(uri: str) -> bool:
+    """A tracking server (``http(s)://``), not a local store."""
+    return uri.startswith(("http://", "https://"))
 
 
 def default_tracking_uri(project_dir: str | Path) -> str:
@@ -275,6 +280,17 @@ def bound_http_retries() -> None:
     no_retry_after_timeout()
 
 
+def reach_tracking_server(uri: str) -> None:
+    """What every registry client does before its first call (training, serving, rescore, forecast): a tracking
+    server (``http(s)://``) is probed once with a short timeout (:func:`probe_tracking_server`: an unreachable
+    one raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes),
+    then MLflow's retries are bounded (:func:`bound_http_retries`) for a server that goes away later. Local
+    stores (SQLite, files) are not probed."""
+    if is_server_uri(uri):
+        probe_tracking_server(uri)
+        bound_http_retries()
+
+
 def server_failure(exc: BaseException) -> str | None:
     """The reason, when ``exc`` (an MLflow error, or one it wraps) is a tracking server that stopped
     answering: refused, reset or timed-out connections, or retries exhausted on 5xx answers. None otherwise."""
@@ -310,14 +326,10 @@ def tracking_server_errors(uri: str, detail: str = "") -> Iterator[None]:
 def connect(target: TrackingTarget) -> MlflowClient:
     """Point MLflow (fluent API + registry) at ``target`` and return a client for it.
 
-    A tracking server (``http(s)://``) is probed first, once, with a short timeout: an unreachable one
-    raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes;
-    then MLflow's retries are bounded (:func:`bound_http_retries`) for a server that goes away later.
-    Local stores (SQLite, files) are not probed. Opening a new store does not print MLflow's table
-    creation lines, and artifact downloads draw no progress bars (:func:`quiet_artifact_downloads`)."""
-    if target.is_server:
-        probe_tracking_server(target.uri)
-        bound_http_retries()
+    A tracking server is probed first and MLflow's retries bounded (:func:`reach_tracking_server`). Opening
+    a new store does not print MLflow's table creation lines, and artifact downloads draw no progress bars
+    (:func:`quiet_artifact_downloads`)."""
+    reach_tracking_server(target.uri)
     quiet_artifact_downloads()
     mlflow.set_tracking_uri(target.uri)
     mlflow.set_registry_uri(target.uri)

@@ -43,14 +43,12 @@ from training.survival_pyfunc import SURVIVAL_DAYS_PARAM, log_time_to_close_pyfu
 from training.time_to_close import KIND
 from training.tracking import (
     MODEL_NAME_IN_RUN,
-    PLOTS_DIR,
-    TEST_SET_ARTIFACT,
     LoggedRun,
     TrackingTarget,
     connect,
     data_hash,
     ensure_experiment,
-    log_frame_parquet,
+    log_run_evidence,
     log_run_summary,
     quiet_mlflow_noise,
     run_params,
@@ -105,15 +103,7 @@ def log_time_to_close_run(
         mlflow.log_text(result.calibration.to_csv(index=False), CALIBRATION_ARTIFACT)
         mlflow.log_text(result.brier_curves.to_csv(), "evaluation/brier_over_time.csv")
         mlflow.log_dict(result.settings.to_dict(), SETTINGS_ARTIFACT)
-        if result.notes:
-            mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
-        spec = getattr(model, "spec_", None)
-        if spec is not None and hasattr(spec, "to_dict"):
-            mlflow.log_dict(spec.to_dict(), "feature_spec.json")
-        for name, figure in result.figures.items():
-            mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
-        log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
-        log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        log_run_evidence(client, run_id, result, rows)
         with quiet_mlflow_noise():
             info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)

@@ -479,6 +479,21 @@ def log_frame_parquet(client: MlflowClient, run_id: str, frame: pd.DataFrame, ar
         client.log_artifact(run_id, str(path), directory or None)
 
 
+def log_run_evidence(client: MlflowClient, run_id: str, result: Any, rows: pd.DataFrame) -> None:
+    """Into the active run, what every model's run holds after its own tables (``result``: a training or
+    time-to-close result): its notes (``notes.txt``, when it has any), its model's FeatureSpec, its figures,
+    the evaluation rows ``rows`` (:data:`TEST_SET_ARTIFACT`) and the test predictions."""
+    if result.notes:
+        mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
+    spec = getattr(result.model, "spec_", None)
+    if spec is not None and hasattr(spec, "to_dict"):
+        mlflow.log_dict(spec.to_dict(), "feature_spec.json")
+    for name, figure in result.figures.items():
+        mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
+    log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
+    log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+
+
 def log_training_run(
     target: TrackingTarget,
     experiment_name: str,
@@ -523,17 +538,9 @@ def log_training_run(
         mlflow.log_text(result.thresholds.to_csv(index=False), "evaluation/thresholds.csv")
         mlflow.log_dict({"recommended_threshold": result.recommended_threshold, "notes": result.notes},
                         "evaluation/threshold.json")
-        if result.notes:  # as a time-to-close run logs them
-            mlflow.log_text("\n".join(result.notes) + "\n", "notes.txt")
         mlflow.log_dict(json.loads(json.dumps(leakage.to_dict(), default=str)), "leakage/leakage.json")
         mlflow.log_text(leakage.to_text(), "leakage/leakage.txt")
-        spec = getattr(result.model, "spec_", None)
-        if spec is not None and hasattr(spec, "to_dict"):
-            mlflow.log_dict(spec.to_dict(), "feature_spec.json")
-        for name, figure in result.figures.items():
-            mlflow.log_figure(figure, f"{PLOTS_DIR}/{name}.png")
-        log_frame_parquet(client, run_id, rows, TEST_SET_ARTIFACT)
-        log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
+        log_run_evidence(client, run_id, result, rows)
         with quiet_mlflow_noise():
             info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)

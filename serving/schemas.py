@@ -203,7 +203,7 @@ class LeadScore(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class ModelIdentity(BaseModel):
+class ModelIdentity(BaseModel):  # serving.core.ModelInfo without its source (a registry URI or server folder)
     """Which model answered."""
 
     name: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from serving.core import (
     probability_impacts,
     top_k_indices,
 )
-from serving.schemas import LeadError, LeadIn, check_leads
+from serving.schemas import LeadError, LeadIn, ModelIdentity, check_leads
 from tests.serving_fixtures import AS_OF, payloads_from_crm, train_small_champion
 
 
@@ -502,3 +503,15 @@ def test_reasons_show_an_unseen_category_as_the_leads_value(champion, core) -> N
     assert list(texts["industry"]) == [None, "asteroid mining", None]
     with pytest.raises(ValueError, match="unseen values of 'industry'"):
         core.score_matrix(ids, matrix, every, {"industry": texts["industry"][:2]})
+
+
+def test_the_answers_model_identity_is_the_cores_model_info_without_its_source() -> None:
+    """Two definitions of one identity (the core's dataclass, the answer's schema): a field added to one
+    and not the other would be dropped from every answer, or fail it."""
+    info = ModelInfo("lead-conversion", "3", run_id="r", training_date="2026-06-30", horizon_days=90,
+                     mql_cutoff=40, source="models:/lead-conversion@champion")
+    shown = info.as_dict()
+    assert list(shown) == [f.name for f in dataclasses.fields(ModelInfo)]
+    assert shown == {f.name: getattr(info, f.name) for f in dataclasses.fields(ModelInfo)}
+    assert set(ModelIdentity.model_fields) == set(shown) - {"source"}
+    assert ModelIdentity.model_validate(shown).model_dump() == {k: v for k, v in shown.items() if k != "source"}

@@ -343,6 +343,14 @@ def _sample_rows(p: np.ndarray, n: int) -> np.ndarray:
     return order[picks]
 
 
+def feature_rows(frame: pd.DataFrame, features: list[str], rows: np.ndarray) -> pd.DataFrame:
+    """The ``features`` of the rows at positions ``rows``, indexed by those positions: one copy of those rows
+    (``frame.reset_index(drop=True)[features].iloc[rows]`` copied the whole frame twice first)."""
+    out = frame.iloc[rows, frame.columns.get_indexer(features)]
+    out.index = pd.Index(rows)
+    return out
+
+
 def check_slice_closes(config: TimeToCloseConfig, as_of: pd.Series,
                        slices: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """Every slice (positions, durations, events) must hold a close within the model horizon, as the hazard's
@@ -382,19 +390,18 @@ def train_and_evaluate_time_to_close(
     features = list(spec.columns_) if spec is not None else [
         c for c in frame.columns if c not in (LEAD_ID, AS_OF, DAYS_OBSERVED, EVENT_OBSERVED, "converted_within_h",
                                               "censored", "days_to_convert")]
-    frame = frame.reset_index(drop=True)
+    # positions throughout: the frame is not copied (reset_index copied it whole, frame[features] again)
     split = survival_split(frame[AS_OF], frame[LEAD_ID], data_end, config)
     split_info = {**split.describe(frame[AS_OF]), "data_end": f"{pd.Timestamp(data_end):%Y-%m-%d}"}
     say(f"split: {split_text(split_info)}")
     notes: list[str] = []
-    X = frame[features]
     durations = frame[DAYS_OBSERVED].to_numpy(dtype=float)
     events = frame[EVENT_OBSERVED].to_numpy().astype(bool)
     fit_idx = np.concatenate([split.train, split.valid])
     d_fit, e_fit = censor_at(frame[AS_OF].iloc[fit_idx], durations[fit_idx], events[fit_idx], split.test_start)
     n_train = len(split.train)
     d_tr, e_tr, d_va, e_va = d_fit[:n_train], e_fit[:n_train], d_fit[n_train:], e_fit[n_train:]
-    X_tr, X_va, X_te = X.iloc[split.train], X.iloc[split.valid], X.iloc[split.test]
+    X_tr, X_va, X_te = (feature_rows(frame, features, rows) for rows in (split.train, split.valid, split.test))
     check_slice_closes(config, frame[AS_OF], {"training": (split.train, d_tr, e_tr), "validation": (split.valid,
                        d_va, e_va), "test": (split.test, durations[split.test], events[split.test])})
     say("fitting the LightGBM hazard")
@@ -460,7 +467,7 @@ def train_and_evaluate_time_to_close(
                     "fit_seconds": float(model.fit_seconds_), "n_features": float(len(features))})
 
     summary = model.summary_from_hazards(hazards)
-    test_keys = frame.iloc[split.test][[LEAD_ID, AS_OF]].reset_index(drop=True)
+    test_keys = frame[[LEAD_ID, AS_OF]].iloc[split.test].reset_index(drop=True)
     predictions = pd.concat([test_keys, pd.DataFrame({DURATION: t_te, EVENT: e_te.astype(int)}), summary], axis=1)
     for name, s in curves.items():
         if name != MODEL_NAME and settings.horizons:
@@ -507,6 +514,7 @@ __all__ = [
     "SurvivalSplit",
     "TimeToCloseResult",
     "censor_at",
+    "feature_rows",
     "observed_rates",
     "score_survival",
     "survival_split",

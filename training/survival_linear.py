@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import expit
 
-from training.survival_baselines import CoxDesign
+from training.survival_baselines import CoxDesign, stacked_rows
 
 CHUNK = 100_000
 
@@ -108,10 +108,12 @@ def period_basis(periods: int) -> np.ndarray:
     return np.column_stack([np.ones(periods), np.log1p(k)])
 
 
-def _design_rows(design: CoxDesign, X: pd.DataFrame, rows: Any, idx: np.ndarray, periods: int) -> np.ndarray:
-    """[z(snapshot), one-hot(period), period_basis(period)] of the period rows ``idx``."""
+def _design_rows(design: CoxDesign, X: pd.DataFrame, rows: Any, idx: np.ndarray, periods: int,
+                 X_more: pd.DataFrame | None = None) -> np.ndarray:
+    """[z(snapshot), one-hot(period), period_basis(period)] of the period rows ``idx``; ``rows`` index the
+    snapshots of ``X`` stacked on ``X_more`` (when given), of which only those used are copied."""
     snapshots, inverse = np.unique(rows.row[idx], return_inverse=True)
-    z = design.transform(X.iloc[snapshots]).to_numpy(dtype=np.float64)[inverse]
+    z = design.transform(stacked_rows(X, X_more, snapshots)).to_numpy(dtype=np.float64)[inverse]
     onehot = np.zeros((idx.size, periods))
     onehot[np.arange(idx.size), rows.period[idx]] = 1.0
     return np.hstack([z, onehot, period_basis(periods)[rows.period[idx]]])
@@ -152,12 +154,13 @@ def _hazard_from(design: CoxDesign, theta: np.ndarray, periods: int, c: float,
 
 def refit_linear_hazard(
     start: LinearHazard, X: pd.DataFrame, rows: Any, periods: int, *, max_rows: int = 300_000, seed: int = 0,
+    X_more: pd.DataFrame | None = None,
 ) -> LinearHazard:
-    """``start`` refitted on more period ``rows`` of ``X``: same design and penalty ``C``, its
-    margins as the starting point (the penalty was chosen on held-out leads; the final linear
-    part then learns from those leads too)."""
+    """``start`` refitted on more period ``rows`` of ``X`` (stacked on ``X_more`` when given: ``rows`` index
+    both): same design and penalty ``C``, its margins as the starting point (the penalty was chosen on
+    held-out leads; the final linear part then learns from those leads too)."""
     idx, weight = _subsample(rows, max_rows, seed)
-    G = _design_rows(start.design, X, rows, idx, periods)
+    G = _design_rows(start.design, X, rows, idx, periods, X_more)
     x0 = np.concatenate([start.coef, start.period, [start.intercept, 0.0]])
     theta = fit_partly_penalised_logistic(G, rows.label[idx].astype(np.float64), weight, start.c, 2, x0)
     return _hazard_from(start.design, theta, periods, start.c, dict(start.validation_losses))

@@ -327,6 +327,10 @@ class TimeToCloseModel:
         self.categories_ = infer_categories(X[self.feature_columns_], spec)
         self.spec_ = spec
 
+    def _in_order(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X``'s feature columns in training order: ``X`` itself when already so (no copy)."""
+        return X if list(X.columns) == self.feature_columns_ else X[self.feature_columns_]
+
     def fit(
         self,
         X: pd.DataFrame,
@@ -376,14 +380,15 @@ class TimeToCloseModel:
         if cfg.linear_base:
             say("fitting the linear base hazard")
             self.linear_ = fit_linear_hazard(
-                X[self.feature_columns_], rows, cfg.max_periods,
-                None if X_valid is None else X_valid[self.feature_columns_], valid_rows,
+                self._in_order(X), rows, cfg.max_periods, None if X_valid is None else self._in_order(X_valid),
+                valid_rows,
                 c_grid=cfg.linear_c_grid, c_default=cfg.linear_c_default, tolerance=cfg.linear_tolerance,
                 max_rows=cfg.linear_max_rows, max_levels=cfg.cox_max_levels, seed=cfg.seed)
             init_train = self.linear_.snapshot_margin(X)[rows.row] + self.linear_.period[rows.period]
             if X_valid is not None:
                 init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
                               + self.linear_.period[valid_rows.period])
+        say("boosting the hazard trees")
         names = [*self.feature_columns_, PERIOD_COLUMN]
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
         train_set = lgb.Dataset([PeriodSequence(base, rows)], label=rows.label, weight=rows.weight,
@@ -414,10 +419,10 @@ class TimeToCloseModel:
             self.period_offsets_ = period_offsets(hazards, valid_rows, cfg.max_periods, cfg.recalibration_strength)
         if X_valid is not None and self.linear_ is not None and cfg.linear_refit:
             say("refitting the linear base on the training and validation leads")
-            both = pd.concat([X[self.feature_columns_], X_valid[self.feature_columns_]], ignore_index=True)
-            joined = concat_period_rows(rows, valid_rows, len(X))
-            self.linear_ = refit_linear_hazard(self.linear_, both, joined, cfg.max_periods,
-                                               max_rows=cfg.linear_max_rows, seed=cfg.seed)
+            joined = concat_period_rows(rows, valid_rows, len(X))  # the two slices are never stacked whole
+            self.linear_ = refit_linear_hazard(self.linear_, self._in_order(X), joined, cfg.max_periods,
+                                               max_rows=cfg.linear_max_rows, seed=cfg.seed,
+                                               X_more=self._in_order(X_valid))
         if self.linear_ is not None:
             self.linear_.period = self.linear_.period + self.period_offsets_
         self.n_snapshots_ = int(d.size)

@@ -3,14 +3,31 @@ design matrix of every training snapshot, no CRM data beside the fit (a 200k-lea
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.build import build_training_set
-from leadscore.synth import SynthConfig, generate
+from features.contract import DataConfig, SourceConfig
+from features.schema import CRMData
+from leadscore.project import ProjectConfig
+from leadscore.synth import SynthConfig, generate, write_synthetic
 from tests.allocation import allocation_peak
 from training.survival_baselines import CoxBaseline, CoxDesign, stacked_rows
+from training.survival_config import TimeToCloseConfig
+from training.survival_evaluation import survival_split, train_and_evaluate_time_to_close
+from training.tracking import tracking_target
+from training.workflow import train_time_to_close_project
+
+FIT_STARTS = "fitting the LightGBM hazard"
+
+
+class Stop(Exception):
+    """Ends a run once the test has looked at it."""
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +87,85 @@ def test_stacked_rows_are_the_rows_of_both_slices(features) -> None:
     pd.testing.assert_frame_equal(stacked_rows(first, second, positions), expected)
     pd.testing.assert_frame_equal(stacked_rows(features, None, positions),
                                   features.iloc[positions].reset_index(drop=True))
+
+
+def test_the_fit_slices_are_copied_once(training_set) -> None:
+    """When the hazard's fit starts, the run holds one copy of the slices' features beside the training set
+    (it held a copy of the whole frame, one of its features and then the slices)."""
+    frame = training_set.frame
+    config = TimeToCloseConfig(make_plots=False)
+    split = survival_split(frame["as_of"], frame["lead_id"], training_set.data_end, config)
+    used = np.concatenate([split.train, split.valid, split.test])
+    slices_bytes = int(frame[training_set.spec.columns_].iloc[used].memory_usage(deep=True).sum())
+    held: list[int] = []
+
+    def look(message: str) -> None:
+        if message == FIT_STARTS:
+            held.append(tracemalloc.get_traced_memory()[0])
+            raise Stop
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        with pytest.raises(Stop):
+            train_and_evaluate_time_to_close(training_set, config, progress=look)
+    finally:
+        tracemalloc.stop()
+    assert held and held[0] < 1.25 * slices_bytes
+
+
+def test_the_time_to_close_run_lets_the_crm_data_go(tmp_path: Path) -> None:
+    """The CRM tables (the events: 10.5M rows at 200k leads) are let go once the snapshots are built: the
+    hazard and its peers only read the training set."""
+    write_synthetic(SynthConfig(n_leads=1500, seed=3), str(tmp_path), "parquet", overwrite=True)
+    source = SourceConfig(kind="parquet", leads=str(tmp_path / "leads.parquet"),
+                          events=str(tmp_path / "events.parquet"), outcomes=str(tmp_path / "outcomes.parquet"))
+    project = ProjectConfig(name="ttc-memory", data=DataConfig(source=source),
+                            time_to_close=TimeToCloseConfig(make_plots=False))
+    alive: list[int] = []
+
+    def look(message: str) -> None:
+        if message == FIT_STARTS:
+            gc.collect()
+            alive.append(sum(isinstance(o, CRMData) for o in gc.get_objects()))
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_time_to_close_project(project, tracking_target(None, tmp_path), progress=look)
+    assert alive == [0]
+
+
+def _traced_between(training_set, config: TimeToCloseConfig, first: str) -> int:
+    """Peak bytes allocated from the progress line ``first`` of a run to the line after it."""
+    peaks: list[int] = []
+
+    def look(message: str) -> None:
+        if tracemalloc.is_tracing():
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            raise Stop
+        if message == first:
+            gc.collect()
+            tracemalloc.start()
+
+    try:
+        with pytest.raises(Stop):
+            train_and_evaluate_time_to_close(training_set, config, progress=look)
+    finally:
+        if tracemalloc.is_tracing():
+            tracemalloc.stop()
+    assert len(peaks) == 1
+    return peaks[0]
+
+
+def test_the_linear_refit_copies_no_slice() -> None:
+    """Refitting the linear base on the training and validation leads copies out of the slices only the
+    snapshots its sampled period rows use (it copied both slices' features, then stacked the copies); 4,000
+    leads, so that the slices outweigh the design of the 1,000 sampled period rows."""
+    training_set = build_training_set(generate(SynthConfig(n_leads=4000, seed=3)).to_crm())
+    frame = training_set.frame
+    config = TimeToCloseConfig(make_plots=False, linear_max_rows=1000)
+    split = survival_split(frame["as_of"], frame["lead_id"], training_set.data_end, config)
+    fit_bytes = int(frame[training_set.spec.columns_].iloc[split.fit].memory_usage(deep=True).sum())
+    peak = _traced_between(training_set, config, "refitting the linear base on the training and validation leads")
+    assert peak < 0.5 * fit_bytes

@@ -541,13 +541,18 @@ def forecast_open_pipeline(
     missing, zero = unpriced_deals(crm, at)
     deal_value = DealValueModel(cfg.min_deals_for_model, cfg.seed).fit(deal_rows, amounts, spec, len(zero),
                                                                        len(missing))
+    say = progress or (lambda _: None)
+    say("time-to-close hazards of the open leads")
     hazards = time_to_close_model.predict_hazard(feats)
     horizon = float(getattr(readiness_model, "horizon_days", None) or spec.config.horizon_days)
     p, recalibration = None, None
     if cfg.combine == "both":
+        say("sales-readiness probabilities of the open leads")
         p = readiness_model.predict_proba(feats)
         if cfg.recalibration.enabled:
+            say("recalibrating the sales-readiness probabilities on earlier snapshots")
             recalibration = recalibrate_readiness(crm, readiness_model, spec, at, horizon, cfg.recalibration)
+    say("revenue per month")
     result = forecast_pipeline(leads, feats, hazards, time_to_close_model.config.period_days, p, horizon,
                                deal_value, at, cfg, recalibration)
     note = unpriced_note(missing, zero, deal_value.positive_share_)

@@ -413,9 +413,14 @@ class TimeToCloseModel:
         self.period_offsets_ = np.zeros(cfg.max_periods)
         if X_valid is not None and self.linear_ is not None and cfg.recalibration_strength is not None:
             say("recalibrating the per-period hazard on the validation leads")
-            dense = PeriodSequence(valid_base, valid_rows)[0 : len(valid_rows)]
-            hazards = expit(self.booster_.predict(dense, raw_score=True, num_iteration=self.best_iteration_)
-                            + init_valid)
+            # a block of period rows at a time: all of them with their features were up to max_period_rows
+            # x features x 4 bytes
+            sequence = PeriodSequence(valid_base, valid_rows)
+            raw = np.concatenate([
+                self.booster_.predict(sequence[first : first + PREDICT_CHUNK], raw_score=True,
+                                      num_iteration=self.best_iteration_)
+                for first in range(0, len(valid_rows), PREDICT_CHUNK)])
+            hazards = expit(raw + init_valid)
             self.period_offsets_ = period_offsets(hazards, valid_rows, cfg.max_periods, cfg.recalibration_strength)
         if X_valid is not None and self.linear_ is not None and cfg.linear_refit:
             say("refitting the linear base on the training and validation leads")

@@ -19,7 +19,8 @@ from leadscore.synth import SynthConfig, generate, write_synthetic
 from tests.allocation import allocation_peak
 from training.survival_baselines import CoxBaseline, CoxDesign, stacked_rows
 from training.survival_config import TimeToCloseConfig
-from training.survival_evaluation import survival_split, train_and_evaluate_time_to_close
+from training.survival_evaluation import censor_at, survival_split, train_and_evaluate_time_to_close
+from training.time_to_close import expand_periods
 from training.tracking import tracking_target
 from training.workflow import train_time_to_close_project
 
@@ -169,3 +170,29 @@ def test_the_linear_refit_copies_no_slice() -> None:
     fit_bytes = int(frame[training_set.spec.columns_].iloc[split.fit].memory_usage(deep=True).sum())
     peak = _traced_between(training_set, config, "refitting the linear base on the training and validation leads")
     assert peak < 0.5 * fit_bytes
+
+
+def test_the_recalibration_scores_the_validation_rows_a_block_at_a_time(training_set, monkeypatch) -> None:
+    """The per-period recalibration (``recalibration_strength``) scores the validation period rows a block at a
+    time (it gathered every one of them with its features first: up to ``max_period_rows`` x features x 4
+    bytes); the same offsets as scoring them all at once."""
+    import training.time_to_close as ttc
+
+    config = TimeToCloseConfig(make_plots=False, recalibration_strength=1.0)
+    offsets: list[np.ndarray] = []
+    period_offsets = ttc.period_offsets
+    monkeypatch.setattr(ttc, "period_offsets", lambda *a, **k: offsets.append(period_offsets(*a, **k)) or offsets[-1])
+    monkeypatch.setattr(ttc, "PREDICT_CHUNK", 500)
+    frame = training_set.frame
+    split = survival_split(frame["as_of"], frame["lead_id"], training_set.data_end, config)
+    d, e = censor_at(frame["as_of"].iloc[split.valid], frame["days_observed"].to_numpy()[split.valid],
+                     frame["event"].to_numpy()[split.valid], split.test_start)
+    valid_rows = expand_periods(d, e, config.period_days, config.max_periods, config.censored_period_weight,
+                                config.max_period_rows, config.seed + 1, config.nonevent_rows_per_event)
+    dense_bytes = len(valid_rows) * (len(training_set.spec.columns_) + 1) * 4
+    assert len(valid_rows) > 4 * 500
+    peak = _traced_between(training_set, config, "recalibrating the per-period hazard on the validation leads")
+    assert peak < 0.5 * dense_bytes
+    monkeypatch.setattr(ttc, "PREDICT_CHUNK", 10**9)  # all at once: the same offsets
+    _traced_between(training_set, config, "recalibrating the per-period hazard on the validation leads")
+    assert len(offsets) == 2 and offsets[0].tobytes() == offsets[1].tobytes()

@@ -10,8 +10,8 @@ hazard inside a period for the days in between (``S(t) = S(k w) (1 - h_k)^((t - 
 By default the booster starts from a penalised linear discrete-time hazard
 (:mod:`training.survival_linear`, ``init_score``) and its trees add what that misses:
 ``logit h_k(x) = linear_k(x) + trees(x, k)``. After early stopping the linear part is refitted
-on the training and validation leads together (same design and penalty), and per-period logit offsets fitted on the
-validation leads (:func:`period_offsets`) are added to the linear part's period coefficients
+on the training and validation leads together (same design and penalty); then per-period logit offsets fitted on the
+validation leads against that refitted model (:func:`period_offsets`) are added to the linear part's period coefficients
 (``linear_.period``), so the hazard is still ``expit(booster raw + linear margins)``.
 
 Expansion rules (``d`` = days observed, ``w`` = period width, ``K`` = periods):
@@ -410,9 +410,17 @@ class TimeToCloseModel:
                 raise ValueError("fit without a validation slice needs num_boost_round")
             self.booster_ = lgb.train(self.params_, train_set, num_boost_round=num_boost_round)
             self.best_iteration_ = int(num_boost_round)
+        if X_valid is not None and self.linear_ is not None and cfg.linear_refit:
+            say("refitting the linear base on the training and validation leads")
+            joined = concat_period_rows(rows, valid_rows, len(X))  # the two slices are never stacked whole
+            self.linear_ = refit_linear_hazard(self.linear_, self._in_order(X), joined, cfg.max_periods,
+                                               max_rows=cfg.linear_max_rows, seed=cfg.seed,
+                                               X_more=self._in_order(X_valid))
         self.period_offsets_ = np.zeros(cfg.max_periods)
         if X_valid is not None and self.linear_ is not None and cfg.recalibration_strength is not None:
             say("recalibrating the per-period hazard on the validation leads")
+            # against the model the offsets are added to: after the refit (which moves the level too)
+            init_valid = self.linear_.snapshot_margin(X_valid)[valid_rows.row] + self.linear_.period[valid_rows.period]
             # a block of period rows at a time: all of them with their features were up to max_period_rows
             # x features x 4 bytes
             sequence = PeriodSequence(valid_base, valid_rows)
@@ -422,12 +430,6 @@ class TimeToCloseModel:
                 for first in range(0, len(valid_rows), PREDICT_CHUNK)])
             hazards = expit(raw + init_valid)
             self.period_offsets_ = period_offsets(hazards, valid_rows, cfg.max_periods, cfg.recalibration_strength)
-        if X_valid is not None and self.linear_ is not None and cfg.linear_refit:
-            say("refitting the linear base on the training and validation leads")
-            joined = concat_period_rows(rows, valid_rows, len(X))  # the two slices are never stacked whole
-            self.linear_ = refit_linear_hazard(self.linear_, self._in_order(X), joined, cfg.max_periods,
-                                               max_rows=cfg.linear_max_rows, seed=cfg.seed,
-                                               X_more=self._in_order(X_valid))
         if self.linear_ is not None:
             self.linear_.period = self.linear_.period + self.period_offsets_
         self.n_snapshots_ = int(d.size)

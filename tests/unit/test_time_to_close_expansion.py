@@ -228,3 +228,27 @@ def test_refit_and_recalibration_keep_the_hazard_convention() -> None:
     trees = np.stack([model.booster_.predict(np.column_stack([model.encode(X[:50]), np.full(50, k)]).astype(
         np.float32), raw_score=True, num_iteration=model.best_iteration_) for k in range(20)], axis=1)
     np.testing.assert_allclose(logit(model.predict_hazard(X[:50])), trees + model.linear_.margins(X[:50]), rtol=1e-9)
+
+
+def test_recalibration_after_the_refit_matches_the_validation_close_rate() -> None:
+    """The recalibration's common shift is free, so the fitted model (trees + refitted linear part +
+    offsets) predicts as many closes on the validation period rows as they hold. The offsets must be
+    fitted against the model they are added to: fitted against the linear part before its refit on
+    the training + validation leads, the shift the refit already made was counted twice."""
+    from training.time_to_close import expand_periods as expand
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.exponential(3, n)})
+    level = np.where(np.arange(n) < 3000, -4.5, -3.5)  # the validation leads close faster: the refit moves the level
+    rate = np.exp(level + 0.8 * X["a"].to_numpy())
+    durations = np.minimum(rng.exponential(1 / rate), rng.uniform(20, 150, n))
+    events = durations < 150
+    config = TimeToCloseConfig(max_periods=20, horizons_days=(30, 60), recalibration_strength=30.0,
+                               nonevent_rows_per_event=None)
+    model = TimeToCloseModel(config).fit(X[:3000], durations[:3000], events[:3000], X[3000:], durations[3000:],
+                                         events[3000:])
+    rows = expand(durations[3000:], events[3000:], 7, 20, config.censored_period_weight)
+    hazard = model.predict_hazard(X[3000:])[rows.row, rows.period]
+    predicted, observed = float(np.sum(rows.weight * hazard)), float(np.sum(rows.weight * rows.label))
+    assert predicted == pytest.approx(observed, rel=1e-3)

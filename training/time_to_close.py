@@ -416,11 +416,12 @@ class TimeToCloseModel:
             self.linear_ = refit_linear_hazard(self.linear_, self._in_order(X), joined, cfg.max_periods,
                                                max_rows=cfg.linear_max_rows, seed=cfg.seed,
                                                X_more=self._in_order(X_valid))
+            if cfg.recalibration_strength is not None:  # the offsets go on the refitted base, which moved the level
+                init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
+                              + self.linear_.period[valid_rows.period])
         self.period_offsets_ = np.zeros(cfg.max_periods)
         if X_valid is not None and self.linear_ is not None and cfg.recalibration_strength is not None:
             say("recalibrating the per-period hazard on the validation leads")
-            # against the model the offsets are added to: after the refit (which moves the level too)
-            init_valid = self.linear_.snapshot_margin(X_valid)[valid_rows.row] + self.linear_.period[valid_rows.period]
             # a block of period rows at a time: all of them with their features were up to max_period_rows
             # x features x 4 bytes
             sequence = PeriodSequence(valid_base, valid_rows)

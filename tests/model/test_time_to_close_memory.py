@@ -125,15 +125,19 @@ def test_the_time_to_close_run_lets_the_crm_data_go(tmp_path: Path) -> None:
                             time_to_close=TimeToCloseConfig(make_plots=False))
     alive: list[int] = []
 
+    def crm_objects() -> int:
+        gc.collect()
+        return sum(isinstance(o, CRMData) for o in gc.get_objects())
+
     def look(message: str) -> None:
         if message == FIT_STARTS:
-            gc.collect()
-            alive.append(sum(isinstance(o, CRMData) for o in gc.get_objects()))
+            alive.append(crm_objects())
             raise Stop
 
+    before = crm_objects()  # other tests of this process may hold CRMs of their own (module fixtures)
     with pytest.raises(Stop):
         train_time_to_close_project(project, tracking_target(None, tmp_path), progress=look)
-    assert alive == [0]
+    assert len(alive) == 1 and alive[0] <= before
 
 
 def _traced_between(training_set, config: TimeToCloseConfig, first: str) -> int:

@@ -65,6 +65,13 @@ def models_dir(tmp_path_factory, champion, closing_model) -> Path:
 
 
 @pytest.fixture(scope="module")
+def served_core(champion, closing_model) -> ScoringCore:
+    """The scoring core of the models the server serves (versions 1 and 5, MQL cut-off 4), in process."""
+    return ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
+                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory, models_dir):
     log = tmp_path_factory.mktemp("server") / "bentoml.log"
     env = {"LEADSCORE_MODEL_DIR": str(models_dir), "LEADSCORE_API_KEYS": f"other-key,{KEY}",
@@ -133,13 +140,12 @@ def test_the_openapi_document_names_the_api_key(server) -> None:
     jsonschema.validate(refused.json(), score_schema(spec, "401"))
 
 
-def test_http_answer_equals_batch_core(server, champion, closing_model, payloads) -> None:
+def test_http_answer_equals_batch_core(server, champion, served_core, payloads) -> None:
     ids, leads = payloads
     response = post(server, {"leads": leads, "as_of": AS_OF.isoformat(), "top_k": 3})
     assert response.status_code == 200, response.text
     answer = response.json()
-    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
-                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    core = served_core
     all_ids, matrix = scoring_matrix(champion.crm, core.spec, AS_OF, eligible_only=False)
     rows = [list(all_ids).index(i) for i in ids]
     expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
@@ -192,7 +198,7 @@ def _crm_database(champion, ids: list[int], path: Path, numeric_as: dict[int, di
 
 
 def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_them(
-        server, champion, closing_model, payloads, tmp_path) -> None:
+        server, champion, served_core, payloads, tmp_path) -> None:
     """A CRM that sends every property as text (HubSpot's API does): "250", " 250.0 ", "+250.0e0" score as
     250 (same probability, reasons, warnings), "" as missing, and as the data contract reads the same texts
     from a table's TEXT column (batch rescoring): endpoint == batch for them."""
@@ -221,8 +227,7 @@ def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_t
     assert answer.json()["scores"] == numbers.json()["scores"]
 
     # the table path: the same texts in a SQLite TEXT column, read and validated as a rescore does
-    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
-                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    core = served_core
     source = DataConfig(source=SourceConfig(kind="sql", url=_crm_database(champion, ids, tmp_path / "crm.db", texts)),
                         reference_time="2030-01-01")
     crm, _ = load_crm(data_config_for(source, core.spec))
@@ -252,7 +257,7 @@ def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_t
 
 
 def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_reads_them(
-        server, champion, closing_model, payloads, tmp_path) -> None:
+        server, champion, served_core, payloads, tmp_path) -> None:
     """The served model's project declares ``missing_values: ["", "Select"]``: "Select" sent for a numeric
     and a categorical attribute scores as the lead without them (no 400, no unseen-category warning), and
     exactly as a batch rescore of a table holding "Select" (read through the same contract) scores it."""
@@ -279,8 +284,7 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
     assert not any("unseen" in w for s in answer.json()["scores"] for w in s["warnings"])
 
     # the table path: the same "Select" texts in a SQLite CRM, read and validated as a rescore does
-    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
-                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    core = served_core
     assert core.spec.missing_values_ == list(MARKERS)
     selected = [lead["lead_id"] for lead in marked if lead["attributes"].get(categorical) == "Select"]
     url = _crm_database(champion, ids, tmp_path / "crm.db", texts, {i: {categorical: "Select"} for i in selected})
@@ -309,7 +313,7 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
 
 
 def test_an_event_value_given_as_a_missing_marker_scores_as_the_table_path_reads_it(
-        server, champion, closing_model, payloads, tmp_path) -> None:
+        server, champion, served_core, payloads, tmp_path) -> None:
     """An event's ``value`` "Select" (a marker of the served model's project) or "" was a 400 (the request
     model took only numbers), though the contract reads an events table's ``value`` column holding them as
     missing. Now: missing (no feature reads an event's value: the score of the lead without values), a
@@ -330,8 +334,7 @@ def test_an_event_value_given_as_a_missing_marker_scores_as_the_table_path_reads
     assert answer.json()["scores"] == without.json()["scores"]
 
     # the table path: the same texts in the events' TEXT column, read through the project's contract
-    core = ScoringCore(champion.model, ModelInfo("lead-conversion", "1", mql_cutoff=4),
-                       closing=(closing_model, ModelInfo("lead-time-to-close", "5")))
+    core = served_core
     numeric = {lead["lead_id"]: {n: repr(v) for n, v in lead["attributes"].items()
                                  if n in champion.crm.numeric_attributes} for lead in leads}
     url = _crm_database(champion, ids, tmp_path / "crm.db", numeric, event_values=texts)

@@ -42,7 +42,6 @@ with the revenue those leads actually closed in each month.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +58,7 @@ from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, LEAD_ID, CRMData, 
 from features.spec import FeatureSpec, feature_setting_differences
 from training.close_curves import combine_close_curves, cumulative_close
 from training.forecast_config import ForecastConfig, RecalibrationConfig
-
-Progress = Callable[[str], None]
+from training.progress import Progress
 
 MONTH = "month"
 START = "start"

@@ -12,7 +12,6 @@ baselines, raise the leakage alarm, pick the MQL threshold, draw the figures, wr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +49,7 @@ from training.leakage import (
     single_feature_auc,
 )
 from training.model import SalesReadinessModel, probability_to_score, rows_of, search_booster, take_rows
+from training.progress import Progress, no_progress
 from training.thresholds import recommend_threshold, table_to_markdown, threshold_table
 
 MODEL_NAME = "lightgbm (calibrated)"
@@ -59,8 +59,6 @@ NON_FEATURE_COLUMNS = ("lead_id", "as_of", "converted_within_h", "censored", "da
                        "days_to_convert", "label")
 COMPARISON_COLUMNS = ["roc_auc", "roc_auc_lo", "roc_auc_hi", "pr_auc", "log_loss", "brier", "ece",
                       "top_decile_lift", "top_decile_capture", "capture_at_capacity", "coverage"]
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -79,10 +77,6 @@ class TrainingResult:
     predictions: pd.DataFrame  # evaluation rows: lead_id, (as_of), label, probability, score, baselines
     split: dict[str, Any]
     notes: list[str] = field(default_factory=list)
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
@@ -598,7 +592,7 @@ def train_and_evaluate(
     ``config.points_rules``, else the packaged default rules. ``flat_rows``: one row per lead with
     ``as_of`` its timestamp and a label without horizon ("converted"): no gap between the slices.
     """
-    say = progress or _noop
+    say = progress or no_progress
     points_rules = points_rules_for(points_rules, config)
     frame: pd.DataFrame = training_set.frame
     spec = getattr(training_set, "spec", None)
@@ -734,7 +728,7 @@ def train_and_evaluate_flat(
     """
     if dated_flat_rows(flat.frame):
         return _train_and_evaluate_flat_by_time(flat, config, points_rules, spec, progress)
-    say = progress or _noop
+    say = progress or no_progress
     points_rules = points_rules_for(points_rules, config)
     frame = flat.frame.reset_index(drop=True)
     features = list(spec.columns_) if spec is not None and getattr(spec, "columns_", None) else flat.features

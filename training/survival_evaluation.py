@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from features.schema import LEAD_ID
 from training import survival_plots
 from training.config import AS_OF
 from training.evaluation import time_ordered_split
+from training.progress import Progress, no_progress
 from training.sales_readiness import split_text, test_slice_label
 from training.survival_baselines import CoxBaseline, KaplanMeierBaseline, NaiveDurationRegression
 from training.survival_config import TimeToCloseConfig
@@ -66,12 +66,6 @@ DAYS_OBSERVED = "days_observed"
 EVENT_OBSERVED = "event"
 DURATION = "duration_days"  # evaluation rows: days from as_of to the close or to the end of the data
 EVENT = "event"
-
-Progress = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 # ----- split and censoring ------------------------------------------------------------------------
@@ -378,7 +372,7 @@ def train_and_evaluate_time_to_close(
 ) -> TimeToCloseResult:
     """Snapshot data with ``days_observed`` / ``event`` (a :class:`features.build.TrainingSet`) ->
     fitted model, evaluation next to the peers, figures and model card."""
-    say = progress or _noop
+    say = progress or no_progress
     frame: pd.DataFrame = training_set.frame
     spec = getattr(training_set, "spec", None)
     missing = [c for c in (LEAD_ID, AS_OF, DAYS_OBSERVED, EVENT_OBSERVED) if c not in frame.columns]

@@ -23,6 +23,7 @@ from leadscore.project import ProjectConfig
 from training.baselines import PointsRules, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import time_ordered_split
+from training.progress import Progress, no_progress
 from training.registry import (
     MODEL_NAME,
     PromotionDecision,
@@ -49,7 +50,6 @@ from training.tracking import (
     tracking_server_errors,
 )
 
-Progress = Callable[[str], None]
 LOGGING_LOST = "the run was not completed and no model version was registered"
 
 
@@ -57,10 +57,6 @@ def registering_lost(run_id: str) -> str:
     """What a tracking server lost while registering the run ``run_id`` leaves (the notes of
     :func:`training.registry.register_challenger` say what became of the version)."""
     return f"run {run_id} was logged"
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass
@@ -124,7 +120,7 @@ def load_training_set(
 ) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
     """Read + validate the project's data and build its training set (snapshots, or the flat rows); one without
     rows is refused (:func:`features.build.build_data_training_set`), before anything is trained or logged."""
-    say = progress or _noop
+    say = progress or no_progress
     say("loading and validating data")
     data, report = load_data(project.data)
     say("building the training set")
@@ -180,7 +176,7 @@ def track_and_register(
     progress: Progress | None = None,
 ) -> TrainRun:
     """Log the run into the project's experiment; register it as ``challenger`` unless strict leakage refuses."""
-    say = progress or _noop
+    say = progress or no_progress
     strict = project.training.leakage.strict if strict_leakage is None else strict_leakage
     refusal = None
     if strict and result.leakage.flagged:
@@ -266,7 +262,7 @@ def train_time_to_close_project(
     (``leadscore train --target time-to-close``)."""
     from training.survival_tracking import log_time_to_close_run, register_time_to_close
 
-    say = progress or _noop
+    say = progress or no_progress
     if project.data.mode != "crm":
         raise ValueError("time to close needs dated snapshots: data.mode must be 'crm' (a flat export has no "
                          "creation and conversion timestamps)")
@@ -327,7 +323,7 @@ def evaluate_registered(
     """Score a registered version/alias on the project's latest evaluation data (its own FeatureSpec)."""
     import mlflow
 
-    say = progress or _noop
+    say = progress or no_progress
     client = connect(target)
     with tracking_server_errors(target.uri):
         version = resolve_version(client, model_name, ref)

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from leadscore.cli_models import register
+from leadscore.cli import app
 from tests.integration.mlflow_support import write_project
 
 pytestmark = pytest.mark.slow
@@ -19,8 +18,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory):
-    app = typer.Typer()
-    register(app)
     config = write_project(tmp_path_factory.mktemp("cli"), name="cli-test")
     runner = CliRunner()
 

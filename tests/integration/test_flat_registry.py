@@ -10,12 +10,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 import yaml
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from leadscore.cli_models import register
+from leadscore.cli import app
 from training.registry import TEST_SET_ARTIFACT, score_rows
 from training.tracking import connect, load_run_frame, tracking_target
 
@@ -35,12 +34,6 @@ def _flat_leads(n: int = 1500, seed: int = 0) -> pd.DataFrame:
                          "Source": source, "Extra": rng.normal(0, 1, n).round(3), "Converted": converted.astype(int)})
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
-
-
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("flat-registry")
@@ -49,7 +42,6 @@ def flat(tmp_path_factory: pytest.TempPathFactory):
             "label_column": "Converted"}
     config = folder / "leads_data.yaml"  # a bare data config, no project sections
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    app = _app()
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -93,7 +85,7 @@ def test_evaluate_logs_into_the_run_mlflow_run_created(flat) -> None:
     invoke, config, _ = flat
     client = connect(tracking_target(None, config.parent))
     run = client.create_run(client.get_experiment_by_name("leads_data").experiment_id, run_name="evaluate")
-    result = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"],
+    result = CliRunner().invoke(app, ["evaluate", "-c", str(config), "-m", "1"],
                                 env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run.info.run_id, "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     logged = client.get_run(run.info.run_id).data
@@ -103,7 +95,7 @@ def test_evaluate_logs_into_the_run_mlflow_run_created(flat) -> None:
     assert [a.path for a in client.list_artifacts(run.info.run_id, "evaluate")] == ["evaluate/evaluation.json"]
     # a run id left in a shell (the run has ended) is not written to: a warning, and the command's result stands
     client.set_terminated(run.info.run_id)
-    again = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"],
+    again = CliRunner().invoke(app, ["evaluate", "-c", str(config), "-m", "1"],
                                env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run.info.run_id, "COLUMNS": "200"})
     assert again.exit_code == 0, again.output
     words = " ".join(again.output.split())
@@ -142,7 +134,7 @@ def test_flat_rows_with_a_timestamp_are_tested_on_the_latest_leads(tmp_path: Pat
                                       "id_column": "Lead ID", "label_column": "Converted",
                                       "timestamp_column": "Signed up"}), encoding="utf-8")
     env = {"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": "", "COLUMNS": "200"}
-    trained = CliRunner().invoke(_app(), ["train", "-c", str(config)], env=env)
+    trained = CliRunner().invoke(app, ["train", "-c", str(config)], env=env)
     assert trained.exit_code == 0, trained.output
     client = connect(tracking_target(None, tmp_path))
     version = client.get_model_version(MODEL, "1")
@@ -153,7 +145,7 @@ def test_flat_rows_with_a_timestamp_are_tested_on_the_latest_leads(tmp_path: Pat
     ids = set(rows["lead_id"])
     latest = set(leads.sort_values("Signed up")["Lead ID"].tail(len(ids)))
     assert len(ids) == split["n_test"] and ids == latest  # the test slice is the latest leads, nothing earlier
-    evaluated = CliRunner().invoke(_app(), ["evaluate", "-c", str(config), "-m", "1"], env=env)
+    evaluated = CliRunner().invoke(app, ["evaluate", "-c", str(config), "-m", "1"], env=env)
     assert evaluated.exit_code == 0, evaluated.output
     line = next(part for part in evaluated.output.splitlines() if part.strip().startswith("│ roc_auc "))
     assert float(line.split("│")[2]) == pytest.approx(client.get_run(version.run_id).data.metrics["roc_auc"], abs=5e-4)

@@ -11,13 +11,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 import yaml
 from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from features.contract import DataConfig, SourceConfig
-from leadscore.cli_models import register
+from leadscore.cli import app
 from leadscore.project import ProjectConfig, project_yaml
 from leadscore.synth import SynthConfig, write_synthetic
 from training.pyfunc import to_pyfunc_input
@@ -38,8 +37,6 @@ def cli(tmp_path_factory: pytest.TempPathFactory):
                           outcomes=str(crm / "outcomes.parquet"))
     config = directory / "leadscore.yaml"
     config.write_text(project_yaml(ProjectConfig(name="ttc-test", data=DataConfig(source=source))), encoding="utf-8")
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
 
     def invoke(*args: str):

@@ -22,6 +22,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from leadscore.cli_options import err_console, fail, load_project_or_fail, say
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -50,7 +52,6 @@ features_app = typer.Typer(help="Point-in-time feature pipeline.", no_args_is_he
 app.add_typer(features_app, name="features")
 
 console = Console()
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")
@@ -91,21 +92,6 @@ def print_pairs(title: str, rows: list[tuple[str, str]]) -> None:
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr (one line however narrow the terminal); the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load_project(path: Path):
-    from leadscore.project import ProjectConfigError, load_project
-
-    try:
-        return load_project(path)  # a bare data config is accepted too
-    except ProjectConfigError as exc:
-        raise fail(str(exc), 2) from exc
 
 
 def _load_data(project):
@@ -229,7 +215,7 @@ def _synth_config_error(exc: ValidationError) -> str:
 def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
     """Load the data through the contract, validate it and print a summary (and read the project's
     points rules file, when it names one, as `train` will)."""
-    project = _load_project(config)
+    project = load_project_or_fail(config)
     if project.training.points_rules is not None:
         from leadscore.cli_models import points_rules_of
 
@@ -256,7 +242,7 @@ def features_build(
     for option, path in (("--out", out), ("--spec-out", spec_path)):  # before any work
         if (problem := destination_problem(path, folder=False)) is not None:
             raise fail(f"{option} {path}: {problem}", 2)
-    project = _load_project(config)
+    project = load_project_or_fail(config)
     data, report = _load_data(project)
     console.print(report.summary(), highlight=False)
     try:
@@ -318,7 +304,7 @@ def demo(
     train and register both models in MLflow (sales readiness, time to close), promote them when they
     beat their baselines, export them, forecast revenue and rescore the database."""
     from leadscore.cli_models import points_rules_of, print_time_to_close_run, print_train_run
-    from leadscore.cli_options import destination_problem, refusal
+    from leadscore.cli_options import destination_problem
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
     from training.tracking import connect, quiet_mlflow_noise, tracking_target
@@ -330,7 +316,7 @@ def demo(
     )
 
     if (problem := destination_problem(directory, folder=True)) is not None:
-        raise refusal(f"--dir {directory}: {problem}")
+        raise fail(f"--dir {directory}: {problem}", 2)
     directory.mkdir(parents=True, exist_ok=True)
     project = sqlite_project(directory)
     config_path = directory / "leadscore.yaml"
@@ -349,7 +335,7 @@ def demo(
     target = tracking_target(None, directory)
     # no rules named: the packaged default points rules are the baseline
     run = train_project(project, target, points_rules=points_rules_of(project, config_path),
-                        progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+                        progress=say)
     print_train_run(run)
     console.rule("5. promote the challenger if it beats the champion and the baselines")
     decision = promote_challenger(target)
@@ -359,7 +345,7 @@ def demo(
         console.print(f"champion exported -> {exported}")
     console.rule("6. time to close: hazard model next to Kaplan-Meier and Cox, registered and promoted")
     with quiet_mlflow_noise():  # its pyfunc is logged outside training.tracking's own quiet scope
-        ttc_run = train_time_to_close_project(project, target, progress=lambda m: err_console.print(f"[dim]- {m}[/]"))
+        ttc_run = train_time_to_close_project(project, target, progress=say)
     print_time_to_close_run(ttc_run)
     ttc_decision = promote_challenger(target, TIME_TO_CLOSE_MODEL_NAME)
     console.print(ttc_decision.explain(), highlight=False)
@@ -368,7 +354,7 @@ def demo(
         console.print(f"time-to-close champion exported -> {exported}")
     console.rule("7. revenue forecast of the open pipeline, next months")
     if _champion_exists(target) and _champion_exists(target, TIME_TO_CLOSE_MODEL_NAME):
-        _demo_forecast(directory, project, data, training_set.data_end)
+        _demo_forecast(directory, project)
     else:
         console.print("[yellow]a forecast needs both champions[/] (see the refusals above)")
     console.rule("8. rescore the lead database with the champions; the top-10 leads")
@@ -409,42 +395,22 @@ def _drop_score_tables(url: str, schema: str | None = None) -> None:
 
 
 def _demo_rescore(directory: Path, url: str, as_of) -> None:
-    """Batch rescore of the demo database as of ``as_of``, then the top-10 leads with their reasons."""
-    from leadscore.cli_rescore import print_summary, print_top_leads, processes_text
+    """Batch rescore of the demo database as of ``as_of``, as `leadscore rescore --db URL --top 10` does."""
+    from leadscore.cli_rescore import rescore_and_print
     from serving.loader import ServingSettings
-    from serving.rescore import RescoreConfig, rescore, sql_data_config, top_leads
+    from serving.rescore import RescoreConfig, sql_data_config
 
-    settings = ServingSettings(project_dir=directory)
-    scored_by: set[int] = set()
-    try:
-        with progress_bar("rescoring", None, "lead ids") as advance:
-            summary = rescore(sql_data_config(url), url, settings, RescoreConfig(as_of=as_of.to_pydatetime()),
-                              progress=lambda done, total, partition: advance(done, total),
-                              on_result=lambda result: scored_by.add(result.pid))
-    except (LookupError, ValueError) as exc:
-        console.print(f"[yellow]rescore refused:[/] {exc}", highlight=False)
-        return
-    print_summary(summary, processes_text(len(scored_by), None, summary.partitions_run_now))
-    print_top_leads(top_leads(url, 10))
+    rescore_and_print(sql_data_config(url), url, ServingSettings(project_dir=directory),
+                      RescoreConfig(as_of=as_of.to_pydatetime()), top=10)
 
 
-def _demo_forecast(directory: Path, project, crm, as_of) -> None:
-    """Expected revenue per month of the leads open at ``as_of``, from the two registered champions."""
-    from leadscore.cli_forecast import forecast_table, interval_text, write_forecast_files
-    from leadscore.forecast_models import load_forecast_models
-    from training.forecast import forecast_figure, forecast_open_pipeline, interval_label
+def _demo_forecast(directory: Path, project) -> None:
+    """Expected revenue per month of the leads open at the end of the data, from the two registered champions,
+    as `leadscore forecast --out DIR/forecast` makes it."""
+    from leadscore.cli_forecast import forecast_with_champions, print_forecast
 
-    readiness, ttc, names, _ = load_forecast_models(project, directory / "leadscore.yaml", None, None)
-    result = forecast_open_pipeline(crm, readiness, ttc, as_of, project.forecast,
-                                    progress=lambda m: err_console.print(f"[dim]- {m}[/]"),
-                                    data_end=project.features.data_end)
-    console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
-                                 f"{interval_text(project.forecast)}"))
-    for note in result.notes:
-        console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
-                                            f"({len(result.leads):,} open leads)", interval_label(project.forecast))
-    write_forecast_files(directory / "forecast", result.months, result.leads, figure)
+    forecast = forecast_with_champions(project, directory / "leadscore.yaml", project.forecast)
+    print_forecast(forecast, project.forecast, directory / "forecast")
 
 
 def _register_room_commands() -> None:

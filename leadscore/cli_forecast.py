@@ -6,7 +6,7 @@ import os
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import typer
 from rich.console import Console
@@ -17,21 +17,15 @@ from leadscore.cli_options import (
     MODEL_DIR_ALIAS,
     both_sources_problem,
     destination_problem,
+    err_console,
+    fail,
     folder_problem,
     given_spelling,
+    load_project_or_fail,
+    say,
 )
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _say(message: str) -> None:
-    err_console.print(f"[dim]- {message}[/]", highlight=False)
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -120,8 +114,8 @@ def write_forecast_files(out: Path, months: Any, leads: Any, figure: Any) -> lis
     try:
         return _write(out, months, leads, figure)
     except OSError as exc:
-        raise _fail(f"--out {out}: the forecast could not be written ({exc.strerror or exc}); no file was replaced",
-                    1) from exc
+        raise fail(f"--out {out}: the forecast could not be written ({exc.strerror or exc}); no file was replaced",
+                   1) from exc
 
 
 def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
@@ -136,8 +130,77 @@ def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], bac
         seen = months[months[OBSERVED]]
         metrics.update(backtest_expected_revenue=seen[EXPECTED_REVENUE].sum(),
                        backtest_actual_revenue=seen[ACTUAL_REVENUE].sum(), backtest_observed_months=len(seen))
-    log_into_run(run_id, say=_say, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
+    log_into_run(run_id, say=say, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
                  metrics=metrics, tags={"leadscore.entry_point": "forecast"}, files=files, artifact_path="forecast")
+
+
+def read_crm(data: Any) -> tuple[Any, str | None]:
+    """The CRM of ``data`` (a DataConfig) read through the contract, and what its quarantine set aside (a note;
+    None when nothing was)."""
+    from features.loading import load_crm
+    from training.workflow import quarantine_note
+
+    say("loading and validating data")
+    crm, report = load_crm(data)
+    return crm, quarantine_note(report)
+
+
+class ChampionForecast(NamedTuple):
+    """A forecast of the open pipeline by the two champions: the result (``training.forecast.PipelineForecast``),
+    the champions' "name vN", its notes (the quarantine's too) and why it is in-sample (None: it is not)."""
+
+    result: Any
+    names: str
+    notes: list[str]
+    warning: str | None
+
+
+def forecast_with_champions(project: Any, config: Path, settings: Any, as_of: datetime | None = None, *,
+                            tracking_uri: str | None = None, model_dir: Path | None = None,
+                            option: str = MODEL_DIR) -> ChampionForecast:
+    """The forecast of the leads open at ``as_of`` (default: the end of the data, its latest timestamp or
+    ``features.data_end``) by the champions (the registry's, or exported under ``model_dir``, given as
+    ``option``), the CRM read with their missing-value markers as rescore reads it. The champions are loaded
+    first: an unreachable registry fails before the data is read. A failure ends the command (exit 1)."""
+    from features.contract import ContractError
+    from leadscore.forecast_models import in_sample_warning, load_forecast_models
+    from serving.rescore import with_model_markers
+    from training.forecast import crm_data_end, forecast_open_pipeline
+
+    try:
+        champions = load_forecast_models(project, config, tracking_uri, model_dir, option=option)
+        data = project.data
+        for model in (champions.readiness, champions.time_to_close):
+            if getattr(model, "spec_", None) is not None:
+                data = with_model_markers(data, model.spec_)
+        crm, quarantined = read_crm(data)
+        data_end = crm_data_end(crm, project.features.data_end)
+        result = forecast_open_pipeline(crm, champions.readiness, champions.time_to_close,
+                                        as_of if as_of is not None else data_end, settings, progress=say,
+                                        data_end=data_end)
+    except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from exc
+    return ChampionForecast(result, champions.names, [*result.notes, *([quarantined] if quarantined else [])],
+                            in_sample_warning(champions.fitted_until, result.as_of.to_pydatetime()))
+
+
+def print_forecast(forecast: ChampionForecast, settings: Any, out: Path | None) -> list[Path]:
+    """The forecast's in-sample warning (stderr), its table and notes, and its files into ``out`` (None: no
+    files); the files written."""
+    from training.forecast import forecast_figure, interval_label
+
+    result = forecast.result
+    if forecast.warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {forecast.warning}", highlight=False, soft_wrap=True)
+    console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({forecast.names}); "
+                                 f"{interval_text(settings)}"))
+    for note in forecast.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    if out is None:
+        return []
+    figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
+                             f"({len(result.leads):,} open leads)", interval_label(settings))
+    return write_forecast_files(out, result.months, result.leads, figure)
 
 
 def register(app: typer.Typer) -> None:
@@ -184,89 +247,47 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
         from features.contract import ContractError, config_error_text
-        from features.loading import load_crm
-        from leadscore.project import ProjectConfigError, load_project
-        from training.forecast import (
-            backtest_forecast,
-            crm_data_end,
-            forecast_figure,
-            interval_label,
-            naive_utc,
-        )
+        from training.forecast import backtest_forecast, naive_utc
 
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
             given = ([model_dir_option] if model_dir is not None else []) + (
                 ["--tracking-uri"] if _on_command_line(ctx, "tracking_uri") else [])
             if given:
-                raise _fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
-                            f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
+                raise fail(f"{' and '.join(given)}: not used with --backtest, which trains both models on the data "
+                           f"known at --as-of; drop {'it' if len(given) == 1 else 'them'}", 2)
         elif model_dir is not None and _on_command_line(ctx, "tracking_uri"):
-            raise _fail(both_sources_problem(f"{model_dir_option} {model_dir}"), 2)
+            raise fail(both_sources_problem(f"{model_dir_option} {model_dir}"), 2)
         elif model_dir is not None and (problem := folder_problem(model_dir)) is not None:  # as serve and rescore: before any work
-            raise _fail(f"{model_dir_option} {model_dir}: {problem}", 2)
-        try:
-            project = load_project(config)
-        except ProjectConfigError as exc:
-            raise _fail(str(exc), 2) from exc
+            raise fail(f"{model_dir_option} {model_dir}: {problem}", 2)
+        project = load_project_or_fail(config)
         if project.data.mode != "crm":
-            raise _fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
+            raise fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
         updates = {k: v for k, v in (("months", months), ("interval", interval), ("method", method)) if v is not None}
         try:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
         except ValueError as exc:
-            raise _fail(config_error_text("forecast", exc), 2) from exc
+            raise fail(config_error_text("forecast", exc), 2) from exc
         if out is not None and (problem := out_problem(out)) is not None:
-            raise _fail(f"--out {out}: {problem}", 2)
+            raise fail(f"--out {out}: {problem}", 2)
         when = naive_utc(as_of) if as_of is not None else None
         if backtest and as_of is None:
-            raise _fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
+            raise fail("--backtest needs --as-of (a past date with months of outcomes after it)", 2)
+        if not backtest:
+            forecast = forecast_with_champions(project, config, settings, when, tracking_uri=tracking_uri,
+                                               model_dir=model_dir, option=model_dir_option)
+            files = print_forecast(forecast, settings, out)
+            _log_run(run_id, forecast.result.months, forecast.result.as_of, files, backtest=False)
+            return
         try:
-            if not backtest:  # the champions first: an unreachable registry fails before the data is read
-                from leadscore.forecast_models import load_forecast_models
-
-                champions = load_forecast_models(project, config, tracking_uri, model_dir, option=model_dir_option)
-                readiness, ttc, names = champions.readiness, champions.time_to_close, champions.names
-            data = project.data
-            if not backtest:  # the champions' markers too (as rescore reads them): their training data read so
-                from serving.rescore import with_model_markers
-
-                for model in (readiness, ttc):
-                    if getattr(model, "spec_", None) is not None:
-                        data = with_model_markers(data, model.spec_)
-            _say("loading and validating data")
-            crm, report = load_crm(data)
-            from training.workflow import quarantine_note
-
-            quarantined = quarantine_note(report)
-            if backtest:
-                result = backtest_forecast(crm, when, project, settings, progress=_say)
-                console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual; "
-                                             f"{interval_text(settings)}"))
-                for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
-                    console.print(f"note: {note}", highlight=False, soft_wrap=True)
-                console.print(result.to_text().splitlines()[-1], highlight=False)
-                files = write_forecast_files(out, result.table, result.forecast.leads, result.figure) if out is not None else []
-                _log_run(run_id, result.table, when, files, backtest=True)
-                return
-            from training.forecast import forecast_open_pipeline
-
-            data_end = crm_data_end(crm, project.features.data_end)
-            result = forecast_open_pipeline(crm, readiness, ttc, when if when is not None else data_end, settings,
-                                            progress=_say, data_end=data_end)
+            crm, quarantined = read_crm(project.data)
+            result = backtest_forecast(crm, when, project, settings, progress=say)
+            console.print(forecast_table(result.table, f"forecast made {when:%Y-%m-%d} vs actual; "
+                                         f"{interval_text(settings)}"))
+            for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
+                console.print(f"note: {note}", highlight=False, soft_wrap=True)
+            console.print(result.to_text().splitlines()[-1], highlight=False)
+            files = write_forecast_files(out, result.table, result.forecast.leads, result.figure) if out is not None else []
+            _log_run(run_id, result.table, when, files, backtest=True)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
-            raise _fail(str(exc)) from exc
-        from leadscore.forecast_models import in_sample_warning
-
-        if (warning := in_sample_warning(champions.fitted_until, result.as_of.to_pydatetime())) is not None:
-            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-        console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({names}); "
-                                     f"{interval_text(settings)}"))
-        for note in [*result.notes, *([quarantined] if quarantined else [])]:
-            console.print(f"note: {note}", highlight=False, soft_wrap=True)
-        files = []
-        if out is not None:
-            figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
-                                     f"({len(result.leads):,} open leads)", interval_label(settings))
-            files = write_forecast_files(out, result.months, result.leads, figure)
-        _log_run(run_id, result.months, result.as_of, files, backtest=False)
+            raise fail(str(exc)) from exc

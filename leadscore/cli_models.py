@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from leadscore.cli_options import err_console, fail, load_project_or_fail, say
+
 if TYPE_CHECKING:
     from leadscore.project import ProjectConfig
     from training.baselines import PointsRules
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from training.workflow import TimeToCloseRun, TrainRun
 
 console = Console()
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")]
 TrackingOption = Annotated[
@@ -35,15 +36,6 @@ TrackingOption = Annotated[
                  help="MLflow tracking URI (default: sqlite:///<project dir>/mlflow.db)."),
 ]
 ModelNameOption = Annotated[str, typer.Option("--model-name", help="Registered model name.")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _say(message: str) -> None:
-    err_console.print(f"[dim]- {message}[/]", highlight=False)
 
 
 def _fmt(value: object, digits: int = 4) -> str:
@@ -145,15 +137,6 @@ def versions_view(frame: pd.DataFrame) -> pd.DataFrame:
     return view.set_index("version")
 
 
-def _project(config: Path):
-    from leadscore.project import ProjectConfigError, load_project
-
-    try:
-        return load_project(config)
-    except ProjectConfigError as exc:
-        raise _fail(str(exc), 2) from exc
-
-
 def _message(exc: BaseException) -> str:
     """An exception as one line for the user (a KeyError's text without its quotes)."""
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -165,7 +148,7 @@ def _target(tracking_uri: str | None, config: Path):
     try:
         return tracking_target(tracking_uri, config.resolve().parent)
     except ValueError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
 
 
 def _sqlite_file(target: TrackingTarget) -> Path | None:
@@ -184,8 +167,8 @@ def _existing_store(target: TrackingTarget, config: Path) -> TrackingTarget:
     (evaluate, models ...) would create an empty store there and then find nothing in it."""
     path = _sqlite_file(target)
     if path is not None and not path.exists():
-        raise _fail(f"no MLflow store {path}: nothing is trained or registered there yet (run `leadscore train -c "
-                    f"{config}` first, or give the store with --tracking-uri)")
+        raise fail(f"no MLflow store {path}: nothing is trained or registered there yet (run `leadscore train -c "
+                   f"{config}` first, or give the store with --tracking-uri)")
     return target
 
 
@@ -196,20 +179,20 @@ def _client(tracking_uri: str | None, config: Path):
     try:
         return connect(_target(tracking_uri, config))
     except TrackingServerUnreachable as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _registry_client(tracking_uri: str | None, config: Path):
     """The client of the ``models`` commands. Without a tracking URI the project file names the store (its
     folder's mlflow.db), so it must load: a mistyped ``-c`` path would open a new, empty store beside it."""
     if not tracking_uri:
-        _project(config)
+        load_project_or_fail(config)
     from training.tracking import TrackingServerUnreachable, connect
 
     try:
         return connect(_existing_store(_target(tracking_uri, config), config))
     except TrackingServerUnreachable as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def points_rules_of(project: ProjectConfig, config: Path, option: Path | None = None) -> PointsRules:
@@ -222,7 +205,7 @@ def points_rules_of(project: ProjectConfig, config: Path, option: Path | None = 
         return resolve_points_rules(option or project.training.points_rules)
     except (OSError, ValueError) as exc:
         origin = "--points-rules" if option else f"training.points_rules of project file {config}"
-        raise _fail(f"{origin}: {exc}", 2) from exc
+        raise fail(f"{origin}: {exc}", 2) from exc
 
 
 def threshold_line(cut: dict[str, Any] | None) -> str:
@@ -336,14 +319,14 @@ def train(
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
     from training.workflow import train_project
 
-    project = _project(config)
+    project = load_project_or_fail(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
     store = _sqlite_file(_target(tracking_uri, config))
     if store is not None and not store.exists() and not run_id:
         # a new SQLite store holds no model and no run yet: it is created when the run is logged, after the
         # training set is built (a project that cannot be trained leaves no store behind); its folder is tried now
         if (problem := destination_problem(store, folder=False)) is not None:
-            raise _fail(f"MLflow store {store}: {problem}", 2)
+            raise fail(f"MLflow store {store}: {problem}", 2)
         held = None
     else:
         client = _client(tracking_uri, config)  # a tracking server that does not answer fails now, not after the fit
@@ -353,39 +336,39 @@ def train(
                     f"warning: {m}", highlight=False, soft_wrap=True))
                 held = registered_kind(client, model_name)
         except TrackingServerUnreachable as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     kind = "time_to_close" if target == Target.time_to_close else "sales_readiness"
     if held is not None and held != kind:
-        raise _fail(f"--model-name {model_name}: its versions are {held.replace('_', '-')} models; a "
-                    f"{kind.replace('_', '-')} model is registered under another name (default "
-                    f"{DEFAULT_MODEL_NAMES[target]})", 2)
+        raise fail(f"--model-name {model_name}: its versions are {held.replace('_', '-')} models; a "
+                   f"{kind.replace('_', '-')} model is registered under another name (default "
+                   f"{DEFAULT_MODEL_NAMES[target]})", 2)
     if target == Target.time_to_close:
         from training.workflow import train_time_to_close_project
 
         ignored = [name for name, given in (("--strict-leakage", strict_leakage), ("--points-rules", points_rules))
                    if given]
         if ignored:
-            raise _fail(f"{' and '.join(ignored)}: sales-readiness options; the time-to-close model has neither "
-                        "a leakage alarm nor a points baseline (its peers are Kaplan-Meier, Cox and the naive "
-                        "regression)", 2)
+            raise fail(f"{' and '.join(ignored)}: sales-readiness options; the time-to-close model has neither "
+                       "a leakage alarm nor a points baseline (its peers are Kaplan-Meier, Cox and the naive "
+                       "regression)", 2)
 
         try:
             ttc_run = train_time_to_close_project(project, _target(tracking_uri, config), model_name=model_name,
-                                                  run_id=run_id, progress=_say)
+                                                  run_id=run_id, progress=say)
         except (ContractError, OSError, ValueError, KeyError) as exc:
-            raise _fail(_message(exc)) from exc
+            raise fail(_message(exc)) from exc
         print_time_to_close_run(ttc_run)
         return
     rules = points_rules_of(project, config, points_rules)
     try:
         run = train_project(project, _target(tracking_uri, config), points_rules=rules,
                             strict_leakage=strict_leakage or None, model_name=model_name, run_id=run_id,
-                            progress=_say)
+                            progress=say)
     except (ContractError, OSError, ValueError, KeyError) as exc:
-        raise _fail(_message(exc)) from exc
+        raise fail(_message(exc)) from exc
     print_train_run(run)
     if run.refusal:
-        raise _fail(run.refusal, 3)
+        raise fail(run.refusal, 3)
 
 
 def evaluate(
@@ -403,12 +386,12 @@ def evaluate(
     from training.registry import RegistryError
     from training.workflow import evaluate_registered
 
-    project = _project(config)
+    project = load_project_or_fail(config)
     try:
         report = evaluate_registered(project, _existing_store(_target(tracking_uri, config), config), model,
-                                     model_name, progress=_say)
+                                     model_name, progress=say)
     except (RegistryError, ValueError, KeyError, OSError) as exc:
-        raise _fail(_message(exc)) from exc
+        raise fail(_message(exc)) from exc
     frame = pd.DataFrame({"value": report.metrics}).rename_axis("metric")
     console.print(frame_table(frame, f"{report.name} v{report.version} on the latest evaluation rows"))
     if (calibration := calibration_line(report.metrics)) is not None:
@@ -452,16 +435,16 @@ def models_promote(
     accepted = deciding_metrics()
     if metric is not None and not any(metric in metrics for metrics in accepted.values()):
         kinds = " or ".join(f"{', '.join(metrics)} ({kind.replace('_', '-')} models)" for kind, metrics in accepted.items())
-        raise _fail(f"--metric {metric}: not a metric that can decide a promotion; use one of {kinds}", 2)
+        raise fail(f"--metric {metric}: not a metric that can decide a promotion; use one of {kinds}", 2)
     client = _registry_client(tracking_uri, config)
     try:
         with tracking_server_errors(client.tracking_uri):
             decision = promote(client, model_name, version=version, metric=metric, min_delta=min_delta)
     except MetricError as exc:  # a metric of the other kind of model: known only once the version is read
-        raise _fail(f"--metric {metric}: cannot decide the promotion of {model_name!r}, a {exc.kind.replace('_', '-')} "
-                    f"model; use one of {', '.join(exc.accepted)}", 2) from exc
+        raise fail(f"--metric {metric}: cannot decide the promotion of {model_name!r}, a {exc.kind.replace('_', '-')} "
+                   f"model; use one of {', '.join(exc.accepted)}", 2) from exc
     except (RegistryError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     console.print(frame_table(decision.table, "same evaluation rows, side by side"))
     style = "green" if decision.promoted else "yellow"
     console.print(f"[bold {style}]{'PROMOTED' if decision.promoted else 'REFUSED'}[/]")
@@ -488,10 +471,10 @@ def models_rollback(
         with tracking_server_errors(client.tracking_uri):
             result = rollback(client, model_name)
     except (RegistryError, TrackingServerUnreachable) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except MlflowException as exc:  # the registry refused a read or a write: one line, no traceback
         first = (str(exc).strip().splitlines() or ["unknown error"])[0]
-        raise _fail(f"model {model_name!r}: rollback failed: {first}") from exc
+        raise fail(f"model {model_name!r}: rollback failed: {first}") from exc
     console.print(result.explain(), highlight=False)
 
 
@@ -511,15 +494,15 @@ def models_export(
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
     if (problem := destination_problem(out, folder=True)) is not None:  # before the registry is read
-        raise _fail(f"--out {out}: {problem}", 2)
+        raise fail(f"--out {out}: {problem}", 2)
     client = _registry_client(tracking_uri, config)
     try:
         with tracking_server_errors(client.tracking_uri, "nothing was exported"):
             path = export_champion(client, out, model_name, alias)
     except (RegistryError, TrackingServerUnreachable) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     except OSError as exc:  # a folder the system will not let us write (permissions, read-only file system)
-        raise _fail(f"--out {out}: cannot write the export ({exc.strerror or exc}); nothing was exported") from exc
+        raise fail(f"--out {out}: cannot write the export ({exc.strerror or exc}); nothing was exported") from exc
     console.print(f"exported {model_name}@{alias} -> {path}")
 
 
@@ -538,7 +521,7 @@ def models_list(
         with tracking_server_errors(client.tracking_uri):
             frame = list_versions(client, model_name)
     except TrackingServerUnreachable as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if frame.empty:
         console.print(f"no versions of {model_name!r} registered yet")
         return

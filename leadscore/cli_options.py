@@ -1,12 +1,18 @@
-"""Helpers for options shared by several subcommands (no heavy imports: ``leadscore --help`` loads this)."""
+"""Pieces shared by the subcommands: option helpers, the error line, progress lines and the project loader (no
+heavy imports: ``leadscore --help`` loads this)."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from leadscore.project import ProjectConfig
 
 T = TypeVar("T")
 
@@ -14,12 +20,29 @@ MODEL_DIR = "--model-dir"
 MODEL_DIR_ALIAS = "--models-dir"  # an older spelling (`forecast` showed it): accepted by all three, hidden in their help
 
 
-def refusal(message: str, code: int = 2) -> typer.Exit:
-    """``error: message`` on stderr, one line however narrow the terminal (exit 2: a usage error)."""
-    from rich.console import Console
+err_console = Console(stderr=True)  # errors, warnings, progress lines and bars
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr, one line however narrow the terminal, the message as it is (square
+    brackets too: not rich markup); the exit to raise (1: the work failed, 2: a usage error)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def say(message: str) -> None:
+    """A progress line on stderr (``- message``, dim), the message as it is."""
+    err_console.print(f"[dim]- {escape(message)}[/]", highlight=False)
+
+
+def load_project_or_fail(path: Path) -> ProjectConfig:
+    """The project file (or a bare data config) at ``path``; a bad one ends the command (exit 2)."""
+    from leadscore.project import ProjectConfigError, load_project
+
+    try:
+        return load_project(path)
+    except ProjectConfigError as exc:
+        raise fail(str(exc), 2) from exc
 
 
 def both_sources_problem(exported: str, *, used: str = "used", drop: str = "give one of them") -> str:
@@ -44,7 +67,7 @@ def given_spelling(values: dict[str, T | None]) -> tuple[T | None, str]:
     given = {name: value for name, value in values.items() if value is not None}
     if len({str(v) for v in given.values()}) > 1:
         both = " and ".join(f"{name} {value}" for name, value in given.items())
-        raise refusal(f"{both}: two spellings of one option with different values; give one of them")
+        raise fail(f"{both}: two spellings of one option with different values; give one of them", 2)
     if not given:
         return None, next(iter(values))
     name, value = next(iter(given.items()))

@@ -26,12 +26,13 @@ from leadscore.cli_options import (
     MODEL_DIR_ALIAS,
     both_sources_problem,
     destination_problem,
+    err_console,
+    fail,
     folder_problem,
     given_spelling,
 )
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def _data_config(db: str | None, config: Path | None) -> Any:
@@ -42,14 +43,14 @@ def _data_config(db: str | None, config: Path | None) -> Any:
 
     if config is None:
         if db is None:
-            raise _refuse("give --db URL or -c leadscore.yaml")
+            raise fail("give --db URL or -c leadscore.yaml", 2)
         return sql_data_config(db)
     try:  # a bare data config too; every section is checked, as for train (a misspelt key is never passed over)
         data = load_project(config).data
     except ProjectConfigError as exc:
-        raise _refuse(f"--config: {exc}") from None
+        raise fail(f"--config: {exc}", 2) from None
     if not isinstance(data, DataConfig):
-        raise _refuse(f"--config {config}: rescoring needs the CRM data mode (leads/events/outcomes)")
+        raise fail(f"--config {config}: rescoring needs the CRM data mode (leads/events/outcomes)", 2)
     return data
 
 
@@ -58,7 +59,7 @@ def _scores_url(db: str | None, data: Any) -> str:
         return db
     if data.source.kind == "sql" and data.source.url:
         return str(data.source.url)
-    raise _refuse("the data is not in a database: give --db URL for the lead_scores tables")
+    raise fail("the data is not in a database: give --db URL for the lead_scores tables", 2)
 
 
 @contextmanager
@@ -72,12 +73,6 @@ def cleared_on_error(bar: Progress) -> Iterator[Progress]:
             bar.live.stop()
             bar.disable = True  # stopped above: its exit prints no blank line either
             raise
-
-
-def _refuse(message: str) -> typer.Exit:
-    """A one-line usage error (exit 2)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def shown_value(value: object, label: str = "") -> str:
@@ -191,6 +186,75 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
     console.print(table)
 
 
+def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *, out: Path | None = None,
+                      dask: str | None = None, workers: int | None = None, top: int = 0) -> Any:
+    """Rescore the open leads of ``data`` (``serving.rescore.rescore``; on Dask workers with ``dask`` (a scheduler
+    address) or ``workers`` (a local cluster)) with a progress bar on stderr, then print the run's summary, where
+    ``out`` has the scores, and the ``top`` highest-scored leads with their reasons. A failure is one error line
+    (exit 1). The run's summary."""
+    import sqlalchemy as sa
+    from mlflow.exceptions import MlflowException
+
+    from features.contract import ContractError
+    from features.readers import sql_error_text
+    from serving.rescore import WorkerDiedError, score_schema, top_leads
+    from serving.rescore import rescore as run_rescore
+
+    columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
+               TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
+    scored_by: set[int] = set()  # ids of the processes that scored partitions
+    try:
+        with cleared_on_error(Progress(*columns, console=err_console)) as bar:
+            task = bar.add_task("rescore", total=None, rate="")
+            before = [0]  # lead ids a resumed run had committed before this call (partition -1)
+
+            def progress(done: int, total: int, partition: int) -> None:
+                bar.update(task, total=total, advance=done)
+                if partition < 0:
+                    before[0] += done
+                    return
+                elapsed = bar.tasks[task].elapsed or 0.0
+                completed = bar.tasks[task].completed - before[0]
+                if elapsed > 0:
+                    bar.update(task, rate=f"{completed / elapsed:,.0f} leads/s")
+
+            if dask is not None or workers is not None:
+                from serving.rescore_dask import rescore_on_dask
+
+                summary = rescore_on_dask(data, scores_url, settings, config, address=dask,
+                                          n_workers=workers, progress=progress, out=out,
+                                          note=lambda text: err_console.print(f"note: {text}", highlight=False, soft_wrap=True))
+            else:
+                summary = run_rescore(data, scores_url, settings, config, progress=progress, out=out,
+                                      on_result=lambda result: scored_by.add(result.pid))
+    except (ContractError, WorkerDiedError) as exc:
+        raise fail(str(exc)) from exc
+    except (LookupError, ValueError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
+        raise fail(f"database: {sql_error_text(exc)}") from exc
+    except MlflowException as exc:
+        todo = ""
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no such model or alias
+            todo = (f" (store {settings.resolved_tracking_uri}): train and promote a {settings.alias} first "
+                    f"(leadscore train, then leadscore models promote), or give {MODEL_DIR} with an exported one")
+        raise fail(f"model registry: {exc.message}{todo}") from exc
+    if dask is not None or workers is not None:
+        who = f"Dask workers ({f'scheduler {dask}' if dask else f'{workers} on this machine'})"
+    else:
+        who = processes_text(len(scored_by), config.processes, summary.partitions_run_now)
+    print_summary(summary, who)
+    if out is not None:
+        console.print(f"scores -> {out}")
+    if top:
+        try:
+            leads = top_leads(scores_url, top, score_schema(data))
+        except ValueError as exc:  # reasons that are not JSON
+            raise fail(f"--top: {exc}") from exc
+        print_top_leads(leads)
+    return summary
+
+
 def register(app: typer.Typer) -> None:
     """Add ``leadscore rescore`` to the main Typer app."""
 
@@ -227,33 +291,27 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:
         """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
-        import sqlalchemy as sa
-        from mlflow.exceptions import MlflowException
-
-        from features.contract import ContractError
-        from features.readers import sql_error_text
         from serving.loader import ServingSettings, SettingsError
-        from serving.rescore import RescoreConfig, WorkerDiedError, score_schema, top_leads
-        from serving.rescore import rescore as run_rescore
+        from serving.rescore import RescoreConfig
 
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
             given = [name for name, value in (("--as-of", as_of), ("--changed-since", changed_since),
                                               ("--top-k", top_k), ("--partition-leads", partition_leads))
                      if value is not None]
             if given:
-                raise _refuse(f"{', '.join(given)}: a resumed run keeps the values it started with; drop "
-                              f"{'it' if len(given) == 1 else 'them'} with --resume")
+                raise fail(f"{', '.join(given)}: a resumed run keeps the values it started with; drop "
+                           f"{'it' if len(given) == 1 else 'them'} with --resume", 2)
         if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
-            raise _refuse(f"--out {out}: expected a .parquet or .csv file")
+            raise fail(f"--out {out}: expected a .parquet or .csv file", 2)
         if out is not None and (problem := destination_problem(out, folder=False)) is not None:
-            raise _refuse(f"--out {out}: {problem}")
+            raise fail(f"--out {out}: {problem}", 2)
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         data = _data_config(db, config)
         scores_url = _scores_url(db, data)
         try:
             settings = ServingSettings.from_env(os.environ)
         except SettingsError as exc:
-            raise _refuse(str(exc)) from None
+            raise fail(str(exc), 2) from None
         overrides: dict[str, Any] = {}
         if model_dir is not None:
             overrides["model_dir"] = Path(model_dir) if model_dir else None  # "": the registry
@@ -266,80 +324,23 @@ def register(app: typer.Typer) -> None:
         settings = settings.model_copy(update=overrides)
         exported = f"{model_dir_option} {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
         if tracking_uri is not None and settings.model_dir is not None:
-            raise _refuse(both_sources_problem(exported))
+            raise fail(both_sources_problem(exported), 2)
         if settings.model_dir is not None and (what := folder_problem(settings.model_dir)) is not None:
-            raise _refuse(f"{exported}: {what} (the folder `leadscore models export --out` wrote)")
+            raise fail(f"{exported}: {what} (the folder `leadscore models export --out` wrote)", 2)
         if settings.model_dir is None:  # the registry: a plain folder is MLflow's retired file store
             from training.tracking import tracking_target
 
             try:
                 tracking_target(settings.resolved_tracking_uri, settings.project_dir)
             except ValueError as exc:
-                raise _refuse(str(exc)) from None
+                raise fail(str(exc), 2) from None
         if dask is not None and workers is not None:
-            raise _refuse("--dask scores on that scheduler's workers, --workers starts a local cluster; give one of them")
+            raise fail("--dask scores on that scheduler's workers, --workers starts a local cluster; give one of them", 2)
         if processes is not None and (dask is not None or workers is not None):
-            raise _refuse("--processes is for a run on this machine; with --dask / --workers the Dask workers score "
-                          "the partitions")
+            raise fail("--processes is for a run on this machine; with --dask / --workers the Dask workers score "
+                       "the partitions", 2)
         sized = {} if partition_leads is None else {"partition_leads": partition_leads}  # else RescoreConfig's
         rescore_config = RescoreConfig(**sized, as_of=as_of, changed_since=changed_since,
                                        top_k=3 if top_k is None else top_k, run_id=run_id, resume=resume,
                                        processes=processes)
-        columns = [TextColumn("rescoring"), BarColumn(), MofNCompleteColumn(), TextColumn("lead ids"),
-                   TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("eta"), TimeRemainingColumn()]
-        scored_by: set[int] = set()  # ids of the processes that scored partitions
-        try:
-            with cleared_on_error(Progress(*columns, console=err_console)) as bar:
-                task = bar.add_task("rescore", total=None, rate="")
-                before = [0]  # lead ids a resumed run had committed before this call (partition -1)
-
-                def progress(done: int, total: int, partition: int) -> None:
-                    bar.update(task, total=total, advance=done)
-                    if partition < 0:
-                        before[0] += done
-                        return
-                    elapsed = bar.tasks[task].elapsed or 0.0
-                    completed = bar.tasks[task].completed - before[0]
-                    if elapsed > 0:
-                        bar.update(task, rate=f"{completed / elapsed:,.0f} leads/s")
-
-                if dask is not None or workers is not None:
-                    from serving.rescore_dask import rescore_on_dask
-
-                    summary = rescore_on_dask(data, scores_url, settings, rescore_config, address=dask,
-                                              n_workers=workers, progress=progress, out=out,
-                                              note=lambda text: err_console.print(f"note: {text}", highlight=False, soft_wrap=True))
-                else:
-                    summary = run_rescore(data, scores_url, settings, rescore_config, progress=progress, out=out,
-                                          on_result=lambda result: scored_by.add(result.pid))
-        except (ContractError, WorkerDiedError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from exc
-        except (LookupError, ValueError, OSError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from exc
-        except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
-            err_console.print(f"[bold red]error:[/] database: {sql_error_text(exc)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from exc
-        except MlflowException as exc:
-            todo = ""
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no such model or alias
-                todo = (f" (store {settings.resolved_tracking_uri}): train and promote a {settings.alias} first "
-                        f"(leadscore train, then leadscore models promote), or give {MODEL_DIR} with an exported one")
-            err_console.print(f"[bold red]error:[/] model registry: {exc.message}{todo}", highlight=False,
-                              soft_wrap=True)
-            raise typer.Exit(1) from exc
-        if dask is not None or workers is not None:
-            who = f"Dask workers ({f'scheduler {dask}' if dask else f'{workers} on this machine'})"
-        else:
-            who = processes_text(len(scored_by), processes, summary.partitions_run_now)
-        print_summary(summary, who)
-        if out is not None:
-            console.print(f"scores -> {out}")
-        if top:
-            try:
-                leads = top_leads(scores_url, top, score_schema(data))
-            except ValueError as exc:  # reasons that are not JSON
-                err_console.print(f"[bold red]error:[/] --top: {exc}", highlight=False, soft_wrap=True)
-                raise typer.Exit(1) from exc
-            print_top_leads(leads)
+        rescore_and_print(data, scores_url, settings, rescore_config, out=out, dask=dask, workers=workers, top=top)

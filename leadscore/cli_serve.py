@@ -18,9 +18,9 @@ from leadscore.cli_options import (
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
+    fail,
     folder_problem,
     given_spelling,
-    refusal,
 )
 
 SERVICE = "serving.service:LeadScoringService"
@@ -140,30 +140,28 @@ def register(app: typer.Typer) -> None:
             given = (f"{model_dir_option} {model_dir}" if model_dir
                      else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")
             drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
-            raise refusal(both_sources_problem(given, used="served", drop=drop))
+            raise fail(both_sources_problem(given, used="served", drop=drop), 2)
         from serving.loader import ServingSettings, SettingsError
 
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
             ServingSettings.from_env({**os.environ, **env}, endpoint=True)
         except SettingsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), 2) from None
         folders = [("--project-dir ", project_dir), (f"{model_dir_option} ", model_dir)]
         if model_dir is None and "LEADSCORE_MODEL_DIR" in env:
             folders.append(("LEADSCORE_MODEL_DIR=", Path(env["LEADSCORE_MODEL_DIR"])))
         for given, folder in folders:
             if folder is not None and (problem := folder_problem(folder)) is not None:
-                raise refusal(f"{given}{folder}: {problem}")
+                raise fail(f"{given}{folder}: {problem}", 2)
         store = Path(env["LEADSCORE_PROJECT_DIR"]) / "mlflow.db"
         if "LEADSCORE_MODEL_DIR" not in env and "MLFLOW_TRACKING_URI" not in env and not store.is_file():
             # the embedded default store: the server would check an empty registry every few seconds
             where = "--project-dir" if project_dir else ("LEADSCORE_PROJECT_DIR" if os.environ.get(
                 "LEADSCORE_PROJECT_DIR") else "the default project folder .demo")
-            raise refusal(f"no MLflow store {store} ({where}): run `make demo` or `leadscore train` there first, "
-                          "or give --project-dir, --model-dir or --tracking-uri")
+            raise fail(f"no MLflow store {store} ({where}): run `make demo` or `leadscore train` there first, "
+                       "or give --project-dir, --model-dir or --tracking-uri", 2)
         if problem := port_problem(host, port):
-            typer.echo(f"error: {problem}", err=True)
-            raise typer.Exit(1)
+            raise fail(problem)
         typer.echo(f"serving {SERVICE} on http://{host}:{port}")
         sys.stdout.flush()
         # this process becomes `bentoml serve`: a SIGTERM or Ctrl-C reaches the server itself (a child

@@ -586,3 +586,25 @@ def test_validate_names_a_quarantine_dir_it_cannot_write_not_a_read_failure(tmp_
     assert code == 1
     assert f"error: could not write the quarantine files: quarantine_dir {tmp_path / 'q'}: File exists" in output
     assert "could not read the data" not in output
+
+
+def test_refusals_print_square_brackets_the_user_typed_as_typed(tmp_path: Path) -> None:
+    """An error line is rich text: a path with "[/x]" in it ended the command with rich's MarkupError traceback
+    (exit 1), and one with "[bold]" in it was named without that part. Every command's refusal shows the
+    text as typed, on one line, with its exit code."""
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    for args, named in ((["rescore", "--db", db, "--out", str(tmp_path / "[/x].txt")], f"--out {tmp_path}/[/x].txt: "),
+                        (["forecast", "--model-dir", str(tmp_path / "[bold]gone")], f"--model-dir {tmp_path}/[bold]gone: "),
+                        (["synth", "--out", "[red]folder"], "--out [red]folder: not a SQLAlchemy URL"),
+                        (["serve", "--model-dir", str(tmp_path / "[/]")], f"--model-dir {tmp_path}/[/]: no such folder")):
+        code, output = _invoke(*args)
+        assert code == 2 and f"error: {named}" in output, (args, output)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_lines_print_square_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """A progress line is rich text too: one holding "[/x]" raised rich's MarkupError."""
+    from leadscore.cli_options import say
+
+    say("reading [/x] and [bold]y")
+    assert "- reading [/x] and [bold]y" in capsys.readouterr().err

@@ -227,9 +227,7 @@ def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *,
             else:
                 summary = run_rescore(data, scores_url, settings, config, progress=progress, out=out,
                                       on_result=lambda result: scored_by.add(result.pid))
-    except (ContractError, WorkerDiedError) as exc:
-        raise fail(str(exc)) from exc
-    except (LookupError, ValueError, OSError) as exc:
+    except (ContractError, WorkerDiedError, LookupError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
         raise fail(f"database: {sql_error_text(exc)}") from exc

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from leadscore.cli_options import err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import destination_problem, err_console, fail, load_project_or_fail, say
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -235,7 +235,6 @@ def features_build(
     ] = None,
 ) -> None:
     """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
-    from leadscore.cli_options import destination_problem
     from leadscore.run_logging import log_into_run
 
     spec_path = spec_out or out.with_suffix(".spec.json")
@@ -304,7 +303,6 @@ def demo(
     train and register both models in MLflow (sales readiness, time to close), promote them when they
     beat their baselines, export them, forecast revenue and rescore the database."""
     from leadscore.cli_models import points_rules_of, print_time_to_close_run, print_train_run
-    from leadscore.cli_options import destination_problem
     from leadscore.project import DEMO_DATABASE, project_yaml, sqlite_project
     from training.registry import export_champion
     from training.tracking import connect, quiet_mlflow_noise, tracking_target

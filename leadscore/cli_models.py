@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from leadscore.cli_options import err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import destination_problem, err_console, fail, load_project_or_fail, say
 
 if TYPE_CHECKING:
     from leadscore.project import ProjectConfig
@@ -313,7 +313,6 @@ def train(
 ) -> None:
     """Train, evaluate against the baselines, log to MLflow and register the challenger."""
     from features.contract import ContractError
-    from leadscore.cli_options import destination_problem
     from leadscore.run_logging import running_run_id
     from training.registry import registered_kind
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
@@ -489,7 +488,6 @@ def models_export(
 ) -> None:
     """Write a registered version (default: the champion; pyfunc dir + champion.json) for deployment without a
     tracking server."""
-    from leadscore.cli_options import destination_problem
     from training.registry import RegistryError, export_champion
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 

@@ -79,6 +79,7 @@ from features.schema import (
     utc_now,
     values_as_text,
 )
+from features.urls import masked_url
 
 # ---------------------------------------------------------------------------------------------
 # Rule names (the ``rule`` of a violation and the reason written per quarantined row)
@@ -511,7 +512,7 @@ def resolve_sqlite_url(url: str, base: Path) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ValueError(f"source.url {url!r} is not a database URL (e.g. sqlite:///crm.db, "
+        raise ValueError(f"source.url {masked_url(url)!r} is not a database URL (e.g. sqlite:///crm.db, "
                          "postgresql+psycopg://user@host/db)") from exc
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return url

@@ -31,6 +31,7 @@ from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceCo
 from features.fast_sql import fast_read, range_key
 from features.schema import EVENTS, EXACT_FLOAT_INTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
 from features.spec import SPEC_METADATA_KEY, FeatureSpec
+from features.urls import masked_url
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
 
@@ -403,11 +404,11 @@ def check_sqlite_file(url: str) -> None:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise DataSourceError(f"database URL {url!r}: {exc}") from exc
+        raise DataSourceError(f"database URL {masked_url(url)!r}: {exc}") from exc
     database = parsed.database
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
             and not database.startswith("file:") and not Path(database).is_file():
-        raise DataSourceError(f"SQLite database file not found: {Path(database).resolve()} (from {url!r})")
+        raise DataSourceError(f"SQLite database file not found: {Path(database).resolve()} (from {masked_url(url)!r})")
 
 
 class SqlDatabase:
@@ -718,7 +719,7 @@ def _safe_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return url
+        return masked_url(url)
 
 
 def read_crm(

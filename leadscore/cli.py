@@ -139,16 +139,17 @@ def synth(
     from pydantic import ValidationError
 
     from features.readers import sql_error_text
+    from features.urls import masked_url
     from features.writers import DestinationExistsError, is_url
     from leadscore.synth import SynthConfig, write_synthetic
 
     if not out.strip():
         raise fail("--out is empty: give a SQLAlchemy URL (format sql) or a folder (csv/parquet)", 2)
     if fmt == "sql" and not is_url(out):
-        raise fail(f"--out {out}: not a SQLAlchemy URL (e.g. sqlite:///crm.db); for a folder of files add "
+        raise fail(f"--out {masked_url(out)}: not a SQLAlchemy URL (e.g. sqlite:///crm.db); for a folder of files add "
                    "--format csv or --format parquet", 2)
     if fmt != "sql" and is_url(out):
-        raise fail(f"--out {out}: a database URL, but --format {fmt} writes files into a folder; give a folder, "
+        raise fail(f"--out {masked_url(out)}: a database URL, but --format {fmt} writes files into a folder; give a folder, "
                    "or --format sql for the database", 2)
     try:
         config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
@@ -163,13 +164,13 @@ def synth(
     except (FileExistsError, ValueError) as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
-        raise fail(f"--out {out}: {exc.strerror or exc}") from exc
+        raise fail(f"--out {masked_url(out)}: {exc.strerror or exc}") from exc
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
-        raise fail(f"--out {out}: {sql_error_text(exc)}") from exc
+        raise fail(f"--out {masked_url(out)}: {sql_error_text(exc)}") from exc
     dropped = _drop_stale_scores(out) if fmt == "sql" and overwrite else None
     median = summary.median_days_to_close
     print_pairs(
-        f"synthetic CRM -> {out}",
+        f"synthetic CRM -> {masked_url(out)}",
         [
             ("leads", f"{summary.leads:,}"),
             ("events", f"{summary.events:,}"),

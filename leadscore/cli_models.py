@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from features.urls import masked_url
 from leadscore.cli_options import destination_problem, err_console, fail, load_project_or_fail, say
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ def print_train_run(run: TrainRun) -> None:
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(result.leakage.to_text(), highlight=False)
-    rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
+    rows = [("tracking URI", masked_url(run.tracking_uri)), ("run id", run.run_id),
             ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items()))]
     rows.append(("model version", f"{run.model_version} (alias challenger)" if run.registered else "not registered"))
     table = Table(show_header=False, title="MLflow", title_justify="left")
@@ -277,7 +278,7 @@ def print_time_to_close_run(run: TimeToCloseRun) -> None:
     console.print(f"observed P(close within h), Kaplan-Meier on the test snapshots: {observed}", highlight=False)
     for note in result.notes:
         console.print(f"- {note}", highlight=False, soft_wrap=True)
-    rows = [("tracking URI", run.tracking_uri), ("run id", run.run_id),
+    rows = [("tracking URI", masked_url(run.tracking_uri)), ("run id", run.run_id),
             ("evaluation rows", ", ".join(f"{k}={v}" for k, v in run.evaluation.items())),
             ("model version", f"{run.model_version} (alias challenger)")]
     info = Table(show_header=False, title="MLflow", title_justify="left")

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from features.urls import masked_url
 from leadscore.cli_options import (
     MODEL_DIR,
     MODEL_DIR_ALIAS,
@@ -234,7 +235,7 @@ def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *,
     except MlflowException as exc:
         todo = ""
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no such model or alias
-            todo = (f" (store {settings.resolved_tracking_uri}): train and promote a {settings.alias} first "
+            todo = (f" (store {masked_url(settings.resolved_tracking_uri)}): train and promote a {settings.alias} first "
                     f"(leadscore train, then leadscore models promote), or give {MODEL_DIR} with an exported one")
         raise fail(f"model registry: {exc.message}{todo}") from exc
     if dask is not None or workers is not None:

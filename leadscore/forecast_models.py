@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from features.urls import masked_url
 from leadscore.cli_options import MODEL_DIR
 
 READINESS_NAME = "lead-conversion"
@@ -74,7 +75,7 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
             if server_failure(exc) is not None:  # the server went away: not a missing model
                 raise
             how = HOW_TO_GET.get(name, f"leadscore models promote --model-name {name}")
-            raise ValueError(f"no registered model {name!r} with alias {alias!r} at {tracking_uri}: train and "
+            raise ValueError(f"no registered model {name!r} with alias {alias!r} at {masked_url(tracking_uri)}: train and "
                              f"promote it first ({how})") from exc
         model = download_registered(tracking_uri, name, str(version.version), loader)
     return model, f"{name} v{version.version}", _recorded_date(version.tags.get(FIT_OUTCOMES_END))

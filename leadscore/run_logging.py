@@ -34,6 +34,8 @@ def log_into_run(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from features.urls import masked_url
+
     client = MlflowClient()
     try:
         status = client.get_run(run_id).info.status
@@ -50,7 +52,7 @@ def log_into_run(
         for path in files:
             client.log_artifact(run_id, str(path), artifact_path)
     except MlflowException as exc:
-        say(f"not logged into MLflow run {run_id} at {client.tracking_uri}: {exc.message}")
+        say(f"not logged into MLflow run {run_id} at {masked_url(client.tracking_uri)}: {exc.message}")
         return False
     except OSError as exc:  # the artifact store (a folder, a bucket) refused a file
         say(f"not all logged into MLflow run {run_id}: artifact store: {exc}")

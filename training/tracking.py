@@ -32,10 +32,12 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.environment_variables import MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Retry
 
 from features.schema import LEAD_ID
+from features.urls import has_password, masked_url
 from training.config import AS_OF
 from training.model import take_rows
 from training.pyfunc import log_pyfunc_model
@@ -85,8 +87,9 @@ def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> Tracki
         return TrackingTarget(uri, (db_path.parent / ARTIFACTS_DIR).resolve().as_uri())
     if "://" not in uri or uri.startswith("file:"):  # MLflow 3 keeps its file store behind a flag
         folder = Path(uri.removeprefix("file://").removeprefix("file:")).resolve()
-        raise ValueError(f"tracking URI {uri!r}: a folder is MLflow's retired file store; use "
-                         f"sqlite:///{folder / 'mlflow.db'} (a database in that folder) or an http(s):// server")
+        raise ValueError(f"tracking URI {masked_url(uri)!r}: a folder is MLflow's retired file store; use "
+                         f"{masked_url(f'sqlite:///{folder / MLFLOW_DB}')} (a database in that folder) or an "
+                         "http(s):// server")
     return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
 
 
@@ -156,7 +159,7 @@ class TrackingServerUnreachable(ConnectionError, ValueError):
     failure, gateway error). A ``ValueError`` too: the CLI turns those into a one-line error."""
 
     def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"cannot reach the MLflow tracking server at {uri}: {reason}")
+        super().__init__(f"cannot reach the MLflow tracking server at {masked_url(uri)}: {reason}")
         self.uri = uri
         self.reason = reason
 
@@ -169,7 +172,8 @@ class TrackingServerLost(TrackingServerUnreachable):
     ``detail`` says what that left behind (a run not ended, no version registered, ...)."""
 
     def __init__(self, uri: str, reason: str, detail: str = "") -> None:
-        ConnectionError.__init__(self, f"lost the MLflow tracking server at {uri} during the command: {reason}"
+        ConnectionError.__init__(self, f"lost the MLflow tracking server at {masked_url(uri)} during the command: "
+                                 f"{reason}"
                                  + (f"; {detail}" if detail else ""))
         self.uri = uri
         self.reason = reason
@@ -328,9 +332,12 @@ def connect(target: TrackingTarget) -> MlflowClient:
 
     A tracking server is probed first and MLflow's retries bounded (:func:`reach_tracking_server`). Opening
     a new store does not print MLflow's table creation lines, and artifact downloads draw no progress bars
-    (:func:`quiet_artifact_downloads`)."""
+    (:func:`quiet_artifact_downloads`). A URI with a password (``https://user:password@host``): MLflow's
+    "View run at <URI>" lines, which would show it, are not printed."""
     reach_tracking_server(target.uri)
     quiet_artifact_downloads()
+    if has_password(target.uri):
+        os.environ[MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name] = "true"
     mlflow.set_tracking_uri(target.uri)
     mlflow.set_registry_uri(target.uri)
     with quiet_mlflow_noise():  # the client opens (and on first use creates) the store

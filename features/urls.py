@@ -1,0 +1,33 @@
+"""Database and tracking URLs as they may be shown: the password of their user part masked.
+
+A URL such as ``postgresql+psycopg://crm:secret@db/crm`` or ``https://user:token@mlflow.example`` is
+configuration a command prints in its errors and summaries, and the service in its log; its password
+never is. Masking works on the text (no parsing that could refuse it), so a URL that is not valid, which
+an error is about to name, is masked too.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"  # as SQLAlchemy's ``URL.render_as_string(hide_password=True)``
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***`` (unchanged without one).
+
+    The password runs from the first ``:`` after the scheme to the last ``@``: a password holding ``@``
+    or ``/`` unescaped is masked whole (a ``@`` in a path masks more than the password, never less)."""
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    at = url.rfind("@")
+    colon = url.find(":", start, at) if at > start else -1
+    if colon < 0:
+        return url
+    return f"{url[:colon + 1]}{MASK}{url[at:]}"
+
+
+def has_password(url: str) -> bool:
+    """Whether ``url`` carries a password that :func:`masked_url` masks."""
+    return masked_url(url) != url

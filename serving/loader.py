@@ -87,6 +87,9 @@ class ServingSettings(BaseModel):
             values["time_to_close_name"] = env["LEADSCORE_TIME_TO_CLOSE_NAME"].strip()
         if env.get("LEADSCORE_API_KEYS"):
             values["api_keys"] = tuple(k.strip() for k in env["LEADSCORE_API_KEYS"].split(",") if k.strip())
+            if endpoint and not values["api_keys"]:  # blanks and commas: a secret that came out empty, not "no keys"
+                raise SettingsError("LEADSCORE_API_KEYS: set, but holds no key (only blanks and commas); unset it "
+                                    "to serve without API keys", env)
         for var, key in _SCORING_VARIABLES.items():
             if env.get(var):
                 scoring[key] = env[var]

@@ -206,6 +206,26 @@ def test_an_api_key_no_http_header_can_carry_is_refused_without_showing_the_keys
     assert "s3cret-one" not in shown and "ключ" not in shown
 
 
+
+@pytest.mark.parametrize("value", [",", " , ", " "])
+def test_api_keys_set_to_no_key_are_refused_not_read_as_no_authentication(value: str, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """``LEADSCORE_API_KEYS`` set to blanks and commas only (a deployment template whose secret came out
+    empty) turned authentication off: the service started and answered anyone. Refused at start-up."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from serving.loader import ServingSettings, SettingsError
+
+    with pytest.raises(SettingsError, match="LEADSCORE_API_KEYS"):
+        ServingSettings.from_env({"LEADSCORE_MODEL_DIR": str(tmp_path), "LEADSCORE_API_KEYS": value}, endpoint=True)
+    monkeypatch.setattr("os.execve", lambda *args: (_ for _ in ()).throw(AssertionError("the server was started")))
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--port", "1"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_API_KEYS": value})
+    assert result.exit_code == 2, result.output
+    assert "LEADSCORE_API_KEYS" in result.stderr, result.stderr
+
 def test_rescore_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     """rescore reads the same settings (LEADSCORE_TOP_K, grade cut-offs ...): one line, no traceback."""
     from typer.testing import CliRunner

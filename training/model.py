@@ -148,6 +148,25 @@ def encode_features(
     return out
 
 
+LIGHTGBM_REFUSED = str.maketrans({ch: "_" for ch in '",:[]{}'})  # LightGBM: "special JSON characters"
+
+
+def lightgbm_feature_names(columns: Sequence[str]) -> list[str]:
+    """The names LightGBM is given for ``columns``: its refused characters (``" , : [ ] { }``, which CRM
+    names such as ``Email: Opened`` hold) as ``_``, a name made equal to another one suffixed by its
+    position. Only the booster file sees them: the model's columns, importances and reasons keep
+    ``columns``, and LightGBM predicts by position."""
+    names = [str(c).translate(LIGHTGBM_REFUSED) for c in columns]
+    taken: set[str] = set()
+    out = []
+    for j, (name, column) in enumerate(zip(names, columns, strict=True)):
+        if name in taken or (name != column and names.count(name) > 1):
+            name = f"{name}__{j}"
+        taken.add(name)
+        out.append(name)
+    return out
+
+
 def resolve_scale_pos_weight(setting: float | str | None, y: np.ndarray) -> float:
     """Class-imbalance weight for positives."""
     if setting is None:
@@ -293,7 +312,8 @@ class SalesReadinessModel:
         """The LightGBM training set of an encoded matrix, binned with the fit's parameters (as ``lgb.train``
         bins it); it lets the matrix go once binned."""
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
-        return lgb.Dataset(X_enc, label=y_arr, feature_name=self.feature_columns_, categorical_feature=cat_idx,
+        return lgb.Dataset(X_enc, label=y_arr, feature_name=lightgbm_feature_names(self.feature_columns_),
+                           categorical_feature=cat_idx,
                            params=self.params_, free_raw_data=True).construct()
 
     def _fit_dataset(self, encoded: Callable[[], np.ndarray], n_train: int, y_arr: np.ndarray,

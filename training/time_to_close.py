@@ -55,6 +55,7 @@ from training.model import (
     META_FILE,
     encode_features,
     infer_categories,
+    lightgbm_feature_names,
     read_saved_meta,
     scaled_min_data_in_leaf,
     spec_columns,
@@ -389,7 +390,7 @@ class TimeToCloseModel:
                 init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
                               + self.linear_.period[valid_rows.period])
         say("boosting the hazard trees")
-        names = [*self.feature_columns_, PERIOD_COLUMN]
+        names = lightgbm_feature_names([*self.feature_columns_, PERIOD_COLUMN])
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
         train_set = lgb.Dataset([PeriodSequence(base, rows)], label=rows.label, weight=rows.weight,
                                 init_score=init_train, feature_name=names, categorical_feature=cat_idx,

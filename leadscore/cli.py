@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,8 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from leadscore.cli_options import destination_problem, err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import console, destination_problem, err_console, fail, load_project_or_fail, say
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -51,7 +51,6 @@ def _quiet_downloads() -> None:
 features_app = typer.Typer(help="Point-in-time feature pipeline.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
-console = Console()
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")
@@ -355,17 +354,15 @@ def demo(
     if _champion_exists(target) and _champion_exists(target, TIME_TO_CLOSE_MODEL_NAME):
         _demo_forecast(directory, project)
     else:
-        console.print("[yellow]a forecast needs both champions[/] (see the refusals above)")
+        console.print("[yellow]a forecast needs both champions[/] (see the refusals above)", markup=True)
     console.rule("8. rescore the lead database with the champions; the top-10 leads")
     if _champion_exists(target):
         # the synthetic history ends in the past: score as of its end, not the wall clock
         _demo_rescore(directory, project.data.source.url, training_set.data_end)
     else:
-        console.print("[yellow]no champion registered: nothing to rescore with[/] (see the refusal above)")
-    console.print(
-        f"[green]demo done[/]: database {directory / DEMO_DATABASE}, project file {config_path}, "
-        f"MLflow store {target.uri}"
-    )
+        console.print("[yellow]no champion registered: nothing to rescore with[/] (see the refusal above)", markup=True)
+    console.print(Text.assemble(("demo done", "green"), f": database {directory / DEMO_DATABASE}, project file "
+                                f"{config_path}, MLflow store {target.uri}"))
 
 
 def _champion_exists(target, name: str = "lead-conversion") -> bool:

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from leadscore.cli_options import (
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
+    console,
     destination_problem,
     err_console,
     fail,
@@ -24,8 +25,6 @@ from leadscore.cli_options import (
     load_project_or_fail,
     say,
 )
-
-console = Console()
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -63,13 +62,13 @@ def forecast_table(months: Any, title: str) -> Table:
         table.add_column("actual\nrevenue", justify="right")
         table.add_column("inside", justify="center")
     for _, row in months.iterrows():
-        cells = [str(row[MONTH]), f"{row[EXPECTED_DEALS]:,.1f}", f"{row[EXPECTED_REVENUE]:,.0f}",
+        cells: list[str | Text] = [str(row[MONTH]), f"{row[EXPECTED_DEALS]:,.1f}", f"{row[EXPECTED_REVENUE]:,.0f}",
                  f"{row[LOW]:,.0f}", f"{row[HIGH]:,.0f}"]
         if backtest and not row.get(OBSERVED, True):
             cells += [f"{row[ACTUAL_DEALS]:,}*", f"{row[ACTUAL_REVENUE]:,.0f}*", "n/a"]
             table.caption = "* the month ends after the data end: revenue closed until then, not compared"
         elif backtest:
-            cells += [f"{row[ACTUAL_DEALS]:,}", f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else "[red]no[/]"]
+            cells += [f"{row[ACTUAL_DEALS]:,}", f"{row[ACTUAL_REVENUE]:,.0f}", "yes" if row[INSIDE] else Text("no", style="red")]
         table.add_row(*cells)
     return table
 
@@ -191,7 +190,8 @@ def print_forecast(forecast: ChampionForecast, settings: Any, out: Path | None) 
 
     result = forecast.result
     if forecast.warning is not None:
-        err_console.print(f"[bold yellow]warning:[/] {forecast.warning}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("warning:", "bold yellow"), f" {forecast.warning}"), highlight=False,
+                          soft_wrap=True)
     console.print(forecast_table(result.months, f"revenue forecast as of {result.as_of:%Y-%m-%d} ({forecast.names}); "
                                  f"{interval_text(settings)}"))
     for note in forecast.notes:

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from features.urls import masked_url
-from leadscore.cli_options import destination_problem, err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import console, destination_problem, err_console, fail, load_project_or_fail, say
 
 if TYPE_CHECKING:
     from leadscore.project import ProjectConfig
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from training.tracking import TrackingTarget
     from training.workflow import TimeToCloseRun, TrainRun
 
-console = Console()
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project file (leadscore.yaml) or a data config YAML.")]
 TrackingOption = Annotated[
@@ -447,7 +445,7 @@ def models_promote(
         raise fail(str(exc)) from exc
     console.print(frame_table(decision.table, "same evaluation rows, side by side"))
     style = "green" if decision.promoted else "yellow"
-    console.print(f"[bold {style}]{'PROMOTED' if decision.promoted else 'REFUSED'}[/]")
+    console.print(f"[bold {style}]{'PROMOTED' if decision.promoted else 'REFUSED'}[/]", markup=True)
     for reason in decision.reasons:
         console.print(f"- {reason}", highlight=False)
     if not decision.promoted:

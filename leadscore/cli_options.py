@@ -20,19 +20,22 @@ MODEL_DIR = "--model-dir"
 MODEL_DIR_ALIAS = "--models-dir"  # an older spelling (`forecast` showed it): accepted by all three, hidden in their help
 
 
-err_console = Console(stderr=True)  # errors, warnings, progress lines and bars
+# Text is printed as it is, not as rich markup: paths, column names, category values and messages hold square
+# brackets ("[/x]" raised rich's MarkupError, "[bold]" was dropped); the few styled lines ask for markup=True.
+console = Console(markup=False)  # results: tables, summaries, "... -> path" lines
+err_console = Console(stderr=True, markup=False)  # errors, warnings, progress lines and bars
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``error: message`` on stderr, one line however narrow the terminal, the message as it is (square
     brackets too: not rich markup); the exit to raise (1: the work failed, 2: a usage error)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def say(message: str) -> None:
     """A progress line on stderr (``- message``, dim), the message as it is."""
-    err_console.print(f"[dim]- {escape(message)}[/]", highlight=False)
+    err_console.print(f"[dim]- {escape(message)}[/]", markup=True, highlight=False)
 
 
 def load_project_or_fail(path: Path) -> ProjectConfig:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,14 +25,13 @@ from leadscore.cli_options import (
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
+    console,
     destination_problem,
     err_console,
     fail,
     folder_problem,
     given_spelling,
 )
-
-console = Console()
 
 
 def _data_config(db: str | None, config: Path | None) -> Any:

@@ -602,6 +602,24 @@ def test_refusals_print_square_brackets_the_user_typed_as_typed(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_result_lines_print_square_brackets_as_they_are(tmp_path: Path) -> None:
+    """The lines naming what a command wrote are rich text too: `features build --out` to a folder holding
+    "[bold]" in its name printed "training set -> .../x/training_set.parquet" (the folder's name dropped), and
+    "[/x]" ended it with rich's MarkupError after the files were written."""
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=150, seed=1, events_per_lead=5), str(tmp_path), "csv")
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    for name in ("[bold]x", "[/x]"):
+        out = tmp_path / name / "training_set.parquet"
+        code, output = _invoke("features", "build", "-c", str(project), "--out", str(out))
+        flat = "".join(output.split())  # the line may wrap at the terminal's width
+        assert code == 0 and "".join(f"training set -> {out}".split()) in flat, output
+        assert out.is_file()
+
+
 def test_progress_lines_print_square_brackets_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
     """A progress line is rich text too: one holding "[/x]" raised rich's MarkupError."""
     from leadscore.cli_options import say

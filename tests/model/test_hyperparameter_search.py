@@ -122,11 +122,18 @@ def test_a_trial_still_fitting_when_the_seconds_run_out_is_stopped(frame) -> Non
     """The trial running at the deadline is stopped (pruned, or cut if it is the first): it does not run
     its 3000 rounds. States, not wall-clock times: those vary with the machine's load."""
     *_, one_trial = _timed_search(frame, n_trials=1)
-    _, summary, _ = _timed_search(frame, one_trial * 1.5)
-    states = [t["state"] for t in summary["trials"]]
-    assert summary["n_stopped_at_budget"] == 1 and summary["n_trials"] < 100
-    assert states[:-1] == ["complete"] * (len(states) - 1)  # every trial before the deadline finished
-    assert states[-1] in ("pruned", "stopped at budget"), states  # the one at the deadline did not
+    stopped = 0
+    for share in (1.5, 2.3, 3.1):  # a deadline can fall between two trials (a short trial ending just before
+        # it): the search then ends with no trial to stop; another budget puts it inside a trial
+        _, summary, _ = _timed_search(frame, one_trial * share)
+        states = [t["state"] for t in summary["trials"]]
+        assert summary["n_trials"] < 100 and summary["n_stopped_at_budget"] <= 1, states
+        assert states[:-1] == ["complete"] * (len(states) - 1)  # every trial before the deadline finished
+        if summary["n_stopped_at_budget"]:
+            assert states[-1] in ("pruned", "stopped at budget"), states  # the one at the deadline did not
+            stopped += 1
+            break
+    assert stopped == 1
 
 
 def test_the_first_trial_keeps_to_the_budget_too(frame) -> None:

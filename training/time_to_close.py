@@ -60,6 +60,7 @@ from training.model import (
     scaled_min_data_in_leaf,
     spec_columns,
 )
+from training.period_margins import PeriodTrees
 from training.survival_config import TimeToCloseConfig
 from training.survival_linear import LinearHazard, fit_linear_hazard, refit_linear_hazard
 
@@ -457,21 +458,38 @@ class TimeToCloseModel:
             raise RuntimeError("TimeToCloseModel is not fitted")
         return encode_features(frame, self.feature_columns_, self.categories_).astype(np.float32)
 
+    def period_trees(self) -> PeriodTrees | None:
+        """The booster's trees as arrays (:mod:`training.period_margins`), built once per fitted booster; None
+        when they cannot represent it (``predict_hazard`` then runs ``Booster.predict`` per period)."""
+        self._check_fitted()
+        built = getattr(self, "_trees_of", None)
+        if built is None or built[0] is not self.booster_ or built[1] != self.best_iteration_:
+            self._trees = PeriodTrees.from_booster(self.booster_, self.best_iteration_, self.config.max_periods)
+            self._trees_of = (self.booster_, self.best_iteration_)
+        return self._trees
+
     def predict_hazard(self, X: pd.DataFrame) -> np.ndarray:
-        """Per-period hazards, an (n, max_periods) matrix."""
+        """Per-period hazards, an (n, max_periods) matrix: each snapshot's trees walked once for every
+        period (:class:`training.period_margins.PeriodTrees`; the margins ``Booster.predict`` gives, bit
+        for bit), plus the linear base."""
         self._check_fitted()
         base = self.encode(X)
         n, p = base.shape
         periods = self.config.max_periods
         linear = getattr(self, "linear_", None)
+        trees = self.period_trees()
         out = np.empty((n, periods))
         for first in range(0, n, PREDICT_CHUNK):
             last = min(first + PREDICT_CHUNK, n)
-            block = np.empty((last - first, p + 1), dtype=np.float32)
-            block[:, :p] = base[first:last]
-            for k in range(periods):
-                block[:, p] = k
-                out[first:last, k] = self.booster_.predict(block, raw_score=True, num_iteration=self.best_iteration_)
+            if trees is not None:
+                out[first:last] = trees.margins(base[first:last])
+            else:
+                block = np.empty((last - first, p + 1), dtype=np.float32)
+                block[:, :p] = base[first:last]
+                for k in range(periods):
+                    block[:, p] = k
+                    out[first:last, k] = self.booster_.predict(block, raw_score=True,
+                                                               num_iteration=self.best_iteration_)
             if linear is not None:
                 out[first:last] += linear.margins(X.iloc[first:last])
         return expit(out)

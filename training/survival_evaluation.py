@@ -185,8 +185,8 @@ def score_survival(
     days = np.asarray(settings.days, dtype=np.float64)
     censoring = censoring_survival(t, e)
     if risk is None:
-        within = days <= settings.tau
-        risk = -restricted_mean_days(survival[:, within], days[within])
+        within = days <= settings.tau  # the curves are not copied when every day is within tau
+        risk = -restricted_mean_days(survival if within.all() else survival[:, within], days[within])
     harrell_num, harrell_den = concordance_sums(t, e, risk, settings.tau)
     brier = brier_scores(t, e, survival, days, censoring)
     within = days <= settings.tau

@@ -74,6 +74,7 @@ MEDIAN_DAYS = "median_days"
 BEYOND_HORIZON = "median_beyond_horizon"
 EXPANSION_CHUNK = 200_000  # snapshots expanded at a time (bounds the temporary index arrays)
 PREDICT_CHUNK = 100_000  # rows predicted at a time
+CURVE_ROWS = 16_384  # survival curves integrated at a time (restricted_mean_days)
 
 Progress = Callable[[str], None]
 
@@ -582,11 +583,15 @@ class TimeToCloseModel:
 
 
 def restricted_mean_days(survival: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Area under S(t) from 0 to ``days[-1]`` (trapezoid; S(0) = 1): expected days open within the window."""
+    """Area under S(t) from 0 to ``days[-1]`` (trapezoid; S(0) = 1): expected days open within the window.
+    A block of :data:`CURVE_ROWS` rows at a time (each row's area is its own sum)."""
     days = np.asarray(days, dtype=np.float64)
     grid = np.concatenate([[0.0], days])
-    values = np.hstack([np.ones((survival.shape[0], 1)), survival])
-    return np.trapezoid(values, grid, axis=1)
+    out = np.empty(survival.shape[0])
+    for first in range(0, survival.shape[0], CURVE_ROWS):
+        block = survival[first : first + CURVE_ROWS]
+        out[first : first + len(block)] = np.trapezoid(np.hstack([np.ones((len(block), 1)), block]), grid, axis=1)
+    return out
 
 
 __all__ = [

@@ -289,10 +289,46 @@ def reach_tracking_server(uri: str) -> None:
     server (``http(s)://``) is probed once with a short timeout (:func:`probe_tracking_server`: an unreachable
     one raises :class:`TrackingServerUnreachable` at once instead of MLflow retrying each call for minutes),
     then MLflow's retries are bounded (:func:`bound_http_retries`) for a server that goes away later. Local
-    stores (SQLite, files) are not probed."""
+    stores (SQLite, files) are not probed; a database store (PostgreSQL, MySQL, ...) is opened once
+    (:func:`probe_tracking_database`)."""
     if is_server_uri(uri):
         probe_tracking_server(uri)
         bound_http_retries()
+    elif "://" in uri and not uri.startswith(("sqlite:", "file:")):
+        probe_tracking_database(uri)
+
+
+class TrackingStoreUnreadable(TrackingServerUnreachable):
+    """A database tracking store (``postgresql://`` ...) that cannot be opened: no such database or role,
+    the server down, the driver missing."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        ConnectionError.__init__(self, f"cannot open the MLflow tracking store {masked_url(uri)}: {reason}")
+        self.uri = uri
+        self.reason = reason
+
+
+def probe_tracking_database(uri: str) -> None:
+    """Connect once to a database tracking store before MLflow does: MLflow retries a connection that fails
+    for about 100 s, then ends in SQLAlchemy's traceback; this raises :class:`TrackingStoreUnreadable` with the
+    driver's reason at once. A URI SQLAlchemy cannot read is left to MLflow."""
+    import sqlalchemy as sa
+
+    from features.readers import sql_error_text
+
+    try:
+        engine = sa.create_engine(uri)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError):
+        return
+    except ImportError as exc:  # the database's driver is not installed
+        raise TrackingStoreUnreadable(uri, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        raise TrackingStoreUnreadable(uri, sql_error_text(exc)) from exc
+    finally:
+        engine.dispose()
 
 
 def server_failure(exc: BaseException) -> str | None:

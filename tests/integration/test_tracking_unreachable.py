@@ -71,6 +71,24 @@ def test_clean_message_where_the_cli_catches_it(config: Path, dead_uri: str) -> 
     assert result.output.strip() == f"error: cannot reach the MLflow tracking server at {dead_uri}: Connection refused"
 
 
+@pytest.mark.parametrize("command", [["models", "list"], ["models", "promote"], ["evaluate"]], ids=" ".join)
+def test_a_database_store_that_cannot_be_opened_is_one_line(command: list[str], config: Path,
+                                                           postgres_server_url: str) -> None:
+    """A PostgreSQL tracking store whose database does not exist ended ``models list`` in a 665-line
+    traceback of SQLAlchemy's OperationalError; now the command's one-line error, naming the store (password
+    masked) and the driver's reason (the machine's real PostgreSQL)."""
+    import sqlalchemy as sa
+
+    uri = sa.engine.make_url(postgres_server_url).set(database="leadscore_no_such_database", password="pw")
+    uri = uri.render_as_string(hide_password=False)
+    result = CliRunner().invoke(app, [*command, "-c", str(config), "--tracking-uri", uri],
+                                env={"COLUMNS": "200", "NO_COLOR": "1"})
+    message = cli_message(result)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), message
+    assert "cannot open the MLflow tracking store postgresql+psycopg://postgres:***@" in message, message
+    assert 'database "leadscore_no_such_database" does not exist' in message and ":pw@" not in message
+
+
 def test_connect_does_not_probe_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probed: list[str] = []
     monkeypatch.setattr(tracking, "probe_tracking_server", probed.append)

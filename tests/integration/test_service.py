@@ -91,6 +91,29 @@ def post(server, body, headers=AUTH, **params):
     return httpx.post(f"{server.url}/score", json=body, headers=headers, params=params, timeout=30)
 
 
+def _scores_alike(server, leads: list[dict], same_as: list[dict]) -> list[dict]:
+    """The scores of ``leads`` (top 3 reasons, at AS_OF), asserted equal to those of ``same_as``."""
+    body = {"as_of": AS_OF.isoformat(), "top_k": 3}
+    answers = [post(server, {**body, "leads": sent}) for sent in (leads, same_as)]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+    assert answers[0].json()["scores"] == answers[1].json()["scores"]
+    return answers[0].json()["scores"]
+
+
+def _assert_the_table_paths(scores: list[dict], core: ScoringCore, crm, ids: list, unseen: bool = False) -> None:
+    """``scores`` equal what the batch path gives the leads ``ids`` of ``crm`` (probability to 1e-12, the
+    reasons' features and values); ``unseen``: with the unseen-category warnings of the table."""
+    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
+    rows = [list(all_ids).index(i) for i in ids]
+    warnings = (unseen_values_of(crm, core.spec, all_ids[rows]),) if unseen else ()
+    expected = core.score_matrix(all_ids[rows], matrix[rows], 3, *warnings).to_records()
+    for got, want in zip(scores, expected, strict=True):
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+
+
 def test_health_and_metrics(server) -> None:
     assert httpx.get(f"{server.url}/livez").status_code == 200
     assert httpx.get(f"{server.url}/readyz").status_code == 200
@@ -219,12 +242,8 @@ def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_t
                 texts.setdefault(lead["lead_id"], {})[name] = lead["attributes"][name]
     assert sum(v == "" for t in texts.values() for v in t.values()) >= 2 and any(
         " " in v for t in texts.values() for v in t.values())
+    scores = _scores_alike(server, as_text, leads)
     body = {"as_of": AS_OF.isoformat(), "top_k": 3}
-    numbers = post(server, {**body, "leads": leads})
-    assert numbers.status_code == 200, numbers.text
-    answer = post(server, {**body, "leads": as_text})
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["scores"] == numbers.json()["scores"]
 
     # the table path: the same texts in a SQLite TEXT column, read and validated as a rescore does
     core = served_core
@@ -234,13 +253,7 @@ def test_numbers_sent_as_text_score_as_the_numbers_and_as_the_table_path_reads_t
     by_id = crm.leads.set_index(LEAD_ID)
     sent = pd.DataFrame([{n: lead["attributes"].get(n) for n in numeric} for lead in leads], index=ids, dtype=float)
     pd.testing.assert_frame_equal(by_id.loc[ids, numeric], sent, check_names=False)  # the numbers, "" missing
-    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
-    rows = [list(all_ids).index(i) for i in ids]
-    expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
-    for got, want in zip(answer.json()["scores"], expected, strict=True):
-        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
-        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
-        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+    _assert_the_table_paths(scores, core, crm, ids)
 
     # text that is no number: the table path refuses the row (strict), the endpoint answers 400 naming it
     for bad in ("abc", "1,000", "NaN", "inf"):
@@ -275,13 +288,9 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
                                   "Select" if lead["attributes"][n] == "Select" else repr(lead["attributes"][n])
                                   for n in numeric}
     assert sum(v == "Select" for t in texts.values() for v in t.values()) >= 10
+    scores = _scores_alike(server, marked, absent)
+    assert not any("unseen" in w for s in scores for w in s["warnings"])
     body = {"as_of": AS_OF.isoformat(), "top_k": 3}
-    answer = post(server, {**body, "leads": marked})
-    assert answer.status_code == 200, answer.text
-    without = post(server, {**body, "leads": absent})
-    assert without.status_code == 200, without.text
-    assert answer.json()["scores"] == without.json()["scores"]
-    assert not any("unseen" in w for s in answer.json()["scores"] for w in s["warnings"])
 
     # the table path: the same "Select" texts in a SQLite CRM, read and validated as a rescore does
     core = served_core
@@ -294,14 +303,7 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
     by_id = crm.leads.set_index(LEAD_ID)
     assert len(selected) >= 5 and by_id.loc[selected, categorical].isna().all()
     assert by_id.loc[ids, numeric].isna().sum().sum() >= 10
-    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
-    rows = [list(all_ids).index(i) for i in ids]
-    expected = core.score_matrix(all_ids[rows], matrix[rows], 3,
-                                 unseen_values_of(crm, core.spec, all_ids[rows])).to_records()
-    for got, want in zip(answer.json()["scores"], expected, strict=True):
-        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
-        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
-        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+    _assert_the_table_paths(scores, core, crm, ids, unseen=True)
 
     # an event type "Select" is a missing type (the contract's null_value): refused as "" is, naming the event
     refused = json.loads(json.dumps(marked[:2]))
@@ -326,12 +328,8 @@ def test_an_event_value_given_as_a_missing_marker_scores_as_the_table_path_reads
         for event in lead["events"]:
             event["value"] = texts[lead["lead_id"]]
     assert sum(len(lead["events"]) for lead in valued if texts[lead["lead_id"]] == "Select") >= 5
+    scores = _scores_alike(server, valued, leads)
     body = {"as_of": AS_OF.isoformat(), "top_k": 3}
-    answer = post(server, {**body, "leads": valued})
-    assert answer.status_code == 200, answer.text
-    without = post(server, {**body, "leads": leads})
-    assert without.status_code == 200, without.text
-    assert answer.json()["scores"] == without.json()["scores"]
 
     # the table path: the same texts in the events' TEXT column, read through the project's contract
     core = served_core
@@ -343,13 +341,7 @@ def test_an_event_value_given_as_a_missing_marker_scores_as_the_table_path_reads
     read = crm.events.groupby(LEAD_ID)["value"].agg(lambda v: sorted(set(v.fillna(-1.0))))
     assert {tuple(read[i]) for i in ids if texts[i] in ("Select", "", None)} == {(-1.0,)}  # missing
     assert {tuple(read[i]) for i in ids if texts[i] == "12.5"} == {(12.5,)}
-    all_ids, matrix = scoring_matrix(crm, core.spec, AS_OF, eligible_only=False)
-    rows = [list(all_ids).index(i) for i in ids]
-    expected = core.score_matrix(all_ids[rows], matrix[rows], 3).to_records()
-    for got, want in zip(answer.json()["scores"], expected, strict=True):
-        assert got["probability"] == pytest.approx(want["probability"], abs=1e-12)
-        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
-        assert [r["value"] for r in got["reasons"]] == [r["value"] for r in want["reasons"]]
+    _assert_the_table_paths(scores, core, crm, ids)
 
     # text that is no number: the table path refuses the row (strict), the endpoint answers 400 naming it
     with_events = next(i for i, lead in enumerate(leads) if lead["events"] and i > 0)

@@ -6,7 +6,7 @@ import os
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -25,6 +25,7 @@ from leadscore.cli_options import (
     load_project_or_fail,
     say,
 )
+from leadscore.forecast_models import ChampionForecast
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
@@ -134,53 +135,25 @@ def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], bac
 
 
 def read_crm(data: Any) -> tuple[Any, str | None]:
-    """The CRM of ``data`` (a DataConfig) read through the contract, and what its quarantine set aside (a note;
-    None when nothing was)."""
-    from features.loading import load_crm
-    from training.workflow import quarantine_note
+    """The CRM of ``data`` (a DataConfig) read through the contract, and its quarantine note (None: nothing
+    was set aside)."""
+    from leadscore.forecast_models import read_crm_with_note
 
-    say("loading and validating data")
-    crm, report = load_crm(data)
-    return crm, quarantine_note(report)
-
-
-class ChampionForecast(NamedTuple):
-    """A forecast of the open pipeline by the two champions: the result (``training.forecast.PipelineForecast``),
-    the champions' "name vN", its notes (the quarantine's too) and why it is in-sample (None: it is not)."""
-
-    result: Any
-    names: str
-    notes: list[str]
-    warning: str | None
+    return read_crm_with_note(data, say)
 
 
 def forecast_with_champions(project: Any, config: Path, settings: Any, as_of: datetime | None = None, *,
                             tracking_uri: str | None = None, model_dir: Path | None = None,
                             option: str = MODEL_DIR) -> ChampionForecast:
-    """The forecast of the leads open at ``as_of`` (default: the end of the data, its latest timestamp or
-    ``features.data_end``) by the champions (the registry's, or exported under ``model_dir``, given as
-    ``option``), the CRM read with their missing-value markers as rescore reads it. The champions are loaded
-    first: an unreachable registry fails before the data is read. A failure ends the command (exit 1)."""
+    """:func:`leadscore.forecast_models.forecast_with_champions`, a failure ending the command (exit 1)."""
     from features.contract import ContractError
-    from leadscore.forecast_models import in_sample_warning, load_forecast_models
-    from serving.rescore import with_model_markers
-    from training.forecast import crm_data_end, forecast_open_pipeline
+    from leadscore.forecast_models import forecast_with_champions as forecast_by_champions
 
     try:
-        champions = load_forecast_models(project, config, tracking_uri, model_dir, option=option)
-        data = project.data
-        for model in (champions.readiness, champions.time_to_close):
-            if getattr(model, "spec_", None) is not None:
-                data = with_model_markers(data, model.spec_)
-        crm, quarantined = read_crm(data)
-        data_end = crm_data_end(crm, project.features.data_end)
-        result = forecast_open_pipeline(crm, champions.readiness, champions.time_to_close,
-                                        as_of if as_of is not None else data_end, settings, progress=say,
-                                        data_end=data_end)
+        return forecast_by_champions(project, config, settings, as_of, tracking_uri=tracking_uri,
+                                     model_dir=model_dir, option=option, progress=say)
     except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
         raise fail(str(exc)) from exc
-    return ChampionForecast(result, champions.names, [*result.notes, *([quarantined] if quarantined else [])],
-                            in_sample_warning(champions.fitted_until, result.as_of.to_pydatetime()))
 
 
 def print_forecast(forecast: ChampionForecast, settings: Any, out: Path | None) -> list[Path]:

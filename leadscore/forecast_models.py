@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from features.urls import masked_url
 from leadscore.cli_options import MODEL_DIR
+from training.progress import Progress, no_progress
 
 READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
@@ -145,3 +146,49 @@ def _calibrated(model: Any, where: str) -> Any:
         raise ValueError(f"sales-readiness model {where} has no calibrator (its model.json has \"calibrator\": "
                          "null): export a trained, calibrated champion")
     return model
+
+
+def read_crm_with_note(data: Any, progress: Progress = no_progress) -> tuple[Any, str | None]:
+    """The CRM of ``data`` (a DataConfig) read through the contract, and what its quarantine set aside (a note;
+    None when nothing was)."""
+    from features.loading import load_crm
+    from training.workflow import quarantine_note
+
+    progress("loading and validating data")
+    crm, report = load_crm(data)
+    return crm, quarantine_note(report)
+
+
+class ChampionForecast(NamedTuple):
+    """A forecast of the open pipeline by the two champions: the result (``training.forecast.PipelineForecast``),
+    the champions' "name vN", its notes (the quarantine's too) and why it is in-sample (None: it is not)."""
+
+    result: Any
+    names: str
+    notes: list[str]
+    warning: str | None
+
+
+def forecast_with_champions(project: Any, config_path: Path, settings: Any, as_of: datetime | None = None, *,
+                            tracking_uri: str | None = None, model_dir: Path | None = None,
+                            option: str = MODEL_DIR, progress: Progress = no_progress) -> ChampionForecast:
+    """The forecast of the leads open at ``as_of`` (default: the end of the data, its latest timestamp or
+    ``features.data_end``) by the champions (the registry's, or exported under ``model_dir``, given as
+    ``option``), the CRM read with their missing-value markers as rescore reads it. The champions are loaded
+    first: an unreachable registry fails before the data is read. ``settings``: a ``ForecastConfig``
+    (``project.forecast``). Used by ``leadscore forecast``, the demo and the forecast notebook."""
+    from serving.rescore import with_model_markers
+    from training.forecast import crm_data_end, forecast_open_pipeline
+
+    champions = load_forecast_models(project, config_path, tracking_uri, model_dir, option=option)
+    data = project.data
+    for model in (champions.readiness, champions.time_to_close):
+        if getattr(model, "spec_", None) is not None:
+            data = with_model_markers(data, model.spec_)
+    crm, quarantined = read_crm_with_note(data, progress)
+    data_end = crm_data_end(crm, project.features.data_end)
+    result = forecast_open_pipeline(crm, champions.readiness, champions.time_to_close,
+                                    as_of if as_of is not None else data_end, settings, progress=progress,
+                                    data_end=data_end)
+    return ChampionForecast(result, champions.names, [*result.notes, *([quarantined] if quarantined else [])],
+                            in_sample_warning(champions.fitted_until, result.as_of.to_pydatetime()))

@@ -652,6 +652,24 @@ def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast i
     return fig
 
 
+def backtest_date(crm: CRMData, project: Any, choice: str = "default") -> pd.Timestamp | None:
+    """The forecast date of a backtest, from ``choice``: ``"default"`` is the first day of the month that lies
+    the forecast's months (``project.forecast.months``) before the first month the data does not cover whole
+    (its end: ``features.data_end``, else its latest timestamp), so every forecast month is a whole calendar
+    month that can be compared; ``"none"`` or empty: None (no backtest); else a date (UTC)."""
+    text = choice.strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "default":
+        # a data end within its month's last day covers that month (the synthetic CRM ends 23:59:18 on the 30th)
+        uncovered = (crm_data_end(crm, project.features.data_end) + pd.Timedelta(days=1)).normalize().replace(day=1)
+        return uncovered - pd.DateOffset(months=project.forecast.months)
+    try:
+        return naive_utc(text)
+    except ValueError as exc:
+        raise ValueError(f"backtest date {text!r}: not a date (write YYYY-MM-DD), 'default' or 'none'") from exc
+
+
 def backtest_forecast(
     crm: CRMData,
     as_of: Any,

@@ -40,6 +40,7 @@ from training.sales_readiness import (
     train_and_evaluate,
     train_and_evaluate_flat,
 )
+from training.survival_config import TimeToCloseConfig
 from training.survival_evaluation import TimeToCloseResult, train_and_evaluate_time_to_close
 from training.tracking import (
     LABEL_COLUMN,
@@ -250,28 +251,40 @@ class TimeToCloseRun:
     evaluation: dict[str, str] = field(default_factory=dict)
 
 
-def train_time_to_close_project(
-    project: ProjectConfig,
+def require_dated_snapshots(project: ProjectConfig) -> None:
+    """Refuse a project whose data cannot give time to close (a flat export has no dates)."""
+    if project.data.mode != "crm":
+        raise ValueError("time to close needs dated snapshots: data.mode must be 'crm' (a flat export has no "
+                         "creation and conversion timestamps)")
+
+
+def fit_time_to_close(
+    training_set: TrainingSet,
+    config: TimeToCloseConfig,
+    progress: Progress | None = None,
+    report: ValidationReport | None = None,
+) -> TimeToCloseResult:
+    """The time-to-close model next to its peers (Kaplan-Meier, Cox, the naive regression) on ``training_set``'s
+    snapshots; ``report``: the data's validation report (rows the quarantine set aside are noted in the result)."""
+    result = train_and_evaluate_time_to_close(training_set, config, progress)
+    add_quarantine_note(result, report)  # printed with the notes, logged in notes.txt and the card
+    return result
+
+
+def track_and_register_time_to_close(
     target: TrackingTarget,
+    project: ProjectConfig,
+    training_set: TrainingSet,
+    result: TimeToCloseResult,
     *,
     model_name: str = TIME_TO_CLOSE_MODEL_NAME,
     run_id: str | None = None,
     progress: Progress | None = None,
 ) -> TimeToCloseRun:
-    """Data -> snapshots -> time-to-close model next to its peers -> MLflow run -> registered ``challenger``
-    (``leadscore train --target time-to-close``)."""
+    """Log a time-to-close run into the project's experiment and register it as ``challenger``."""
     from training.survival_tracking import log_time_to_close_run, register_time_to_close
 
     say = progress or no_progress
-    if project.data.mode != "crm":
-        raise ValueError("time to close needs dated snapshots: data.mode must be 'crm' (a flat export has no "
-                         "creation and conversion timestamps)")
-    training_set, data, report = load_training_set(project, progress)
-    # the snapshots are all the hazard and its peers read: holding the CRM tables through the fit kept the
-    # 10.5M events of a 200k-lead CRM beside it
-    del data
-    result = train_and_evaluate_time_to_close(training_set, project.time_to_close, progress)
-    add_quarantine_note(result, report)  # printed with the notes, logged in notes.txt and the card
     say("logging the MLflow run")
     params = {"time_to_close": project.time_to_close.model_dump(mode="json"),
               "features": project.features.model_dump(mode="json"),
@@ -286,6 +299,26 @@ def train_time_to_close_project(
                                          {"project": project.name, "data_mode": project.data.mode}, name=model_name)
     return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
                           target.uri, logged.identity)
+
+
+def train_time_to_close_project(
+    project: ProjectConfig,
+    target: TrackingTarget,
+    *,
+    model_name: str = TIME_TO_CLOSE_MODEL_NAME,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+) -> TimeToCloseRun:
+    """Data -> snapshots -> time-to-close model next to its peers -> MLflow run -> registered ``challenger``
+    (``leadscore train --target time-to-close``)."""
+    require_dated_snapshots(project)
+    training_set, data, report = load_training_set(project, progress)
+    # the snapshots are all the hazard and its peers read: holding the CRM tables through the fit kept the
+    # 10.5M events of a 200k-lead CRM beside it
+    del data
+    result = fit_time_to_close(training_set, project.time_to_close, progress, report)
+    return track_and_register_time_to_close(target, project, training_set, result, model_name=model_name,
+                                            run_id=run_id, progress=progress)
 
 
 @dataclass
@@ -391,6 +424,9 @@ __all__ = [
     "EvaluationReport",
     "TimeToCloseRun",
     "train_time_to_close_project",
+    "fit_time_to_close",
+    "track_and_register_time_to_close",
+    "require_dated_snapshots",
     "TrainRun",
     "evaluate_registered",
     "fit_training_set",

@@ -1,4 +1,5 @@
-"""Execute notebooks/01_retrain.ipynb (thin: library calls only) on a small synthetic CRM."""
+"""Execute the notebooks (thin: library calls only) on a small synthetic CRM: 01_retrain.ipynb and
+02_time_to_close_and_forecast.ipynb."""
 
 from __future__ import annotations
 
@@ -9,20 +10,32 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from leadscore.project import load_project
 from tests.integration.mlflow_support import write_project
+from training.tracking import tracking_target
+from training.workflow import promote_challenger, train_project
 
 pytestmark = pytest.mark.slow
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "01_retrain.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOK = NOTEBOOKS / "01_retrain.ipynb"
+FORECAST_NOTEBOOK = NOTEBOOKS / "02_time_to_close_and_forecast.ipynb"
+FLAT_PROJECT = "data:\n  mode: flat\n  source: {path: x.csv}\n  id_column: Id\n  label_column: y\n"
 
 
-def _execute(cwd: Path, cells: int | None = None) -> nbformat.NotebookNode:
-    """The notebook (its first ``cells`` cells) executed by a kernel whose working folder is ``cwd``."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+def _execute(cwd: Path, cells: int | None = None, path: Path = NOTEBOOK) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (its first ``cells`` cells) executed by a kernel whose working folder is ``cwd``."""
+    notebook = nbformat.read(path, as_version=4)
     if cells is not None:
         notebook.cells = notebook.cells[:cells]
     # the kernel inherits this process's environment (LEADSCORE_*, MLFLOW_*)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     return notebook
+
+
+def _images(notebook: nbformat.NotebookNode) -> int:
+    """How many PNG images the notebook's outputs hold."""
+    return sum("image/png" in out.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
+               for out in cell.get("outputs", []))
 
 
 def _text(cells: list) -> str:
@@ -48,9 +61,7 @@ def test_retrain_notebook_runs_and_promotes_from_the_notebooks_folder(tmp_path: 
     assert "project 'notebook-test'" in text and str(tmp_path / ".demo" / "mlflow.db") in text
     assert "lightgbm (calibrated)" in text and "Leakage alarm" in text
     assert "registered version 1" in text and "PROMOTED" in text
-    images = sum("image/png" in out.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-                 for out in cell.get("outputs", []))
-    assert images >= 5
+    assert _images(notebook) >= 5
     assert (config.parent / "mlflow.db").is_file()
     # the promotion table once (explain() holds it); none of MLflow's routine lines or download bars
     promotion = [cell for cell in notebook.cells if "promote_challenger(target)" in cell.source]
@@ -72,3 +83,40 @@ def test_retrain_notebook_without_a_project_says_to_run_make_demo(tmp_path: Path
     message = str(failed.value)
     assert f"project file not found: {tmp_path / '.demo' / 'leadscore.yaml'}" in message, message
     assert f"run `make demo` in {tmp_path} first" in message, message
+
+
+def test_time_to_close_notebook_trains_promotes_forecasts_and_backtests(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the sales-readiness champion exists (as `make demo` or 01_retrain leave it), the notebook trains the
+    time-to-close model beside its peers, promotes it, forecasts the open pipeline with both champions and
+    backtests a forecast made at a past date."""
+    config = write_project(tmp_path / ".demo", name="forecast-notebook")
+    target = tracking_target(None, config.parent)
+    train_project(load_project(config), target)
+    assert promote_challenger(target).promoted
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.delenv("LEADSCORE_CONFIG", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("LEADSCORE_BACKTEST_AS_OF", raising=False)
+    monkeypatch.setenv("LEADSCORE_PROMOTE", "1")
+    notebook = _execute(tmp_path / "notebooks", path=FORECAST_NOTEBOOK)
+    text = _text(notebook.cells)
+    assert "project 'forecast-notebook'" in text
+    for scorer in ("lightgbm hazard", "kaplan-meier", "cox ph", "naive regression"):
+        assert scorer in text, scorer
+    assert "registered version 1 of lead-time-to-close" in text and "PROMOTED: version 1" in text
+    # the forecast by both champions: lead-conversion v1 and lead-time-to-close v1
+    assert "Revenue forecast of" in text and "as of 2026-06-30" in text, text
+    # the default backtest: six whole months before the data's end (the synthetic CRM ends 2026-06-30)
+    assert "Forecast backtest as of 2026-01-01" in text and "observed months" in text, text
+    assert _images(notebook) >= 6  # four time-to-close figures, the forecast, the backtest
+    assert "Passing a Python object as `python_model`" not in text
+
+
+def test_time_to_close_notebook_refuses_a_flat_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "flat.yaml"
+    config.write_text(FLAT_PROJECT, encoding="utf-8")
+    monkeypatch.setenv("LEADSCORE_CONFIG", str(config))
+    with pytest.raises(CellExecutionError) as failed:
+        _execute(tmp_path, cells=3, path=FORECAST_NOTEBOOK)
+    assert "time to close needs dated snapshots: data.mode must be 'crm'" in str(failed.value)

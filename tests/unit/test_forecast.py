@@ -9,6 +9,7 @@ import pytest
 from features.schema import AMOUNT, CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
 from features.snapshots import crm_known_at
 from features.spec import FeatureSpec
+from leadscore.project import sqlite_project
 from training.forecast import (
     ACTUAL_DEALS,
     ACTUAL_REVENUE,
@@ -16,6 +17,7 @@ from training.forecast import (
     ForecastBacktest,
     ForecastConfig,
     actual_revenue,
+    backtest_date,
     backtest_table,
     closed_deals_before,
     combine_close_curves,
@@ -351,3 +353,28 @@ def test_a_backtest_compares_only_the_months_the_data_covers() -> None:
     early = actual_revenue(crm, leads[LEAD_ID].to_numpy(), forecast.months, data_end="2026-01-20")
     assert "no forecast month ends before the data end" in ForecastBacktest(
         forecast, backtest_table(forecast.months, early), None, {}, {}).to_text()
+
+
+@pytest.mark.parametrize(("data_end", "months", "expected"), [
+    ("2026-06-30 23:59:18", 6, "2026-01-01"),  # the synthetic CRM's end: June is covered
+    ("2026-06-15 12:00", 6, "2025-12-01"),  # June is not: the six whole months before it
+    ("2026-07-01 00:00", 3, "2026-04-01"),
+])
+def test_the_default_backtest_date_leaves_whole_observed_months(tmp_path, data_end: str, months: int,
+                                                                expected: str) -> None:
+    project = sqlite_project(tmp_path)
+    project = project.model_copy(update={
+        "features": project.features.model_copy(update={"data_end": pd.Timestamp(data_end).to_pydatetime()}),
+        "forecast": project.forecast.model_copy(update={"months": months})})
+    at = backtest_date(_crm(50), project)
+    assert at == pd.Timestamp(expected)
+    table = forecast_months(at, months)
+    assert len(table) == months and table["end"].iloc[-1] <= naive_utc(data_end) + pd.Timedelta(days=1)
+
+
+def test_a_backtest_date_is_a_date_none_or_an_error_naming_the_text(tmp_path) -> None:
+    project = sqlite_project(tmp_path)
+    assert backtest_date(_crm(50), project, "none") is None and backtest_date(_crm(50), project, " ") is None
+    assert backtest_date(_crm(50), project, "2025-11-03") == pd.Timestamp("2025-11-03")
+    with pytest.raises(ValueError, match="backtest date 'next week': not a date"):
+        backtest_date(_crm(50), project, "next week")

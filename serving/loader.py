@@ -35,6 +35,12 @@ DEFAULT_TIME_TO_CLOSE_NAME = "lead-time-to-close"
 DEFAULT_ALIAS = "champion"
 CHAMPION_FILE = "champion.json"
 PYFUNC_ARTIFACT = Path("artifacts") / "sales_readiness_model"
+MIB = 1 << 20
+# The largest request LEADSCORE_MAX_BATCH allows at its maximum, with realistic leads: 10,000 leads of
+# ~1.4 KB of attributes each (the largest of X Education's, 37 columns) and the 500,000 events a request
+# may hold (50 per lead) of ~150 B each (microsecond timestamp with offset, type, channel, campaign, value)
+# come to ~89 MB; rounded up (README, "Security").
+DEFAULT_MAX_BODY_MB = 100
 
 
 class ServingSettings(BaseModel):
@@ -51,6 +57,8 @@ class ServingSettings(BaseModel):
     alias: str = DEFAULT_ALIAS
     api_keys: tuple[str, ...] = ()
     max_batch: int = Field(1000, ge=1, le=10_000)
+    max_body_mb: int = Field(DEFAULT_MAX_BODY_MB, ge=1, le=1024, description="largest request body in MiB; a "
+                             "larger one is refused (413) before it is read in full")
     reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
     non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
@@ -67,6 +75,11 @@ class ServingSettings(BaseModel):
         return keys
 
     @property
+    def max_body_bytes(self) -> int:
+        """``max_body_mb`` in bytes (1 MiB = 1,048,576 bytes)."""
+        return self.max_body_mb * MIB
+
+    @property
     def resolved_tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI, else the embedded ``sqlite:///<project dir>/mlflow.db``."""
         return self.tracking_uri or f"sqlite:///{(self.project_dir / 'mlflow.db').resolve()}"
@@ -75,7 +88,7 @@ class ServingSettings(BaseModel):
     def from_env(cls, env: Mapping[str, str], *, endpoint: bool = False) -> ServingSettings:
         """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
         LEADSCORE_MODEL_ALIAS, LEADSCORE_TIME_TO_CLOSE_NAME, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
-        LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
+        LEADSCORE_MAX_BODY_MB, LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
         LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS. ``endpoint``: settings of the
         real-time service, whose answers carry at most ``MAX_TOP_K`` reasons (a rescore takes up to 50)."""
         values: dict[str, Any] = {}
@@ -112,6 +125,7 @@ _PLAIN_VARIABLES = {
     "LEADSCORE_MODEL_NAME": "model_name",
     "LEADSCORE_MODEL_ALIAS": "alias",
     "LEADSCORE_MAX_BATCH": "max_batch",
+    "LEADSCORE_MAX_BODY_MB": "max_body_mb",
     "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
 }
 _SCORING_VARIABLES = {"LEADSCORE_TOP_K": "top_k", "LEADSCORE_MQL_CUTOFF": "mql_cutoff",

@@ -23,6 +23,7 @@ process scores on one core; ``leadscore serve --workers N`` runs N processes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import hashlib
@@ -46,7 +47,7 @@ from pydantic import Field
 from features.build import features_from_payloads
 from features.schema import naive_utc_datetime, utc_now
 from serving.core import ScoringCore
-from serving.loader import ChampionHolder, ServingSettings
+from serving.loader import MIB, ChampionHolder, ServingSettings
 from serving.openapi import documented
 from serving.schemas import (
     FUTURE_TOLERANCE,
@@ -76,6 +77,7 @@ INLINE_BODY_BYTES = 32 << 10  # larger request bodies are parsed and validated o
 PARSE_THREADS = 2  # threads parsing and validating bodies over INLINE_BODY_BYTES
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 JSON = "application/json"  # the media type BentoML gives a returned ScoreResponse
+DEFAULT_SETTINGS = ServingSettings()  # the body limit before the service instance exists
 
 
 class RedactValidationErrors(logging.Filter):
@@ -167,7 +169,7 @@ class RequireApiKey:
 
 class DocumentedOpenApi:
     """ASGI middleware: ``GET /docs.json`` answers BentoML's OpenAPI document as
-    :func:`serving.openapi.documented` completes it (error shape, 401/415/503, nullable fields)."""
+    :func:`serving.openapi.documented` completes it (error shape, 401/413/415/503, nullable fields)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -193,7 +195,8 @@ class DocumentedOpenApi:
             if start.get("status") == 200:
                 try:
                     keys = _service_keys()
-                    content = json.dumps(documented(json.loads(content), bool(keys and keys.required))).encode()
+                    content = json.dumps(documented(json.loads(content), bool(keys and keys.required),
+                                                    _body_limit() // MIB)).encode()
                 except (ValueError, TypeError, AttributeError) as exc:  # BentoML's document goes out unchanged
                     logger.warning("could not complete the OpenAPI document: %s: %s", type(exc).__name__, exc)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -201,6 +204,85 @@ class DocumentedOpenApi:
             await send({"type": "http.response.body", "body": content})
 
         await self.app(scope, receive, documenting_send)
+
+
+def _body_limit() -> int:
+    """The byte limit of a request body: the service instance's ``LEADSCORE_MAX_BODY_MB``, the default
+    before the instance exists."""
+    try:
+        settings = getattr(bentoml.get_current_service(), "settings", None)
+    except BentoMLException:
+        settings = None
+    return (settings or DEFAULT_SETTINGS).max_body_bytes
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MIB} MiB" if size % MIB == 0 else f"{size:,} bytes"
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``LEADSCORE_MAX_BODY_MB`` gets a 413 in the service's error
+    shape before it is read in full, so that no route reads or parses it (BentoML would read any size,
+    then parse it: 200 MB took a worker to 2 GB). A ``Content-Length`` over the limit is refused from
+    the headers alone (no ``100 Continue`` is sent, no byte is read); a body without one (chunked) is
+    counted as it comes and refused once past the limit. A body within the limit is read here and handed
+    on, chunk by chunk as it came (the routes read every body whole anyway). The 413 closes the connection
+    (``Connection: close``): the server would otherwise receive and discard the rest of the body for as
+    long as the client sends it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        length = headers.get(b"content-length")
+        if (b"transfer-encoding" not in headers if length is None else length.strip() == b"0"):
+            await self.app(scope, receive, send)  # no body
+            return
+        limit = _body_limit()
+        # the HTTP parser refuses a malformed Content-Length (400) and never hands on more bytes than it says
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            await self._refuse(scope, send, limit, f"its Content-Length is {int(length):,} bytes")
+            return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nobody to answer
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                sent = "with" if length is not None else "without"
+                await self._refuse(scope, send, limit, f"at least {received:,} bytes, sent {sent} a Content-Length")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        queued = collections.deque(chunks)
+        del chunks
+
+        async def replaying_receive() -> dict[str, Any]:
+            if queued:
+                return {"type": "http.request", "body": queued.popleft(), "more_body": bool(queued)}
+            return await receive()  # a disconnect, for a route that listens for one
+
+        await self.app(scope, replaying_receive, send)
+
+    @staticmethod
+    async def _refuse(scope: dict[str, Any], send: Any, limit: int, size: str) -> None:
+        logger.warning("refused a request body over the limit of %s on %s %s: %s", _size_text(limit),
+                       scope.get("method"), clipped(scope.get("path", "")), size)
+        error = request_error("body", f"request body over the limit of {_size_text(limit)} (LEADSCORE_MAX_BODY_MB): "
+                                      f"{size}; split the leads over several requests")
+        content = json.dumps(error).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
 
 
 RECORDED_BODY_BYTES = 1 << 20  # request bodies up to this size are kept to name the lead ids of their errors
@@ -508,4 +590,5 @@ class LeadScoringService:
 
 LeadScoringService.add_asgi_middleware(RequireApiKey)  # the first added is the outer one
 LeadScoringService.add_asgi_middleware(ValidationErrorShape)
+LeadScoringService.add_asgi_middleware(BodyLimit)
 LeadScoringService.add_asgi_middleware(DocumentedOpenApi)

@@ -46,7 +46,7 @@ def test_error_answers_have_the_service_shape(bentoml_spec) -> None:
     spec = documented(bentoml_spec, keys_required=False)
     error = {"error": "lead 0 (lead_id 7): created_at: bad", "lead_index": 0, "lead_id": 7, "field": "created_at",
              "errors": ["lead 0 (lead_id 7): created_at: bad"]}
-    for status in ("400", "415", "500", "503"):
+    for status in ("400", "413", "415", "500", "503"):
         jsonschema.validate(error, score_schema(spec, status))
     assert "errors" in spec["components"]["schemas"]["ErrorResponse"]["properties"]
     assert "404" not in spec["paths"]["/score"]["post"]["responses"]
@@ -61,4 +61,6 @@ def test_api_keys_are_documented_when_configured(bentoml_spec) -> None:
     for path, method in (("/score", "post"), ("/model", "get"), ("/reload", "post")):
         assert spec["paths"][path][method]["security"] == [{"apiKey": []}]
     assert "security" not in spec["paths"]["/livez"]["get"]
+    assert "8 MiB (LEADSCORE_MAX_BODY_MB)" in documented(bentoml_spec, False, max_body_mb=8)["paths"]["/score"][
+        "post"]["responses"]["413"]["description"]
     assert bentoml_spec["paths"]["/score"]["post"]["responses"].get("401") is None  # the input is not changed

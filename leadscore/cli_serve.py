@@ -75,6 +75,7 @@ def serve_command(
     workers: int = 1,
     reload_seconds: float | None = None,
     access_log: bool = False,
+    max_body_mb: int | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
@@ -98,6 +99,8 @@ def serve_command(
             env[name] = absolute_store_uri(uri, cwd, name)
     if reload_seconds is not None:
         env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
+    if max_body_mb is not None:
+        env["LEADSCORE_MAX_BODY_MB"] = str(max_body_mb)
     service: dict[str, object] = {}
     if workers != 1:
         service["workers"] = workers
@@ -131,11 +134,14 @@ def register(app: typer.Typer) -> None:
                  "LEADSCORE_RELOAD_SECONDS).")] = None,
         access_log: Annotated[bool, typer.Option(
             help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,
+        max_body_mb: Annotated[int | None, typer.Option(
+            min=1, max=1024, help="Largest request body in MiB; a larger one gets a 413 before it is read "
+                                  "(default 100, env LEADSCORE_MAX_BODY_MB).")] = None,
     ) -> None:
         """Serve real-time scoring (POST /score) with the champion model."""
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds,
-                                  access_log)
+                                  access_log, max_body_mb)
         if tracking_uri is not None and "LEADSCORE_MODEL_DIR" in env:  # as rescore and forecast refuse it
             given = (f"{model_dir_option} {model_dir}" if model_dir
                      else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")

@@ -163,12 +163,29 @@ def test_the_help_states_the_reload_period_the_server_uses_by_default() -> None:
     assert f"default {default:g}, env LEADSCORE_RELOAD_SECONDS" in shown, shown
 
 
+def test_the_body_limit_option_reaches_the_server_and_its_help_states_the_default() -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from serving.loader import ServingSettings
+
+    shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"(default {ServingSettings().max_body_mb}, env LEADSCORE_MAX_BODY_MB)" in shown, shown
+    _, env = serve_command(max_body_mb=8, environ={"LEADSCORE_MAX_BODY_MB": "50"})
+    assert env["LEADSCORE_MAX_BODY_MB"] == "8"  # the option wins over the environment
+    assert ServingSettings.from_env({"LEADSCORE_MAX_BODY_MB": "8"}, endpoint=True).max_body_bytes == 8 << 20
+    assert "LEADSCORE_MAX_BODY_MB" not in serve_command(environ={})[1]  # unset: the server's default
+
+
 @pytest.mark.parametrize(("variable", "value", "needle"), [
     ("LEADSCORE_MAX_BATCH", "20000", "LEADSCORE_MAX_BATCH=20000: Input should be less than or equal to 10000"),
     ("LEADSCORE_TOP_K", "many", "LEADSCORE_TOP_K=many: Input should be a valid integer"),
     ("LEADSCORE_TOP_K", "30", "LEADSCORE_TOP_K=30: the endpoint gives at most 20 reasons per lead"),
     ("LEADSCORE_GRADE_CUTOFFS", "5,10,20", "LEADSCORE_GRADE_CUTOFFS=5,10,20: Value error, grade_cutoffs must be"),
     ("LEADSCORE_RELOAD_SECONDS", "-1", "LEADSCORE_RELOAD_SECONDS=-1: Input should be greater than or equal to 0"),
+    ("LEADSCORE_MAX_BODY_MB", "0", "LEADSCORE_MAX_BODY_MB=0: Input should be greater than or equal to 1"),
+    ("LEADSCORE_MAX_BODY_MB", "1.5", "LEADSCORE_MAX_BODY_MB=1.5: Input should be a valid integer"),
+    ("LEADSCORE_MAX_BODY_MB", "4096", "LEADSCORE_MAX_BODY_MB=4096: Input should be less than or equal to 1024"),
 ])
 def test_serve_refuses_a_bad_setting_before_the_server_starts(tmp_path: Path, monkeypatch, variable, value,
                                                               needle) -> None:

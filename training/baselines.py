@@ -236,6 +236,21 @@ def _type_codes(types: pd.Series, behaviour: Mapping[str, float]) -> tuple[np.nd
     return codes, names.map(behaviour).to_numpy(dtype=float)
 
 
+def _in_time_order(scored: np.ndarray, ev_leads: np.ndarray, occurred: pd.Series, points: np.ndarray) -> np.ndarray:
+    """``scored`` (positions of events, grouped by lead: ``ev_leads``) with each lead's events in (time, points)
+    order: float sums in a fixed order, whatever the order of the table's rows. Unchanged (no sort) when they are
+    in that order already, as a table written in (lead, time) order is."""
+    if len(scored) < 2:
+        return scored
+    time = np.asarray(occurred.array.asi8)[scored]
+    same_lead = ev_leads[1:] == ev_leads[:-1]
+    same_time = same_lead & (time[1:] == time[:-1])
+    if not ((same_lead & (time[1:] < time[:-1])).any() or (same_time & (points[1:] < points[:-1])).any()):
+        return scored
+    lead_rank = np.concatenate([[0], np.cumsum(~same_lead)])
+    return scored[np.lexsort((points, time, lead_rank))]
+
+
 BEHAVIOUR_JOIN_PAIRS = 2_000_000  # (snapshot, event) pairs joined at once: bounds behaviour_points' memory
 
 
@@ -245,7 +260,8 @@ def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: Point
     Every snapshot meets each scored event of its lead, in chunks of snapshots (ordered by lead) of about
     ``BEHAVIOUR_JOIN_PAIRS`` pairs, by position into the events table: nothing of the table is copied but
     the positions of its scored events (in lead order), so memory stays bounded however many snapshots
-    and events there are. Each snapshot sums its events' points in the table's order.
+    and events there are. Each snapshot sums its events' points in (time, points) order, so the same events
+    in another row order of the table give the same points bit for bit.
     """
     for col in (LEAD_ID, "as_of"):
         if col not in snapshots.columns:
@@ -259,9 +275,10 @@ def behaviour_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: Point
     scored = np.flatnonzero(~np.isnan(per_type)[codes])  # positions of the scored events, in lead order:
     ev_leads = events[LEAD_ID].to_numpy()[scored]
     if len(ev_leads) > 1 and not (ev_leads[1:] >= ev_leads[:-1]).all():
-        by_lead = np.argsort(ev_leads, kind="stable")  # a lead's events keep the table's order
+        by_lead = np.argsort(ev_leads, kind="stable")
         scored, ev_leads = scored[by_lead], ev_leads[by_lead]
         del by_lead
+    scored = _in_time_order(scored, ev_leads, events[OCCURRED_AT], per_type[codes[scored]])
     occurred = events[OCCURRED_AT].array
     lead = snapshots[LEAD_ID].to_numpy()
     as_of = snapshots["as_of"].array

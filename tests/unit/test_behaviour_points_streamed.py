@@ -1,5 +1,6 @@
 """Behaviour points without a copy of the events table: the same points, bit for bit, as one pandas join
-of every snapshot with its lead's events, for any join chunk size, with far less memory."""
+of every snapshot with its lead's events (summed in time order), for any join chunk size and any row order of
+the events table, with far less memory."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def joined_points(snapshots: pd.DataFrame, events: pd.DataFrame, rules: PointsRu
     points = events["event_type"].astype(str).map(rules.behaviour)
     scored = points.notna().to_numpy()
     ev = events.loc[scored, ["lead_id", "occurred_at"]].assign(_points=points.to_numpy(dtype=float)[scored])
-    ev = ev.sort_values("lead_id", kind="stable")
+    ev = ev.sort_values(["lead_id", "occurred_at", "_points"], kind="stable")  # each lead's events in time order
     snap = pd.DataFrame({"lead_id": snapshots["lead_id"].to_numpy(), "as_of": snapshots["as_of"].to_numpy(),
                          "_row": np.arange(len(snapshots))})
     joined = snap.merge(ev, on="lead_id", how="inner")
@@ -113,3 +114,18 @@ def test_unknown_types_are_found_without_a_text_copy_per_event(categorical: bool
     missing = pd.DataFrame({"event_type": pd.Series(["trade_show", None], dtype="category" if categorical else object)})
     name = "nan" if categorical else "None"  # a missing type reads as astype(str) reads it
     assert unknown_behaviour_types(PointsRules(behaviour={name: 1, "x": 2}), missing) == ["x"]
+
+
+@pytest.mark.parametrize("half_life", [30.0, None])
+def test_points_do_not_depend_on_the_order_of_the_events_table(half_life: float | None) -> None:
+    """The same events in another row order (another export, a shuffled table) give the same points bit for
+    bit: each lead's points are summed in (time, points) order, not in the table's order."""
+    snapshots, events = crm(300, 40, seed=5)
+    rules = RULES.model_copy(update={"half_life_days": half_life})
+    in_time_order = events.sort_values(["lead_id", "occurred_at"], kind="stable").reset_index(drop=True)
+    shuffled = events.sample(frac=1, random_state=11).reset_index(drop=True)
+    reversed_rows = in_time_order.iloc[::-1].reset_index(drop=True)
+    expected = behaviour_points(snapshots, in_time_order, rules)
+    assert (expected != 0).sum() > len(snapshots) // 2
+    for table in (events, shuffled, reversed_rows):
+        assert behaviour_points(snapshots, table, rules).tobytes() == expected.tobytes()

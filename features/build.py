@@ -69,6 +69,8 @@ class TrainingSet:
     data_end: pd.Timestamp | None = None
     as_of_dates: pd.DatetimeIndex | None = None
     unseen: dict[str, list[str]] = field(default_factory=dict)
+    # what it was built from (:func:`features.fingerprint.data_fingerprint`); empty when not recorded
+    source_fingerprint: dict[str, str] = field(default_factory=dict)
 
     @property
     def features(self) -> pd.DataFrame:

@@ -534,6 +534,11 @@ def models_list(
     for version, row in view.iterrows():
         table.add_row(str(version), *[str(v) for v in row.tolist()])
     console.print(table)
+    origins = [(version, text) for version, text in zip(frame["version"], frame["description"], strict=True) if text]
+    if origins:  # versions registered before lineage was recorded have no description
+        console.print("where each version came from:")
+        for version, text in origins:
+            console.print(f"  {version}: {text}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

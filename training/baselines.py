@@ -18,6 +18,8 @@ rules named by ``TrainingConfig.points_rules`` (or passed in), else the packaged
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -194,6 +196,13 @@ def default_points_rules() -> PointsRules:
     """The packaged default rules (``training/default_points_rules.yaml``; works from an installed wheel)."""
     resource = resources.files("training").joinpath(DEFAULT_POINTS_RULES)
     return parse_points_rules(resource.read_text(encoding="utf-8"), f"training/{DEFAULT_POINTS_RULES} (packaged)")
+
+
+def points_rules_identity(rules: PointsRules) -> dict[str, str]:
+    """``name`` and ``hash`` (first 16 hex digits of a SHA-256 of every field, the name too) of a rule set:
+    the same rules read from two paths have the same hash, and a changed rule changes it."""
+    text = json.dumps(rules.model_dump(mode="json"), sort_keys=True)
+    return {"name": rules.name, "hash": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
 def resolve_points_rules(path: str | Path | None) -> PointsRules:

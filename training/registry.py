@@ -85,12 +85,13 @@ class MetricError(RegistryError):
 # ----- registration -----------------------------------------------------------------------------
 def register_challenger(
     client: MlflowClient, logged: LoggedRun, metrics: Mapping[str, float], extra_tags: Mapping[str, str] | None = None,
-    name: str = MODEL_NAME,
+    name: str = MODEL_NAME, description: str | None = None,
 ) -> ModelVersion:
     """Register the run's pyfunc as a new version of ``name`` and point ``challenger`` at it.
 
     Version tags record the evaluation data identity (rows, positives, as_of range, data hash),
-    headline metrics, training date and leakage flag.
+    headline metrics, training date and leakage flag; ``description`` (where the version came from:
+    :func:`training.lineage.lineage_summary`) is the version's description.
     """
     tags = {**logged.identity, "run_id": logged.run_id,
             "trained_at": logged.tags.get("leadscore.trained_at", ""),
@@ -105,8 +106,10 @@ def register_challenger(
     except Exception as exc:
         exc.add_note(withdraw_version(client, name, str(version.version)))
         raise
-    # registered and challenger: a failed read-back leaves it so (deleting it would take the alias along)
+    # registered and challenger: a failed description or read-back leaves it so (deleting it would take the alias)
     with _noted(f"version {version.version} of {name!r} was registered and is {CHALLENGER}"):
+        if description:
+            client.update_model_version(name, version.version, description=description)
         return client.get_model_version(name, version.version)
 
 
@@ -602,7 +605,7 @@ def rollback(client: MlflowClient, name: str = MODEL_NAME) -> RollbackResult:
 
 # ----- listing, export --------------------------------------------------------------------------
 def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
-    """One row per version: aliases, run, training date, evaluation window, headline metrics."""
+    """One row per version: aliases, run, training date, evaluation window, headline metrics, description."""
     versions = client.search_model_versions(f"name = '{name}'")
     history = champion_history(client, name)
     rows = []
@@ -621,6 +624,7 @@ def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
             "uno_c": full.tags.get("uno_c", ""),
             "ibs": full.tags.get("ibs", ""),
             "leakage_flagged": full.tags.get("leakage_flagged", ""),
+            "description": full.description or "",  # where it came from (data, code, seed), when recorded
         })
     return pd.DataFrame(rows)
 

@@ -77,6 +77,7 @@ class TrainingResult:
     predictions: pd.DataFrame  # evaluation rows: lead_id, (as_of), label, probability, score, baselines
     split: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    points_rules: PointsRules | None = None  # the hand-tuned rules the run compared with
 
 
 def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
@@ -690,7 +691,7 @@ def train_and_evaluate(
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
-                          predictions, split_info, notes)
+                          predictions, split_info, notes, points_rules)
 
 
 def _train_and_evaluate_flat_by_time(
@@ -845,4 +846,4 @@ def train_and_evaluate_flat(
     card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
-                          predictions, split_info, notes)
+                          predictions, split_info, notes, points_rules)

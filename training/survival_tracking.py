@@ -115,10 +115,11 @@ def log_time_to_close_run(
 
 def register_time_to_close(
     client: MlflowClient, logged: LoggedRun, metrics: Mapping[str, float],
-    extra_tags: Mapping[str, str] | None = None, name: str = MODEL_NAME,
+    extra_tags: Mapping[str, str] | None = None, name: str = MODEL_NAME, description: str | None = None,
 ) -> ModelVersion:
     """A new version of ``name`` with alias ``challenger`` and the tag ``kind=time_to_close``."""
-    return register_challenger(client, logged, metrics, {"kind": KIND, **dict(extra_tags or {})}, name=name)
+    return register_challenger(client, logged, metrics, {"kind": KIND, **dict(extra_tags or {})}, name=name,
+                               description=description)
 
 
 def load_settings(client: MlflowClient, run_id: str) -> EvaluationSettings:

@@ -52,6 +52,7 @@ TEST_SET_ARTIFACT = "evaluation/test_set.parquet"
 COMPARISON_ARTIFACT = "comparison/comparison.csv"
 MODEL_CARD_ARTIFACT = "model_card.md"
 PLOTS_DIR = "plots"
+POINTS_RULES_ARTIFACT = "baselines/points_rules.json"
 _MAX_PARAM = 6000
 
 
@@ -583,6 +584,8 @@ def log_training_run(
                         "evaluation/threshold.json")
         mlflow.log_dict(json.loads(json.dumps(leakage.to_dict(), default=str)), "leakage/leakage.json")
         mlflow.log_text(leakage.to_text(), "leakage/leakage.txt")
+        if result.points_rules is not None:  # the hand-tuned rules the baseline scored with
+            mlflow.log_dict(result.points_rules.model_dump(mode="json"), POINTS_RULES_ARTIFACT)
         log_run_evidence(client, run_id, result, rows)
         with quiet_mlflow_noise():
             info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)

@@ -7,22 +7,35 @@ entry points, the retrain notebook and ``leadscore demo``. Configuration arrives
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
 from features.build import TrainingSet, build_data_training_set, build_flat_training_set, build_training_set
 from features.contract import ValidationReport
+from features.fingerprint import data_fingerprint
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
+from features.urls import masked_url
 from leadscore.project import ProjectConfig
-from training.baselines import PointsRules, unknown_behaviour_types
+from training.baselines import PointsRules, points_rules_identity, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import time_ordered_split
+from training.lineage import (
+    code_version,
+    config_hash,
+    lineage_card,
+    lineage_params,
+    lineage_summary,
+    lineage_tags,
+    version_lineage,
+)
 from training.progress import Progress, no_progress
 from training.registry import (
     MODEL_NAME,
@@ -51,6 +64,7 @@ from training.tracking import (
     tracking_server_errors,
 )
 
+ResultT = TypeVar("ResultT", TrainingResult, TimeToCloseResult)
 LOGGING_LOST = "the run was not completed and no model version was registered"
 
 
@@ -116,6 +130,46 @@ def add_quarantine_note(result: TrainingResult | TimeToCloseResult, report: Vali
     result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
 
 
+def data_section(project: ProjectConfig) -> dict:
+    """The project's data config as run params: defaults included, a database password masked."""
+    config = project.data.model_dump(mode="json")
+    source = config.get("source") or {}
+    if source.get("url"):
+        source["url"] = masked_url(source["url"])
+    return config
+
+
+@dataclass
+class Lineage:
+    """Where a run's model comes from: run params and tags, registered-version tags and description, and the
+    model card's section (:mod:`training.lineage`)."""
+
+    params: dict[str, str]
+    tags: dict[str, str]
+    version_tags: dict[str, str]
+    description: str
+    card: str
+
+
+def run_lineage(project: ProjectConfig, training_set: TrainingSet, sections: dict, split: dict, seed: int) -> Lineage:
+    """The lineage of a run on ``training_set`` configured by ``sections`` (the params' config sections)."""
+    code = code_version()
+    fingerprint = training_set.source_fingerprint
+    configuration = config_hash(sections)
+    return Lineage(lineage_params(code, fingerprint, split, configuration), lineage_tags(code, fingerprint, seed),
+                   {**version_lineage(code, fingerprint, seed), "config_hash": configuration},
+                   lineage_summary(code, fingerprint, seed, project.name),
+                   lineage_card(code, fingerprint, seed, project.name, configuration))
+
+
+def with_card_section(result: ResultT, section: str) -> ResultT:
+    """A copy of a training result whose model card ends with ``section`` (the caller's result is left as it
+    was: a notebook that logs one result twice gets one section in each card)."""
+    copied = copy.copy(result)
+    copied.model_card = f"{result.model_card.rstrip()}\n\n{section.rstrip()}\n"
+    return copied
+
+
 def load_training_set(
     project: ProjectConfig, progress: Progress | None = None
 ) -> tuple[TrainingSet, CRMData | FlatData, ValidationReport]:
@@ -127,6 +181,7 @@ def load_training_set(
     say("building the training set")
     training_set = build_data_training_set(data, project.features, set_aside=project.training.score_columns,
                                            progress=block_reporter(say))
+    training_set.source_fingerprint = data_fingerprint(data)  # what the run's lineage names as its data
     return training_set, data, report
 
 
@@ -187,10 +242,16 @@ def track_and_register(
     params = {
         "training": project.training.model_dump(mode="json"),
         "features": project.features.model_dump(mode="json"),
-        "data": {"mode": project.data.mode, "rows": len(training_set.frame)},
+        "data": data_section(project),
     }
-    tags = {"leadscore.project": project.name,
+    lineage = run_lineage(project, training_set, params, result.split, project.training.seed)
+    params["data"]["rows"] = len(training_set.frame)
+    if result.points_rules is not None:  # the rules compared with (--points-rules too), not only the config's path
+        params["baseline"] = {"points_rules": points_rules_identity(result.points_rules)}
+    params.update(lineage.params)
+    tags = {"leadscore.project": project.name, **lineage.tags,
             "leadscore.registration": "refused (strict leakage)" if refusal else "challenger"}
+    result = with_card_section(result, lineage.card)
     with tracking_server_errors(target.uri, LOGGING_LOST):
         logged = log_training_run(target, project.name, result, training_set.frame, params, tags, run_name,
                                   run_id)
@@ -200,9 +261,10 @@ def track_and_register(
         client = connect(target)
         # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
         version_tags = {"project": project.name, "data_mode": project.data.mode,
-                        "out_of_fold": str("fold" in result.predictions.columns).lower()}
+                        "out_of_fold": str("fold" in result.predictions.columns).lower(), **lineage.version_tags}
         with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
-            version = register_challenger(client, logged, result.metrics, version_tags, name=model_name).version
+            version = register_challenger(client, logged, result.metrics, version_tags, name=model_name,
+                                          description=lineage.description).version
         version = str(version)
     return TrainRun(logged.run_id, logged.experiment_id, logged.model_uri, version, result, target.uri,
                     logged.identity, refusal)
@@ -288,15 +350,20 @@ def track_and_register_time_to_close(
     say("logging the MLflow run")
     params = {"time_to_close": project.time_to_close.model_dump(mode="json"),
               "features": project.features.model_dump(mode="json"),
-              "data": {"mode": project.data.mode, "rows": len(training_set.frame)}}
-    tags = {"leadscore.project": project.name, "leadscore.registration": "challenger"}
+              "data": data_section(project)}
+    lineage = run_lineage(project, training_set, params, result.split, project.time_to_close.seed)
+    params["data"]["rows"] = len(training_set.frame)
+    params.update(lineage.params)
+    tags = {"leadscore.project": project.name, **lineage.tags, "leadscore.registration": "challenger"}
+    result = with_card_section(result, lineage.card)
     with tracking_server_errors(target.uri, LOGGING_LOST):
         logged = log_time_to_close_run(target, project.name, result, params, tags, run_id=run_id)
     say("registering the challenger")
     client = connect(target)
     with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
         version = register_time_to_close(client, logged, result.metrics,
-                                         {"project": project.name, "data_mode": project.data.mode}, name=model_name)
+                                         {"project": project.name, "data_mode": project.data.mode,
+                                          **lineage.version_tags}, name=model_name, description=lineage.description)
     return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
                           target.uri, logged.identity)
 

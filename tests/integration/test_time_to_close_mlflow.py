@@ -47,6 +47,31 @@ def cli(tmp_path_factory: pytest.TempPathFactory):
     return invoke, config, trained.output
 
 
+def test_the_version_says_where_it_came_from(cli) -> None:
+    """The run and the registered version name the data (fingerprint), the split, the code and the seed."""
+    from training.lineage import code_version
+
+    invoke, config, _ = cli
+    client = connect(tracking_target(None, config.parent))
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    run = client.get_run(version.run_id)
+    params, tags = run.data.params, run.data.tags
+    assert params["data.fingerprint.leads.rows"] == "3000" and int(params["data.fingerprint.events.rows"]) > 0
+    assert version.tags["data_hash"] == params["data.fingerprint.hash"] == tags["leadscore.data_hash"]
+    assert params["data.source.kind"] == "parquet"
+    settings = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation/split.json")).read_text())
+    for key in ("fit_as_of", "test_as_of", "censored_at", "n_train", "n_test"):
+        assert params[f"split.{key}"] == str(settings[key])
+    assert params["time_to_close.seed"] == version.tags["seed"] == tags["leadscore.seed"] == "42"
+    assert version.tags["git_commit"] == params["code.git_commit"] == code_version()["git_commit"]
+    assert version.tags["config_hash"] == params["config_hash"]
+    assert version.description.startswith("project ttc-test; data: leads 3,000 (")
+    assert f"hash {params['data.fingerprint.hash']}" in version.description
+    listed = invoke("models", "list", "-c", str(config), "--model-name", MODEL_NAME)
+    assert listed.exit_code == 0 and "where each version came from:" in listed.output
+    assert f"  {version.version}: {version.description}" in listed.output
+
+
 def test_train_logs_the_run_and_registers_the_challenger(cli) -> None:
     _, config, output = cli
     for text in ("lightgbm hazard", "kaplan-meier", "cox ph", "naive regression", "alias challenger", "Harrell", "Uno"):

@@ -104,12 +104,14 @@ def test_models_commands_fail_in_seconds_with_one_line(command: list[str], confi
 
 
 def test_train_logging_lost_says_nothing_was_registered(tmp_path: Path, gone_server: str, no_backoff: None) -> None:
-    """The server goes between the probe and the first logging call (the result is never read)."""
+    """The server goes between the probe and the first logging call (of the result, only what the run's lineage
+    and model card take is read before it)."""
     project = sqlite_project(tmp_path)
-    training_set = SimpleNamespace(frame=[])
+    training_set = SimpleNamespace(frame=[], source_fingerprint={})
+    result = SimpleNamespace(split={}, points_rules=None, model_card="")
     start = time.monotonic()
     with pytest.raises(TrackingServerLost) as lost:
-        track_and_register(tracking_target(gone_server, tmp_path), project, training_set, SimpleNamespace())
+        track_and_register(tracking_target(gone_server, tmp_path), project, training_set, result)
     assert time.monotonic() - start < BOUND_SECONDS
     message = str(lost.value)
     assert message.startswith(f"lost the MLflow tracking server at {gone_server} during the command: ")

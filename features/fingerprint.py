@@ -17,6 +17,7 @@ import pandas as pd
 from features.schema import CONVERTED_AT, CREATED_AT, OCCURRED_AT, CRMData, FlatData
 
 # the instant column of each table whose range is recorded
+HASH_ROWS = 200_000  # rows hashed at a time
 TIME_COLUMNS = {"leads": CREATED_AT, "events": OCCURRED_AT, "outcomes": CONVERTED_AT, "flat": CREATED_AT}
 
 
@@ -26,12 +27,15 @@ def content_hash(frame: pd.DataFrame) -> str:
     columns = sorted(map(str, frame.columns))
     if len(set(columns)) != len(columns):
         raise ValueError(f"content_hash: duplicate column names in {columns}")
-    ordered = frame.set_axis(list(map(str, frame.columns)), axis=1)[columns]
-    rows = pd.util.hash_pandas_object(ordered, index=False).to_numpy(dtype=np.uint64)
-    total = int(rows.sum(dtype=np.uint64))  # wraps modulo 2**64: a multiset hash of the rows
+    by_name = np.argsort(np.array([str(c) for c in frame.columns], dtype=object), kind="stable")
+    total = 0
+    for first in range(0, len(frame), HASH_ROWS):  # a block at a time: no copy of the table, bounded memory
+        block = frame.iloc[first : first + HASH_ROWS].iloc[:, by_name]  # rows first: only the block is copied
+        rows = pd.util.hash_pandas_object(block, index=False).to_numpy(dtype=np.uint64)
+        total = (total + int(rows.sum(dtype=np.uint64))) % 2**64  # a multiset hash of the rows
     digest = hashlib.sha256(json.dumps(columns).encode())
     digest.update(total.to_bytes(8, "little"))
-    digest.update(len(rows).to_bytes(8, "little"))
+    digest.update(len(frame).to_bytes(8, "little"))
     return digest.hexdigest()[:16]
 
 

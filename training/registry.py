@@ -629,6 +629,9 @@ def list_versions(client: MlflowClient, name: str = MODEL_NAME) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LINEAGE_TAGS = ("leadscore_version", "git_commit", "git_dirty", "data_hash", "config_hash", "seed")
+
+
 def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias: str) -> dict[str, Any]:
     """What a deployment needs to know about an exported model (``champion.json``). The MQL cut-off
     (``threshold``, ``threshold_unit``) only for a sales-readiness model: a time-to-close model has none."""
@@ -652,6 +655,8 @@ def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias:
         **mql,
         "evaluation": {k: v for k, v in tags.items() if k.startswith("eval_")},
         "metrics": {k: float(tags[k]) for k in VERSION_METRICS if k in tags and k != "mql_cutoff"},
+        # where it came from (data, code, config, seed: training.lineage), for a deployment without the registry
+        "lineage": {**{k: tags[k] for k in LINEAGE_TAGS if k in tags}, "description": version.description or ""},
         "exported_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
 

@@ -125,6 +125,10 @@ def test_export_champion_for_deployment(registry, tmp_path: Path) -> None:
     info = json.loads((path / CHAMPION_FILE).read_text())
     assert info["version"] == str(champion.version) and info["run_id"] == champion.run_id
     assert info["horizon_days"] == 90 and info["threshold"] is not None and info["training_date"]
+    # where the deployed model came from, without a tracking server to ask
+    assert info["lineage"]["description"] == champion.description and "; data: leads " in champion.description
+    for key in ("leadscore_version", "git_commit", "git_dirty", "data_hash", "config_hash", "seed"):
+        assert info["lineage"][key] == champion.tags[key]
     project, training_set, _ = shared_project()
     local = mlflow.pyfunc.load_model(str(path))
     registered = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -426,6 +428,7 @@ def main() -> None:
     after Ctrl-C: partial files and staging tables removed, a rescore run marked failed (SIGTERM's default
     action ran no cleanup at all); it then says so and exits 143 (128 + SIGTERM), as a killed program would.
     Not done by ``app`` itself, which tests and notebooks call in-process."""
+    _escape_what_the_terminal_cannot_encode()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
@@ -437,6 +440,15 @@ def main() -> None:
 
 
 _terminated = False
+
+
+def _escape_what_the_terminal_cannot_encode() -> None:
+    """Standard output and error write a character their encoding lacks (a Latin-1 or ASCII locale,
+    ``PYTHONIOENCODING``) as a backslash escape: a lead's value in Chinese script in a table or an error
+    ended the command in a UnicodeEncodeError traceback there. UTF-8 terminals print as before."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _interrupt(signum: int, frame: object) -> None:

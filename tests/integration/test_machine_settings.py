@@ -1,0 +1,46 @@
+"""The `leadscore` command under the machine's settings a user may have: time zone, locale and terminal
+encoding. What it prints and writes must not depend on them (real subprocesses, real files)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LEADSCORE, *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **env}, encoding="utf-8",
+                          errors="replace")
+
+
+def csv_project(folder: Path, leads: int = 150) -> Path:
+    """A small synthetic CRM as CSV files and its project file."""
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    write_synthetic(SynthConfig(n_leads=leads, seed=1, events_per_lead=5), str(folder), "csv")
+    project = folder / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    return project
+
+
+def test_a_value_the_terminal_cannot_encode_is_printed_escaped_not_a_traceback(tmp_path: Path) -> None:
+    """Under a Latin-1 locale (LC_ALL=de_DE.ISO-8859-1, or PYTHONIOENCODING=latin-1) `validate` of a CRM whose
+    event type is 'webinar_東京' ended in rich's UnicodeEncodeError traceback, exit 1, the summary half
+    printed. Now the value is printed with backslash escapes and the command succeeds."""
+    project = csv_project(tmp_path)
+    events = pd.read_csv(tmp_path / "events.csv", dtype=str, keep_default_na=False)
+    events.loc[events.index[:5], "event_type"] = "webinar_東京"
+    events.to_csv(tmp_path / "events.csv", index=False)
+    for encoding in ("latin-1", "ascii"):
+        result = run_cli("validate", "-c", str(project), env={"PYTHONIOENCODING": encoding})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "webinar_\\u6771\\u4eac" in result.stdout, result.stdout
+        assert "Traceback" not in result.stderr and "UnicodeEncodeError" not in result.stderr, result.stderr

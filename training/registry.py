@@ -18,8 +18,10 @@ Aliases only: no stages.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -661,6 +663,19 @@ def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias:
     }
 
 
+# errors only the folder written to gives (a copy's source is only read): disk full, quota, file too large, read-only
+_DESTINATION_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _destination_error(exc: MlflowException, folder: Path) -> OSError | None:
+    """The OSError of ``folder`` that MLflow's download folded into its message ("[Errno 28] No space left on
+    device: ..." per file), or None when the failure is another (the store, a missing artifact)."""
+    found = re.search(r"\[Errno (\d+)\] ([^:\n]+)", exc.message)
+    if found is None or int(found.group(1)) not in _DESTINATION_ERRNOS:
+        return None
+    return OSError(int(found.group(1)), found.group(2).strip(), str(folder))
+
+
 def export_champion(client: MlflowClient, out_dir: str | Path, name: str = MODEL_NAME, alias: str = CHAMPION) -> Path:
     """Write ``<out_dir>/<name>/`` = the pyfunc model directory + ``champion.json``; replaces an older export.
 
@@ -676,7 +691,12 @@ def export_champion(client: MlflowClient, out_dir: str | Path, name: str = MODEL
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
     try:
         _bind(client)
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=str(staging))
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=str(staging))
+        except MlflowException as exc:
+            if (error := _destination_error(exc, staging)) is not None:
+                raise error from exc
+            raise
         info = champion_info(client, name, version, alias)
         (staging / CHAMPION_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
         if final.exists():

@@ -183,3 +183,28 @@ def test_promote_measures_ece_with_the_runs_bins(tmp_path: Path) -> None:
     logged = client.get_run(run.run_id).data.metrics["ece"]
     decision = promote(client)
     assert decision.table.loc["ece", f"challenger v{run.model_version}"] == pytest.approx(logged, abs=1e-9)
+
+
+def test_an_export_the_disk_cannot_hold_is_an_os_error_and_leaves_nothing(registry, tmp_path: Path) -> None:
+    """A disk that fills while the model files are copied (a tmpfs of 2 MB; here the process's file size limit,
+    the same refusal of the bytes) made MLflow's download raise "The following failures occurred while
+    downloading one or more artifacts", and `models export` print its 140-line traceback. Now an OSError with
+    the system's reason, which `models export` prints as one line, and no staging folder left behind."""
+    import errno
+    import resource
+
+    _, client, register = registry
+    if _champion(client) is None:
+        register("good")
+        assert promote(client).promoted
+    out = tmp_path / "models"
+    out.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # writing past 4 KiB: EFBIG (Python ignores SIGXFSZ)
+    try:
+        with pytest.raises(OSError) as raised:
+            export_champion(client, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert raised.value.errno == errno.EFBIG and raised.value.strerror == "File too large", raised.value
+    assert list(out.iterdir()) == []

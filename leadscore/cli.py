@@ -428,6 +428,7 @@ def main() -> None:
     after Ctrl-C: partial files and staging tables removed, a rescore run marked failed (SIGTERM's default
     action ran no cleanup at all); it then says so and exits 143 (128 + SIGTERM), as a killed program would.
     Not done by ``app`` itself, which tests and notebooks call in-process."""
+    _in_utf8_mode()
     _escape_what_the_terminal_cannot_encode()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -440,6 +441,16 @@ def main() -> None:
 
 
 _terminated = False
+
+
+def _in_utf8_mode() -> None:
+    """Run this command again, at once, in Python's UTF-8 mode when the locale's encoding is another (LC_ALL=C
+    without coercion, a Latin-1 locale). Python named files in the locale's encoding and Arrow and LightGBM in
+    UTF-8: a folder 'dé' that Python made was not the one Arrow wrote into ("No such file or directory"), or the
+    path could not be given to Arrow at all ("surrogates not allowed"). Arguments keep their bytes."""
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().replace("-", "").lower() == "utf8":
+        return
+    os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
 
 
 def _escape_what_the_terminal_cannot_encode() -> None:

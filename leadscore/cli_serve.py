@@ -173,4 +173,5 @@ def register(app: typer.Typer) -> None:
         # this process becomes `bentoml serve`: a SIGTERM or Ctrl-C reaches the server itself (a child
         # process would outlive a terminated parent and keep the port)
         os.chdir(ROOT)
-        os.execve(argv[0], argv, {**os.environ, **env})
+        # the server names files as this process does (UTF-8 whatever the locale: see leadscore.cli.main)
+        os.execve(argv[0], argv, {**os.environ, **env, "PYTHONUTF8": "1"})

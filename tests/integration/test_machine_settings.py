@@ -44,3 +44,18 @@ def test_a_value_the_terminal_cannot_encode_is_printed_escaped_not_a_traceback(t
         assert result.returncode == 0, result.stdout + result.stderr
         assert "webinar_\\u6771\\u4eac" in result.stdout, result.stdout
         assert "Traceback" not in result.stderr and "UnicodeEncodeError" not in result.stderr, result.stderr
+
+
+def test_a_folder_named_in_letters_beyond_ascii_is_written_under_any_locale(tmp_path: Path) -> None:
+    """Under a locale whose encoding is not UTF-8 (ASCII here: LC_ALL=C without Python's coercion to C.UTF-8; a
+    Latin-1 one alike), `features build --out 'dé ü/ts.parquet'` made the folder through Python (in the locale's
+    encoding) and wrote the file through Arrow (in UTF-8): "Failed to open local file ... No such file or
+    directory", or "surrogates not allowed", exit 1. The demo in '/tmp/lat é' under LC_ALL=de_DE.ISO-8859-1
+    stopped there. leadscore now runs in Python's UTF-8 mode whatever the locale: the same bytes both ways."""
+    project = csv_project(tmp_path)
+    out = tmp_path / "dé ü" / "ts.parquet"
+    result = run_cli("features", "build", "-c", str(project), "--out", str(out),
+                     env={"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(pd.read_parquet(out)) > 0 and out.with_suffix(".spec.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["dé ü"]

@@ -59,3 +59,34 @@ def test_a_folder_named_in_letters_beyond_ascii_is_written_under_any_locale(tmp_
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(pd.read_parquet(out)) > 0 and out.with_suffix(".spec.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["dé ü"]
+
+
+def test_the_training_set_is_the_same_in_every_time_zone_and_with_utc_offsets(tmp_path: Path) -> None:
+    """Instants are UTC everywhere: the training set of a CRM whose timestamps carry UTC offsets (+05:30,
+    -04:00 in daylight saving time, +13:45), built under TZ=Pacific/Chatham and TZ=America/New_York with a
+    German locale's environment, equals the one of the same CRM in naive UTC built under TZ=UTC."""
+    project = csv_project(tmp_path / "utc")
+    shifted = tmp_path / "offsets"
+    shifted.mkdir()
+    zones = ("Asia/Kolkata", "America/New_York", "Pacific/Chatham")
+    for table, column in (("leads", "created_at"), ("events", "occurred_at"), ("outcomes", "converted_at")):
+        frame = pd.read_csv(tmp_path / "utc" / f"{table}.csv", dtype=str, keep_default_na=False)
+        instants = pd.to_datetime(frame[column].replace("", None))
+        frame[column] = ["" if pd.isna(at) else at.tz_localize("UTC").tz_convert(zones[i % 3]).isoformat()
+                         for i, at in enumerate(instants)]
+        frame.to_csv(shifted / f"{table}.csv", index=False)
+    (shifted / "leadscore.yaml").write_text(project.read_text(encoding="utf-8"), encoding="utf-8")
+    assert "+05:30" in (shifted / "events.csv").read_text(encoding="utf-8")
+    built = {}
+    for name, folder, env in (("utc", tmp_path / "utc", {"TZ": "UTC"}),
+                              ("chatham", shifted, {"TZ": "Pacific/Chatham", "LANG": "de_DE.UTF-8"}),
+                              ("new_york", shifted, {"TZ": "America/New_York", "LC_TIME": "de_DE.UTF-8"})):
+        out = tmp_path / f"{name}.parquet"
+        result = run_cli("features", "build", "-c", str(folder / "leadscore.yaml"), "--out", str(out), env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        built[name] = (pd.read_parquet(out), out.with_suffix(".spec.json").read_text(encoding="utf-8"))
+    frame, spec = built["utc"]
+    assert len(frame) > 0
+    for name in ("chatham", "new_york"):
+        pd.testing.assert_frame_equal(built[name][0], frame)
+        assert built[name][1] == spec

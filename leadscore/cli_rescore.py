@@ -185,6 +185,19 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
     console.print(table)
 
 
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"})
+
+
+def _failed_database(exc: Exception, data: Any, scores_url: str) -> str:
+    """"database <scores URL>" (password masked) when the failure is the scores database's: the only database, or
+    a statement that writes (the lead data is only read); else "database" (which one, the error says)."""
+    source = getattr(getattr(data, "source", None), "url", None)
+    statement = str(getattr(exc, "statement", None) or "").split(None, 1)
+    if source == scores_url or (statement and statement[0].upper() in _WRITES):
+        return f"database {masked_url(scores_url)}"
+    return "database"
+
+
 def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *, out: Path | None = None,
                       dask: str | None = None, workers: int | None = None, top: int = 0) -> Any:
     """Rescore the open leads of ``data`` (``serving.rescore.rescore``; on Dask workers with ``dask`` (a scheduler
@@ -229,7 +242,7 @@ def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *,
     except (ContractError, WorkerDiedError, LookupError, ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     except (sa.exc.SQLAlchemyError, ImportError) as exc:  # unreachable server, unknown role, missing driver
-        raise fail(f"database: {sql_error_text(exc)}") from exc
+        raise fail(f"{_failed_database(exc, data, scores_url)}: {sql_error_text(exc)}") from exc
     except MlflowException as exc:
         todo = ""
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no such model or alias

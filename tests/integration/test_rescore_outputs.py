@@ -451,3 +451,23 @@ def test_two_runs_writing_one_out_file_at_once_keep_their_own_temporary_files(
             update={"run_id": "stopped", "as_of": LATER}), out=out, on_result=fail)
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, elsewhere.name])
     assert len(_read_out(out)) == first.scored
+
+
+def test_a_scores_database_that_cannot_be_written_is_named(champion: Champion, tmp_path: Path) -> None:
+    """The lead data read from a read-only database (a read-only mount; here SQLite's mode=ro), scores written to
+    another with -c and --db: one that cannot be written said only "error: database: attempt to write a readonly
+    database", not which of the two. Now the scores database is named (password masked)."""
+    source = tmp_path / "crm.db"
+    make_lead_db(f"sqlite:///{source}", n_leads=50)
+    project = tmp_path / "leadscore.yaml"
+    project.write_text(f"data:\n  source: {{kind: sql, url: 'sqlite:///{source}'}}\n", encoding="utf-8")
+    scores = tmp_path / "scores.db"
+    engine = sa.create_engine(f"sqlite:///{scores}")
+    with engine.begin() as conn:  # mode=ro opens only a database that exists
+        conn.execute(sa.text("CREATE TABLE placeholder (x INTEGER)"))
+    engine.dispose()
+    read_only = f"sqlite:///file:{scores}?mode=ro&uri=true"
+    code, _, errors = _cli("-c", str(project), "--db", read_only, "--model-dir", str(champion.models_dir),
+                           "--as-of", "2026-06-01")
+    assert code == 1, errors
+    assert errors == f"error: database {read_only}: attempt to write a readonly database", errors

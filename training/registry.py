@@ -42,7 +42,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from features.schema import LEAD_ID
 from training.config import AS_OF
 from training.evaluation import probability_metrics
-from training.pyfunc import to_pyfunc_input
+from training.pyfunc import pyfunc_probabilities
 from training.sales_readiness import MODEL_NAME as MODEL_ROW
 from training.sales_readiness import calibration_summary
 from training.tracking import (
@@ -344,10 +344,10 @@ def _bind(client: MlflowClient) -> None:
 
 
 def score_rows(client: MlflowClient, name: str, version: str, rows: pd.DataFrame) -> np.ndarray:
-    """Calibrated probabilities of a registered version (through its pyfunc) on evaluation rows."""
+    """Calibrated probabilities of a registered version (through its pyfunc's own predict, a block of rows at a
+    time: :func:`training.pyfunc.pyfunc_probabilities`) on evaluation rows."""
     _bind(client)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return np.asarray(model.predict(to_pyfunc_input(feature_part(rows))), dtype=float).ravel()
+    return pyfunc_probabilities(mlflow.pyfunc.load_model(f"models:/{name}/{version}"), feature_part(rows))
 
 
 def rows_metrics(rows: pd.DataFrame, probability: np.ndarray, ece_bins: int = 10,

@@ -443,10 +443,10 @@ def evaluate_registered(
     rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
-    from training.pyfunc import to_pyfunc_input
+    from training.pyfunc import pyfunc_probabilities
 
     def score(part: pd.DataFrame) -> np.ndarray:
-        return np.asarray(model.predict(to_pyfunc_input(part[list(inner.feature_columns_)])), dtype=float)
+        return pyfunc_probabilities(model, part[list(inner.feature_columns_)])
 
     # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
     with tracking_server_errors(target.uri):

@@ -13,10 +13,13 @@ hazard model's hazards, all multiplied by one factor per lead, give the shape. S
 ``median_days`` is the median of that curve (null when it lies beyond the hazard model's horizon).
 
 The hazard of period k is ``expit(booster(x, k) + linear(x) + gamma_k)``, as
-:meth:`training.time_to_close.TimeToCloseModel.predict_hazard` computes it from a frame: the
-booster runs once on the n x K stacked rows, and the linear base (log1p numerics, missing flags,
-one-hot levels, standardised) is compiled to one dot product per lead. The unit tests check both
-paths agree.
+:meth:`training.time_to_close.TimeToCloseModel.predict_hazard` computes it from a frame. The
+booster's margins at every period are the ones ``Booster.predict`` gives on the (lead, period)
+rows, bit for bit, by either of two routes: a call of :data:`TREE_ARRAY_ROWS` leads or more walks
+each lead's trees once for all periods (:class:`training.period_margins.PeriodTrees`, the arrays
+built once per model), a smaller one (a request's few leads) hands LightGBM one row per lead and
+period bin. The linear base (log1p numerics, missing flags, one-hot levels, standardised) is
+compiled to one dot product per lead. The unit tests check both paths agree.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ from serving.explain import TreeShapExplainer
 from training.close_curves import combine_close_curves, cumulative_close, days_to_reach, hazard_factor
 from training.survival_linear import LinearHazard
 from training.time_to_close import TimeToCloseModel
+
+TREE_ARRAY_ROWS = 256
+"""Calls of this many leads or more take the booster's margins from its tree arrays; below, from LightGBM
+(whose per-call cost is lower for a request's few leads). Both give the same margins, bit for bit."""
 
 SERVED_HORIZONS = (30, 60, 90)
 """``p_close_<d>d`` fields of every answer (NaN when d is beyond the model's horizon)."""
@@ -152,6 +159,7 @@ class ClosingCore:
         period_column = len(model.feature_columns_)  # the booster's last input
         self.period_values, self.period_bin = period_bins(
             int(model.config.max_periods), period_thresholds(model.booster_, period_column, model.best_iteration_))
+        self.trees = model.period_trees()  # None: a booster the arrays cannot represent (LightGBM then)
         if (own := getattr(model, "spec_", None)) is not None and (
                 differ := feature_setting_differences(spec.config, own.config)):
             raise ValueError(  # the hazard model would get features computed unlike its training ones
@@ -201,15 +209,22 @@ class ClosingCore:
     def hazards(self, matrix: np.ndarray) -> np.ndarray:
         """Per-period close hazards, (n, max_periods)."""
         base = self.encode(np.asarray(matrix, dtype=np.float64))
+        raw = self.booster_margins(base)
+        if self.linear is not None:
+            raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
+        return expit(raw)
+
+    def booster_margins(self, base: np.ndarray) -> np.ndarray:
+        """The booster's raw margin (n, max_periods) of the encoded inputs ``base`` (float32 as it was fit on)
+        at every period, as ``Booster.predict`` gives it on the (lead, period) rows."""
         n, p = base.shape
+        if self.trees is not None and n >= TREE_ARRAY_ROWS:
+            return self.trees.margins(base.astype(np.float32))
         bins = len(self.period_values)
         stacked = np.empty((n * bins, p + 1), dtype=np.float64)
         stacked[:, :p] = np.repeat(base.astype(np.float32), bins, axis=0)  # the booster was fit on float32
         stacked[:, p] = np.tile(self.period_values, n)
-        raw = self.predictor.margin(stacked).reshape(n, bins)[:, self.period_bin]
-        if self.linear is not None:
-            raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
-        return expit(raw)
+        return self.predictor.margin(stacked).reshape(n, bins)[:, self.period_bin]
 
     def summary(
         self, matrix: np.ndarray, probability: np.ndarray | None = None, horizon_days: float | None = None

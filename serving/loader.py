@@ -41,6 +41,9 @@ MIB = 1 << 20
 # may hold (50 per lead) of ~150 B each (microsecond timestamp with offset, type, channel, campaign, value)
 # come to ~89 MB; rounded up (README, "Security").
 DEFAULT_MAX_BODY_MB = 100
+# A client's body arrives in pieces (64 KiB from a socket read); over loopback or a LAN the gap between two
+# is milliseconds. 10 s without a byte is a client that stopped sending, well within BentoML's request timeout.
+DEFAULT_RECEIVE_TIMEOUT_SECONDS = 10.0
 
 
 class ServingSettings(BaseModel):
@@ -59,6 +62,8 @@ class ServingSettings(BaseModel):
     max_batch: int = Field(1000, ge=1, le=10_000)
     max_body_mb: int = Field(DEFAULT_MAX_BODY_MB, ge=1, le=1024, description="largest request body in MiB; a "
                              "larger one is refused (413) before it is read in full")
+    receive_timeout_seconds: float = Field(DEFAULT_RECEIVE_TIMEOUT_SECONDS, gt=0, le=3600, description="longest "
+                                           "wait for the next piece of a request body; then a 408")
     reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
     non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
@@ -88,7 +93,7 @@ class ServingSettings(BaseModel):
     def from_env(cls, env: Mapping[str, str], *, endpoint: bool = False) -> ServingSettings:
         """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
         LEADSCORE_MODEL_ALIAS, LEADSCORE_TIME_TO_CLOSE_NAME, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
-        LEADSCORE_MAX_BODY_MB, LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
+        LEADSCORE_MAX_BODY_MB, LEADSCORE_RECEIVE_TIMEOUT_SECONDS, LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
         LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS. ``endpoint``: settings of the
         real-time service, whose answers carry at most ``MAX_TOP_K`` reasons (a rescore takes up to 50)."""
         values: dict[str, Any] = {}
@@ -126,6 +131,7 @@ _PLAIN_VARIABLES = {
     "LEADSCORE_MODEL_ALIAS": "alias",
     "LEADSCORE_MAX_BATCH": "max_batch",
     "LEADSCORE_MAX_BODY_MB": "max_body_mb",
+    "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": "receive_timeout_seconds",
     "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
 }
 _SCORING_VARIABLES = {"LEADSCORE_TOP_K": "top_k", "LEADSCORE_MQL_CUTOFF": "mql_cutoff",

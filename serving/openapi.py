@@ -1,7 +1,8 @@
 """The service's OpenAPI document (``/docs.json``) as ``/score`` really answers.
 
 BentoML generates the document from the pydantic IO models but describes every error as its own
-``{"error", "detail"}``, leaves out the 401 (API keys), 413 (body over the limit), 415 (multipart body)
+``{"error", "detail"}``, leaves out the 401 (API keys), 408 (body that stopped coming), 413 (body over
+the limit), 415 (multipart body)
 and 503 (no model yet) answers and the ``?top_k=`` query value, and flattens each top-level field's ``anyOf`` to its first
 member: ``as_of`` and ``top_k`` of the request and ``time_to_close_model`` of the answer lose their
 ``null``. :func:`documented` puts these back, in the style of the nested models (``anyOf`` with
@@ -36,10 +37,11 @@ def _nullable(schema: dict[str, Any], field: str) -> None:
     properties[field] = {"anyOf": [flat, {"type": "null"}], **outer}
 
 
-def documented(spec: dict[str, Any], keys_required: bool, max_body_mb: int | None = None) -> dict[str, Any]:
+def documented(spec: dict[str, Any], keys_required: bool, max_body_mb: int | None = None,
+               receive_timeout_seconds: float | None = None) -> dict[str, Any]:
     """A copy of BentoML's OpenAPI document (as JSON: string status codes) describing ``POST /score``
     as it answers; ``keys_required``: API keys are configured (401s, bearer security); ``max_body_mb``:
-    the service's body limit (named in the 413)."""
+    the service's body limit (named in the 413); ``receive_timeout_seconds``: its receive timeout (the 408)."""
     out = copy.deepcopy(spec)
     operation = out.get("paths", {}).get("/score", {}).get("post")
     if operation is None:
@@ -59,6 +61,10 @@ def documented(spec: dict[str, Any], keys_required: bool, max_body_mb: int | Non
     responses["400"] = _error_answer("Bad request: the lead (lead_index, lead_id) and field of the first error, "
                                      "every error under errors")
     limit = "LEADSCORE_MAX_BODY_MB" if max_body_mb is None else f"{max_body_mb} MiB (LEADSCORE_MAX_BODY_MB)"
+    wait = ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS" if receive_timeout_seconds is None
+            else f"{receive_timeout_seconds:g} s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS)")
+    responses["408"] = _error_answer(f"Request body incomplete: no byte of it came for {wait}; the connection "
+                                     "is closed")
     responses["413"] = _error_answer(f"Request body over {limit}, refused before it is read: split the leads "
                                      "over several requests")
     responses["415"] = _error_answer("A multipart, form-encoded or compressed body: send plain JSON")

@@ -169,7 +169,7 @@ class RequireApiKey:
 
 class DocumentedOpenApi:
     """ASGI middleware: ``GET /docs.json`` answers BentoML's OpenAPI document as
-    :func:`serving.openapi.documented` completes it (error shape, 401/413/415/503, nullable fields)."""
+    :func:`serving.openapi.documented` completes it (error shape, 401/408/413/415/503, nullable fields)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -194,9 +194,9 @@ class DocumentedOpenApi:
             content = b"".join(body)
             if start.get("status") == 200:
                 try:
-                    keys = _service_keys()
+                    keys, settings = _service_keys(), _service_settings()
                     content = json.dumps(documented(json.loads(content), bool(keys and keys.required),
-                                                    _body_limit() // MIB)).encode()
+                                                    settings.max_body_mb, settings.receive_timeout_seconds)).encode()
                 except (ValueError, TypeError, AttributeError) as exc:  # BentoML's document goes out unchanged
                     logger.warning("could not complete the OpenAPI document: %s: %s", type(exc).__name__, exc)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -206,14 +206,18 @@ class DocumentedOpenApi:
         await self.app(scope, receive, documenting_send)
 
 
-def _body_limit() -> int:
-    """The byte limit of a request body: the service instance's ``LEADSCORE_MAX_BODY_MB``, the default
-    before the instance exists."""
+def _service_settings() -> ServingSettings:
+    """The service instance's settings, the defaults before the instance exists."""
     try:
         settings = getattr(bentoml.get_current_service(), "settings", None)
     except BentoMLException:
         settings = None
-    return (settings or DEFAULT_SETTINGS).max_body_bytes
+    return settings or DEFAULT_SETTINGS
+
+
+def _body_limit() -> int:
+    """The byte limit of a request body: the service instance's ``LEADSCORE_MAX_BODY_MB``."""
+    return _service_settings().max_body_bytes
 
 
 def _size_text(size: int) -> str:
@@ -228,7 +232,9 @@ class BodyLimit:
     counted as it comes and refused once past the limit. A body within the limit is read here and handed
     on, chunk by chunk as it came (the routes read every body whole anyway). The 413 closes the connection
     (``Connection: close``): the server would otherwise receive and discard the rest of the body for as
-    long as the client sends it."""
+    long as the client sends it. A body that stops coming (no byte for ``LEADSCORE_RECEIVE_TIMEOUT_SECONDS``)
+    gets a 408 in the same shape, which closes the connection too (BentoML would hold the request until its
+    request timeout answered 504)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -242,7 +248,8 @@ class BodyLimit:
         if (b"transfer-encoding" not in headers if length is None else length.strip() == b"0"):
             await self.app(scope, receive, send)  # no body
             return
-        limit = _body_limit()
+        settings = _service_settings()
+        limit, wait = settings.max_body_bytes, settings.receive_timeout_seconds
         # the HTTP parser refuses a malformed Content-Length (400) and never hands on more bytes than it says
         if length is not None and length.strip().isdigit() and int(length) > limit:
             await self._refuse(scope, send, limit, f"its Content-Length is {int(length):,} bytes")
@@ -250,7 +257,12 @@ class BodyLimit:
         chunks: list[bytes] = []
         received = 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout(wait):  # a deadline per piece: a slow body still arrives
+                    message = await receive()
+            except TimeoutError:
+                await self._time_out(scope, send, wait, received, length)
+                return
             if message["type"] != "http.request":  # the client left: nobody to answer
                 return
             chunk = message.get("body", b"")
@@ -278,11 +290,25 @@ class BodyLimit:
                        scope.get("method"), clipped(scope.get("path", "")), size)
         error = request_error("body", f"request body over the limit of {_size_text(limit)} (LEADSCORE_MAX_BODY_MB): "
                                       f"{size}; split the leads over several requests")
-        content = json.dumps(error).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
-                                (b"content-length", str(len(content)).encode())]})
-        await send({"type": "http.response.body", "body": content})
+        await _send_closing(send, 413, json.dumps(error).encode())
+
+    @staticmethod
+    async def _time_out(scope: dict[str, Any], send: Any, wait: float, received: int, length: bytes | None) -> None:
+        announced = f" of the {int(length):,} its Content-Length announced" if length and length.strip().isdigit() else ""
+        logger.warning("timed out a request body on %s %s: no byte for %g s after %s bytes%s", scope.get("method"),
+                       clipped(scope.get("path", "")), wait, f"{received:,}", announced)
+        error = request_error("body", f"request body incomplete: no byte came for {wait:g} s "
+                                      f"(LEADSCORE_RECEIVE_TIMEOUT_SECONDS) after {received:,} bytes{announced}; "
+                                      "send the whole body without pausing")
+        await _send_closing(send, 408, json.dumps(error).encode())
+
+
+async def _send_closing(send: Any, status: int, content: bytes) -> None:
+    """An error answer in JSON that ends the connection (the rest of the request body is not read)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                            (b"content-length", str(len(content)).encode())]})
+    await send({"type": "http.response.body", "body": content})
 
 
 RECORDED_BODY_BYTES = 1 << 20  # request bodies up to this size are kept to name the lead ids of their errors

@@ -1,7 +1,8 @@
 """A real `bentoml serve` with a 1 MiB body limit (LEADSCORE_MAX_BODY_MB=1): a body over it gets a 413
 in the service's error shape before it is read in full (its Content-Length alone, or the bytes of a
 chunked body as they come), a body of the limit exactly is scored, and the server answers the next
-request. Raw sockets: the test decides what is sent and when."""
+request. With a receive timeout of 1 s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS=1), a body that stops coming
+gets a 408 in the same shape. Raw sockets: the test decides what is sent and when."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ PIECE = 64 << 10
 def server(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     export_champion(train_small_champion(n_leads=800, seed=4).model, models, version="1")
-    env = {"LEADSCORE_MODEL_DIR": str(models), "LEADSCORE_RELOAD_SECONDS": "0", "LEADSCORE_MAX_BODY_MB": "1"}
+    env = {"LEADSCORE_MODEL_DIR": str(models), "LEADSCORE_RELOAD_SECONDS": "0", "LEADSCORE_MAX_BODY_MB": "1",
+           "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": "1"}
     running = start_server(env, tmp_path_factory.mktemp("server") / "bentoml.log")
     yield running
     running.stop()
@@ -160,4 +162,39 @@ def test_the_documented_413_names_the_limit(server) -> None:
     spec = httpx.get(f"{server.url}/docs.json", timeout=10).json()
     refusal = spec["paths"]["/score"]["post"]["responses"]["413"]
     assert "1 MiB (LEADSCORE_MAX_BODY_MB)" in refusal["description"]
+    assert refusal["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+@pytest.mark.parametrize(("head", "sent"), [
+    (request(1000), b'{"leads":'),  # 9 of the 1,000 bytes announced, then nothing
+    (request(1000), b""),  # the headers, then nothing
+    (request(chunked=True), b'9\r\n{"leads":\r\n'),  # one chunk, then neither a chunk nor the end
+], ids=["content-length", "content-length-no-byte", "chunked"])
+def test_a_body_that_stops_coming_gets_a_408_and_the_next_request_is_scored(server, head, sent) -> None:
+    """A client that stops sending its body is answered 408 in the service's error shape once no byte has
+    come for LEADSCORE_RECEIVE_TIMEOUT_SECONDS, and its connection is closed (before, it held the request
+    until BentoML's 30 s timeout answered 504: a server error for a bad request)."""
+    with connect(server) as sock:
+        sock.sendall(head + sent)
+        sock.settimeout(60)  # nothing more is sent: an answer can only be the server's
+        status, headers, body = answer(sock)
+        assert status == 408, body[:300]
+        refusal = json.loads(body)
+        assert set(refusal) == SHAPE and refusal["field"] == "body", refusal
+        assert "LEADSCORE_RECEIVE_TIMEOUT_SECONDS" in refusal["error"] and "1 s" in refusal["error"], refusal
+        assert headers.get("connection") == "close"
+        try:
+            closed = sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        assert closed, "the connection stayed open after the 408"
+    assert score_one(server) == 200
+
+
+def test_the_documented_408_names_the_receive_timeout(server) -> None:
+    import httpx
+
+    spec = httpx.get(f"{server.url}/docs.json", timeout=10).json()
+    refusal = spec["paths"]["/score"]["post"]["responses"]["408"]
+    assert "1 s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS)" in refusal["description"]
     assert refusal["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}

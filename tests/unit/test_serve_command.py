@@ -186,6 +186,8 @@ def test_the_body_limit_option_reaches_the_server_and_its_help_states_the_defaul
     ("LEADSCORE_MAX_BODY_MB", "0", "LEADSCORE_MAX_BODY_MB=0: Input should be greater than or equal to 1"),
     ("LEADSCORE_MAX_BODY_MB", "1.5", "LEADSCORE_MAX_BODY_MB=1.5: Input should be a valid integer"),
     ("LEADSCORE_MAX_BODY_MB", "4096", "LEADSCORE_MAX_BODY_MB=4096: Input should be less than or equal to 1024"),
+    ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS", "0", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=0: Input should be greater than 0"),
+    ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS", "soon", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=soon: Input should be a valid number"),
 ])
 def test_serve_refuses_a_bad_setting_before_the_server_starts(tmp_path: Path, monkeypatch, variable, value,
                                                               needle) -> None:

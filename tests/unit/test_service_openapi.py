@@ -63,4 +63,6 @@ def test_api_keys_are_documented_when_configured(bentoml_spec) -> None:
     assert "security" not in spec["paths"]["/livez"]["get"]
     assert "8 MiB (LEADSCORE_MAX_BODY_MB)" in documented(bentoml_spec, False, max_body_mb=8)["paths"]["/score"][
         "post"]["responses"]["413"]["description"]
+    assert "2.5 s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS)" in documented(bentoml_spec, False, receive_timeout_seconds=2.5)[
+        "paths"]["/score"]["post"]["responses"]["408"]["description"]
     assert bentoml_spec["paths"]["/score"]["post"]["responses"].get("401") is None  # the input is not changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -76,6 +77,7 @@ def serve_command(
     reload_seconds: float | None = None,
     access_log: bool = False,
     max_body_mb: int | None = None,
+    request_timeout: float | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
@@ -84,8 +86,9 @@ def serve_command(
     The server runs in the package folder (to import the service), so every folder and SQLite file it
     is given, by option or by ``LEADSCORE_PROJECT_DIR`` / ``LEADSCORE_MODEL_DIR`` /
     ``MLFLOW_TRACKING_URI`` in ``environ``, is made absolute against ``cwd`` (the caller's folder), the
-    default project folder ``.demo`` too. BentoML settings of the service (workers, access log) go
-    through ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set.
+    default project folder ``.demo`` too. BentoML settings of the service (workers, access log, the request
+    timeout of ``request_timeout`` or ``LEADSCORE_REQUEST_TIMEOUT_SECONDS``) go through
+    ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set.
     """
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
@@ -102,13 +105,21 @@ def serve_command(
     if max_body_mb is not None:
         env["LEADSCORE_MAX_BODY_MB"] = str(max_body_mb)
     service: dict[str, object] = {}
+    timeout = str(request_timeout) if request_timeout is not None else environ.get("LEADSCORE_REQUEST_TIMEOUT_SECONDS")
+    if timeout:  # BentoML reads it when it builds the app, before the service reads its settings
+        env["LEADSCORE_REQUEST_TIMEOUT_SECONDS"] = timeout  # checked with the other settings before the start
+        with contextlib.suppress(ValueError):
+            service["traffic"] = {"timeout": float(timeout)}
     if workers != 1:
         service["workers"] = workers
     if access_log:
         service["logging"] = {"access": {"enabled": True}}
     if service:
         overrides = json.loads(environ.get("BENTOML_CONFIG_OVERRIDES") or "{}")
-        overrides.setdefault("services", {}).setdefault("lead_scoring", {}).update(service)
+        lead_scoring = overrides.setdefault("services", {}).setdefault("lead_scoring", {})
+        if "traffic" in service:  # the caller's other traffic settings are kept
+            lead_scoring.setdefault("traffic", {}).update(service.pop("traffic"))
+        lead_scoring.update(service)
         env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     bentoml = Path(sys.executable).parent / "bentoml"
     argv = [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
@@ -137,11 +148,14 @@ def register(app: typer.Typer) -> None:
         max_body_mb: Annotated[int | None, typer.Option(
             min=1, max=1024, help="Largest request body in MiB; a larger one gets a 413 before it is read "
                                   "(default 100, env LEADSCORE_MAX_BODY_MB).")] = None,
+        request_timeout: Annotated[float | None, typer.Option(
+            min=1, max=3600, help="Seconds a request may take until its answer starts; then a 504 "
+            "(default 120, env LEADSCORE_REQUEST_TIMEOUT_SECONDS).")] = None,
     ) -> None:
         """Serve real-time scoring (POST /score) with the champion model."""
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         argv, env = serve_command(host, port, project_dir, model_dir, tracking_uri, workers, reload_seconds,
-                                  access_log, max_body_mb)
+                                  access_log, max_body_mb, request_timeout)
         if tracking_uri is not None and "LEADSCORE_MODEL_DIR" in env:  # as rescore and forecast refuse it
             given = (f"{model_dir_option} {model_dir}" if model_dir
                      else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")

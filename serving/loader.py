@@ -44,6 +44,11 @@ DEFAULT_MAX_BODY_MB = 100
 # A client's body arrives in pieces (64 KiB from a socket read); over loopback or a LAN the gap between two
 # is milliseconds. 10 s without a byte is a client that stopped sending, well within BentoML's request timeout.
 DEFAULT_RECEIVE_TIMEOUT_SECONDS = 10.0
+# BentoML's request timeout of the service (a 504 once it passes), from its headers to the answer's first
+# byte. The largest request the limits allow (10,000 leads of 50 full events, 77 MB) costs the worker 10.0 s
+# of CPU; on 2 cores shared at load 8 it was answered in 24 s, so 30 s answered some such valid requests 504.
+# Two at once on a worker take twice that: 120 s leaves room for both on a busy machine.
+REQUEST_TIMEOUT_SECONDS = 120.0
 
 
 class ServingSettings(BaseModel):
@@ -62,8 +67,10 @@ class ServingSettings(BaseModel):
     max_batch: int = Field(1000, ge=1, le=10_000)
     max_body_mb: int = Field(DEFAULT_MAX_BODY_MB, ge=1, le=1024, description="largest request body in MiB; a "
                              "larger one is refused (413) before it is read in full")
-    receive_timeout_seconds: float = Field(DEFAULT_RECEIVE_TIMEOUT_SECONDS, gt=0, le=3600, description="longest "
-                                           "wait for the next piece of a request body; then a 408")
+    receive_timeout_seconds: float = Field(DEFAULT_RECEIVE_TIMEOUT_SECONDS, gt=0, description="longest wait for "
+                                           "the next piece of a request body; then a 408")
+    request_timeout_seconds: float = Field(REQUEST_TIMEOUT_SECONDS, ge=1, le=3600, description="BentoML's request "
+                                           "timeout of the service (applied by `leadscore serve`); then a 504")
     reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
     non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
@@ -93,7 +100,8 @@ class ServingSettings(BaseModel):
     def from_env(cls, env: Mapping[str, str], *, endpoint: bool = False) -> ServingSettings:
         """LEADSCORE_PROJECT_DIR, MLFLOW_TRACKING_URI, LEADSCORE_MODEL_DIR, LEADSCORE_MODEL_NAME,
         LEADSCORE_MODEL_ALIAS, LEADSCORE_TIME_TO_CLOSE_NAME, LEADSCORE_API_KEYS (comma-separated), LEADSCORE_MAX_BATCH,
-        LEADSCORE_MAX_BODY_MB, LEADSCORE_RECEIVE_TIMEOUT_SECONDS, LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
+        LEADSCORE_MAX_BODY_MB, LEADSCORE_RECEIVE_TIMEOUT_SECONDS, LEADSCORE_REQUEST_TIMEOUT_SECONDS,
+        LEADSCORE_RELOAD_SECONDS, LEADSCORE_TOP_K, LEADSCORE_MQL_CUTOFF (fallback),
         LEADSCORE_GRADE_CUTOFFS ("A,B,C" scores), LEADSCORE_EXPLAIN_THREADS. ``endpoint``: settings of the
         real-time service, whose answers carry at most ``MAX_TOP_K`` reasons (a rescore takes up to 50)."""
         values: dict[str, Any] = {}
@@ -117,6 +125,10 @@ class ServingSettings(BaseModel):
             settings = cls.model_validate({**values, "scoring": scoring})
         except ValidationError as exc:
             raise SettingsError(exc, env) from None
+        if settings.receive_timeout_seconds >= settings.request_timeout_seconds:  # BentoML's 504 would come first
+            raise SettingsError(f"LEADSCORE_RECEIVE_TIMEOUT_SECONDS={settings.receive_timeout_seconds:g} must be below "
+                                f"LEADSCORE_REQUEST_TIMEOUT_SECONDS={settings.request_timeout_seconds:g}: the request "
+                                "timeout counts from the request's headers, and its 504 would come before the 408", env)
         if endpoint and settings.scoring.top_k > MAX_TOP_K:
             raise SettingsError(f"LEADSCORE_TOP_K={env.get('LEADSCORE_TOP_K', '')}: the endpoint gives at most "
                                 f"{MAX_TOP_K} reasons per lead", env)
@@ -132,6 +144,7 @@ _PLAIN_VARIABLES = {
     "LEADSCORE_MAX_BATCH": "max_batch",
     "LEADSCORE_MAX_BODY_MB": "max_body_mb",
     "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": "receive_timeout_seconds",
+    "LEADSCORE_REQUEST_TIMEOUT_SECONDS": "request_timeout_seconds",
     "LEADSCORE_RELOAD_SECONDS": "reload_seconds",
 }
 _SCORING_VARIABLES = {"LEADSCORE_TOP_K": "top_k", "LEADSCORE_MQL_CUTOFF": "mql_cutoff",

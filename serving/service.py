@@ -47,7 +47,7 @@ from pydantic import Field
 from features.build import features_from_payloads
 from features.schema import naive_utc_datetime, utc_now
 from serving.core import ScoringCore
-from serving.loader import MIB, ChampionHolder, ServingSettings
+from serving.loader import MIB, REQUEST_TIMEOUT_SECONDS, ChampionHolder, ServingSettings
 from serving.openapi import documented
 from serving.schemas import (
     FUTURE_TOLERANCE,
@@ -445,7 +445,10 @@ def _error(ctx: bentoml.Context | None, status: int, body: dict[str, Any]) -> JS
 @bentoml.service(
     name="lead_scoring",
     workers=1,
-    traffic={"timeout": 30},
+    # the largest request the limits allow costs 10 s of CPU: 30 s answered some of them 504 on a busy machine
+    # (see REQUEST_TIMEOUT_SECONDS). BentoML reads it when it builds the app, before __init__ reads the settings:
+    # `leadscore serve` passes LEADSCORE_REQUEST_TIMEOUT_SECONDS as "services.lead_scoring.traffic.timeout"
+    traffic={"timeout": REQUEST_TIMEOUT_SECONDS},
     # one access-log line per request costs ~10-25% of the request's CPU (0.2-1 ms measured; request
     # counts and latencies are in /metrics). `leadscore serve --access-log` (or BENTOML_CONFIG_OPTIONS
     # "services.lead_scoring.logging.access.enabled=true") turns it back on.

@@ -177,6 +177,32 @@ def test_the_body_limit_option_reaches_the_server_and_its_help_states_the_defaul
     assert "LEADSCORE_MAX_BODY_MB" not in serve_command(environ={})[1]  # unset: the server's default
 
 
+def test_the_request_timeout_reaches_bentoml_and_its_help_states_the_default() -> None:
+    """BentoML's request timeout was fixed at 30 s in the service: the largest request the limits allow
+    (10 s of CPU) got a 504 on a busy machine. Its default is now 120 s, and LEADSCORE_REQUEST_TIMEOUT_SECONDS
+    or --request-timeout reach BentoML (which reads it before the service reads its settings), other traffic
+    settings the caller gave kept."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+    from serving.loader import ServingSettings
+    from serving.service import LeadScoringService
+
+    default = ServingSettings().request_timeout_seconds
+    assert LeadScoringService.config["traffic"]["timeout"] == default == 120
+    shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert f"(default {default:g}, env LEADSCORE_REQUEST_TIMEOUT_SECONDS)" in shown, shown
+    given = json.dumps({"services": {"lead_scoring": {"traffic": {"max_concurrency": 8}}}})
+    _, env = serve_command(environ={"LEADSCORE_REQUEST_TIMEOUT_SECONDS": "300", "BENTOML_CONFIG_OVERRIDES": given})
+    assert json.loads(env["BENTOML_CONFIG_OVERRIDES"])["services"]["lead_scoring"]["traffic"] == {
+        "max_concurrency": 8, "timeout": 300.0}
+    assert env["LEADSCORE_REQUEST_TIMEOUT_SECONDS"] == "300"
+    _, env = serve_command(request_timeout=45, environ={"LEADSCORE_REQUEST_TIMEOUT_SECONDS": "300"})
+    assert json.loads(env["BENTOML_CONFIG_OVERRIDES"])["services"]["lead_scoring"]["traffic"] == {"timeout": 45.0}
+    assert ServingSettings.from_env(env, endpoint=True).request_timeout_seconds == 45
+    assert "BENTOML_CONFIG_OVERRIDES" not in serve_command(environ={})[1]  # unset: the service's default
+
+
 @pytest.mark.parametrize(("variable", "value", "needle"), [
     ("LEADSCORE_MAX_BATCH", "20000", "LEADSCORE_MAX_BATCH=20000: Input should be less than or equal to 10000"),
     ("LEADSCORE_TOP_K", "many", "LEADSCORE_TOP_K=many: Input should be a valid integer"),
@@ -187,6 +213,11 @@ def test_the_body_limit_option_reaches_the_server_and_its_help_states_the_defaul
     ("LEADSCORE_MAX_BODY_MB", "1.5", "LEADSCORE_MAX_BODY_MB=1.5: Input should be a valid integer"),
     ("LEADSCORE_MAX_BODY_MB", "4096", "LEADSCORE_MAX_BODY_MB=4096: Input should be less than or equal to 1024"),
     ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS", "0", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=0: Input should be greater than 0"),
+    ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS", "120", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=120 must be below "
+     "LEADSCORE_REQUEST_TIMEOUT_SECONDS=120: the request timeout counts from the request's headers"),
+    ("LEADSCORE_REQUEST_TIMEOUT_SECONDS", "0", "LEADSCORE_REQUEST_TIMEOUT_SECONDS=0: Input should be greater than or equal to 1"),
+    ("LEADSCORE_REQUEST_TIMEOUT_SECONDS", "5", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=10 must be below "
+     "LEADSCORE_REQUEST_TIMEOUT_SECONDS=5"),
     ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS", "soon", "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=soon: Input should be a valid number"),
 ])
 def test_serve_refuses_a_bad_setting_before_the_server_starts(tmp_path: Path, monkeypatch, variable, value,

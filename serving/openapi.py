@@ -63,8 +63,9 @@ def documented(spec: dict[str, Any], keys_required: bool, max_body_mb: int | Non
     limit = "LEADSCORE_MAX_BODY_MB" if max_body_mb is None else f"{max_body_mb} MiB (LEADSCORE_MAX_BODY_MB)"
     wait = ("LEADSCORE_RECEIVE_TIMEOUT_SECONDS" if receive_timeout_seconds is None
             else f"{receive_timeout_seconds:g} s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS)")
-    responses["408"] = _error_answer(f"Request body incomplete: no byte of it came for {wait}; the connection "
-                                     "is closed")
+    responses["408"] = _error_answer(f"Request body incomplete: no byte of it came for {wait}, or it was not "
+                                     "complete after half of LEADSCORE_REQUEST_TIMEOUT_SECONDS; the connection is "
+                                     "closed")
     responses["413"] = _error_answer(f"Request body over {limit}, refused before it is read: split the leads "
                                      "over several requests")
     responses["415"] = _error_answer("A multipart, form-encoded or compressed body: send plain JSON")

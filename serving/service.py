@@ -232,9 +232,10 @@ class BodyLimit:
     counted as it comes and refused once past the limit. A body within the limit is read here and handed
     on, chunk by chunk as it came (the routes read every body whole anyway). The 413 closes the connection
     (``Connection: close``): the server would otherwise receive and discard the rest of the body for as
-    long as the client sends it. A body that stops coming (no byte for ``LEADSCORE_RECEIVE_TIMEOUT_SECONDS``)
-    gets a 408 in the same shape, which closes the connection too (BentoML would hold the request until its
-    request timeout answered 504)."""
+    long as the client sends it. A body that stops coming (no byte for ``LEADSCORE_RECEIVE_TIMEOUT_SECONDS``),
+    or that is not complete after half of ``LEADSCORE_REQUEST_TIMEOUT_SECONDS`` (a byte now and then), gets a
+    408 in the same shape, which closes the connection too (BentoML would hold the request until its request
+    timeout answered 504)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -250,6 +251,10 @@ class BodyLimit:
             return
         settings = _service_settings()
         limit, wait = settings.max_body_bytes, settings.receive_timeout_seconds
+        loop = asyncio.get_running_loop()
+        # the body's own deadline: half the request timeout for the body, half for its parsing and scoring
+        body_seconds = settings.request_timeout_seconds / 2
+        body_deadline = loop.time() + body_seconds
         # the HTTP parser refuses a malformed Content-Length (400) and never hands on more bytes than it says
         if length is not None and length.strip().isdigit() and int(length) > limit:
             await self._refuse(scope, send, limit, f"its Content-Length is {int(length):,} bytes")
@@ -257,11 +262,17 @@ class BodyLimit:
         chunks: list[bytes] = []
         received = 0
         while True:
-            try:
-                async with asyncio.timeout(wait):  # a deadline per piece: a slow body still arrives
+            try:  # a wait per piece (a stalled body), within the body's deadline (a trickled one)
+                async with asyncio.timeout_at(min(loop.time() + wait, body_deadline)):
                     message = await receive()
             except TimeoutError:
-                await self._time_out(scope, send, wait, received, length)
+                if loop.time() >= body_deadline:
+                    reason = (f"not complete after {body_seconds:g} s (half of LEADSCORE_REQUEST_TIMEOUT_SECONDS)",
+                              "send it faster, or fewer leads per request")
+                else:
+                    reason = (f"no byte came for {wait:g} s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS)",
+                              "send the whole body without pausing")
+                await self._time_out(scope, send, reason, received, length)
                 return
             if message["type"] != "http.request":  # the client left: nobody to answer
                 return
@@ -293,13 +304,14 @@ class BodyLimit:
         await _send_closing(send, 413, json.dumps(error).encode())
 
     @staticmethod
-    async def _time_out(scope: dict[str, Any], send: Any, wait: float, received: int, length: bytes | None) -> None:
+    async def _time_out(scope: dict[str, Any], send: Any, reason: tuple[str, str], received: int,
+                        length: bytes | None) -> None:
         announced = f" of the {int(length):,} its Content-Length announced" if length and length.strip().isdigit() else ""
-        logger.warning("timed out a request body on %s %s: no byte for %g s after %s bytes%s", scope.get("method"),
-                       clipped(scope.get("path", "")), wait, f"{received:,}", announced)
-        error = request_error("body", f"request body incomplete: no byte came for {wait:g} s "
-                                      f"(LEADSCORE_RECEIVE_TIMEOUT_SECONDS) after {received:,} bytes{announced}; "
-                                      "send the whole body without pausing")
+        why, advice = reason
+        logger.warning("timed out a request body on %s %s: %s, %s bytes%s received", scope.get("method"),
+                       clipped(scope.get("path", "")), why, f"{received:,}", announced)
+        error = request_error("body", f"request body incomplete: {why}, {received:,} bytes{announced} received; "
+                                      f"{advice}")
         await _send_closing(send, 408, json.dumps(error).encode())
 
 

@@ -2,7 +2,8 @@
 in the service's error shape before it is read in full (its Content-Length alone, or the bytes of a
 chunked body as they come), a body of the limit exactly is scored, and the server answers the next
 request. With a receive timeout of 1 s (LEADSCORE_RECEIVE_TIMEOUT_SECONDS=1), a body that stops coming
-gets a 408 in the same shape. Raw sockets: the test decides what is sent and when."""
+gets a 408 in the same shape, and so does a body still incomplete after half the request timeout
+(LEADSCORE_REQUEST_TIMEOUT_SECONDS=16). Raw sockets: the test decides what is sent and when."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def server(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     export_champion(train_small_champion(n_leads=800, seed=4).model, models, version="1")
     env = {"LEADSCORE_MODEL_DIR": str(models), "LEADSCORE_RELOAD_SECONDS": "0", "LEADSCORE_MAX_BODY_MB": "1",
-           "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": "1"}
+           "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": "1", "LEADSCORE_REQUEST_TIMEOUT_SECONDS": "16"}
     running = start_server(env, tmp_path_factory.mktemp("server") / "bentoml.log")
     yield running
     running.stop()
@@ -36,7 +37,11 @@ def connect(server) -> socket.socket:
 
 def answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """The status, headers and body of the next answer on ``sock`` (its Content-Length bytes)."""
-    data = b""
+    return answer_from(sock, b"")
+
+
+def answer_from(sock: socket.socket, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """:func:`answer`, its first ``data`` already received."""
     while b"\r\n\r\n" not in data:
         piece = sock.recv(65536)
         assert piece, f"connection closed before an answer: {data[:300]!r}"
@@ -188,6 +193,33 @@ def test_a_body_that_stops_coming_gets_a_408_and_the_next_request_is_scored(serv
         except ConnectionResetError:
             closed = True
         assert closed, "the connection stayed open after the 408"
+    assert score_one(server) == 200
+
+
+def test_a_body_trickled_slower_than_half_the_request_timeout_gets_a_408(server) -> None:
+    """A byte every 0.3 s never waits out the receive timeout (1 s): the body is cut off, 408, once half the
+    request timeout (8 s of 16) has passed without it complete (before, BentoML's 504 answered at 16 s)."""
+    with connect(server) as sock:
+        sock.sendall(request(1000))
+        sock.settimeout(0.3)
+        data = b""
+        for _ in range(200):  # bounded: at most 200 of the 1,000 bytes announced, one per 0.3 s (60 s)
+            try:
+                sock.sendall(b" ")
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # the server answered and closed: the answer waits in the receive buffer
+                break
+            break
+        sock.settimeout(30)
+        rest = answer_from(sock, data)
+        status, headers, body = rest
+        assert status == 408, body[:300]
+        refusal = json.loads(body)
+        assert set(refusal) == SHAPE and refusal["field"] == "body", refusal
+        assert "LEADSCORE_REQUEST_TIMEOUT_SECONDS" in refusal["error"] and "8 s" in refusal["error"], refusal
+        assert headers.get("connection") == "close"
     assert score_one(server) == 200
 
 

@@ -105,7 +105,7 @@ def serve_command(
     if max_body_mb is not None:
         env["LEADSCORE_MAX_BODY_MB"] = str(max_body_mb)
     service: dict[str, object] = {}
-    timeout = str(request_timeout) if request_timeout is not None else environ.get("LEADSCORE_REQUEST_TIMEOUT_SECONDS")
+    timeout = f"{request_timeout:g}" if request_timeout is not None else environ.get("LEADSCORE_REQUEST_TIMEOUT_SECONDS")
     if timeout:  # BentoML reads it when it builds the app, before the service reads its settings
         env["LEADSCORE_REQUEST_TIMEOUT_SECONDS"] = timeout  # checked with the other settings before the start
         with contextlib.suppress(ValueError):
@@ -166,7 +166,11 @@ def register(app: typer.Typer) -> None:
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
             ServingSettings.from_env({**os.environ, **env}, endpoint=True)
         except SettingsError as exc:
-            raise fail(str(exc), 2) from None
+            problem = str(exc)
+            if request_timeout is not None:  # named as given, not as the variable it became
+                problem = problem.replace(f"LEADSCORE_REQUEST_TIMEOUT_SECONDS={request_timeout:g}",
+                                          f"--request-timeout {request_timeout:g}")
+            raise fail(problem, 2) from None
         folders = [("--project-dir ", project_dir), (f"{model_dir_option} ", model_dir)]
         if model_dir is None and "LEADSCORE_MODEL_DIR" in env:
             folders.append(("LEADSCORE_MODEL_DIR=", Path(env["LEADSCORE_MODEL_DIR"])))

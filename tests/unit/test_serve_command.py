@@ -304,6 +304,22 @@ def test_a_bad_reload_seconds_option_is_named_as_the_option(tmp_path: Path, monk
     assert "--reload-seconds" in shown and "LEADSCORE_RELOAD_SECONDS" not in shown, shown
 
 
+def test_a_request_timeout_option_below_the_receive_timeout_is_named_as_the_option(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    monkeypatch.setattr("os.execve", lambda *args: (_ for _ in ()).throw(AssertionError("the server was started")))
+    monkeypatch.setattr("os.chdir", lambda path: None)
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path), "--port", "1", "--request-timeout", "5"],
+                                env={"COLUMNS": "300", "NO_COLOR": "1", "LEADSCORE_REQUEST_TIMEOUT_SECONDS": "",
+                                     "LEADSCORE_RECEIVE_TIMEOUT_SECONDS": ""})
+    shown = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert "LEADSCORE_RECEIVE_TIMEOUT_SECONDS=10 must be below --request-timeout 5:" in shown, shown
+
+
 @pytest.mark.parametrize("project", [None, "elsewhere"])
 def test_serve_without_a_store_to_serve_from_is_refused(tmp_path: Path, monkeypatch, project) -> None:
     """Started where no `.demo/mlflow.db` is (or --project-dir without one), and with no exported folder or

@@ -41,8 +41,8 @@ MIB = 1 << 20
 # may hold (50 per lead) of ~150 B each (microsecond timestamp with offset, type, channel, campaign, value)
 # come to ~89 MB; rounded up (README, "Security").
 DEFAULT_MAX_BODY_MB = 100
-# A client's body arrives in pieces (64 KiB from a socket read); over loopback or a LAN the gap between two
-# is milliseconds. 10 s without a byte is a client that stopped sending, well within BentoML's request timeout.
+# A client's body arrives in pieces (one per socket read); a client that is sending leaves gaps of milliseconds
+# between them. 10 s without a byte is a client that stopped sending, well within the request timeout.
 DEFAULT_RECEIVE_TIMEOUT_SECONDS = 10.0
 # BentoML's request timeout of the service (a 504 once it passes), from its headers to the answer's first
 # byte. The largest request the limits allow (10,000 leads of 50 full events, 77 MB) costs the worker 10.0 s

@@ -215,11 +215,6 @@ def _service_settings() -> ServingSettings:
     return settings or DEFAULT_SETTINGS
 
 
-def _body_limit() -> int:
-    """The byte limit of a request body: the service instance's ``LEADSCORE_MAX_BODY_MB``."""
-    return _service_settings().max_body_bytes
-
-
 def _size_text(size: int) -> str:
     return f"{size // MIB} MiB" if size % MIB == 0 else f"{size:,} bytes"
 

@@ -36,6 +36,7 @@ from training.lineage import (
     lineage_tags,
     version_lineage,
 )
+from training.model import take_rows
 from training.progress import Progress, no_progress
 from training.registry import (
     MODEL_NAME,
@@ -400,20 +401,25 @@ class EvaluationReport:
 
 def latest_evaluation_rows(training_set: TrainingSet, config: TrainingConfig, horizon_days: int | None) -> pd.DataFrame:
     """The latest labelled slice the way training tests on it: the time-ordered test slice
-    (snapshots; flat rows with a timestamp) or every row (flat rows without); keys, features and ``label``."""
+    (snapshots; flat rows with a timestamp) or every row (flat rows without); keys, features and ``label``.
+    The rows are found by position and copied out of the frame once (the labelled rows, their re-indexed
+    copy, the test slice and its columns were four copies of most of the frame)."""
     frame = training_set.frame
-    labelled = frame[frame[config.label].notna()].reset_index(drop=True)
-    if AS_OF in labelled.columns and horizon_days:
-        split = time_ordered_split(labelled[AS_OF], int(horizon_days), config.test_fraction,
-                                   config.validation_fraction)
-        labelled = labelled.iloc[split.test].reset_index(drop=True)
-    elif AS_OF not in labelled.columns and dated_flat_rows(labelled):
-        split = time_ordered_split(labelled[CREATED_AT], 0, config.test_fraction, config.validation_fraction)
-        labelled = labelled.iloc[split.test].reset_index(drop=True)
-    keys = [c for c in ("lead_id", AS_OF) if c in labelled.columns]
-    rows = labelled[[*keys, *training_set.spec.columns_]].copy()
-    rows[LABEL_COLUMN] = labelled[config.label].to_numpy(dtype=float)
-    return rows
+    rows = np.flatnonzero(frame[config.label].notna().to_numpy())
+    if AS_OF in frame.columns and horizon_days:
+        split = time_ordered_split(frame[AS_OF].iloc[rows].reset_index(drop=True), int(horizon_days),
+                                   config.test_fraction, config.validation_fraction)
+        rows = rows[split.test]
+    elif AS_OF not in frame.columns and CREATED_AT in frame.columns:
+        created = frame[[CREATED_AT]].iloc[rows].reset_index(drop=True)
+        if dated_flat_rows(created):
+            split = time_ordered_split(created[CREATED_AT], 0, config.test_fraction, config.validation_fraction)
+            rows = rows[split.test]
+    keys = [c for c in ("lead_id", AS_OF) if c in frame.columns]
+    out = take_rows(frame, rows, [*keys, *training_set.spec.columns_])
+    out.index = pd.RangeIndex(len(out))
+    out[LABEL_COLUMN] = frame[config.label].to_numpy(dtype=float)[rows]
+    return out
 
 
 def evaluate_registered(
@@ -436,11 +442,18 @@ def evaluate_registered(
         training_set = build_flat_training_set(data, spec=inner.spec_)
     else:
         training_set = build_training_set(data, spec=inner.spec_)
+    # the evaluation reads the training set only: the CRM tables (10.5M events at 200k leads) go here, and the
+    # frame once its evaluation rows are copied out of it
+    del data
     from training.time_to_close import TimeToCloseModel
 
     if isinstance(inner, TimeToCloseModel):
-        return _evaluate_time_to_close(model_name, str(version.version), inner, training_set)
+        rows = time_to_close_evaluation_rows(training_set, inner)
+        del training_set
+        say(f"scoring {len(rows):,} evaluation rows")
+        return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
     rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
+    del training_set
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
     from training.pyfunc import pyfunc_probabilities
@@ -448,6 +461,7 @@ def evaluate_registered(
     def score(part: pd.DataFrame) -> np.ndarray:
         return pyfunc_probabilities(model, part[list(inner.feature_columns_)])
 
+    say(f"scoring {len(rows):,} evaluation rows")
     # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
     with tracking_server_errors(target.uri):
         probability = out_of_sample_probabilities(client, version, rows, score)
@@ -456,33 +470,42 @@ def evaluate_registered(
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 
-def _evaluate_time_to_close(name: str, version: str, model, training_set: TrainingSet) -> EvaluationReport:
-    """A time-to-close version on the project's latest test slice (its own config: split, horizons, tau)."""
+def time_to_close_evaluation_rows(training_set: TrainingSet, model) -> pd.DataFrame:
+    """The latest test slice of a time-to-close version (its own config: split) as training identified it:
+    keys, the model's features, ``duration_days`` and ``event``; copied out of the frame once (the re-indexed
+    frame, the slice and its features were three copies, the first of the whole frame)."""
+    from training.survival_evaluation import DURATION, EVENT, survival_split
+
+    if training_set.data_end is None:
+        raise ValueError("time to close needs dated snapshots (data.mode: crm)")
+    frame = training_set.frame
+    split = survival_split(frame[AS_OF], frame["lead_id"], training_set.data_end, model.config)
+    rows = take_rows(frame, split.test, ["lead_id", AS_OF, *model.feature_columns_])
+    rows.index = pd.RangeIndex(len(rows))
+    rows[DURATION] = frame["days_observed"].to_numpy(dtype=float)[split.test]
+    rows[EVENT] = frame["event"].to_numpy()[split.test].astype(int)
+    return rows
+
+
+def _evaluate_time_to_close(name: str, version: str, model, rows: pd.DataFrame) -> EvaluationReport:
+    """A time-to-close version on its evaluation rows (:func:`time_to_close_evaluation_rows`; the model's own
+    config: horizons, tau). The model reads its features by name; the other columns are not features."""
     from training.survival_evaluation import (
         DURATION,
         EVENT,
         EvaluationSettings,
         observed_rates,
         score_survival,
-        survival_split,
     )
     from training.survival_tracking import evaluation_identity as survival_identity
 
-    if training_set.data_end is None:
-        raise ValueError("time to close needs dated snapshots (data.mode: crm)")
-    frame = training_set.frame.reset_index(drop=True)
-    split = survival_split(frame[AS_OF], frame["lead_id"], training_set.data_end, model.config)
-    test = frame.iloc[split.test].reset_index(drop=True)
-    time, event = test["days_observed"].to_numpy(dtype=float), test["event"].to_numpy()
+    time, event = rows[DURATION].to_numpy(dtype=float), rows[EVENT].to_numpy()
     if not event.any():
         raise ValueError("latest evaluation rows hold no close; cannot evaluate")
     settings = EvaluationSettings.for_rows(time, event, model.config)
-    survival = model.predict_survival(test[model.feature_columns_], settings.days)
+    survival = model.predict_survival(rows, settings.days)
     metrics = {**score_survival(time, event, survival, settings).metrics,
                **observed_rates(time, event, settings.horizons), "tau_days": float(settings.tau)}
-    # the rows as training identified them (keys, features, duration, event): the same hash for the same rows
-    rows = pd.concat([test[["lead_id", AS_OF]], test[model.feature_columns_],
-                      pd.DataFrame({DURATION: time, EVENT: event.astype(int)})], axis=1)
     return EvaluationReport(name, version, metrics, survival_identity(rows))
 
 
@@ -498,6 +521,7 @@ __all__ = [
     "evaluate_registered",
     "fit_training_set",
     "latest_evaluation_rows",
+    "time_to_close_evaluation_rows",
     "load_training_set",
     "promote_challenger",
     "track_and_register",

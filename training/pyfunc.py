@@ -107,8 +107,7 @@ def from_signature_frame(frame: pd.DataFrame, model: SalesReadinessModel) -> pd.
         if col in model.categories_:
             vocab = list(model.categories_[col])
             if all(isinstance(v, str) for v in vocab):
-                series = series.astype(object).where(series.notna(), None)
-                series = series.map(lambda v: v if v is None else str(v))
+                series = as_text(series)
             out[col] = pd.Categorical(series, categories=vocab)
         else:
             parsed, bad = parse_numbers(series)
@@ -200,6 +199,19 @@ def load_sales_readiness(model_dir: str | Path) -> SalesReadinessModel:
     return SalesReadinessModel.load(directory)
 
 
+def as_text(series: pd.Series) -> pd.Series:
+    """``series`` as ``str`` values, missing ones ``None`` (object dtype): ``str(v)`` of each value, called once
+    per category of a categorical and not at all on values that are already text (a Python call per value was
+    about 30% of re-scoring 556,078 rows' 7 categorical columns); other values (numbers) one call each."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        texts = np.array([*(str(c) for c in series.cat.categories), None], dtype=object)
+        return pd.Series(texts[series.cat.codes.to_numpy()], index=series.index, name=series.name)  # -1: None
+    text = series.astype(object).where(series.notna(), None)
+    if pd.api.types.infer_dtype(text, skipna=True) in ("string", "empty"):
+        return text
+    return text.map(lambda v: v if v is None else str(v))
+
+
 def to_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
     """Any feature frame -> the pyfunc's input types: categorical/text columns as ``str``/``None``, the rest float64."""
     out: dict[str, Any] = {}
@@ -208,8 +220,7 @@ def to_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
         if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or pd.api.types.is_string_dtype(
             series.dtype
         ):
-            text = series.astype(object)
-            out[col] = text.where(series.notna(), None).map(lambda v: v if v is None else str(v))
+            out[col] = as_text(series)
         else:
             out[col] = pd.to_numeric(series, errors="raise").astype(np.float64)
     return pd.DataFrame(out, index=frame.index)

@@ -37,23 +37,12 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.serving import process_tree  # noqa: E402
 from tests.serving_fixtures import AS_OF, export_champion, start_server, train_small_champion  # noqa: E402
 
 PIECE = 1 << 20  # bytes per send
 SMALL = json.dumps({"leads": [{"lead_id": 1, "created_at": "2026-01-05T10:00:00"}],
                     "as_of": AS_OF.isoformat()}).encode()
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc)."""
-    out = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return out
-    for child in children:
-        out += process_tree(int(child))
-    return out
 
 
 def worker_pid(server_pid: int) -> int:

@@ -109,3 +109,27 @@ def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iter
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def count_pyfunc_scoring(monkeypatch, pyfunc_class: type) -> tuple[list[int], list[int]]:
+    """(rows given to MLflow's per-value schema check, rows given to ``pyfunc_class.predict``), one entry per call,
+    counted while both still run."""
+    import mlflow.pyfunc
+
+    checked: list[int] = []
+    enforce = mlflow.pyfunc._enforce_schema  # what PyFuncModel.predict checks its input with
+
+    def counting_check(data, *args, **kwargs):
+        checked.append(len(data))
+        return enforce(data, *args, **kwargs)
+
+    scored: list[int] = []
+    predict = pyfunc_class.predict
+
+    def counting_predict(self, context, model_input, params=None):
+        scored.append(len(model_input))
+        return predict(self, context, model_input, params)
+
+    monkeypatch.setattr(mlflow.pyfunc, "_enforce_schema", counting_check)
+    monkeypatch.setattr(pyfunc_class, "predict", counting_predict)
+    return checked, scored

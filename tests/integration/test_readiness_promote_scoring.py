@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import gc
 
-import mlflow.pyfunc
 import pytest
 
 import training.pyfunc as pyfunc
 from features.build import TrainingSet
 from features.schema import CRMData
-from tests.integration.mlflow_support import fitted, shared_project
+from tests.integration.mlflow_support import count_pyfunc_scoring, fitted, shared_project
 from training.pyfunc import SalesReadinessPyfunc
 from training.registry import CHAMPION, MODEL_NAME, alias_version, promote
 from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
@@ -38,24 +37,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
     """(rows given to MLflow's schema check, rows given to the pyfunc's predict) per call; blocks of BLOCK rows."""
-    checked: list[int] = []
-    enforce = mlflow.pyfunc._enforce_schema  # what PyFuncModel.predict checks its input with
-
-    def counting_check(data, *args, **kwargs):
-        checked.append(len(data))
-        return enforce(data, *args, **kwargs)
-
-    scored: list[int] = []
-    predict = SalesReadinessPyfunc.predict
-
-    def counting_predict(self, context, model_input, params=None):
-        scored.append(len(model_input))
-        return predict(self, context, model_input, params)
-
-    monkeypatch.setattr(mlflow.pyfunc, "_enforce_schema", counting_check)
-    monkeypatch.setattr(SalesReadinessPyfunc, "predict", counting_predict)
+    counts = count_pyfunc_scoring(monkeypatch, SalesReadinessPyfunc)
     monkeypatch.setattr(pyfunc, "SCORE_ROWS", BLOCK, raising=False)  # raising: absent before the blocks
-    return checked, scored
+    return counts
 
 
 def test_promote_rescores_both_versions_by_blocks_without_the_schema_check(registry, counted) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow.pyfunc
 import pytest
 
 import training.survival_tracking as survival_tracking
 from features.contract import DataConfig, SourceConfig
 from leadscore.project import ProjectConfig
 from leadscore.synth import SynthConfig, write_synthetic
+from tests.integration.mlflow_support import count_pyfunc_scoring
 from training.survival_config import TimeToCloseConfig
 from training.survival_pyfunc import TimeToClosePyfunc
 from training.survival_tracking import MODEL_NAME, rows_metrics_time_to_close
@@ -40,22 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 def test_rescoring_skips_the_schema_check_and_goes_by_blocks(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     client, run = trained
     rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
-    checked: list[int] = []
-    enforce = mlflow.pyfunc._enforce_schema  # what PyFuncModel.predict checks its input with
-
-    def counting_check(data, *args, **kwargs):
-        checked.append(len(data))
-        return enforce(data, *args, **kwargs)
-
-    scored: list[int] = []
-    predict = TimeToClosePyfunc.predict
-
-    def counting_predict(self, context, model_input, params=None):
-        scored.append(len(model_input))
-        return predict(self, context, model_input, params)
-
-    monkeypatch.setattr(mlflow.pyfunc, "_enforce_schema", counting_check)
-    monkeypatch.setattr(TimeToClosePyfunc, "predict", counting_predict)
+    checked, scored = count_pyfunc_scoring(monkeypatch, TimeToClosePyfunc)
     monkeypatch.setattr(survival_tracking, "SCORE_ROWS", 1000)
     metrics = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, rows, run.run_id)
     assert sum(checked) == 0

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from training.plots import wilson_interval
+from training.plots import model_line, wilson_interval
 
 
 def _figure(width: float = 6.5, height: float = 4.5, ncols: int = 1) -> tuple[Figure, list]:
@@ -107,7 +107,8 @@ def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
     a linear plot); a bin without a close then sits on the bottom edge as a hollow triangle.
     """
     horizons = sorted(calibration["horizon_days"].unique())
-    fig, axes = _figure(4.3 * max(len(horizons), 1), 4.8, max(len(horizons), 1))
+    fig, axes = _figure(4.3 * max(len(horizons), 1), 5.2, max(len(horizons), 1))
+    handles: dict[str, object] = {}  # legend label -> its first artist
     for ax, h in zip(axes, horizons, strict=False):
         part = calibration[calibration["horizon_days"] == h]
         predicted = part["mean_predicted"].to_numpy(dtype=float)
@@ -120,15 +121,17 @@ def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
             _log_axes(ax, lo, hi)
         else:
             lo, hi = 0.0, top * 1.05 + 1e-3
-        ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1, label="perfect")
+        handles.setdefault("perfect calibration", ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1,
+                                                          label="perfect calibration")[0])
         for k, (scorer, rows) in enumerate(part.groupby("scorer", sort=False)):
             colour = f"C{k}"
             x, obs, n = (rows[c].to_numpy(dtype=float) for c in ("mean_predicted", "observed", "n"))
             empty = log & (obs <= 0)
-            ax.plot(x[~empty], obs[~empty], marker="o", markersize=3.5, color=colour, label=str(scorer))
+            ax.plot(x[~empty], obs[~empty], marker="o", markersize=3.5, color=colour, label=str(scorer), **model_line(k))
             if empty.any():
                 ax.scatter(x[empty], np.full(int(empty.sum()), lo), marker="v", facecolors="none", edgecolors=colour,
                            clip_on=False, zorder=3, label=f"{scorer}: bin without a close")
+                handles.setdefault(f"{scorer}: bin without a close", ax.collections[-1])
             low, high = wilson_interval(obs * n, n)
             at = np.where(empty, lo, obs)
             ax.errorbar(x, at, yerr=[at - np.maximum(low, lo), np.maximum(high - at, 0)], fmt="none", ecolor=colour,
@@ -138,7 +141,12 @@ def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
         scale = " (log scale)" if log else ""
         ax.set(xlabel="mean predicted" + scale, ylabel="observed (Kaplan-Meier)" + scale, xlim=(lo, hi), ylim=(lo, hi))
         ax.set_title(f"{h} days\n{len(first)} bins of ~{int(first['n'].median()):,} snapshots{closes}", fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
+        handles.update({ln.get_label(): ln for ln in ax.get_lines()
+                        if not ln.get_label().startswith("_") and ln.get_label() not in handles})
+    # one legend under the panels (the scorers are the same in each): in a corner it hid the bins of a model
+    # that under-predicts
+    order = sorted(handles, key=lambda label: (label != "perfect calibration", ":" in label))
+    _legend_below(fig, [handles[label] for label in order], ncol=3, fontsize=8)
     fig.suptitle(_heading(title, data) + "\nwhiskers: 95% interval of the observed rate (Wilson, censoring ignored)",
                  fontsize=10)
     return fig
@@ -187,7 +195,8 @@ def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
 
 def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data: str = "test snapshots",
                        title: str = "IPCW Brier score over time") -> Figure:
-    """Brier score at each evaluation day, per scorer.
+    """Brier score at each evaluation day, per scorer (the model: the first of ``curves``, drawn thick and on
+    top).
 
     Scorers far worse than the others (:func:`off_scale` on each curve's maximum) go to a panel of
     their own on the right, where a grey band shows the left panel's range; the left panel is zoomed
@@ -199,9 +208,9 @@ def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data:
     far = off_scale(peaks)
     fig, axes = _figure(11.0 if far.any() else 6.5, 5.0, 2 if far.any() else 1)
     ax = axes[0]
-    for name, f in zip(names, far, strict=True):
+    for k, (name, f) in enumerate(zip(names, far, strict=True)):
         if not f:
-            ax.plot(days, curves[name], label=name, color=colours[name])
+            ax.plot(days, curves[name], label=name, color=colours[name], **model_line(k))
     ax.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)")
     if not far.any():
         ax.set_title(_heading(title, data), fontsize=10)
@@ -211,9 +220,9 @@ def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data:
     ax.set(ylim=(0, near_top * 1.15 or 1.0), title="model and close peers (zoomed)")
     side = axes[1]
     band = side.axhspan(0, near_top * 1.15, color="grey", alpha=0.2, label="range of the left panel")
-    for name, f in zip(names, far, strict=True):
+    for k, (name, f) in enumerate(zip(names, far, strict=True)):
         if f:
-            side.plot(days, curves[name], label=name, color=colours[name])
+            side.plot(days, curves[name], label=name, color=colours[name], **model_line(k))
     side.set(xlabel="days after the scoring date", ylabel="Brier score (lower is better)", ylim=(0, None),
              title="off-scale peer (own axis)")
     _legend_below(fig, [*ax.get_lines(), *side.get_lines(), band], ncol=min(len(names) + 1, 3), fontsize=8)

@@ -432,3 +432,70 @@ def test_brier_legends_cover_no_curve() -> None:
         box = _legend(ax).get_window_extent()
         for line in ax.get_lines():
             assert _points_inside(ax, box, line.get_xydata()) == 0, line.get_label()
+
+
+def test_reliability_legend_covers_no_bin_when_the_model_under_predicts() -> None:
+    """Under-prediction puts the bins above the diagonal, in the upper left corner where the legend sat: on
+    a 1,000-lead synthetic CRM (predicted/observed 0.46) it hid the top bin, with scores under-predicting
+    by half it hid bins and whiskers."""
+    rng = np.random.default_rng(7)
+    p = np.clip(rng.lognormal(np.log(0.006), 0.9, 8000), 1e-4, 0.5)
+    y = (rng.random(8000) < np.minimum(2.0 * p, 1)).astype(float)
+    mean_p, rate, _ = reliability_curve(y, p, 10, "equal_mass")
+    fig = plots.reliability_figure(y, p)
+    _extents(fig)
+    ax = fig.axes[0]
+    box = _legend(ax).get_window_extent()
+    assert _points_inside(ax, box, np.column_stack([mean_p, rate])) == 0
+    assert _points_inside(ax, box, np.array([[p.mean(), y.mean()]])) == 0
+    for whisker in ax.collections:
+        segments = [np.asarray(s) for s in getattr(whisker, "get_segments", list)()]
+        for s in segments:
+            assert _points_inside(ax, box, s) == 0
+
+
+def _under_predicting_calibration() -> pd.DataFrame:
+    """A time-to-close calibration table whose bins sit above the diagonal (observed ~2x predicted)."""
+    rng = np.random.default_rng(13)
+    rows = []
+    for h in (30, 60, 90):
+        predicted = np.geomspace(0.001, 0.03, 10) * h / 90
+        for s, f in (("lightgbm hazard", 1.0), ("cox ph (penalised)", 1.1)):
+            observed = 2.0 * predicted * f * rng.lognormal(0, 0.3, 10)
+            rows += [{"scorer": s, "horizon_days": h, "bin": k + 1, "n": 288, "mean_predicted": p * f, "observed": o,
+                      "closed_within": int(round(o * 288))} for k, (p, o) in enumerate(zip(predicted, observed, strict=True))]
+    return pd.DataFrame(rows)
+
+
+def test_time_to_close_calibration_legend_covers_no_bin() -> None:
+    """Each panel had its own legend in the upper left corner, over the bins and whiskers of a model that
+    under-predicts (the 1,000-lead synthetic CRM's 60- and 90-day panels): one legend under the panels."""
+    calibration = _under_predicting_calibration()
+    fig = survival_plots.calibration_figure(calibration)
+    _extents(fig)
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    box = fig.legends[0].get_window_extent()
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert _points_inside(ax, box, line.get_xydata()) == 0, line.get_label()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels.count("lightgbm hazard") == 1 and labels.count("cox ph (penalised)") == 1
+
+
+def test_the_model_is_drawn_on_top_of_its_peers() -> None:
+    """The demo's Brier-over-time plot: Cox's curve, drawn after the model's, hid it entirely (their
+    scores differ in the fourth decimal). The model's curve is the thick one, drawn last."""
+    days = np.arange(4.0, 183.0, 4.0)
+    curves = {"lightgbm hazard": 0.0215 * days / days.max(), "kaplan-meier": 0.0227 * days / days.max(),
+              "cox ph (penalised)": 0.0216 * days / days.max()}
+    y, p = _rare(3000, seed=5)
+    scorers = {"lightgbm (calibrated)": (y, p), "points: rules": (y, p + 0.001), "logistic regression": (y, p * 1.1)}
+    figures = {"brier": survival_plots.brier_curve_figure(days, curves),
+               "roc": plots.roc_figure(scorers), "pr": plots.pr_figure(scorers), "gain": plots.lift_gain_figure(scorers)}
+    for what, fig in figures.items():
+        lines = [ln for ln in fig.axes[0].get_lines() if not ln.get_label().startswith("_")]
+        model = [ln for ln in lines if ln.get_label().startswith(("lightgbm", "lightgbm hazard"))]
+        assert len(model) == 1, what
+        peers = [ln for ln in lines if ln is not model[0]]
+        assert all(model[0].get_zorder() > ln.get_zorder() for ln in peers), what
+        assert all(model[0].get_linewidth() > ln.get_linewidth() for ln in peers), what

@@ -631,24 +631,39 @@ def _above_below(share: float) -> str:
 
 def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast interval") -> Figure:
     """Expected revenue per month with its interval (``interval``: its legend, e.g. "90% interval
-    (analytic)"), and the actual revenue when known. Revenue is drawn from 0."""
-    fig = Figure(figsize=(8, 4.5))
+    (analytic)"), and the actual revenue when known (a backtest's table): the months whose actual lies
+    outside the interval are circled in red and the title's second line sums the comparison up as the
+    CLI prints it. Revenue is drawn from 0; the legend sits under the axes."""
+    fig = Figure(figsize=(8, 5.0), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
     ax.fill_between(x, table[LOW], table[HIGH], alpha=0.25, color="tab:blue", label=interval)
     ax.plot(x, table[EXPECTED_REVENUE], "o-", color="tab:blue", label="expected revenue")
     if ACTUAL_REVENUE in table:
-        seen = table[OBSERVED].to_numpy() if OBSERVED in table else np.ones(len(table), bool)
-        ax.plot(x[seen], table[ACTUAL_REVENUE].to_numpy()[seen], "s--", color="tab:orange", label="actual revenue")
+        seen = table[OBSERVED].to_numpy(dtype=bool) if OBSERVED in table else np.ones(len(table), bool)
+        actual = table[ACTUAL_REVENUE].to_numpy(dtype=float)
+        ax.plot(x[seen], actual[seen], "s--", color="tab:orange", label="actual revenue")
+        low, high = table[LOW].to_numpy(dtype=float), table[HIGH].to_numpy(dtype=float)
+        outside = seen & ((actual < low) | (actual > high))
+        if outside.any():
+            ax.plot(x[outside], actual[outside], "o", markersize=14, markerfacecolor="none", markeredgecolor="tab:red",
+                    markeredgewidth=1.8, linestyle="none", label=f"actual outside the {interval}")
+        if seen.any():
+            forecast_total, actual_total = table[EXPECTED_REVENUE].to_numpy(dtype=float)[seen].sum(), actual[seen].sum()
+            unseen = int((~seen).sum())
+            title += (f"\nactual inside the interval in {int(seen.sum() - outside.sum())} of {int(seen.sum())} months; "
+                      f"total forecast {forecast_total:,.0f} vs actual {actual_total:,.0f}"
+                      + (f" ({unseen} month(s) past the data end not compared)" if unseen else ""))
     ax.set_xticks(x, table[MONTH], rotation=30)
     ax.set_xlabel("calendar month")
     ax.set_ylabel("revenue per month (unit of outcomes.amount)")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    handles = [h for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=8, frameon=False)
     return fig
 
 

@@ -499,3 +499,27 @@ def test_the_model_is_drawn_on_top_of_its_peers() -> None:
         peers = [ln for ln in lines if ln is not model[0]]
         assert all(model[0].get_zorder() > ln.get_zorder() for ln in peers), what
         assert all(model[0].get_linewidth() > ln.get_linewidth() for ln in peers), what
+
+
+def test_backtest_figure_marks_the_months_outside_the_interval_and_sums_up_in_its_title() -> None:
+    """The demo's backtest (forecast made 2025-12-01): March's actual 262,706 lay 13k above the interval's
+    250k top, a square on the band's edge that looked inside; the title said nothing of the comparison the
+    CLI prints (inside in 5 of 6 months, total forecast vs actual), and the legend sat inside the axes."""
+    from training.forecast import backtest_table, forecast_figure, forecast_months
+
+    months = forecast_months("2025-12-01", 3).assign(
+        expected_deals=[13.8, 9.6, 7.3], expected_revenue=[257_408.0, 178_690.0, 136_431.0],
+        low=[101_918.0, 48_921.0, 22_935.0], high=[412_899.0, 308_459.0, 249_927.0])
+    actual = pd.DataFrame({"month": months["month"], "actual_deals": [17, 11, 13],
+                           "actual_revenue": [312_718.0, 209_211.0, 262_706.0], "fully_observed": [True, True, True]})
+    table = backtest_table(months, actual)
+    fig = forecast_figure(table, "Forecast made 2025-12-01 vs revenue actually closed", "90% interval (analytic)")
+    _extents(fig)
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # under the axes, over no month
+    (outside,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("actual outside")]
+    assert list(outside.get_xdata()) == [2] and list(outside.get_ydata()) == [262_706.0]
+    assert "actual outside the 90% interval (analytic)" in _legend_labels(ax)
+    title = ax.get_title()
+    assert "actual inside the interval in 2 of 3 months" in title
+    assert "total forecast 572,529 vs actual 784,635" in title

@@ -175,7 +175,8 @@ def _score_axis_end(score: np.ndarray, cutoff: float | None = None) -> int:
 
 def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | None = None,
                               max_bins: int = 40, horizon: int | None = None, data: str = "test slice") -> Figure:
-    """Histogram of the 0-100 score for converters and non-converters (densities), on the scores' range:
+    """Histogram of the 0-100 score for converters and non-converters (densities: each group's share per
+    score point, so the two compare whatever their sizes), on the scores' range:
     0 up to just past the highest score, integer-aligned bins (at most ``max_bins``). ``horizon``: the
     label's days (None: a flat export's label, without one)."""
     score = np.asarray(score, dtype=float)
@@ -183,13 +184,14 @@ def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | No
     fig, ax = _figure()
     end = _score_axis_end(score, cutoff)
     width = max(1, int(np.ceil(end / max_bins)))
-    bins = np.arange(0, end + width, width)
+    bins = np.unique(np.minimum(np.arange(0, end + width, width), 100))  # the last bin stops at the top score, 100
     ax.hist(score[y == 0], bins=bins, alpha=0.6, density=True, label=f"did not convert (n={int((y == 0).sum()):,})")
     ax.hist(score[y == 1], bins=bins, alpha=0.6, density=True, label=f"converted (n={int((y == 1).sum()):,})")
     if cutoff is not None:
         ax.axvline(cutoff, color="black", linestyle="--", label=f"MQL cut-off {cutoff}")
     target = f"P(convert within {horizon} days)" if horizon else "P(convert)"
-    ax.set(xlabel=f"score (100 x {target}; bins of {width})", ylabel="density", xlim=(0, float(bins[-1])))
+    ax.set(xlabel=f"score (100 x {target}; bins of {width})", ylabel="share of each group per score point",
+           xlim=(0, float(bins[-1])))
     _title(ax, "Score distribution", data)
     _legend_below(ax, ncol=3)
     return fig
@@ -199,7 +201,8 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
                      data: str = "test slice") -> Figure:
     """Leads per week (or share flagged) and capture/precision by cut-off, up to the highest cut-off
     that still flags a lead. Both y axes start at 0 (one baseline); a share flagged shares the right
-    axis's 0-1 range. The recommended cut-off's label sits inside the plot, on the roomier side."""
+    axis's 0-1 range. The recommended cut-off's label (its volume and capture) sits inside the plot, on the
+    roomier side; the capacity that chose it is a level of the volume axis."""
     fig, ax = _figure(7, 5.0)
     per_week = table["leads_per_week"].notna().all()
     volume = table["leads_per_week"] if per_week else table["share_flagged"]
@@ -215,15 +218,36 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     ax2.plot(table["cutoff"], table["capture"], color="tab:green", label="capture (recall)")
     ax2.plot(table["cutoff"], table["precision"], color="tab:orange", label="precision")
     ax2.set(ylabel="capture / precision", ylim=(0, 1.02))
+    capacity = _capacity_line(ax, table, recommended, per_week)
     if recommended is not None:
         ax.axvline(recommended["cutoff"], color="black", linestyle="--")
         right_half = recommended["cutoff"] > end / 2
-        ax.annotate(f"cut-off {int(recommended['cutoff'])}: capture {recommended['capture']:.0%}",
+        volume_text = (f"{recommended['leads_per_week']:,.0f} leads per week" if per_week
+                       else f"{recommended['share_flagged']:.1%} of leads flagged")
+        ax.annotate(f"cut-off {int(recommended['cutoff'])}: {volume_text}, capture {recommended['capture']:.0%}",
                     (recommended["cutoff"], 0.97), xycoords=("data", "axes fraction"),
                     xytext=(-5 if right_half else 5, 0), textcoords="offset points", fontsize=8,
                     ha="right" if right_half else "left", va="top")
-    _legend_below(ax, ax.get_lines()[:1] + ax2.get_lines(), ncol=3)
+    _legend_below(ax, ax.get_lines()[:1] + ([capacity] if capacity is not None else []) + ax2.get_lines(), ncol=2)
     return fig
+
+
+def _capacity_line(ax: object, table: pd.DataFrame, recommended: Mapping[str, float] | None,
+                   per_week: bool) -> object | None:
+    """The sales capacity that chose the cut-off, as a level of the volume axis (a share of the leads on a
+    leads-per-week axis: that share of all the leads per week); None without one."""
+    if recommended is None or "capacity" not in recommended or not np.isfinite(recommended["capacity"]):
+        return None
+    capacity = float(recommended["capacity"])
+    if recommended.get("capacity_unit") == "leads_per_week":
+        level, label = capacity, f"capacity: {capacity:,.0f} leads per week"
+    else:
+        everyone = float(table["leads_per_week"].max()) if per_week else 1.0
+        level = capacity * everyone
+        label = f"capacity: {capacity:.0%} of leads" + (f" ({level:,.0f} per week)" if per_week else "")
+    if per_week and level * 1.05 > ax.get_ylim()[1]:  # a capacity above every volume stays in view
+        ax.set_ylim(0, level * 1.05)
+    return ax.axhline(level, color="dimgrey", linestyle="-.", linewidth=1, label=label)
 
 
 def shap_summary_figure(

@@ -523,3 +523,38 @@ def test_backtest_figure_marks_the_months_outside_the_interval_and_sums_up_in_it
     title = ax.get_title()
     assert "actual inside the interval in 2 of 3 months" in title
     assert "total forecast 572,529 vs actual 784,635" in title
+
+
+def test_score_distribution_stays_on_the_0_to_100_scale_and_says_what_its_heights_are() -> None:
+    """X Education (scores up to 100, bins of 3): the axis ran to 102, past the top of the 0-100 score, and
+    the y axis said only "density" (of what, per what)."""
+    rng = np.random.default_rng(14)
+    score = np.clip(rng.normal(60, 30, 3000).round(), 0, 100)
+    y = (rng.random(3000) < score / 100).astype(float)
+    ax = plots.score_distribution_figure(score, y, cutoff=91).axes[0]
+    assert ax.get_xlim() == (0, 100)
+    assert all(patch.get_x() + patch.get_width() <= 100 + 1e-9 for patch in ax.patches)
+    assert "share of" in ax.get_ylabel() and "per score point" in ax.get_ylabel()
+
+
+def test_threshold_figure_states_the_volume_at_the_cut_off_and_draws_the_capacity() -> None:
+    """The demo's MQL plot named the cut-off and its capture (3: 42%) but neither the volume it hands
+    sales (52 leads per week, off the bottom of an axis that starts at 788) nor the capacity that chose
+    it (10% of leads): the reason for the cut-off was not on the figure."""
+    from training.thresholds import recommend_threshold
+
+    rng = np.random.default_rng(15)
+    score = np.clip(rng.lognormal(0.3, 1.0, 14000).round(), 0, 100)
+    y = (rng.random(14000) < np.minimum(0.01 * (1 + score), 1)).astype(float)
+    table = threshold_table(score, y, weeks=17.7)
+    recommended = recommend_threshold(table, capacity_share=0.1)
+    fig = plots.threshold_figure(table, recommended)
+    ax = fig.axes[0]
+    (note,) = [t for t in ax.texts if t.get_text().startswith(f"cut-off {int(recommended['cutoff'])}")]
+    assert f"{recommended['leads_per_week']:,.0f} leads per week" in note.get_text()
+    assert f"capture {recommended['capture']:.0%}" in note.get_text()
+    capacity = 0.1 * table["leads_per_week"].iloc[0]  # 10% of the leads, in leads per week
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("capacity")]
+    assert list(line.get_ydata()) == pytest.approx([capacity, capacity])
+    assert "10% of leads" in line.get_label()
+    assert line.get_label() in _legend_labels(ax)

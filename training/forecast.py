@@ -653,7 +653,7 @@ def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast i
             unseen = int((~seen).sum())
             title += (f"\nactual inside the interval in {int(seen.sum() - outside.sum())} of {int(seen.sum())} months; "
                       f"total forecast {forecast_total:,.0f} vs actual {actual_total:,.0f}"
-                      + (f" ({unseen} month(s) past the data end not compared)" if unseen else ""))
+                      + (f"\n{unseen} month(s) past the data end not compared" if unseen else ""))
     ax.set_xticks(x, table[MONTH], rotation=30)
     ax.set_xlabel("calendar month")
     ax.set_ylabel("revenue per month (unit of outcomes.amount)")

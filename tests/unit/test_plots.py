@@ -523,6 +523,17 @@ def test_backtest_figure_marks_the_months_outside_the_interval_and_sums_up_in_it
     title = ax.get_title()
     assert "actual inside the interval in 2 of 3 months" in title
     assert "total forecast 572,529 vs actual 784,635" in title
+    # a month past the data end: not compared, and the title still fits in the figure (it ran off both edges
+    # on a 1,000-lead synthetic CRM's backtest)
+    table.loc[2, ["fully_observed", "inside_interval"]] = [False, pd.NA]
+    fig = forecast_figure(table, "Forecast made 2025-12-01 vs revenue actually closed", "90% interval (analytic)")
+    _extents(fig)
+    ax = fig.axes[0]
+    assert "actual inside the interval in 2 of 2 months" in ax.get_title()
+    assert "1 month(s) past the data end not compared" in ax.get_title()
+    assert not [ln for ln in ax.get_lines() if ln.get_label().startswith("actual outside")]
+    box = ax.title.get_window_extent()
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
 
 
 def test_score_distribution_stays_on_the_0_to_100_scale_and_says_what_its_heights_are() -> None:
@@ -558,3 +569,4 @@ def test_threshold_figure_states_the_volume_at_the_cut_off_and_draws_the_capacit
     assert list(line.get_ydata()) == pytest.approx([capacity, capacity])
     assert "10% of leads" in line.get_label()
     assert line.get_label() in _legend_labels(ax)
+

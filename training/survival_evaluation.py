@@ -476,9 +476,9 @@ def train_and_evaluate_time_to_close(
         full_days = np.arange(0, config.horizon_days + 1, dtype=float)
         last = p_close_column(max(config.horizons_days))
         pick = _sample_rows(summary[last].to_numpy(), config.sample_curves)
-        labels = [f"lead {test_keys[LEAD_ID].iloc[i]}: P({max(config.horizons_days)}d) {summary[last].iloc[i]:.2f}, "
-                  + (f"median beyond {config.horizon_days} d" if np.isnan(summary[MEDIAN_DAYS].iloc[i])
-                     else f"median {round(summary[MEDIAN_DAYS].iloc[i])} d")
+        labels = [survival_plots.sample_curve_label(test_keys[LEAD_ID].iloc[i], test_keys[AS_OF].iloc[i],
+                                                    max(config.horizons_days), float(summary[last].iloc[i]),
+                                                    float(summary[MEDIAN_DAYS].iloc[i]), config.horizon_days)
                   for i in pick]
         data = test_slice_label(split_info, "snapshots")
         figures = {

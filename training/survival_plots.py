@@ -46,6 +46,15 @@ def off_scale(values: np.ndarray, factor: float = 5.0) -> np.ndarray:
     return mask
 
 
+def sample_curve_label(lead_id: object, as_of: pd.Timestamp, horizon: int, p_close: float, median_days: float,
+                       horizon_days: int) -> str:
+    """A sample curve's legend: the lead and the snapshot drawn (a lead has one per as-of date in the test
+    slice), P(close within ``horizon`` days) in percent and the median days (or beyond the model's horizon)."""
+    p = "<0.1%" if p_close < 0.001 else f"{p_close:.1%}"
+    median = f"median beyond {horizon_days} d" if np.isnan(median_days) else f"median {round(median_days)} d"
+    return f"lead {lead_id} as of {pd.Timestamp(as_of):%Y-%m-%d}: P(close within {horizon} d) {p}, {median}"
+
+
 def survival_curves_figure(
     days: np.ndarray,
     curves: np.ndarray,

@@ -219,6 +219,22 @@ def test_sample_curve_labels_say_beyond_what(result: TimeToCloseResult) -> None:
     assert beyond and all(f"beyond {result.model.config.horizon_days} d" in t for t in beyond), labels
 
 
+def test_sample_curve_labels_name_the_snapshot_drawn_and_its_probability(result: TimeToCloseResult) -> None:
+    """A lead has several test snapshots: the label named the lead only, and its P(90d) to 2 decimals."""
+    fig = result.figures["survival_curves"]
+    legend = fig.axes[0].get_legend() or fig.legends[0]
+    labels = [t.get_text() for t in legend.get_texts() if t.get_text().startswith("lead ")]
+    assert labels
+    h = max(result.settings.horizons)
+    rows = result.predictions.assign(as_of=pd.to_datetime(result.predictions["as_of"]))
+    for label in labels:
+        lead, _, rest = label.removeprefix("lead ").partition(" as of ")
+        day, _, rest = rest.partition(":")
+        row = rows[(rows["lead_id"].astype(str) == lead) & (rows["as_of"] == pd.Timestamp(day))]
+        assert len(row) == 1, label
+        assert f"P(close within {h} d) {row[p_close_column(h)].iloc[0]:.1%}" in rest, label
+
+
 def test_card_opens_with_a_summary_in_plain_words_whose_figures_are_the_logged_ones(result: TimeToCloseResult) -> None:
     """The sales card opens with what a revenue team acts on; the time-to-close card opened with the
     hazard's construction and a 13-column table of metric keys."""

@@ -570,3 +570,14 @@ def test_threshold_figure_states_the_volume_at_the_cut_off_and_draws_the_capacit
     assert "10% of leads" in line.get_label()
     assert line.get_label() in _legend_labels(ax)
 
+
+def test_sample_curve_label_names_the_snapshot_and_a_readable_probability() -> None:
+    """The demo's labels read 'lead 815: P(90d) 0.13' while lead 815 has four test snapshots (P 0.032,
+    0.190, 0.126, 0.044): which one the curve is went unsaid; and five of the six leads read 0.01 or 0.02
+    where their curves visibly differ (0.009 to 0.024)."""
+    label = survival_plots.sample_curve_label(815, pd.Timestamp("2026-03-01"), 90, 0.126273, float("nan"), 182)
+    assert label == "lead 815 as of 2026-03-01: P(close within 90 d) 12.6%, median beyond 182 d"
+    assert survival_plots.sample_curve_label("a1", pd.Timestamp("2026-01-01"), 90, 0.009088, 41.4, 182) == (
+        "lead a1 as of 2026-01-01: P(close within 90 d) 0.9%, median 41 d")
+    assert "P(close within 90 d) <0.1%" in survival_plots.sample_curve_label(1, pd.Timestamp("2026-01-01"), 90, 0.0004,
+                                                                               float("nan"), 182)

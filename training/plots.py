@@ -48,12 +48,14 @@ def _legend_below(ax: object, handles: list | None = None, ncol: int = 2, fontsi
 
 def model_line(k: int) -> dict[str, float]:
     """Line width and drawing order of the ``k``-th scorer of a figure, the model first: the model's line
-    is the thick one, drawn over its peers' (a peer scoring nearly as the model hid it)."""
-    return {"linewidth": 2.2, "zorder": 3.0} if k == 0 else {"linewidth": 1.2, "zorder": 2.0}
+    is the thick one, drawn under its peers' thin ones, so a peer that scores as the model does runs
+    inside it and both stay visible (drawn after the model at the same width, Cox hid it)."""
+    return {"linewidth": 3.0, "zorder": 2.0} if k == 0 else {"linewidth": 1.2, "zorder": 2.5}
 
 
 def roc_figure(curves: Curves, data: str = "test slice") -> Figure:
-    """ROC curves of the model (the first of ``curves``, drawn thick and on top) and baselines on the
+    """ROC curves of the model (the first of ``curves``, drawn thick, its
+    peers thin over it) and baselines on the
     same rows."""
     fig, ax = _figure()
     for k, (name, (y, s)) in enumerate(curves.items()):
@@ -68,7 +70,7 @@ def roc_figure(curves: Curves, data: str = "test slice") -> Figure:
 
 def pr_figure(curves: Curves, data: str = "test slice") -> Figure:
     """Precision-recall curves (legend: average precision, the logged ``pr_auc``; the model, the first of
-    ``curves``, drawn thick and on top); the dotted line is the base rate."""
+    ``curves``, drawn thick, its peers thin over it); the dotted line is the base rate."""
     fig, ax = _figure(6.0, 5.2)
     base = None
     for k, (name, (y, s)) in enumerate(curves.items()):
@@ -151,7 +153,7 @@ def reliability_figure(
 
 def lift_gain_figure(curves: Curves, data: str = "test slice") -> Figure:
     """Share of conversions captured vs share of leads contacted, best-scored first (the model: the first
-    of ``curves``, drawn thick and on top)."""
+    of ``curves``, drawn thick, its peers thin over it)."""
     fig, ax = _figure()
     for k, (name, (y, s)) in enumerate(curves.items()):
         y = np.asarray(y, dtype=float)

@@ -204,8 +204,8 @@ def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
 
 def brier_curve_figure(days: np.ndarray, curves: Mapping[str, np.ndarray], data: str = "test snapshots",
                        title: str = "IPCW Brier score over time") -> Figure:
-    """Brier score at each evaluation day, per scorer (the model: the first of ``curves``, drawn thick and on
-    top).
+    """Brier score at each evaluation day, per scorer (the model: the first of ``curves``, drawn thick, its
+    peers thin over it).
 
     Scorers far worse than the others (:func:`off_scale` on each curve's maximum) go to a panel of
     their own on the right, where a grey band shows the left panel's range; the left panel is zoomed

@@ -289,7 +289,8 @@ def register(app: typer.Typer) -> None:
                  "without a stored score or scored by another model.")] = None,
         partition_leads: Annotated[int | None, typer.Option(
             min=1, help="Lead ids per partition (one transaction; default 50,000; a resumed run keeps its own).")] = None,
-        top_k: Annotated[int | None, typer.Option(min=0, max=50, help="Reasons per lead (default 3).")] = None,
+        top_k: Annotated[int | None, typer.Option(
+            min=0, max=50, help="Reasons per lead (default: LEADSCORE_TOP_K, else 3).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
         run_id: Annotated[str | None, typer.Option(help="Id of the new run, or of the run to resume.")] = None,
         out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
@@ -351,6 +352,6 @@ def register(app: typer.Typer) -> None:
                        "the partitions", 2)
         sized = {} if partition_leads is None else {"partition_leads": partition_leads}  # else RescoreConfig's
         rescore_config = RescoreConfig(**sized, as_of=as_of, changed_since=changed_since,
-                                       top_k=3 if top_k is None else top_k, run_id=run_id, resume=resume,
+                                       top_k=settings.scoring.top_k if top_k is None else top_k, run_id=run_id, resume=resume,
                                        processes=processes)
         rescore_and_print(data, scores_url, settings, rescore_config, out=out, dask=dask, workers=workers, top=top)

@@ -471,3 +471,16 @@ def test_a_scores_database_that_cannot_be_written_is_named(champion: Champion, t
                            "--as-of", "2026-06-01")
     assert code == 1, errors
     assert errors == f"error: database {read_only}: attempt to write a readonly database", errors
+
+
+def test_cli_reasons_per_lead_default_to_leadscore_top_k(sqlite_url: str, champion: Champion) -> None:
+    """Without --top-k a rescore gives LEADSCORE_TOP_K reasons per lead, as the endpoint does when a request names
+    none (it read and validated the variable but scored 3 reasons whatever it said); --top-k still decides."""
+    make_lead_db(sqlite_url, n_leads=300)
+    args = ("--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", AS_OF.isoformat())
+    for env, extra, expected in (({"LEADSCORE_TOP_K": "1"}, (), 1), ({"LEADSCORE_TOP_K": "1"}, ("--top-k", "2"), 2),
+                                 ({}, (), 3)):
+        result = CliRunner().invoke(app, ["rescore", *args, *extra], env={"COLUMNS": "300", "NO_COLOR": "1", **env})
+        assert result.exit_code == 0, result.output
+        reasons = stored_scores(sqlite_url)["reasons"].map(lambda text: len(json.loads(text)))
+        assert len(reasons) > 0 and reasons.max() == expected, (env, extra)

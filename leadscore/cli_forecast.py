@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
         method: Annotated[Literal["analytic", "simulation"] | None, typer.Option(
             "--method", help="How the interval is computed (default: forecast.method, analytic).")] = None,
         out: Annotated[
-            Path | None, typer.Option("--out", help="Folder for forecast_months.csv, forecast_leads.csv, forecast.png.")
+            Path | None, typer.Option("--out", help="Folder for forecast_months.csv, forecast_leads.csv, forecast.png (default: none, the "
+                                        "forecast is only printed).")
         ] = None,
         tracking_uri: Annotated[
             str | None,

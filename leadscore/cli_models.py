@@ -295,7 +295,8 @@ def train(
                              "per-lead survival curve, P(close within 30/60/90 days), median days.")
     ] = Target.sales_readiness,
     strict_leakage: Annotated[
-        bool, typer.Option("--strict-leakage", help="Refuse to register a model the leakage alarm flags.")
+        bool, typer.Option("--strict-leakage", help="Refuse to register a model the leakage alarm flags (default: the "
+                                  "project's training.leakage.strict, false).")
     ] = False,
     points_rules: Annotated[
         Path | None, typer.Option("--points-rules", help="Hand-tuned points rules YAML, the baseline to beat "

@@ -276,13 +276,14 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option(
             "--config", "-c", help="Project file (leadscore.yaml) or data config instead of --db.")] = None,
         model_dir: Annotated[str | None, typer.Option(
-            MODEL_DIR, metavar="PATH", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
+            MODEL_DIR, metavar="<path>", help='Exported models/ folder (env LEADSCORE_MODEL_DIR) instead of the registry; '
                                             '"" (empty): the registry.')] = None,
         models_dir: Annotated[str | None, typer.Option(MODEL_DIR_ALIAS, hidden=True, help=f"Same as {MODEL_DIR}.")] = None,
-        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
+        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: "
+                                                           "sqlite:///<project dir>/mlflow.db).")] = None,
         project_dir: Annotated[Path | None, typer.Option(
-            help="Project dir holding mlflow.db (default: the -c file's folder, else .demo; env "
-                 "LEADSCORE_PROJECT_DIR).")] = None,
+            help="Project dir holding mlflow.db (default: env LEADSCORE_PROJECT_DIR, else the -c file's folder, "
+                 "else .demo).")] = None,
         as_of: Annotated[datetime | None, typer.Option(help="Features as of this instant (UTC); default now.")] = None,
         changed_since: Annotated[datetime | None, typer.Option(
             help="Incremental: only leads with events / updates / creation at or after this instant, and those "
@@ -292,7 +293,9 @@ def register(app: typer.Typer) -> None:
         top_k: Annotated[int | None, typer.Option(
             min=0, max=50, help="Reasons per lead (default: LEADSCORE_TOP_K, else 3).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
-        run_id: Annotated[str | None, typer.Option(help="Id of the new run, or of the run to resume.")] = None,
+        run_id: Annotated[str | None, typer.Option(help="Id of the new run (default: its UTC start time and 8 random "
+                                                     "hex digits), or of the run to resume (default: the latest "
+                                                     "unfinished one).")] = None,
         out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
         dask: Annotated[str | None, typer.Option(help="Dask scheduler address: score partitions on its workers.")] = None,
         workers: Annotated[int | None, typer.Option(min=1, help="Run a local Dask cluster with N workers.")] = None,

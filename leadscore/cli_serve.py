@@ -136,9 +136,11 @@ def register(app: typer.Typer) -> None:
         project_dir: Annotated[Path | None, typer.Option(
             help="Project dir holding mlflow.db (default .demo; env LEADSCORE_PROJECT_DIR).")] = None,
         model_dir: Annotated[Path | None, typer.Option(
-            MODEL_DIR, help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR).")] = None,
+            MODEL_DIR, help="Serve an exported models/ folder instead of the registry (env LEADSCORE_MODEL_DIR; default: "
+                         "the registry).")] = None,
         models_dir: Annotated[Path | None, typer.Option(MODEL_DIR_ALIAS, hidden=True, help=f"Same as {MODEL_DIR}.")] = None,
-        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI).")] = None,
+        tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: "
+                                                               "sqlite:///<project dir>/mlflow.db).")] = None,
         workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
         reload_seconds: Annotated[float | None, typer.Option(
             min=0, help="Champion check period in seconds (0 = only POST /reload; default 30, env "

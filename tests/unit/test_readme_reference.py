@@ -64,3 +64,11 @@ def test_every_leadscore_variable_the_code_reads_is_in_the_readme() -> None:
     assert names, "no LEADSCORE_* variable found: the search is broken"
     missing = sorted(n for n in names if f"`{n}`" not in README and f"`{n}=" not in README)
     assert not missing, f"variables not in README: {missing}"
+
+
+def test_every_points_rules_key_is_in_the_readme() -> None:
+    from training.baselines import ColumnRule, FitRule, PointsRules
+
+    keys = {f.alias or name for model in (PointsRules, FitRule, ColumnRule) for name, f in model.model_fields.items()}
+    missing = sorted(k for k in keys if not re.search(rf"`({k}[`:]|\{{[^`]*\b{k}\b)", README))
+    assert not missing, f"points rules keys not in README: {missing}"

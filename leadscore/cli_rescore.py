@@ -299,8 +299,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Also write the scores to this .parquet or .csv file.")] = None,
         dask: Annotated[str | None, typer.Option(help="Dask scheduler address: score partitions on its workers.")] = None,
         workers: Annotated[int | None, typer.Option(min=1, help="Run a local Dask cluster with N workers.")] = None,
-        processes: Annotated[int | None, typer.Option(
-            min=1, help="Processes scoring partitions, this one included (default: one per core for bases of "
+        processes: Annotated[int | None, typer.Option(  # max: RescoreConfig.processes' bound (serving not imported)
+            min=1, max=256, help="Processes scoring partitions, this one included (default: one per core for bases of "
                         "250,000+ lead ids in 2+ partitions; 1: this process only).")] = None,
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:

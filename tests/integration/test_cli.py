@@ -626,3 +626,13 @@ def test_progress_lines_print_square_brackets_as_they_are(capsys: pytest.Capture
 
     say("reading [/x] and [bold]y")
     assert "- reading [/x] and [bold]y" in capsys.readouterr().err
+
+
+def test_rescore_refuses_more_processes_than_it_takes_by_option(tmp_path: Path) -> None:
+    """--processes 300 passed the option's check (x>=1) and ended in pydantic's ValidationError traceback from
+    RescoreConfig (at most 256); now the option says its range and refuses it as a usage error."""
+    (tmp_path / "models").mkdir()
+    code, output = _invoke("rescore", "--db", f"sqlite:///{tmp_path / 'crm.db'}", "--model-dir",
+                           str(tmp_path / "models"), "--processes", "300")
+    assert code == 2 and "--processes" in output and "256" in output, output
+    assert "Traceback" not in output and "ValidationError" not in output, output

@@ -133,7 +133,8 @@ def synth(
     leads: Annotated[int, typer.Option(min=1, help="Number of leads.")] = 5000,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
     events_per_lead: Annotated[float, typer.Option(min=0.01, help="Approximate mean events per lead.")] = 50.0,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files (in a database, also drop the score "
+                                              "tables of a rescore of the replaced data).")] = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""
     import sqlalchemy as sa
@@ -230,7 +231,7 @@ def validate(config: ConfigOption = Path("leadscore.yaml")) -> None:
 def features_build(
     config: ConfigOption = Path("leadscore.yaml"),
     out: Annotated[Path, typer.Option(help="Training set (Parquet).")] = Path("training_set.parquet"),
-    spec_out: Annotated[Path | None, typer.Option(help="Fitted feature spec (JSON); default next to --out.")] = None,
+    spec_out: Annotated[Path | None, typer.Option(help="Fitted feature spec (JSON); default: --out with the suffix .spec.json.")] = None,
     run_id: Annotated[
         str | None, typer.Option("--run-id", envvar="MLFLOW_RUN_ID", hidden=True,
                                  help="Log the results into this existing run (set by `mlflow run`).")

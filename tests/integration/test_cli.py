@@ -60,15 +60,18 @@ def test_synth_to_parquet_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_synth_refuses_to_overwrite(tmp_path: Path) -> None:
+    from leadscore.synth import SynthConfig, write_synthetic
+
     url = f"sqlite:///{tmp_path / 'crm.db'}"
-    assert run_cli("synth", "--out", url, "--leads", "300").returncode == 0
+    write_synthetic(SynthConfig(n_leads=300), url, "sql")  # the CRM a first `synth` wrote
     again = run_cli("synth", "--out", url, "--leads", "300")
     assert again.returncode == 1
     # one line naming the CLI option (not the library's overwrite=True); no progress bar left above it
     assert again.stderr.strip().splitlines() == [
         f"error: table 'leads' already exists in database {url}; add --overwrite to replace it"], again.stderr
-    assert run_cli("synth", "--out", url, "--leads", "300", "--overwrite").returncode == 0
-    assert "stored scores dropped" not in run_cli("synth", "--out", url, "--leads", "300", "--overwrite").stdout
+    replaced = run_cli("synth", "--out", url, "--leads", "300", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "stored scores dropped" not in replaced.stdout  # there were none
 
 
 def test_synth_overwrite_drops_the_scores_of_the_replaced_data(tmp_path: Path) -> None:
@@ -78,10 +81,11 @@ def test_synth_overwrite_drops_the_scores_of_the_replaced_data(tmp_path: Path) -
 
     import sqlalchemy as sa
 
+    from leadscore.synth import SynthConfig, write_synthetic
     from serving.score_store import LEAD_SCORES, create_score_tables, lead_scores
 
     url = f"sqlite:///{tmp_path / 'crm.db'}"
-    assert run_cli("synth", "--out", url, "--leads", "300").returncode == 0
+    write_synthetic(SynthConfig(n_leads=300), url, "sql")  # the CRM a first `synth` wrote
     engine = sa.create_engine(url)
     create_score_tables(engine)
     at = datetime(2026, 1, 1)

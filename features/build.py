@@ -57,6 +57,7 @@ from features.spec import CRM_KIND, FLAT_KIND, FeatureConfig, FeatureSpec, Featu
 
 Progress = Callable[[int, int], None]
 BLOCK_PAIRS = 100_000  # (lead, as_of) pairs per call of the event kernels (bounds their temporaries)
+BLOCK_EVENTS = 500_000  # and events per call
 Payload = Mapping[str, Any]
 
 
@@ -189,10 +190,12 @@ def lead_feature_matrix(
     for done, first in enumerate(starts, start=1):
         last = min(first + block, n_leads)
         p0, p1 = np.searchsorted(sorted_leads, [first, last])
-        # the kernels' temporaries grow with the pairs they get: a block with many snapshots per lead
-        # goes in slices of leads holding about BLOCK_PAIRS pairs each (a lead's values do not depend
-        # on the other leads of its call)
-        pieces = max(-(-int(p1 - p0) // BLOCK_PAIRS), 1)
+        b0, b1 = np.searchsorted(ev_lead, [first, last])
+        # the kernels' temporaries grow with the pairs and the events they get (about 300 bytes an event: a
+        # 50k-lead block of 2.6M events took 0.8 GB for one snapshot per lead): a block goes in slices of
+        # leads holding about BLOCK_PAIRS pairs and BLOCK_EVENTS events each (a lead's values do not
+        # depend on the other leads of its call)
+        pieces = max(-(-int(p1 - p0) // BLOCK_PAIRS), -(-int(b1 - b0) // BLOCK_EVENTS), 1)
         bounds = np.unique(np.linspace(first, last, pieces + 1).astype(np.int64))
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             e0, e1 = np.searchsorted(ev_lead, [lo, hi])
@@ -255,6 +258,17 @@ def build_training_set(
     return TrainingSet(frame, spec, data_end, dates, unseen=_unseen(crm, spec))
 
 
+def snapshot_rows(crm: CRMData, history: LeadHistory, dates: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    """The (lead position, as_of ns) pairs of the leads open at ``dates`` (``history``: ``LeadHistory(crm)``), in
+    the order of :func:`training_frame`'s rows: by as_of, then lead id."""
+    lead, as_of = snapshot_pairs(history, dates)
+    lead_ids = crm.leads[LEAD_ID].to_numpy()
+    id_rank = np.empty(len(lead_ids), dtype=np.int64)
+    id_rank[np.argsort(lead_ids, kind="stable")] = np.arange(len(lead_ids))
+    order = np.lexsort((id_rank[lead], as_of))
+    return lead[order], as_of[order]
+
+
 def training_frame(
     crm: CRMData,
     spec: FeatureSpec,
@@ -264,12 +278,8 @@ def training_frame(
 ) -> pd.DataFrame:
     """Snapshot rows for the given as-of dates, sorted by (as_of, lead_id)."""
     history = LeadHistory(crm)
-    lead, as_of = snapshot_pairs(history, dates)
+    lead, as_of = snapshot_rows(crm, history, dates)
     lead_ids = crm.leads[LEAD_ID].to_numpy()
-    id_rank = np.empty(len(lead_ids), dtype=np.int64)
-    id_rank[np.argsort(lead_ids, kind="stable")] = np.arange(len(lead_ids))
-    order = np.lexsort((id_rank[lead], as_of))
-    lead, as_of = lead[order], as_of[order]
     label_values = labels(history, lead, as_of, spec.config.horizon_days, data_end)
     # column-major, so that the frame's numeric columns are views of it, and the head's columns are
     # inserted before them (a concat would merge the float label columns with the features: a copy):
@@ -552,5 +562,6 @@ __all__ = [
     "lead_feature_matrix",
     "payload_frame",
     "scoring_matrix",
+    "snapshot_rows",
     "training_frame",
 ]

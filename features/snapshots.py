@@ -24,6 +24,8 @@ Rules (all instants are tz-naive UTC, compared exactly in nanoseconds):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -76,16 +78,19 @@ def resolve_data_end(crm: CRMData, config: FeatureConfig) -> pd.Timestamp:
     return max(present)
 
 
-def crm_known_at(crm: CRMData, instant: pd.Timestamp | str) -> CRMData:
+def crm_known_at(crm: CRMData, instant: pd.Timestamp | str, event_columns: Sequence[str] | None = None) -> CRMData:
     """The CRM as it was known at ``instant``: leads created before it, their events before it, and
     conversions at or before it (later conversions and amounts are dropped; NaT outcome rows kept).
+    ``event_columns``: only these columns of the events are copied (all by default; the snapshots read
+    ``lead_id``, ``occurred_at`` and ``event_type``, a fraction of a 10M-event table's bytes).
 
     Lead attributes are taken as they are now: a CRM export holds no attribute history.
     """
     at = pd.Timestamp(instant)
     leads = crm.leads[crm.leads[CREATED_AT] < at]
     ids = leads[LEAD_ID]
-    events = crm.events[(crm.events[OCCURRED_AT] < at) & crm.events[LEAD_ID].isin(ids)]
+    kept = (crm.events[OCCURRED_AT] < at) & crm.events[LEAD_ID].isin(ids)
+    events = crm.events[kept] if event_columns is None else crm.events.loc[kept, list(event_columns)]
     converted = crm.outcomes[CONVERTED_AT]
     outcomes = crm.outcomes[crm.outcomes[LEAD_ID].isin(ids) & (converted.isna() | (converted <= at))]
     return CRMData(leads.reset_index(drop=True), events.reset_index(drop=True), outcomes.reset_index(drop=True),

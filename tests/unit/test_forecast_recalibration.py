@@ -123,6 +123,23 @@ def test_snapshots_hold_the_leads_open_at_each_date_with_their_outcome_known_at_
         recalibration_snapshots(crm, spec, at, horizon, pd.DatetimeIndex([at - pd.Timedelta(days=horizon - 1)]))
 
 
+def test_the_snapshots_are_the_training_frame_rows_at_those_dates_bit_for_bit() -> None:
+    """The recalibration reads only the events' lead, instant and type of the CRM cut at the forecast date, and
+    its features are the frame over the feature matrix (no copy): the same rows, features and labels as the
+    training frame of the whole cut CRM at those dates (the readiness horizon being the feature config's)."""
+    from features.build import training_frame
+    from features.snapshots import LABEL, crm_known_at
+
+    crm = _crm()
+    spec = FeatureSpec(FeatureConfig(horizon_days=90.0)).fit(crm)
+    at = pd.Timestamp("2025-10-01")
+    dates = recalibration_dates(at, 90.0, 60.0, 30.0)
+    feats, y = recalibration_snapshots(crm, spec, at, 90.0, dates)
+    frame = training_frame(crm_known_at(crm, at), spec, dates, at)
+    pd.testing.assert_frame_equal(feats, frame[spec.columns_], check_exact=True)
+    np.testing.assert_array_equal(y, frame[LABEL].to_numpy())
+
+
 def test_the_forecast_uses_the_recalibrated_probability_within_the_horizon() -> None:
     leads, feats, hazards, p, value = _pipeline_inputs()
     _, model_p, y = _overconfident(seed=4)

@@ -30,7 +30,7 @@ from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read, range_key
 from features.schema import EVENTS, EXACT_FLOAT_INTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
-from features.spec import SPEC_METADATA_KEY, FeatureSpec
+from features.spec import LINEAGE_METADATA_KEY, SPEC_METADATA_KEY, FeatureSpec
 from features.urls import masked_url
 
 SQL_ID_BATCH = 5_000  # ids per IN (...) clause: below SQLite's and PostgreSQL's parameter limits
@@ -982,3 +982,13 @@ def read_training_set_spec(path: Path | str) -> FeatureSpec:
     if SPEC_METADATA_KEY not in metadata:
         raise ValueError(f"{path}: no feature spec in this Parquet file (not written by `leadscore features build`)")
     return FeatureSpec.from_dict(json.loads(metadata[SPEC_METADATA_KEY]))
+
+
+def read_training_set_lineage(path: Path | str) -> dict[str, Any]:
+    """What a training set file was built from (its Parquet metadata, written by `leadscore features build`):
+    ``project``, ``config_hash``, ``seed``, ``code``, ``versions`` and ``data_fingerprint`` per table."""
+    metadata = pq.read_schema(path).metadata or {}
+    if LINEAGE_METADATA_KEY not in metadata:
+        raise ValueError(f"{path}: no lineage in this Parquet file (written before `leadscore features build` "
+                         "recorded it, or not by it)")
+    return json.loads(metadata[LINEAGE_METADATA_KEY])

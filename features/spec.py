@@ -55,6 +55,7 @@ SPEC_FEATURES_OFF: dict[str, Any] = {"type_half_lives_days": (), "burst_gap_days
 CRM_KIND = "crm"
 FLAT_KIND = "flat"
 SPEC_METADATA_KEY = b"leadscore.feature_spec"  # a training set's spec (JSON) in its Parquet file's metadata
+LINEAGE_METADATA_KEY = b"leadscore.lineage"  # and what it was built from (JSON: data fingerprint, config hash, code)
 
 # Event types that signal disengagement: weight 0 in the decayed intensity and not "activity" by
 # default (they still get counts, days-since-last and an "ever" flag).

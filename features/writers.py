@@ -18,6 +18,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features.schema import LEAD_ID
-from features.spec import SPEC_METADATA_KEY
+from features.spec import LINEAGE_METADATA_KEY, SPEC_METADATA_KEY
 
 if TYPE_CHECKING:
     from features.build import TrainingSet
@@ -413,15 +414,22 @@ def write_tables(tables: dict[str, pd.DataFrame], dest: str | os.PathLike[str], 
             writer.write(table, frame)
 
 
-def write_training_set(frame: pd.DataFrame, spec_json: str, path: Path | str) -> None:
-    """Write snapshot rows to Parquet with their feature spec (JSON) in the file's metadata."""
+def write_training_set(frame: pd.DataFrame, spec_json: str, path: Path | str,
+                       lineage: Mapping[str, Any] | None = None) -> None:
+    """Write snapshot rows to Parquet with their feature spec (JSON) and, when given, their lineage (JSON:
+    :func:`training.lineage.lineage_record`) in the file's metadata."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), SPEC_METADATA_KEY: spec_json.encode()})
+    metadata = {**(table.schema.metadata or {}), SPEC_METADATA_KEY: spec_json.encode()}
+    if lineage is not None:
+        metadata[LINEAGE_METADATA_KEY] = json.dumps(lineage, sort_keys=True).encode()
+    table = table.replace_schema_metadata(metadata)
     pq.write_table(table, path)
 
 
-def write_training_set_files(training_set: TrainingSet, out: Path, spec_path: Path) -> None:
-    """The training set (Parquet, its spec in the file's metadata) at ``out`` and its spec (JSON) at ``spec_path``,
+def write_training_set_files(training_set: TrainingSet, out: Path, spec_path: Path,
+                             lineage: Mapping[str, Any] | None = None) -> None:
+    """The training set (Parquet, its spec and ``lineage`` in the file's metadata) at ``out`` and its spec (JSON)
+    at ``spec_path``,
     all or nothing: both are written under temporary names first and renamed at the end, so a failure leaves
     neither half-written (the OSError then names the files asked for and which was replaced, if any)."""
     tmp_out = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -431,7 +439,7 @@ def write_training_set_files(training_set: TrainingSet, out: Path, spec_path: Pa
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         spec_path.parent.mkdir(parents=True, exist_ok=True)
-        write_training_set(training_set.frame, spec_text, tmp_out)
+        write_training_set(training_set.frame, spec_text, tmp_out, lineage)
         tmp_spec.write_text(spec_text, encoding="utf-8")
         os.replace(tmp_out, out)
         replaced = True

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from features.build import TrainingSet
     from features.schema import CRMData, FlatData
     from leadscore.project import ProjectConfig
+    from training.lineage import FeaturesLineage
 
 app = typer.Typer(
     name="leadscore",
@@ -248,23 +249,30 @@ def features_build(
     data, report = _load_data(project)
     console.print(report.summary(), highlight=False)
     try:
-        training_set = build_features(project, data, out, spec_out)
+        training_set, lineage = build_features(project, data, out, spec_out)
     except OSError as exc:  # names what was and was not replaced
         raise fail(str(exc)) from exc
     except ValueError as exc:  # raised before any file is replaced
         raise fail(f"{exc}; nothing written") from exc
     summary = training_set.summary()
     _print_training_set_summary(summary)
-    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True), metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
-                 tags={"leadscore.entry_point": "features"}, files=[spec_path], artifact_path="features")
+    # the lineage as a training run records it (data fingerprint per table, config hash, code, seed)
+    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True),
+                 params=lineage.params,
+                 metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
+                 tags={"leadscore.entry_point": "features", **lineage.tags}, files=[spec_path],
+                 artifact_path="features")
 
 
 def build_features(project: ProjectConfig, data: CRMData | FlatData, out: Path,
-                   spec_out: Path | None = None) -> TrainingSet:
-    """Build the training set of validated data, write it (Parquet) and its spec (JSON)."""
+                   spec_out: Path | None = None) -> tuple[TrainingSet, FeaturesLineage]:
+    """Build the training set of validated data, write it (Parquet, with its lineage in the file's metadata) and
+    its spec (JSON); the lineage is returned for the run that logs it."""
     from features.build import build_data_training_set
+    from features.fingerprint import data_fingerprint
     from features.schema import FlatData
     from features.writers import write_training_set_files
+    from training.lineage import features_lineage
 
     if isinstance(data, FlatData):  # built at once: no lead blocks to count
         training_set = build_data_training_set(data)
@@ -272,10 +280,15 @@ def build_features(project: ProjectConfig, data: CRMData | FlatData, out: Path,
         with progress_bar("features", None, "lead blocks") as advance:
             training_set = build_data_training_set(data, project.features, set_aside=project.training.score_columns,
                                                    progress=lambda done, total: advance(1, total))
+    training_set.source_fingerprint = data_fingerprint(data)
+    lineage = features_lineage(project, training_set)
     spec_path = spec_out or out.with_suffix(".spec.json")
-    write_training_set_files(training_set, out, spec_path)
-    console.print(f"training set -> {out}\nfeature spec -> {spec_path}")
-    return training_set
+    write_training_set_files(training_set, out, spec_path, lineage.record)
+    console.print(f"training set -> {out}\nfeature spec -> {spec_path}\n"
+                  f"data hash {lineage.record['data_fingerprint'].get('hash', 'unknown')}, configuration hash "
+                  f"{lineage.record['config_hash']}, git commit {lineage.record['code']['git_commit'][:12]}",
+                  highlight=False)
+    return training_set, lineage
 
 
 def _print_training_set_summary(summary: dict) -> None:
@@ -330,7 +343,7 @@ def demo(
     data, report = _load_data(project)
     _print_data_summary(data, report)
     console.rule("3. point-in-time training set")
-    training_set = build_features(project, data, directory / "training_set.parquet")
+    training_set, _ = build_features(project, data, directory / "training_set.parquet")
     _print_training_set_summary(training_set.summary())
     console.rule("4. train, evaluate against the baselines, register in MLflow")
     target = tracking_target(None, directory)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+PARAMS_PER_BATCH = 100  # MLflow's limit of params in one log_batch
+
 
 def log_into_run(
     run_id: str | None,
@@ -42,8 +44,11 @@ def log_into_run(
         if status != "RUNNING":
             say(f"not logged into MLflow run {run_id}: it is {status.lower()}, not running (MLFLOW_RUN_ID is set)")
             return False
-        for key, value in (params or {}).items():
-            client.log_param(run_id, key, str(value)[:6000])
+        from mlflow.entities import Param
+
+        listed = [Param(key, str(value)[:6000]) for key, value in (params or {}).items()]
+        for first in range(0, len(listed), PARAMS_PER_BATCH):  # a lineage is ~100 params: batches, not one a call
+            client.log_batch(run_id, params=listed[first:first + PARAMS_PER_BATCH])
         for key, value in (metrics or {}).items():
             if value is not None and math.isfinite(float(value)):
                 client.log_metric(run_id, key, float(value))

@@ -4,7 +4,8 @@ Read when a run is logged (never on import): the package version of leadscore, t
 checkout it runs from (when it runs from one), the versions of the libraries that shape the model, the
 data fingerprint (:func:`features.fingerprint.data_fingerprint`) and the dates of the split. The MLflow
 run records them as params and tags, the registered version as tags and a description, the model card in
-its ``## Lineage`` section.
+its ``## Lineage`` section. A training set built by `leadscore features build` records the same (its
+MLflow run's params and tags, its Parquet file's metadata: :func:`features_lineage`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ import json
 import platform
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from features.build import TrainingSet
+    from leadscore.project import ProjectConfig
 
 # the distributions whose version can change a model, its figures or how it loads
 LIBRARIES = ("lightgbm", "numpy", "pandas", "scikit-learn", "scipy", "optuna", "pyarrow", "mlflow", "pydantic")
 PACKAGE = "leadscore"
 GIT_TIMEOUT_SECONDS = 5.0
 UNKNOWN = "unknown"
+MAX_PARAM = 6000  # characters of an MLflow param value
 
 
 def library_versions() -> dict[str, str]:
@@ -132,6 +139,69 @@ def lineage_summary(code: Mapping[str, str], fingerprint: Mapping[str, str], see
             f"code: leadscore {code.get('leadscore_version', UNKNOWN)}, git commit {commit}; seed {seed}")
 
 
+def lineage_record(code: Mapping[str, str], fingerprint: Mapping[str, str], seed: int, project: str,
+                   config_hash: str) -> dict[str, Any]:
+    """The lineage as one JSON-ready object (what a training set file's metadata holds): the project, the
+    configuration hash, the seed, the code and library versions and the data fingerprint per table."""
+    return {"project": project, "config_hash": config_hash, "seed": str(seed), "code": dict(code),
+            "versions": library_versions(), "data_fingerprint": dict(fingerprint)}
+
+
+def flatten_params(prefix: str, value: Any) -> dict[str, str]:
+    """Nested dicts/lists -> ``{"a.b": "value"}`` strings (MLflow params)."""
+    out: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            out.update(flatten_params(f"{prefix}.{key}" if prefix else str(key), inner))
+    else:
+        text = json.dumps(value, default=str) if isinstance(value, list | tuple) else str(value)
+        out[prefix] = text[:MAX_PARAM]
+    return out
+
+
+def data_section(project: ProjectConfig) -> dict:
+    """The project's data config as run params: defaults included, a database password masked."""
+    from features.urls import masked_url
+
+    config = project.data.model_dump(mode="json")
+    source = config.get("source") or {}
+    if source.get("url"):
+        source["url"] = masked_url(source["url"])
+    return config
+
+
+@dataclass
+class FeaturesLineage:
+    """What `features build` records of a training set: run params and tags as a training run's lineage
+    (``data.fingerprint.*``, ``code.*``, ``versions.*``, ``config_hash``; ``leadscore.data_hash``,
+    ``leadscore.git_commit``, ``leadscore.seed``, ...), and the same as one object for the file's metadata
+    (:func:`lineage_record`)."""
+
+    params: dict[str, str]
+    tags: dict[str, str]
+    record: dict[str, Any]
+
+
+def features_sections(project: ProjectConfig) -> dict[str, Any]:
+    """The configuration a training set is built from: the features and data sections (a database password
+    masked) and the score columns set aside beside the features."""
+    return {"features": project.features.model_dump(mode="json"), "data": data_section(project),
+            "training": {"score_columns": list(project.training.score_columns)}}
+
+
+def features_lineage(project: ProjectConfig, training_set: TrainingSet) -> FeaturesLineage:
+    """The lineage of a built training set whose ``source_fingerprint`` is set (the data it was built of): the
+    data fingerprint per table, the hash of :func:`features_sections` (which shape the set), the code version
+    and the project's training seed, as params and tags named as a training run's."""
+    sections = features_sections(project)
+    code, fingerprint, seed = code_version(), training_set.source_fingerprint, project.training.seed
+    configuration = config_hash(sections)
+    params = {**flatten_params("", sections), **lineage_params(code, fingerprint, {}, configuration),
+              "data.rows": str(len(training_set.frame))}
+    return FeaturesLineage(params, {"leadscore.project": project.name, **lineage_tags(code, fingerprint, seed)},
+                           lineage_record(code, fingerprint, seed, project.name, configuration))
+
+
 def lineage_card(code: Mapping[str, str], fingerprint: Mapping[str, str], seed: int, project: str,
                  config_hash: str) -> str:
     """The model card's ``## Lineage`` section."""
@@ -144,11 +214,17 @@ def lineage_card(code: Mapping[str, str], fingerprint: Mapping[str, str], seed: 
 
 __all__ = [
     "LIBRARIES",
+    "FeaturesLineage",
     "code_version",
     "config_hash",
+    "data_section",
+    "features_lineage",
+    "features_sections",
+    "flatten_params",
     "library_versions",
     "lineage_card",
     "lineage_params",
+    "lineage_record",
     "lineage_summary",
     "lineage_tags",
     "source_commit",

@@ -39,6 +39,7 @@ from urllib3.util import Retry
 from features.schema import LEAD_ID
 from features.urls import has_password, masked_url
 from training.config import AS_OF
+from training.lineage import flatten_params
 from training.model import take_rows
 from training.pyfunc import log_pyfunc_model
 from training.sales_readiness import TrainingResult
@@ -53,7 +54,6 @@ COMPARISON_ARTIFACT = "comparison/comparison.csv"
 MODEL_CARD_ARTIFACT = "model_card.md"
 PLOTS_DIR = "plots"
 POINTS_RULES_ARTIFACT = "baselines/points_rules.json"
-_MAX_PARAM = 6000
 
 
 @dataclass(frozen=True)
@@ -392,18 +392,6 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
 
 
 # ----- pure helpers -----------------------------------------------------------------------------
-def flatten_params(prefix: str, value: Any) -> dict[str, str]:
-    """Nested dicts/lists -> ``{"a.b": "value"}`` strings (MLflow params)."""
-    out: dict[str, str] = {}
-    if isinstance(value, Mapping):
-        for key, inner in value.items():
-            out.update(flatten_params(f"{prefix}.{key}" if prefix else str(key), inner))
-    else:
-        text = json.dumps(value, default=str) if isinstance(value, list | tuple) else str(value)
-        out[prefix] = text[:_MAX_PARAM]
-    return out
-
-
 _POSITION = "__position_in_frame__"
 
 

@@ -22,7 +22,6 @@ from features.contract import ValidationReport
 from features.fingerprint import data_fingerprint
 from features.loading import load_data
 from features.schema import CREATED_AT, CRMData, FlatData
-from features.urls import masked_url
 from leadscore.project import ProjectConfig
 from training.baselines import PointsRules, points_rules_identity, unknown_behaviour_types
 from training.config import AS_OF, TrainingConfig
@@ -30,6 +29,7 @@ from training.evaluation import time_ordered_split
 from training.lineage import (
     code_version,
     config_hash,
+    data_section,
     lineage_card,
     lineage_params,
     lineage_summary,
@@ -129,15 +129,6 @@ def add_quarantine_note(result: TrainingResult | TimeToCloseResult, report: Vali
     result.notes.append(note)
     heading = "" if "\n## Notes\n" in result.model_card else "\n\n## Notes"
     result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
-
-
-def data_section(project: ProjectConfig) -> dict:
-    """The project's data config as run params: defaults included, a database password masked."""
-    config = project.data.model_dump(mode="json")
-    source = config.get("source") or {}
-    if source.get("url"):
-        source["url"] = masked_url(source["url"])
-    return config
 
 
 @dataclass

@@ -527,7 +527,7 @@ def test_features_build_names_its_out_when_the_disk_fills_while_writing(
     spec = out.with_suffix(".spec.json")
     spec.write_text("{}", encoding="utf-8")
 
-    def full_disk(frame: object, spec_text: str, path: Path) -> None:
+    def full_disk(frame: object, spec_text: str, path: Path, lineage: object = None) -> None:
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device", str(path))
 

@@ -51,6 +51,8 @@ def test_entry_points_name_cli_commands_and_the_features_entry_runs(tmp_path: Pa
     # the command logged what it built into the run `mlflow run` created
     assert runs[0].data.metrics["training_set_rows"] == len(frame)
     assert runs[0].data.tags["leadscore.entry_point"] == "features"
+    # and where it came from, as a training run records it (tests/integration/test_features_lineage.py)
+    assert runs[0].data.tags["leadscore.data_hash"] == runs[0].data.params["data.fingerprint.hash"]
     assert [a.path for a in client.list_artifacts(runs[0].info.run_id, "features")] == \
         ["features/training_set.spec.json"]
 

@@ -48,6 +48,7 @@ from features.build import features_from_payloads
 from features.schema import naive_utc_datetime, utc_now
 from serving.core import ScoringCore
 from serving.loader import MIB, REQUEST_TIMEOUT_SECONDS, ChampionHolder, ServingSettings
+from serving.memory import TRIM_AFTER_BODY_BYTES, MemoryTrimmer
 from serving.openapi import documented
 from serving.schemas import (
     FUTURE_TOLERANCE,
@@ -78,6 +79,7 @@ PARSE_THREADS = 2  # threads parsing and validating bodies over INLINE_BODY_BYTE
 BATCH_THREADS = 2  # threads scoring larger requests (LightGBM releases the GIL while it explains)
 JSON = "application/json"  # the media type BentoML gives a returned ScoreResponse
 DEFAULT_SETTINGS = ServingSettings()  # the body limit before the service instance exists
+_trimmer: MemoryTrimmer | None = None  # glibc keeps what a large request's threads freed: see serving.memory
 
 
 class RedactValidationErrors(logging.Filter):
@@ -288,7 +290,11 @@ class BodyLimit:
                 return {"type": "http.request", "body": queued.popleft(), "more_body": bool(queued)}
             return await receive()  # a disconnect, for a route that listens for one
 
-        await self.app(scope, replaying_receive, send)
+        try:
+            await self.app(scope, replaying_receive, send)
+        finally:
+            if received >= TRIM_AFTER_BODY_BYTES:  # what its parsing and scoring freed goes back to the system
+                _memory_trimmer().request()
 
     @staticmethod
     async def _refuse(scope: dict[str, Any], send: Any, limit: int, size: str) -> None:
@@ -308,6 +314,13 @@ class BodyLimit:
         error = request_error("body", f"request body incomplete: {why}, {received:,} bytes{announced} received; "
                                       f"{advice}")
         await _send_closing(send, 408, json.dumps(error).encode())
+
+
+def _memory_trimmer() -> MemoryTrimmer:
+    global _trimmer
+    if _trimmer is None:  # made at the first large request (loads nothing on import)
+        _trimmer = MemoryTrimmer()
+    return _trimmer
 
 
 async def _send_closing(send: Any, status: int, content: bytes) -> None:

@@ -293,6 +293,39 @@ def training_frame(
     return frame
 
 
+@dataclass
+class SnapshotHeads:
+    """The rows :func:`build_training_set` makes with a fitted spec, without their features (:func:`snapshot_heads`):
+    ``frame`` holds ``lead_id``, ``as_of`` and the label columns in the training frame's order; ``lead`` and
+    ``as_of_ns`` are each row's lead position and instant, for :func:`snapshot_features` of the rows wanted."""
+
+    frame: pd.DataFrame
+    lead: np.ndarray
+    as_of_ns: np.ndarray
+    data_end: pd.Timestamp
+
+
+def snapshot_heads(crm: CRMData, spec: FeatureSpec) -> SnapshotHeads:
+    """Every snapshot's keys and labels (a few arrays), so that a caller needing some rows only computes their
+    features (:func:`snapshot_features`): `evaluate` reads the latest test slice, 556,078 of the 1,852,499 rows
+    (1.04 GB of features) of a 200k-lead CRM."""
+    data_end = resolve_data_end(crm, spec.config)
+    dates = as_of_dates(crm, spec.config, data_end)
+    history = LeadHistory(crm)
+    lead, as_of = snapshot_rows(crm, history, dates)
+    head = {LEAD_ID: crm.leads[LEAD_ID].to_numpy()[lead], AS_OF: as_of.view("datetime64[ns]"),
+            **labels(history, lead, as_of, spec.config.horizon_days, data_end)}
+    return SnapshotHeads(pd.DataFrame(head), lead, as_of, data_end)
+
+
+def snapshot_features(crm: CRMData, spec: FeatureSpec, heads: SnapshotHeads, rows: np.ndarray) -> pd.DataFrame:
+    """The features (spec order) of the snapshot ``rows`` (positions in ``heads``), as the training frame has
+    them (a lead's values do not depend on the other rows built with it)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    matrix = lead_feature_matrix(crm, spec, heads.lead[rows], heads.as_of_ns[rows], layout="F")
+    return spec.to_frame(matrix, share=True)
+
+
 def _unseen(crm: CRMData, spec: FeatureSpec) -> dict[str, list[str]]:
     unseen = spec.unseen_categories(crm.leads)
     types = spec.unseen_event_types(crm.events)
@@ -551,6 +584,7 @@ __all__ = [
     "DAYS_TO_CONVERT",
     "EVENT_OBSERVED",
     "LABEL",
+    "SnapshotHeads",
     "TrainingSet",
     "build_data_training_set",
     "build_flat_training_set",
@@ -562,6 +596,8 @@ __all__ = [
     "lead_feature_matrix",
     "payload_frame",
     "scoring_matrix",
+    "snapshot_features",
+    "snapshot_heads",
     "snapshot_rows",
     "training_frame",
 ]

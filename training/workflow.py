@@ -413,6 +413,25 @@ def latest_evaluation_rows(training_set: TrainingSet, config: TrainingConfig, ho
     return out
 
 
+def crm_evaluation_rows(crm: CRMData, spec, config: TrainingConfig, horizon_days: int | None) -> pd.DataFrame:
+    """:func:`latest_evaluation_rows` of the CRM's training set (built with ``spec``), the features built for those
+    rows only: the split is found on every snapshot's as_of and label (at 200k leads the whole training set is
+    1.85M rows, 1.04 GB of features, for 556,078 evaluation rows)."""
+    from features.build import snapshot_features, snapshot_heads
+
+    heads = snapshot_heads(crm, spec)
+    rows = np.flatnonzero(heads.frame[config.label].notna().to_numpy())
+    if horizon_days:
+        split = time_ordered_split(heads.frame[AS_OF].iloc[rows].reset_index(drop=True), int(horizon_days),
+                                   config.test_fraction, config.validation_fraction)
+        rows = rows[split.test]
+    out = snapshot_features(crm, spec, heads, rows)
+    out.insert(0, "lead_id", heads.frame["lead_id"].to_numpy()[rows])
+    out.insert(1, AS_OF, heads.frame[AS_OF].to_numpy()[rows])
+    out[LABEL_COLUMN] = heads.frame[config.label].to_numpy(dtype=float)[rows]
+    return out
+
+
 def evaluate_registered(
     project: ProjectConfig, target: TrackingTarget, ref: str = "champion", model_name: str = MODEL_NAME,
     progress: Progress | None = None,
@@ -429,22 +448,27 @@ def evaluate_registered(
     say("loading and validating data")
     data, _ = load_data(project.data)
     say("building features with the model's FeatureSpec")
-    if isinstance(data, FlatData):
+    from training.time_to_close import TimeToCloseModel
+
+    if isinstance(data, CRMData) and not isinstance(inner, TimeToCloseModel):
+        # only the latest test slice's features are built (the keys and labels of every snapshot find it)
+        rows = crm_evaluation_rows(data, inner.spec_, project.training, inner.horizon_days)
+        training_set = None
+    elif isinstance(data, FlatData):
         training_set = build_flat_training_set(data, spec=inner.spec_)
     else:
         training_set = build_training_set(data, spec=inner.spec_)
     # the evaluation reads the training set only: the CRM tables (10.5M events at 200k leads) go here, and the
     # frame once its evaluation rows are copied out of it
     del data
-    from training.time_to_close import TimeToCloseModel
-
     if isinstance(inner, TimeToCloseModel):
         rows = time_to_close_evaluation_rows(training_set, inner)
         del training_set
         say(f"scoring {len(rows):,} evaluation rows")
         return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
-    rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
-    del training_set
+    if training_set is not None:
+        rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
+        del training_set
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
     from training.pyfunc import pyfunc_probabilities

@@ -432,6 +432,22 @@ def crm_evaluation_rows(crm: CRMData, spec, config: TrainingConfig, horizon_days
     return out
 
 
+def crm_time_to_close_rows(crm: CRMData, model) -> pd.DataFrame:
+    """:func:`time_to_close_evaluation_rows` of the CRM's training set (built with the model's spec), the features
+    built for those rows only (the split reads every snapshot's lead and as_of)."""
+    from features.build import snapshot_features, snapshot_heads
+    from training.survival_evaluation import DURATION, EVENT, survival_split
+
+    heads = snapshot_heads(crm, model.spec_)
+    test = survival_split(heads.frame[AS_OF], heads.frame["lead_id"], heads.data_end, model.config).test
+    features = snapshot_features(crm, model.spec_, heads, test)
+    rows = pd.DataFrame({"lead_id": heads.frame["lead_id"].to_numpy()[test], AS_OF: heads.frame[AS_OF].to_numpy()[test]})
+    rows = pd.concat([rows, features[list(model.feature_columns_)]], axis=1)
+    rows[DURATION] = heads.frame["days_observed"].to_numpy(dtype=float)[test]
+    rows[EVENT] = heads.frame["event"].to_numpy()[test].astype(int)
+    return rows
+
+
 def evaluate_registered(
     project: ProjectConfig, target: TrackingTarget, ref: str = "champion", model_name: str = MODEL_NAME,
     progress: Progress | None = None,
@@ -450,9 +466,10 @@ def evaluate_registered(
     say("building features with the model's FeatureSpec")
     from training.time_to_close import TimeToCloseModel
 
-    if isinstance(data, CRMData) and not isinstance(inner, TimeToCloseModel):
+    if isinstance(data, CRMData):
         # only the latest test slice's features are built (the keys and labels of every snapshot find it)
-        rows = crm_evaluation_rows(data, inner.spec_, project.training, inner.horizon_days)
+        rows = (crm_time_to_close_rows(data, inner) if isinstance(inner, TimeToCloseModel)
+                else crm_evaluation_rows(data, inner.spec_, project.training, inner.horizon_days))
         training_set = None
     elif isinstance(data, FlatData):
         training_set = build_flat_training_set(data, spec=inner.spec_)
@@ -462,8 +479,9 @@ def evaluate_registered(
     # frame once its evaluation rows are copied out of it
     del data
     if isinstance(inner, TimeToCloseModel):
-        rows = time_to_close_evaluation_rows(training_set, inner)
-        del training_set
+        if training_set is not None:
+            rows = time_to_close_evaluation_rows(training_set, inner)
+            del training_set
         say(f"scoring {len(rows):,} evaluation rows")
         return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
     if training_set is not None:

@@ -95,3 +95,25 @@ def test_evaluate_builds_the_features_of_its_rows_only(training_set) -> None:
     pd.testing.assert_frame_equal(rows, expected, check_exact=True)
     assert evaluation_identity(rows) == evaluation_identity(expected) and len(rows) > 0
     assert peak < 0.75 * whole_peak, (peak, whole_peak)
+
+
+def test_evaluate_builds_the_features_of_a_time_to_close_versions_rows_only() -> None:
+    """The same for a time-to-close version: its test slice found on every snapshot's lead and as_of, the rows
+    (keys, its features, duration, event) those of the whole training set bit for bit, at 0.57x its allocation
+    peak here."""
+    from features.build import build_training_set
+    from tests.serving_fixtures import train_small_champion, train_small_time_to_close
+    from training.survival_tracking import evaluation_identity
+    from training.workflow import crm_time_to_close_rows, time_to_close_evaluation_rows
+
+    crm, model = train_small_champion().crm, train_small_time_to_close()
+
+    def from_the_training_set() -> pd.DataFrame:
+        return time_to_close_evaluation_rows(build_training_set(crm, spec=model.spec_), model)
+
+    expected, whole_peak = allocation_peak(from_the_training_set)
+    gc.collect()
+    rows, peak = allocation_peak(crm_time_to_close_rows, crm, model)
+    pd.testing.assert_frame_equal(rows, expected, check_exact=True)
+    assert evaluation_identity(rows) == evaluation_identity(expected) and len(rows) > 0
+    assert peak < 0.75 * whole_peak, (peak, whole_peak)

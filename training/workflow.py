@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from features.build import TrainingSet, build_data_training_set, build_flat_training_set, build_training_set
+from features.build import TrainingSet, build_data_training_set, build_flat_training_set
 from features.contract import ValidationReport
 from features.fingerprint import data_fingerprint
 from features.loading import load_data
@@ -466,27 +466,20 @@ def evaluate_registered(
     say("building features with the model's FeatureSpec")
     from training.time_to_close import TimeToCloseModel
 
-    if isinstance(data, CRMData):
-        # only the latest test slice's features are built (the keys and labels of every snapshot find it)
-        rows = (crm_time_to_close_rows(data, inner) if isinstance(inner, TimeToCloseModel)
+    survival = isinstance(inner, TimeToCloseModel)
+    if isinstance(data, CRMData):  # the latest test slice only is built (every snapshot's keys and labels find it)
+        rows = (crm_time_to_close_rows(data, inner) if survival
                 else crm_evaluation_rows(data, inner.spec_, project.training, inner.horizon_days))
-        training_set = None
-    elif isinstance(data, FlatData):
-        training_set = build_flat_training_set(data, spec=inner.spec_)
     else:
-        training_set = build_training_set(data, spec=inner.spec_)
-    # the evaluation reads the training set only: the CRM tables (10.5M events at 200k leads) go here, and the
-    # frame once its evaluation rows are copied out of it
+        training_set = build_flat_training_set(data, spec=inner.spec_)
+        rows = (time_to_close_evaluation_rows(training_set, inner) if survival
+                else latest_evaluation_rows(training_set, project.training, inner.horizon_days))
+        del training_set
+    # the evaluation reads its rows only: the CRM tables (10.5M events at 200k leads) go before the scoring
     del data
-    if isinstance(inner, TimeToCloseModel):
-        if training_set is not None:
-            rows = time_to_close_evaluation_rows(training_set, inner)
-            del training_set
+    if survival:
         say(f"scoring {len(rows):,} evaluation rows")
         return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
-    if training_set is not None:
-        rows = latest_evaluation_rows(training_set, project.training, inner.horizon_days)
-        del training_set
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
     from training.pyfunc import pyfunc_probabilities

@@ -32,7 +32,8 @@ def _snapshots(crm: SyntheticCRM) -> pd.DataFrame:
         frame["age_days"] = (as_of - frame[CREATED_AT]).dt.days
         for days in (30, 90):
             recent = events[(events[OCCURRED_AT] <= as_of) & (events[OCCURRED_AT] > as_of - pd.Timedelta(days=days))]
-            counts = pd.crosstab(recent[LEAD_ID], recent[EVENT_TYPE].astype(str))
+            # crosstab's counts, without its per-group Python aggregation (7x slower here)
+            counts = recent.groupby([recent[LEAD_ID], recent[EVENT_TYPE].astype(str)]).size().unstack(fill_value=0)
             counts = counts.reindex(frame[LEAD_ID]).fillna(0).add_suffix(f"_{days}d").reset_index(drop=True)
             frame = pd.concat([frame, counts], axis=1)
         frames.append(frame)
@@ -71,7 +72,7 @@ def test_engagement_beats_attributes_by_a_clear_margin(crm: SyntheticCRM) -> Non
     features = pd.concat([attributes, counts], axis=1)
     features.columns = [f"f{i}" for i in range(features.shape[1])]  # dummy names hold JSON-special characters
     booster = lgb.LGBMClassifier(n_estimators=300, learning_rate=0.03, num_leaves=15, min_child_samples=50,
-                                 verbose=-1, n_jobs=2, random_state=0)
+                                 verbose=-1, n_jobs=1, random_state=0)
     booster.fit(features[train], data.loc[train, "label"])
     auc_engagement = roc_auc_score(data.loc[test, "label"], booster.predict_proba(features[test])[:, 1])
 

@@ -37,7 +37,11 @@ def backtest(tmp_path_factory: pytest.TempPathFactory) -> ForecastBacktest:
     project = sqlite_project(tmp_path_factory.mktemp("forecast"))  # only its feature and model settings are used
     # a strict alarm that flags every model: it refuses registration, and a backtest registers nothing
     leakage = project.training.leakage.model_copy(update={"strict": True, "model_auc": 0.51})
-    project = project.model_copy(update={"training": project.training.model_copy(update={"leakage": leakage})})
+    # the forecast reads the time-to-close model, not its peers: one Cox penalizer instead of the grid of five
+    # (the peers 4.4 s -> 1.1 s of the backtest here; the same table and leads, bit for bit)
+    time_to_close = project.time_to_close.model_copy(update={"cox_penalizers": (0.01,)})
+    project = project.model_copy(update={"training": project.training.model_copy(update={"leakage": leakage}),
+                                         "time_to_close": time_to_close})
     return backtest_forecast(crm, FORECAST_AT, project, ForecastConfig(months=6, interval=0.9))
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import FlatConfig
+from features.contract import FlatConfig, ValidationReport
 from features.flat import load_flat
+from features.schema import FlatData
 from leadscore.project import load_project
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "xeducation.yaml"
@@ -25,6 +26,12 @@ def config() -> FlatConfig:
 
 
 @pytest.fixture(scope="module")
+def loaded(config: FlatConfig, real_data_dir: Path) -> tuple[FlatData, ValidationReport]:
+    """The export loaded once for the module's tests (they only read it)."""
+    return load_flat(config)
+
+
+@pytest.fixture(scope="module")
 def raw(real_data_dir: Path) -> pd.DataFrame:
     return pd.read_csv(real_data_dir / "xeducation_leads.csv")
 
@@ -33,16 +40,16 @@ def test_config_points_at_the_real_file(config: FlatConfig, real_data_dir: Path)
     assert Path(config.source.path).resolve() == (real_data_dir / "xeducation_leads.csv").resolve()
 
 
-def test_loads_every_lead_with_the_label_rate(config: FlatConfig, raw: pd.DataFrame) -> None:
-    data, report = load_flat(config)
+def test_loads_every_lead_with_the_label_rate(loaded, raw: pd.DataFrame) -> None:
+    data, report = loaded
     frame = data.frame
     assert report.ok and report.rows_in == {"flat": len(raw)} and len(frame) == len(raw) == 9237
     assert frame["lead_id"].is_unique and frame["lead_id"].tolist() == raw["Prospect ID"].tolist()
     assert frame["label"].mean() == pytest.approx(raw["Converted"].mean()) == pytest.approx(0.385, abs=0.001)
 
 
-def test_select_became_missing(config: FlatConfig, raw: pd.DataFrame) -> None:
-    data, _ = load_flat(config)
+def test_select_became_missing(loaded, raw: pd.DataFrame) -> None:
+    data, _ = loaded
     frame = data.frame
     had_select = [c for c in raw.columns if (raw[c] == "Select").any() and c in frame.columns]
     assert "Specialization" in had_select and "City" in had_select
@@ -51,8 +58,8 @@ def test_select_became_missing(config: FlatConfig, raw: pd.DataFrame) -> None:
         assert frame[column].isna().sum() == raw[column].isna().sum() + (raw[column] == "Select").sum()
 
 
-def test_leaky_columns_absent_and_scores_aside(config: FlatConfig) -> None:
-    data, report = load_flat(config)
+def test_leaky_columns_absent_and_scores_aside(loaded) -> None:
+    data, report = loaded
     assert not set(LEAKY) & set(data.frame.columns)
     assert not set(LEAKY) & set(data.features)
     assert set(LEAKY) <= set(report.ignored_columns["flat"])
@@ -69,7 +76,7 @@ def test_leaky_fields_can_be_put_back(config: FlatConfig) -> None:
     assert {"Tags", "Lead Quality"} <= set(data.categorical_features)
 
 
-def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(config: FlatConfig,
+def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(config: FlatConfig, loaded,
                                                                             raw: pd.DataFrame) -> None:
     """The spec keeps the project's markers: the export's rows sent to the endpoint as written ("Select"
     in the dropdown answers) get the feature rows the table gave them (checks and payload path)."""
@@ -80,7 +87,7 @@ def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(conf
     from features.build import build_flat_training_set, features_from_payloads
     from serving.schemas import LeadIn, check_leads
 
-    data, _ = load_flat(config)
+    data, _ = loaded
     training = build_flat_training_set(data)
     spec = training.spec
     assert data.missing_values == ("", "Select") and spec.missing_values_ == ["", "Select"]

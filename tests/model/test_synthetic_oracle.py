@@ -34,7 +34,9 @@ FAR_ABOVE_POINTS = 0.05
 def evaluated() -> tuple[TrainingResult, np.ndarray]:
     crm = generate(SynthConfig(n_leads=N_LEADS, seed=0))
     training_set = build_training_set(crm.to_crm(), FeatureConfig(horizon_days=HORIZON_DAYS))
-    config = TrainingConfig(make_plots=False, bootstrap_samples=0)
+    # the tests read the model and the points baseline, not the logistic regression peer: fitted on 5,000 sampled
+    # rows instead of all 73,689 (5.6 s -> 0.4 s here; the model's predictions and metrics are the same, bit for bit)
+    config = TrainingConfig(make_plots=False, bootstrap_samples=0, logistic_max_rows=5000)
     result = train_and_evaluate(training_set, config, events=crm.events)  # default points rules
     test = result.predictions
     oracle = true_probability(crm.truth, test["lead_id"].to_numpy(), test["as_of"].to_numpy(), HORIZON_DAYS)

@@ -200,11 +200,13 @@ def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | No
 
 
 def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | None = None,
-                     data: str = "test slice") -> Figure:
+                     data: str = "test slice", capacity: tuple[float, str] | None = None) -> Figure:
     """Leads per week (or share flagged) and capture/precision by cut-off, up to the highest cut-off
     that still flags a lead. Both y axes start at 0 (one baseline); a share flagged shares the right
     axis's 0-1 range. The recommended cut-off's label (its volume and capture) sits inside the plot, on the
-    roomier side; the capacity that chose it is a level of the volume axis."""
+    roomier side; the capacity that chose it is a level of the volume axis. Without a recommended cut-off,
+    ``capacity`` (value and unit, :func:`training.thresholds.capacity_of`) is drawn all the same, and a
+    note inside the plot says that no cut-off fits it and what the highest cut-off flags."""
     fig, ax = _figure(7, 5.0)
     per_week = table["leads_per_week"].notna().all()
     volume = table["leads_per_week"] if per_week else table["share_flagged"]
@@ -220,7 +222,24 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     ax2.plot(table["cutoff"], table["capture"], color="tab:green", label="capture (recall)")
     ax2.plot(table["cutoff"], table["precision"], color="tab:orange", label="precision")
     ax2.set(ylabel="capture / precision", ylim=(0, 1.02))
-    capacity = _capacity_line(ax, table, recommended, per_week)
+    if recommended is None and capacity is not None:
+        recommended_or_capacity = {"capacity": capacity[0], "capacity_unit": capacity[1]}
+    else:
+        recommended_or_capacity = recommended
+    capacity_line = _capacity_line(ax, table, recommended_or_capacity, per_week)
+    if recommended is None and capacity_line is not None:
+        if len(flagging):
+            top = table.loc[table["cutoff"] == last].iloc[0]
+            flags = (f"{_volume_text(top['leads_per_week'])} leads per week" if per_week
+                     else f"{_share_text(top['share_flagged'])} of leads")
+            highest = f"even cut-off {int(last)}, the highest that flags a lead, flags {flags}"
+        else:
+            highest = "no cut-off flags a lead"
+        fits = capacity_line.get_label().replace("capacity: ", "capacity of ", 1)
+        # on the right axes, drawn last: over the curves of both axes, not crossed by them
+        ax2.annotate(f"no cut-off fits the {fits}:\n{highest}", (0.98, 0.97),
+                     xycoords="axes fraction", ha="right", va="top", fontsize=8, zorder=5,
+                     bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red"})
     if recommended is not None:
         ax.axvline(recommended["cutoff"], color="black", linestyle="--")
         right_half = recommended["cutoff"] > end / 2
@@ -230,8 +249,20 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
                     (recommended["cutoff"], 0.97), xycoords=("data", "axes fraction"),
                     xytext=(-5 if right_half else 5, 0), textcoords="offset points", fontsize=8,
                     ha="right" if right_half else "left", va="top")
-    _legend_below(ax, ax.get_lines()[:1] + ([capacity] if capacity is not None else []) + ax2.get_lines(), ncol=2)
+    _legend_below(ax, ax.get_lines()[:1] + ([capacity_line] if capacity_line is not None else []) + ax2.get_lines(),
+                  ncol=2)
     return fig
+
+
+def _share_text(share: float) -> str:
+    """A share of leads in percent, whole percents as such (``0.1`` -> "10%"), smaller ones to two
+    significant digits (``0.00001`` -> "0.001%", not "0%")."""
+    return f"{share:.0%}" if share >= 0.01 and round(share * 100, 6).is_integer() else f"{share * 100:.2g}%"
+
+
+def _volume_text(value: float) -> str:
+    """Leads per week: whole ones from 10 up (``1,234``), two significant digits below (``0.01``, ``2.5``)."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
 
 def _capacity_line(ax: object, table: pd.DataFrame, recommended: Mapping[str, float] | None,
@@ -242,11 +273,11 @@ def _capacity_line(ax: object, table: pd.DataFrame, recommended: Mapping[str, fl
         return None
     capacity = float(recommended["capacity"])
     if recommended.get("capacity_unit") == "leads_per_week":
-        level, label = capacity, f"capacity: {capacity:,.0f} leads per week"
+        level, label = capacity, f"capacity: {_volume_text(capacity)} leads per week"
     else:
         everyone = float(table["leads_per_week"].max()) if per_week else 1.0
         level = capacity * everyone
-        label = f"capacity: {capacity:.0%} of leads" + (f" ({level:,.0f} per week)" if per_week else "")
+        label = f"capacity: {_share_text(capacity)} of leads" + (f" ({_volume_text(level)} per week)" if per_week else "")
     if per_week and level * 1.05 > ax.get_ylim()[1]:  # a capacity above every volume stays in view
         ax.set_ylim(0, level * 1.05)
     return ax.axhline(level, color="dimgrey", linestyle="-.", linewidth=1, label=label)

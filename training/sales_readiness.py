@@ -50,7 +50,7 @@ from training.leakage import (
 )
 from training.model import SalesReadinessModel, probability_to_score, rows_of, search_booster, take_rows
 from training.progress import Progress, no_progress
-from training.thresholds import recommend_threshold, table_to_markdown, threshold_table
+from training.thresholds import capacity_of, recommend_threshold, table_to_markdown, threshold_table
 
 MODEL_NAME = "lightgbm (calibrated)"
 LOGISTIC_NAME = "logistic regression"
@@ -373,7 +373,9 @@ def _figures(y: np.ndarray, p: np.ndarray, score: np.ndarray, baseline_scores: d
         "score_distribution": plots.score_distribution_figure(
             score, y, None if recommended is None else int(recommended["cutoff"]), horizon=model.horizon_days,
             data=data),
-        "thresholds": plots.threshold_figure(thresholds, recommended, data),
+        "thresholds": plots.threshold_figure(
+            thresholds, recommended, data, capacity=capacity_of(thresholds, config.capacity_per_week,
+                                                                config.capacity_share)),
         "shap_summary": plots.shap_summary_figure(
             contrib, model.encode(shap_frame), names,
             categorical=[c in model.categories_ for c in model.feature_columns_], data=shap_data),

@@ -44,6 +44,18 @@ def threshold_table(
     return table
 
 
+def capacity_of(
+    table: pd.DataFrame, capacity_per_week: float | None = None, capacity_share: float | None = None
+) -> tuple[float, str]:
+    """The capacity :func:`recommend_threshold` applies to ``table`` and its unit (the table's column it
+    bounds): leads per week when given and the table knows weeks, else a share of leads."""
+    if capacity_per_week is not None and table["leads_per_week"].notna().all():
+        return float(capacity_per_week), "leads_per_week"
+    if capacity_share is not None:
+        return float(capacity_share), "share_flagged"
+    raise ValueError("recommend_threshold: give capacity_per_week (with weeks known) or capacity_share")
+
+
 def recommend_threshold(
     table: pd.DataFrame, capacity_per_week: float | None = None, capacity_share: float | None = None
 ) -> dict[str, float] | None:
@@ -53,15 +65,8 @@ def recommend_threshold(
     Returns the chosen row as a dict (plus ``capacity`` and ``capacity_unit``), or None when no
     cut-off fits.
     """
-    if capacity_per_week is not None and table["leads_per_week"].notna().all():
-        fits = table["leads_per_week"] <= capacity_per_week
-        capacity, unit = capacity_per_week, "leads_per_week"
-    elif capacity_share is not None:
-        fits = table["share_flagged"] <= capacity_share
-        capacity, unit = capacity_share, "share_flagged"
-    else:
-        raise ValueError("recommend_threshold: give capacity_per_week (with weeks known) or capacity_share")
-    fits &= table["leads_flagged"] > 0
+    capacity, unit = capacity_of(table, capacity_per_week, capacity_share)
+    fits = (table[unit] <= capacity) & (table["leads_flagged"] > 0)
     if not fits.any():
         return None
     row = table.loc[fits].sort_values("cutoff").iloc[0]

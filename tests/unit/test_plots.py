@@ -583,3 +583,30 @@ def test_sample_curve_label_names_the_snapshot_and_a_readable_probability() -> N
         "lead a1 as of 2026-01-01: P(close within 90 d) 0.9%, median 41 d")
     assert "P(close within 90 d) <0.1%" in survival_plots.sample_curve_label(1, pd.Timestamp("2026-01-01"), 90, 0.0004,
                                                                                float("nan"), 182)
+
+
+@pytest.mark.parametrize(("per_week", "share", "words"), [(0.01, None, "0.01 leads per week"),
+                                                           (None, 0.00001, "0.001% of leads")])
+def test_threshold_figure_says_no_cut_off_fits_the_capacity_and_draws_it(per_week, share, words) -> None:
+    """A capacity below what even the highest cut-off flags: the figure drew neither the capacity nor a
+    cut-off and did not say why; it must draw the capacity and say that no cut-off fits it."""
+    from training.thresholds import capacity_of, recommend_threshold
+
+    rng = np.random.default_rng(15)
+    score = np.clip(rng.lognormal(0.3, 1.0, 3000).round(), 0, 100)
+    y = (rng.random(3000) < np.minimum(0.01 * (1 + score), 1)).astype(float)
+    table = threshold_table(score, y, weeks=17.7)
+    assert recommend_threshold(table, per_week, share) is None
+    fig = plots.threshold_figure(table, None, capacity=capacity_of(table, per_week, share))
+    _extents(fig)
+    ax = fig.axes[0]
+    (note,) = [t for axes in fig.axes for t in axes.texts if t.get_text().startswith("no cut-off fits")]
+    assert words in note.get_text()
+    last = table[table["leads_flagged"] > 0].iloc[-1]
+    assert f"cut-off {int(last['cutoff'])}" in note.get_text()
+    frame, box = ax.get_window_extent(), note.get_window_extent()
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("capacity")]
+    level = per_week if per_week is not None else share * table["leads_per_week"].iloc[0]
+    assert list(line.get_ydata()) == pytest.approx([level, level])
+    assert line.get_label() in _legend_labels(ax)

@@ -34,10 +34,17 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
 
 
 def interval_text(settings: Any) -> str:
-    """What the low and high columns are, e.g. "low / high: 90% interval (analytic)"."""
-    from training.forecast import interval_label
+    """What the revenue is counted in and what the low and high columns are, e.g. "revenue in EUR; low / high:
+    90% interval (analytic)"."""
+    from training.forecast import interval_label, revenue_unit
 
-    return f"low / high: {interval_label(settings)}"
+    return f"revenue in {revenue_unit(settings.currency)}; low / high: {interval_label(settings)}"
+
+
+def with_currency(frame: Any, settings: Any) -> Any:
+    """``frame`` with a ``currency`` column: ``forecast.currency``, empty when it is not set, so a file of the
+    forecast says what its amounts are counted in."""
+    return frame.assign(currency=settings.currency or "")
 
 
 def forecast_table(months: Any, title: str) -> Table:
@@ -118,7 +125,8 @@ def write_forecast_files(out: Path, months: Any, leads: Any, figure: Any) -> lis
                    1) from exc
 
 
-def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool) -> None:
+def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool,
+             currency: str | None = None) -> None:
     """Totals and files of the forecast into the `mlflow run` run, when there is one."""
     from leadscore.run_logging import log_into_run
     from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, LOW, OBSERVED
@@ -130,7 +138,9 @@ def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], bac
         seen = months[months[OBSERVED]]
         metrics.update(backtest_expected_revenue=seen[EXPECTED_REVENUE].sum(),
                        backtest_actual_revenue=seen[ACTUAL_REVENUE].sum(), backtest_observed_months=len(seen))
-    log_into_run(run_id, say=say, params={"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months)},
+    params = {"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months),
+              **({"forecast_currency": currency} if currency else {})}
+    log_into_run(run_id, say=say, params=params,
                  metrics=metrics, tags={"leadscore.entry_point": "forecast"}, files=files, artifact_path="forecast")
 
 
@@ -172,8 +182,9 @@ def print_forecast(forecast: ChampionForecast, settings: Any, out: Path | None) 
     if out is None:
         return []
     figure = forecast_figure(result.months, f"Revenue forecast as of {result.as_of:%Y-%m-%d} "
-                             f"({len(result.leads):,} open leads)", interval_label(settings))
-    return write_forecast_files(out, result.months, result.leads, figure)
+                             f"({len(result.leads):,} open leads)", interval_label(settings), settings.currency)
+    return write_forecast_files(out, with_currency(result.months, settings), with_currency(result.leads, settings),
+                                figure)
 
 
 def register(app: typer.Typer) -> None:
@@ -251,7 +262,8 @@ def register(app: typer.Typer) -> None:
             forecast = forecast_with_champions(project, config, settings, when, tracking_uri=tracking_uri,
                                                model_dir=model_dir, option=model_dir_option)
             files = print_forecast(forecast, settings, out)
-            _log_run(run_id, forecast.result.months, forecast.result.as_of, files, backtest=False)
+            _log_run(run_id, forecast.result.months, forecast.result.as_of, files, backtest=False,
+                     currency=settings.currency)
             return
         try:
             crm, quarantined = read_crm(project.data)
@@ -261,7 +273,9 @@ def register(app: typer.Typer) -> None:
             for note in [*result.forecast.notes, *([quarantined] if quarantined else [])]:
                 console.print(f"note: {note}", highlight=False, soft_wrap=True)
             console.print(result.to_text().splitlines()[-1], highlight=False)
-            files = write_forecast_files(out, result.table, result.forecast.leads, result.figure) if out is not None else []
-            _log_run(run_id, result.table, when, files, backtest=True)
+            files = (write_forecast_files(out, with_currency(result.table, settings),
+                                          with_currency(result.forecast.leads, settings), result.figure)
+                     if out is not None else [])
+            _log_run(run_id, result.table, when, files, backtest=True, currency=settings.currency)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
             raise fail(str(exc)) from exc

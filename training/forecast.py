@@ -431,7 +431,8 @@ class PipelineForecast:
     def to_text(self) -> str:
         table = self.months[[MONTH, EXPECTED_DEALS, EXPECTED_REVENUE, LOW, HIGH]].copy()
         return (f"Revenue forecast of {len(self.leads):,} open leads as of {self.as_of:%Y-%m-%d} "
-                f"({self.config.interval:.0%} interval, {self.config.method}):\n"
+                f"({self.config.interval:.0%} interval, {self.config.method}; revenue in "
+                f"{revenue_unit(self.config.currency)}):\n"
                 + table.to_string(index=False, float_format=lambda v: f"{v:,.0f}"))
 
 
@@ -620,16 +621,27 @@ class ForecastBacktest:
         cols = [MONTH, EXPECTED_REVENUE, LOW, HIGH, ACTUAL_REVENUE, INSIDE, EXPECTED_DEALS, ACTUAL_DEALS]
         seen = self.table[self.table[OBSERVED]]
         total_f, total_a = seen[EXPECTED_REVENUE].sum(), seen[ACTUAL_REVENUE].sum()
+        currency = self.forecast.config.currency
         head = (f"Forecast backtest as of {self.forecast.as_of:%Y-%m-%d} ({len(self.forecast.leads):,} open leads, "
-                f"{self.forecast.config.interval:.0%} interval):\n"
+                f"{self.forecast.config.interval:.0%} interval; revenue in {revenue_unit(self.forecast.config.currency)}):\n"
                 + self.table[cols].to_string(index=False, float_format=lambda v: f"{v:,.0f}", na_rep="n/a"))
         if seen.empty:
             return head + "\nno forecast month ends before the data end: nothing to compare yet"
         unseen = len(self.table) - len(seen)
         return (head + f"\nactual inside the interval in {int(seen[INSIDE].sum())} of {len(seen)} observed months"
                 + (f" ({unseen} month(s) past the data end not compared)" if unseen else "")
-                + f"; total forecast {total_f:,.0f} vs actual {total_a:,.0f}"
+                + f"; total forecast {money(total_f, currency)} vs actual {money(total_a, currency)}"
                 + (f" (forecast {_above_below(total_f / total_a - 1)} the actual)" if total_a > 0 else ""))
+
+
+def revenue_unit(currency: str | None) -> str:
+    """What the revenue figures are counted in: ``forecast.currency``, else "unit of outcomes.amount"."""
+    return currency or "unit of outcomes.amount"
+
+
+def money(value: float, currency: str | None) -> str:
+    """An amount of revenue in whole units, followed by the currency when one is set ("436,098 EUR")."""
+    return f"{value:,.0f}" + (f" {currency}" if currency else "")
 
 
 def interval_label(config: ForecastConfig) -> str:
@@ -642,11 +654,13 @@ def _above_below(share: float) -> str:
     return f"{abs(share):.1%} {'above' if share >= 0 else 'below'}"
 
 
-def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast interval") -> Figure:
+def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast interval",
+                    currency: str | None = None) -> Figure:
     """Expected revenue per month with its interval (``interval``: its legend, e.g. "90% interval
     (analytic)"), and the actual revenue when known (a backtest's table): the months whose actual lies
     outside the interval are circled in red and the title's second line sums the comparison up as the
-    CLI prints it. Revenue is drawn from 0; the legend sits under the axes."""
+    CLI prints it. Revenue is drawn from 0, in ``currency`` (the axis names it; None: the unit of
+    outcomes.amount); the legend sits under the axes."""
     fig = Figure(figsize=(8, 5.0), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(table))
@@ -665,11 +679,11 @@ def forecast_figure(table: pd.DataFrame, title: str, interval: str = "forecast i
             forecast_total, actual_total = table[EXPECTED_REVENUE].to_numpy(dtype=float)[seen].sum(), actual[seen].sum()
             unseen = int((~seen).sum())
             title += (f"\nactual inside the interval in {int(seen.sum() - outside.sum())} of {int(seen.sum())} months; "
-                      f"total forecast {forecast_total:,.0f} vs actual {actual_total:,.0f}"
+                      f"total forecast {money(forecast_total, currency)} vs actual {money(actual_total, currency)}"
                       + (f"\n{unseen} month(s) past the data end not compared" if unseen else ""))
     ax.set_xticks(x, table[MONTH], rotation=30)
     ax.set_xlabel("calendar month")
-    ax.set_ylabel("revenue per month (unit of outcomes.amount)")
+    ax.set_ylabel(f"revenue per month ({revenue_unit(currency)})")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_title(title, fontsize=10)
@@ -741,5 +755,5 @@ def backtest_forecast(
     frame = result.leads
     table = backtest_table(result.months, actual_revenue(crm, frame[LEAD_ID].to_numpy(), result.months, end))
     figure = forecast_figure(table, f"Forecast made {at:%Y-%m-%d} vs revenue actually closed",
-                             interval_label(cfg))
+                             interval_label(cfg), cfg.currency)
     return ForecastBacktest(result, table, figure, dict(readiness.metrics), dict(ttc.metrics))

@@ -43,4 +43,8 @@ class ForecastConfig(BaseModel):
         200, ge=10, description="closed deals with an amount above 0 needed to fit the deal-value model (else the "
         "mean)")
     seed: int = 0
+    currency: str | None = Field(
+        None, min_length=1, max_length=20, pattern=r"^\S(.*\S)?$",
+        description="what outcomes.amount is counted in (e.g. EUR, USD, k EUR): named on the forecast's revenue "
+        "axis, in its printed table and in the currency column of its files; null: 'unit of outcomes.amount'")
     recalibration: RecalibrationConfig = Field(default_factory=RecalibrationConfig)

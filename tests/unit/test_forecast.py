@@ -378,3 +378,31 @@ def test_a_backtest_date_is_a_date_none_or_an_error_naming_the_text(tmp_path) ->
     assert backtest_date(_crm(50), project, "2025-11-03") == pd.Timestamp("2025-11-03")
     with pytest.raises(ValueError, match="backtest date 'next week': not a date"):
         backtest_date(_crm(50), project, "next week")
+
+
+def test_the_forecast_currency_is_a_short_name_or_unset() -> None:
+    assert ForecastConfig().currency is None
+    assert ForecastConfig(currency="EUR").currency == "EUR"
+    assert ForecastConfig(currency="k USD").currency == "k USD"
+    for bad in ("", " EUR", "EUR\n", "x" * 30):
+        with pytest.raises(ValueError, match="currency"):
+            ForecastConfig(currency=bad)
+
+
+@pytest.mark.parametrize(("currency", "unit", "column"), [("EUR", "revenue in EUR", "EUR"),
+                                                         (None, "revenue in unit of outcomes.amount", None)])
+def test_the_printed_forecast_and_its_files_name_the_currency(tmp_path, capsys, currency, unit, column) -> None:
+    """The printed table, forecast_months.csv and forecast_leads.csv said nothing of what the revenue is
+    counted in: the table's title names it, each file carries a currency column (empty when unset)."""
+    from leadscore.cli_forecast import print_forecast
+    from leadscore.forecast_models import ChampionForecast
+
+    leads, feats, hazards, p, value = _pipeline_inputs()
+    settings = ForecastConfig(months=2, currency=currency)
+    result = forecast_pipeline(leads, feats, hazards, 7.0, p, 90.0, value, "2026-01-01", settings)
+    print_forecast(ChampionForecast(result, "lead-conversion v1, lead-time-to-close v1", [], None), settings, tmp_path)
+    assert unit in " ".join(capsys.readouterr().out.split())
+    for name in ("forecast_months.csv", "forecast_leads.csv"):
+        written = pd.read_csv(tmp_path / name, keep_default_na=False)
+        assert (written["currency"] == (column or "")).all()
+    assert "EUR" in result.to_text() if currency else "unit of outcomes.amount" in result.to_text()

@@ -610,3 +610,21 @@ def test_threshold_figure_says_no_cut_off_fits_the_capacity_and_draws_it(per_wee
     level = per_week if per_week is not None else share * table["leads_per_week"].iloc[0]
     assert list(line.get_ydata()) == pytest.approx([level, level])
     assert line.get_label() in _legend_labels(ax)
+
+
+def test_forecast_figure_names_the_currency_on_its_revenue_axis_and_in_the_comparison() -> None:
+    """The revenue axis read "unit of outcomes.amount" whatever the deals were priced in: with the project's
+    ``forecast.currency`` the axis, and a backtest's totals in the title, name it."""
+    from training.forecast import backtest_table, forecast_figure, forecast_months
+
+    months = forecast_months("2025-12-01", 2).assign(
+        expected_deals=[13.8, 9.6], expected_revenue=[257_408.0, 178_690.0],
+        low=[101_918.0, 48_921.0], high=[412_899.0, 308_459.0])
+    ax = forecast_figure(months, "Revenue forecast as of 2025-12-01", "90% interval (analytic)", currency="EUR").axes[0]
+    assert ax.get_ylabel() == "revenue per month (EUR)"
+    actual = pd.DataFrame({"month": months["month"], "actual_deals": [17, 11],
+                           "actual_revenue": [312_718.0, 209_211.0], "fully_observed": [True, True]})
+    ax = forecast_figure(backtest_table(months, actual), "Forecast made 2025-12-01 vs revenue actually closed",
+                         "90% interval (analytic)", currency="EUR").axes[0]
+    assert ax.get_ylabel() == "revenue per month (EUR)"
+    assert "total forecast 436,098 EUR vs actual 521,929 EUR" in ax.get_title()

@@ -101,9 +101,10 @@ def reliability_figure(
 
     Marker area grows with the rows in a bin (no count labels); the whiskers are each bin's 95% Wilson
     interval of the observed rate, and the title counts the conversions. The star is calibration in the large:
-    the mean prediction vs the observed rate over all rows. Axes turn logarithmic when the bins'
-    predictions span ``log_span`` times or more (rare conversions crowd a linear plot's origin); a bin
-    without conversions then sits on the bottom edge as a hollow triangle.
+    the mean prediction vs the observed rate over all rows; both axes reach the highest whisker's top.
+    Axes turn logarithmic when the bins' predictions span ``log_span`` times or more (rare conversions
+    crowd a linear plot's origin); a bin without conversions then sits on the bottom edge as a hollow
+    triangle.
     """
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
@@ -112,11 +113,12 @@ def reliability_figure(
     fig, ax = _figure(6.0, 5.4)
     positive = mean_p[mean_p > 0]
     log = positive.size > 1 and positive.max() / positive.min() >= log_span
+    low, high = wilson_interval(np.round(rate * counts), counts)
     shown = np.concatenate([mean_p, rate, [overall_p, overall_y]])
-    hi = float(shown.max(initial=0.0))
+    hi, whisker_top = float(shown.max(initial=0.0)), float(high.max(initial=0.0))
     if log:
         lo = float(shown[shown > 0].min()) / 1.6
-        hi *= 1.3
+        hi = max(hi * 1.3, whisker_top * 1.05)  # the whiskers' tops in view, not cut off
         ax.set(xscale="log", yscale="log")
         subs = (1.0, 2.0, 5.0) if hi / lo < 300 else (1.0,)  # wider spans: powers of ten only (no overlap)
         for axis in (ax.xaxis, ax.yaxis):  # plain decimals at 1-2-5 steps instead of 2x10^-3, 3x10^-3 ...
@@ -124,14 +126,13 @@ def reliability_figure(
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             axis.set_minor_formatter(NullFormatter())
     else:
-        lo, hi = 0.0, hi * 1.08 + 1e-4
+        lo, hi = 0.0, max(hi * 1.08 + 1e-4, whisker_top * 1.02)
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
     size = 25 + 100 * counts / counts.max(initial=1.0)
     empty = log & (rate <= 0)
     ax.plot(mean_p[~empty], rate[~empty], color="tab:blue", linewidth=1, alpha=0.6)
     ax.scatter(mean_p[~empty], rate[~empty], s=size[~empty], color="tab:blue", zorder=3,
                label="bins" if binning == "equal_mass" else "bins (marker area ~ rows)")
-    low, high = wilson_interval(np.round(rate * counts), counts)
     at = np.where(empty, lo, rate)
     ax.errorbar(mean_p, at, yerr=[at - np.maximum(low, lo), np.maximum(high - at, 0)], fmt="none",
                 ecolor="tab:blue", elinewidth=1, capsize=2, alpha=0.8, zorder=2,

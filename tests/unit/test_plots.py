@@ -628,3 +628,40 @@ def test_forecast_figure_names_the_currency_on_its_revenue_axis_and_in_the_compa
                          "90% interval (analytic)", currency="EUR").axes[0]
     assert ax.get_ylabel() == "revenue per month (EUR)"
     assert "total forecast 436,098 EUR vs actual 521,929 EUR" in ax.get_title()
+
+
+def _whisker_tops(ax) -> np.ndarray:
+    """The upper ends of every errorbar whisker drawn on ``ax`` (data coordinates)."""
+    tops = [np.asarray(segment)[:, 1].max() for container in ax.containers
+            if container.__class__.__name__ == "ErrorbarContainer"
+            for collection in container.lines[2] for segment in collection.get_segments()]
+    return np.asarray(tops, dtype=float)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_reliability_whiskers_end_inside_the_plot(seed: int) -> None:
+    """The 1,000-lead synthetic CRM: its top bin (rate 0.052 of ~290 rows) had its whisker cut off at the top
+    of an axis that stopped just above the bins; the whole interval must be in view."""
+    y, p = _rare(1500, seed=seed)
+    for log_span in (10.0, 1e9):  # log and linear axes
+        ax = plots.reliability_figure(y, p, log_span=log_span).axes[0]
+        tops = _whisker_tops(ax)
+        assert len(tops) == 10
+        assert tops.max() <= ax.get_ylim()[1] and ax.get_ylim() == pytest.approx(ax.get_xlim())
+
+
+def test_time_to_close_calibration_whiskers_end_inside_their_panel() -> None:
+    """The 1,000-lead synthetic CRM's 30-day panel: the top bins' whiskers ran off the top of the panel."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for h, scale in ((30, 0.3), (90, 1.0)):
+        predicted = np.geomspace(0.002, 0.03, 8) * scale
+        closes = rng.binomial(288, np.minimum(predicted * 1.6, 1))
+        rows += [{"scorer": s, "horizon_days": h, "bin": k + 1, "n": 288, "mean_predicted": q * f, "observed": c / 288,
+                  "closed_within": int(c)}
+                 for s, f in (("model", 1.0), ("cox", 0.9)) for k, (q, c) in enumerate(zip(predicted, closes, strict=True))]
+    fig = survival_plots.calibration_figure(pd.DataFrame(rows))
+    for ax in fig.axes:
+        tops = _whisker_tops(ax)
+        assert len(tops) == 16
+        assert tops.max() <= ax.get_ylim()[1], ax.get_title()

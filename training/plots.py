@@ -70,12 +70,19 @@ def roc_figure(curves: Curves, data: str = "test slice") -> Figure:
 
 def pr_figure(curves: Curves, data: str = "test slice") -> Figure:
     """Precision-recall curves (legend: average precision, the logged ``pr_auc``; the model, the first of
-    ``curves``, drawn thick, its peers thin over it); the dotted line is the base rate."""
+    ``curves``, drawn thick, its peers thin over it); the dotted line is the base rate.
+
+    Each curve is the step function average precision sums: a cut-off's precision held down to the next
+    cut-off's recall, so the area under the drawn curve is the legend's PR AUC. Below the highest cut-off's
+    recall it keeps that cut-off's precision: sklearn's end point (recall 0, precision 1) is no cut-off's,
+    and drawn it made a line up to a precision of 1 that the scores never reach."""
     fig, ax = _figure(6.0, 5.2)
     base = None
     for k, (name, (y, s)) in enumerate(curves.items()):
         prec, rec, _ = precision_recall_curve(y, s)
-        ax.plot(rec, prec, label=f"{name} (PR AUC {average_precision_score(y, s):.3f})", **model_line(k))
+        prec = np.append(prec[:-1], prec[-2]) if len(prec) > 1 else prec
+        ax.plot(rec, prec, drawstyle="steps-post", label=f"{name} (PR AUC {average_precision_score(y, s):.3f})",
+                **model_line(k))
         base = float(np.mean(y))
     if base is not None:
         ax.axhline(base, color="grey", linestyle=":", linewidth=1, label=f"base rate {base:.3f}")

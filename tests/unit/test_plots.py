@@ -665,3 +665,26 @@ def test_time_to_close_calibration_whiskers_end_inside_their_panel() -> None:
         tops = _whisker_tops(ax)
         assert len(tops) == 16
         assert tops.max() <= ax.get_ylim()[1], ax.get_title()
+
+
+def test_pr_curve_draws_only_reachable_precisions_and_encloses_the_logged_pr_auc() -> None:
+    """The 1,000-lead synthetic CRM: the model's 14 top-scored test snapshots tie (precision 0.36 at recall
+    0.11), yet its curve ran from precision 1.0 at recall 0 (the end point sklearn appends, which no cut-off
+    reaches) straight down to that point: a precision the model never had, drawn as its best; the area
+    under the drawn line was not the PR AUC its legend gives."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(600) < 0.05).astype(float)
+    s = np.where(np.arange(600) < 40, 0.9, rng.random(600) * 0.8)  # the top 40 tie
+    y[:40] = (np.arange(40) % 3 == 0)  # 14 of the 40 convert
+    curves = {"model": (y, s), "peer": (y, rng.random(600))}
+    ax = plots.pr_figure(curves).axes[0]
+    for line, (name, (yy, ss)) in zip(ax.get_lines(), curves.items(), strict=False):
+        assert line.get_label().startswith(name)
+        recall, precision = line.get_xdata(), line.get_ydata()
+        reached, _, _ = precision_recall_curve(yy, ss)
+        assert precision.max() == pytest.approx(reached[:-1].max())  # no 1.0 that no cut-off gives
+        assert line.get_drawstyle() == "steps-post" and (np.diff(recall) <= 0).all()
+        area = float(np.sum(-np.diff(recall) * precision[:-1]))  # precision held from each point to the next
+        assert area == pytest.approx(average_precision_score(yy, ss))

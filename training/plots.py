@@ -213,8 +213,8 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     that still flags a lead. Both y axes start at 0 (one baseline); a share flagged shares the right
     axis's 0-1 range. The recommended cut-off's label (its volume and capture) sits inside the plot, on the
     roomier side; the capacity that chose it is a level of the volume axis. Without a recommended cut-off,
-    ``capacity`` (value and unit, :func:`training.thresholds.capacity_of`) is drawn all the same, and a
-    note inside the plot says that no cut-off fits it and what the highest cut-off flags."""
+    ``capacity`` (value and unit, :func:`training.thresholds.capacity_of`) is drawn all the same, and the
+    title says that no cut-off fits it and what the highest cut-off flags."""
     fig, ax = _figure(7, 5.0)
     per_week = table["leads_per_week"].notna().all()
     volume = table["leads_per_week"] if per_week else table["share_flagged"]
@@ -244,10 +244,9 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
         else:
             highest = "no cut-off flags a lead"
         fits = capacity_line.get_label().replace("capacity: ", "capacity of ", 1)
-        # on the right axes, drawn last: over the curves of both axes, not crossed by them
-        ax2.annotate(f"no cut-off fits the {fits}:\n{highest}", (0.98, 0.97),
-                     xycoords="axes fraction", ha="right", va="top", fontsize=8, zorder=5,
-                     bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red"})
+        # in the title: a box in the plot hid the precision curve, which reaches 1 where the note sat
+        _title(ax, "MQL threshold: volume vs capture", "\n".join(
+            part for part in (data, f"no cut-off fits the {fits}:", highest) if part))
     if recommended is not None:
         ax.axvline(recommended["cutoff"], color="black", linestyle="--")
         right_half = recommended["cutoff"] > end / 2

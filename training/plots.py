@@ -184,11 +184,13 @@ def _score_axis_end(score: np.ndarray, cutoff: float | None = None) -> int:
 
 
 def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | None = None,
-                              max_bins: int = 40, horizon: int | None = None, data: str = "test slice") -> Figure:
+                              max_bins: int = 40, horizon: int | None = None, data: str = "test slice",
+                              no_cutoff: str | None = None) -> Figure:
     """Histogram of the 0-100 score for converters and non-converters (densities: each group's share per
     score point, so the two compare whatever their sizes), on the scores' range:
     0 up to just past the highest score, integer-aligned bins (at most ``max_bins``). ``horizon``: the
-    label's days (None: a flat export's label, without one)."""
+    label's days (None: a flat export's label, without one). ``no_cutoff``: without a ``cutoff``, why
+    none is drawn (e.g. no cut-off fits the sales capacity), said in the title, where it covers no bar."""
     score = np.asarray(score, dtype=float)
     y = np.asarray(y, dtype=float)
     fig, ax = _figure()
@@ -202,7 +204,7 @@ def score_distribution_figure(score: np.ndarray, y: np.ndarray, cutoff: int | No
     target = f"P(convert within {horizon} days)" if horizon else "P(convert)"
     ax.set(xlabel=f"score (100 x {target}; bins of {width})", ylabel="share of each group per score point",
            xlim=(0, float(bins[-1])))
-    _title(ax, "Score distribution", data)
+    _title(ax, "Score distribution", "\n".join(part for part in (data, no_cutoff if cutoff is None else None) if part))
     _legend_below(ax, ncol=3)
     return fig
 

@@ -372,7 +372,7 @@ def _figures(y: np.ndarray, p: np.ndarray, score: np.ndarray, baseline_scores: d
         "gain": plots.lift_gain_figure(curves, data),
         "score_distribution": plots.score_distribution_figure(
             score, y, None if recommended is None else int(recommended["cutoff"]), horizon=model.horizon_days,
-            data=data),
+            data=data, no_cutoff="no MQL cut-off fits the sales capacity (see the threshold figure)"),
         "thresholds": plots.threshold_figure(
             thresholds, recommended, data, capacity=capacity_of(thresholds, config.capacity_per_week,
                                                                 config.capacity_share)),

@@ -689,3 +689,20 @@ def test_pr_curve_draws_only_reachable_precisions_and_encloses_the_logged_pr_auc
         assert line.get_drawstyle() == "steps-post" and (np.diff(recall) <= 0).all()
         area = float(np.sum(-np.diff(recall) * precision[:-1]))  # precision held from each point to the next
         assert area == pytest.approx(average_precision_score(yy, ss))
+
+
+def test_score_distribution_says_when_no_cut_off_fits_the_capacity() -> None:
+    """With a capacity no cut-off fits (the 1,000-lead synthetic CRM at capacity_per_week 0.01), the score
+    distribution drew no MQL line and said nothing: it looked like a run without an MQL threshold."""
+    rng = np.random.default_rng(3)
+    score = rng.integers(0, 6, 500).astype(float)
+    y = (rng.random(500) < score / 20).astype(float)
+    fig = plots.score_distribution_figure(score, y, None, no_cutoff="no MQL cut-off fits the sales capacity")
+    _extents(fig)
+    ax = fig.axes[0]
+    assert not [ln for ln in ax.get_lines() if "cut-off" in ln.get_label()]
+    assert ax.get_title().endswith("\nno MQL cut-off fits the sales capacity") and not ax.texts  # over no bar
+    box = ax.title.get_window_extent()
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+    with_cutoff = plots.score_distribution_figure(score, y, 3, no_cutoff="unused").axes[0]
+    assert "unused" not in with_cutoff.get_title()  # a cut-off: its line says it

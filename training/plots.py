@@ -108,7 +108,8 @@ def reliability_figure(
 
     Marker area grows with the rows in a bin (no count labels); the whiskers are each bin's 95% Wilson
     interval of the observed rate, and the title counts the conversions. The star is calibration in the large:
-    the mean prediction vs the observed rate over all rows; both axes reach the highest whisker's top.
+    the mean prediction vs the observed rate over all rows; both axes hold every whisker (but a log axis's
+    bottom cuts the whiskers of bins without conversions, whose intervals start at 0).
     Axes turn logarithmic when the bins' predictions span ``log_span`` times or more (rare conversions
     crowd a linear plot's origin); a bin without conversions then sits on the bottom edge as a hollow
     triangle.
@@ -123,9 +124,9 @@ def reliability_figure(
     low, high = wilson_interval(np.round(rate * counts), counts)
     shown = np.concatenate([mean_p, rate, [overall_p, overall_y]])
     hi, whisker_top = float(shown.max(initial=0.0)), float(high.max(initial=0.0))
-    if log:
-        lo = float(shown[shown > 0].min()) / 1.6
-        hi = max(hi * 1.3, whisker_top * 1.05)  # the whiskers' tops in view, not cut off
+    if log:  # the whiskers in view, not cut off: tops, and the bottoms of bins with conversions
+        lo = min(float(shown[shown > 0].min()) / 1.6, float(low[rate > 0].min(initial=np.inf)) / 1.2)
+        hi = max(hi * 1.3, whisker_top * 1.05)
         ax.set(xscale="log", yscale="log")
         subs = (1.0, 2.0, 5.0) if hi / lo < 300 else (1.0,)  # wider spans: powers of ten only (no overlap)
         for axis in (ax.xaxis, ax.yaxis):  # plain decimals at 1-2-5 steps instead of 2x10^-3, 3x10^-3 ...

@@ -111,8 +111,8 @@ def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
 
     ``calibration`` holds columns scorer, horizon_days, mean_predicted, observed, n (and closed_within:
     the bin's closes, counted in the panel's title). Whiskers: a 95% Wilson interval of the observed rate
-    read as a proportion of the bin's rows (approximate: it ignores censoring before h), whose tops the axes
-    reach. Axes turn
+    read as a proportion of the bin's rows (approximate: it ignores censoring before h), which the axes hold
+    (a log axis's bottom cuts those of bins without a close, whose intervals start at 0). Axes turn
     logarithmic when the bins' predictions span ``log_span`` times or more (most bins crowd the origin of
     a linear plot); a bin without a close then sits on the bottom edge as a hollow triangle.
     """
@@ -125,11 +125,12 @@ def calibration_figure(calibration: pd.DataFrame, data: str = "test slice",
         positive = predicted[predicted > 0]
         log = positive.size > 1 and positive.max() / positive.min() >= log_span
         shown = part[["mean_predicted", "observed"]].to_numpy(dtype=float).ravel()
-        _, whisker_tops = wilson_interval(part["observed"].to_numpy(dtype=float) * part["n"].to_numpy(dtype=float),
-                                          part["n"].to_numpy(dtype=float))
+        observed, rows = part["observed"].to_numpy(dtype=float), part["n"].to_numpy(dtype=float)
+        whisker_bottoms, whisker_tops = wilson_interval(observed * rows, rows)
         top, whisker_top = float(np.nanmax(shown, initial=0.0)), float(np.nanmax(whisker_tops, initial=0.0))
-        if log:  # the whiskers' tops in view, not cut off
-            lo, hi = float(shown[shown > 0].min()) / 1.6, max(top * 1.3, whisker_top * 1.05)
+        if log:  # the whiskers in view, not cut off: tops, and the bottoms of bins with closes
+            lo = min(float(shown[shown > 0].min()) / 1.6, float(whisker_bottoms[observed > 0].min(initial=np.inf)) / 1.2)
+            hi = max(top * 1.3, whisker_top * 1.05)
             _log_axes(ax, lo, hi)
         else:
             lo, hi = 0.0, max(top * 1.05 + 1e-3, whisker_top * 1.02)

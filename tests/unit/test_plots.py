@@ -706,3 +706,38 @@ def test_score_distribution_says_when_no_cut_off_fits_the_capacity() -> None:
     assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
     with_cutoff = plots.score_distribution_figure(score, y, 3, no_cutoff="unused").axes[0]
     assert "unused" not in with_cutoff.get_title()  # a cut-off: its line says it
+
+
+def _whisker_bottoms(ax) -> np.ndarray:
+    """The lower ends of every errorbar whisker drawn on ``ax`` (data coordinates)."""
+    return np.asarray([np.asarray(segment)[:, 1].min() for container in ax.containers
+                       if container.__class__.__name__ == "ErrorbarContainer"
+                       for collection in container.lines[2] for segment in collection.get_segments()], dtype=float)
+
+
+def test_reliability_whiskers_of_bins_with_conversions_start_inside_the_plot() -> None:
+    """The demo's lowest bin (1 conversion in 1,396 rows, Wilson interval from 0.00013) had its whisker cut at
+    the bottom edge (0.00045), where only a bin without conversions belongs: its interval looked open-ended."""
+    y, p = _rare(8000, seed=1)
+    mean_p, rate, counts = reliability_curve(y, p, 10, "equal_mass")
+    low, _ = plots.wilson_interval(np.round(rate * counts), counts)
+    ax = plots.reliability_figure(y, p).axes[0]
+    assert ax.get_yscale() == "log"
+    bottoms = np.sort(_whisker_bottoms(ax))
+    assert bottoms == pytest.approx(np.sort(np.where(rate > 0, low, ax.get_ylim()[0])))
+    assert ax.get_ylim()[0] < low[rate > 0].min()
+
+
+def test_time_to_close_calibration_whiskers_of_bins_with_closes_start_inside_their_panel() -> None:
+    """The demo's 30-day panel: whiskers of bins with one close ran into the bottom edge."""
+    rng = np.random.default_rng(5)
+    predicted = np.geomspace(0.001, 0.03, 8)
+    closes = np.maximum(rng.binomial(1396, predicted), 1)
+    closes[0] = 1
+    calibration = pd.DataFrame({"scorer": "model", "horizon_days": 30, "bin": range(1, 9), "n": 1396,
+                                "mean_predicted": predicted, "observed": closes / 1396, "closed_within": closes})
+    ax = survival_plots.calibration_figure(calibration).axes[0]
+    low, _ = plots.wilson_interval(closes, np.full(8, 1396))
+    assert ax.get_yscale() == "log"
+    assert np.sort(_whisker_bottoms(ax)) == pytest.approx(np.sort(low))
+    assert ax.get_ylim()[0] < low.min()

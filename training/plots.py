@@ -106,9 +106,10 @@ def reliability_figure(
 ) -> Figure:
     """Observed conversion rate vs mean predicted probability per bin, zoomed on the bins.
 
-    Marker area grows with the rows in a bin (no count labels); the whiskers are each bin's 95% Wilson
-    interval of the observed rate, and the title counts the conversions. The star is calibration in the large:
-    the mean prediction vs the observed rate over all rows; both axes hold every whisker (but a log axis's
+    Marker area grows with the rows in a bin (no count labels); the title gives the rows per bin (their
+    range when tied predictions make equal-mass bins unequal; the legend then says what marker area
+    shows); the whiskers are each bin's 95% Wilson interval of the observed rate, and the title counts the
+    conversions. The star is calibration in the large: the mean prediction vs the observed rate over all rows; both axes hold every whisker (but a log axis's
     bottom cuts the whiskers of bins without conversions, whose intervals start at 0).
     Axes turn logarithmic when the bins' predictions span ``log_span`` times or more (rare conversions
     crowd a linear plot's origin); a bin without conversions then sits on the bottom edge as a hollow
@@ -139,8 +140,10 @@ def reliability_figure(
     size = 25 + 100 * counts / counts.max(initial=1.0)
     empty = log & (rate <= 0)
     ax.plot(mean_p[~empty], rate[~empty], color="tab:blue", linewidth=1, alpha=0.6)
+    # tied predictions share a bin: equal-mass bins can then differ in size (Olist: 4,127 to 21,186 rows)
+    even = binning == "equal_mass" and len(counts) > 0 and counts.max() <= 1.5 * counts.min()
     ax.scatter(mean_p[~empty], rate[~empty], s=size[~empty], color="tab:blue", zorder=3,
-               label="bins" if binning == "equal_mass" else "bins (marker area ~ rows)")
+               label="bins" if even else "bins (marker area ~ rows)")
     at = np.where(empty, lo, rate)
     ax.errorbar(mean_p, at, yerr=[at - np.maximum(low, lo), np.maximum(high - at, 0)], fmt="none",
                 ecolor="tab:blue", elinewidth=1, capsize=2, alpha=0.8, zorder=2,
@@ -152,7 +155,9 @@ def reliability_figure(
     ax.scatter([overall_p], [overall_y], marker="*", s=180, color="tab:red", zorder=4,
                label=f"all rows: predicted {overall_p:.4f}, observed {overall_y:.4f} (ratio {ratio:.2f})")
     kind = binning.replace("_", "-")
-    rows = f", ~{int(np.median(counts)):,} rows each" if binning == "equal_mass" and len(counts) else ""
+    rows = (f", ~{int(np.median(counts)):,} rows each" if even
+            else f" of {int(counts.min()):,} to {int(counts.max()):,} rows" if binning == "equal_mass" and len(counts)
+            else "")
     ax.set(xlabel="mean predicted probability" + (" (log scale)" if log else ""),
            ylabel="observed conversion rate" + (" (log scale)" if log else ""), xlim=(lo, hi), ylim=(lo, hi))
     _title(ax, title or f"Reliability: {len(counts)} {kind} bins{rows}, {int(y.sum()):,} conversions", data)

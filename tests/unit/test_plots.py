@@ -741,3 +741,20 @@ def test_time_to_close_calibration_whiskers_of_bins_with_closes_start_inside_the
     assert ax.get_yscale() == "log"
     assert np.sort(_whisker_bottoms(ax)) == pytest.approx(np.sort(low))
     assert ax.get_ylim()[0] < low.min()
+
+
+def test_reliability_title_gives_the_range_of_bin_sizes_when_ties_make_them_unequal() -> None:
+    """Olist: the model gives most test snapshots the same probability, so its 3 equal-mass bins hold 5,438,
+    21,186 and 4,127 rows; the title read "~5,438 rows each" (the median) and the legend did not say that
+    marker area shows the rows."""
+    rng = np.random.default_rng(6)
+    p = np.concatenate([np.full(700, 0.0066), rng.uniform(0.005, 0.0065, 200), rng.uniform(0.0067, 0.008, 100)])
+    y = (rng.random(1000) < 0.02).astype(float)
+    _, _, counts = reliability_curve(y, p, 10, "equal_mass")
+    assert counts.max() > 2 * counts.min()  # the tie really makes one bin large
+    ax = plots.reliability_figure(y, p).axes[0]
+    assert f"{int(counts.min()):,} to {int(counts.max()):,} rows" in ax.get_title()
+    assert "rows each" not in ax.get_title()
+    assert "bins (marker area ~ rows)" in _legend_labels(ax)
+    even = plots.reliability_figure(*_rare(3000, seed=4)).axes[0]
+    assert "rows each" in even.get_title() and "bins" in _legend_labels(even)

@@ -183,7 +183,8 @@ def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
     left.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     left.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
     left.set(ylabel="concordance (higher is better; 0.5 = random order)", ylim=(0, 1.05), title="C-index")
-    left.legend(fontsize=8)
+    # under the panels: in a corner of the panel it sat on the bars of scorers that rank well (C near 0.9)
+    _legend_below(fig, list(left.containers), ncol=2, fontsize=8)
     right_title = "Integrated Brier score (IPCW)"
     if "ibs" in comparison.columns:
         values = comparison["ibs"].astype(float).to_numpy()
@@ -191,7 +192,8 @@ def concordance_figure(comparison: pd.DataFrame, data: str = "test snapshots",
         near = values[~far & np.isfinite(values)]
         top = float(near.max(initial=0.0)) * 1.3 or 1.0
         heights = np.where(far, top * 0.92, np.nan_to_num(values))
-        bars = right.bar(x, heights, color=["lightgrey" if f else "tab:orange" for f in far])
+        # not the orange of Uno's C in the legend under both panels
+        bars = right.bar(x, heights, color=["lightgrey" if f else "tab:purple" for f in far])
         for bar, f in zip(bars, far, strict=True):
             if f:
                 bar.set_hatch("//")

@@ -758,3 +758,23 @@ def test_reliability_title_gives_the_range_of_bin_sizes_when_ties_make_them_uneq
     assert "bins (marker area ~ rows)" in _legend_labels(ax)
     even = plots.reliability_figure(*_rare(3000, seed=4)).axes[0]
     assert "rows each" in even.get_title() and "bins" in _legend_labels(even)
+
+
+def test_c_index_legend_covers_no_bar_or_label_when_the_scorers_rank_well() -> None:
+    """C-indices of 0.88 to 0.92: the legend, in the panel's upper right corner, sat on the last scorer's
+    bars and their value labels (at 0.84 its label already touched it)."""
+    comparison = pd.DataFrame({"harrell_c": [0.92, 0.5, 0.91, 0.90], "uno_c": [0.90, 0.5, 0.89, 0.88],
+                               "ibs": [0.0122, 0.0129, 0.0123, 0.60]},
+                              index=["lightgbm hazard", "kaplan-meier", "cox ph (penalised)", "naive regression"])
+    fig = survival_plots.concordance_figure(comparison)
+    _extents(fig)
+    left = fig.axes[0]
+    legends = [legend for legend in (left.get_legend(), *fig.legends) if legend is not None]
+    assert len(legends) == 1
+    assert [t.get_text() for t in legends[0].get_texts()] == ["Harrell's C", "Uno's C"]
+    box = legends[0].get_window_extent()
+    for artist in [*left.patches, *left.texts]:
+        assert not box.overlaps(artist.get_window_extent()), artist
+    # the integrated Brier bars are not in the colour of a C-index the legend names
+    keyed = {to_rgba(handle.get_facecolor()) for handle in legends[0].legend_handles}
+    assert not keyed & {to_rgba(bar.get_facecolor()) for bar in fig.axes[1].patches}

@@ -207,10 +207,11 @@ def points_rules_of(project: ProjectConfig, config: Path, option: Path | None = 
         raise fail(f"{origin}: {exc}", 2) from exc
 
 
-def threshold_line(cut: dict[str, Any] | None) -> str:
-    """The recommended MQL cut-off in one line (what it flags, its precision and capture)."""
+def threshold_line(cut: dict[str, Any] | None, no_cut_off: str = "") -> str:
+    """The recommended MQL cut-off in one line (what it flags, its precision and capture), or why none is."""
     if not cut:
-        return "MQL cut-off: none fits the sales capacity (see the run's evaluation/thresholds.csv)"
+        why = no_cut_off or "none fits the sales capacity"
+        return f"MQL cut-off: {why} (see the run's evaluation/thresholds.csv)"
     parts = []
     if math.isfinite(cut.get("leads_per_week", math.nan)):
         parts.append(f"{cut['leads_per_week']:.1f} leads/week")
@@ -230,7 +231,7 @@ def print_train_run(run: TrainRun) -> None:
     console.print(comparison_table(result.comparison))
     if (calibration := calibration_line(result.metrics)) is not None:
         console.print(calibration, highlight=False)
-    console.print(threshold_line(result.recommended_threshold), highlight=False)
+    console.print(threshold_line(result.recommended_threshold, result.no_cut_off), highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(result.leakage.to_text(), highlight=False)

@@ -19,6 +19,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from training.calibration import reliability_curve
 from training.evaluation import top_k_sums
+from training.thresholds import capacity_level, no_cut_off_text
 
 Curves = Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (y, score)
 CATEGORICAL_GREY = "dimgrey"
@@ -243,18 +244,11 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     else:
         recommended_or_capacity = recommended
     capacity_line = _capacity_line(ax, table, recommended_or_capacity, per_week)
-    if recommended is None and capacity_line is not None:
-        if len(flagging):
-            top = table.loc[table["cutoff"] == last].iloc[0]
-            flags = (f"{_volume_text(top['leads_per_week'])} leads per week" if per_week
-                     else f"{_share_text(top['share_flagged'])} of leads")
-            highest = f"even cut-off {int(last)}, the highest that flags a lead, flags {flags}"
-        else:
-            highest = "no cut-off flags a lead"
-        fits = capacity_line.get_label().replace("capacity: ", "capacity of ", 1)
+    if recommended is None and capacity is not None:
         # in the title: a box in the plot hid the precision curve, which reaches 1 where the note sat
+        sentence = no_cut_off_text(table, *capacity)
         _title(ax, "MQL threshold: volume vs capture", "\n".join(
-            part for part in (data, f"no cut-off fits the {fits}:", highest) if part))
+            part for part in (data, sentence.replace(": ", ":\n", 1)) if part))
     if recommended is not None:
         ax.axvline(recommended["cutoff"], color="black", linestyle="--")
         right_half = recommended["cutoff"] > end / 2
@@ -269,30 +263,14 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     return fig
 
 
-def _share_text(share: float) -> str:
-    """A share of leads in percent, whole percents as such (``0.1`` -> "10%"), smaller ones to two
-    significant digits (``0.00001`` -> "0.001%", not "0%")."""
-    return f"{share:.0%}" if share >= 0.01 and round(share * 100, 6).is_integer() else f"{share * 100:.2g}%"
-
-
-def _volume_text(value: float) -> str:
-    """Leads per week: whole ones from 10 up (``1,234``), two significant digits below (``0.01``, ``2.5``)."""
-    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
-
-
 def _capacity_line(ax: object, table: pd.DataFrame, recommended: Mapping[str, float] | None,
                    per_week: bool) -> object | None:
     """The sales capacity that chose the cut-off, as a level of the volume axis (a share of the leads on a
     leads-per-week axis: that share of all the leads per week); None without one."""
     if recommended is None or "capacity" not in recommended or not np.isfinite(recommended["capacity"]):
         return None
-    capacity = float(recommended["capacity"])
-    if recommended.get("capacity_unit") == "leads_per_week":
-        level, label = capacity, f"capacity: {_volume_text(capacity)} leads per week"
-    else:
-        everyone = float(table["leads_per_week"].max()) if per_week else 1.0
-        level = capacity * everyone
-        label = f"capacity: {_share_text(capacity)} of leads" + (f" ({_volume_text(level)} per week)" if per_week else "")
+    level, words = capacity_level(table, float(recommended["capacity"]), str(recommended.get("capacity_unit")))
+    label = f"capacity: {words}"
     if per_week and level * 1.05 > ax.get_ylim()[1]:  # a capacity above every volume stays in view
         ax.set_ylim(0, level * 1.05)
     return ax.axhline(level, color="dimgrey", linestyle="-.", linewidth=1, label=label)

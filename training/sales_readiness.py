@@ -50,7 +50,13 @@ from training.leakage import (
 )
 from training.model import SalesReadinessModel, probability_to_score, rows_of, search_booster, take_rows
 from training.progress import Progress, no_progress
-from training.thresholds import capacity_of, recommend_threshold, table_to_markdown, threshold_table
+from training.thresholds import (
+    capacity_of,
+    no_cut_off_text,
+    recommend_threshold,
+    table_to_markdown,
+    threshold_table,
+)
 
 MODEL_NAME = "lightgbm (calibrated)"
 LOGISTIC_NAME = "logistic regression"
@@ -78,6 +84,7 @@ class TrainingResult:
     split: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     points_rules: PointsRules | None = None  # the hand-tuned rules the run compared with
+    no_cut_off: str = ""  # why no MQL cut-off is recommended (the capacity, what the highest cut-off flags)
 
 
 def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
@@ -474,10 +481,17 @@ def _md_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
     return "\n".join(lines)
 
 
-def _threshold_sentence(recommended: dict[str, Any] | None) -> str:
+def _no_cut_off(table: pd.DataFrame, recommended: dict[str, Any] | None, config: TrainingConfig) -> str:
+    """Why no MQL cut-off is recommended (empty when one is): the capacity and what the highest cut-off flags."""
+    if recommended:
+        return ""
+    return no_cut_off_text(table, *capacity_of(table, config.capacity_per_week, config.capacity_share))
+
+
+def _threshold_sentence(recommended: dict[str, Any] | None, no_cut_off: str = "") -> str:
     """The recommended MQL cut-off, its capacity in words, precision and capture."""
     if not recommended:
-        return "No cut-off fits the capacity."
+        return (no_cut_off[:1].upper() + no_cut_off[1:] + ".") if no_cut_off else "No cut-off fits the capacity."
     capacity = (f"{recommended['capacity']:g} leads/week" if recommended["capacity_unit"] == "leads_per_week"
                 else f"{recommended['capacity']:.0%} of leads")
     return (f"Recommended cut-off {recommended['cutoff']} for a capacity of {capacity}: precision "
@@ -554,7 +568,7 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         _calibration_md(comparison, observed_rate),
         "",
         "## MQL threshold",
-        _threshold_sentence(recommended),
+        _threshold_sentence(recommended, _no_cut_off(thresholds, recommended, config)),
         "",
         table_to_markdown(thresholds, every=10, around=None if recommended is None else int(recommended["cutoff"])),
         "",
@@ -693,7 +707,7 @@ def train_and_evaluate(
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
-                          predictions, split_info, notes, points_rules)
+                          predictions, split_info, notes, points_rules, _no_cut_off(table, recommended, config))
 
 
 def _train_and_evaluate_flat_by_time(
@@ -848,4 +862,4 @@ def train_and_evaluate_flat(
     card = _model_card("sales readiness (flat export)", None, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
-                          predictions, split_info, notes, points_rules)
+                          predictions, split_info, notes, points_rules, _no_cut_off(table, recommended, config))

@@ -95,3 +95,41 @@ def table_to_markdown(table: pd.DataFrame, every: int = 5, around: int | None = 
             f"{r['precision']:.3f} | {r['capture']:.3f} | {r['lift']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def share_text(share: float) -> str:
+    """A share of leads in percent, whole percents as such (``0.1`` -> "10%"), smaller ones to two
+    significant digits (``0.00001`` -> "0.001%", not "0%")."""
+    return f"{share:.0%}" if share >= 0.01 and round(share * 100, 6).is_integer() else f"{share * 100:.2g}%"
+
+
+def volume_text(value: float) -> str:
+    """Leads per week: whole ones from 10 up (``1,234``), two significant digits below (``0.01``, ``2.5``)."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def capacity_level(table: pd.DataFrame, capacity: float, unit: str) -> tuple[float, str]:
+    """A capacity (:func:`capacity_of`) as a level of the table's volume (leads per week when the table knows
+    weeks, else the share flagged) and in words: "50 leads per week", "10% of leads (79 per week)"."""
+    per_week = bool(table["leads_per_week"].notna().all())
+    if unit == "leads_per_week":
+        return capacity, f"{volume_text(capacity)} leads per week"
+    everyone = float(table["leads_per_week"].max()) if per_week else 1.0
+    level = capacity * everyone
+    return level, f"{share_text(capacity)} of leads" + (f" ({volume_text(level)} per week)" if per_week else "")
+
+
+def highest_cut_off_text(table: pd.DataFrame) -> str:
+    """What the highest cut-off that still flags a lead flags (why a small capacity fits none)."""
+    flagging = table.loc[table["leads_flagged"] > 0]
+    if flagging.empty:
+        return "no cut-off flags a lead"
+    top = flagging.sort_values("cutoff").iloc[-1]
+    flags = (f"{volume_text(top['leads_per_week'])} leads per week" if table["leads_per_week"].notna().all()
+             else f"{share_text(top['share_flagged'])} of leads")
+    return f"even cut-off {int(top['cutoff'])}, the highest that flags a lead, flags {flags}"
+
+
+def no_cut_off_text(table: pd.DataFrame, capacity: float, unit: str) -> str:
+    """Why no cut-off is recommended, in one sentence: the capacity and what the highest cut-off flags."""
+    return f"no cut-off fits the capacity of {capacity_level(table, capacity, unit)[1]}: {highest_cut_off_text(table)}"

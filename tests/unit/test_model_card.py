@@ -246,3 +246,27 @@ def test_card_opens_with_a_summary_in_plain_words_whose_figures_are_the_logged_o
     cut = result.recommended_threshold
     assert f"score {cut['cutoff']} or more" in summary and f"{cut['precision']:.0%} of them convert" in summary
     assert f"{cut['capture']:.0%} of all conversions" in summary
+
+
+def test_a_capacity_no_cut_off_fits_is_named_in_the_card_and_the_printout() -> None:
+    """The card said "No cut-off fits the capacity." and the printout "none fits the sales capacity", naming
+    neither the capacity nor what the highest cut-off flags: a user could not tell which setting to change."""
+    from leadscore.cli_models import threshold_line
+    from training.thresholds import capacity_of
+
+    frame = snapshot_frame(300, 12, seed=3)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=20, early_stopping_rounds=5), bootstrap_samples=0,
+                            make_plots=False, capacity_share=0.00001)
+    result = train_and_evaluate(FrameSet(frame), config,
+                                points_rules=PointsRules(fit=[{"column": "seniority", "in": ["VP"], "points": 15}]))
+    assert result.recommended_threshold is None
+    capacity, unit = capacity_of(result.thresholds, config.capacity_per_week, config.capacity_share)
+    assert unit == "share_flagged"
+    last = result.thresholds[result.thresholds["leads_flagged"] > 0].iloc[-1]
+    assert result.no_cut_off.startswith("no cut-off fits the capacity of 0.001% of leads")
+    assert f"even cut-off {int(last['cutoff'])}, the highest that flags a lead, flags" in result.no_cut_off
+    section = result.model_card.split("## MQL threshold", 1)[1]
+    assert section.lstrip().startswith("No cut-off fits the capacity of 0.001% of leads")
+    line = threshold_line(result.recommended_threshold, result.no_cut_off)
+    assert line.startswith("MQL cut-off: no cut-off fits the capacity of 0.001% of leads") and "even cut-off" in line

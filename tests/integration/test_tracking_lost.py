@@ -39,6 +39,8 @@ from training.tracking import (
     LoggedRun,
     TrackingServerLost,
     TrackingServerUnreachable,
+    connect,
+    ensure_experiment,
     tracking_server_errors,
     tracking_target,
 )
@@ -178,14 +180,16 @@ def _lost(*args, **kwargs) -> None:
 
 
 def _tiny_run(tmp_path: Path) -> tuple[MlflowClient, LoggedRun]:
-    """A SQLite store with one run holding a trivial pyfunc model."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with mlflow.start_run() as run:
+    """A SQLite store with one run holding a trivial pyfunc model, in an experiment that keeps its artifacts
+    beside the store as `train`'s do (MLflow's Default experiment would put them in ./mlruns of the working
+    folder, the repository)."""
+    target = tracking_target(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+    client = connect(target)
+    experiment_id = ensure_experiment(client, "lost", target.artifact_location)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.pyfunc.log_model(name="model", python_model=_Model())
     logged = LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, {"eval_rows": "1"})
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), logged
+    return client, logged
 
 
 def test_alias_failure_withdraws_the_new_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

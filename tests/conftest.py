@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -11,10 +12,70 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REPOSITORY = Path(__file__).resolve().parents[1]
+REAL_DATA = REPOSITORY.parent / "shared" / "data" / "real"
 POSTGRES_ADMIN_URL = os.environ.get(
     "LEADSCORE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+# What tools legitimately leave in the repository while tests run (interpreter, pytest, Hypothesis, ruff, venvs).
+TOOL_LEFTOVERS = frozenset({"__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache", ".venv", ".uv-bootstrap"})
+
+
+def files_outside_git() -> frozenset[str]:
+    """The repository's untracked and ignored files (each one, also inside an ignored folder) and the
+    entries of its root (``name/`` for a folder), apart from :data:`TOOL_LEFTOVERS`; only the root's
+    entries when the repository is not a git work tree."""
+    root = {f"{e.name}/" if e.is_dir() else e.name for e in os.scandir(REPOSITORY) if e.name != ".git"}
+    excluded = [f"--exclude={name}/" for name in TOOL_LEFTOVERS] + ["--exclude=*.pyc"]
+    try:
+        listed = subprocess.run(["git", "ls-files", "--others", "-z", *excluded], cwd=REPOSITORY,
+                                capture_output=True, text=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = ""
+    paths = root | {p for p in listed.split("\0") if p}
+    return frozenset(p for p in paths if TOOL_LEFTOVERS.isdisjoint(Path(p).parts) and not p.endswith(".pyc"))
+
+
+def _stray_message(new: frozenset[str], when: str) -> str:
+    shown = sorted(new)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return (f"{when} left {', '.join(shown[:5])}{more} in the repository {REPOSITORY} (a default store such "
+            "as MLflow's ./mlruns, or an output written to the working folder instead of tmp_path)")
+
+
+_SESSION_START: frozenset[str] | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _SESSION_START
+    _SESSION_START = files_outside_git()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The whole run (with pytest-xdist: the controller, after every worker) fails when anything new is left
+    in the repository, also what no single test was caught writing (a session fixture, a late subprocess)."""
+    if _SESSION_START is None or hasattr(session.config, "workerinput"):
+        return
+    new = files_outside_git() - _SESSION_START
+    if new:
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(f"ERROR: {_stray_message(new, 'the test session')}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _repository_stays_clean() -> Iterator[None]:
+    """A test that leaves a new file or folder in the repository (its root or an ignored folder) fails.
+    With pytest-xdist, a test running at the same time on the other worker is named too: run the named
+    files alone to tell which one wrote it."""
+    before = files_outside_git()
+    yield
+    new = files_outside_git() - before
+    if new:
+        pytest.fail(_stray_message(new, "this test"), pytrace=False)
 
 
 MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID",

@@ -282,8 +282,8 @@ def register(app: typer.Typer) -> None:
         tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default: "
                                                            "sqlite:///<project dir>/mlflow.db).")] = None,
         project_dir: Annotated[Path | None, typer.Option(
-            help="Project dir holding mlflow.db (default: env LEADSCORE_PROJECT_DIR, else the -c file's folder, "
-                 "else .demo).")] = None,
+            help="Project dir holding mlflow.db (default: the -c file's folder, as for train; without -c: env "
+                 "LEADSCORE_PROJECT_DIR, else .demo).")] = None,
         as_of: Annotated[datetime | None, typer.Option(help="Features as of this instant (UTC); default now.")] = None,
         changed_since: Annotated[datetime | None, typer.Option(
             help="Incremental: only leads with events / updates / creation at or after this instant, and those "
@@ -333,8 +333,8 @@ def register(app: typer.Typer) -> None:
             overrides["tracking_uri"] = tracking_uri
         if project_dir is not None:
             overrides["project_dir"] = project_dir
-        elif config is not None and not os.environ.get("LEADSCORE_PROJECT_DIR"):
-            overrides["project_dir"] = config.resolve().parent  # the project's own store, as train uses
+        elif config is not None:  # the project's own store, as train uses: -c beats LEADSCORE_PROJECT_DIR
+            overrides["project_dir"] = config.resolve().parent
         settings = settings.model_copy(update=overrides)
         exported = f"{model_dir_option} {model_dir}" if model_dir else f"LEADSCORE_MODEL_DIR={settings.model_dir}"
         if tracking_uri is not None and settings.model_dir is not None:

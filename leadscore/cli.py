@@ -257,8 +257,18 @@ def features_build(
     summary = training_set.summary()
     _print_training_set_summary(summary)
     # the lineage as a training run records it (data fingerprint per table, config hash, code, seed)
-    log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True),
-                 params=lineage.params,
+    if not run_id:
+        return
+    from training.tracking import tracking_target
+
+    def warn(message: str) -> None:
+        err_console.print(f"warning: {message}", highlight=False, soft_wrap=True)
+
+    try:  # the store `train -c` uses: MLFLOW_TRACKING_URI (`mlflow run` sets it), else the project's mlflow.db
+        store = tracking_target(os.environ.get("MLFLOW_TRACKING_URI") or None, config.resolve().parent).uri
+    except ValueError as exc:
+        return warn(f"not logged into MLflow run {run_id}: MLFLOW_TRACKING_URI: {exc}")
+    log_into_run(run_id, store, say=warn, params=lineage.params,
                  metrics={f"training_set_{k}": v for k, v in summary.items() if isinstance(v, int | float)},
                  tags={"leadscore.entry_point": "features", **lineage.tags}, files=[spec_path],
                  artifact_path="features")

@@ -125,11 +125,15 @@ def write_forecast_files(out: Path, months: Any, leads: Any, figure: Any) -> lis
                    1) from exc
 
 
-def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], backtest: bool,
-             currency: str | None = None) -> None:
-    """Totals and files of the forecast into the `mlflow run` run, when there is one."""
+def _log_run(run_id: str | None, store: tuple[str | None, Path], months: Any, as_of: Any, files: list[Path],
+             backtest: bool, currency: str | None = None) -> None:
+    """Totals and files of the forecast into the `mlflow run` run, when there is one, of the store ``store``
+    names: (tracking URI, project file) as :func:`training.tracking.tracking_target` resolves them."""
+    if not run_id:
+        return
     from leadscore.run_logging import log_into_run
     from training.forecast import ACTUAL_REVENUE, EXPECTED_DEALS, EXPECTED_REVENUE, HIGH, LOW, OBSERVED
+    from training.tracking import tracking_target
 
     metrics = {"forecast_expected_deals": months[EXPECTED_DEALS].sum(),
                "forecast_expected_revenue": months[EXPECTED_REVENUE].sum(),
@@ -140,7 +144,11 @@ def _log_run(run_id: str | None, months: Any, as_of: Any, files: list[Path], bac
                        backtest_actual_revenue=seen[ACTUAL_REVENUE].sum(), backtest_observed_months=len(seen))
     params = {"forecast_as_of": f"{as_of:%Y-%m-%d %H:%M}", "forecast_months": len(months),
               **({"forecast_currency": currency} if currency else {})}
-    log_into_run(run_id, say=say, params=params,
+    try:
+        uri = tracking_target(store[0], store[1].resolve().parent).uri
+    except ValueError as exc:
+        return say(f"not logged into MLflow run {run_id}: {exc}")
+    log_into_run(run_id, uri, say=say, params=params,
                  metrics=metrics, tags={"leadscore.entry_point": "forecast"}, files=files, artifact_path="forecast")
 
 
@@ -262,8 +270,8 @@ def register(app: typer.Typer) -> None:
             forecast = forecast_with_champions(project, config, settings, when, tracking_uri=tracking_uri,
                                                model_dir=model_dir, option=model_dir_option)
             files = print_forecast(forecast, settings, out)
-            _log_run(run_id, forecast.result.months, forecast.result.as_of, files, backtest=False,
-                     currency=settings.currency)
+            _log_run(run_id, (tracking_uri, config), forecast.result.months, forecast.result.as_of, files,
+                     backtest=False, currency=settings.currency)
             return
         try:
             crm, quarantined = read_crm(project.data)
@@ -276,6 +284,7 @@ def register(app: typer.Typer) -> None:
             files = (write_forecast_files(out, with_currency(result.table, settings),
                                           with_currency(result.forecast.leads, settings), result.figure)
                      if out is not None else [])
-            _log_run(run_id, result.table, when, files, backtest=True, currency=settings.currency)
+            _log_run(run_id, (tracking_uri, config), result.table, when, files, backtest=True,
+                     currency=settings.currency)
         except (ContractError, ValueError, KeyError, FileNotFoundError) as exc:
             raise fail(str(exc)) from exc

@@ -406,7 +406,7 @@ def evaluate(
             path.write_text(json.dumps({"model": report.name, "version": report.version,
                                         "metrics": report.metrics, "evaluation_rows": report.evaluation},
                                        indent=2, default=str), encoding="utf-8")
-            log_into_run(run_id, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True),
+            log_into_run(run_id, _target(tracking_uri, config).uri, say=lambda m: err_console.print(f"warning: {m}", highlight=False, soft_wrap=True),
                          params={"evaluated_model": f"{report.name} v{report.version}"}, metrics=report.metrics,
                          tags={"leadscore.entry_point": "evaluate",
                                **{f"leadscore.{k}": v for k, v in report.evaluation.items()}},

@@ -17,6 +17,7 @@ PARAMS_PER_BATCH = 100  # MLflow's limit of params in one log_batch
 
 def log_into_run(
     run_id: str | None,
+    tracking_uri: str,
     *,
     params: Mapping[str, Any] | None = None,
     metrics: Mapping[str, float] | None = None,
@@ -25,8 +26,9 @@ def log_into_run(
     artifact_path: str | None = None,
     say: Callable[[str], None] = print,
 ) -> bool:
-    """Log into the run ``run_id`` of the current tracking URI while it is running; nothing without
-    a run id. A run that is not found or not running (an ``MLFLOW_RUN_ID`` left in a shell) is not
+    """Log into the run ``run_id`` of the store ``tracking_uri`` (the command's: ``MLFLOW_TRACKING_URI``
+    or ``--tracking-uri``, else the project's ``mlflow.db``; never MLflow's default ``./mlflow.db`` of the
+    working folder) while it is running; nothing without a run id. A run that is not found or not running (an ``MLFLOW_RUN_ID`` left in a shell) is not
     written to: ``say`` tells why, and the command's own results stand.
 
     Non-finite metrics are left out (MLflow refuses NaN in some stores); params are strings cut at
@@ -38,7 +40,7 @@ def log_into_run(
 
     from features.urls import masked_url
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=tracking_uri)
     try:
         status = client.get_run(run_id).info.status
         if status != "RUNNING":

@@ -432,3 +432,29 @@ def test_a_forecast_reads_the_missing_markers_of_the_champions_contract(project:
         results[name] = {file: (tmp_path / name / file).read_bytes() for file in ("forecast_months.csv",
                                                                                  "forecast_leads.csv")}
     assert results["bare"] == results["listed"]
+
+
+def test_a_forecast_logs_into_the_run_of_the_projects_store(project: Path, exported: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_RUN_ID without MLFLOW_TRACKING_URI: the run is that of the project's store (`<-c folder>/mlflow.db`),
+    not of MLflow's default store, which opened (and created) ./mlflow.db in the folder the command ran from."""
+    from mlflow import MlflowClient
+
+    own = tmp_path / "own"
+    own.mkdir()
+    config = own / "leadscore.yaml"
+    config.write_text(project.read_text(encoding="utf-8"), encoding="utf-8")  # the same CRM (an absolute URL)
+    client = MlflowClient(tracking_uri=f"sqlite:///{own / 'mlflow.db'}")
+    experiment = client.create_experiment("forecast", artifact_location=str(own / "artifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    working = tmp_path / "working"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    result = CliRunner().invoke(app, ["forecast", "-c", str(config), "--model-dir", str(exported), "--as-of", AS_OF,
+                                      "--out", str(tmp_path / "out")],
+                                env={"COLUMNS": "200", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run_id})
+    assert result.exit_code == 0, result.output
+    assert "not logged" not in result.output
+    assert client.get_run(run_id).data.metrics["forecast_expected_revenue"] > 0
+    assert "forecast/forecast_months.csv" in {a.path for a in client.list_artifacts(run_id, "forecast")}
+    assert list(working.iterdir()) == []

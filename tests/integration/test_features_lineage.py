@@ -78,3 +78,26 @@ def test_the_configuration_hash_follows_what_shapes_the_training_set(tmp_path: P
     assert config_hash(features_sections(longer)) != base
     seeded = config.model_copy(update={"training": config.training.model_copy(update={"seed": 99})})
     assert config_hash(features_sections(seeded)) == base  # the seed is recorded beside it, shapes nothing here
+
+
+def test_without_a_tracking_uri_the_run_is_looked_up_in_the_projects_store(tmp_path: Path, monkeypatch) -> None:
+    """MLFLOW_RUN_ID without MLFLOW_TRACKING_URI: the run is that of the project's store (`<-c folder>/mlflow.db`,
+    where `train` would log), never MLflow's default store, which opened (and created) ./mlflow.db in the folder
+    the command ran from."""
+    project_dir, working = tmp_path / "project", tmp_path / "working"
+    working.mkdir()
+    config = sqlite_project(project_dir)
+    project_dir.mkdir()
+    write_synthetic(SynthConfig(n_leads=300, seed=2), config.data.source.url, "sql", overwrite=True)
+    project_file = project_dir / "leadscore.yaml"
+    project_file.write_text(project_yaml(config), encoding="utf-8")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project_dir / 'mlflow.db'}")
+    experiment = client.create_experiment("features", artifact_location=str(project_dir / "artifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    monkeypatch.chdir(working)
+    result = CliRunner().invoke(app, ["features", "build", "-c", str(project_file), "--out", str(tmp_path / "set.parquet")],
+                                env={"MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run_id, "COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert client.get_run(run_id).data.metrics["training_set_rows"] > 0
+    assert list(working.iterdir()) == []

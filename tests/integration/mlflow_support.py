@@ -21,6 +21,7 @@ from leadscore.project import ProjectConfig, project_yaml, sqlite_project
 from leadscore.synth import SynthConfig, write_synthetic
 from training.config import BoosterConfig, LeakageThresholds, TrainingConfig
 from training.sales_readiness import TrainingResult
+from training.survival_config import TimeToCloseConfig
 from training.workflow import fit_training_set, load_training_set
 
 # Big enough that the default model beats the hand-tuned points rules and the logistic regression
@@ -30,14 +31,17 @@ SEED = 1
 SMALL_TRAINING = TrainingConfig(bootstrap_samples=20, shap_sample=200)
 
 
-def write_project(directory: Path, name: str = "mlflow-test", training: TrainingConfig = SMALL_TRAINING) -> Path:
-    """Synthetic CRM as Parquet files in ``directory/crm`` + ``directory/leadscore.yaml``; returns the file."""
+def write_project(directory: Path, name: str = "mlflow-test", training: TrainingConfig = SMALL_TRAINING,
+                  time_to_close: TimeToCloseConfig | None = None) -> Path:
+    """Synthetic CRM as Parquet files in ``directory/crm`` + ``directory/leadscore.yaml`` (``time_to_close``:
+    that section, the defaults when None); returns the file."""
     directory.mkdir(parents=True, exist_ok=True)
     crm = directory / "crm"
     write_synthetic(SynthConfig(n_leads=N_LEADS, seed=SEED, events_per_lead=20), str(crm), "parquet", overwrite=True)
     source = SourceConfig(kind="parquet", leads=str(crm / "leads.parquet"), events=str(crm / "events.parquet"),
                           outcomes=str(crm / "outcomes.parquet"))
-    project = ProjectConfig(name=name, data=DataConfig(source=source), training=training)
+    project = ProjectConfig(name=name, data=DataConfig(source=source), training=training,
+                            time_to_close=time_to_close or TimeToCloseConfig())
     path = directory / "leadscore.yaml"
     document = project_yaml(project)
     path.write_text(document, encoding="utf-8")

@@ -72,6 +72,7 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     # the next model drops an attribute: the champion cannot score the challenger's rows, a clear refusal
     document = yaml.safe_load(config.read_text(encoding="utf-8"))
     document["data"].setdefault("attributes", {})["ignore"] = ["industry"]
+    document["training"]["make_plots"] = False  # this run is only refused at promotion: its figures go unread
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
     assert invoke("train", "-c", str(config)).exit_code == 0
     refused = invoke("models", "promote", "-c", str(config))

@@ -34,6 +34,7 @@ from features.schema import (
     CRMData,
     FlatData,
     naive_utc_datetime,
+    to_numbers,
     utc_now,
     vocabulary_key,
 )
@@ -536,7 +537,7 @@ def build_flat_training_set(flat: FlatData, spec: FeatureSpec | None = None) -> 
     frame = flat.frame
     if flat.label not in frame.columns:
         raise FeatureSpecError(f"flat: label column {flat.label!r} missing")
-    label = pd.to_numeric(frame[flat.label], errors="coerce")
+    label = to_numbers(frame[flat.label], errors="coerce")
     bad = ~label.isin([0, 1])
     if bad.any():
         raise FeatureSpecError(

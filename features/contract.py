@@ -76,6 +76,7 @@ from features.schema import (
     CRMData,
     distinct_strings,
     naive_utc,
+    to_numbers,
     utc_now,
     values_as_text,
 )
@@ -352,7 +353,7 @@ def _labels_read_alike(a: str | int | bool, b: str | int | bool) -> bool:
         return True
     if (isinstance(a, bool) or isinstance(b, bool)) and first.casefold() == second.casefold():
         return True
-    numbers = pd.to_numeric(pd.Series([int(v) if isinstance(v, bool) else str(v).strip() for v in (a, b)],
+    numbers = to_numbers(pd.Series([int(v) if isinstance(v, bool) else str(v).strip() for v in (a, b)],
                                       dtype=object), errors="coerce")
     return bool(numbers.notna().all() and numbers.iat[0] == numbers.iat[1])
 
@@ -835,7 +836,7 @@ def parse_numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
         parsed = values.astype("float64", copy=False)
         bad = np.isinf(parsed.to_numpy(dtype=np.float64, na_value=np.nan))
     else:
-        parsed = pd.to_numeric(values, errors="coerce").astype("float64", copy=False)
+        parsed = to_numbers(values, errors="coerce").astype("float64", copy=False)
         bad = (parsed.isna() & values.notna()).to_numpy() | np.isinf(parsed.to_numpy())
     if bad.any():
         parsed = parsed.mask(bad)
@@ -863,6 +864,8 @@ def number_from_text(text: str) -> float | None:
     # pandas refuses an exponent beyond 308 after moving the decimal point into it ("0e309" too)
     kept_decimals = 0 if len(whole) >= _PARSER_DIGITS else min(len(fraction), _PARSER_DIGITS - len(whole))
     if int(exponent or 0) + max(0, len(whole) - _PARSER_DIGITS) - kept_decimals > 308:
+        return None
+    if abs(int(exponent or 0)) >= 10**9:  # an exponent pandas' parser cannot hold (schema.OVERFLOWING_EXPONENT)
         return None
     number = float(text)
     return number if math.isfinite(number) else None
@@ -913,10 +916,10 @@ def is_numeric_like(values: pd.Series) -> bool:
     present = values.dropna()
     if present.empty or pd.api.types.infer_dtype(present.iloc[:1000], skipna=True) == "boolean":
         return False
-    head = pd.to_numeric(present.iloc[:1000], errors="coerce")  # cheap rejection of text columns
+    head = to_numbers(present.iloc[:1000], errors="coerce")  # cheap rejection of text columns
     if head.isna().any():
         return False
-    return bool(pd.to_numeric(present, errors="coerce").notna().all())
+    return bool(to_numbers(present, errors="coerce").notna().all())
 
 
 def infer_kinds(
@@ -940,9 +943,9 @@ def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float
     present = values.dropna()
     if present.empty or values.dtype != object or pd.api.types.infer_dtype(present, skipna=True) == "boolean":
         return None  # True/False with blanks: a yes/no column, not numbers
-    if pd.to_numeric(present.iloc[:1000], errors="coerce").notna().mean() < share:
+    if to_numbers(present.iloc[:1000], errors="coerce").notna().mean() < share:
         return None  # cheap rejection of real text columns
-    numbers = pd.to_numeric(present, errors="coerce")
+    numbers = to_numbers(present, errors="coerce")
     if numbers.notna().mean() < share:
         return None
     stray = present[numbers.isna()]
@@ -1003,7 +1006,7 @@ def coerce_lead_ids(values: pd.Series, kind: Literal["int", "str"]) -> tuple[pd.
     if kind == "int":
         # nullable integers: text ids above 2**53 stay exact beside a missing or unparseable one
         parsed = (values if pd.api.types.is_numeric_dtype(values.dtype)
-                  else pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable"))
+                  else to_numbers(values, errors="coerce", dtype_backend="numpy_nullable"))
         parsed = parsed.astype("float64") if not pd.api.types.is_integer_dtype(parsed.dtype) else parsed
         bad = (values.notna() & parsed.isna()).to_numpy()
         if pd.api.types.is_float_dtype(parsed.dtype):
@@ -1066,10 +1069,10 @@ def id_types_detail(table: str, lead_ids: pd.Series, unknown_ids: pd.Series) -> 
     if present.empty:
         return ""
     if not pd.api.types.is_numeric_dtype(present.dtype):
-        numbers = pd.to_numeric(present, errors="coerce")
+        numbers = to_numbers(present, errors="coerce")
         if numbers.isna().any():
             return ""
-        known = pd.to_numeric(lead_ids.dropna().astype(str).str.strip(), errors="coerce").dropna()
+        known = to_numbers(lead_ids.dropna().astype(str).str.strip(), errors="coerce").dropna()
         if not numbers.isin(known).any():
             return ""
     example = lead_ids.dropna()

@@ -45,7 +45,7 @@ from features.contract import (
     to_text,
 )
 from features.readers import read_flat, unnamed_column_notes
-from features.schema import CREATED_AT, LEAD_ID, FlatData, values_as_text
+from features.schema import CREATED_AT, LEAD_ID, FlatData, to_numbers, values_as_text
 
 LABEL = "label"
 
@@ -53,7 +53,7 @@ LABEL = "label"
 def _label_matches(values: pd.Series, label: str | int | bool) -> np.ndarray:
     """Rows equal to ``label``: numerically when both sides are numbers (text ``1.0`` is ``1``), a boolean label
     as text of any case (``true``, ``TRUE``), else as trimmed text."""
-    numeric_label = pd.to_numeric(pd.Series([label]), errors="coerce").iat[0]
+    numeric_label = to_numbers(pd.Series([label]), errors="coerce").iat[0]
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.isna(numeric_label):
         return (values.astype("float64") == float(numeric_label)).to_numpy()
     text = to_text(values).str.strip()
@@ -61,7 +61,7 @@ def _label_matches(values: pd.Series, label: str | int | bool) -> np.ndarray:
     if isinstance(label, bool):
         match |= text.str.casefold() == str(label).casefold()
     elif not pd.isna(numeric_label):
-        match |= pd.to_numeric(text, errors="coerce") == float(numeric_label)
+        match |= to_numbers(text, errors="coerce") == float(numeric_label)
     return match.fillna(False).to_numpy(dtype=bool)
 
 

@@ -29,7 +29,16 @@ import sqlalchemy as sa
 from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
 from features.fast_sql import fast_read, range_key
-from features.schema import EVENTS, EXACT_FLOAT_INTS, LEAD_ID, LEADS, OUTCOMES, REQUIRED_COLUMNS, TABLES
+from features.schema import (
+    EVENTS,
+    EXACT_FLOAT_INTS,
+    LEAD_ID,
+    LEADS,
+    OUTCOMES,
+    REQUIRED_COLUMNS,
+    TABLES,
+    to_numbers,
+)
 from features.spec import LINEAGE_METADATA_KEY, SPEC_METADATA_KEY, FeatureSpec
 from features.urls import masked_url
 
@@ -78,7 +87,7 @@ class LeadSubset:
             if not pd.api.types.is_integer_dtype(ids.dtype) and isinstance(start, int | float):
                 # exact integers (nullable), not floats: a 19-digit id must stay in its range; text that is
                 # no number counts as 0 (as the SQL readers compare it): one partition reads it, and reports it
-                numbers = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
+                numbers = to_numbers(ids, errors="coerce", dtype_backend="numpy_nullable")
                 ids = numbers.mask(numbers.isna() & ids.notna(), 0)
             return ((ids >= start) & (ids < stop)).fillna(False).astype(bool)
         return pd.Series(True, index=ids.index)
@@ -335,7 +344,7 @@ def csv_lead_ids(ids: pd.Series) -> pd.Series:
     if present.str.match(_ZERO_PADDED).any():
         return ids
     # nullable: integer ids stay exact integers beside a missing one (a plain parse makes them floats)
-    numbers = pd.to_numeric(ids, errors="coerce", dtype_backend="numpy_nullable")
+    numbers = to_numbers(ids, errors="coerce", dtype_backend="numpy_nullable")
     if numbers[ids.notna()].isna().any():  # not all numbers: text ids
         return ids
     if pd.api.types.is_float_dtype(numbers.dtype):  # decimals among them: floats, as pandas types them
@@ -572,7 +581,7 @@ class SqlDatabase:
             raise DataSourceError(f"table {name!r}: lead ids above 2**53 beside a missing id could not be read again "
                                   f"exactly ({str(exc).splitlines()[0][:200]}); fill or remove the rows without a "
                                   "lead id") from exc
-        exact = pd.to_numeric(again.pop(EXACT_ID_COLUMN), errors="coerce", dtype_backend="numpy_nullable")
+        exact = to_numbers(again.pop(EXACT_ID_COLUMN), errors="coerce", dtype_backend="numpy_nullable")
         if pd.api.types.is_integer_dtype(exact.dtype):
             again[lead_id_column] = exact.array
         return again
@@ -801,18 +810,18 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
     values = values[~(_missing_id_mask(values, data.missing_values).to_numpy())]  # counted, refused or quarantined apart
     if source.kind == "sql" and values.dtype == object and _numeric_sqlite_id(source, location, column):
         text = values.map(lambda v: isinstance(v, str | bytes)).to_numpy(dtype=bool)
-        values = pd.to_numeric(values[~text])  # so are text ids in a numeric column (no id range holds them)
+        values = to_numbers(values[~text])  # so are text ids in a numeric column (no id range holds them)
     if source.kind == "csv" and len(values):
         values = csv_lead_ids(values)  # typed once, without the markers
     if not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = to_numbers(values, errors="coerce")
         padded = values.astype(str).str.match(_ZERO_PADDED)
         examples = values[numbers.isna().to_numpy() | padded.to_numpy()].head(5).tolist() or values.head(5).tolist()
         raise ValueError(
             f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; the ids are text "
             f"(zero-padded or not numbers), e.g. {examples}"
         )
-    ids = pd.to_numeric(values, errors="coerce")
+    ids = to_numbers(values, errors="coerce")
     bad = ids.isna() | (ids != np.floor(ids))
     if bad.any():
         examples = values[bad.to_numpy()].head(5).tolist()

@@ -157,6 +157,36 @@ class FlatData:
 
 EXACT_FLOAT_INTS = 2**53  # from here on float64 merges distinct integers
 
+# pandas' text-to-number parser (2.3) adds up a decimal exponent in a C int: one of 10 or more significant digits
+# overflows it ("1e2147483648" crashes the process, "1e4294967296" reads as 1.0). Hex ids such as
+# "401013266745e5661589292315434968" are such text. No finite number of a table is written so.
+OVERFLOWING_EXPONENT = r"[eE][+-]?0*[1-9][0-9]{9,}"
+_OVERFLOWING_EXPONENT = re.compile(OVERFLOWING_EXPONENT)
+
+
+def overflowing_exponents(values: pd.Series) -> np.ndarray:
+    """Mask of text values holding a decimal exponent of 10 or more significant digits (see above)."""
+    if not len(values) or not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+        return np.zeros(len(values), dtype=bool)
+    try:
+        text = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # text mixed with numbers (SQLite): one by one
+        return values.map(lambda v: isinstance(v, str) and _OVERFLOWING_EXPONENT.search(v) is not None) \
+            .to_numpy(dtype=bool)
+    return pc.match_substring_regex(text, OVERFLOWING_EXPONENT).fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def to_numbers(values: pd.Series, *, errors: str = "coerce", **options: Any) -> pd.Series:
+    """``pd.to_numeric(values, errors=errors, **options)`` where text of an overflowing exponent is no
+    number (missing with ``coerce``, a ``ValueError`` naming it with ``raise``) instead of a crash."""
+    bad = overflowing_exponents(values)
+    if bad.any():
+        if errors == "raise":
+            raise ValueError(f"Unable to parse string {values[bad].iloc[0]!r}: exponent too large for a number")
+        values = values.mask(bad)
+    return pd.to_numeric(values, errors=errors, **options)  # type: ignore[call-overload]
+
+
 
 def category_text(value: Any) -> str:
     """A categorical value as text: whole floats as integers (a code column read with a blank is

@@ -45,6 +45,7 @@ from features.schema import (
     category_text,
     distinct_strings,
     naive_utc,
+    to_numbers,
     vocabulary_codes,
     vocabulary_key,
 )
@@ -564,7 +565,7 @@ class FeatureSpec:
         self._require_fitted()
         out = np.empty((len(frame), len(self.numeric_columns_)))
         for j, col in enumerate(self.numeric_columns_):
-            converted = pd.to_numeric(frame[col], errors="coerce")
+            converted = to_numbers(frame[col], errors="coerce")
             bad = converted.isna() & frame[col].notna()
             if bad.any():
                 rows = list(frame.index[bad][:10])

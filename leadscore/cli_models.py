@@ -18,6 +18,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from features.schema import to_numbers
 from features.urls import masked_url
 from leadscore.cli_options import console, destination_problem, err_console, fail, load_project_or_fail, say
 
@@ -132,7 +133,7 @@ def versions_view(frame: pd.DataFrame) -> pd.DataFrame:
         if col == "leakage_flagged":
             view["leakage flagged"] = frame[col].map({"true": "yes", "false": "no"}).fillna("-")
         else:
-            view[col] = pd.to_numeric(frame[col], errors="coerce").map(format_value)
+            view[col] = to_numbers(frame[col], errors="coerce").map(format_value)
     return view.set_index("version")
 
 

@@ -89,6 +89,7 @@ from features.schema import (
     OUTCOMES,
     CRMData,
     naive_utc,
+    to_numbers,
     utc_now,
 )
 from features.spec import FeatureSpec
@@ -878,7 +879,7 @@ def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, second
     parts = partition_counts(engine, run.run_id)
 
     def total(column: str) -> int:
-        return int(pd.to_numeric(parts[column]).fillna(0).sum()) if len(parts) else 0  # NULL: older rows
+        return int(to_numbers(parts[column]).fillna(0).sum()) if len(parts) else 0  # NULL: older rows
 
     grades = dict.fromkeys(GRADES, 0)
     for text in parts.get("grades", pd.Series(dtype=object)).dropna():

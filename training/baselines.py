@@ -37,7 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils import check_array
 
 from features.contract import config_error_text, yaml_error_text
-from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED
+from features.schema import ENGAGEMENT_EVENT_TYPES, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED, to_numbers
 from training.model import is_categorical, take_rows
 
 MISSING = "(missing)"
@@ -79,7 +79,7 @@ class FitRule(BaseModel):
             else:
                 mask = values == self.eq
             return mask.to_numpy(dtype=bool)
-        x = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        x = to_numbers(s, errors="coerce").to_numpy(dtype=float)
         bound, op = next((v, o) for v, o in ((self.gt, np.greater), (self.ge, np.greater_equal),
                                              (self.lt, np.less), (self.le, np.less_equal)) if v is not None)
         with np.errstate(invalid="ignore"):
@@ -219,7 +219,7 @@ def explicit_points(frame: pd.DataFrame, rules: PointsRules) -> np.ndarray:
     for rule in rules.fit:
         total += rule.points * rule.matches(frame[rule.column])
     for rule in rules.columns:
-        x = pd.to_numeric(frame[rule.column], errors="coerce").fillna(0.0).to_numpy(dtype=float) * rule.per_unit
+        x = to_numbers(frame[rule.column], errors="coerce").fillna(0.0).to_numpy(dtype=float) * rule.per_unit
         if rule.cap is not None:
             x = np.minimum(x, rule.cap) if rule.per_unit >= 0 else np.maximum(x, -rule.cap)
         total += x
@@ -334,7 +334,7 @@ def score_column_baseline(values: pd.Series) -> tuple[np.ndarray, float]:
     Missing scores are ranked below every scored lead (what a team sorting by the column sees);
     coverage is reported next to it so the number is read honestly.
     """
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    x = to_numbers(values, errors="coerce").to_numpy(dtype=float)
     covered = ~np.isnan(x)
     coverage = float(covered.mean()) if len(x) else float("nan")
     fill = (np.nanmin(x) - 1.0) if covered.any() else 0.0
@@ -346,7 +346,7 @@ def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _as_numbers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.to_numeric(frame[c], errors="coerce").astype(float) for c in columns},
+    return pd.DataFrame({c: to_numbers(frame[c], errors="coerce").astype(float) for c in columns},
                         index=frame.index)
 
 

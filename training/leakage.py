@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.schema import to_numbers
 from training.config import LeakageThresholds
 from training.model import is_categorical
 
@@ -55,7 +56,7 @@ def feature_score(X_train: pd.DataFrame, y_train: np.ndarray, values: pd.Series)
     value (missing lowest), or its level's target rate on the training rows."""
     if is_categorical(values):
         return target_rate_encode(X_train[values.name], y_train, values)
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    x = to_numbers(values, errors="coerce").to_numpy(dtype=float)
     finite = x[np.isfinite(x)]
     return np.where(np.isnan(x), (finite.min() - 1.0) if finite.size else 0.0, x)
 

@@ -21,7 +21,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.schema import vocabulary_codes
+from features.schema import to_numbers, vocabulary_codes
 from training.calibration import Calibrator, calibrator_from_dict, fit_calibrator
 from training.config import BoosterConfig, SearchConfig
 
@@ -138,9 +138,9 @@ def encode_features(
             out[:, j] = codes
         else:
             try:
-                out[:, j] = pd.to_numeric(s, errors="raise").astype(np.float64)
+                out[:, j] = to_numbers(s, errors="raise").astype(np.float64)
             except (ValueError, TypeError) as exc:
-                bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
+                bad = s[to_numbers(s, errors="coerce").isna() & s.notna()]
                 raise ValueError(
                     f"feature column {col!r} must be numeric; non-numeric rows {bad.index[:10].tolist()} "
                     f"(values {bad.head(5).tolist()})"

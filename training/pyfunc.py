@@ -33,6 +33,7 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
 from features.contract import parse_numbers
+from features.schema import to_numbers
 from training.model import PREDICT_BLOCK_ROWS, SalesReadinessModel
 
 MODEL_ARTIFACT = "sales_readiness_model"
@@ -222,5 +223,5 @@ def to_pyfunc_input(frame: pd.DataFrame) -> pd.DataFrame:
         ):
             out[col] = as_text(series)
         else:
-            out[col] = pd.to_numeric(series, errors="raise").astype(np.float64)
+            out[col] = to_numbers(series, errors="raise").astype(np.float64)
     return pd.DataFrame(out, index=frame.index)

@@ -25,6 +25,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.schema import to_numbers
 from training.model import encode_features, infer_categories, is_categorical, spec_columns
 from training.survival_metrics import kaplan_meier, step_at
 
@@ -64,7 +65,7 @@ class CoxDesign:
                 # the most frequent level is the reference (no column)
                 self.levels_[col] = counts.index[1 : self.max_levels + 1].tolist()
                 continue
-            values = pd.to_numeric(s, errors="coerce").astype(float)
+            values = to_numbers(s, errors="coerce").astype(float)
             present = values.dropna()
             if present.empty:
                 continue
@@ -89,7 +90,7 @@ class CoxDesign:
     def _raw_columns(self, X: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
         """The design's columns (name, float values), made one column (one categorical's levels) at a time."""
         for col, info in self.numeric_.items():
-            values = pd.to_numeric(X[col], errors="coerce").astype(float).to_numpy()
+            values = to_numbers(X[col], errors="coerce").astype(float).to_numpy()
             missing = np.isnan(values)
             filled = np.where(missing, info["median"], values)
             yield f"{col}", np.log1p(np.maximum(filled, 0)) if info["log"] else filled

@@ -937,7 +937,8 @@ def infer_kinds(
     return cats, nums
 
 
-def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float = 0.9) -> str | None:
+def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float = 0.9,
+                        numeric_key: str = "attributes.numeric") -> str | None:
     """A note when an inferred text column is nearly all numbers (a few stray values turned a number
     column into categories); None otherwise."""
     present = values.dropna()
@@ -951,11 +952,11 @@ def mostly_numeric_note(table: str, column: str, values: pd.Series, share: float
     stray = present[numbers.isna()]
     return (f"{table}.{column}: inferred categorical although {numbers.notna().mean():.1%} of its values are "
             f"numbers ({len(stray):,} are not, e.g. {stray.drop_duplicates().head(3).tolist()}); declare it under "
-            "attributes.numeric to have those reported as wrong_type")
+            f"{numeric_key} to have those reported as wrong_type")
 
 
 def identifier_note(table: str, column: str, values: pd.Series, min_distinct: int = 50,
-                    share: float = 0.9) -> str | None:
+                    share: float = 0.9, key_prefix: str = "attributes.") -> str | None:
     """A note when an inferred categorical column has nearly one value per row (an e-mail, a phone, a
     name: no category a model can learn from); None otherwise."""
     present = values.dropna()
@@ -965,8 +966,8 @@ def identifier_note(table: str, column: str, values: pd.Series, min_distinct: in
     if distinct < min_distinct or distinct < share * len(present):
         return None
     return (f"{table}.{column}: inferred categorical with {distinct:,} distinct values in {len(present):,} rows "
-            f"(an identifier such as an e-mail, phone or name?); list it under attributes.ignore, or under "
-            "attributes.categorical to keep it")
+            f"(an identifier such as an e-mail, phone or name?); list it under {key_prefix}ignore, or under "
+            f"{key_prefix}categorical to keep it")
 
 
 def all_null_note(table: str, column: str, values: pd.Series, ignore_key: str) -> str | None:

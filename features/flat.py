@@ -32,8 +32,10 @@ from features.contract import (
     apply_policy,
     coerce_lead_ids,
     finalize_lead_ids,
+    identifier_note,
     infer_kinds,
     lead_id_kind,
+    mostly_numeric_note,
     parse_numbers,
     parse_timestamps,
     replace_missing_markers,
@@ -138,6 +140,11 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     ignored = [c for c in config.ignore if c in source.columns]
     if ignored:
         report.ignored_columns[FLAT] = ignored
+    for column in categorical:  # as the CRM mode notes its inferred attributes, with the flat config's keys
+        if column not in config.categorical and (
+                note := mostly_numeric_note(FLAT, column, frame[column], numeric_key="numeric")
+                or identifier_note(FLAT, column, columns[column][keep[FLAT]], key_prefix="")):
+            report.notes.append(note)
     report.notes += [note for column in [*categorical, *numeric]
                      if (note := all_null_note(FLAT, column, columns[column], "ignore"))]
     out = pd.DataFrame(columns)[keep[FLAT]].reset_index(drop=True)

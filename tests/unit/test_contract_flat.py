@@ -131,3 +131,27 @@ def test_a_flat_table_without_rows_is_refused_as_an_empty_leads_table_is(tmp_pat
     config = flat_config(source={"kind": "csv", "path": str(path)})
     with pytest.raises(ContractError, match=r"flat\.Lead: empty_table: 0 rows \(the flat table has no rows\)"):
         load_flat(config)
+
+
+def test_flat_number_column_with_a_stray_text_value_is_noted(tmp_path: Path) -> None:
+    """A typo in one row of a flat export's number column makes the whole column categorical: the report says
+    so and names the key to declare it under (as the CRM mode's ``attributes.numeric`` note does)."""
+    n = 60
+    raw = pd.DataFrame({
+        "Lead": [f"a{i}" for i in range(n)], "Won": ["yes", "no"] * (n // 2),
+        "Visits": [str(i) for i in range(n - 1)] + ["abc"],
+        "Email": [f"p{i}@example.com" for i in range(n - 1)] + [None],
+    })
+    config = flat_config(timestamp_column=None, ignore=[], score_columns=[], families={})
+    data, report = validate_flat(raw, config)
+    assert "Visits" in data.categorical_features
+    notes = [n for n in report.notes if n.startswith("flat.Visits:")]
+    assert len(notes) == 1 and "98.3%" in notes[0] and "'abc'" in notes[0] and "under numeric" in notes[0]
+    assert "attributes.numeric" not in notes[0]
+    email = [n for n in report.notes if n.startswith("flat.Email:")]
+    assert len(email) == 1 and "under ignore, or under categorical" in email[0] and "attributes." not in email[0]
+    data, report = validate_flat(raw, flat_config(timestamp_column=None, ignore=[], score_columns=[], families={},
+                                                  numeric=["Visits"], policy="quarantine",
+                                                  quarantine_dir=str(tmp_path)))
+    assert not [n for n in report.notes if n.startswith("flat.Visits:")]
+    assert "Visits" in data.numeric_features and len(data.frame) == n - 1  # 'abc' quarantined as wrong_type

@@ -92,7 +92,7 @@ from features.schema import (
     to_numbers,
     utc_now,
 )
-from features.spec import FeatureSpec
+from features.spec import FLAT_KIND, FeatureSpec
 from serving.core import GRADES, ScoreBatch, ScoringCore, unseen_text
 from serving.loader import ServingSettings, load_exported, load_registered
 from serving.schemas import FUTURE_TOLERANCE
@@ -674,6 +674,17 @@ def default_processes(config: RescoreConfig, partitions: list[PartitionSpec]) ->
     return max(1, min(os.cpu_count() or 1, len(partitions)))
 
 
+FLAT_MODEL_REFUSED = ("model {name} version {version} was trained on a flat export (one row per lead, no dates): "
+                      "a rescore builds CRM features (leads/events/outcomes) it has none of; score such leads "
+                      "through the endpoint (leadscore serve, POST /score)")
+
+
+def refuse_flat_model(core: ScoringCore) -> None:
+    """A flat model has no CRM features to rescore a lead database with: refused before any run is recorded."""
+    if core.spec.kind_ == FLAT_KIND:
+        raise ValueError(FLAT_MODEL_REFUSED.format(name=core.info.name, version=core.info.version))
+
+
 def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig) -> RunRecord:
     as_of = naive_utc(config.as_of if config.as_of is not None else utc_now())
     changed = naive_utc(config.changed_since).to_pydatetime() if config.changed_since is not None else None
@@ -738,6 +749,7 @@ def rescore(
                                  f"the given core is version {core.info.version}")
         else:
             core = core or load_scoring_core(settings, None, config.top_k)
+            refuse_flat_model(core)
             run = _new_run(engine, data, core, config)
         data = data_config_for(data, core.spec)
         pending = run.pending

@@ -20,7 +20,9 @@ A-D are cut on the score, so that a grade always agrees with the score a person 
 cut-offs are relative to the model's training base rate (``grade_lifts`` = (4, 2, 1)): A = score >=
 round(100 x 4 x base rate), B >= 2x, C >= 1x (above average), D below. With a 2% base rate that is
 A >= 8, B >= 4, C >= 2. At a low base rate the rounding is coarse: at 1.9% (cut-offs 8 / 4 / 2) a C
-lead's probability can be 0.015, below the base rate. Fixed score cut-offs can be given instead
+lead's probability can be 0.015, below the base rate; below 0.5% the cut-offs are kept apart (3 / 2 / 1:
+A > B > C, :func:`default_grade_cutoffs`). At a high one they stop at 100 (at 38.5%, X Education's:
+100 / 77 / 39, an A only at a probability of 0.995). Fixed score cut-offs can be given instead
 (``grade_cutoffs``).
 
 Time to close
@@ -264,6 +266,16 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def default_grade_cutoffs(base_rate: float, lifts: tuple[float, float, float]) -> tuple[int, int, int]:
+    """A/B/C score cut-offs at ``lifts`` x the base rate (rounded, 1 to 100), kept apart (A > B > C): at a base
+    rate below 0.5% all three would round to 1 and every lead scoring 1 would be an A."""
+    a, b, c = (int(min(100, max(1, round(100 * base_rate * lift)))) for lift in lifts)
+    b = max(b, c + 1)
+    a = min(100, max(a, b + 1))
+    b = min(b, a - 1)
+    return a, b, min(c, b - 1)
+
+
 def grade_of(score: np.ndarray, cutoffs: tuple[int, int, int]) -> np.ndarray:
     """A/B/C/D from the score and the three descending cut-offs."""
     a, b, c = cutoffs
@@ -324,9 +336,7 @@ class ScoringCore:
         if self.config.grade_cutoffs is not None:
             self.grade_cutoffs = tuple(int(c) for c in self.config.grade_cutoffs)
         else:
-            self.grade_cutoffs = tuple(
-                int(min(100, max(1, round(100 * self.base_rate * lift)))) for lift in self.config.grade_lifts
-            )
+            self.grade_cutoffs = default_grade_cutoffs(self.base_rate, self.config.grade_lifts)
         self.mql_cutoff = int(info.mql_cutoff) if info.mql_cutoff is not None else self.config.mql_cutoff
         self.labels = [spec.labels_.get(c, c) for c in self.columns]
         self.families = [spec.families_[c] for c in self.columns]

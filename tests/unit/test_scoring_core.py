@@ -515,3 +515,22 @@ def test_the_answers_model_identity_is_the_cores_model_info_without_its_source()
     assert shown == {f.name: getattr(info, f.name) for f in dataclasses.fields(ModelInfo)}
     assert set(ModelIdentity.model_fields) == set(shown) - {"source"}
     assert ModelIdentity.model_validate(shown).model_dump() == {k: v for k, v in shown.items() if k != "source"}
+
+
+def test_default_grade_cutoffs_stay_apart_at_a_low_base_rate(core) -> None:
+    """Olist's model (training base rate 0.11%) had the cut-offs A = B = C = 1: every lead scoring 1 (p 0.0066)
+    was an A, the grades said nothing. The default cut-offs now keep A > B > C (C at least 1)."""
+    import copy
+
+    def cutoffs(rate: float) -> tuple[int, ...]:
+        model = copy.copy(core.model)
+        model.train_positive_rate_ = rate
+        return ScoringCore(model, ModelInfo("m", "1"), ScoringConfig()).grade_cutoffs
+
+    assert cutoffs(0.0011) == (3, 2, 1)
+    assert cutoffs(0.004) == (3, 2, 1)  # rounded: 2, 1, 0
+    assert cutoffs(0.02) == (8, 4, 2)  # apart already: unchanged
+    assert cutoffs(0.3) == (100, 60, 30)
+    assert cutoffs(0.6) == (100, 99, 60)  # 4x and 2x beyond 100: kept apart below it
+    lead = ScoringCore(copy.copy(core.model), ModelInfo("m", "1"), ScoringConfig(grade_cutoffs=(5, 5, 5)))
+    assert lead.grade_cutoffs == (5, 5, 5)  # fixed cut-offs are the caller's: as given

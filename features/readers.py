@@ -819,7 +819,8 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
         examples = values[numbers.isna().to_numpy() | padded.to_numpy()].head(5).tolist() or values.head(5).tolist()
         raise ValueError(
             f"table {LEADS!r}, column {column!r}: partitioning by integer lead-id ranges; the ids are text "
-            f"(zero-padded or not numbers), e.g. {examples}"
+            f"(zero-padded or not numbers), e.g. {examples}; map an integer key column as the lead id "
+            "(columns.leads.lead_id) in the leads, events and outcomes tables"
         )
     ids = to_numbers(values, errors="coerce")
     bad = ids.isna() | (ids != np.floor(ids))

@@ -69,3 +69,4 @@ def test_rescore_lead_ids_of_hex_text_are_refused_by_name(tmp_path):
     assert "table 'leads', column 'mql_id'" in done.stdout
     assert "ids are text" in done.stdout
     assert OLIST_LIKE_ID in done.stdout
+    assert "map an integer key column as the lead id (columns.leads.lead_id)" in done.stdout  # the way out

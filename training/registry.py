@@ -168,6 +168,12 @@ def resolve_version(client: MlflowClient, name: str, ref: str) -> ModelVersion:
             raise RegistryError(f"model {name!r} has no version {ref}") from exc
     version = alias_version(client, name, ref)
     if version is None:
+        challenger = alias_version(client, name, CHALLENGER) if ref == CHAMPION else None
+        if challenger is not None:  # trained, never promoted: the step missing is the promotion
+            raise RegistryError(
+                f"model {name!r} has no champion yet: version {challenger.version} is the challenger; promote it "
+                f"(`leadscore models promote`, with `--model-name {name}` for another model than lead-conversion), "
+                f"or name it (`--model challenger`)")
         raise RegistryError(f"model {name!r} has no alias {ref!r} (train first, or check `leadscore models list`)")
     return version
 

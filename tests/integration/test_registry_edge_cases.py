@@ -134,3 +134,22 @@ def test_champion_built_with_another_feature_spec_is_named_briefly(registry) -> 
     assert "Failed to enforce schema" not in message
     assert "feature column(s) they lack" in message and "email_open_count_90d" in message
     assert "different feature specs" in message
+
+
+def test_a_champion_asked_for_before_any_promotion_says_to_promote_the_challenger(tmp_path: Path) -> None:
+    """After `leadscore train`, `evaluate --model champion` said "train first" to a user who had just trained:
+    the version is the challenger, and promotion is the step missing."""
+    from training.registry import resolve_version
+
+    client = connect(tracking_target(None, tmp_path / "store"))
+    client.create_registered_model(MODEL_NAME)
+    version = client.create_model_version(MODEL_NAME, source=str(tmp_path / "artifacts"))
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
+    with pytest.raises(RegistryError) as error:
+        resolve_version(client, MODEL_NAME, CHAMPION)
+    message = str(error.value)
+    assert f"no champion yet: version {version.version} is the challenger" in message
+    assert "leadscore models promote" in message and "train first" not in message
+    client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+    with pytest.raises(RegistryError, match="train first"):
+        resolve_version(client, MODEL_NAME, CHAMPION)

@@ -238,11 +238,19 @@ def _csv_header_names(path: Path | str, separator: str, encoding: str) -> list[s
                        keep_default_na=False, index_col=False).iloc[0].tolist()
 
 
+_OTHER_SEPARATORS = (";", "\t", "|", ",")  # what a one-column header holding one of them was separated by
+
+
 def check_csv_header_names(path: Path | str, separator: str = ",", encoding: str = "utf-8") -> None:
     """Refuse a CSV header that names a column twice: pandas renames the second copy (``industry.1``), which
     would silently become an attribute of its own (a second ``lead_id``, a feature holding every lead's id).
-    Columns without a name are judged by :func:`unnamed_csv_columns`."""
+    Columns without a name are judged by :func:`unnamed_csv_columns`. A header of one column holding another
+    separator (``;``, tab, ``|``, ``,``) is refused naming it: no table of the contract has a single column."""
     names = _csv_header_names(path, separator, encoding)
+    other = [c for c in _OTHER_SEPARATORS if c != separator and len(names) == 1 and c in str(names[0])]
+    if other:  # no table of the contract has one column: the file is separated by another character
+        raise DataSourceError(f"{path}: the header is one column {str(names[0])[:80]!r}, which holds {other[0]!r}: "
+                              f"set source.csv_separator: {other[0]!r} if the file is separated by it")
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
         if not name.strip():

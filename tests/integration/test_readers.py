@@ -711,3 +711,20 @@ def test_a_csv_header_with_several_blank_names_is_not_a_repeated_column(tmp_path
     path.write_text("\n".join([header + ",,", *(row + ",," for row in rows)]) + "\n", encoding="utf-8")
     crm, _ = load_crm(file_config("csv", tmp_path))
     assert sorted(crm.leads["lead_id"].tolist()) == sorted(frames["leads"]["lead_id"].tolist())
+
+
+@pytest.mark.parametrize("values", ["plain", "with_commas"])
+def test_a_csv_file_of_another_separator_is_refused_naming_it(tmp_path: Path, values: str) -> None:
+    """X Education saved with ';' (a European spreadsheet's CSV): read with ',' its header is one column, and the
+    error was a missing id column, or 'rows with more fields than the header's 1' where a value held a comma."""
+    text = "Prospect ID;Converted;Specialization\na1;1;Finance\na2;0;" + \
+        ("Banking, Investment And Insurance\n" if values == "with_commas" else "Media\n")
+    (tmp_path / "flat.csv").write_text(text, encoding="utf-8")
+    flat = FlatConfig(source={"kind": "csv", "path": str(tmp_path / "flat.csv")}, id_column="Prospect ID",
+                      label_column="Converted")
+    with pytest.raises(DataSourceError, match=r"^data\.source\.path: .*flat\.csv: the header is one column "
+                                              r"'Prospect ID;Converted;Specialization', which holds ';': set "
+                                              r"source\.csv_separator: ';' if the file is separated by it"):
+        load_data(flat)
+    data, _ = load_flat(flat.model_copy(update={"source": flat.source.model_copy(update={"csv_separator": ";"})}))
+    assert len(data.frame) == 2

@@ -241,6 +241,8 @@ def features_build(
     """Build the point-in-time training set (snapshots, labels, features) and its feature spec."""
     from leadscore.run_logging import log_into_run
 
+    if out.suffix.lower() != ".parquet":  # ts.csv got Parquet bytes without a word
+        raise fail(f"--out {out}: the training set is written as Parquet: name it with the suffix .parquet", 2)
     spec_path = spec_out or out.with_suffix(".spec.json")
     for option, path in (("--out", out), ("--spec-out", spec_path)):  # before any work
         if (problem := destination_problem(path, folder=False)) is not None:

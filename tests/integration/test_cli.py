@@ -640,3 +640,18 @@ def test_rescore_refuses_more_processes_than_it_takes_by_option(tmp_path: Path) 
                            str(tmp_path / "models"), "--processes", "300")
     assert code == 2 and "--processes" in output and "256" in output, output
     assert "Traceback" not in output and "ValidationError" not in output, output
+
+
+def test_features_build_refuses_an_out_that_is_not_parquet_before_building(tmp_path: Path) -> None:
+    """`features build --out ts.csv` wrote Parquet bytes into ts.csv (and the spec into ts.spec.json) without a
+    word: a user opening it in a spreadsheet sees binary. Any suffix but .parquet is refused before any work."""
+    project = tmp_path / "leadscore.yaml"
+    project.write_text("data:\n  source: {kind: csv, leads: leads.csv, events: events.csv, outcomes: outcomes.csv}\n",
+                       encoding="utf-8")
+    for name in ("ts.csv", "ts", "ts.PARQUET.gz"):
+        code, output = _invoke("features", "build", "-c", str(project), "--out", str(tmp_path / name))
+        assert code == 2, output
+        assert output.strip().splitlines() == [
+            f"error: --out {tmp_path / name}: the training set is written as Parquet: name it with the suffix "
+            ".parquet"], output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leadscore.yaml"]

@@ -29,6 +29,7 @@ silently turn a conversion into a non-conversion. Missing required columns are a
 from __future__ import annotations
 
 import codecs
+import difflib
 import errno
 import math
 import os
@@ -670,10 +671,12 @@ class ViolationCollector:
         self.violations.append(ContractViolation(table, column, rule, n_rows, examples, detail))
         self.masks.setdefault(table, []).append((f"{rule}:{column}", mask))
 
-    def missing_columns(self, table: str, missing: list[str], source_names: dict[str, str]) -> None:
+    def missing_columns(self, table: str, missing: list[str], source_names: dict[str, str],
+                        available: Any = ()) -> None:
         for column in missing:
             source = source_names.get(column, column)
             detail = f"source column {source!r} not found" if source != column else "column not found"
+            detail += did_you_mean(source, available)
             self.violations.append(ContractViolation(table, column, MISSING_COLUMN, 0, [], detail))
 
     def fatal(self) -> list[ContractViolation]:
@@ -1029,6 +1032,18 @@ def finalize_lead_ids(values: pd.Series, kind: Literal["int", "str"]) -> pd.Seri
 # ---------------------------------------------------------------------------------------------
 # Rules: each returns the offending-row mask
 # ---------------------------------------------------------------------------------------------
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+def did_you_mean(name: str, columns: Any) -> str:
+    """``"; did you mean 'X'?"`` naming the column of ``columns`` closest to ``name``, a name not found (the same
+    but for case, blanks, ``_`` or ``-``, else a close spelling); ``""`` when none is close."""
+    names = [str(c) for c in columns]
+    close = [c for c in names if _name_key(c) == _name_key(name)] or difflib.get_close_matches(name, names, 1, 0.8)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def rule_missing_columns(frame: pd.DataFrame, required: list[str] | tuple[str, ...]) -> list[str]:
     """Required columns absent from ``frame`` (fatal: a column cannot be quarantined)."""
     return [c for c in required if c not in frame.columns]
@@ -1273,27 +1288,32 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
         # a mapped name the source lacks is missing even when a column of the canonical name exists
         misspelt = [c for c, source in names.items() if source != c and source not in source_frames[table].columns]
         missing = rule_missing_columns(frames[table], REQUIRED_COLUMNS[table])
-        collector.missing_columns(table, [c for c in REQUIRED_COLUMNS[table] if c in missing or c in misspelt], names)
+        collector.missing_columns(table, [c for c in REQUIRED_COLUMNS[table] if c in missing or c in misspelt], names,
+                                  source_frames[table].columns)
     leads_frame = frames[LEADS]
     declared = [*config.attributes.categorical, *config.attributes.numeric]
     for column in declared:
         if column not in leads_frame.columns:
             collector.violations.append(
-                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "declared attribute not found"))
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [],
+                                  "declared attribute not found" + did_you_mean(column, leads_frame.columns)))
     for column in config.attributes.ignore:
         if column not in leads_frame.columns:  # a misspelt ignore would keep the column it means as a feature
             collector.violations.append(
-                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "ignored attribute not found"))
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [],
+                                  "ignored attribute not found" + did_you_mean(column, leads_frame.columns)))
     for column in config.attributes.non_negative:
         if column not in leads_frame.columns:
             collector.violations.append(
-                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [], "non-negative attribute not found"))
+                ContractViolation(LEADS, column, MISSING_COLUMN, 0, [],
+                                  "non-negative attribute not found" + did_you_mean(column, leads_frame.columns)))
     for table in (EVENTS, OUTCOMES):
         for column in OPTIONAL_COLUMNS[table]:
             source = getattr(config.columns, table).get(column)
             if source is not None and (column not in frames[table].columns or source not in source_frames[table]):
                 collector.violations.append(
-                    ContractViolation(table, column, MISSING_COLUMN, 0, [], f"mapped source column {source!r} not found")
+                    ContractViolation(table, column, MISSING_COLUMN, 0, [], f"mapped source column {source!r} not found"
+                                      + did_you_mean(source, source_frames[table].columns))
                 )
     if collector.fatal():
         raise ContractError(collector.fatal())

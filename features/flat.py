@@ -31,6 +31,7 @@ from features.contract import (
     all_null_note,
     apply_policy,
     coerce_lead_ids,
+    did_you_mean,
     finalize_lead_ids,
     identifier_note,
     infer_kinds,
@@ -85,7 +86,8 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     source = raw if isinstance(raw.index, pd.RangeIndex) and raw.index.start == 0 and raw.index.step == 1 else raw.reset_index(drop=True)
     collector = ViolationCollector()
     for column in rule_missing_columns(source, config.declared_columns()):
-        collector.violations.append(ContractViolation(FLAT, column, MISSING_COLUMN, 0, [], "declared column not found"))
+        collector.violations.append(ContractViolation(FLAT, column, MISSING_COLUMN, 0, [],
+                                                      "declared column not found" + did_you_mean(column, source.columns)))
     clash = [c for c in (LEAD_ID, LABEL, CREATED_AT) if c in source.columns and c not in config.declared_columns()]
     for column in clash:
         collector.violations.append(

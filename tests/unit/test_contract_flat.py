@@ -155,3 +155,17 @@ def test_flat_number_column_with_a_stray_text_value_is_noted(tmp_path: Path) -> 
                                                   quarantine_dir=str(tmp_path)))
     assert not [n for n in report.notes if n.startswith("flat.Visits:")]
     assert "Visits" in data.numeric_features and len(data.frame) == n - 1  # 'abc' quarantined as wrong_type
+
+
+def test_a_misspelt_column_name_is_refused_with_the_closest_header_name() -> None:
+    """`id_column: Prospect Id` against X Education's `Prospect ID` said "declared column not found" and left the
+    user to compare 37 header names by eye."""
+    with pytest.raises(ContractError) as error:
+        validate_flat(raw_flat(), flat_config(id_column="lead", ignore=["Nte"], score_columns=["Old Score"]))
+    text = str(error.value)
+    assert "flat.lead: missing_column: 0 rows (declared column not found; did you mean 'Lead'?)" in text
+    assert "flat.Nte: missing_column: 0 rows (declared column not found; did you mean 'Note'?)" in text
+    assert "(declared column not found; did you mean 'OldScore'?)" in text
+    with pytest.raises(ContractError) as error:
+        validate_flat(raw_flat(), flat_config(ignore=["Zzzzzz"]))
+    assert "flat.Zzzzzz: missing_column: 0 rows (declared column not found)" in str(error.value)

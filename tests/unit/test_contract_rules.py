@@ -489,3 +489,25 @@ def test_only_dates_outside_the_years_a_timestamp_holds_are_named_out_of_range()
     parsed, bad = parse_timestamps(both)
     assert bad.tolist() == [True, True, False]
     assert "such as '9999-12-31'" in timestamp_detail(both, bad)
+
+
+def test_a_misspelt_mapped_or_declared_column_names_the_closest_source_column() -> None:
+    """Olist's `created_at: first_contact_dat` said "source column 'first_contact_dat' not found"; the closest name
+    of the file's header is now given, for mapped, declared and ignored columns alike."""
+    from features.contract import ContractError, DataConfig, validate_crm
+    from features.readers import RawTables
+
+    leads = pd.DataFrame({"mql_id": ["a"], "first_contact_date": ["2018-01-01"], "origin": ["email"]})
+    events = pd.DataFrame({"lead_id": pd.Series(dtype=str), "occurred_at": pd.Series(dtype=str),
+                           "event_type": pd.Series(dtype=str)})
+    outcomes = pd.DataFrame({"mql_id": ["a"], "won_date": ["2018-02-01"]})
+    config = DataConfig.model_validate({
+        "source": {"kind": "csv", "leads": "l.csv", "events": "e.csv", "outcomes": "o.csv"},
+        "columns": {"leads": {"lead_id": "mql_id", "created_at": "first_contact_dat"},
+                    "outcomes": {"lead_id": "mql_id", "converted_at": "won_date"}},
+        "attributes": {"categorical": ["orgin"]}})
+    with pytest.raises(ContractError) as error:
+        validate_crm(RawTables(leads=leads, events=events, outcomes=outcomes), config)
+    text = str(error.value)
+    assert "source column 'first_contact_dat' not found; did you mean 'first_contact_date'?" in text
+    assert "leads.orgin: missing_column: 0 rows (declared attribute not found; did you mean 'origin'?)" in text

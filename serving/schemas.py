@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
 )
 
-from features.contract import number_from_text
+from features.contract import did_you_mean, number_from_text
 from features.schema import EVENT_TYPE, naive_utc_datetime
 from features.spec import FeatureSpec
 
@@ -358,7 +358,10 @@ def check_leads(
             lead.attributes.update(read)  # the payload holds this dict: the features get the numbers
         if errors:
             continue  # warnings only matter for a request that is scored
-        warnings = [f"attribute {k!r} is not a model feature; ignored" for k in lead.attributes if k not in known]
+        warnings = [k for k in lead.attributes if k not in known]
+        if warnings:  # a misspelt name may mean a feature the lead left out
+            left_out = [c for c in spec.fit_columns if c not in lead.attributes]
+            warnings = [f"attribute {k!r} is not a model feature; ignored{did_you_mean(k, left_out)}" for k in warnings]
         if at_as_of:
             warnings.append(f"{at_as_of} event(s) at as_of exactly not counted (features use the time before it)")
         for col, values in (spec.unseen_in_payload(lead.payload()) if unseen is None else unseen[i]).items():

@@ -534,3 +534,17 @@ def test_default_grade_cutoffs_stay_apart_at_a_low_base_rate(core) -> None:
     assert cutoffs(0.6) == (100, 99, 60)  # 4x and 2x beyond 100: kept apart below it
     lead = ScoringCore(copy.copy(core.model), ModelInfo("m", "1"), ScoringConfig(grade_cutoffs=(5, 5, 5)))
     assert lead.grade_cutoffs == (5, 5, 5)  # fixed cut-offs are the caller's: as given
+
+
+def test_a_misspelt_attribute_warning_names_the_feature_it_may_mean(core) -> None:
+    """X Education's row sent with 'Lead Sorce' scored with the source missing and only said the attribute was
+    ignored: the warning now names the model's feature left out that is closest to it."""
+    as_of = datetime(2026, 6, 30)
+    lead = LeadIn(lead_id=1, created_at=datetime(2026, 5, 1),
+                  attributes={"industri": "software", "Employees": 12, "favourite colour": "red"})
+    warnings = check_leads([lead], as_of, core.spec)[0]
+    assert "attribute 'industri' is not a model feature; ignored; did you mean 'industry'?" in warnings
+    assert "attribute 'Employees' is not a model feature; ignored; did you mean 'employees'?" in warnings
+    assert "attribute 'favourite colour' is not a model feature; ignored" in warnings
+    given = LeadIn(lead_id=2, created_at=datetime(2026, 5, 1), attributes={"industri": "x", "industry": "software"})
+    assert "attribute 'industri' is not a model feature; ignored" in check_leads([given], as_of, core.spec)[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -86,6 +86,8 @@ class FlatSummary:
     positive_rate: float
     features_by_family: dict[str, int]
     score_columns: list[str]
+    numeric_features: list[str] = field(default_factory=list)
+    categorical_features: list[str] = field(default_factory=list)
 
     def as_rows(self) -> list[tuple[str, str]]:
         families = ", ".join(f"{k}: {v}" for k, v in sorted(self.features_by_family.items()))
@@ -93,6 +95,8 @@ class FlatSummary:
             ("leads", f"{self.leads:,}"),
             ("positives", f"{self.positives:,} ({self.positive_rate:.2%})"),
             ("features by family", families),
+            ("numeric features", ", ".join(self.numeric_features) or "none"),
+            ("categorical features", ", ".join(self.categorical_features) or "none"),
             ("existing score columns", ", ".join(self.score_columns) or "none"),
         ]
 
@@ -110,6 +114,8 @@ def summarize_flat(flat: FlatData) -> FlatSummary:
         positive_rate=float(labels.mean()) if len(labels) else 0.0,
         features_by_family=by_family,
         score_columns=list(flat.score_columns),
+        numeric_features=list(flat.numeric_features),
+        categorical_features=list(flat.categorical_features),
     )
 
 

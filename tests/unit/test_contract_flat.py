@@ -169,3 +169,14 @@ def test_a_misspelt_column_name_is_refused_with_the_closest_header_name() -> Non
     with pytest.raises(ContractError) as error:
         validate_flat(raw_flat(), flat_config(ignore=["Zzzzzz"]))
     assert "flat.Zzzzzz: missing_column: 0 rows (declared column not found)" in str(error.value)
+
+
+def test_the_flat_summary_lists_the_numeric_and_categorical_features() -> None:
+    """`leadscore validate` on X Education printed only "features by family: engagement: 5, fit: 20": which
+    columns were read as numbers (a stray text value makes one categorical) could not be seen."""
+    from features.summary import summarize_flat
+
+    data, _ = validate_flat(raw_flat(), flat_config())
+    rows = dict(summarize_flat(data).as_rows())
+    assert rows["numeric features"] == "Visits, Minutes"
+    assert rows["categorical features"] == "Industry, LastStep"

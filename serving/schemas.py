@@ -376,6 +376,7 @@ def check_leads(
     return out
 
 
+DATETIME_EXPECTED = "expected ISO 8601, such as 2026-01-31 or 2026-01-31T09:00:00Z"
 _UNION_MEMBER = re.compile(r"^(constrained-)?(int|float|str|bool|bytes|dict|list|none|datetime|date)$|^function-")
 
 
@@ -393,8 +394,10 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
         loc = tuple(str(part) for part in item["loc"])
         member = len(loc) > 1 and _UNION_MEMBER.match(loc[-1]) is not None
         key = loc[:-1] if member else loc
-        grouped.setdefault(key, []).append(f"{clipped(loc[-1])}: {item.get('msg', 'invalid')}" if member
-                                           else str(item.get("msg", "invalid")))
+        message = str(item.get("msg", "invalid"))
+        if str(item.get("type", "")).startswith(("datetime_", "date_")):  # "01-02-2018" (day first) said nothing
+            message += f" ({DATETIME_EXPECTED})"                          # of the format to send
+        grouped.setdefault(key, []).append(f"{clipped(loc[-1])}: {message}" if member else message)
     messages, first = [], None
     for parts, texts in grouped.items():
         loc = list(parts)

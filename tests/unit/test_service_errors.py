@@ -110,3 +110,23 @@ def test_an_offset_beyond_the_calendar_is_a_validation_error() -> None:
         locations = {tuple(e["loc"]) for e in refused.value.errors()}
         assert locations == {("leads", 0, "created_at"), ("leads", 0, "events", 0, "occurred_at"), ("as_of",)}
         assert all("outside [1970-01-01, 2200-01-01)" in e["msg"] for e in refused.value.errors())
+
+
+def test_a_date_in_another_format_is_answered_with_the_format_expected() -> None:
+    """Olist's first_contact_date is written 01-02-2018 (day first): sent as created_at it got "Input should be a
+    valid datetime or date, invalid character in year", which says nothing of the format to send."""
+    import pytest
+    from pydantic import ValidationError
+
+    from serving.schemas import ScoreRequest
+
+    request = {"leads": [{"lead_id": "a", "created_at": "01-02-2018",
+                          "events": [{"occurred_at": "2018-02-30", "event_type": "email_open"}]}],
+               "as_of": "2018-13-01"}
+    with pytest.raises(ValidationError) as error:
+        ScoreRequest.model_validate(request)
+    body = validation_error_response(error.value.errors(include_url=False), request)
+    assert body is not None
+    hint = "expected ISO 8601, such as 2026-01-31 or 2026-01-31T09:00:00Z"
+    assert len(body["errors"]) == 3 and all(hint in message for message in body["errors"]), body["errors"]
+    assert body["errors"][0].startswith("lead 0 (lead_id 'a'): created_at: Input should be a valid datetime")

@@ -79,18 +79,20 @@ class TrainingSet:
         return self.frame[self.spec.columns_]
 
     def summary(self) -> dict[str, Any]:
-        """Counts for the CLI: snapshots, rows, positives, censored, features per family."""
+        """Counts for the CLI: snapshots (as-of dates and censored rows: CRM mode only; a flat export has
+        neither), rows, positives, features per family."""
         label = self.frame[LABEL]
         out: dict[str, Any] = {
-            "snapshots": 0 if self.as_of_dates is None else len(self.as_of_dates),
             "rows": len(self.frame),
             "leads": int(self.frame[LEAD_ID].nunique()),
             "positives": int((label == 1).sum()),
             "negatives": int((label == 0).sum()),
-            "censored": int(self.frame[CENSORED].sum()) if CENSORED in self.frame else 0,
             "features": len(self.spec.columns_),
             "features_by_family": {f: len(self.spec.columns_of(f)) for f in FAMILIES},
         }
+        if self.as_of_dates is not None:
+            out["snapshots"] = len(self.as_of_dates)
+            out["censored"] = int(self.frame[CENSORED].sum()) if CENSORED in self.frame else 0
         if self.data_end is not None:
             out["data_end"] = self.data_end.isoformat()
         if self.as_of_dates is not None and len(self.as_of_dates):

@@ -304,20 +304,22 @@ def build_features(project: ProjectConfig, data: CRMData | FlatData, out: Path,
 
 
 def _print_training_set_summary(summary: dict) -> None:
+    """The training set's counts; the snapshot lines (as-of dates, censored rows, as-of range) only for
+    snapshots (a flat export has one row per lead and no as-of date)."""
     families = summary.get("features_by_family", {})
-    print_pairs(
-        "training set",
-        [
-            ("snapshots (as-of dates)", str(summary.get("snapshots", 0))),
-            ("rows", f"{summary['rows']:,}"),
-            ("leads", f"{summary['leads']:,}"),
-            ("positives", f"{summary['positives']:,}"),
-            ("negatives", f"{summary['negatives']:,}"),
-            ("censored", f"{summary['censored']:,}"),
-            ("features", f"{summary['features']} ({', '.join(f'{k}: {v}' for k, v in families.items())})"),
-            ("as-of range", f"{summary.get('first_as_of', 'n/a')} .. {summary.get('last_as_of', 'n/a')}"),
-        ],
-    )
+    snapshots = "snapshots" in summary
+    rows = [
+        *([("snapshots (as-of dates)", str(summary["snapshots"]))] if snapshots else []),
+        ("rows", f"{summary['rows']:,}" + ("" if snapshots else " (one per lead, flat export)")),
+        ("leads", f"{summary['leads']:,}"),
+        ("positives", f"{summary['positives']:,}"),
+        ("negatives", f"{summary['negatives']:,}"),
+        *([("censored", f"{summary['censored']:,}")] if snapshots else []),
+        ("features", f"{summary['features']} ({', '.join(f'{k}: {v}' for k, v in families.items())})"),
+        *([("as-of range", f"{summary.get('first_as_of', 'n/a')} .. {summary.get('last_as_of', 'n/a')}")]
+          if snapshots else []),
+    ]
+    print_pairs("training set", rows)
 
 
 @app.command(short_help="End to end on the embedded defaults: synthetic CRM, validate, features, train both "

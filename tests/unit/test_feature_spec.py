@@ -216,3 +216,18 @@ def test_a_misspelt_event_weight_is_refused_a_conventional_absent_type_is_not() 
         FeatureSpec(FeatureConfig(event_weights={"demo_requets": 5.0})).fit(crm)
     assert "webinar" not in set(crm.events["event_type"])  # conventional but absent here: accepted
     FeatureSpec(FeatureConfig(event_weights={"webinar": 3.0, "demo_request": 5.0})).fit(crm)
+
+
+def test_flat_training_set_summary_has_no_snapshot_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """`features build` on a flat export printed "snapshots (as-of dates) 0", "censored 0" and "as-of range
+    n/a .. n/a": lines about snapshots a flat export does not have."""
+    from leadscore.cli import _print_training_set_summary
+
+    summary = build_flat_training_set(flat_data()).summary()
+    assert "snapshots" not in summary and "censored" not in summary and summary["rows"] == 4
+    _print_training_set_summary(summary)
+    printed = capsys.readouterr().out
+    assert "rows" in printed and "one per lead" in printed
+    assert "snapshot" not in printed and "as-of" not in printed and "censored" not in printed
+    crm = build_training_set(random_crm(0, n_leads=30)).summary()
+    assert crm["snapshots"] > 0 and "censored" in crm and "first_as_of" in crm

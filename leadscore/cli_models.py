@@ -128,7 +128,11 @@ def versions_view(frame: pd.DataFrame) -> pd.DataFrame:
     kept = [c for c in VERSION_METRICS if c in frame.columns and frame[c].astype(str).str.strip().ne("").any()]
     view = pd.DataFrame({"version": frame["version"].astype(str), "aliases": frame["aliases"].replace("", "-")})
     view["trained (UTC)"] = frame["trained_at"].map(lambda t: str(t)[:16].replace("T", " ") or "-")
-    view["evaluated on"] = frame["eval_as_of"].map(lambda t: " to ".join(d for d in str(t).split("..") if d) or "-")
+    dates = frame["eval_as_of"].map(lambda t: " to ".join(d for d in str(t).split("..") if d))
+    rows = to_numbers(frame.get("eval_rows", pd.Series("", index=frame.index)), errors="coerce")
+    # a flat export's rows have no as-of date (out-of-fold or created_at order): their count says what was used
+    view["evaluated on"] = [d or (f"{int(n):,} rows (no as-of dates)" if pd.notna(n) else "-")
+                            for d, n in zip(dates, rows, strict=True)]
     for col in kept:
         if col == "leakage_flagged":
             view["leakage flagged"] = frame[col].map({"true": "yes", "false": "no"}).fillna("-")

@@ -64,6 +64,13 @@ def test_versions_view_formats_numbers_and_keeps_only_the_kinds_columns() -> Non
     assert ttc["ibs"].tolist() == ["0.0120", "0.0119"]
 
 
+def test_versions_view_says_how_many_rows_a_flat_model_was_evaluated_on() -> None:
+    """A flat export's model has no as-of dates: `models list` showed "-" under "evaluated on", as if it had
+    never been evaluated."""
+    flat = versions_view(_versions(eval_as_of=["..", ".."], eval_rows=["9237", ""], roc_auc=["0.87", "0.86"]))
+    assert flat["evaluated on"].tolist() == ["9,237 rows (no as-of dates)", "-"]
+
+
 def test_models_export_help_says_where_another_alias_goes() -> None:
     """`--alias challenger` writes <out>/<name>@challenger/ (never over the deployed champion): the help said
     every export went to <out>/<model name>/."""

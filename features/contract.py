@@ -100,6 +100,8 @@ EMPTY_TABLE = "empty_table"
 NON_BINARY_LABEL = "non_binary_label"
 LEAD_QUARANTINED = "lead_quarantined"
 OUTCOME_QUARANTINED = "outcome_quarantined"
+# what a cascaded rule means, in the validation summary
+CASCADE_WORDS = {LEAD_QUARANTINED: "quarantined lead", OUTCOME_QUARANTINED: "quarantined outcome"}
 
 STRICT = "strict"
 QUARANTINE = "quarantine"
@@ -629,7 +631,8 @@ class ValidationReport:
             lines.append(line)
         lines += [f"  - {v.message}" for v in self.violations]
         for table, by_rule in self.cascaded.items():
-            lines += [f"  - {table}: {rule}: {n} rows" for rule, n in by_rule.items() if n]
+            lines += [f"  - {table}: {n:,} {'row' if n == 1 else 'rows'} set aside with {'its' if n == 1 else 'their'} "
+                      f"{CASCADE_WORDS.get(rule, rule)} ({rule})" for rule, n in by_rule.items() if n]
         lines += [f"  {table}: ignored columns: {', '.join(columns)}"
                   for table, columns in self.ignored_columns.items() if columns]
         lines += [f"  note: {note}" for note in self.notes]

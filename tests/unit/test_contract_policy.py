@@ -123,7 +123,10 @@ def test_quarantine_moves_rows_with_reasons_and_cascades(tmp_path: Path, fmt: st
     assert counts[("events", "unknown_lead", "lead_id")] == 1
     assert {"table": "events", "rule": "lead_quarantined", "column": "lead_id", "n_rows": 3} in report.as_dict()["counts"]
     summary = report.summary()
-    assert "events: 8 in, 3 kept, 5 quarantined" in summary and "lead_quarantined: 3 rows" in summary
+    assert "events: 8 in, 3 kept, 5 quarantined" in summary
+    # it read "events: lead_quarantined: 3 rows" and "leads: outcome_quarantined: 1 rows"
+    assert "events: 3 rows set aside with their quarantined lead (lead_quarantined)" in summary
+    assert "leads: 1 row set aside with its quarantined outcome (outcome_quarantined)" in summary
 
 
 def test_row_with_two_problems_lists_both_reasons(tmp_path: Path) -> None:

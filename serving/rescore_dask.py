@@ -11,6 +11,7 @@ flight, so the driver holds a bounded number of results.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,11 @@ class DaskExecutor:
         if not partitions:
             return
         data = data.resolve_paths(Path.cwd())  # workers started in other folders read the same SQLite file
-        parts = self.client.scatter([core.parts()], broadcast=True)[0]  # one future (a dict would scatter per key)
+        # one future (a dict would scatter per key), under a key of its own: with the content hash as its key, a
+        # resumed run right after a failed one scattered the same key the scheduler was still releasing, and its
+        # tasks were cancelled for "lost dependencies" (dask/distributed#8576)
+        parts = self.client.scatter([core.parts()], broadcast=True, hash=False)[0]
+        attempt = uuid.uuid4().hex[:8]  # task keys of their own too: a resumed run's may not meet the failed run's
         todo = list(partitions)
         running = as_completed()
         indices: dict[Any, int] = {}  # partition index of each task's key
@@ -82,7 +87,7 @@ class DaskExecutor:
         def submit() -> None:
             partition = todo.pop(0)
             future = self.client.submit(_score_on_worker, data, parts, partition, run,
-                                        key=f"rescore-{run.run_id}-{partition.index}", pure=False)
+                                        key=f"rescore-{run.run_id}-{partition.index}-{attempt}", pure=False)
             indices[future.key] = partition.index
             running.add(future)
 

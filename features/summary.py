@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,6 +11,16 @@ import pandas as pd
 from features.schema import CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData, FlatData
 
 SECONDS_PER_DAY = 86_400.0
+TEXT_WIDTH = 100  # characters per line of :func:`rows_text`
+
+
+def rows_text(rows: list[tuple[str, str]], width: int = TEXT_WIDTH) -> str:
+    """(label, value) rows as aligned lines, long values wrapped under their value (never cut short, as a
+    table cell is in a notebook)."""
+    pad = max((len(label) for label, _ in rows), default=0) + 2
+    return "\n".join(textwrap.fill(value, width=max(width, pad + 20), initial_indent=f"{label}:".ljust(pad),
+                                    subsequent_indent=" " * pad, break_long_words=False, break_on_hyphens=False)
+                      for label, value in rows)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,10 @@ class CRMSummary:
             ("history", f"{_day(self.first_created)} .. {_day(self.last_activity)}"),
             ("attributes", ", ".join(f"{k} ({v})" for k, v in self.attributes.items()) or "none"),
         ]
+
+    def to_text(self) -> str:
+        """The rows as text (:func:`rows_text`)."""
+        return rows_text(self.as_rows())
 
 
 def _day(value: pd.Timestamp | None) -> str:
@@ -99,6 +114,10 @@ class FlatSummary:
             ("categorical features", ", ".join(self.categorical_features) or "none"),
             ("existing score columns", ", ".join(self.score_columns) or "none"),
         ]
+
+    def to_text(self) -> str:
+        """The rows as text (:func:`rows_text`)."""
+        return rows_text(self.as_rows())
 
 
 def summarize_flat(flat: FlatData) -> FlatSummary:

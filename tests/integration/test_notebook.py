@@ -64,6 +64,8 @@ def test_retrain_notebook_runs_and_promotes_from_the_notebooks_folder(tmp_path: 
     assert "registered version 1" in text and "PROMOTED" in text
     assert _images(notebook) >= 5
     assert (config.parent / "mlflow.db").is_file()
+    # the data summary whole (pandas cut long cells at 50 characters: the attribute list ended in '...')
+    assert "employees (numeric), annual_revenue (numeric)" in " ".join(text.split()), text  # wrapped lines
     # the promotion table once (explain() holds it); none of MLflow's routine lines or download bars
     promotion = [cell for cell in notebook.cells if "promote_challenger(target)" in cell.source]
     assert _text(promotion).count("challenger v1") == 1, _text(promotion)

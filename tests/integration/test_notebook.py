@@ -47,6 +47,13 @@ def _text(cells: list) -> str:
     )
 
 
+def _scorer_columns(notebook: nbformat.NotebookNode, call: str, scorer: str) -> bool:
+    """Whether the comparison shown by the cell that calls ``call`` has one column per scorer (a header line
+    ``scorer  <scorer> ...``), not one per metric (19 of them, wrapped in blocks)."""
+    text = _text([cell for cell in notebook.cells if call in cell.source])
+    return any(line.startswith("scorer") and scorer in line for line in text.splitlines())
+
+
 def test_retrain_notebook_runs_and_promotes_from_the_notebooks_folder(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """As Jupyter opens it (kernel in notebooks/), on the project `make demo` writes (.demo/leadscore.yaml
@@ -64,6 +71,7 @@ def test_retrain_notebook_runs_and_promotes_from_the_notebooks_folder(tmp_path: 
     assert "registered version 1" in text and "PROMOTED" in text
     assert _images(notebook) >= 5
     assert (config.parent / "mlflow.db").is_file()
+    assert _scorer_columns(notebook, "fit_training_set(", "lightgbm (calibrated)")
     # the data summary whole (pandas cut long cells at 50 characters: the attribute list ended in '...')
     assert "employees (numeric), annual_revenue (numeric)" in " ".join(text.split()), text  # wrapped lines
     # the promotion table once (explain() holds it); none of MLflow's routine lines or download bars
@@ -118,6 +126,7 @@ def test_time_to_close_notebook_trains_promotes_forecasts_and_backtests(tmp_path
     assert "Revenue forecast of" in text and "as of 2026-06-30" in text, text
     # the default backtest: six whole months before the data's end (the synthetic CRM ends 2026-06-30)
     assert "Forecast backtest as of 2026-01-01" in text and "observed months" in text, text
+    assert _scorer_columns(notebook, "fit_time_to_close(", "lightgbm hazard")
     assert _images(notebook) >= 6  # four time-to-close figures, the forecast, the backtest
     for noise in ("Passing a Python object as `python_model`", "IProgress not found"):
         assert noise not in text, noise

@@ -228,6 +228,21 @@ class ClosingCore:
         stacked[:, p] = np.tile(self.period_values, n)
         return self.predictor.margin(stacked).reshape(n, bins)[:, self.period_bin]
 
+    def close_curve(
+        self, matrix: np.ndarray, days: np.ndarray, probability: np.ndarray | None = None,
+        horizon_days: float | None = None,
+    ) -> np.ndarray:
+        """P(closed by day t) (n, len(days)), days within the hazard model's horizon: the curve whose points
+        :meth:`summary` serves (rescaled to the sales-readiness ``probability`` at ``horizon_days`` when given)."""
+        hazards = self.hazards(matrix)
+        days = np.asarray(days, dtype=np.float64)
+        closes = cumulative_close(hazards, self.period_days, days)
+        if probability is None or not horizon_days:
+            return closes
+        p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+        at_h = cumulative_close(hazards, self.period_days, np.array([float(horizon_days)]))[:, 0]
+        return combine_close_curves(closes, at_h, p, days, float(horizon_days))
+
     def summary(
         self, matrix: np.ndarray, probability: np.ndarray | None = None, horizon_days: float | None = None
     ) -> dict[str, np.ndarray]:

@@ -74,6 +74,10 @@ def test_retrain_notebook_runs_and_promotes_from_the_notebooks_folder(tmp_path: 
     assert _scorer_columns(notebook, "fit_training_set(", "lightgbm (calibrated)")
     # the data summary whole (pandas cut long cells at 50 characters: the attribute list ended in '...')
     assert "employees (numeric), annual_revenue (numeric)" in " ".join(text.split()), text  # wrapped lines
+    # a lead inspected by the registered models before the promotion: here only the new challenger
+    inspection = _text([cell for cell in notebook.cells if "inspect_lead(" in cell.source])
+    assert "challenger v1" in inspection and "reason 1" in inspection and "score" in inspection, inspection
+    assert "..." not in inspection, inspection  # the reasons' labels whole
     # the promotion table once (explain() holds it); none of MLflow's routine lines or download bars
     promotion = [cell for cell in notebook.cells if "promote_challenger(target)" in cell.source]
     assert _text(promotion).count("challenger v1") == 1, _text(promotion)
@@ -126,8 +130,11 @@ def test_time_to_close_notebook_trains_promotes_forecasts_and_backtests(tmp_path
     assert "Revenue forecast of" in text and "as of 2026-06-30" in text, text
     # the default backtest: six whole months before the data's end (the synthetic CRM ends 2026-06-30)
     assert "Forecast backtest as of 2026-01-01" in text and "observed months" in text, text
+    # four time-to-close figures, a lead's survival curve, the forecast, the backtest
+    assert _images(notebook) >= 7
+    inspection = _text([cell for cell in notebook.cells if "inspect_lead(" in cell.source])
+    assert "champion v1" in inspection and "P(close within 30 d)" in inspection, inspection
     assert _scorer_columns(notebook, "fit_time_to_close(", "lightgbm hazard")
-    assert _images(notebook) >= 6  # four time-to-close figures, the forecast, the backtest
     for noise in ("Passing a Python object as `python_model`", "IProgress not found"):
         assert noise not in text, noise
 

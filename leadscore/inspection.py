@@ -33,7 +33,8 @@ class LeadInspection:
     def to_text(self) -> str:
         """The table with every cell whole (a notebook's table cuts a cell past 50 characters, as it did the
         reasons' feature labels)."""
-        return self.table.to_string(max_colwidth=None)
+        table = self.table.rename_axis(columns=None)  # the lead on a line of its own, not widening the labels
+        return f"{self.table.columns.name}\n{table.to_string(max_colwidth=None)}"
 
 
 def registered_cores(tracking_uri: str, aliases: Sequence[str] = ("champion", "challenger"),

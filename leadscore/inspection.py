@@ -33,6 +33,8 @@ class LeadInspection:
     def to_text(self) -> str:
         """The table with every cell whole (a notebook's table cuts a cell past 50 characters, as it did the
         reasons' feature labels)."""
+        if self.table.empty:
+            return f"{self.table.columns.name}: no registered model to score it with"
         table = self.table.rename_axis(columns=None)  # the lead on a line of its own, not widening the labels
         return f"{self.table.columns.name}\n{table.to_string(max_colwidth=None)}"
 
@@ -41,15 +43,13 @@ def registered_cores(tracking_uri: str, aliases: Sequence[str] = ("champion", "c
                      name: str = DEFAULT_MODEL_NAME, closing_name: str = DEFAULT_TIME_TO_CLOSE_NAME,
                      top_k: int = 3) -> dict[str, ScoringCore]:
     """``"<alias> v<version>"`` -> the scoring core of each alias set on the registered model ``name`` (with the
-    time-to-close model at the same alias when one is), as the endpoint loads it; aliases not set are left out."""
+    time-to-close model at the same alias when one is), as the endpoint loads it; aliases not set are left out
+    (none when ``name`` is not registered: a first registration refused by strict leakage mode)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        set_aliases = client.get_registered_model(name).aliases
-    except MlflowException as exc:
-        raise LookupError(f"no registered model {name!r} in {tracking_uri}: train one first") from exc
+    found = client.search_registered_models(filter_string=f"name = '{name}'")
+    set_aliases = found[0].aliases if found else {}
     config = ScoringConfig(top_k=top_k)
     cores = {}
     for alias in aliases:
@@ -87,8 +87,6 @@ def inspect_lead(cores: Mapping[str, ScoringCore], snapshot: pd.DataFrame) -> Le
     """Score the one-row ``snapshot`` (:func:`lead_snapshot`) with each core of ``cores`` (label -> core)."""
     if len(snapshot) != 1:
         raise ValueError(f"inspect_lead takes one lead's snapshot (one row), got {len(snapshot)} rows")
-    if not cores:
-        raise ValueError("no model to score the lead with: register a model first")
     lead_id = snapshot[LEAD_ID].iloc[0]
     as_of = snapshot[AS_OF].iloc[0] if AS_OF in snapshot.columns else None
     columns: dict[str, dict[str, Any]] = {}

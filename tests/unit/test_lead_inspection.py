@@ -114,5 +114,13 @@ def test_the_snapshot_of_a_lead(champion) -> None:
 def test_one_lead_at_a_time(cores, champion) -> None:
     with pytest.raises(ValueError, match="one lead's snapshot \\(one row\\), got 2 rows"):
         inspect_lead(cores, champion.training_set.frame.head(2))
-    with pytest.raises(ValueError, match="no model to score the lead with"):
-        inspect_lead({}, champion.training_set.frame.head(1))
+
+
+def test_no_registered_model_says_so(champion) -> None:
+    """Nothing registered (a first registration refused by strict leakage mode): a line, no traceback."""
+    snapshot = champion.training_set.frame.head(1)
+    inspection = inspect_lead({}, snapshot)
+    assert inspection.figure is None and inspection.table.empty
+    lead = snapshot["lead_id"].iloc[0]
+    assert inspection.to_text() == (f"lead {lead} as of {snapshot[AS_OF].iloc[0]:%Y-%m-%d}: no registered model "
+                                    "to score it with")

@@ -15,7 +15,7 @@ from features.build import TrainingSet
 from features.schema import LEAD_ID
 from features.snapshots import AS_OF
 from serving.closing import SERVED_HORIZONS, p_close_field
-from serving.core import ModelInfo, ScoringConfig, ScoringCore
+from serving.core import ScoringConfig, ScoringCore
 from serving.loader import DEFAULT_MODEL_NAME, DEFAULT_TIME_TO_CLOSE_NAME, load_registered
 from training.survival_plots import sample_curve_label, survival_curves_figure
 
@@ -35,8 +35,18 @@ class LeadInspection:
         reasons' feature labels)."""
         if self.table.empty:
             return f"{self.table.columns.name}: no registered model to score it with"
-        table = self.table.rename_axis(columns=None)  # the lead on a line of its own, not widening the labels
-        return f"{self.table.columns.name}\n{table.to_string(max_colwidth=None)}"
+        # the lead on a line of its own (not widening the labels), then left-aligned columns: the reasons are text
+        cells = self.table.astype(str)
+        label_width = max(len(str(label)) for label in cells.index)
+        widths = {c: max(len(str(c)), int(cells[c].str.len().max())) for c in cells.columns}
+
+        def line(label: str, values: list[str]) -> str:
+            return "  ".join([label.ljust(label_width), *(v.ljust(widths[c]) for c, v in zip(cells.columns, values,
+                                                                                                strict=True))]).rstrip()
+
+        rows = [line("", [str(c) for c in cells.columns])]
+        rows += [line(str(label), list(values)) for label, values in zip(cells.index, cells.to_numpy(), strict=True)]
+        return "\n".join([str(self.table.columns.name), *rows])
 
 
 def registered_cores(tracking_uri: str, aliases: Sequence[str] = ("champion", "challenger"),
@@ -90,7 +100,7 @@ def inspect_lead(cores: Mapping[str, ScoringCore], snapshot: pd.DataFrame) -> Le
     lead_id = snapshot[LEAD_ID].iloc[0]
     as_of = snapshot[AS_OF].iloc[0] if AS_OF in snapshot.columns else None
     columns: dict[str, dict[str, Any]] = {}
-    curves, labels, days = [], [], None
+    curves, labels = [], []
     for label, core in cores.items():
         matrix = core.spec.to_matrix(snapshot)
         batch = core.score_matrix(np.array([lead_id]), matrix)
@@ -115,7 +125,7 @@ def inspect_lead(cores: Mapping[str, ScoringCore], snapshot: pd.DataFrame) -> Le
         for slot, reason in enumerate(record["reasons"], start=1):
             column[f"reason {slot}"] = _reason_text(reason)
         columns[label] = column
-    table = pd.DataFrame(columns)
+    table = pd.DataFrame(columns).fillna("-")  # "-": that model has no time-to-close model
     table.columns.name = f"lead {lead_id}" + ("" if as_of is None else f" as of {pd.Timestamp(as_of):%Y-%m-%d}")
     figure = None
     if curves:
@@ -129,4 +139,4 @@ def inspect_lead(cores: Mapping[str, ScoringCore], snapshot: pd.DataFrame) -> Le
     return LeadInspection(table, figure)
 
 
-__all__ = ["LeadInspection", "ModelInfo", "inspect_lead", "lead_snapshot", "registered_cores"]
+__all__ = ["LeadInspection", "inspect_lead", "lead_snapshot", "registered_cores"]

@@ -68,7 +68,7 @@ def test_a_lead_by_champion_and_challenger(champion, cores, snapshot) -> None:
     assert table.loc["reason 1", "challenger v2"].endswith(f"({top['impact']:+.1f})")
     # time to close only where a time-to-close model is served
     assert table.loc["P(close within 90 d)", "champion v1"] == f"{expected.probability[0]:.1%}"
-    assert pd.isna(table.loc["P(close within 90 d)", "challenger v2"])
+    assert table.loc["P(close within 90 d)", "challenger v2"] == "-"
     # one curve: the champion's, from 1 at day 0, at 1 - P(close within 90 d) on day 90
     (ax,) = inspection.figure.axes
     (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("champion v1 + time to close v4: ")]
@@ -91,6 +91,9 @@ def test_the_text_holds_every_cell_whole(champion, snapshot) -> None:
     lines = text.splitlines()
     assert lines[0] == inspection.table.columns.name
     assert lines[1].split() == ["champion", "v1"]  # the header: the lead's name does not widen the row labels
+    # left-aligned: every value starts in the column of the header's model name (the reasons are text)
+    start = lines[1].index("champion v1")
+    assert all(line[start - 2:start] == "  " and line[start] != " " for line in lines[2:]), text
 
 
 def test_without_a_time_to_close_model_there_is_no_figure(cores, snapshot) -> None:

@@ -65,6 +65,18 @@ def fast_read(
     return None
 
 
+def range_clause(column: sa.Column, dialect: str, start: Any, stop: Any) -> list[sa.ColumnElement[bool]]:
+    """The conditions of a half-open lead-id range ``[start, stop)``. Text bounds compare bytewise (the order
+    of Python's str, which the ranges were cut in): ``COLLATE "C"`` on PostgreSQL (its default collation
+    follows the locale: 'B2' between 'a10' and 'b1'), ``BINARY`` on SQLite; a text ``stop`` None: no end."""
+    if isinstance(start, str):
+        key = column.collate("C" if dialect == "postgresql" else "BINARY") if dialect in ("postgresql", "sqlite") \
+            else column
+        return [key >= start] if stop is None else [key >= start, key < stop]
+    key = range_key(column, dialect, start)
+    return [key >= start, key < stop]
+
+
 def range_key(column: sa.Column, dialect: str, bound: Any) -> sa.ColumnElement[Any]:
     """What a lead-id range compares: the column itself, or, for a numeric range on a text column, its
     value as a number (compared as text, '10' sorts before '5' and a partition would read other leads'
@@ -245,8 +257,7 @@ def _postgres_read(
     query = sa.select(*aggregates).select_from(table)
     if lead_id_range is not None:
         start, stop = lead_id_range
-        key = range_key(table.c[lead_id_column], engine.dialect.name, start)
-        query = query.where(key >= start, key < stop)
+        query = query.where(*range_clause(table.c[lead_id_column], engine.dialect.name, start, stop))
     compiled = query.compile(dialect=engine.dialect)
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection  # type: ignore[union-attr]

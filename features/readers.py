@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from features import sqlite_arrow
 from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
-from features.fast_sql import fast_read, range_key
+from features.fast_sql import fast_read, range_clause
 from features.schema import (
     EVENTS,
     EXACT_FLOAT_INTS,
@@ -84,6 +84,11 @@ class LeadSubset:
             return id_keys(ids).isin(set(id_keys(pd.Series(list(self.lead_ids), dtype=object)).dropna()))
         if self.lead_id_range is not None:
             start, stop = self.lead_id_range
+            if isinstance(start, str):  # text ids: their bytewise order (Python's str order), stop None: no end
+                keys = ids.where(ids.isna() | ids.map(lambda v: isinstance(v, str)), id_keys(ids))
+                inside = keys.notna() & keys.map(lambda v: isinstance(v, str) and v >= start
+                                                 and (stop is None or v < stop))
+                return inside.astype(bool)
             if not pd.api.types.is_integer_dtype(ids.dtype) and isinstance(start, int | float):
                 # exact integers (nullable), not floats: a 19-digit id must stay in its range; text that is
                 # no number counts as 0 (as the SQL readers compare it): one partition reads it, and reports it
@@ -390,8 +395,8 @@ def read_parquet_table(
         if subset.lead_ids is not None and all(isinstance(i, int) for i in subset.lead_ids) == numeric_ids:
             filters = [(lead_id_column, "in", list(subset.lead_ids))]
         elif subset.lead_id_range is not None and numeric_ids == isinstance(subset.lead_id_range[0], int | float):
-            start, stop = subset.lead_id_range
-            filters = [(lead_id_column, ">=", start), (lead_id_column, "<", stop)]
+            start, stop = subset.lead_id_range  # text: Arrow compares bytewise, stop None: no end
+            filters = [(lead_id_column, ">=", start), *([] if stop is None else [(lead_id_column, "<", stop)])]
         else:  # ids stored as text, wanted as numbers (or the reverse): matched as the other readers do
             masked = True
     table = pq.read_table(path, columns=usecols, filters=filters)
@@ -526,8 +531,7 @@ class SqlDatabase:
                 ]
             else:
                 start, stop = subset.lead_id_range  # type: ignore[misc]
-                key = range_key(id_col, self.engine.dialect.name, start)
-                statements = [base.where(key >= start, key < stop)]
+                statements = [base.where(*range_clause(id_col, self.engine.dialect.name, start, stop))]
         return reflected, selected, statements
 
     def iter_chunks(self, name: str, *, columns: Sequence[str] | None = None, lead_id_column: str = LEAD_ID,
@@ -798,8 +802,10 @@ def read_flat(
                      key="data.source.path")
 
 
-def read_lead_ids(data: DataConfig) -> np.ndarray:
-    """Sorted distinct lead ids of the leads table (int64); string ids are refused with a clear error."""
+def read_lead_ids(data: DataConfig, text_ids: bool = False) -> np.ndarray:
+    """Sorted distinct lead ids of the leads table (int64); string ids are refused with a clear error, or
+    (``text_ids``) returned as a sorted object array of ``str`` (Python's order of str: the bytewise order of
+    their UTF-8, the order :func:`features.fast_sql.range_clause` compares text ranges in)."""
     source = data.source
     column = data.columns.source_name(LEADS, LEAD_ID)
     location = source.location(LEADS)
@@ -821,6 +827,8 @@ def read_lead_ids(data: DataConfig) -> np.ndarray:
         values = to_numbers(values[~text])  # so are text ids in a numeric column (no id range holds them)
     if source.kind == "csv" and len(values):
         values = csv_lead_ids(values)  # typed once, without the markers
+    if text_ids and not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
+        return np.array(sorted(set(map(str, values.tolist()))), dtype=object)
     if not pd.api.types.is_numeric_dtype(values.dtype) and len(values):
         numbers = to_numbers(values, errors="coerce")
         padded = values.astype(str).str.match(_ZERO_PADDED)
@@ -866,7 +874,7 @@ def _text_in_numeric_id_clause(id_col: sa.Column, dialect: str, markers: Sequenc
         return None
     affinity = sqlite_arrow.type_affinity(id_col.info.get(sqlite_arrow.DECLARED_TYPE))
     if affinity not in ("INTEGER", "REAL", "NUMERIC"):
-        return None  # text columns: range_key compares their value as a number
+        return None  # text columns: range_clause compares their value as a number
     text = sa.func.typeof(id_col).in_(["text", "blob"])
     return sa.and_(text, id_col.not_in(list(markers))) if markers else text
 
@@ -980,8 +988,14 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
     return counts
 
 
-def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[int, int]]:
-    """Half-open ``[start, stop)`` id ranges of ``per_partition`` consecutive existing ids each, covering all."""
+def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[Any, Any]]:
+    """Half-open ``[start, stop)`` id ranges of ``per_partition`` consecutive existing ids each, covering all.
+    Text ids (an object array of str, :func:`read_lead_ids` with ``text_ids``): ranges of the bytewise order,
+    the last one open-ended (``stop`` None: no text sorts after every other)."""
+    if lead_ids.dtype == object and len(lead_ids) and isinstance(lead_ids[0], str):
+        texts = sorted(set(lead_ids.tolist()))
+        starts = texts[::per_partition]
+        return list(zip(starts, [*starts[1:], None], strict=True))
     ids = np.unique(np.asarray(lead_ids, dtype=np.int64))
     if ids.size == 0:
         return []

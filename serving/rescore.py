@@ -4,8 +4,8 @@ A run (:func:`rescore`):
 
 1. loads the champion (the scoring core shared with the endpoint) and fixes ``as_of`` (default now,
    UTC); both are stored in ``lead_score_runs`` so a resumed run uses the same ones;
-2. splits the lead base into partitions of ``partition_leads`` consecutive lead ids (integer ids)
-   and records them, pending, in ``lead_score_run_partitions``;
+2. splits the lead base into partitions of ``partition_leads`` consecutive lead ids (integers, or text
+   in bytewise order: :func:`plan_partitions`) and records them, pending, in ``lead_score_run_partitions``;
 3. per partition (:func:`score_partition`): reads that range's leads, events and outcomes (only the
    columns the model uses: :func:`scoring_columns`) through the data contract (strict: a violation
    stops the run; quarantine: bad rows go to
@@ -40,6 +40,7 @@ scored on every core. On one process the scoring thread (features, SHAP, reasons
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -99,6 +100,7 @@ from serving.schemas import FUTURE_TOLERANCE
 from serving.score_store import (
     FAILED,
     FINISHED,
+    LEAD_SCORE_RUNS,
     LEAD_SCORES,
     RUNNING,
     SCORE_COLUMNS,
@@ -117,8 +119,10 @@ from serving.score_store import (
     load_run,
     partition_counts,
     read_run_scores,
+    schema_of,
     set_run_status,
     stored_lead_ids,
+    stored_text_ids,
     top_scores,
 )
 
@@ -278,8 +282,14 @@ def scoring_columns(spec: FeatureSpec) -> dict[str, list[str]]:
 
 
 def plan_partitions(lead_ids: np.ndarray, partition_leads: int) -> list[PartitionSpec]:
-    """Half-open id ranges of ``partition_leads`` consecutive existing ids each, covering them all."""
-    return [PartitionSpec(i, a, b) for i, (a, b) in enumerate(lead_id_ranges(lead_ids, partition_leads))]
+    """Half-open id ranges of ``partition_leads`` consecutive existing ids each, covering them all (text ids:
+    in bytewise order, the last range open-ended)."""
+    ranges = lead_id_ranges(lead_ids, partition_leads)
+    if ranges and isinstance(ranges[0][0], str):
+        n = len(lead_ids)
+        return [PartitionSpec(i, a, b, n_ids=min(partition_leads, n - i * partition_leads))
+                for i, (a, b) in enumerate(ranges)]
+    return [PartitionSpec(i, a, b) for i, (a, b) in enumerate(ranges)]
 
 
 def changed_lead_mask(crm: CRMData, since_ns: int, as_of_ns: int) -> np.ndarray:
@@ -354,7 +364,7 @@ def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: dat
     """Rows of ``lead_scores`` from a score batch (time-to-close columns NULL without that model)."""
     n = len(batch)
     return pd.DataFrame({
-        LEAD_ID: np.asarray(batch.lead_id, dtype=np.int64),
+        LEAD_ID: _lead_id_array(batch.lead_id),
         "score": batch.score.astype(np.int64),
         "probability": batch.probability,
         "grade": batch.grade,
@@ -373,6 +383,12 @@ def scores_frame(batch: ScoreBatch, as_of: datetime, run_id: str, scored_at: dat
         "as_of": pd.Timestamp(as_of),
         "run_id": run_id,
     })
+
+
+def _lead_id_array(lead_ids: Any) -> np.ndarray:
+    """Lead ids as int64, or as objects (str) when text."""
+    ids = np.asarray(lead_ids)
+    return ids.astype(object) if ids.dtype.kind in "OUS" else ids.astype(np.int64)
 
 
 @dataclass
@@ -431,12 +447,13 @@ def score_partition(
     # created by the as-of but not eligible: converted (and not recycled since); with the quarantined
     # leads their stored scores are deleted (else a converted lead keeps heading the top list)
     converted = np.setdiff1d(crm.leads[LEAD_ID].to_numpy()[created], lead_ids)
-    quarantined = np.unique(np.asarray([i for i in report.quarantined_lead_ids
-                                        if partition.start <= i < partition.stop], dtype=np.int64))
+    quarantined = np.unique(_lead_id_array([i for i in report.quarantined_lead_ids
+                                            if isinstance(i, str) == partition.text and partition.holds(i)]))
     counts = PartitionCounts(leads=n, skipped_not_created=not_created,
                              skipped_converted=n - len(lead_ids) - not_created,
                              quarantined=len(quarantined),  # a lead id given twice is one lead
-                             retired_ids=tuple(int(i) for i in np.union1d(converted, quarantined)))
+                             retired_ids=tuple(i if isinstance(i, str) else int(i)
+                                               for i in np.union1d(converted, quarantined).tolist()))
     unseen = {c: v[:UNSEEN_SHOWN] for c, v in core.spec.unseen_categories(crm.leads).items()}
     unseen_rows = unseen_values_of(crm, core.spec, lead_ids) if unseen else {}
     if unknown_types := core.spec.unseen_event_types(crm.events):
@@ -444,10 +461,10 @@ def score_partition(
     if run.changed_since is not None and len(lead_ids):
         changed_ids = crm.leads[LEAD_ID].to_numpy()[changed_lead_mask(crm, instant_ns(pd.Timestamp(run.changed_since)), as_of_ns)]
         keep = np.isin(lead_ids, changed_ids)
-        other_model = ~keep & np.isin(lead_ids, np.asarray(partition.other_model_ids, dtype=np.int64))
+        other_model = ~keep & np.isin(lead_ids, _lead_id_array(partition.other_model_ids))
         counts.model_changed = int(other_model.sum())
         keep |= other_model
-        never_scored = ~keep & ~np.isin(lead_ids, np.asarray(partition.stored_ids, dtype=np.int64))
+        never_scored = ~keep & ~np.isin(lead_ids, _lead_id_array(partition.stored_ids))
         counts.never_scored = int(never_scored.sum())
         keep |= never_scored
         counts.unchanged = int((~keep).sum())
@@ -668,7 +685,7 @@ def default_processes(config: RescoreConfig, partitions: list[PartitionSpec]) ->
     """Worker processes for a run: ``config.processes``, else one per core for a large enough run."""
     if config.processes is not None:
         return config.processes
-    leads = sum(p.stop - p.start for p in partitions)
+    leads = sum(p.span for p in partitions)
     if len(partitions) < 2 or leads < AUTO_PROCESSES_MIN_LEADS:
         return 1
     return max(1, min(os.cpu_count() or 1, len(partitions)))
@@ -685,7 +702,10 @@ def refuse_flat_model(core: ScoringCore) -> None:
         raise ValueError(FLAT_MODEL_REFUSED.format(name=core.info.name, version=core.info.version))
 
 
-def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig) -> RunRecord:
+def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: RescoreConfig,
+             text_store: bool | None = None) -> RunRecord:
+    """Record a new run and its partitions; ``text_store``: whether the score tables hold text ids (None:
+    no tables yet; they are made for the kind of the base's ids, or refused when of the other kind)."""
     as_of = naive_utc(config.as_of if config.as_of is not None else utc_now())
     changed = naive_utc(config.changed_since).to_pydatetime() if config.changed_since is not None else None
     if as_of > pd.Timestamp(utc_now()) + FUTURE_TOLERANCE:
@@ -695,10 +715,13 @@ def _new_run(engine: sa.Engine, data: DataConfig, core: ScoringCore, config: Res
     # rows without a lead id are in no id range: refused (strict) or quarantined before any partition
     set_aside = set_aside_rows_without_lead_id(data if data.quarantine_dir is None else data.model_copy(
         update={"quarantine_dir": Path(data.quarantine_dir) / f"rescore-{run_id}"}))
-    lead_ids = read_lead_ids(data)
+    lead_ids = read_lead_ids(data, text_ids=True)
     if len(lead_ids) == 0 and not set_aside.get(LEADS):  # as the whole-table load refuses it (empty_table)
         raise ContractError([ContractViolation(LEADS, LEAD_ID, EMPTY_TABLE, 0, [], "the leads table has no rows")],
                             data.source.kind)
+    text_ids = lead_ids.dtype == object
+    if text_store is None or text_store != text_ids:  # made for these ids, or refused naming table and column
+        create_score_tables(engine, text_ids=text_ids)
     run = RunRecord(
         run_id=run_id,
         status=RUNNING, as_of=as_of.to_pydatetime(), model_name=core.info.name, model_version=core.info.version,
@@ -738,7 +761,9 @@ def rescore(
     writer = _OutWriter(out)  # a bad --out fails before a run is recorded
     engine = score_engine(scores_url, score_schema(data))  # the scores beside the CRM: its db_schema
     try:
-        create_score_tables(engine)
+        text_store = stored_text_ids(engine)  # None: no score tables yet (a new run creates them for its ids)
+        if text_store is not None:
+            create_score_tables(engine, text_store)  # the columns tables of older versions lack
         if config.resume or (config.run_id is not None and _run_exists(engine, config.run_id)):
             run = load_run(engine, config.run_id)
             _refuse_stale_resume(engine, run)
@@ -750,7 +775,7 @@ def rescore(
         else:
             core = core or load_scoring_core(settings, None, config.top_k)
             refuse_flat_model(core)
-            run = _new_run(engine, data, core, config)
+            run = _new_run(engine, data, core, config, text_store)
         data = data_config_for(data, core.spec)
         pending = run.pending
         if run.changed_since is not None and pending:
@@ -762,7 +787,7 @@ def rescore(
         writer.add_committed(engine, run)  # a resumed run's earlier partitions (refused when incomplete)
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
-        committed_before = total - sum(p.stop - p.start for p in pending)
+        committed_before = total - sum(p.span for p in pending)
         if progress is not None and committed_before:
             progress(committed_before, total, -1)  # a resumed run's bar starts where the run stands
 
@@ -782,7 +807,7 @@ def rescore(
             if on_result is not None:
                 on_result(result)
             if progress is not None:
-                progress(result.partition.stop - result.partition.start, total, result.partition.index)
+                progress(result.partition.span, total, result.partition.index)
 
         committer = _Committer(commit)
         results = executor.map(data, core, run, pending)
@@ -826,8 +851,15 @@ def _with_stored_ids(engine: sa.Engine, run: RunRecord, partitions: list[Partiti
     mixes models), and so are the open leads outside the former (they were never scored). Each partition
     holds a slice (a view) of the two sorted arrays."""
     stored, other = stored_lead_ids(engine, run.model_name, run.model_version, run.time_to_close_version)
-    ranges = [[p.start, p.stop] for p in partitions]
-    stored_bounds, other_bounds = np.searchsorted(stored, ranges).tolist(), np.searchsorted(other, ranges).tolist()
+    if any(p.text for p in partitions):
+        def bounds(ids: np.ndarray) -> list[list[int]]:  # text: bytewise (str) order, the last stop None: no end
+            keys = ids.tolist()
+            return [[bisect.bisect_left(keys, p.start), len(keys) if p.stop is None else bisect.bisect_left(keys, p.stop)]
+                    for p in partitions]
+        stored_bounds, other_bounds = bounds(stored), bounds(other)
+    else:
+        ranges = [[p.start, p.stop] for p in partitions]
+        stored_bounds, other_bounds = np.searchsorted(stored, ranges).tolist(), np.searchsorted(other, ranges).tolist()
     return [dataclasses.replace(p, stored_ids=stored[a:b], other_model_ids=other[c:d])
             for p, (a, b), (c, d) in zip(partitions, stored_bounds, other_bounds, strict=True)]
 
@@ -845,6 +877,8 @@ def _latest_finished(engine: sa.Engine, after: datetime) -> Any:
 def _refuse_earlier_as_of(engine: sa.Engine, as_of: datetime) -> None:
     """``lead_scores`` holds each lead's latest score: a run at an earlier as-of than a finished one would
     put back leads that have closed since (and its scores would be refused row by row anyway)."""
+    if not sa.inspect(engine).has_table(LEAD_SCORE_RUNS, schema=schema_of(engine)):
+        return  # no score tables yet: no run
     newer = _latest_finished(engine, as_of)
     if newer is not None:
         raise ValueError(
@@ -883,7 +917,7 @@ def _run_exists(engine: sa.Engine, run_id: str) -> bool:
 
 def _total_leads(run: RunRecord) -> int:
     """Progress units: lead ids spanned by the run's partitions."""
-    return int(sum(p.stop - p.start for p in run.partitions))
+    return int(sum(p.span for p in run.partitions))
 
 
 def build_summary(engine: sa.Engine, run: RunRecord, partitions_now: int, seconds: float) -> RescoreSummary:
@@ -1017,9 +1051,11 @@ class _OutWriter:
 
     def _add(self, frame: pd.DataFrame) -> None:
         frame = frame[[LEAD_ID, *SCORE_COLUMNS]]
+        text_ids = frame[LEAD_ID].dtype == object
         if self.csv:
             first = self._tmp is None
-            frame.astype(_CSV_INTEGERS).to_csv(self._open(), mode="w" if first else "a", header=first, index=False)
+            integers = {c: kind for c, kind in _CSV_INTEGERS.items() if c != LEAD_ID or not text_ids}
+            frame.astype(integers).to_csv(self._open(), mode="w" if first else "a", header=first, index=False)
             return
         import pyarrow as pa
 
@@ -1027,8 +1063,8 @@ class _OutWriter:
         if self._writer is None:
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(tmp, out_schema())
-        self._writer.write_table(pa.Table.from_pandas(frame, schema=out_schema(), preserve_index=False))
+            self._writer = pq.ParquetWriter(tmp, out_schema(text_ids))
+        self._writer.write_table(pa.Table.from_pandas(frame, schema=out_schema(text_ids), preserve_index=False))
 
     def add_committed(self, engine: sa.Engine, run: RunRecord) -> None:
         """The rows of the partitions the run committed before this call, read back from ``lead_scores``;
@@ -1114,8 +1150,9 @@ def _process_alive(pid: int) -> bool:
 _CSV_INTEGERS = {c.name: "Int64" for c in lead_scores.columns if isinstance(c.type, sa.Integer)}
 
 
-def out_schema() -> Any:
-    """The Arrow schema of a Parquet copy of the scores: the columns and types of ``lead_scores``."""
+def out_schema(text_ids: bool = False) -> Any:
+    """The Arrow schema of a Parquet copy of the scores: the columns and types of ``lead_scores`` (``lead_id``
+    a string with ``text_ids``)."""
     import pyarrow as pa
 
     def arrow(kind: Any) -> Any:
@@ -1129,7 +1166,8 @@ def out_schema() -> Any:
             return pa.timestamp("us")
         return pa.string()
 
-    return pa.schema([(c.name, arrow(c.type)) for c in lead_scores.columns])
+    return pa.schema([(c.name, pa.string() if text_ids and c.name == LEAD_ID else arrow(c.type))
+                      for c in lead_scores.columns])
 
 
 def top_leads(url: str, n: int = 10, schema: str | None = None) -> pd.DataFrame:

@@ -147,6 +147,27 @@ lead_score_run_partitions = sa.Table(
 )
 
 
+# The same four tables for text lead ids (UUIDs, CRM ids, hashes, zero-padded numbers): ``lead_id`` and the
+# partitions' ``lead_id_start`` / ``lead_id_stop`` are TEXT, and ``lead_id_stop`` is NULL on the last partition
+# (no text sorts after every other). Only their DDL differs: statements go through the tables above, whose
+# SQL is the same, and text ranges compare bytewise (``COLLATE "C"`` on PostgreSQL: :func:`id_range`).
+text_metadata = sa.MetaData()
+for _table_of_ints in metadata.sorted_tables:
+    _copy = _table_of_ints.to_metadata(text_metadata)
+    for _name in (LEAD_ID, "lead_id_start", "lead_id_stop"):
+        if _name in _copy.c:
+            _copy.c[_name].type = sa.Text()
+    if "lead_id_stop" in _copy.c:
+        _copy.c["lead_id_stop"].nullable = True
+
+
+
+def table_for(name: str, text_ids: bool) -> sa.Table:
+    """A score table as statements binding lead ids use it: of text ids (``text_ids``) or integers (the
+    driver may cast the bound values to the column's type)."""
+    return (text_metadata if text_ids else metadata).tables[name]
+
+
 SQLITE_SCHEMAS = (None, "main")  # a SQLite database's own tables (leadscore attaches no other file)
 
 
@@ -177,19 +198,30 @@ def qualified_name(name: str, schema: str | None) -> str:
     return name if schema is None else f"{schema}.{name}"
 
 
-def create_score_tables(engine: sa.Engine) -> None:
+def create_score_tables(engine: sa.Engine, text_ids: bool = False) -> None:
     """Create the four tables (and the history index) when missing, in the engine's schema (which must
-    exist); add the nullable columns that tables written by an older version lack (``ALTER TABLE ... ADD
-    COLUMN``; existing rows get NULL)."""
+    exist), their lead ids integers or (``text_ids``) text; add the nullable columns that tables written by
+    an older version lack (``ALTER TABLE ... ADD COLUMN``; existing rows get NULL). Tables whose lead ids
+    are of the other kind are refused, naming the table and column."""
     schema = schema_of(engine)
     inspector = sa.inspect(engine)
     if schema is not None and engine.dialect.name != "sqlite" and not inspector.has_schema(schema):
         raise ValueError(f"score tables: schema {schema!r} (source.db_schema) not found in the database "
                          f"{engine.url.render_as_string(hide_password=True)}")
-    metadata.create_all(engine, checkfirst=True)
+    tables = text_metadata if text_ids else metadata
+    tables.create_all(engine, checkfirst=True)
     inspector = sa.inspect(engine)  # a fresh one: the first may have cached the tables' absence
-    for table in metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+    for table in sorted(tables.sorted_tables, key=lambda t: t.name != LEAD_SCORES):  # lead_scores named first
+        columns = inspector.get_columns(table.name, schema=schema)
+        for column in columns:
+            if column["name"] in (LEAD_ID, "lead_id_start", "lead_id_stop") and \
+                    isinstance(column["type"], sa.Integer) == text_ids:
+                have, want = ("integer", "text") if text_ids else ("text", "integer")
+                raise ValueError(
+                    f"table {qualified_name(table.name, schema)}, column {column['name']}: holds {have} lead ids "
+                    f"({column['type']}), the leads table's ids are {want}: scores of another lead base; write "
+                    "them into another database or schema, or drop the score tables of the old base")
+        present = {c["name"] for c in columns}
         missing = [c for c in table.columns if c.name not in present]
         not_addable = [c.name for c in missing if not c.nullable]
         if not_addable:
@@ -200,6 +232,16 @@ def create_score_tables(engine: sa.Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 conn.execute(sa.text(f"ALTER TABLE {_table(table.name, schema)} ADD COLUMN {_quote(column.name)} "
                                      f"{kind}"))
+
+
+def stored_text_ids(engine: sa.Engine) -> bool | None:
+    """Whether the score tables of the engine's schema hold text lead ids (None: no ``lead_scores`` yet)."""
+    schema = schema_of(engine)
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(LEAD_SCORES, schema=schema):
+        return None
+    kinds = {c["name"]: c["type"] for c in inspector.get_columns(LEAD_SCORES, schema=schema)}
+    return LEAD_ID in kinds and not isinstance(kinds[LEAD_ID], sa.Integer)
 
 
 def drop_score_tables(engine: sa.Engine) -> None:
@@ -218,16 +260,38 @@ def count_scores(engine: sa.Engine) -> int | None:
 # ----- runs and partitions ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class PartitionSpec:
-    """One lead-id range ``[start, stop)`` of a run."""
+    """One lead-id range ``[start, stop)`` of a run: integers, or texts in bytewise order (``stop`` None on
+    the last one: no end). ``n_ids``: the ids planned in it (text ranges; not stored)."""
 
     index: int
-    start: int
-    stop: int
+    start: Any
+    stop: Any
     # incremental runs, set by the driver for the partitions it hands out (sorted int64, not stored): ids of
     # the range whose stored score came from other models than the run's (rescored as changed), and ids of the
     # range with a stored score at all (an eligible lead outside them is scored: it never was)
     other_model_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False, compare=False)
     stored_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64), repr=False, compare=False)
+    n_ids: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def text(self) -> bool:
+        """Whether the range is of text ids."""
+        return isinstance(self.start, str)
+
+    @property
+    def span(self) -> int:
+        """Progress units of the range: the integer ids it spans; text ranges: the ids planned in it (1 for
+        a partition loaded back from the store, where that count is not kept)."""
+        return int(self.n_ids or 1) if self.text else int(self.stop - self.start)
+
+    def holds(self, lead_id: Any) -> bool:
+        """Whether ``lead_id`` lies in the range (text: bytewise order)."""
+        return self.start <= lead_id and (self.stop is None or lead_id < self.stop)
+
+    def mask(self, ids: pd.Series) -> pd.Series:
+        """Rows of ``ids`` inside the range."""
+        inside = ids >= self.start
+        return inside if self.stop is None else inside & (ids < self.stop)
 
 
 @dataclass
@@ -264,13 +328,17 @@ def create_run(engine: sa.Engine, run: RunRecord) -> None:
         rows = [{"run_id": run.run_id, "partition": p.index, "lead_id_start": p.start, "lead_id_stop": p.stop,
                  "status": PENDING} for p in run.partitions]
         for i in range(0, len(rows), UPSERT_BATCH):
-            conn.execute(lead_score_run_partitions.insert(), rows[i : i + UPSERT_BATCH])
+            conn.execute(table_for(LEAD_SCORE_RUN_PARTITIONS, any(p.text for p in run.partitions)).insert(),
+                         rows[i : i + UPSERT_BATCH])
 
 
 def load_run(engine: sa.Engine, run_id: str | None = None) -> RunRecord:
     """A run by id, or (``run_id`` None) the latest unfinished one; raises LookupError when none."""
     runs = lead_score_runs
     where = qualified_name(LEAD_SCORE_RUNS, schema_of(engine))
+    if not sa.inspect(engine).has_table(LEAD_SCORE_RUNS, schema=schema_of(engine)):  # no score tables yet
+        raise LookupError(f"no unfinished run in {where} to resume" if run_id is None
+                          else f"run {run_id!r} not found in {where}")
     with engine.connect() as conn:
         if run_id is None:
             row = conn.execute(
@@ -290,10 +358,33 @@ def load_run(engine: sa.Engine, run_id: str | None = None) -> RunRecord:
         run_id=row["run_id"], status=row["status"], as_of=row["as_of"], model_name=row["model_name"],
         model_version=row["model_version"], model_source=row["model_source"], changed_since=row["changed_since"],
         top_k=int(row["top_k"]), started_at=row["started_at"],
-        partitions=[PartitionSpec(int(p["partition"]), int(p["lead_id_start"]), int(p["lead_id_stop"])) for p in parts],
+        partitions=[PartitionSpec(int(p["partition"]), _stored_id(p["lead_id_start"]), _stored_id(p["lead_id_stop"]))
+                    for p in parts],
         done={int(p["partition"]) for p in parts if p["status"] == DONE},
         time_to_close_version=row.get("time_to_close_version"),
     )
+
+
+def _stored_id(value: Any) -> Any:
+    """A stored range bound: text as is (None: no end), integers as int."""
+    return value if value is None or isinstance(value, str) else int(value)
+
+
+def id_range(column: sa.ColumnElement[Any], partition: PartitionSpec, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """Conditions on a score table's lead id ``column``: inside the partition's range (text: bytewise)."""
+    if not partition.text:
+        return [column >= partition.start, column < partition.stop]
+    key = column.collate("C") if dialect == "postgresql" else column  # SQLite's BINARY: bytewise already
+    return [key >= partition.start] + ([] if partition.stop is None else [key < partition.stop])
+
+
+def _literal(value: Any) -> str:
+    """A lead id range bound in SQL text: integers plainly, text quoted (its quotes doubled)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"lead id {value!r} holds a NUL character, which PostgreSQL text columns refuse")
+        return "'" + value.replace("'", "''") + "'"
+    return str(int(value))
 
 
 def set_run_status(engine: sa.Engine, run_id: str, status: str, *, error: str | None = None,
@@ -336,7 +427,7 @@ class PartitionCounts:
     never_scored: int = 0  # incremental: scored because they had no stored score at all
     # leads of the range that left the open pipeline (converted by the as-of, or quarantined): their
     # stored rows are deleted in the partition's transaction (not a column of the checkpoint row)
-    retired_ids: tuple[int, ...] = ()
+    retired_ids: tuple[Any, ...] = ()  # ints, or str for text ids
 
 
 STAGE = "_stage_lead_scores"  # temporary table of the scores of the partition being committed
@@ -353,7 +444,8 @@ def _table(name: str, schema: str | None) -> str:
     return _quote(name) if schema is None else f"{_quote(schema)}.{_quote(name)}"
 
 
-def _apply_stage_sql(partition: PartitionSpec, schema: str | None = None) -> tuple[str, str, str]:
+def _apply_stage_sql(partition: PartitionSpec, schema: str | None = None,
+                     dialect: str = "sqlite") -> tuple[str, str, str]:
     """The statements that move the staged scores of ``partition`` into place (the score tables of
     ``schema``), the same text on SQLite and PostgreSQL: history rows of the leads whose integer score is new
     or changed (joined with the stored scores of the partition's id range BEFORE the upsert: an index range,
@@ -366,17 +458,23 @@ def _apply_stage_sql(partition: PartitionSpec, schema: str | None = None) -> tup
         return _table(name, schema) if name in metadata.tables else _quote(name)
     # a lead whose id range a run of a later as-of has committed is left alone: its score there is newer,
     # or the lead had left the open pipeline by then (converted, quarantined) and must not come back
+    # text ids compare bytewise: COLLATE "C" on PostgreSQL (SQLite's default BINARY is bytewise), and a
+    # text range's stop is NULL on the last partition (no end)
+    bytewise = ' COLLATE "C"' if partition.text and dialect == "postgresql" else ""
+    below_stop = (f"(pp.lead_id_stop IS NULL OR s.{q(LEAD_ID)}{bytewise} < pp.lead_id_stop)" if partition.text
+                  else f"s.{q(LEAD_ID)} < pp.lead_id_stop")
     later = (
         f"NOT EXISTS (SELECT 1 FROM {q(LEAD_SCORE_RUN_PARTITIONS)} pp JOIN {q(LEAD_SCORE_RUNS)} r "
         f"ON r.run_id = pp.run_id WHERE pp.status = '{DONE}' AND r.as_of > s.as_of "
-        f"AND pp.lead_id_start <= s.{q(LEAD_ID)} AND s.{q(LEAD_ID)} < pp.lead_id_stop)"
+        f"AND pp.lead_id_start <= s.{q(LEAD_ID)}{bytewise} AND {below_stop})"
     )
+    stop = "" if partition.stop is None else f"AND p.{q(LEAD_ID)}{bytewise} < {_literal(partition.stop)} "
     history = (
         f"INSERT INTO {q(LEAD_SCORE_HISTORY)} ({history_columns}) "
         f"SELECT s.run_id, s.{q(LEAD_ID)}, s.score, p.score, s.score - p.score, s.probability, p.probability, "
         f"s.grade, p.run_id, s.model_version, s.as_of, s.scored_at "
         f"FROM {q(STAGE)} s LEFT JOIN {q(LEAD_SCORES)} p ON p.{q(LEAD_ID)} = s.{q(LEAD_ID)} "
-        f"AND p.{q(LEAD_ID)} >= {int(partition.start)} AND p.{q(LEAD_ID)} < {int(partition.stop)} "
+        f"AND p.{q(LEAD_ID)}{bytewise} >= {_literal(partition.start)} {stop}"
         f"WHERE (p.{q(LEAD_ID)} IS NULL OR (p.score <> s.score AND p.as_of <= s.as_of)) AND {later} "
         f"ON CONFLICT (run_id, {q(LEAD_ID)}) DO NOTHING"
     )
@@ -436,6 +534,8 @@ def _arrow_rows(frame: pd.DataFrame) -> pa.Table:
     for name in frame.columns:
         kind = lead_scores.c[name].type
         series = frame[name]
+        if name == LEAD_ID and series.dtype == object:  # text lead ids
+            kind = sa.Text()
         if isinstance(kind, sa.DateTime):
             arrays[name] = pa.array(_datetime_texts(series), pa.string())
         elif isinstance(kind, sa.Boolean):
@@ -482,7 +582,7 @@ def commit_partition(
     missing = [c for c in (LEAD_ID, *SCORE_COLUMNS) if c not in scores.columns]
     if missing:
         raise ValueError(f"{LEAD_SCORES}: score frame lacks columns {missing}")
-    outside = scores[(scores[LEAD_ID] < partition.start) | (scores[LEAD_ID] >= partition.stop)]
+    outside = scores[~partition.mask(scores[LEAD_ID]).to_numpy(dtype=bool)]
     if len(outside):
         raise ValueError(
             f"partition {partition.index} [{partition.start}, {partition.stop}): "
@@ -507,15 +607,16 @@ def commit_partition(
         n_history = written = 0
         if len(rows):
             _stage(conn, rows)
-            history, upsert, clear = _apply_stage_sql(partition, schema_of(conn))
+            history, upsert, clear = _apply_stage_sql(partition, schema_of(conn), conn.dialect.name)
             n_history = conn.exec_driver_sql(history).rowcount
             written = conn.exec_driver_sql(upsert).rowcount  # rows inserted or updated (not kept out)
             conn.exec_driver_sql(clear)
-        retired = [int(i) for i in counts.retired_ids]
+        retired = [i if isinstance(i, str) else int(i) for i in counts.retired_ids]
         for i in range(0, len(retired), UPSERT_BATCH):
-            delete = lead_scores.delete().where(lead_scores.c[LEAD_ID].in_(retired[i : i + UPSERT_BATCH]))
+            scores_table = table_for(LEAD_SCORES, partition.text)
+            delete = scores_table.delete().where(scores_table.c[LEAD_ID].in_(retired[i : i + UPSERT_BATCH]))
             if as_of is not None:  # a score of a later as-of stays (the lead may be open again by then)
-                delete = delete.where(lead_scores.c.as_of <= as_of)
+                delete = delete.where(scores_table.c.as_of <= as_of)
             conn.execute(delete)
         conn.execute(parts.update().where(parts.c.run_id == run_id, parts.c.partition == partition.index)
                      .values(**_partition_done_values(counts, written)))
@@ -623,7 +724,8 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
                     until = (as_of or datetime.max).strftime(SQLITE_DATETIME)  # a later as-of's score stays
                     cursor.executemany(f"DELETE FROM {_table(LEAD_SCORES, schema)} WHERE {_quote(LEAD_ID)} = ? "
                                        "AND as_of <= ?",
-                                       pa.table({LEAD_ID: pa.array(counts.retired_ids, pa.int64()),
+                                       pa.table({LEAD_ID: pa.array(counts.retired_ids,
+                                                                   pa.string() if partition.text else pa.int64()),
                                                  "as_of": pa.array([until] * len(counts.retired_ids), pa.string())}))
                 done = _partition_done_values(counts, written)
                 done["committed_at"] = done["committed_at"].strftime(SQLITE_DATETIME)
@@ -644,9 +746,11 @@ def _commit_through_adbc(path: str, run_id: str, partition: PartitionSpec, rows:
 # ----- reading back -----------------------------------------------------------------------------
 def read_scores(engine: sa.Engine, lead_ids: Sequence[int] | None = None) -> pd.DataFrame:
     """``lead_scores`` (all rows or some lead ids), ordered by lead_id."""
-    query = sa.select(lead_scores).order_by(lead_scores.c[LEAD_ID])
-    if lead_ids is not None:
-        query = query.where(lead_scores.c[LEAD_ID].in_([int(i) for i in lead_ids]))
+    ids = None if lead_ids is None else [i if isinstance(i, str) else int(i) for i in lead_ids]
+    t = table_for(LEAD_SCORES, bool(ids) and isinstance(ids[0], str))
+    query = sa.select(t).order_by(t.c[LEAD_ID])
+    if ids is not None:
+        query = query.where(t.c[LEAD_ID].in_(ids))
     with engine.connect() as conn:
         return pd.read_sql(query, conn)
 
@@ -660,8 +764,8 @@ def count_run_scores(engine: sa.Engine, run_id: str) -> int:
 
 def read_run_scores(engine: sa.Engine, run_id: str, partition: PartitionSpec) -> pd.DataFrame:
     """The rows of ``lead_scores`` a run wrote in one partition's id range, ordered by lead_id."""
-    t = lead_scores
-    query = sa.select(t).where(t.c.run_id == run_id, t.c[LEAD_ID] >= partition.start, t.c[LEAD_ID] < partition.stop)
+    t = table_for(LEAD_SCORES, partition.text)
+    query = sa.select(t).where(t.c.run_id == run_id, *id_range(t.c[LEAD_ID], partition, engine.dialect.name))
     with engine.connect() as conn:
         return pd.read_sql(query.order_by(t.c[LEAD_ID]), conn)
 
@@ -683,10 +787,17 @@ def stored_lead_ids(engine: sa.Engine, model_name: str, model_version: str,
     with sqlite_arrow.sqlite3_module_use(engine), engine.connect() as conn:  # a SQLite file: no ADBC use meanwhile
         result = conn.execution_options(stream_results=True).execute(query)
         while rows := result.fetchmany(STORED_IDS_CHUNK):
+            if isinstance(rows[0][0], str):  # text ids: object arrays, sorted below in bytewise (str) order
+                chunk = np.array([tuple(r) for r in rows], dtype=object)
+                ids.append(chunk[:, 0].copy())
+                others.append(chunk[chunk[:, 1] == 1, 0])
+                continue
             chunk = np.fromiter(itertools.chain.from_iterable(rows), np.int64, 2 * len(rows)).reshape(-1, 2)
             ids.append(chunk[:, 0].copy())
             others.append(chunk[chunk[:, 1] == 1, 0])
     empty = np.empty(0, np.int64)
+    if ids and ids[0].dtype == object:  # the database's order of text may follow its locale
+        return np.sort(np.concatenate(ids)), np.sort(np.concatenate(others))
     return (np.concatenate(ids) if ids else empty), (np.concatenate(others) if others else empty)
 
 

@@ -1,0 +1,230 @@
+"""Batch rescoring of a lead base whose ids are text (UUIDs, CRM ids, zero-padded numbers, ids whose order
+differs between a locale collation and bytewise), on SQLite and PostgreSQL: full run, resume, incremental
+run, worker processes, the CLI, and a score store made for the other kind of ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.synth import SynthConfig, iter_chunks
+from serving import score_store
+from serving.rescore import RescoreConfig, rescore, sql_data_config
+from tests.integration.rescore_support import (
+    AS_OF,
+    LATER,
+    Champion,
+    check_unscored_leads_were_scored,
+    delete_scores,
+    in_memory_scores,
+    make_champion,
+    stored_scores,
+)
+
+# their bytewise order ('B2' 'Z' '_x' 'a10' 'b1') is not a locale's ('_x' 'a10' 'b1' 'B2' 'Z')
+TRICKY = ["a10", "B2", "b1", "_x", "Z", "é1", "0007"]
+PARTITION_LEADS = 97  # many partition bounds
+N_LEADS = 600
+
+
+def text_id(k: int) -> str:
+    """The text id of the k-th lead (0-based): tricky ones first, then CRM-like forms of every kind."""
+    if k < len(TRICKY):
+        return TRICKY[k]
+    forms = (f"a-{k}", f"B-{k}", f"b-{k}", f"_x-{k}", f"Z-{k}", f"{k:07d}", f"é-{k}",
+             str(uuid.uuid5(uuid.NAMESPACE_OID, str(k))), f"00Q5g00000{k:08X}")
+    return forms[k % len(forms)]
+
+
+def make_text_lead_db(url: str, collation: str | None = None, n_leads: int = N_LEADS) -> list[str]:
+    """A synthetic CRM whose lead ids are text (TEXT columns, of ``collation``); returns the ids."""
+    chunks = list(iter_chunks(SynthConfig(n_leads=n_leads, seed=11, events_per_lead=20)))
+    tables = {name: pd.concat([c.tables()[name] for c in chunks], ignore_index=True)
+              for name in ("leads", "events", "outcomes")}
+    mapping = {i: text_id(k) for k, i in enumerate(sorted(tables["leads"]["lead_id"].unique()))}
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name, frame in tables.items():
+            frame = frame.assign(lead_id=frame["lead_id"].map(mapping))
+            frame.to_sql(name, conn, index=False, dtype={"lead_id": sa.Text(collation=collation)})
+    engine.dispose()
+    return list(mapping.values())
+
+
+@pytest.fixture
+def postgres_locale_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database whose default collation is a locale's (ICU en-US: '_x' 'a10' 'b1' 'B2' 'Z'),
+    as production databases often have, dropped afterwards."""
+    name = f"leadscore_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+                             "LOCALE 'C.UTF-8'"))
+    try:
+        yield sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    return make_champion(tmp_path_factory.mktemp("rescore-text-champion"))
+
+
+def _config(**kwargs: object) -> RescoreConfig:
+    return RescoreConfig(partition_leads=PARTITION_LEADS, **kwargs)
+
+
+def _partitions(url: str, run_id: str) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        return score_store.partition_counts(engine, run_id)
+    finally:
+        engine.dispose()
+
+
+def _check_every_open_lead_scored_once(url: str, champion: Champion, run_id: str, ids: list[str],
+                                       as_of: pd.Timestamp) -> None:
+    reference = in_memory_scores(url, champion.core(), as_of)
+    stored = stored_scores(url)
+    mine = stored[stored["run_id"] == run_id].set_index("lead_id")
+    assert sorted(mine.index) == sorted(reference.lead_id.tolist()) and len(mine) > 0
+    np.testing.assert_array_equal(mine.loc[list(reference.lead_id), "score"].to_numpy(), reference.score)
+    parts = _partitions(url, run_id)
+    assert len(parts) == -(-len(ids) // PARTITION_LEADS)
+    assert parts["leads"].sum() == len(ids)  # each lead read by exactly one partition
+    assert parts["scored"].sum() == len(reference.lead_id)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_text_ids_are_rescored_once_each_and_a_cut_run_resumes(kind: str, champion: Champion,
+                                                               request: pytest.FixtureRequest) -> None:
+    """Text ids were refused ('partitioning by integer lead-id ranges'). A locale collation (a PostgreSQL
+    database's ICU en-US default, a SQLite NOCASE column) must not shift the partitions' bytewise ranges."""
+    url = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_locale_url")
+    ids = make_text_lead_db(url, "NOCASE" if kind == "sqlite" else None)
+    data = sql_data_config(url)
+    rescore(data, url, champion.settings, _config(as_of=AS_OF, run_id="full"))
+    _check_every_open_lead_scored_once(url, champion, "full", ids, AS_OF)
+    first = set(stored_scores(url)["lead_id"])
+
+    committed: list[int] = []
+
+    def cut(result: object) -> None:
+        committed.append(result.partition.index)  # type: ignore[attr-defined]
+        if len(committed) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rescore(data, url, champion.settings, _config(as_of=LATER, run_id="cut"), on_result=cut)
+    summary = rescore(data, url, champion.settings, _config(resume=True))
+    assert summary.run_id == "cut"
+    _check_every_open_lead_scored_once(url, champion, "cut", ids, LATER)
+    engine = sa.create_engine(url)
+    try:
+        run = score_store.load_run(engine, "cut")
+        assert all(isinstance(p.start, str) for p in run.partitions) and run.partitions[-1].stop is None
+        history = score_store.read_history(engine, "cut")
+        assert history["lead_id"].map(type).eq(str).all()
+        # the previous score of a lead is found in its range: none of the first run's leads counts as new
+        assert not set(history.loc[history["previous_score"].isna(), "lead_id"]) & first
+        assert history["previous_score"].notna().any()
+    finally:
+        engine.dispose()
+
+
+def test_incremental_text_ids_on_worker_processes(sqlite_url: str, champion: Champion) -> None:
+    ids = make_text_lead_db(sqlite_url)
+    data = sql_data_config(sqlite_url)
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full"))
+    before = set(stored_scores(sqlite_url)["lead_id"])
+    lost = sorted(before)[::50]
+    delete_scores(sqlite_url, lost)
+    since = AS_OF + pd.Timedelta(days=1)
+    summary = rescore(data, sqlite_url, champion.settings,
+                      _config(as_of=LATER, changed_since=since, run_id="inc", processes=2))
+    check_unscored_leads_were_scored(sqlite_url, champion, summary, "inc", before, lost, since, LATER)
+    assert _partitions(sqlite_url, "inc")["leads"].sum() == len(ids)
+
+
+def test_a_store_of_the_other_kind_of_ids_is_refused_naming_table_and_column(sqlite_url: str,
+                                                                              champion: Champion) -> None:
+    make_text_lead_db(sqlite_url, n_leads=50)
+    engine = sa.create_engine(sqlite_url)
+    score_store.create_score_tables(engine)  # a store of integer lead ids
+    engine.dispose()
+    with pytest.raises(ValueError, match=r"table lead_scores, column lead_id: holds integer lead ids .*are text"):
+        rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(as_of=AS_OF))
+    engine = sa.create_engine(sqlite_url)
+    score_store.drop_score_tables(engine)
+    score_store.create_score_tables(engine, text_ids=True)
+    with pytest.raises(ValueError, match=r"table lead_scores, column lead_id: holds text lead ids .*are integer"):
+        score_store.create_score_tables(engine)
+    engine.dispose()
+
+
+def test_cli_rescores_a_text_id_crm(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
+    ids = make_text_lead_db(sqlite_url, n_leads=120)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "rescore", "--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", "2026-05-01",
+        "--partition-leads", "40", "--out", str(out), "--top", "3",
+    ])
+    assert result.exit_code == 0, result.output
+    stored = stored_scores(sqlite_url)
+    assert len(stored) > 0 and set(stored["lead_id"]) <= set(ids)
+    written = pd.read_csv(out, dtype={"lead_id": str})
+    assert sorted(written["lead_id"]) == sorted(stored["lead_id"])  # '0007' stays '0007'
+
+
+def test_text_ids_on_dask_workers(sqlite_url: str, champion: Champion) -> None:
+    from distributed import Client, LocalCluster
+
+    from serving.rescore_dask import rescore_on_dask
+
+    ids = make_text_lead_db(sqlite_url)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        rescore_on_dask(sql_data_config(sqlite_url), sqlite_url, champion.settings,
+                        _config(as_of=AS_OF, run_id="dask"), client=client)
+    _check_every_open_lead_scored_once(sqlite_url, champion, "dask", ids, AS_OF)
+
+
+def test_text_ranges_follow_the_bytewise_order_and_cover_every_id_once() -> None:
+    """Python's str order is the bytewise order of UTF-8 (what COLLATE "C" / BINARY compare)."""
+    from features.readers import LeadSubset, lead_id_ranges
+
+    ids = [*TRICKY, "é", "e\u0301", "\U0001f600x", "\uffff", "zz", "Zz", "", " a", *(text_id(k) for k in range(40))]
+    assert sorted(ids) == sorted(ids, key=lambda t: t.encode("utf-8"))
+    ranges = lead_id_ranges(np.array(ids, dtype=object), 4)
+    assert ranges[-1][1] is None and all(a < b for a, b in ranges[:-1])
+    series = pd.Series(ids, dtype=object)
+    hits = sum(LeadSubset(lead_id_range=r).mask(series).astype(int) for r in ranges)
+    assert (hits == 1).all()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_text_id_ranges_read_every_lead_of_a_file_once(kind: str, tmp_path: Path) -> None:
+    from features.readers import LeadSubset, lead_id_ranges, read_csv_table, read_parquet_table
+
+    ids = [text_id(k) for k in range(30)]
+    frame = pd.DataFrame({"lead_id": ids, "x": range(30)})
+    path = tmp_path / f"leads.{kind}"
+    frame.to_parquet(path) if kind == "parquet" else frame.to_csv(path, index=False)
+    read = []
+    for start, stop in lead_id_ranges(np.array(ids, dtype=object), 7):
+        reader = read_parquet_table if kind == "parquet" else read_csv_table
+        read += reader(path, lead_id_column="lead_id", subset=LeadSubset(lead_id_range=(start, stop)))["lead_id"].tolist()
+    assert sorted(read) == sorted(ids)

@@ -70,8 +70,11 @@ def range_clause(column: sa.Column, dialect: str, start: Any, stop: Any) -> list
     of Python's str, which the ranges were cut in): ``COLLATE "C"`` on PostgreSQL (its default collation
     follows the locale: 'B2' between 'a10' and 'b1'), ``BINARY`` on SQLite; a text ``stop`` None: no end."""
     if isinstance(start, str):
-        key = column.collate("C" if dialect == "postgresql" else "BINARY") if dialect in ("postgresql", "sqlite") \
-            else column
+        key = column
+        if dialect == "postgresql":  # a column of another type (uuid) compared as its text
+            key = (column if isinstance(column.type, sa.String) else sa.cast(column, sa.Text)).collate("C")
+        elif dialect == "sqlite":
+            key = column.collate("BINARY")
         return [key >= start] if stop is None else [key >= start, key < stop]
     key = range_key(column, dialect, start)
     return [key >= start, key < stop]

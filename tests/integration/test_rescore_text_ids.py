@@ -44,17 +44,20 @@ def text_id(k: int) -> str:
     return forms[k % len(forms)]
 
 
-def make_text_lead_db(url: str, collation: str | None = None, n_leads: int = N_LEADS) -> list[str]:
-    """A synthetic CRM whose lead ids are text (TEXT columns, of ``collation``); returns the ids."""
+def make_text_lead_db(url: str, collation: str | None = None, n_leads: int = N_LEADS,
+                      id_type: sa.types.TypeEngine | None = None) -> list[str]:
+    """A synthetic CRM whose lead ids are text (TEXT columns, of ``collation``; or of ``id_type``, such as
+    PostgreSQL's UUID, the ids then UUIDs); returns the ids as text."""
     chunks = list(iter_chunks(SynthConfig(n_leads=n_leads, seed=11, events_per_lead=20)))
     tables = {name: pd.concat([c.tables()[name] for c in chunks], ignore_index=True)
               for name in ("leads", "events", "outcomes")}
-    mapping = {i: text_id(k) for k, i in enumerate(sorted(tables["leads"]["lead_id"].unique()))}
+    mapping = {i: text_id(k) if id_type is None else str(uuid.uuid5(uuid.NAMESPACE_OID, str(k)))
+               for k, i in enumerate(sorted(tables["leads"]["lead_id"].unique()))}
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         for name, frame in tables.items():
             frame = frame.assign(lead_id=frame["lead_id"].map(mapping))
-            frame.to_sql(name, conn, index=False, dtype={"lead_id": sa.Text(collation=collation)})
+            frame.to_sql(name, conn, index=False, dtype={"lead_id": id_type or sa.Text(collation=collation)})
     engine.dispose()
     return list(mapping.values())
 
@@ -228,3 +231,13 @@ def test_text_id_ranges_read_every_lead_of_a_file_once(kind: str, tmp_path: Path
         reader = read_parquet_table if kind == "parquet" else read_csv_table
         read += reader(path, lead_id_column="lead_id", subset=LeadSubset(lead_id_range=(start, stop)))["lead_id"].tolist()
     assert sorted(read) == sorted(ids)
+
+
+def test_postgres_uuid_lead_ids(postgres_locale_url: str, champion: Champion) -> None:
+    """A native uuid column (no collation of its own) is cut as its text, bytewise."""
+    from sqlalchemy.dialects import postgresql
+
+    url = postgres_locale_url
+    ids = make_text_lead_db(url, n_leads=300, id_type=postgresql.UUID(as_uuid=False))
+    rescore(sql_data_config(url), url, champion.settings, _config(as_of=AS_OF, run_id="uuid"))
+    _check_every_open_lead_scored_once(url, champion, "uuid", ids, AS_OF)

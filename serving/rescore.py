@@ -784,6 +784,7 @@ def rescore(
         if executor is None:
             processes = default_processes(config, pending)
             executor = ProcessExecutor(processes) if processes > 1 else LocalExecutor()
+        writer.text_ids = any(p.text for p in run.partitions)
         writer.add_committed(engine, run)  # a resumed run's earlier partitions (refused when incomplete)
         if run.status != FINISHED and pending:
             set_run_status(engine, run.run_id, RUNNING)
@@ -1009,6 +1010,7 @@ class _OutWriter:
             raise ValueError(f"--out {self.path}: expected a .parquet or .csv file")
         self._tmp: Path | None = None
         self._writer: Any = None
+        self.text_ids = False  # the run's lead ids are text (an empty Parquet file's lead_id type)
         if self.path is not None:
             self._remove_orphans()
 
@@ -1104,7 +1106,7 @@ class _OutWriter:
             else:
                 import pyarrow.parquet as pq
 
-                pq.write_table(out_schema().empty_table(), self._open())
+                pq.write_table(out_schema(self.text_ids).empty_table(), self._open())
         if self._writer is not None:
             self._writer.close()
             self._writer = None

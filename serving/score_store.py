@@ -289,7 +289,9 @@ class PartitionSpec:
         return self.start <= lead_id and (self.stop is None or lead_id < self.stop)
 
     def mask(self, ids: pd.Series) -> pd.Series:
-        """Rows of ``ids`` inside the range."""
+        """Rows of ``ids`` inside the range (none given: an empty mask, whatever their dtype)."""
+        if not len(ids):
+            return pd.Series(np.zeros(0, dtype=bool), index=ids.index)
         inside = ids >= self.start
         return inside if self.stop is None else inside & (ids < self.stop)
 

@@ -241,3 +241,16 @@ def test_postgres_uuid_lead_ids(postgres_locale_url: str, champion: Champion) ->
     ids = make_text_lead_db(url, n_leads=300, id_type=postgresql.UUID(as_uuid=False))
     rescore(sql_data_config(url), url, champion.settings, _config(as_of=AS_OF, run_id="uuid"))
     _check_every_open_lead_scored_once(url, champion, "uuid", ids, AS_OF)
+
+
+def test_a_text_id_run_scoring_nothing_writes_a_parquet_file_of_text_ids(sqlite_url: str, champion: Champion,
+                                                                          tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    make_text_lead_db(sqlite_url, n_leads=50)
+    out = tmp_path / "scores.parquet"
+    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings,
+                      _config(as_of=pd.Timestamp("2001-01-01")), out=out)  # before every lead was created
+    assert summary.scored == 0
+    assert pq.read_schema(out).field("lead_id").type == pa.string()

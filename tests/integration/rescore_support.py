@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 from features.build import scoring_matrix
 from features.loading import load_crm
-from leadscore.synth import SynthConfig, write_synthetic
+from leadscore.synth import SynthConfig, iter_chunks, write_synthetic
 from serving import score_store
 from serving.core import ScoreBatch, ScoringConfig, ScoringCore
 from serving.loader import ServingSettings, load_exported
@@ -57,6 +58,38 @@ def make_champion(folder: Path, version: str = "7") -> Champion:
 
 def make_lead_db(url: str, n_leads: int = N_LEADS, seed: int = 11) -> None:
     write_synthetic(SynthConfig(n_leads=n_leads, seed=seed, events_per_lead=20), url, "sql", overwrite=True)
+
+
+# their bytewise order ('B2' 'Z' '_x' 'a10' 'b1') is not a locale's ('_x' 'a10' 'b1' 'B2' 'Z')
+TEXT_IDS_OUT_OF_LOCALE_ORDER = ["a10", "B2", "b1", "_x", "Z", "é1", "0007"]
+TEXT_N_LEADS = 600
+
+
+def text_id(k: int) -> str:
+    """The text id of the k-th lead (0-based): tricky ones first, then CRM-like forms of every kind."""
+    if k < len(TEXT_IDS_OUT_OF_LOCALE_ORDER):
+        return TEXT_IDS_OUT_OF_LOCALE_ORDER[k]
+    forms = (f"a-{k}", f"B-{k}", f"b-{k}", f"_x-{k}", f"Z-{k}", f"{k:07d}", f"é-{k}",
+             str(uuid.uuid5(uuid.NAMESPACE_OID, str(k))), f"00Q5g00000{k:08X}")
+    return forms[k % len(forms)]
+
+
+def make_text_lead_db(url: str, collation: str | None = None, n_leads: int = TEXT_N_LEADS,
+                      id_type: sa.types.TypeEngine | None = None) -> list[str]:
+    """A synthetic CRM whose lead ids are text (TEXT columns, of ``collation``; or of ``id_type``, such as
+    PostgreSQL's UUID, the ids then UUIDs); returns the ids as text."""
+    chunks = list(iter_chunks(SynthConfig(n_leads=n_leads, seed=11, events_per_lead=20)))
+    tables = {name: pd.concat([c.tables()[name] for c in chunks], ignore_index=True)
+              for name in ("leads", "events", "outcomes")}
+    mapping = {i: text_id(k) if id_type is None else str(uuid.uuid5(uuid.NAMESPACE_OID, str(k)))
+               for k, i in enumerate(sorted(tables["leads"]["lead_id"].unique()))}
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name, frame in tables.items():
+            frame = frame.assign(lead_id=frame["lead_id"].map(mapping))
+            frame.to_sql(name, conn, index=False, dtype={"lead_id": id_type or sa.Text(collation=collation)})
+    engine.dispose()
+    return list(mapping.values())
 
 
 def in_memory_scores(url: str, core: ScoringCore, as_of: pd.Timestamp, top_k: int = 3) -> ScoreBatch:

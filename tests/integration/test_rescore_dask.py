@@ -26,8 +26,10 @@ from tests.integration.rescore_support import (
     Champion,
     check_unscored_leads_were_scored,
     delete_scores,
+    in_memory_scores,
     make_champion,
     make_lead_db,
+    make_text_lead_db,
     stored_scores,
 )
 
@@ -190,3 +192,17 @@ def test_a_scheduler_without_workers_is_noted_and_the_run_goes_on_when_one_joins
         worker.join(timeout=120)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["summary"].scored == len(stored_scores(sqlite_url)) > 0
+
+
+def test_text_lead_ids_on_dask(sqlite_url: str, champion: Champion, client: Client) -> None:
+    """Text ids (bytewise ranges, the last open-ended) on the workers: every open lead scored once."""
+    ids = make_text_lead_db(sqlite_url, n_leads=600)
+    config = RescoreConfig(partition_leads=97, as_of=AS_OF, run_id="dask-text")
+    summary = rescore_on_dask(sql_data_config(sqlite_url), sqlite_url, champion.settings, config, client=client)
+    reference = in_memory_scores(sqlite_url, champion.core(), AS_OF)
+    stored = stored_scores(sqlite_url).set_index("lead_id")
+    assert sorted(stored.index) == sorted(reference.lead_id.tolist()) and summary.scored == len(stored) > 0
+    np.testing.assert_array_equal(stored.loc[list(reference.lead_id), "score"].to_numpy(), reference.score)
+    engine = sa.create_engine(sqlite_url)
+    assert score_store.partition_counts(engine, "dask-text")["leads"].sum() == len(ids)
+    engine.dispose()

@@ -15,51 +15,23 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from leadscore.synth import SynthConfig, iter_chunks
 from serving import score_store
 from serving.rescore import RescoreConfig, rescore, sql_data_config
 from tests.integration.rescore_support import (
     AS_OF,
     LATER,
+    TEXT_IDS_OUT_OF_LOCALE_ORDER,
     Champion,
     check_unscored_leads_were_scored,
     delete_scores,
     in_memory_scores,
     make_champion,
+    make_text_lead_db,
     stored_scores,
+    text_id,
 )
 
-# their bytewise order ('B2' 'Z' '_x' 'a10' 'b1') is not a locale's ('_x' 'a10' 'b1' 'B2' 'Z')
-TRICKY = ["a10", "B2", "b1", "_x", "Z", "é1", "0007"]
 PARTITION_LEADS = 97  # many partition bounds
-N_LEADS = 600
-
-
-def text_id(k: int) -> str:
-    """The text id of the k-th lead (0-based): tricky ones first, then CRM-like forms of every kind."""
-    if k < len(TRICKY):
-        return TRICKY[k]
-    forms = (f"a-{k}", f"B-{k}", f"b-{k}", f"_x-{k}", f"Z-{k}", f"{k:07d}", f"é-{k}",
-             str(uuid.uuid5(uuid.NAMESPACE_OID, str(k))), f"00Q5g00000{k:08X}")
-    return forms[k % len(forms)]
-
-
-def make_text_lead_db(url: str, collation: str | None = None, n_leads: int = N_LEADS,
-                      id_type: sa.types.TypeEngine | None = None) -> list[str]:
-    """A synthetic CRM whose lead ids are text (TEXT columns, of ``collation``; or of ``id_type``, such as
-    PostgreSQL's UUID, the ids then UUIDs); returns the ids as text."""
-    chunks = list(iter_chunks(SynthConfig(n_leads=n_leads, seed=11, events_per_lead=20)))
-    tables = {name: pd.concat([c.tables()[name] for c in chunks], ignore_index=True)
-              for name in ("leads", "events", "outcomes")}
-    mapping = {i: text_id(k) if id_type is None else str(uuid.uuid5(uuid.NAMESPACE_OID, str(k)))
-               for k, i in enumerate(sorted(tables["leads"]["lead_id"].unique()))}
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for name, frame in tables.items():
-            frame = frame.assign(lead_id=frame["lead_id"].map(mapping))
-            frame.to_sql(name, conn, index=False, dtype={"lead_id": id_type or sa.Text(collation=collation)})
-    engine.dispose()
-    return list(mapping.values())
 
 
 @pytest.fixture
@@ -192,24 +164,11 @@ def test_cli_rescores_a_text_id_crm(sqlite_url: str, champion: Champion, tmp_pat
     assert sorted(written["lead_id"]) == sorted(stored["lead_id"])  # '0007' stays '0007'
 
 
-def test_text_ids_on_dask_workers(sqlite_url: str, champion: Champion) -> None:
-    from distributed import Client, LocalCluster
-
-    from serving.rescore_dask import rescore_on_dask
-
-    ids = make_text_lead_db(sqlite_url)
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        rescore_on_dask(sql_data_config(sqlite_url), sqlite_url, champion.settings,
-                        _config(as_of=AS_OF, run_id="dask"), client=client)
-    _check_every_open_lead_scored_once(sqlite_url, champion, "dask", ids, AS_OF)
-
-
 def test_text_ranges_follow_the_bytewise_order_and_cover_every_id_once() -> None:
     """Python's str order is the bytewise order of UTF-8 (what COLLATE "C" / BINARY compare)."""
     from features.readers import LeadSubset, lead_id_ranges
 
-    ids = [*TRICKY, "é", "e\u0301", "\U0001f600x", "\uffff", "zz", "Zz", "", " a", *(text_id(k) for k in range(40))]
+    ids = [*TEXT_IDS_OUT_OF_LOCALE_ORDER, "é", "e\u0301", "\U0001f600x", "\uffff", "zz", "Zz", "", " a", *(text_id(k) for k in range(40))]
     assert sorted(ids) == sorted(ids, key=lambda t: t.encode("utf-8"))
     ranges = lead_id_ranges(np.array(ids, dtype=object), 4)
     assert ranges[-1][1] is None and all(a < b for a, b in ranges[:-1])

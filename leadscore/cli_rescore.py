@@ -150,6 +150,29 @@ def scored_text(summary: Any) -> str:
     return f"{summary.scored:,} ({summary.written:,} written: a later run's scores are newer)"
 
 
+def latest_activity_text(summary: Any) -> str:
+    """The base's latest lead creation or event before the as-of and how long before it ("-": no partition run
+    now, or nothing before the as-of)."""
+    days = summary.days_since_latest_activity
+    if days is None:
+        return "-"
+    return f"{summary.latest_activity:%Y-%m-%d %H:%M} ({days:,.0f} days before the as-of)"
+
+
+def stale_as_of_note(summary: Any) -> str | None:
+    """A note when the as-of is long after everything in the base (a historical export scored as of now: every
+    lead looks years old, every recency feature beyond what the model learned from)."""
+    from serving.rescore import STALE_AS_OF_DAYS
+
+    days = summary.days_since_latest_activity
+    if days is None or days <= STALE_AS_OF_DAYS:
+        return None
+    return (f"the as-of {summary.as_of:%Y-%m-%d} is {days:,.0f} days after the latest lead or event of the base "
+            f"({summary.latest_activity:%Y-%m-%d}): lead ages and recency features are that much older than any "
+            "the model saw; to score a historical export as it stood, pass --as-of (e.g. --as-of "
+            f"{summary.latest_activity:%Y-%m-%d})")
+
+
 def print_summary(summary: Any, processes: str | None = None) -> None:
     """The end-of-run summary table (counts, grades, largest changes; ``processes``: who scored)."""
     table = Table(title=f"rescore run {summary.run_id}", show_header=False, title_justify="left")
@@ -159,6 +182,7 @@ def print_summary(summary: Any, processes: str | None = None) -> None:
         ("model", f"{summary.model_name} v{summary.model_version}"),
         ("time-to-close model", summary.time_to_close_model or "none (time-to-close fields left empty)"),
         ("as of", str(summary.as_of)),
+        ("latest lead or event", latest_activity_text(summary)),
         ("partitions", f"{summary.partitions} ({summary.partitions_run_now} run now)"),
         *([("processes", processes)] if processes is not None else []),
         ("leads read", f"{summary.leads:,}"),
@@ -254,6 +278,8 @@ def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *,
     else:
         who = processes_text(len(scored_by), config.processes, summary.partitions_run_now)
     print_summary(summary, who)
+    if (stale := stale_as_of_note(summary)) is not None:
+        err_console.print(f"note: {stale}", highlight=False, soft_wrap=True)
     if out is not None:
         console.print(f"scores -> {out}")
     if top:

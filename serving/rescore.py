@@ -128,6 +128,8 @@ from serving.score_store import (
 
 logger = logging.getLogger("leadscore.rescore")
 UNSEEN_SHOWN = 10  # unseen values kept per column in a run's summary
+# an as-of this many days after the base's latest lead or event: most likely a historical export scored "now"
+STALE_AS_OF_DAYS = 365
 
 UPDATED_AT = "updated_at"  # optional lead column used by incremental mode
 
@@ -183,6 +185,8 @@ class PartitionResult:
     pid: int = field(default_factory=os.getpid)  # the process that scored the partition
     # values the model never saw, scored as missing: categorical column -> values, "event_type" -> types
     unseen: dict[str, list[str]] = field(default_factory=dict)
+    # the partition's latest lead creation or event before the as-of (ns since the epoch; None: neither)
+    latest_activity_ns: int | None = None
 
 
 @dataclass
@@ -213,6 +217,8 @@ class RescoreSummary:
     largest_decreases: list[dict[str, Any]] = field(default_factory=list)
     time_to_close_model: str | None = None  # "name vN" of the time-to-close champion this call scored with
     unseen: dict[str, list[str]] = field(default_factory=dict)  # over the partitions run now (a few each)
+    # the latest lead creation or event before the as-of in the partitions run now (None: none run now)
+    latest_activity: datetime | None = None
 
     @property
     def leads_per_second(self) -> float:
@@ -221,7 +227,16 @@ class RescoreSummary:
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["as_of"] = pd.Timestamp(self.as_of).isoformat()
+        if self.latest_activity is not None:
+            out["latest_activity"] = pd.Timestamp(self.latest_activity).isoformat()
         return out
+
+    @property
+    def days_since_latest_activity(self) -> float | None:
+        """Days from the base's latest lead creation or event (in the partitions run now) to the as-of."""
+        if self.latest_activity is None:
+            return None
+        return (pd.Timestamp(self.as_of) - pd.Timestamp(self.latest_activity)).total_seconds() / 86400
 
 
 # ----- champion --------------------------------------------------------------------------------
@@ -443,6 +458,7 @@ def score_partition(
     n = len(crm.leads)
     lead_ids, matrix = scoring_matrix(crm, core.spec, as_of_ns, eligible_only=True)
     created = crm.leads[CREATED_AT].to_numpy().view(np.int64) < as_of_ns
+    latest_activity_ns = latest_before(as_of_ns, crm.leads[CREATED_AT], crm.events[OCCURRED_AT])
     not_created = int((~created).sum())
     # created by the as-of but not eligible: converted (and not recycled since); with the quarantined
     # leads their stored scores are deleted (else a converted lead keeps heading the top list)
@@ -484,7 +500,19 @@ def score_partition(
     counts.grades = {g: int(c) for g, c in frame["grade"].value_counts().items()}
     lap("reasons")
     seconds = stages["read"] + stages["contract"] + time.perf_counter() - began
-    return PartitionResult(partition, frame, counts, seconds, stages, unseen=unseen)
+    return PartitionResult(partition, frame, counts, seconds, stages, unseen=unseen,
+                           latest_activity_ns=latest_activity_ns)
+
+
+def latest_before(as_of_ns: int, *instants: pd.Series) -> int | None:
+    """The latest of the timestamps ``instants`` (datetime64[ns] columns, NaT ignored) before ``as_of_ns``."""
+    latest = None
+    for column in instants:
+        values = column.to_numpy().view(np.int64)
+        values = values[(values != np.iinfo(np.int64).min) & (values < as_of_ns)]
+        if len(values):
+            latest = int(values.max()) if latest is None else max(latest, int(values.max()))
+    return latest
 
 
 def open_source_database(data: DataConfig) -> SqlDatabase | None:
@@ -793,8 +821,11 @@ def rescore(
             progress(committed_before, total, -1)  # a resumed run's bar starts where the run stands
 
         unseen: dict[str, set[str]] = {}
+        latest_ns: list[int] = []  # each partition's latest activity before the as-of
 
         def commit(result: PartitionResult) -> None:
+            if result.latest_activity_ns is not None:
+                latest_ns.append(result.latest_activity_ns)
             for column, values in result.unseen.items():
                 kept = unseen.setdefault(column, set())
                 kept.update(values[: max(UNSEEN_SHOWN - len(kept), 0)])  # a few examples per column, bounded
@@ -831,6 +862,8 @@ def rescore(
             if core.closing_info is not None:
                 summary.time_to_close_model = f"{core.closing_info.name} v{core.closing_info.version}"
             summary.unseen = {column: sorted(values) for column, values in sorted(unseen.items())}
+            if latest_ns:
+                summary.latest_activity = pd.Timestamp(max(latest_ns)).to_pydatetime()
             for column, values in summary.unseen.items():
                 logger.warning("run %s: %s: values the model never saw, scored as missing, e.g. %s", run.run_id,
                                column, ", ".join(map(repr, values)))

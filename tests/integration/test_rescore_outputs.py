@@ -484,3 +484,29 @@ def test_cli_reasons_per_lead_default_to_leadscore_top_k(sqlite_url: str, champi
         assert result.exit_code == 0, result.output
         reasons = stored_scores(sqlite_url)["reasons"].map(lambda text: len(json.loads(text)))
         assert len(reasons) > 0 and reasons.max() == expected, (env, extra)
+
+
+def test_an_as_of_years_after_the_base_is_noted_with_the_date_to_pass(sqlite_url: str, champion: Champion) -> None:
+    """Olist's export (last lead 2018-05-31) rescored as of now scored every lead ~3,100 days old without a word:
+    the summary names the base's latest lead or event, and an as-of more than a year after it gets a note
+    saying which --as-of would score the export as it stood."""
+    from datetime import date
+
+    from leadscore.synth import SynthConfig, write_synthetic
+
+    history = SynthConfig(n_leads=300, seed=5, events_per_lead=10, start=date(2021, 1, 1), end=date(2023, 6, 30))
+    write_synthetic(history, sqlite_url, "sql", overwrite=True)
+    crm, _ = load_crm(sql_data_config(sqlite_url))
+    instants = pd.Series([*crm.leads["created_at"], *crm.events["occurred_at"]]).dropna()
+    end = pd.Timestamp("2023-07-01")
+    summary = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, RescoreConfig(as_of=end))
+    assert pd.Timestamp(summary.latest_activity) == instants[instants < end].max()
+    assert 0 <= summary.days_since_latest_activity < 2
+    code, output, errors = _cli("--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", "2023-07-01")
+    assert code == 0, (output, errors)
+    assert f"latest lead or event {instants.max():%Y-%m-%d %H:%M}" in output and "note:" not in errors, errors
+    code, output, errors = _cli("--db", sqlite_url, "--model-dir", str(champion.models_dir), "--as-of", "2026-01-01")
+    assert code == 0, (output, errors)
+    days = (pd.Timestamp("2026-01-01") - instants.max()).total_seconds() / 86400
+    assert f"note: the as-of 2026-01-01 is {days:,.0f} days after the latest lead or event" in errors, errors
+    assert f"pass --as-of (e.g. --as-of {instants.max():%Y-%m-%d})" in errors

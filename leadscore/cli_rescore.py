@@ -156,7 +156,8 @@ def latest_activity_text(summary: Any) -> str:
     days = summary.days_since_latest_activity
     if days is None:
         return "-"
-    return f"{summary.latest_activity:%Y-%m-%d %H:%M} ({days:,.0f} days before the as-of)"
+    unit = "day" if f"{days:,.0f}" == "1" else "days"
+    return f"{summary.latest_activity:%Y-%m-%d %H:%M} ({days:,.0f} {unit} before the as-of)"
 
 
 def stale_as_of_note(summary: Any) -> str | None:

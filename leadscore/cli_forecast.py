@@ -240,7 +240,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
         from features.contract import ContractError, config_error_text
-        from training.forecast import backtest_forecast, naive_utc
 
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
@@ -256,6 +255,8 @@ def register(app: typer.Typer) -> None:
         project = load_project_or_fail(config)
         if project.data.mode != "crm":
             raise fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
+        from training.forecast import backtest_forecast, naive_utc  # after the project file: it fails at once
+
         updates = {k: v for k, v in (("months", months), ("interval", interval), ("method", method)) if v is not None}
         try:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})

@@ -186,11 +186,17 @@ def _client(tracking_uri: str | None, config: Path):
         raise fail(str(exc)) from exc
 
 
-def _registry_client(tracking_uri: str | None, config: Path):
-    """The client of the ``models`` commands. Without a tracking URI the project file names the store (its
-    folder's mlflow.db), so it must load: a mistyped ``-c`` path would open a new, empty store beside it."""
+def _store_project_file(tracking_uri: str | None, config: Path) -> None:
+    """Without a tracking URI the project file names the store (its folder's mlflow.db), so it must load: a
+    mistyped ``-c`` path would open a new, empty store beside it. Called first by the ``models`` commands, before
+    MLflow and LightGBM load, so that a bad project file fails at once."""
     if not tracking_uri:
         load_project_or_fail(config)
+
+
+def _registry_client(tracking_uri: str | None, config: Path):
+    """The client of the ``models`` commands (:func:`_store_project_file` first)."""
+    _store_project_file(tracking_uri, config)
     from training.tracking import TrackingServerUnreachable, connect
 
     try:
@@ -318,13 +324,13 @@ def train(
     ] = None,
 ) -> None:
     """Train, evaluate against the baselines, log to MLflow and register the challenger."""
+    project = load_project_or_fail(config)  # before MLflow and LightGBM load: a bad project file fails at once
     from features.contract import ContractError
     from leadscore.run_logging import running_run_id
     from training.registry import registered_kind
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
     from training.workflow import train_project
 
-    project = load_project_or_fail(config)
     model_name = model_name or DEFAULT_MODEL_NAMES[target]
     store = _sqlite_file(_target(tracking_uri, config))
     if store is not None and not store.exists() and not run_id:
@@ -387,11 +393,11 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate a registered model version/alias on the project's latest evaluation data."""
+    project = load_project_or_fail(config)  # before MLflow and LightGBM load: a bad project file fails at once
     from leadscore.run_logging import log_into_run
     from training.registry import RegistryError
     from training.workflow import evaluate_registered
 
-    project = load_project_or_fail(config)
     try:
         report = evaluate_registered(project, _existing_store(_target(tracking_uri, config), config), model,
                                      model_name, progress=say)
@@ -434,6 +440,7 @@ def models_promote(
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Make the challenger champion if it beats the champion (same rows) and the baselines."""
+    _store_project_file(tracking_uri, config)
     from training.registry import MetricError, RegistryError, deciding_metrics, promote
     from training.tracking import tracking_server_errors
 
@@ -466,6 +473,7 @@ def models_rollback(
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Restore the previous champion (skipping earlier champions deleted since)."""
+    _store_project_file(tracking_uri, config)
     from mlflow.exceptions import MlflowException
 
     from training.registry import RegistryError, rollback
@@ -494,11 +502,12 @@ def models_export(
 ) -> None:
     """Write a registered version (default: the champion; pyfunc dir + champion.json) for deployment without a
     tracking server."""
+    if (problem := destination_problem(out, folder=True)) is not None:  # before the registry is read
+        raise fail(f"--out {out}: {problem}", 2)
+    _store_project_file(tracking_uri, config)
     from training.registry import RegistryError, export_champion
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 
-    if (problem := destination_problem(out, folder=True)) is not None:  # before the registry is read
-        raise fail(f"--out {out}: {problem}", 2)
     client = _registry_client(tracking_uri, config)
     try:
         with tracking_server_errors(client.tracking_uri, "nothing was exported"):
@@ -517,6 +526,7 @@ def models_list(
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Versions, aliases and headline figures of the registered model."""
+    _store_project_file(tracking_uri, config)
     from training.registry import list_versions
     from training.tracking import TrackingServerUnreachable, tracking_server_errors
 

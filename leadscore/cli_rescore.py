@@ -38,11 +38,12 @@ def _data_config(db: str | None, config: Path | None) -> Any:
     """The data config: ``-c`` project/data YAML, else the canonical tables in the database ``--db``."""
     from features.contract import DataConfig
     from leadscore.project import ProjectConfigError, load_project
-    from serving.rescore import sql_data_config
 
     if config is None:
         if db is None:
             raise fail("give --db URL or -c leadscore.yaml", 2)
+        from serving.rescore import sql_data_config
+
         return sql_data_config(db)
     try:  # a bare data config too; every section is checked, as for train (a misspelt key is never passed over)
         data = load_project(config).data
@@ -332,9 +333,6 @@ def register(app: typer.Typer) -> None:
         top: Annotated[int, typer.Option(min=0, help="Print the top-N leads with reasons at the end.")] = 0,
     ) -> None:
         """Rescore the open leads of the lead database with the champion (chunked, resumable)."""
-        from serving.loader import ServingSettings, SettingsError
-        from serving.rescore import RescoreConfig
-
         if resume:  # the run keeps its own as-of, reasons per lead and incremental start
             given = [name for name, value in (("--as-of", as_of), ("--changed-since", changed_since),
                                               ("--top-k", top_k), ("--partition-leads", partition_leads))
@@ -347,7 +345,10 @@ def register(app: typer.Typer) -> None:
         if out is not None and (problem := destination_problem(out, folder=False)) is not None:
             raise fail(f"--out {out}: {problem}", 2)
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
-        data = _data_config(db, config)
+        data = _data_config(db, config)  # before MLflow and LightGBM load: a bad project file fails at once
+        from serving.loader import ServingSettings, SettingsError
+        from serving.rescore import RescoreConfig
+
         scores_url = _scores_url(db, data)
         try:
             settings = ServingSettings.from_env(os.environ)

@@ -4,8 +4,6 @@ run, worker processes, the CLI, and a score store made for the other kind of ids
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +30,6 @@ from tests.integration.rescore_support import (
 )
 
 PARTITION_LEADS = 97  # many partition bounds
-
-
-@pytest.fixture
-def postgres_locale_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database whose default collation is a locale's (ICU en-US: '_x' 'a10' 'b1' 'B2' 'Z'),
-    as production databases often have, dropped afterwards."""
-    name = f"leadscore_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
-                             "LOCALE 'C.UTF-8'"))
-    try:
-        yield sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -120,18 +99,22 @@ def test_text_ids_are_rescored_once_each_and_a_cut_run_resumes(kind: str, champi
         engine.dispose()
 
 
-def test_incremental_text_ids_on_worker_processes(sqlite_url: str, champion: Champion) -> None:
-    ids = make_text_lead_db(sqlite_url)
-    data = sql_data_config(sqlite_url)
-    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="full"))
-    before = set(stored_scores(sqlite_url)["lead_id"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_incremental_text_ids_on_worker_processes(kind: str, champion: Champion, request: pytest.FixtureRequest) -> None:
+    """The stored scores of each partition (to find its never-scored leads) are found by its bytewise range,
+    on PostgreSQL too, whose database collation (ICU en-US) orders the ids otherwise."""
+    url = request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_locale_url")
+    ids = make_text_lead_db(url)
+    data = sql_data_config(url)
+    rescore(data, url, champion.settings, _config(as_of=AS_OF, run_id="full"))
+    before = set(stored_scores(url)["lead_id"])
     lost = sorted(before)[::50]
-    delete_scores(sqlite_url, lost)
+    delete_scores(url, lost)
     since = AS_OF + pd.Timedelta(days=1)
-    summary = rescore(data, sqlite_url, champion.settings,
+    summary = rescore(data, url, champion.settings,
                       _config(as_of=LATER, changed_since=since, run_id="inc", processes=2))
-    check_unscored_leads_were_scored(sqlite_url, champion, summary, "inc", before, lost, since, LATER)
-    assert _partitions(sqlite_url, "inc")["leads"].sum() == len(ids)
+    check_unscored_leads_were_scored(url, champion, summary, "inc", before, lost, since, LATER)
+    assert _partitions(url, "inc")["leads"].sum() == len(ids)
 
 
 def test_a_store_of_the_other_kind_of_ids_is_refused_naming_table_and_column(sqlite_url: str,

@@ -58,7 +58,7 @@ class SourceTrainingSet:
         return frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
 
 
-def _partition_facts(data: DataConfig, start: int, stop: int) -> dict[str, Any]:
+def _partition_facts(data: DataConfig, start: Any, stop: Any) -> dict[str, Any]:
     """Pass 1 on a worker: the partition's validated leads, event types and latest timestamp."""
     crm, report = load_crm(data, lead_id_range=(start, stop))
     end = resolve_data_end(crm, FeatureConfig()) if len(crm.leads) else None
@@ -138,17 +138,21 @@ def _partition_config(data: DataConfig, k: int) -> DataConfig:
     return data.model_copy(update={"quarantine_dir": Path(data.quarantine_dir) / f"part-{k:05d}"})
 
 
-def _open_ended(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The first range from the smallest int64, the last to the largest: events and outcomes of ids
-    outside every lead's range are read (and refused as unknown leads) instead of never seen."""
-    info = np.iinfo(np.int64)
+def _open_ended(ranges: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """The first range from the smallest int64 (text ids: from ``''``, which every text sorts from), the last to
+    the largest (text ranges already end open): events and outcomes of ids outside every lead's range are read
+    (and refused as unknown leads) instead of never seen."""
     ranges = list(ranges)
+    if isinstance(ranges[0][0], str):
+        ranges[0] = ("", ranges[0][1])
+        return ranges
+    info = np.iinfo(np.int64)
     ranges[0] = (int(info.min), ranges[0][1])
     ranges[-1] = (ranges[-1][0], int(info.max))
     return ranges
 
 
-def _partition_to_parquet(data: DataConfig, start: int, stop: int, spec_dict: dict[str, Any],
+def _partition_to_parquet(data: DataConfig, start: Any, stop: Any, spec_dict: dict[str, Any],
                           dates: pd.DatetimeIndex, data_end: pd.Timestamp, path: Path) -> Path:
     """Pass 2 on a worker: read the partition again, build its snapshot rows, write them."""
     crm, _ = load_crm(data, lead_id_range=(start, stop))
@@ -165,10 +169,11 @@ def build_training_set_from_source(
 ) -> SourceTrainingSet:
     """Training set of a CRM too large for one machine, on the current Dask scheduler.
 
-    The driver reads only the lead ids. Pass 1 (on workers, one task per lead-id range) validates
-    each partition and returns its leads, event types and latest timestamp, from which the driver
-    fits the spec (vocabularies, column order) and fixes ``data_end`` and the as-of dates. Pass 2
-    reads each partition again and writes its snapshot rows to ``out_dir/part-NNNNN.parquet``: under
+    The driver reads only the lead ids: integers, or text (UUIDs, CRM ids, zero-padded numbers) cut in
+    ranges of their bytewise order, as a rescore cuts them (:func:`features.fast_sql.range_clause`, whatever
+    the collation). Pass 1 (on workers, one task per lead-id range) validates each partition and returns
+    its leads, event types and latest timestamp, from which the driver fits the spec (vocabularies, column
+    order) and fixes ``data_end`` and the as-of dates. Pass 2 reads each partition again and writes its snapshot rows to ``out_dir/part-NNNNN.parquet``: under
     temporary names, moved in place once every partition is written (the ``part-NNNNN.parquet`` files of
     an earlier build with more partitions are removed then; a failed build leaves the folder as it was).
     Rows and values equal :func:`features.build.build_training_set` on the whole CRM (tested).
@@ -178,7 +183,7 @@ def build_training_set_from_source(
     config = config or FeatureConfig()
     data = data.resolve_paths(Path.cwd())  # workers started in other folders read and write the same files
     out_dir = Path(out_dir).absolute()  # ... and write their partitions into this folder, not their own
-    ranges = lead_id_ranges(read_lead_ids(data), partition_leads)
+    ranges = lead_id_ranges(read_lead_ids(data, text_ids=True), partition_leads)
     if not ranges:
         raise ValueError(f"table {LEADS!r}: no leads to build a training set from")
     with _fresh_quarantine_folders(data):

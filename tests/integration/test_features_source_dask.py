@@ -17,6 +17,7 @@ from features.contract import ContractError, DataConfig, SourceConfig
 from features.distributed import build_training_set_from_source
 from features.loading import load_crm
 from leadscore.synth import SynthConfig, write_synthetic
+from tests.integration.rescore_support import TEXT_IDS_OUT_OF_LOCALE_ORDER, make_text_lead_db
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -44,16 +45,51 @@ def test_source_driven_dask_build_equals_the_in_memory_build(tmp_path: Path) -> 
 
 
 def test_non_integer_lead_ids_are_refused_with_the_column_named(tmp_path: Path) -> None:
-    leads = pd.DataFrame({"lead_id": ["a1", "b2"], "created_at": ["2025-01-01", "2025-01-02"]})
-    events = pd.DataFrame({"lead_id": ["a1"], "occurred_at": ["2025-01-03"], "event_type": ["email_open"]})
-    outcomes = pd.DataFrame({"lead_id": ["a1"], "converted_at": [None]})
+    leads = pd.DataFrame({"lead_id": [1.5, 2.0], "created_at": ["2025-01-01", "2025-01-02"]})
+    events = pd.DataFrame({"lead_id": [1.5], "occurred_at": ["2025-01-03"], "event_type": ["email_open"]})
+    outcomes = pd.DataFrame({"lead_id": [1.5], "converted_at": [None]})
     for name, frame in (("leads", leads), ("events", events), ("outcomes", outcomes)):
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
     data = DataConfig(source=SourceConfig(kind="csv", leads=str(tmp_path / "leads.csv"),
                                           events=str(tmp_path / "events.csv"),
                                           outcomes=str(tmp_path / "outcomes.csv")))
-    with pytest.raises(ValueError, match=r"column 'lead_id': partitioning by integer lead-id ranges"):
+    with pytest.raises(ValueError, match=r"column 'lead_id': partitioning by integer lead-id ranges; non-integer"):
         build_training_set_from_source(data, tmp_path / "parts")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "csv"])
+def test_text_lead_ids_build_equals_the_in_memory_build(kind: str, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    """Text ids (UUIDs, CRM ids, zero-padded numbers) were refused ("partitioning by integer lead-id ranges"):
+    they are cut in ranges of their bytewise order, as a rescore cuts them, whatever the collation orders
+    them in (a SQLite NOCASE column, a PostgreSQL database of ICU en-US: '_x' 'a10' 'b1' 'B2' 'Z')."""
+    url = request.getfixturevalue("postgres_locale_url") if kind == "postgres" else f"sqlite:///{tmp_path / 'crm.db'}"
+    ids = make_text_lead_db(url, "NOCASE" if kind == "sqlite" else None, n_leads=300)
+    assert set(TEXT_IDS_OUT_OF_LOCALE_ORDER) <= set(ids)
+    data = DataConfig(source=SourceConfig(kind="sql", url=url))
+    if kind == "csv":
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            for table in ("leads", "events", "outcomes"):
+                pd.read_sql_table(table, conn).to_csv(tmp_path / f"{table}.csv", index=False)
+        engine.dispose()
+        data = DataConfig(source=SourceConfig(kind="csv", **{t: str(tmp_path / f"{t}.csv")
+                                                             for t in ("leads", "events", "outcomes")}))
+    crm, _ = load_crm(data)
+    assert crm.leads["lead_id"].map(type).eq(str).all() and "0007" in set(crm.leads["lead_id"])
+    expected = build_training_set(crm)
+
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=70)
+
+    assert len(result.files) == 5  # 300 ids in ranges of 70
+    parts = [set(pd.read_parquet(f)["lead_id"]) for f in result.files]
+    assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1:])  # each lead in one range
+    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_",
+                    "missing_values_"):
+        assert getattr(result.spec, learned) == getattr(expected.spec, learned), learned
+    assert result.data_end == expected.data_end
+    pd.testing.assert_index_equal(result.as_of_dates, expected.as_of_dates)
+    pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)
 
 
 def _csv_crm(tmp_path: Path, **config: object) -> tuple[DataConfig, dict[str, pd.DataFrame]]:

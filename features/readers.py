@@ -779,11 +779,16 @@ def read_crm(
         leads_ids = frames[LEADS].get(config.columns.source_name(LEADS, LEAD_ID)) if LEADS in frames else None
         if table != LEADS and leads_ids is not None and len(leads_ids):
             ids_as_text = not pd.api.types.is_numeric_dtype(leads_ids.dtype)
-        frames[table] = _read_one(
+        frame = _read_one(
             config.source, config.source.location(table), columns=columns,
             lead_id_column=id_column, subset=subset, database=database, ids_as_text=ids_as_text,
             key=f"data.source.{table}",
         )
+        if lead_id_range is not None and id_column in frame.columns:
+            # a marker id ('NA', '') sorts inside a text range: a range job set its rows aside up front
+            # (set_aside_rows_without_lead_id), its partition must not report them again
+            frame = frame[~_missing_id_mask(frame[id_column], config.missing_values).to_numpy()].reset_index(drop=True)
+        frames[table] = frame
     return RawTables(leads=frames[LEADS], events=frames[EVENTS], outcomes=frames[OUTCOMES])
 
 

@@ -328,3 +328,25 @@ def test_an_attribute_empty_in_a_whole_partition_is_typed_as_the_in_memory_build
     assert result.spec.numeric_columns_ == expected.spec.numeric_columns_
     assert result.spec.categorical_vocab_ == expected.spec.categorical_vocab_
     pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)
+
+
+def test_missing_markers_among_text_ids_are_set_aside_once_not_again_by_their_range(tmp_path: Path) -> None:
+    """A text id that is a ``missing_values`` marker ('NA', '') sorts inside a text range (or, '', at the start of
+    the first): it was quarantined up front with the rows without a lead id AND again by the partition whose
+    range holds it (6 rows counted for 4; the whole load counts 4)."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    make_text_lead_db(url, n_leads=300)
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE events SET lead_id = '' WHERE rowid = 3"))
+        conn.execute(sa.text("UPDATE events SET lead_id = 'NA' WHERE rowid = 7"))
+        conn.execute(sa.text("UPDATE events SET lead_id = NULL WHERE rowid = 11"))
+        conn.execute(sa.text("UPDATE events SET lead_id = '!early' WHERE rowid = 9"))  # before every lead id
+    data = DataConfig(source=SourceConfig(kind="sql", url=url), missing_values=["", "NA"], policy="quarantine",
+                      quarantine_dir=tmp_path / "q")
+    _, report = load_crm(data.model_copy(update={"quarantine_dir": tmp_path / "q-memory"}))
+    result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=70)
+    assert result.rows_quarantined == report.rows_quarantined and report.rows_quarantined["events"] == 4
+    without_id = pd.read_csv(tmp_path / "q" / "no-lead-id" / "events.csv", keep_default_na=False)
+    assert sorted(without_id["lead_id"]) == ["", "", "NA"]  # the NULL one written as ''
+    in_parts = pd.concat([pd.read_csv(f, keep_default_na=False) for f in (tmp_path / "q").glob("part-*/events.csv")])
+    assert in_parts[["lead_id", "_reason"]].values.tolist() == [["!early", "unknown_lead:lead_id"]]

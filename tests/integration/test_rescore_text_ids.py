@@ -196,3 +196,21 @@ def test_a_text_id_run_scoring_nothing_writes_a_parquet_file_of_text_ids(sqlite_
                       _config(as_of=pd.Timestamp("2001-01-01")), out=out)  # before every lead was created
     assert summary.scored == 0
     assert pq.read_schema(out).field("lead_id").type == pa.string()
+
+
+def test_a_missing_marker_among_text_ids_is_quarantined_once(sqlite_url: str, champion: Champion,
+                                                             tmp_path: Path) -> None:
+    """'NA' (a ``missing_values`` marker) as an event's text lead id sorts inside a partition's range: set aside
+    up front with the rows without a lead id, it was quarantined a second time by that partition."""
+    make_text_lead_db(sqlite_url, n_leads=200)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE events SET lead_id = 'NA' WHERE rowid IN (5, 6)"))
+    engine.dispose()
+    data = sql_data_config(sqlite_url).model_copy(update={
+        "missing_values": ["", "NA"], "policy": "quarantine", "quarantine_dir": tmp_path / "q"})
+    rescore(data, sqlite_url, champion.settings, _config(as_of=AS_OF, run_id="marked"))
+    run = tmp_path / "q" / "rescore-marked"
+    assert pd.read_csv(run / "no-lead-id" / "events.csv", keep_default_na=False)["lead_id"].tolist() == ["NA", "NA"]
+    in_parts = [pd.read_csv(f, keep_default_na=False) for f in run.glob("part-*/events.csv")]
+    assert sum(len(f) for f in in_parts) == 0

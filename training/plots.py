@@ -227,7 +227,11 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
     fig, ax = _figure(7, 5.0)
     per_week = table["leads_per_week"].notna().all()
     volume = table["leads_per_week"] if per_week else table["share_flagged"]
-    ax.plot(table["cutoff"], volume, color="tab:blue", label="leads per week" if per_week else "share flagged")
+    # scores are whole points: between cut-offs c and c + 1 a cut-off flags what c + 1 flags, so with every
+    # whole cut-off in the table the curves are steps, not slopes suggesting values no cut-off gives
+    steps = "steps-pre" if len(table) > 1 and bool(np.all(np.diff(table["cutoff"].to_numpy()) == 1)) else "default"
+    ax.plot(table["cutoff"], volume, color="tab:blue", label="leads per week" if per_week else "share flagged",
+            drawstyle=steps)
     flagging = table.loc[table["leads_flagged"] > 0, "cutoff"]
     last = float(flagging.max()) if len(flagging) else 100.0
     end = _score_axis_end(np.array([last]), None if recommended is None else recommended["cutoff"])
@@ -236,8 +240,8 @@ def threshold_figure(table: pd.DataFrame, recommended: Mapping[str, float] | Non
            ylim=(0, float(volume.max()) * 1.05 or 1.0) if per_week else (0, 1.02))
     _title(ax, "MQL threshold: volume vs capture", data)
     ax2 = ax.twinx()
-    ax2.plot(table["cutoff"], table["capture"], color="tab:green", label="capture (recall)")
-    ax2.plot(table["cutoff"], table["precision"], color="tab:orange", label="precision")
+    ax2.plot(table["cutoff"], table["capture"], color="tab:green", label="capture (recall)", drawstyle=steps)
+    ax2.plot(table["cutoff"], table["precision"], color="tab:orange", label="precision", drawstyle=steps)
     ax2.set(ylabel="capture / precision", ylim=(0, 1.02))
     if recommended is None and capacity is not None:
         recommended_or_capacity = {"capacity": capacity[0], "capacity_unit": capacity[1]}

@@ -778,3 +778,20 @@ def test_c_index_legend_covers_no_bar_or_label_when_the_scorers_rank_well() -> N
     # the integrated Brier bars are not in the colour of a C-index the legend names
     keyed = {to_rgba(handle.get_facecolor()) for handle in legends[0].legend_handles}
     assert not keyed & {to_rgba(bar.get_facecolor()) for bar in fig.axes[1].patches}
+
+
+def test_threshold_curves_are_steps_between_whole_cut_offs() -> None:
+    """Scores are whole points: the curves joined cut-offs 1 and 2 by a slope, showing volumes and captures
+    between them that no cut-off gives (on a 0-5 axis, most of the drawing). With every whole cut-off in the
+    table they are steps (a cut-off in (c, c + 1] flags what c + 1 flags); every 5th cut-off stays a line."""
+    rng = np.random.default_rng(4)
+    score = rng.integers(0, 6, 2000).astype(float)
+    y = (rng.random(2000) < score / 20).astype(float)
+    every = threshold_table(score, y, weeks=10.0)
+    lines = [ln for axes in plots.threshold_figure(every).axes for ln in axes.get_lines()
+             if ln.get_label() in ("leads per week", "capture (recall)", "precision")]
+    assert len(lines) == 3 and {ln.get_drawstyle() for ln in lines} == {"steps-pre"}
+    sparse = threshold_table(score, y, weeks=10.0, step=5)
+    lines = [ln for axes in plots.threshold_figure(sparse).axes for ln in axes.get_lines()
+             if ln.get_label() in ("leads per week", "capture (recall)", "precision")]
+    assert len(lines) == 3 and {ln.get_drawstyle() for ln in lines} == {"default"}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,11 +84,11 @@ MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID
                     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
 
 
-@pytest.fixture(autouse=True)
-def _mlflow_settings_do_not_leak() -> Iterator[None]:
+@contextmanager
+def _restored_mlflow_settings() -> Iterator[None]:
     """MLflow's ``set_tracking_uri`` / ``set_registry_uri`` (called by ``training.tracking.connect``, which
-    also bounds MLflow's HTTP retries for a server) write ``MLFLOW_*`` into ``os.environ``: each test starts from the session's values, not from the
-    store the test before it connected to (subprocesses, ``ServingSettings.from_env`` read them)."""
+    also bounds MLflow's HTTP retries for a server) write ``MLFLOW_*`` into ``os.environ``: put back the values
+    from before (subprocesses and ``ServingSettings.from_env`` read them)."""
     saved = {name: os.environ.get(name) for name in MLFLOW_VARIABLES}
     yield
     if "mlflow" in sys.modules:
@@ -100,6 +101,22 @@ def _mlflow_settings_do_not_leak() -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_settings_do_not_leak() -> Iterator[None]:
+    """Each test starts from its module's values, not from the store the test before it connected to."""
+    with _restored_mlflow_settings():
+        yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_settings_do_not_leak_out_of_a_module() -> Iterator[None]:
+    """A module-scoped fixture that connects (a shared trained project, say) set ``MLFLOW_TRACKING_URI`` for the
+    rest of its worker: the next module's tests ran with it (`models promote -c missing.yaml` then reached that
+    store instead of refusing the project file). Each module starts from the session's values."""
+    with _restored_mlflow_settings():
+        yield
 
 
 @pytest.fixture(scope="session")

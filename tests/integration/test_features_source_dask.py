@@ -22,6 +22,18 @@ from tests.integration.rescore_support import TEXT_IDS_OUT_OF_LOCALE_ORDER, make
 pytestmark = pytest.mark.timeout(240)
 
 
+
+def assert_same_training_set(result, expected) -> None:
+    """The distributed build's result is the in-memory build: the same learned spec state (the config differs
+    only by data_end / event_types being pinned), data end, as-of dates and rows, exactly."""
+    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_",
+                    "missing_values_"):
+        assert getattr(result.spec, learned) == getattr(expected.spec, learned), learned
+    assert result.data_end == expected.data_end
+    pd.testing.assert_index_equal(result.as_of_dates, expected.as_of_dates)
+    pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)
+
+
 def test_source_driven_dask_build_equals_the_in_memory_build(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     write_synthetic(SynthConfig(n_leads=700, seed=4, events_per_lead=15), url, "sql")
@@ -35,13 +47,7 @@ def test_source_driven_dask_build_equals_the_in_memory_build(tmp_path: Path) -> 
         result = build_training_set_from_source(data, tmp_path / "parts", partition_leads=150)
 
     assert len(result.files) == 5  # 700 ids in ranges of 150: every task read only its own leads
-    # same learned state (the config differs only by data_end / event_types being pinned)
-    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_",
-                    "missing_values_"):
-        assert getattr(result.spec, learned) == getattr(expected.spec, learned), learned
-    assert result.data_end == expected.data_end
-    pd.testing.assert_index_equal(result.as_of_dates, expected.as_of_dates)
-    pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)
+    assert_same_training_set(result, expected)
 
 
 def test_non_integer_lead_ids_are_refused_with_the_column_named(tmp_path: Path) -> None:
@@ -84,12 +90,7 @@ def test_text_lead_ids_build_equals_the_in_memory_build(kind: str, tmp_path: Pat
     assert len(result.files) == 5  # 300 ids in ranges of 70
     parts = [set(pd.read_parquet(f)["lead_id"]) for f in result.files]
     assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1:])  # each lead in one range
-    for learned in ("columns_", "families_", "labels_", "event_types_", "categorical_vocab_", "numeric_columns_",
-                    "missing_values_"):
-        assert getattr(result.spec, learned) == getattr(expected.spec, learned), learned
-    assert result.data_end == expected.data_end
-    pd.testing.assert_index_equal(result.as_of_dates, expected.as_of_dates)
-    pd.testing.assert_frame_equal(result.read(), expected.frame, check_exact=True)
+    assert_same_training_set(result, expected)
 
 
 def _csv_crm(tmp_path: Path, **config: object) -> tuple[DataConfig, dict[str, pd.DataFrame]]:

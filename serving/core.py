@@ -4,8 +4,9 @@ fit/engagement split and top-k reasons. Shared by the HTTP endpoint and batch re
 Explanation in probability points
 ---------------------------------
 TreeSHAP explains the RAW booster margin ``m = b + sum_j phi_j`` (``b`` = bias, the expected
-margin). The calibrated probability is a non-decreasing map ``p = cal(m)``: isotonic is fitted
-increasing, and a Platt slope is held >= 0 when fitted and refused when negative at load
+margin). The calibrated probability is a non-decreasing map ``p = cal(m)``: isotonic is strictly
+increasing between its end knots (centered isotonic regression: no step gives a lead the average's
+probability, which would shrink all its impacts to 0), and a Platt slope is held >= 0 when fitted and refused when negative at load
 (``training.calibration``). The core spreads the probability change ``p - p_base`` (``p_base =
 cal(b)``) over the features in proportion to their log-odds contributions, i.e. each ``phi_j`` is
 multiplied by the calibrator's secant slope ``s = (cal(m) - cal(b)) / (m - b)`` (>= 0 because ``cal``

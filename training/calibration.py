@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
+from sklearn.isotonic import isotonic_regression
 from sklearn.linear_model import LogisticRegression
 
 _EPS = 1e-6
@@ -67,23 +67,34 @@ class PlattCalibrator:
         return {"kind": self.kind, "slope": self.slope_, "intercept": self.intercept_}
 
 
-# Isotonic steps map thousands of margins to one probability (71 distinct values for 55,632 test rows at 20k
-# leads): the booster's ranking within a step would be lost (top lists, AUC). A strictly increasing term of at
-# most this much is added, so leads tie only where their margins do; no probability moves by more than it.
+# Beyond its first and last knots the calibrator is flat (a margin outside the fitted range gets the end block's
+# probability). A strictly increasing term of at most this much is added, so leads tie only where their margins do
+# there too; no probability moves by more than it.
 TIE_BREAK = 1e-7
 
 
 class IsotonicCalibrator:
-    """Monotone step function of the margin (linear interpolation between fitted knots, clipped), plus a
-    strictly increasing term below :data:`TIE_BREAK` that orders the leads of one step by their margins."""
+    """Centered isotonic regression (Oron & Flournoy, 2017): the pool-adjacent-violators fit, with each block of
+    equal fitted probability shrunk to one knot at its mean margin, and straight lines between the knots.
+
+    The plain isotonic fit is a step function: it gave thousands of leads one probability (71 distinct values for
+    55,632 test rows at 20k leads), and a lead whose margin shared a step with the model's average margin got the
+    average's probability, so the explanation (``serving.core``, which spreads ``p - cal(bias)`` over the
+    features) gave it impacts near 0 whatever its features did (53 of the first 1,000 X Education leads). The
+    centered fit is strictly increasing between its first and last knots, with the same block probabilities at
+    the block centres; :data:`TIE_BREAK` orders the leads beyond the end knots by margin."""
 
     kind = "isotonic"
 
     def fit(self, margin: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
         margin, y = _check_xy(margin, y)
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=_EPS, y_max=1 - _EPS).fit(margin, y)
-        self.x_ = np.asarray(iso.X_thresholds_, dtype=float)
-        self.y_ = np.asarray(iso.y_thresholds_, dtype=float)
+        values, where, counts = np.unique(margin, return_inverse=True, return_counts=True)
+        weight = counts.astype(float)
+        fitted = isotonic_regression(np.bincount(where, weights=y) / weight, sample_weight=weight,
+                                     y_min=_EPS, y_max=1 - _EPS)
+        starts = np.flatnonzero(np.r_[True, np.diff(fitted) != 0])  # blocks: runs of one fitted probability
+        self.x_ = np.add.reduceat(values * weight, starts) / np.add.reduceat(weight, starts)
+        self.y_ = np.asarray(fitted[starts], dtype=float)
         return self
 
     def transform(self, margin: np.ndarray) -> np.ndarray:
@@ -159,8 +170,7 @@ def reliability_curve(
     ``equal_mass``: bins hold (about) the same number of rows (quantiles of p); rows with the same
     probability share a bin (the one where the first of them falls), so a tied block (equal margins, a
     Platt slope held at 0) is never split by row order: such a bin is larger and the bins after it fewer.
-    An isotonic step is no tied block since :data:`TIE_BREAK`: its leads are ordered by margin, and the
-    bins may split it (X Education's ECE read 0.0073 where the tied steps gave 0.0057, the AUC alike);
+    The isotonic calibrator ties no leads of different margins (:class:`IsotonicCalibrator`);
     ``equal_width``: bins split [0, 1] into equal intervals.
     """
     y = np.asarray(y, dtype=float)

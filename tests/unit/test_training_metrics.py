@@ -47,24 +47,58 @@ def test_calibrators_fix_a_miscalibrated_margin_and_round_trip(cls: type) -> Non
     np.testing.assert_allclose(again.transform(margin[2000:]), p)
 
 
-def test_isotonic_steps_keep_the_boosters_ranking_and_move_no_probability_by_more_than_the_tie_break() -> None:
-    """Isotonic steps gave thousands of leads one probability (71 distinct values for 55,632 test rows at 20k
-    leads; AUC 0.7994 where the margins rank at 0.8000): the leads of one step are now ordered by margin."""
+def test_isotonic_calibration_keeps_the_boosters_ranking_and_its_block_probabilities() -> None:
+    """A step-function isotonic fit gave thousands of leads one probability (71 distinct values for 55,632 test
+    rows at 20k leads; AUC 0.7994 where the margins rank at 0.8000). The centered fit is strictly increasing in
+    the margin, keeps each pool-adjacent-violators block's probability at the block's mean margin, and moves
+    nothing beyond its end knots by more than the tie break."""
+    from sklearn.isotonic import IsotonicRegression
     from sklearn.metrics import roc_auc_score
 
     from training.calibration import TIE_BREAK
 
     margin, y, _ = _miscalibrated(n=20_000, seed=3)
-    cal = IsotonicCalibrator().fit(margin[:10_000], y[:10_000])
+    fit_m, fit_y = margin[:10_000], y[:10_000]
+    cal = IsotonicCalibrator().fit(fit_m, fit_y)
+    steps = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(fit_m, fit_y)
+    blocks = steps.predict(fit_m)
+    for value in np.unique(blocks):  # each block: its probability at its mean margin
+        centre = fit_m[blocks == value].mean()
+        assert cal.transform(np.array([centre]))[0] == pytest.approx(value, abs=2 * TIE_BREAK)
+    assert len(cal.x_) == len(np.unique(blocks)) and (np.diff(cal.y_) > 0).all() and (np.diff(cal.x_) > 0).all()
     test = np.concatenate([margin[10_000:], [-40.0, -12.0, -11.999999, 12.0, 40.0]])  # beyond the knots too
     p = cal.transform(test)
-    steps = np.interp(test, cal.x_, cal.y_)
-    assert len(np.unique(steps)) < 200 < len(np.unique(p)) == len(np.unique(test))
+    assert len(np.unique(p)) == len(np.unique(test))
     order = np.argsort(test)
     assert (np.diff(p[order]) > 0).all()  # strictly increasing in the margin
-    assert (p - steps).min() > 0 and (p - steps).max() < TIE_BREAK and p.min() > 0 and p.max() < 1
+    beyond = (test < cal.x_[0]) | (test > cal.x_[-1])
+    assert beyond.sum() > 5 and (np.abs(p[beyond] - np.interp(test[beyond], cal.x_, cal.y_)) < TIE_BREAK).all()
+    assert p.min() > 0 and p.max() < 1
     assert roc_auc_score(y[10_000:], p[:10_000]) == roc_auc_score(y[10_000:], margin[10_000:])
-    assert roc_auc_score(y[10_000:], steps[:10_000]) < roc_auc_score(y[10_000:], margin[10_000:])
+    assert roc_auc_score(y[10_000:], steps.predict(margin[10_000:])) < roc_auc_score(y[10_000:], margin[10_000:])
+
+
+def test_a_lead_that_shares_an_isotonic_block_with_the_average_keeps_its_reasons() -> None:
+    """With a step-function fit a lead whose margin fell in the step holding the average margin (the SHAP bias)
+    got the average's probability, so its impacts, the log-odds contributions times the secant slope, were all
+    near 0 although its features pulled both ways (53 of the first 1,000 X Education leads)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from serving.core import probability_impacts
+
+    margin, y, _ = _miscalibrated(n=20_000, seed=3)
+    cal = IsotonicCalibrator().fit(margin, y)
+    bias = float(margin.mean())
+    steps = IsotonicRegression(out_of_bounds="clip").fit(margin, y)
+    same = margin[(steps.predict(margin) == steps.predict([bias])[0]) & (np.abs(margin - bias) > 0.05)]
+    assert len(same) > 10  # leads in the average's step, not at the average itself
+    lead = same[:10]
+    contributions = np.column_stack([lead - bias + 1.0, np.full(len(lead), -1.0)])  # two features pulling apart
+    impacts = probability_impacts(contributions, cal.transform(lead), cal.transform(np.full(len(lead), bias)))
+    np.testing.assert_allclose(impacts.sum(axis=1), cal.transform(lead) - cal.transform(np.full(len(lead), bias)))
+    local = cal.y_.max() - cal.y_.min()  # slopes are judged against the calibrator's whole rise per margin unit
+    slope = impacts[:, 1] / contributions[:, 1]
+    assert (slope > 0.01 * local / (cal.x_[-1] - cal.x_[0])).all()
 
 
 def test_platt_never_fits_a_decreasing_map_and_a_saved_one_is_refused() -> None:

@@ -18,13 +18,13 @@ split the explained part.
 Grades
 ------
 A-D are cut on the score, so that a grade always agrees with the score a person sees. Default
-cut-offs are relative to the model's training base rate (``grade_lifts`` = (4, 2, 1)): A = score >=
-round(100 x 4 x base rate), B >= 2x, C >= 1x (above average), D below. With a 2% base rate that is
-A >= 8, B >= 4, C >= 2. At a low base rate the rounding is coarse: at 1.9% (cut-offs 8 / 4 / 2) a C
-lead's probability can be 0.015, below the base rate; below 0.5% the cut-offs are kept apart (3 / 2 / 1:
-A > B > C, :func:`default_grade_cutoffs`). At a high one they stop at 100 (at 38.5%, X Education's:
-100 / 77 / 39, an A only at a probability of 0.995). Fixed score cut-offs can be given instead
-(``grade_cutoffs``).
+cut-offs are relative to the odds of the model's training base rate (``grade_lifts`` = (4, 2, 1)): A =
+a score whose odds p / (1 - p) are at least 4x the base rate's, B 2x, C 1x (above average), D below.
+At a low base rate that is 4x / 2x / 1x the rate: with 2%, A >= 8, B >= 4, C >= 2. The rounding is
+coarse there: at 1.9% (cut-offs 8 / 4 / 2) a C lead's probability can be 0.015, below the base rate;
+below 0.5% the cut-offs are kept apart (3 / 2 / 1: A > B > C, :func:`default_grade_cutoffs`). At a high
+rate the odds keep A reachable: at 38.5% (X Education's) 71 / 56 / 38, where 4x the rate itself would
+be 154%. Fixed score cut-offs can be given instead (``grade_cutoffs``).
 
 Time to close
 -------------
@@ -67,7 +67,7 @@ class ScoringConfig(BaseModel):
 
     top_k: int = Field(3, ge=0, le=50, description="reasons per lead (0 skips the SHAP cost)")
     grade_lifts: tuple[float, float, float] = Field(
-        DEFAULT_GRADE_LIFTS, description="A/B/C cut-offs as multiples of the training base rate"
+        DEFAULT_GRADE_LIFTS, description="A/B/C cut-offs as multiples of the training base rate's odds"
     )
     grade_cutoffs: tuple[int, int, int] | None = Field(
         None, description="fixed A/B/C score cut-offs (0-100); overrides grade_lifts"
@@ -268,9 +268,19 @@ def top_k_indices(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def default_grade_cutoffs(base_rate: float, lifts: tuple[float, float, float]) -> tuple[int, int, int]:
-    """A/B/C score cut-offs at ``lifts`` x the base rate (rounded, 1 to 100), kept apart (A > B > C): at a base
-    rate below 0.5% all three would round to 1 and every lead scoring 1 would be an A."""
-    a, b, c = (int(min(100, max(1, round(100 * base_rate * lift)))) for lift in lifts)
+    """A/B/C score cut-offs where a lead's odds of converting are ``lifts`` x the base rate's odds (rounded, 1 to
+    100), kept apart (A > B > C): at a base rate below 0.5% all three would round to 1 and every lead scoring 1
+    would be an A. Odds, not the rate: at a low rate they are the same multiples, and at a high one 4 x the
+    rate lies beyond 100% (X Education's 38.5% made A a probability of 0.995)."""
+    rate = min(max(float(base_rate), 0.0), 1.0)
+
+    def cutoff(lift: float) -> int:
+        # odds lift * r / (1 - r) as a probability: lift * r / (1 - r + lift * r), defined at r = 1 too
+        scaled = lift * rate
+        probability = scaled / (1.0 - rate + scaled) if scaled > 0 else 0.0
+        return int(min(100, max(1, round(100 * probability))))
+
+    a, b, c = (cutoff(lift) for lift in lifts)
     b = max(b, c + 1)
     a = min(100, max(a, b + 1))
     b = min(b, a - 1)

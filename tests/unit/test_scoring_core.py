@@ -530,8 +530,28 @@ def test_default_grade_cutoffs_stay_apart_at_a_low_base_rate(core) -> None:
     assert cutoffs(0.0011) == (3, 2, 1)
     assert cutoffs(0.004) == (3, 2, 1)  # rounded: 2, 1, 0
     assert cutoffs(0.02) == (8, 4, 2)  # apart already: unchanged
-    assert cutoffs(0.3) == (100, 60, 30)
-    assert cutoffs(0.6) == (100, 99, 60)  # 4x and 2x beyond 100: kept apart below it
+    assert cutoffs(0.6) == (86, 75, 60)  # odds 1.5: 6 and 3 are probabilities 0.857 and 0.75
+
+
+def test_default_grade_a_is_reachable_at_a_high_base_rate(core) -> None:
+    """The cut-offs were 4x / 2x / 1x the base RATE: at X Education's 38.5% that made A 100 (a probability of
+    0.995 and more; 4x the rate is 154%) and B 77. They are now multiples of the base rate's odds."""
+    import copy
+
+    def cutoffs(rate: float) -> tuple[int, ...]:
+        model = copy.copy(core.model)
+        model.train_positive_rate_ = rate
+        return ScoringCore(model, ModelInfo("m", "1"), ScoringConfig()).grade_cutoffs
+
+    assert cutoffs(0.385) == (71, 56, 38)
+    assert cutoffs(0.3) == (63, 46, 30)
+    for rate in (0.01, 0.05, 0.2, 0.385, 0.5, 0.7):
+        a, b, c = cutoffs(rate)
+        odds = rate / (1 - rate)
+        for cut, lift in ((a, 4), (b, 2), (c, 1)):  # the cut-off's odds are the lift x the base odds, to rounding
+            low, high = (cut - 0.5) / 100, (cut + 0.5) / 100
+            assert low / (1 - low) <= lift * odds <= high / (1 - high)
+        assert a < 100
     lead = ScoringCore(copy.copy(core.model), ModelInfo("m", "1"), ScoringConfig(grade_cutoffs=(5, 5, 5)))
     assert lead.grade_cutoffs == (5, 5, 5)  # fixed cut-offs are the caller's: as given
 

@@ -1,7 +1,7 @@
 """Request and response models of the scoring endpoint (pydantic; they make the OpenAPI schema).
 
 Shapes follow the data contract: a lead is ``lead_id``, ``created_at``, ``attributes`` and recent
-``events``. Field-level rules live here (types, lengths, finite numbers, sane timestamps);
+``events`` (``created_at`` may be left out for a flat model, which reads only ``attributes``). Field-level rules live here (types, lengths, finite numbers, sane timestamps);
 rules that need the model's FeatureSpec or the request's ``as_of`` are in :func:`check_leads`.
 """
 
@@ -27,7 +27,7 @@ from pydantic import (
 
 from features.contract import did_you_mean, number_from_text
 from features.schema import EVENT_TYPE, naive_utc_datetime
-from features.spec import FeatureSpec
+from features.spec import FLAT_KIND, FeatureSpec
 
 MIN_INSTANT = datetime(1970, 1, 1)
 MAX_INSTANT = datetime(2200, 1, 1)
@@ -47,8 +47,8 @@ def default_as_of(leads: Sequence[LeadIn], now: datetime) -> datetime:
     """The as-of of a request that gives none: ``now``, or 1 microsecond after the request's latest
     ``created_at`` / ``occurred_at`` when that lies ahead of ``now`` by at most :data:`DEFAULT_AS_OF_SKEW`
     (later ones are then refused as after as_of, naming the lead)."""
-    latest = max((t for lead in leads for t in (lead.created_at, *(e.occurred_at for e in lead.events))),
-                 default=now)
+    latest = max((t for lead in leads for t in (lead.created_at, *(e.occurred_at for e in lead.events))
+                  if t is not None), default=now)
     if now < latest <= now + DEFAULT_AS_OF_SKEW:
         return latest + timedelta(microseconds=1)
     return now
@@ -120,17 +120,20 @@ class EventIn(BaseModel):
     _instant = field_validator("occurred_at")(_check_instant)
 
 
+CREATED_AT_HELP = ("when the lead was created; required by a CRM (event) model, whose features count from it; "
+                   "a flat model reads none of it: leave it out (null), or it is checked as given (not after as_of)")
+
+
 class LeadIn(BaseModel):
-    """A lead to score: its attributes and recent engagement events."""
+    """A lead to score: its attributes and recent engagement events (``created_at``: see
+    :data:`CREATED_AT_HELP`; a lead without it is refused by :func:`check_leads` unless the model is flat)."""
 
     model_config = ConfigDict(extra="forbid")
 
     lead_id: LeadId
-    created_at: datetime
+    created_at: Instant | None = Field(None, description=CREATED_AT_HELP)
     attributes: dict[Name, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
     events: list[EventIn] = Field(default_factory=list, max_length=MAX_EVENTS_PER_LEAD)
-
-    _instant = field_validator("created_at")(_check_instant)
 
     def payload(self) -> dict[str, Any]:
         """The dict shape ``features_from_payloads`` reads."""
@@ -284,7 +287,9 @@ def check_leads(
 
     Errors (all leads' are collected, then raised together): a lead id equal to a missing marker (a
     missing id: the contract refuses the lead row, or quarantines it; the error gives ``lead_id`` null),
-    a lead id given twice (42 and "42" are one id), lead created after as_of, events after as_of, an event type equal to a missing marker (a
+    a lead id given twice (42 and "42" are one id), a lead without ``created_at`` when the model is not
+    flat (a CRM model's features count from it), lead created after as_of (flat models too: a given
+    ``created_at`` is checked, though not read), events after as_of, an event type equal to a missing marker (a
     missing type: the contract refuses such an event row, or quarantines it), values of numeric
     attributes or of event values that are no finite number (text such as ``"abc"``, ``"1,000"``,
     ``"NaN"``), negative
@@ -310,7 +315,11 @@ def check_leads(
             if key in first_index:
                 errors.append(LeadError(i, lead_id, "lead_id", f"also given as lead {first_index[key]}"))
             first_index.setdefault(key, i)
-        if lead.created_at > as_of:
+        if lead.created_at is None:
+            if spec.kind_ != FLAT_KIND:
+                errors.append(LeadError(i, lead_id, "created_at", "missing: this model reads each lead's creation "
+                                        "instant (a CRM model; only a flat model's leads may leave it out)"))
+        elif lead.created_at > as_of:
             errors.append(LeadError(i, lead_id, "created_at", f"{lead.created_at.isoformat()} is after as_of "
                                     f"{as_of.isoformat()}"))
         at_as_of = 0

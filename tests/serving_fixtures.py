@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from features.build import build_training_set
-from features.contract import DEFAULT_MISSING_VALUES
+from features.build import build_flat_training_set, build_training_set
+from features.contract import DEFAULT_MISSING_VALUES, FlatConfig
+from features.flat import validate_flat
 from features.schema import CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, CRMData
 from features.snapshots import DAYS_OBSERVED, EVENT_OBSERVED
 from features.spec import FeatureConfig
@@ -60,6 +61,25 @@ def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 8
     model = SalesReadinessModel(booster, horizon_days=90).fit(
         X.iloc[split.train], y[split.train], X.iloc[split.valid], y[split.valid], spec=ts.spec)
     return TrainedChampion(model, crm, X, y, ts)
+
+
+@functools.cache
+def train_small_flat_champion(n_leads: int = 400, seed: int = 0) -> SalesReadinessModel:
+    """A compact calibrated model on a small flat export (one row per lead: ``Lead``, ``Visits``, ``Source``,
+    ``Converted``; no dates); cached per process: read-only."""
+    rng = np.random.default_rng(seed)
+    visits = rng.poisson(3, n_leads)
+    raw = pd.DataFrame({"Lead": [f"L{i}" for i in range(n_leads)], "Visits": visits,
+                        "Source": rng.choice(["ads", "organic"], n_leads),
+                        "Converted": (rng.random(n_leads) < 0.2 + 0.1 * (visits > 3)).astype(int)})
+    flat, _ = validate_flat(raw, FlatConfig(source={"path": "unused.csv"}, id_column="Lead",
+                                            label_column="Converted"))
+    ts = build_flat_training_set(flat)
+    X = ts.frame[feature_columns_of(ts.frame, ts.spec)]
+    y = ts.frame["converted_within_h"].to_numpy()
+    train = n_leads * 3 // 4
+    booster = BoosterConfig(max_rounds=20, early_stopping_rounds=20, num_threads=1)
+    return SalesReadinessModel(booster).fit(X.iloc[:train], y[:train], X.iloc[train:], y[train:], spec=ts.spec)
 
 
 @functools.cache

@@ -79,7 +79,8 @@ def test_leaky_fields_can_be_put_back(config: FlatConfig) -> None:
 def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(config: FlatConfig, loaded,
                                                                             raw: pd.DataFrame) -> None:
     """The spec keeps the project's markers: the export's rows sent to the endpoint as written ("Select"
-    in the dropdown answers) get the feature rows the table gave them (checks and payload path)."""
+    in the dropdown answers), without a ``created_at`` (a flat model reads none), get the feature rows the table
+    gave them (checks and payload path)."""
     from datetime import datetime
 
     import numpy as np
@@ -93,7 +94,7 @@ def test_a_lead_sent_with_the_exports_select_scores_as_its_row_of_the_table(conf
     assert data.missing_values == ("", "Select") and spec.missing_values_ == ["", "Select"]
     rows = [i for i in range(len(raw)) if (raw.iloc[i] == "Select").sum() >= 2][:200]
     assert len(rows) == 200
-    leads = [LeadIn(lead_id=str(raw.at[i, config.id_column]), created_at=datetime(2026, 1, 1),
+    leads = [LeadIn(lead_id=str(raw.at[i, config.id_column]),
                     attributes={c: raw.at[i, c] for c in spec.fit_columns if not pd.isna(raw.at[i, c])})
              for i in rows]
     assert sum(v == "Select" for lead in leads for v in lead.attributes.values()) >= 400

@@ -202,3 +202,21 @@ def test_a_top_k_query_value_with_leading_zeros_is_its_number(server) -> None:
     response = post(server, {"leads": [lead(1)], "as_of": AS_OF}, top_k="0" * 5000 + "2")
     assert response.status_code == 200, response.text[:300]
     assert len(response.json()["scores"][0]["reasons"]) == 2
+
+
+@pytest.mark.parametrize("absent", ["left out", "null"])
+def test_a_crm_lead_without_created_at_gets_a_400_naming_the_field(server, absent) -> None:
+    """A CRM (event) model's features count from each lead's creation: only a flat model's leads may leave
+    ``created_at`` out (the request shape allows it); here every such lead is named, never a 500."""
+    bare = {"lead_id": "L-9", "attributes": {"industry": "software"}}
+    if absent == "null":
+        bare["created_at"] = None
+    body = {"leads": [lead(1), bare, {**bare, "lead_id": 10}], "as_of": AS_OF}
+    response = post(server, body)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert set(answer) == SHAPE and (answer["lead_index"], answer["lead_id"], answer["field"]) == (1, "L-9", "created_at")
+    assert answer["errors"] == [f"lead {i} (lead_id {lead_id!r}): created_at: missing: this model reads each lead's "
+                                "creation instant (a CRM model; only a flat model's leads may leave it out)"
+                                for i, lead_id in ((1, "L-9"), (2, 10))], answer
+    assert post(server, {"leads": [lead(1)], "as_of": AS_OF}).status_code == 200  # with it: scored

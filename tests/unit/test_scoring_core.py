@@ -26,7 +26,7 @@ from serving.core import (
     probability_impacts,
     top_k_indices,
 )
-from serving.schemas import LeadError, LeadIn, ModelIdentity, check_leads
+from serving.schemas import LeadError, LeadIn, ModelIdentity, check_leads, default_as_of
 from tests.serving_fixtures import AS_OF, payloads_from_crm, train_small_champion
 
 
@@ -355,6 +355,29 @@ def test_a_lead_id_equal_to_a_missing_marker_is_a_missing_id() -> None:
     assert error.as_response()["lead_id"] is None and len(error.as_response()["errors"]) == 2
     unmarked = FeatureSpec.from_dict({**spec.to_dict(), "missing_values": [""]})
     assert check_leads([LeadIn(lead_id="Select", created_at=datetime(2025, 1, 5))], as_of, unmarked) == [[]]
+
+
+@pytest.mark.parametrize("mode", ["event", "flat", "flat, from JSON"])
+def test_only_a_flat_models_leads_may_leave_created_at_out(mode: str) -> None:
+    """The request shape lets a lead leave ``created_at`` out (a flat model reads none of it); a CRM model's
+    features count from it, so its check refuses such a lead naming it (the feature build would fail: a 500)."""
+    spec = _marked_specs()[mode]
+    as_of = datetime(2025, 3, 1)
+    bare = LeadIn(lead_id="L1", attributes={"industry": "saas", "employees": 12})
+    dated = bare.model_copy(update={"lead_id": "L2", "created_at": datetime(2025, 1, 5)})
+    assert bare.created_at is None and default_as_of([bare], as_of) == as_of
+    if mode == "event":
+        with pytest.raises(LeadError) as caught:
+            check_leads([dated, bare], as_of, spec)
+        assert (caught.value.index, caught.value.lead_id, caught.value.field) == (1, "L1", "created_at")
+        assert "missing" in str(caught.value) and not caught.value.others
+        return
+    assert check_leads([bare, dated], as_of, spec) == [[], []]
+    rows = features_from_payloads([bare.payload(), dated.payload()], spec, as_of)
+    np.testing.assert_array_equal(rows[0], rows[1])
+    late = bare.model_copy(update={"created_at": datetime(2025, 3, 2)})  # given, it is checked as for a CRM
+    with pytest.raises(LeadError, match=r"lead 0 \(lead_id 'L1'\): created_at: .* is after as_of"):
+        check_leads([late], as_of, spec)
 
 
 def test_a_rescore_without_a_project_file_reads_the_models_markers_as_missing(tmp_path) -> None:

@@ -42,6 +42,20 @@ def test_optional_fields_may_be_null(bentoml_spec) -> None:
     assert as_of["description"].startswith("scoring instant") and as_of["anyOf"][0]["format"] == "date-time"
 
 
+def test_a_lead_may_leave_created_at_out_as_documented(bentoml_spec) -> None:
+    """Only a CRM model needs ``created_at`` (a flat model reads none of it): the document says so, and
+    accepts a lead without it or with null, but not with another type."""
+    spec = documented(bentoml_spec, keys_required=False)
+    for lead in ({"lead_id": "L1", "attributes": {"Visits": 3}}, {"lead_id": "L1", "created_at": None}):
+        jsonschema.validate({"leads": [lead]}, score_schema(spec))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"leads": [{"lead_id": 1, "created_at": 5}]}, score_schema(spec))
+    lead_in = spec["components"]["schemas"]["LeadIn"]
+    assert lead_in["required"] == ["lead_id"]
+    assert "required by a CRM (event) model" in lead_in["properties"]["created_at"]["description"]
+    assert "flat model reads none of it" in lead_in["properties"]["created_at"]["description"]
+
+
 def test_error_answers_have_the_service_shape(bentoml_spec) -> None:
     spec = documented(bentoml_spec, keys_required=False)
     error = {"error": "lead 0 (lead_id 7): created_at: bad", "lead_index": 0, "lead_id": 7, "field": "created_at",

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -67,6 +68,16 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def server_bentoml_home(host: str, port: int, environ: Mapping[str, str], cwd: Path) -> Path:
+    """The BentoML home of the server on ``host:port``: ``leadscore-serve/<host>-<port>`` in the caller's
+    (``BENTOML_HOME``, else ``~/bentoml``). BentoML keeps the Prometheus files behind ``/metrics`` in
+    ``<home>/prometheus_multiproc_dir``, reads all of them and empties the folder at every start: in one home
+    shared by the user's servers, a server's start wiped the others' counts and each counted the others'
+    requests. One server at a time listens on a host and port, so this home is its own."""
+    home = Path(os.path.expandvars(environ.get("BENTOML_HOME") or "~/bentoml")).expanduser()
+    return (cwd / home).resolve() / "leadscore-serve" / re.sub(r"[^A-Za-z0-9.-]", "_", f"{host}-{port}")
+
+
 def serve_command(
     host: str = "127.0.0.1",
     port: int = 3000,
@@ -88,7 +99,8 @@ def serve_command(
     ``MLFLOW_TRACKING_URI`` in ``environ``, is made absolute against ``cwd`` (the caller's folder), the
     default project folder ``.demo`` too. BentoML settings of the service (workers, access log, the request
     timeout of ``request_timeout`` or ``LEADSCORE_REQUEST_TIMEOUT_SECONDS``) go through
-    ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set.
+    ``BENTOML_CONFIG_OVERRIDES``, merged into a JSON value the caller may already have set. ``BENTOML_HOME``
+    is the server's own (:func:`server_bentoml_home`).
     """
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
@@ -121,6 +133,7 @@ def serve_command(
             lead_scoring.setdefault("traffic", {}).update(service.pop("traffic"))
         lead_scoring.update(service)
         env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    env["BENTOML_HOME"] = str(server_bentoml_home(host, port, environ, cwd))
     bentoml = Path(sys.executable).parent / "bentoml"
     argv = [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
     return argv, env

@@ -176,6 +176,7 @@ def start_server(env: dict[str, str], log: Path, wait_seconds: float = 90.0, rea
     (the service is up, with or without a model); raises if the process dies or time runs out.
     """
     port = free_port()
+    env = {"BENTOML_HOME": str(log.parent / "bentoml"), **env}  # the server's BentoML home under the test's folder
     handle = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "leadscore.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -54,6 +54,15 @@ def test_other_local_store_uris_resolve_too_and_a_bad_sqlite_url_is_a_clear_erro
         serve_command(environ={"MLFLOW_TRACKING_URI": "sqlite:mlflow.db"}, cwd=tmp_path)
 
 
+def test_each_host_and_port_gets_a_bentoml_home_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """BentoML empties ``<home>/prometheus_multiproc_dir`` at every start and reads all of it for ``/metrics``."""
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    _, env = serve_command(port=3000, environ={}, cwd=tmp_path)
+    assert env["BENTOML_HOME"] == str(tmp_path / "user" / "bentoml" / "leadscore-serve" / "127.0.0.1-3000")
+    _, env = serve_command(host="::1", port=3001, environ={"BENTOML_HOME": "homes"}, cwd=tmp_path)
+    assert env["BENTOML_HOME"] == str(tmp_path / "homes" / "leadscore-serve" / "__1-3001")  # relative: the caller's
+
+
 def test_a_busy_port_is_found_before_the_server_starts() -> None:
     import socket
 

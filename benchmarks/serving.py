@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -177,6 +178,23 @@ def livez_during_large_requests(url: str, body: bytes, repeats: int = 5, period:
           f"{np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
 
 
+def mlflow_pyfunc_folder(model: Any, features: Any, folder: Path) -> Path:
+    """``model`` as the pyfunc ``mlflow models serve`` takes: logged to an MLflow store in ``folder``, with its
+    artifacts there too (MLflow's default experiment keeps them in ``./mlruns`` of the working folder), and
+    downloaded to ``folder/pyfunc``."""
+    import mlflow
+
+    from training.pyfunc import log_pyfunc_model
+    from training.tracking import ensure_experiment, quiet_mlflow_noise
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = ensure_experiment(mlflow.MlflowClient(uri), "serving-benchmark", (folder / "artifacts").as_uri())
+    with quiet_mlflow_noise(), mlflow.start_run(experiment_id=experiment):
+        info = log_pyfunc_model(model, features.head(50))
+    return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(folder / "pyfunc")))
+
+
 def start_mlflow(model_uri: str, log: Path, workers: int, wait: float = 120) -> tuple[subprocess.Popen, str]:
     port = free_port()
     mlflow_cli = Path(sys.executable).parent / "mlflow"
@@ -264,17 +282,11 @@ def main() -> None:
         bento = start_server(env, tmp_path / "bento.log")
         mlflow_proc = None
         try:
-            import mlflow
-
-            from training.pyfunc import log_pyfunc_model
-            from training.tracking import quiet_artifact_downloads, quiet_mlflow_noise
+            from training.tracking import quiet_artifact_downloads
 
             quiet_artifact_downloads()  # the figures, not MLflow's routine lines and bars
-            mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-            with quiet_mlflow_noise(), mlflow.start_run():
-                info = log_pyfunc_model(model, champion.features.head(50))
-            local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "pyfunc"))
-            mlflow_proc, mlflow_url = start_mlflow(local, tmp_path / "mlflow.log", args.workers)
+            local = mlflow_pyfunc_folder(model, champion.features, tmp_path)
+            mlflow_proc, mlflow_url = start_mlflow(str(local), tmp_path / "mlflow.log", args.workers)
             frame = to_signature_frame(champion.features.head(1), model)
             senders = {
                 "bentoml+reasons": (Poster(bento.url, "/score", json.dumps(

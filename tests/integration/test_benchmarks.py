@@ -132,3 +132,19 @@ def test_rescore_benchmark_generates_again_after_an_unfinished_generation(
         drop(f"{template}_tmp")
         drop(template)
         admin.dispose()
+
+
+def test_serving_benchmark_leaves_no_mlflow_artifacts_in_the_working_folder(tmp_path: Path, monkeypatch) -> None:
+    """The pyfunc `mlflow models serve` gets is logged to a store in the benchmark's temporary folder; its
+    artifacts went to MLflow's default ``./mlruns`` of the folder it ran in (the repository), left behind."""
+    from benchmarks.serving import mlflow_pyfunc_folder
+    from tests.serving_fixtures import train_small_champion
+
+    champion = train_small_champion(n_leads=800, seed=4)
+    work, scratch = tmp_path / "work", tmp_path / "scratch"
+    work.mkdir(), scratch.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    pyfunc = mlflow_pyfunc_folder(champion.model, champion.features, scratch)
+    assert (pyfunc / "MLmodel").is_file() and pyfunc.is_relative_to(scratch)
+    assert list(work.iterdir()) == []

@@ -76,6 +76,11 @@ def calibration_line(metrics: Mapping[str, float]) -> str | None:
         verdict = f"predicted/observed {ratio:.2f}"
     else:
         verdict = f"predicted/observed {ratio:.2f}: {'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}"
+        if math.isfinite(metrics.get("calibration_base_rate", math.nan)):
+            from training.calibration import rate_shift_note  # after training: scikit-learn is loaded already
+
+            if shift := rate_shift_note(observed, metrics["calibration_base_rate"]):
+                verdict += f"; {shift}"
     line = f"calibration: mean predicted {predicted:.4f} vs observed rate {observed:.4f} ({verdict})"
     top_p, top_y = metrics.get("top_decile_predicted", math.nan), metrics.get("top_decile_observed", math.nan)
     if math.isfinite(top_p) and math.isfinite(top_y):

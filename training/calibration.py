@@ -162,6 +162,22 @@ def cross_fitted_calibration(
     return out
 
 
+RATE_SHIFT = 0.10  # a change of the conversion rate after the calibration rows that the printouts explain
+
+
+def rate_shift_note(observed: float, calibration_rate: float, rows: str = "validation slice") -> str:
+    """Why the calibration in the large is off when the conversion rate moved after the rows the calibrator was
+    fitted on (a calibrated model's mean on those rows is their rate): '' when it moved less than
+    :data:`RATE_SHIFT` or is unknown."""
+    if not (np.isfinite(observed) and np.isfinite(calibration_rate)) or min(observed, calibration_rate) <= 0:
+        return ""
+    change = observed / calibration_rate - 1
+    if abs(change) < RATE_SHIFT:
+        return ""
+    return (f"the calibration rows ({rows}) converted at {calibration_rate:.4f}, these at {observed:.4f} "
+            f"({change:+.0%}): the conversion rate moved after the rows the probabilities were fitted on")
+
+
 def reliability_curve(
     y: np.ndarray, p: np.ndarray, n_bins: int = 10, binning: str = "equal_mass"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ from training.baselines import (
     score_column_baseline,
     unknown_behaviour_types,
 )
-from training.calibration import cross_fitted_calibration
+from training.calibration import cross_fitted_calibration, rate_shift_note
 from training.config import AS_OF, TrainingConfig
 from training.evaluation import (
     bootstrap_auc_ci,
@@ -399,6 +399,7 @@ _SPLIT_LABELS = {
     "best_iterations": "best iterations per fold", "final_rounds": "final model rounds",
     "n_short_follow_up_unused": "short follow-up snapshots unused", "censored_at": "censored at",
     "data_end": "data end", "fold_searches": "per-fold searches",
+    "calibration_base_rate": "conversion rate of the validation slice (the calibration rows)",
 }
 
 
@@ -458,17 +459,22 @@ def _calibration_md(comparison: pd.DataFrame, observed: float) -> str:
     return "\n".join(lines)
 
 
-def _calibration_sentence(row: pd.Series, observed: float) -> str:
-    """How far the model's average prediction is from the observed rate, in words."""
+def _calibration_sentence(row: pd.Series, observed: float, calibration_rate: float = float("nan")) -> str:
+    """How far the model's average prediction is from the observed rate, in words; when the rate moved after the
+    calibration rows (``calibration_rate``), that is said too."""
     ratio = float(row.get("predicted_observed_ratio", float("nan")))
     if not np.isfinite(ratio):
         return "Calibration in the large: undefined (no conversions among the evaluation rows)."
     verdict = ("matches the observed rate" if abs(ratio - 1) < 0.05 else
                f"{'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}")
+    shift = rate_shift_note(observed, calibration_rate) if abs(ratio - 1) >= 0.05 else ""
+    shift = (f" The gap is a shift of the rate, not of the ranking: {shift}. The revenue forecast recalibrates on "
+             "recent snapshots (`forecast: recalibration:`); served scores move when a model is trained on later "
+             "snapshots.") if shift else ""
     return (f"Calibration in the large: mean predicted {row['mean_predicted']:.4f} vs observed rate {observed:.4f} "
             f"(predicted / observed {ratio:.2f}: {verdict}); top 10% by score: predicted "
             f"{row['top_decile_predicted']:.4f} vs observed {row['top_decile_observed']:.4f}. ECE weighs each "
-            "bin's gap by its size, so with rare conversions it stays small even when these differ.")
+            f"bin's gap by its size, so with rare conversions it stays small even when these differ.{shift}")
 
 
 def _md_table(frame: pd.DataFrame, float_format: str = "{:.3f}") -> str:
@@ -563,7 +569,8 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
            "model's at the recommended cut-off (MQL threshold below).", ""]
           if "mql_share" in comparison.columns else []),
         "### Calibration",
-        _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate) if MODEL_NAME in comparison.index else "",
+        _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate, split.get("calibration_base_rate", np.nan))
+        if MODEL_NAME in comparison.index else "",
         "",
         _calibration_md(comparison, observed_rate),
         "",
@@ -702,7 +709,8 @@ def train_and_evaluate(
                            data, f"sample of {len(sample):,} from the {data}")
     metrics = _flat_metrics(model_row, comparison, leakage, recommended,
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
-                             **_search_metrics(search_summary)})
+                             "calibration_base_rate": float(y_va.mean()), **_search_metrics(search_summary)})
+    split_info["calibration_base_rate"] = float(y_va.mean())
     title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))

@@ -493,6 +493,11 @@ def evaluate_registered(
         probability = out_of_sample_probabilities(client, version, rows, score)
     metrics = rows_metrics(rows, probability, project.training.ece_bins,
                            project.training.ece_binning)  # ECE as the run measured it
+    if version.run_id:  # the rate of the rows its calibrator was fitted on: a moved rate explains a calibration gap
+        with tracking_server_errors(target.uri):
+            logged = client.get_run(version.run_id).data.metrics.get("calibration_base_rate")
+        if logged is not None:
+            metrics["calibration_base_rate"] = float(logged)
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 

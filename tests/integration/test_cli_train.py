@@ -58,6 +58,13 @@ def test_train_promote_evaluate_export_list(cli) -> None:
     assert re.search(r"│ n_positive\s+│\s+[\d,]+ │", evaluated.output), evaluated.output  # a count, not 108.0000
     assert re.search(r"│ roc_auc\s+│\s+0\.\d{4} │", evaluated.output)
     assert "calibration: mean predicted" in evaluated.output and "top 10% by score: predicted" in " ".join(evaluated.output.split())
+    from mlflow import MlflowClient  # the rate of the champion's calibration rows, as its run logged it
+
+    client = MlflowClient(f"sqlite:///{config.parent / 'mlflow.db'}")
+    run_id = client.get_model_version_by_alias("lead-conversion", "champion").run_id
+    rate = client.get_run(run_id).data.metrics["calibration_base_rate"]
+    assert 0 < rate < 1
+    assert re.search(rf"│ calibration_base_rate\s+│\s+{rate:.4f} │", evaluated.output), evaluated.output
 
     exported = invoke("models", "export", "-c", str(config), "--out", str(config.parent / "models"))
     assert exported.exit_code == 0, exported.output

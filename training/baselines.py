@@ -345,9 +345,14 @@ def _as_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[columns].astype(object).where(frame[columns].notna(), MISSING).astype(str)
 
 
+# magnitude the logistic baseline holds numbers to: the squares its scaler sums stay finite (1e308 overflowed them)
+NUMBER_LIMIT = 1e100
+
+
 def _as_numbers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: to_numbers(frame[c], errors="coerce").astype(float) for c in columns},
-                        index=frame.index)
+    """The numeric columns as floats, held within +-``NUMBER_LIMIT`` (missing stays missing)."""
+    return pd.DataFrame({c: to_numbers(frame[c], errors="coerce").astype(float).clip(-NUMBER_LIMIT, NUMBER_LIMIT)
+                         for c in columns}, index=frame.index)
 
 
 class LogisticBaseline:

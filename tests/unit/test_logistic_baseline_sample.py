@@ -61,3 +61,17 @@ def test_stratified_sample_keeps_a_rare_class() -> None:
     y[[5, 17]] = 1
     rows = stratified_sample(y, 100, 0)
     assert len(rows) == 100 and y[rows].sum() == 1
+
+
+def test_huge_finite_numbers_fit_and_score(data) -> None:
+    """A numeric attribute holding finite numbers near float64's limit (1e308, a placeholder 10**26) is a
+    valid input: the baseline fits and scores it (its scaler's sum of squares overflowed to NaN, and
+    scikit-learn refused the design with "Input X contains NaN", ending `leadscore train`)."""
+    X, y = data
+    numeric = next(c for c in X.columns if pd.api.types.is_float_dtype(X[c]))
+    X = X.copy()
+    X.loc[X.index[:3], numeric] = [1e308, -1e300, 1e26]
+    model = LogisticBaseline().fit(X, y)
+    p = model.predict_proba(X)
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    assert roc_auc_score(y, p) > 0.6

@@ -308,6 +308,33 @@ def no_split_warning(model: SalesReadinessModel, y_train: np.ndarray) -> str | N
             "training.booster.min_data_in_leaf")
 
 
+def _calibration_rule(method: str) -> str:
+    """Why the calibrator is the kind it is: the ``auto`` rule, or the setting that named it."""
+    return ("auto: isotonic from 1,000 rows and 100 conversions, else Platt" if method == "auto"
+            else "training.calibration")
+
+
+def fit_note(model: SalesReadinessModel, y_valid: np.ndarray, max_rounds: int, patience: int,
+             unit: str = "snapshots") -> str:
+    """What a time-ordered fit did: the trees early stopping kept and the calibration on the validation slice."""
+    stopped = (f"early stopping: no better validation score in {patience} more rounds"
+               if model.best_iteration_ < max_rounds else
+               "early stopping did not stop it: training.booster.max_rounds may be too low")
+    return (f"LightGBM: {model.best_iteration_} of at most {max_rounds} trees ({stopped}); "
+            f"{model.calibrator_.kind} calibration on the {len(y_valid):,} validation {unit} "
+            f"({int(np.sum(y_valid)):,} converting; {_calibration_rule(model.calibration)})")
+
+
+def flat_fit_note(model: SalesReadinessModel, folds: int, best_iterations: list[int], n_rounds: int,
+                  y: np.ndarray) -> str:
+    """What a K-fold fit did: each fold's early-stopped trees, the final model's rounds and its calibration."""
+    return (f"LightGBM: {folds}-fold cross-validation (best iterations per fold: "
+            f"{', '.join(str(i) for i in best_iterations)}; early stopping on a fifth of each fold's training rows), "
+            f"final model {n_rounds} rounds on all {len(y):,} rows; {model.calibrator_.kind} calibration cross-fitted "
+            f"on the out-of-fold margins ({len(y):,} rows, {int(np.sum(y)):,} converting; "
+            f"{_calibration_rule(model.calibration)})")
+
+
 def _warn(warning: str | None, notes: list[str], say: Progress) -> None:
     if warning:
         notes.append(warning)
@@ -668,6 +695,8 @@ def train_and_evaluate(
     model = SalesReadinessModel(booster_cfg, config.calibration, horizon, config.seed).fit(
         X_tr, y_tr, X_va, y_va, spec=spec)
     del X_va
+    _note(fit_note(model, y_va, booster_cfg.max_rounds, booster_cfg.early_stopping_rounds, unit),
+          notes, say)
     _warn(no_split_warning(model, y_tr), notes, say)
     _calibration_warning(model, notes, say)
     # every column of the test rows (the baselines and segments read lead attributes and score columns);
@@ -827,6 +856,7 @@ def train_and_evaluate_flat(
     model = SalesReadinessModel(final_booster, config.calibration, None, config.seed).fit(
         X, y, num_boost_round=n_rounds, spec=spec)
     model.calibrate(oof_margin, y)
+    _note(flat_fit_note(model, config.cv_folds, best_iterations, n_rounds, y), notes, say)
     _warn(no_split_warning(model, y), notes, say)
     _calibration_warning(model, notes, say)
     weeks = None

@@ -67,3 +67,31 @@ def test_a_flat_export_with_too_few_conversions_for_its_folds_is_refused_up_fron
 def test_a_flat_export_with_few_conversions_trains_and_says_so() -> None:
     result = train_and_evaluate_flat(_flat(300, 12), CONFIG)
     assert any("few conversions" in note for note in result.notes)
+
+
+def test_a_run_says_how_it_fitted_trees_early_stopping_and_calibration(frame) -> None:
+    """`leadscore train` named no calibration method, tree count or early stopping: below the ~100 conversions
+    the defaults are made for, auto calibration is Platt, and the run now says so with the counts it used."""
+    said: list[str] = []
+    result = train_and_evaluate(FrameSet(frame), CONFIG, progress=said.append)
+    model = result.model
+    fitted = [line for line in said if line.startswith("LightGBM: ")]
+    assert len(fitted) == 1 and fitted[0] in result.notes
+    n_valid = result.split["n_valid"]
+    valid_positives = int(frame.loc[frame["as_of"].between(*map(pd.Timestamp, result.split["valid_as_of"].split(
+        ".."))), "converted_within_h"].sum())
+    assert f"{model.best_iteration_} of at most 30 trees" in fitted[0]
+    assert f"{model.calibrator_.kind} calibration on the {n_valid:,} validation snapshots" in fitted[0]
+    assert f"{valid_positives:,} converting" in fitted[0]
+    assert "auto: isotonic from 1,000 rows and 100 conversions" in fitted[0]
+
+
+def test_a_flat_run_says_its_folds_rounds_and_calibration() -> None:
+    said: list[str] = []
+    result = train_and_evaluate_flat(_flat(300, 12), CONFIG, progress=said.append)
+    fitted = [line for line in said if line.startswith("LightGBM: ")]
+    assert len(fitted) == 1 and fitted[0] in result.notes
+    iterations = ", ".join(str(i) for i in result.split["best_iterations"])
+    assert f"5-fold cross-validation (best iterations per fold: {iterations}" in fitted[0]
+    assert f"final model {result.split['final_rounds']} rounds on all 300 rows" in fitted[0]
+    assert "platt calibration cross-fitted on the out-of-fold margins (300 rows, 12 converting" in fitted[0]

@@ -257,7 +257,8 @@ def event_features(
     has_before = hi > start
     if n_events:
         prev = np.where(has_before, hi - 1, 0)
-        age = (as_of - time[prev]) / params.half_life_ns
+        # 0 half-lives where no event precedes as_of: prev is then any lead's first event, maybe a century later
+        age = np.where(has_before, (as_of - time[prev]) / params.half_life_ns, 0.0)
         intensity = np.where(has_before, running[prev] * np.exp2(-age), 0.0)
     else:
         intensity = np.zeros(n_pairs)
@@ -270,7 +271,7 @@ def event_features(
         by_type = _decayed_running_count_by_type(events, params.decayed_codes, params.type_half_lives_ns)
         if n_events:
             last_of = np.where(seen[:, codes], last_hi[:, codes], 0)  # (pairs, types)
-            age = (as_of[:, None] - time[last_of])[:, :, None] / half_lives[None, None, :]
+            age = np.where(seen[:, codes], as_of[:, None] - time[last_of], 0)[:, :, None] / half_lives[None, None, :]
             decayed = np.where(seen[:, codes, None], np.moveaxis(by_type[:, last_of], 0, -1) * np.exp2(-age), 0.0)
         else:
             decayed = np.zeros((n_pairs, len(codes), half_lives.size))

@@ -271,3 +271,26 @@ def test_count_before_equals_counting_rows() -> None:
                 for q, t in zip(query_lead, query_time, strict=True)
             ]
             np.testing.assert_array_equal(count_before(lead, time, query_lead, query_time, inclusive), expected)
+
+
+def test_a_lead_created_a_century_before_the_events_builds_without_overflow_warnings() -> None:
+    """A placeholder ``created_at`` of 1900 makes as-of dates a century before every event: the decayed
+    features of a snapshot with no event before it are 0, computed without ``exp2`` of a century of
+    half-lives (its overflow warnings were printed by `leadscore train`)."""
+    import warnings
+
+    leads = pd.DataFrame({"lead_id": [1, 2], "created_at": pd.to_datetime(["1900-01-01", "2024-01-01"])})
+    events = pd.DataFrame({"lead_id": [2, 2], "occurred_at": pd.to_datetime(["2024-01-03", "2024-02-10"]),
+                           "event_type": ["page_view", "email_open"]})
+    outcomes = pd.DataFrame({"lead_id": [1, 2], "converted_at": [pd.NaT, pd.NaT]})
+    crm = CRMData(leads, events, outcomes)
+    config = FeatureConfig(as_of_dates=("1900-06-01", "2024-03-01"), horizon_days=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        frame = build_training_set(crm, config).frame
+    early = frame[frame[AS_OF] == pd.Timestamp("1900-06-01")]
+    assert len(early) == 1 and early["engagement_intensity"].eq(0).all()
+    decayed = [c for c in frame.columns if "_decayed_" in c]
+    assert decayed and early[decayed].eq(0).all(axis=None)
+    late = frame[(frame[AS_OF] == pd.Timestamp("2024-03-01")) & (frame["lead_id"] == 2)]
+    assert late["engagement_intensity"].gt(0).all()

@@ -985,6 +985,22 @@ def all_null_note(table: str, column: str, values: pd.Series, ignore_key: str) -
             f"list it under {ignore_key} if it is always empty")
 
 
+EARLIEST_PLAUSIBLE_CREATED = pd.Timestamp("1970-01-01")  # the endpoint refuses an earlier created_at too
+
+
+def early_created_note(created_at: pd.Series, lead_ids: pd.Series, raw: pd.Series) -> str | None:
+    """A note when leads were created before 1970 (a placeholder such as 1900-01-01?): the as-of dates start at
+    the earliest ``created_at``, so one such lead stretches the snapshots over decades; None otherwise."""
+    early = np.flatnonzero((created_at < EARLIEST_PLAUSIBLE_CREATED).to_numpy())
+    if not early.size:
+        return None
+    shown = "; ".join(f"row={i}, lead_id={lead_ids.iloc[i]}, value={raw.iloc[i]!r}" for i in early[:3])
+    leads = "lead" if early.size == 1 else "leads"
+    return (f"leads.created_at: {early.size:,} {leads} created before 1970 (a placeholder date?); e.g. {shown}. "
+            "The as-of dates start at the earliest created_at, so the snapshots then span the decades since, "
+            "and the endpoint refuses such a created_at: fix it, or set features.start")
+
+
 def event_type_notes(event_types: pd.Series) -> list[str]:
     """A note when event types differ only in case or surrounding spaces (each is its own type)."""
     types = pd.Series(distinct_strings(event_types), dtype=object)
@@ -1417,6 +1433,8 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
             report.notes.append(note)
     report.notes += [note for column in [*categorical, *numeric]
                      if (note := all_null_note(LEADS, column, typed[LEADS][column], "attributes.ignore"))]
+    if note := early_created_note(typed[LEADS][CREATED_AT], typed[LEADS][LEAD_ID], frames[LEADS][CREATED_AT]):
+        report.notes.append(note)
     report.notes += event_type_notes(typed[EVENTS][EVENT_TYPE][keep[EVENTS]])
     out = {}
     for table in TABLES:

@@ -122,13 +122,17 @@ def quarantine_note(report: ValidationReport) -> str | None:
             + (f" (rows and reasons in {', '.join(folders)})" if folders else ""))
 
 
-def add_quarantine_note(result: TrainingResult | TimeToCloseResult, report: ValidationReport | None) -> None:
-    """Append :func:`quarantine_note` to a training result's notes and model card (its ``## Notes``)."""
-    if report is None or (note := quarantine_note(report)) is None:
+def add_report_notes(result: TrainingResult | TimeToCloseResult, report: ValidationReport | None) -> None:
+    """Append :func:`quarantine_note` and the contract's notes on doubtful input (``data: ...``) to a training
+    result's notes and model card (its ``## Notes``)."""
+    if report is None:
         return
-    result.notes.append(note)
+    notes = [note for note in (quarantine_note(report),) if note] + [f"data: {note}" for note in report.notes]
+    if not notes:
+        return
+    result.notes.extend(notes)
     heading = "" if "\n## Notes\n" in result.model_card else "\n\n## Notes"
-    result.model_card = f"{result.model_card.rstrip()}{heading}\n- {note}\n"
+    result.model_card = f"{result.model_card.rstrip()}{heading}\n" + "".join(f"- {note}\n" for note in notes)
 
 
 @dataclass
@@ -170,6 +174,8 @@ def load_training_set(
     say = progress or no_progress
     say("loading and validating data")
     data, report = load_data(project.data)
+    for note in report.notes:  # doubtful input the contract lets through: said before anything can refuse it
+        say(f"note: {note}")
     say("building the training set")
     training_set = build_data_training_set(data, project.features, set_aside=project.training.score_columns,
                                            progress=block_reporter(say))
@@ -188,7 +194,8 @@ def fit_training_set(
     """``train_and_evaluate`` (snapshots) or ``train_and_evaluate_flat``; the leakage alarm never raises here.
     ``points_rules`` None: ``config.points_rules``, else the packaged default. Points rules with
     ``missing_columns: error`` that name a column the data lacks fail before any fit. ``report``: the data's
-    validation report (from :func:`load_training_set`); rows the quarantine set aside are noted in the result."""
+    validation report (from :func:`load_training_set`); rows the quarantine set aside and its notes on doubtful
+    input are noted in the result."""
     points_rules = points_rules_for(points_rules, config)  # the notebook's call gets the checks below as the CLI's
     if points_rules.missing_columns == "error":
         absent = sorted(set(points_rules.needed_columns) - set(training_set.frame.columns))
@@ -207,7 +214,7 @@ def fit_training_set(
     else:
         result = train_and_evaluate(training_set, relaxed, points_rules=points_rules, events=data.events,
                                     progress=progress)
-    add_quarantine_note(result, report)
+    add_report_notes(result, report)
     return result
 
 
@@ -321,7 +328,7 @@ def fit_time_to_close(
     """The time-to-close model next to its peers (Kaplan-Meier, Cox, the naive regression) on ``training_set``'s
     snapshots; ``report``: the data's validation report (rows the quarantine set aside are noted in the result)."""
     result = train_and_evaluate_time_to_close(training_set, config, progress)
-    add_quarantine_note(result, report)  # printed with the notes, logged in notes.txt and the card
+    add_report_notes(result, report)  # printed with the notes, logged in notes.txt and the card
     return result
 
 

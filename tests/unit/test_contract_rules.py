@@ -511,3 +511,18 @@ def test_a_misspelt_mapped_or_declared_column_names_the_closest_source_column() 
     text = str(error.value)
     assert "source column 'first_contact_dat' not found; did you mean 'first_contact_date'?" in text
     assert "leads.orgin: missing_column: 0 rows (declared attribute not found; did you mean 'origin'?)" in text
+
+
+def test_a_lead_created_before_1970_is_noted_naming_its_row_and_id() -> None:
+    """A placeholder ``created_at`` of 1900 passed without a word, then made the as-of dates start in 1900:
+    a training slice of a century of empty snapshots, refused as holding no conversion."""
+    raw = raw_crm()
+    raw.leads.loc[4, "CreatedDate"] = "1900-01-01"
+    data, report = validate_crm(raw, CONFIG)
+    assert report.ok and len(data.leads) == 6  # a note: still a valid instant, nothing dropped
+    notes = [n for n in report.notes if n.startswith("leads.created_at")]
+    assert len(notes) == 1
+    assert "1 lead created before 1970" in notes[0] and "row=4, lead_id=105, value='1900-01-01'" in notes[0]
+    assert "features.start" in notes[0] and "note: leads.created_at" in report.summary()
+    _, clean = validate_crm(raw_crm(), CONFIG)
+    assert not [n for n in clean.notes if n.startswith("leads.created_at")]

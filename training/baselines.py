@@ -18,6 +18,7 @@ rules named by ``TrainingConfig.points_rules`` (or passed in), else the packaged
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,37 @@ class FitRule(BaseModel):
                                              (self.lt, np.less), (self.le, np.less_equal)) if v is not None)
         with np.errstate(invalid="ignore"):
             return op(x, bound) & ~np.isnan(x)
+
+
+def fit_rule_condition(rule: FitRule) -> tuple[str, Any]:
+    """The rule's one condition as its YAML key and value (``in`` for ``in_``)."""
+    for key in ("in_", "not_in", "eq", "gt", "ge", "lt", "le", "missing"):
+        if (value := getattr(rule, key)) is not None:
+            return key.rstrip("_"), value
+    raise ValueError(f"points rule on {rule.column!r} has no condition")
+
+
+def unmatched_fit_rules(rules: PointsRules, frame: pd.DataFrame) -> list[str]:
+    """The fit rules on a column of ``frame`` that match none of its rows, each with why when it shows: a
+    number comparison on a text column, or a value close to one the column holds (a typo)."""
+    out = []
+    for i, rule in enumerate(rules.fit):
+        if rule.column not in frame.columns or not len(frame) or rule.matches(frame[rule.column]).any():
+            continue
+        key, value = fit_rule_condition(rule)
+        text = f"fit[{i}] {rule.column} {key} {value!r}" if not isinstance(value, float) else (
+            f"fit[{i}] {rule.column} {key} {value:g}")
+        values = frame[rule.column]
+        if key in ("gt", "ge", "lt", "le") and is_categorical(values):
+            text += f" ({rule.column} holds text; gt, ge, lt and le compare numbers)"
+        elif key in ("in", "not_in", "eq"):
+            held = [str(v) for v in values.dropna().unique()[:10_000]]
+            wanted = value if isinstance(value, list) else [value]
+            close = [m for v in wanted for m in difflib.get_close_matches(str(v), held, 1, 0.75)]
+            if close:
+                text += f" (did you mean {', '.join(repr(c) for c in close)}?)"
+        out.append(text)
+    return out
 
 
 class ColumnRule(BaseModel):

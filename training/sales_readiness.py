@@ -28,6 +28,7 @@ from training.baselines import (
     resolve_points_rules,
     score_column_baseline,
     unknown_behaviour_types,
+    unmatched_fit_rules,
 )
 from training.calibration import cross_fitted_calibration, rate_shift_note
 from training.config import AS_OF, TrainingConfig
@@ -189,6 +190,9 @@ def _points_baseline(
         notes.append(f"points rules {rules.name!r}: behaviour event type(s) {unknown} occur in no event (a typo?)")
     if dropped:
         notes.append(f"points rules {rules.name!r}: skipped {'; '.join(dropped)}")
+    if unmatched := unmatched_fit_rules(rules, eval_frame):
+        notes.append(f"points rules {rules.name!r}: fit rule(s) that match no evaluation row, so score nothing: "
+                     + "; ".join(unmatched))
     if rules.is_empty:
         notes.append(f"points baseline skipped: no rule of {rules.name!r} applies to this data; name rules "
                      "written for it in training.points_rules (or leadscore train --points-rules)")

@@ -158,3 +158,18 @@ def test_behaviour_points_join_a_bounded_number_of_snapshot_event_pairs_at_once(
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 60e6  # one join of the 3M pairs takes ~200 MB
+
+
+def test_fit_rules_that_match_no_row_are_noted_with_why(tmp_path: Path) -> None:
+    """A typo in a rule's value (`referal`) or a number comparison on a text column (`source gt 10`) made the
+    rule score nothing, without a word: the baseline to beat was silently weaker than the team's rules."""
+    rules = tmp_path / "typos.yaml"
+    rules.write_text("name: typos\nfit:\n  - {column: source, in: [referal], points: 10}\n"
+                     "  - {column: source, gt: 10, points: 5}\n  - {column: visits, ge: 1000, points: 5}\n"
+                     "  - {column: source, eq: web, points: 1}\n", encoding="utf-8")
+    result = train_and_evaluate_flat(_flat(), FAST.model_copy(update={"points_rules": rules}))
+    notes = [n for n in result.notes if "match no evaluation row" in n]
+    assert len(notes) == 1, result.notes
+    assert "fit[0] source in ['referal'] (did you mean 'referral'?)" in notes[0]
+    assert "fit[1] source gt 10 (source holds text; gt, ge, lt and le compare numbers)" in notes[0]
+    assert "fit[2] visits ge 1000" in notes[0] and "fit[3]" not in notes[0]

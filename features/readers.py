@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features import sqlite_arrow
-from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig
+from features.contract import DataConfig, FlatConfig, FlatSourceConfig, SourceConfig, did_you_mean
 from features.fast_sql import fast_read, range_clause
 from features.schema import (
     EVENTS,
@@ -477,8 +477,7 @@ class SqlDatabase:
                     if self.engine.dialect.name == "sqlite":
                         self._note_declared_types(table)
             except sa.exc.NoSuchTableError:
-                where = "" if self.schema is None else f" schema {self.schema!r} of"
-                raise ValueError(f"table {name!r} not found in{where} database {self.engine.url!r}") from None
+                raise ValueError(self._missing_table_text(name)) from None
             except sa.exc.ArgumentError as exc:  # SQLAlchemy refuses a column without a name (SQLite has them)
                 positions = self._unnamed_columns(name)
                 if not positions:
@@ -488,6 +487,35 @@ class SqlDatabase:
                     f"{positions[0] + 1} has no name; rename it (a column without a name cannot be read)") from exc
             self._tables[name] = table
         return self._tables[name]
+
+    def _missing_table_text(self, name: str) -> str:
+        """Why ``name`` is not found: the schema that does not exist, or the table of another case (PostgreSQL
+        folds only unquoted names), or another schema holding it."""
+        database = f"database {self.engine.url!r}"
+        where = "" if self.schema is None else f" schema {self.schema!r} of"
+        text = f"table {name!r} not found in{where} {database}"
+        try:
+            return self._missing_table_hint(name, text, database)
+        except sa.exc.SQLAlchemyError:  # a role that may not list the catalog: the plain text
+            return text
+
+    def _missing_table_hint(self, name: str, text: str, database: str) -> str:
+        inspector = sa.inspect(self.engine)
+        schemas = inspector.get_schema_names()
+        if self.schema is not None and self.schema not in schemas:
+            return (f"schema {self.schema!r} (source.db_schema) does not exist in {database}"
+                    f"{did_you_mean(self.schema, schemas)}")
+        tables = [*inspector.get_table_names(schema=self.schema), *inspector.get_view_names(schema=self.schema)]
+        if hint := did_you_mean(name, tables):
+            case = [t for t in tables if t.casefold() == name.casefold()]
+            return text + hint + (" (PostgreSQL table names are case-sensitive when created quoted: write the "
+                                  "name as the database holds it)" if case and self.engine.dialect.name == "postgresql"
+                                  else "")
+        elsewhere = [other for other in schemas if other != (self.schema or inspector.default_schema_name)
+                     and name in inspector.get_table_names(schema=other)]
+        if elsewhere:
+            return f"{text}; it is in schema {elsewhere[0]!r} (set source.db_schema)"
+        return text
 
     def _unnamed_columns(self, name: str) -> list[int]:
         """SQLite: positions (from 0) of the table's columns named '' or blanks (PostgreSQL has none)."""

@@ -728,3 +728,25 @@ def test_a_csv_file_of_another_separator_is_refused_naming_it(tmp_path: Path, va
         load_data(flat)
     data, _ = load_flat(flat.model_copy(update={"source": flat.source.model_copy(update={"csv_separator": ";"})}))
     assert len(data.frame) == 2
+
+
+@pytest.mark.postgres
+def test_a_table_name_of_another_case_or_schema_is_named_in_the_error(postgres_url: str) -> None:
+    """A PostgreSQL table created quoted as "Leads" is not `leads`: the error said only "table 'leads' not found",
+    and a schema that does not exist read as a missing table. Now the error names the table of the other case,
+    and the schema that is not there."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA sales"))
+    engine.dispose()
+    _write(postgres_url, "Leads", pd.DataFrame({"lead_id": [1, 2]}))
+    with pytest.raises(ValueError, match=r"table 'leads' not found in database .*; did you mean 'Leads'\? "
+                                         r"\(PostgreSQL table names are case-sensitive"):
+        read_sql_table(postgres_url, "leads")
+    with pytest.raises(ValueError, match=r"table 'Leads' not found in schema 'sales' of database .*"
+                                         r"; it is in schema 'public'"):
+        read_sql_table(postgres_url, "Leads", schema="sales")
+    with pytest.raises(ValueError, match=r"schema 'sale' \(source.db_schema\) does not exist in database .*"
+                                         r"; did you mean 'sales'\?"):
+        read_sql_table(postgres_url, "Leads", schema="sale")
+    assert read_sql_table(postgres_url, "Leads")["lead_id"].tolist() == [1, 2]

@@ -81,7 +81,10 @@ from features.schema import (
     utc_now,
     values_as_text,
 )
+from features.snapshots import AS_OF, LABEL_COLUMNS
 from features.urls import masked_url
+
+TRAINING_SET_COLUMNS = (AS_OF, *LABEL_COLUMNS)  # what the snapshots add beside the leads' attributes
 
 # ---------------------------------------------------------------------------------------------
 # Rule names (the ``rule`` of a violation and the reason written per quarantined row)
@@ -98,6 +101,7 @@ NEGATIVE_AMOUNT = "negative_amount"
 NEGATIVE_VALUE = "negative_value"
 EMPTY_TABLE = "empty_table"
 NON_BINARY_LABEL = "non_binary_label"
+RESERVED_NAME = "reserved_name"  # a column named as one the pipeline adds: no policy can keep it
 LEAD_QUARANTINED = "lead_quarantined"
 OUTCOME_QUARANTINED = "outcome_quarantined"
 # what a cascaded rule means, in the validation summary
@@ -683,7 +687,7 @@ class ViolationCollector:
             self.violations.append(ContractViolation(table, column, MISSING_COLUMN, 0, [], detail))
 
     def fatal(self) -> list[ContractViolation]:
-        return [v for v in self.violations if v.rule == MISSING_COLUMN]
+        return [v for v in self.violations if v.rule in (MISSING_COLUMN, RESERVED_NAME)]
 
     def table_mask(self, table: str, n_rows: int) -> np.ndarray:
         mask = np.zeros(n_rows, dtype=bool)
@@ -1326,6 +1330,11 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
             collector.violations.append(
                 ContractViolation(LEADS, column, MISSING_COLUMN, 0, [],
                                   "non-negative attribute not found" + did_you_mean(column, leads_frame.columns)))
+    reserved = [c for c in leads_frame.columns if c in TRAINING_SET_COLUMNS and c not in config.attributes.ignore]
+    for column in reserved:  # the training set's own columns: an attribute of that name cannot sit beside them
+        collector.violations.append(
+            ContractViolation(LEADS, column, RESERVED_NAME, 0, [], "name of a training-set column "
+                              f"({', '.join(TRAINING_SET_COLUMNS)}); list it under attributes.ignore or rename it"))
     for table in (EVENTS, OUTCOMES):
         for column in OPTIONAL_COLUMNS[table]:
             source = getattr(config.columns, table).get(column)

@@ -526,3 +526,17 @@ def test_a_lead_created_before_1970_is_noted_naming_its_row_and_id() -> None:
     assert "features.start" in notes[0] and "note: leads.created_at" in report.summary()
     _, clean = validate_crm(raw_crm(), CONFIG)
     assert not [n for n in clean.notes if n.startswith("leads.created_at")]
+
+
+@pytest.mark.parametrize("column", ["as_of", "converted_within_h", "days_observed", "event"])
+def test_an_attribute_named_as_a_training_set_column_is_refused_naming_it(column: str) -> None:
+    """A leads column named ``as_of`` or ``converted_within_h`` passed validation, then `features build` and
+    `train` ended in pandas' "cannot insert as_of, already exists", naming no table and no way out."""
+    raw = raw_crm()
+    raw.leads[column] = [1, 0, 1, 0, 1, 0]
+    with pytest.raises(ContractError, match=rf"leads\.{column}: reserved_name: .*attributes\.ignore"):
+        validate_crm(raw, CONFIG)
+    with pytest.raises(ContractError, match=rf"leads\.{column}: reserved_name"):  # no policy can keep it
+        validate_crm(raw, CONFIG.model_copy(update={"policy": "quarantine"}))
+    data, report = validate_crm(raw, CONFIG.model_copy(update={"attributes": AttributesConfig(ignore=[column])}))
+    assert report.ok and column not in data.leads.columns

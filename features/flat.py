@@ -22,6 +22,8 @@ from features.contract import (
     MISSING_COLUMN,
     NON_BINARY_LABEL,
     NULL_VALUE,
+    RESERVED_NAME,
+    TRAINING_SET_COLUMNS,
     WRONG_TYPE,
     ContractError,
     ContractViolation,
@@ -88,10 +90,12 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     for column in rule_missing_columns(source, config.declared_columns()):
         collector.violations.append(ContractViolation(FLAT, column, MISSING_COLUMN, 0, [],
                                                       "declared column not found" + did_you_mean(column, source.columns)))
-    clash = [c for c in (LEAD_ID, LABEL, CREATED_AT) if c in source.columns and c not in config.declared_columns()]
+    reserved = (LEAD_ID, LABEL, CREATED_AT, *TRAINING_SET_COLUMNS)
+    clash = [c for c in reserved if c in source.columns and c not in config.declared_columns()]
     for column in clash:
         collector.violations.append(
-            ContractViolation(FLAT, column, "reserved_name", 0, [], "name is reserved for the canonical columns; ignore it")
+            ContractViolation(FLAT, column, RESERVED_NAME, 0, [], "name is reserved for the canonical and training-set "
+                              f"columns ({', '.join(reserved)}); ignore it")
         )
     if collector.violations:
         raise ContractError(collector.violations)

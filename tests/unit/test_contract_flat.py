@@ -180,3 +180,14 @@ def test_the_flat_summary_lists_the_numeric_and_categorical_features() -> None:
     rows = dict(summarize_flat(data).as_rows())
     assert rows["numeric features"] == "Visits, Minutes"
     assert rows["categorical features"] == "Industry, LastStep"
+
+
+@pytest.mark.parametrize("column", ["as_of", "converted_within_h", "label", "lead_id"])
+def test_a_feature_column_named_as_a_training_set_column_is_refused(column: str) -> None:
+    """A flat export with an ``as_of`` column validated and trained, then `leadscore train` ended in a traceback
+    (pandas' "Categorical is not ordered for operation min") while naming the evaluation rows."""
+    raw = raw_flat().assign(**{column: ["x", "y", "x", "y", "x"]})
+    with pytest.raises(ContractError, match=rf"flat\.{column}: reserved_name: .*ignore"):
+        validate_flat(raw, flat_config())
+    data, report = validate_flat(raw, flat_config(ignore=["Note", column]))
+    assert report.ok and column not in data.features

@@ -760,6 +760,12 @@ def _train_and_evaluate_flat_by_time(
 
     flat_set = build_flat_training_set(flat, spec)
     frame = flat_set.frame.rename(columns={CREATED_AT: AS_OF})
+    instants = frame[AS_OF].dropna().unique()
+    if len(instants) < 3:  # training, validation and test each need a later instant than the slice before
+        shown = ", ".join(f"{pd.Timestamp(t):%Y-%m-%d %H:%M}".removesuffix(" 00:00") for t in sorted(instants))
+        raise ValueError(f"flat data: timestamp_column holds {len(instants)} distinct instant(s) ({shown}) in "
+                         f"{len(frame):,} rows; a time-ordered split (training, validation, test) needs the leads "
+                         "spread over at least 3; leave timestamp_column unset to cross-validate (K-fold) instead")
     scores = list(dict.fromkeys([*config.score_columns, *flat.score_columns]))
     result = train_and_evaluate(TrainingSet(frame, flat_set.spec), config.model_copy(update={"score_columns": scores}),
                                 points_rules=points_rules, events=None, progress=progress, flat_rows=True)

@@ -95,3 +95,13 @@ def test_a_flat_run_says_its_folds_rounds_and_calibration() -> None:
     assert f"5-fold cross-validation (best iterations per fold: {iterations}" in fitted[0]
     assert f"final model {result.split['final_rounds']} rounds on all 300 rows" in fitted[0]
     assert "platt calibration cross-fitted on the out-of-fold margins (300 rows, 12 converting" in fitted[0]
+
+
+def test_a_flat_export_whose_timestamps_are_one_instant_is_refused_naming_the_setting() -> None:
+    """A flat timestamp_column holding one date for every lead ended in the snapshot split's words ("no
+    snapshot has as_of + 0d <= test start ..., too short for horizon 0d"), none of which a flat export has."""
+    flat = _flat(300, 40)
+    flat.frame["created_at"] = pd.Timestamp("2024-01-01")
+    with pytest.raises(ValueError, match=r"flat data: timestamp_column holds 1 distinct instant\(s\) \(2024-01-01\) "
+                                         r"in 300 rows.*leave timestamp_column unset"):
+        train_and_evaluate_flat(flat, CONFIG)

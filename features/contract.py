@@ -1444,6 +1444,11 @@ def validate_crm(raw: Any, config: DataConfig, passthrough: tuple[str, ...] = ()
                      if (note := all_null_note(LEADS, column, typed[LEADS][column], "attributes.ignore"))]
     if note := early_created_note(typed[LEADS][CREATED_AT], typed[LEADS][LEAD_ID], frames[LEADS][CREATED_AT]):
         report.notes.append(note)
+    if len(typed[LEADS][LEAD_ID]) and typed[OUTCOMES][CONVERTED_AT].isna().all():
+        source = config.columns.source_name(OUTCOMES, CONVERTED_AT)
+        report.notes.append(f"outcomes.converted_at: no conversion in its {len(typed[OUTCOMES][CONVERTED_AT]):,} rows "
+                            f"(source column {source!r}): no lead converted, so no model can be trained; is the "
+                            "outcomes table or its converted_at mapping the right one?")
     report.notes += event_type_notes(typed[EVENTS][EVENT_TYPE][keep[EVENTS]])
     out = {}
     for table in TABLES:

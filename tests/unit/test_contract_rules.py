@@ -540,3 +540,20 @@ def test_an_attribute_named_as_a_training_set_column_is_refused_naming_it(column
         validate_crm(raw, CONFIG.model_copy(update={"policy": "quarantine"}))
     data, report = validate_crm(raw, CONFIG.model_copy(update={"attributes": AttributesConfig(ignore=[column])}))
     assert report.ok and column not in data.leads.columns
+
+
+def test_outcomes_without_any_conversion_are_noted() -> None:
+    """An outcomes table whose converted_at is empty in every row (no lead converted, or the column mapped to the
+    wrong field) validated without a word; `train` then refused, asking for "more history or more leads"."""
+    raw = raw_crm()
+    raw.outcomes["WonDate"] = None
+    _, report = validate_crm(raw, CONFIG)
+    notes = [n for n in report.notes if n.startswith("outcomes.converted_at")]
+    assert len(notes) == 1 and "no conversion in its 6 rows" in notes[0] and "'WonDate'" in notes[0]
+    raw.outcomes = raw.outcomes.iloc[:0]
+    _, report = validate_crm(raw, CONFIG)
+    assert [n for n in report.notes if n.startswith("outcomes.converted_at")] == [
+        "outcomes.converted_at: no conversion in its 0 rows (source column 'WonDate'): no lead converted, so no "
+        "model can be trained; is the outcomes table or its converted_at mapping the right one?"]
+    _, clean = validate_crm(raw_crm(), CONFIG)
+    assert not [n for n in clean.notes if n.startswith("outcomes.converted_at")]

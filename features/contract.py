@@ -566,20 +566,33 @@ class ContractViolation:
 class ContractError(ValueError):
     """Input breaks the data contract; ``violations`` lists every problem found."""
 
-    def __init__(self, violations: list[ContractViolation], source_kind: str | None = None) -> None:
+    def __init__(self, violations: list[ContractViolation], source_kind: str | None = None, part: str = "",
+                 then: str = "") -> None:
+        """``part``: the part of the data read (such as a partition of a batch job: its rows are counted within
+        it); ``then``: what the job that read it left, one line after the violations."""
         self.violations = list(violations)
         self.source_kind = source_kind
+        self.part, self.then = part, then
         lines = "\n".join(f"  - {v.message}" for v in self.violations)
         where = ""
         if any("row" in example for v in self.violations for example in v.examples):
-            where = "\n  (row = position among the rows read, from 0" + (
+            where = f"\n  (row = position among the rows read{f' for {part}' if part else ''}, from 0" + (
                 ": in a whole CSV file with a header and no blank line or quoted line break, its line is row + 2)"
-                if source_kind == "csv" else ")")
-        super().__init__(f"data contract violated ({len(self.violations)} problem(s)):\n{lines}{where}")
+                if source_kind == "csv" and not part else ")")
+        head = f"data contract violated{f' in {part}' if part else ''} ({len(self.violations)} problem(s))"
+        super().__init__(f"{head}:\n{lines}{where}" + (f"\n{then}" if then else ""))
 
-    def __reduce__(self) -> tuple[type[ContractError], tuple[list[ContractViolation], str | None]]:
+    def located(self, part: str) -> ContractError:
+        """The same violations, found in ``part`` of the data."""
+        return ContractError(self.violations, self.source_kind, part, self.then)
+
+    def followed_by(self, then: str) -> ContractError:
+        """The same violations, with what the job that read them left."""
+        return ContractError(self.violations, self.source_kind, self.part, then)
+
+    def __reduce__(self) -> tuple[type[ContractError], tuple[list[ContractViolation], str | None, str, str]]:
         """Pickled with its violations (a worker process or Dask task hands it back to the driver)."""
-        return type(self), (self.violations, self.source_kind)
+        return type(self), (self.violations, self.source_kind, self.part, self.then)
 
 
 @dataclass

@@ -415,6 +415,17 @@ class PreparedPartition:
     stages: dict[str, float]  # seconds: read, contract
 
 
+def partition_text(partition: PartitionSpec) -> str:
+    """``partition 3 (lead ids 901 to 1200)``: a partition and its range (the stop left out: it is exclusive)."""
+    if partition.stop is None:
+        ids = f"lead ids from {partition.start!r}" if partition.text else f"lead ids from {partition.start}"
+    elif partition.text:
+        ids = f"lead ids {partition.start!r} up to {partition.stop!r}"
+    else:
+        ids = f"lead ids {partition.start} to {partition.stop - 1}"
+    return f"partition {partition.index} ({ids})"
+
+
 def prepare_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionSpec, run: RunRecord,
                       database: SqlDatabase | None = None) -> PreparedPartition:
     """Read one lead-id range and validate it through the contract (quarantined rows go to the run's
@@ -426,7 +437,10 @@ def prepare_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionS
     tables = read_crm(data, lead_id_range=(partition.start, partition.stop), database=database,
                       used_columns=scoring_columns(spec))  # only the columns the model uses
     read = time.perf_counter()
-    crm, report = validate_crm(tables, data, passthrough=(UPDATED_AT,))  # updated_at: for --changed-since
+    try:
+        crm, report = validate_crm(tables, data, passthrough=(UPDATED_AT,))  # updated_at: for --changed-since
+    except ContractError as exc:  # its rows are counted within the partition: named, with its lead ids
+        raise exc.located(partition_text(partition)) from None
     return PreparedPartition(crm, report, {"read": read - began, "contract": time.perf_counter() - read})
 
 
@@ -823,7 +837,10 @@ def rescore(
         unseen: dict[str, set[str]] = {}
         latest_ns: list[int] = []  # each partition's latest activity before the as-of
 
+        committed_now = [0]
+
         def commit(result: PartitionResult) -> None:
+            committed_now[0] += 1
             if result.latest_activity_ns is not None:
                 latest_ns.append(result.latest_activity_ns)
             for column, values in result.unseen.items():
@@ -851,6 +868,12 @@ def rescore(
             committer.abort()
             results.close()  # its reads (and workers) stop before the status below is written
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, ContractError):  # the user's data: what the run kept, and how to go on
+                kept = len(run.partitions) - len(pending) + committed_now[0]
+                raise exc.followed_by(
+                    f"run {run.run_id} failed; the {kept:,} partition{'' if kept == 1 else 's'} it committed "
+                    f"{'keeps its' if kept == 1 else 'keep their'} scores in lead_scores; fix the data, then "
+                    "`leadscore rescore --resume` scores the rest") from None
             raise
         try:
             writer.close()

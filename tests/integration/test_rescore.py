@@ -293,6 +293,33 @@ def test_quarantine_counts_and_strict_refuses(sqlite_url: str, champion: Champio
     assert quarantined_rows.set_index("lead_id").loc[negative, "_reason"].startswith("negative_value")
 
 
+def test_a_partition_that_breaks_the_contract_is_named_with_what_the_run_kept(sqlite_url: str,
+                                                                             champion: Champion) -> None:
+    """The first partition with a violation ends a strict run: the error named only the violation, with a row
+    counted within the partition as if within the table, and said nothing of the partitions the run kept in
+    lead_scores nor of --resume. It now names the partition's lead ids, the run and what it kept."""
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        ids = conn.execute(sa.text("SELECT lead_id FROM leads ORDER BY lead_id")).scalars().all()
+        bad = ids[PARTITION_LEADS + 10]  # in the second partition: the first is committed before it
+        conn.execute(sa.text("UPDATE leads SET employees = -7 WHERE lead_id = :id"), {"id": bad})
+    engine.dispose()
+    data = sql_data_config(sqlite_url).model_copy(update={"attributes": AttributesConfig(non_negative=["employees"])})
+    config = _config(as_of=AS_OF, run_id="located", processes=1)
+    with pytest.raises(ContractError) as caught:
+        rescore(data, sqlite_url, champion.settings, config)
+    text = str(caught.value)
+    first, second = ids[PARTITION_LEADS], ids[2 * PARTITION_LEADS]
+    assert text.startswith(f"data contract violated in partition 1 (lead ids {first} to {second - 1}) (1 problem(s))")
+    assert f"row=10, lead_id={bad}" in text and f"(row = position among the rows read for partition 1 (lead ids {first} to {second - 1}), from 0)" in text
+    assert ("run located failed; the 1 partition it committed keeps its scores in lead_scores; fix the data, "
+            "then `leadscore rescore --resume` scores the rest") in text
+    engine = sa.create_engine(sqlite_url)
+    assert score_store.load_run(engine, "located").status == score_store.FAILED
+    engine.dispose()
+
+
 def test_mapped_optional_columns_are_not_read_nor_reported_missing(sqlite_url: str, champion: Champion) -> None:
     # a project that maps the optional outcome and event columns (README's own example maps
     # outcomes.amount: Amount): a rescore reads none of them, so none is "mapped source column not found"

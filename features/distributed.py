@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import training_frame
-from features.contract import QUARANTINE, DataConfig
+from features.contract import QUARANTINE, ContractError, DataConfig, ValidationReport
 from features.loading import (
     NO_LEAD_ID_FOLDER,
     TEXT_LEAD_ID_FOLDER,
@@ -58,9 +58,27 @@ class SourceTrainingSet:
         return frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
 
 
+def range_text(start: Any, stop: Any) -> str:
+    """A half-open lead-id range in words (``lead ids 301 to 600``), its open ends said so."""
+    if isinstance(start, str):
+        return f"lead ids from {start!r}" + ("" if stop is None else f" up to {stop!r}")
+    info = np.iinfo(np.int64)
+    if start == info.min:
+        return f"lead ids up to {stop - 1}"
+    return f"lead ids from {start}" if stop == info.max else f"lead ids {start} to {stop - 1}"
+
+
+def _load_range(data: DataConfig, start: Any, stop: Any) -> tuple[CRMData, ValidationReport]:
+    """One range read and validated; a violation names the range (its rows are counted within it)."""
+    try:
+        return load_crm(data, lead_id_range=(start, stop))
+    except ContractError as exc:
+        raise exc.located(f"the partition of {range_text(start, stop)}") from None
+
+
 def _partition_facts(data: DataConfig, start: Any, stop: Any) -> dict[str, Any]:
     """Pass 1 on a worker: the partition's validated leads, event types and latest timestamp."""
-    crm, report = load_crm(data, lead_id_range=(start, stop))
+    crm, report = _load_range(data, start, stop)
     end = resolve_data_end(crm, FeatureConfig()) if len(crm.leads) else None
     types = set(crm.events[EVENT_TYPE].astype(str).unique()) if len(crm.events) else set()
     attributes = [*crm.categorical_attributes, *crm.numeric_attributes]
@@ -155,7 +173,7 @@ def _open_ended(ranges: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 def _partition_to_parquet(data: DataConfig, start: Any, stop: Any, spec_dict: dict[str, Any],
                           dates: pd.DatetimeIndex, data_end: pd.Timestamp, path: Path) -> Path:
     """Pass 2 on a worker: read the partition again, build its snapshot rows, write them."""
-    crm, _ = load_crm(data, lead_id_range=(start, stop))
+    crm, _ = _load_range(data, start, stop)
     frame = training_frame(crm, FeatureSpec.from_dict(spec_dict), dates, data_end)
     frame.to_parquet(path, index=False)
     return path

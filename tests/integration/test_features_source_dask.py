@@ -108,8 +108,13 @@ def test_rows_outside_every_lead_range_are_read_and_refused(tmp_path: Path) -> N
     events = tables["events"]
     events.loc[3, "lead_id"] = 999_999
     events.to_csv(data.source.events, index=False)
-    with pytest.raises(ContractError, match=r"events.lead_id: unknown_lead: 1 row.*lead_id=999999"):
+    with pytest.raises(ContractError, match=r"events.lead_id: unknown_lead: 1 row.*lead_id=999999") as caught:
         build_training_set_from_source(data, tmp_path / "parts", partition_leads=50)
+    # its row is counted within the last (open-ended) range, which the error names
+    last = sorted(tables["leads"]["lead_id"])[-(len(tables["leads"]) % 50 or 50)]
+    assert str(caught.value).startswith(f"data contract violated in the partition of lead ids from {last} (")
+    assert f"(row = position among the rows read for the partition of lead ids from {last}, from 0)" in str(
+        caught.value)
     events.loc[3, "lead_id"] = None
     events.to_csv(data.source.events, index=False)
     with pytest.raises(ContractError, match=r"events.lead_id: null_value: 1 row"):

@@ -32,7 +32,7 @@ from features.loading import (
 from features.readers import lead_id_ranges, read_lead_ids
 from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
-from features.spec import FeatureConfig, FeatureSpec
+from features.spec import FeatureConfig, FeatureSpec, check_event_types
 
 PART_FILE = re.compile(r"part-\d{5,}\.parquet")  # a partition file of build_training_set_from_source
 QUARANTINE_PART = re.compile(r"part-\d{5,}")  # a partition's folder in quarantine_dir
@@ -225,6 +225,8 @@ def build_training_set_from_source(
         leads = pd.concat([f["leads"] for f in facts], ignore_index=True)
         ends = [f["data_end"] for f in facts if f["data_end"] is not None]
         event_types = sorted(set().union(*(f["event_types"] for f in facts)) - {RECYCLED})
+        if config.event_types is not None:  # the spec below is fitted without events: checked here
+            check_event_types(config.event_types, set(event_types))
         fixed = config.model_copy(update={
             "data_end": config.data_end or max(ends).to_pydatetime(),
             "event_types": config.event_types or tuple(event_types),

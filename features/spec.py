@@ -11,6 +11,7 @@ It never depends on the order of rows or columns in the input.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -253,6 +254,18 @@ def decayed_column(event_type: str, half_life_days: float) -> str:
     return f"{event_type}_decayed_{half_life_days:g}d"
 
 
+def check_event_types(event_types: Iterable[str], observed: set[str]) -> None:
+    """Refuse a fixed vocabulary (``features.event_types``) naming a type that is neither among the ``observed``
+    ones nor conventional: a misspelt type gets columns no event fills, and its events none."""
+    seen = sorted(observed - {RECYCLED})
+    absent = [t for t in event_types if t not in seen and t not in ENGAGEMENT_EVENT_TYPES]
+    if absent:
+        close = [m for t in absent for m in difflib.get_close_matches(t, seen, 1, 0.8)]
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise FeatureSpecError(f"features.event_types: {absent} not among the event types of the data ({seen}) "
+                               f"nor the conventional ones{hint}")
+
+
 def decayed_types(event_types: Iterable[str], config: FeatureConfig) -> list[str]:
     """Activity types (positive weight) that get per-type decayed counts, in vocabulary order."""
     if not config.type_half_lives_days:
@@ -360,6 +373,8 @@ class FeatureSpec:
             event_types = sorted(set(distinct_strings(crm.events[EVENT_TYPE])) - {RECYCLED})
         if len(set(event_types)) != len(event_types):
             raise FeatureSpecError(f"event_types has duplicates: {event_types}")
+        if config.event_types is not None and len(crm.events):  # (no events: the distributed build checks)
+            check_event_types(event_types, set(distinct_strings(crm.events[EVENT_TYPE])))
         unknown = sorted(set(config.event_weights) - set(event_types) - set(ENGAGEMENT_EVENT_TYPES))
         if unknown:  # a misspelt type would leave its events at weight 1 without a word
             raise FeatureSpecError(f"features.event_weights: {unknown} not among the event types of the data "

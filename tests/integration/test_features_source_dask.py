@@ -356,3 +356,22 @@ def test_missing_markers_among_text_ids_are_set_aside_once_not_again_by_their_ra
     assert sorted(without_id["lead_id"]) == ["", "", "NA"]  # the NULL one written as ''
     in_parts = pd.concat([pd.read_csv(f, keep_default_na=False) for f in (tmp_path / "q").glob("part-*/events.csv")])
     assert in_parts[["lead_id", "_reason"]].values.tolist() == [["!early", "unknown_lead:lead_id"]]
+
+
+def test_a_fixed_event_type_vocabulary_is_checked_against_every_range_s_types(tmp_path: Path) -> None:
+    """The distributed build fits its spec without events: a misspelt ``features.event_types`` is refused against
+    the types its ranges read, and a custom type the data has (no conventional one) is kept, as in memory."""
+    from features.spec import FeatureConfig, FeatureSpecError
+
+    data, tables = _csv_crm(tmp_path)
+    events = tables["events"]
+    events.loc[events.index[::7], "event_type"] = "trade_show"
+    events.to_csv(data.source.events, index=False)
+    with pytest.raises(FeatureSpecError, match=r"features\.event_types: \['emial_open'\] not among .*did you mean "
+                                               r"'email_open'\?"):
+        build_training_set_from_source(data, tmp_path / "parts", FeatureConfig(event_types=("emial_open",)),
+                                       partition_leads=50)
+    fixed = FeatureConfig(event_types=("trade_show", "email_open"))
+    result = build_training_set_from_source(data, tmp_path / "parts", fixed, partition_leads=50)
+    crm, _ = load_crm(data)
+    assert_same_training_set(result, build_training_set(crm, fixed))

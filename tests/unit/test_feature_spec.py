@@ -218,6 +218,18 @@ def test_a_misspelt_event_weight_is_refused_a_conventional_absent_type_is_not() 
     FeatureSpec(FeatureConfig(event_weights={"webinar": 3.0, "demo_request": 5.0})).fit(crm)
 
 
+def test_a_misspelt_fixed_event_type_is_refused_a_conventional_absent_type_is_not() -> None:
+    """``features.event_types: [emial_open]`` built a training set with no column of any event type the data
+    has (63 engagement features became 11), without a word."""
+    crm = random_crm(4)
+    with pytest.raises(FeatureSpecError, match=r"features\.event_types: \['emial_open'\] not among the event types "
+                                               r"of the data .* nor the conventional ones; did you mean 'email_open'\?"):
+        FeatureSpec(FeatureConfig(event_types=("emial_open", "page_view"))).fit(crm)
+    assert "webinar" not in set(crm.events["event_type"])  # conventional but absent here: accepted
+    assert FeatureSpec(FeatureConfig(event_types=("webinar", "page_view"))).fit(crm).event_types_ == ["webinar",
+                                                                                                     "page_view"]
+
+
 def test_flat_training_set_summary_has_no_snapshot_lines(capsys: pytest.CaptureFixture[str]) -> None:
     """`features build` on a flat export printed "snapshots (as-of dates) 0", "censored 0" and "as-of range
     n/a .. n/a": lines about snapshots a flat export does not have."""

@@ -100,7 +100,15 @@ def crm_known_at(crm: CRMData, instant: pd.Timestamp | str, event_columns: Seque
 def as_of_dates(crm: CRMData, config: FeatureConfig, data_end: pd.Timestamp | None = None) -> pd.DatetimeIndex:
     """The snapshot instants (see module docstring)."""
     if config.as_of_dates is not None:
-        return pd.DatetimeIndex(config.as_of_dates)
+        dates = pd.DatetimeIndex(config.as_of_dates)
+        end = data_end if data_end is not None else resolve_data_end(crm, config)
+        if end is not None and (late := dates[dates > end]).size:
+            shown = [f"{d:%Y-%m-%d %H:%M}".removesuffix(" 00:00") for d in late[:5]]
+            raise SnapshotError(f"features.as_of_dates: {shown} after the data end {end:%Y-%m-%d %H:%M} (the latest "
+                                "timestamp of leads, events and outcomes, or features.data_end): a snapshot there "
+                                "counts no activity since the data end and can have no label; leave them out or "
+                                "load newer data")
+        return dates
     end = pd.Timestamp(config.end) if config.end is not None else (data_end or resolve_data_end(crm, config))
     if config.start is not None:
         start = pd.Timestamp(config.start)

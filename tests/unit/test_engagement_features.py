@@ -284,7 +284,7 @@ def test_a_lead_created_a_century_before_the_events_builds_without_overflow_warn
                            "event_type": ["page_view", "email_open"]})
     outcomes = pd.DataFrame({"lead_id": [1, 2], "converted_at": [pd.NaT, pd.NaT]})
     crm = CRMData(leads, events, outcomes)
-    config = FeatureConfig(as_of_dates=("1900-06-01", "2024-03-01"), horizon_days=30)
+    config = FeatureConfig(as_of_dates=("1900-06-01", "2024-03-01"), horizon_days=30, data_end="2024-03-01")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         frame = build_training_set(crm, config).frame

@@ -153,3 +153,14 @@ def test_outcomes_for_unknown_leads_are_an_error() -> None:
     crm = crm_of({1: "2024-01-10"}, [(7, "2024-02-10")])
     with pytest.raises(ValueError, match=r"outcomes: lead_id not in leads \(ids \[7\]"):
         build_training_set(crm, FeatureConfig(data_end=DATA_END))
+
+
+def test_explicit_as_of_dates_after_the_data_end_are_refused_naming_them() -> None:
+    """``features.as_of_dates: ['2030-01-01']`` on data ending in 2024 built 2030 snapshots (every lead censored,
+    its recency counted across years with no data) without a word."""
+    crm = crm_of({1: "2024-01-15", 2: "2024-03-02"}, [(1, "2024-05-20 10:00")])
+    config = FeatureConfig(as_of_dates=("2024-04-01", "2030-01-01"))
+    with pytest.raises(ValueError, match=r"features\.as_of_dates: \['2030-01-01'\] after the data end 2024-05-20 10:00"):
+        as_of_dates(crm, config)
+    assert list(as_of_dates(crm, FeatureConfig(as_of_dates=("2024-04-01", "2024-05-20 10:00")))) == [
+        T("2024-04-01"), T("2024-05-20 10:00")]  # up to the data end itself

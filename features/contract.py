@@ -781,11 +781,37 @@ def timestamp_detail(values: pd.Series, bad: np.ndarray, fmt: str | None = None)
     refused = values[bad].drop_duplicates().head(1000)
     outside = [v for v in refused if _is_out_of_range_date(v, fmt)]
     if not outside:
+        formats = [] if fmt else _formats_reading(refused)
+        if formats:
+            return (f"unparseable timestamp: not ISO 8601; they read with timestamp_format "
+                    f"{' or '.join(map(repr, formats))} (set it, or one per table)")
         return "unparseable timestamp"
     text = f"unparseable timestamp, or a date outside the years {TIMESTAMP_RANGE} such as {str(outside[0])!r}"
     if isinstance(outside[0], str):  # markers apply to text; a typed column's placeholder needs a NULL
         text += "; list a placeholder date under missing_values to read it as missing"
     return text
+
+
+# day-first and month-first dates of spreadsheets and European or US exports, with the times they come with
+_COMMON_FORMATS = tuple(f"{date}{time}" for date in ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y")
+                        for time in ("", " %H:%M", " %H:%M:%S"))
+
+
+def _formats_reading(refused: pd.Series) -> list[str]:
+    """The common formats (:data:`_COMMON_FORMATS`) that read every refused value (all text), for the hint."""
+    texts = [v.strip() for v in refused if isinstance(v, str)]
+    if not texts or len(texts) < len(refused):
+        return []
+
+    def reads(fmt: str) -> bool:
+        try:
+            for text in texts:
+                datetime.strptime(text, fmt)
+        except ValueError:
+            return False
+        return True
+
+    return [fmt for fmt in _COMMON_FORMATS if reads(fmt)]
 
 
 _BEYOND_DATETIME = re.compile(r"[+-]?infinity|\d{5,}-\d\d-\d\d(?:[ T].*)?", re.IGNORECASE)

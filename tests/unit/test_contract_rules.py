@@ -368,6 +368,23 @@ def test_timestamp_format_option() -> None:
     assert data.leads["created_at"].iloc[2] == pd.Timestamp("2024-01-03")
 
 
+def test_day_first_text_dates_without_a_format_name_the_timestamp_format_that_reads_them() -> None:
+    """A European export's ``23/01/2024 08:01`` was "unparseable timestamp" in every row, with no word of the
+    ``timestamp_format`` setting that reads it; an ambiguous ``01/02/2024`` names both readings."""
+    raw = raw_crm()
+    raw.leads["CreatedDate"] = [f"{d}/01/2024 09:00" for d in range(13, 19)]
+    with pytest.raises(ContractError, match=r"leads\.created_at: wrong_type: 6 rows \(unparseable timestamp: not ISO "
+                                            r"8601; they read with timestamp_format '%d/%m/%Y %H:%M' \(set it, or one "
+                                            r"per table\)\)"):
+        validate_crm(raw, CONFIG)
+    raw.leads["CreatedDate"] = [f"0{d}/01/2024" for d in range(1, 7)]
+    with pytest.raises(ContractError, match=r"they read with timestamp_format '%d/%m/%Y' or '%m/%d/%Y'"):
+        validate_crm(raw, CONFIG)
+    raw.leads.loc[0, "CreatedDate"] = "soon"  # not every value reads with one format: no suggestion
+    with pytest.raises(ContractError, match=r"wrong_type: 6 rows \(unparseable timestamp\)"):
+        validate_crm(raw, CONFIG)
+
+
 def test_lost_opportunities_of_one_lead_are_no_duplicates_and_a_second_win_counts_the_lead_once() -> None:
     from features.summary import summarize_crm
 

@@ -280,6 +280,10 @@ def rescore_and_print(data: Any, scores_url: str, settings: Any, config: Any, *,
     else:
         who = processes_text(len(scored_by), config.processes, summary.partitions_run_now)
     print_summary(summary, who)
+    if summary.leads and summary.skipped_not_created == summary.leads:
+        raise fail(f"the as-of {summary.as_of:%Y-%m-%d %H:%M}".removesuffix(" 00:00")
+                   + f" is before the created_at of every lead read ({summary.leads:,}): no lead was scored; "
+                   "pass a later --as-of")
     if (stale := stale_as_of_note(summary)) is not None:
         err_console.print(f"note: {stale}", highlight=False, soft_wrap=True)
     if out is not None:

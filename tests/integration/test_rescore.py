@@ -422,6 +422,22 @@ def test_a_disk_full_while_writing_out_names_out_and_resume_writes_the_whole_fil
     np.testing.assert_array_equal(written_rows["lead_id"].to_numpy(), stored["lead_id"].to_numpy())
 
 
+def test_cli_rescore_as_of_before_every_lead_scores_nothing_and_fails(sqlite_url: str, champion: Champion) -> None:
+    """``--as-of 1990-01-01`` on a base whose leads are all created later finished a run that scored nothing,
+    exit 0: a scheduled job would report success. It now ends with exit 1, naming the as-of."""
+    make_lead_db(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        leads = conn.execute(sa.text("SELECT COUNT(*) FROM leads")).scalar_one()
+    engine.dispose()
+    result = CliRunner().invoke(app, ["rescore", "--db", sqlite_url, "--model-dir", str(champion.models_dir),
+                                      "--as-of", "1990-01-01"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert (f"error: the as-of 1990-01-01 is before the created_at of every lead read ({leads:,}): no lead was "
+            "scored; pass a later --as-of") in " ".join(result.output.split())
+    assert stored_scores(sqlite_url).empty
+
+
 def test_cli_rescore_writes_table_out_file_and_top(sqlite_url: str, champion: Champion, tmp_path: Path) -> None:
     make_lead_db(sqlite_url)
     out = tmp_path / "scores.parquet"

@@ -157,7 +157,9 @@ def test_recalibration_is_on_by_default_and_can_be_switched_off() -> None:
     assert ForecastConfig().recalibration.enabled
     off = ForecastConfig.model_validate({"recalibration": {"enabled": False, "window_days": 60}})
     assert not off.recalibration.enabled and off.recalibration.window_days == 60
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as misspelt:
         ForecastConfig.model_validate({"recalibration": {"enable": False}})
-    with pytest.raises(ValidationError):
+    assert [(e["loc"], e["type"]) for e in misspelt.value.errors()] == [(("recalibration", "enable"), "extra_forbidden")]
+    with pytest.raises(ValidationError) as zero_step:
         RecalibrationConfig(step_days=0)
+    assert [(e["loc"], e["type"]) for e in zero_step.value.errors()] == [(("step_days",), "greater_than")]

@@ -83,7 +83,7 @@ def test_a_file_not_in_utf8_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ProjectConfigError, match="not found"):
+    with pytest.raises(ProjectConfigError, match=f"^project file not found: {re.escape(str(tmp_path / 'nope.yaml'))}$"):
         load_project(tmp_path / "nope.yaml")
     with pytest.raises(ProjectConfigError, match=f"project file {tmp_path} is a folder: give the file in it"):
         load_project(tmp_path)  # "-c ." said "not found", though the folder is there

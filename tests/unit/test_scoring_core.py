@@ -163,9 +163,9 @@ def test_payload_path_equals_batch_path(champion, core, batch_rows) -> None:
 
 
 def test_bad_shapes_are_named(core) -> None:
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=rf"^feature matrix has shape \(1, 3\), expected \(n, {len(core.columns)}\)$"):
         core.score_matrix([1], np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="lead ids"):
+    with pytest.raises(ValueError, match="^2 lead ids for 1 feature rows$"):
         core.score_matrix([1, 2], np.zeros((1, len(core.columns))))
 
 

@@ -89,6 +89,19 @@ def _read_out(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def _stopped_at_the_partition_of(url: str, run_id: str, bad_lead: int, committed: pd.DataFrame) -> None:
+    """The run stopped at the partition holding ``bad_lead``: every partition before it is done, none after,
+    and the scores it committed are leads of those partitions."""
+    engine = sa.create_engine(url)
+    try:
+        run = score_store.load_run(engine, run_id)
+    finally:
+        engine.dispose()
+    stopped = next(p for p in run.partitions if p.start <= bad_lead < p.stop)
+    assert stopped.index >= 1 and run.done == set(range(stopped.index)), (stopped, run.done)
+    assert len(committed) > 0 and committed["lead_id"].max() < stopped.start, committed["lead_id"].max()
+
+
 def _cli(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, ["rescore", *args], env={"COLUMNS": "300", "NO_COLOR": "1"})
     return result.exit_code, " ".join(result.stdout.replace("│", " ").split()), " ".join(result.stderr.split())
@@ -104,11 +117,11 @@ def test_out_file_of_a_resumed_run_holds_the_whole_run(lead_db: str, champion: C
     third = int(_scalar(lead_db, f"SELECT lead_id FROM leads ORDER BY lead_id LIMIT 1 OFFSET {2 * PARTITION_LEADS + 5}"))
     _execute(lead_db, "UPDATE leads SET employees = -1 WHERE lead_id = :id", id=third)
     config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=AS_OF, run_id="stopped", processes=1)
-    with pytest.raises(ContractError):
+    with pytest.raises(ContractError, match=rf"leads\.employees: negative_value: 1 row .*lead_id={third}, value=-1"):
         rescore(sql_data_config(lead_db), lead_db, champion.settings, config, out=out)
     assert list(folder.iterdir()) == []  # the failed call left no file, whole or partial
     committed = stored_scores(lead_db)
-    assert len(committed) > 0
+    _stopped_at_the_partition_of(lead_db, "stopped", third, committed)
 
     _execute(lead_db, "UPDATE leads SET employees = 10 WHERE lead_id = :id", id=third)
     orphan, kept = folder / f".{out.name}.0a1b2c3d.tmp", folder / f".{out.name}.notes.tmp"
@@ -368,8 +381,9 @@ def test_an_incremental_run_scores_the_leads_without_a_stored_score(lead_db: str
 
     since = LATER - pd.Timedelta(days=3)
     config = RescoreConfig(partition_leads=PARTITION_LEADS, as_of=LATER, changed_since=since, run_id="inc")
-    with pytest.raises(ContractError):  # stops at the third partition: the first two are committed
+    with pytest.raises(ContractError, match=rf"leads\.employees: negative_value: 1 row .*lead_id={third}, value=-1"):
         rescore(data, lead_db, champion.settings, config)
+    _stopped_at_the_partition_of(lead_db, "inc", third, stored_scores(lead_db).query("run_id == 'inc'"))
     _execute(lead_db, "UPDATE leads SET employees = 10 WHERE lead_id = :id", id=third)
     summary = rescore(data, lead_db, champion.settings, RescoreConfig(partition_leads=PARTITION_LEADS, resume=True))
 

@@ -444,11 +444,14 @@ def test_nan_empty_and_oversized_batches(server, payloads) -> None:
         '"attributes": {', '"attributes": {"annual_revenue": NaN, ', 1)
     nan = httpx.post(f"{server.url}/score", content=raw, headers={**AUTH, "content-type": "application/json"})
     assert nan.status_code == 400 and "annual_revenue" in nan.text
-    assert post(server, {"leads": []}).status_code == 400
+    empty = post(server, {"leads": []})
+    assert empty.status_code == 400 and empty.json()["field"] == "leads", empty.text
     big = post(server, {"leads": payloads[1][:1] * (MAX_BATCH + 1), "as_of": AS_OF.isoformat()})
     assert big.status_code == 400 and str(MAX_BATCH) in big.text
-    assert post(server, {"leads": payloads[1][:1]}, top_k="x").status_code == 400
-    assert post(server, {"leads": payloads[1][:1]}, top_k="\u00b2").status_code == 400  # a digit int() refuses
+    for top_k in ("x", "\u00b2"):  # "\u00b2": a digit int() refuses
+        refused = post(server, {"leads": payloads[1][:1]}, top_k=top_k)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["field"] == "top_k" and f"query value {top_k!r}" in refused.json()["error"], refused.text
     misspelt = post(server, {"leads": payloads[1][:1], "asOf": AS_OF.isoformat()})  # would score at "now"
     assert misspelt.status_code == 400 and "asOf" in misspelt.text
     event = {"occurred_at": "2026-01-01T00:00:00", "event_type": "email_open"}

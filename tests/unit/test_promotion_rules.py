@@ -82,7 +82,16 @@ def test_decide_promotion(challenger, champion, baseline, expected) -> None:
     ok, reasons = decide_promotion({"roc_auc": challenger}, None if champion is None else {"roc_auc": champion},
                                    [("points", "roc_auc", baseline)], "roc_auc")
     assert ok is expected
-    assert len(reasons) == 2
+    # one reason per check, each saying which way it went, with the challenger's figure first
+    baseline_reason, champion_reason = reasons
+    verdict = "beats" if challenger > baseline else "does NOT beat"
+    assert baseline_reason == f"{verdict} the best baseline (points) on roc_auc: {challenger:.4f} vs {baseline:.4f}"
+    if champion is None:
+        assert champion_reason.startswith("no champion yet"), champion_reason
+    else:
+        verdict = "beats" if challenger > champion else "does NOT beat"
+        assert champion_reason == (f"{verdict} the champion on the same evaluation rows on roc_auc: "
+                                   f"{challenger:.4f} vs {champion:.4f} (required margin 0)")
 
 
 def test_too_few_positives_in_the_evaluation_rows_promote_nothing() -> None:

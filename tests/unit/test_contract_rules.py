@@ -365,7 +365,16 @@ def test_timestamp_format_option() -> None:
     raw.events["When"] = [f"0{d}-02-2024" for d in range(1, 7)]
     raw.outcomes["WonDate"] = ["01-03-2024", None, None, "04-03-2024", None, None]
     data, _ = validate_crm(raw, CONFIG.model_copy(update={"timestamp_format": "%d-%m-%Y"}))
+    # day first in every table (month first would read 03-01-2024 as March 3rd)
+    assert data.leads["created_at"].tolist() == [pd.Timestamp(f"2024-01-0{d}") for d in range(1, 7)]
+    assert data.events["occurred_at"].tolist() == [pd.Timestamp(f"2024-02-0{d}") for d in range(1, 7)]
+    assert data.outcomes["converted_at"].dropna().tolist() == [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-04")]
+    # a format per table: the events written month first, the other tables day first
+    raw.events["When"] = [f"02/0{d}/2024" for d in range(1, 7)]
+    per_table = {"leads": "%d-%m-%Y", "events": "%m/%d/%Y", "outcomes": "%d-%m-%Y"}
+    data, _ = validate_crm(raw, CONFIG.model_copy(update={"timestamp_format": per_table}))
     assert data.leads["created_at"].iloc[2] == pd.Timestamp("2024-01-03")
+    assert data.events["occurred_at"].tolist() == [pd.Timestamp(f"2024-02-0{d}") for d in range(1, 7)]
 
 
 def test_day_first_text_dates_without_a_format_name_the_timestamp_format_that_reads_them() -> None:

@@ -105,18 +105,26 @@ def test_reasons_name_the_feature_and_decode_the_value(core, batch_rows) -> None
     ids, matrix = batch_rows
     records = core.score_matrix(ids, matrix, top_k=3).to_records()
     assert len(records) == len(ids) and all(len(r["reasons"]) == 3 for r in records)
-    categorical = set(core.spec.categorical_vocab_)
-    seen_category = False
-    for record in records:
+    vocab = core.spec.categorical_vocab_
+    columns = list(core.columns)
+    seen_category = seen_number = False
+    for row, record in zip(matrix, records, strict=True):
         impacts = [abs(r["impact"]) for r in record["reasons"]]
         assert impacts == sorted(impacts, reverse=True)
         for reason in record["reasons"]:
-            assert reason["label"] == core.spec.labels_[reason["feature"]]
-            assert reason["family"] == core.spec.families_[reason["feature"]]
-            if reason["feature"] in categorical and reason["value"] is not None:
-                assert reason["value"] in core.spec.categorical_vocab_[reason["feature"]]
+            feature = reason["feature"]
+            assert reason["label"] == core.spec.labels_[feature]
+            assert reason["family"] == core.spec.families_[feature]
+            sent = row[columns.index(feature)]  # the lead's own value of that feature, decoded independently
+            if np.isnan(sent):
+                assert reason["value"] is None, (record["lead_id"], reason)
+            elif feature in vocab:
+                assert reason["value"] == list(vocab[feature])[int(sent)], (record["lead_id"], reason)
                 seen_category = True
-    assert seen_category
+            else:
+                assert reason["value"] == float(sent), (record["lead_id"], reason)
+                seen_number = True
+    assert seen_category and seen_number
 
 
 def test_top_k_zero_skips_explanations_but_not_scores(core, batch_rows) -> None:

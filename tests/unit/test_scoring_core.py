@@ -15,7 +15,7 @@ from features.build import build_flat_training_set, build_training_set, features
 from features.contract import AttributesConfig, DataConfig, FlatConfig, validate_crm
 from features.flat import validate_flat
 from features.readers import RawTables
-from features.schema import ENGAGEMENT, FIT, LEAD_ID
+from features.schema import ENGAGEMENT, FIT, LEAD_ID, LIFECYCLE
 from features.spec import FeatureSpec, FeatureSpecError
 from serving.core import (
     GRADES,
@@ -62,6 +62,13 @@ def test_impacts_add_up_to_the_score(core, batch_rows) -> None:
     np.testing.assert_allclose(total, 100 * every.probability, atol=1e-9)
     np.testing.assert_allclose(every.reason_impact.sum(axis=1) + every.base_score, 100 * every.probability, atol=1e-9)
     assert np.abs(every.fit_score).max() > 0 and np.abs(every.engagement_score).max() > 0
+    # each family's score is the sum of the impacts of that family's features (every feature is a reason here)
+    family = np.array([core.spec.families_[core.columns[j]] for j in every.reason_feature.ravel()])
+    family = family.reshape(every.reason_feature.shape)
+    for name, score in ((FIT, every.fit_score), (ENGAGEMENT, every.engagement_score),
+                        (LIFECYCLE, every.lifecycle_score)):
+        np.testing.assert_allclose(score, np.where(family == name, every.reason_impact, 0.0).sum(axis=1), atol=1e-9,
+                                   err_msg=name)
 
 
 def test_impacts_keep_the_sign_of_the_log_odds_contributions() -> None:

@@ -61,6 +61,12 @@ def test_unseen_categories_and_plain_strings_score_without_error(data, model) ->
     as_text.loc[as_text.index[0], "seniority"] = None
     p = model.predict_proba(as_text)
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+    # an unseen category is scored as a missing value, not as some category of the training vocabulary
+    missing = X.copy()
+    missing["industry"] = pd.Series(np.nan, index=X.index).astype(X["industry"].dtype)
+    missing.loc[missing.index[0], "seniority"] = np.nan
+    np.testing.assert_array_equal(p, model.predict_proba(missing))
+    assert not np.array_equal(p, model.predict_proba(X))  # the industry the leads had mattered: a real check
 
 
 def test_missing_column_and_non_numeric_values_are_named(data, model) -> None:

@@ -85,6 +85,8 @@ def test_text_ids_are_rescored_once_each_and_a_cut_run_resumes(kind: str, champi
         rescore(data, url, champion.settings, _config(as_of=LATER, run_id="cut"), on_result=cut)
     summary = rescore(data, url, champion.settings, _config(resume=True))
     assert summary.run_id == "cut"
+    # resumed, not restarted: the two partitions committed before the cut are not run again
+    assert len(committed) == 2 and summary.partitions_run_now == summary.partitions - 2, summary
     _check_every_open_lead_scored_once(url, champion, "cut", ids, LATER)
     engine = sa.create_engine(url)
     try:

@@ -413,9 +413,12 @@ def test_a_disk_full_while_writing_out_names_out_and_resume_writes_the_whole_fil
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert out.read_text(encoding="utf-8") == "an earlier run's file\n"
     engine = sa.create_engine(sqlite_url)
-    assert score_store.load_run(engine, "full").status == score_store.FAILED
+    failed = score_store.load_run(engine, "full")
+    assert failed.status == score_store.FAILED
     engine.dispose()
-    rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(resume=True, run_id="full"), out=out)
+    resumed = rescore(sql_data_config(sqlite_url), sqlite_url, champion.settings, _config(resume=True, run_id="full"),
+                      out=out)
+    assert resumed.partitions_run_now == len(failed.pending) < resumed.partitions  # the committed ones are read back
     stored = stored_scores(sqlite_url)
     assert len(stored) > PARTITION_LEADS  # the run had several partitions
     written_rows = pd.read_csv(out).sort_values("lead_id").reset_index(drop=True)
@@ -847,6 +850,7 @@ def test_a_run_stopped_while_summarising_is_marked_failed_and_resume_finishes_it
         assert status == score_store.FAILED and error.startswith("summarising: KeyboardInterrupt")
         summary = rescore(data, sqlite_url, champion.settings, _config(resume=True, run_id="stopped"))
         assert score_store.load_run(engine, "stopped").status == score_store.FINISHED
+        assert summary.partitions_run_now == 0  # every partition was committed before the stop: none run again
         assert summary.scored == len(stored_scores(sqlite_url)) > 0
     finally:
         engine.dispose()

@@ -128,7 +128,8 @@ def test_export_champion_for_deployment(registry, tmp_path: Path) -> None:
     assert path == tmp_path / "models" / MODEL_NAME
     info = json.loads((path / CHAMPION_FILE).read_text())
     assert info["version"] == str(champion.version) and info["run_id"] == champion.run_id
-    assert info["horizon_days"] == 90 and info["threshold"] is not None and info["training_date"]
+    assert info["horizon_days"] == 90 and info["training_date"] == champion.tags["trained_at"]
+    assert info["threshold"] == float(champion.tags["mql_cutoff"])  # the MQL cut-off the version was registered with
     # where the deployed model came from, without a tracking server to ask
     assert info["lineage"]["description"] == champion.description and "; data: leads " in champion.description
     for key in ("leadscore_version", "git_commit", "git_dirty", "data_hash", "config_hash", "seed"):

@@ -114,12 +114,15 @@ def test_synth_does_not_print_the_password(postgres_url: str, tmp_path: Path) ->
 def test_served_load_error_does_not_show_the_password(tmp_path: Path) -> None:
     """The service keeps a load failure's text for ``GET /model`` (and logs it): masked."""
     from serving.loader import ChampionHolder, ServingSettings
+    from training.tracking import TrackingServerUnreachable
 
-    uri = f"http://tracker:{PASSWORD}@127.0.0.1:{_free_port()}"
+    port = _free_port()
+    uri = f"http://tracker:{PASSWORD}@127.0.0.1:{port}"
     holder = ChampionHolder(ServingSettings.from_env({"MLFLOW_TRACKING_URI": uri}, endpoint=True))
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(TrackingServerUnreachable) as raised:  # the failure named, its server masked
         holder.reload()
-    assert PASSWORD not in str(raised.value)
+    assert str(raised.value) == f"cannot reach the MLflow tracking server at http://tracker:***@127.0.0.1:{port}: " \
+                                "Connection refused"
     assert holder.last_error is not None and "tracker:***@" in holder.last_error
     assert PASSWORD not in holder.last_error
 

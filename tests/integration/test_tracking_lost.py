@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_service_champion_check_fails_fast(gone_server: str, no_backoff: None) -
     from serving.loader import registry_fingerprint
 
     start = time.monotonic()
-    with pytest.raises(TrackingServerLost):
+    with pytest.raises(TrackingServerLost, match=f"^lost the MLflow tracking server at {re.escape(gone_server)} "):
         registry_fingerprint(gone_server, "lead-conversion", "champion")
     with pytest.raises(TrackingServerUnreachable, match="cannot reach the MLflow tracking server"):
         registry_fingerprint("http://127.0.0.1:9", "lead-conversion", "champion")

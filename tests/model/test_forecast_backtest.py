@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.schema import CONVERTED_AT, CREATED_AT, EVENT_TYPE, LEAD_ID, OCCURRED_AT, RECYCLED, CRMData
 from leadscore.project import sqlite_project
 from leadscore.synth import SynthConfig, generate
 from training.forecast import (
@@ -32,8 +33,12 @@ FORECAST_AT = "2025-12-01"  # the synthetic history ends 2026-06-30: six months 
 
 
 @pytest.fixture(scope="module")
-def backtest(tmp_path_factory: pytest.TempPathFactory) -> ForecastBacktest:
-    crm = generate(SynthConfig(n_leads=5000, seed=3)).to_crm()
+def crm() -> CRMData:
+    return generate(SynthConfig(n_leads=5000, seed=3)).to_crm()
+
+
+@pytest.fixture(scope="module")
+def backtest(crm: CRMData, tmp_path_factory: pytest.TempPathFactory) -> ForecastBacktest:
     project = sqlite_project(tmp_path_factory.mktemp("forecast"))  # only its feature and model settings are used
     # a strict alarm that flags every model: it refuses registration, and a backtest registers nothing
     leakage = project.training.leakage.model_copy(update={"strict": True, "model_auc": 0.51})
@@ -60,9 +65,19 @@ def test_intervals_are_informative_not_just_wide(backtest: ForecastBacktest) -> 
     assert abs(total_actual / total_forecast - 1) < 0.35, backtest.to_text()
 
 
-def test_the_forecast_only_counts_leads_open_at_the_forecast_date(backtest: ForecastBacktest) -> None:
+def test_the_forecast_only_counts_leads_open_at_the_forecast_date(crm: CRMData, backtest: ForecastBacktest) -> None:
     leads = backtest.forecast.leads
     assert leads["lead_id"].is_unique
+    # open at D, from the tables: created before D, and not converted at or before D (unless recycled since)
+    at = pd.Timestamp(FORECAST_AT)
+    won = crm.outcomes[crm.outcomes[CONVERTED_AT] <= at].groupby(LEAD_ID)[CONVERTED_AT].max()
+    events = crm.events
+    recycled = events[(events[EVENT_TYPE] == RECYCLED) & (events[OCCURRED_AT] < at)].groupby(LEAD_ID)[OCCURRED_AT].max()
+    closed = set(won.index[~(recycled.reindex(won.index) > won).to_numpy()])
+    created = crm.leads[crm.leads[CREATED_AT] < at][LEAD_ID]
+    expected = set(created) - closed
+    assert len(closed & set(created)) > 100 and set(leads["lead_id"]) == expected, \
+        (len(set(leads["lead_id"]) - expected), len(expected - set(leads["lead_id"])))
     assert np.all((leads["p_close_in_window"] >= 0) & (leads["p_close_in_window"] <= 1))
     # the figure plots the forecast next to the actual revenue, month by month
     [ax] = backtest.figure.axes

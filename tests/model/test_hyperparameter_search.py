@@ -10,6 +10,7 @@ import pytest
 from features.schema import FlatData
 from tests.training_frames import FrameSet, snapshot_frame
 from training.config import BoosterConfig, SearchConfig, TrainingConfig
+from training.model import search_booster
 from training.sales_readiness import train_and_evaluate, train_and_evaluate_flat
 
 BOOSTER = BoosterConfig(max_rounds=40, early_stopping_rounds=10, learning_rate=0.2)
@@ -79,7 +80,16 @@ def test_search_stops_at_its_time_budget_and_reports_as_it_goes(frame, monkeypat
     assert reports and "of 10000 trials" in reports[-1] and "best validation AUC" in reports[-1]
 
 
-def test_flat_search_is_nested_inside_the_training_folds() -> None:
+def test_flat_search_is_nested_inside_the_training_folds(monkeypatch) -> None:
+    import training.sales_readiness as sales_readiness
+
+    searched: list[set[int]] = []  # the rows each search was given (its fit and early-stopping rows)
+
+    def recording(X_fit, y_fit, X_stop, y_stop, *args, **kwargs):
+        searched.append(set(X_fit.index) | set(X_stop.index))
+        return search_booster(X_fit, y_fit, X_stop, y_stop, *args, **kwargs)
+
+    monkeypatch.setattr(sales_readiness, "search_booster", recording)
     rng = np.random.default_rng(3)
     n = 900
     source = rng.choice(["web", "referral", "event"], n)
@@ -92,6 +102,13 @@ def test_flat_search_is_nested_inside_the_training_folds() -> None:
     config = CONFIG.model_copy(update={"cv_folds": 3})
     result = train_and_evaluate_flat(flat, config)
     assert len(result.split["fold_searches"]) == 3  # one search per outer fold, on its training rows
+    folds = result.predictions["fold"]
+    assert len(searched) == 4  # the three folds' searches, then the final model's on every row
+    for k in range(3):
+        held = set(folds.index[folds == k])
+        assert held and not searched[k] & held, k  # the held-out fold is never seen by its search...
+        assert searched[k] | held == set(folds.index), k  # ...which has all the other rows
+    assert searched[3] == set(folds.index)
     assert result.split["final_rounds"] == result.split["search"]["best_iteration"]
     assert result.model.params_["num_leaves"] == result.split["search"]["num_leaves"]
     assert result.metrics["roc_auc"] > 0.6

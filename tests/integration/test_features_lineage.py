@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightgbm
+import pyarrow.parquet as pq
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -57,7 +58,10 @@ def test_features_build_logs_and_writes_the_lineage_a_training_run_records(tmp_p
     assert params["code.leadscore_version"] == code["leadscore_version"] == tags["leadscore.leadscore_version"]
     assert params["versions.lightgbm"] == lightgbm.__version__
     assert tags["leadscore.seed"] == str(project.training.seed)
-    assert tags["leadscore.entry_point"] == "features" and run.metrics["training_set_rows"] > 0
+    assert tags["leadscore.entry_point"] == "features"
+    written_set = pq.read_metadata(out)  # the rows and leads of the file written, logged as the run's counts
+    assert run.metrics["training_set_rows"] == written_set.num_rows > 0
+    assert run.metrics["training_set_leads"] == len(pq.read_table(out, columns=["lead_id"]).column(0).unique())
     # the file carries the same, for a training set used without the run
     from features.readers import read_training_set_lineage
 

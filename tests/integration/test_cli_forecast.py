@@ -458,6 +458,8 @@ def test_a_forecast_logs_into_the_run_of_the_projects_store(project: Path, expor
                                 env={"COLUMNS": "200", "NO_COLOR": "1", "MLFLOW_TRACKING_URI": "", "MLFLOW_RUN_ID": run_id})
     assert result.exit_code == 0, result.output
     assert "not logged" not in result.output
-    assert client.get_run(run_id).data.metrics["forecast_expected_revenue"] > 0
+    logged = client.get_run(run_id).data.metrics["forecast_expected_revenue"]  # the months' total, as written
+    assert logged == pytest.approx(pd.read_csv(tmp_path / "out" / "forecast_months.csv")["expected_revenue"].sum(),
+                                   rel=1e-9) and logged > 0
     assert "forecast/forecast_months.csv" in {a.path for a in client.list_artifacts(run_id, "forecast")}
     assert list(working.iterdir()) == []

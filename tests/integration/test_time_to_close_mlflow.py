@@ -84,8 +84,10 @@ def test_train_logs_the_run_and_registers_the_challenger(cli) -> None:
     client = connect(tracking_target(None, config.parent))
     version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     assert version.tags["kind"] == "time_to_close"
-    assert float(version.tags["uno_c"]) > 0.6 and float(version.tags["ibs"]) > 0
     run = client.get_run(version.run_id)
+    for metric in ("harrell_c", "uno_c", "ibs"):  # the version's headline figures are the run's (to 6 digits)
+        assert float(version.tags[metric]) == pytest.approx(run.data.metrics[metric], rel=1e-5), metric
+    assert float(version.tags["uno_c"]) > 0.6 and float(version.tags["ibs"]) > 0
     assert run.data.metrics["uno_c"] > run.data.metrics["baseline_kaplan_meier_uno_c"]
     assert run.data.params["time_to_close.period_days"] == "7"
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}

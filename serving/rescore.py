@@ -865,7 +865,11 @@ def rescore(
                 committer.put(result)
             committer.close()
         except BaseException as exc:
-            committer.abort()
+            if isinstance(exc, ContractError):  # bad data in one partition: those scored before it are good
+                with contextlib.suppress(BaseException):  # a commit's own error is not the one to report
+                    committer.close()
+            else:
+                committer.abort()
             results.close()  # its reads (and workers) stop before the status below is written
             set_run_status(engine, run.run_id, FAILED, error=f"{type(exc).__name__}: {exc}")
             if isinstance(exc, ContractError):  # the user's data: what the run kept, and how to go on
@@ -1037,7 +1041,8 @@ class _Committer:
         self._raise()
 
     def abort(self) -> None:
-        """Stop after the commit in progress (a waiting result is dropped: redone on resume)."""
+        """Stop after the commit in progress (a waiting result is dropped: redone on resume). A partition that
+        breaks the contract uses :meth:`close` instead: the partitions scored before it are committed."""
         self._stop.set()
         if self._thread.is_alive():
             self._queue.put(None)

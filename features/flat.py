@@ -119,7 +119,8 @@ def validate_flat(raw: pd.DataFrame, config: FlatConfig) -> tuple[FlatData, Vali
     labels, non_binary = parse_label(frame[config.label_column], config.positive_label, config.negative_label)
     add(config.label_column, NULL_VALUE, rule_null(frame[config.label_column]))
     add(config.label_column, NON_BINARY_LABEL, non_binary,
-        f"expected {config.positive_label!r} (positive) or {config.negative_label!r} (negative)")
+        f"expected {config.positive_label!r} (positive) or {config.negative_label!r} (negative)"
+        + label_values_hint(frame[config.label_column], non_binary))
 
     columns: dict[str, pd.Series] = {LEAD_ID: ids, LABEL: labels}
     if config.timestamp_column:
@@ -178,3 +179,22 @@ def load_flat(
     location = config.source.table if config.source.kind == "sql" else config.source.path
     report.notes[:0] = unnamed_column_notes(config.source, None if location is None else str(location), FLAT)
     return data, report
+
+
+_POSITIVE_WORDS = {"yes", "y", "true", "t", "won", "converted", "1"}
+
+
+def label_values_hint(label: pd.Series, non_binary: np.ndarray) -> str:
+    """When the label column holds two values the configured labels do not name (``Yes`` / ``No`` read with the
+    default 1 / 0), the keys to set to them; ``""`` otherwise."""
+    if not np.asarray(non_binary).any():
+        return ""
+    values = sorted({str(v).strip() for v in label.dropna()} - {""})
+    if len(values) != 2:
+        return ""
+    positive = next((v for v in values if v.lower() in _POSITIVE_WORDS), None)
+    if positive is None:
+        return f"; the column holds {values[0]!r} and {values[1]!r}: set positive_label and negative_label to them"
+    negative = values[1] if positive == values[0] else values[0]
+    return (f"; the column holds {values[0]!r} and {values[1]!r}: set positive_label: {positive!r} and "
+            f"negative_label: {negative!r}")

@@ -108,8 +108,12 @@ def check_segment_columns(frame: pd.DataFrame, config: TrainingConfig, table: st
     """``training.segment_columns`` must name columns of the frame: checked before any fitting."""
     missing = [c for c in config.segment_columns if c not in frame.columns]
     if missing:
-        raise KeyError(f"training.segment_columns: {missing} not in the {table} (its columns: "
-                       f"{[c for c in frame.columns if c not in NON_FEATURE_COLUMNS][:30]})")
+        from features.contract import did_you_mean
+
+        columns = [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
+        hints = "".join(did_you_mean(c, columns).replace("; did you mean", f"; for {c!r}, did you mean")
+                        for c in missing)
+        raise KeyError(f"training.segment_columns: {missing} not in the {table}{hints} (its columns: {columns[:30]})")
 
 
 def _horizon(training_set: Any, config: TrainingConfig) -> int:

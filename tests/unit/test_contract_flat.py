@@ -191,3 +191,20 @@ def test_a_feature_column_named_as_a_training_set_column_is_refused(column: str)
         validate_flat(raw, flat_config())
     data, report = validate_flat(raw, flat_config(ignore=["Note", column]))
     assert report.ok and column not in data.features
+
+
+def test_a_yes_no_label_read_with_the_default_labels_names_the_settings_to_use() -> None:
+    """A Yes/No label column read with the default 1 / 0 refused every row as non_binary_label and said only what
+    it expected: the error now names positive_label and negative_label with the column's two values."""
+    raw = raw_flat().assign(Won=["Yes", "No", "No", "Yes", "No"])
+    with pytest.raises(ContractError) as caught:
+        validate_flat(raw, flat_config(positive_label=1, negative_label=0))
+    assert ("flat.Won: non_binary_label: 5 rows" in str(caught.value)
+            and "the column holds 'No' and 'Yes': set positive_label: 'Yes' and negative_label: 'No'" in str(caught.value))
+    with pytest.raises(ContractError) as caught:  # two values, neither reads as the positive one
+        validate_flat(raw.assign(Won=["hot", "cold", "cold", "hot", "cold"]), flat_config(positive_label=1,
+                                                                                           negative_label=0))
+    assert "the column holds 'cold' and 'hot': set positive_label and negative_label to them" in str(caught.value)
+    with pytest.raises(ContractError) as caught:  # a stray third value: no pair to name
+        validate_flat(raw.assign(Won=["yes", "no", "no", "yes", "maybe"]), flat_config())
+    assert "set positive_label" not in str(caught.value)

@@ -294,3 +294,16 @@ def test_a_rate_that_rises_after_the_calibration_rows_is_named_in_the_card() -> 
     assert (f"The gap is a shift of the rate, not of the ranking: the calibration rows (validation slice) converted "
             f"at {rate:.4f}, these at {observed:.4f} ({observed / rate - 1:+.0%})") in result.model_card
     assert f"conversion rate of the validation slice (the calibration rows): {rate:,.4g}" in result.model_card
+
+
+def test_a_misspelt_segment_column_is_refused_with_the_column_it_may_mean() -> None:
+    """`training.segment_columns: [industri]` listed the frame's columns without naming the one meant."""
+    from training.sales_readiness import check_segment_columns
+
+    frame = snapshot_frame(100, 12, seed=1)
+    config = TrainingConfig(segment_columns=["industri", "lead_source", "colour"])
+    with pytest.raises(KeyError) as caught:
+        check_segment_columns(frame, config, "training set")
+    message = str(caught.value)
+    assert "training.segment_columns: ['industri', 'colour'] not in the training set" in message
+    assert "for 'industri', did you mean 'industry'?" in message and "for 'colour'" not in message

@@ -455,6 +455,21 @@ def crm_time_to_close_rows(crm: CRMData, model) -> pd.DataFrame:
     return rows
 
 
+def single_class_message(rows: pd.DataFrame) -> str:
+    """Why the latest evaluation rows cannot grade a model: their count, conversions and as-of dates."""
+    if rows.empty:
+        return "the latest evaluation rows are empty (no labelled snapshot); cannot evaluate"
+    positives = int(rows[LABEL_COLUMN].sum())
+    dates = ""
+    if AS_OF in rows.columns:
+        first, last = (pd.Timestamp(rows[AS_OF].min()).date(), pd.Timestamp(rows[AS_OF].max()).date())
+        dates = f" as of {first}" if first == last else f" as of {first} to {last}"
+    which = "none converted" if positives == 0 else "every one converted"
+    return (f"the latest evaluation rows ({len(rows):,}{dates}) hold one label class: {which}; AUC and the other "
+            "metrics need both. Check the outcomes table and its converted_at mapping (`leadscore validate` "
+            "notes an outcomes table without conversions), or evaluate once the data holds both")
+
+
 def evaluate_registered(
     project: ProjectConfig, target: TrackingTarget, ref: str = "champion", model_name: str = MODEL_NAME,
     progress: Progress | None = None,
@@ -488,7 +503,7 @@ def evaluate_registered(
         say(f"scoring {len(rows):,} evaluation rows")
         return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
-        raise ValueError("latest evaluation rows hold fewer than two label classes; cannot evaluate")
+        raise ValueError(single_class_message(rows))
     from training.pyfunc import pyfunc_probabilities
 
     def score(part: pd.DataFrame) -> np.ndarray:

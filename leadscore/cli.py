@@ -461,11 +461,18 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
-    except SystemExit:
+    except SystemExit as exc:
         if _terminated:
             err_console.print("stopped by SIGTERM (cleaned up as after Ctrl-C)", highlight=False)
             raise SystemExit(128 + signal.SIGTERM) from None
+        if exc.code == 128 + signal.SIGINT:  # typer's exit after Ctrl-C, which said nothing
+            err_console.print(INTERRUPTED, highlight=False)
         raise
+
+
+INTERRUPTED = ("interrupted (Ctrl-C): cleaned up as it stopped (no partial file or staging table is left; an MLflow "
+               "run in progress is marked FAILED; a rescore run is marked failed, `leadscore rescore --resume` "
+               "finishes it)")
 
 
 _terminated = False

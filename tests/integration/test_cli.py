@@ -265,11 +265,15 @@ def test_mlflow_noise_filter_drops_only_its_messages_and_only_inside_its_scope()
             logger.removeHandler(handler)
 
 
-def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(stop: str, tmp_path: Path) -> None:
     """SIGTERM (systemd, Kubernetes, kill) left hidden .partial files behind: its default action runs no
-    cleanup. The program now treats it as Ctrl-C: the half-written folder is gone."""
+    cleanup. The program now treats it as Ctrl-C: the half-written folder is gone. Ctrl-C (SIGINT) itself
+    cleaned up but ended with exit 130 and not a word: it now says what it did."""
     import signal
     import time
+
+    from leadscore.cli import INTERRUPTED
 
     out = tmp_path / "crm"
     process = subprocess.Popen([*LEADSCORE, "synth", "--out", str(out), "--format", "csv", "--leads", "400000"],
@@ -283,12 +287,16 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(tmp_path: Path) -> N
             time.sleep(0.2)
         assert process.poll() is None, "synth ended before it could be stopped"
         assert any(".partial" in p.name for p in out.iterdir())
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(getattr(signal, stop))
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
+    said = " ".join(stderr.split())
+    if stop == "SIGTERM":
+        assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
+    else:
+        assert process.returncode == 128 + signal.SIGINT and INTERRUPTED in said, stderr
     assert not out.exists() or not list(out.iterdir()), sorted(p.name for p in out.iterdir())
 
 

@@ -61,6 +61,10 @@ def test_monthly_as_of_dates_are_month_starts_after_first_lead_up_to_data_end() 
     assert list(weekly) == [T("2024-01-22"), T("2024-01-29"), T("2024-02-05")]
     with pytest.raises(ValueError, match="cadence 'not-a-freq' is not a pandas frequency"):
         FeatureConfig(cadence="not-a-freq")  # refused where the config is read
+    for hourly in ("1h", "12h", "30min"):  # '1h' built 7,065,211 snapshots of 1,000 leads without a word
+        with pytest.raises(ValueError, match=f"cadence '{hourly}' is shorter than a day"):
+            FeatureConfig(cadence=hourly)
+    assert FeatureConfig(cadence="D").cadence == "D" and FeatureConfig(cadence="24h").cadence == "24h"
 
 
 def test_eligibility_edges_created_and_converted_at_as_of() -> None:

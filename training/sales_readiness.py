@@ -575,7 +575,8 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
                 thresholds: pd.DataFrame, recommended: dict[str, Any] | None, notes: list[str],
                 config: TrainingConfig, observed_rate: float = float("nan"), data: str = "evaluation rows",
                 n_positive: int = 0) -> str:
-    cal = model.calibrator_.kind
+    cal = {"isotonic": "centered isotonic (piecewise linear between the isotonic blocks' mean margins)",
+           "platt": "Platt"}.get(model.calibrator_.kind, model.calibrator_.kind)
     target = (f"P(lead converts within {horizon} days of the scoring instant)" if horizon else
               "P(lead converts) as labelled in the flat export")
     lines = [

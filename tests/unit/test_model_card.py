@@ -307,3 +307,17 @@ def test_a_misspelt_segment_column_is_refused_with_the_column_it_may_mean() -> N
     message = str(caught.value)
     assert "training.segment_columns: ['industri', 'colour'] not in the training set" in message
     assert "for 'industri', did you mean 'industry'?" in message and "for 'colour'" not in message
+
+
+def test_the_card_names_the_calibration_in_words(trained) -> None:
+    """The card said "isotonic calibration", which reads as a step function; it is centered isotonic regression."""
+    result, _ = trained
+    words = {"platt": "Platt calibration on held-out data",
+             "isotonic": "centered isotonic (piecewise linear between the isotonic blocks' mean margins) calibration"}
+    assert words[result.model.calibrator_.kind] in result.model_card
+    frame = snapshot_frame(1500, 30, seed=2)
+    frame = frame[frame["converted_within_h"].notna()].drop(columns="true_probability").reset_index(drop=True)
+    config = TrainingConfig(booster=BoosterConfig(max_rounds=30, early_stopping_rounds=10, learning_rate=0.1),
+                            bootstrap_samples=0, make_plots=False, calibration="isotonic")
+    isotonic = train_and_evaluate(FrameSet(frame), config, points_rules=PointsRules(name="none", mql_threshold=30))
+    assert words["isotonic"] in isotonic.model_card

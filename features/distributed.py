@@ -29,7 +29,7 @@ from features.loading import (
     load_crm,
     set_aside_rows_without_lead_id,
 )
-from features.readers import lead_id_ranges, read_lead_ids
+from features.readers import lead_id_range_text, lead_id_ranges, read_lead_ids
 from features.schema import EVENT_TYPE, LEAD_ID, LEADS, RECYCLED, TABLES, CRMData
 from features.snapshots import AS_OF, as_of_dates, resolve_data_end
 from features.spec import FeatureConfig, FeatureSpec, check_event_types
@@ -58,22 +58,12 @@ class SourceTrainingSet:
         return frame.sort_values([AS_OF, LEAD_ID], kind="stable").reset_index(drop=True)
 
 
-def range_text(start: Any, stop: Any) -> str:
-    """A half-open lead-id range in words (``lead ids 301 to 600``), its open ends said so."""
-    if isinstance(start, str):
-        return f"lead ids from {start!r}" + ("" if stop is None else f" up to {stop!r}")
-    info = np.iinfo(np.int64)
-    if start == info.min:
-        return f"lead ids up to {stop - 1}"
-    return f"lead ids from {start}" if stop == info.max else f"lead ids {start} to {stop - 1}"
-
-
 def _load_range(data: DataConfig, start: Any, stop: Any) -> tuple[CRMData, ValidationReport]:
     """One range read and validated; a violation names the range (its rows are counted within it)."""
     try:
         return load_crm(data, lead_id_range=(start, stop))
     except ContractError as exc:
-        raise exc.located(f"the partition of {range_text(start, stop)}") from None
+        raise exc.located(f"the partition of {lead_id_range_text(start, stop)}") from None
 
 
 def _partition_facts(data: DataConfig, start: Any, stop: Any) -> dict[str, Any]:

@@ -1021,6 +1021,17 @@ def count_null_lead_ids(data: DataConfig) -> dict[str, int]:
     return counts
 
 
+def lead_id_range_text(start: Any, stop: Any) -> str:
+    """A half-open lead-id range ``[start, stop)`` of :func:`lead_id_ranges` in words (``lead ids 301 to 600``);
+    an open end (``None``, or the int64 bound a range reader uses for one) is said so."""
+    if isinstance(start, str):
+        return f"lead ids from {start!r}" + ("" if stop is None else f" up to {stop!r}")
+    bounds = np.iinfo(np.int64)
+    if start is None or start == bounds.min:
+        return f"lead ids up to {stop - 1}"
+    return f"lead ids from {start}" if stop is None or stop == bounds.max else f"lead ids {start} to {stop - 1}"
+
+
 def lead_id_ranges(lead_ids: np.ndarray, per_partition: int) -> list[tuple[Any, Any]]:
     """Half-open ``[start, stop)`` id ranges of ``per_partition`` consecutive existing ids each, covering all.
     Text ids (an object array of str, :func:`read_lead_ids` with ``text_ids``): ranges of the bytewise order,

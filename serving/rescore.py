@@ -78,7 +78,14 @@ from features.contract import (
     validate_crm,
 )
 from features.loading import set_aside_rows_without_lead_id
-from features.readers import SqlDatabase, check_sqlite_file, lead_id_ranges, read_crm, read_lead_ids
+from features.readers import (
+    SqlDatabase,
+    check_sqlite_file,
+    lead_id_range_text,
+    lead_id_ranges,
+    read_crm,
+    read_lead_ids,
+)
 from features.schema import (
     CREATED_AT,
     EVENT_TYPE,
@@ -416,14 +423,8 @@ class PreparedPartition:
 
 
 def partition_text(partition: PartitionSpec) -> str:
-    """``partition 3 (lead ids 901 to 1200)``: a partition and its range (the stop left out: it is exclusive)."""
-    if partition.stop is None:
-        ids = f"lead ids from {partition.start!r}" if partition.text else f"lead ids from {partition.start}"
-    elif partition.text:
-        ids = f"lead ids {partition.start!r} up to {partition.stop!r}"
-    else:
-        ids = f"lead ids {partition.start} to {partition.stop - 1}"
-    return f"partition {partition.index} ({ids})"
+    """``partition 3 (lead ids 901 to 1200)``: a partition and its range."""
+    return f"partition {partition.index} ({lead_id_range_text(partition.start, partition.stop)})"
 
 
 def prepare_partition(data: DataConfig, spec: FeatureSpec, partition: PartitionSpec, run: RunRecord,

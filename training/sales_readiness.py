@@ -111,8 +111,8 @@ def check_segment_columns(frame: pd.DataFrame, config: TrainingConfig, table: st
         from features.contract import did_you_mean
 
         columns = [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
-        hints = "".join(did_you_mean(c, columns).replace("; did you mean", f"; for {c!r}, did you mean")
-                        for c in missing)
+        hints = "".join(f"; for {c!r}, {hint.removeprefix('; ')}" for c in missing
+                        if (hint := did_you_mean(c, columns)))
         raise KeyError(f"training.segment_columns: {missing} not in the {table}{hints} (its columns: {columns[:30]})")
 
 

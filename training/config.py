@@ -125,6 +125,11 @@ class TrainingConfig(_Strict):
         "this many training rows when there are more (its design matrix bounds memory; noted in the run); "
         "None: every row"
     )
+    refit: bool = Field(
+        True, description="time-ordered runs: after the backtest, the registered model is refit with the backtest's "
+        "trees on the training and validation slices and calibrated on the test slice (the latest labelled rows); "
+        "false: the backtest model itself is registered. The run's figures are the backtest's either way"
+    )
     booster: BoosterConfig = Field(default_factory=BoosterConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     leakage: LeakageThresholds = Field(default_factory=LeakageThresholds)

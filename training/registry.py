@@ -395,22 +395,26 @@ def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, row
     A K-fold flat version (tag ``out_of_fold``) is refit on every row of its run: re-scoring those
     rows would grade it on its training data. For them its run's cross-validated (out-of-fold)
     probabilities are used, matched by ``lead_id``; other rows (new leads) are scored by ``score``.
-    Time-split versions (snapshots, flat rows with a timestamp) are tested on later rows than they
-    were fitted on: all of their rows are scored."""
+    A version refit for deployment (tag ``refit``, ``training.refit``) was calibrated on its run's test
+    rows: for those its run's backtest probabilities are used, matched by ``lead_id`` and ``as_of``.
+    Other time-split versions are tested on later rows than they were fitted on: all of their rows are scored."""
     # versions registered before the tag: every flat version was K-fold then
     out_of_fold = version.tags.get("out_of_fold", str(version.tags.get("data_mode") == "flat").lower()) == "true"
-    if not out_of_fold or not version.run_id or LEAD_ID not in rows.columns:
+    refit = version.tags.get("refit") == "true"
+    if not (out_of_fold or refit) or not version.run_id or LEAD_ID not in rows.columns:
         return score(rows)
     oof = load_run_frame(client, version.run_id, PREDICTIONS_ARTIFACT)
     if LEAD_ID not in oof.columns or "probability" not in oof.columns:
         raise RegistryError(f"version {version.version}: its run's {PREDICTIONS_ARTIFACT} lacks lead_id/probability; "
                             "cannot tell its training rows from new ones")
-    known = pd.Series(oof["probability"].to_numpy(dtype=float), index=oof[LEAD_ID].astype(str))
-    known = known[~known.index.duplicated()]
-    ids = rows[LEAD_ID].astype(str)
-    seen = ids.isin(known.index).to_numpy()
-    p = np.empty(len(rows), dtype=float)
-    p[seen] = known.loc[ids[seen]].to_numpy()
+    keys = [LEAD_ID, AS_OF] if AS_OF in oof.columns and AS_OF in rows.columns else [LEAD_ID]
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({k: frame[k].astype(str) if k == LEAD_ID else pd.to_datetime(frame[k]) for k in keys})
+
+    known = keyed(oof).assign(probability=oof["probability"].to_numpy(dtype=float)).drop_duplicates(keys)
+    p = keyed(rows).merge(known, on=keys, how="left")["probability"].to_numpy(dtype=float)
+    seen = ~np.isnan(p)
     if (~seen).any():
         p[~seen] = score(rows[~seen])
     return p

@@ -333,6 +333,38 @@ def fit_note(model: SalesReadinessModel, y_valid: np.ndarray, max_rounds: int, p
             f"({int(np.sum(y_valid)):,} converting; {_calibration_rule(model.calibration)})")
 
 
+def refit_for_deployment(frame: pd.DataFrame, labelled: np.ndarray, split: Any, y: np.ndarray, features: list[str],
+                         backtest: SalesReadinessModel, spec: Any) -> SalesReadinessModel:
+    """The model to register: the backtest model's booster settings and tree count refit on every labelled row
+    before the test slice (training + validation slices), calibrated on the test slice (the latest labelled rows).
+
+    Its booster never sees a test row, so the test rows still grade its ranking; its calibrator was fitted on
+    them, so the run's figures stay the backtest model's (``predictions``), and the registry grades it on
+    those rows with them (:func:`training.registry.out_of_sample_probabilities`)."""
+    pool = np.sort(np.concatenate([split.train, split.valid]))
+    X_pool = take_rows(frame, labelled[pool], features)
+    model = SalesReadinessModel(backtest.booster_config, backtest.calibration, backtest.horizon_days,
+                                backtest.seed).fit(X_pool, y[pool], num_boost_round=backtest.best_iteration_, spec=spec)
+    del X_pool
+    X_test = take_rows(frame, labelled[split.test], features)
+    return model.calibrate(model.predict_raw(X_test), y[split.test])
+
+
+def refit_summary(model: SalesReadinessModel, y_test: np.ndarray) -> dict[str, Any]:
+    """What the deployment refit fitted on (the run's split.json, the model card's split line)."""
+    return {"rows": int(model.n_train_), "trees": int(model.best_iteration_), "calibration": model.calibrator_.kind,
+            "calibration_rows": len(y_test), "calibration_conversions": int(np.sum(y_test))}
+
+
+def refit_note(model: SalesReadinessModel, y_test: np.ndarray, unit: str = "snapshots") -> str:
+    """What the deployment refit did, and which model the run's figures are about."""
+    return (f"registered model refit for deployment: {model.best_iteration_} trees (the backtest's) on the "
+            f"{model.n_train_:,} training and validation {unit}, {model.calibrator_.kind} calibration on the "
+            f"{len(y_test):,} test {unit} ({int(np.sum(y_test)):,} converting; the latest labelled rows); the "
+            "evaluation figures are the backtest model's (fitted on the training slice, calibrated on the validation "
+            "slice), which graded the procedure on rows it never saw (training.refit: false registers that model)")
+
+
 def flat_fit_note(model: SalesReadinessModel, folds: int, best_iterations: list[int], n_rounds: int,
                   y: np.ndarray) -> str:
     """What a K-fold fit did: each fold's early-stopped trees, the final model's rounds and its calibration."""
@@ -435,6 +467,7 @@ _SPLIT_LABELS = {
     "n_short_follow_up_unused": "short follow-up snapshots unused", "censored_at": "censored at",
     "data_end": "data end", "fold_searches": "per-fold searches",
     "calibration_base_rate": "conversion rate of the validation slice (the calibration rows)",
+    "refit": "registered model refit for deployment",
 }
 
 
@@ -494,18 +527,22 @@ def _calibration_md(comparison: pd.DataFrame, observed: float) -> str:
     return "\n".join(lines)
 
 
-def _calibration_sentence(row: pd.Series, observed: float, calibration_rate: float = float("nan")) -> str:
+def _calibration_sentence(row: pd.Series, observed: float, calibration_rate: float = float("nan"),
+                          refit: bool = False) -> str:
     """How far the model's average prediction is from the observed rate, in words; when the rate moved after the
-    calibration rows (``calibration_rate``), that is said too."""
+    calibration rows (``calibration_rate``), that is said too, and what it means for served scores (``refit``: the
+    registered model was calibrated on these rows)."""
     ratio = float(row.get("predicted_observed_ratio", float("nan")))
     if not np.isfinite(ratio):
         return "Calibration in the large: undefined (no conversions among the evaluation rows)."
     verdict = ("matches the observed rate" if abs(ratio - 1) < 0.05 else
                f"{'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}")
     shift = rate_shift_note(observed, calibration_rate) if abs(ratio - 1) >= 0.05 else ""
+    served = ("The registered model was calibrated on these rows (`training.refit`), so served scores follow "
+              "this rate." if refit else "Served scores move when a model is trained on later snapshots "
+              "(`training.refit: true` calibrates the registered model on these rows).")
     shift = (f" The gap is a shift of the rate, not of the ranking: {shift}. The revenue forecast recalibrates on "
-             "recent snapshots (`forecast: recalibration:`); served scores move when a model is trained on later "
-             "snapshots.") if shift else ""
+             f"recent snapshots (`forecast: recalibration:`). {served}") if shift else ""
     return (f"Calibration in the large: mean predicted {row['mean_predicted']:.4f} vs observed rate {observed:.4f} "
             f"(predicted / observed {ratio:.2f}: {verdict}); top 10% by score: predicted "
             f"{row['top_decile_predicted']:.4f} vs observed {row['top_decile_observed']:.4f}. ECE weighs each "
@@ -592,6 +629,11 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
         f"{model.params_['learning_rate']:.3g}, min_data_in_leaf {model.params_['min_data_in_leaf']}, "
         f"scale_pos_weight {model.params_['scale_pos_weight']:.2f}; {cal} calibration on held-out data; "
         f"{len(model.feature_columns_)} features ({len(model.categories_)} categorical).",
+        *(["", f"Refit for deployment (`training.refit`): this model was fitted on the training and validation "
+               f"slices ({model.n_train_:,} rows) and calibrated on the test slice "
+               f"({split['refit']['calibration_rows']:,} rows, the latest labelled ones). The evaluation below is "
+               "the backtest model's: fitted on the training slice and calibrated on the validation slice, so "
+               "the test rows grade the procedure on data it never saw."] if "refit" in split else []),
         "",
         "## Evaluation",
         split_text(split),
@@ -605,7 +647,8 @@ def _model_card(title: str, horizon: int | None, split: dict[str, Any], model: S
            "model's at the recommended cut-off (MQL threshold below).", ""]
           if "mql_share" in comparison.columns else []),
         "### Calibration",
-        _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate, split.get("calibration_base_rate", np.nan))
+        _calibration_sentence(comparison.loc[MODEL_NAME], observed_rate, split.get("calibration_base_rate", np.nan),
+                              "refit" in split)
         if MODEL_NAME in comparison.index else "",
         "",
         _calibration_md(comparison, observed_rate),
@@ -749,6 +792,12 @@ def train_and_evaluate(
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
                              "calibration_base_rate": float(y_va.mean()), **_search_metrics(search_summary)})
     split_info["calibration_base_rate"] = float(y_va.mean())
+    if config.refit:
+        say("refitting for deployment on the training and validation slices")
+        del test_frame
+        model = refit_for_deployment(frame, labelled, split, y, features, model, spec)
+        split_info["refit"] = refit_summary(model, y_te)
+        _note(refit_note(model, y_te, unit), notes, say)
     title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))

@@ -260,7 +260,8 @@ def track_and_register(
         client = connect(target)
         # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
         version_tags = {"project": project.name, "data_mode": project.data.mode,
-                        "out_of_fold": str("fold" in result.predictions.columns).lower(), **lineage.version_tags}
+                        "out_of_fold": str("fold" in result.predictions.columns).lower(),
+                        "refit": str("refit" in result.split).lower(), **lineage.version_tags}
         with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
             version = register_challenger(client, logged, result.metrics, version_tags, name=model_name,
                                           description=lineage.description).version
@@ -510,7 +511,8 @@ def evaluate_registered(
         return pyfunc_probabilities(model, part[list(inner.feature_columns_)])
 
     say(f"scoring {len(rows):,} evaluation rows")
-    # a flat-mode version was refit on every row of its run: those rows get its out-of-fold probabilities
+    # a flat-mode version was refit on every row of its run, a refit time-split version calibrated on its test
+    # rows: those rows get its run's out-of-fold / backtest probabilities
     with tracking_server_errors(target.uri):
         probability = out_of_sample_probabilities(client, version, rows, score)
     metrics = rows_metrics(rows, probability, project.training.ece_bins,

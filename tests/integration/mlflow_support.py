@@ -64,12 +64,13 @@ def shared_project() -> tuple[ProjectConfig, TrainingSet, CRMData]:
 
 
 @functools.cache
-def fitted(kind: str) -> TrainingResult:
+def fitted(kind: str, refit: bool = True) -> TrainingResult:
     """A model fitted on the shared training set.
 
     ``good``: default booster with plots; ``medium``: at most 20 three-leaf trees (beats the
     baselines, not ``good``); ``constant``: no split possible (AUC 0.5); ``leaky``: leakage
-    thresholds so low that the alarm fires.
+    thresholds so low that the alarm fires. ``refit`` False: the backtest model is the result's model
+    (``training.refit``), as registered before the deployment refit.
     """
     project, training_set, data = _shared_project()
     base = SMALL_TRAINING
@@ -82,7 +83,7 @@ def fitted(kind: str) -> TrainingResult:
         "leaky": base.model_copy(update={"make_plots": False,
                                          "leakage": LeakageThresholds(single_feature_auc=0.6)}),
     }
-    return fit_training_set(training_set, data, configs[kind])
+    return fit_training_set(training_set, data, configs[kind].model_copy(update={"refit": refit}))
 
 
 def sqlite_project_file(directory: Path) -> Path:

@@ -8,14 +8,24 @@ from __future__ import annotations
 import dataclasses
 import gc
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
 import training.pyfunc as pyfunc
 from features.build import TrainingSet
 from features.schema import CRMData
 from tests.integration.mlflow_support import count_pyfunc_scoring, fitted, shared_project
-from training.pyfunc import SalesReadinessPyfunc
-from training.registry import CHAMPION, MODEL_NAME, alias_version, promote
+from training.pyfunc import SalesReadinessPyfunc, pyfunc_probabilities
+from training.registry import (
+    CHAMPION,
+    MODEL_NAME,
+    PREDICTIONS_ARTIFACT,
+    alias_version,
+    out_of_sample_probabilities,
+    promote,
+)
 from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
 from training.workflow import evaluate_registered, track_and_register
 
@@ -25,15 +35,17 @@ COMPARED = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "top_decile_capture
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory):
-    """A champion (``medium``) and a challenger (``good``) of the shared project in a fresh SQLite store."""
+    """A champion (``medium``) and a challenger (``good``) of the shared project in a fresh SQLite store; both the
+    backtest models (``training.refit: false``): a refit version takes its test rows' probabilities from its run."""
     project, training_set, _ = shared_project()
     target = tracking_target(None, tmp_path_factory.mktemp("readiness-promote"))
-    champion = track_and_register(target, project, training_set, fitted("medium"))
+    champion = track_and_register(target, project, training_set, fitted("medium", refit=False))
     client = connect(target)
     assert promote(client).promoted
     # promote and evaluate re-score the versions; the run's figures are never read: not logged here (the figures
     # of "good" are checked in test_tracking.py)
-    challenger = track_and_register(target, project, training_set, dataclasses.replace(fitted("good"), figures={}))
+    challenger = track_and_register(target, project, training_set, dataclasses.replace(fitted("good", refit=False),
+                                                                                     figures={}))
     return project, target, client, champion, challenger
 
 
@@ -95,3 +107,35 @@ def test_evaluate_scores_without_the_crm_tables_or_the_frame(registry, monkeypat
     assert held == [before]
     logged = client.get_run(challenger.run_id).data.metrics  # the same rows as the run's test slice
     assert {m: report.metrics[m] for m in COMPARED} == {m: logged[m] for m in COMPARED}
+
+
+def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_other_rows(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version refit for deployment was calibrated on its run's test rows: ``evaluate`` (and ``promote``) grade
+    it there with the run's backtest probabilities, matched by lead and as-of date, and score any other row."""
+    project, training_set, _ = shared_project()
+    result = fitted("medium")  # training.refit: true, the default
+    assert "refit" in result.split
+    target = tracking_target(None, tmp_path / "refit")
+    run = track_and_register(target, project, training_set, result)
+    client = connect(target)
+    version = client.get_model_version(MODEL_NAME, run.model_version)
+    assert version.tags["refit"] == "true"
+    rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
+    backtest = load_run_frame(client, run.run_id, PREDICTIONS_ARTIFACT)["probability"].to_numpy()
+    served = result.model.predict_proba(rows)
+    assert np.abs(served - backtest).max() > 1e-3  # the refit model differs on these rows: grading it could tell
+    checked, scored = count_pyfunc_scoring(monkeypatch, SalesReadinessPyfunc)
+    report = evaluate_registered(project, target, run.model_version)
+    assert scored == []
+    logged = client.get_run(run.run_id).data.metrics
+    assert {m: report.metrics[m] for m in COMPARED} == {m: logged[m] for m in COMPARED}
+    # the same leads a day later are rows it never saw: the registered model scores them
+    later = rows.index % 2 == 1
+    moved = rows.assign(as_of=np.where(later, rows["as_of"] + pd.Timedelta(days=1), rows["as_of"]))
+    probability = out_of_sample_probabilities(
+        client, version, moved, lambda part: pyfunc_probabilities(mlflow.pyfunc.load_model(
+            f"models:/{MODEL_NAME}/{run.model_version}"), part[result.model.feature_columns_]))
+    assert sum(scored) == int(later.sum())
+    np.testing.assert_allclose(probability[later], served[later], rtol=1e-9)
+    np.testing.assert_array_equal(probability[~later], backtest[~later])

@@ -63,6 +63,20 @@ def train_small_champion(n_leads: int = 1500, seed: int = 1, max_rounds: int = 8
     return TrainedChampion(model, crm, X, y, ts)
 
 
+def category_levels_that_differ(champion: TrainedChampion, column: str, rows: int = 30) -> tuple[str, str]:
+    """Two training categories of ``column`` that give the same lead (the first of ``rows`` feature rows
+    where any do) different probabilities: the champion's score depends on ``column``. Asserts there are
+    such (a champion on which every category scores alike cannot show a break in category handling)."""
+    model = champion.model
+    levels = [str(v) for v in model.categories_[column]]
+    frame = champion.features.head(rows)
+    by_level = np.array([model.predict_proba(frame.assign(**{column: level})) for level in levels])
+    differs = np.flatnonzero(by_level.max(axis=0) > by_level.min(axis=0))
+    assert differs.size, f"the champion scores every category of {column!r} alike (no split on it)"
+    row = by_level[:, differs[0]]
+    return levels[int(row.argmin())], levels[int(row.argmax())]
+
+
 @functools.cache
 def train_small_flat_champion(n_leads: int = 400, seed: int = 0) -> SalesReadinessModel:
     """A compact calibrated model on a small flat export (one row per lead: ``Lead``, ``Visits``, ``Source``,

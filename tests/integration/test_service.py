@@ -28,6 +28,7 @@ from serving.schemas import MAX_TOP_K
 from tests.serving_fixtures import (
     AS_OF,
     ROOT,
+    category_levels_that_differ,
     export_champion,
     export_time_to_close,
     payloads_from_crm,
@@ -43,16 +44,22 @@ MAX_BATCH = 50
 
 
 MARKERS = ("", "Select")  # the served model's project reads "Select" as missing (X Education's export)
+CATEGORY = "industry"  # a categorical attribute the served champion's score depends on (checked in its fixture)
 
 
 @pytest.fixture(scope="module")
 def champion():
-    return train_small_champion(n_leads=800, seed=4, missing_values=MARKERS)
+    """The fixture's default champion (1,500 leads): its score depends on the lead's industry, so the tests
+    that send category variants of a lead can see the endpoint get a category wrong (800 leads of seed 4, the
+    champion before, split on no categorical attribute: every category scored alike)."""
+    trained = train_small_champion(missing_values=MARKERS)
+    category_levels_that_differ(trained, CATEGORY)
+    return trained
 
 
 @pytest.fixture(scope="module")
 def closing_model():
-    return train_small_time_to_close(n_leads=800, seed=4)
+    return train_small_time_to_close()
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +282,7 @@ def test_missing_markers_of_the_project_score_as_missing_and_as_the_table_path_r
     and a categorical attribute scores as the lead without them (no 400, no unseen-category warning), and
     exactly as a batch rescore of a table holding "Select" (read through the same contract) scores it."""
     ids, leads = payloads
-    numeric, categorical = champion.crm.numeric_attributes, champion.crm.categorical_attributes[0]
+    numeric, categorical = champion.crm.numeric_attributes, CATEGORY
     marked = json.loads(json.dumps(leads))
     absent = json.loads(json.dumps(leads))
     texts: dict[int, dict[str, str | None]] = {}
@@ -498,12 +505,54 @@ def test_timezone_aware_as_of_is_the_same_instant(server, payloads) -> None:
     assert naive["as_of"] == "2026-03-01T00:00:00Z"  # UTC, saying so (a client may read no offset as local time)
 
 
-def test_unseen_category_is_scored_with_a_warning(server, payloads) -> None:
-    lead = json.loads(json.dumps(payloads[1][0]))
-    lead["attributes"]["industry"] = "asteroid mining"
-    response = post(server, {"leads": [lead], "as_of": AS_OF.isoformat()})
-    assert response.status_code == 200
-    assert any("asteroid mining" in w for w in response.json()["scores"][0]["warnings"])
+def _with_category(leads: list[dict], values: list[str | None]) -> list[dict]:
+    """Copies of ``leads`` whose CATEGORY is ``values[i]`` (None: left out), attributes in reverse order."""
+    out = []
+    for lead, value in zip(leads, values, strict=True):
+        attributes = {k: v for k, v in reversed(lead["attributes"].items()) if k != CATEGORY}
+        out.append({**lead, "attributes": attributes if value is None else {CATEGORY: value, **attributes}})
+    return out
+
+
+def test_category_variants_of_a_lead_score_as_the_table_path_and_an_unseen_one_as_missing(
+        server, champion, served_core, payloads, tmp_path) -> None:
+    """Through the real endpoint: a lead's score depends on its industry (two training categories, two
+    probabilities); every training category (and an unseen one) scores as a batch rescore of a table holding
+    it does (the training codes are carried to the serving edge); an unseen category scores exactly as the
+    lead without one (as missing, with the warning) and the order of the attributes changes nothing."""
+    ids, leads = payloads
+    body = {"as_of": AS_OF.isoformat(), "top_k": 3}
+
+    def scores(values: list[str | None]) -> list[dict]:
+        response = post(server, {**body, "leads": _with_category(leads, values)})
+        assert response.status_code == 200, response.text
+        return response.json()["scores"]
+
+    low, high = category_levels_that_differ(champion, CATEGORY)
+    by_level = [scores([level] * len(leads)) for level in (low, high)]
+    assert any(a["probability"] != b["probability"] for a, b in zip(*by_level, strict=True)), (low, high)
+
+    unseen, absent = scores(["asteroid mining"] * len(leads)), scores([None] * len(leads))
+    for got, want in zip(unseen, absent, strict=True):
+        assert [got[f] for f in ("probability", "score", "grade", "fit_score")] == [
+            want[f] for f in ("probability", "score", "grade", "fit_score")]
+        assert [r["feature"] for r in got["reasons"]] == [r["feature"] for r in want["reasons"]]
+        assert "attribute 'industry': unseen category 'asteroid mining' scored as unknown" in got["warnings"]
+
+    # every training category, and the unseen one, as the table path reads it from a leads table
+    vocab = [str(v) for v in champion.model.categories_[CATEGORY]]
+    values = [vocab[i % len(vocab)] if i % 7 else "asteroid mining" for i in range(len(leads))]
+    assert set(vocab) <= set(values)
+    mixed = scores(values)
+    numeric = {lead["lead_id"]: {n: repr(v) for n, v in lead["attributes"].items()
+                                 if n in champion.crm.numeric_attributes} for lead in leads}
+    url = _crm_database(champion, ids, tmp_path / "crm.db", numeric,
+                        {i: {CATEGORY: v} for i, v in zip(ids, values, strict=True)})
+    crm, _ = load_crm(data_config_for(DataConfig(source=SourceConfig(kind="sql", url=url),
+                                                 reference_time="2030-01-01", missing_values=list(MARKERS)),
+                                      served_core.spec))
+    assert crm.leads.set_index(LEAD_ID).loc[ids, CATEGORY].astype(str).tolist() == values
+    _assert_the_table_paths(mixed, served_core, crm, ids, unseen=True)
 
 
 def test_reload_swaps_champion_while_requests_succeed(server, champion, models_dir, payloads) -> None:

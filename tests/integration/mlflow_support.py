@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -114,6 +115,21 @@ def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iter
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def count_connections(monkeypatch, port: int) -> list[tuple]:
+    """The connections this process tries to open to ``127.0.0.1:port`` from now on (one address per try,
+    each made for real: the count of tries where nothing listens, as a listening socket counts its accepts)."""
+    tries: list[tuple] = []
+    connect = socket.socket.connect
+
+    def counting_connect(sock: socket.socket, address) -> None:
+        if isinstance(address, tuple) and address[1] == port:
+            tries.append(address)
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counting_connect)
+    return tries
 
 
 def count_pyfunc_scoring(monkeypatch, pyfunc_class: type) -> tuple[list[int], list[int]]:

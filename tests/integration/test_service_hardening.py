@@ -51,15 +51,15 @@ def logged(server, needle: str, seconds: float = 5.0) -> str:
 @pytest.mark.parametrize("headers", [AUTH, {}], ids=["key", "no-key"])
 def test_deeply_nested_json_gets_an_immediate_400(server, depth, headers) -> None:
     body = '{"leads":' + "[" * depth + "]" * depth + "}"
-    started = time.monotonic()
-    response = httpx.post(f"{server.url}/score", content=body, timeout=10,
+    # "immediate": an answer not read within 5 s is a failure (httpx.ReadTimeout), not a figure asserted on;
+    # the server process gives nothing to count (one request, one answer, whatever the parser did)
+    response = httpx.post(f"{server.url}/score", content=body, timeout=5,
                           headers={**headers, "content-type": "application/json"})
     if not headers:  # without a key the body is never read
         assert response.status_code == 401, response.text[:300]
     else:
         assert response.status_code == 400, response.text[:300]
         assert set(response.json()) == SHAPE and response.json()["field"] == "body"
-    assert time.monotonic() - started < 5
 
 
 def test_request_keys_are_cut_short_in_the_answer_and_the_log(server) -> None:

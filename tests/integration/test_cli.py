@@ -41,6 +41,8 @@ def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
     assert spec.to_dict() == beside and spec.columns_ == [c for c in frame.columns if c in spec.columns_]
     # both models were logged as pyfuncs into a new store, without MLflow's routine lines
     assert "registering the challenger" in result.stderr and "1 (alias challenger)" in out
+    said = " ".join((out + result.stderr).split())
+    assert "registered model refit for deployment" in said and "the backtest's" in said  # training.refit
     for noise in ("Passing a Python object as `python_model`", "Failed to resolve installed pip version",
                   "Creating initial MLflow database tables", "Downloading artifacts",
                   "Successfully registered model", "Created version '1'"):

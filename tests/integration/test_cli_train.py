@@ -11,14 +11,18 @@ import yaml
 from typer.testing import CliRunner
 
 from leadscore.cli import app
-from tests.integration.mlflow_support import write_project
+from tests.integration.mlflow_support import SMALL_TRAINING, write_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory):
-    config = write_project(tmp_path_factory.mktemp("cli"), name="cli-test")
+    # the backtest models are registered (training.refit: false): a refit champion would take the probabilities
+    # of the challenger's rows (its own run's test rows) from its run, and the champion that cannot score them
+    # (below) would never be asked to
+    config = write_project(tmp_path_factory.mktemp("cli"), name="cli-test",
+                           training=SMALL_TRAINING.model_copy(update={"refit": False}))
     runner = CliRunner()
 
     def invoke(*args: str):

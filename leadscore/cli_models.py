@@ -76,11 +76,15 @@ def calibration_line(metrics: Mapping[str, float]) -> str | None:
         verdict = f"predicted/observed {ratio:.2f}"
     else:
         verdict = f"predicted/observed {ratio:.2f}: {'under' if ratio < 1 else 'over'}-predicts by {abs(ratio - 1):.0%}"
-        if math.isfinite(metrics.get("calibration_base_rate", math.nan)):
-            from training.calibration import rate_shift_note  # after training: scikit-learn is loaded already
+        for key, rows in (("calibration_base_rate", "validation slice"),
+                          ("refit_calibration_base_rate", "the run's test slice, for the refit model")):
+            if math.isfinite(metrics.get(key, math.nan)):
+                # after training: scikit-learn is loaded already
+                from training.calibration import rate_shift_note
 
-            if shift := rate_shift_note(observed, metrics["calibration_base_rate"]):
-                verdict += f"; {shift}"
+                if shift := rate_shift_note(observed, metrics[key], rows):
+                    verdict += f"; {shift}"
+                break
     line = f"calibration: mean predicted {predicted:.4f} vs observed rate {observed:.4f} ({verdict})"
     top_p, top_y = metrics.get("top_decile_predicted", math.nan), metrics.get("top_decile_observed", math.nan)
     if math.isfinite(top_p) and math.isfinite(top_y):

@@ -797,6 +797,7 @@ def train_and_evaluate(
         del test_frame
         model = refit_for_deployment(frame, labelled, split, y, features, model, spec)
         split_info["refit"] = refit_summary(model, y_te)
+        metrics["refit_calibration_base_rate"] = float(y_te.mean())  # what `evaluate` says of rows it scores
         _note(refit_note(model, y_te, unit), notes, say)
     title = "sales readiness (flat rows, time-ordered)" if flat_rows else "sales readiness (snapshots)"
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,

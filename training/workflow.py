@@ -507,7 +507,10 @@ def evaluate_registered(
         raise ValueError(single_class_message(rows))
     from training.pyfunc import pyfunc_probabilities
 
+    scored: list[int] = []
+
     def score(part: pd.DataFrame) -> np.ndarray:
+        scored.append(len(part))
         return pyfunc_probabilities(model, part[list(inner.feature_columns_)])
 
     say(f"scoring {len(rows):,} evaluation rows")
@@ -518,10 +521,15 @@ def evaluate_registered(
     metrics = rows_metrics(rows, probability, project.training.ece_bins,
                            project.training.ece_binning)  # ECE as the run measured it
     if version.run_id:  # the rate of the rows its calibrator was fitted on: a moved rate explains a calibration gap
+        # a refit version's own calibrator (fitted on its run's test rows) graded the rows it scored, the backtest
+        # model's (validation slice) those its run holds: one rate is said only when one calibrator graded them all
+        refit = version.tags.get("refit") == "true"
+        key = ("calibration_base_rate" if not refit or not scored else
+               "refit_calibration_base_rate" if sum(scored) == len(rows) else None)
         with tracking_server_errors(target.uri):
-            logged = client.get_run(version.run_id).data.metrics.get("calibration_base_rate")
+            logged = client.get_run(version.run_id).data.metrics.get(key) if key else None
         if logged is not None:
-            metrics["calibration_base_rate"] = float(logged)
+            metrics[key] = float(logged)
     return EvaluationReport(model_name, str(version.version), metrics, evaluation_identity(rows))
 
 

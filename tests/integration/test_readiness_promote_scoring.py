@@ -130,6 +130,9 @@ def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_o
     assert scored == []
     logged = client.get_run(run.run_id).data.metrics
     assert {m: report.metrics[m] for m in COMPARED} == {m: logged[m] for m in COMPARED}
+    # graded by the backtest model: its calibration rows (the validation slice) are the ones whose rate is said
+    assert report.metrics["calibration_base_rate"] == logged["calibration_base_rate"]
+    assert "refit_calibration_base_rate" not in report.metrics
     # the same leads a day later are rows it never saw: the registered model scores them
     later = rows.index % 2 == 1
     moved = rows.assign(as_of=np.where(later, rows["as_of"] + pd.Timedelta(days=1), rows["as_of"]))

@@ -38,6 +38,12 @@ def test_calibration_line_says_when_the_rate_moved_after_the_calibration_rows() 
     assert held == calibration_line({"mean_predicted": 0.0105, "base_rate": 0.0138})
     assert "moved" not in calibration_line({"mean_predicted": 0.0137, "base_rate": 0.0138,  # calibrated: nothing to explain
                                             "calibration_base_rate": 0.0107})
+    # `evaluate` of a refit version on rows it scored itself: its calibrator's rows were its run's test slice
+    refit = calibration_line({"mean_predicted": 0.0105, "base_rate": 0.0138, "refit_calibration_base_rate": 0.0107})
+    assert "the calibration rows (the run's test slice, for the refit model) converted at 0.0107" in refit
+    # a training run logs both: its figures are the backtest model's, calibrated on the validation slice
+    both = calibration_line({**metrics, "refit_calibration_base_rate": 0.0200})
+    assert both == calibration_line(metrics)
 
 
 @pytest.mark.parametrize(("value", "count", "text"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -52,6 +53,15 @@ _SESSION_START: frozenset[str] | None = None
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _SESSION_START
     _SESSION_START = files_outside_git()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What is alive once the tests are collected (the imported libraries, the test items) lives to the end: it is
+    moved out of the garbage collector's reach, which walked it again in every full collection of a worker
+    (about 40 of them, 22 s per worker in a profile of the suite). Objects made by the tests are collected
+    as before, and ``gc.get_objects`` (the memory tests' counts) still lists every one of them."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -278,9 +278,12 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(stop: str, tmp_path:
     from leadscore.cli import INTERRUPTED
 
     out = tmp_path / "crm"
+    # with Ctrl-C's default action, as from a terminal: a shell starts a background job (`pytest ... &`) with SIGINT
+    # ignored, which its children inherit, and synth then ran its 400,000 leads to the end (120 s under load)
     process = subprocess.Popen([*LEADSCORE, "synth", "--out", str(out), "--format", "csv", "--leads", "400000"],
                                cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:

@@ -75,6 +75,10 @@ class TimeToCloseConfig(BaseModel):
       the shortest of ``horizons_days``) is tau for the
       C-indices and the upper end of the integrated Brier score, lowered when fewer than
       ``min_censoring_survival`` of the test rows are still under observation.
+    - ``refit``: the backtest's model never saw the test period's outcomes nor anything after the
+      cut, so the latest quarter of the data was missing from the model that served. The registered
+      model is the same fit on every snapshot, outcomes followed to the data end. Measured one
+      period back (README, Time to close: ``benchmarks/refit_time_to_close.py``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +106,11 @@ class TimeToCloseConfig(BaseModel):
         None, ge=0, description="per-period recalibration of the hazard on the validation leads: shrinkage "
         "of each period's logit offset towards their mean (training.time_to_close.period_offsets); the offsets "
         "are folded into the linear base's period coefficients. None: off")
+    refit: bool = Field(
+        True, description="after the backtest, the registered model is the same fit (held-out leads stop the "
+        "boosting and choose the penalty) on every snapshot, outcomes as observed at the data end; the run's "
+        "figures stay the backtest model's, and promote / evaluate grade it on rows from the test cut on "
+        "(training.survival_evaluation.refit_for_deployment). False: the backtest model is registered")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the fitting leads (all their "
                                        "snapshots) held out for early stopping and the penalties")

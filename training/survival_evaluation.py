@@ -110,14 +110,24 @@ def survival_split(
     split = time_ordered_split(as_of.iloc[followed], 1, config.test_fraction, config.validation_fraction)
     test = followed[split.test]
     fit = np.flatnonzero((as_of < split.test_start).to_numpy())
-    leads = pd.unique(lead_ids.iloc[fit])
-    n_held = max(1, int(round(len(leads) * config.validation_fraction)))
-    if len(leads) < 2:
-        raise ValueError(f"time-to-close split: {len(leads)} lead(s) before {split.test_start:%Y-%m-%d}; "
+    n_leads = lead_ids.iloc[fit].nunique()
+    if n_leads < 2:
+        raise ValueError(f"time-to-close split: {n_leads} lead(s) before {split.test_start:%Y-%m-%d}; "
                          "need at least two to hold some out for early stopping")
-    held = np.random.default_rng(config.seed).choice(len(leads), n_held, replace=False)
-    in_valid = lead_ids.iloc[fit].isin(leads[held]).to_numpy()
-    return SurvivalSplit(fit[~in_valid], fit[in_valid], test, split.test_start, int(len(as_of) - followed.size))
+    train, valid = held_out_leads(lead_ids, fit, config.validation_fraction, config.seed)
+    return SurvivalSplit(train, valid, test, split.test_start, int(len(as_of) - followed.size))
+
+
+def held_out_leads(lead_ids: pd.Series, rows: np.ndarray, fraction: float, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` (positions) split by lead: a random ``fraction`` of their leads, every snapshot of them, is held
+    out (the second array); at least one lead."""
+    lead_ids = lead_ids.reset_index(drop=True)
+    leads = pd.unique(lead_ids.iloc[rows])
+    n_held = max(1, int(round(len(leads) * fraction)))
+    held = np.random.default_rng(seed).choice(len(leads), n_held, replace=False)
+    in_valid = lead_ids.iloc[rows].isin(leads[held]).to_numpy()
+    return rows[~in_valid], rows[in_valid]
 
 
 def censor_at(as_of: pd.Series, durations: Any, events: Any, cut: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +246,8 @@ class TimeToCloseResult:
     figures: dict[str, Figure]
     model_card: str
     notes: list[str] = field(default_factory=list)
+    # with ``config.refit``: ``model`` is the refit registered for deployment, this the model the figures are about
+    backtest_model: TimeToCloseModel | None = None
 
 
 def _metric_key(name: str) -> str:
@@ -281,7 +293,8 @@ def _in_short(split: dict[str, Any], comparison: pd.DataFrame, observed: dict[st
 
 
 def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: dict[str, Any],
-                comparison: pd.DataFrame, observed: dict[str, float], notes: list[str], n_events: int = 0) -> str:
+                comparison: pd.DataFrame, observed: dict[str, float], notes: list[str], n_events: int = 0,
+                backtest: TimeToCloseModel | None = None) -> str:
     cfg = model.config
     horizons = ", ".join(f"{h}" for h in cfg.horizons_days)
     lines = [
@@ -304,6 +317,11 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         f"{model.params_['min_data_in_leaf']}. Training rows: {model.n_period_rows_:,} period rows from "
         f"{model.n_snapshots_:,} snapshots ({model.n_events_:,} closes; non-event rows kept at rate "
         f"{model.sampling_rate_:.3g} and re-weighted); censored periods weigh {cfg.censored_period_weight:g}.",
+        *(["", f"Refit for deployment (`time_to_close.refit`): this model was fitted on every snapshot up to the data "
+               f"end {split['data_end']}, outcomes followed to it, the test period included. The evaluation below is "
+               f"the backtest model's ({backtest.best_iteration_} trees on {backtest.n_snapshots_:,} snapshots dated "
+               f"before {split['censored_at']}, outcomes censored there): the same fit, graded on a period it never "
+               "saw."] if backtest is not None else []),
         "",
         "## Evaluation",
         split_text(split),
@@ -365,6 +383,43 @@ def check_slice_closes(config: TimeToCloseConfig, as_of: pd.Series,
             f"horizon ({config.horizon_days} days): too few closes {what} (closes within the horizon: {counts}). "
             "More history or more leads are needed; time_to_close.validation_fraction (now "
             f"{config.validation_fraction:g}) and test_fraction (now {config.test_fraction:g}) move the cuts")
+
+
+def refit_for_deployment(frame: pd.DataFrame, features: list[str], durations: np.ndarray, events: np.ndarray,
+                         config: TimeToCloseConfig, spec: Any, progress: Progress | None = None) -> TimeToCloseModel:
+    """The model to register: the backtest's fit (held-out leads stop the boosting and choose the linear
+    penalty) on every snapshot of ``frame``, outcomes as observed at the data end (``durations``, ``events``).
+
+    It has seen the test period's outcomes and the snapshots after the test slice, so the run's figures stay the
+    backtest model's, and the registry grades it on rows dated from the test cut on with that model
+    (:func:`training.survival_tracking.out_of_sample_survival`)."""
+    train, valid = held_out_leads(frame[LEAD_ID], np.arange(len(frame)), config.validation_fraction, config.seed)
+    try:
+        check_slice_closes(config, frame[AS_OF], {"training": (train, durations[train], events[train]),
+                                                  "validation": (valid, durations[valid], events[valid])})
+    except ValueError as exc:
+        raise ValueError(f"refit for deployment on every snapshot: {exc} (time_to_close.refit: false registers "
+                         "the backtest model instead)") from exc
+    return TimeToCloseModel(config).fit(
+        feature_rows(frame, features, train), durations[train], events[train], feature_rows(frame, features, valid),
+        durations[valid], events[valid], spec=spec, progress=progress)
+
+
+def refit_summary(model: TimeToCloseModel, backtest: TimeToCloseModel, data_end: str) -> dict[str, Any]:
+    """What the deployment refit fitted on (the run's split.json, the model card's split line)."""
+    return {"snapshots": int(model.n_snapshots_), "closes": int(model.n_events_), "trees": int(model.best_iteration_),
+            "outcomes_to": data_end, "backtest_snapshots": int(backtest.n_snapshots_),
+            "backtest_trees": int(backtest.best_iteration_)}
+
+
+def refit_note(summary: dict[str, Any], cut: str) -> str:
+    """What the deployment refit did, and which model the run's figures are about."""
+    return (f"registered model refit for deployment: {summary['trees']} trees on {summary['snapshots']:,} training "
+            f"snapshots of every date ({summary['closes']:,} closes within the horizon), outcomes followed to the data "
+            f"end {summary['outcomes_to']}, boosting stopped on held-out leads as in the backtest; the evaluation "
+            f"figures are the backtest model's ({summary['backtest_trees']} trees on {summary['backtest_snapshots']:,} "
+            f"snapshots, outcomes censored at {cut}), which graded the fit on a period it never saw "
+            "(time_to_close.refit: false registers that model)")
 
 
 def train_and_evaluate_time_to_close(
@@ -491,9 +546,19 @@ def train_and_evaluate_time_to_close(
             "brier_over_time": survival_plots.brier_curve_figure(
                 days, {k: v.brier for k, v in evaluations.items()}, data),
         }
-    card = _model_card(model, settings, split_info, comparison, observed, notes, int(e_te.sum()))
+    backtest = None
+    if config.refit:
+        say("refitting for deployment on every snapshot")
+        del X_tr, X_va  # the backtest's slices and peers go before a fit on every snapshot
+        cox = naive = None
+        backtest, model = model, refit_for_deployment(frame, features, durations, events, config, spec, say)
+        split_info["refit"] = refit_summary(model, backtest, split_info["data_end"])
+        metrics["refit_best_iteration"] = float(model.best_iteration_)
+        notes.append(refit_note(split_info["refit"], split_info["censored_at"]))
+        say(notes[-1])
+    card = _model_card(model, settings, split_info, comparison, observed, notes, int(e_te.sum()), backtest)
     return TimeToCloseResult(model, metrics, comparison, calibration, brier_curves, evaluation_rows, predictions,
-                             settings, split_info, figures, card, notes)
+                             settings, split_info, figures, card, notes, backtest)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from features.schema import LEAD_ID
 from training.config import AS_OF
 from training.pyfunc import to_pyfunc_input
-from training.registry import PromotionRules, _bind, register_challenger
+from training.registry import PromotionRules, RegistryError, _bind, register_challenger
 from training.survival_evaluation import (
     DURATION,
     EVENT,
@@ -40,8 +41,13 @@ from training.survival_evaluation import (
 from training.survival_evaluation import (
     MODEL_NAME as MODEL_ROW,
 )
-from training.survival_pyfunc import SURVIVAL_DAYS_PARAM, log_time_to_close_pyfunc, survival_column
-from training.time_to_close import KIND, PREDICT_CHUNK
+from training.survival_pyfunc import (
+    SURVIVAL_DAYS_PARAM,
+    TimeToClosePyfunc,
+    log_time_to_close_pyfunc,
+    survival_column,
+)
+from training.time_to_close import KIND, PREDICT_CHUNK, TimeToCloseModel
 from training.tracking import (
     MODEL_NAME_IN_RUN,
     LoggedRun,
@@ -57,6 +63,8 @@ from training.tracking import (
 
 MODEL_NAME = "lead-time-to-close"
 SETTINGS_ARTIFACT = "evaluation/settings.json"
+# a run refit for deployment (time_to_close.refit) also keeps the model its figures are about
+BACKTEST_MODEL_ARTIFACT = "backtest_model"
 CALIBRATION_ARTIFACT = "evaluation/calibration.csv"
 # evaluation rows re-scored at a time by promote: the blocks of TimeToCloseModel.predict_hazard, so every row
 # is scored exactly as in the one call of the training run
@@ -108,6 +116,10 @@ def log_time_to_close_run(
         mlflow.log_text(result.brier_curves.to_csv(), "evaluation/brier_over_time.csv")
         mlflow.log_dict(result.settings.to_dict(), SETTINGS_ARTIFACT)
         log_run_evidence(client, run_id, result, rows)
+        if result.backtest_model is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifacts(str(result.backtest_model.save(Path(tmp) / BACKTEST_MODEL_ARTIFACT)),
+                                     BACKTEST_MODEL_ARTIFACT)
         with quiet_mlflow_noise():
             info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
@@ -120,6 +132,65 @@ def register_time_to_close(
     """A new version of ``name`` with alias ``challenger`` and the tag ``kind=time_to_close``."""
     return register_challenger(client, logged, metrics, {"kind": KIND, **dict(extra_tags or {})}, name=name,
                                description=description)
+
+
+def refit_tags(result: TimeToCloseResult) -> dict[str, str]:
+    """Version tags saying whether the registered model was refit for deployment and, if so, the dates between
+    which its rows are graded with its run's backtest model (:func:`out_of_sample_survival`)."""
+    if result.backtest_model is None:
+        return {"refit": "false"}
+    return {"refit": "true", "backtest_cut": str(result.split["censored_at"]), "data_end": str(result.split["data_end"])}
+
+
+def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | None:
+    """Which of ``rows`` a refit version (tag ``refit``) must be graded on with its run's backtest model: those
+    dated from the backtest's cut (its test period) to its data end, whose outcomes or snapshots the refit was
+    fitted on and the backtest model never saw. None: the version is no refit (every row is its own to score).
+    Rows before the cut were fitted by both models, as any time-split version's training rows."""
+    if version.tags.get("refit") != "true":
+        return None
+    missing = [t for t in ("backtest_cut", "data_end") if not version.tags.get(t)]
+    if missing or AS_OF not in rows.columns:
+        raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but "
+                            + (f"lacks the version tag(s) {missing}" if missing else f"the rows have no {AS_OF!r}")
+                            + ": cannot tell the rows it was fitted on from the rows it may be graded on")
+    as_of = pd.to_datetime(rows[AS_OF])
+    cut, end = pd.Timestamp(version.tags["backtest_cut"]), pd.Timestamp(version.tags["data_end"])
+    return ((as_of >= cut) & (as_of < end.normalize() + pd.Timedelta(days=1))).to_numpy()
+
+
+def load_backtest_model(client: MlflowClient, version: ModelVersion) -> TimeToCloseModel:
+    """The backtest model a refit version's run logged (:data:`BACKTEST_MODEL_ARTIFACT`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(version.run_id, BACKTEST_MODEL_ARTIFACT, tmp)
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but its run "
+                                f"{version.run_id} holds no {BACKTEST_MODEL_ARTIFACT}/ ({exc}): cannot grade it on "
+                                "the rows it was fitted on") from exc
+        return TimeToCloseModel.load(local)
+
+
+def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
+                           score: Callable[[pd.DataFrame, TimeToCloseModel | None], np.ndarray],
+                           progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """Survival curves of ``version`` on ``rows`` that never come from rows it was fitted on: ``score(part,
+    None)`` scores ``part`` with the version itself, ``score(part, model)`` with ``model``. A refit version's
+    rows from its backtest's cut to its data end (:func:`backtest_graded`) go to its run's backtest model."""
+    graded = backtest_graded(version, rows)
+    if graded is None or not graded.any():
+        return score(rows, None)
+    if progress is not None:
+        progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated {version.tags['backtest_cut']} to "
+                 f"{version.tags['data_end']}, which version {version.version}'s refit was fitted on: graded with its "
+                 "run's backtest model")
+    parts = {True: score(rows[graded], load_backtest_model(client, version))}
+    if not graded.all():
+        parts[False] = score(rows[~graded], None)
+    survival = np.empty((len(rows), parts[True].shape[1]))
+    for where, values in parts.items():
+        survival[graded == where] = values
+    return survival
 
 
 def load_settings(client: MlflowClient, run_id: str) -> EvaluationSettings:
@@ -142,18 +213,26 @@ def rows_metrics_time_to_close(
     :data:`SCORE_ROWS` at a time (the typed copy holds every categorical value as a Python string)."""
     settings = load_settings(client, run_id)
     _bind(client)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-    features = rows.drop(columns=[c for c in (LEAD_ID, AS_OF, DURATION, EVENT) if c in rows.columns])
+    registered = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
     columns = [survival_column(d) for d in settings.days]
-    parts = []
-    for first in range(0, len(features), SCORE_ROWS):
-        output = model.predict(None, to_pyfunc_input(features.iloc[first : first + SCORE_ROWS]),
-                               params={SURVIVAL_DAYS_PARAM: list(settings.days)})
-        missing = [c for c in columns if c not in output.columns]
-        if missing:
-            raise ValueError(f"version {version} of {name!r} did not return survival columns {missing[:3]}...")
-        parts.append(output[columns].to_numpy(dtype=float))
-    survival = np.concatenate(parts) if parts else np.empty((0, len(columns)))
+
+    def score(part: pd.DataFrame, backtest: TimeToCloseModel | None) -> np.ndarray:
+        model = registered
+        if backtest is not None:  # the backtest model through the same pyfunc path
+            model = TimeToClosePyfunc()
+            model.model_ = backtest
+        features = part.drop(columns=[c for c in (LEAD_ID, AS_OF, DURATION, EVENT) if c in part.columns])
+        blocks = []
+        for first in range(0, len(features), SCORE_ROWS):
+            output = model.predict(None, to_pyfunc_input(features.iloc[first : first + SCORE_ROWS]),
+                                   params={SURVIVAL_DAYS_PARAM: list(settings.days)})
+            missing = [c for c in columns if c not in output.columns]
+            if missing:
+                raise ValueError(f"version {version} of {name!r} did not return survival columns {missing[:3]}...")
+            blocks.append(output[columns].to_numpy(dtype=float))
+        return np.concatenate(blocks) if blocks else np.empty((0, len(columns)))
+
+    survival = out_of_sample_survival(client, client.get_model_version(name, version), rows, score)
     evaluation = score_survival(rows[DURATION].to_numpy(dtype=float), rows[EVENT].to_numpy(), survival, settings)
     return evaluation.metrics
 
@@ -168,8 +247,13 @@ PROMOTION_RULES = PromotionRules(KIND, MODEL_ROW, "uno_c", SIDE_BY_SIDE, rows_me
                                  ("uno_c", "harrell_c", "ibs"), EVENT)
 
 __all__ = [
+    "BACKTEST_MODEL_ARTIFACT",
     "MODEL_NAME",
     "PROMOTION_RULES",
+    "backtest_graded",
+    "load_backtest_model",
+    "out_of_sample_survival",
+    "refit_tags",
     "evaluation_identity",
     "load_calibration",
     "load_settings",

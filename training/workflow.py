@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,11 @@ from training.sales_readiness import (
 )
 from training.survival_config import TimeToCloseConfig
 from training.survival_evaluation import TimeToCloseResult, train_and_evaluate_time_to_close
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
 from training.tracking import (
     LABEL_COLUMN,
     TrackingTarget,
@@ -344,7 +349,7 @@ def track_and_register_time_to_close(
     progress: Progress | None = None,
 ) -> TimeToCloseRun:
     """Log a time-to-close run into the project's experiment and register it as ``challenger``."""
-    from training.survival_tracking import log_time_to_close_run, register_time_to_close
+    from training.survival_tracking import log_time_to_close_run, refit_tags, register_time_to_close
 
     say = progress or no_progress
     say("logging the MLflow run")
@@ -363,7 +368,8 @@ def track_and_register_time_to_close(
     with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
         version = register_time_to_close(client, logged, result.metrics,
                                          {"project": project.name, "data_mode": project.data.mode,
-                                          **lineage.version_tags}, name=model_name, description=lineage.description)
+                                          **refit_tags(result), **lineage.version_tags}, name=model_name,
+                                         description=lineage.description)
     return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
                           target.uri, logged.identity)
 
@@ -502,7 +508,8 @@ def evaluate_registered(
     del data
     if survival:
         say(f"scoring {len(rows):,} evaluation rows")
-        return _evaluate_time_to_close(model_name, str(version.version), inner, rows)
+        with tracking_server_errors(target.uri):
+            return _evaluate_time_to_close(client, version, inner, rows, say)
     if rows.empty or rows[LABEL_COLUMN].nunique() < 2:
         raise ValueError(single_class_message(rows))
     from training.pyfunc import pyfunc_probabilities
@@ -550,9 +557,11 @@ def time_to_close_evaluation_rows(training_set: TrainingSet, model) -> pd.DataFr
     return rows
 
 
-def _evaluate_time_to_close(name: str, version: str, model, rows: pd.DataFrame) -> EvaluationReport:
+def _evaluate_time_to_close(client: MlflowClient, version: ModelVersion, model, rows: pd.DataFrame,
+                            say: Progress) -> EvaluationReport:
     """A time-to-close version on its evaluation rows (:func:`time_to_close_evaluation_rows`; the model's own
-    config: horizons, tau). The model reads its features by name; the other columns are not features."""
+    config: horizons, tau). The model reads its features by name; the other columns are not features. A version
+    refit for deployment is graded with its run's backtest model on the rows it was fitted on."""
     from training.survival_evaluation import (
         DURATION,
         EVENT,
@@ -561,15 +570,17 @@ def _evaluate_time_to_close(name: str, version: str, model, rows: pd.DataFrame) 
         score_survival,
     )
     from training.survival_tracking import evaluation_identity as survival_identity
+    from training.survival_tracking import out_of_sample_survival
 
     time, event = rows[DURATION].to_numpy(dtype=float), rows[EVENT].to_numpy()
     if not event.any():
         raise ValueError("latest evaluation rows hold no close; cannot evaluate")
     settings = EvaluationSettings.for_rows(time, event, model.config)
-    survival = model.predict_survival(rows, settings.days)
+    survival = out_of_sample_survival(
+        client, version, rows, lambda part, backtest: (backtest or model).predict_survival(part, settings.days), say)
     metrics = {**score_survival(time, event, survival, settings).metrics,
                **observed_rates(time, event, settings.horizons), "tau_days": float(settings.tau)}
-    return EvaluationReport(name, version, metrics, survival_identity(rows))
+    return EvaluationReport(version.name, str(version.version), metrics, survival_identity(rows))
 
 
 __all__ = [

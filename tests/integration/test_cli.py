@@ -43,6 +43,7 @@ def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
     assert "registering the challenger" in result.stderr and "1 (alias challenger)" in out
     said = " ".join((out + result.stderr).split())
     assert "registered model refit for deployment" in said and "the backtest's" in said  # training.refit
+    assert "snapshots of every date" in said and "outcomes followed to the data end" in said  # time_to_close.refit
     for noise in ("Passing a Python object as `python_model`", "Failed to resolve installed pip version",
                   "Creating initial MLflow database tables", "Downloading artifacts",
                   "Successfully registered model", "Created version '1'"):

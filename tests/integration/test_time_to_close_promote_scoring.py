@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
 import training.survival_tracking as survival_tracking
@@ -14,13 +17,21 @@ from features.contract import DataConfig, SourceConfig
 from leadscore.project import ProjectConfig
 from leadscore.synth import SynthConfig, write_synthetic
 from tests.integration.mlflow_support import count_pyfunc_scoring
+from training.config import AS_OF
 from training.survival_config import TimeToCloseConfig
+from training.survival_evaluation import DURATION, EVENT, score_survival
 from training.survival_pyfunc import TimeToClosePyfunc
-from training.survival_tracking import MODEL_NAME, rows_metrics_time_to_close
+from training.survival_tracking import (
+    MODEL_NAME,
+    load_backtest_model,
+    load_settings,
+    rows_metrics_time_to_close,
+)
 from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
-from training.workflow import train_time_to_close_project
+from training.workflow import evaluate_registered, train_time_to_close_project
 
 pytestmark = pytest.mark.slow
+COMPARED = ("harrell_c", "uno_c", "ibs", "brier_30d", "brier_90d")
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
                             time_to_close=TimeToCloseConfig(make_plots=False, cox_penalizers=(0.01,)))
     target = tracking_target(None, directory)
     run = train_time_to_close_project(project, target)
-    return connect(target), run
+    return connect(target), run, project, target
 
 
 def test_rescoring_skips_the_schema_check_and_goes_by_blocks(trained, monkeypatch: pytest.MonkeyPatch) -> None:
-    client, run = trained
+    client, run, *_ = trained
     rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
     checked, scored = count_pyfunc_scoring(monkeypatch, TimeToClosePyfunc)
     monkeypatch.setattr(survival_tracking, "SCORE_ROWS", 1000)
@@ -49,3 +60,48 @@ def test_rescoring_skips_the_schema_check_and_goes_by_blocks(trained, monkeypatc
     logged = client.get_run(run.run_id).data.metrics
     assert {k: metrics[k] for k in ("harrell_c", "uno_c", "ibs", "brier_30d", "brier_90d")} == {
         k: logged[k] for k in ("harrell_c", "uno_c", "ibs", "brier_30d", "brier_90d")}
+
+
+def test_a_refit_version_is_graded_by_its_backtest_from_the_cut_to_the_data_end(trained) -> None:
+    """A version refit for deployment (``time_to_close.refit``, the default) was fitted on every snapshot up to its
+    data end: on rows dated from its backtest's cut to that end it is graded with its run's backtest model (the run's
+    own rows: the run's figures), on later rows with itself, and a mix of both goes row by row."""
+    client, run, *_ = trained
+    version = client.get_model_version(MODEL_NAME, run.model_version)
+    assert version.tags["refit"] == "true"
+    rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
+    settings = load_settings(client, run.run_id)
+    registered = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{run.model_version}").unwrap_python_model().model_
+    backtest = load_backtest_model(client, version)
+    own, old = (m.predict_survival(rows, settings.days) for m in (registered, backtest))
+    assert np.abs(own - old).max() > 1e-4  # the refit differs on these rows: grading it could tell
+
+    def graded(part: pd.DataFrame, survival: np.ndarray) -> dict[str, float]:
+        return score_survival(part[DURATION].to_numpy(dtype=float), part[EVENT].to_numpy(), survival, settings).metrics
+
+    logged = client.get_run(run.run_id).data.metrics
+    on_own_rows = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, rows, run.run_id)
+    assert {k: on_own_rows[k] for k in COMPARED} == {k: logged[k] for k in COMPARED} == {
+        k: graded(rows, old)[k] for k in COMPARED}
+    end = pd.Timestamp(version.tags["data_end"])
+    later = rows.assign(**{AS_OF: rows[AS_OF] + (end.normalize() - rows[AS_OF].min() + pd.Timedelta(days=1))})
+    on_later_rows = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, later, run.run_id)
+    assert {k: on_later_rows[k] for k in COMPARED} == pytest.approx({k: graded(rows, own)[k] for k in COMPARED},
+                                                                     rel=1e-12)
+    mixed_at = np.arange(len(rows)) % 3 == 0
+    mixed = pd.concat([later[mixed_at], rows[~mixed_at]]).sort_index()
+    on_mixed = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, mixed, run.run_id)
+    expected = graded(rows, np.where(mixed_at[:, None], own, old))
+    assert {k: on_mixed[k] for k in COMPARED} == pytest.approx({k: expected[k] for k in COMPARED}, rel=1e-12)
+
+
+def test_evaluate_grades_a_refit_version_on_its_own_rows_with_its_backtest(trained) -> None:
+    """`leadscore evaluate` of a refit version on the project's latest rows (its run's test rows) reports the run's
+    figures, and says which rows its backtest model graded."""
+    client, run, project, target = trained
+    said: list[str] = []
+    report = evaluate_registered(project, target, run.model_version, MODEL_NAME, progress=said.append)
+    logged = client.get_run(run.run_id).data.metrics
+    assert {k: report.metrics[k] for k in COMPARED} == pytest.approx({k: logged[k] for k in COMPARED}, rel=1e-12)
+    n_rows = int(client.get_model_version(MODEL_NAME, run.model_version).tags["eval_rows"])
+    assert f"{n_rows:,} of {n_rows:,} rows are dated" in " ".join(said) and "backtest model" in " ".join(said)

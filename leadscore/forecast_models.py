@@ -14,8 +14,12 @@ READINESS_NAME = "lead-conversion"
 TIME_TO_CLOSE_NAME = "lead-time-to-close"
 CHAMPION = "champion"
 READINESS_KIND = "sales_readiness"  # the "kind" of a saved model's model.json
-# the first as-of of a version's test slice (registry tag; "evaluation" of an exported champion.json): both kinds
-# of model are fitted, calibrated and early-stopped on outcomes known at that date, never later ones
+# the latest outcomes a version was fitted or calibrated on (registry tag; top-level key of an exported
+# champion.json; training.workflow.fitted_until_tag): the data end for a model refit for deployment, the start of
+# its test slice otherwise
+FITTED_UNTIL = "fitted_until"
+# versions registered before that tag: the first as-of of the test slice ("evaluation" of a champion.json); they
+# were fitted, calibrated and early-stopped on outcomes known at that date, never later ones
 FIT_OUTCOMES_END = "eval_as_of_min"
 # the commands that train and promote each model (named in the error when its champion is missing)
 HOW_TO_GET = {
@@ -26,7 +30,7 @@ HOW_TO_GET = {
 
 class ForecastModels(NamedTuple):
     """The two champions, "names and versions", and per model ("name vN") the date up to which the outcomes
-    it was fitted on reach, when its version records it (:data:`FIT_OUTCOMES_END`)."""
+    it was fitted on reach, when its version records it (:func:`fitted_until`)."""
 
     readiness: Any
     time_to_close: Any
@@ -55,10 +59,15 @@ def in_sample_warning(fitted_until: dict[str, datetime], as_of: datetime) -> str
     day = f"{as_of:%Y-%m-%d}"
     first, *others = [f"{label} {'on outcomes ' if not i else ''}up to {date:%Y-%m-%d}"
                       for i, (label, date) in enumerate(later.items())]
-    where = "where their test slices start" if others else "where its test slice starts"
-    return (f"the champions were fitted on outcomes after the forecast date {day} ({', '.join([first, *others])}, "
-            f"{where}): this forecast is in-sample, not what one made on {day} would have said; `leadscore forecast "
+    return (f"the champions were fitted on outcomes after the forecast date {day} ({', '.join([first, *others])}): "
+            f"this forecast is in-sample, not what one made on {day} would have said; `leadscore forecast "
             f"--backtest --as-of {day}` trains both models on what was known then and compares with what closed")
+
+
+def fitted_until(recorded: dict[str, Any], evaluation: dict[str, Any]) -> datetime | None:
+    """The end of the outcomes a version was fitted on: its :data:`FITTED_UNTIL` record, else (versions before it)
+    the start of its test slice; None when neither is recorded."""
+    return _recorded_date(recorded.get(FITTED_UNTIL) or evaluation.get(FIT_OUTCOMES_END))
 
 
 def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str, datetime | None]:
@@ -79,7 +88,7 @@ def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tup
             raise ValueError(f"no registered model {name!r} with alias {alias!r} at {masked_url(tracking_uri)}: train and "
                              f"promote it first ({how})") from exc
         model = download_registered(tracking_uri, name, str(version.version), loader)
-    return model, f"{name} v{version.version}", _recorded_date(version.tags.get(FIT_OUTCOMES_END))
+    return model, f"{name} v{version.version}", fitted_until(version.tags, version.tags)
 
 
 def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str
@@ -111,7 +120,7 @@ def _exported(models_dir: Path, name: str, kind: str, loader: Any, option: str
             f"[--model-name {TIME_TO_CLOSE_NAME}])")
     evaluation = meta.get("evaluation") if isinstance(meta.get("evaluation"), dict) else {}
     label = f"{name} v{meta['version']}" if meta.get("version") is not None else name
-    return loader(model_dir), model_dir, label, _recorded_date(evaluation.get(FIT_OUTCOMES_END))
+    return loader(model_dir), model_dir, label, fitted_until(meta, evaluation)
 
 
 def load_forecast_models(

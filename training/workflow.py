@@ -223,6 +223,21 @@ def fit_training_set(
     return result
 
 
+FITTED_UNTIL = "fitted_until"  # version tag and champion.json key: see fitted_until_tag
+
+
+def fitted_until_tag(training_set: TrainingSet, identity: dict[str, str], refit: bool) -> dict[str, str]:
+    """The version tag ``fitted_until``: the latest instant whose outcomes the registered model was fitted or
+    calibrated on. A model refit for deployment learnt from its test slice too: the data end (at least its
+    test slice's last as-of date when the data has no end); else the start of its test slice (``eval_as_of_min``).
+    None without dates. A forecast made before it is in-sample (:func:`leadscore.forecast_models.in_sample_warning`)."""
+    if refit:
+        end = training_set.data_end if training_set.data_end is not None else identity.get("eval_as_of_max")
+    else:
+        end = identity.get("eval_as_of_min")
+    return {} if end is None else {FITTED_UNTIL: pd.Timestamp(end).isoformat()}
+
+
 def track_and_register(
     target: TrackingTarget,
     project: ProjectConfig,
@@ -266,7 +281,9 @@ def track_and_register(
         # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
         version_tags = {"project": project.name, "data_mode": project.data.mode,
                         "out_of_fold": str("fold" in result.predictions.columns).lower(),
-                        "refit": str("refit" in result.split).lower(), **lineage.version_tags}
+                        "refit": str("refit" in result.split).lower(),
+                        **fitted_until_tag(training_set, logged.identity, "refit" in result.split),
+                        **lineage.version_tags}
         with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
             version = register_challenger(client, logged, result.metrics, version_tags, name=model_name,
                                           description=lineage.description).version
@@ -368,7 +385,10 @@ def track_and_register_time_to_close(
     with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
         version = register_time_to_close(client, logged, result.metrics,
                                          {"project": project.name, "data_mode": project.data.mode,
-                                          **refit_tags(result), **lineage.version_tags}, name=model_name,
+                                          **refit_tags(result),
+                                          **fitted_until_tag(training_set, logged.identity,
+                                                             result.backtest_model is not None),
+                                          **lineage.version_tags}, name=model_name,
                                          description=lineage.description)
     return TimeToCloseRun(logged.run_id, logged.experiment_id, logged.model_uri, str(version.version), result,
                           target.uri, logged.identity)
@@ -584,6 +604,7 @@ def _evaluate_time_to_close(client: MlflowClient, version: ModelVersion, model, 
 
 
 __all__ = [
+    "FITTED_UNTIL",
     "TIME_TO_CLOSE_MODEL_NAME",
     "EvaluationReport",
     "TimeToCloseRun",
@@ -594,6 +615,7 @@ __all__ = [
     "TrainRun",
     "evaluate_registered",
     "fit_training_set",
+    "fitted_until_tag",
     "latest_evaluation_rows",
     "time_to_close_evaluation_rows",
     "load_training_set",

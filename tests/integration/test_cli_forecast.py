@@ -355,19 +355,23 @@ def test_deals_without_any_amount_are_counted_in_the_refusal(project: Path, expo
 
 def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(project: Path, tmp_path: Path) -> None:
     """A past --as-of with today's champions printed a forecast like any other, though the models were fitted
-    on outcomes after that date (both learn from outcomes known at the start of their test slice, recorded as
-    eval_as_of_min in the version's tags and in an exported champion.json): numbers in-sample that look like a
-    real forecast. A warning now names the date and the backtest that answers the question."""
+    on outcomes after that date (recorded as fitted_until in the version's tags and in an exported champion.json:
+    the data end for a model refit for deployment, which learnt from its test slice; versions before it, the start
+    of their test slice, eval_as_of_min): numbers in-sample that look like a real forecast. A warning now names
+    the date and the backtest that answers the question."""
     champion = train_small_champion(N_LEADS, SEED)
     models = tmp_path / "models"
     folders = [export_champion(champion.model, models, version="1"),
                export_time_to_close(train_small_time_to_close(N_LEADS, SEED), models, version="2")]
 
-    def record(folder: Path, eval_start: str | None) -> None:
+    def record(folder: Path, eval_start: str | None, until: str | None = None) -> None:
         meta = json.loads((folder / "champion.json").read_text())
         meta.pop("evaluation", None)
+        meta.pop("fitted_until", None)
         if eval_start is not None:
             meta["evaluation"] = {"eval_rows": "100", "eval_as_of_min": eval_start, "eval_as_of_max": "2026-06-01T00:00:00"}
+        if until is not None:
+            meta["fitted_until"] = until
         (folder / "champion.json").write_text(json.dumps(meta))
 
     def warnings(*args: str) -> list[str]:
@@ -379,17 +383,25 @@ def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(p
     record(folders[1], "2026-05-01T00:00:00")
     assert warnings("--model-dir", str(models)) == [
         "warning: the champions were fitted on outcomes after the forecast date 2026-03-01 (lead-conversion v1 on "
-        "outcomes up to 2026-04-01, lead-time-to-close v2 up to 2026-05-01, where their test slices start): this "
+        "outcomes up to 2026-04-01, lead-time-to-close v2 up to 2026-05-01): this "
         "forecast is in-sample, not what one made on 2026-03-01 would have said; `leadscore forecast --backtest "
         "--as-of 2026-03-01` trains both models on what was known then and compares with what closed"]
     record(folders[1], "2026-02-01T00:00:00")  # fitted on outcomes known before the date: only the other one
     assert warnings("--model-dir", str(models)) == [
         "warning: the champions were fitted on outcomes after the forecast date 2026-03-01 (lead-conversion v1 on "
-        "outcomes up to 2026-04-01, where its test slice starts): this forecast is in-sample, not what one made on "
+        "outcomes up to 2026-04-01): this forecast is in-sample, not what one made on "
         "2026-03-01 would have said; `leadscore forecast --backtest --as-of 2026-03-01` trains both models on what "
         "was known then and compares with what closed"]
     record(folders[0], "2026-03-01T00:00:00")
     assert warnings("--model-dir", str(models)) == []  # outcomes known at the forecast date: a real forecast
+    # refit for deployment: its test slice starts before the date, but it learnt from outcomes up to the data end
+    record(folders[1], "2026-02-01T00:00:00", until="2026-06-30T00:00:00")
+    assert warnings("--model-dir", str(models)) == [
+        "warning: the champions were fitted on outcomes after the forecast date 2026-03-01 (lead-time-to-close v2 on "
+        "outcomes up to 2026-06-30): this forecast is in-sample, not what one made on 2026-03-01 would have said; "
+        "`leadscore forecast --backtest --as-of 2026-03-01` trains both models on what was known then and compares "
+        "with what closed"]
+    record(folders[1], "2026-02-01T00:00:00")
     record(folders[0], None)
     assert warnings("--model-dir", str(models)) == []  # exported before it was recorded: nothing to say
 
@@ -402,9 +414,14 @@ def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(p
     registry.client.set_model_version_tag(TIME_TO_CLOSE_NAME, closing, "eval_as_of_min", "2026-04-01T00:00:00")
     assert warnings("--tracking-uri", registry.uri) == [
         f"warning: the champions were fitted on outcomes after the forecast date 2026-03-01 ({TIME_TO_CLOSE_NAME} "
-        f"v{closing} on outcomes up to 2026-04-01, where its test slice starts): this forecast is in-sample, not what "
+        f"v{closing} on outcomes up to 2026-04-01): this forecast is in-sample, not what "
         "one made on 2026-03-01 would have said; `leadscore forecast --backtest --as-of 2026-03-01` trains both "
         "models on what was known then and compares with what closed"]
+    # fitted_until, when tagged, says it (a refit version: the data end), before the start of its test slice
+    registry.client.set_model_version_tag(TIME_TO_CLOSE_NAME, closing, "fitted_until", "2026-06-30T00:00:00")
+    assert f"v{closing} on outcomes up to 2026-06-30)" in warnings("--tracking-uri", registry.uri)[0]
+    registry.client.set_model_version_tag(TIME_TO_CLOSE_NAME, closing, "fitted_until", "2026-02-01T00:00:00")
+    assert warnings("--tracking-uri", registry.uri) == []
 
 
 def test_a_forecast_reads_the_missing_markers_of_the_champions_contract(project: Path, tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
 def test_promote_rescores_both_versions_by_blocks_without_the_schema_check(registry, counted) -> None:
     _, _, client, champion, challenger = registry
     checked, scored = counted
+    tags = client.get_model_version(MODEL_NAME, champion.model_version).tags
+    assert tags["fitted_until"] == tags["eval_as_of_min"]  # no refit: outcomes known where its test slice starts
     rows = load_run_frame(client, challenger.run_id, TEST_SET_ARTIFACT)
     decision = promote(client)
     assert sum(checked) == 0
@@ -126,6 +128,8 @@ def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_o
     client = connect(target)
     version = client.get_model_version(MODEL_NAME, run.model_version)
     assert version.tags["refit"] == "true"
+    # its calibrator learnt from the test slice: a forecast made before the data end is in-sample
+    assert version.tags["fitted_until"] == training_set.data_end.isoformat() > version.tags["eval_as_of_max"]
     rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
     backtest = load_run_frame(client, run.run_id, PREDICTIONS_ARTIFACT)["probability"].to_numpy()
     served = result.model.predict_proba(rows)

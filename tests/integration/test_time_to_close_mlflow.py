@@ -171,6 +171,7 @@ def test_promote_same_rows_list_export(cli) -> None:
     assert exported.exit_code == 0, exported.output
     info = json.loads((out / MODEL_NAME / "champion.json").read_text())
     assert info["version"] == "1" and info["name"] == MODEL_NAME
+    assert info["fitted_until"] == client.get_model_version(MODEL_NAME, "1").tags["fitted_until"]
     assert "threshold" not in info and "threshold_unit" not in info  # no MQL cut-off for this kind
     model = load_time_to_close(out / MODEL_NAME)
     rows = load_run_frame(client, client.get_model_version(MODEL_NAME, "1").run_id, TEST_SET_ARTIFACT).head(50)

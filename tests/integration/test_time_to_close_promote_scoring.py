@@ -69,6 +69,9 @@ def test_a_refit_version_is_graded_by_its_backtest_from_the_cut_to_the_data_end(
     client, run, *_ = trained
     version = client.get_model_version(MODEL_NAME, run.model_version)
     assert version.tags["refit"] == "true"
+    # fitted on outcomes up to the data end: a forecast made before it is in-sample
+    assert version.tags["fitted_until"].startswith(version.tags["data_end"])
+    assert version.tags["fitted_until"] > version.tags["eval_as_of_max"]
     rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
     settings = load_settings(client, run.run_id)
     registered = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{run.model_version}").unwrap_python_model().model_

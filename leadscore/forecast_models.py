@@ -36,6 +36,7 @@ class ForecastModels(NamedTuple):
     time_to_close: Any
     names: str
     fitted_until: dict[str, datetime]
+    labels: tuple[str, str] = ("", "")  # "name vN" of the sales-readiness and the time-to-close champion
 
 
 def _recorded_date(value: Any) -> datetime | None:
@@ -146,7 +147,7 @@ def load_forecast_models(
         ttc, b, b_until = _from_registry(target.uri, TIME_TO_CLOSE_NAME, alias, TimeToCloseModel.load)
         readiness, names = _calibrated(readiness, a), f"{a}, {b}"
     fitted_until = {label: until for label, until in ((a, a_until), (b, b_until)) if until is not None}
-    return ForecastModels(readiness, ttc, names, fitted_until)
+    return ForecastModels(readiness, ttc, names, fitted_until, (a, b))
 
 
 def _calibrated(model: Any, where: str) -> Any:
@@ -166,6 +167,24 @@ def read_crm_with_note(data: Any, progress: Progress = no_progress) -> tuple[Any
     progress("loading and validating data")
     crm, report = load_crm(data)
     return crm, quarantine_note(report)
+
+
+def missing_model_attributes(leads: Any, champions: ForecastModels) -> str | None:
+    """What is wrong when the leads table, as the project reads it, lacks a lead attribute a champion was trained
+    on (a column dropped or renamed since, or listed under ``attributes.ignore``), in the words a rescore uses
+    for it; None when every one is there."""
+    wanted: dict[str, list[str]] = {}
+    for model, label in zip((champions.readiness, champions.time_to_close), champions.labels, strict=True):
+        spec = getattr(model, "spec_", None)
+        for column in (spec.fit_columns if spec is not None else []):
+            if column not in leads.columns:
+                wanted.setdefault(column, []).append(label)
+    if not wanted:
+        return None
+    return "; ".join(f"leads.{column}: missing_column: a lead attribute {' and '.join(labels)} "
+                     f"{'was' if len(labels) == 1 else 'were'} trained on, not in the leads table as the project "
+                     "file reads it (dropped or renamed since, or under attributes.ignore); restore it, or train "
+                     "and promote models on the data as it is" for column, labels in wanted.items())
 
 
 class ChampionForecast(NamedTuple):
@@ -195,6 +214,8 @@ def forecast_with_champions(project: Any, config_path: Path, settings: Any, as_o
         if getattr(model, "spec_", None) is not None:
             data = with_model_markers(data, model.spec_)
     crm, quarantined = read_crm_with_note(data, progress)
+    if (problem := missing_model_attributes(crm.leads, champions)) is not None:
+        raise ValueError(problem)
     data_end = crm_data_end(crm, project.features.data_end)
     result = forecast_open_pipeline(crm, champions.readiness, champions.time_to_close,
                                     as_of if as_of is not None else data_end, settings, progress=progress,

@@ -353,6 +353,24 @@ def test_deals_without_any_amount_are_counted_in_the_refusal(project: Path, expo
             "without an amount)" in " ".join(refused.stderr.split())), refused.stderr
 
 
+def test_a_lead_attribute_the_champions_read_that_the_data_lacks_is_named(project: Path, exported: Path,
+                                                                         tmp_path: Path) -> None:
+    """A lead attribute the champions were trained on, dropped from the leads table since: one line naming the
+    column, as a rescore names it (it ended in the bare KeyError text "error: 'industry'")."""
+    import sqlite3
+
+    shutil.copy(project.parent / "crm.db", tmp_path / "crm.db")
+    with sqlite3.connect(tmp_path / "crm.db") as db:
+        db.execute("ALTER TABLE leads DROP COLUMN industry")
+    config = tmp_path / "leadscore.yaml"
+    config.write_text("name: dropped\ndata:\n  mode: crm\n  source: {kind: sql, url: 'sqlite:///crm.db'}\n")
+    refused = run_cli("forecast", "-c", str(config), "--models-dir", str(exported), "--as-of", AS_OF)
+    assert refused.returncode == 1 and isinstance(refused.exception, SystemExit), refused.output
+    error = " ".join(refused.stderr.split())
+    assert "error: leads.industry: missing_column" in error, refused.stderr
+    assert "lead-conversion v1" in error, refused.stderr
+
+
 def test_a_forecast_before_the_champions_test_slice_warns_that_it_is_in_sample(project: Path, tmp_path: Path) -> None:
     """A past --as-of with today's champions printed a forecast like any other, though the models were fitted
     on outcomes after that date (recorded as fitted_until in the version's tags and in an exported champion.json:

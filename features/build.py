@@ -141,7 +141,13 @@ def _order_within_leads(lead: np.ndarray, time: np.ndarray, code: np.ndarray) ->
 
 
 def fit_matrix(leads: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
-    """Fit-family columns (categorical codes, numerics) for each lead row."""
+    """Fit-family columns (categorical codes, numerics) for each lead row; leads without an attribute the spec
+    was fitted on are a :class:`FeatureSpecError` naming every such column (it was the KeyError of the first)."""
+    missing = [column for column in spec.fit_columns if column not in leads.columns]
+    if missing:
+        raise FeatureSpecError(f"{', '.join(f'leads.{c}' for c in missing)}: missing_column: lead attribute(s) the "
+                               "model was trained on, not in the leads table as read (dropped or renamed since, or "
+                               "under attributes.ignore); restore them, or train a model on the data as it is")
     return np.hstack([spec.categorical_codes(leads), spec.numeric_values(leads)])
 
 

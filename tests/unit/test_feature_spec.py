@@ -115,6 +115,19 @@ def test_unseen_categories_become_missing_and_are_reported() -> None:
     assert np.isnan(row[0, spec.columns_.index("industry")])
 
 
+def test_a_lead_attribute_of_the_spec_missing_from_the_data_is_named() -> None:
+    """Leads without an attribute the spec was fitted on (a column dropped or renamed since): a FeatureSpecError
+    naming each missing column, which `evaluate` and `forecast` print as one line (it was the KeyError of the
+    first one, printed as "error: industry")."""
+    crm = random_crm(3)
+    spec = FeatureSpec().fit(crm)
+    leads = crm.leads.drop(columns=["industry", "employees"])
+    scoring = CRMData(leads, crm.events, crm.outcomes, [], [])
+    with pytest.raises(FeatureSpecError, match=r"leads\.industry, leads\.employees: missing_column: lead "
+                                               r"attribute\(s\) the model was trained on"):
+        build_scoring_frame(scoring, spec, as_of=pd.Timestamp("2024-06-01"), eligible_only=False)
+
+
 def test_column_order_does_not_depend_on_input_order() -> None:
     crm = random_crm(4)
     shuffled = CRMData(

@@ -426,7 +426,8 @@ def check_sqlite_file(url: str) -> None:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise DataSourceError(f"database URL {masked_url(url)!r}: {exc}") from exc
+        raise DataSourceError(f"database URL {masked_url(url)!r}: not a SQLAlchemy URL (e.g. sqlite:///crm.db for a "
+                              "SQLite file, postgresql+psycopg://user@host:5432/db)") from exc
     database = parsed.database
     if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" \
             and not database.startswith("file:") and not Path(database).is_file():

@@ -463,16 +463,18 @@ def main() -> None:
         app()
     except SystemExit as exc:
         if _terminated:
-            err_console.print("stopped by SIGTERM (cleaned up as after Ctrl-C)", highlight=False)
+            err_console.print(TERMINATED, highlight=False)
             raise SystemExit(128 + signal.SIGTERM) from None
         if exc.code == 128 + signal.SIGINT:  # typer's exit after Ctrl-C, which said nothing
             err_console.print(INTERRUPTED, highlight=False)
         raise
 
 
-INTERRUPTED = ("interrupted (Ctrl-C): cleaned up as it stopped (no partial file or staging table is left; an MLflow "
-               "run in progress is marked FAILED; a rescore run is marked failed, `leadscore rescore --resume` "
-               "finishes it)")
+_CLEANED_UP = ("cleaned up as it stopped (no partial file or staging table is left; an MLflow run in progress is "
+               "marked FAILED; a rescore run is marked failed, `leadscore rescore --resume` finishes it)")
+INTERRUPTED = f"interrupted (Ctrl-C): {_CLEANED_UP}"
+# a job stopped by systemd or Kubernetes says as much as one stopped by Ctrl-C: what is left and how to finish it
+TERMINATED = f"stopped by SIGTERM: {_CLEANED_UP}"
 
 
 _terminated = False

@@ -276,7 +276,7 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(stop: str, tmp_path:
     import signal
     import time
 
-    from leadscore.cli import INTERRUPTED
+    from leadscore.cli import INTERRUPTED, TERMINATED
 
     out = tmp_path / "crm"
     # with Ctrl-C's default action, as from a terminal: a shell starts a background job (`pytest ... &`) with SIGINT
@@ -300,7 +300,8 @@ def test_a_job_stopped_by_sigterm_cleans_up_as_after_ctrl_c(stop: str, tmp_path:
             process.kill()
     said = " ".join(stderr.split())
     if stop == "SIGTERM":
-        assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr
+        assert process.returncode == 128 + signal.SIGTERM and TERMINATED in said, stderr
+        assert "rescore --resume" in TERMINATED  # what to do next, as after Ctrl-C
     else:
         assert process.returncode == 128 + signal.SIGINT and INTERRUPTED in said, stderr
     assert not out.exists() or not list(out.iterdir()), sorted(p.name for p in out.iterdir())

@@ -315,6 +315,25 @@ def decide_promotion(
     return ok, reasons
 
 
+def champion_fitted_rows_note(champion: ModelVersion, rows: pd.DataFrame) -> str | None:
+    """A note when evaluation rows are dated before the start of the champion's own test slice (version tag
+    ``eval_as_of_min``): a time-split champion was fitted on those snapshots (a later run with a larger
+    ``test_fraction`` reaches back there), so the comparison favours it. None when no row is (or nothing says)."""
+    start = champion.tags.get("eval_as_of_min")
+    if not start or AS_OF not in rows.columns or not len(rows):
+        return None
+    try:
+        cut = pd.Timestamp(start)
+    except ValueError:
+        return None
+    before = int((pd.to_datetime(rows[AS_OF]) < cut).sum())
+    if not before:
+        return None
+    return (f"note: {before:,} of {len(rows):,} evaluation rows are dated before {cut:%Y-%m-%d}, where champion "
+            f"v{champion.version}'s test slice starts: it was fitted on those snapshots, which favours it in this "
+            "comparison")
+
+
 @dataclass
 class PromotionDecision:
     """Outcome of ``promote``: the verdict, why, and the figures side by side."""
@@ -545,6 +564,8 @@ def promote(
                                          no_champion)
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
+    if current is not None:
+        reasons.extend(filter(None, [champion_fitted_rows_note(current, rows)]))
     # the deciding metric and the baselines' metrics are always rows of the table
     shown = tuple(dict.fromkeys((*rules.side_by_side, metric, *(b[1] for b in baselines))))
     challenger = alias_version(client, name, CHALLENGER)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.integration.mlflow_support import fitted, shared_project
@@ -27,7 +28,7 @@ from training.registry import (
     promote,
     rollback,
 )
-from training.tracking import connect, tracking_target
+from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
 from training.workflow import track_and_register
 
 
@@ -69,12 +70,25 @@ def test_promotion_rules_and_rollback(registry) -> None:
     decision = promote(client)
     assert not decision.promoted
     assert any("NOT beat the champion" in r for r in decision.reasons)
+    assert not any("was fitted on those snapshots" in r for r in decision.reasons)  # same split: none of them
     assert f"champion v{medium.model_version}" in decision.table.columns
     assert _champion(client) == medium.model_version
     assert str(alias_version(client, MODEL_NAME, CHALLENGER).version) == worse.model_version
 
     good = register("good")
+    # a champion whose test slice starts after some of the rows (a later run with a larger test_fraction) was
+    # fitted on them: the decision says how many
+    rows = load_run_frame(client, good.run_id, TEST_SET_ARTIFACT)
+    latest = pd.Timestamp(rows["as_of"].max())
+    own_start = client.get_model_version(MODEL_NAME, medium.model_version).tags["eval_as_of_min"]
+    client.set_model_version_tag(MODEL_NAME, medium.model_version, "eval_as_of_min", latest.isoformat())
     better = promote(client)
+    client.set_model_version_tag(MODEL_NAME, medium.model_version, "eval_as_of_min", own_start)
+    fitted_rows = int((rows["as_of"] < latest).sum())
+    assert 0 < fitted_rows < len(rows)
+    assert (f"note: {fitted_rows:,} of {len(rows):,} evaluation rows are dated before {latest:%Y-%m-%d}, where "
+            f"champion v{medium.model_version}'s test slice starts: it was fitted on those snapshots, which favours "
+            "it in this comparison") in better.reasons, better.reasons
     assert better.promoted, better.explain()
     table = better.table
     assert table.loc["roc_auc", f"challenger v{good.model_version}"] > table.loc["roc_auc", f"champion v{medium.model_version}"]

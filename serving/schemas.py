@@ -389,6 +389,26 @@ DATETIME_EXPECTED = "expected ISO 8601, such as 2026-01-31 or 2026-01-31T09:00:0
 _UNION_MEMBER = re.compile(r"^(constrained-)?(int|float|str|bool|bytes|dict|list|none|datetime|date)$|^function-")
 
 
+def _unknown_field_hint(loc: tuple[str, ...]) -> str:
+    """What an unknown field of the body, a lead or an event may have meant: the accepted field it is closest to
+    ("asOf": "did you mean 'as_of'?"); at a lead, attributes go under ``attributes``; else the accepted fields."""
+    if len(loc) == 1:
+        model: type[BaseModel] = ScoreRequest
+    elif len(loc) == 3 and loc[0] == "leads":
+        model = LeadIn
+    elif len(loc) == 5 and loc[0] == "leads" and loc[2] == "events":
+        model = EventIn
+    else:
+        return ""
+    fields = list(model.model_fields)
+    hint = did_you_mean(loc[-1][:MAX_NAME], fields)
+    if hint:
+        return hint
+    if model is LeadIn:
+        return f"; a lead's attributes go under \"attributes\" ({{\"attributes\": {{{clipped(loc[-1])!r}: ...}}}})"
+    return f"; accepted: {', '.join(fields)}"
+
+
 def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dict[str, Any] | None:
     """The body of a request the pydantic model refused (BentoML's ``detail`` list), in the shape of
     :meth:`LeadError.as_response`: ``error``, ``lead_index``, ``lead_id``, ``field``, ``errors``;
@@ -404,6 +424,8 @@ def validation_error_response(detail: list[dict[str, Any]], request: Any) -> dic
         member = len(loc) > 1 and _UNION_MEMBER.match(loc[-1]) is not None
         key = loc[:-1] if member else loc
         message = str(item.get("msg", "invalid"))
+        if item.get("type") == "extra_forbidden" or message == "Extra inputs are not permitted":
+            message += _unknown_field_hint(loc)
         if str(item.get("type", "")).startswith(("datetime_", "date_")):  # "01-02-2018" (day first) said nothing
             message += f" ({DATETIME_EXPECTED})"                          # of the format to send
         grouped.setdefault(key, []).append(f"{clipped(loc[-1])}: {message}" if member else message)

@@ -460,7 +460,7 @@ def test_nan_empty_and_oversized_batches(server, payloads) -> None:
         assert refused.status_code == 400, refused.text
         assert refused.json()["field"] == "top_k" and f"query value {top_k!r}" in refused.json()["error"], refused.text
     misspelt = post(server, {"leads": payloads[1][:1], "asOf": AS_OF.isoformat()})  # would score at "now"
-    assert misspelt.status_code == 400 and "asOf" in misspelt.text
+    assert misspelt.status_code == 400 and "asOf: Extra inputs are not permitted; did you mean 'as_of'?" in misspelt.text
     event = {"occurred_at": "2026-01-01T00:00:00", "event_type": "email_open"}
     crowded = [{**payloads[1][0], "events": [event] * 9_000}] * 60  # each lead within its limit, too many in all
     too_many = post(server, {"leads": crowded, "as_of": AS_OF.isoformat()})

@@ -16,9 +16,32 @@ def test_union_member_errors_are_one_field_and_leads_are_named() -> None:
     body = validation_error_response(detail, {"leads": [{"lead_id": 1}, {"lead_id": 7}]})
     assert (body["lead_index"], body["lead_id"], body["field"]) == (1, 7, "attributes.industry")
     assert body["errors"][1:] == ["lead 1 (lead_id 7): created_at: Field required",
-                                  "lead 1 (lead_id 7): foo: Extra inputs are not permitted",
-                                  "asOf: Extra inputs are not permitted"]
+                                  "lead 1 (lead_id 7): foo: Extra inputs are not permitted; a lead's attributes go "
+                                  "under \"attributes\" ({\"attributes\": {'foo': ...}})",
+                                  "asOf: Extra inputs are not permitted; did you mean 'as_of'?"]
     assert body["error"].startswith("4 errors; first: lead 1 (lead_id 7): attributes.industry: not valid")
+
+
+def test_an_unknown_field_names_the_field_it_may_have_meant() -> None:
+    """A misspelt field was refused with pydantic's "Extra inputs are not permitted" alone: the answer now names the
+    accepted field it is closest to, at the body, a lead or an event; an attribute put beside lead_id is told
+    where attributes go; an event field unlike any is answered with the accepted ones."""
+    extra = "Extra inputs are not permitted"
+    detail = [{"loc": ["topK"], "msg": extra, "type": "extra_forbidden"},
+              {"loc": ["leads", 0, "createdAt"], "msg": extra, "type": "extra_forbidden"},
+              {"loc": ["leads", 0, "EVENTS"], "msg": extra, "type": "extra_forbidden"},
+              {"loc": ["leads", 0, "industry"], "msg": extra, "type": "extra_forbidden"},
+              {"loc": ["leads", 0, "events", 2, "occured_at"], "msg": extra, "type": "extra_forbidden"},
+              {"loc": ["leads", 0, "events", 2, "kind"], "msg": extra, "type": "extra_forbidden"}]
+    body = validation_error_response(detail, {"leads": [{"lead_id": "L-1"}]})
+    assert body["errors"] == [
+        f"topK: {extra}; did you mean 'top_k'?",
+        f"lead 0 (lead_id 'L-1'): createdAt: {extra}; did you mean 'created_at'?",
+        f"lead 0 (lead_id 'L-1'): EVENTS: {extra}; did you mean 'events'?",
+        f"lead 0 (lead_id 'L-1'): industry: {extra}; a lead's attributes go under \"attributes\" "
+        "({\"attributes\": {'industry': ...}})",
+        f"lead 0 (lead_id 'L-1'): events[2].occured_at: {extra}; did you mean 'occurred_at'?",
+        f"lead 0 (lead_id 'L-1'): events[2].kind: {extra}; accepted: occurred_at, event_type, channel, campaign, value"]
 
 
 def test_a_top_level_field_and_other_bodies() -> None:

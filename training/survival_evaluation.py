@@ -412,11 +412,19 @@ def refit_summary(model: TimeToCloseModel, backtest: TimeToCloseModel, data_end:
             "backtest_trees": int(backtest.best_iteration_)}
 
 
-def refit_note(summary: dict[str, Any], cut: str) -> str:
+def stopped_at_the_cap(model: TimeToCloseModel) -> str:
+    """" (early stopping did not stop it ...)" when the boosting ran to ``booster.max_rounds``, else ""."""
+    cap = model.config.booster.max_rounds
+    return (f" (all {cap}: early stopping did not stop it, time_to_close.booster.max_rounds may be too low)"
+            if model.best_iteration_ >= cap else "")
+
+
+def refit_note(summary: dict[str, Any], cut: str, refit: TimeToCloseModel | None = None) -> str:
     """What the deployment refit did, and which model the run's figures are about."""
-    return (f"registered model refit for deployment: {summary['trees']} trees on {summary['snapshots']:,} training "
+    capped = stopped_at_the_cap(refit) if refit is not None else ""
+    return (f"registered model refit for deployment: {summary['trees']} trees{capped} on {summary['snapshots']:,} training "
             f"snapshots of every date ({summary['closes']:,} closes within the horizon), outcomes followed to the data "
-            f"end {summary['outcomes_to']}, boosting stopped on held-out leads as in the backtest; the evaluation "
+            f"end {summary['outcomes_to']}, early stopping on held-out leads as in the backtest; the evaluation "
             f"figures are the backtest model's ({summary['backtest_trees']} trees on {summary['backtest_snapshots']:,} "
             f"snapshots, outcomes censored at {cut}), which graded the fit on a period it never saw "
             "(time_to_close.refit: false registers that model)")
@@ -556,7 +564,7 @@ def train_and_evaluate_time_to_close(
         backtest, model = model, refit_for_deployment(frame, features, durations, events, config, spec, say)
         split_info["refit"] = refit_summary(model, backtest, split_info["data_end"])
         metrics["refit_best_iteration"] = float(model.best_iteration_)
-        notes.append(refit_note(split_info["refit"], split_info["censored_at"]))
+        notes.append(refit_note(split_info["refit"], split_info["censored_at"], model))
         say(notes[-1])
     card = _model_card(model, settings, split_info, comparison, observed, notes, int(e_te.sum()), backtest)
     return TimeToCloseResult(model, metrics, comparison, calibration, brier_curves, evaluation_rows, predictions,

@@ -17,6 +17,7 @@ from training.survival_evaluation import (
     TimeToCloseResult,
     censor_at,
     held_out_leads,
+    refit_note,
     train_and_evaluate_time_to_close,
 )
 from training.time_to_close import p_close_column
@@ -88,3 +89,16 @@ def test_refit_false_registers_the_backtest_model(training_set, refit) -> None:
     X = _test_features(refit)
     pd.testing.assert_frame_equal(plain.model.predict_summary(X), refit.backtest_model.predict_summary(X))
     assert {k: plain.metrics[k] for k in SCORED} == {k: refit.metrics[k] for k in SCORED}
+
+
+def test_a_refit_that_runs_to_the_round_cap_says_so(refit) -> None:
+    """At 200,000 leads the refit's boosting ran all 600 rounds (max_rounds) while its note read like an early stop."""
+    capped = refit.model.config.model_copy(update={"booster": refit.model.config.booster.model_copy(
+        update={"max_rounds": refit.model.best_iteration_})})
+    model = type(refit.model)(capped)
+    model.best_iteration_ = refit.model.best_iteration_
+    said = refit_note(refit.split["refit"], refit.split["censored_at"], model)
+    assert (f"{model.best_iteration_} trees (all {model.best_iteration_}: early stopping did not stop it, "
+            "time_to_close.booster.max_rounds may be too low)") in said
+    assert "early stopping did not stop it" not in refit_note(refit.split["refit"], refit.split["censored_at"],
+                                                              refit.model)

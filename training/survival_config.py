@@ -109,7 +109,7 @@ class TimeToCloseConfig(BaseModel):
     refit: bool = Field(
         True, description="after the backtest, the registered model is the same fit (held-out leads stop the "
         "boosting and choose the penalty) on every snapshot, outcomes as observed at the data end; the run's "
-        "figures stay the backtest model's, and promote / evaluate grade it on rows from the test cut on "
+        "figures stay the backtest model's, and promote / evaluate grade it with that model on rows dated up to the data end "
         "(training.survival_evaluation.refit_for_deployment). False: the backtest model is registered")
     test_fraction: float = Field(0.2, gt=0, lt=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the fitting leads (all their "

@@ -390,9 +390,9 @@ def refit_for_deployment(frame: pd.DataFrame, features: list[str], durations: np
     """The model to register: the backtest's fit (held-out leads stop the boosting and choose the linear
     penalty) on every snapshot of ``frame``, outcomes as observed at the data end (``durations``, ``events``).
 
-    It has seen the test period's outcomes and the snapshots after the test slice, so the run's figures stay the
-    backtest model's, and the registry grades it on rows dated from the test cut on with that model
-    (:func:`training.survival_tracking.out_of_sample_survival`)."""
+    It has seen the test period's outcomes, the snapshots after the test slice and the outcomes after the cut of
+    the snapshots before it, so the run's figures stay the backtest model's, and the registry grades it with that
+    model on every row dated up to the data end (:func:`training.survival_tracking.out_of_sample_survival`)."""
     train, valid = held_out_leads(frame[LEAD_ID], np.arange(len(frame)), config.validation_fraction, config.seed)
     try:
         check_slice_closes(config, frame[AS_OF], {"training": (train, durations[train], events[train]),

@@ -135,18 +135,19 @@ def register_time_to_close(
 
 
 def refit_tags(result: TimeToCloseResult) -> dict[str, str]:
-    """Version tags saying whether the registered model was refit for deployment and, if so, the dates between
-    which its rows are graded with its run's backtest model (:func:`out_of_sample_survival`)."""
+    """Version tags saying whether the registered model was refit for deployment and, if so, its backtest's cut and
+    the data end, up to which rows are graded with its run's backtest model (:func:`out_of_sample_survival`)."""
     if result.backtest_model is None:
         return {"refit": "false"}
     return {"refit": "true", "backtest_cut": str(result.split["censored_at"]), "data_end": str(result.split["data_end"])}
 
 
 def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | None:
-    """Which of ``rows`` a refit version (tag ``refit``) must be graded on with its run's backtest model: those
-    dated from the backtest's cut (its test period) to its data end, whose outcomes or snapshots the refit was
-    fitted on and the backtest model never saw. None: the version is no refit (every row is its own to score).
-    Rows before the cut were fitted by both models, as any time-split version's training rows."""
+    """Which of ``rows`` a refit version (tag ``refit``) must be graded on with its run's backtest model: every row
+    dated up to its data end. From the backtest's cut on, the refit was fitted on the snapshots, which the backtest
+    model never saw; before the cut, on the outcomes followed to the data end (a close after the cut is an event to
+    the refit), which the backtest model saw censored at the cut, as a ``refit: false`` version would have. None:
+    the version is no refit (every row is its own to score)."""
     if version.tags.get("refit") != "true":
         return None
     missing = [t for t in ("backtest_cut", "data_end") if not version.tags.get(t)]
@@ -155,8 +156,8 @@ def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | N
                             + (f"lacks the version tag(s) {missing}" if missing else f"the rows have no {AS_OF!r}")
                             + ": cannot tell the rows it was fitted on from the rows it may be graded on")
     as_of = pd.to_datetime(rows[AS_OF])
-    cut, end = pd.Timestamp(version.tags["backtest_cut"]), pd.Timestamp(version.tags["data_end"])
-    return ((as_of >= cut) & (as_of < end.normalize() + pd.Timedelta(days=1))).to_numpy()
+    end = pd.Timestamp(version.tags["data_end"])
+    return (as_of < end.normalize() + pd.Timedelta(days=1)).to_numpy()
 
 
 def load_backtest_model(client: MlflowClient, version: ModelVersion) -> TimeToCloseModel:
@@ -176,14 +177,14 @@ def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd
                            progress: Callable[[str], None] | None = None) -> np.ndarray:
     """Survival curves of ``version`` on ``rows`` that never come from rows it was fitted on: ``score(part,
     None)`` scores ``part`` with the version itself, ``score(part, model)`` with ``model``. A refit version's
-    rows from its backtest's cut to its data end (:func:`backtest_graded`) go to its run's backtest model."""
+    rows dated up to its data end (:func:`backtest_graded`) go to its run's backtest model."""
     graded = backtest_graded(version, rows)
     if graded is None or not graded.any():
         return score(rows, None)
     if progress is not None:
-        progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated {version.tags['backtest_cut']} to "
-                 f"{version.tags['data_end']}, which version {version.version}'s refit was fitted on: graded with its "
-                 "run's backtest model")
+        progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated up to {version.tags['data_end']}, whose "
+                 f"snapshots or outcomes version {version.version}'s refit was fitted on: graded with its run's "
+                 f"backtest model (fitted before {version.tags['backtest_cut']}, outcomes censored there)")
     parts = {True: score(rows[graded], load_backtest_model(client, version))}
     if not graded.all():
         parts[False] = score(rows[~graded], None)

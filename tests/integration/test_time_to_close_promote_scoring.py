@@ -62,10 +62,11 @@ def test_rescoring_skips_the_schema_check_and_goes_by_blocks(trained, monkeypatc
         k: logged[k] for k in ("harrell_c", "uno_c", "ibs", "brier_30d", "brier_90d")}
 
 
-def test_a_refit_version_is_graded_by_its_backtest_from_the_cut_to_the_data_end(trained) -> None:
+def test_a_refit_version_is_graded_by_its_backtest_up_to_the_data_end(trained) -> None:
     """A version refit for deployment (``time_to_close.refit``, the default) was fitted on every snapshot up to its
-    data end: on rows dated from its backtest's cut to that end it is graded with its run's backtest model (the run's
-    own rows: the run's figures), on later rows with itself, and a mix of both goes row by row."""
+    data end, outcomes followed to that end: on rows dated up to it, it is graded with its run's backtest model (the
+    run's own rows: the run's figures; rows before the backtest's cut too, whose closes after the cut the refit was
+    fitted on and the backtest never saw), on later rows with itself, and a mix of both goes row by row."""
     client, run, *_ = trained
     version = client.get_model_version(MODEL_NAME, run.model_version)
     assert version.tags["refit"] == "true"
@@ -86,6 +87,13 @@ def test_a_refit_version_is_graded_by_its_backtest_from_the_cut_to_the_data_end(
     on_own_rows = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, rows, run.run_id)
     assert {k: on_own_rows[k] for k in COMPARED} == {k: logged[k] for k in COMPARED} == {
         k: graded(rows, old)[k] for k in COMPARED}
+    # the same rows dated a day to a month before the cut (a later run with a larger test_fraction reaches there):
+    # graded with the refit they were graded on outcomes it was fitted on (it was, before the fix)
+    cut = pd.Timestamp(version.tags["backtest_cut"])
+    earlier = rows.assign(**{AS_OF: rows[AS_OF] - (rows[AS_OF].max() - cut + pd.Timedelta(days=1))})
+    assert earlier[AS_OF].max() < cut
+    on_earlier_rows = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, earlier, run.run_id)
+    assert {k: on_earlier_rows[k] for k in COMPARED} == {k: logged[k] for k in COMPARED}
     end = pd.Timestamp(version.tags["data_end"])
     later = rows.assign(**{AS_OF: rows[AS_OF] + (end.normalize() - rows[AS_OF].min() + pd.Timedelta(days=1))})
     on_later_rows = rows_metrics_time_to_close(client, MODEL_NAME, run.model_version, later, run.run_id)

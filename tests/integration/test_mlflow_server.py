@@ -92,3 +92,43 @@ def test_train_register_promote_through_server(mlflow_server: str, tmp_path: Pat
     assert any((tmp_path / "artifacts").rglob("MLmodel"))  # stored by the server, not by the client
     path = export_champion(client, tmp_path / "models")
     assert json.loads((path / CHAMPION_FILE).read_text())["run_id"] == run.run_id
+
+
+def test_a_refit_time_to_close_version_is_graded_through_server(mlflow_server: str, tmp_path: Path) -> None:
+    """The backtest model of a time-to-close run refit for deployment is a directory of artifacts
+    (``backtest_model/``): through a server's proxied artifacts it downloads whole, and grades the version on its
+    run's rows with the run's figures; once those artifacts are gone the grading fails with one RegistryError
+    naming the run, not a file error from inside the download or the model loader."""
+    import shutil
+
+    from features.contract import DataConfig, SourceConfig
+    from leadscore.project import ProjectConfig
+    from leadscore.synth import SynthConfig, write_synthetic
+    from training.registry import RegistryError
+    from training.survival_config import TimeToCloseConfig
+    from training.survival_tracking import MODEL_NAME as TTC_NAME
+    from training.survival_tracking import load_backtest_model, rows_metrics_time_to_close
+    from training.tracking import TEST_SET_ARTIFACT, load_run_frame
+    from training.workflow import train_time_to_close_project
+
+    write_synthetic(SynthConfig(n_leads=1500, seed=3), str(tmp_path / "crm"), "parquet", overwrite=True)
+    source = SourceConfig(kind="parquet", **{t: str(tmp_path / "crm" / f"{t}.parquet")
+                                             for t in ("leads", "events", "outcomes")})
+    project = ProjectConfig(name="ttc-server", data=DataConfig(source=source),
+                            time_to_close=TimeToCloseConfig(make_plots=False, cox_penalizers=(0.01,)))
+    target = tracking_target(mlflow_server, tmp_path)
+    run = train_time_to_close_project(project, target)
+    client = connect(target)
+    version = client.get_model_version(TTC_NAME, run.model_version)
+    assert version.tags["refit"] == "true"
+    backtest = load_backtest_model(client, version)
+    assert backtest.best_iteration_ == run.result.backtest_model.best_iteration_
+    rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
+    logged = client.get_run(run.run_id).data.metrics
+    graded = rows_metrics_time_to_close(client, TTC_NAME, run.model_version, rows, run.run_id)
+    assert {k: graded[k] for k in ("harrell_c", "uno_c", "ibs")} == {k: logged[k] for k in ("harrell_c", "uno_c", "ibs")}
+    stored = [p for p in (tmp_path / "artifacts").rglob("backtest_model") if p.is_dir()]
+    assert len(stored) == 1, stored
+    shutil.rmtree(stored[0])
+    with pytest.raises(RegistryError, match=rf"run {run.run_id} holds no backtest_model/"):
+        load_backtest_model(client, version)

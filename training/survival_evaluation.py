@@ -556,11 +556,12 @@ def train_and_evaluate_time_to_close(
         }
     backtest = None
     if config.refit:
-        say("refitting for deployment on every snapshot")
         # what the evaluation held goes before a fit on every snapshot: the slices, the peers, every scorer's curves
-        # and the test hazards (at 200k leads the refit's boosting peaked at 5.9 GB with them)
+        # (and the last one, which the loop over them left in ``s``), the test features and hazards (at 200k leads
+        # the refit's boosting peaked at 5.9 GB with them)
         del X_tr, X_va, X_te, curves, risks, hazards, summary, evaluations
-        cox = naive = km = None
+        cox = naive = km = s = None
+        say("refitting for deployment on every snapshot")
         backtest, model = model, refit_for_deployment(frame, features, durations, events, config, spec, say)
         split_info["refit"] = refit_summary(model, backtest, split_info["data_end"])
         metrics["refit_best_iteration"] = float(model.best_iteration_)

@@ -102,3 +102,28 @@ def test_a_refit_that_runs_to_the_round_cap_says_so(refit) -> None:
             "time_to_close.booster.max_rounds may be too low)") in said
     assert "early stopping did not stop it" not in refit_note(refit.split["refit"], refit.split["censored_at"],
                                                               refit.model)
+
+
+def test_the_backtest_s_frames_are_freed_before_the_refit(training_set, refit) -> None:
+    """The refit copies the features of every snapshot: what the backtest's evaluation held beside the frame (its
+    slices, the test features, hazards, the four scorers' curves: 1.3 times the frame at 20k leads) must be gone by
+    then. Counted with tracemalloc when the refit starts: the run's evaluation rows and predictions (returned) and
+    a quarter of the frame for the small arrays; it held 2.7 times that before (13.1 MB against 4.9 MB allowed; 3.6 MB now). (``refit``, the same run before
+    it, imported what the run imports: the modules' memory is not counted.)"""
+    import tracemalloc
+
+    held: list[int] = []
+    tracemalloc.start()
+    try:
+        entry = tracemalloc.get_traced_memory()[0]
+
+        def say(message: str) -> None:
+            if message.startswith("refitting for deployment"):
+                held.append(tracemalloc.get_traced_memory()[0] - entry)
+
+        result = train_and_evaluate_time_to_close(training_set, CONFIG, say)
+    finally:
+        tracemalloc.stop()
+    returned = sum(int(f.memory_usage(deep=True).sum()) for f in (result.evaluation_rows, result.predictions))
+    allowed = returned + int(training_set.frame.memory_usage(deep=True).sum()) // 4
+    assert len(held) == 1 and held[0] <= allowed, (held, returned, allowed)

@@ -21,6 +21,8 @@ FITTED_UNTIL = "fitted_until"
 # versions registered before that tag: the first as-of of the test slice ("evaluation" of a champion.json); they
 # were fitted, calibrated and early-stopped on outcomes known at that date, never later ones
 FIT_OUTCOMES_END = "eval_as_of_min"
+# ... and for those refit for deployment (tag "refit"), calibrated on that slice: its last as-of, at least
+REFIT_OUTCOMES_END = "eval_as_of_max"
 # the commands that train and promote each model (named in the error when its champion is missing)
 HOW_TO_GET = {
     READINESS_NAME: "leadscore train / leadscore models promote",
@@ -67,8 +69,12 @@ def in_sample_warning(fitted_until: dict[str, datetime], as_of: datetime) -> str
 
 def fitted_until(recorded: dict[str, Any], evaluation: dict[str, Any]) -> datetime | None:
     """The end of the outcomes a version was fitted on: its :data:`FITTED_UNTIL` record, else (versions before it)
-    the start of its test slice; None when neither is recorded."""
-    return _recorded_date(recorded.get(FITTED_UNTIL) or evaluation.get(FIT_OUTCOMES_END))
+    the end of its test slice when it was refit for deployment (tag ``refit``: calibrated on that slice), the start
+    otherwise; None when nothing is recorded."""
+    if recorded.get(FITTED_UNTIL):
+        return _recorded_date(recorded[FITTED_UNTIL])
+    refit = str(recorded.get("refit", "")).lower() == "true"
+    return _recorded_date(evaluation.get(REFIT_OUTCOMES_END if refit else FIT_OUTCOMES_END))
 
 
 def _from_registry(tracking_uri: str, name: str, alias: str, loader: Any) -> tuple[Any, str, datetime | None]:

@@ -687,8 +687,10 @@ def champion_info(client: MlflowClient, name: str, version: ModelVersion, alias:
         "horizon_days": None if horizon in (None, "None") else float(horizon),
         **mql,
         "evaluation": {k: v for k, v in tags.items() if k.startswith("eval_")},
-        # the latest outcomes it was fitted or calibrated on (a forecast before it is in-sample)
-        **({"fitted_until": tags["fitted_until"]} if tags.get("fitted_until") else {}),
+        # the latest outcomes it was fitted or calibrated on (a forecast before it is in-sample); a version refit
+        # for deployment before the tag existed: at least the end of the test slice it was calibrated on
+        **({"fitted_until": until} if (until := tags.get("fitted_until") or (
+            tags.get("eval_as_of_max") if tags.get("refit") == "true" else None)) else {}),
         "metrics": {k: float(tags[k]) for k in VERSION_METRICS if k in tags and k != "mql_cutoff"},
         # where it came from (data, code, config, seed: training.lineage), for a deployment without the registry
         "lineage": {**{k: tags[k] for k in LINEAGE_TAGS if k in tags}, "description": version.description or ""},

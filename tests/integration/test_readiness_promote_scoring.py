@@ -23,6 +23,7 @@ from training.registry import (
     MODEL_NAME,
     PREDICTIONS_ARTIFACT,
     alias_version,
+    champion_info,
     out_of_sample_probabilities,
     promote,
 )
@@ -130,6 +131,13 @@ def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_o
     assert version.tags["refit"] == "true"
     # its calibrator learnt from the test slice: a forecast made before the data end is in-sample
     assert version.tags["fitted_until"] == training_set.data_end.isoformat() > version.tags["eval_as_of_max"]
+    assert champion_info(client, MODEL_NAME, version, CHAMPION)["fitted_until"] == version.tags["fitted_until"]
+    # registered before the tag: an export records at least the end of the test slice it was calibrated on (it
+    # recorded nothing, and the forecast read the slice's start)
+    client.delete_model_version_tag(MODEL_NAME, run.model_version, "fitted_until")
+    older = client.get_model_version(MODEL_NAME, run.model_version)
+    assert champion_info(client, MODEL_NAME, older, CHAMPION)["fitted_until"] == version.tags["eval_as_of_max"]
+    client.set_model_version_tag(MODEL_NAME, run.model_version, "fitted_until", version.tags["fitted_until"])
     rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
     backtest = load_run_frame(client, run.run_id, PREDICTIONS_ARTIFACT)["probability"].to_numpy()
     served = result.model.predict_proba(rows)

@@ -185,9 +185,10 @@ def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd
         progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated up to {version.tags['data_end']}, whose "
                  f"snapshots or outcomes version {version.version}'s refit was fitted on: graded with its run's "
                  f"backtest model (fitted before {version.tags['backtest_cut']}, outcomes censored there)")
-    parts = {True: score(rows[graded], load_backtest_model(client, version))}
-    if not graded.all():
-        parts[False] = score(rows[~graded], None)
+    backtest = load_backtest_model(client, version)
+    if graded.all():  # the run's own rows: as they are (a mask of all True copied them whole)
+        return score(rows, backtest)
+    parts = {True: score(rows[graded], backtest), False: score(rows[~graded], None)}
     survival = np.empty((len(rows), parts[True].shape[1]))
     for where, values in parts.items():
         survival[graded == where] = values

@@ -116,3 +116,20 @@ def test_evaluate_grades_a_refit_version_on_its_own_rows_with_its_backtest(train
     assert {k: report.metrics[k] for k in COMPARED} == pytest.approx({k: logged[k] for k in COMPARED}, rel=1e-12)
     n_rows = int(client.get_model_version(MODEL_NAME, run.model_version).tags["eval_rows"])
     assert f"{n_rows:,} of {n_rows:,} rows are dated" in " ".join(said) and "backtest model" in " ".join(said)
+
+
+def test_rows_all_graded_by_the_backtest_are_not_copied(trained) -> None:
+    """A refit version graded on its own run's rows (the common case: every row dated up to its data end) hands
+    the rows themselves to the scorer: selecting them by a mask of all True copied every evaluation row and
+    column once more (at 200k leads a few hundred MB beside the copy the scorer drops its keys from)."""
+    client, run, *_ = trained
+    version = client.get_model_version(MODEL_NAME, run.model_version)
+    rows = load_run_frame(client, run.run_id, TEST_SET_ARTIFACT)
+    given: list[tuple[bool, bool]] = []
+
+    def score(part: pd.DataFrame, backtest) -> np.ndarray:
+        given.append((part is rows, backtest is not None))
+        return np.zeros((len(part), 2))
+
+    survival = survival_tracking.out_of_sample_survival(client, version, rows, score)
+    assert given == [(True, True)] and survival.shape == (len(rows), 2)

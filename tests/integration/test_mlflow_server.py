@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mlflow_support import fitted, shared_project
+from tests.integration.test_secrets_masked import assert_run_through_server_keeps_credentials_out
 from training.registry import CHAMPION, CHAMPION_FILE, MODEL_NAME, alias_version, export_champion
 from training.tracking import connect, tracking_target
 from training.workflow import promote_challenger, track_and_register
@@ -69,7 +70,10 @@ def mlflow_server(postgres_url: str, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_train_register_promote_through_server(mlflow_server: str, tmp_path: Path) -> None:
+def test_through_server_train_promote_then_credentials_kept_out_then_a_refit_graded(
+        mlflow_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The whole flow through the server; then, on the same server, a run through a URL with a password
+    (``tests/integration/test_secrets_masked.py``): one server start for both."""
     project, training_set, _ = shared_project()
     target = tracking_target(mlflow_server, tmp_path)
     assert target.is_server and target.artifact_location is None
@@ -93,12 +97,19 @@ def test_train_register_promote_through_server(mlflow_server: str, tmp_path: Pat
     path = export_champion(client, tmp_path / "models")
     assert json.loads((path / CHAMPION_FILE).read_text())["run_id"] == run.run_id
 
+    capfd.readouterr()  # what the flow above printed is not the credentialed run's output
+    (tmp_path / "credentials").mkdir()
+    assert_run_through_server_keeps_credentials_out(mlflow_server, tmp_path / "credentials", capfd)
+    # the same server (one server and database start for the module's checks)
+    assert_refit_time_to_close_version_is_graded_through_server(mlflow_server, tmp_path / "refit")
 
-def test_a_refit_time_to_close_version_is_graded_through_server(mlflow_server: str, tmp_path: Path) -> None:
+
+def assert_refit_time_to_close_version_is_graded_through_server(mlflow_server: str, tmp_path: Path) -> None:
     """The backtest model of a time-to-close run refit for deployment is a directory of artifacts
     (``backtest_model/``): through a server's proxied artifacts it downloads whole, and grades the version on its
     run's rows with the run's figures; once those artifacts are gone the grading fails with one RegistryError
-    naming the run, not a file error from inside the download or the model loader."""
+    naming the run, not a file error from inside the download or the model loader. ``tmp_path``: a folder of
+    its own beside the server's ``artifacts/``."""
     import shutil
 
     from features.contract import DataConfig, SourceConfig
@@ -111,6 +122,7 @@ def test_a_refit_time_to_close_version_is_graded_through_server(mlflow_server: s
     from training.tracking import TEST_SET_ARTIFACT, load_run_frame
     from training.workflow import train_time_to_close_project
 
+    tmp_path.mkdir()
     write_synthetic(SynthConfig(n_leads=1500, seed=3), str(tmp_path / "crm"), "parquet", overwrite=True)
     source = SourceConfig(kind="parquet", **{t: str(tmp_path / "crm" / f"{t}.parquet")
                                              for t in ("leads", "events", "outcomes")})
@@ -127,7 +139,7 @@ def test_a_refit_time_to_close_version_is_graded_through_server(mlflow_server: s
     logged = client.get_run(run.run_id).data.metrics
     graded = rows_metrics_time_to_close(client, TTC_NAME, run.model_version, rows, run.run_id)
     assert {k: graded[k] for k in ("harrell_c", "uno_c", "ibs")} == {k: logged[k] for k in ("harrell_c", "uno_c", "ibs")}
-    stored = [p for p in (tmp_path / "artifacts").rglob("backtest_model") if p.is_dir()]
+    stored = [p for p in (tmp_path.parent / "artifacts").rglob("backtest_model") if p.is_dir()]
     assert len(stored) == 1, stored
     shutil.rmtree(stored[0])
     with pytest.raises(RegistryError, match=rf"run {run.run_id} holds no backtest_model/"):

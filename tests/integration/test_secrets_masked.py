@@ -20,7 +20,6 @@ import sqlalchemy as sa
 
 from features.urls import masked_url
 from tests.integration.mlflow_support import fitted, shared_project, sqlite_project_file
-from tests.integration.test_mlflow_server import mlflow_server  # noqa: F401  (the fixture)
 
 PASSWORD = "Pw-of-the-CRM-9f3c"
 LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
@@ -127,12 +126,13 @@ def test_served_load_error_does_not_show_the_password(tmp_path: Path) -> None:
     assert PASSWORD not in holder.last_error
 
 
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_run_through_server_with_credentials_keeps_them_out(mlflow_server: str, tmp_path: Path,  # noqa: F811
-                                                           capfd: pytest.CaptureFixture[str]) -> None:
+def assert_run_through_server_keeps_credentials_out(mlflow_server: str, tmp_path: Path,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
     """Training against ``http://user:password@server``: neither MLflow's "View run" lines nor the printed
-    run summary show the password, and the run's params, tags and artifacts do not hold it."""
+    run summary show the password, and the run's params, tags and artifacts do not hold it.
+
+    Run by ``tests/integration/test_mlflow_server.py`` on its real ``mlflow server`` (one server start,
+    PostgreSQL database and all, for both checks)."""
     from mlflow import MlflowClient
 
     from leadscore.cli_models import print_train_run

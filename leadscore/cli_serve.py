@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
                      else f"LEADSCORE_MODEL_DIR={env['LEADSCORE_MODEL_DIR']}")
             drop = "give one of them" if model_dir else "unset LEADSCORE_MODEL_DIR to serve the registry's champion"
             raise fail(both_sources_problem(given, used="served", drop=drop), 2)
-        from serving.loader import ServingSettings, SettingsError
+        from serving.settings import ServingSettings, SettingsError
 
         try:  # the server reads them at start-up: a bad one would fail its worker again and again, unanswered
             ServingSettings.from_env({**os.environ, **env}, endpoint=True)

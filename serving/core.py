@@ -43,12 +43,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.schema import ENGAGEMENT, FIT, LEAD_ID, LIFECYCLE
 from features.spec import FLAT_KIND, FeatureSpec
 from serving.closing import SERVED_HORIZONS, ClosingCore, p_close_field
 from serving.explain import TreeShapExplainer
+from serving.settings import DEFAULT_GRADE_LIFTS, ScoringConfig  # noqa: F401  (also imported from here)
 from training.model import SalesReadinessModel
 from training.time_to_close import TimeToCloseModel
 
@@ -56,32 +56,7 @@ CLOSING_FIELDS = (*(p_close_field(d) for d in SERVED_HORIZONS), "median_days")
 
 GRADES = ("A", "B", "C", "D")
 _GRADE_ARRAY = np.array(GRADES, dtype=object)
-DEFAULT_GRADE_LIFTS = (4.0, 2.0, 1.0)
 SMALL_BATCH = 256  # rows up to which per-call numpy overhead, not arithmetic, dominates
-
-
-class ScoringConfig(BaseModel):
-    """Parameters of the scoring core (loaded once at the edge)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    top_k: int = Field(3, ge=0, le=50, description="reasons per lead (0 skips the SHAP cost)")
-    grade_lifts: tuple[float, float, float] = Field(
-        DEFAULT_GRADE_LIFTS, description="A/B/C cut-offs as multiples of the training base rate's odds"
-    )
-    grade_cutoffs: tuple[int, int, int] | None = Field(
-        None, description="fixed A/B/C score cut-offs (0-100); overrides grade_lifts"
-    )
-    mql_cutoff: int = Field(50, ge=0, le=100, description="fallback MQL score cut-off when the model has none")
-    explain_threads: int = Field(2, ge=1, le=64, description="parallel chunks for large batches")
-    chunk_rows: int = Field(4096, ge=1)
-
-    @model_validator(mode="after")
-    def _descending(self) -> ScoringConfig:
-        for name, values in (("grade_lifts", self.grade_lifts), ("grade_cutoffs", self.grade_cutoffs)):
-            if values is not None and not (values[0] >= values[1] >= values[2] >= 0):
-                raise ValueError(f"{name} must be non-negative and descending (A >= B >= C), got {values}")
-        return self
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pydantic import (
 from features.contract import did_you_mean, number_from_text
 from features.schema import EVENT_TYPE, naive_utc_datetime
 from features.spec import FLAT_KIND, FeatureSpec
+from serving.settings import MAX_TOP_K
 
 MIN_INSTANT = datetime(1970, 1, 1)
 MAX_INSTANT = datetime(2200, 1, 1)
@@ -36,7 +37,6 @@ MAX_NAME = 200
 MAX_EVENTS_PER_LEAD = 10_000
 MAX_ATTRIBUTES = 500
 MAX_BATCH_HARD = 10_000
-MAX_TOP_K = 20
 FUTURE_TOLERANCE = timedelta(days=1)  # an as-of later than now by more than this is refused (clock skew allowed)
 # without an as-of the request is scored at the server's now, or just after its latest timestamp when that is
 # ahead of the server's clock by at most this (the caller's clock runs ahead: its "now" events still count)

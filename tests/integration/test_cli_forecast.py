@@ -295,10 +295,12 @@ def quarantining(project: Path, tmp_path: Path) -> tuple[Path, Path, str]:
                    (lead,))
         events = db.execute("SELECT COUNT(*) FROM events WHERE lead_id = ?", (lead,)).fetchone()[0]
     config = folder / "leadscore.yaml"
-    # `train` on it is read for its notes, not its figures nor the Cox peer's grid (forecasts read data: only)
+    # `train` on it is read for its notes, not its figures, the Cox peer's grid nor the refits for deployment
+    # (forecasts read data: only)
     config.write_text(f"name: dirty\ndata:\n  mode: crm\n  source: {{kind: sql, url: 'sqlite:///crm.db'}}\n"
                       f"  policy: quarantine\n  quarantine_dir: {folder / 'quarantine'}\n"
-                      "training: {make_plots: false}\ntime_to_close: {make_plots: false, cox_penalizers: [0.01]}\n",
+                      "training: {make_plots: false, refit: false}\n"
+                      "time_to_close: {make_plots: false, cox_penalizers: [0.01], refit: false}\n",
                       encoding="utf-8")
     note = (f"the data contract quarantined rows (quarantine policy): leads 1, events {events}, outcomes 1; they "
             f"are left out (rows and reasons in {folder / 'quarantine'})")  # the lead takes its events with it

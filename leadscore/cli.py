@@ -24,11 +24,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from leadscore.cli_options import console, destination_problem, err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import (
+    console,
+    destination_problem,
+    err_console,
+    fail,
+    load_project_or_fail,
+    option_error_text,
+    say,
+)
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from features.build import TrainingSet
     from features.schema import CRMData, FlatData
     from leadscore.project import ProjectConfig
@@ -157,7 +163,7 @@ def synth(
     try:
         config = SynthConfig(n_leads=leads, seed=seed, events_per_lead=events_per_lead)
     except ValidationError as exc:
-        raise fail(_synth_config_error(exc), 2) from exc
+        raise fail(option_error_text(exc, SYNTH_OPTIONS, SynthConfig, "synth"), 2) from exc
     try:
         with progress_bar("synthesizing", leads, "leads") as advance:
             summary = write_synthetic(config, out, fmt, overwrite=overwrite, progress=advance)
@@ -206,13 +212,6 @@ def _drop_stale_scores(url: str) -> int | None:
 
 
 SYNTH_OPTIONS = {"n_leads": "--leads", "seed": "--seed", "events_per_lead": "--events-per-lead"}
-
-
-def _synth_config_error(exc: ValidationError) -> str:
-    """A SynthConfig validation error as one line naming the options."""
-    parts = [f"{SYNTH_OPTIONS.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else 'synth'}: {e['msg']}"
-             for e in exc.errors()]
-    return "; ".join(parts) or str(exc).splitlines()[0]
 
 
 @app.command(short_help="Load the data through the contract, validate it and print a summary.")

@@ -23,6 +23,7 @@ from leadscore.cli_options import (
     folder_problem,
     given_spelling,
     load_project_or_fail,
+    option_error_text,
     say,
 )
 from leadscore.forecast_models import ChampionForecast
@@ -195,6 +196,25 @@ def print_forecast(forecast: ChampionForecast, settings: Any, out: Path | None) 
                                 figure)
 
 
+FORECAST_OPTIONS = {"months": "--months", "interval": "--interval", "method": "--method"}
+
+
+def _checked_overrides(**given: Any) -> dict[str, Any]:
+    """The ``forecast:`` settings the options give (None: not given), checked as the project file's are; a bad
+    one ends the command (exit 2) named by its option, e.g. ``--interval: must be above 0 and below 1, got 1.5``
+    (in the project file the same value is named by the file and its field, ``forecast.interval``)."""
+    from pydantic import ValidationError
+
+    from training.forecast_config import ForecastConfig
+
+    overrides = {name: value for name, value in given.items() if value is not None}
+    try:
+        ForecastConfig.model_validate(overrides)
+    except ValidationError as exc:
+        raise fail(option_error_text(exc, FORECAST_OPTIONS, ForecastConfig, "forecast"), 2) from None
+    return overrides
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``forecast`` command to the main CLI."""
 
@@ -241,6 +261,7 @@ def register(app: typer.Typer) -> None:
         """Expected revenue per month of the open pipeline, with an interval (or its backtest)."""
         from features.contract import ContractError, config_error_text
 
+        overrides = _checked_overrides(months=months, interval=interval, method=method)  # before the project file
         model_dir, model_dir_option = given_spelling({MODEL_DIR: model_dir, MODEL_DIR_ALIAS: models_dir})
         if backtest:  # it trains its own two models: no champions are read (MLFLOW_TRACKING_URI may stay set)
             given = ([model_dir_option] if model_dir is not None else []) + (
@@ -257,9 +278,8 @@ def register(app: typer.Typer) -> None:
             raise fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
         from training.forecast import backtest_forecast, naive_utc  # after the project file: it fails at once
 
-        updates = {k: v for k, v in (("months", months), ("interval", interval), ("method", method)) if v is not None}
         try:
-            settings = project.forecast.model_validate({**project.forecast.model_dump(), **updates})
+            settings = project.forecast.model_validate({**project.forecast.model_dump(), **overrides})
         except ValueError as exc:
             raise fail(config_error_text("forecast", exc), 2) from exc
         if out is not None and (problem := out_problem(out)) is not None:

@@ -4,8 +4,9 @@ heavy imports: ``leadscore --help`` loads this)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -61,6 +62,37 @@ def folder_problem(folder: Path) -> str | None:
     if folder.is_dir():
         return None
     return "not a folder" if folder.exists() else "no such folder"
+
+
+_BOUND_WORDS = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}
+
+
+def bounds_text(field: Any) -> str | None:
+    """The numeric bounds of a pydantic field as words, e.g. "above 0 and below 1"; None when it has none."""
+    words = [f"{_BOUND_WORDS[name]} {getattr(rule, name):g}" for rule in getattr(field, "metadata", ())
+             for name in _BOUND_WORDS if isinstance(getattr(rule, name, None), int | float)]
+    return " and ".join(words) or None
+
+
+def option_error_text(exc: Any, options: Mapping[str, str], model: Any, section: str = "") -> str:
+    """A pydantic ValidationError of ``model`` (a typed config the command's options were copied into) as one
+    line naming each option as typed, with its value: ``--interval: must be above 0 and below 1, got 1.5``.
+    ``options`` maps a field to its option; an error of another field (or of the whole model) is named
+    ``section.field``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc or loc[0] not in options:
+            parts.append(f"{'.'.join([section, *loc] if section else loc) or section or 'options'}: {message}")
+            continue
+        bounds = bounds_text(model.model_fields.get(loc[0]))
+        is_bound = error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+        reason = f"must be {bounds}" if bounds and is_bound else message
+        value = error.get("input")
+        parts.append(f"{options[loc[0]]}: {reason}, got {value:g}" if isinstance(value, float)
+                     else f"{options[loc[0]]}: {reason}, got {value}")
+    return "; ".join(parts) or str(exc).splitlines()[0]
 
 
 def given_spelling(values: dict[str, T | None]) -> tuple[T | None, str]:

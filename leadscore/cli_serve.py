@@ -110,8 +110,8 @@ def serve_command(
     if model := model_dir or (Path(environ["LEADSCORE_MODEL_DIR"]) if environ.get("LEADSCORE_MODEL_DIR") else None):
         env["LEADSCORE_MODEL_DIR"] = str((cwd / model).resolve())
     for name, given in (("MLFLOW_TRACKING_URI", tracking_uri), ("MLFLOW_REGISTRY_URI", None)):
-        if uri := given or environ.get(name):
-            env[name] = absolute_store_uri(uri, cwd, name)
+        if uri := given or environ.get(name):  # a bad one is named as given: --tracking-uri or the variable
+            env[name] = absolute_store_uri(uri, cwd, "--tracking-uri" if given else name)
     if reload_seconds is not None:
         env["LEADSCORE_RELOAD_SECONDS"] = str(reload_seconds)
     if max_body_mb is not None:
@@ -182,9 +182,11 @@ def register(app: typer.Typer) -> None:
             ServingSettings.from_env({**os.environ, **env}, endpoint=True)
         except SettingsError as exc:
             problem = str(exc)
-            if request_timeout is not None:  # named as given, not as the variable it became
-                problem = problem.replace(f"LEADSCORE_REQUEST_TIMEOUT_SECONDS={request_timeout:g}",
-                                          f"--request-timeout {request_timeout:g}")
+            for variable, option, given in (("LEADSCORE_RELOAD_SECONDS", "--reload-seconds", reload_seconds),
+                                            ("LEADSCORE_MAX_BODY_MB", "--max-body-mb", max_body_mb),
+                                            ("LEADSCORE_REQUEST_TIMEOUT_SECONDS", "--request-timeout", request_timeout)):
+                if given is not None:  # named as given, not as the variable it became
+                    problem = problem.replace(f"{variable}={env[variable]}", f"{option} {env[variable]}")
             raise fail(problem, 2) from None
         folders = [("--project-dir ", project_dir), (f"{model_dir_option} ", model_dir)]
         if model_dir is None and "LEADSCORE_MODEL_DIR" in env:

@@ -229,8 +229,8 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, ge=0)
     start: date = date(2024, 7, 1)
     end: date = Field(date(2026, 6, 30), description="last day of the history (inclusive)")
-    events_per_lead: float = Field(50.0, gt=0, description="approximate mean events per lead")
-    conversion_scale: float = Field(1.0, gt=0, description="multiplies every lead's base hazard")
+    events_per_lead: float = Field(50.0, gt=0, allow_inf_nan=False, description="approximate mean events per lead")
+    conversion_scale: float = Field(1.0, gt=0, allow_inf_nan=False, description="multiplies every lead's base hazard")
     horizon_days: int = Field(90, ge=1, description="default horizon of the oracle probability")
     chunk_leads: int = Field(20_000, ge=1, description="leads per yielded/written chunk")
     realism: bool = Field(True, description="engaged non-buyer personas, email link scanners, attributes "

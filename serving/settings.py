@@ -79,7 +79,9 @@ class ServingSettings(BaseModel):
                                            "the next piece of a request body; then a 408")
     request_timeout_seconds: float = Field(REQUEST_TIMEOUT_SECONDS, ge=1, le=3600, description="BentoML's request "
                                            "timeout of the service (applied by `leadscore serve`); then a 504")
-    reload_seconds: float = Field(30.0, ge=0, description="period of the champion check; 0 disables it")
+    # finite: an infinite period was taken, and the champion check's wait overflowed and ended its thread
+    reload_seconds: float = Field(30.0, ge=0, allow_inf_nan=False,
+                                  description="period of the champion check; 0 disables it")
     non_negative_attributes: tuple[str, ...] = ("employees", "annual_revenue")
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 

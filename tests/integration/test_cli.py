@@ -216,7 +216,7 @@ def test_demo_and_synth_bounds_are_one_line_errors(tmp_path: Path, capsys: pytes
     with pytest.raises(typer.Exit) as refused:
         synth(out=f"sqlite:///{tmp_path / 'crm.db'}", leads=0)
     assert refused.value.exit_code == 2
-    assert capsys.readouterr().err.strip().splitlines() == ["error: --leads: Input should be greater than or equal to 1"]
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --leads: must be at least 1, got 0"]
     assert not (tmp_path / "crm.db").exists()
 
 

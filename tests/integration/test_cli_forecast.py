@@ -81,7 +81,7 @@ def test_forecast_from_exported_champions(project: Path, tmp_path: Path) -> None
     narrow = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--interval", "0.3")
     assert narrow.returncode == 0 and "low / high: 30% interval" in " ".join(narrow.stdout.split()), narrow.stderr
     wrong = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--interval", "1.5")
-    assert wrong.returncode == 2 and "forecast.interval" in wrong.stderr, wrong.stderr
+    assert wrong.returncode == 2 and "--interval: must be above 0 and below 1, got 1.5" in wrong.stderr, wrong.stderr
     # after the data end the open leads would include those closed since: refused, by name
     late = run_cli("forecast", "-c", str(project), "--models-dir", str(models), "--as-of", "2030-01-01")
     assert late.returncode == 1 and "after the end of the data (2026-06-30" in late.stderr

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leadscore.cli_options import (
+    FLAG,
     console,
     destination_problem,
     err_console,
@@ -140,7 +141,7 @@ def synth(
     leads: Annotated[int, typer.Option(min=1, help="Number of leads.")] = 5000,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same data).")] = 0,
     events_per_lead: Annotated[float, typer.Option(min=0.01, help="Approximate mean events per lead.")] = 50.0,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing tables/files (in a database, also drop the score "
+    overwrite: Annotated[bool, typer.Option(metavar=FLAG, help="Replace existing tables/files (in a database, also drop the score "
                                               "tables of a rescore of the replaced data).")] = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, events, outcomes + ground truth)."""

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leadscore.cli_options import (
+    FLAG,
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
@@ -229,7 +230,7 @@ def register(app: typer.Typer) -> None:
                          "timestamp or features.data_end; with --backtest: required, before the data end)."),
         ] = None,
         backtest: Annotated[
-            bool, typer.Option("--backtest", help="Train both models on the data known at --as-of, forecast, "
+            bool, typer.Option("--backtest", metavar=FLAG, help="Train both models on the data known at --as-of, forecast, "
                                "and compare with the revenue those leads actually closed.")
         ] = False,
         months: Annotated[int | None, typer.Option(

@@ -20,7 +20,15 @@ from rich.table import Table
 
 from features.schema import to_numbers
 from features.urls import masked_url
-from leadscore.cli_options import console, destination_problem, err_console, fail, load_project_or_fail, say
+from leadscore.cli_options import (
+    FLAG,
+    console,
+    destination_problem,
+    err_console,
+    fail,
+    load_project_or_fail,
+    say,
+)
 
 if TYPE_CHECKING:
     from leadscore.project import ProjectConfig
@@ -316,7 +324,7 @@ def train(
                              "per-lead survival curve, P(close within 30/60/90 days), median days.")
     ] = Target.sales_readiness,
     strict_leakage: Annotated[
-        bool, typer.Option("--strict-leakage", help="Refuse to register a model the leakage alarm flags (default: the "
+        bool, typer.Option("--strict-leakage", metavar=FLAG, help="Refuse to register a model the leakage alarm flags (default: the "
                                   "project's training.leakage.strict, false).")
     ] = False,
     points_rules: Annotated[

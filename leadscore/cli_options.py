@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The metavar of a flag (``metavar=FLAG``): none. typer 0.29's rich help (not its plain one) shows each option's type,
+# ``<bool>`` beside a flag too, as if it took a value; its own ``--help`` row keeps that.
+FLAG = ""
+
 MODEL_DIR = "--model-dir"
 MODEL_DIR_ALIAS = "--models-dir"  # an older spelling (`forecast` showed it): accepted by all three, hidden in their help
 

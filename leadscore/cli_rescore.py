@@ -22,6 +22,7 @@ from rich.table import Table
 
 from features.urls import masked_url
 from leadscore.cli_options import (
+    FLAG,
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
@@ -324,7 +325,7 @@ def register(app: typer.Typer) -> None:
             min=1, help="Lead ids per partition (one transaction; default 50,000; a resumed run keeps its own).")] = None,
         top_k: Annotated[int | None, typer.Option(
             min=0, max=50, help="Reasons per lead (default: LEADSCORE_TOP_K, else 3).")] = None,
-        resume: Annotated[bool, typer.Option(help="Continue the latest unfinished run (or --run-id).")] = False,
+        resume: Annotated[bool, typer.Option(metavar=FLAG, help="Continue the latest unfinished run (or --run-id).")] = False,
         run_id: Annotated[str | None, typer.Option(help="Id of the new run (default: its UTC start time and 8 random "
                                                      "hex digits), or of the run to resume (default: the latest "
                                                      "unfinished one).")] = None,

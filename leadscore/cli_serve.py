@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 
 from leadscore.cli_options import (
+    FLAG,
     MODEL_DIR,
     MODEL_DIR_ALIAS,
     both_sources_problem,
@@ -159,7 +160,7 @@ def register(app: typer.Typer) -> None:
             min=0, help="Champion check period in seconds (0 = only POST /reload; default 30, env "
                  "LEADSCORE_RELOAD_SECONDS).")] = None,
         access_log: Annotated[bool, typer.Option(
-            help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,
+            metavar=FLAG, help="One log line per request (off by default: it costs ~10-25% of a request's CPU).")] = False,
         max_body_mb: Annotated[int | None, typer.Option(
             min=1, max=1024, help="Largest request body in MiB; a larger one gets a 413 before it is read "
                                   "(default 100, env LEADSCORE_MAX_BODY_MB).")] = None,

@@ -132,16 +132,16 @@ class SalesReadinessPyfunc(mlflow.pyfunc.PythonModel):
         return self.model_.predict_proba(from_signature_frame(model_input, self.model_))
 
 
-def pyfunc_probabilities(model: mlflow.pyfunc.PyFuncModel, features: pd.DataFrame) -> np.ndarray:
-    """Calibrated probabilities of a loaded sales-readiness pyfunc on a feature frame (any column order, extra
-    columns ignored), one per row.
+def pyfunc_probabilities(model: mlflow.pyfunc.PyFuncModel | SalesReadinessPyfunc, features: pd.DataFrame) -> np.ndarray:
+    """Calibrated probabilities of a loaded sales-readiness pyfunc (or its python model, e.g. a run's backtest model
+    wrapped as one) on a feature frame (any column order, extra columns ignored), one per row.
 
     The rows go to the pyfunc's own ``predict`` (which checks the columns and values and names the bad ones),
     not through ``PyFuncModel.predict``: MLflow's schema check calls Python once per value of every ``AnyType``
     column (556,078 rows x 68 columns on a 200k-lead CRM, most of a ``models promote``) on rows
     :func:`to_pyfunc_input` has already typed as the signature wants. They go :data:`SCORE_ROWS` at a time;
     LightGBM and the calibrator score each row on its own, so the probabilities are those of one call."""
-    python_model = model.unwrap_python_model()
+    python_model = model if isinstance(model, SalesReadinessPyfunc) else model.unwrap_python_model()
     out = np.empty(len(features), dtype=np.float64)
     for first in range(0, len(features), SCORE_ROWS):
         block = features.iloc[first : first + SCORE_ROWS]

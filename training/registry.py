@@ -46,6 +46,7 @@ from training.pyfunc import pyfunc_probabilities
 from training.sales_readiness import MODEL_NAME as MODEL_ROW
 from training.sales_readiness import calibration_summary
 from training.tracking import (
+    BACKTEST_MODEL_ARTIFACT,
     COMPARISON_ARTIFACT,
     LABEL_COLUMN,
     TEST_SET_ARTIFACT,
@@ -407,21 +408,89 @@ class PromotionRules:
 PREDICTIONS_ARTIFACT = "evaluation/predictions.parquet"
 
 
-def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
-                                score: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
-    """Probabilities of ``version`` on ``rows`` that never come from rows it was fitted on.
+# the version tags of a version refit for deployment (training.refit, time_to_close.refit): the start of its backtest's
+# test slice, and its data end, the latest instant whose outcomes its labels, calibrator or fit could read
+REFIT_TAGS = ("backtest_cut", "data_end")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-    A K-fold flat version (tag ``out_of_fold``) is refit on every row of its run: re-scoring those
-    rows would grade it on its training data. For them its run's cross-validated (out-of-fold)
-    probabilities are used, matched by ``lead_id``; other rows (new leads) are scored by ``score``.
-    A version refit for deployment (tag ``refit``, ``training.refit``) was calibrated on its run's test
-    rows: for those its run's backtest probabilities are used, matched by ``lead_id`` and ``as_of``.
-    Other time-split versions are tested on later rows than they were fitted on: all of their rows are scored."""
-    # versions registered before the tag: every flat version was K-fold then
-    out_of_fold = version.tags.get("out_of_fold", str(version.tags.get("data_mode") == "flat").lower()) == "true"
-    refit = version.tags.get("refit") == "true"
-    if not (out_of_fold or refit) or not version.run_id or LEAD_ID not in rows.columns:
+
+def refit_tags(refit: bool, cut: Any = None, end: Any = None) -> dict[str, str]:
+    """Version tags saying whether the registered model was refit for deployment and, if so, its backtest's cut and
+    its data end (:data:`REFIT_TAGS`), up to which rows are graded with its run's backtest model
+    (:func:`backtest_graded`). The instants keep their time of day (ISO 8601); an unknown one is left out."""
+    if not refit:
+        return {"refit": "false"}
+    return {"refit": "true", **{tag: pd.Timestamp(when).isoformat()
+                                for tag, when in zip(REFIT_TAGS, (cut, end), strict=True) if when is not None}}
+
+
+def tagged_data_end(version: ModelVersion) -> str | None:
+    """A refit version's data end as tagged: ``data_end``, else ``fitted_until`` (sales-readiness versions registered
+    before ``data_end``: a refit's ``fitted_until`` is its data end); None when it has neither."""
+    return version.tags.get("data_end") or version.tags.get("fitted_until") or None
+
+
+def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | None:
+    """Which of ``rows`` a refit version (tag ``refit``) must be graded on with its run's backtest model: every row
+    dated up to its data end (:func:`tagged_data_end`). A row dated d is labelled by outcomes after d, and the refit
+    learnt from outcomes up to the data end: a sales-readiness refit's calibrator from its run's test slice, a
+    time-to-close refit from every snapshot with its outcomes followed to the end. The backtest model saw none of
+    those outcomes, as a ``refit: false`` version would not have. A data end tagged with its date only (older tags)
+    covers that whole day. None: the version is no refit (every row is its own to score)."""
+    if version.tags.get("refit") != "true":
+        return None
+    text = tagged_data_end(version)
+    if text is None or AS_OF not in rows.columns:
+        raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but "
+                            + ("lacks the version tag 'data_end'" if text is None else f"the rows have no {AS_OF!r}")
+                            + ": cannot tell the rows whose outcomes it learnt from from the rows it may be graded on")
+    as_of = pd.to_datetime(rows[AS_OF])
+    end = pd.Timestamp(text)
+    if _DATE_ONLY.fullmatch(text.strip()):
+        return (as_of < end.normalize() + pd.Timedelta(days=1)).to_numpy()
+    return (as_of <= end).to_numpy()
+
+
+def load_backtest_model(client: MlflowClient, version: ModelVersion, load: Callable[[str], Any]) -> Any:
+    """The backtest model a refit version's run logged (:data:`training.tracking.BACKTEST_MODEL_ARTIFACT`), read from
+    its downloaded directory by ``load`` (the model class's own ``load``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(version.run_id, BACKTEST_MODEL_ARTIFACT, tmp)
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but its run "
+                                f"{version.run_id} holds no {BACKTEST_MODEL_ARTIFACT}/ ({exc}): cannot grade it on "
+                                f"the rows dated up to its data end {tagged_data_end(version)}, whose outcomes it "
+                                "learnt from (a version trained again has it)") from exc
+        return load(local)
+
+
+def grade_refit_apart(version: ModelVersion, rows: pd.DataFrame, score: Callable[[pd.DataFrame], np.ndarray],
+                      score_backtest: Callable[[pd.DataFrame], np.ndarray],
+                      progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """Scores of ``version`` on ``rows`` (one a row, or a row of them) that never come from outcomes it learnt from:
+    a refit version's rows dated up to its data end (:func:`backtest_graded`) go to ``score_backtest`` (its run's
+    backtest model), the others to ``score`` (the version itself), a mix row by row."""
+    graded = backtest_graded(version, rows)
+    if graded is None or not graded.any():
         return score(rows)
+    if progress is not None:
+        cut = version.tags.get("backtest_cut")
+        progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated up to {tagged_data_end(version)}, the data "
+                 f"end of version {version.version}, whose refit learnt from the outcomes up to it: graded with its "
+                 "run's backtest model" + (f" (fitted before {cut})" if cut else ""))
+    if graded.all():  # the run's own rows: as they are (a mask of all True copied them whole)
+        return score_backtest(rows)
+    parts = {True: score_backtest(rows[graded]), False: score(rows[~graded])}
+    out = np.empty((len(rows), *parts[True].shape[1:]))
+    for where, values in parts.items():
+        out[graded == where] = values
+    return out
+
+
+def _run_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame) -> np.ndarray:
+    """The probabilities ``version``'s run logged for ``rows`` (:data:`PREDICTIONS_ARTIFACT`; out-of-fold or its
+    backtest model's), matched by ``lead_id`` and ``as_of`` where both have it; NaN for rows the run does not hold."""
     oof = load_run_frame(client, version.run_id, PREDICTIONS_ARTIFACT)
     if LEAD_ID not in oof.columns or "probability" not in oof.columns:
         raise RegistryError(f"version {version.version}: its run's {PREDICTIONS_ARTIFACT} lacks lead_id/probability; "
@@ -432,7 +501,48 @@ def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, row
         return pd.DataFrame({k: frame[k].astype(str) if k == LEAD_ID else pd.to_datetime(frame[k]) for k in keys})
 
     known = keyed(oof).assign(probability=oof["probability"].to_numpy(dtype=float)).drop_duplicates(keys)
-    p = keyed(rows).merge(known, on=keys, how="left")["probability"].to_numpy(dtype=float)
+    return keyed(rows).merge(known, on=keys, how="left")["probability"].to_numpy(dtype=float)
+
+
+def backtest_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame) -> np.ndarray:
+    """Probabilities of a refit version's run's backtest model on ``rows``: on its run's test rows those it logged
+    (the run's figures), on others those of the backtest model the run logged, through the pyfunc's own path."""
+    from training.model import SalesReadinessModel
+    from training.pyfunc import SalesReadinessPyfunc
+
+    p = _run_probabilities(client, version, rows) if LEAD_ID in rows.columns else np.full(len(rows), np.nan)
+    new = np.isnan(p)
+    if new.any():
+        backtest = SalesReadinessPyfunc()
+        backtest.model_ = load_backtest_model(client, version, SalesReadinessModel.load)
+        p[new] = pyfunc_probabilities(backtest, feature_part(rows[new] if not new.all() else rows))
+    return p
+
+
+def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
+                                score: Callable[[pd.DataFrame], np.ndarray],
+                                progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """Probabilities of ``version`` on ``rows`` that never come from rows, or outcomes, it was fitted on.
+
+    A K-fold flat version (tag ``out_of_fold``) is refit on every row of its run: re-scoring those
+    rows would grade it on its training data. For them its run's cross-validated (out-of-fold)
+    probabilities are used, matched by ``lead_id``; other rows (new leads) are scored by ``score``.
+    A version refit for deployment (tag ``refit``, ``training.refit``) was calibrated on its run's test
+    rows, labelled by outcomes up to its data end: every row dated up to that end is graded by its run's backtest
+    model (:func:`grade_refit_apart`, :func:`backtest_probabilities`), later rows by ``score``; undated rows (flat
+    rows by time) are matched by ``lead_id``, as out-of-fold ones. Other time-split versions are tested on later rows
+    than they were fitted on: all of their rows are scored."""
+    # versions registered before the tag: every flat version was K-fold then
+    out_of_fold = version.tags.get("out_of_fold", str(version.tags.get("data_mode") == "flat").lower()) == "true"
+    refit = version.tags.get("refit") == "true"
+    if not (out_of_fold or refit) or not version.run_id:
+        return score(rows)
+    if refit and AS_OF in rows.columns and tagged_data_end(version):
+        return grade_refit_apart(version, rows, score, lambda part: backtest_probabilities(client, version, part),
+                                 progress)
+    if LEAD_ID not in rows.columns:
+        return score(rows)
+    p = _run_probabilities(client, version, rows)
     seen = ~np.isnan(p)
     if (~seen).any():
         p[~seen] = score(rows[~seen])

@@ -86,6 +86,8 @@ class TrainingResult:
     notes: list[str] = field(default_factory=list)
     points_rules: PointsRules | None = None  # the hand-tuned rules the run compared with
     no_cut_off: str = ""  # why no MQL cut-off is recommended (the capacity, what the highest cut-off flags)
+    # with ``training.refit``: ``model`` is the refit registered for deployment, this the model the figures are about
+    backtest_model: SalesReadinessModel | None = None
 
 
 def feature_columns_of(frame: pd.DataFrame, spec: Any = None) -> list[str]:
@@ -339,8 +341,9 @@ def refit_for_deployment(frame: pd.DataFrame, labelled: np.ndarray, split: Any, 
     before the test slice (training + validation slices), calibrated on the test slice (the latest labelled rows).
 
     Its booster never sees a test row, so the test rows still grade its ranking; its calibrator was fitted on
-    them, so the run's figures stay the backtest model's (``predictions``), and the registry grades it on
-    those rows with them (:func:`training.registry.out_of_sample_probabilities`)."""
+    them, labelled by outcomes up to the data end, so the run's figures stay the backtest model's (``predictions``),
+    and the registry grades it with the backtest model on every row dated up to the data end
+    (:func:`training.registry.out_of_sample_probabilities`)."""
     pool = np.sort(np.concatenate([split.train, split.valid]))
     X_pool = take_rows(frame, labelled[pool], features)
     model = SalesReadinessModel(backtest.booster_config, backtest.calibration, backtest.horizon_days,
@@ -792,10 +795,11 @@ def train_and_evaluate(
                             {"best_iteration": float(model.best_iteration_), "n_features": float(len(features)),
                              "calibration_base_rate": float(y_va.mean()), **_search_metrics(search_summary)})
     split_info["calibration_base_rate"] = float(y_va.mean())
+    backtest = None
     if config.refit:
         say("refitting for deployment on the training and validation slices")
         del test_frame
-        model = refit_for_deployment(frame, labelled, split, y, features, model, spec)
+        backtest, model = model, refit_for_deployment(frame, labelled, split, y, features, model, spec)
         split_info["refit"] = refit_summary(model, y_te)
         metrics["refit_calibration_base_rate"] = float(y_te.mean())  # what `evaluate` says of rows it scores
         _note(refit_note(model, y_te, unit), notes, say)
@@ -803,7 +807,8 @@ def train_and_evaluate(
     card = _model_card(title, horizon, split_info, model, comparison, segments, leakage,
                        table, recommended, notes, config, model_row["base_rate"], data, int(y_te.sum()))
     return TrainingResult(model, metrics, comparison, segments, leakage, table, recommended, figures, card,
-                          predictions, split_info, notes, points_rules, _no_cut_off(table, recommended, config))
+                          predictions, split_info, notes, points_rules, _no_cut_off(table, recommended, config),
+                          backtest)
 
 
 def _train_and_evaluate_flat_by_time(

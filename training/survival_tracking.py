@@ -25,12 +25,18 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 
 from features.schema import LEAD_ID
 from training.config import AS_OF
 from training.pyfunc import to_pyfunc_input
-from training.registry import PromotionRules, RegistryError, _bind, register_challenger
+from training.registry import (
+    PromotionRules,
+    _bind,
+    backtest_graded,
+    grade_refit_apart,
+    register_challenger,
+)
+from training.registry import load_backtest_model as load_refit_backtest
 from training.survival_evaluation import (
     DURATION,
     EVENT,
@@ -49,12 +55,14 @@ from training.survival_pyfunc import (
 )
 from training.time_to_close import KIND, PREDICT_CHUNK, TimeToCloseModel
 from training.tracking import (
+    BACKTEST_MODEL_ARTIFACT,
     MODEL_NAME_IN_RUN,
     LoggedRun,
     TrackingTarget,
     connect,
     data_hash,
     ensure_experiment,
+    log_backtest_model,
     log_run_evidence,
     log_run_summary,
     quiet_mlflow_noise,
@@ -63,8 +71,6 @@ from training.tracking import (
 
 MODEL_NAME = "lead-time-to-close"
 SETTINGS_ARTIFACT = "evaluation/settings.json"
-# a run refit for deployment (time_to_close.refit) also keeps the model its figures are about
-BACKTEST_MODEL_ARTIFACT = "backtest_model"
 CALIBRATION_ARTIFACT = "evaluation/calibration.csv"
 # evaluation rows re-scored at a time by promote: the blocks of TimeToCloseModel.predict_hazard, so every row
 # is scored exactly as in the one call of the training run
@@ -117,9 +123,7 @@ def log_time_to_close_run(
         mlflow.log_dict(result.settings.to_dict(), SETTINGS_ARTIFACT)
         log_run_evidence(client, run_id, result, rows)
         if result.backtest_model is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                mlflow.log_artifacts(str(result.backtest_model.save(Path(tmp) / BACKTEST_MODEL_ARTIFACT)),
-                                     BACKTEST_MODEL_ARTIFACT)
+            log_backtest_model(result.backtest_model)
         with quiet_mlflow_noise():
             info = log_time_to_close_pyfunc(model, rows[list(model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)
@@ -134,42 +138,9 @@ def register_time_to_close(
                                description=description)
 
 
-def refit_tags(result: TimeToCloseResult) -> dict[str, str]:
-    """Version tags saying whether the registered model was refit for deployment and, if so, its backtest's cut and
-    the data end, up to which rows are graded with its run's backtest model (:func:`out_of_sample_survival`)."""
-    if result.backtest_model is None:
-        return {"refit": "false"}
-    return {"refit": "true", "backtest_cut": str(result.split["censored_at"]), "data_end": str(result.split["data_end"])}
-
-
-def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | None:
-    """Which of ``rows`` a refit version (tag ``refit``) must be graded on with its run's backtest model: every row
-    dated up to its data end. From the backtest's cut on, the refit was fitted on the snapshots, which the backtest
-    model never saw; before the cut, on the outcomes followed to the data end (a close after the cut is an event to
-    the refit), which the backtest model saw censored at the cut, as a ``refit: false`` version would have. None:
-    the version is no refit (every row is its own to score)."""
-    if version.tags.get("refit") != "true":
-        return None
-    missing = [t for t in ("backtest_cut", "data_end") if not version.tags.get(t)]
-    if missing or AS_OF not in rows.columns:
-        raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but "
-                            + (f"lacks the version tag(s) {missing}" if missing else f"the rows have no {AS_OF!r}")
-                            + ": cannot tell the rows it was fitted on from the rows it may be graded on")
-    as_of = pd.to_datetime(rows[AS_OF])
-    end = pd.Timestamp(version.tags["data_end"])
-    return (as_of < end.normalize() + pd.Timedelta(days=1)).to_numpy()
-
-
 def load_backtest_model(client: MlflowClient, version: ModelVersion) -> TimeToCloseModel:
     """The backtest model a refit version's run logged (:data:`BACKTEST_MODEL_ARTIFACT`)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(version.run_id, BACKTEST_MODEL_ARTIFACT, tmp)
-        except (MlflowException, OSError) as exc:
-            raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but its run "
-                                f"{version.run_id} holds no {BACKTEST_MODEL_ARTIFACT}/ ({exc}): cannot grade it on "
-                                "the rows it was fitted on") from exc
-        return TimeToCloseModel.load(local)
+    return load_refit_backtest(client, version, TimeToCloseModel.load)
 
 
 def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
@@ -177,22 +148,16 @@ def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd
                            progress: Callable[[str], None] | None = None) -> np.ndarray:
     """Survival curves of ``version`` on ``rows`` that never come from rows it was fitted on: ``score(part,
     None)`` scores ``part`` with the version itself, ``score(part, model)`` with ``model``. A refit version's
-    rows dated up to its data end (:func:`backtest_graded`) go to its run's backtest model."""
-    graded = backtest_graded(version, rows)
-    if graded is None or not graded.any():
-        return score(rows, None)
-    if progress is not None:
-        progress(f"{int(graded.sum()):,} of {len(rows):,} rows are dated up to {version.tags['data_end']}, whose "
-                 f"snapshots or outcomes version {version.version}'s refit was fitted on: graded with its run's "
-                 f"backtest model (fitted before {version.tags['backtest_cut']}, outcomes censored there)")
-    backtest = load_backtest_model(client, version)
-    if graded.all():  # the run's own rows: as they are (a mask of all True copied them whole)
-        return score(rows, backtest)
-    parts = {True: score(rows[graded], backtest), False: score(rows[~graded], None)}
-    survival = np.empty((len(rows), parts[True].shape[1]))
-    for where, values in parts.items():
-        survival[graded == where] = values
-    return survival
+    rows dated up to its data end (:func:`training.registry.backtest_graded`) go to its run's backtest model, loaded
+    once."""
+    loaded: list[TimeToCloseModel] = []
+
+    def score_backtest(part: pd.DataFrame) -> np.ndarray:
+        if not loaded:
+            loaded.append(load_backtest_model(client, version))
+        return score(part, loaded[0])
+
+    return grade_refit_apart(version, rows, lambda part: score(part, None), score_backtest, progress)
 
 
 def load_settings(client: MlflowClient, run_id: str) -> EvaluationSettings:
@@ -255,7 +220,6 @@ __all__ = [
     "backtest_graded",
     "load_backtest_model",
     "out_of_sample_survival",
-    "refit_tags",
     "evaluation_identity",
     "load_calibration",
     "load_settings",

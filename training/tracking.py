@@ -54,6 +54,8 @@ COMPARISON_ARTIFACT = "comparison/comparison.csv"
 MODEL_CARD_ARTIFACT = "model_card.md"
 PLOTS_DIR = "plots"
 POINTS_RULES_ARTIFACT = "baselines/points_rules.json"
+# a run refit for deployment (training.refit, time_to_close.refit) also keeps the model its figures are about
+BACKTEST_MODEL_ARTIFACT = "backtest_model"
 
 
 @dataclass(frozen=True)
@@ -526,6 +528,13 @@ def log_run_evidence(client: MlflowClient, run_id: str, result: Any, rows: pd.Da
     log_frame_parquet(client, run_id, result.predictions, "evaluation/predictions.parquet")
 
 
+def log_backtest_model(model: Any) -> None:
+    """Into the active run, the backtest model of a run refit for deployment (:data:`BACKTEST_MODEL_ARTIFACT`, the
+    directory its ``save`` writes): the registry grades the refit with it on rows dated up to its data end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifacts(str(model.save(Path(tmp) / BACKTEST_MODEL_ARTIFACT)), BACKTEST_MODEL_ARTIFACT)
+
+
 def log_training_run(
     target: TrackingTarget,
     experiment_name: str,
@@ -575,6 +584,8 @@ def log_training_run(
         if result.points_rules is not None:  # the hand-tuned rules the baseline scored with
             mlflow.log_dict(result.points_rules.model_dump(mode="json"), POINTS_RULES_ARTIFACT)
         log_run_evidence(client, run_id, result, rows)
+        if result.backtest_model is not None:
+            log_backtest_model(result.backtest_model)
         with quiet_mlflow_noise():
             info = log_pyfunc_model(result.model, rows[list(result.model.feature_columns_)], name=MODEL_NAME_IN_RUN)
     return LoggedRun(run_id, experiment_id, info.model_uri, identity, run_tags)

@@ -43,6 +43,7 @@ from training.registry import (
     PromotionDecision,
     out_of_sample_probabilities,
     promote,
+    refit_tags,
     register_challenger,
     resolve_version,
     rows_metrics,
@@ -226,15 +227,18 @@ def fit_training_set(
 FITTED_UNTIL = "fitted_until"  # version tag and champion.json key: see fitted_until_tag
 
 
+def refit_data_end(training_set: TrainingSet, identity: dict[str, str]) -> pd.Timestamp | str | None:
+    """The data end of a model refit for deployment: the latest instant whose outcomes it learnt from (the training
+    set's data end; the last as-of date of its test slice when the data has no end). None without dates."""
+    return training_set.data_end if training_set.data_end is not None else identity.get("eval_as_of_max")
+
+
 def fitted_until_tag(training_set: TrainingSet, identity: dict[str, str], refit: bool) -> dict[str, str]:
     """The version tag ``fitted_until``: the latest instant whose outcomes the registered model was fitted or
-    calibrated on. A model refit for deployment learnt from its test slice too: the data end (at least its
-    test slice's last as-of date when the data has no end); else the start of its test slice (``eval_as_of_min``).
-    None without dates. A forecast made before it is in-sample (:func:`leadscore.forecast_models.in_sample_warning`)."""
-    if refit:
-        end = training_set.data_end if training_set.data_end is not None else identity.get("eval_as_of_max")
-    else:
-        end = identity.get("eval_as_of_min")
+    calibrated on. A model refit for deployment learnt from its test slice too: its data end (:func:`refit_data_end`);
+    else the start of its test slice (``eval_as_of_min``). None without dates. A forecast made before it is
+    in-sample (:func:`leadscore.forecast_models.in_sample_warning`)."""
+    end = refit_data_end(training_set, identity) if refit else identity.get("eval_as_of_min")
     return {} if end is None else {FITTED_UNTIL: pd.Timestamp(end).isoformat()}
 
 
@@ -278,11 +282,14 @@ def track_and_register(
     if refusal is None:
         say("registering the challenger")
         client = connect(target)
-        # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode)
+        # out_of_fold: refit on every row, its run holds out-of-fold probabilities (K-fold flat mode); refit: graded
+        # with its run's backtest model on rows dated up to its data end
+        refit = "refit" in result.split
         version_tags = {"project": project.name, "data_mode": project.data.mode,
                         "out_of_fold": str("fold" in result.predictions.columns).lower(),
-                        "refit": str("refit" in result.split).lower(),
-                        **fitted_until_tag(training_set, logged.identity, "refit" in result.split),
+                        **refit_tags(refit, logged.identity.get("eval_as_of_min"),
+                                     refit_data_end(training_set, logged.identity)),
+                        **fitted_until_tag(training_set, logged.identity, refit),
                         **lineage.version_tags}
         with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
             version = register_challenger(client, logged, result.metrics, version_tags, name=model_name,
@@ -366,7 +373,7 @@ def track_and_register_time_to_close(
     progress: Progress | None = None,
 ) -> TimeToCloseRun:
     """Log a time-to-close run into the project's experiment and register it as ``challenger``."""
-    from training.survival_tracking import log_time_to_close_run, refit_tags, register_time_to_close
+    from training.survival_tracking import log_time_to_close_run, register_time_to_close
 
     say = progress or no_progress
     say("logging the MLflow run")
@@ -385,7 +392,8 @@ def track_and_register_time_to_close(
     with tracking_server_errors(target.uri, registering_lost(logged.run_id)):
         version = register_time_to_close(client, logged, result.metrics,
                                          {"project": project.name, "data_mode": project.data.mode,
-                                          **refit_tags(result),
+                                          **refit_tags(result.backtest_model is not None,
+                                                       result.split.get("censored_at"), training_set.data_end),
                                           **fitted_until_tag(training_set, logged.identity,
                                                              result.backtest_model is not None),
                                           **lineage.version_tags}, name=model_name,
@@ -541,15 +549,15 @@ def evaluate_registered(
         return pyfunc_probabilities(model, part[list(inner.feature_columns_)])
 
     say(f"scoring {len(rows):,} evaluation rows")
-    # a flat-mode version was refit on every row of its run, a refit time-split version calibrated on its test
-    # rows: those rows get its run's out-of-fold / backtest probabilities
+    # a flat-mode version was refit on every row of its run: those rows get its run's out-of-fold probabilities; a
+    # refit time-split version's calibrator read outcomes up to its data end: rows dated up to it, its backtest's
     with tracking_server_errors(target.uri):
-        probability = out_of_sample_probabilities(client, version, rows, score)
+        probability = out_of_sample_probabilities(client, version, rows, score, say)
     metrics = rows_metrics(rows, probability, project.training.ece_bins,
                            project.training.ece_binning)  # ECE as the run measured it
     if version.run_id:  # the rate of the rows its calibrator was fitted on: a moved rate explains a calibration gap
-        # a refit version's own calibrator (fitted on its run's test rows) graded the rows it scored, the backtest
-        # model's (validation slice) those its run holds: one rate is said only when one calibrator graded them all
+        # a refit version's own calibrator (fitted on its run's test rows) graded the rows it scored (dated after its
+        # data end), the backtest model's (validation slice) the others: one rate is said only when one graded them all
         refit = version.tags.get("refit") == "true"
         key = ("calibration_base_rate" if not refit or not scored else
                "refit_calibration_base_rate" if sum(scored) == len(rows) else None)
@@ -616,6 +624,7 @@ __all__ = [
     "evaluate_registered",
     "fit_training_set",
     "fitted_until_tag",
+    "refit_data_end",
     "latest_evaluation_rows",
     "time_to_close_evaluation_rows",
     "load_training_set",

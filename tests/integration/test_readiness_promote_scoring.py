@@ -26,6 +26,9 @@ from training.registry import (
     champion_info,
     out_of_sample_probabilities,
     promote,
+    promotion_rules,
+    rows_metrics,
+    run_ece_bins,
 )
 from training.tracking import TEST_SET_ARTIFACT, connect, load_run_frame, tracking_target
 from training.workflow import evaluate_registered, track_and_register
@@ -117,10 +120,11 @@ def test_evaluate_scores_without_the_crm_tables_or_the_frame(registry, monkeypat
     assert {m: report.metrics[m] for m in COMPARED} == {m: logged[m] for m in COMPARED}
 
 
-def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_other_rows(
+def test_a_refit_version_is_graded_by_its_backtest_up_to_the_data_end(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A version refit for deployment was calibrated on its run's test rows: ``evaluate`` (and ``promote``) grade
-    it there with the run's backtest probabilities, matched by lead and as-of date, and score any other row."""
+    """A version refit for deployment was calibrated on its run's test rows, labelled by outcomes up to its data
+    end: ``evaluate`` and ``promote`` grade it with its run's backtest model on every row dated up to that end (its
+    run's own rows with the probabilities the run logged), and with itself on later rows."""
     project, training_set, _ = shared_project()
     result = fitted("medium")  # training.refit: true, the default
     assert "refit" in result.split
@@ -143,19 +147,46 @@ def test_a_refit_version_is_graded_by_its_backtest_on_its_test_rows_and_scores_o
     served = result.model.predict_proba(rows)
     assert np.abs(served - backtest).max() > 1e-3  # the refit model differs on these rows: grading it could tell
     checked, scored = count_pyfunc_scoring(monkeypatch, SalesReadinessPyfunc)
-    report = evaluate_registered(project, target, run.model_version)
+    said: list[str] = []
+    report = evaluate_registered(project, target, run.model_version, progress=said.append)
     assert scored == []
     logged = client.get_run(run.run_id).data.metrics
     assert {m: report.metrics[m] for m in COMPARED} == {m: logged[m] for m in COMPARED}
     # graded by the backtest model: its calibration rows (the validation slice) are the ones whose rate is said
     assert report.metrics["calibration_base_rate"] == logged["calibration_base_rate"]
     assert "refit_calibration_base_rate" not in report.metrics
-    # the same leads a day later are rows it never saw: the registered model scores them
+    # the same leads a day later are not the run's rows, but their labels come from nearly the same outcomes, which
+    # the refit's calibrator saw up to the data end: its run's backtest model grades them (the refit did, before)
+    backtest_model = fitted("medium", refit=False).model  # the run's backtest model: the same fit
     later = rows.index % 2 == 1
     moved = rows.assign(as_of=np.where(later, rows["as_of"] + pd.Timedelta(days=1), rows["as_of"]))
+    assert moved["as_of"].max() <= training_set.data_end
+    old = backtest_model.predict_proba(moved)
+    assert np.abs(old[later] - served[later]).max() > 1e-3  # the two models differ on these rows
     probability = out_of_sample_probabilities(
         client, version, moved, lambda part: pyfunc_probabilities(mlflow.pyfunc.load_model(
             f"models:/{MODEL_NAME}/{run.model_version}"), part[result.model.feature_columns_]))
-    assert sum(scored) == int(later.sum())
+    np.testing.assert_allclose(probability[later], old[later], rtol=1e-9)
+    np.testing.assert_array_equal(probability[~later], backtest[~later])
+    # promote grades it the same way
+    metrics = promotion_rules(None).metrics_on_rows(client, MODEL_NAME, run.model_version, moved, run.run_id)
+    assert metrics == pytest.approx(rows_metrics(moved, np.where(later, old, backtest),
+                                                 *run_ece_bins(client, run.run_id)), rel=1e-12)
+    # rows dated after the data end are the refit's own: it scores them, and a mix goes row by row
+    end = pd.Timestamp(version.tags["data_end"])
+    assert end == training_set.data_end and version.tags["backtest_cut"] == version.tags["eval_as_of_min"]
+    after = moved.assign(as_of=np.where(later, moved["as_of"] + (end - rows["as_of"].min() + pd.Timedelta(days=1)),
+                                        moved["as_of"]))
+    refit_scored: list[int] = []
+
+    def refit_score(part: pd.DataFrame) -> np.ndarray:
+        refit_scored.append(len(part))
+        return pyfunc_probabilities(mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{run.model_version}"),
+                                    part[result.model.feature_columns_])
+
+    probability = out_of_sample_probabilities(client, version, after, refit_score)
+    assert refit_scored == [int(later.sum())]
     np.testing.assert_allclose(probability[later], served[later], rtol=1e-9)
     np.testing.assert_array_equal(probability[~later], backtest[~later])
+    # evaluate says which rows the backtest model graded
+    assert f"{len(rows):,} of {len(rows):,} rows are dated up to" in " ".join(said)

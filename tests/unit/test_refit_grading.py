@@ -1,14 +1,15 @@
-"""Which rows a time-to-close version refit for deployment is graded on with its run's backtest model
-(:func:`training.survival_tracking.backtest_graded`): every row it was fitted on, snapshot or outcome."""
+"""Which rows a version refit for deployment (time to close, sales readiness) is graded on with its run's backtest
+model (:func:`training.registry.backtest_graded`): every row dated up to its data end, whose outcomes it learnt from."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from training.config import AS_OF
-from training.survival_tracking import backtest_graded
+from training.registry import RegistryError, backtest_graded, refit_tags
 
 
 def _version(**tags: str) -> ModelVersion:
@@ -38,3 +39,23 @@ def test_rows_after_the_data_end_are_the_refit_s_own() -> None:
 def test_a_version_that_was_not_refit_grades_every_row_itself() -> None:
     assert backtest_graded(_version(refit="false"), _rows("2025-06-01")) is None
     assert backtest_graded(_version(), _rows("2025-06-01")) is None
+
+
+def test_a_data_end_with_a_time_of_day_bounds_the_rows_to_the_instant() -> None:
+    """Tags written now keep the instant (``refit_tags``); as-of dates with a time of day on the data end's own day
+    are graded by the backtest model up to that instant, by the refit after it."""
+    tags = refit_tags(True, pd.Timestamp("2026-01-01 08:30"), pd.Timestamp("2026-06-30 12:00"))
+    assert tags == {"refit": "true", "backtest_cut": "2026-01-01T08:30:00", "data_end": "2026-06-30T12:00:00"}
+    graded = backtest_graded(_version(**tags), _rows("2026-06-30 11:59", "2026-06-30 12:00", "2026-06-30 12:01"))
+    np.testing.assert_array_equal(graded, [True, True, False])
+    midnight = _version(**refit_tags(True, pd.Timestamp("2026-01-01"), pd.Timestamp("2026-06-30")))
+    np.testing.assert_array_equal(backtest_graded(midnight, _rows("2026-06-30", "2026-06-30 06:00")), [True, False])
+    assert refit_tags(False, pd.Timestamp("2026-01-01"), pd.Timestamp("2026-06-30")) == {"refit": "false"}
+
+
+def test_a_sales_readiness_version_tagged_before_data_end_reads_its_fitted_until() -> None:
+    """Refit versions registered before the ``data_end`` tag: a refit's ``fitted_until`` is its data end."""
+    older = _version(refit="true", fitted_until="2026-06-30T00:00:00")
+    np.testing.assert_array_equal(backtest_graded(older, _rows("2026-06-30", "2026-06-30 06:00")), [True, False])
+    with pytest.raises(RegistryError, match="lacks the version tag 'data_end'"):
+        backtest_graded(_version(refit="true"), _rows("2026-06-30"))

@@ -1,5 +1,6 @@
 """MLflow tracking of one training run: params, metrics, baseline comparison, plots, model card,
-the evaluation rows (so promotion can re-score models on them) and the pyfunc model.
+the evaluation rows (so promotion can re-score models on them), the pyfunc model and, when it was refit
+for deployment, the backtest model its figures are about (the registry grades the refit with it).
 
 Where runs go is a :class:`TrackingTarget` resolved at the edge: the embedded default is a SQLite
 store ``sqlite:///<project dir>/mlflow.db`` with artifacts in ``<project dir>/mlartifacts``; an

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import shutil
 
 import mlflow
 import numpy as np
@@ -22,6 +23,7 @@ from training.registry import (
     CHAMPION,
     MODEL_NAME,
     PREDICTIONS_ARTIFACT,
+    RegistryError,
     alias_version,
     champion_info,
     out_of_sample_probabilities,
@@ -190,3 +192,12 @@ def test_a_refit_version_is_graded_by_its_backtest_up_to_the_data_end(
     np.testing.assert_array_equal(probability[~later], backtest[~later])
     # evaluate says which rows the backtest model graded
     assert f"{len(rows):,} of {len(rows):,} rows are dated up to" in " ".join(said)
+    # a run logged before the backtest model was (or whose backtest_model/ is gone): its own rows and later ones are
+    # still graded, a row dated up to the data end that its run does not hold is refused, naming the run
+    stored = [p for p in (tmp_path / "refit").rglob("backtest_model") if p.is_dir()]
+    assert len(stored) == 1, stored
+    shutil.rmtree(stored[0])
+    assert evaluate_registered(project, target, run.model_version).metrics == report.metrics
+    with pytest.raises(RegistryError, match=rf"(?s)run {run.run_id} holds no backtest_model/.*cannot grade it on the "
+                                            "rows dated up to its data end"):
+        out_of_sample_probabilities(client, version, moved, refit_score)

@@ -457,6 +457,8 @@ def models_promote(
     model_name: ModelNameOption = "lead-conversion",
 ) -> None:
     """Make the challenger champion if it beats the champion (same rows) and the baselines."""
+    if not math.isfinite(min_delta):  # typer's min=0 lets inf (and nan) through
+        raise fail(f"--min-delta: must be a finite number >= 0, got {min_delta:g}", 2)
     _store_project_file(tracking_uri, config)
     from training.registry import MetricError, RegistryError, deciding_metrics, promote
     from training.tracking import tracking_server_errors

@@ -639,8 +639,9 @@ def promote(
 
     ``metric`` defaults to the kind's deciding metric (roc_auc for sales readiness, uno_c for time to close).
     """
-    if not min_delta >= 0:
-        raise RegistryError(f"min_delta must be >= 0 (a negative margin would let a worse challenger win), got {min_delta}")
+    if not (math.isfinite(min_delta) and min_delta >= 0):  # nan fails every comparison, inf no challenger clears
+        raise RegistryError(f"min_delta must be a finite number >= 0 (a negative margin would let a worse challenger "
+                            f"win, an infinite one none), got {min_delta}")
     candidate = resolve_version(client, name, version or CHALLENGER)
     rules = promotion_rules(candidate.tags.get(KIND_TAG))
     metric = metric or rules.default_metric

@@ -104,3 +104,12 @@ def test_serve_bad_tracking_uri_names_the_option(tmp_path: Path, busy_port: str)
     err = _refused(run_cli("serve", "--project-dir", str(tmp_path), "--port", busy_port,
                            env={"MLFLOW_TRACKING_URI": "sqlite:relative.db"}), "MLFLOW_TRACKING_URI", "not a SQLite URL")
     assert "--tracking-uri" not in err
+
+
+@pytest.mark.parametrize("value, shown", [("inf", "got inf"), ("nan", "--min-delta")])
+def test_promote_margin_that_is_no_finite_number_names_the_option(tmp_path: Path, value: str, shown: str) -> None:
+    """`--min-delta inf` passed typer's ``min=0``: no challenger could ever be promoted (typer itself refuses nan).
+    Refused before any store is opened (none is made)."""
+    config = _project(tmp_path)
+    _refused(run_cli("models", "promote", "-c", str(config), "--min-delta", value), "--min-delta", shown)
+    assert not (tmp_path / "mlflow.db").exists()

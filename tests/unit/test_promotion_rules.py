@@ -117,3 +117,12 @@ def test_rows_metrics_take_the_projects_ece_bins() -> None:
     assert default["ece"] == pytest.approx(expected_calibration_error(y, p, 10, "equal_mass"))
     assert wide["ece"] == pytest.approx(expected_calibration_error(y, p, 20, "equal_width"))
     assert wide["ece"] != pytest.approx(default["ece"])
+
+
+@pytest.mark.parametrize("margin", [float("inf"), float("nan"), -0.01])
+def test_promote_refuses_a_margin_no_challenger_could_clear(margin: float) -> None:
+    """The library call checks the margin before reading the registry (the client is never touched)."""
+    from training.registry import RegistryError, promote
+
+    with pytest.raises(RegistryError, match="min_delta must be a finite number >= 0"):
+        promote(None, "lead-conversion", min_delta=margin)  # type: ignore[arg-type]

@@ -279,6 +279,14 @@ def register(app: typer.Typer) -> None:
             raise fail(f"{config}: forecasting needs the CRM data mode (leads/events/outcomes with dates)", 2)
         from training.forecast import backtest_forecast, naive_utc  # after the project file: it fails at once
 
+        if not backtest and model_dir is None:  # a URI that names no store is refused as the other commands do
+            from training.tracking import tracking_target
+
+            try:
+                tracking_target(tracking_uri, config.resolve().parent)
+            except ValueError as exc:
+                raise fail(str(exc), 2) from exc
+
         try:
             settings = project.forecast.model_validate({**project.forecast.model_dump(), **overrides})
         except ValueError as exc:

@@ -113,3 +113,13 @@ def test_promote_margin_that_is_no_finite_number_names_the_option(tmp_path: Path
     config = _project(tmp_path)
     _refused(run_cli("models", "promote", "-c", str(config), "--min-delta", value), "--min-delta", shown)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("command", [["train"], ["evaluate"], ["forecast"], ["models", "list"], ["models", "promote"],
+                                     ["models", "rollback"], ["models", "export"], ["rescore"]])
+def test_tracking_uri_of_no_mlflow_store_scheme_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """`--tracking-uri ftp://...` reached MLflow, whose registry error came out as a traceback (exit 1)."""
+    config = _project(tmp_path)
+    err = _refused(run_cli(*command, "-c", str(config), "--tracking-uri", "ftp://tracker:secret@host/mlflow"),
+                   "tracking URI 'ftp://tracker:***@host/mlflow'", "'ftp'", "http(s)://")
+    assert "secret" not in err and len(err.splitlines()) == 1, err

@@ -31,3 +31,20 @@ def masked_url(url: str) -> str:
 def has_password(url: str) -> bool:
     """Whether ``url`` carries a password that :func:`masked_url` masks."""
     return masked_url(url) != url
+
+
+# the database back ends of MLflow's tracking and registry stores
+DATABASE_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def tracking_scheme_problem(uri: str) -> str | None:
+    """Why ``uri`` (with ``scheme://``) names no MLflow tracking store, None when its scheme is one: a database
+    (``postgresql+psycopg://`` counts as ``postgresql``), ``http(s)://``, ``file:`` or Databricks. Without
+    ``://`` it is a folder or a Databricks profile, which the callers handle."""
+    if "://" not in uri:
+        return None
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme in (*DATABASE_STORE_SCHEMES, "http", "https", "file") or scheme.startswith("databricks"):
+        return None
+    return (f"tracking URI {masked_url(uri)!r}: {scheme!r} is no MLflow tracking store; use a database (sqlite:///<file>, "
+            f"{', '.join(f'{s}://' for s in DATABASE_STORE_SCHEMES[1:])}) or an http(s):// server")

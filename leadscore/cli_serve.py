@@ -35,6 +35,7 @@ def absolute_store_uri(uri: str, cwd: Path, what: str = "MLFLOW_TRACKING_URI") -
     ``file:rel`` and a plain folder; server and other URIs unchanged. A malformed SQLite URL is a
     ``typer.BadParameter`` naming ``what``."""
     from features.contract import resolve_sqlite_url
+    from features.urls import tracking_scheme_problem
 
     if uri.startswith("sqlite:"):
         try:
@@ -47,6 +48,8 @@ def absolute_store_uri(uri: str, cwd: Path, what: str = "MLFLOW_TRACKING_URI") -
             return uri  # file:///abs, file:/abs, file://localhost/abs: absolute already
         return (cwd / unquote(parts.path)).resolve().as_uri()
     if "://" in uri or uri.startswith("databricks"):
+        if (problem := tracking_scheme_problem(uri)) is not None:
+            raise typer.BadParameter(problem.split(": ", 1)[1], param_hint=what)
         return uri
     return str((cwd / uri).resolve())  # a plain folder
 

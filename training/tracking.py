@@ -38,7 +38,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTime
 from urllib3.util import Retry
 
 from features.schema import LEAD_ID
-from features.urls import has_password, masked_url
+from features.urls import has_password, masked_url, tracking_scheme_problem
 from training.config import AS_OF
 from training.lineage import flatten_params
 from training.model import take_rows
@@ -71,10 +71,6 @@ class TrackingTarget:
         return is_server_uri(self.uri)
 
 
-# the database back ends of MLflow's tracking and registry stores (sqlite:/// is resolved on its own)
-DATABASE_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-
-
 def is_server_uri(uri: str) -> bool:
     """A tracking server (``http(s)://``), not a local store."""
     return uri.startswith(("http://", "https://"))
@@ -98,10 +94,8 @@ def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> Tracki
         raise ValueError(f"tracking URI {masked_url(uri)!r}: a folder is MLflow's retired file store; use "
                          f"{masked_url(f'sqlite:///{folder / MLFLOW_DB}')} (a database in that folder) or an "
                          "http(s):// server")
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()  # postgresql+psycopg -> postgresql
-    if scheme not in DATABASE_STORE_SCHEMES:
-        raise ValueError(f"tracking URI {masked_url(uri)!r}: {scheme!r} is no MLflow tracking store; use a database "
-                         f"(sqlite:///<file>, {', '.join(f'{s}://' for s in DATABASE_STORE_SCHEMES[1:])}) or an http(s):// server")
+    if (problem := tracking_scheme_problem(uri)) is not None:
+        raise ValueError(problem)
     return TrackingTarget(uri, (Path(project_dir) / ARTIFACTS_DIR).resolve().as_uri())
 
 

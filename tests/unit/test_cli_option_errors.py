@@ -106,6 +106,17 @@ def test_serve_bad_tracking_uri_names_the_option(tmp_path: Path, busy_port: str)
     assert "--tracking-uri" not in err
 
 
+
+def test_serve_tracking_uri_of_no_store_scheme_names_the_option_or_the_variable(tmp_path: Path, busy_port: str) -> None:
+    """It was handed to the service, which could never load a model from it."""
+    err = _refused(run_cli("serve", "--project-dir", str(tmp_path), "--port", busy_port,
+                           "--tracking-uri", "ftp://u:secret@host/x"), "--tracking-uri", "'ftp' is no MLflow tracking store")
+    assert "MLFLOW_TRACKING_URI" not in err and "secret" not in err
+    err = _refused(run_cli("serve", "--project-dir", str(tmp_path), "--port", busy_port,
+                           env={"MLFLOW_TRACKING_URI": "ftp://host/x"}), "MLFLOW_TRACKING_URI", "'ftp'")
+    assert "--tracking-uri" not in err
+
+
 @pytest.mark.parametrize("value, shown", [("inf", "got inf"), ("nan", "--min-delta")])
 def test_promote_margin_that_is_no_finite_number_names_the_option(tmp_path: Path, value: str, shown: str) -> None:
     """`--min-delta inf` passed typer's ``min=0``: no challenger could ever be promoted (typer itself refuses nan).
@@ -123,3 +134,14 @@ def test_tracking_uri_of_no_mlflow_store_scheme_is_one_line(tmp_path: Path, comm
     err = _refused(run_cli(*command, "-c", str(config), "--tracking-uri", "ftp://tracker:secret@host/mlflow"),
                    "tracking URI 'ftp://tracker:***@host/mlflow'", "'ftp'", "http(s)://")
     assert "secret" not in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("uri, refused", [
+    ("postgresql+psycopg://u:p@db/mlflow", False), ("mysql://db/mlflow", False), ("sqlite:////srv/mlflow.db", False),
+    ("https://mlflow.example", False), ("databricks://profile", False), ("file:///srv/mlruns", False),
+    ("./mlruns", False), ("ftp://host/x", True), ("htps://mlflow.example", True), ("s3://bucket/mlruns", True),
+])
+def test_tracking_scheme_problem(uri: str, refused: bool) -> None:
+    from features.urls import tracking_scheme_problem
+
+    assert (tracking_scheme_problem(uri) is not None) is refused

@@ -19,12 +19,13 @@ rows, bit for bit, by either of two routes: a call of :data:`TREE_ARRAY_ROWS` le
 each lead's trees once for all periods (:class:`training.period_margins.PeriodTrees`, the arrays
 built once per model), a smaller one (a request's few leads) hands LightGBM one row per lead and
 period bin. The linear base (log1p numerics, missing flags, one-hot levels, standardised) is
-compiled to one dot product per lead. The unit tests check both paths agree.
+compiled to one dot product per lead, plus its period shape (that of the lead's age band, when the base
+has bands). The unit tests check both paths agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -33,7 +34,7 @@ from scipy.special import expit
 from features.spec import FeatureSpec, feature_setting_differences
 from serving.explain import TreeShapExplainer
 from training.close_curves import combine_close_curves, cumulative_close, days_to_reach, hazard_factor
-from training.survival_linear import LinearHazard
+from training.survival_linear import LinearHazard, band_of
 from training.time_to_close import TimeToCloseModel
 
 TREE_ARRAY_ROWS = 512
@@ -64,6 +65,9 @@ class CompiledLinear:
     weight: np.ndarray  # coef / scale, in the order numeric | missing | levels
     offset: float  # intercept - sum(coef * mean / scale)
     period: np.ndarray  # per-period offsets gamma_k
+    band_input: int = -1  # input column of the lead-age bands of the period shape (-1: none)
+    band_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    band_period: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))  # each band's addition to gamma_k
 
     @classmethod
     def of(cls, linear: LinearHazard, columns: list[str], categories: dict[str, list]) -> CompiledLinear:
@@ -105,9 +109,11 @@ class CompiledLinear:
         weight = coef[order] / scale[order]
         offset = float(linear.intercept - np.sum(coef[order] * mean[order] / scale[order]))
         as_int = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
+        band_input = -1 if linear.band_column is None else column_of(linear.band_column)
         return cls(as_int(numeric), np.asarray(log, dtype=bool), np.asarray(fill, dtype=np.float64), as_int(missing),
                    as_int(level_column), as_int(level_code), weight, offset,
-                   np.asarray(linear.period, dtype=np.float64))
+                   np.asarray(linear.period, dtype=np.float64), band_input,
+                   np.asarray(linear.band_edges, dtype=np.float64), linear.band_period())
 
     def snapshot_margin(self, base: np.ndarray) -> np.ndarray:
         """``b + z(x) . beta`` per row of the encoded inputs."""
@@ -119,6 +125,12 @@ class CompiledLinear:
         levels = (base[:, self.level_column] == self.level_code).astype(np.float64)
         design = np.concatenate([values, flags, levels], axis=1)
         return design @ self.weight + self.offset
+
+    def period_margins(self, base: np.ndarray) -> np.ndarray:
+        """``gamma_k`` plus the lead-age band's shape, (n, K), per row of the encoded inputs."""
+        if self.band_input < 0:
+            return np.broadcast_to(self.period, (len(base), self.period.size))
+        return self.period[None, :] + self.band_period[band_of(base[:, self.band_input], self.band_edges)]
 
 
 def period_thresholds(booster: lgb.Booster, feature: int, num_iteration: int | None) -> np.ndarray:
@@ -213,7 +225,7 @@ class ClosingCore:
         base = self.encode(np.asarray(matrix, dtype=np.float64))
         raw = self.booster_margins(base)
         if self.linear is not None:
-            raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period[None, :]
+            raw += self.linear.snapshot_margin(base)[:, None] + self.linear.period_margins(base)
         return expit(raw)
 
     def booster_margins(self, base: np.ndarray) -> np.ndarray:

@@ -97,13 +97,14 @@ def train_small_flat_champion(n_leads: int = 400, seed: int = 0) -> SalesReadine
 
 
 @functools.cache
-def train_small_time_to_close(n_leads: int = 1500, seed: int = 1, max_rounds: int = 60) -> TimeToCloseModel:
+def train_small_time_to_close(n_leads: int = 1500, seed: int = 1, max_rounds: int = 60,
+                              linear_age_bands: tuple[float, ...] = ()) -> TimeToCloseModel:
     """A time-to-close model on the training set of ``train_small_champion(n_leads, seed)`` (same spec)."""
     ts = train_small_champion(n_leads, seed).training_set
     frame = ts.frame
     X = frame[feature_columns_of(frame, ts.spec)]
     config = TimeToCloseConfig(booster=BoosterConfig(max_rounds=max_rounds, early_stopping_rounds=max_rounds,
-                                                     num_threads=1))
+                                                     num_threads=1), linear_age_bands=linear_age_bands)
     return TimeToCloseModel(config).fit(X, frame[DAYS_OBSERVED].to_numpy(dtype=float),
                                         frame[EVENT_OBSERVED].to_numpy().astype(bool), spec=ts.spec,
                                         num_boost_round=max_rounds)

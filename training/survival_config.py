@@ -100,6 +100,11 @@ class TimeToCloseConfig(BaseModel):
     linear_tolerance: float = Field(0.0, ge=0, description="strongest penalty within this relative "
                                     "validation log loss of the best (0: the best)")
     linear_max_rows: int = Field(300_000, ge=1000, description="period rows the linear hazard is fitted on")
+    linear_age_bands: tuple[float, ...] = Field(
+        (), description="lead ages (days at the snapshot, increasing) that split the linear base's period shape "
+        "into bands, each after the first with its own free level and log-time slope (training.survival_linear); "
+        "needs the lead_age_days feature. (): one shape for every lead (the default; README, Revenue forecast: "
+        "[90, 180] straightened the forecast's months 4-6 but cost Olist 0.01 of C)")
     linear_refit: bool = Field(True, description="after early stopping, refit the linear base (same design and "
                                "C) on the training + validation leads; the trees are kept")
     recalibration_strength: float | None = Field(
@@ -135,6 +140,13 @@ class TimeToCloseConfig(BaseModel):
         if not value or any(h <= 0 for h in value):
             raise ValueError(f"horizons_days must be positive day counts, got {value}")
         return tuple(sorted(set(value)))
+
+    @field_validator("linear_age_bands")
+    @classmethod
+    def _bands_increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(e <= 0 for e in value) or list(value) != sorted(set(value)):
+            raise ValueError(f"linear_age_bands must be increasing positive lead ages in days, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _horizons_within_model(self) -> TimeToCloseConfig:

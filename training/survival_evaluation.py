@@ -310,7 +310,10 @@ def _model_card(model: TimeToCloseModel, settings: EvaluationSettings, split: di
         f"LightGBM binary hazard per period on (snapshot, period) rows; the period index is a feature next to the "
         f"{len(model.feature_columns_)} FeatureSpec columns ({len(model.categories_)} categorical). "
         + (f"The trees boost from a penalised linear discrete-time hazard ({len(model.linear_.coef)} design columns "
-           f"+ a Weibull-like baseline and a departure per period, C = {model.linear_.c:g} chosen on the validation leads). "
+           f"+ a Weibull-like baseline and a departure per period"
+           + (f", its level and log-time slope free per {model.linear_.band_column} band (edges "
+              f"{', '.join(f'{e:g}' for e in model.linear_.band_edges)})" if model.linear_.band_column else "")
+           + f", C = {model.linear_.c:g} chosen on the validation leads). "
            if model.linear_ is not None else "")
         + f"{model.best_iteration_} trees, num_leaves {model.params_['num_leaves']}, max_depth "
         f"{model.params_['max_depth']}, learning rate {model.params_['learning_rate']}, min_data_in_leaf "

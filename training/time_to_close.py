@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from features.spec import FeatureSpec
+from features.spec import LEAD_AGE, FeatureSpec
 from training.close_curves import days_to_reach
 from training.config import BoosterConfig
 from training.model import (
@@ -62,7 +62,7 @@ from training.model import (
 )
 from training.period_margins import PeriodTrees
 from training.survival_config import TimeToCloseConfig
-from training.survival_linear import LinearHazard, fit_linear_hazard, refit_linear_hazard
+from training.survival_linear import Bands, LinearHazard, fit_linear_hazard, refit_linear_hazard
 
 KIND = "time_to_close"
 PERIOD_COLUMN = "period_index"
@@ -381,16 +381,20 @@ class TimeToCloseModel:
         self.linear_: LinearHazard | None = None
         init_train = init_valid = None
         if cfg.linear_base:
+            if cfg.linear_age_bands and LEAD_AGE not in self.feature_columns_:
+                raise ValueError(f"time_to_close.linear_age_bands {list(cfg.linear_age_bands)} splits the period "
+                                 f"shape by the {LEAD_AGE!r} feature, which is not among the feature columns; "
+                                 "set linear_age_bands: [] or keep that feature")
             say("fitting the linear base hazard")
             self.linear_ = fit_linear_hazard(
                 self._in_order(X), rows, cfg.max_periods, None if X_valid is None else self._in_order(X_valid),
                 valid_rows,
                 c_grid=cfg.linear_c_grid, c_default=cfg.linear_c_default, tolerance=cfg.linear_tolerance,
-                max_rows=cfg.linear_max_rows, max_levels=cfg.cox_max_levels, seed=cfg.seed)
-            init_train = self.linear_.snapshot_margin(X)[rows.row] + self.linear_.period[rows.period]
+                max_rows=cfg.linear_max_rows, max_levels=cfg.cox_max_levels, seed=cfg.seed,
+                bands=Bands(LEAD_AGE, tuple(cfg.linear_age_bands)) if cfg.linear_age_bands else Bands())
+            init_train = self.linear_.row_margins(X, rows)
             if X_valid is not None:
-                init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
-                              + self.linear_.period[valid_rows.period])
+                init_valid = self.linear_.row_margins(X_valid, valid_rows)
         say("boosting the hazard trees")
         names = lightgbm_feature_names([*self.feature_columns_, PERIOD_COLUMN])
         cat_idx = [j for j, c in enumerate(self.feature_columns_) if c in self.categories_]
@@ -420,8 +424,7 @@ class TimeToCloseModel:
                                                max_rows=cfg.linear_max_rows, seed=cfg.seed,
                                                X_more=self._in_order(X_valid))
             if cfg.recalibration_strength is not None:  # the offsets go on the refitted base, which moved the level
-                init_valid = (self.linear_.snapshot_margin(X_valid)[valid_rows.row]
-                              + self.linear_.period[valid_rows.period])
+                init_valid = self.linear_.row_margins(X_valid, valid_rows)
         self.period_offsets_ = np.zeros(cfg.max_periods)
         if X_valid is not None and self.linear_ is not None and cfg.recalibration_strength is not None:
             say("recalibrating the per-period hazard on the validation leads")

@@ -10,6 +10,7 @@ import pytest
 from scipy.special import expit
 
 from features.build import scoring_matrix
+from features.spec import LEAD_AGE
 from serving.closing import ClosingCore, period_bins
 from serving.core import CLOSING_FIELDS, ModelInfo, ScoringCore
 from tests.serving_fixtures import AS_OF, train_small_champion, train_small_time_to_close
@@ -44,6 +45,17 @@ def test_hazards_equal_the_models_own_prediction(champion, closing_model, rows) 
     assert expected.std() > 0  # leads differ
     # the booster splits on the period: some periods share a bin, others do not (both paths exercised)
     assert 2 < len(closing.period_values) < closing.periods
+
+
+def test_hazards_with_lead_age_bands_equal_the_models_own_prediction(champion) -> None:
+    """``time_to_close.linear_age_bands``: the served hazards take each lead's band shape as the model does."""
+    model = train_small_time_to_close(n_leads=N_LEADS, seed=SEED, linear_age_bands=(90.0, 180.0))
+    assert model.linear_.band_column == LEAD_AGE and np.abs(model.linear_.band_coef).max() > 0
+    _, matrix = scoring_matrix(champion.crm, champion.model.spec_, AS_OF, eligible_only=False)
+    closing = ClosingCore(model, champion.model.spec_)
+    frame = champion.model.spec_.to_frame(matrix)
+    assert np.bincount(model.linear_.bands(frame), minlength=3).min() > 0  # every band is served
+    np.testing.assert_allclose(closing.hazards(matrix), model.predict_hazard(frame), rtol=1e-6, atol=1e-9)
 
 
 BATCH, REQUEST = 1_037, 50  # leads in a batch (a rescore partition, a large request); in a request
@@ -89,7 +101,7 @@ def test_a_batch_walks_each_leads_trees_once_with_lightgbms_margins(champion, cl
     for k in range(closing.periods):
         rows[:, -1] = k
         raw[:, k] = closing_model.booster_.predict(rows, raw_score=True, num_iteration=closing_model.best_iteration_)
-    raw += closing.linear.snapshot_margin(base)[:, None] + closing.linear.period[None, :]
+    raw += closing.linear.snapshot_margin(base)[:, None] + closing.linear.period_margins(base)
     assert hazards.tobytes() == expit(raw).tobytes()
     booster_rows.clear()
     closing.hazards(many_rows[:REQUEST])

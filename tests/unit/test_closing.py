@@ -54,7 +54,8 @@ def test_hazards_with_lead_age_bands_equal_the_models_own_prediction(champion) -
     _, matrix = scoring_matrix(champion.crm, champion.model.spec_, AS_OF, eligible_only=False)
     closing = ClosingCore(model, champion.model.spec_)
     frame = champion.model.spec_.to_frame(matrix)
-    assert np.bincount(model.linear_.bands(frame), minlength=3).min() > 0  # every band is served
+    bands = len(model.linear_.band_edges) + 1  # bands with too few closes were merged
+    assert bands >= 2 and np.bincount(model.linear_.bands(frame), minlength=bands).min() > 0  # each one served
     np.testing.assert_allclose(closing.hazards(matrix), model.predict_hazard(frame), rtol=1e-6, atol=1e-9)
 
 

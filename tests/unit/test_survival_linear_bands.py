@@ -14,7 +14,7 @@ from scipy.special import expit
 
 from serving.closing import CompiledLinear
 from training.survival_config import TimeToCloseConfig
-from training.survival_linear import Bands, LinearHazard, band_of, fit_linear_hazard
+from training.survival_linear import Bands, LinearHazard, band_of, bands_with_closes, fit_linear_hazard
 from training.time_to_close import TimeToCloseModel, expand_periods
 
 PERIODS = 20
@@ -134,3 +134,37 @@ def test_bands_without_the_lead_age_feature_are_refused() -> None:
 def test_the_config_refuses_bands_that_do_not_increase(edges) -> None:
     with pytest.raises(ValueError, match="linear_age_bands must be increasing positive"):
         TimeToCloseConfig(linear_age_bands=edges)
+
+
+def _closing_snapshots(closes_per_band: list[int], open_per_band: int = 50) -> tuple[pd.DataFrame, object]:
+    """Snapshots of the ages 20, 120 and 400 days: ``closes_per_band[j]`` close in week 1, the others stay open."""
+    ages, events = [], []
+    for age, closes in zip((20.0, 120.0, 400.0), closes_per_band, strict=True):
+        ages += [age] * (closes + open_per_band)
+        events += [True] * closes + [False] * open_per_band
+    events = np.array(events)
+    rows = expand_periods(np.where(events, 3.0, PERIODS * 7.0), events, 7.0, PERIODS, censored_period_weight=0.5)
+    return pd.DataFrame({"lead_age_days": ages, "a": np.zeros(len(ages))}), rows
+
+
+@pytest.mark.parametrize(("closes", "edges"), [([40, 30, 25], EDGES), ([40, 30, 5], (90.0,)), ([40, 5, 30], (180.0,)),
+                                               ([40, 5, 0], ()), ([40, 0, 15], ())])
+def test_a_band_with_too_few_closes_joins_the_band_below(closes, edges) -> None:
+    X, rows = _closing_snapshots(closes)
+    kept = bands_with_closes(Bands("lead_age_days", EDGES), X, rows, min_closes=20)
+    assert kept.edges == edges
+    assert kept.column == ("lead_age_days" if edges else None)
+
+
+def test_a_band_without_closes_gets_no_shape_of_its_own() -> None:
+    """Olist: no lead 180 days or older closed in the backtest's fitting rows, and that band's free level went
+    to -14.8 (its leads' hazard ~0, the C-index 0.010 lower). Such a band is merged into the one below."""
+    X, d, e = _snapshots(12000, seed=1)
+    old = X["lead_age_days"].to_numpy() >= 180
+    e = e & ~old
+    d = np.where(old, PERIODS * 7.0, d)
+    rows = expand_periods(d, e, 7.0, PERIODS, censored_period_weight=0.5)
+    unguarded = fit_linear_hazard(X, rows, PERIODS, bands=Bands("lead_age_days", EDGES), min_band_closes=0)
+    assert unguarded.band_coef[1, 0] < -5  # the defect: a level far below any band's with closes
+    linear = fit_linear_hazard(X, rows, PERIODS, bands=Bands("lead_age_days", EDGES))
+    assert linear.band_edges.tolist() == [90.0] and np.abs(linear.band_coef).max() < 3

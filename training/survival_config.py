@@ -105,7 +105,7 @@ class TimeToCloseConfig(BaseModel):
         "into bands, each after the first with its own free level and log-time slope (training.survival_linear); "
         "a band with fewer than 20 closes joins the band below; needs the lead_age_days feature. (): one shape "
         "for every lead (the default; README, Revenue forecast: [90, 180] straightened the forecast's months 4-6 "
-        "but raised them further above the oracle where the forecast ran high)")
+        "but raised them further above the oracle where the forecast ran high, and too far on one seed)")
     linear_refit: bool = Field(True, description="after early stopping, refit the linear base (same design and "
                                "C) on the training + validation leads; the trees are kept")
     recalibration_strength: float | None = Field(

@@ -38,8 +38,8 @@ gets its own unpenalised level and log-time slope, ``a_j + s_j log(1 + k)``, add
 ``gamma_k``: a stratified Weibull-like baseline, free as the shared one is; a band with fewer than
 :data:`MIN_BAND_CLOSES` closes is merged into the band below (as a stratum needs events). Off by default
 (``TimeToCloseConfig.linear_age_bands``): with [90, 180] the revenue forecast's months 4-6 moved toward the
-oracle on the synthetic CRMs where it was below, and further above it on the seed where the whole forecast
-was high (README, Revenue forecast).
+oracle on the synthetic CRMs where it was below, but further above it on a seed where the whole forecast
+was high and past it on another (README, Revenue forecast).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The `leadscore` command as a user runs it: real subprocesses, real files and databases."""
+"""The `leadscore` command as a user runs it: real files and databases.
+
+Commands run in this process through typer's runner (``run_cli``, ``_invoke``), except where the process is the
+point: the demo (its whole output as a user sees it, MLflow's own prints and log lines included, which must not
+show MLflow's routine lines) and the stop by SIGTERM / SIGINT (signals to a real process)."""
 
 from __future__ import annotations
 
@@ -17,15 +21,29 @@ ROOT = Path(__file__).resolve().parents[2]
 LEADSCORE = [sys.executable, "-m", "leadscore.cli"]
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``leadscore *args`` as a separate process, from the repository's folder."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
-        [*LEADSCORE, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=300
+        [*LEADSCORE, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
 
 
+def run_cli(*args: str):
+    """``leadscore *args`` in this process: ``returncode``, ``stdout`` and ``stderr`` as a process has them; an
+    exception the command does not turn into an exit fails the test (a process would end with a traceback)."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    result.returncode = result.exit_code
+    return result
+
+
 def test_demo_synthesizes_validates_and_builds_features(tmp_path: Path) -> None:
-    result = run_cli("demo", "--dir", str(tmp_path / "demo"), "--leads", "1500", "--seed", "3")
+    result = run_process("demo", "--dir", str(tmp_path / "demo"), "--leads", "1500", "--seed", "3")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "validation (strict): ok" in out
@@ -170,7 +188,8 @@ def test_config_and_output_mistakes_are_one_line_errors_and_write_nothing(tmp_pa
 
 
 @pytest.mark.usefixtures("real_data_dir")
-def test_validate_flat_xeducation_with_only_a_config_file() -> None:
+def test_validate_flat_xeducation_with_only_a_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the path as a user in the repository's folder types it
     result = run_cli("validate", "-c", "configs/xeducation.yaml")
     assert result.returncode == 0, result.stderr
     assert "9,237" in result.stdout

@@ -3,7 +3,8 @@
 One run of ``train_and_evaluate_time_to_close`` on 5,000 synthetic leads (monthly snapshots,
 defaults of ``TimeToCloseConfig``) is shared by the module; the issue's targets are checked on a
 second CRM too (seed 7: the seed whose 90-day calibration was 0.037 before the per-period
-recalibration), so they do not hold by the luck of one draw.
+recalibration; its Cox peer on the penalizer the default grid picks there), so they do not hold by the luck
+of one draw.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from training.time_to_close import BEYOND_HORIZON, MEDIAN_DAYS, TimeToCloseModel
 N_LEADS = 5000
 SEED = 3
 SECOND_SEED = 7
+SECOND_SEED_COX_PENALIZER = 0.003
 
 
 def _run(seed: int) -> TimeToCloseResult:
@@ -38,6 +40,10 @@ def _run(seed: int) -> TimeToCloseResult:
     # behaviour tests are the model class's (the refit is tested in tests/model/test_time_to_close_refit.py): the
     # refit's second fit is not paid for here
     config = TimeToCloseConfig(make_plots=seed == SEED, refit=False)
+    if seed != SEED:
+        # the second CRM's Cox peer beside the one penalizer, 0.003, that the default grid of five picks on it (the
+        # same comparison and calibration tables, bit for bit, at ~5 s less CPU); the first CRM keeps the grid
+        config = config.model_copy(update={"cox_penalizers": (SECOND_SEED_COX_PENALIZER,)})
     return train_and_evaluate_time_to_close(build_training_set(crm), config)
 
 

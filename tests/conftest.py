@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# One BLAS / OpenMP thread per test process (and the commands, kernels and servers it starts, which inherit it)
+# unless the environment says otherwise: `make test` runs two workers on a 2-core machine, and OpenBLAS's two
+# threads per process, spinning while they wait for a core, made the numeric tests several times slower
+# (tests/model/test_time_to_close.py and test_forecast_backtest.py side by side: 90 s without, 24 s with). Set
+# before NumPy, LightGBM or SciPy load (nothing has imported them when pytest reads this file); the figures the
+# tests compare with are those of OMP_NUM_THREADS=1 runs (README: BLAS threads move some decimals).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 REAL_DATA = REPOSITORY.parent / "shared" / "data" / "real"
 POSTGRES_ADMIN_URL = os.environ.get(

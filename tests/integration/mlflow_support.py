@@ -107,7 +107,8 @@ def cli_message(result) -> str:
 def local_http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """``handler`` served by a thread on a free port of 127.0.0.1; yields the server's base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # polled every 50 ms for its shutdown (the default 0.5 s held every test using it that long at its end)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -205,7 +205,8 @@ def _tiny_run(tmp_path: Path) -> tuple[MlflowClient, LoggedRun]:
     client = connect(target)
     experiment_id = ensure_experiment(client, "lost", target.artifact_location)
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        info = mlflow.pyfunc.log_model(name="model", python_model=_Model())
+        # its requirements named: MLflow would infer them in a Python subprocess (~2 s)
+        info = mlflow.pyfunc.log_model(name="model", python_model=_Model(), pip_requirements=["mlflow"])
     logged = LoggedRun(run.info.run_id, run.info.experiment_id, info.model_uri, {"eval_rows": "1"})
     return client, logged
 

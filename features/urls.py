@@ -9,6 +9,7 @@ an error is about to name, is masked too.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 MASK = "***"  # as SQLAlchemy's ``URL.render_as_string(hide_password=True)``
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/+")
@@ -35,16 +36,29 @@ def has_password(url: str) -> bool:
 
 # the database back ends of MLflow's tracking and registry stores
 DATABASE_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+# MLflow's other built-in tracking stores (``uc``: OSS Unity Catalog, ``uc:http://host``)
+BUILT_IN_STORE_SCHEMES = ("http", "https", "file", "uc")
+# the entry point group of MLflow's tracking store plugins (azureml-mlflow's ``azureml://``)
+STORE_PLUGIN_GROUP = "mlflow.tracking_store"
+
+
+def plugin_store_schemes() -> frozenset[str]:
+    """The schemes of the tracking store plugins installed (entry points of :data:`STORE_PLUGIN_GROUP`)."""
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.name.lower() for ep in entry_points(group=STORE_PLUGIN_GROUP))
 
 
 def tracking_scheme_problem(uri: str) -> str | None:
     """Why ``uri`` (with ``scheme://``) names no MLflow tracking store, None when its scheme is one: a database
-    (``postgresql+psycopg://`` counts as ``postgresql``), ``http(s)://``, ``file:`` or Databricks. Without
-    ``://`` it is a folder or a Databricks profile, which the callers handle."""
+    (``postgresql+psycopg://`` counts as ``postgresql``), ``http(s)://``, ``file:``, Databricks, ``uc:`` or an
+    installed plugin's (:func:`plugin_store_schemes`). The scheme is read as MLflow reads it (URL parsing, any
+    case). Without ``://`` it is a folder or a Databricks profile, which the callers handle."""
     if "://" not in uri:
         return None
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
-    if scheme in (*DATABASE_STORE_SCHEMES, "http", "https", "file") or scheme.startswith("databricks"):
+    scheme = (urlsplit(uri).scheme or uri.split("://", 1)[0]).split("+", 1)[0].lower()
+    if (scheme in (*DATABASE_STORE_SCHEMES, *BUILT_IN_STORE_SCHEMES) or scheme.startswith("databricks")
+            or scheme in plugin_store_schemes()):
         return None
     return (f"tracking URI {masked_url(uri)!r}: {scheme!r} is no MLflow tracking store; use a database (sqlite:///<file>, "
             f"{', '.join(f'{s}://' for s in DATABASE_STORE_SCHEMES[1:])}) or an http(s):// server")

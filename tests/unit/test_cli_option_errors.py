@@ -145,3 +145,39 @@ def test_tracking_scheme_problem(uri: str, refused: bool) -> None:
     from features.urls import tracking_scheme_problem
 
     assert (tracking_scheme_problem(uri) is not None) is refused
+
+
+AZUREML_URI = ("azureml://eastus.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/g/providers/"
+               "Microsoft.MachineLearningServices/workspaces/w")
+
+
+def test_tracking_store_of_an_installed_mlflow_plugin_is_no_scheme_problem(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow takes tracking stores from plugins too (entry point group ``mlflow.tracking_store``: azureml-mlflow's
+    ``azureml://``): with such a distribution installed, its URIs reach MLflow; a scheme no plugin names is refused.
+    The distribution is a real one on ``sys.path`` (its metadata and entry point), found as pip's are."""
+    from features.urls import tracking_scheme_problem
+    from training.tracking import tracking_target
+
+    assert tracking_scheme_problem(AZUREML_URI) is not None  # no plugin installed: refused by name
+    site = tmp_path / "site"
+    dist = site / "azureml_store_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: azureml-store-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mlflow.tracking_store]\nazureml = azureml_store_plugin:Store\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert tracking_scheme_problem(AZUREML_URI) is None
+    assert tracking_target(AZUREML_URI, tmp_path).uri == AZUREML_URI
+    assert tracking_scheme_problem("azure://eastus.api.azureml.ms/mlflow") is not None
+
+
+def test_tracking_scheme_is_the_uris_scheme() -> None:
+    """MLflow reads the scheme as URL parsing does: OSS Unity Catalog's ``uc:http://host`` is its ``uc`` store, an
+    upper-case scheme is the lower-case one."""
+    from mlflow.utils.uri import get_uri_scheme
+
+    from features.urls import tracking_scheme_problem
+
+    for uri in ("uc:http://localhost:8080", "HTTPS://mlflow.example/path", "PostgreSQL+psycopg2://u:p@db/mlflow"):
+        assert get_uri_scheme(uri) in ("uc", "https", "postgresql")
+        assert tracking_scheme_problem(uri) is None, uri

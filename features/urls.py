@@ -38,15 +38,15 @@ def has_password(url: str) -> bool:
 DATABASE_STORE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 # MLflow's other built-in tracking stores (``uc``: OSS Unity Catalog, ``uc:http://host``)
 BUILT_IN_STORE_SCHEMES = ("http", "https", "file", "uc")
-# the entry point group of MLflow's tracking store plugins (azureml-mlflow's ``azureml://``)
-STORE_PLUGIN_GROUP = "mlflow.tracking_store"
+# the entry point groups of MLflow's tracking and registry store plugins (azureml-mlflow's ``azureml://``)
+STORE_PLUGIN_GROUPS = ("mlflow.tracking_store", "mlflow.model_registry_store")
 
 
 def plugin_store_schemes() -> frozenset[str]:
-    """The schemes of the tracking store plugins installed (entry points of :data:`STORE_PLUGIN_GROUP`)."""
+    """The schemes of the store plugins installed (entry points of :data:`STORE_PLUGIN_GROUPS`)."""
     from importlib.metadata import entry_points
 
-    return frozenset(ep.name.lower() for ep in entry_points(group=STORE_PLUGIN_GROUP))
+    return frozenset(ep.name.lower() for group in STORE_PLUGIN_GROUPS for ep in entry_points(group=group))
 
 
 def tracking_scheme_problem(uri: str) -> str | None:

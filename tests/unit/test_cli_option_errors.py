@@ -169,6 +169,11 @@ def test_tracking_store_of_an_installed_mlflow_plugin_is_no_scheme_problem(tmp_p
     assert tracking_scheme_problem(AZUREML_URI) is None
     assert tracking_target(AZUREML_URI, tmp_path).uri == AZUREML_URI
     assert tracking_scheme_problem("azure://eastus.api.azureml.ms/mlflow") is not None
+    registry_only = site / "registry_plugin-1.0.dist-info"  # MLFLOW_REGISTRY_URI, which serve checks too
+    registry_only.mkdir()
+    (registry_only / "METADATA").write_text("Metadata-Version: 2.1\nName: registry-plugin\nVersion: 1.0\n")
+    (registry_only / "entry_points.txt").write_text("[mlflow.model_registry_store]\nmyreg = registry_plugin:Store\n")
+    assert tracking_scheme_problem("myreg://registry.example/api") is None
 
 
 def test_tracking_scheme_is_the_uris_scheme() -> None:

@@ -77,6 +77,10 @@ class RegistryError(RuntimeError):
     """A registry operation cannot proceed (missing alias, no previous champion, ...)."""
 
 
+class BacktestMissing(RegistryError):
+    """A refit version's run holds no backtest model (logged before runs kept it, or the artifact is gone)."""
+
+
 class MetricError(RegistryError):
     """The metric asked for cannot decide the promotion of the candidate's kind of model."""
 
@@ -388,7 +392,8 @@ def rows_metrics(rows: pd.DataFrame, probability: np.ndarray, ece_bins: int = 10
 
 
 # (client, registered name, version, evaluation rows, run id of the candidate) -> metrics on the rows
-RowsScorer = Callable[[MlflowClient, str, str, pd.DataFrame, str], dict[str, float]]
+# (client, name, version, rows, candidate run_id, notes=): notes given on the champion's side of a promotion
+RowsScorer = Callable[..., dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -458,7 +463,7 @@ def load_backtest_model(client: MlflowClient, version: ModelVersion, load: Calla
         try:
             local = client.download_artifacts(version.run_id, BACKTEST_MODEL_ARTIFACT, tmp)
         except (MlflowException, OSError) as exc:
-            raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but its run "
+            raise BacktestMissing(f"version {version.version} of {version.name!r} was refit for deployment but its run "
                                 f"{version.run_id} holds no {BACKTEST_MODEL_ARTIFACT}/ ({exc}): cannot grade it on "
                                 f"the rows dated up to its data end {tagged_data_end(version)}, whose outcomes it "
                                 "learnt from (a version trained again has it)") from exc
@@ -504,24 +509,44 @@ def _run_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.Dat
     return keyed(rows).merge(known, on=keys, how="left")["probability"].to_numpy(dtype=float)
 
 
-def backtest_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame) -> np.ndarray:
+def backtest_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
+                           without_backtest: Callable[[pd.DataFrame], np.ndarray] | None = None) -> np.ndarray:
     """Probabilities of a refit version's run's backtest model on ``rows``: on its run's test rows those it logged
-    (the run's figures), on others those of the backtest model the run logged, through the pyfunc's own path."""
+    (the run's figures), on others those of the backtest model the run logged, through the pyfunc's own path.
+    A run without the backtest model: those others are refused (:class:`BacktestMissing`), or go to
+    ``without_backtest`` when given (a champion's side of a promotion: :func:`out_of_sample_probabilities`)."""
     from training.model import SalesReadinessModel
     from training.pyfunc import SalesReadinessPyfunc
 
     p = _run_probabilities(client, version, rows) if LEAD_ID in rows.columns else np.full(len(rows), np.nan)
     new = np.isnan(p)
     if new.any():
+        rest = rows[new] if not new.all() else rows
+        try:
+            model = load_backtest_model(client, version, SalesReadinessModel.load)
+        except BacktestMissing:
+            if without_backtest is None:
+                raise
+            p[new] = without_backtest(rest)
+            return p
         backtest = SalesReadinessPyfunc()
-        backtest.model_ = load_backtest_model(client, version, SalesReadinessModel.load)
-        p[new] = pyfunc_probabilities(backtest, feature_part(rows[new] if not new.all() else rows))
+        backtest.model_ = model
+        p[new] = pyfunc_probabilities(backtest, feature_part(rest))
     return p
+
+
+def backtest_missing_note(version: ModelVersion, rows: int) -> str:
+    """What a champion's side of a promotion says when its run holds no backtest model for ``rows`` rows."""
+    return (f"note: {CHAMPION} version {version.version} was refit for deployment and its run holds no "
+            f"{BACKTEST_MODEL_ARTIFACT}/ (registered before runs logged it): {rows:,} rows dated up to its data end "
+            f"{tagged_data_end(version)} were graded with the version itself, which learnt their outcomes: "
+            "its figures there are flattered (the challenger had to beat them)")
 
 
 def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
                                 score: Callable[[pd.DataFrame], np.ndarray],
-                                progress: Callable[[str], None] | None = None) -> np.ndarray:
+                                progress: Callable[[str], None] | None = None,
+                                notes: list[str] | None = None) -> np.ndarray:
     """Probabilities of ``version`` on ``rows`` that never come from rows, or outcomes, it was fitted on.
 
     A K-fold flat version (tag ``out_of_fold``) is refit on every row of its run: re-scoring those
@@ -531,15 +556,21 @@ def out_of_sample_probabilities(client: MlflowClient, version: ModelVersion, row
     rows, labelled by outcomes up to its data end: every row dated up to that end is graded by its run's backtest
     model (:func:`grade_refit_apart`, :func:`backtest_probabilities`), later rows by ``score``; undated rows (flat
     rows by time) are matched by ``lead_id``, as out-of-fold ones. Other time-split versions are tested on later rows
-    than they were fitted on: all of their rows are scored."""
+    than they were fitted on: all of their rows are scored. With ``notes`` (a champion's side of a promotion: it
+    cannot be trained again), rows a refit version's run holds no backtest model for are scored by ``score``, and a
+    note says so (:func:`backtest_missing_note`); without, they are refused."""
     # versions registered before the tag: every flat version was K-fold then
     out_of_fold = version.tags.get("out_of_fold", str(version.tags.get("data_mode") == "flat").lower()) == "true"
     refit = version.tags.get("refit") == "true"
     if not (out_of_fold or refit) or not version.run_id:
         return score(rows)
     if refit and AS_OF in rows.columns and tagged_data_end(version):
-        return grade_refit_apart(version, rows, score, lambda part: backtest_probabilities(client, version, part),
-                                 progress)
+        def by_itself(part: pd.DataFrame) -> np.ndarray:
+            notes.append(backtest_missing_note(version, len(part)))
+            return score(part)
+
+        return grade_refit_apart(version, rows, score, lambda part: backtest_probabilities(
+            client, version, part, None if notes is None else by_itself), progress)
     if LEAD_ID not in rows.columns:
         return score(rows)
     p = _run_probabilities(client, version, rows)
@@ -560,11 +591,12 @@ def run_ece_bins(client: MlflowClient, run_id: str) -> tuple[int, str]:
 
 
 def _sales_readiness_rows_metrics(client: MlflowClient, name: str, version: str, rows: pd.DataFrame,
-                                  run_id: str) -> dict[str, float]:
-    """Metrics of ``version`` on the candidate run's rows, ECE with that run's bins (as its baselines')."""
+                                  run_id: str, notes: list[str] | None = None) -> dict[str, float]:
+    """Metrics of ``version`` on the candidate run's rows, ECE with that run's bins (as its baselines'); ``notes``:
+    the champion's side (:func:`out_of_sample_probabilities`)."""
     return rows_metrics(rows, out_of_sample_probabilities(
-        client, client.get_model_version(name, version), rows, lambda part: score_rows(client, name, version, part)),
-        *run_ece_bins(client, run_id))
+        client, client.get_model_version(name, version), rows, lambda part: score_rows(client, name, version, part),
+        notes=notes), *run_ece_bins(client, run_id))
 
 
 def promotion_rules(kind: str | None) -> PromotionRules:
@@ -659,9 +691,11 @@ def promote(
         raise RegistryError(f"metric {metric!r} is not measured for {rules.kind} models; use one of "
                             f"{sorted(challenger_metrics)}")
     champion_metrics = None
+    champion_notes: list[str] = []  # a refit champion whose run holds no backtest model: graded by itself, said
     if current is not None:
         try:
-            champion_metrics = rules.metrics_on_rows(client, name, current.version, rows, candidate.run_id)
+            champion_metrics = rules.metrics_on_rows(client, name, current.version, rows, candidate.run_id,
+                                                     notes=champion_notes)
         except (KeyError, ValueError, MlflowException) as exc:
             raise RegistryError(unscorable_message(client, name, str(current.version), rows, exc)) from exc
     baselines = baselines_to_beat(comparison, metric, rules.default_metric, rules.model_row)
@@ -676,7 +710,7 @@ def promote(
     if candidate.tags.get("leakage_flagged") == "true":
         reasons.append("note: the leakage alarm flagged this version (see the run's leakage/leakage.txt)")
     if current is not None:
-        reasons.extend(filter(None, [champion_fitted_rows_note(current, rows)]))
+        reasons.extend(filter(None, [champion_fitted_rows_note(current, rows), *champion_notes]))
     # the deciding metric and the baselines' metrics are always rows of the table
     shown = tuple(dict.fromkeys((*rules.side_by_side, metric, *(b[1] for b in baselines))))
     challenger = alias_version(client, name, CHALLENGER)

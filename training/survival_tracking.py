@@ -30,9 +30,11 @@ from features.schema import LEAD_ID
 from training.config import AS_OF
 from training.pyfunc import to_pyfunc_input
 from training.registry import (
+    BacktestMissing,
     PromotionRules,
     _bind,
     backtest_graded,
+    backtest_missing_note,
     grade_refit_apart,
     register_challenger,
 )
@@ -145,16 +147,24 @@ def load_backtest_model(client: MlflowClient, version: ModelVersion) -> TimeToCl
 
 def out_of_sample_survival(client: MlflowClient, version: ModelVersion, rows: pd.DataFrame,
                            score: Callable[[pd.DataFrame, TimeToCloseModel | None], np.ndarray],
-                           progress: Callable[[str], None] | None = None) -> np.ndarray:
+                           progress: Callable[[str], None] | None = None,
+                           notes: list[str] | None = None) -> np.ndarray:
     """Survival curves of ``version`` on ``rows`` that never come from rows it was fitted on: ``score(part,
     None)`` scores ``part`` with the version itself, ``score(part, model)`` with ``model``. A refit version's
     rows dated up to its data end (:func:`training.registry.backtest_graded`) go to its run's backtest model, loaded
-    once."""
+    once. A run without it: refused, or with ``notes`` (a champion's side of a promotion) scored by the version
+    itself with a note (:func:`training.registry.backtest_missing_note`)."""
     loaded: list[TimeToCloseModel] = []
 
     def score_backtest(part: pd.DataFrame) -> np.ndarray:
         if not loaded:
-            loaded.append(load_backtest_model(client, version))
+            try:
+                loaded.append(load_backtest_model(client, version))
+            except BacktestMissing:
+                if notes is None:
+                    raise
+                notes.append(backtest_missing_note(version, len(part)))
+                return score(part, None)
         return score(part, loaded[0])
 
     return grade_refit_apart(version, rows, lambda part: score(part, None), score_backtest, progress)
@@ -168,10 +178,11 @@ def load_settings(client: MlflowClient, run_id: str) -> EvaluationSettings:
 
 
 def rows_metrics_time_to_close(
-    client: MlflowClient, name: str, version: str, rows: pd.DataFrame, run_id: str
+    client: MlflowClient, name: str, version: str, rows: pd.DataFrame, run_id: str, notes: list[str] | None = None
 ) -> dict[str, float]:
     """Metrics of a registered version on evaluation rows, re-scored through its pyfunc, measured
-    with the settings of the run ``run_id`` (the candidate's).
+    with the settings of the run ``run_id`` (the candidate's); ``notes``: the champion's side of a promotion
+    (:func:`out_of_sample_survival`).
 
     The rows go to the pyfunc's own ``predict`` (which checks the columns and values and names the bad
     ones), not through ``PyFuncModel.predict``: MLflow's schema check calls Python once per value of an
@@ -199,7 +210,7 @@ def rows_metrics_time_to_close(
             blocks.append(output[columns].to_numpy(dtype=float))
         return np.concatenate(blocks) if blocks else np.empty((0, len(columns)))
 
-    survival = out_of_sample_survival(client, client.get_model_version(name, version), rows, score)
+    survival = out_of_sample_survival(client, client.get_model_version(name, version), rows, score, notes=notes)
     evaluation = score_survival(rows[DURATION].to_numpy(dtype=float), rows[EVENT].to_numpy(), survival, settings)
     return evaluation.metrics
 

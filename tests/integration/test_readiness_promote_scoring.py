@@ -201,3 +201,38 @@ def test_a_refit_version_is_graded_by_its_backtest_up_to_the_data_end(
     with pytest.raises(RegistryError, match=rf"(?s)run {run.run_id} holds no backtest_model/.*cannot grade it on the "
                                             "rows dated up to its data end"):
         out_of_sample_probabilities(client, version, moved, refit_score)
+
+
+def test_a_refit_champion_without_its_backtest_model_is_graded_by_itself_with_a_note(tmp_path) -> None:
+    """A refit champion whose run holds no backtest_model/ (registered before runs logged it, or the artifact is
+    gone) cannot be trained again, as a challenger can: the challenger's rows dated up to its data end that its run
+    does not hold (a later split, more data) refused every promotion over it. The champion side grades them with
+    the champion itself, which flatters it (its calibrator learnt their outcomes: the challenger's bar is higher,
+    never lower), and the decision says so, as for a champion graded on rows it was fitted on."""
+    project, training_set, _ = shared_project()
+    target = tracking_target(None, tmp_path / "old-refit")
+    client = connect(target)
+    result = fitted("medium")  # training.refit: true
+    held = result.predictions.iloc[: len(result.predictions) // 2]  # its run holds half of the later test rows
+    champion = track_and_register(target, project, training_set, dataclasses.replace(result, predictions=held,
+                                                                                     figures={}))
+    assert promote(client).promoted
+    stored = [p for p in (tmp_path / "old-refit").rglob("backtest_model") if p.is_dir()]
+    assert len(stored) == 1, stored
+    shutil.rmtree(stored[0])
+    challenger = track_and_register(target, project, training_set, dataclasses.replace(fitted("good", refit=False),
+                                                                                     figures={}))
+    rows = load_run_frame(client, challenger.run_id, TEST_SET_ARTIFACT)
+    version = client.get_model_version(MODEL_NAME, champion.model_version)
+    assert (pd.to_datetime(rows["as_of"]) <= pd.Timestamp(version.tags["data_end"])).all()
+    decision = promote(client)
+    assert decision.champion_version == champion.model_version
+    note = [r for r in decision.reasons if "backtest_model/" in r]
+    assert len(note) == 1 and f"version {champion.model_version}" in note[0], decision.reasons
+    logged = rows[["lead_id", "as_of"]].merge(held[["lead_id", "as_of", "probability"]], how="left")["probability"]
+    known = logged.notna().to_numpy()
+    assert 0 < known.sum() < len(rows)
+    expected = np.where(known, logged.to_numpy(dtype=float), result.model.predict_proba(rows))
+    champion_column = decision.table[f"champion v{champion.model_version}"]
+    graded = rows_metrics(rows, expected, *run_ece_bins(client, challenger.run_id))
+    assert {m: champion_column[m] for m in COMPARED} == pytest.approx({m: graded[m] for m in COMPARED}, rel=1e-9)

@@ -140,7 +140,7 @@ def _client(tracking_uri: str) -> Any:
     except ValueError as exc:
         raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
                                 "or --tracking-uri)") from exc
-    if tracking_uri.startswith(("http://", "https://")):  # training.tracking loads matplotlib: only for a server
+    if tracking_uri.lower().startswith(("http://", "https://")):  # training.tracking loads matplotlib: only for a server
         from training.tracking import reach_tracking_server
 
         reach_tracking_server(tracking_uri)  # a server that does not answer fails in seconds

@@ -72,8 +72,8 @@ class TrackingTarget:
 
 
 def is_server_uri(uri: str) -> bool:
-    """A tracking server (``http(s)://``), not a local store."""
-    return uri.startswith(("http://", "https://"))
+    """A tracking server (``http(s)://``, in any case as MLflow reads it), not a local store."""
+    return uri.lower().startswith(("http://", "https://"))
 
 
 def default_tracking_uri(project_dir: str | Path) -> str:
@@ -84,7 +84,7 @@ def default_tracking_uri(project_dir: str | Path) -> str:
 def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> TrackingTarget:
     """Resolve the target: explicit URI, else the SQLite default; local stores keep artifacts beside the DB."""
     uri = tracking_uri or default_tracking_uri(project_dir)
-    if uri.startswith(("http://", "https://", "databricks")):
+    if uri.lower().startswith(("http://", "https://", "databricks")):
         return TrackingTarget(uri)
     if uri.startswith("sqlite:///"):
         db_path = Path(uri.removeprefix("sqlite:///"))
@@ -362,7 +362,7 @@ def tracking_server_errors(uri: str, detail: str = "") -> Iterator[None]:
     except TrackingServerUnreachable:
         raise
     except Exception as exc:
-        reason = server_failure(exc) if uri.startswith(("http://", "https://")) else None
+        reason = server_failure(exc) if is_server_uri(uri) else None
         if reason is None:
             raise
         notes = "; ".join(n for n in [detail, *getattr(exc, "__notes__", [])] if n)

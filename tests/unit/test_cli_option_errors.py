@@ -186,3 +186,13 @@ def test_tracking_scheme_is_the_uris_scheme() -> None:
     for uri in ("uc:http://localhost:8080", "HTTPS://mlflow.example/path", "PostgreSQL+psycopg2://u:p@db/mlflow"):
         assert get_uri_scheme(uri) in ("uc", "https", "postgresql")
         assert tracking_scheme_problem(uri) is None, uri
+
+
+def test_a_server_uri_of_an_upper_case_scheme_is_a_server(tmp_path: Path) -> None:
+    """``HTTPS://host`` is let through (MLflow reads the scheme in any case and talks to the server): it is a server
+    to leadscore too, whose experiments keep the server's artifact store, not this machine's project folder."""
+    from training.tracking import tracking_target
+
+    for uri in ("HTTPS://mlflow.example/mlflow", "Http://127.0.0.1:5000"):
+        target = tracking_target(uri, tmp_path)
+        assert target.is_server and target.artifact_location is None, target

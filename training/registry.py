@@ -449,8 +449,15 @@ def backtest_graded(version: ModelVersion, rows: pd.DataFrame) -> np.ndarray | N
         raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but "
                             + ("lacks the version tag 'data_end'" if text is None else f"the rows have no {AS_OF!r}")
                             + ": cannot tell the rows whose outcomes it learnt from from the rows it may be graded on")
+    try:
+        end = pd.Timestamp(text)
+    except ValueError:
+        end = pd.NaT
+    if pd.isna(end):  # compared false with every row: all of them would go to the refit
+        raise RegistryError(f"version {version.version} of {version.name!r} was refit for deployment but its data end "
+                            f"{text!r} (version tag 'data_end' or 'fitted_until') is no instant: cannot tell the rows "
+                            "whose outcomes it learnt from from the rows it may be graded on")
     as_of = pd.to_datetime(rows[AS_OF])
-    end = pd.Timestamp(text)
     if _DATE_ONLY.fullmatch(text.strip()):
         return (as_of < end.normalize() + pd.Timedelta(days=1)).to_numpy()
     return (as_of <= end).to_numpy()

@@ -59,3 +59,11 @@ def test_a_sales_readiness_version_tagged_before_data_end_reads_its_fitted_until
     np.testing.assert_array_equal(backtest_graded(older, _rows("2026-06-30", "2026-06-30 06:00")), [True, False])
     with pytest.raises(RegistryError, match="lacks the version tag 'data_end'"):
         backtest_graded(_version(refit="true"), _rows("2026-06-30"))
+
+
+@pytest.mark.parametrize("tag", ["NaT", "not a date"])
+def test_a_data_end_that_reads_as_no_instant_is_refused(tag: str) -> None:
+    """A ``data_end`` that is no instant (``NaT``, as ``pd.Timestamp(NaT).isoformat()`` writes it) compared false
+    with every row: all of them went to the refit, graded on the outcomes it learnt from."""
+    with pytest.raises(RegistryError, match="data_end"):
+        backtest_graded(_version(refit="true", data_end=tag), _rows("2026-06-30"))

@@ -151,6 +151,9 @@ class TimeToCloseConfig(BaseModel):
 
     @model_validator(mode="after")
     def _horizons_within_model(self) -> TimeToCloseConfig:
+        if self.linear_age_bands and not self.linear_base:
+            raise ValueError(f"linear_age_bands {list(self.linear_age_bands)} need linear_base: true (the bands shape "
+                             "the linear base's period hazard); drop them or turn the base on")
         if max(self.horizons_days) > self.horizon_days:
             raise ValueError(
                 f"horizons_days {list(self.horizons_days)} reach past the model horizon "

@@ -168,3 +168,10 @@ def test_a_band_without_closes_gets_no_shape_of_its_own() -> None:
     assert unguarded.band_coef[1, 0] < -5  # the defect: a level far below any band's with closes
     linear = fit_linear_hazard(X, rows, PERIODS, bands=Bands("lead_age_days", EDGES))
     assert linear.band_edges.tolist() == [90.0] and np.abs(linear.band_coef).max() < 3
+
+
+def test_the_config_refuses_bands_without_the_linear_base() -> None:
+    """The bands shape the linear base's period hazard: with ``linear_base: false`` they were silently ignored."""
+    with pytest.raises(ValueError, match="linear_age_bands .* need linear_base"):
+        TimeToCloseConfig(linear_base=False, linear_age_bands=(90, 180))
+    assert TimeToCloseConfig(linear_base=False).linear_age_bands == ()

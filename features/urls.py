@@ -42,6 +42,11 @@ BUILT_IN_STORE_SCHEMES = ("http", "https", "file", "uc")
 STORE_PLUGIN_GROUPS = ("mlflow.tracking_store", "mlflow.model_registry_store")
 
 
+def is_server_uri(uri: str) -> bool:
+    """A tracking server (``http(s)://``, in any case as MLflow reads it), not a local store."""
+    return uri.lower().startswith(("http://", "https://"))
+
+
 def plugin_store_schemes() -> frozenset[str]:
     """The schemes of the store plugins installed (entry points of :data:`STORE_PLUGIN_GROUPS`)."""
     from importlib.metadata import entry_points

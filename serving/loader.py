@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from features.build import features_from_payloads
 from features.schema import utc_now
+from features.urls import is_server_uri
 from serving.core import ModelInfo, ScoringConfig, ScoringCore
 from serving.settings import (  # noqa: F401  (the settings' names, also imported from here)
     DEFAULT_ALIAS,
@@ -140,7 +141,7 @@ def _client(tracking_uri: str) -> Any:
     except ValueError as exc:
         raise FileNotFoundError(f"no MLflow tracking store: {exc} (train a model first, or give --project-dir "
                                 "or --tracking-uri)") from exc
-    if tracking_uri.lower().startswith(("http://", "https://")):  # training.tracking loads matplotlib: only for a server
+    if is_server_uri(tracking_uri):  # training.tracking loads matplotlib: only for a server
         from training.tracking import reach_tracking_server
 
         reach_tracking_server(tracking_uri)  # a server that does not answer fails in seconds

@@ -38,7 +38,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTime
 from urllib3.util import Retry
 
 from features.schema import LEAD_ID
-from features.urls import has_password, masked_url, tracking_scheme_problem
+from features.urls import has_password, is_server_uri, masked_url, tracking_scheme_problem
 from training.config import AS_OF
 from training.lineage import flatten_params
 from training.model import take_rows
@@ -71,11 +71,6 @@ class TrackingTarget:
         return is_server_uri(self.uri)
 
 
-def is_server_uri(uri: str) -> bool:
-    """A tracking server (``http(s)://``, in any case as MLflow reads it), not a local store."""
-    return uri.lower().startswith(("http://", "https://"))
-
-
 def default_tracking_uri(project_dir: str | Path) -> str:
     """The embedded default: a SQLite store next to the project file."""
     return f"sqlite:///{(Path(project_dir) / MLFLOW_DB).resolve()}"
@@ -84,7 +79,7 @@ def default_tracking_uri(project_dir: str | Path) -> str:
 def tracking_target(tracking_uri: str | None, project_dir: str | Path) -> TrackingTarget:
     """Resolve the target: explicit URI, else the SQLite default; local stores keep artifacts beside the DB."""
     uri = tracking_uri or default_tracking_uri(project_dir)
-    if uri.lower().startswith(("http://", "https://", "databricks")):
+    if is_server_uri(uri) or uri.lower().startswith("databricks"):
         return TrackingTarget(uri)
     if uri.startswith("sqlite:///"):
         db_path = Path(uri.removeprefix("sqlite:///"))
